@@ -1,0 +1,229 @@
+/*
+ * relaykit.h - the whole C API of the relaykit native engine.
+ *
+ * The library moves bytes between file descriptors in native worker threads
+ * (splice(2) where the kernel allows it, read/write otherwise) and reports
+ * what happens through an event queue that the host language drains in
+ * batches. It never calls into the host language except for one optional
+ * wake-up callback.
+ *
+ * Conventions
+ * - Every function returns 0 (or a non-negative value) on success and a
+ *   negative errno-style code on failure; rk_strerror()/rk_err_name() name it.
+ * - Engines, listeners and connections are referred to by integer handles,
+ *   never by pointers: a stale handle yields -ENOENT, not a crash.
+ * - Strings are NUL-terminated UTF-8.
+ * - "Thread safety" is stated per function. "Any thread" means the function
+ *   may be called from any thread, concurrently with the engine's workers.
+ */
+#ifndef RELAYKIT_H
+#define RELAYKIT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RK_EXTERN __attribute__((visibility("default")))
+#else
+#define RK_EXTERN
+#endif
+
+#define RK_VERSION_MAJOR 0
+#define RK_VERSION_MINOR 1
+#define RK_VERSION_PATCH 0
+
+/* Error codes beyond errno. Values are negative like the errno ones. */
+#define RK_ERRNO_MAP(XX)                                                       \
+  XX(ERESOLVE, -4001, "name resolution failed")                                \
+  XX(ELIMIT, -4002, "connection limit reached")                                \
+  XX(ECLOSED, -4003, "engine is closed")                                       \
+  XX(EBADHANDLE, -4004, "no such engine handle")
+
+typedef enum {
+#define XX(name, value, text) RK_##name = value,
+  RK_ERRNO_MAP(XX)
+#undef XX
+} rk_errno_t;
+
+/* Event types in the event queue (word 0 of a record). */
+typedef enum {
+  RK_EV_ACCEPT = 1,       /* id=conn, aux=listener; words 6..11 peer address */
+  RK_EV_CONNECTED = 2,    /* id=conn: outbound connect done, relay running */
+  RK_EV_CLOSED = 3,       /* id=conn, aux=listener or 0; reason, err, counters */
+  RK_EV_REJECTED = 4,     /* aux=listener, err: an accepted socket refused */
+  RK_EV_ACCEPT_ERROR = 5, /* aux=listener, err: accept(2) failed (EMFILE...) */
+  RK_EV_LISTENER_CLOSED = 6, /* aux=listener: its fd is closed */
+  RK_EV_FD_CONNECTED = 7, /* id=request; word 2 the fd (>=0) or word 3 err */
+  RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
+} rk_event_type_t;
+
+/* Why a connection ended (word 4 of RK_EV_CLOSED). */
+typedef enum {
+  RK_END_DONE = 1,           /* both directions reached EOF and drained */
+  RK_END_RESET = 2,          /* a peer reset or an I/O error; see err */
+  RK_END_IDLE_TIMEOUT = 3,   /* no byte moved for idle_timeout_ms */
+  RK_END_CLOSED = 4,         /* closed by rk_conn_close() */
+  RK_END_CONNECT_FAILED = 5, /* outbound connect failed; see err */
+  RK_END_ENGINE_CLOSED = 6   /* the engine was freed */
+} rk_end_reason_t;
+
+/*
+ * Event record layout: RK_EVENT_WORDS uint32 words.
+ *   0 type            1 id               2 aux (listener id / fd)
+ *   3 err (int32)     4 reason           5 duration in ms
+ *   6 address family (ACCEPT)            7 peer port (ACCEPT)
+ *   8..15 CLOSED: four uint64 counters as (lo, hi) pairs:
+ *         bytes read a->b, written a->b, read b->a, written b->a
+ *   8..11 ACCEPT: peer address bytes (4 for IPv4, 16 for IPv6)
+ * Side "a" is the accepted/first fd, side "b" the outbound/second.
+ */
+#define RK_EVENT_WORDS 16
+
+/* Flags for rk_listen(). */
+#define RK_LISTEN_REUSEADDR 1u
+#define RK_LISTEN_REUSEPORT 2u
+#define RK_LISTEN_V6ONLY 4u
+
+/* Address family preference for outbound connects. */
+#define RK_FAMILY_ANY 0
+#define RK_FAMILY_PREFER_V4 1
+#define RK_FAMILY_PREFER_V6 2
+#define RK_FAMILY_ONLY_V4 3
+#define RK_FAMILY_ONLY_V6 4
+
+/* Modes for rk_conn_close(). */
+#define RK_CLOSE_GRACEFUL 0 /* stop reading, flush what was read, then FIN */
+#define RK_CLOSE_ABORT 1    /* drop everything now, reset TCP peers */
+
+/* Flags for rk_relay_fds(). */
+#define RK_RELAY_KEEP_FDS 1u /* do not close the fds when the relay ends */
+
+/* Where a connect goes. host is a name, a numeric address, or (port < 0) a
+ * Unix socket path. bind_host may be NULL or a numeric source address. */
+typedef struct {
+  const char *host;
+  int32_t port;
+  int32_t family;     /* RK_FAMILY_* */
+  int32_t timeout_ms; /* 0: no timeout */
+  const char *bind_host;
+} rk_target_t;
+
+/* Version as (major << 16) | (minor << 8) | patch. Any thread. */
+RK_EXTERN int32_t rk_version(void);
+
+/* Fill buf (NUL-terminated, truncated to len) with the message / symbolic
+ * name of an error code. Return the number of bytes written. Any thread. */
+RK_EXTERN int32_t rk_strerror_r(int32_t err, char *buf, int32_t len);
+RK_EXTERN int32_t rk_err_name_r(int32_t err, char *buf, int32_t len);
+/* Static strings for C callers. Any thread. */
+RK_EXTERN const char *rk_strerror(int32_t err);
+RK_EXTERN const char *rk_err_name(int32_t err);
+
+/* ---- engine ------------------------------------------------------------ */
+
+/* Create an engine with `threads` workers (0: number of online CPUs) and
+ * an engine-wide connection limit (0: none). Return a handle >= 0. */
+RK_EXTERN int32_t rk_engine_new(int32_t threads, int32_t max_conns);
+/* Close every listener and connection (each gets its CLOSED event with
+ * reason RK_END_ENGINE_CLOSED, still drainable until rk_engine_free),
+ * stop and join the workers. Any thread but a worker. */
+RK_EXTERN int32_t rk_engine_close(int32_t h);
+/* Release the engine after rk_engine_close. Waits for rk_engine_wait
+ * callers to return. Any thread but a worker. */
+RK_EXTERN int32_t rk_engine_free(int32_t h);
+/* Number of worker threads. Any thread. */
+RK_EXTERN int32_t rk_engine_threads(int32_t h);
+
+/* Block until the event queue is non-empty, rk_engine_wake() is called or
+ * timeout_ms passes (-1: forever). Return the number of queued events.
+ * Meant to be called on a helper thread (Deno: a nonblocking FFI symbol). */
+RK_EXTERN int32_t rk_engine_wait(int32_t h, int32_t timeout_ms);
+/* Make current and the next rk_engine_wait return at once. Any thread. */
+RK_EXTERN int32_t rk_engine_wake(int32_t h);
+/* Register a function called (on a worker thread, never with a lock held)
+ * each time the queue goes from empty to non-empty after a drain emptied it.
+ * Its return value is ignored. NULL unregisters. Any thread. */
+RK_EXTERN int32_t rk_engine_set_notify(int32_t h, void (*cb)(void));
+/* Copy up to max_events records (RK_EVENT_WORDS words each) into out and
+ * remove them from the queue. Return the number copied. Any thread. */
+RK_EXTERN int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events);
+/* Engine counters into out[0..7] as doubles: active connections, accepted
+ * total, closed total, rejected total, queued events, listeners, pipes in
+ * pools, worker threads. Any thread. */
+RK_EXTERN int32_t rk_engine_stats(int32_t h, double *out);
+
+/* Spawn `threads` threads that each post `count` RK_EV_TEST events
+ * (id = thread index, aux = sequence). For testing the event bridge. */
+RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
+
+/* ---- listeners --------------------------------------------------------- */
+
+/* Bind and listen on host:port (port < 0: Unix socket at path `host`).
+ * Nothing is accepted until rk_listener_start. opts (may be NULL, nopts
+ * may be short): [0] backlog (default 511), [1] RK_LISTEN_* flags,
+ * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none).
+ * Return a listener id > 0. Any thread. */
+RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
+                            const int32_t *opts, int32_t nopts);
+/* The bound port (0 for Unix sockets) or a negative error. Any thread. */
+RK_EXTERN int32_t rk_listener_port(int32_t h, int32_t lid);
+/* Make every accepted connection connect to the target and relay. Must be
+ * called before rk_listener_start. target->host is copied. Any thread. */
+RK_EXTERN int32_t rk_listener_set_target(int32_t h, int32_t lid,
+                                         const char *host, int32_t port,
+                                         int32_t family, int32_t timeout_ms,
+                                         const char *bind_host);
+/* Start accepting on every worker. Any thread. */
+RK_EXTERN int32_t rk_listener_start(int32_t h, int32_t lid);
+/* Stop accepting and close the listening fd (RK_EV_LISTENER_CLOSED follows).
+ * Established connections are untouched. Any thread. */
+RK_EXTERN int32_t rk_listener_close(int32_t h, int32_t lid);
+
+/* ---- connections ------------------------------------------------------- */
+
+/* Relay between side a (read fd ra, write fd wa) and side b (rb, wb). An fd
+ * of -1 means the side cannot be read or written; a direction runs only if
+ * its source is readable and its destination writable. The relay owns the
+ * fds (closes them when it ends) unless RK_RELAY_KEEP_FDS. idle_timeout_ms
+ * 0 means none. Return a connection id > 0. Any thread. */
+RK_EXTERN int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
+                               int32_t wb, uint32_t flags,
+                               int32_t idle_timeout_ms);
+/* Close a connection (RK_CLOSE_*). Its RK_EV_CLOSED follows. Any thread. */
+RK_EXTERN int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode);
+/* Live counters into out[0..7] as doubles: bytes read a->b, written a->b,
+ * read b->a, written b->a, start time (ms since the Unix epoch), last
+ * activity (ms since epoch), state (0 connecting, 1 relaying, 2 closing),
+ * listener id. Return 0 or -ENOENT. Any thread. */
+RK_EXTERN int32_t rk_conn_stats(int32_t h, int32_t id, double *out);
+/* Connect a new socket to host:port without blocking the caller; the
+ * result arrives as RK_EV_FD_CONNECTED with the fd, which then belongs to
+ * the caller. Return the request id > 0. Any thread. */
+RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
+                                int32_t family, int32_t timeout_ms,
+                                const char *bind_host);
+
+/* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
+
+/* out[0], out[1] <- a pipe (read end, write end), close-on-exec. */
+RK_EXTERN int32_t rk_fd_pipe(int32_t *out);
+/* out[0], out[1] <- a connected AF_UNIX stream socket pair. */
+RK_EXTERN int32_t rk_fd_socketpair(int32_t *out);
+/* open(2) with O_CLOEXEC added. Return the fd. */
+RK_EXTERN int32_t rk_fd_open(const char *path, int32_t flags, int32_t mode);
+/* Blocking read/write loops: write all of buf (return len), or read once
+ * up to len bytes (0 at EOF). */
+RK_EXTERN int32_t rk_fd_write(int32_t fd, const uint8_t *buf, int32_t len);
+RK_EXTERN int32_t rk_fd_read(int32_t fd, uint8_t *buf, int32_t len);
+/* shutdown(fd, SHUT_WR) for sockets, close(fd) otherwise. */
+RK_EXTERN int32_t rk_fd_shutdown_write(int32_t fd);
+RK_EXTERN int32_t rk_fd_close(int32_t fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RELAYKIT_H */

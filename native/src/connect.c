@@ -1,0 +1,754 @@
+/*
+ * connect.c - listeners, accepting, outbound connects and name resolution.
+ *
+ * Theory of operation
+ * - A listening fd is added to every worker's epoll set with EPOLLEXCLUSIVE,
+ *   so one worker wakes per incoming connection and accepts it itself: the
+ *   accepted connection lives on that worker with no hand-off.
+ * - Limits are checked right after accept(2): a connection over the engine
+ *   or listener limit is closed at once and reported (RK_EV_REJECTED with
+ *   RK_ELIMIT), so a client learns immediately instead of hanging in the
+ *   backlog.
+ * - EMFILE/ENFILE from accept pauses the listener on that worker for
+ *   RK__ACCEPT_PAUSE_MS instead of spinning on a level-triggered fd that
+ *   stays readable; it resumes on its own when the pause ends.
+ * - Outbound connects are non-blocking. A numeric address is connected at
+ *   once; a name goes to the engine's resolver thread (getaddrinfo blocks)
+ *   and the connect starts when the answer comes back to the worker. Each
+ *   resolved address is tried in order of the family preference until one
+ *   connects or the connect deadline passes.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- targets ----------------------------------------------------------- */
+
+rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
+                            int32_t timeout_ms, const char *bind_host) {
+  rk__target *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  t->host = strdup(host);
+  t->bind_host = bind_host != NULL && bind_host[0] ? strdup(bind_host) : NULL;
+  t->port = port;
+  t->family = family;
+  t->timeout_ms = timeout_ms;
+  if (t->host == NULL) {
+    rk__free_target(t);
+    return NULL;
+  }
+  return t;
+}
+
+void rk__free_target(rk__target *t) {
+  if (t == NULL)
+    return;
+  free(t->host);
+  free(t->bind_host);
+  free(t);
+}
+
+static struct addrinfo *rk__ai_new(int family, const void *sa, socklen_t len) {
+  struct addrinfo *ai = calloc(1, sizeof *ai + sizeof(struct sockaddr_storage));
+  if (ai == NULL)
+    return NULL;
+  ai->ai_family = family;
+  ai->ai_socktype = SOCK_STREAM;
+  ai->ai_addr = (struct sockaddr *)(ai + 1);
+  ai->ai_addrlen = len;
+  memcpy(ai->ai_addr, sa, len);
+  return ai;
+}
+
+/* Our own addrinfo lists (numeric and Unix) are one calloc per node and
+ * marked with ai_flags = -1 so that they are freed with free(), not
+ * freeaddrinfo(). */
+#define RK__OWN_AI (-1)
+
+void rk__ai_free(struct addrinfo *ai) {
+  if (ai == NULL)
+    return;
+  if (ai->ai_flags == RK__OWN_AI) {
+    free(ai);
+    return;
+  }
+  freeaddrinfo(ai);
+}
+
+/* Parse a numeric IPv4/IPv6 address or a Unix path (port < 0) without
+ * blocking. Return 0 with *out set, or -EINVAL if host is a name. */
+int rk__parse_numeric(const char *host, int32_t port, int family,
+                      struct addrinfo **out) {
+  struct addrinfo *ai = NULL;
+  if (port < 0) {
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(host) >= sizeof sun.sun_path)
+      return -ENAMETOOLONG;
+    strcpy(sun.sun_path, host);
+    ai = rk__ai_new(AF_UNIX, &sun, sizeof sun);
+  } else {
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6,
+                                .sin6_port = htons((uint16_t)port)};
+    const char *h = host;
+    char tmp[INET6_ADDRSTRLEN + 2];
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof tmp) {
+      memcpy(tmp, host + 1, hl - 2);
+      tmp[hl - 2] = '\0';
+      h = tmp;
+    }
+    if (inet_pton(AF_INET, h, &sin.sin_addr) == 1) {
+      if (family == RK_FAMILY_ONLY_V6)
+        return -EAFNOSUPPORT;
+      ai = rk__ai_new(AF_INET, &sin, sizeof sin);
+    } else if (inet_pton(AF_INET6, h, &sin6.sin6_addr) == 1) {
+      if (family == RK_FAMILY_ONLY_V4)
+        return -EAFNOSUPPORT;
+      ai = rk__ai_new(AF_INET6, &sin6, sizeof sin6);
+    } else {
+      return -EINVAL;
+    }
+  }
+  if (ai == NULL)
+    return -ENOMEM;
+  ai->ai_flags = RK__OWN_AI;
+  *out = ai;
+  return 0;
+}
+
+/* ---- resolver thread --------------------------------------------------- */
+
+/* Put the preferred family first, keeping the resolver's order within each
+ * family. ONLY_V4/ONLY_V6 are applied by getaddrinfo's hints already.
+ * Relinking is safe: glibc frees a list node by node along ai_next. */
+static struct addrinfo *rk__order(struct addrinfo *list, int family) {
+  if (family != RK_FAMILY_PREFER_V4 && family != RK_FAMILY_PREFER_V6)
+    return list;
+  int want = family == RK_FAMILY_PREFER_V4 ? AF_INET : AF_INET6;
+  struct addrinfo *first = NULL, **ft = &first, *rest = NULL, **rt = &rest;
+  for (struct addrinfo *ai = list; ai != NULL;) {
+    struct addrinfo *next = ai->ai_next;
+    ai->ai_next = NULL;
+    if (ai->ai_family == want) {
+      *ft = ai;
+      ft = &ai->ai_next;
+    } else {
+      *rt = ai;
+      rt = &ai->ai_next;
+    }
+    ai = next;
+  }
+  *ft = rest;
+  return first;
+}
+
+static void *rk__resolver_main(void *arg) {
+  rk__engine *e = arg;
+  pthread_mutex_lock(&e->res_lock);
+  for (;;) {
+    while (e->res_head == NULL && !e->res_stop)
+      pthread_cond_wait(&e->res_cond, &e->res_lock);
+    if (e->res_stop)
+      break;
+    rk__resolve_req *r = e->res_head;
+    e->res_head = r->next;
+    if (e->res_head == NULL)
+      e->res_tail = NULL;
+    pthread_mutex_unlock(&e->res_lock);
+
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+    if (r->family == RK_FAMILY_ONLY_V4)
+      hints.ai_family = AF_INET;
+    else if (r->family == RK_FAMILY_ONLY_V6)
+      hints.ai_family = AF_INET6;
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    struct addrinfo *ai = NULL;
+    int err = getaddrinfo(r->host, port, &hints, &ai) == 0 ? 0 : RK_ERESOLVE;
+    if (err == 0)
+      ai = rk__order(ai, r->family);
+    rk__cmd *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+      c->type = RK__CMD_RESOLVED;
+      c->id = r->conn_id;
+      c->ai = ai;
+      c->err = err;
+      rk__send(&e->workers[r->worker], c);
+    } else {
+      rk__ai_free(ai);
+    }
+    free(r->host);
+    free(r);
+    pthread_mutex_lock(&e->res_lock);
+  }
+  pthread_mutex_unlock(&e->res_lock);
+  return NULL;
+}
+
+void rk__resolve_submit(rk__engine *e, rk__conn *c) {
+  rk__resolve_req *r = calloc(1, sizeof *r);
+  if (r != NULL)
+    r->host = strdup(c->target->host);
+  if (r == NULL || r->host == NULL) {
+    free(r);
+    rk__connect_resolved(c, NULL, -ENOMEM);
+    return;
+  }
+  r->conn_id = c->id;
+  r->worker = c->w->index;
+  r->port = c->target->port;
+  r->family = c->target->family;
+  pthread_mutex_lock(&e->res_lock);
+  if (!e->res_started) {
+    if (pthread_create(&e->res_thread, NULL, rk__resolver_main, e) != 0) {
+      pthread_mutex_unlock(&e->res_lock);
+      free(r->host);
+      free(r);
+      rk__connect_resolved(c, NULL, -EAGAIN);
+      return;
+    }
+    e->res_started = 1;
+  }
+  if (e->res_tail != NULL)
+    e->res_tail->next = r;
+  else
+    e->res_head = r;
+  e->res_tail = r;
+  pthread_cond_signal(&e->res_cond);
+  pthread_mutex_unlock(&e->res_lock);
+}
+
+void rk__resolver_stop(rk__engine *e) {
+  pthread_mutex_lock(&e->res_lock);
+  int started = e->res_started;
+  e->res_stop = 1;
+  pthread_cond_signal(&e->res_cond);
+  pthread_mutex_unlock(&e->res_lock);
+  if (started)
+    pthread_join(e->res_thread, NULL);
+  while (e->res_head != NULL) {
+    rk__resolve_req *r = e->res_head;
+    e->res_head = r->next;
+    free(r->host);
+    free(r);
+  }
+  e->res_tail = NULL;
+}
+
+/* ---- outbound connects ------------------------------------------------- */
+
+static int rk__errno_reason(int err) {
+  /* the errno itself is the reason; unreachable kinds collapse into one */
+  if (err == -EHOSTUNREACH || err == -ENETDOWN || err == -EHOSTDOWN)
+    return -ENETUNREACH;
+  return err;
+}
+
+static void rk__connect_fail(rk__conn *c, int err) {
+  rk__conn_end(c, RK_END_CONNECT_FAILED, rk__errno_reason(err));
+}
+
+static void rk__set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* The outbound side is connected: start relaying (or hand the fd over). */
+static void rk__connect_done(rk__conn *c) {
+  rk__worker *w = c->w;
+  int fd = c->side[1].rfd;
+  if (c->side[1].r_registered)
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+  c->side[1].r_registered = c->side[1].w_registered = 0;
+  if (c->ai_list != NULL)
+    rk__ai_free(c->ai_list);
+  c->ai_list = c->ai_next = NULL;
+  if (c->kind == RK__KIND_CONNECT_FD) {
+    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_FD_CONNECTED, (uint32_t)c->id,
+                                    (uint32_t)fd};
+    c->side[1].rfd = c->side[1].wfd = -1; /* now the caller's */
+    c->state = RK__RELAYING;                 /* not "connecting": no event */
+    rk__post(w->e, rec);
+    rk__conn_end(c, RK_END_DONE, 0);
+    return;
+  }
+  c->dir[0].active = c->dir[1].active = 1;
+  int r = rk__side_register(w, c, &c->side[1]);
+  if (r == 0 && !c->side[0].r_registered)
+    r = rk__side_register(w, c, &c->side[0]);
+  if (r < 0) {
+    rk__conn_end(c, RK_END_RESET, r);
+    return;
+  }
+  RK__STORE(&c->state, RK__RELAYING);
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_CONNECTED, (uint32_t)c->id,
+                                  c->listener != NULL ? (uint32_t)c->listener->id
+                                                      : 0};
+  rk__post(w->e, rec);
+  rk__conn_run(c);
+}
+
+/* Try the next candidate address. */
+static void rk__connect_next(rk__conn *c, int last_err) {
+  rk__worker *w = c->w;
+  rk__target *t = c->target;
+  while (c->ai_next != NULL) {
+    struct addrinfo *ai = c->ai_next;
+    c->ai_next = ai->ai_next;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0) {
+      last_err = -errno;
+      continue;
+    }
+    if (t->bind_host != NULL && ai->ai_family != AF_UNIX) {
+      struct addrinfo *bai = NULL;
+      int r = rk__parse_numeric(t->bind_host, 0, RK_FAMILY_ANY, &bai);
+      if (r == 0 && bai->ai_family != ai->ai_family)
+        r = -EAFNOSUPPORT;
+      if (r == 0) {
+        int one = 1;
+        setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, bai->ai_addr, bai->ai_addrlen) != 0)
+          r = -errno;
+      }
+      rk__ai_free(bai);
+      if (r != 0) {
+        close(fd);
+        last_err = r;
+        continue;
+      }
+    }
+    int r;
+    RK__RETRY(r, connect(fd, ai->ai_addr, ai->ai_addrlen));
+    if (r != 0 && errno != EINPROGRESS) {
+      last_err = -errno;
+      close(fd);
+      continue;
+    }
+    rk__side_init_sock(&c->side[1], fd);
+    if (ai->ai_family != AF_UNIX)
+      rk__set_nodelay(fd);
+    if (r == 0) {
+      rk__connect_done(c);
+      return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP | EPOLLET,
+                             .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      last_err = -errno;
+      close(fd);
+      c->side[1].rfd = c->side[1].wfd = -1;
+      continue;
+    }
+    c->side[1].r_registered = c->side[1].w_registered = 1;
+    return;
+  }
+  rk__connect_fail(c, last_err);
+}
+
+void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err) {
+  if (c->state != RK__CONNECTING) {
+    rk__ai_free(ai);
+    return;
+  }
+  if (err != 0 || ai == NULL) {
+    rk__connect_fail(c, err != 0 ? err : RK_ERESOLVE);
+    return;
+  }
+  c->ai_list = c->ai_next = ai;
+  rk__connect_next(c, RK_ERESOLVE);
+}
+
+void rk__connect_start(rk__conn *c) {
+  rk__target *t = c->target;
+  if (t->timeout_ms > 0)
+    c->connect_deadline_ms = rk__now_mono() + t->timeout_ms;
+  /* The client side is watched while connecting, so that a client reset
+   * is noticed; its data waits in the kernel until the relay starts. */
+  if (c->side[0].rfd >= 0) {
+    int r = rk__side_register(c->w, c, &c->side[0]);
+    if (r < 0) {
+      rk__connect_fail(c, r);
+      return;
+    }
+  }
+  struct addrinfo *ai = NULL;
+  int r = rk__parse_numeric(t->host, t->port, t->family, &ai);
+  if (r == -EINVAL) {
+    rk__resolve_submit(c->w->e, c);
+    return;
+  }
+  rk__connect_resolved(c, ai, r);
+}
+
+void rk__connect_event(rk__conn *c, uint32_t events) {
+  int fd = c->side[1].rfd;
+  if (events == 0) { /* deadline */
+    if (fd >= 0) {
+      epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, fd, NULL);
+      close(fd);
+      c->side[1].rfd = c->side[1].wfd = -1;
+      c->side[1].r_registered = c->side[1].w_registered = 0;
+    }
+    rk__connect_fail(c, -ETIMEDOUT);
+    return;
+  }
+  /* An event on the client side while connecting: only errors matter. */
+  if (c->side[0].rfd >= 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (c->side[0].is_sock &&
+        getsockopt(c->side[0].rfd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+        err != 0) {
+      rk__conn_end(c, RK_END_RESET, -err);
+      return;
+    }
+  }
+  if (fd < 0 || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+    return;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    err = errno;
+  if (err == 0) {
+    /* EPOLLOUT without error can still come from the client fd; check
+     * that the outbound socket really is connected */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+      if (errno == ENOTCONN)
+        return; /* still in progress */
+      err = errno;
+    }
+  }
+  if (err == 0) {
+    rk__connect_done(c);
+    return;
+  }
+  epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, fd, NULL);
+  close(fd);
+  c->side[1].rfd = c->side[1].wfd = -1;
+  c->side[1].r_registered = c->side[1].w_registered = 0;
+  rk__connect_next(c, -err);
+}
+
+int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
+                      int32_t family, int32_t timeout_ms,
+                      const char *bind_host) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (e->closed_flag)
+    return RK_ECLOSED;
+  if (host == NULL || port > 65535 || timeout_ms < 0 || family < 0 ||
+      family > RK_FAMILY_ONLY_V6)
+    return -EINVAL;
+  rk__conn *c = rk__conn_new(e, RK__KIND_CONNECT_FD);
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  rk__target *t = rk__copy_target(host, port, family, timeout_ms, bind_host);
+  if (c == NULL || cmd == NULL || t == NULL) {
+    free(c);
+    free(cmd);
+    rk__free_target(t);
+    return -ENOMEM;
+  }
+  c->target = t;
+  c->owns_target = 1;
+  c->state = RK__CONNECTING;
+  rk__table_add(e, c);
+  rk__worker *w = rk__pick_worker(e);
+  c->w = w;
+  cmd->type = RK__CMD_START_CONNECT;
+  cmd->conn = c;
+  int32_t id = c->id;
+  rk__send(w, cmd);
+  return id;
+}
+
+/* ---- listeners --------------------------------------------------------- */
+
+void rk__listener_unref(rk__listener *l) {
+  if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  rk__engine *e = l->e;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener **p = &e->listeners;
+  while (*p != NULL && *p != l)
+    p = &(*p)->next;
+  if (*p == l)
+    *p = l->next;
+  e->nlisteners--;
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__free_target(l->target);
+  free(l->unix_path);
+  free(l);
+}
+
+static rk__listener *rk__listener_find(rk__engine *e, int32_t lid) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l;
+}
+
+int32_t rk_listen(int32_t h, const char *host, int32_t port,
+                  const int32_t *opts, int32_t nopts) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (e->closed_flag)
+    return RK_ECLOSED;
+  if (host == NULL || port > 65535)
+    return -EINVAL;
+  int32_t backlog = nopts > 0 && opts[0] > 0 ? opts[0] : 511;
+  uint32_t flags = nopts > 1 ? (uint32_t)opts[1] : 0;
+  int32_t max_conns = nopts > 2 ? opts[2] : 0;
+  int32_t idle = nopts > 3 ? opts[3] : 0;
+  if (max_conns < 0 || idle < 0)
+    return -EINVAL;
+
+  struct addrinfo *ai = NULL;
+  int r = rk__parse_numeric(host[0] ? host : "0.0.0.0", port, RK_FAMILY_ANY,
+                            &ai);
+  if (r == -EINVAL) {
+    /* a name such as "localhost": resolve it here, the caller expects the
+     * bind to have happened when we return */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &ai) != 0)
+      return RK_ERESOLVE;
+    r = 0;
+  }
+  if (r != 0)
+    return r;
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    r = -errno;
+    rk__ai_free(ai);
+    return r;
+  }
+  int one = 1;
+  if (ai->ai_family != AF_UNIX) {
+    if (flags & RK_LISTEN_REUSEADDR || flags == 0)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (flags & RK_LISTEN_REUSEPORT)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ai->ai_family == AF_INET6 && (flags & RK_LISTEN_V6ONLY))
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+    r = -errno;
+    close(fd);
+    rk__ai_free(ai);
+    return r;
+  }
+  int is_unix = ai->ai_family == AF_UNIX;
+  rk__ai_free(ai);
+
+  rk__listener *l = calloc(1, sizeof *l);
+  if (l == NULL) {
+    close(fd);
+    return -ENOMEM;
+  }
+  l->tag = RK__TAG_LISTENER;
+  l->id = rk__new_id(e);
+  l->fd = fd;
+  l->e = e;
+  l->max_conns = max_conns;
+  l->idle_timeout_ms = idle;
+  l->refs = 1;
+  if (is_unix)
+    l->unix_path = strdup(host);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (!is_unix && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    l->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+  pthread_mutex_lock(&e->tbl_lock);
+  l->next = e->listeners;
+  e->listeners = l;
+  e->nlisteners++;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l->id;
+}
+
+int32_t rk_listener_port(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__listener *l = rk__listener_find(e, lid);
+  return l == NULL ? -ENOENT : l->port;
+}
+
+int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
+                               int32_t port, int32_t family,
+                               int32_t timeout_ms, const char *bind_host) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__listener *l = rk__listener_find(e, lid);
+  if (l == NULL)
+    return -ENOENT;
+  if (l->started || host == NULL || port > 65535 || timeout_ms < 0 ||
+      family < 0 || family > RK_FAMILY_ONLY_V6)
+    return -EINVAL;
+  rk__target *t = rk__copy_target(host, port, family, timeout_ms, bind_host);
+  if (t == NULL)
+    return -ENOMEM;
+  rk__free_target(l->target);
+  l->target = t;
+  return 0;
+}
+
+int32_t rk_listener_start(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__listener *l = rk__listener_find(e, lid);
+  if (l == NULL)
+    return -ENOENT;
+  if (l->started || l->closing)
+    return -EINVAL;
+  if (l->target == NULL)
+    return -EDESTADDRREQ;
+  l->started = 1;
+  for (int i = 0; i < e->nworkers; i++) {
+    rk__cmd *c = calloc(1, sizeof *c);
+    if (c == NULL)
+      return -ENOMEM;
+    c->type = RK__CMD_LISTEN;
+    c->listener = l;
+    rk__send(&e->workers[i], c);
+  }
+  return 0;
+}
+
+int32_t rk_listener_close(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__listener *l = rk__listener_find(e, lid);
+  if (l == NULL || l->closing)
+    return l == NULL ? -ENOENT : 0;
+  l->closing = 1;
+  if (!l->started) {
+    close(l->fd);
+    l->fd = -1;
+    if (l->unix_path != NULL)
+      unlink(l->unix_path);
+    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
+    rk__post(e, rec);
+    rk__listener_unref(l);
+    return 0;
+  }
+  l->detach_left = e->nworkers;
+  for (int i = 0; i < e->nworkers; i++) {
+    rk__cmd *c = calloc(1, sizeof *c);
+    if (c == NULL)
+      abort(); /* a worker left holding the fd would leak it for good */
+    c->type = RK__CMD_UNLISTEN;
+    c->listener = l;
+    rk__send(&e->workers[i], c);
+  }
+  return 0;
+}
+
+/* ---- accepting --------------------------------------------------------- */
+
+static void rk__post_accept(rk__engine *e, rk__conn *c, int32_t lid) {
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ACCEPT, (uint32_t)c->id,
+                                  (uint32_t)lid};
+  rec[6] = c->peer.ss_family;
+  if (c->peer.ss_family == AF_INET) {
+    struct sockaddr_in *s = (struct sockaddr_in *)&c->peer;
+    rec[7] = ntohs(s->sin_port);
+    memcpy(&rec[8], &s->sin_addr, 4);
+  } else if (c->peer.ss_family == AF_INET6) {
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&c->peer;
+    rec[7] = ntohs(s->sin6_port);
+    memcpy(&rec[8], &s->sin6_addr, 16);
+  }
+  rk__post(e, rec);
+}
+
+void rk__accept(rk__worker *w, rk__listener *l) {
+  rk__engine *e = w->e;
+  /* Accept a bounded batch per wake-up so that one busy listener does not
+   * starve the relays on this worker. */
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+        return;
+      uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ACCEPT_ERROR, 0, (uint32_t)l->id,
+                                      (uint32_t)-err};
+      rk__post(e, rec);
+      if ((err == EMFILE || err == ENFILE || err == ENOBUFS ||
+           err == ENOMEM) &&
+          w->npaused < 64) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+        l->paused_until = rk__now_mono() + RK__ACCEPT_PAUSE_MS;
+        w->paused[w->npaused++] = l;
+      }
+      return;
+    }
+    RK__ADD(&e->accepted, 1);
+    int32_t active = RK__ADD(&e->active, 1);
+    int32_t lactive = RK__ADD(&l->active, 1);
+    if ((e->max_conns > 0 && active > e->max_conns) ||
+        (l->max_conns > 0 && lactive > l->max_conns)) {
+      RK__ADD(&e->active, -1);
+      RK__ADD(&l->active, -1);
+      RK__ADD(&e->rejected, 1);
+      close(fd);
+      uint32_t rec[RK_EVENT_WORDS] = {RK_EV_REJECTED, 0, (uint32_t)l->id,
+                                      (uint32_t)RK_ELIMIT};
+      rk__post(e, rec);
+      continue;
+    }
+    rk__conn *c = rk__conn_new(e, RK__KIND_PROXY);
+    if (c == NULL) {
+      RK__ADD(&e->active, -1);
+      RK__ADD(&l->active, -1);
+      close(fd);
+      continue;
+    }
+    memcpy(&c->peer, &ss, sizeof ss);
+    __atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+    c->listener = l;
+    c->target = l->target;
+    c->idle_timeout_ms = l->idle_timeout_ms;
+    c->state = RK__CONNECTING;
+    rk__side_init_sock(&c->side[0], fd);
+    if (ss.ss_family != AF_UNIX)
+      rk__set_nodelay(fd);
+    rk__table_add(e, c);
+    rk__conn_attach(w, c);
+    rk__post_accept(e, c, l->id);
+    rk__connect_start(c);
+  }
+}

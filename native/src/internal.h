@@ -1,0 +1,263 @@
+/* internal.h - structures shared by the engine's translation units. */
+#ifndef RK_INTERNAL_H
+#define RK_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "../include/relaykit.h"
+
+/* Retry a syscall expression while it fails with EINTR. */
+#define RK__RETRY(r, expr)                                                     \
+  do {                                                                         \
+    (r) = (expr);                                                              \
+  } while ((r) == -1 && errno == EINTR)
+
+#define RK__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define RK__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define RK__ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+
+/* A read/write buffer of this size is the unit of the non-splice path: big
+ * enough that a request/response fits in one read, small enough that 10,000
+ * busy relays hold at most 160 MiB. A read that fills it marks the direction
+ * as bulk and moves it to splice. */
+#define RK__BUF_SIZE (16 * 1024)
+/* One splice moves at most this much: the default pipe capacity (16 pages). */
+#define RK__PIPE_CHUNK (64 * 1024)
+/* Free pipes and buffers a worker keeps for reuse; beyond that they are
+ * released, so an idle engine holds at most 64 pipes and 1 MiB per worker. */
+#define RK__POOL_MAX 64
+/* Reads a direction may do in one turn before yielding to other relays. */
+#define RK__PUMP_BUDGET 16
+/* How often timeouts are checked. Timeouts are accurate to this much. */
+#define RK__SWEEP_MS 100
+/* After EMFILE/ENFILE a listener pauses this long instead of spinning. */
+#define RK__ACCEPT_PAUSE_MS 100
+#define RK__MAX_ENGINES 64
+#define RK__TABLE_BUCKETS 16384
+
+enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE };
+
+typedef struct rk__engine rk__engine;
+typedef struct rk__worker rk__worker;
+typedef struct rk__conn rk__conn;
+typedef struct rk__listener rk__listener;
+
+typedef struct rk__target {
+  char *host;
+  int32_t port; /* < 0: Unix socket path in host */
+  int32_t family;
+  int32_t timeout_ms;
+  char *bind_host;
+} rk__target;
+
+/* One side of a connection: the fd we read from and the fd we write to
+ * (the same fd for sockets and ttys). */
+typedef struct {
+  int rfd, wfd;
+  int orig_rflags, orig_wflags; /* O_NONBLOCK restored for kept fds */
+  unsigned is_sock : 1;
+  unsigned r_pollable : 1, w_pollable : 1;
+  unsigned r_registered : 1, w_registered : 1;
+} rk__side;
+
+/* One direction: bytes read from side d and written to side !d. */
+typedef struct {
+  int pipe[2];        /* -1 when not holding a pipe */
+  uint32_t pipe_bytes; /* bytes sitting in the pipe */
+  uint8_t *buf;        /* NULL when not holding a buffer */
+  uint32_t buf_off, buf_len;
+  unsigned active : 1;  /* the direction exists */
+  unsigned splice : 1;  /* splice mode (else read/write) */
+  unsigned nosplice : 1; /* splice refused once: never again */
+  unsigned eof : 1;     /* source finished (or graceful close) */
+  unsigned done : 1;    /* eof and drained and destination shut */
+  uint64_t rd, wr;      /* atomics: bytes read / written */
+} rk__dir;
+
+enum { RK__CONNECTING = 0, RK__RELAYING = 1, RK__CLOSING = 2, RK__DEAD = 3 };
+enum { RK__KIND_RELAY = 0, RK__KIND_PROXY = 1, RK__KIND_CONNECT_FD = 2 };
+
+struct rk__conn {
+  int tag; /* RK__TAG_CONN; first field, see epoll data */
+  int32_t id;
+  int kind;
+  int state; /* atomic: read by rk_conn_stats */
+  rk__worker *w;
+  rk__listener *listener; /* holds a reference, or NULL */
+  rk__side side[2];
+  rk__dir dir[2];
+  uint32_t flags;
+  int32_t idle_timeout_ms;
+  int64_t start_real_ms;
+  int64_t last_mono_ms; /* atomic */
+  int64_t start_mono_ms;
+  int64_t connect_deadline_ms; /* 0: none */
+  struct addrinfo *ai_list, *ai_next; /* outbound candidates */
+  rk__target *target; /* borrowed from the listener or owned (connect_fd) */
+  int owns_target;
+  int end_reason, end_err;
+  unsigned ready : 1; /* on the worker's ready list */
+  rk__conn *next, *prev; /* worker's list of live conns */
+  rk__conn *ready_next;
+  rk__conn *tbl_next; /* engine id table chain */
+  /* peer address for RK_EV_ACCEPT */
+  struct sockaddr_storage peer;
+};
+
+struct rk__listener {
+  int tag; /* RK__TAG_LISTENER */
+  int32_t id;
+  int fd;
+  int32_t port;
+  int32_t max_conns;
+  int32_t idle_timeout_ms;
+  int32_t active; /* atomic */
+  int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
+  int32_t detach_left; /* atomic: workers still to detach on close */
+  int started, closing;
+  rk__target *target; /* NULL: accept and post only (not used yet) */
+  rk__engine *e;
+  char *unix_path;
+  rk__listener *next; /* engine list */
+  int64_t paused_until; /* per-worker pause is approximated engine-wide */
+};
+
+enum {
+  RK__CMD_ADD_RELAY = 1,
+  RK__CMD_CLOSE,
+  RK__CMD_LISTEN,
+  RK__CMD_UNLISTEN,
+  RK__CMD_RESOLVED,
+  RK__CMD_START_CONNECT,
+  RK__CMD_STOP
+};
+
+typedef struct rk__cmd {
+  int type;
+  int32_t id;
+  int32_t arg;
+  rk__conn *conn;
+  rk__listener *listener;
+  struct addrinfo *ai;
+  int err;
+  struct rk__cmd *next;
+} rk__cmd;
+
+struct rk__worker {
+  int tag; /* RK__TAG_WAKE: the eventfd's epoll data points here */
+  int index;
+  rk__engine *e;
+  pthread_t thread;
+  int epfd, evfd;
+  pthread_mutex_t cmd_lock;
+  rk__cmd *cmd_head, *cmd_tail;
+  rk__conn *conns; /* live conns on this worker */
+  rk__conn *ready; /* conns with work left over */
+  rk__conn *dead;  /* freed after the current epoll batch */
+  int pipes[RK__POOL_MAX][2];
+  int npipes; /* atomic: read by stats */
+  uint8_t *bufs[RK__POOL_MAX];
+  int nbufs;
+  rk__listener *paused[64];
+  int npaused;
+  int64_t next_sweep;
+  int stop;
+};
+
+typedef struct rk__resolve_req {
+  int32_t conn_id;
+  int worker;
+  char *host;
+  int32_t port;
+  int32_t family;
+  struct rk__resolve_req *next;
+} rk__resolve_req;
+
+struct rk__engine {
+  int32_t handle;
+  int nworkers;
+  rk__worker *workers;
+  int32_t max_conns;
+  int32_t active; /* atomic */
+  uint64_t accepted, closed, rejected; /* atomics */
+  int32_t next_id; /* atomic */
+  uint32_t rr;     /* atomic: round-robin worker choice */
+  int closed_flag;
+
+  /* event queue */
+  pthread_mutex_t q_lock;
+  pthread_cond_t q_cond;
+  uint32_t *q; /* ring of records */
+  size_t q_cap, q_head, q_len; /* in records */
+  int q_armed;
+  int q_woken;
+  int waiters;
+  void (*notify)(void);
+
+  /* id -> conn table */
+  pthread_mutex_t tbl_lock;
+  rk__conn *tbl[RK__TABLE_BUCKETS];
+  rk__listener *listeners;
+  int nlisteners;
+
+  /* resolver thread */
+  pthread_mutex_t res_lock;
+  pthread_cond_t res_cond;
+  rk__resolve_req *res_head, *res_tail;
+  int res_started, res_stop;
+  pthread_t res_thread;
+
+  /* test posters */
+  pthread_t *test_threads;
+  int ntest;
+};
+
+/* engine.c */
+rk__engine *rk__engine_get(int32_t h);
+int64_t rk__now_mono(void);
+int64_t rk__now_real(void);
+int32_t rk__new_id(rk__engine *e);
+void rk__post(rk__engine *e, const uint32_t *rec);
+void rk__send(rk__worker *w, rk__cmd *c);
+void rk__table_add(rk__engine *e, rk__conn *c);
+void rk__table_del(rk__engine *e, rk__conn *c);
+rk__conn *rk__table_find_locked(rk__engine *e, int32_t id);
+rk__worker *rk__pick_worker(rk__engine *e);
+void rk__listener_unref(rk__listener *l);
+void rk__resolve_submit(rk__engine *e, rk__conn *c);
+void rk__resolver_stop(rk__engine *e);
+
+/* relay.c */
+rk__conn *rk__conn_new(rk__engine *e, int kind);
+void rk__conn_attach(rk__worker *w, rk__conn *c);
+void rk__conn_run(rk__conn *c);
+void rk__conn_event(rk__conn *c, uint32_t events);
+void rk__conn_end(rk__conn *c, int reason, int err);
+void rk__conn_close_cmd(rk__conn *c, int mode);
+void rk__side_init(rk__side *s, int rfd, int wfd);
+void rk__side_init_sock(rk__side *s, int fd);
+int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s);
+void rk__worker_release_pools(rk__worker *w);
+void rk__sweep(rk__worker *w, int64_t now);
+void rk__mark_ready(rk__conn *c);
+
+/* connect.c */
+void rk__connect_start(rk__conn *c);
+void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
+void rk__connect_event(rk__conn *c, uint32_t events);
+void rk__accept(rk__worker *w, rk__listener *l);
+int rk__parse_numeric(const char *host, int32_t port, int family,
+                      struct addrinfo **out);
+void rk__free_target(rk__target *t);
+void rk__ai_free(struct addrinfo *ai);
+rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
+                            int32_t timeout_ms, const char *bind_host);
+
+#endif

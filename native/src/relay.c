@@ -1,0 +1,606 @@
+/*
+ * relay.c - moving bytes between the two sides of a connection.
+ *
+ * Theory of operation
+ * A connection has two sides (0 = "a", the accepted or first fd; 1 = "b",
+ * the outbound or second fd) and two directions: direction d reads side d
+ * and writes side !d. Each direction is in one of these states:
+ *
+ *   EMPTY    nothing held; read the source when it is readable
+ *   PENDING  bytes held (in a pipe, or in a buffer); write them to the
+ *            destination before reading anything else - this is the whole
+ *            of backpressure: a direction never holds more than one chunk
+ *   EOF      the source ended (or a graceful close); once PENDING is
+ *            flushed, the destination is shut for writing -> DONE
+ *   DONE     nothing more will move this way
+ *
+ * Bytes move with splice(2) source -> pipe -> destination when the
+ * direction is in splice mode, and with read(2)/write(2) through a 16 KiB
+ * buffer otherwise. Every direction starts with read/write, which costs
+ * the same two syscalls per chunk as splice for small messages and needs
+ * no pipe; a read that fills the whole buffer shows a bulk transfer and
+ * switches the direction to splice (the idea of haproxy's splice-auto).
+ * EINVAL/ENOSYS from splice (files opened O_APPEND, some devices) means
+ * "splice unsupported here": bytes already in the pipe are read back into
+ * the buffer and the direction stays on read/write for good.
+ *
+ * Pipes and buffers come from per-worker pools and go back as soon as the
+ * direction is EMPTY, so idle relays hold neither.
+ *
+ * Every fd is registered once, edge-triggered, for all the events it can
+ * produce; any event runs both directions until each is blocked (EAGAIN)
+ * or has used its budget of RK__PUMP_BUDGET reads, in which case the
+ * connection goes on the worker's ready list for another turn. Regular
+ * files cannot be polled: they are always ready.
+ *
+ * A connection ends when every active direction is DONE (reason DONE), on
+ * an I/O error (RESET: the other TCP peer is reset too, so it learns the
+ * stream was cut), on idle timeout, on rk_conn_close, or when the engine
+ * closes. No byte that was read is dropped except by an error or ABORT.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- pools ------------------------------------------------------------- */
+
+static int rk__pipe_get(rk__worker *w, int p[2]) {
+  if (w->npipes > 0) {
+    int n = --w->npipes;
+    p[0] = w->pipes[n][0];
+    p[1] = w->pipes[n][1];
+    RK__STORE(&w->npipes, n);
+    return 0;
+  }
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+    return -errno;
+  return 0;
+}
+
+static void rk__pipe_put(rk__worker *w, int p[2]) {
+  if (w->npipes < RK__POOL_MAX) {
+    w->pipes[w->npipes][0] = p[0];
+    w->pipes[w->npipes][1] = p[1];
+    RK__STORE(&w->npipes, w->npipes + 1);
+  } else {
+    close(p[0]);
+    close(p[1]);
+  }
+  p[0] = p[1] = -1;
+}
+
+static uint8_t *rk__buf_get(rk__worker *w) {
+  if (w->nbufs > 0)
+    return w->bufs[--w->nbufs];
+  return malloc(RK__BUF_SIZE);
+}
+
+static void rk__buf_put(rk__worker *w, uint8_t *b) {
+  if (w->nbufs < RK__POOL_MAX)
+    w->bufs[w->nbufs++] = b;
+  else
+    free(b);
+}
+
+void rk__worker_release_pools(rk__worker *w) {
+  while (w->npipes > 0) {
+    w->npipes--;
+    close(w->pipes[w->npipes][0]);
+    close(w->pipes[w->npipes][1]);
+  }
+  while (w->nbufs > 0)
+    free(w->bufs[--w->nbufs]);
+}
+
+/* ---- connection lifecycle ---------------------------------------------- */
+
+rk__conn *rk__conn_new(rk__engine *e, int kind) {
+  rk__conn *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->tag = RK__TAG_CONN;
+  c->id = rk__new_id(e);
+  c->kind = kind;
+  for (int s = 0; s < 2; s++) {
+    c->side[s].rfd = c->side[s].wfd = -1;
+    c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1;
+  }
+  c->start_real_ms = rk__now_real();
+  c->start_mono_ms = rk__now_mono();
+  c->last_mono_ms = c->start_mono_ms;
+  return c;
+}
+
+void rk__side_init(rk__side *s, int rfd, int wfd) {
+  s->rfd = rfd;
+  s->wfd = wfd;
+  s->r_pollable = s->w_pollable = 1;
+  int fd = rfd >= 0 ? rfd : wfd;
+  struct stat st;
+  s->is_sock = fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  if (rfd >= 0) {
+    s->orig_rflags = fcntl(rfd, F_GETFL);
+    fcntl(rfd, F_SETFL, s->orig_rflags | O_NONBLOCK);
+  }
+  if (wfd >= 0 && wfd != rfd) {
+    s->orig_wflags = fcntl(wfd, F_GETFL);
+    fcntl(wfd, F_SETFL, s->orig_wflags | O_NONBLOCK);
+  }
+}
+
+void rk__side_init_sock(rk__side *s, int fd) {
+  s->rfd = s->wfd = fd;
+  s->is_sock = 1;
+  s->r_pollable = s->w_pollable = 1;
+  s->orig_rflags = s->orig_wflags = O_RDWR; /* created non-blocking by us */
+}
+
+static int rk__reg(rk__worker *w, rk__conn *c, int fd, uint32_t events) {
+  struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = c};
+  if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+    return 1;
+  return errno == EPERM ? 0 : -errno; /* EPERM: a regular file */
+}
+
+int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
+  if (s->rfd >= 0 && s->rfd == s->wfd) {
+    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+    if (r < 0)
+      return r;
+    s->r_registered = s->w_registered = (unsigned)r;
+    s->r_pollable = s->w_pollable = (unsigned)r;
+    return 0;
+  }
+  if (s->rfd >= 0) {
+    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLRDHUP);
+    if (r < 0)
+      return r;
+    s->r_registered = s->r_pollable = (unsigned)r;
+  }
+  if (s->wfd >= 0) {
+    int r = rk__reg(w, c, s->wfd, EPOLLOUT);
+    if (r < 0)
+      return r;
+    s->w_registered = s->w_pollable = (unsigned)r;
+  }
+  return 0;
+}
+
+void rk__conn_attach(rk__worker *w, rk__conn *c) {
+  c->w = w;
+  c->next = w->conns;
+  c->prev = NULL;
+  if (w->conns != NULL)
+    w->conns->prev = c;
+  w->conns = c;
+}
+
+void rk__mark_ready(rk__conn *c) {
+  if (!c->ready) {
+    c->ready = 1;
+    c->ready_next = c->w->ready;
+    c->w->ready = c;
+  }
+}
+
+static void rk__put_u64(uint32_t *rec, int word, uint64_t v) {
+  rec[word] = (uint32_t)v;
+  rec[word + 1] = (uint32_t)(v >> 32);
+}
+
+static void rk__abort_sock(int fd) {
+  struct linger lg = {1, 0}; /* close() sends RST */
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+static void rk__side_close(rk__worker *w, rk__conn *c, rk__side *s, int rst) {
+  int keep = (c->flags & RK_RELAY_KEEP_FDS) != 0;
+  if (s->r_registered)
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rfd, NULL);
+  if (s->w_registered && s->wfd != s->rfd)
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->wfd, NULL);
+  if (keep) {
+    if (s->rfd >= 0)
+      fcntl(s->rfd, F_SETFL, s->orig_rflags);
+    if (s->wfd >= 0 && s->wfd != s->rfd)
+      fcntl(s->wfd, F_SETFL, s->orig_wflags);
+  } else {
+    if (rst && s->is_sock && s->rfd >= 0)
+      rk__abort_sock(s->rfd);
+    if (s->rfd >= 0)
+      close(s->rfd);
+    if (s->wfd >= 0 && s->wfd != s->rfd)
+      close(s->wfd);
+  }
+  s->rfd = s->wfd = -1;
+}
+
+void rk__conn_end(rk__conn *c, int reason, int err) {
+  rk__worker *w = c->w;
+  rk__engine *e = w->e;
+  if (c->state == RK__DEAD)
+    return;
+  int was_connecting = c->state == RK__CONNECTING;
+  RK__STORE(&c->state, RK__DEAD);
+  rk__table_del(e, c);
+
+  /* Side a of an accepted connection whose peer was reset, or any abort,
+   * resets the TCP peers; a clean end closes normally. */
+  int rst = reason == RK_END_RESET ||
+            (reason == RK_END_CLOSED && err == -ECONNABORTED);
+  for (int s = 0; s < 2; s++)
+    rk__side_close(w, c, &c->side[s], rst);
+  for (int d = 0; d < 2; d++) {
+    rk__dir *dir = &c->dir[d];
+    if (dir->pipe[0] >= 0) {
+      if (dir->pipe_bytes == 0) {
+        rk__pipe_put(w, dir->pipe);
+      } else { /* not empty: cannot be reused */
+        close(dir->pipe[0]);
+        close(dir->pipe[1]);
+      }
+    }
+    if (dir->buf != NULL)
+      rk__buf_put(w, dir->buf);
+    dir->buf = NULL;
+  }
+  rk__ai_free(c->ai_list);
+  c->ai_list = c->ai_next = NULL;
+  if (c->owns_target)
+    rk__free_target(c->target);
+  c->target = NULL;
+
+  if (c->kind != RK__KIND_CONNECT_FD || was_connecting) {
+    uint32_t rec[RK_EVENT_WORDS] = {0};
+    rec[0] = c->kind == RK__KIND_CONNECT_FD ? RK_EV_FD_CONNECTED : RK_EV_CLOSED;
+    rec[1] = (uint32_t)c->id;
+    rec[2] = c->kind == RK__KIND_CONNECT_FD
+                 ? (uint32_t)-1
+                 : (c->listener != NULL ? (uint32_t)c->listener->id : 0);
+    rec[3] = (uint32_t)err;
+    rec[4] = (uint32_t)reason;
+    rec[5] = (uint32_t)(rk__now_mono() - c->start_mono_ms);
+    rk__put_u64(rec, 8, RK__LOAD(&c->dir[0].rd));
+    rk__put_u64(rec, 10, RK__LOAD(&c->dir[0].wr));
+    rk__put_u64(rec, 12, RK__LOAD(&c->dir[1].rd));
+    rk__put_u64(rec, 14, RK__LOAD(&c->dir[1].wr));
+    rk__post(e, rec);
+  }
+
+  if (c->kind != RK__KIND_CONNECT_FD) {
+    RK__ADD(&e->active, -1);
+    RK__ADD(&e->closed, 1);
+  }
+  if (c->listener != NULL) {
+    RK__ADD(&c->listener->active, -1);
+    rk__listener_unref(c->listener);
+    c->listener = NULL;
+  }
+  /* unlink from the worker's list; free after the epoll batch */
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    w->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  c->next = w->dead;
+  w->dead = c;
+}
+
+/* ---- pumping ----------------------------------------------------------- */
+
+static void rk__touch(rk__conn *c) {
+  RK__STORE(&c->last_mono_ms, rk__now_mono());
+}
+
+static int rk__is_unsupported(int err) {
+  return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;
+}
+
+static void rk__shut_dst(rk__side *dst) {
+  if (dst->wfd < 0)
+    return;
+  if (dst->is_sock)
+    shutdown(dst->wfd, SHUT_WR);
+  /* A separate write-only fd (a pipe or file) is closed by the end of the
+   * relay; a pipe reader sees EOF then. Closing it here would let the fd
+   * number be reused while it is still registered. */
+}
+
+/* Flush what direction d holds. Return 1 when all flushed, 0 when the
+ * destination is full, or a negative errno. */
+static int rk__flush(rk__conn *c, int d) {
+  rk__dir *dir = &c->dir[d];
+  rk__side *dst = &c->side[!d];
+  rk__worker *w = c->w;
+  ssize_t n;
+  for (;;) {
+    if (dir->buf != NULL && dir->buf_off < dir->buf_len) {
+      RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
+                         dir->buf_len - dir->buf_off));
+      if (n < 0)
+        return errno == EAGAIN ? 0 : -errno;
+      dir->buf_off += (uint32_t)n;
+      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__touch(c);
+      continue;
+    }
+    if (dir->pipe_bytes > 0 && dir->splice) {
+      RK__RETRY(n, splice(dir->pipe[0], NULL, dst->wfd, NULL, dir->pipe_bytes,
+                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+      if (n < 0) {
+        if (errno == EAGAIN)
+          return 0;
+        if (!rk__is_unsupported(errno))
+          return -errno;
+        dir->splice = 0;
+        dir->nosplice = 1;
+        continue; /* drained through the buffer below */
+      }
+      dir->pipe_bytes -= (uint32_t)n;
+      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__touch(c);
+      continue;
+    }
+    if (dir->pipe_bytes > 0) {
+      /* read/write mode with bytes left in the pipe: move them into the
+       * (empty) buffer, oldest first, and write them from there */
+      if (dir->buf == NULL && (dir->buf = rk__buf_get(w)) == NULL)
+        return -ENOMEM;
+      uint32_t want = dir->pipe_bytes < RK__BUF_SIZE ? dir->pipe_bytes
+                                                     : RK__BUF_SIZE;
+      RK__RETRY(n, read(dir->pipe[0], dir->buf, want));
+      if (n <= 0)
+        return n < 0 ? -errno : -EIO;
+      dir->pipe_bytes -= (uint32_t)n;
+      dir->buf_off = 0;
+      dir->buf_len = (uint32_t)n;
+      continue;
+    }
+    break;
+  }
+  /* everything is out: give back what we hold */
+  if (dir->buf != NULL) {
+    rk__buf_put(w, dir->buf);
+    dir->buf = NULL;
+    dir->buf_off = dir->buf_len = 0;
+  }
+  if (dir->pipe[0] >= 0)
+    rk__pipe_put(w, dir->pipe);
+  return 1;
+}
+
+/* Run direction d until it blocks. Return 0, or a negative errno. */
+static int rk__pump(rk__conn *c, int d) {
+  rk__dir *dir = &c->dir[d];
+  rk__side *src = &c->side[d];
+  rk__worker *w = c->w;
+  if (!dir->active || dir->done)
+    return 0;
+  for (int budget = RK__PUMP_BUDGET;; budget--) {
+    int r = rk__flush(c, d);
+    if (r <= 0)
+      return r;
+    if (dir->eof) {
+      rk__shut_dst(&c->side[!d]);
+      dir->done = 1;
+      return 0;
+    }
+    if (budget == 0) {
+      rk__mark_ready(c);
+      return 0;
+    }
+    ssize_t n;
+    if (dir->splice) {
+      if (dir->pipe[0] < 0 && rk__pipe_get(w, dir->pipe) < 0) {
+        dir->splice = 0; /* out of fds for pipes: read/write still works */
+        continue;
+      }
+      RK__RETRY(n, splice(src->rfd, NULL, dir->pipe[1], NULL, RK__PIPE_CHUNK,
+                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+      if (n < 0) {
+        int err = errno;
+        rk__pipe_put(w, dir->pipe); /* empty */
+        if (err == EAGAIN)
+          return 0;
+        if (!rk__is_unsupported(err))
+          return -err;
+        dir->splice = 0;
+        dir->nosplice = 1;
+        continue;
+      }
+      if (n == 0) {
+        rk__pipe_put(w, dir->pipe);
+        dir->eof = 1;
+        continue;
+      }
+      dir->pipe_bytes = (uint32_t)n;
+    } else {
+      if (dir->buf == NULL && (dir->buf = rk__buf_get(w)) == NULL)
+        return -ENOMEM;
+      RK__RETRY(n, read(src->rfd, dir->buf, RK__BUF_SIZE));
+      if (n < 0) {
+        int err = errno;
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        return err == EAGAIN ? 0 : -err;
+      }
+      if (n == 0) {
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        dir->eof = 1;
+        continue;
+      }
+      dir->buf_off = 0;
+      dir->buf_len = (uint32_t)n;
+      if (n == RK__BUF_SIZE && !dir->nosplice)
+        dir->splice = 1; /* bulk: the next read goes through a pipe */
+    }
+    RK__ADD(&dir->rd, (uint64_t)n);
+    rk__touch(c);
+  }
+}
+
+void rk__conn_run(rk__conn *c) {
+  if (c->state != RK__RELAYING && c->state != RK__CLOSING)
+    return;
+  for (int d = 0; d < 2; d++) {
+    int r = rk__pump(c, d);
+    if (r < 0) {
+      rk__conn_end(c, RK_END_RESET, r);
+      return;
+    }
+  }
+  if ((!c->dir[0].active || c->dir[0].done) &&
+      (!c->dir[1].active || c->dir[1].done))
+    rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
+}
+
+void rk__conn_event(rk__conn *c, uint32_t events) {
+  if (c->state == RK__DEAD)
+    return;
+  if (c->state == RK__CONNECTING) {
+    rk__connect_event(c, events);
+    return;
+  }
+  if (events & EPOLLERR) {
+    /* An error on a socket whose direction is paused would otherwise go
+     * unseen until the other side drains. */
+    for (int s = 0; s < 2; s++) {
+      if (!c->side[s].is_sock)
+        continue;
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (getsockopt(c->side[s].rfd >= 0 ? c->side[s].rfd : c->side[s].wfd,
+                     SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+          err != 0) {
+        rk__conn_end(c, RK_END_RESET, -err);
+        return;
+      }
+    }
+  }
+  rk__conn_run(c);
+}
+
+void rk__conn_close_cmd(rk__conn *c, int mode) {
+  if (mode == RK_CLOSE_ABORT || c->state == RK__CONNECTING) {
+    rk__conn_end(c, RK_END_CLOSED,
+                 mode == RK_CLOSE_ABORT ? -ECONNABORTED : 0);
+    return;
+  }
+  RK__STORE(&c->state, RK__CLOSING);
+  c->dir[0].eof = c->dir[1].eof = 1; /* stop reading, flush, then FIN */
+  rk__conn_run(c);
+}
+
+void rk__sweep(rk__worker *w, int64_t now) {
+  rk__conn *c = w->conns;
+  while (c != NULL) {
+    rk__conn *next = c->next;
+    if (c->state == RK__CONNECTING) {
+      if (c->connect_deadline_ms != 0 && now >= c->connect_deadline_ms)
+        rk__connect_event(c, 0); /* 0 events: the deadline passed */
+    } else if (c->idle_timeout_ms > 0 &&
+               now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms) {
+      rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);
+    }
+    c = next;
+  }
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
+                     int32_t wb, uint32_t flags, int32_t idle_timeout_ms) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (e->closed_flag)
+    return RK_ECLOSED;
+  int32_t fds[4] = {ra, wa, rb, wb};
+  for (int i = 0; i < 4; i++)
+    if (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0)
+      return -EBADF;
+  int dir0 = ra >= 0 && wb >= 0, dir1 = rb >= 0 && wa >= 0;
+  if (!dir0 && !dir1)
+    return -EINVAL; /* nothing could ever move */
+  if (idle_timeout_ms < 0)
+    return -EINVAL;
+  if (e->max_conns > 0 && RK__LOAD(&e->active) >= e->max_conns)
+    return RK_ELIMIT;
+  rk__conn *c = rk__conn_new(e, RK__KIND_RELAY);
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (c == NULL || cmd == NULL) {
+    free(c);
+    free(cmd);
+    return -ENOMEM;
+  }
+  c->flags = flags;
+  c->idle_timeout_ms = idle_timeout_ms;
+  rk__side_init(&c->side[0], ra, wa);
+  rk__side_init(&c->side[1], rb, wb);
+  c->dir[0].active = (unsigned)dir0;
+  c->dir[1].active = (unsigned)dir1;
+  c->state = RK__RELAYING;
+  RK__ADD(&e->active, 1);
+  rk__table_add(e, c);
+  rk__worker *w = rk__pick_worker(e);
+  c->w = w;
+  cmd->type = RK__CMD_ADD_RELAY;
+  cmd->conn = c;
+  int32_t id = c->id; /* c may be gone once the worker has it */
+  rk__send(w, cmd);
+  return id;
+}
+
+int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (mode != RK_CLOSE_GRACEFUL && mode != RK_CLOSE_ABORT)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  rk__worker *w = c != NULL ? c->w : NULL;
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (w == NULL)
+    return -ENOENT;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL)
+    return -ENOMEM;
+  cmd->type = RK__CMD_CLOSE;
+  cmd->id = id;
+  cmd->arg = mode;
+  rk__send(w, cmd);
+  return 0;
+}
+
+int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  if (c == NULL) {
+    pthread_mutex_unlock(&e->tbl_lock);
+    return -ENOENT;
+  }
+  out[0] = (double)RK__LOAD(&c->dir[0].rd);
+  out[1] = (double)RK__LOAD(&c->dir[0].wr);
+  out[2] = (double)RK__LOAD(&c->dir[1].rd);
+  out[3] = (double)RK__LOAD(&c->dir[1].wr);
+  out[4] = (double)c->start_real_ms;
+  int64_t now_mono = rk__now_mono();
+  out[5] = (double)(rk__now_real() - (now_mono - RK__LOAD(&c->last_mono_ms)));
+  out[6] = RK__LOAD(&c->state);
+  out[7] = c->listener != NULL ? c->listener->id : 0;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return 0;
+}

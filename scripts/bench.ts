@@ -1,0 +1,1418 @@
+/**
+ * relaykit benchmark: runs relaykit and its peers side by side, in one run, on
+ * the same loopback path, and prints one row per proxy plus ratios.
+ *
+ *   node_modules/.bin/deno run -A scripts/bench.ts [options]
+ *   node_modules/.bin/bun scripts/bench.ts [options]
+ *
+ * Options:
+ *   --only a,b,c     run only these proxies (a trailing * matches a prefix,
+ *                    e.g. --only 'direct,haproxy,relaykit-*')
+ *   --duration S     length of each workload in seconds (default 5)
+ *   --quick          shorthand for --duration 2
+ *   --idle-conns N   idle connections for the memory workload (default 2000)
+ *   --json FILE      also write the results as JSON to FILE
+ *   --no-install     never run apt-get; fail if a peer binary is missing
+ *   --list           print the proxy table and exit
+ *
+ * Peers (Debian packages haproxy, nginx-light, iperf3, wrk) are installed with
+ * apt-get when missing.  Backends, configs and ports are all created by this
+ * script in a temporary directory that is removed on exit.
+ *
+ * Workloads, for every proxy, each against a freshly started proxy process:
+ *   bulk    iperf3 -c through the proxy to `iperf3 -s`          -> Gbit/s
+ *   rps     wrk -t1 -c50 keep-alive, then with Connection: close, through the
+ *           proxy to nginx `return 200` (one worker)            -> req/s, p99;
+ *           utime+stime of the proxy process during each run    -> CPU µs per
+ *           request and per (closed) connection
+ *   idle    N idle connections (1 byte each) through the proxy to a hold
+ *           server; VmRSS growth of the proxy                    -> bytes/conn
+ *
+ * Load generator, backend and proxy share the machine's cores, so only ratios
+ * taken within one run are meaningful.
+ *
+ * Only node: modules are used so that the script runs unchanged on Deno and Bun.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import process from "node:process";
+
+// ---------------------------------------------------------------------------
+// Options
+
+interface Options {
+  only: string[] | null;
+  durationS: number;
+  idleConns: number;
+  json: string | null;
+  install: boolean;
+  list: boolean;
+}
+
+function usage(): never {
+  const header = fs.readFileSync(new URL(import.meta.url), "utf8")
+    .split("*/")[0];
+  console.error(header.replace(/^\/\*\*\n?|^ \* ?/gm, "").trimEnd());
+  process.exit(2);
+}
+
+function parseOptions(args: string[]): Options {
+  const opts: Options = {
+    only: null,
+    durationS: 5,
+    idleConns: 2000,
+    json: null,
+    install: true,
+    list: false,
+  };
+  const value = (i: number): string => {
+    if (i >= args.length) usage();
+    return args[i];
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    // Accept both "--opt value" and "--opt=value".
+    const [flag, inline] = a.includes("=") ? a.split(/=(.*)/s, 2) : [a, null];
+    const arg = (): string => inline ?? value(++i);
+    switch (flag) {
+      case "--only":
+        opts.only = arg().split(",").map((s) => s.trim()).filter(Boolean);
+        break;
+      case "--duration":
+        opts.durationS = Number(arg());
+        break;
+      case "--quick":
+        opts.durationS = 2;
+        break;
+      case "--idle-conns":
+        opts.idleConns = Number(arg());
+        break;
+      case "--json":
+        opts.json = arg();
+        break;
+      case "--no-install":
+        opts.install = false;
+        break;
+      case "--list":
+        opts.list = true;
+        break;
+      default:
+        usage();
+    }
+  }
+  if (!(opts.durationS >= 1) || !Number.isInteger(opts.durationS)) usage();
+  if (!(opts.idleConns >= 1) || !Number.isInteger(opts.idleConns)) usage();
+  return opts;
+}
+
+// ---------------------------------------------------------------------------
+// Small utilities
+
+const REPO = decodeURIComponent(new URL("..", import.meta.url).pathname)
+  .replace(/\/$/, "");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (msg: string) => process.stderr.write(msg + "\n");
+
+/** Finds an executable on PATH, also looking in the sbin directories. */
+function findBin(name: string): string | null {
+  const dirs = (process.env.PATH ?? "").split(":").concat(
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/sbin",
+  );
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const p = `${dir}/${name}`;
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+function isElf(path: string): boolean {
+  try {
+    const fd = fs.openSync(path, "r");
+    const buf = new Uint8Array(4);
+    fs.readSync(fd, buf, 0, 4, 0);
+    fs.closeSync(fd);
+    return buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c &&
+      buf[3] === 0x46;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolves the real runtime executable.  node_modules/.bin/deno may be the npm
+ * package's node wrapper (bin.cjs, which spawnSync()s the binary), and
+ * node_modules/.bin/bun may be a stub: running a proxy through such a wrapper
+ * would put a node process between us and the runtime, so /proc figures would
+ * be read from the wrong PID.  We therefore run the ELF binary directly.
+ */
+function resolveRuntime(candidates: string[], pathName: string): string | null {
+  for (const c of candidates) {
+    const abs = c.startsWith("/") ? c : `${REPO}/${c}`;
+    try {
+      const real = fs.realpathSync(abs);
+      if (isElf(real)) return real;
+    } catch {
+      // missing
+    }
+  }
+  const onPath = findBin(pathName);
+  if (onPath && isElf(fs.realpathSync(onPath))) return fs.realpathSync(onPath);
+  return null;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n").map((l) => l.trim()).find(Boolean) ?? "";
+}
+
+function versionOf(cmd: string | null, args: string[], re: RegExp): string {
+  if (!cmd) return "missing";
+  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 10_000 });
+  const m = `${r.stdout ?? ""}\n${r.stderr ?? ""}`.match(re);
+  return m ? m[1] : "?";
+}
+
+// ---------------------------------------------------------------------------
+// Child-process bookkeeping and cleanup
+
+/** Every child we started; each leads its own process group (detached). */
+const children = new Set<ChildProcess>();
+let tmpDir = "";
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Signals the child's whole process group (covers wrappers and workers). */
+function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, sig);
+  } catch {
+    try {
+      child.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (alive(child)) {
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    signalGroup(child, "SIGTERM");
+    await Promise.race([exited, sleep(3000)]);
+  }
+  // Also reaps any grandchild left in the group after the leader exited.
+  signalGroup(child, "SIGKILL");
+  children.delete(child);
+}
+
+/** Synchronous last-resort cleanup, safe to call from exit/signal handlers. */
+function cleanupSync(): void {
+  for (const child of children) signalGroup(child, "SIGKILL");
+  children.clear();
+  if (tmpDir) {
+    try {
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+    tmpDir = "";
+  }
+}
+
+process.on("exit", cleanupSync);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(sig, () => {
+    log(`\n${sig}: stopping children and removing ${tmpDir || "temp dir"}`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+/**
+ * Raises the fd limit as far as allowed, then execs argv.  The proxies and
+ * the idle-connection helpers need a few thousand descriptors; node:process
+ * cannot change rlimits, but a shell in between can (and `exec` keeps the
+ * PID, so the PID we get is the program's own).
+ */
+function withFdLimit(argv: string[]): [string, string[]] {
+  const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ' +
+    'exec "$@"';
+  return ["bash", ["-c", script, "bench", ...argv]];
+}
+
+const CHILD_ENV = {
+  ...process.env,
+  NO_COLOR: "1",
+  DENO_NO_UPDATE_CHECK: "1",
+  DENO_NO_PROMPT: "1",
+};
+
+interface Started {
+  child: ChildProcess;
+  pid: number;
+  /** First 64 KiB of combined stdout+stderr. */
+  output(): string;
+}
+
+/** Spawns a long-running child (own process group, output captured). */
+function startChild(argv: string[]): Started {
+  const [cmd, args] = withFdLimit(argv);
+  const child = spawn(cmd, args, {
+    cwd: REPO,
+    env: CHILD_ENV,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let out = "";
+  const keep = (chunk: Uint8Array | string) => {
+    if (out.length < 65536) out += chunk.toString();
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  child.on("error", (e) => keep(`spawn error: ${e.message}\n`));
+  return { child, pid: child.pid ?? -1, output: () => out };
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a command to completion, killing it after timeoutMs. */
+function run(argv: string[], timeoutMs: number): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0], argv.slice(1), {
+      cwd: REPO,
+      env: CHILD_ENV,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    child.stdout?.on("data", (c) => (stdout += c.toString()));
+    child.stderr?.on("data", (c) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signalGroup(child, "SIGKILL");
+    }, timeoutMs);
+    const finish = (code: number | null) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, stdout, stderr, timedOut });
+    };
+    child.on("error", (e) => {
+      stderr += e.message;
+      finish(null);
+    });
+    child.on("close", (code) => finish(code));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// /proc helpers
+
+/** Inode of a TCP socket listening on the port (IPv4 or IPv6), if any. */
+function listenInode(port: number): string | null {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] = local addr:port, f[3] = state (0A = LISTEN), f[9] = inode
+      if (f.length > 9 && f[3] === "0A" && f[1].endsWith(`:${hexPort}`)) {
+        return f[9];
+      }
+    }
+  }
+  return null;
+}
+
+/** Fields of /proc/PID/stat after the ")" closing comm (state is index 0). */
+function statFields(pid: number): string[] | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null;
+  }
+}
+
+/** pid plus all of its descendants. */
+function processTree(root: number): number[] {
+  const byParent = new Map<number, number[]>();
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    if (!byParent.has(ppid)) byParent.set(ppid, []);
+    byParent.get(ppid)!.push(Number(name));
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    const p = queue.shift()!;
+    out.push(p);
+    queue.push(...(byParent.get(p) ?? []));
+  }
+  return out;
+}
+
+/** Which of the pids holds the socket with this inode. */
+function socketOwner(pids: number[], inode: string): number | null {
+  const target = `socket:[${inode}]`;
+  for (const pid of pids) {
+    try {
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === target) return pid;
+        } catch {
+          // fd closed meanwhile
+        }
+      }
+    } catch {
+      // process gone or not ours
+    }
+  }
+  return null;
+}
+
+const CLK_TCK = Number(
+  spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim(),
+) || 100;
+
+/**
+ * CPU seconds (utime+stime) of the processes.  /proc/PID/stat of a thread
+ * group leader already sums all of its threads, live and exited, so reading
+ * per-task files as well would double count.
+ */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const f = statFields(pid);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    if (f) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Sum of VmRSS in bytes. */
+function rssBytes(pids: number[]): number {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      const m = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+        .match(/^VmRSS:\s+(\d+)/m);
+      if (m) kb += Number(m[1]);
+    } catch {
+      // gone
+    }
+  }
+  return kb * 1024;
+}
+
+// ---------------------------------------------------------------------------
+// Ports and readiness
+
+const usedPorts = new Set<number>();
+
+/** An unused loopback port (bound once by the kernel, then released). */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.on("error", reject);
+      srv.listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    if (!usedPorts.has(port)) {
+      usedPorts.add(port);
+      return port;
+    }
+  }
+}
+
+class NotAvailable extends Error {}
+
+/**
+ * Waits until something in the child's process tree listens on the port.
+ * Readiness is read from /proc/net/tcp rather than probed with a connection:
+ * a probe would reach the backend (iperf3 -s treats a stray connection as a
+ * failed test).  Returns the PID that owns the listening socket.
+ */
+async function waitListening(
+  s: Started,
+  port: number,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive(s.child)) {
+      await sleep(100); // let the last output arrive
+      const code = s.child.exitCode ?? s.child.signalCode;
+      throw new NotAvailable(
+        firstLine(s.output()) || `exited (${code}) without output`,
+      );
+    }
+    const inode = listenInode(port);
+    if (inode) {
+      const owner = socketOwner(processTree(s.pid), inode);
+      if (owner !== null) return owner;
+    }
+    await sleep(50);
+  }
+  const out = firstLine(s.output());
+  throw new NotAvailable(
+    `not listening on ${port} after ${timeoutMs / 1000} s` +
+      (out ? `: ${out}` : ""),
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Peer binaries
+
+interface Bins {
+  haproxy: string;
+  nginx: string;
+  iperf3: string;
+  wrk: string;
+  deno: string | null;
+  bun: string | null;
+  node: string | null;
+}
+
+/** Is apt-get or dpkg running right now (e.g. a background install)? */
+function aptRunning(): boolean {
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const comm = fs.readFileSync(`/proc/${name}/comm`, "utf8").trim();
+      if (/^(apt|apt-get|aptitude|dpkg|unattended-upgr)$/.test(comm)) {
+        return true;
+      }
+    } catch {
+      // gone
+    }
+  }
+  return false;
+}
+
+/** Runs apt-get install (through sudo -n when not root); true on success. */
+function aptInstall(pkgs: string[]): boolean {
+  const prefix = process.getuid?.() === 0
+    ? []
+    : findBin("sudo")
+    ? ["sudo", "-n"]
+    : null;
+  if (!prefix) {
+    log("not root and no sudo: cannot run apt-get");
+    return false;
+  }
+  const aptGet = (args: string[]): boolean => {
+    const argv = [...prefix, "apt-get", ...args];
+    log(`running: ${argv.join(" ")}`);
+    return spawnSync(argv[0], argv.slice(1), {
+      stdio: ["ignore", 2, 2],
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      timeout: 15 * 60_000,
+    }).status === 0;
+  };
+  if (aptGet(["install", "-y", ...pkgs])) return true;
+  aptGet(["update"]);
+  if (aptGet(["install", "-y", ...pkgs])) return true;
+  // nginx-light is gone from newer Debian releases; plain nginx will do.
+  return aptGet([
+    "install",
+    "-y",
+    ...pkgs.map((p) => p === "nginx-light" ? "nginx" : p),
+  ]);
+}
+
+async function findPeers(install: boolean): Promise<Bins> {
+  const pkgOf: Record<string, string> = {
+    haproxy: "haproxy",
+    nginx: "nginx-light",
+    iperf3: "iperf3",
+    wrk: "wrk",
+  };
+  const missing = () => Object.keys(pkgOf).filter((b) => !findBin(b));
+  if (missing().length && aptRunning()) {
+    // e.g. `apt-get install ... >/tmp/apt.log` started in the background.
+    log(
+      `missing ${missing().join(", ")}; waiting for the running apt/dpkg ` +
+        `(log: /tmp/apt.log if it was started that way)`,
+    );
+    const deadline = Date.now() + 15 * 60_000;
+    while (aptRunning() && missing().length && Date.now() < deadline) {
+      await sleep(2000);
+    }
+  }
+  if (missing().length && install) {
+    aptInstall(missing().map((b) => pkgOf[b]));
+  }
+  if (missing().length) {
+    throw new Error(
+      `missing peer binaries: ${missing().join(", ")} ` +
+        `(apt-get install -y ${missing().map((b) => pkgOf[b]).join(" ")})`,
+    );
+  }
+  return {
+    haproxy: findBin("haproxy")!,
+    nginx: findBin("nginx")!,
+    iperf3: findBin("iperf3")!,
+    wrk: findBin("wrk")!,
+    deno: resolveRuntime(
+      [
+        "node_modules/.bin/deno",
+        "node_modules/deno/deno",
+        `node_modules/@deno/${
+          process.arch === "arm64" ? "linux-arm64" : "linux-x64"
+        }-glibc/deno`,
+      ],
+      "deno",
+    ),
+    bun: resolveRuntime(
+      [
+        "node_modules/.bin/bun",
+        "node_modules/bun/bin/bun.exe",
+        `node_modules/@oven/bun-linux-${
+          process.arch === "arm64" ? "aarch64" : "x64"
+        }/bin/bun`,
+      ],
+      "bun",
+    ),
+    node: findBin("node"),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Proxy table (data-driven: add a row here to benchmark another forwarder)
+
+interface ProxySpec {
+  name: string;
+  /** Runtime/binary the entry needs; the row is skipped when it is missing. */
+  needs?: keyof Bins;
+  /** Command line for a proxy on listenPort forwarding to targetPort. null = direct. */
+  argv: ((listenPort: number, targetPort: number) => string[]) | null;
+  /** Peers this row is also reported as a ratio against. */
+  compareTo?: string[];
+  /** Only run when selected explicitly with --only. */
+  optional?: boolean;
+}
+
+function haproxyConfig(
+  listen: number,
+  target: number,
+  splice: boolean,
+): string {
+  const path = `${tmpDir}/haproxy-${listen}.cfg`;
+  fs.writeFileSync(
+    path,
+    `global
+    nbthread 1
+    maxconn 20000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+${splice ? "    option splice-auto\n" : ""}listen relay
+    bind 127.0.0.1:${listen}
+    server backend 127.0.0.1:${target}
+`,
+  );
+  return path;
+}
+
+function proxyTable(bins: Bins): ProxySpec[] {
+  const relaykit =
+    (runtime: "deno" | "bun", engine: "native" | "stream") =>
+    (l: number, t: number) => [
+      bins[runtime]!,
+      ...(runtime === "deno" ? ["run", "-A"] : []),
+      "src/cli.ts",
+      "forward",
+      "--listen",
+      `127.0.0.1:${l}`,
+      "--to",
+      `127.0.0.1:${t}`,
+      "--engine",
+      engine,
+    ];
+  return [
+    { name: "direct", argv: null },
+    {
+      name: "haproxy",
+      argv: (l, t) => [bins.haproxy, "-db", "-f", haproxyConfig(l, t, false)],
+    },
+    {
+      name: "haproxy-splice",
+      optional: true,
+      argv: (l, t) => [bins.haproxy, "-db", "-f", haproxyConfig(l, t, true)],
+    },
+    {
+      name: "relaykit-native-deno",
+      needs: "deno",
+      argv: relaykit("deno", "native"),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-native-bun",
+      needs: "bun",
+      argv: relaykit("bun", "native"),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-stream-deno",
+      needs: "deno",
+      argv: relaykit("deno", "stream"),
+      compareTo: ["haproxy", "naive-deno-pipeto"],
+    },
+    {
+      name: "relaykit-stream-bun",
+      needs: "bun",
+      argv: relaykit("bun", "stream"),
+      compareTo: ["haproxy", "naive-net-bun"],
+    },
+    {
+      name: "naive-deno-pipeto",
+      needs: "deno",
+      argv: (l, t) => [
+        bins.deno!,
+        "run",
+        "-A",
+        "scripts/bench/naive_deno.ts",
+        `${l}`,
+        `${t}`,
+      ],
+    },
+    {
+      name: "naive-net-bun",
+      needs: "bun",
+      argv: (
+        l,
+        t,
+      ) => [bins.bun!, "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
+    },
+    {
+      name: "naive-net-node",
+      needs: "node",
+      argv: (
+        l,
+        t,
+      ) => [bins.node!, "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
+    },
+  ];
+}
+
+function selectProxies(all: ProxySpec[], only: string[] | null): ProxySpec[] {
+  if (!only) return all.filter((p) => !p.optional);
+  const matches = (name: string, sel: string) =>
+    sel.endsWith("*") ? name.startsWith(sel.slice(0, -1)) : name === sel;
+  for (const sel of only) {
+    if (!all.some((p) => matches(p.name, sel))) {
+      throw new Error(
+        `--only: no proxy named ${sel} (have: ${
+          all.map((p) => p.name).join(", ")
+        })`,
+      );
+    }
+  }
+  return all.filter((p) => only.some((sel) => matches(p.name, sel)));
+}
+
+// ---------------------------------------------------------------------------
+// Backends
+
+interface Backends {
+  iperfPort: number;
+  httpPort: number;
+  holdPort: number;
+}
+
+/** Command prefix that runs a JS file with the runtime running this script. */
+function selfRuntime(): string[] {
+  if (process.versions.deno) return [process.execPath, "run", "-A"];
+  return [process.execPath];
+}
+
+function nginxConfig(port: number): string {
+  // Temp paths: point every compiled-in one into our temp dir so that nginx
+  // needs no write access to /var/lib/nginx (only directives for modules the
+  // binary has, as listed by `nginx -V`, are valid).
+  const v = spawnSync(findBin("nginx")!, ["-V"], { encoding: "utf8" });
+  const temps = [...`${v.stderr}${v.stdout}`.matchAll(
+    /--http-([a-z-]+)-temp-path=/g,
+  )].map((m) =>
+    `    ${m[1].replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`
+  );
+  const path = `${tmpDir}/nginx.conf`;
+  fs.writeFileSync(
+    path,
+    `daemon off;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid ${tmpDir}/nginx.pid;
+error_log ${tmpDir}/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    # Keep wrk's keep-alive connections open for the whole run, so that the
+    # keep-alive workload measures requests only, not reconnects.
+    keepalive_requests 10000000;
+${temps.join("\n")}
+    server {
+        listen 127.0.0.1:${port} backlog=4096;
+        location / { return 200 "ok"; }
+    }
+}
+`,
+  );
+  return path;
+}
+
+async function startBackends(bins: Bins): Promise<Backends> {
+  const b: Backends = {
+    iperfPort: await freePort(),
+    httpPort: await freePort(),
+    holdPort: await freePort(),
+  };
+  const starts: [string, string[], number][] = [
+    ["iperf3 -s", [bins.iperf3, "-s", "-p", `${b.iperfPort}`], b.iperfPort],
+    [
+      "nginx",
+      [
+        bins.nginx,
+        "-p",
+        tmpDir,
+        "-e",
+        `${tmpDir}/nginx-error.log`,
+        "-c",
+        nginxConfig(b.httpPort),
+      ],
+      b.httpPort,
+    ],
+    [
+      "hold server",
+      [
+        ...selfRuntime(),
+        `${REPO}/scripts/bench/idle_helper.mjs`,
+        "hold",
+        `${b.holdPort}`,
+      ],
+      b.holdPort,
+    ],
+  ];
+  for (const [name, argv, port] of starts) {
+    const s = startChild(argv);
+    try {
+      await waitListening(s, port, 10_000);
+    } catch (e) {
+      throw new Error(
+        `backend ${name} failed to start: ${(e as Error).message}`,
+      );
+    }
+  }
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+
+interface Result {
+  name: string;
+  status: "ok" | "skipped";
+  reason?: string;
+  /** The command line as run (after wrapper resolution). */
+  argv?: string[];
+  /** PID owning the listening socket in the last phase, and its comm. */
+  measuredProcess?: string;
+  bulkGbps: number | null;
+  kaRps: number | null;
+  kaP99Ms: number | null;
+  closeRps: number | null;
+  cpuUsPerReq: number | null;
+  cpuUsPerConn: number | null;
+  rssBytesPerIdleConn: number | null;
+  notes: string[];
+}
+
+/** A running proxy under test (or the direct path, with no process). */
+interface Target {
+  port: number;
+  /** PIDs whose CPU/RSS we account to the proxy (empty for direct). */
+  pids(): number[];
+  stop(): Promise<void>;
+  /** Non-null if the proxy process died. */
+  died(): string | null;
+}
+
+async function startTarget(
+  spec: ProxySpec,
+  backendPort: number,
+  res: Result,
+): Promise<Target> {
+  if (!spec.argv) {
+    return {
+      port: backendPort,
+      pids: () => [],
+      stop: () => Promise.resolve(),
+      died: () => null,
+    };
+  }
+  const port = await freePort();
+  const argv = spec.argv(port, backendPort);
+  res.argv = argv;
+  const s = startChild(argv);
+  let owner: number;
+  try {
+    owner = await waitListening(s, port, 5000);
+  } catch (e) {
+    await stopChild(s.child);
+    throw e;
+  }
+  // Account CPU/RSS to the listener's process and anything it forks.  With
+  // real binaries and `exec`, that is exactly the process we spawned; the
+  // tree walk covers a wrapper or a multi-process engine if there ever is one.
+  let comm = "?";
+  try {
+    comm = fs.readFileSync(`/proc/${owner}/comm`, "utf8").trim();
+  } catch {
+    // gone
+  }
+  res.measuredProcess = `pid ${owner} (${comm})` +
+    (owner === s.pid ? "" : `, child of spawned pid ${s.pid}`);
+  await sleep(200);
+  return {
+    port,
+    pids: () => processTree(owner),
+    stop: () => stopChild(s.child),
+    died: () =>
+      alive(s.child)
+        ? null
+        : `proxy exited (${s.child.exitCode ?? s.child.signalCode}): ${
+          firstLine(s.output())
+        }`,
+  };
+}
+
+async function bulk(
+  port: number,
+  durationS: number,
+  res: Result,
+): Promise<void> {
+  const r = await run(
+    [
+      findBin("iperf3")!,
+      "-c",
+      "127.0.0.1",
+      "-p",
+      `${port}`,
+      "-t",
+      `${durationS}`,
+      "-J",
+    ],
+    (durationS + 20) * 1000,
+  );
+  try {
+    const j = JSON.parse(r.stdout);
+    if (j.error) throw new Error(j.error);
+    res.bulkGbps = j.end.sum_received.bits_per_second / 1e9;
+  } catch (e) {
+    res.notes.push(
+      `bulk: ${
+        r.timedOut ? "timed out" : (e as Error).message || firstLine(r.stderr)
+      }`,
+    );
+  }
+}
+
+interface WrkResult {
+  rps: number;
+  requests: number;
+  p99Ms: number | null;
+  errors: string | null;
+}
+
+/** Parses a wrk time such as 812.00us, 1.24ms, 2.01s, 1.00m into ms. */
+function wrkTimeMs(s: string): number | null {
+  const m = s.match(/^([\d.]+)(us|ms|s|m|h)$/);
+  if (!m) return null;
+  const scale = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 }[m[2]]!;
+  return Number(m[1]) * scale;
+}
+
+async function wrk(
+  port: number,
+  durationS: number,
+  close: boolean,
+): Promise<WrkResult> {
+  const r = await run(
+    [
+      findBin("wrk")!,
+      "-t1",
+      "-c50",
+      `-d${durationS}s`,
+      "--latency",
+      ...(close ? ["-H", "Connection: close"] : []),
+      `http://127.0.0.1:${port}/`,
+    ],
+    (durationS + 15) * 1000,
+  );
+  if (r.timedOut) throw new Error("wrk timed out");
+  const rps = r.stdout.match(/^Requests\/sec:\s+([\d.]+)/m);
+  const requests = r.stdout.match(/^\s*(\d+) requests in/m);
+  if (!rps || !requests) {
+    throw new Error(
+      `wrk: ${firstLine(r.stderr) || firstLine(r.stdout) || "no output"}`,
+    );
+  }
+  const p99 = r.stdout.match(/^\s*99%\s+(\S+)/m);
+  const errs = [
+    r.stdout.match(/Socket errors:.*$/m)?.[0],
+    r.stdout.match(/Non-2xx or 3xx responses:.*$/m)?.[0],
+  ].filter(Boolean);
+  return {
+    rps: Number(rps[1]),
+    requests: Number(requests[1]),
+    p99Ms: p99 ? wrkTimeMs(p99[1]) : null,
+    errors: errs.length ? errs.join("; ") : null,
+  };
+}
+
+async function requestRate(
+  t: Target,
+  durationS: number,
+  res: Result,
+): Promise<void> {
+  for (const close of [false, true]) {
+    const label = close ? "close" : "keep-alive";
+    const c0 = cpuSeconds(t.pids());
+    try {
+      const w = await wrk(t.port, durationS, close);
+      const cpuUs = (cpuSeconds(t.pids()) - c0) * 1e6;
+      const perReq = t.pids().length && w.requests ? cpuUs / w.requests : null;
+      if (close) {
+        res.closeRps = w.rps;
+        res.cpuUsPerConn = perReq; // one request per connection
+      } else {
+        res.kaRps = w.rps;
+        res.kaP99Ms = w.p99Ms;
+        res.cpuUsPerReq = perReq;
+      }
+      if (w.errors) res.notes.push(`${label}: ${w.errors}`);
+    } catch (e) {
+      res.notes.push(`${label}: ${(e as Error).message}`);
+    }
+    await sleep(300);
+  }
+}
+
+/** Reads lines from a child's stdout; next() waits for the next one. */
+function lineReader(child: ChildProcess) {
+  const lines: string[] = [];
+  const waiters: ((l: string | null) => void)[] = [];
+  let buf = "";
+  let ended = false;
+  child.stdout?.on("data", (c) => {
+    buf += c.toString();
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const w = waiters.shift();
+      if (w) w(line);
+      else lines.push(line);
+    }
+  });
+  child.on("exit", () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w(null);
+  });
+  return (timeoutMs: number): Promise<string | null> => {
+    if (lines.length) return Promise.resolve(lines.shift()!);
+    if (ended) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const w = (l: string | null) => {
+        clearTimeout(timer);
+        resolve(l);
+      };
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        resolve(null);
+      }, timeoutMs);
+      waiters.push(w);
+    });
+  };
+}
+
+async function idleMemory(t: Target, n: number, res: Result): Promise<void> {
+  const [cmd, args] = withFdLimit([
+    ...selfRuntime(),
+    `${REPO}/scripts/bench/idle_helper.mjs`,
+    "client",
+    `${t.port}`,
+    `${n}`,
+  ]);
+  const child = spawn(cmd, args, {
+    cwd: REPO,
+    env: CHILD_ENV,
+    detached: true,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  children.add(child);
+  let stderr = "";
+  child.stderr?.on("data", (c) => (stderr += c.toString()));
+  const next = lineReader(child);
+  try {
+    if ((await next(15_000)) !== "warm") {
+      throw new Error(`warm-up failed ${firstLine(stderr)}`);
+    }
+    await sleep(500);
+    const before = rssBytes(t.pids());
+    child.stdin?.write("go\n");
+    const ready = await next(60_000);
+    const m = ready?.match(/^ready (\d+) (\d+)$/);
+    if (!m) throw new Error(`client failed ${firstLine(stderr)}`);
+    await sleep(1000);
+    const after = rssBytes(t.pids());
+    const ok = Number(m[1]);
+    if (Number(m[2])) {
+      res.notes.push(`idle: ${m[2]} of ${n} connections failed`);
+    }
+    if (ok) res.rssBytesPerIdleConn = (after - before) / ok;
+  } catch (e) {
+    res.notes.push(`idle: ${(e as Error).message}`);
+  } finally {
+    await stopChild(child);
+  }
+}
+
+async function benchProxy(
+  spec: ProxySpec,
+  bins: Bins,
+  be: Backends,
+  opts: Options,
+): Promise<Result> {
+  const res: Result = {
+    name: spec.name,
+    status: "ok",
+    bulkGbps: null,
+    kaRps: null,
+    kaP99Ms: null,
+    closeRps: null,
+    cpuUsPerReq: null,
+    cpuUsPerConn: null,
+    rssBytesPerIdleConn: null,
+    notes: [],
+  };
+  if (spec.needs && !bins[spec.needs]) {
+    return {
+      ...res,
+      status: "skipped",
+      reason: `not available: ${spec.needs} not found`,
+    };
+  }
+  // Each phase gets a fresh proxy process, pointed at that phase's backend.
+  const phases: [string, number, (t: Target) => Promise<void>][] = [
+    ["bulk", be.iperfPort, (t) => bulk(t.port, opts.durationS, res)],
+    ["rps", be.httpPort, (t) => requestRate(t, opts.durationS, res)],
+  ];
+  if (spec.argv) {
+    phases.push([
+      "idle",
+      be.holdPort,
+      (t) => idleMemory(t, opts.idleConns, res),
+    ]);
+  }
+  for (const [phase, backendPort, workload] of phases) {
+    let t: Target;
+    try {
+      t = await startTarget(spec, backendPort, res);
+    } catch (e) {
+      if (e instanceof NotAvailable && phase === "bulk") {
+        return {
+          ...res,
+          status: "skipped",
+          reason: `not available: ${e.message}`,
+        };
+      }
+      res.notes.push(`${phase}: ${(e as Error).message}`);
+      continue;
+    }
+    try {
+      await workload(t);
+      const died = t.died();
+      if (died) res.notes.push(`${phase}: ${died}`);
+    } finally {
+      await t.stop();
+    }
+    await sleep(300);
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------
+// Report
+
+interface Column {
+  title: string;
+  key: keyof Result;
+  digits: number;
+  /** true if a larger value is better (affects only the ratio legend). */
+  higherBetter: boolean;
+}
+
+const COLUMNS: Column[] = [
+  { title: "bulk Gbit/s", key: "bulkGbps", digits: 2, higherBetter: true },
+  { title: "ka req/s", key: "kaRps", digits: 0, higherBetter: true },
+  { title: "ka p99 ms", key: "kaP99Ms", digits: 2, higherBetter: false },
+  { title: "close req/s", key: "closeRps", digits: 0, higherBetter: true },
+  { title: "CPU µs/req", key: "cpuUsPerReq", digits: 1, higherBetter: false },
+  { title: "CPU µs/conn", key: "cpuUsPerConn", digits: 1, higherBetter: false },
+  {
+    title: "RSS B/idle conn",
+    key: "rssBytesPerIdleConn",
+    digits: 0,
+    higherBetter: false,
+  },
+];
+
+function fmt(v: number | null, digits: number): string {
+  if (v === null || !Number.isFinite(v)) return "–";
+  return v.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => r[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join("  ");
+  return [
+    line(header),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...rows.map(line),
+  ]
+    .join("\n");
+}
+
+interface Ratio {
+  row: string;
+  peer: string;
+  ratios: Partial<Record<keyof Result, number | null>>;
+}
+
+function ratios(results: Result[], specs: ProxySpec[]): Ratio[] {
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const out: Ratio[] = [];
+  for (const spec of specs) {
+    const row = byName.get(spec.name);
+    if (!row || row.status !== "ok") continue;
+    for (const peerName of spec.compareTo ?? []) {
+      const peer = byName.get(peerName);
+      if (!peer || peer.status !== "ok") continue;
+      const r: Ratio = { row: row.name, peer: peerName, ratios: {} };
+      for (const c of COLUMNS) {
+        const a = row[c.key] as number | null;
+        const b = peer[c.key] as number | null;
+        r.ratios[c.key] = a !== null && b !== null && b !== 0 ? a / b : null;
+      }
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+function hostInfo() {
+  const cpuinfo = (() => {
+    try {
+      return fs.readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return "";
+    }
+  })();
+  const nproc =
+    Number(spawnSync("nproc", { encoding: "utf8" }).stdout?.trim()) ||
+    os.cpus().length;
+  return {
+    nproc,
+    cpuModel: cpuinfo.match(/^model name\s*:\s*(.*)$/m)?.[1] ??
+      os.cpus()[0]?.model ?? "?",
+    kernel: os.release(),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  tmpDir = fs.mkdtempSync(`${os.tmpdir()}/relaykit-bench-`);
+  const bins = await findPeers(opts.install);
+  const all = proxyTable(bins);
+  if (opts.list) {
+    for (const p of all) {
+      const argv = p.argv ? p.argv(10001, 10002).join(" ") : "(no proxy)";
+      console.log(
+        `${p.name.padEnd(22)} ${p.optional ? "[optional] " : ""}${argv}`,
+      );
+    }
+    return;
+  }
+  const specs = selectProxies(all, opts.only);
+
+  const date = new Date().toISOString();
+  const host = hostInfo();
+  const runner = process.versions.deno
+    ? `deno ${process.versions.deno}`
+    : process.versions.bun
+    ? `bun ${process.versions.bun}`
+    : `node ${process.versions.node}`;
+  const versions = {
+    haproxy: versionOf(bins.haproxy, ["-v"], /version (\S+)/),
+    nginx: versionOf(bins.nginx, ["-v"], /nginx\/(\S+)/),
+    iperf3: versionOf(bins.iperf3, ["--version"], /iperf (\S+)/),
+    wrk: versionOf(bins.wrk, ["--version"], /wrk (\S+)/),
+    deno: versionOf(bins.deno, ["--version"], /deno (\S+)/),
+    bun: versionOf(bins.bun, ["--version"], /^(\S+)/),
+    node: versionOf(bins.node, ["--version"], /^v?(\S+)/),
+  };
+  const header = [
+    `relaykit bench  ${date}  (runner: ${runner})`,
+    `host: nproc=${host.nproc}  CPU: ${host.cpuModel}  kernel ${host.kernel}`,
+    `peers: ${
+      Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")
+    }`,
+    `workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`,
+  ].join("\n");
+  log(header + "\n");
+
+  const be = await startBackends(bins);
+  log(
+    `backends: iperf3 :${be.iperfPort}, nginx :${be.httpPort}, hold :${be.holdPort}\n`,
+  );
+
+  const results: Result[] = [];
+  for (const spec of specs) {
+    log(`[${spec.name}] ...`);
+    const r = await benchProxy(spec, bins, be, opts);
+    results.push(r);
+    if (r.status === "skipped") log(`[${spec.name}] skipped: ${r.reason}`);
+    else {
+      log(
+        `[${spec.name}] ` +
+          COLUMNS.map((c) =>
+            `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`
+          ).join(
+            "  ",
+          ),
+      );
+      for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
+    }
+  }
+
+  // Report
+  const rows = results.map((r) =>
+    r.status === "skipped"
+      ? [r.name, ...COLUMNS.map(() => "")].map((
+        c,
+        i,
+      ) => (i === 1 ? "skipped" : c))
+      : [
+        r.name,
+        ...COLUMNS.map((c) => fmt(r[c.key] as number | null, c.digits)),
+      ]
+  );
+  const out: string[] = [
+    "",
+    header,
+    "",
+    table(["proxy", ...COLUMNS.map((c) => c.title)], rows),
+  ];
+  const rs = ratios(results, specs);
+  if (rs.length) {
+    out.push(
+      "",
+      "ratios (row / peer; want > 1 for Gbit/s and req/s, < 1 for p99, CPU and RSS):",
+      "",
+      table(
+        ["row / peer", ...COLUMNS.map((c) => c.title)],
+        rs.map((r) => [
+          `${r.row} / ${r.peer}`,
+          ...COLUMNS.map((c) => {
+            const v = r.ratios[c.key] ?? null;
+            return v === null ? "–" : `${v.toFixed(2)}x`;
+          }),
+        ]),
+      ),
+    );
+  }
+  const notes = results.flatMap((r) =>
+    r.status === "skipped"
+      ? [`${r.name}: skipped, ${r.reason}`]
+      : r.notes.map((n) => `${r.name}: ${n}`)
+  );
+  if (notes.length) out.push("", "notes:", ...notes.map((n) => `  ${n}`));
+  console.log(out.join("\n"));
+
+  if (opts.json) {
+    fs.writeFileSync(
+      opts.json,
+      JSON.stringify(
+        {
+          date,
+          runner,
+          host,
+          versions,
+          durationS: opts.durationS,
+          idleConns: opts.idleConns,
+          results,
+          ratios: rs,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+    log(`\nwrote ${opts.json}`);
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  log(`bench: ${(e as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  // Stop everything gracefully first; the exit handler is the backstop.
+  for (const child of [...children]) await stopChild(child);
+  cleanupSync();
+}
