@@ -51,11 +51,11 @@ interface Options {
   list: boolean;
 }
 
-function usage(): never {
+function usage(code = 2): never {
   const header = fs.readFileSync(new URL(import.meta.url), "utf8")
     .split("*/")[0];
   console.error(header.replace(/^\/\*\*\n?|^ \* ?/gm, "").trimEnd());
-  process.exit(2);
+  process.exit(code);
 }
 
 function parseOptions(args: string[]): Options {
@@ -94,6 +94,10 @@ function parseOptions(args: string[]): Options {
         break;
       case "--no-install":
         opts.install = false;
+        break;
+      case "--help":
+      case "-h":
+        usage(0);
         break;
       case "--list":
         opts.list = true;
@@ -170,8 +174,15 @@ function resolveRuntime(candidates: string[], pathName: string): string | null {
   return null;
 }
 
+/**
+ * The line of a failed process's output to show: the first one that looks
+ * like an error (haproxy, for one, prints NOTICE lines before its ALERT),
+ * else the first non-empty one.
+ */
 function firstLine(text: string): string {
-  return text.split("\n").map((l) => l.trim()).find(Boolean) ?? "";
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /error|alert|emerg|fatal|panic/i.test(l)) ??
+    lines[0] ?? "";
 }
 
 function versionOf(cmd: string | null, args: string[], re: RegExp): string {
@@ -231,12 +242,24 @@ function cleanupSync(): void {
   }
 }
 
+/** Set once a signal asked us to stop: no new children may be started. */
+let stopping = false;
+
 process.on("exit", cleanupSync);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
   process.on(sig, () => {
+    if (stopping) { // second Ctrl-C: don't wait any longer
+      cleanupSync();
+      process.exit(128 + num);
+    }
+    stopping = true;
     log(`\n${sig}: stopping children and removing ${tmpDir || "temp dir"}`);
-    cleanupSync();
-    process.exit(130);
+    // SIGTERM first and wait, so that children are reaped by us (and nginx's
+    // master by its worker) rather than left as zombies; then the backstop.
+    Promise.all([...children].map(stopChild)).finally(() => {
+      cleanupSync();
+      process.exit(128 + num);
+    });
   });
 }
 
@@ -268,6 +291,7 @@ interface Started {
 
 /** Spawns a long-running child (own process group, output captured). */
 function startChild(argv: string[]): Started {
+  if (stopping) throw new Error("stopping");
   const [cmd, args] = withFdLimit(argv);
   const child = spawn(cmd, args, {
     cwd: REPO,
@@ -296,6 +320,7 @@ interface RunResult {
 /** Runs a command to completion, killing it after timeoutMs. */
 function run(argv: string[], timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve) => {
+    if (stopping) return; // never settles; the signal handler exits
     const child = spawn(argv[0], argv.slice(1), {
       cwd: REPO,
       env: CHILD_ENV,
@@ -523,11 +548,7 @@ function aptRunning(): boolean {
 
 /** Runs apt-get install (through sudo -n when not root); true on success. */
 function aptInstall(pkgs: string[]): boolean {
-  const prefix = process.getuid?.() === 0
-    ? []
-    : findBin("sudo")
-    ? ["sudo", "-n"]
-    : null;
+  const prefix = process.getuid?.() === 0 ? [] : findBin("sudo") ? ["sudo", "-n"] : null;
   if (!prefix) {
     log("not root and no sudo: cannot run apt-get");
     return false;
@@ -589,9 +610,7 @@ async function findPeers(install: boolean): Promise<Bins> {
       [
         "node_modules/.bin/deno",
         "node_modules/deno/deno",
-        `node_modules/@deno/${
-          process.arch === "arm64" ? "linux-arm64" : "linux-x64"
-        }-glibc/deno`,
+        `node_modules/@deno/${process.arch === "arm64" ? "linux-arm64" : "linux-x64"}-glibc/deno`,
       ],
       "deno",
     ),
@@ -599,9 +618,7 @@ async function findPeers(install: boolean): Promise<Bins> {
       [
         "node_modules/.bin/bun",
         "node_modules/bun/bin/bun.exe",
-        `node_modules/@oven/bun-linux-${
-          process.arch === "arm64" ? "aarch64" : "x64"
-        }/bin/bun`,
+        `node_modules/@oven/bun-linux-${process.arch === "arm64" ? "aarch64" : "x64"}/bin/bun`,
       ],
       "bun",
     ),
@@ -624,6 +641,13 @@ interface ProxySpec {
   optional?: boolean;
 }
 
+/** Hard RLIMIT_NOFILE, i.e. what `ulimit -n` in withFdLimit() can reach. */
+const FD_HARD_LIMIT = (() => {
+  const out = spawnSync("bash", ["-c", "ulimit -Hn"], { encoding: "utf8" })
+    .stdout?.trim();
+  return out === "unlimited" ? 1 << 20 : Number(out) || 4096;
+})();
+
 function haproxyConfig(
   listen: number,
   target: number,
@@ -634,7 +658,8 @@ function haproxyConfig(
     path,
     `global
     nbthread 1
-    maxconn 20000
+    # haproxy refuses to start if it cannot get 2 fds per maxconn.
+    maxconn ${Math.min(50_000, Math.floor((FD_HARD_LIMIT - 100) / 2))}
 defaults
     mode tcp
     timeout connect 5s
@@ -650,8 +675,7 @@ ${splice ? "    option splice-auto\n" : ""}listen relay
 
 function proxyTable(bins: Bins): ProxySpec[] {
   const relaykit =
-    (runtime: "deno" | "bun", engine: "native" | "stream") =>
-    (l: number, t: number) => [
+    (runtime: "deno" | "bun", engine: "native" | "stream") => (l: number, t: number) => [
       bins[runtime]!,
       ...(runtime === "deno" ? ["run", "-A"] : []),
       "src/cli.ts",
@@ -736,9 +760,7 @@ function selectProxies(all: ProxySpec[], only: string[] | null): ProxySpec[] {
   for (const sel of only) {
     if (!all.some((p) => matches(p.name, sel))) {
       throw new Error(
-        `--only: no proxy named ${sel} (have: ${
-          all.map((p) => p.name).join(", ")
-        })`,
+        `--only: no proxy named ${sel} (have: ${all.map((p) => p.name).join(", ")})`,
       );
     }
   }
@@ -767,9 +789,7 @@ function nginxConfig(port: number): string {
   const v = spawnSync(findBin("nginx")!, ["-V"], { encoding: "utf8" });
   const temps = [...`${v.stderr}${v.stdout}`.matchAll(
     /--http-([a-z-]+)-temp-path=/g,
-  )].map((m) =>
-    `    ${m[1].replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`
-  );
+  )].map((m) => `    ${m[1].replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`);
   const path = `${tmpDir}/nginx.conf`;
   fs.writeFileSync(
     path,
@@ -914,9 +934,7 @@ async function startTarget(
     died: () =>
       alive(s.child)
         ? null
-        : `proxy exited (${s.child.exitCode ?? s.child.signalCode}): ${
-          firstLine(s.output())
-        }`,
+        : `proxy exited (${s.child.exitCode ?? s.child.signalCode}): ${firstLine(s.output())}`,
   };
 }
 
@@ -944,9 +962,7 @@ async function bulk(
     res.bulkGbps = j.end.sum_received.bits_per_second / 1e9;
   } catch (e) {
     res.notes.push(
-      `bulk: ${
-        r.timedOut ? "timed out" : (e as Error).message || firstLine(r.stderr)
-      }`,
+      `bulk: ${r.timedOut ? "timed out" : (e as Error).message || firstLine(r.stderr)}`,
     );
   }
 }
@@ -1071,6 +1087,7 @@ function lineReader(child: ChildProcess) {
 }
 
 async function idleMemory(t: Target, n: number, res: Result): Promise<void> {
+  if (stopping) return;
   const [cmd, args] = withFdLimit([
     ...selfRuntime(),
     `${REPO}/scripts/bench/idle_helper.mjs`,
@@ -1211,9 +1228,7 @@ function fmt(v: number | null, digits: number): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) =>
-    Math.max(h.length, ...rows.map((r) => r[i].length))
-  );
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
       .join("  ");
@@ -1260,8 +1275,7 @@ function hostInfo() {
       return "";
     }
   })();
-  const nproc =
-    Number(spawnSync("nproc", { encoding: "utf8" }).stdout?.trim()) ||
+  const nproc = Number(spawnSync("nproc", { encoding: "utf8" }).stdout?.trim()) ||
     os.cpus().length;
   return {
     nproc,
@@ -1309,9 +1323,7 @@ async function main(): Promise<void> {
   const header = [
     `relaykit bench  ${date}  (runner: ${runner})`,
     `host: nproc=${host.nproc}  CPU: ${host.cpuModel}  kernel ${host.kernel}`,
-    `peers: ${
-      Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")
-    }`,
+    `peers: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
     `workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`,
   ].join("\n");
   log(header + "\n");
@@ -1330,9 +1342,7 @@ async function main(): Promise<void> {
     else {
       log(
         `[${spec.name}] ` +
-          COLUMNS.map((c) =>
-            `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`
-          ).join(
+          COLUMNS.map((c) => `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`).join(
             "  ",
           ),
       );

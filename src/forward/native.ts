@@ -1,0 +1,221 @@
+/**
+ * The native engine: listeners, connects and relays run in the C library's
+ * worker threads; JavaScript only sees one event when a connection opens
+ * and one when it ends.
+ *
+ * @module
+ */
+import { cstr, type NativeEngine, type NativeEvent, u64 } from "../native/engine.ts";
+import { END, EV, FAMILY, LISTEN_FLAGS } from "../native/symbols.ts";
+import {
+  connectFailure,
+  type ConnectionEnd,
+  type ConnectionStats,
+  type Counters,
+  type EndReason,
+  type Endpoint,
+  type FamilyPreference,
+  formatEndpoint,
+  type ForwardEngine,
+  type ProxyCallbacks,
+  type ProxyHandle,
+  type ProxySpec,
+} from "./types.ts";
+
+const REASONS: Record<number, EndReason> = {
+  [END.DONE]: "done",
+  [END.RESET]: "reset",
+  [END.IDLE_TIMEOUT]: "idle-timeout",
+  [END.CLOSED]: "closed",
+  [END.CONNECT_FAILED]: "connect-failed",
+  [END.ENGINE_CLOSED]: "engine-closed",
+};
+
+const FAMILIES: Record<FamilyPreference, number> = {
+  "any": FAMILY.any,
+  "prefer-v4": FAMILY.preferV4,
+  "prefer-v6": FAMILY.preferV6,
+  "only-v4": FAMILY.onlyV4,
+  "only-v6": FAMILY.onlyV6,
+};
+
+/** Counters from the words of a CLOSED record. */
+function countersOf(ev: NativeEvent): Counters {
+  return {
+    aToB: { read: u64(ev.words, 2), written: u64(ev.words, 4) },
+    bToA: { read: u64(ev.words, 6), written: u64(ev.words, 8) },
+  };
+}
+
+/** The host and port of an ACCEPT record. */
+function peerOf(ev: NativeEvent): { host: string; port: number } | undefined {
+  const family = ev.words[0];
+  const port = ev.words[1] ?? 0;
+  const bytes = new Uint8Array(ev.words.buffer, ev.words.byteOffset + 8, 16);
+  if (family === 2) return { host: bytes.subarray(0, 4).join("."), port };
+  if (family === 10) {
+    const parts: string[] = [];
+    for (let i = 0; i < 16; i += 2) {
+      parts.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
+    }
+    return { host: compressV6(parts), port };
+  }
+  return undefined;
+}
+
+/** RFC 5952 text of an IPv6 address from its eight hex groups. */
+function compressV6(parts: string[]): string {
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (parts[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && parts[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  if (best < 0) return parts.join(":");
+  const head = parts.slice(0, best).join(":");
+  const tail = parts.slice(best + bestLen).join(":");
+  return `${head}::${tail}`;
+}
+
+/** The end of a connection from its CLOSED record. */
+export function endOf(
+  engine: NativeEngine,
+  ev: NativeEvent,
+  describe: (reason: EndReason) => string,
+): ConnectionEnd {
+  const reason = REASONS[ev.reason] ?? "reset";
+  const end: ConnectionEnd = {
+    id: ev.id,
+    reason,
+    durationMs: ev.durationMs,
+    ...countersOf(ev),
+  };
+  if (ev.err !== 0) end.error = engine.error(ev.err, describe(reason), ev.id);
+  return end;
+}
+
+/** Live stats of connection `id`, or undefined once it ended. */
+export function nativeStats(engine: NativeEngine, id: number): ConnectionStats | undefined {
+  const out = new Float64Array(8);
+  if (engine.sym.rk_conn_stats(engine.handle, id, out) < 0) return undefined;
+  const [ar = 0, aw = 0, br = 0, bw = 0, startedAt = 0, lastActivityAt = 0, state = 0] = out;
+  return {
+    aToB: { read: ar, written: aw },
+    bToA: { read: br, written: bw },
+    startedAt,
+    lastActivityAt,
+    state: state === 0 ? "connecting" : state === 1 ? "relaying" : "closing",
+  };
+}
+
+/** Close connection `id` gracefully (flush, FIN) or by aborting (RST). */
+export function nativeClose(engine: NativeEngine, id: number, mode: "graceful" | "abort"): void {
+  // -ENOENT: it ended already, which is what the caller wanted
+  engine.sym.rk_conn_close(engine.handle, id, mode === "abort" ? 1 : 0);
+}
+
+function hostPort(e: Endpoint): [string, number] {
+  return "path" in e ? [e.path, -1] : [e.host, e.port];
+}
+
+/** The engine whose relays run in the native library. */
+export class NativeForwardEngine implements ForwardEngine {
+  /** Always "native". */
+  readonly name = "native";
+  readonly #engine: NativeEngine;
+
+  /** @param engine The native engine to run on. */
+  constructor(engine: NativeEngine) {
+    this.#engine = engine;
+  }
+
+  /** See {@link ForwardEngine.startProxy}. */
+  startProxy(spec: ProxySpec, cb: ProxyCallbacks): Promise<ProxyHandle> {
+    const e = this.#engine;
+    const sym = e.sym;
+    const [host, port] = hostPort(spec.listen);
+    const flags = LISTEN_FLAGS.REUSEADDR | (spec.reusePort ? LISTEN_FLAGS.REUSEPORT : 0);
+    const opts = new Int32Array([spec.backlog, flags, spec.maxConnections, spec.idleTimeout]);
+    const where = formatEndpoint(spec.listen);
+    const lid = e.check(
+      sym.rk_listen(e.handle, cstr(host), port, opts, opts.length),
+      `Cannot listen on "${where}"`,
+    );
+    try {
+      const [thost, tport] = hostPort(spec.target);
+      e.check(
+        sym.rk_listener_set_target(
+          e.handle,
+          lid,
+          cstr(thost),
+          tport,
+          FAMILIES[spec.family],
+          spec.connectTimeout,
+          cstr(spec.bindAddress ?? ""),
+        ),
+        `Cannot proxy to "${formatEndpoint(spec.target)}"`,
+      );
+      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid));
+      e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
+    } catch (err) {
+      e.offListener(lid);
+      sym.rk_listener_close(e.handle, lid);
+      throw err;
+    }
+    e.ref();
+    const bound = "path" in spec.listen
+      ? spec.listen
+      : { host: spec.listen.host, port: sym.rk_listener_port(e.handle, lid) };
+    let stopping = false;
+    return Promise.resolve({
+      address: bound,
+      stopAccepting: () => {
+        if (stopping) return;
+        stopping = true;
+        sym.rk_listener_close(e.handle, lid);
+      },
+      closeConnection: (id, mode) => nativeClose(e, id, mode),
+      connectionStats: (id) => nativeStats(e, id),
+    });
+  }
+
+  #onEvent(ev: NativeEvent, spec: ProxySpec, cb: ProxyCallbacks, lid: number): void {
+    const e = this.#engine;
+    switch (ev.type) {
+      case EV.ACCEPT: {
+        e.ref(); // until its CLOSED
+        const remote = peerOf(ev);
+        cb.open(remote === undefined ? { id: ev.id } : { id: ev.id, remote });
+        break;
+      }
+      case EV.CONNECTED:
+        cb.connected(ev.id);
+        break;
+      case EV.CLOSED:
+        cb.close(endOf(e, ev, (reason) =>
+          reason === "connect-failed"
+            ? connectFailure(spec.target)
+            : reason === "idle-timeout"
+            ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
+            : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`));
+        e.unref();
+        break;
+      case EV.REJECTED:
+        cb.reject(e.error(ev.err, `Connection refused on "${formatEndpoint(spec.listen)}"`));
+        break;
+      case EV.ACCEPT_ERROR:
+        cb.reject(e.error(ev.err, `Cannot accept on "${formatEndpoint(spec.listen)}"`));
+        break;
+      case EV.LISTENER_CLOSED:
+        e.offListener(lid);
+        cb.stopped();
+        e.unref();
+        break;
+    }
+  }
+}

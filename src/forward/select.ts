@@ -1,0 +1,71 @@
+/**
+ * Choosing an engine: `auto` takes the native one when its library loads,
+ * the stream engine otherwise, and says why. RELAYKIT_ENGINE=native|stream
+ * forces one; forcing native when it cannot load is an error.
+ *
+ * @module
+ */
+import process from "node:process";
+import { NativeEngine } from "../native/engine.ts";
+import { NativeForwardEngine } from "./native.ts";
+import type { ForwardEngine } from "./types.ts";
+
+/** Which engine to use. */
+export type EnginePreference = "auto" | "native" | "stream";
+
+/** The chosen engine and, when it is not native, why. */
+export interface EngineChoice {
+  /** The engine. */
+  engine: ForwardEngine;
+  /** Why the native engine is not in use (undefined when it is). */
+  reason: string | undefined;
+}
+
+let streamFactory: (() => ForwardEngine) | undefined;
+
+/** Register the stream engine (done by src/forward/stream.ts). */
+export function registerStreamEngine(factory: () => ForwardEngine): void {
+  streamFactory = factory;
+}
+
+function envPreference(): EnginePreference | undefined {
+  let v: string | undefined;
+  try {
+    v = process.env.RELAYKIT_ENGINE;
+  } catch {
+    return undefined; // no env permission: no override
+  }
+  if (v === undefined || v === "") return undefined;
+  if (v === "auto" || v === "native" || v === "stream") return v;
+  throw new RangeError(`RELAYKIT_ENGINE must be "auto", "native" or "stream", not "${v}"`);
+}
+
+function stream(reason: string): EngineChoice {
+  if (streamFactory === undefined) {
+    throw new Error(`The stream engine is not available, and ${reason}`);
+  }
+  return { engine: streamFactory(), reason };
+}
+
+/**
+ * Pick an engine.
+ *
+ * @param preference "auto" (default), "native" or "stream"; RELAYKIT_ENGINE
+ * overrides "auto".
+ * @param native The native engine to use instead of the shared one.
+ * @throws when "native" is asked for and cannot load.
+ */
+export function chooseEngine(
+  preference: EnginePreference = "auto",
+  native?: NativeEngine,
+): EngineChoice {
+  const pref = preference === "auto" ? envPreference() ?? "auto" : preference;
+  if (pref === "stream") return stream("the stream engine was asked for");
+  try {
+    return { engine: new NativeForwardEngine(native ?? NativeEngine.shared()), reason: undefined };
+  } catch (err) {
+    if (pref === "native") throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    return stream(`the native engine is unavailable: ${why}`);
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The one symbol table of the native library, shared by Deno.dlopen and
+ * bun:ffi. Each entry carries the C prototype from native/include/relaykit.h
+ * beside it. The names of the types are Deno's; src/runtime/bun.ts
+ * translates them for bun:ffi in one place.
+ *
+ * Strings travel as NUL-terminated UTF-8 in a Uint8Array ("buffer"), out
+ * values as typed arrays ("buffer"), handles as int32: no raw pointer ever
+ * reaches JavaScript.
+ *
+ * @module
+ */
+
+/** The native types the table uses. */
+export type NativeType = "i32" | "u32" | "f64" | "buffer" | "function" | "void";
+
+/** One entry of the table. */
+export interface SymbolDef {
+  readonly parameters: readonly NativeType[];
+  readonly result: NativeType;
+  /** Deno only: run on a helper thread and return a Promise. */
+  readonly nonblocking?: boolean;
+}
+
+/** The relaykit C API as seen from TypeScript. */
+export const SYMBOLS = {
+  // int32_t rk_version(void)
+  rk_version: { parameters: [], result: "i32" },
+  // int32_t rk_strerror_r(int32_t err, char *buf, int32_t len)
+  rk_strerror_r: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_err_name_r(int32_t err, char *buf, int32_t len)
+  rk_err_name_r: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+
+  // int32_t rk_engine_new(int32_t threads, int32_t max_conns)
+  rk_engine_new: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_engine_close(int32_t h)
+  rk_engine_close: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_engine_free(int32_t h)
+  rk_engine_free: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_engine_threads(int32_t h)
+  rk_engine_threads: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_engine_wait(int32_t h, int32_t timeout_ms) -- blocks
+  rk_engine_wait: {
+    parameters: ["i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int32_t rk_engine_wake(int32_t h)
+  rk_engine_wake: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_engine_set_notify(int32_t h, void (*cb)(void))
+  rk_engine_set_notify: { parameters: ["i32", "function"], result: "i32" },
+  // int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events)
+  rk_engine_drain: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_engine_stats(int32_t h, double *out)
+  rk_engine_stats: { parameters: ["i32", "buffer"], result: "i32" },
+  // int32_t rk_test_post(int32_t h, int32_t threads, int32_t count)
+  rk_test_post: { parameters: ["i32", "i32", "i32"], result: "i32" },
+
+  // int32_t rk_listen(int32_t h, const char *host, int32_t port,
+  //                   const int32_t *opts, int32_t nopts)
+  rk_listen: {
+    parameters: ["i32", "buffer", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_listener_port(int32_t h, int32_t lid)
+  rk_listener_port: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
+  //   int32_t port, int32_t family, int32_t timeout_ms, const char *bind_host)
+  rk_listener_set_target: {
+    parameters: ["i32", "i32", "buffer", "i32", "i32", "i32", "buffer"],
+    result: "i32",
+  },
+  // int32_t rk_listener_start(int32_t h, int32_t lid)
+  rk_listener_start: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_close(int32_t h, int32_t lid)
+  rk_listener_close: { parameters: ["i32", "i32"], result: "i32" },
+
+  // int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
+  //                      int32_t wb, uint32_t flags, int32_t idle_timeout_ms)
+  rk_relay_fds: {
+    parameters: ["i32", "i32", "i32", "i32", "i32", "u32", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode)
+  rk_conn_close: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_conn_stats(int32_t h, int32_t id, double *out)
+  rk_conn_stats: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
+  //   int32_t family, int32_t timeout_ms, const char *bind_host)
+  rk_connect_fd: {
+    parameters: ["i32", "buffer", "i32", "i32", "i32", "buffer"],
+    result: "i32",
+  },
+
+  // int32_t rk_fd_pipe(int32_t *out)
+  rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
+  // int32_t rk_fd_socketpair(int32_t *out)
+  rk_fd_socketpair: { parameters: ["buffer"], result: "i32" },
+  // int32_t rk_fd_open(const char *path, int32_t flags, int32_t mode)
+  rk_fd_open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  // int32_t rk_fd_write(int32_t fd, const uint8_t *buf, int32_t len)
+  rk_fd_write: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_fd_read(int32_t fd, uint8_t *buf, int32_t len)
+  rk_fd_read: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_fd_shutdown_write(int32_t fd)
+  rk_fd_shutdown_write: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_fd_close(int32_t fd)
+  rk_fd_close: { parameters: ["i32"], result: "i32" },
+} as const satisfies Record<string, SymbolDef>;
+
+/** The table's type. */
+export type SymbolTable = typeof SYMBOLS;
+
+/** The typed arrays passed where the C side takes a pointer. */
+export type NativeBuffer = Uint8Array | Int32Array | Uint32Array | Float64Array;
+
+/** What a parameter or result of a native type is in JavaScript. */
+type JsType<T extends NativeType> = T extends "buffer" ? NativeBuffer
+  // callbacks are registered by the runtime adapters only
+  : T extends "function" ? never
+  : T extends "void" ? void
+  : number;
+
+type JsParams<P extends readonly NativeType[]> = {
+  -readonly [K in keyof P]: JsType<P[K]>;
+};
+
+type JsFunction<D extends SymbolDef> = (
+  ...args: JsParams<D["parameters"]>
+) => D["nonblocking"] extends true
+  // a Promise on Deno; a plain (blocking) call where nonblocking is unknown
+  ? Promise<JsType<D["result"]>> | JsType<D["result"]>
+  : JsType<D["result"]>;
+
+/** The bound functions of a loaded library, typed from the table. */
+export type NativeSymbols = {
+  readonly [K in keyof SymbolTable]: JsFunction<SymbolTable[K]>;
+};
+
+/** Size in 32-bit words of one event record (RK_EVENT_WORDS). */
+export const EVENT_WORDS = 16;
+
+/** Event types (rk_event_type_t). */
+export const EV = {
+  ACCEPT: 1,
+  CONNECTED: 2,
+  CLOSED: 3,
+  REJECTED: 4,
+  ACCEPT_ERROR: 5,
+  LISTENER_CLOSED: 6,
+  FD_CONNECTED: 7,
+  TEST: 99,
+} as const;
+
+/** Why a connection ended (rk_end_reason_t). */
+export const END = {
+  DONE: 1,
+  RESET: 2,
+  IDLE_TIMEOUT: 3,
+  CLOSED: 4,
+  CONNECT_FAILED: 5,
+  ENGINE_CLOSED: 6,
+} as const;
+
+/** Flags of rk_listen. */
+export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
+
+/** Address family preferences of outbound connects. */
+export const FAMILY = {
+  any: 0,
+  preferV4: 1,
+  preferV6: 2,
+  onlyV4: 3,
+  onlyV6: 4,
+} as const;
+
+/** The library version this table was written for, as rk_version() gives. */
+export const NATIVE_VERSION = (0 << 16) | (1 << 8) | 0;

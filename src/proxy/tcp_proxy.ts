@@ -1,0 +1,235 @@
+/**
+ * A TCP proxy: listen on an address and relay every connection to a target.
+ *
+ * @module
+ */
+import { Emitter } from "../emitter.ts";
+import type { RelaykitError } from "../errors.ts";
+import { chooseEngine, type EnginePreference } from "../forward/select.ts";
+import type {
+  ConnectionEnd,
+  ConnectionInfo,
+  ConnectionStats,
+  Endpoint,
+  FamilyPreference,
+  ProxyHandle,
+  ProxySpec,
+} from "../forward/types.ts";
+import type { NativeEngine } from "../native/engine.ts";
+
+/** Options of {@link TcpProxy.listen}. */
+export interface TcpProxyOptions {
+  /** Where to listen: `{ host, port }` (port 0 picks one) or `{ path }`. */
+  listen: Endpoint;
+  /** Where every connection goes. */
+  target: Endpoint;
+  /** Which engine moves the bytes. @default "auto" */
+  engine?: EnginePreference;
+  /** Run on this native engine instead of the shared one. */
+  nativeEngine?: NativeEngine;
+  /** listen(2) backlog. @default 511 */
+  backlog?: number;
+  /** Let other sockets bind the same port (SO_REUSEPORT). @default false */
+  reusePort?: boolean;
+  /** Concurrent connections; more are closed at once. 0 is none. @default 0 */
+  maxConnections?: number;
+  /** Close a connection idle this many ms. 0 is never. @default 0 */
+  idleTimeout?: number;
+  /** Give up connecting to the target after this many ms. 0 is never. @default 10000 */
+  connectTimeout?: number;
+  /** Which family to try first when the target is a name. @default "any" */
+  family?: FamilyPreference;
+  /** Bind outbound connections to this source address. */
+  bindAddress?: string;
+}
+
+/** Events of a {@link TcpProxy}. */
+export interface TcpProxyEvents {
+  /** A client connected. */
+  open: ConnectionInfo;
+  /** A client's connection to the target is up. */
+  connect: number;
+  /** A connection ended, with counters and the reason. */
+  close: ConnectionEnd;
+  /** Something failed: a connect, a reset, a refused or failed accept. */
+  error: RelaykitError;
+}
+
+function nonNegative(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
+    throw new RangeError(`${name} must be a non-negative integer, not ${v}`);
+  }
+  return v;
+}
+
+function checkEndpoint(name: string, e: Endpoint): void {
+  if (typeof e !== "object" || e === null) {
+    throw new TypeError(`${name} must be { host, port } or { path }`);
+  }
+  if ("path" in e) {
+    if (typeof e.path !== "string" || e.path === "") {
+      throw new TypeError(`${name}.path must be a non-empty string`);
+    }
+    return;
+  }
+  if (typeof e.host !== "string") throw new TypeError(`${name}.host must be a string`);
+  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) {
+    throw new RangeError(`${name}.port must be an integer from 0 to 65535, not ${e.port}`);
+  }
+}
+
+/**
+ * Listens on an address and relays each connection to a target. On the
+ * native engine no JavaScript runs per byte; JavaScript sees one event when a
+ * connection opens and one when it ends.
+ *
+ * @example Forward a local port
+ * ```ts
+ * import { TcpProxy } from "@relaykit/relaykit";
+ * await using proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 5432 },
+ * });
+ * console.log(`listening on port ${proxy.port} (${proxy.engine} engine)`);
+ * proxy.on("close", (end) => console.log(end.id, end.reason, end.aToB.written));
+ * ```
+ */
+export class TcpProxy extends Emitter<TcpProxyEvents> {
+  /** Which engine moves the bytes. */
+  readonly engine: "native" | "stream";
+  /** Why the native engine is not in use, or undefined when it is. */
+  readonly engineReason: string | undefined;
+  /** The bound address (port filled in). */
+  readonly address: Endpoint;
+  readonly #handle: ProxyHandle;
+  readonly #open = new Set<number>();
+  readonly #stopped: Promise<void>;
+  #drained: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    engine: "native" | "stream",
+    reason: string | undefined,
+    handle: ProxyHandle,
+    stopped: Promise<void>,
+    open: Set<number>,
+    bind: (p: TcpProxy) => void,
+  ) {
+    super();
+    this.engine = engine;
+    this.engineReason = reason;
+    this.#handle = handle;
+    this.address = handle.address;
+    this.#stopped = stopped;
+    this.#open = open;
+    bind(this);
+  }
+
+  /**
+   * Start a proxy.
+   *
+   * @param options Where to listen, where to go, engine and limits.
+   * @returns The running proxy, already accepting.
+   * @throws {RelaykitError} when the address cannot be bound.
+   */
+  static async listen(options: TcpProxyOptions): Promise<TcpProxy> {
+    checkEndpoint("listen", options.listen);
+    checkEndpoint("target", options.target);
+    const spec: ProxySpec = {
+      listen: options.listen,
+      target: options.target,
+      backlog: nonNegative("backlog", options.backlog, 511),
+      reusePort: options.reusePort ?? false,
+      maxConnections: nonNegative("maxConnections", options.maxConnections, 0),
+      idleTimeout: nonNegative("idleTimeout", options.idleTimeout, 0),
+      connectTimeout: nonNegative("connectTimeout", options.connectTimeout, 10_000),
+      family: options.family ?? "any",
+      bindAddress: options.bindAddress,
+    };
+    const choice = chooseEngine(options.engine, options.nativeEngine);
+    // Events may come before the constructor runs: buffer them until then.
+    let self: TcpProxy | undefined;
+    const early: (() => void)[] = [];
+    const later = (f: () => void) => self === undefined ? early.push(f) : f();
+    const open = new Set<number>();
+    let stoppedResolve!: () => void;
+    const stopped = new Promise<void>((r) => stoppedResolve = r);
+    const handle = await choice.engine.startProxy(spec, {
+      open: (info) => {
+        open.add(info.id);
+        later(() => self!.emit("open", info));
+      },
+      connected: (id) => later(() => self!.emit("connect", id)),
+      close: (end) => {
+        open.delete(end.id);
+        later(() => {
+          const p = self!;
+          if (end.error !== undefined) p.#error(end.error);
+          p.emit("close", end);
+          if (open.size === 0) p.#drained?.();
+        });
+      },
+      reject: (err) => later(() => self!.#error(err)),
+      stopped: () => stoppedResolve(),
+    });
+    return new TcpProxy(choice.engine.name, choice.reason, handle, stopped, open, (p) => {
+      self = p;
+      for (const f of early) f();
+    });
+  }
+
+  #error(err: RelaykitError): void {
+    // An unhandled "error" is not thrown: a proxy must not die because one
+    // backend refused. The close event carries the same error.
+    this.emit("error", err);
+  }
+
+  /** The bound TCP port (0 for Unix sockets). */
+  get port(): number {
+    return "port" in this.address ? this.address.port : 0;
+  }
+
+  /** Number of open connections. */
+  get connections(): number {
+    return this.#open.size;
+  }
+
+  /** Live counters of connection `id`, or undefined once it ended. */
+  stats(id: number): ConnectionStats | undefined {
+    return this.#handle.connectionStats(id);
+  }
+
+  /** Close one connection: "graceful" flushes then sends FIN; "abort" resets. */
+  closeConnection(id: number, mode: "graceful" | "abort" = "graceful"): void {
+    this.#handle.closeConnection(id, mode);
+  }
+
+  /**
+   * Stop accepting and wait until every open connection has ended on its
+   * own. Safe to call twice.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown(false);
+    return this.#closing;
+  }
+
+  /** Stop accepting and reset every open connection now. */
+  abort(): Promise<void> {
+    for (const id of this.#open) this.#handle.closeConnection(id, "abort");
+    this.#closing ??= this.#shutdown(true);
+    return this.#closing;
+  }
+
+  async #shutdown(abort: boolean): Promise<void> {
+    this.#handle.stopAccepting();
+    await this.#stopped;
+    if (abort) for (const id of this.#open) this.#handle.closeConnection(id, "abort");
+    if (this.#open.size > 0) await new Promise<void>((r) => this.#drained = r);
+  }
+
+  /** `await using` closes gracefully. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The Deno adapter.
+ *
+ * @module
+ */
+import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
+import type { NativeLibrary, Runtime, Waker } from "./types.ts";
+
+function denoWaker(
+  symbols: Deno.StaticForeignLibraryInterface<SymbolTable>,
+  engine: number,
+  onWake: () => void,
+): Waker {
+  let wanted = false;
+  let looping = false;
+  let closed = false;
+  // One pending nonblocking wait at a time: it keeps the process alive,
+  // resolves when the queue is non-empty (or on rk_engine_wake), and we
+  // drain synchronously before waiting again.
+  const loop = async () => {
+    looping = true;
+    try {
+      while (wanted && !closed) {
+        await symbols.rk_engine_wait(engine, -1);
+        if (closed) break;
+        onWake();
+      }
+    } finally {
+      looping = false;
+    }
+  };
+  return {
+    ref() {
+      if (closed) return;
+      wanted = true;
+      if (!looping) void loop();
+    },
+    unref() {
+      if (!wanted) return;
+      wanted = false;
+      if (looping) symbols.rk_engine_wake(engine);
+    },
+    close() {
+      closed = true;
+      wanted = false;
+    },
+  };
+}
+
+/** Deno: FFI through Deno.dlopen. */
+export const denoRuntime: Runtime = {
+  name: "deno",
+  version: Deno.version.deno,
+  ffi: true,
+  dlopen(path: string, table: SymbolTable): NativeLibrary {
+    const lib = Deno.dlopen(path, table);
+    // Deno infers the bound types from the table itself; assigning them to
+    // the shared NativeSymbols type checks that both views agree.
+    const symbols: NativeSymbols = lib.symbols;
+    return {
+      symbols,
+      watch: (engine, onWake) => denoWaker(lib.symbols, engine, onWake),
+      close: () => lib.close(),
+    };
+  },
+};
