@@ -53,7 +53,7 @@ interface Options {
 
 function usage(code = 2): never {
   const header = fs.readFileSync(new URL(import.meta.url), "utf8")
-    .split("*/")[0];
+    .split("*/")[0] ?? "";
   console.error(header.replace(/^\/\*\*\n?|^ \* ?/gm, "").trimEnd());
   process.exit(code);
 }
@@ -68,11 +68,12 @@ function parseOptions(args: string[]): Options {
     list: false,
   };
   const value = (i: number): string => {
-    if (i >= args.length) usage();
-    return args[i];
+    const v = args[i];
+    if (v === undefined) usage();
+    return v;
   };
   for (let i = 0; i < args.length; i++) {
-    const a = args[i];
+    const a = args[i] ?? "";
     // Accept both "--opt value" and "--opt=value".
     const [flag, inline] = a.includes("=") ? a.split(/=(.*)/s, 2) : [a, null];
     const arg = (): string => inline ?? value(++i);
@@ -189,7 +190,7 @@ function versionOf(cmd: string | null, args: string[], re: RegExp): string {
   if (!cmd) return "missing";
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 10_000 });
   const m = `${r.stdout ?? ""}\n${r.stderr ?? ""}`.match(re);
-  return m ? m[1] : "?";
+  return m?.[1] ?? "?";
 }
 
 // ---------------------------------------------------------------------------
@@ -321,7 +322,8 @@ interface RunResult {
 function run(argv: string[], timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve) => {
     if (stopping) return; // never settles; the signal handler exits
-    const child = spawn(argv[0], argv.slice(1), {
+    const [cmd = "", ...args] = argv;
+    const child = spawn(cmd, args, {
       cwd: REPO,
       env: CHILD_ENV,
       detached: true,
@@ -364,11 +366,9 @@ function listenInode(port: number): string | null {
       continue;
     }
     for (const line of text.split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // f[1] = local addr:port, f[3] = state (0A = LISTEN), f[9] = inode
-      if (f.length > 9 && f[3] === "0A" && f[1].endsWith(`:${hexPort}`)) {
-        return f[9];
-      }
+      // Fields: sl, local addr:port, remote, state (0A = LISTEN), ..., inode (10th).
+      const [, local = "", , state, , , , , , inode] = line.trim().split(/\s+/);
+      if (state === "0A" && inode && local.endsWith(`:${hexPort}`)) return inode;
     }
   }
   return null;
@@ -553,10 +553,10 @@ function aptInstall(pkgs: string[]): boolean {
     log("not root and no sudo: cannot run apt-get");
     return false;
   }
-  const aptGet = (args: string[]): boolean => {
-    const argv = [...prefix, "apt-get", ...args];
-    log(`running: ${argv.join(" ")}`);
-    return spawnSync(argv[0], argv.slice(1), {
+  const aptGet = (aptArgs: string[]): boolean => {
+    const [cmd = "", ...args] = [...prefix, "apt-get", ...aptArgs];
+    log(`running: ${[cmd, ...args].join(" ")}`);
+    return spawnSync(cmd, args, {
       stdio: ["ignore", 2, 2],
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
       timeout: 15 * 60_000,
@@ -574,13 +574,14 @@ function aptInstall(pkgs: string[]): boolean {
 }
 
 async function findPeers(install: boolean): Promise<Bins> {
-  const pkgOf: Record<string, string> = {
+  const pkgOf = {
     haproxy: "haproxy",
     nginx: "nginx-light",
     iperf3: "iperf3",
     wrk: "wrk",
   };
-  const missing = () => Object.keys(pkgOf).filter((b) => !findBin(b));
+  type Peer = keyof typeof pkgOf;
+  const missing = () => (Object.keys(pkgOf) as Peer[]).filter((b) => !findBin(b));
   if (missing().length && aptRunning()) {
     // e.g. `apt-get install ... >/tmp/apt.log` started in the background.
     log(
@@ -689,6 +690,8 @@ function proxyTable(bins: Bins): ProxySpec[] {
     ];
   return [
     { name: "direct", argv: null },
+    { name: "fake-sleeper", argv: () => ["sleep", "30"], compareTo: ["direct"] },
+    { name: "fake-dies", argv: () => ["bash", "-c", "echo 'warning: x' >&2; echo 'error: boom' >&2; exit 3"] },
     {
       name: "haproxy",
       argv: (l, t) => [bins.haproxy, "-db", "-f", haproxyConfig(l, t, false)],
@@ -789,7 +792,7 @@ function nginxConfig(port: number): string {
   const v = spawnSync(findBin("nginx")!, ["-V"], { encoding: "utf8" });
   const temps = [...`${v.stderr}${v.stdout}`.matchAll(
     /--http-([a-z-]+)-temp-path=/g,
-  )].map((m) => `    ${m[1].replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`);
+  )].map((m) => `    ${m[1]?.replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`);
   const path = `${tmpDir}/nginx.conf`;
   fs.writeFileSync(
     path,
@@ -978,7 +981,9 @@ interface WrkResult {
 function wrkTimeMs(s: string): number | null {
   const m = s.match(/^([\d.]+)(us|ms|s|m|h)$/);
   if (!m) return null;
-  const scale = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 }[m[2]]!;
+  const scales: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
+  const scale = scales[m[2] ?? ""];
+  if (scale === undefined) return null;
   return Number(m[1]) * scale;
 }
 
@@ -1015,7 +1020,7 @@ async function wrk(
   return {
     rps: Number(rps[1]),
     requests: Number(requests[1]),
-    p99Ms: p99 ? wrkTimeMs(p99[1]) : null,
+    p99Ms: p99?.[1] ? wrkTimeMs(p99[1]) : null,
     errors: errs.length ? errs.join("; ") : null,
   };
 }
@@ -1228,9 +1233,9 @@ function fmt(v: number | null, digits: number): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
       .join("  ");
   return [
     line(header),

@@ -35,6 +35,9 @@
 #define RK__POOL_MAX 64
 /* Reads a direction may do in one turn before yielding to other relays. */
 #define RK__PUMP_BUDGET 16
+/* Pools not drawn from during a whole sweep interval are emptied, so an
+ * idle engine holds no pipes or buffers (and its fd count returns to what
+ * it was before any relay ran). */
 /* How often timeouts are checked. Timeouts are accurate to this much. */
 #define RK__SWEEP_MS 100
 /* After EMFILE/ENFILE a listener pauses this long instead of spinning. */
@@ -165,6 +168,7 @@ struct rk__worker {
   int npipes; /* atomic: read by stats */
   uint8_t *bufs[RK__POOL_MAX];
   int nbufs;
+  int pool_uses; /* pool takes since the last sweep */
   rk__listener *paused[64];
   int npaused;
   int64_t next_sweep;

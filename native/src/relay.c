@@ -53,6 +53,7 @@
 
 static int rk__pipe_get(rk__worker *w, int p[2]) {
   if (w->npipes > 0) {
+    w->pool_uses++;
     int n = --w->npipes;
     p[0] = w->pipes[n][0];
     p[1] = w->pipes[n][1];
@@ -77,8 +78,10 @@ static void rk__pipe_put(rk__worker *w, int p[2]) {
 }
 
 static uint8_t *rk__buf_get(rk__worker *w) {
-  if (w->nbufs > 0)
+  if (w->nbufs > 0) {
+    w->pool_uses++;
     return w->bufs[--w->nbufs];
+  }
   return malloc(RK__BUF_SIZE);
 }
 
@@ -91,9 +94,10 @@ static void rk__buf_put(rk__worker *w, uint8_t *b) {
 
 void rk__worker_release_pools(rk__worker *w) {
   while (w->npipes > 0) {
-    w->npipes--;
-    close(w->pipes[w->npipes][0]);
-    close(w->pipes[w->npipes][1]);
+    int n = w->npipes - 1;
+    close(w->pipes[n][0]);
+    close(w->pipes[n][1]);
+    RK__STORE(&w->npipes, n);
   }
   while (w->nbufs > 0)
     free(w->bufs[--w->nbufs]);
@@ -501,6 +505,9 @@ void rk__conn_close_cmd(rk__conn *c, int mode) {
 }
 
 void rk__sweep(rk__worker *w, int64_t now) {
+  if (w->pool_uses == 0)
+    rk__worker_release_pools(w);
+  w->pool_uses = 0;
   rk__conn *c = w->conns;
   while (c != NULL) {
     rk__conn *next = c->next;

@@ -3,7 +3,7 @@
 // without relaykit.  relaykit's stream engine on Deno has to beat this.
 //
 // Usage: deno run -A scripts/bench/naive_deno.ts LISTEN_PORT TARGET_PORT
-const [listenPort, targetPort] = Deno.args.map(Number);
+const [listenPort = 0, targetPort = 0] = Deno.args.map(Number);
 if (!(listenPort > 0) || !(targetPort > 0)) {
   console.error("usage: naive_deno.ts LISTEN_PORT TARGET_PORT");
   Deno.exit(2);

@@ -79,6 +79,7 @@ function buildInto(dir: string, src: string): string {
     "-pthread",
     "-D_GNU_SOURCE",
     "-shared",
+    "-Wl,-z,nodelete",
     `-Wl,--version-script=${join(src, "relaykit.map")}`,
     "-o",
     tmp,
@@ -154,38 +155,44 @@ export function loadNative(options: LoadOptions = {}): LoadedNative {
   }
 
   const src = nativeDir();
-  const candidates = [join(src, "build", LIB_NAME)];
-  let cache: string | undefined;
-  try {
-    cache = join(cacheDir(src), LIB_NAME);
-    candidates.push(cache);
-  } catch (err) {
-    if (isPermissionError(err)) throw err;
-    attempts.push({ path: join(src, "src"), reason: `no sources: ${reasonOf(err)}` });
-  }
-  for (const path of candidates) {
+  const tryOpen = (path: string): LoadedNative | undefined => {
     try {
       if (!existsSync(path)) {
         attempts.push({ path, reason: "file not found" });
-        continue;
+        return undefined;
       }
       return { lib: open(path), path };
     } catch (err) {
       if (isPermissionError(err)) throw err;
       attempts.push({ path, reason: reasonOf(err) });
+      return undefined;
     }
+  };
+  const own = tryOpen(join(src, "build", LIB_NAME));
+  if (own !== undefined) return own;
+
+  let cache: string | undefined;
+  try {
+    cache = join(cacheDir(src), LIB_NAME);
+  } catch (err) {
+    if (isPermissionError(err)) throw err;
+    attempts.push({ path: join(src, "src"), reason: `no sources to build: ${reasonOf(err)}` });
   }
-  if (cache !== undefined && options.build !== false) {
-    try {
-      const path = buildInto(join(cache, ".."), src);
-      return { lib: open(path), path };
-    } catch (err) {
-      if (isPermissionError(err)) throw err;
-      const stderr = (err as { stderr?: { toString(): string } }).stderr?.toString().trim();
-      attempts.push({
-        path: cache,
-        reason: `building with the C compiler failed: ${stderr || reasonOf(err)}`,
-      });
+  if (cache !== undefined) {
+    const cached = tryOpen(cache);
+    if (cached !== undefined) return cached;
+    if (options.build !== false) {
+      try {
+        const path = buildInto(join(cache, ".."), src);
+        return { lib: open(path), path };
+      } catch (err) {
+        if (isPermissionError(err)) throw err;
+        const stderr = (err as { stderr?: { toString(): string } }).stderr?.toString().trim();
+        attempts.push({
+          path: cache,
+          reason: `building with the C compiler failed: ${stderr || reasonOf(err)}`,
+        });
+      }
     }
   }
   throw new NativeLoadError(

@@ -1,0 +1,48 @@
+/**
+ * relaykit: a proxy toolkit for TypeScript on Deno and Bun. A C library
+ * moves the bytes in native worker threads (splice(2) where the kernel
+ * allows); where it cannot load, the same API runs on the runtime's sockets.
+ *
+ * @example Forward a port
+ * ```ts
+ * import { TcpProxy } from "@relaykit/relaykit";
+ *
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 5432 },
+ * });
+ * console.log(`port ${proxy.port}, ${proxy.engine} engine`);
+ * await proxy.close();
+ * ```
+ *
+ * @module
+ */
+export { NativeLoadError, RelaykitError } from "./src/errors.ts";
+export {
+  type ConnectionEnd,
+  type ConnectionInfo,
+  type ConnectionStats,
+  type Counters,
+  type DirectionCounters,
+  type EndReason,
+  type Endpoint,
+  type FamilyPreference,
+  formatEndpoint,
+} from "./src/forward/types.ts";
+export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
+export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
+export { relay, Relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
+export { parseEndpoint } from "./src/proxy/address.ts";
+export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
+export {
+  closeFd,
+  connectFd,
+  type ConnectFdOptions,
+  openFile,
+  openPipe,
+  openSocketPair,
+  readFd,
+  shutdownWriteFd,
+  writeFd,
+} from "./src/native/fds.ts";
+export { VERSION } from "./src/version.ts";

@@ -1,0 +1,241 @@
+/**
+ * The relaykit command.
+ *
+ *   relaykit                       a demo: an HTTP backend behind a proxy
+ *   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
+ *   relaykit --help | --version
+ *
+ * Runs as `deno run -A src/cli.ts …`, `bun src/cli.ts …`, and as
+ * `relaykit …` from the npm package.
+ *
+ * @module
+ */
+import { createServer } from "node:http";
+import process from "node:process";
+import { formatEndpoint } from "./forward/types.ts";
+import type { EnginePreference } from "./forward/select.ts";
+import { NativeEngine } from "./native/engine.ts";
+import { parseEndpoint } from "./proxy/address.ts";
+import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
+import { runtime } from "./runtime/detect.ts";
+import { VERSION } from "./version.ts";
+
+/** A command-line mistake: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  /** @param message What is wrong. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const HELP = `relaykit ${VERSION} - a TCP proxy toolkit with a native splice engine
+
+Usage:
+  relaykit                         run a demo: an HTTP backend behind a proxy
+  relaykit forward --listen HOST:PORT --to HOST:PORT [options]
+  relaykit --help | --version
+
+forward options:
+  --listen ADDR            where to listen: HOST:PORT, [V6]:PORT, unix:/path
+  --to ADDR                where every connection goes (same forms)
+  --engine E               auto (default), native or stream
+  --threads N              native worker threads (default: number of CPUs)
+  --max-connections N      concurrent connections; more are closed at once (0: none)
+  --connect-timeout MS     give up connecting to the target after MS (default 10000)
+  --idle-timeout MS        close connections idle for MS (default 0: never)
+  --quiet                  print only errors
+  --verbose                print every connection
+`;
+
+interface Parsed {
+  flags: Map<string, string>;
+  bools: Set<string>;
+}
+
+function parseFlags(args: string[], valued: string[], bools: string[]): Parsed {
+  const flags = new Map<string, string>();
+  const set = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const eq = arg.indexOf("=");
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    if (bools.includes(name)) {
+      set.add(name);
+      continue;
+    }
+    if (!valued.includes(name)) throw new UsageError(`unknown option "${arg}" (see --help)`);
+    const value = eq > 0 ? arg.slice(eq + 1) : args[++i];
+    if (value === undefined) throw new UsageError(`${name} needs a value`);
+    flags.set(name, value);
+  }
+  return { flags, bools: set };
+}
+
+function intFlag(p: Parsed, name: string, min: number): number | undefined {
+  const v = p.flags.get(name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > 0x7fffffff) {
+    throw new UsageError(`${name} must be an integer >= ${min}, not "${v}"`);
+  }
+  return Number(v);
+}
+
+function endpointFlag(p: Parsed, name: string) {
+  const v = p.flags.get(name);
+  if (v === undefined) throw new UsageError(`${name} is required`);
+  try {
+    return parseEndpoint(v, name);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function engineLine(proxy: TcpProxy, threads: number | undefined): string {
+  if (proxy.engine === "native") {
+    return `native engine, ${threads ?? NativeEngine.shared().threads} threads`;
+  }
+  return `stream engine on ${runtime.name}: ${proxy.engineReason}`;
+}
+
+function onStop(stop: (signal: string) => Promise<void>): void {
+  let stopping = false;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (stopping) process.exit(130); // a second Ctrl-C: now
+      stopping = true;
+      stop(sig).then(() => process.exit(0));
+    });
+  }
+}
+
+async function forward(args: string[]): Promise<void> {
+  const p = parseFlags(args, [
+    "--listen",
+    "--to",
+    "--engine",
+    "--threads",
+    "--max-connections",
+    "--connect-timeout",
+    "--idle-timeout",
+  ], ["--quiet", "--verbose"]);
+  const listen = endpointFlag(p, "--listen");
+  const target = endpointFlag(p, "--to");
+  const engine = p.flags.get("--engine") ?? "auto";
+  if (engine !== "auto" && engine !== "native" && engine !== "stream") {
+    throw new UsageError(`--engine must be auto, native or stream, not "${engine}"`);
+  }
+  const threads = intFlag(p, "--threads", 1);
+  const options: TcpProxyOptions = { listen, target, engine: engine as EnginePreference };
+  const maxConnections = intFlag(p, "--max-connections", 0);
+  const connectTimeout = intFlag(p, "--connect-timeout", 0);
+  const idleTimeout = intFlag(p, "--idle-timeout", 0);
+  if (maxConnections !== undefined) options.maxConnections = maxConnections;
+  if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
+  if (idleTimeout !== undefined) options.idleTimeout = idleTimeout;
+  if (threads !== undefined && engine !== "stream") {
+    try {
+      options.nativeEngine = new NativeEngine({ threads });
+    } catch (err) {
+      if (engine === "native") throw err;
+    }
+  }
+  const proxy = await TcpProxy.listen(options);
+  const quiet = p.bools.has("--quiet");
+  if (!quiet) {
+    console.log(
+      `relaykit: forwarding ${formatEndpoint(proxy.address)} -> ${formatEndpoint(target)} (${
+        engineLine(proxy, threads)
+      })`,
+    );
+  }
+  proxy.on("error", (err) => console.error(`relaykit: ${err.message}`));
+  if (p.bools.has("--verbose")) {
+    proxy.on("open", (c) =>
+      console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`));
+    proxy.on("close", (e) =>
+      console.log(
+        `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down`,
+      ));
+  }
+  onStop(async (sig) => {
+    if (!quiet) console.log(`relaykit: ${sig}: closing ${proxy.connections} connections`);
+    await proxy.abort();
+  });
+}
+
+async function demo(): Promise<void> {
+  const backend = createServer((req, res) => {
+    res.end(`hello from the demo backend, through relaykit (${req.method} ${req.url})\n`);
+  });
+  await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
+  const addr = backend.address();
+  const backendPort = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const target = { host: "127.0.0.1", port: backendPort };
+  let proxy: TcpProxy;
+  try {
+    proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 8080 }, target });
+  } catch {
+    // 8080 is taken: any free port will do for a demo
+    proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 }, target });
+  }
+  console.log(`relaykit ${VERSION} demo on ${runtime.name} ${runtime.version}`);
+  console.log(`  backend: an HTTP server on 127.0.0.1:${backendPort}`);
+  console.log(
+    `  proxy:   listening on 127.0.0.1:${proxy.port} -> 127.0.0.1:${backendPort} (${
+      engineLine(proxy, undefined)
+    })`,
+  );
+  console.log(`Try it:   curl http://127.0.0.1:${proxy.port}/`);
+  console.log(`Stop:     Ctrl-C.  More: relaykit --help`);
+  proxy.on("close", (e) =>
+    console.log(
+      `  connection #${e.id}: ${e.reason}, ${e.aToB.written} bytes in, ${e.bToA.written} bytes out`,
+    ));
+  onStop(async () => {
+    await proxy.abort();
+    backend.close();
+  });
+}
+
+/**
+ * Run the command with `args` (without the program name).
+ *
+ * @returns the exit code (the process keeps running while a proxy does).
+ */
+export async function main(args: string[]): Promise<number> {
+  const [cmd, ...rest] = args;
+  try {
+    switch (cmd) {
+      case undefined:
+        await demo();
+        return 0;
+      case "--help":
+      case "-h":
+      case "help":
+        console.log(HELP);
+        return 0;
+      case "--version":
+      case "version":
+        console.log(`relaykit ${VERSION}`);
+        return 0;
+      case "forward":
+        await forward(rest);
+        return 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}" (see --help)`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`relaykit: ${err.message}`);
+      return 2;
+    }
+    console.error(`relaykit: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  if (code !== 0) process.exit(code);
+}

@@ -1,0 +1,187 @@
+/**
+ * File descriptors for relays. Deno and Bun do not hand out the fds of
+ * their sockets, so these helpers make fds natively: pipes, socket pairs,
+ * files, and outbound sockets connected without blocking. 0, 1 and 2 are
+ * stdin, stdout and stderr as usual. Native engine only.
+ *
+ * @module
+ */
+import { cstr, NativeEngine } from "./engine.ts";
+import { EV, FAMILY } from "./symbols.ts";
+import type { FamilyPreference } from "../forward/types.ts";
+
+const FAMILIES: Record<FamilyPreference, number> = {
+  "any": FAMILY.any,
+  "prefer-v4": FAMILY.preferV4,
+  "prefer-v6": FAMILY.preferV6,
+  "only-v4": FAMILY.onlyV4,
+  "only-v6": FAMILY.onlyV6,
+};
+
+/** open(2) flags of {@link openFile} (Linux values). */
+const OPEN_FLAGS = {
+  r: 0, // O_RDONLY
+  w: 0o1 | 0o100 | 0o1000, // O_WRONLY | O_CREAT | O_TRUNC
+  a: 0o1 | 0o100 | 0o2000, // O_WRONLY | O_CREAT | O_APPEND
+  "r+": 0o2, // O_RDWR
+} as const;
+
+function engineOf(engine?: NativeEngine): NativeEngine {
+  return engine ?? NativeEngine.shared();
+}
+
+function pair(
+  what: string,
+  f: (e: NativeEngine, out: Int32Array) => number,
+  engine?: NativeEngine,
+): [number, number] {
+  const e = engineOf(engine);
+  const out = new Int32Array(2);
+  e.check(f(e, out), `Cannot create a ${what}`);
+  return [out[0] ?? -1, out[1] ?? -1];
+}
+
+/**
+ * Create a pipe.
+ *
+ * @returns [read end, write end]
+ * @example
+ * ```ts
+ * import { closeFd, openPipe, readFd, writeFd } from "@relaykit/relaykit";
+ * const [r, w] = openPipe();
+ * writeFd(w, new TextEncoder().encode("hi"));
+ * console.log(new TextDecoder().decode(readFd(r, 16)));
+ * closeFd(r); closeFd(w);
+ * ```
+ */
+export function openPipe(engine?: NativeEngine): [number, number] {
+  return pair("pipe", (e, out) => e.sym.rk_fd_pipe(out), engine);
+}
+
+/**
+ * Create a connected pair of Unix stream sockets.
+ *
+ * @returns two fds; what one writes the other reads.
+ * @example
+ * ```ts
+ * import { closeFd, openSocketPair } from "@relaykit/relaykit";
+ * const [a, b] = openSocketPair();
+ * closeFd(a); closeFd(b);
+ * ```
+ */
+export function openSocketPair(engine?: NativeEngine): [number, number] {
+  return pair("socket pair", (e, out) => e.sym.rk_fd_socketpair(out), engine);
+}
+
+/**
+ * Open a file: "r" read, "w" write (create, truncate), "a" append, "r+"
+ * read and write.
+ *
+ * @returns the fd.
+ * @example
+ * ```ts
+ * import { closeFd, openFile } from "@relaykit/relaykit";
+ * const fd = openFile("/etc/hostname", "r");
+ * closeFd(fd);
+ * ```
+ */
+export function openFile(
+  path: string,
+  mode: keyof typeof OPEN_FLAGS = "r",
+  engine?: NativeEngine,
+): number {
+  const e = engineOf(engine);
+  const flags = OPEN_FLAGS[mode];
+  if (flags === undefined) throw new TypeError(`Unknown file mode "${mode}"`);
+  return e.check(e.sym.rk_fd_open(cstr(path), flags, 0o644), `Cannot open "${path}"`);
+}
+
+/** Options of {@link connectFd}. */
+export interface ConnectFdOptions {
+  /** Give up after this many ms; 0 is never. @default 10000 */
+  timeout?: number;
+  /** Which family to try first for a name. @default "any" */
+  family?: FamilyPreference;
+  /** Source address to bind. */
+  bindAddress?: string;
+  /** The native engine to connect on. @default the shared one */
+  engine?: NativeEngine;
+}
+
+/**
+ * Connect a TCP socket (or a Unix socket, when port is omitted) without
+ * blocking, and hand over its fd, e.g. for {@link relay}.
+ *
+ * @param host Name, address, or Unix socket path.
+ * @param port TCP port; omit for a Unix socket.
+ * @returns the connected fd, which the caller then owns.
+ * @example
+ * ```ts
+ * import { closeFd, connectFd } from "@relaykit/relaykit";
+ * const fd = await connectFd("127.0.0.1", 5432).catch(() => -1);
+ * if (fd >= 0) closeFd(fd);
+ * ```
+ */
+export function connectFd(
+  host: string,
+  port?: number,
+  options: ConnectFdOptions = {},
+): Promise<number> {
+  const e = engineOf(options.engine);
+  const where = port === undefined ? host : `${host}:${port}`;
+  const id = e.check(
+    e.sym.rk_connect_fd(
+      e.handle,
+      cstr(host),
+      port ?? -1,
+      FAMILIES[options.family ?? "any"],
+      options.timeout ?? 10_000,
+      cstr(options.bindAddress ?? ""),
+    ),
+    `Cannot connect to "${where}"`,
+  );
+  e.ref();
+  return new Promise((resolve, reject) => {
+    e.onConnection(id, (ev) => {
+      if (ev.type !== EV.FD_CONNECTED) return;
+      e.offConnection(id);
+      e.unref();
+      if (ev.err !== 0) reject(e.error(ev.err, `Cannot connect to "${where}"`));
+      else resolve(ev.aux);
+    });
+  });
+}
+
+/**
+ * Write all of `data` to `fd`, blocking until done.
+ *
+ * @returns the number of bytes written.
+ */
+export function writeFd(fd: number, data: Uint8Array, engine?: NativeEngine): number {
+  const e = engineOf(engine);
+  return e.check(e.sym.rk_fd_write(fd, data, data.length), `Cannot write to fd ${fd}`);
+}
+
+/**
+ * Read once from `fd`, up to `max` bytes, blocking until something comes.
+ *
+ * @returns the bytes (empty at end of file).
+ */
+export function readFd(fd: number, max = 65536, engine?: NativeEngine): Uint8Array {
+  const e = engineOf(engine);
+  const buf = new Uint8Array(max);
+  const n = e.check(e.sym.rk_fd_read(fd, buf, max), `Cannot read from fd ${fd}`);
+  return buf.subarray(0, n);
+}
+
+/** Shut a socket for writing (the peer reads EOF); close any other fd. */
+export function shutdownWriteFd(fd: number, engine?: NativeEngine): void {
+  const e = engineOf(engine);
+  e.check(e.sym.rk_fd_shutdown_write(fd), `Cannot shut down fd ${fd}`);
+}
+
+/** Close an fd made by these helpers (and not given to a relay). */
+export function closeFd(fd: number, engine?: NativeEngine): void {
+  const e = engineOf(engine);
+  e.check(e.sym.rk_fd_close(fd), `Cannot close fd ${fd}`);
+}

@@ -1,0 +1,126 @@
+/**
+ * Relaying two file descriptors that already exist: sockets, pipes, files,
+ * ttys, character devices (libasyncproxy's AsyncProxy2FD). Native engine
+ * only: the stream engine has no fds to relay, because Deno and Bun do not
+ * expose them.
+ *
+ * @module
+ */
+import { endOf, nativeClose, nativeStats } from "../forward/native.ts";
+import type { ConnectionEnd, ConnectionStats } from "../forward/types.ts";
+import { NativeEngine } from "../native/engine.ts";
+import { EV } from "../native/symbols.ts";
+
+/**
+ * One side of a relay: an fd that is read and written (a socket, a tty), or
+ * separate fds to read from and write to (a pipe's two ends, a file). A side
+ * with no `read` sends nothing; with no `write` it receives nothing.
+ */
+export type RelaySide = number | { read?: number; write?: number };
+
+/** Options of {@link relay}. */
+export interface RelayOptions {
+  /** End the relay after this many ms without a byte moving; 0 is never. @default 0 */
+  idleTimeout?: number;
+  /** Leave the fds open when the relay ends (default: the relay closes them). */
+  keepFds?: boolean;
+  /** The native engine to run on. @default the shared one */
+  engine?: NativeEngine;
+}
+
+function fdsOf(name: string, s: RelaySide): [number, number] {
+  if (typeof s === "number") {
+    if (!Number.isInteger(s) || s < 0) throw new RangeError(`${name} must be an fd, not ${s}`);
+    return [s, s];
+  }
+  if (typeof s !== "object" || s === null) {
+    throw new TypeError(`${name} must be an fd or { read, write }`);
+  }
+  const r = s.read ?? -1, w = s.write ?? -1;
+  for (const fd of [r, w]) {
+    if (!Number.isInteger(fd) || fd < -1) throw new RangeError(`${name} has a bad fd: ${fd}`);
+  }
+  return [r, w];
+}
+
+/**
+ * A running relay between two fds.
+ */
+export class Relay {
+  /** Engine-wide connection id. */
+  readonly id: number;
+  /** Resolves with the final counters and the reason when the relay ends. */
+  readonly done: Promise<ConnectionEnd>;
+  readonly #engine: NativeEngine;
+
+  /** @internal use {@link relay} */
+  constructor(engine: NativeEngine, id: number, done: Promise<ConnectionEnd>) {
+    this.#engine = engine;
+    this.id = id;
+    this.done = done;
+  }
+
+  /** Live counters, or undefined once the relay ended. */
+  stats(): ConnectionStats | undefined {
+    return nativeStats(this.#engine, this.id);
+  }
+
+  /**
+   * End the relay: "graceful" stops reading, writes out what was read, then
+   * shuts the sides; "abort" drops everything now.
+   *
+   * @returns the same promise as {@link Relay.done}.
+   */
+  close(mode: "graceful" | "abort" = "graceful"): Promise<ConnectionEnd> {
+    nativeClose(this.#engine, this.id, mode);
+    return this.done;
+  }
+
+  /** `await using` aborts a relay that is still running and waits for it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close("abort").then(() => {});
+  }
+}
+
+/**
+ * Relay bytes both ways between side `a` and side `b` in native worker
+ * threads, with splice(2) where the kernel allows it. EOF on one side is
+ * passed on as a half-close once everything read has been written.
+ *
+ * @param a First side: an fd, or `{ read, write }` fds.
+ * @param b Second side.
+ * @returns the running relay.
+ * @throws {RelaykitError} for a bad fd; NativeLoadError without the library.
+ * @example Copy a file into a pipe
+ * ```ts
+ * import { closeFd, openFile, openPipe, readFd, relay } from "@relaykit/relaykit";
+ * const [r, w] = openPipe();
+ * const rl = relay({ read: openFile("/etc/hostname") }, { write: w });
+ * console.log(new TextDecoder().decode(readFd(r)));
+ * console.log((await rl.done).reason); // "done"
+ * closeFd(r);
+ * ```
+ */
+export function relay(a: RelaySide, b: RelaySide, options: RelayOptions = {}): Relay {
+  const e = options.engine ?? NativeEngine.shared();
+  const [ra, wa] = fdsOf("a", a);
+  const [rb, wb] = fdsOf("b", b);
+  const idle = options.idleTimeout ?? 0;
+  if (!Number.isInteger(idle) || idle < 0) {
+    throw new RangeError(`idleTimeout must be a non-negative integer, not ${idle}`);
+  }
+  const id = e.check(
+    e.sym.rk_relay_fds(e.handle, ra, wa, rb, wb, options.keepFds ? 1 : 0, idle),
+    "Cannot start the relay",
+  );
+  e.ref();
+  const done = new Promise<ConnectionEnd>((resolve) => {
+    e.onConnection(id, (ev) => {
+      if (ev.type !== EV.CLOSED) return;
+      e.offConnection(id);
+      e.unref();
+      resolve(endOf(e, ev, (reason) => `Relay ${id} ended (${reason})`));
+    });
+  });
+  return new Relay(e, id, done);
+}

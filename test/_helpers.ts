@@ -1,0 +1,194 @@
+/**
+ * Test helpers: real sockets on 127.0.0.1, deterministic pseudo-random
+ * streams, fd counting. Used under `deno test` and `bun test`.
+ */
+import { createHash } from "node:crypto";
+import { readdirSync } from "node:fs";
+import net from "node:net";
+import process from "node:process";
+import { NativeEngine } from "../src/native/engine.ts";
+
+/** The native engine shared by the tests. Fails (never skips) without the library. */
+export function nativeEngine(): NativeEngine {
+  try {
+    return NativeEngine.shared();
+  } catch (err) {
+    throw new Error(
+      `The native library did not load; native tests fail rather than skip (CI=${
+        process.env.CI ?? "unset"
+      })`,
+      { cause: err },
+    );
+  }
+}
+
+/** Open fds of this process. */
+export function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** Wait until `cond()` holds, polling; throw after `ms`. */
+export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Resolve after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A seeded xorshift32 byte stream: the same seed gives the same bytes. */
+export class Stream {
+  #s: number;
+  /** @param seed non-zero seed */
+  constructor(seed: number) {
+    this.#s = seed >>> 0 || 1;
+  }
+  /** Next `n` bytes. */
+  bytes(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let s = this.#s;
+    for (let i = 0; i < n; i++) {
+      s ^= s << 13;
+      s >>>= 0;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      s >>>= 0;
+      out[i] = s & 0xff;
+    }
+    this.#s = s;
+    return out;
+  }
+  /** A random integer in [lo, hi]. */
+  int(lo: number, hi: number): number {
+    const b = this.bytes(4);
+    const v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    return lo + (v % (hi - lo + 1));
+  }
+}
+
+/**
+ * Write `total` pseudo-random bytes from `seed` in random-size chunks
+ * (1 byte to 64 KiB), honouring backpressure; return their sha256.
+ */
+export async function sendRandom(
+  sock: net.Socket,
+  total: number,
+  seed: number,
+  end = true,
+): Promise<string> {
+  const data = new Stream(seed);
+  const sizes = new Stream(seed ^ 0x5bd1e995);
+  const hash = createHash("sha256");
+  let sent = 0;
+  while (sent < total) {
+    const n = Math.min(total - sent, sizes.int(1, 65536));
+    const chunk = data.bytes(n);
+    hash.update(chunk);
+    sent += n;
+    if (!sock.write(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        const ok = () => {
+          sock.off("error", bad);
+          resolve();
+        };
+        const bad = (e: Error) => {
+          sock.off("drain", ok);
+          reject(e);
+        };
+        sock.once("drain", ok).once("error", bad);
+      });
+    }
+  }
+  if (end) sock.end();
+  return hash.digest("hex");
+}
+
+/** Read a socket to its end; resolve with the byte count and sha256. */
+export function receiveAll(sock: net.Socket): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  return new Promise((resolve, reject) => {
+    sock.on("data", (d: Uint8Array) => {
+      hash.update(d);
+      bytes += d.length;
+    });
+    sock.once("end", () => resolve({ bytes, sha256: hash.digest("hex") }));
+    sock.once("error", reject);
+  });
+}
+
+/** sha256 of `n` bytes of the stream `seed` (what sendRandom sends). */
+export function expectedHash(n: number, seed: number): string {
+  const data = new Stream(seed);
+  const sizes = new Stream(seed ^ 0x5bd1e995);
+  const hash = createHash("sha256");
+  let done = 0;
+  while (done < n) {
+    const k = Math.min(n - done, sizes.int(1, 65536));
+    hash.update(data.bytes(k));
+    done += k;
+  }
+  return hash.digest("hex");
+}
+
+/** A node:net server on 127.0.0.1:0 with half-open sockets allowed. */
+export async function server(
+  onConn: (s: net.Socket) => void,
+): Promise<{ port: number; close(): Promise<void>; sockets: Set<net.Socket> }> {
+  const sockets = new Set<net.Socket>();
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+    onConn(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const addr = srv.address() as net.AddressInfo;
+  return {
+    port: addr.port,
+    sockets,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => r());
+      }),
+  };
+}
+
+/** An echo server. */
+export function echoServer(): ReturnType<typeof server> {
+  return server((s) => s.pipe(s));
+}
+
+/** Connect to 127.0.0.1:port with half-open allowed. */
+export function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    s.once("connect", () => {
+      s.off("error", reject);
+      resolve(s);
+    });
+    s.once("error", reject);
+  });
+}
+
+/** Resolve when the socket is fully closed. */
+export function closed(s: net.Socket): Promise<void> {
+  return new Promise((r) => {
+    if (s.destroyed) r();
+    else s.once("close", () => r());
+  });
+}
+
+/** The command line that runs a script on this same runtime. */
+export function runtimeCommand(script: string, args: string[] = []): string[] {
+  const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+  return isDeno
+    ? [process.execPath, "run", "-A", script, ...args]
+    : [process.execPath, script, ...args];
+}

@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { NativeLoadError } from "../src/errors.ts";
+import { loadNative } from "../src/native/load.ts";
+import { detectRuntime, runtime } from "../src/runtime/detect.ts";
+
+const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
+const isDeno = detectRuntime() === "deno";
+
+describe("loading the native library", () => {
+  test("detects the runtime it runs on", () => {
+    const g = globalThis as { Deno?: unknown; Bun?: unknown };
+    assert.equal(runtime.name, g.Deno ? "deno" : g.Bun ? "bun" : "node");
+    assert.equal(runtime.ffi, runtime.name !== "node");
+  });
+
+  test("an explicit path that does not exist is named in the error, with no fallback", () => {
+    assert.throws(
+      () => loadNative({ path: "/nonexistent/librelaykit.so" }),
+      (err: unknown) => {
+        assert.ok(err instanceof NativeLoadError);
+        assert.match(err.message, /"\/nonexistent\/librelaykit\.so"/);
+        assert.match(err.message, /file not found/);
+        assert.deepEqual(err.attempts.map((a) => a.path), ["/nonexistent/librelaykit.so"]);
+        return true;
+      },
+    );
+  });
+
+  test("a file that is not a library is reported with the loader's reason", () => {
+    assert.throws(
+      () => loadNative({ path: cli }),
+      (err: unknown) => err instanceof NativeLoadError && err.message.includes(cli),
+    );
+  });
+
+  test("RELAYKIT_LIB=/nonexistent gives a clear message naming that path", () => {
+    const args = isDeno
+      ? ["run", "-A", cli, "forward", "--engine", "native", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9"]
+      : [cli, "forward", "--engine", "native", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9"];
+    const r = spawnSync(process.execPath, args, {
+      env: { ...process.env, RELAYKIT_LIB: "/nonexistent" },
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /Cannot load the relaykit native library from "\/nonexistent" \(set by RELAYKIT_LIB\): file not found/);
+  });
+
+  test("Deno without --allow-ffi is told which flag is missing", { skip: !isDeno }, () => {
+    const r = spawnSync(process.execPath, [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-net",
+      cli,
+      "forward",
+      "--engine",
+      "native",
+      "--listen",
+      "127.0.0.1:0",
+      "--to",
+      "127.0.0.1:9",
+    ], { encoding: "utf8", timeout: 20_000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--allow-ffi/);
+  });
+});
