@@ -6,8 +6,8 @@
  *   node_modules/.bin/bun scripts/bench.ts [options]
  *
  * Options:
- *   --only a,b,c     run only these proxies (a trailing * matches a prefix,
- *                    e.g. --only 'direct,haproxy,relaykit-*')
+ *   --only a,b,c     run only these proxies; * is a wildcard, e.g.
+ *                    --only 'direct,haproxy,relaykit-*' or --only '*-bun'
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
@@ -690,8 +690,6 @@ function proxyTable(bins: Bins): ProxySpec[] {
     ];
   return [
     { name: "direct", argv: null },
-    { name: "fake-sleeper", argv: () => ["sleep", "30"], compareTo: ["direct"] },
-    { name: "fake-dies", argv: () => ["bash", "-c", "echo 'warning: x' >&2; echo 'error: boom' >&2; exit 3"] },
     {
       name: "haproxy",
       argv: (l, t) => [bins.haproxy, "-db", "-f", haproxyConfig(l, t, false)],
@@ -758,8 +756,10 @@ function proxyTable(bins: Bins): ProxySpec[] {
 
 function selectProxies(all: ProxySpec[], only: string[] | null): ProxySpec[] {
   if (!only) return all.filter((p) => !p.optional);
+  // Exact names, or globs where * matches any run of characters.
+  const escape = (lit: string) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
   const matches = (name: string, sel: string) =>
-    sel.endsWith("*") ? name.startsWith(sel.slice(0, -1)) : name === sel;
+    new RegExp(`^${sel.split("*").map(escape).join(".*")}$`).test(name);
   for (const sel of only) {
     if (!all.some((p) => matches(p.name, sel))) {
       throw new Error(
@@ -774,7 +774,11 @@ function selectProxies(all: ProxySpec[], only: string[] | null): ProxySpec[] {
 // Backends
 
 interface Backends {
-  iperfPort: number;
+  /**
+   * Starts a one-off `iperf3 -s -1` for one bulk run.  A fresh server per run
+   * keeps a proxy that broke a test from leaving a shared server "busy".
+   */
+  iperf(): Promise<{ port: number; stop(): Promise<void> }>;
   httpPort: number;
   holdPort: number;
 }
@@ -785,11 +789,11 @@ function selfRuntime(): string[] {
   return [process.execPath];
 }
 
-function nginxConfig(port: number): string {
+function nginxConfig(nginx: string, port: number): string {
   // Temp paths: point every compiled-in one into our temp dir so that nginx
   // needs no write access to /var/lib/nginx (only directives for modules the
   // binary has, as listed by `nginx -V`, are valid).
-  const v = spawnSync(findBin("nginx")!, ["-V"], { encoding: "utf8" });
+  const v = spawnSync(nginx, ["-V"], { encoding: "utf8" });
   const temps = [...`${v.stderr}${v.stdout}`.matchAll(
     /--http-([a-z-]+)-temp-path=/g,
   )].map((m) => `    ${m[1]?.replace("-", "_")}_temp_path ${tmpDir}/nginx-${m[1]};`);
@@ -818,49 +822,44 @@ ${temps.join("\n")}
   return path;
 }
 
-async function startBackends(bins: Bins): Promise<Backends> {
-  const b: Backends = {
-    iperfPort: await freePort(),
-    httpPort: await freePort(),
-    holdPort: await freePort(),
-  };
-  const starts: [string, string[], number][] = [
-    ["iperf3 -s", [bins.iperf3, "-s", "-p", `${b.iperfPort}`], b.iperfPort],
-    [
-      "nginx",
-      [
-        bins.nginx,
-        "-p",
-        tmpDir,
-        "-e",
-        `${tmpDir}/nginx-error.log`,
-        "-c",
-        nginxConfig(b.httpPort),
-      ],
-      b.httpPort,
-    ],
-    [
-      "hold server",
-      [
-        ...selfRuntime(),
-        `${REPO}/scripts/bench/idle_helper.mjs`,
-        "hold",
-        `${b.holdPort}`,
-      ],
-      b.holdPort,
-    ],
-  ];
-  for (const [name, argv, port] of starts) {
-    const s = startChild(argv);
-    try {
-      await waitListening(s, port, 10_000);
-    } catch (e) {
-      throw new Error(
-        `backend ${name} failed to start: ${(e as Error).message}`,
-      );
-    }
+async function startBackend(name: string, argv: string[], port: number): Promise<Started> {
+  const s = startChild(argv);
+  try {
+    await waitListening(s, port, 10_000);
+  } catch (e) {
+    await stopChild(s.child);
+    throw new Error(`backend ${name} failed to start: ${(e as Error).message}`);
   }
-  return b;
+  return s;
+}
+
+async function startBackends(bins: Bins): Promise<Backends> {
+  const httpPort = await freePort();
+  const holdPort = await freePort();
+  await startBackend("nginx", [
+    bins.nginx,
+    "-p",
+    tmpDir,
+    "-e",
+    `${tmpDir}/nginx-error.log`,
+    "-c",
+    nginxConfig(bins.nginx, httpPort),
+  ], httpPort);
+  await startBackend("hold server", [
+    ...selfRuntime(),
+    `${REPO}/scripts/bench/idle_helper.mjs`,
+    "hold",
+    `${holdPort}`,
+  ], holdPort);
+  return {
+    httpPort,
+    holdPort,
+    iperf: async () => {
+      const port = await freePort();
+      const s = await startBackend("iperf3 -s", [bins.iperf3, "-s", "-1", "-p", `${port}`], port);
+      return { port, stop: () => stopChild(s.child) };
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -942,13 +941,14 @@ async function startTarget(
 }
 
 async function bulk(
+  iperf3: string,
   port: number,
   durationS: number,
   res: Result,
 ): Promise<void> {
   const r = await run(
     [
-      findBin("iperf3")!,
+      iperf3,
       "-c",
       "127.0.0.1",
       "-p",
@@ -988,13 +988,14 @@ function wrkTimeMs(s: string): number | null {
 }
 
 async function wrk(
+  wrkBin: string,
   port: number,
   durationS: number,
   close: boolean,
 ): Promise<WrkResult> {
   const r = await run(
     [
-      findBin("wrk")!,
+      wrkBin,
       "-t1",
       "-c50",
       `-d${durationS}s`,
@@ -1026,6 +1027,7 @@ async function wrk(
 }
 
 async function requestRate(
+  wrkBin: string,
   t: Target,
   durationS: number,
   res: Result,
@@ -1034,7 +1036,7 @@ async function requestRate(
     const label = close ? "close" : "keep-alive";
     const c0 = cpuSeconds(t.pids());
     try {
-      const w = await wrk(t.port, durationS, close);
+      const w = await wrk(wrkBin, t.port, durationS, close);
       const cpuUs = (cpuSeconds(t.pids()) - c0) * 1e6;
       const perReq = t.pids().length && w.requests ? cpuUs / w.requests : null;
       if (close) {
@@ -1160,38 +1162,58 @@ async function benchProxy(
     };
   }
   // Each phase gets a fresh proxy process, pointed at that phase's backend.
-  const phases: [string, number, (t: Target) => Promise<void>][] = [
-    ["bulk", be.iperfPort, (t) => bulk(t.port, opts.durationS, res)],
-    ["rps", be.httpPort, (t) => requestRate(t, opts.durationS, res)],
-  ];
-  if (spec.argv) {
-    phases.push([
-      "idle",
-      be.holdPort,
-      (t) => idleMemory(t, opts.idleConns, res),
-    ]);
+  interface Phase {
+    name: string;
+    /** Backend port for this phase, and how to release the backend after it. */
+    backend(): Promise<{ port: number; stop(): Promise<void> }>;
+    workload(t: Target): Promise<void>;
   }
-  for (const [phase, backendPort, workload] of phases) {
+  const shared = (port: number) => () => Promise.resolve({ port, stop: () => Promise.resolve() });
+  const phases: Phase[] = [
+    {
+      name: "bulk",
+      backend: be.iperf,
+      workload: (t) => bulk(bins.iperf3, t.port, opts.durationS, res),
+    },
+    {
+      name: "rps",
+      backend: shared(be.httpPort),
+      workload: (t) => requestRate(bins.wrk, t, opts.durationS, res),
+    },
+  ];
+  if (spec.argv) { // idle memory is a property of a proxy process; none for direct
+    phases.push({
+      name: "idle",
+      backend: shared(be.holdPort),
+      workload: (t) => idleMemory(t, opts.idleConns, res),
+    });
+  }
+  for (const phase of phases) {
+    let backend: { port: number; stop(): Promise<void> };
     let t: Target;
     try {
-      t = await startTarget(spec, backendPort, res);
+      backend = await phase.backend();
     } catch (e) {
-      if (e instanceof NotAvailable && phase === "bulk") {
-        return {
-          ...res,
-          status: "skipped",
-          reason: `not available: ${e.message}`,
-        };
-      }
-      res.notes.push(`${phase}: ${(e as Error).message}`);
+      res.notes.push(`${phase.name}: ${(e as Error).message}`);
       continue;
     }
     try {
-      await workload(t);
+      t = await startTarget(spec, backend.port, res);
+    } catch (e) {
+      await backend.stop();
+      if (e instanceof NotAvailable && phase.name === "bulk") {
+        return { ...res, status: "skipped", reason: `not available: ${e.message}` };
+      }
+      res.notes.push(`${phase.name}: ${(e as Error).message}`);
+      continue;
+    }
+    try {
+      await phase.workload(t);
       const died = t.died();
-      if (died) res.notes.push(`${phase}: ${died}`);
+      if (died) res.notes.push(`${phase.name}: ${died}`);
     } finally {
       await t.stop();
+      await backend.stop();
     }
     await sleep(300);
   }
@@ -1205,22 +1227,19 @@ interface Column {
   title: string;
   key: keyof Result;
   digits: number;
-  /** true if a larger value is better (affects only the ratio legend). */
-  higherBetter: boolean;
 }
 
 const COLUMNS: Column[] = [
-  { title: "bulk Gbit/s", key: "bulkGbps", digits: 2, higherBetter: true },
-  { title: "ka req/s", key: "kaRps", digits: 0, higherBetter: true },
-  { title: "ka p99 ms", key: "kaP99Ms", digits: 2, higherBetter: false },
-  { title: "close req/s", key: "closeRps", digits: 0, higherBetter: true },
-  { title: "CPU µs/req", key: "cpuUsPerReq", digits: 1, higherBetter: false },
-  { title: "CPU µs/conn", key: "cpuUsPerConn", digits: 1, higherBetter: false },
+  { title: "bulk Gbit/s", key: "bulkGbps", digits: 2 },
+  { title: "ka req/s", key: "kaRps", digits: 0 },
+  { title: "ka p99 ms", key: "kaP99Ms", digits: 2 },
+  { title: "close req/s", key: "closeRps", digits: 0 },
+  { title: "CPU µs/req", key: "cpuUsPerReq", digits: 1 },
+  { title: "CPU µs/conn", key: "cpuUsPerConn", digits: 1 },
   {
     title: "RSS B/idle conn",
     key: "rssBytesPerIdleConn",
     digits: 0,
-    higherBetter: false,
   },
 ];
 
@@ -1334,9 +1353,7 @@ async function main(): Promise<void> {
   log(header + "\n");
 
   const be = await startBackends(bins);
-  log(
-    `backends: iperf3 :${be.iperfPort}, nginx :${be.httpPort}, hold :${be.holdPort}\n`,
-  );
+  log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
 
   const results: Result[] = [];
   for (const spec of specs) {
@@ -1351,6 +1368,7 @@ async function main(): Promise<void> {
             "  ",
           ),
       );
+      if (r.measuredProcess) log(`[${spec.name}]   measured: ${r.measuredProcess}`);
       for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
     }
   }
@@ -1358,14 +1376,8 @@ async function main(): Promise<void> {
   // Report
   const rows = results.map((r) =>
     r.status === "skipped"
-      ? [r.name, ...COLUMNS.map(() => "")].map((
-        c,
-        i,
-      ) => (i === 1 ? "skipped" : c))
-      : [
-        r.name,
-        ...COLUMNS.map((c) => fmt(r[c.key] as number | null, c.digits)),
-      ]
+      ? [r.name, "skipped", ...COLUMNS.slice(1).map(() => "")]
+      : [r.name, ...COLUMNS.map((c) => fmt(r[c.key] as number | null, c.digits))]
   );
   const out: string[] = [
     "",

@@ -160,7 +160,8 @@ export class NativeForwardEngine implements ForwardEngine {
         ),
         `Cannot proxy to "${formatEndpoint(spec.target)}"`,
       );
-      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid));
+      const state = { open: 0, stopped: false };
+      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, state));
       e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
     } catch (err) {
       e.offListener(lid);
@@ -184,11 +185,18 @@ export class NativeForwardEngine implements ForwardEngine {
     });
   }
 
-  #onEvent(ev: NativeEvent, spec: ProxySpec, cb: ProxyCallbacks, lid: number): void {
+  #onEvent(
+    ev: NativeEvent,
+    spec: ProxySpec,
+    cb: ProxyCallbacks,
+    lid: number,
+    state: { open: number; stopped: boolean },
+  ): void {
     const e = this.#engine;
     switch (ev.type) {
       case EV.ACCEPT: {
         e.ref(); // until its CLOSED
+        state.open++;
         const remote = peerOf(ev);
         cb.open(remote === undefined ? { id: ev.id } : { id: ev.id, remote });
         break;
@@ -204,6 +212,9 @@ export class NativeForwardEngine implements ForwardEngine {
             ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
             : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`));
         e.unref();
+        // the listener's events stop once it is closed and its last
+        // connection has ended
+        if (--state.open === 0 && state.stopped) e.offListener(lid);
         break;
       case EV.REJECTED:
         cb.reject(e.error(ev.err, `Connection refused on "${formatEndpoint(spec.listen)}"`));
@@ -212,7 +223,8 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.reject(e.error(ev.err, `Cannot accept on "${formatEndpoint(spec.listen)}"`));
         break;
       case EV.LISTENER_CLOSED:
-        e.offListener(lid);
+        state.stopped = true;
+        if (state.open === 0) e.offListener(lid);
         cb.stopped();
         e.unref();
         break;

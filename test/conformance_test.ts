@@ -1,0 +1,335 @@
+/**
+ * One conformance suite for every engine: the same behaviour on native and
+ * stream, on Deno and Bun. A difference between engines is a failing test.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { after, describe, test } from "node:test";
+import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
+import type { ConnectionEnd } from "../src/forward/types.ts";
+import {
+  closed,
+  connect,
+  echoServer,
+  expectedHash,
+  fdCount,
+  nativeEngine,
+  receiveAll,
+  sendRandom,
+  server,
+  sleep,
+  waitFor,
+} from "./_helpers.ts";
+
+/** The engines under test on this runtime. */
+export const ENGINES = ["native"] as const;
+
+async function proxyTo(
+  engine: (typeof ENGINES)[number],
+  port: number,
+  extra: Partial<TcpProxyOptions> = {},
+): Promise<{ proxy: TcpProxy; ends: ConnectionEnd[]; errors: Error[] }> {
+  if (engine === "native") nativeEngine(); // fail loudly if it cannot load
+  const proxy = await TcpProxy.listen({
+    listen: { host: "127.0.0.1", port: 0 },
+    target: { host: "127.0.0.1", port },
+    engine,
+    ...extra,
+  });
+  assert.equal(proxy.engine, engine);
+  const ends: ConnectionEnd[] = [];
+  const errors: Error[] = [];
+  proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
+  return { proxy, ends, errors };
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/**
+ * A listener that never accepts, with its queue already full: a connect to
+ * it hangs until the connector gives up. Runs in python3 so that it needs
+ * neither engine.
+ */
+async function blackHole(): Promise<{ port: number; stop(): void }> {
+  const child = spawn("python3", [
+    "-c",
+    "import socket,sys,time\n" +
+    "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n" +
+    "p=s.getsockname()[1]\n" +
+    "fill=[socket.socket() for _ in range(3)]\n" +
+    "[f.setblocking(False) or f.connect_ex(('127.0.0.1',p)) for f in fill]\n" +
+    "time.sleep(0.2)\n" +
+    "print(p, flush=True); time.sleep(60)",
+  ], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once("data", (d: Uint8Array) => resolve(Number(String(d).trim())));
+    child.once("error", reject);
+  });
+  return { port, stop: () => child.kill() };
+}
+
+for (const engine of ENGINES) {
+  describe(`${engine} engine: TCP proxy`, () => {
+    const cleanups: (() => Promise<void> | void)[] = [];
+    after(async () => {
+      for (const c of cleanups.reverse()) await c();
+    });
+
+    test("relays 64 MiB each way at once, byte-exact, in random chunk sizes", async () => {
+      // Each connection: the client sends an 8-byte header (seed, size),
+      // then `size` random bytes; the backend answers with its own `size`
+      // random bytes from seed+1. Both ends hash what they receive.
+      const received = new Map<number, Promise<{ bytes: number; sha256: string }>>();
+      const backend = await server((s) => {
+        s.once("readable", function first() {
+          const head = s.read(8) as Uint8Array | null;
+          if (head === null) return s.once("readable", first);
+          const dv = new DataView(head.buffer, head.byteOffset, 8);
+          const seed = dv.getUint32(0), size = dv.getUint32(4);
+          received.set(seed, receiveAll(s));
+          void sendRandom(s, size, seed + 1);
+        });
+      });
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const conns = 4, size = 16 * 1024 * 1024;
+      await Promise.all(Array.from({ length: conns }, async (_, i) => {
+        const seed = 1000 + i * 17;
+        const c = await connect(proxy.port);
+        const head = new Uint8Array(8);
+        new DataView(head.buffer).setUint32(0, seed);
+        new DataView(head.buffer).setUint32(4, size);
+        c.write(head);
+        const [sent, got] = await Promise.all([sendRandom(c, size, seed), receiveAll(c)]);
+        assert.equal(got.bytes, size, "bytes from backend to client");
+        assert.equal(got.sha256, expectedHash(size, seed + 1), "backend to client content");
+        await waitFor(() => received.has(seed), 5000, "backend connection");
+        const atBackend = await received.get(seed)!;
+        assert.equal(atBackend.bytes, size, "bytes from client to backend");
+        assert.equal(atBackend.sha256, sent, "client to backend content");
+        c.destroy();
+      }));
+      await waitFor(() => ends.length === conns, 5000, "close events");
+      for (const e of ends) {
+        assert.equal(e.reason, "done");
+        assert.equal(e.aToB.written, size + 8);
+        assert.equal(e.aToB.read, size + 8);
+        assert.equal(e.bToA.written, size);
+      }
+    });
+
+    test("a client that shuts down its write side still receives the whole response", async () => {
+      const response = new Uint8Array(1024 * 1024).fill(0x61);
+      const backend = await server((s) => {
+        let got = 0;
+        s.on("data", (d: Uint8Array) => got += d.length);
+        s.on("end", () => {
+          assert.equal(got, 7);
+          s.end(response);
+        });
+      });
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const c = await connect(proxy.port);
+      c.end("request");
+      const got = await receiveAll(c);
+      assert.equal(got.bytes, response.length);
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      assert.equal(ends[0]!.reason, "done");
+      assert.equal(ends[0]!.bToA.written, response.length);
+    });
+
+    test("a backend that shuts down first still receives what the client sends after", async () => {
+      let late: Promise<{ bytes: number }> | undefined;
+      const backend = await server((s) => {
+        late = receiveAll(s);
+        s.end("banner\n");
+      });
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const c = await connect(proxy.port);
+      const banner = await receiveAll(c);
+      assert.equal(banner.bytes, 7);
+      c.end(new Uint8Array(300_000).fill(1)); // after the backend's FIN
+      await waitFor(() => late !== undefined, 5000, "backend connection");
+      assert.equal((await late!).bytes, 300_000);
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      assert.equal(ends[0]!.reason, "done");
+    });
+
+    test("a refused backend closes the client and reports ECONNREFUSED", async () => {
+      const port = await deadPort();
+      const { proxy, ends, errors } = await proxyTo(engine, port);
+      cleanups.push(() => proxy.abort());
+      const c = await connect(proxy.port);
+      const got = await receiveAll(c);
+      assert.equal(got.bytes, 0);
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      assert.equal(ends[0]!.reason, "connect-failed");
+      assert.equal(ends[0]!.error?.code, "ECONNREFUSED");
+      assert.match(ends[0]!.error!.message, new RegExp(`Cannot connect to "127.0.0.1:${port}": connection refused`));
+      assert.equal(errors.length, 1);
+    });
+
+    test("a backend that never answers times out with ETIMEDOUT", async () => {
+      const hole = await blackHole();
+      cleanups.push(() => hole.stop());
+      const { proxy, ends } = await proxyTo(engine, hole.port, { connectTimeout: 300 });
+      cleanups.push(() => proxy.abort());
+      const t0 = Date.now();
+      const c = await connect(proxy.port);
+      await receiveAll(c).catch(() => ({ bytes: 0 }));
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      const took = Date.now() - t0;
+      assert.equal(ends[0]!.reason, "connect-failed");
+      assert.equal(ends[0]!.error?.code, "ETIMEDOUT");
+      assert.ok(took >= 250 && took < 3000, `timed out after ${took} ms`);
+    });
+
+    test("a client reset mid-stream resets the backend and ends the relay as reset", async () => {
+      let backendSock: net.Socket | undefined;
+      const backend = await server((s) => {
+        backendSock = s;
+        s.on("data", () => {});
+      });
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const c = await connect(proxy.port);
+      c.write(new Uint8Array(100_000));
+      await waitFor(() => backendSock !== undefined, 5000, "backend connection");
+      await sleep(50);
+      c.resetAndDestroy();
+      await closed(backendSock!);
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      assert.equal(ends[0]!.reason, "reset");
+      assert.equal(ends[0]!.error?.code, "ECONNRESET");
+    });
+
+    test("a backend reset mid-stream reaches the client as a reset", async () => {
+      const backend = await server((s) => {
+        s.write(new Uint8Array(10_000));
+        setTimeout(() => s.resetAndDestroy(), 50);
+      });
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const c = await connect(proxy.port);
+      const err = await receiveAll(c).then(() => undefined, (e: NodeJS.ErrnoException) => e);
+      assert.equal(err?.code, "ECONNRESET");
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      assert.equal(ends[0]!.reason, "reset");
+    });
+
+    test("serves 500 concurrent connections", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      const socks = await Promise.all(Array.from({ length: 500 }, () => connect(proxy.port)));
+      await waitFor(() => proxy.connections === 500, 5000, "500 open connections");
+      const replies = await Promise.all(socks.map((s, i) => {
+        const p = receiveAll(s);
+        s.end(`hello ${i}`);
+        return p;
+      }));
+      replies.forEach((r, i) => assert.equal(r.bytes, `hello ${i}`.length));
+      await waitFor(() => ends.length === 500, 10_000, "500 close events");
+      assert.ok(ends.every((e) => e.reason === "done"));
+      assert.equal(proxy.connections, 0);
+    });
+
+    test("after 1,000 connections the fd count is back to its baseline", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      // one connection first, so lazily created runtime resources exist
+      const w = await connect(proxy.port);
+      w.end("x");
+      await receiveAll(w);
+      await waitFor(() => ends.length === 1 && backend.sockets.size === 0, 5000, "warm-up");
+      await sleep(300);
+      const baseline = fdCount();
+      for (let batch = 0; batch < 10; batch++) {
+        const socks = await Promise.all(Array.from({ length: 100 }, () => connect(proxy.port)));
+        await Promise.all(socks.map((s) => {
+          const p = receiveAll(s);
+          s.end("ping");
+          return p.then(() => s.destroy());
+        }));
+      }
+      await waitFor(() => ends.length === 1001, 10_000, "1,000 close events");
+      await waitFor(() => backend.sockets.size === 0, 5000, "backend sockets closed");
+      let now = fdCount();
+      await waitFor(() => (now = fdCount()) <= baseline, 5000, `fd count ${baseline} (now ${now})`);
+      assert.ok(now <= baseline);
+    });
+
+    test("connections over maxConnections are closed at once and reported", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      const { proxy, errors } = await proxyTo(engine, backend.port, { maxConnections: 2 });
+      cleanups.push(() => proxy.abort());
+      const a = await connect(proxy.port), b = await connect(proxy.port);
+      await waitFor(() => proxy.connections === 2, 5000, "2 connections");
+      const c = await connect(proxy.port);
+      const got = await receiveAll(c).catch(() => ({ bytes: -1 }));
+      assert.ok(got.bytes <= 0);
+      await waitFor(() => errors.length === 1, 5000, "limit error");
+      assert.equal((errors[0] as { code?: string }).code, "RK_ELIMIT");
+      a.destroy();
+      b.destroy();
+    });
+
+    test("an idle connection is closed after idleTimeout", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port, { idleTimeout: 200 });
+      cleanups.push(() => proxy.abort());
+      const t0 = Date.now();
+      const c = await connect(proxy.port);
+      c.write("one");
+      await receiveAll(c).catch(() => {});
+      await waitFor(() => ends.length === 1, 5000, "close event");
+      const took = Date.now() - t0;
+      assert.equal(ends[0]!.reason, "idle-timeout");
+      assert.ok(took >= 180 && took < 2000, `closed after ${took} ms`);
+    });
+
+    test("close() stops accepting and waits for open connections; abort() resets them", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      const c = await connect(proxy.port);
+      await waitFor(() => proxy.connections === 1, 5000, "connection");
+      let closedDone = false;
+      const closing = proxy.close().then(() => closedDone = true);
+      await sleep(100);
+      await assert.rejects(connect(proxy.port));
+      assert.equal(closedDone, false, "close() waits for the open connection");
+      c.end();
+      await closing;
+      assert.equal(ends.length, 1);
+
+      const second = await proxyTo(engine, backend.port);
+      const d = await connect(second.proxy.port);
+      const dEnd = receiveAll(d).then(() => "end", (e: NodeJS.ErrnoException) => e.code);
+      await waitFor(() => second.proxy.connections === 1, 5000, "connection");
+      await second.proxy.abort();
+      assert.equal(await dEnd, "ECONNRESET");
+      assert.equal(second.ends[0]?.reason, "closed");
+    });
+  });
+}
