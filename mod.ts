@@ -24,14 +24,14 @@ export {
   type ConnectionStats,
   type Counters,
   type DirectionCounters,
-  type EndReason,
   type Endpoint,
+  type EndReason,
   type FamilyPreference,
   formatEndpoint,
 } from "./src/forward/types.ts";
 export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
-export { relay, Relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
+export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
 export { parseEndpoint } from "./src/proxy/address.ts";
 export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
 export {

@@ -52,7 +52,7 @@ interface Options {
 }
 
 function usage(code = 2): never {
-  const header = fs.readFileSync(new URL(import.meta.url), "utf8")
+  const header = fs.readFileSync(new URL(import.meta.url).pathname, "utf8")
     .split("*/")[0] ?? "";
   console.error(header.replace(/^\/\*\*\n?|^ \* ?/gm, "").trimEnd());
   process.exit(code);

@@ -151,8 +151,11 @@ async function forward(args: string[]): Promise<void> {
   }
   proxy.on("error", (err) => console.error(`relaykit: ${err.message}`));
   if (p.bools.has("--verbose")) {
-    proxy.on("open", (c) =>
-      console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`));
+    proxy.on(
+      "open",
+      (c) =>
+        console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`),
+    );
     proxy.on("close", (e) =>
       console.log(
         `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down`,

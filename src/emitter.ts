@@ -4,7 +4,6 @@
  * @module
  */
 
-
 /** Subscribe to typed events. */
 export class Emitter<E extends { [K in keyof E]: unknown }> {
   readonly #handlers = new Map<keyof E, Set<(arg: never) => void>>();

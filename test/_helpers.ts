@@ -2,6 +2,7 @@
  * Test helpers: real sockets on 127.0.0.1, deterministic pseudo-random
  * streams, fd counting. Used under `deno test` and `bun test`.
  */
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync } from "node:fs";
 import net from "node:net";
@@ -181,6 +182,34 @@ export function closed(s: net.Socket): Promise<void> {
     if (s.destroyed) r();
     else s.once("close", () => r());
   });
+}
+
+/**
+ * An echo server in a python3 child process, for tests that block this
+ * thread in native reads (a server on this thread could not answer then).
+ * It passes EOF on: a half-close comes back as a half-close.
+ */
+export async function processEcho(): Promise<{ port: number; stop(): void }> {
+  const child = spawn("python3", [
+    "-c",
+    "import socket,socketserver\n" +
+    "class H(socketserver.BaseRequestHandler):\n" +
+    "  def handle(self):\n" +
+    "    while True:\n" +
+    "      d=self.request.recv(65536)\n" +
+    "      if not d: break\n" +
+    "      self.request.sendall(d)\n" +
+    "    self.request.shutdown(socket.SHUT_WR)\n" +
+    "socketserver.ThreadingTCPServer.daemon_threads=True\n" +
+    "s=socketserver.ThreadingTCPServer(('127.0.0.1',0),H)\n" +
+    "print(s.server_address[1],flush=True)\n" +
+    "s.serve_forever()",
+  ], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once("data", (d: Uint8Array) => resolve(Number(String(d).trim())));
+    child.once("error", reject);
+  });
+  return { port, stop: () => child.kill() };
 }
 
 /** The command line that runs a script on this same runtime. */

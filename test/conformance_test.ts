@@ -178,7 +178,10 @@ for (const engine of ENGINES) {
       await waitFor(() => ends.length === 1, 5000, "close event");
       assert.equal(ends[0]!.reason, "connect-failed");
       assert.equal(ends[0]!.error?.code, "ECONNREFUSED");
-      assert.match(ends[0]!.error!.message, new RegExp(`Cannot connect to "127.0.0.1:${port}": connection refused`));
+      assert.match(
+        ends[0]!.error!.message,
+        new RegExp(`Cannot connect to "127.0.0.1:${port}": connection refused`),
+      );
       assert.equal(errors.length, 1);
     });
 

@@ -262,10 +262,18 @@ static void rk__run_cmds(rk__worker *w) {
   while (c != NULL) {
     rk__cmd *next = c->next;
     switch (c->type) {
-    case RK__CMD_ADD_RELAY:
-      rk__conn_attach(w, c->conn);
-      rk__conn_run(c->conn);
+    case RK__CMD_ADD_RELAY: {
+      rk__conn *conn = c->conn;
+      rk__conn_attach(w, conn);
+      int r = rk__side_register(w, conn, &conn->side[0]);
+      if (r == 0)
+        r = rk__side_register(w, conn, &conn->side[1]);
+      if (r < 0)
+        rk__conn_end(conn, RK_END_RESET, r);
+      else
+        rk__conn_run(conn);
       break;
+    }
     case RK__CMD_START_CONNECT:
       rk__conn_attach(w, c->conn);
       rk__connect_start(c->conn);

@@ -107,6 +107,7 @@ struct rk__conn {
   int owns_target;
   int end_reason, end_err;
   unsigned ready : 1; /* on the worker's ready list */
+  unsigned user_closed : 1; /* rk_conn_close(GRACEFUL) stopped reading */
   rk__conn *next, *prev; /* worker's list of live conns */
   rk__conn *ready_next;
   rk__conn *tbl_next; /* engine id table chain */

@@ -393,7 +393,10 @@ static int rk__pump(rk__conn *c, int d) {
     if (r <= 0)
       return r;
     if (dir->eof) {
-      rk__shut_dst(&c->side[!d]);
+      /* a graceful close of a relay that keeps its fds leaves them as
+       * they are: the owner goes on using them */
+      if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)))
+        rk__shut_dst(&c->side[!d]);
       dir->done = 1;
       return 0;
     }
@@ -500,6 +503,7 @@ void rk__conn_close_cmd(rk__conn *c, int mode) {
     return;
   }
   RK__STORE(&c->state, RK__CLOSING);
+  c->user_closed = 1;
   c->dir[0].eof = c->dir[1].eof = 1; /* stop reading, flush, then FIN */
   rk__conn_run(c);
 }

@@ -12,8 +12,8 @@ import {
   type ConnectionEnd,
   type ConnectionStats,
   type Counters,
-  type EndReason,
   type Endpoint,
+  type EndReason,
   type FamilyPreference,
   formatEndpoint,
   type ForwardEngine,
@@ -205,12 +205,18 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.connected(ev.id);
         break;
       case EV.CLOSED:
-        cb.close(endOf(e, ev, (reason) =>
-          reason === "connect-failed"
-            ? connectFailure(spec.target)
-            : reason === "idle-timeout"
-            ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
-            : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`));
+        cb.close(
+          endOf(
+            e,
+            ev,
+            (reason) =>
+              reason === "connect-failed"
+                ? connectFailure(spec.target)
+                : reason === "idle-timeout"
+                ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
+                : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`,
+          ),
+        );
         e.unref();
         // the listener's events stop once it is closed and its last
         // connection has ended

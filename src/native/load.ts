@@ -145,9 +145,7 @@ export function loadNative(options: LoadOptions = {}): LoadedNative {
     } catch (err) {
       if (isPermissionError(err)) throw err;
       throw new NativeLoadError(
-        `Cannot load the relaykit native library from "${path}" (set by ${from}): ${
-          reasonOf(err)
-        }`,
+        `Cannot load the relaykit native library from "${path}" (set by ${from}): ${reasonOf(err)}`,
         [{ path, reason: reasonOf(err) }],
         err,
       );

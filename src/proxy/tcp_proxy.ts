@@ -224,7 +224,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   async #shutdown(abort: boolean): Promise<void> {
     this.#handle.stopAccepting();
     await this.#stopped;
-    if (abort) for (const id of this.#open) this.#handle.closeConnection(id, "abort");
+    if (abort) { for (const id of this.#open) this.#handle.closeConnection(id, "abort"); }
     if (this.#open.size > 0) await new Promise<void>((r) => this.#drained = r);
   }
 

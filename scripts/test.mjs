@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// The whole test suite, as `npm test` runs it: build the native library
+// (optimised and sanitized), lint, format check and type check, then every
+// test under Deno and under Bun, then the native tests again against the
+// ASan + UBSan build. Prints one summary line: "total: N passed, M failed".
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const results = [];
+let passed = 0;
+let failed = 0;
+
+function run(title, cmd, args, { env = {}, count } = {}) {
+  console.log(`\n=== ${title}: ${[cmd, ...args].join(" ")}`);
+  const t0 = Date.now();
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const out = (r.stdout ?? "") + (r.stderr ?? "");
+  process.stdout.write(out);
+  const ok = r.status === 0;
+  // Checks without tests (build, lint, ...) add nothing to the counts unless
+  // they fail; test runs add the tests their runner counted.
+  let n = { passed: 0, failed: ok ? 0 : 1 };
+  if (count) n = count(out) ?? n;
+  if (!ok && n.failed === 0) n.failed = 1; // a crash counts as a failure
+  passed += n.passed;
+  failed += n.failed;
+  results.push({ title, ok, ...n, secs: ((Date.now() - t0) / 1000).toFixed(1) });
+  return ok;
+}
+
+// `deno test`: "ok | 4 passed (29 steps) | 0 failed"; count the test steps.
+const denoCount = (out) => {
+  // deno-lint-ignore no-control-regex -- stripping terminal colour codes
+  const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
+  const m = plain.match(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/);
+  if (!m) return undefined;
+  return { passed: Number(m[2] ?? m[1]), failed: Number(m[4] ?? m[3]) };
+};
+// `bun test`: " 28 pass" / " 0 fail".
+const bunCount = (out) => {
+  const p = out.match(/^\s*(\d+) pass$/m), f = out.match(/^\s*(\d+) fail$/m);
+  if (!p || !f) return undefined;
+  return { passed: Number(p[1]), failed: Number(f[1]) };
+};
+
+if (!existsSync(bin("deno")) || !existsSync(bin("bun"))) {
+  console.error("deno and bun are missing from node_modules: run `npm install` first");
+  process.exit(2);
+}
+
+const make = process.env.MAKE ?? "make";
+const built = run("build the native library", make, ["-C", "native", "all", "sanitize"]);
+run("deno lint", bin("deno"), ["lint"]);
+run("deno fmt --check", bin("deno"), ["fmt", "--check"]);
+run("deno check", bin("deno"), ["check", "mod.ts", "src/", "scripts/", "test/"]);
+const env = { NO_COLOR: "1" };
+run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
+run("tests under Bun", bin("bun"), ["test", "test/"], { env, count: bunCount });
+
+// The native tests again, against the ASan + UBSan build of the library.
+if (built) {
+  const asan = spawnSync(process.env.CC ?? "cc", ["-print-file-name=libasan.so"], {
+    encoding: "utf8",
+  }).stdout.trim();
+  const senv = {
+    ...env,
+    RELAYKIT_LIB: join(root, "native/build/sanitize/librelaykit.so"),
+    LD_PRELOAD: asan,
+    ASAN_OPTIONS: "detect_leaks=0:abort_on_error=1",
+    UBSAN_OPTIONS: "halt_on_error=1:print_stacktrace=1",
+  };
+  const nativeTests = ["test/relay_test.ts", "test/conformance_test.ts", "test/bridge_test.ts"];
+  run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
+    env: senv,
+    count: denoCount,
+  });
+  run("native tests under Bun, ASan+UBSan library", bin("bun"), ["test", ...nativeTests], {
+    env: senv,
+    count: bunCount,
+  });
+}
+
+console.log("\n=== summary");
+for (const r of results) {
+  console.log(
+    `${r.ok ? "ok  " : "FAIL"} ${r.title} (${r.passed} passed, ${r.failed} failed, ${r.secs} s)`,
+  );
+}
+console.log(`total: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && results.every((r) => r.ok) ? 0 : 1);
