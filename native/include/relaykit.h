@@ -58,6 +58,7 @@ typedef enum {
   RK_EV_ACCEPT_ERROR = 5, /* aux=listener, err: accept(2) failed (EMFILE...) */
   RK_EV_LISTENER_CLOSED = 6, /* aux=listener: its fd is closed */
   RK_EV_FD_CONNECTED = 7, /* id=request; word 2 the fd (>=0) or word 3 err */
+  RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -82,6 +83,13 @@ typedef enum {
  * Side "a" is the accepted/first fd, side "b" the outbound/second.
  */
 #define RK_EVENT_WORDS 16
+
+/* Which per-connection events a listener posts (rk_listener_set_events).
+ * A connection that ends with an error always posts RK_EV_CLOSED. */
+#define RK_EVMASK_ACCEPT 1u
+#define RK_EVMASK_CONNECTED 2u
+#define RK_EVMASK_CLOSED 4u
+#define RK_EVMASK_ALL 7u
 
 /* Flags for rk_listen(). */
 #define RK_LISTEN_REUSEADDR 1u
@@ -165,7 +173,8 @@ RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
 /* Bind and listen on host:port (port < 0: Unix socket at path `host`).
  * Nothing is accepted until rk_listener_start. opts (may be NULL, nopts
  * may be short): [0] backlog (default 511), [1] RK_LISTEN_* flags,
- * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none).
+ * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none),
+ * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL).
  * Return a listener id > 0. Any thread. */
 RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
                             const int32_t *opts, int32_t nopts);
@@ -179,9 +188,18 @@ RK_EXTERN int32_t rk_listener_set_target(int32_t h, int32_t lid,
                                          const char *bind_host);
 /* Start accepting on every worker. Any thread. */
 RK_EXTERN int32_t rk_listener_start(int32_t h, int32_t lid);
-/* Stop accepting and close the listening fd (RK_EV_LISTENER_CLOSED follows).
+/* Stop accepting and close the listening fd (RK_EV_LISTENER_CLOSED follows,
+ * then RK_EV_LISTENER_DRAINED once its last connection has ended).
  * Established connections are untouched. Any thread. */
 RK_EXTERN int32_t rk_listener_close(int32_t h, int32_t lid);
+/* Change which per-connection events the listener posts (RK_EVMASK_*).
+ * Takes effect for events posted after the call. Any thread. */
+RK_EXTERN int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask);
+/* Abort every connection of the listener (reset, reason RK_END_CLOSED).
+ * Any thread. */
+RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);
+/* Number of open connections of the listener, or a negative error. */
+RK_EXTERN int32_t rk_listener_active(int32_t h, int32_t lid);
 
 /* ---- connections ------------------------------------------------------- */
 

@@ -271,15 +271,15 @@ static void rk__set_nodelay(int fd) {
 static void rk__connect_done(rk__conn *c) {
   rk__worker *w = c->w;
   int fd = c->side[1].rfd;
-  if (c->side[1].r_registered)
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
-  c->side[1].r_registered = c->side[1].w_registered = 0;
   if (c->ai_list != NULL)
     rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
   if (c->kind == RK__KIND_CONNECT_FD) {
     uint32_t rec[RK_EVENT_WORDS] = {RK_EV_FD_CONNECTED, (uint32_t)c->id,
                                     (uint32_t)fd};
+    if (c->side[1].r_registered)
+      epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    c->side[1].r_registered = c->side[1].w_registered = 0;
     c->side[1].rfd = c->side[1].wfd = -1; /* now the caller's */
     c->state = RK__RELAYING;                 /* not "connecting": no event */
     rk__post(w->e, rec);
@@ -287,18 +287,20 @@ static void rk__connect_done(rk__conn *c) {
     return;
   }
   c->dir[0].active = c->dir[1].active = 1;
-  int r = rk__side_register(w, c, &c->side[1]);
-  if (r == 0 && !c->side[0].r_registered)
+  int r = 0; /* side 1 stays registered from the connect */
+  if (!c->side[0].r_registered)
     r = rk__side_register(w, c, &c->side[0]);
   if (r < 0) {
     rk__conn_end(c, RK_END_RESET, r);
     return;
   }
   RK__STORE(&c->state, RK__RELAYING);
-  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_CONNECTED, (uint32_t)c->id,
-                                  c->listener != NULL ? (uint32_t)c->listener->id
-                                                      : 0};
-  rk__post(w->e, rec);
+  if (c->listener == NULL || rk__listener_wants(c->listener, RK_EVMASK_CONNECTED)) {
+    uint32_t rec[RK_EVENT_WORDS] = {
+        RK_EV_CONNECTED, (uint32_t)c->id,
+        c->listener != NULL ? (uint32_t)c->listener->id : 0};
+    rk__post(w->e, rec);
+  }
   rk__conn_run(c);
 }
 
@@ -347,8 +349,9 @@ static void rk__connect_next(rk__conn *c, int last_err) {
       rk__connect_done(c);
       return;
     }
+    /* registered once for good: the relay uses the same registration */
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP | EPOLLET,
-                             .data.ptr = c};
+                             .data.u64 = RK__EPDATA(c, 1)};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
       last_err = -errno;
       close(fd);
@@ -396,7 +399,7 @@ void rk__connect_start(rk__conn *c) {
   rk__connect_resolved(c, ai, r);
 }
 
-void rk__connect_event(rk__conn *c, uint32_t events) {
+void rk__connect_event(rk__conn *c, int side, uint32_t events) {
   int fd = c->side[1].rfd;
   if (events == 0) { /* deadline */
     if (fd >= 0) {
@@ -408,33 +411,29 @@ void rk__connect_event(rk__conn *c, uint32_t events) {
     rk__connect_fail(c, -ETIMEDOUT);
     return;
   }
-  /* An event on the client side while connecting: only errors matter. */
-  if (c->side[0].rfd >= 0) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (c->side[0].is_sock &&
-        getsockopt(c->side[0].rfd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-        err != 0) {
-      rk__conn_end(c, RK_END_RESET, -err);
-      return;
+  if (side == 0) {
+    /* The client while we connect: only an error matters (its data waits
+     * in the kernel, its EOF is read once the relay runs). */
+    if (events & (EPOLLERR | EPOLLHUP)) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (getsockopt(c->side[0].rfd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+          err != 0)
+        rk__conn_end(c, RK_END_RESET, -err);
     }
+    return;
   }
-  if (fd < 0 || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+  if (fd < 0)
     return;
   int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-    err = errno;
-  if (err == 0) {
-    /* EPOLLOUT without error can still come from the client fd; check
-     * that the outbound socket really is connected */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
-      if (errno == ENOTCONN)
-        return; /* still in progress */
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
       err = errno;
-    }
+    if (err == 0)
+      err = ECONNREFUSED; /* HUP without a pending error */
+  } else if (!(events & EPOLLOUT)) {
+    return; /* not writable yet: still connecting */
   }
   if (err == 0) {
     rk__connect_done(c);
@@ -499,6 +498,75 @@ void rk__listener_unref(rk__listener *l) {
   free(l);
 }
 
+int rk__listener_wants(rk__listener *l, uint32_t what) {
+  return (__atomic_load_n(&l->events, __ATOMIC_RELAXED) & what) != 0;
+}
+
+/* Once l is closed and has no connection left, say so, exactly once.
+ * Called after each of its connections ends and when its fd is closed;
+ * sequentially consistent atomics make sure one of the two sees both. */
+void rk__listener_check_drained(rk__listener *l) {
+  if (__atomic_load_n(&l->closed_done, __ATOMIC_SEQ_CST) &&
+      __atomic_load_n(&l->active, __ATOMIC_SEQ_CST) == 0 &&
+      __atomic_exchange_n(&l->drain_posted, 1, __ATOMIC_SEQ_CST) == 0) {
+    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_DRAINED, 0, (uint32_t)l->id};
+    rk__post(l->e, rec);
+  }
+}
+
+int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (mask & ~RK_EVMASK_ALL)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  if (l != NULL)
+    __atomic_store_n(&l->events, mask, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l == NULL ? -ENOENT : 0;
+}
+
+int32_t rk_listener_active(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  int32_t n = l == NULL ? -ENOENT : __atomic_load_n(&l->active, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return n;
+}
+
+int32_t rk_listener_abort(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  if (l != NULL) /* one reference per command, so l outlives them */
+    __atomic_add_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (l == NULL)
+    return -ENOENT;
+  for (int i = 0; i < e->nworkers; i++) {
+    rk__cmd *c = calloc(1, sizeof *c);
+    if (c == NULL)
+      abort(); /* the reference it carries would leak the listener */
+    c->type = RK__CMD_ABORT_LISTENER;
+    c->listener = l;
+    rk__send(&e->workers[i], c);
+  }
+  return 0;
+}
+
 static rk__listener *rk__listener_find(rk__engine *e, int32_t lid) {
   pthread_mutex_lock(&e->tbl_lock);
   rk__listener *l = e->listeners;
@@ -521,6 +589,7 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   uint32_t flags = nopts > 1 ? (uint32_t)opts[1] : 0;
   int32_t max_conns = nopts > 2 ? opts[2] : 0;
   int32_t idle = nopts > 3 ? opts[3] : 0;
+  uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
   if (max_conns < 0 || idle < 0)
     return -EINVAL;
 
@@ -576,6 +645,7 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   l->max_conns = max_conns;
   l->idle_timeout_ms = idle;
   l->refs = 1;
+  l->events = evmask;
   if (is_unix)
     l->unix_path = strdup(host);
   struct sockaddr_storage ss;
@@ -658,6 +728,8 @@ int32_t rk_listener_close(int32_t h, int32_t lid) {
       unlink(l->unix_path);
     uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
     rk__post(e, rec);
+    __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
+    rk__listener_check_drained(l);
     rk__listener_unref(l);
     return 0;
   }
@@ -722,7 +794,7 @@ void rk__accept(rk__worker *w, rk__listener *l) {
     if ((e->max_conns > 0 && active > e->max_conns) ||
         (l->max_conns > 0 && lactive > l->max_conns)) {
       RK__ADD(&e->active, -1);
-      RK__ADD(&l->active, -1);
+      __atomic_sub_fetch(&l->active, 1, __ATOMIC_SEQ_CST);
       RK__ADD(&e->rejected, 1);
       close(fd);
       uint32_t rec[RK_EVENT_WORDS] = {RK_EV_REJECTED, 0, (uint32_t)l->id,
@@ -748,7 +820,8 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       rk__set_nodelay(fd);
     rk__table_add(e, c);
     rk__conn_attach(w, c);
-    rk__post_accept(e, c, l->id);
+    if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
+      rk__post_accept(e, c, l->id);
     rk__connect_start(c);
   }
 }

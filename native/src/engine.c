@@ -247,6 +247,8 @@ static void rk__listener_detach(rk__worker *w, rk__listener *l) {
       unlink(l->unix_path);
     uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
     rk__post(l->e, rec);
+    __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
+    rk__listener_check_drained(l); /* drained already if nothing is open */
     rk__listener_unref(l);
   }
 }
@@ -311,6 +313,17 @@ static void rk__run_cmds(rk__worker *w) {
     case RK__CMD_STOP:
       w->stop = 1;
       break;
+    case RK__CMD_ABORT_LISTENER: {
+      rk__conn *it = w->conns;
+      while (it != NULL) {
+        rk__conn *next = it->next;
+        if (it->listener == c->listener)
+          rk__conn_end(it, RK_END_CLOSED, -ECONNABORTED);
+        it = next;
+      }
+      rk__listener_unref(c->listener);
+      break;
+    }
     }
     free(c);
     c = next;
@@ -335,11 +348,12 @@ static void *rk__worker_main(void *arg) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, 256, timeout);
     for (int i = 0; i < n; i++) {
-      int tag = *(int *)evs[i].data.ptr;
+      void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
+      int tag = *(int *)p;
       if (tag == RK__TAG_CONN)
-        rk__conn_event(evs[i].data.ptr, evs[i].events);
+        rk__conn_event(p, (int)(evs[i].data.u64 & 1), evs[i].events);
       else if (tag == RK__TAG_LISTENER)
-        rk__accept(w, evs[i].data.ptr);
+        rk__accept(w, p);
       else
         rk__run_cmds(w);
     }

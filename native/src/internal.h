@@ -13,6 +13,10 @@
 
 #include "../include/relaykit.h"
 
+/* epoll data of a connection's fd: the conn pointer with the side (0/1) in
+ * its lowest bit (allocations are at least 8-aligned). */
+#define RK__EPDATA(c, side) ((uint64_t)(uintptr_t)(c) | (uint64_t)(side))
+
 /* Retry a syscall expression while it fails with EINTR. */
 #define RK__RETRY(r, expr)                                                     \
   do {                                                                         \
@@ -68,6 +72,7 @@ typedef struct {
   unsigned is_sock : 1;
   unsigned r_pollable : 1, w_pollable : 1;
   unsigned r_registered : 1, w_registered : 1;
+  unsigned owned : 1; /* a socket we made: no dups, close() deregisters */
 } rk__side;
 
 /* One direction: bytes read from side d and written to side !d. */
@@ -126,6 +131,9 @@ struct rk__listener {
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */
   int started, closing;
+  uint32_t events;   /* atomic: RK_EVMASK_* */
+  int closed_done;   /* atomic: the fd is closed */
+  int drain_posted;  /* atomic: RK_EV_LISTENER_DRAINED went out */
   rk__target *target; /* NULL: accept and post only (not used yet) */
   rk__engine *e;
   char *unix_path;
@@ -140,7 +148,8 @@ enum {
   RK__CMD_UNLISTEN,
   RK__CMD_RESOLVED,
   RK__CMD_START_CONNECT,
-  RK__CMD_STOP
+  RK__CMD_STOP,
+  RK__CMD_ABORT_LISTENER
 };
 
 typedef struct rk__cmd {
@@ -243,7 +252,7 @@ void rk__resolver_stop(rk__engine *e);
 rk__conn *rk__conn_new(rk__engine *e, int kind);
 void rk__conn_attach(rk__worker *w, rk__conn *c);
 void rk__conn_run(rk__conn *c);
-void rk__conn_event(rk__conn *c, uint32_t events);
+void rk__conn_event(rk__conn *c, int side, uint32_t events);
 void rk__conn_end(rk__conn *c, int reason, int err);
 void rk__conn_close_cmd(rk__conn *c, int mode);
 void rk__side_init(rk__side *s, int rfd, int wfd);
@@ -256,7 +265,9 @@ void rk__mark_ready(rk__conn *c);
 /* connect.c */
 void rk__connect_start(rk__conn *c);
 void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
-void rk__connect_event(rk__conn *c, uint32_t events);
+void rk__connect_event(rk__conn *c, int side, uint32_t events);
+void rk__listener_check_drained(rk__listener *l);
+int rk__listener_wants(rk__listener *l, uint32_t what);
 void rk__accept(rk__worker *w, rk__listener *l);
 int rk__parse_numeric(const char *host, int32_t port, int family,
                       struct addrinfo **out);

@@ -142,20 +142,24 @@ void rk__side_init(rk__side *s, int rfd, int wfd) {
 void rk__side_init_sock(rk__side *s, int fd) {
   s->rfd = s->wfd = fd;
   s->is_sock = 1;
+  s->owned = 1;
   s->r_pollable = s->w_pollable = 1;
   s->orig_rflags = s->orig_wflags = O_RDWR; /* created non-blocking by us */
 }
 
-static int rk__reg(rk__worker *w, rk__conn *c, int fd, uint32_t events) {
-  struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = c};
+static int rk__reg(rk__worker *w, rk__conn *c, int fd, uint32_t events,
+                   int side) {
+  struct epoll_event ev = {.events = events | EPOLLET,
+                           .data.u64 = RK__EPDATA(c, side)};
   if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
     return 1;
   return errno == EPERM ? 0 : -errno; /* EPERM: a regular file */
 }
 
 int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
+  int side = s == &c->side[1];
   if (s->rfd >= 0 && s->rfd == s->wfd) {
-    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, side);
     if (r < 0)
       return r;
     s->r_registered = s->w_registered = (unsigned)r;
@@ -163,13 +167,13 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
     return 0;
   }
   if (s->rfd >= 0) {
-    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLRDHUP);
+    int r = rk__reg(w, c, s->rfd, EPOLLIN | EPOLLRDHUP, side);
     if (r < 0)
       return r;
     s->r_registered = s->r_pollable = (unsigned)r;
   }
   if (s->wfd >= 0) {
-    int r = rk__reg(w, c, s->wfd, EPOLLOUT);
+    int r = rk__reg(w, c, s->wfd, EPOLLOUT, side);
     if (r < 0)
       return r;
     s->w_registered = s->w_pollable = (unsigned)r;
@@ -206,7 +210,10 @@ static void rk__abort_sock(int fd) {
 
 static void rk__side_close(rk__worker *w, rk__conn *c, rk__side *s, int rst) {
   int keep = (c->flags & RK_RELAY_KEEP_FDS) != 0;
-  if (s->r_registered)
+  /* close() takes a socket we made out of the epoll set by itself; an fd we
+   * were given may have duplicates that keep it registered, so those are
+   * removed explicitly (an event must never name a freed connection) */
+  if (s->r_registered && (keep || !s->owned))
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rfd, NULL);
   if (s->w_registered && s->wfd != s->rfd)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->wfd, NULL);
@@ -261,7 +268,11 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
     rk__free_target(c->target);
   c->target = NULL;
 
-  if (c->kind != RK__KIND_CONNECT_FD || was_connecting) {
+  int post = c->kind != RK__KIND_CONNECT_FD || was_connecting;
+  if (c->listener != NULL && err == 0 &&
+      !rk__listener_wants(c->listener, RK_EVMASK_CLOSED))
+    post = 0; /* nobody asked, and nothing went wrong */
+  if (post) {
     uint32_t rec[RK_EVENT_WORDS] = {0};
     rec[0] = c->kind == RK__KIND_CONNECT_FD ? RK_EV_FD_CONNECTED : RK_EV_CLOSED;
     rec[1] = (uint32_t)c->id;
@@ -283,7 +294,8 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
     RK__ADD(&e->closed, 1);
   }
   if (c->listener != NULL) {
-    RK__ADD(&c->listener->active, -1);
+    __atomic_sub_fetch(&c->listener->active, 1, __ATOMIC_SEQ_CST);
+    rk__listener_check_drained(c->listener);
     rk__listener_unref(c->listener);
     c->listener = NULL;
   }
@@ -470,27 +482,24 @@ void rk__conn_run(rk__conn *c) {
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
 }
 
-void rk__conn_event(rk__conn *c, uint32_t events) {
+void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   if (c->state == RK__DEAD)
     return;
   if (c->state == RK__CONNECTING) {
-    rk__connect_event(c, events);
+    rk__connect_event(c, side, events);
     return;
   }
-  if (events & EPOLLERR) {
+  rk__side *s = &c->side[side];
+  if ((events & EPOLLERR) && s->is_sock) {
     /* An error on a socket whose direction is paused would otherwise go
      * unseen until the other side drains. */
-    for (int s = 0; s < 2; s++) {
-      if (!c->side[s].is_sock)
-        continue;
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (getsockopt(c->side[s].rfd >= 0 ? c->side[s].rfd : c->side[s].wfd,
-                     SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-          err != 0) {
-        rk__conn_end(c, RK_END_RESET, -err);
-        return;
-      }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s->rfd >= 0 ? s->rfd : s->wfd, SOL_SOCKET, SO_ERROR, &err,
+                   &len) == 0 &&
+        err != 0) {
+      rk__conn_end(c, RK_END_RESET, -err);
+      return;
     }
   }
   rk__conn_run(c);
@@ -517,7 +526,7 @@ void rk__sweep(rk__worker *w, int64_t now) {
     rk__conn *next = c->next;
     if (c->state == RK__CONNECTING) {
       if (c->connect_deadline_ms != 0 && now >= c->connect_deadline_ms)
-        rk__connect_event(c, 0); /* 0 events: the deadline passed */
+        rk__connect_event(c, 1, 0); /* 0 events: the deadline passed */
     } else if (c->idle_timeout_ms > 0 &&
                now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms) {
       rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);

@@ -6,7 +6,7 @@
  * @module
  */
 import { cstr, type NativeEngine, type NativeEvent, u64 } from "../native/engine.ts";
-import { END, EV, FAMILY, LISTEN_FLAGS } from "../native/symbols.ts";
+import { END, EV, EVMASK, FAMILY, LISTEN_FLAGS } from "../native/symbols.ts";
 import {
   connectFailure,
   type ConnectionEnd,
@@ -14,6 +14,7 @@ import {
   type Counters,
   type Endpoint,
   type EndReason,
+  type EventInterest,
   type FamilyPreference,
   formatEndpoint,
   type ForwardEngine,
@@ -140,7 +141,9 @@ export class NativeForwardEngine implements ForwardEngine {
     const sym = e.sym;
     const [host, port] = hostPort(spec.listen);
     const flags = LISTEN_FLAGS.REUSEADDR | (spec.reusePort ? LISTEN_FLAGS.REUSEPORT : 0);
-    const opts = new Int32Array([spec.backlog, flags, spec.maxConnections, spec.idleTimeout]);
+    // no per-connection events until someone asks (setInterest): a proxy
+    // nobody watches costs JavaScript nothing per connection
+    const opts = new Int32Array([spec.backlog, flags, spec.maxConnections, spec.idleTimeout, 0]);
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       sym.rk_listen(e.handle, cstr(host), port, opts, opts.length),
@@ -160,8 +163,7 @@ export class NativeForwardEngine implements ForwardEngine {
         ),
         `Cannot proxy to "${formatEndpoint(spec.target)}"`,
       );
-      const state = { open: 0, stopped: false };
-      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, state));
+      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid));
       e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
     } catch (err) {
       e.offListener(lid);
@@ -180,23 +182,24 @@ export class NativeForwardEngine implements ForwardEngine {
         stopping = true;
         sym.rk_listener_close(e.handle, lid);
       },
+      abortAll: () => void sym.rk_listener_abort(e.handle, lid),
+      activeConnections: () => Math.max(0, sym.rk_listener_active(e.handle, lid)),
+      setInterest: (i: EventInterest) =>
+        void sym.rk_listener_set_events(
+          e.handle,
+          lid,
+          (i.open ? EVMASK.ACCEPT : 0) | (i.connected ? EVMASK.CONNECTED : 0) |
+            (i.close ? EVMASK.CLOSED : 0),
+        ),
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
     });
   }
 
-  #onEvent(
-    ev: NativeEvent,
-    spec: ProxySpec,
-    cb: ProxyCallbacks,
-    lid: number,
-    state: { open: number; stopped: boolean },
-  ): void {
+  #onEvent(ev: NativeEvent, spec: ProxySpec, cb: ProxyCallbacks, lid: number): void {
     const e = this.#engine;
     switch (ev.type) {
       case EV.ACCEPT: {
-        e.ref(); // until its CLOSED
-        state.open++;
         const remote = peerOf(ev);
         cb.open(remote === undefined ? { id: ev.id } : { id: ev.id, remote });
         break;
@@ -217,10 +220,6 @@ export class NativeForwardEngine implements ForwardEngine {
                 : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`,
           ),
         );
-        e.unref();
-        // the listener's events stop once it is closed and its last
-        // connection has ended
-        if (--state.open === 0 && state.stopped) e.offListener(lid);
         break;
       case EV.REJECTED:
         cb.reject(e.error(ev.err, `Connection refused on "${formatEndpoint(spec.listen)}"`));
@@ -229,9 +228,13 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.reject(e.error(ev.err, `Cannot accept on "${formatEndpoint(spec.listen)}"`));
         break;
       case EV.LISTENER_CLOSED:
-        state.stopped = true;
-        if (state.open === 0) e.offListener(lid);
         cb.stopped();
+        break;
+      case EV.LISTENER_DRAINED:
+        // the last event of this listener: its connections' CLOSED events
+        // were all posted before it
+        e.offListener(lid);
+        cb.drained();
         e.unref();
         break;
     }

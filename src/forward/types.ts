@@ -104,6 +104,18 @@ export interface ProxyCallbacks {
   reject(error: RelaykitError): void;
   /** The listening socket is closed. */
   stopped(): void;
+  /** Closed, and its last connection has ended: nothing more will come. */
+  drained(): void;
+}
+
+/** Which per-connection events a proxy's owner wants. Errors always come. */
+export interface EventInterest {
+  /** Each accepted connection. */
+  open: boolean;
+  /** Each connection whose target connected. */
+  connected: boolean;
+  /** Each connection that ended, also cleanly. */
+  close: boolean;
 }
 
 /** A running proxy listener inside an engine. */
@@ -112,6 +124,12 @@ export interface ProxyHandle {
   readonly address: Endpoint;
   /** Stop accepting; `stopped` follows. Established connections go on. */
   stopAccepting(): void;
+  /** Reset every open connection (reason "closed"). */
+  abortAll(): void;
+  /** Number of open connections. */
+  activeConnections(): number;
+  /** Which per-connection events to report from now on. */
+  setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */
   closeConnection(id: number, mode: "graceful" | "abort"): void;
   /** Live counters of one connection, or undefined once it ended. */

@@ -223,6 +223,7 @@ export class NativeEngine {
       case EV.REJECTED:
       case EV.ACCEPT_ERROR:
       case EV.LISTENER_CLOSED:
+      case EV.LISTENER_DRAINED:
         h = this.#byListener.get(ev.aux);
         break;
       case EV.CONNECTED:

@@ -74,6 +74,12 @@ export const SYMBOLS = {
   rk_listener_start: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_close(int32_t h, int32_t lid)
   rk_listener_close: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask)
+  rk_listener_set_events: { parameters: ["i32", "i32", "u32"], result: "i32" },
+  // int32_t rk_listener_abort(int32_t h, int32_t lid)
+  rk_listener_abort: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_active(int32_t h, int32_t lid)
+  rk_listener_active: { parameters: ["i32", "i32"], result: "i32" },
 
   // int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
   //                      int32_t wb, uint32_t flags, int32_t idle_timeout_ms)
@@ -149,6 +155,7 @@ export const EV = {
   ACCEPT_ERROR: 5,
   LISTENER_CLOSED: 6,
   FD_CONNECTED: 7,
+  LISTENER_DRAINED: 8,
   TEST: 99,
 } as const;
 
@@ -161,6 +168,9 @@ export const END = {
   CONNECT_FAILED: 5,
   ENGINE_CLOSED: 6,
 } as const;
+
+/** Per-connection events a listener posts (RK_EVMASK_*). */
+export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
 
 /** Flags of rk_listen. */
 export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;

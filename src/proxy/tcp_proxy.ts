@@ -103,27 +103,20 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** The bound address (port filled in). */
   readonly address: Endpoint;
   readonly #handle: ProxyHandle;
-  readonly #open = new Set<number>();
-  readonly #stopped: Promise<void>;
-  #drained: (() => void) | undefined;
+  readonly #drained: Promise<void>;
   #closing: Promise<void> | undefined;
 
   private constructor(
-    engine: "native" | "stream",
-    reason: string | undefined,
+    choice: { name: "native" | "stream"; reason: string | undefined },
     handle: ProxyHandle,
-    stopped: Promise<void>,
-    open: Set<number>,
-    bind: (p: TcpProxy) => void,
+    drained: Promise<void>,
   ) {
     super();
-    this.engine = engine;
-    this.engineReason = reason;
+    this.engine = choice.name;
+    this.engineReason = choice.reason;
     this.#handle = handle;
     this.address = handle.address;
-    this.#stopped = stopped;
-    this.#open = open;
-    bind(this);
+    this.#drained = drained;
   }
 
   /**
@@ -148,41 +141,66 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       bindAddress: options.bindAddress,
     };
     const choice = chooseEngine(options.engine, options.nativeEngine);
-    // Events may come before the constructor runs: buffer them until then.
-    let self: TcpProxy | undefined;
+    // Errors may come before the constructor has run: hold them until then.
+    const made: { proxy?: TcpProxy } = {};
     const early: (() => void)[] = [];
-    const later = (f: () => void) => self === undefined ? early.push(f) : f();
-    const open = new Set<number>();
-    let stoppedResolve!: () => void;
-    const stopped = new Promise<void>((r) => stoppedResolve = r);
+    const later = (f: (p: TcpProxy) => void) =>
+      made.proxy === undefined ? early.push(() => f(made.proxy!)) : f(made.proxy);
+    let drainedResolve!: () => void;
+    const drained = new Promise<void>((r) => drainedResolve = r);
     const handle = await choice.engine.startProxy(spec, {
-      open: (info) => {
-        open.add(info.id);
-        later(() => self!.emit("open", info));
-      },
-      connected: (id) => later(() => self!.emit("connect", id)),
-      close: (end) => {
-        open.delete(end.id);
-        later(() => {
-          const p = self!;
-          if (end.error !== undefined) p.#error(end.error);
+      open: (info) => later((p) => p.emit("open", info)),
+      connected: (id) => later((p) => p.emit("connect", id)),
+      close: (end) =>
+        later((p) => {
+          if (end.error !== undefined) p.emit("error", end.error);
           p.emit("close", end);
-          if (open.size === 0) p.#drained?.();
-        });
-      },
-      reject: (err) => later(() => self!.#error(err)),
-      stopped: () => stoppedResolve(),
+        }),
+      // An "error" nobody listens to is dropped, not thrown: a proxy must not
+      // die because one backend refused.
+      reject: (err) => later((p) => p.emit("error", err)),
+      stopped: () => {},
+      drained: () => drainedResolve(),
     });
-    return new TcpProxy(choice.engine.name, choice.reason, handle, stopped, open, (p) => {
-      self = p;
-      for (const f of early) f();
-    });
+    const proxy = made.proxy = new TcpProxy(
+      { name: choice.engine.name, reason: choice.reason },
+      handle,
+      drained,
+    );
+    for (const f of early) f();
+    return proxy;
   }
 
-  #error(err: RelaykitError): void {
-    // An unhandled "error" is not thrown: a proxy must not die because one
-    // backend refused. The close event carries the same error.
-    this.emit("error", err);
+  /**
+   * Call `fn` for every `event`. Per-connection events are reported only
+   * while someone listens for them, so an unwatched proxy costs JavaScript
+   * nothing per connection.
+   */
+  override on<K extends keyof TcpProxyEvents>(
+    event: K,
+    fn: (arg: TcpProxyEvents[K]) => void,
+  ): this {
+    super.on(event, fn);
+    this.#updateInterest();
+    return this;
+  }
+
+  /** Stop calling `fn` for `event`. */
+  override off<K extends keyof TcpProxyEvents>(
+    event: K,
+    fn: (arg: TcpProxyEvents[K]) => void,
+  ): this {
+    super.off(event, fn);
+    this.#updateInterest();
+    return this;
+  }
+
+  #updateInterest(): void {
+    this.#handle.setInterest({
+      open: this.hasListeners("open"),
+      connected: this.hasListeners("connect"),
+      close: this.hasListeners("close"),
+    });
   }
 
   /** The bound TCP port (0 for Unix sockets). */
@@ -192,7 +210,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
 
   /** Number of open connections. */
   get connections(): number {
-    return this.#open.size;
+    return this.#handle.activeConnections();
   }
 
   /** Live counters of connection `id`, or undefined once it ended. */
@@ -210,22 +228,17 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    * own. Safe to call twice.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#shutdown(false);
+    this.#handle.stopAccepting();
+    this.#closing ??= this.#drained;
     return this.#closing;
   }
 
   /** Stop accepting and reset every open connection now. */
   abort(): Promise<void> {
-    for (const id of this.#open) this.#handle.closeConnection(id, "abort");
-    this.#closing ??= this.#shutdown(true);
-    return this.#closing;
-  }
-
-  async #shutdown(abort: boolean): Promise<void> {
     this.#handle.stopAccepting();
-    await this.#stopped;
-    if (abort) { for (const id of this.#open) this.#handle.closeConnection(id, "abort"); }
-    if (this.#open.size > 0) await new Promise<void>((r) => this.#drained = r);
+    this.#handle.abortAll();
+    this.#closing ??= this.#drained;
+    return this.#closing;
   }
 
   /** `await using` closes gracefully. */
