@@ -676,7 +676,8 @@ ${splice ? "    option splice-auto\n" : ""}listen relay
 
 function proxyTable(bins: Bins): ProxySpec[] {
   const relaykit =
-    (runtime: "deno" | "bun", engine: "native" | "stream") => (l: number, t: number) => [
+    (runtime: "deno" | "bun", engine: "native" | "stream", extra: string[] = []) =>
+    (l: number, t: number) => [
       bins[runtime]!,
       ...(runtime === "deno" ? ["run", "-A"] : []),
       "src/cli.ts",
@@ -687,6 +688,7 @@ function proxyTable(bins: Bins): ProxySpec[] {
       `127.0.0.1:${t}`,
       "--engine",
       engine,
+      ...extra,
     ];
   return [
     { name: "direct", argv: null },
@@ -709,6 +711,20 @@ function proxyTable(bins: Bins): ProxySpec[] {
       name: "relaykit-native-bun",
       needs: "bun",
       argv: relaykit("bun", "native"),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-native-deno-1t",
+      optional: true,
+      needs: "deno",
+      argv: relaykit("deno", "native", ["--threads", "1"]),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-native-bun-1t",
+      optional: true,
+      needs: "bun",
+      argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
     },
     {

@@ -24,6 +24,7 @@ function run(title, cmd, args, { env = {}, count } = {}) {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "pipe"],
     maxBuffer: 64 * 1024 * 1024,
+    timeout: 15 * 60 * 1000, // a hung step fails instead of hanging CI
   });
   const out = (r.stdout ?? "") + (r.stderr ?? "");
   process.stdout.write(out);

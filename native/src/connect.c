@@ -413,7 +413,10 @@ void rk__connect_event(rk__conn *c, int side, uint32_t events) {
   }
   if (side == 0) {
     /* The client while we connect: only an error matters (its data waits
-     * in the kernel, its EOF is read once the relay runs). */
+     * in the kernel, its EOF is read once the relay runs - remember that
+     * it came, since this edge will not come again). */
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+      c->dir[0].rdhup = 1;
     if (events & (EPOLLERR | EPOLLHUP)) {
       int err = 0;
       socklen_t len = sizeof err;

@@ -86,6 +86,9 @@ typedef struct {
   unsigned nosplice : 1; /* splice refused once: never again */
   unsigned eof : 1;     /* source finished (or graceful close) */
   unsigned done : 1;    /* eof and drained and destination shut */
+  unsigned can_read : 1; /* the source may have bytes (or EOF) for us */
+  unsigned rdhup : 1;    /* the source's peer closed: read to EOF/EAGAIN */
+  unsigned blocked : 1;  /* the destination was full: wait for EPOLLOUT */
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
 

@@ -28,10 +28,17 @@
  * direction is EMPTY, so idle relays hold neither.
  *
  * Every fd is registered once, edge-triggered, for all the events it can
- * produce; any event runs both directions until each is blocked (EAGAIN)
- * or has used its budget of RK__PUMP_BUDGET reads, in which case the
- * connection goes on the worker's ready list for another turn. Regular
- * files cannot be polled: they are always ready.
+ * produce, with the side in the event data. Readiness is remembered per
+ * direction: an input event on side s marks direction s readable
+ * (can_read); an output event on side s matters only if direction !s is
+ * blocked on a full destination. A direction runs until its source is
+ * drained or its destination is full, or until it has used its budget of
+ * RK__PUMP_BUDGET reads (then the connection goes on the worker's ready
+ * list for another turn). A read from a pollable source that returns less
+ * than asked means the source is drained: new bytes raise a new edge, so
+ * the extra read that would only say EAGAIN is skipped - unless the peer
+ * has already closed (RDHUP/HUP), when only EOF itself ends the reading.
+ * Regular files cannot be polled: they are always readable.
  *
  * A connection ends when every active direction is DONE (reason DONE), on
  * an I/O error (RESET: the other TCP peer is reset too, so it learns the
@@ -115,6 +122,7 @@ rk__conn *rk__conn_new(rk__engine *e, int kind) {
   for (int s = 0; s < 2; s++) {
     c->side[s].rfd = c->side[s].wfd = -1;
     c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1;
+    c->dir[s].can_read = 1; /* bytes may be waiting from before we watched */
   }
   c->start_real_ms = rk__now_real();
   c->start_mono_ms = rk__now_mono();
@@ -341,8 +349,12 @@ static int rk__flush(rk__conn *c, int d) {
     if (dir->buf != NULL && dir->buf_off < dir->buf_len) {
       RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
                          dir->buf_len - dir->buf_off));
-      if (n < 0)
-        return errno == EAGAIN ? 0 : -errno;
+      if (n < 0) {
+        if (errno != EAGAIN)
+          return -errno;
+        dir->blocked = 1;
+        return 0;
+      }
       dir->buf_off += (uint32_t)n;
       RK__ADD(&dir->wr, (uint64_t)n);
       rk__touch(c);
@@ -352,8 +364,10 @@ static int rk__flush(rk__conn *c, int d) {
       RK__RETRY(n, splice(dir->pipe[0], NULL, dst->wfd, NULL, dir->pipe_bytes,
                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
       if (n < 0) {
-        if (errno == EAGAIN)
+        if (errno == EAGAIN) {
+          dir->blocked = 1;
           return 0;
+        }
         if (!rk__is_unsupported(errno))
           return -errno;
         dir->splice = 0;
@@ -383,6 +397,7 @@ static int rk__flush(rk__conn *c, int d) {
     break;
   }
   /* everything is out: give back what we hold */
+  dir->blocked = 0;
   if (dir->buf != NULL) {
     rk__buf_put(w, dir->buf);
     dir->buf = NULL;
@@ -412,10 +427,14 @@ static int rk__pump(rk__conn *c, int d) {
       dir->done = 1;
       return 0;
     }
+    if (!dir->can_read)
+      return 0; /* wait for the source's next input event */
     if (budget == 0) {
       rk__mark_ready(c);
       return 0;
     }
+    /* a short read from a pollable source drains it (see the top) */
+    size_t want = dir->splice ? RK__PIPE_CHUNK : RK__BUF_SIZE;
     ssize_t n;
     if (dir->splice) {
       if (dir->pipe[0] < 0 && rk__pipe_get(w, dir->pipe) < 0) {
@@ -427,8 +446,10 @@ static int rk__pump(rk__conn *c, int d) {
       if (n < 0) {
         int err = errno;
         rk__pipe_put(w, dir->pipe); /* empty */
-        if (err == EAGAIN)
+        if (err == EAGAIN) {
+          dir->can_read = !src->r_pollable;
           return 0;
+        }
         if (!rk__is_unsupported(err))
           return -err;
         dir->splice = 0;
@@ -449,7 +470,10 @@ static int rk__pump(rk__conn *c, int d) {
         int err = errno;
         rk__buf_put(w, dir->buf);
         dir->buf = NULL;
-        return err == EAGAIN ? 0 : -err;
+        if (err != EAGAIN)
+          return -err;
+        dir->can_read = !src->r_pollable;
+        return 0;
       }
       if (n == 0) {
         rk__buf_put(w, dir->buf);
@@ -464,13 +488,18 @@ static int rk__pump(rk__conn *c, int d) {
     }
     RK__ADD(&dir->rd, (uint64_t)n);
     rk__touch(c);
+    if ((size_t)n < want && src->r_pollable && !dir->rdhup)
+      dir->can_read = 0;
   }
 }
 
-void rk__conn_run(rk__conn *c) {
+/* Run the directions in mask (bit d: direction d). */
+static void rk__conn_run_dirs(rk__conn *c, int mask) {
   if (c->state != RK__RELAYING && c->state != RK__CLOSING)
     return;
   for (int d = 0; d < 2; d++) {
+    if (!(mask & (1 << d)))
+      continue;
     int r = rk__pump(c, d);
     if (r < 0) {
       rk__conn_end(c, RK_END_RESET, r);
@@ -481,6 +510,8 @@ void rk__conn_run(rk__conn *c) {
       (!c->dir[1].active || c->dir[1].done))
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
 }
+
+void rk__conn_run(rk__conn *c) { rk__conn_run_dirs(c, 3); }
 
 void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   if (c->state == RK__DEAD)
@@ -502,7 +533,17 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
       return;
     }
   }
-  rk__conn_run(c);
+  int mask = 0;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    c->dir[side].can_read = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+      c->dir[side].rdhup = 1;
+    mask |= 1 << side;
+  }
+  if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->dir[!side].blocked)
+    mask |= 1 << !side;
+  if (mask != 0)
+    rk__conn_run_dirs(c, mask);
 }
 
 void rk__conn_close_cmd(rk__conn *c, int mode) {
