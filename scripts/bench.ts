@@ -760,6 +760,15 @@ function proxyTable(bins: Bins): ProxySpec[] {
       ) => [bins.bun!, "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
     },
     {
+      name: "naive-net-deno",
+      optional: true,
+      needs: "deno",
+      argv: (
+        l,
+        t,
+      ) => [bins.deno!, "run", "-A", "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
+    },
+    {
       name: "naive-net-node",
       needs: "node",
       argv: (
