@@ -59,3 +59,60 @@ export class NativeLoadError extends Error {
     this.attempts = attempts;
   }
 }
+
+/**
+ * The text the native library gives for each error code (rk_strerror), so
+ * that both engines say the same thing for the same failure.
+ */
+const ERROR_TEXT: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ETIMEDOUT: "timed out",
+  ECONNRESET: "connection reset by peer",
+  ENETUNREACH: "unreachable",
+  RK_ERESOLVE: "name resolution failed",
+  RK_ELIMIT: "connection limit reached",
+  EPIPE: "Broken pipe",
+  EADDRINUSE: "Address already in use",
+  EADDRNOTAVAIL: "Cannot assign requested address",
+  EACCES: "Permission denied",
+  EPERM: "Operation not permitted",
+  ENOENT: "No such file or directory",
+  EMFILE: "Too many open files",
+  ENFILE: "Too many open files in system",
+  EINVAL: "Invalid argument",
+  EAFNOSUPPORT: "Address family not supported by protocol",
+  ENOTCONN: "Transport endpoint is not connected",
+  ECONNABORTED: "Software caused connection abort",
+};
+
+/**
+ * The relaykit code for a runtime error code: what the native engine would
+ * report for the same failure (resolver errors become RK_ERESOLVE, host and
+ * network unreachable become ENETUNREACH).
+ */
+export function normalizeCode(code: string | undefined): string {
+  switch (code) {
+    case undefined:
+      return "EIO";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+    case "EAI_FAIL":
+      return "RK_ERESOLVE";
+    case "EHOSTUNREACH":
+    case "ENETDOWN":
+    case "EHOSTDOWN":
+      return "ENETUNREACH";
+    default:
+      return code;
+  }
+}
+
+/** "what: text" for a code, as the native engine words it. */
+export function errorFor(
+  what: string,
+  code: string,
+  options: { cause?: unknown; connectionId?: number } = {},
+): RelaykitError {
+  return new RelaykitError(`${what}: ${ERROR_TEXT[code] ?? code}`, code, options);
+}

@@ -23,7 +23,7 @@ import {
 } from "./_helpers.ts";
 
 /** The engines under test on this runtime. */
-export const ENGINES = ["native"] as const;
+export const ENGINES = ["native", "stream"] as const;
 
 async function proxyTo(
   engine: (typeof ENGINES)[number],

@@ -317,8 +317,10 @@ static void rk__run_cmds(rk__worker *w) {
       rk__conn *it = w->conns;
       while (it != NULL) {
         rk__conn *next = it->next;
-        if (it->listener == c->listener)
-          rk__conn_end(it, RK_END_CLOSED, -ECONNABORTED);
+        if (it->listener == c->listener) {
+          it->abort_rst = 1;
+          rk__conn_end(it, RK_END_CLOSED, 0);
+        }
         it = next;
       }
       rk__listener_unref(c->listener);

@@ -116,6 +116,7 @@ struct rk__conn {
   int end_reason, end_err;
   unsigned ready : 1; /* on the worker's ready list */
   unsigned user_closed : 1; /* rk_conn_close(GRACEFUL) stopped reading */
+  unsigned abort_rst : 1;   /* rk_conn_close(ABORT): reset the TCP peers */
   rk__conn *next, *prev; /* worker's list of live conns */
   rk__conn *ready_next;
   rk__conn *tbl_next; /* engine id table chain */

@@ -252,8 +252,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
 
   /* Side a of an accepted connection whose peer was reset, or any abort,
    * resets the TCP peers; a clean end closes normally. */
-  int rst = reason == RK_END_RESET ||
-            (reason == RK_END_CLOSED && err == -ECONNABORTED);
+  int rst = reason == RK_END_RESET || c->abort_rst;
   for (int s = 0; s < 2; s++)
     rk__side_close(w, c, &c->side[s], rst);
   for (int d = 0; d < 2; d++) {
@@ -548,8 +547,9 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
 
 void rk__conn_close_cmd(rk__conn *c, int mode) {
   if (mode == RK_CLOSE_ABORT || c->state == RK__CONNECTING) {
-    rk__conn_end(c, RK_END_CLOSED,
-                 mode == RK_CLOSE_ABORT ? -ECONNABORTED : 0);
+    /* asked for: an end, not an error */
+    c->abort_rst = mode == RK_CLOSE_ABORT;
+    rk__conn_end(c, RK_END_CLOSED, 0);
     return;
   }
   RK__STORE(&c->state, RK__CLOSING);

@@ -8,6 +8,7 @@
 import process from "node:process";
 import { NativeEngine } from "../native/engine.ts";
 import { NativeForwardEngine } from "./native.ts";
+import { StreamForwardEngine } from "./stream.ts";
 import type { ForwardEngine } from "./types.ts";
 
 /** Which engine to use. */
@@ -19,13 +20,6 @@ export interface EngineChoice {
   engine: ForwardEngine;
   /** Why the native engine is not in use (undefined when it is). */
   reason: string | undefined;
-}
-
-let streamFactory: (() => ForwardEngine) | undefined;
-
-/** Register the stream engine (done by src/forward/stream.ts). */
-export function registerStreamEngine(factory: () => ForwardEngine): void {
-  streamFactory = factory;
 }
 
 function envPreference(): EnginePreference | undefined {
@@ -41,10 +35,7 @@ function envPreference(): EnginePreference | undefined {
 }
 
 function stream(reason: string): EngineChoice {
-  if (streamFactory === undefined) {
-    throw new Error(`The stream engine is not available, and ${reason}`);
-  }
-  return { engine: streamFactory(), reason };
+  return { engine: new StreamForwardEngine(), reason };
 }
 
 /**

@@ -4,6 +4,7 @@
  * @module
  */
 import process from "node:process";
+import { nodeNet } from "./node_net.ts";
 import type { NativeLibrary, Runtime } from "./types.ts";
 
 /** Node.js: no FFI; the stream engine runs on node:net. */
@@ -11,6 +12,7 @@ export const nodeRuntime: Runtime = {
   name: "node",
   version: process.versions.node ?? "unknown",
   ffi: false,
+  net: nodeNet,
   dlopen(): NativeLibrary {
     throw new Error(
       "Node.js cannot load native libraries without an addon: the native engine runs on Deno and Bun",

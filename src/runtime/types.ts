@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Endpoint, FamilyPreference } from "../forward/types.ts";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 
 /** The runtimes relaykit knows. */
@@ -34,6 +35,64 @@ export interface NativeLibrary {
   close(): void;
 }
 
+/** What a stream socket reports, on the JavaScript thread. */
+export interface NetHandlers {
+  /** Bytes arrived. The chunk is the handler's to keep. */
+  data(chunk: Uint8Array): void;
+  /** The peer shut its write side (EOF). */
+  end(): void;
+  /** Everything written so far has gone to the kernel. */
+  drain(): void;
+  /** `n` more bytes went to the kernel. */
+  written(n: number): void;
+  /** The socket is closed; `code` says why when it was an error. */
+  close(code: string | undefined): void;
+}
+
+/** A connected stream socket of the runtime. */
+export interface NetConn {
+  /** The peer's address, when it is a TCP peer. */
+  readonly remote: { host: string; port: number } | undefined;
+  /** Start delivering events to `h`. */
+  start(h: NetHandlers): void;
+  /**
+   * Queue bytes. Returns false when the runtime holds bytes back: wait for
+   * `drain` before writing more. Bytes are never dropped.
+   */
+  write(data: Uint8Array): boolean;
+  /** Stop delivering data (backpressure). */
+  pause(): void;
+  /** Deliver data again. */
+  resume(): void;
+  /** Send FIN once everything written has gone out. */
+  end(): void;
+  /** Close now; `reset` sends RST instead of FIN. */
+  destroy(reset: boolean): void;
+}
+
+/** A listening stream socket of the runtime. */
+export interface NetListener {
+  /** The bound address (port filled in). */
+  readonly address: Endpoint;
+  /** Stop accepting. */
+  close(): void;
+}
+
+/** Listening and connecting on the runtime's own sockets. */
+export interface Net {
+  /** Bind and accept; throws a RelaykitError when it cannot bind. */
+  listen(
+    at: Endpoint,
+    options: { backlog: number; reusePort: boolean },
+    onConn: (c: NetConn) => void,
+  ): Promise<NetListener>;
+  /** Connect; rejects with a RelaykitError whose code is the engine-wide one. */
+  connect(
+    to: Endpoint,
+    options: { timeout: number; family: FamilyPreference; bindAddress: string | undefined },
+  ): Promise<NetConn>;
+}
+
 /** What relaykit asks of the runtime it runs on. */
 export interface Runtime {
   /** Which runtime this is. */
@@ -48,4 +107,6 @@ export interface Runtime {
    * unchanged, so its message names the missing flag).
    */
   dlopen(path: string, symbols: SymbolTable): NativeLibrary;
+  /** Sockets for the stream engine. */
+  readonly net: Net;
 }

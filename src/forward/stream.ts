@@ -1,0 +1,348 @@
+/**
+ * The stream engine: the same proxy as the native engine, on the runtime's
+ * own sockets (the Runtime contract's `net`). It keeps the native engine's
+ * rules: a direction holds at most what its destination has not taken yet
+ * (the source is paused until the destination drains), EOF becomes a
+ * half-close after everything read has been written, a reset is passed on
+ * as a reset, and counters, timeouts, limits, reasons and error codes are
+ * the same.
+ *
+ * @module
+ */
+import { errorFor, type RelaykitError } from "../errors.ts";
+import { runtime } from "../runtime/detect.ts";
+import type { NetConn, NetListener } from "../runtime/types.ts";
+import {
+  type ConnectionStats,
+  type Counters,
+  type EndReason,
+  type EventInterest,
+  formatEndpoint,
+  type ForwardEngine,
+  type ProxyCallbacks,
+  type ProxyHandle,
+  type ProxySpec,
+} from "./types.ts";
+
+/** How often idle and connect timeouts are checked, as in the native engine. */
+const SWEEP_MS = 100;
+
+/** Connection ids, engine-wide (the native engine numbers its own). */
+let nextId = 1;
+
+interface Direction {
+  read: number;
+  written: number;
+  eof: boolean; // the source ended
+  done: boolean; // and the destination was shut
+}
+
+class StreamConnection {
+  readonly id: number;
+  readonly startedAt = Date.now();
+  lastActivityAt = this.startedAt;
+  state: "connecting" | "relaying" | "closing" = "connecting";
+  readonly a: NetConn;
+  b: NetConn | undefined;
+  readonly dirs: [Direction, Direction] = [
+    { read: 0, written: 0, eof: false, done: false },
+    { read: 0, written: 0, eof: false, done: false },
+  ];
+  closed = 0; // sockets closed so far
+  ended = false;
+  reason: EndReason = "done";
+  error: RelaykitError | undefined;
+
+  constructor(id: number, a: NetConn) {
+    this.id = id;
+    this.a = a;
+  }
+
+  counters(): Counters {
+    const [x, y] = this.dirs;
+    return {
+      aToB: { read: x.read, written: x.written },
+      bToA: { read: y.read, written: y.written },
+    };
+  }
+}
+
+class StreamProxy implements ProxyHandle {
+  readonly address;
+  readonly #spec: ProxySpec;
+  readonly #cb: ProxyCallbacks;
+  readonly #listener: NetListener;
+  readonly #conns = new Map<number, StreamConnection>();
+  #interest: EventInterest = { open: false, connected: false, close: false };
+  #stopped = false;
+  #drainedSent = false;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+
+  constructor(spec: ProxySpec, cb: ProxyCallbacks, listener: NetListener) {
+    this.#spec = spec;
+    this.#cb = cb;
+    this.#listener = listener;
+    this.address = listener.address;
+    if (spec.idleTimeout > 0) {
+      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+    }
+  }
+
+  accept(a: NetConn): void {
+    const spec = this.#spec;
+    if (this.#stopped) {
+      a.destroy(false);
+      return;
+    }
+    if (spec.maxConnections > 0 && this.#conns.size >= spec.maxConnections) {
+      a.destroy(false);
+      this.#cb.reject(
+        errorFor(`Connection refused on "${formatEndpoint(spec.listen)}"`, "RK_ELIMIT"),
+      );
+      return;
+    }
+    const c = new StreamConnection(nextId++, a);
+    this.#conns.set(c.id, c);
+    if (this.#interest.open) {
+      this.#cb.open(a.remote === undefined ? { id: c.id } : { id: c.id, remote: a.remote });
+    }
+    // Watch the client while connecting: a reset ends it, its bytes wait
+    // (paused) until the target is there.
+    a.start({
+      data: (chunk) => this.#data(c, 0, chunk),
+      end: () => this.#eof(c, 0),
+      drain: () => c.b?.resume(),
+      written: (n) => this.#written(c, 1, n),
+      close: (code) => this.#sideClosed(c, code),
+    });
+    a.pause();
+    runtime.net.connect(spec.target, {
+      timeout: spec.connectTimeout,
+      family: spec.family,
+      bindAddress: spec.bindAddress,
+    }).then((b) => this.#connected(c, b), (err: RelaykitError) => {
+      if (c.ended) return;
+      this.#end(c, "connect-failed", err);
+    });
+  }
+
+  #connected(c: StreamConnection, b: NetConn): void {
+    if (c.ended) {
+      b.destroy(false);
+      return;
+    }
+    c.b = b;
+    c.state = c.state === "closing" ? "closing" : "relaying";
+    b.start({
+      data: (chunk) => this.#data(c, 1, chunk),
+      end: () => this.#eof(c, 1),
+      drain: () => c.a.resume(),
+      written: (n) => this.#written(c, 0, n),
+      close: (code) => this.#sideClosed(c, code),
+    });
+    if (this.#interest.connected) this.#cb.connected(c.id);
+    if (c.state === "closing") {
+      this.#graceful(c);
+      return;
+    }
+    c.a.resume();
+  }
+
+  /** Bytes read from side `d` go to side `!d`. */
+  #data(c: StreamConnection, d: 0 | 1, chunk: Uint8Array): void {
+    const dir = c.dirs[d];
+    dir.read += chunk.length;
+    c.lastActivityAt = Date.now();
+    const src = d === 0 ? c.a : c.b!;
+    const dst = d === 0 ? c.b : c.a;
+    if (dst === undefined || c.state === "closing") return; // cannot happen: paused
+    // Backpressure: a destination that holds bytes back pauses the source
+    // until it drains, so a direction never buffers more than one chunk.
+    if (!dst.write(chunk)) src.pause();
+  }
+
+  #written(c: StreamConnection, d: 0 | 1, n: number): void {
+    c.dirs[d].written += n;
+    c.lastActivityAt = Date.now();
+  }
+
+  /** Side `d` reached EOF: shut the other side once its writes are out. */
+  #eof(c: StreamConnection, d: 0 | 1): void {
+    const dir = c.dirs[d];
+    dir.eof = true;
+    const dst = d === 0 ? c.b : c.a;
+    if (dst === undefined) return; // still connecting: passed on once connected
+    this.#shut(c, d);
+  }
+
+  #shut(c: StreamConnection, d: 0 | 1): void {
+    const dir = c.dirs[d];
+    if (dir.done) return;
+    dir.done = true;
+    (d === 0 ? c.b : c.a)?.end();
+    if (c.dirs[0].done && c.dirs[1].done) {
+      // both ways finished: the sockets close once their FINs are out
+      this.#finish(c, c.state === "closing" ? "closed" : "done");
+    }
+  }
+
+  /** A socket closed: on its own that means an error or the peer's reset. */
+  #sideClosed(c: StreamConnection, code: string | undefined): void {
+    c.closed++;
+    if (c.ended) {
+      this.#maybeGone(c);
+      return;
+    }
+    const target = formatEndpoint(this.#spec.target);
+    if (code !== undefined || !(c.dirs[0].done && c.dirs[1].done)) {
+      this.#end(
+        c,
+        "reset",
+        errorFor(`Connection ${c.id} to "${target}" failed`, code ?? "ECONNRESET", {
+          connectionId: c.id,
+        }),
+      );
+    }
+  }
+
+  /** Finish cleanly: both directions are done; wait for both sockets. */
+  #finish(c: StreamConnection, reason: EndReason): void {
+    if (c.ended) return;
+    c.ended = true;
+    c.reason = reason;
+    this.#maybeGone(c);
+  }
+
+  /** End now: close both sockets (reset the peers on a reset). */
+  #end(c: StreamConnection, reason: EndReason, error?: RelaykitError, reset = false): void {
+    if (c.ended) return;
+    c.ended = true;
+    c.reason = reason;
+    c.error = error;
+    const rst = reset || reason === "reset";
+    c.a.destroy(rst);
+    c.b?.destroy(rst);
+    this.#report(c);
+  }
+
+  #maybeGone(c: StreamConnection): void {
+    const sockets = c.b === undefined ? 1 : 2;
+    if (c.closed >= sockets) this.#report(c);
+  }
+
+  #report(c: StreamConnection): void {
+    if (!this.#conns.delete(c.id)) return;
+    if (c.error !== undefined || this.#interest.close) {
+      const end = {
+        id: c.id,
+        reason: c.reason,
+        durationMs: Date.now() - c.startedAt,
+        ...c.counters(),
+      };
+      this.#cb.close(c.error === undefined ? end : { ...end, error: c.error });
+    }
+    this.#checkDrained();
+  }
+
+  #checkDrained(): void {
+    if (this.#stopped && this.#conns.size === 0 && !this.#drainedSent) {
+      this.#drainedSent = true;
+      if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+      this.#cb.drained();
+    }
+  }
+
+  #graceful(c: StreamConnection): void {
+    // stop reading, let what was read go out, then FIN both ways
+    c.a.pause();
+    c.b?.pause();
+    if (c.b === undefined) {
+      this.#end(c, "closed");
+      return;
+    }
+    for (const d of [0, 1] as const) this.#shut(c, d);
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    const idle = this.#spec.idleTimeout;
+    for (const c of this.#conns.values()) {
+      if (c.state === "connecting" || c.ended) continue;
+      if (now - c.lastActivityAt >= idle) {
+        this.#end(
+          c,
+          "idle-timeout",
+          errorFor(`Connection ${c.id} idle for ${idle} ms`, "ETIMEDOUT", { connectionId: c.id }),
+        );
+      }
+    }
+  }
+
+  stopAccepting(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#listener.close();
+    queueMicrotask(() => {
+      this.#cb.stopped();
+      this.#checkDrained();
+    });
+  }
+
+  abortAll(): void {
+    for (const c of [...this.#conns.values()]) this.#end(c, "closed", undefined, true);
+  }
+
+  activeConnections(): number {
+    return this.#conns.size;
+  }
+
+  setInterest(interest: EventInterest): void {
+    this.#interest = interest;
+  }
+
+  closeConnection(id: number, mode: "graceful" | "abort"): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.ended) return;
+    if (mode === "abort") {
+      this.#end(c, "closed", undefined, true);
+      return;
+    }
+    if (c.state === "connecting") {
+      this.#end(c, "closed");
+      return;
+    }
+    c.state = "closing";
+    this.#graceful(c);
+  }
+
+  connectionStats(id: number): ConnectionStats | undefined {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.ended) return undefined;
+    return {
+      ...c.counters(),
+      startedAt: c.startedAt,
+      lastActivityAt: c.lastActivityAt,
+      state: c.state,
+    };
+  }
+}
+
+/** The engine whose relays run on the runtime's sockets. */
+export class StreamForwardEngine implements ForwardEngine {
+  /** Always "stream". */
+  readonly name = "stream";
+
+  /** See {@link ForwardEngine.startProxy}. */
+  async startProxy(spec: ProxySpec, cb: ProxyCallbacks): Promise<ProxyHandle> {
+    let proxy: StreamProxy | undefined;
+    const pending: NetConn[] = [];
+    const listener = await runtime.net.listen(
+      spec.listen,
+      { backlog: spec.backlog, reusePort: spec.reusePort },
+      (conn) => proxy === undefined ? pending.push(conn) : proxy.accept(conn),
+    );
+    proxy = new StreamProxy(spec, cb, listener);
+    for (const conn of pending) proxy.accept(conn);
+    return proxy;
+  }
+}

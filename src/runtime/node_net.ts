@@ -1,0 +1,185 @@
+/**
+ * Stream sockets on node:net, which Deno, Bun and Node all provide. It is
+ * the one socket API that can reset a connection (RST) on all three, which
+ * the engines' shared behaviour needs.
+ *
+ * @module
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import net from "node:net";
+import { errorFor, normalizeCode } from "../errors.ts";
+import {
+  connectFailure,
+  type Endpoint,
+  type FamilyPreference,
+  formatEndpoint,
+} from "../forward/types.ts";
+import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
+
+function codeOf(err: unknown): string {
+  return normalizeCode((err as { code?: string } | undefined)?.code);
+}
+
+class NodeConn implements NetConn {
+  readonly remote: { host: string; port: number } | undefined;
+  readonly #s: net.Socket;
+  #h: NetHandlers | undefined;
+  #error: string | undefined;
+
+  constructor(s: net.Socket) {
+    this.#s = s;
+    this.remote = s.remoteAddress !== undefined && s.remotePort !== undefined
+      ? { host: s.remoteAddress, port: s.remotePort }
+      : undefined;
+    s.setNoDelay(true);
+    // Until start(), nothing is read: bytes wait in the kernel.
+    s.pause();
+    s.on("error", (e) => this.#error ??= codeOf(e));
+  }
+
+  start(h: NetHandlers): void {
+    this.#h = h;
+    const s = this.#s;
+    s.on("data", (d: Uint8Array) => h.data(d));
+    s.on("end", () => h.end());
+    s.on("drain", () => h.drain());
+    s.on("close", () => h.close(this.#error));
+    if (s.destroyed) queueMicrotask(() => h.close(this.#error ?? "ECONNRESET"));
+    else s.resume();
+  }
+
+  write(data: Uint8Array): boolean {
+    const n = data.length;
+    return this.#s.write(data, (err) => {
+      if (!err) this.#h?.written(n);
+    });
+  }
+
+  pause(): void {
+    this.#s.pause();
+  }
+
+  resume(): void {
+    this.#s.resume();
+  }
+
+  end(): void {
+    this.#s.end();
+  }
+
+  destroy(reset: boolean): void {
+    if (this.#s.destroyed) return;
+    if (reset) this.#s.resetAndDestroy();
+    else this.#s.destroy();
+  }
+}
+
+/** Candidate addresses of `host`, preferred family first. */
+async function addresses(host: string, family: FamilyPreference): Promise<string[]> {
+  const h = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  const kind = isIP(h);
+  if (kind !== 0) {
+    if ((family === "only-v4" && kind === 6) || (family === "only-v6" && kind === 4)) {
+      throw Object.assign(new Error("family"), { code: "EAFNOSUPPORT" });
+    }
+    return [h];
+  }
+  const fam = family === "only-v4" ? 4 : family === "only-v6" ? 6 : 0;
+  const found = await lookup(h, { all: true, family: fam });
+  const want = family === "prefer-v4" ? 4 : family === "prefer-v6" ? 6 : 0;
+  if (want !== 0) found.sort((a, b) => (a.family === want ? 0 : 1) - (b.family === want ? 0 : 1));
+  return found.map((a) => a.address);
+}
+
+function connectOnce(
+  opts: net.NetConnectOpts,
+  deadline: number,
+): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ ...opts, allowHalfOpen: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const fail = (code: string) => {
+      if (timer !== undefined) clearTimeout(timer);
+      s.destroy();
+      reject(Object.assign(new Error(code), { code }));
+    };
+    if (deadline > 0) {
+      timer = setTimeout(() => fail("ETIMEDOUT"), Math.max(0, deadline - Date.now()));
+    }
+    s.once("error", (e) => fail(codeOf(e)));
+    s.once("connect", () => {
+      if (timer !== undefined) clearTimeout(timer);
+      s.removeAllListeners("error");
+      resolve(s);
+    });
+  });
+}
+
+/** node:net behind the Net contract. */
+export const nodeNet: Net = {
+  async listen(at, options, onConn): Promise<NetListener> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+      onConn(new NodeConn(s));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once(
+        "error",
+        (e) =>
+          reject(errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(e), { cause: e })),
+      );
+      const common = { backlog: options.backlog, exclusive: !options.reusePort };
+      if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
+      else {
+        server.listen(
+          { host: at.host, port: at.port, ...common, reusePort: options.reusePort },
+          () => resolve(),
+        );
+      }
+    });
+    server.removeAllListeners("error");
+    // accept(2) errors (EMFILE...) must not kill the process
+    server.on("error", () => {});
+    const addr = server.address();
+    const address: Endpoint = "path" in at
+      ? at
+      : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
+    return {
+      address,
+      close: () => void server.close(),
+    };
+  },
+
+  async connect(to, options): Promise<NetConn> {
+    const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
+    const what = connectFailure(to);
+    if ("path" in to) {
+      try {
+        return new NodeConn(await connectOnce({ path: to.path }, deadline));
+      } catch (err) {
+        throw errorFor(what, codeOf(err), { cause: err });
+      }
+    }
+    let last: unknown;
+    let candidates: string[];
+    try {
+      candidates = await addresses(to.host, options.family);
+    } catch (err) {
+      throw errorFor(what, codeOf(err), { cause: err });
+    }
+    for (const host of candidates) {
+      if (deadline > 0 && Date.now() >= deadline) {
+        last = Object.assign(new Error("ETIMEDOUT"), { code: "ETIMEDOUT" });
+        break;
+      }
+      try {
+        const opts: net.NetConnectOpts = { host, port: to.port };
+        if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
+        return new NodeConn(await connectOnce(opts, deadline));
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw errorFor(what, codeOf(last), { cause: last });
+  },
+};
