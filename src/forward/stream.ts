@@ -32,7 +32,6 @@ let nextId = 1;
 
 interface Direction {
   read: number;
-  written: number;
   eof: boolean; // the source ended
   done: boolean; // and the destination was shut
 }
@@ -45,13 +44,15 @@ class StreamConnection {
   readonly a: NetConn;
   b: NetConn | undefined;
   readonly dirs: [Direction, Direction] = [
-    { read: 0, written: 0, eof: false, done: false },
-    { read: 0, written: 0, eof: false, done: false },
+    { read: 0, eof: false, done: false },
+    { read: 0, eof: false, done: false },
   ];
   closed = 0; // sockets closed so far
   ended = false;
   reason: EndReason = "done";
   error: RelaykitError | undefined;
+  final: Counters | undefined; // taken before the sockets are destroyed
+  lastWritten = 0; // for the idle check: writes are activity too
 
   constructor(id: number, a: NetConn) {
     this.id = id;
@@ -61,8 +62,8 @@ class StreamConnection {
   counters(): Counters {
     const [x, y] = this.dirs;
     return {
-      aToB: { read: x.read, written: x.written },
-      bToA: { read: y.read, written: y.written },
+      aToB: { read: x.read, written: this.b?.written ?? 0 },
+      bToA: { read: y.read, written: this.a.written },
     };
   }
 }
@@ -112,7 +113,6 @@ class StreamProxy implements ProxyHandle {
       data: (chunk) => this.#data(c, 0, chunk),
       end: () => this.#eof(c, 0),
       drain: () => c.b?.resume(),
-      written: (n) => this.#written(c, 1, n),
       close: (code) => this.#sideClosed(c, code),
     });
     a.pause();
@@ -137,7 +137,6 @@ class StreamProxy implements ProxyHandle {
       data: (chunk) => this.#data(c, 1, chunk),
       end: () => this.#eof(c, 1),
       drain: () => c.a.resume(),
-      written: (n) => this.#written(c, 0, n),
       close: (code) => this.#sideClosed(c, code),
     });
     if (this.#interest.connected) this.#cb.connected(c.id);
@@ -159,11 +158,6 @@ class StreamProxy implements ProxyHandle {
     // Backpressure: a destination that holds bytes back pauses the source
     // until it drains, so a direction never buffers more than one chunk.
     if (!dst.write(chunk)) src.pause();
-  }
-
-  #written(c: StreamConnection, d: 0 | 1, n: number): void {
-    c.dirs[d].written += n;
-    c.lastActivityAt = Date.now();
   }
 
   /** Side `d` reached EOF: shut the other side once its writes are out. */
@@ -219,6 +213,7 @@ class StreamProxy implements ProxyHandle {
     c.ended = true;
     c.reason = reason;
     c.error = error;
+    c.final = c.counters();
     const rst = reset || reason === "reset";
     c.a.destroy(rst);
     c.b?.destroy(rst);
@@ -237,7 +232,7 @@ class StreamProxy implements ProxyHandle {
         id: c.id,
         reason: c.reason,
         durationMs: Date.now() - c.startedAt,
-        ...c.counters(),
+        ...(c.final ?? c.counters()),
       };
       this.#cb.close(c.error === undefined ? end : { ...end, error: c.error });
     }
@@ -268,6 +263,11 @@ class StreamProxy implements ProxyHandle {
     const idle = this.#spec.idleTimeout;
     for (const c of this.#conns.values()) {
       if (c.state === "connecting" || c.ended) continue;
+      const written = c.a.written + (c.b?.written ?? 0);
+      if (written !== c.lastWritten) {
+        c.lastWritten = written;
+        c.lastActivityAt = now;
+      }
       if (now - c.lastActivityAt >= idle) {
         this.#end(
           c,

@@ -43,8 +43,6 @@ export interface NetHandlers {
   end(): void;
   /** Everything written so far has gone to the kernel. */
   drain(): void;
-  /** `n` more bytes went to the kernel. */
-  written(n: number): void;
   /** The socket is closed; `code` says why when it was an error. */
   close(code: string | undefined): void;
 }
@@ -55,6 +53,8 @@ export interface NetConn {
   readonly remote: { host: string; port: number } | undefined;
   /** Start delivering events to `h`. */
   start(h: NetHandlers): void;
+  /** Bytes handed to the kernel so far (not counting any still queued). */
+  readonly written: number;
   /**
    * Queue bytes. Returns false when the runtime holds bytes back: wait for
    * `drain` before writing more. Bytes are never dropped.

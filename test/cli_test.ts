@@ -1,0 +1,140 @@
+/**
+ * The relaykit command and the engine choice, run as a user runs them: a
+ * child process of this same runtime.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import process from "node:process";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chooseEngine } from "../mod.ts";
+import { connect, echoServer, receiveAll, runtimeCommand } from "./_helpers.ts";
+
+const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
+
+/** Start the command; resolve with its first stdout line (and the child). */
+function start(args: string[], env: Record<string, string> = {}) {
+  const [cmd, ...rest] = runtimeCommand(cli, args);
+  const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: "pipe" });
+  const line = new Promise<string>((resolve, reject) => {
+    let out = "", err = "";
+    child.stdout!.on("data", (d: Uint8Array) => {
+      out += String(d);
+      const nl = out.indexOf("\n");
+      if (nl >= 0) resolve(out.slice(0, nl));
+    });
+    child.stderr!.on("data", (d: Uint8Array) => err += String(d));
+    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${err}`)));
+  });
+  return { child, line };
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    child.kill("SIGTERM");
+  });
+}
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const [cmd, ...rest] = runtimeCommand(cli, args);
+  return spawnSync(cmd!, rest, {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+}
+
+describe("relaykit command", () => {
+  for (const engine of ["native", "stream"] as const) {
+    test(`forward --engine ${engine} relays bytes and says which engine runs`, async () => {
+      const backend = await echoServer();
+      const { child, line } = start([
+        "forward",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        `127.0.0.1:${backend.port}`,
+        "--engine",
+        engine,
+      ]);
+      try {
+        const first = await line;
+        assert.match(first, new RegExp(`\\(${engine} engine`));
+        if (engine === "stream") assert.match(first, /the stream engine was asked for/);
+        const port = Number(first.match(/127\.0\.0\.1:(\d+) ->/)?.[1]);
+        const c = await connect(port);
+        const reply = receiveAll(c);
+        c.end("through the command");
+        assert.equal((await reply).bytes, "through the command".length);
+        assert.equal(await stop(child), 0, "SIGTERM ends it cleanly");
+      } finally {
+        child.kill("SIGKILL");
+        await backend.close();
+      }
+    });
+  }
+
+  test("auto falls back to the stream engine and says why when the library cannot load", async () => {
+    const backend = await echoServer();
+    const { child, line } = start(
+      ["forward", "--listen", "127.0.0.1:0", "--to", `127.0.0.1:${backend.port}`],
+      { RELAYKIT_LIB: "/nonexistent" },
+    );
+    try {
+      const first = await line;
+      assert.match(first, /stream engine on \w+: the native engine is unavailable: .*"\/nonexistent"/);
+    } finally {
+      child.kill("SIGKILL");
+      await backend.close();
+    }
+  });
+
+  test("forcing the native engine when it cannot load is an error, not a fallback", () => {
+    const r = run(["forward", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9"], {
+      RELAYKIT_ENGINE: "native",
+      RELAYKIT_LIB: "/nonexistent",
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /"\/nonexistent" \(set by RELAYKIT_LIB\): file not found/);
+  });
+
+  test("RELAYKIT_ENGINE=stream forces the stream engine", () => {
+    const old = process.env.RELAYKIT_ENGINE;
+    process.env.RELAYKIT_ENGINE = "stream";
+    try {
+      const choice = chooseEngine("auto");
+      assert.equal(choice.engine.name, "stream");
+      assert.match(choice.reason ?? "", /asked for/);
+      process.env.RELAYKIT_ENGINE = "fast";
+      assert.throws(() => chooseEngine("auto"), /RELAYKIT_ENGINE must be/);
+    } finally {
+      if (old === undefined) delete process.env.RELAYKIT_ENGINE;
+      else process.env.RELAYKIT_ENGINE = old;
+    }
+  });
+
+  for (
+    const [args, message] of [
+      [["forward", "--listen", "127.0.0.1"], /--listen: "127.0.0.1" has no port/],
+      [["forward", "--listen", ":0"], /--to is required/],
+      [["forward", "--listen", ":0", "--to", ":1", "--threads", "x"], /--threads must be/],
+      [["forward", "--listen", ":0", "--to", ":1", "--engine", "fast"], /--engine must be/],
+      [["forward", "--bogus"], /unknown option "--bogus"/],
+      [["frobnicate"], /unknown command "frobnicate"/],
+    ] as const
+  ) {
+    test(`bad arguments (${args.join(" ")}) get one line and exit code 2`, () => {
+      const r = run([...args]);
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split("\n").length, 1);
+    });
+  }
+
+  test("--help lists the commands", () => {
+    const r = run(["--help"]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /relaykit forward --listen HOST:PORT --to HOST:PORT/);
+  });
+});
