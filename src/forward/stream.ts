@@ -334,14 +334,15 @@ export class StreamForwardEngine implements ForwardEngine {
 
   /** See {@link ForwardEngine.startProxy}. */
   async startProxy(spec: ProxySpec, cb: ProxyCallbacks): Promise<ProxyHandle> {
-    let proxy: StreamProxy | undefined;
+    // connections may come before the proxy object exists: queue them
+    const made: { proxy?: StreamProxy } = {};
     const pending: NetConn[] = [];
     const listener = await runtime.net.listen(
       spec.listen,
       { backlog: spec.backlog, reusePort: spec.reusePort },
-      (conn) => proxy === undefined ? pending.push(conn) : proxy.accept(conn),
+      (conn) => made.proxy === undefined ? pending.push(conn) : made.proxy.accept(conn),
     );
-    proxy = new StreamProxy(spec, cb, listener);
+    const proxy = made.proxy = new StreamProxy(spec, cb, listener);
     for (const conn of pending) proxy.accept(conn);
     return proxy;
   }
