@@ -33,6 +33,12 @@ export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/fo
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
 export { parseEndpoint } from "./src/proxy/address.ts";
+export {
+  type DataHook,
+  type DataHooks,
+  type Direction,
+  type HookContext,
+} from "./src/forward/hooks.ts";
 export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
 export {
   closeFd,

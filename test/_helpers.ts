@@ -9,6 +9,9 @@ import net from "node:net";
 import process from "node:process";
 import { NativeEngine } from "../src/native/engine.ts";
 
+/** The engines every engine-parameterised suite runs against. */
+export const ENGINES = ["native", "stream"] as const;
+
 /** The native engine shared by the tests. Fails (never skips) without the library. */
 export function nativeEngine(): NativeEngine {
   try {

@@ -12,6 +12,7 @@ import {
   closed,
   connect,
   echoServer,
+  ENGINES,
   expectedHash,
   fdCount,
   nativeEngine,
@@ -21,9 +22,6 @@ import {
   sleep,
   waitFor,
 } from "./_helpers.ts";
-
-/** The engines under test on this runtime. */
-export const ENGINES = ["native", "stream"] as const;
 
 async function proxyTo(
   engine: (typeof ENGINES)[number],

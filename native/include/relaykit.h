@@ -59,6 +59,8 @@ typedef enum {
   RK_EV_LISTENER_CLOSED = 6, /* aux=listener: its fd is closed */
   RK_EV_FD_CONNECTED = 7, /* id=request; word 2 the fd (>=0) or word 3 err */
   RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left */
+  RK_EV_HOOK = 9, /* id=conn, aux=listener or 0, word 6 direction, word 7
+                     length: a chunk waits for rk_hook_take/rk_hook_resume */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -109,6 +111,8 @@ typedef enum {
 
 /* Flags for rk_relay_fds(). */
 #define RK_RELAY_KEEP_FDS 1u /* do not close the fds when the relay ends */
+#define RK_RELAY_HOOK_AB 2u  /* direction a->b goes through the host's hook */
+#define RK_RELAY_HOOK_BA 4u  /* direction b->a goes through the host's hook */
 
 /* Where a connect goes. host is a name, a numeric address, or (port < 0) a
  * Unix socket path. bind_host may be NULL or a numeric source address. */
@@ -174,7 +178,9 @@ RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
  * Nothing is accepted until rk_listener_start. opts (may be NULL, nopts
  * may be short): [0] backlog (default 511), [1] RK_LISTEN_* flags,
  * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none),
- * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL).
+ * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL),
+ * [5] RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA: hooked directions of every
+ * accepted connection (a is the client).
  * Return a listener id > 0. Any thread. */
 RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
                             const int32_t *opts, int32_t nopts);
@@ -224,6 +230,29 @@ RK_EXTERN int32_t rk_conn_stats(int32_t h, int32_t id, double *out);
 RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
                                 int32_t family, int32_t timeout_ms,
                                 const char *bind_host);
+
+/* ---- data hooks --------------------------------------------------------
+ * A hooked direction reads one chunk (at most 16 KiB), posts RK_EV_HOOK and
+ * pauses. The host copies the chunk out with rk_hook_take, and hands back
+ * what to send instead (the same, shorter, longer or empty) with
+ * rk_hook_resume; then the direction writes it and reads the next chunk.
+ * One chunk per direction is with the host at a time: order is kept and
+ * memory stays bounded whatever the host does. Directions without a hook
+ * are not affected. */
+
+/* Copy the waiting chunk of direction dir (0: a->b, 1: b->a) into out.
+ * Return its length (which may exceed cap: then call again with a bigger
+ * buffer), -ENOENT if the connection ended, -EINVAL if no chunk waits.
+ * Any thread. */
+RK_EXTERN int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir,
+                               uint8_t *out, int32_t cap);
+/* Send data[0..len) in place of the chunk and resume the direction. The
+ * bytes are copied. Any thread. */
+RK_EXTERN int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
+                                 const uint8_t *data, int32_t len);
+/* The peer address of an accepted connection as text ("1.2.3.4:5",
+ * "[::1]:5"), written to buf. Return its length or a negative error. */
+RK_EXTERN int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 

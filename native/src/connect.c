@@ -593,6 +593,7 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   int32_t max_conns = nopts > 2 ? opts[2] : 0;
   int32_t idle = nopts > 3 ? opts[3] : 0;
   uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
+  uint32_t hooks = nopts > 5 ? (uint32_t)opts[5] : 0;
   if (max_conns < 0 || idle < 0)
     return -EINVAL;
 
@@ -649,6 +650,7 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   l->idle_timeout_ms = idle;
   l->refs = 1;
   l->events = evmask;
+  l->hooks = hooks & (RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA);
   if (is_unix)
     l->unix_path = strdup(host);
   struct sockaddr_storage ss;
@@ -817,6 +819,10 @@ void rk__accept(rk__worker *w, rk__listener *l) {
     c->listener = l;
     c->target = l->target;
     c->idle_timeout_ms = l->idle_timeout_ms;
+    if (l->hooks & RK_RELAY_HOOK_AB)
+      c->dir[0].hooked = c->dir[0].nosplice = 1;
+    if (l->hooks & RK_RELAY_HOOK_BA)
+      c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
     rk__side_init_sock(&c->side[0], fd);
     if (ss.ss_family != AF_UNIX)

@@ -313,6 +313,18 @@ static void rk__run_cmds(rk__worker *w) {
     case RK__CMD_STOP:
       w->stop = 1;
       break;
+    case RK__CMD_HOOK_RESUME: {
+      pthread_mutex_lock(&w->e->tbl_lock);
+      rk__conn *conn = rk__table_find_locked(w->e, c->id);
+      pthread_mutex_unlock(&w->e->tbl_lock);
+      /* only this worker frees its connections, so conn stays valid */
+      if (conn != NULL && conn->w == w &&
+          __atomic_load_n(&conn->dir[c->arg].hook_pending, __ATOMIC_ACQUIRE))
+        rk__hook_resumed(conn, c->arg, c->data, c->len);
+      else
+        free(c->data);
+      break;
+    }
     case RK__CMD_ABORT_LISTENER: {
       rk__conn *it = w->conns;
       while (it != NULL) {

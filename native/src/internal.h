@@ -89,6 +89,9 @@ typedef struct {
   unsigned can_read : 1; /* the source may have bytes (or EOF) for us */
   unsigned rdhup : 1;    /* the source's peer closed: read to EOF/EAGAIN */
   unsigned blocked : 1;  /* the destination was full: wait for EPOLLOUT */
+  unsigned hooked : 1;   /* chunks go through the host's hook */
+  unsigned buf_own : 1;  /* buf is a malloc'd hook result, not a pool buffer */
+  int hook_pending;      /* atomic: a chunk is with the host */
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
 
@@ -131,6 +134,7 @@ struct rk__listener {
   int32_t port;
   int32_t max_conns;
   int32_t idle_timeout_ms;
+  uint32_t hooks; /* RK_RELAY_HOOK_* for its connections */
   int32_t active; /* atomic */
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */
@@ -153,7 +157,8 @@ enum {
   RK__CMD_RESOLVED,
   RK__CMD_START_CONNECT,
   RK__CMD_STOP,
-  RK__CMD_ABORT_LISTENER
+  RK__CMD_ABORT_LISTENER,
+  RK__CMD_HOOK_RESUME
 };
 
 typedef struct rk__cmd {
@@ -164,6 +169,8 @@ typedef struct rk__cmd {
   rk__listener *listener;
   struct addrinfo *ai;
   int err;
+  uint8_t *data; /* HOOK_RESUME: malloc'd bytes to send */
+  uint32_t len;
   struct rk__cmd *next;
 } rk__cmd;
 
@@ -265,6 +272,7 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s);
 void rk__worker_release_pools(rk__worker *w);
 void rk__sweep(rk__worker *w, int64_t now);
 void rk__mark_ready(rk__conn *c);
+void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len);
 
 /* connect.c */
 void rk__connect_start(rk__conn *c);

@@ -48,8 +48,10 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -97,6 +99,19 @@ static void rk__buf_put(rk__worker *w, uint8_t *b) {
     w->bufs[w->nbufs++] = b;
   else
     free(b);
+}
+
+/* Give back what a direction's buffer is: a pool buffer or a hook result. */
+static void rk__dir_buf_release(rk__worker *w, rk__dir *dir) {
+  if (dir->buf != NULL) {
+    if (dir->buf_own)
+      free(dir->buf);
+    else
+      rk__buf_put(w, dir->buf);
+  }
+  dir->buf = NULL;
+  dir->buf_own = 0;
+  dir->buf_off = dir->buf_len = 0;
 }
 
 void rk__worker_release_pools(rk__worker *w) {
@@ -265,9 +280,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
         close(dir->pipe[1]);
       }
     }
-    if (dir->buf != NULL)
-      rk__buf_put(w, dir->buf);
-    dir->buf = NULL;
+    rk__dir_buf_release(w, dir);
   }
   rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
@@ -397,11 +410,7 @@ static int rk__flush(rk__conn *c, int d) {
   }
   /* everything is out: give back what we hold */
   dir->blocked = 0;
-  if (dir->buf != NULL) {
-    rk__buf_put(w, dir->buf);
-    dir->buf = NULL;
-    dir->buf_off = dir->buf_len = 0;
-  }
+  rk__dir_buf_release(w, dir);
   if (dir->pipe[0] >= 0)
     rk__pipe_put(w, dir->pipe);
   return 1;
@@ -412,8 +421,9 @@ static int rk__pump(rk__conn *c, int d) {
   rk__dir *dir = &c->dir[d];
   rk__side *src = &c->side[d];
   rk__worker *w = c->w;
-  if (!dir->active || dir->done)
-    return 0;
+  if (!dir->active || dir->done ||
+      __atomic_load_n(&dir->hook_pending, __ATOMIC_ACQUIRE))
+    return 0; /* a chunk is with the host: rk__hook_resumed goes on */
   for (int budget = RK__PUMP_BUDGET;; budget--) {
     int r = rk__flush(c, d);
     if (r <= 0)
@@ -487,6 +497,19 @@ static int rk__pump(rk__conn *c, int d) {
     }
     RK__ADD(&dir->rd, (uint64_t)n);
     rk__touch(c);
+    if (dir->hooked) {
+      /* hand the chunk to the host and pause this direction */
+      if ((size_t)n < want && src->r_pollable && !dir->rdhup)
+        dir->can_read = 0;
+      __atomic_store_n(&dir->hook_pending, 1, __ATOMIC_RELEASE);
+      uint32_t rec[RK_EVENT_WORDS] = {
+          RK_EV_HOOK, (uint32_t)c->id,
+          c->listener != NULL ? (uint32_t)c->listener->id : 0};
+      rec[6] = (uint32_t)d;
+      rec[7] = (uint32_t)n;
+      rk__post(w->e, rec);
+      return 0;
+    }
     if ((size_t)n < want && src->r_pollable && !dir->rdhup)
       dir->can_read = 0;
   }
@@ -558,6 +581,21 @@ void rk__conn_close_cmd(rk__conn *c, int mode) {
   rk__conn_run(c);
 }
 
+void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len) {
+  rk__dir *dir = &c->dir[d];
+  rk__dir_buf_release(c->w, dir); /* the original chunk */
+  if (len > 0) {
+    dir->buf = data;
+    dir->buf_own = 1;
+    dir->buf_len = len;
+  } else {
+    free(data); /* the hook dropped the chunk */
+  }
+  __atomic_store_n(&dir->hook_pending, 0, __ATOMIC_RELEASE);
+  rk__touch(c);
+  rk__conn_run_dirs(c, 1 << d);
+}
+
 void rk__sweep(rk__worker *w, int64_t now) {
   if (w->pool_uses == 0)
     rk__worker_release_pools(w);
@@ -609,6 +647,10 @@ int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
   rk__side_init(&c->side[1], rb, wb);
   c->dir[0].active = (unsigned)dir0;
   c->dir[1].active = (unsigned)dir1;
+  if (flags & RK_RELAY_HOOK_AB)
+    c->dir[0].hooked = c->dir[0].nosplice = 1;
+  if (flags & RK_RELAY_HOOK_BA)
+    c->dir[1].hooked = c->dir[1].nosplice = 1;
   c->state = RK__RELAYING;
   RK__ADD(&e->active, 1);
   rk__table_add(e, c);
@@ -664,4 +706,96 @@ int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
   out[7] = c->listener != NULL ? c->listener->id : 0;
   pthread_mutex_unlock(&e->tbl_lock);
   return 0;
+}
+
+int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir, uint8_t *out,
+                     int32_t cap) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (dir < 0 || dir > 1 || cap < 0)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  int32_t r;
+  if (c == NULL) {
+    r = -ENOENT;
+  } else if (!__atomic_load_n(&c->dir[dir].hook_pending, __ATOMIC_ACQUIRE)) {
+    r = -EINVAL;
+  } else {
+    /* the worker does not touch a pending chunk, and cannot free it while
+     * we hold tbl_lock (it leaves the table first) */
+    rk__dir *d = &c->dir[dir];
+    r = (int32_t)d->buf_len;
+    memcpy(out, d->buf, (size_t)(r < cap ? r : cap));
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return r;
+}
+
+int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
+                       const uint8_t *data, int32_t len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (dir < 0 || dir > 1 || len < 0)
+    return -EINVAL;
+  uint8_t *copy = NULL;
+  if (len > 0) {
+    copy = malloc((size_t)len);
+    if (copy == NULL)
+      return -ENOMEM;
+    memcpy(copy, data, (size_t)len);
+  }
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL) {
+    free(copy);
+    return -ENOMEM;
+  }
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  rk__worker *w = c != NULL ? c->w : NULL;
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (w == NULL) {
+    free(copy);
+    free(cmd);
+    return -ENOENT;
+  }
+  cmd->type = RK__CMD_HOOK_RESUME;
+  cmd->id = id;
+  cmd->arg = dir;
+  cmd->data = copy;
+  cmd->len = (uint32_t)len;
+  rk__send(w, cmd);
+  return 0;
+}
+
+int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  char host[INET6_ADDRSTRLEN] = "";
+  int port = 0, family = 0;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  if (c != NULL) {
+    family = c->peer.ss_family;
+    if (family == AF_INET) {
+      struct sockaddr_in *s = (struct sockaddr_in *)&c->peer;
+      inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+      port = ntohs(s->sin_port);
+    } else if (family == AF_INET6) {
+      struct sockaddr_in6 *s = (struct sockaddr_in6 *)&c->peer;
+      inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+      port = ntohs(s->sin6_port);
+    }
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (c == NULL)
+    return -ENOENT;
+  if (family != AF_INET && family != AF_INET6)
+    return -EAFNOSUPPORT;
+  int n = snprintf(buf, (size_t)cap, family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+                   host, port);
+  return n < 0 ? -EINVAL : n;
 }

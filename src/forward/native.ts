@@ -6,7 +6,9 @@
  * @module
  */
 import { cstr, type NativeEngine, type NativeEvent, u64 } from "../native/engine.ts";
-import { END, EV, EVMASK, FAMILY, LISTEN_FLAGS } from "../native/symbols.ts";
+import type { RelaykitError } from "../errors.ts";
+import { END, EV, EVMASK, FAMILY, LISTEN_FLAGS, RELAY_FLAGS } from "../native/symbols.ts";
+import { type DataHooks, type Direction, type HookContext, runHook } from "./hooks.ts";
 import {
   connectFailure,
   type ConnectionEnd,
@@ -114,6 +116,68 @@ export function nativeStats(engine: NativeEngine, id: number): ConnectionStats |
   };
 }
 
+/** The RK_RELAY_HOOK_* bits for the hooked directions. */
+export function hookFlags(hooks: DataHooks): number {
+  return (hooks.aToB ? RELAY_FLAGS.HOOK_AB : 0) | (hooks.bToA ? RELAY_FLAGS.HOOK_BA : 0);
+}
+
+function peerOfConn(engine: NativeEngine, id: number): { host: string; port: number } | undefined {
+  const buf = new Uint8Array(64);
+  const n = engine.sym.rk_conn_peer(engine.handle, id, buf, buf.length);
+  if (n <= 0) return undefined;
+  const text = new TextDecoder().decode(buf.subarray(0, n));
+  const colon = text.lastIndexOf(":");
+  return {
+    host: text.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number(text.slice(colon + 1)),
+  };
+}
+
+/**
+ * A hooked direction posted a chunk: take it, run the hook, hand back the
+ * result (which resumes the direction), or close the connection if the hook
+ * failed.
+ */
+export function nativeHook(
+  engine: NativeEngine,
+  ev: NativeEvent,
+  hooks: DataHooks,
+  failed: (err: RelaykitError) => void,
+): void {
+  const sym = engine.sym, h = engine.handle, id = ev.id;
+  const d = ev.words[0] === 1 ? 1 : 0;
+  const direction: Direction = d === 0 ? "aToB" : "bToA";
+  let chunk = new Uint8Array(ev.words[1] ?? 0);
+  const n = sym.rk_hook_take(h, id, d, chunk, chunk.length);
+  if (n < 0) return; // the connection ended meanwhile
+  if (n > chunk.length) {
+    chunk = new Uint8Array(n);
+    sym.rk_hook_take(h, id, d, chunk, n);
+  }
+  const hook = hooks[direction];
+  if (hook === undefined) { // cannot happen: only hooked directions post
+    sym.rk_hook_resume(h, id, d, chunk, chunk.length);
+    return;
+  }
+  let remote: { host: string; port: number } | undefined | null = null;
+  const ctx: HookContext = {
+    id,
+    direction,
+    get remote() {
+      if (remote === null) remote = peerOfConn(engine, id);
+      return remote;
+    },
+    stats: () => nativeStats(engine, id),
+  };
+  runHook(hook, chunk, ctx).then(
+    (out) => void sym.rk_hook_resume(h, id, d, out, out.length),
+    (err: RelaykitError) => {
+      failed(err);
+      nativeClose(engine, id, "abort");
+    },
+  );
+}
+
 /** Close connection `id` gracefully (flush, FIN) or by aborting (RST). */
 export function nativeClose(engine: NativeEngine, id: number, mode: "graceful" | "abort"): void {
   // -ENOENT: it ended already, which is what the caller wanted
@@ -143,7 +207,14 @@ export class NativeForwardEngine implements ForwardEngine {
     const flags = LISTEN_FLAGS.REUSEADDR | (spec.reusePort ? LISTEN_FLAGS.REUSEPORT : 0);
     // no per-connection events until someone asks (setInterest): a proxy
     // nobody watches costs JavaScript nothing per connection
-    const opts = new Int32Array([spec.backlog, flags, spec.maxConnections, spec.idleTimeout, 0]);
+    const opts = new Int32Array([
+      spec.backlog,
+      flags,
+      spec.maxConnections,
+      spec.idleTimeout,
+      0,
+      hookFlags(spec.hooks),
+    ]);
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       sym.rk_listen(e.handle, cstr(host), port, opts, opts.length),
@@ -206,6 +277,9 @@ export class NativeForwardEngine implements ForwardEngine {
       }
       case EV.CONNECTED:
         cb.connected(ev.id);
+        break;
+      case EV.HOOK:
+        nativeHook(e, ev, spec.hooks, (err) => cb.hookFailed(err));
         break;
       case EV.CLOSED:
         cb.close(

@@ -10,6 +10,7 @@
  * @module
  */
 import { errorFor, type RelaykitError } from "../errors.ts";
+import { type Direction as HookDirection, type HookContext, runHook } from "./hooks.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import {
@@ -31,6 +32,7 @@ const SWEEP_MS = 100;
 let nextId = 1;
 
 interface Direction {
+  hookPending: boolean; // a chunk is with the hook: the source stays paused
   read: number;
   eof: boolean; // the source ended
   done: boolean; // and the destination was shut
@@ -44,8 +46,8 @@ class StreamConnection {
   readonly a: NetConn;
   b: NetConn | undefined;
   readonly dirs: [Direction, Direction] = [
-    { read: 0, eof: false, done: false },
-    { read: 0, eof: false, done: false },
+    { hookPending: false, read: 0, eof: false, done: false },
+    { hookPending: false, read: 0, eof: false, done: false },
   ];
   closed = 0; // sockets closed so far
   ended = false;
@@ -112,7 +114,7 @@ class StreamProxy implements ProxyHandle {
     a.start({
       data: (chunk) => this.#data(c, 0, chunk),
       end: () => this.#eof(c, 0),
-      drain: () => c.b?.resume(),
+      drain: () => this.#resume(c, 1),
       close: (code) => this.#sideClosed(c, code),
     });
     a.pause();
@@ -136,7 +138,7 @@ class StreamProxy implements ProxyHandle {
     b.start({
       data: (chunk) => this.#data(c, 1, chunk),
       end: () => this.#eof(c, 1),
-      drain: () => c.a.resume(),
+      drain: () => this.#resume(c, 0),
       close: (code) => this.#sideClosed(c, code),
     });
     if (this.#interest.connected) this.#cb.connected(c.id);
@@ -147,6 +149,12 @@ class StreamProxy implements ProxyHandle {
     c.a.resume();
   }
 
+  /** Read from side `d` again, unless its chunk is with a hook. */
+  #resume(c: StreamConnection, d: 0 | 1): void {
+    if (c.dirs[d].hookPending || c.state === "closing") return;
+    (d === 0 ? c.a : c.b)?.resume();
+  }
+
   /** Bytes read from side `d` go to side `!d`. */
   #data(c: StreamConnection, d: 0 | 1, chunk: Uint8Array): void {
     const dir = c.dirs[d];
@@ -155,9 +163,37 @@ class StreamProxy implements ProxyHandle {
     const src = d === 0 ? c.a : c.b!;
     const dst = d === 0 ? c.b : c.a;
     if (dst === undefined || c.state === "closing") return; // cannot happen: paused
+    const hook = d === 0 ? this.#spec.hooks.aToB : this.#spec.hooks.bToA;
+    if (hook !== undefined) {
+      // one chunk at a time through the hook: the source waits
+      src.pause();
+      dir.hookPending = true;
+      runHook(hook, chunk, this.#hookContext(c, d)).then((out) => {
+        dir.hookPending = false;
+        if (c.ended) return;
+        const more = out.length === 0 || dst.write(out);
+        if (dir.eof) this.#shut(c, d);
+        else if (more) this.#resume(c, d);
+      }, (err: RelaykitError) => {
+        dir.hookPending = false;
+        this.#cb.hookFailed(err);
+        this.#end(c, "closed", undefined, true);
+      });
+      return;
+    }
     // Backpressure: a destination that holds bytes back pauses the source
     // until it drains, so a direction never buffers more than one chunk.
     if (!dst.write(chunk)) src.pause();
+  }
+
+  #hookContext(c: StreamConnection, d: 0 | 1): HookContext {
+    const direction: HookDirection = d === 0 ? "aToB" : "bToA";
+    return {
+      id: c.id,
+      direction,
+      remote: c.a.remote,
+      stats: () => this.connectionStats(c.id),
+    };
   }
 
   /** Side `d` reached EOF: shut the other side once its writes are out. */
@@ -166,6 +202,7 @@ class StreamProxy implements ProxyHandle {
     dir.eof = true;
     const dst = d === 0 ? c.b : c.a;
     if (dst === undefined) return; // still connecting: passed on once connected
+    if (dir.hookPending) return; // shut once the hook's bytes are written
     this.#shut(c, d);
   }
 
@@ -188,7 +225,10 @@ class StreamProxy implements ProxyHandle {
       return;
     }
     const target = formatEndpoint(this.#spec.target);
-    if (code !== undefined || !(c.dirs[0].done && c.dirs[1].done)) {
+    // A socket closes on its own after EOF both ways (a hook may still be
+    // writing its last bytes to the other one); before that, or with an
+    // error, it was a reset.
+    if (code !== undefined || !(c.dirs[0].eof && c.dirs[1].eof)) {
       this.#end(
         c,
         "reset",
@@ -255,7 +295,10 @@ class StreamProxy implements ProxyHandle {
       this.#end(c, "closed");
       return;
     }
-    for (const d of [0, 1] as const) this.#shut(c, d);
+    for (const d of [0, 1] as const) {
+      c.dirs[d].eof = true;
+      if (!c.dirs[d].hookPending) this.#shut(c, d); // else once the hook's bytes are out
+    }
   }
 
   #sweep(): void {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { RelaykitError } from "../errors.ts";
+import type { DataHooks } from "./hooks.ts";
 
 /** A TCP address or a Unix socket path. */
 export type Endpoint = { host: string; port: number } | { path: string };
@@ -90,6 +91,8 @@ export interface ProxySpec {
   family: FamilyPreference;
   /** Source address to bind outbound connections to. */
   bindAddress: string | undefined;
+  /** Data hooks per direction (a is the client). */
+  hooks: DataHooks;
 }
 
 /** What an engine reports about a proxy listener. */
@@ -102,6 +105,8 @@ export interface ProxyCallbacks {
   close(end: ConnectionEnd): void;
   /** A connection was refused (limit) or accept(2) failed. */
   reject(error: RelaykitError): void;
+  /** A hook failed; its connection is being closed. */
+  hookFailed(error: RelaykitError): void;
   /** The listening socket is closed. */
   stopped(): void;
   /** Closed, and its last connection has ended: nothing more will come. */

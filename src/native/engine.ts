@@ -228,6 +228,7 @@ export class NativeEngine {
         break;
       case EV.CONNECTED:
       case EV.CLOSED:
+      case EV.HOOK:
         h = ev.aux !== 0 ? this.#byListener.get(ev.aux) : this.#byConn.get(ev.id);
         break;
       case EV.FD_CONNECTED:

@@ -98,6 +98,15 @@ export const SYMBOLS = {
     result: "i32",
   },
 
+  // int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir, uint8_t *out,
+  //                      int32_t cap)
+  rk_hook_take: { parameters: ["i32", "i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
+  //                        const uint8_t *data, int32_t len)
+  rk_hook_resume: { parameters: ["i32", "i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap)
+  rk_conn_peer: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
   // int32_t rk_fd_socketpair(int32_t *out)
@@ -156,6 +165,7 @@ export const EV = {
   LISTENER_CLOSED: 6,
   FD_CONNECTED: 7,
   LISTENER_DRAINED: 8,
+  HOOK: 9,
   TEST: 99,
 } as const;
 
@@ -171,6 +181,9 @@ export const END = {
 
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
+
+/** Relay flags (RK_RELAY_*): keep fds, hooked directions. */
+export const RELAY_FLAGS = { KEEP_FDS: 1, HOOK_AB: 2, HOOK_BA: 4 } as const;
 
 /** Flags of rk_listen. */
 export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;

@@ -6,10 +6,12 @@
  *
  * @module
  */
-import { endOf, nativeClose, nativeStats } from "../forward/native.ts";
+import type { RelaykitError } from "../errors.ts";
+import type { DataHooks } from "../forward/hooks.ts";
+import { endOf, hookFlags, nativeClose, nativeHook, nativeStats } from "../forward/native.ts";
 import type { ConnectionEnd, ConnectionStats } from "../forward/types.ts";
 import { NativeEngine } from "../native/engine.ts";
-import { EV } from "../native/symbols.ts";
+import { EV, RELAY_FLAGS } from "../native/symbols.ts";
 
 /**
  * One side of a relay: an fd that is read and written (a socket, a tty), or
@@ -26,6 +28,12 @@ export interface RelayOptions {
   keepFds?: boolean;
   /** The native engine to run on. @default the shared one */
   engine?: NativeEngine;
+  /**
+   * Data hooks per direction: `aToB` sees what a sends to b, `bToA` the
+   * reverse. A hooked direction moves one chunk (at most 16 KiB) at a time
+   * through JavaScript; the other keeps splicing natively.
+   */
+  hooks?: DataHooks;
 }
 
 function fdsOf(name: string, s: RelaySide): [number, number] {
@@ -109,17 +117,25 @@ export function relay(a: RelaySide, b: RelaySide, options: RelayOptions = {}): R
   if (!Number.isInteger(idle) || idle < 0) {
     throw new RangeError(`idleTimeout must be a non-negative integer, not ${idle}`);
   }
+  const hooks = options.hooks ?? {};
+  const flags = (options.keepFds ? RELAY_FLAGS.KEEP_FDS : 0) | hookFlags(hooks);
   const id = e.check(
-    e.sym.rk_relay_fds(e.handle, ra, wa, rb, wb, options.keepFds ? 1 : 0, idle),
+    e.sym.rk_relay_fds(e.handle, ra, wa, rb, wb, flags, idle),
     "Cannot start the relay",
   );
   e.ref();
+  let hookError: RelaykitError | undefined;
   const done = new Promise<ConnectionEnd>((resolve) => {
     e.onConnection(id, (ev) => {
+      if (ev.type === EV.HOOK) {
+        nativeHook(e, ev, hooks, (err) => hookError ??= err);
+        return;
+      }
       if (ev.type !== EV.CLOSED) return;
       e.offConnection(id);
       e.unref();
-      resolve(endOf(e, ev, (reason) => `Relay ${id} ended (${reason})`));
+      const end = endOf(e, ev, (reason) => `Relay ${id} ended (${reason})`);
+      resolve(hookError === undefined ? end : { ...end, error: hookError });
     });
   });
   return new Relay(e, id, done);

@@ -16,6 +16,7 @@ import type {
   ProxySpec,
 } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
+import type { DataHooks } from "../forward/hooks.ts";
 
 /** Options of {@link TcpProxy.listen}. */
 export interface TcpProxyOptions {
@@ -41,6 +42,12 @@ export interface TcpProxyOptions {
   family?: FamilyPreference;
   /** Bind outbound connections to this source address. */
   bindAddress?: string;
+  /**
+   * Data hooks: `aToB` sees what clients send, `bToA` what the target
+   * answers. Each may rewrite, drop or just observe the bytes; a direction
+   * without a hook keeps moving natively at full speed.
+   */
+  hooks?: DataHooks;
 }
 
 /** Events of a {@link TcpProxy}. */
@@ -139,6 +146,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       connectTimeout: nonNegative("connectTimeout", options.connectTimeout, 10_000),
       family: options.family ?? "any",
       bindAddress: options.bindAddress,
+      hooks: options.hooks ?? {},
     };
     const choice = chooseEngine(options.engine, options.nativeEngine);
     // Errors may come before the constructor has run: hold them until then.
@@ -159,6 +167,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       // An "error" nobody listens to is dropped, not thrown: a proxy must not
       // die because one backend refused.
       reject: (err) => later((p) => p.emit("error", err)),
+      hookFailed: (err) => later((p) => p.emit("error", err)),
       stopped: () => {},
       drained: () => drainedResolve(),
     });
