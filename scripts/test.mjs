@@ -81,7 +81,12 @@ if (built) {
     ASAN_OPTIONS: "detect_leaks=0:abort_on_error=1",
     UBSAN_OPTIONS: "halt_on_error=1:print_stacktrace=1",
   };
-  const nativeTests = ["test/relay_test.ts", "test/conformance_test.ts", "test/bridge_test.ts"];
+  const nativeTests = [
+    "test/relay_test.ts",
+    "test/conformance_test.ts",
+    "test/hooks_test.ts",
+    "test/bridge_test.ts",
+  ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,
     count: denoCount,

@@ -149,7 +149,7 @@ for (const engine of ENGINES) {
           await sleep(2);
           return chunk;
         },
-        bToA: async (chunk) => {
+        bToA: async (_chunk) => {
           await sleep(1);
           return undefined; // pass through unchanged
         },
