@@ -69,6 +69,30 @@ const env = { NO_COLOR: "1" };
 run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
 run("tests under Bun", bin("bun"), ["test", "test/"], { env, count: bunCount });
 
+// The npm package: build it, run the stream engine's conformance and hook
+// suites under Node against its compiled code, then install the packed
+// tarball into a fresh project and use it from Node and Bun.
+// `node --test`: "# pass 19" / "# fail 0".
+const nodeCount = (out) => {
+  const p = out.match(/^# pass (\d+)$/m), f = out.match(/^# fail (\d+)$/m);
+  if (!p || !f) return undefined;
+  return { passed: Number(p[1]), failed: Number(f[1]) };
+};
+// npm_smoke.mjs: "npm smoke: 5 passed, 0 failed"
+const smokeCount = (out) => {
+  const m = out.match(/npm smoke: (\d+) passed, (\d+) failed/);
+  return m ? { passed: Number(m[1]), failed: Number(m[2]) } : undefined;
+};
+if (run("npm build", bin("deno"), ["run", "-A", "scripts/build_npm.ts", "--tests"])) {
+  run("stream engine suites under Node, built code", process.execPath, [
+    "--test",
+    ".build/node-test/test/",
+  ], { env, count: nodeCount });
+  run("npm package smoke test (Node and Bun)", process.execPath, ["scripts/npm_smoke.mjs"], {
+    count: smokeCount,
+  });
+}
+
 // The native tests again, against the ASan + UBSan build of the library.
 if (built) {
   const asan = spawnSync(process.env.CC ?? "cc", ["-print-file-name=libasan.so"], {

@@ -24,7 +24,7 @@ import {
 } from "./_helpers.ts";
 
 async function proxyTo(
-  engine: (typeof ENGINES)[number],
+  engine: "native" | "stream",
   port: number,
   extra: Partial<TcpProxyOptions> = {},
 ): Promise<{ proxy: TcpProxy; ends: ConnectionEnd[]; errors: Error[] }> {

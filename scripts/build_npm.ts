@@ -1,0 +1,122 @@
+/**
+ * Build the npm package into npm/: ESM JavaScript and .d.ts files from the
+ * TypeScript sources (with the TypeScript compiler: dnt lives on JSR, which
+ * these machines cannot reach), a package.json with `bin: relaykit`, the C
+ * sources and a library prebuilt for this host.
+ *
+ *   deno run -A scripts/build_npm.ts [--tests]
+ *
+ * --tests also compiles the engine-parameterised tests to .build/node-test/
+ * so that Node can run the stream engine's conformance suite.
+ *
+ * On Node the package runs the stream engine on node:net; on Bun it loads
+ * the native library through bun:ffi.
+ */
+import { execFileSync } from "node:child_process";
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "npm");
+const work = join(root, ".build");
+const denoJson = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")) as {
+  version: string;
+};
+
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, {
+    cwd: root,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+}
+
+/** The deno binary: this process when the script runs on Deno. */
+function denoBinary(): string {
+  const self = process.execPath;
+  return /deno[^/]*$/.test(self) ? self : join(root, "node_modules", ".bin", "deno");
+}
+
+function compile(outDir: string, files: string[]): void {
+  // Deno's own declarations type the Deno adapter; bun-types (referenced
+  // from the Bun adapter) types Bun's; @types/node types the rest.
+  writeFileSync(join(work, "deno.d.ts"), run(denoBinary(), ["types"]));
+  const tsconfig = {
+    compilerOptions: {
+      target: "ES2022",
+      module: "NodeNext",
+      moduleResolution: "NodeNext",
+      rewriteRelativeImportExtensions: true,
+      declaration: true,
+      outDir,
+      rootDir: root,
+      strict: true,
+      noUncheckedIndexedAccess: true,
+      exactOptionalPropertyTypes: true,
+      noImplicitOverride: true,
+      // the runtimes' declaration files overlap each other's globals
+      skipLibCheck: true,
+      types: ["node"],
+      lib: ["ES2023", "ES2024.Promise", "DOM"],
+    },
+    files: [...files.map((f) => join(root, f)), join(work, "deno.d.ts")],
+  };
+  const config = join(work, `tsconfig.${files.length}.json`);
+  writeFileSync(config, JSON.stringify(tsconfig, null, 2));
+  run(process.env.NODE ?? "node", [join(root, "node_modules/typescript/bin/tsc"), "-p", config]);
+}
+
+rmSync(out, { recursive: true, force: true });
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+compile(out, ["mod.ts", "src/cli.ts"]);
+
+// The C sources, and the library built for this host.
+run(process.env.MAKE ?? "make", ["-s", "-C", "native"]);
+for (const part of ["include", "src", "Makefile", "relaykit.map", "build/librelaykit.so"]) {
+  cpSync(join(root, "native", part), join(out, "native", part), { recursive: true });
+}
+
+mkdirSync(join(out, "bin"), { recursive: true });
+writeFileSync(
+  join(out, "bin", "relaykit.js"),
+  `#!/usr/bin/env node
+import process from "node:process";
+import { main } from "../src/cli.js";
+
+const code = await main(process.argv.slice(2));
+if (code !== 0) process.exit(code);
+`,
+);
+chmodSync(join(out, "bin", "relaykit.js"), 0o755);
+
+const pkg = {
+  name: "relaykit",
+  version: denoJson.version,
+  description:
+    "A proxy toolkit for TypeScript: a native splice engine through FFI on Bun and Deno, node:net elsewhere",
+  license: "MIT",
+  type: "module",
+  main: "./mod.js",
+  types: "./mod.d.ts",
+  exports: {
+    ".": { types: "./mod.d.ts", default: "./mod.js" },
+    "./cli": { types: "./src/cli.d.ts", default: "./src/cli.js" },
+  },
+  bin: { relaykit: "bin/relaykit.js" },
+  engines: { node: ">=20" },
+  files: ["mod.js", "mod.d.ts", "src/", "bin/", "native/", "README.md", "LICENSE"],
+  keywords: ["proxy", "tcp", "splice", "ffi", "bun", "deno"],
+};
+writeFileSync(join(out, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
+cpSync(join(root, "README.md"), join(out, "README.md"));
+cpSync(join(root, "LICENSE"), join(out, "LICENSE"));
+console.log(`built ${pkg.name}@${pkg.version} into ${out}`);
+
+if (process.argv.includes("--tests")) {
+  compile(join(work, "node-test"), ["test/conformance_test.ts", "test/hooks_test.ts"]);
+  console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
+}
