@@ -701,30 +701,32 @@ function proxyTable(bins: Bins): ProxySpec[] {
       optional: true,
       argv: (l, t) => [bins.haproxy, "-db", "-f", haproxyConfig(l, t, true)],
     },
+    // One worker thread, as haproxy runs with nbthread 1: the comparison is
+    // thread for thread. The -auto rows use the default (one per CPU).
     {
       name: "relaykit-native-deno",
-      needs: "deno",
-      argv: relaykit("deno", "native"),
-      compareTo: ["haproxy"],
-    },
-    {
-      name: "relaykit-native-bun",
-      needs: "bun",
-      argv: relaykit("bun", "native"),
-      compareTo: ["haproxy"],
-    },
-    {
-      name: "relaykit-native-deno-1t",
-      optional: true,
       needs: "deno",
       argv: relaykit("deno", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
     },
     {
-      name: "relaykit-native-bun-1t",
-      optional: true,
+      name: "relaykit-native-bun",
       needs: "bun",
       argv: relaykit("bun", "native", ["--threads", "1"]),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-native-deno-auto",
+      optional: true,
+      needs: "deno",
+      argv: relaykit("deno", "native"),
+      compareTo: ["haproxy"],
+    },
+    {
+      name: "relaykit-native-bun-auto",
+      optional: true,
+      needs: "bun",
+      argv: relaykit("bun", "native"),
       compareTo: ["haproxy"],
     },
     {

@@ -193,32 +193,51 @@ export function closed(s: net.Socket): Promise<void> {
   });
 }
 
+/** The bytes of `parts`, one after another. */
+export function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 /**
- * An echo server in a python3 child process, for tests that block this
- * thread in native reads (a server on this thread could not answer then).
- * It passes EOF on: a half-close comes back as a half-close.
+ * Run a python3 server script that prints its port on its first line; for
+ * peers that must not share this thread or need socket options node:net
+ * does not offer.
  */
-export async function processEcho(): Promise<{ port: number; stop(): void }> {
-  const child = spawn("python3", [
-    "-c",
-    "import socket,socketserver\n" +
-    "class H(socketserver.BaseRequestHandler):\n" +
-    "  def handle(self):\n" +
-    "    while True:\n" +
-    "      d=self.request.recv(65536)\n" +
-    "      if not d: break\n" +
-    "      self.request.sendall(d)\n" +
-    "    self.request.shutdown(socket.SHUT_WR)\n" +
-    "socketserver.ThreadingTCPServer.daemon_threads=True\n" +
-    "s=socketserver.ThreadingTCPServer(('127.0.0.1',0),H)\n" +
-    "print(s.server_address[1],flush=True)\n" +
-    "s.serve_forever()",
-  ], { stdio: ["ignore", "pipe", "inherit"] });
+export async function pythonServer(script: string): Promise<{ port: number; stop(): void }> {
+  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once("data", (d: Uint8Array) => resolve(Number(String(d).trim())));
     child.once("error", reject);
   });
   return { port, stop: () => child.kill() };
+}
+
+/**
+ * An echo server in a python3 child process, for tests that block this
+ * thread in native reads (a server on this thread could not answer then).
+ * It passes EOF on: a half-close comes back as a half-close.
+ */
+export function processEcho(): Promise<{ port: number; stop(): void }> {
+  return pythonServer(
+    "import socket,socketserver\n" +
+      "class H(socketserver.BaseRequestHandler):\n" +
+      "  def handle(self):\n" +
+      "    while True:\n" +
+      "      d=self.request.recv(65536)\n" +
+      "      if not d: break\n" +
+      "      self.request.sendall(d)\n" +
+      "    self.request.shutdown(socket.SHUT_WR)\n" +
+      "socketserver.ThreadingTCPServer.daemon_threads=True\n" +
+      "s=socketserver.ThreadingTCPServer(('127.0.0.1',0),H)\n" +
+      "print(s.server_address[1],flush=True)\n" +
+      "s.serve_forever()",
+  );
 }
 
 /** The command line that runs a script on this same runtime. */

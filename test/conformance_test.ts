@@ -3,7 +3,6 @@
  * stream, on Deno and Bun. A difference between engines is a failing test.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import net from "node:net";
 import { after, describe, test } from "node:test";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
@@ -16,6 +15,7 @@ import {
   expectedHash,
   fdCount,
   nativeEngine,
+  pythonServer,
   receiveAll,
   sendRandom,
   server,
@@ -56,22 +56,16 @@ async function deadPort(): Promise<number> {
  * it hangs until the connector gives up. Runs in python3 so that it needs
  * neither engine.
  */
-async function blackHole(): Promise<{ port: number; stop(): void }> {
-  const child = spawn("python3", [
-    "-c",
+function blackHole(): Promise<{ port: number; stop(): void }> {
+  return pythonServer(
     "import socket,sys,time\n" +
-    "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n" +
-    "p=s.getsockname()[1]\n" +
-    "fill=[socket.socket() for _ in range(3)]\n" +
-    "[f.setblocking(False) or f.connect_ex(('127.0.0.1',p)) for f in fill]\n" +
-    "time.sleep(0.2)\n" +
-    "print(p, flush=True); time.sleep(60)",
-  ], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once("data", (d: Uint8Array) => resolve(Number(String(d).trim())));
-    child.once("error", reject);
-  });
-  return { port, stop: () => child.kill() };
+      "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n" +
+      "p=s.getsockname()[1]\n" +
+      "fill=[socket.socket() for _ in range(3)]\n" +
+      "[f.setblocking(False) or f.connect_ex(('127.0.0.1',p)) for f in fill]\n" +
+      "time.sleep(0.2)\n" +
+      "print(p, flush=True); time.sleep(60)",
+  );
 }
 
 for (const engine of ENGINES) {

@@ -8,6 +8,7 @@ import { type DataHooks, relay, TcpProxy } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import { closeFd, connectFd, openSocketPair, readFd, shutdownWriteFd, writeFd } from "../mod.ts";
 import {
+  concat,
   connect,
   echoServer,
   ENGINES,
@@ -22,16 +23,6 @@ import {
 } from "./_helpers.ts";
 
 const enc = new TextEncoder(), dec = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** Read exactly `n` bytes from a socket (as a string). */
 function readN(s: import("node:net").Socket, n: number): Promise<string> {

@@ -5,9 +5,20 @@ import { fileURLToPath } from "node:url";
 import { NativeLoadError } from "../src/errors.ts";
 import { loadNative } from "../src/native/load.ts";
 import { detectRuntime, runtime } from "../src/runtime/detect.ts";
+import { runtimeCommand } from "./_helpers.ts";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
 const isDeno = detectRuntime() === "deno";
+/** A forward that needs the native engine (its target does not matter). */
+const FORWARD_NATIVE = [
+  "forward",
+  "--engine",
+  "native",
+  "--listen",
+  "127.0.0.1:0",
+  "--to",
+  "127.0.0.1:9",
+];
 
 describe("loading the native library", () => {
   test("detects the runtime it runs on", () => {
@@ -37,21 +48,8 @@ describe("loading the native library", () => {
   });
 
   test("RELAYKIT_LIB=/nonexistent gives a clear message naming that path", () => {
-    const args = isDeno
-      ? [
-        "run",
-        "-A",
-        cli,
-        "forward",
-        "--engine",
-        "native",
-        "--listen",
-        "127.0.0.1:0",
-        "--to",
-        "127.0.0.1:9",
-      ]
-      : [cli, "forward", "--engine", "native", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9"];
-    const r = spawnSync(process.execPath, args, {
+    const [cmd, ...args] = runtimeCommand(cli, FORWARD_NATIVE);
+    const r = spawnSync(cmd!, args, {
       env: { ...process.env, RELAYKIT_LIB: "/nonexistent" },
       encoding: "utf8",
       timeout: 20_000,
@@ -72,13 +70,7 @@ describe("loading the native library", () => {
         "--allow-env",
         "--allow-net",
         cli,
-        "forward",
-        "--engine",
-        "native",
-        "--listen",
-        "127.0.0.1:0",
-        "--to",
-        "127.0.0.1:9",
+        ...FORWARD_NATIVE,
       ], { encoding: "utf8", timeout: 20_000 });
       assert.equal(r.status, 1);
       assert.match(r.stderr, /--allow-ffi/);

@@ -20,7 +20,15 @@ import {
   shutdownWriteFd,
   writeFd,
 } from "../mod.ts";
-import { nativeEngine, processEcho, receiveAll, server, Stream, waitFor } from "./_helpers.ts";
+import {
+  concat,
+  nativeEngine,
+  processEcho,
+  receiveAll,
+  server,
+  Stream,
+  waitFor,
+} from "./_helpers.ts";
 
 function sha(b: Uint8Array): string {
   return createHash("sha256").update(b).digest("hex");
@@ -34,13 +42,7 @@ function readAll(fd: number): Uint8Array {
     if (b.length === 0) break;
     parts.push(b.slice());
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 describe("native relay of existing fds", () => {

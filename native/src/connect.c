@@ -505,6 +505,20 @@ int rk__listener_wants(rk__listener *l, uint32_t what) {
   return (__atomic_load_n(&l->events, __ATOMIC_RELAXED) & what) != 0;
 }
 
+static rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  return l;
+}
+
+static rk__listener *rk__listener_find(rk__engine *e, int32_t lid) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l;
+}
+
 /* Once l is closed and has no connection left, say so, exactly once.
  * Called after each of its connections ends and when its fd is closed;
  * sequentially consistent atomics make sure one of the two sees both. */
@@ -524,9 +538,7 @@ int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask) {
   if (mask & ~RK_EVMASK_ALL)
     return -EINVAL;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   if (l != NULL)
     __atomic_store_n(&l->events, mask, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->tbl_lock);
@@ -538,9 +550,7 @@ int32_t rk_listener_active(int32_t h, int32_t lid) {
   if (e == NULL)
     return RK_EBADHANDLE;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   int32_t n = l == NULL ? -ENOENT : __atomic_load_n(&l->active, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->tbl_lock);
   return n;
@@ -551,9 +561,7 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
   if (e == NULL)
     return RK_EBADHANDLE;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   if (l != NULL) /* one reference per command, so l outlives them */
     __atomic_add_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
   pthread_mutex_unlock(&e->tbl_lock);
@@ -570,14 +578,6 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
   return 0;
 }
 
-static rk__listener *rk__listener_find(rk__engine *e, int32_t lid) {
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
-  pthread_mutex_unlock(&e->tbl_lock);
-  return l;
-}
 
 int32_t rk_listen(int32_t h, const char *host, int32_t port,
                   const int32_t *opts, int32_t nopts) {
@@ -621,6 +621,8 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   }
   int one = 1;
   if (ai->ai_family != AF_UNIX) {
+    /* accepted sockets inherit it: one setsockopt here, none per accept */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (flags & RK_LISTEN_REUSEADDR || flags == 0)
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (flags & RK_LISTEN_REUSEPORT)
@@ -824,9 +826,7 @@ void rk__accept(rk__worker *w, rk__listener *l) {
     if (l->hooks & RK_RELAY_HOOK_BA)
       c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
-    rk__side_init_sock(&c->side[0], fd);
-    if (ss.ss_family != AF_UNIX)
-      rk__set_nodelay(fd);
+    rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
     rk__table_add(e, c);
     rk__conn_attach(w, c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))

@@ -253,6 +253,15 @@ static void rk__listener_detach(rk__worker *w, rk__listener *l) {
   }
 }
 
+/* The live connection `id` of this worker, or NULL. The pointer stays valid
+ * on this thread: only the owning worker frees its connections. */
+static rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
+  pthread_mutex_lock(&w->e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(w->e, id);
+  pthread_mutex_unlock(&w->e->tbl_lock);
+  return c != NULL && c->w == w && c->state != RK__DEAD ? c : NULL;
+}
+
 static void rk__run_cmds(rk__worker *w) {
   uint64_t v;
   ssize_t r;
@@ -281,12 +290,7 @@ static void rk__run_cmds(rk__worker *w) {
       rk__connect_start(c->conn);
       break;
     case RK__CMD_CLOSE: {
-      rk__conn *conn = NULL;
-      for (rk__conn *it = w->conns; it != NULL; it = it->next)
-        if (it->id == c->id) {
-          conn = it;
-          break;
-        }
+      rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)
         rk__conn_close_cmd(conn, c->arg);
       break;
@@ -298,12 +302,7 @@ static void rk__run_cmds(rk__worker *w) {
       rk__listener_detach(w, c->listener);
       break;
     case RK__CMD_RESOLVED: {
-      rk__conn *conn = NULL;
-      for (rk__conn *it = w->conns; it != NULL; it = it->next)
-        if (it->id == c->id) {
-          conn = it;
-          break;
-        }
+      rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)
         rk__connect_resolved(conn, c->ai, c->err);
       else
@@ -314,11 +313,8 @@ static void rk__run_cmds(rk__worker *w) {
       w->stop = 1;
       break;
     case RK__CMD_HOOK_RESUME: {
-      pthread_mutex_lock(&w->e->tbl_lock);
-      rk__conn *conn = rk__table_find_locked(w->e, c->id);
-      pthread_mutex_unlock(&w->e->tbl_lock);
-      /* only this worker frees its connections, so conn stays valid */
-      if (conn != NULL && conn->w == w &&
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL &&
           __atomic_load_n(&conn->dir[c->arg].hook_pending, __ATOMIC_ACQUIRE))
         rk__hook_resumed(conn, c->arg, c->data, c->len);
       else

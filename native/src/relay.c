@@ -431,8 +431,14 @@ static int rk__pump(rk__conn *c, int d) {
     if (dir->eof) {
       /* a graceful close of a relay that keeps its fds leaves them as
        * they are: the owner goes on using them */
-      if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)))
-        rk__shut_dst(&c->side[!d]);
+      /* The last direction to finish needs no shutdown on a socket we
+       * own: the relay ends now and close(2) sends the FIN (both sources
+       * are at EOF, so nothing unread turns it into a reset). */
+      rk__side *dst = &c->side[!d];
+      int last = !c->dir[!d].active || c->dir[!d].done;
+      if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)) &&
+          !(last && dst->owned))
+        rk__shut_dst(dst);
       dir->done = 1;
       return 0;
     }

@@ -34,7 +34,8 @@ const REASONS: Record<number, EndReason> = {
   [END.ENGINE_CLOSED]: "engine-closed",
 };
 
-const FAMILIES: Record<FamilyPreference, number> = {
+/** rk_target family codes (RK_FAMILY_*) by preference. */
+export const FAMILIES: Record<FamilyPreference, number> = {
   "any": FAMILY.any,
   "prefer-v4": FAMILY.preferV4,
   "prefer-v6": FAMILY.preferV6,

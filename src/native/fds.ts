@@ -7,16 +7,9 @@
  * @module
  */
 import { cstr, NativeEngine } from "./engine.ts";
-import { EV, FAMILY } from "./symbols.ts";
+import { EV } from "./symbols.ts";
+import { FAMILIES } from "../forward/native.ts";
 import type { FamilyPreference } from "../forward/types.ts";
-
-const FAMILIES: Record<FamilyPreference, number> = {
-  "any": FAMILY.any,
-  "prefer-v4": FAMILY.preferV4,
-  "prefer-v6": FAMILY.preferV6,
-  "only-v4": FAMILY.onlyV4,
-  "only-v6": FAMILY.onlyV6,
-};
 
 /** open(2) flags of {@link openFile} (Linux values). */
 const OPEN_FLAGS = {
