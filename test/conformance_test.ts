@@ -3,7 +3,10 @@
  * stream, on Deno and Bun. A difference between engines is a failing test.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
@@ -301,6 +304,46 @@ for (const engine of ENGINES) {
       const took = Date.now() - t0;
       assert.equal(ends[0]!.reason, "idle-timeout");
       assert.ok(took >= 180 && took < 2000, `closed after ${took} ms`);
+    });
+
+    test("listens on IPv6 and on a Unix socket, and proxies to a Unix socket target", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "relaykit-unix-"));
+      const backendPath = join(dir, "backend.sock");
+      const backend = net.createServer((s) => s.pipe(s));
+      await new Promise<void>((r) => backend.listen(backendPath, r));
+      if (engine === "native") nativeEngine();
+      const v6 = await TcpProxy.listen({
+        listen: { host: "::1", port: 0 },
+        target: { path: backendPath },
+        engine,
+      });
+      const opened: { host: string; port: number }[] = [];
+      v6.on("open", (info) => info.remote && opened.push(info.remote));
+      const tcpEcho = await echoServer();
+      const unixListen = join(dir, "proxy.sock");
+      const unix = await TcpProxy.listen({
+        listen: { path: unixListen },
+        target: { host: "127.0.0.1", port: tcpEcho.port },
+        engine,
+      });
+      try {
+        assert.deepEqual(unix.address, { path: unixListen });
+        const through = async (opts: net.NetConnectOpts, text: string) => {
+          const c = net.connect(opts);
+          const reply = receiveAll(c);
+          c.end(text);
+          return (await reply).bytes;
+        };
+        assert.equal(await through({ host: "::1", port: v6.port }, "over IPv6"), 9);
+        assert.equal(opened[0]?.host, "::1");
+        assert.equal(await through({ path: unixListen }, "over a Unix socket"), 18);
+      } finally {
+        await v6.abort();
+        await unix.abort();
+        await tcpEcho.close();
+        await new Promise<void>((r) => backend.close(() => r()));
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     test("close() stops accepting and waits for open connections; abort() resets them", async () => {

@@ -345,10 +345,6 @@ static void rk__connect_next(rk__conn *c, int last_err) {
     rk__side_init_sock(&c->side[1], fd);
     if (ai->ai_family != AF_UNIX)
       rk__set_nodelay(fd);
-    if (r == 0) {
-      rk__connect_done(c);
-      return;
-    }
     /* registered once for good: the relay uses the same registration */
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP | EPOLLET,
                              .data.u64 = RK__EPDATA(c, 1)};
@@ -359,6 +355,8 @@ static void rk__connect_next(rk__conn *c, int last_err) {
       continue;
     }
     c->side[1].r_registered = c->side[1].w_registered = 1;
+    if (r == 0) /* connected at once (Unix sockets, mostly) */
+      rk__connect_done(c);
     return;
   }
   rk__connect_fail(c, last_err);
