@@ -503,6 +503,25 @@ int rk__listener_wants(rk__listener *l, uint32_t what) {
   return (__atomic_load_n(&l->events, __ATOMIC_RELAXED) & what) != 0;
 }
 
+/* Send a command about l to every worker: all of them or, when memory is
+ * short, none (the commands are allocated before any is sent). */
+static int rk__broadcast(rk__engine *e, int type, rk__listener *l) {
+  rk__cmd *cmds[e->nworkers];
+  for (int i = 0; i < e->nworkers; i++) {
+    cmds[i] = calloc(1, sizeof(rk__cmd));
+    if (cmds[i] == NULL) {
+      while (i-- > 0)
+        free(cmds[i]);
+      return -ENOMEM;
+    }
+    cmds[i]->type = type;
+    cmds[i]->listener = l;
+  }
+  for (int i = 0; i < e->nworkers; i++)
+    rk__send(&e->workers[i], cmds[i]);
+  return 0;
+}
+
 static rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
   rk__listener *l = e->listeners;
   while (l != NULL && l->id != lid)
@@ -565,15 +584,10 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
   pthread_mutex_unlock(&e->tbl_lock);
   if (l == NULL)
     return -ENOENT;
-  for (int i = 0; i < e->nworkers; i++) {
-    rk__cmd *c = calloc(1, sizeof *c);
-    if (c == NULL)
-      abort(); /* the reference it carries would leak the listener */
-    c->type = RK__CMD_ABORT_LISTENER;
-    c->listener = l;
-    rk__send(&e->workers[i], c);
-  }
-  return 0;
+  int r = rk__broadcast(e, RK__CMD_ABORT_LISTENER, l);
+  if (r != 0)
+    __atomic_sub_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  return r;
 }
 
 
@@ -706,16 +720,10 @@ int32_t rk_listener_start(int32_t h, int32_t lid) {
     return -EINVAL;
   if (l->target == NULL)
     return -EDESTADDRREQ;
-  l->started = 1;
-  for (int i = 0; i < e->nworkers; i++) {
-    rk__cmd *c = calloc(1, sizeof *c);
-    if (c == NULL)
-      return -ENOMEM;
-    c->type = RK__CMD_LISTEN;
-    c->listener = l;
-    rk__send(&e->workers[i], c);
-  }
-  return 0;
+  int r = rk__broadcast(e, RK__CMD_LISTEN, l);
+  if (r == 0)
+    l->started = 1;
+  return r;
 }
 
 int32_t rk_listener_close(int32_t h, int32_t lid) {
@@ -739,15 +747,10 @@ int32_t rk_listener_close(int32_t h, int32_t lid) {
     return 0;
   }
   l->detach_left = e->nworkers;
-  for (int i = 0; i < e->nworkers; i++) {
-    rk__cmd *c = calloc(1, sizeof *c);
-    if (c == NULL)
-      abort(); /* a worker left holding the fd would leak it for good */
-    c->type = RK__CMD_UNLISTEN;
-    c->listener = l;
-    rk__send(&e->workers[i], c);
-  }
-  return 0;
+  int r = rk__broadcast(e, RK__CMD_UNLISTEN, l);
+  if (r != 0)
+    l->closing = 0; /* nothing was sent: still open, the caller may retry */
+  return r;
 }
 
 /* ---- accepting --------------------------------------------------------- */
