@@ -51,4 +51,20 @@ export {
   shutdownWriteFd,
   writeFd,
 } from "./src/native/fds.ts";
+export {
+  type BuildOptions,
+  buildProxyHeader,
+  crc32c,
+  type DecodedTlvs,
+  decodeTlvs,
+  type InetAddress,
+  type ParseMode,
+  parseProxyHeader,
+  type ParseResult,
+  type ProxyHeader,
+  ProxyProtocolError,
+  type SslInfo,
+  TLV,
+  type Tlv,
+} from "./src/protocol/proxy_protocol.ts";
 export { VERSION } from "./src/version.ts";

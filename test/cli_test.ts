@@ -34,7 +34,8 @@ function start(args: string[], env: Record<string, string> = {}) {
 /** SIGTERM the child; resolve with its exit code (or the signal's name). */
 function stop(child: ChildProcess): Promise<number | string | null> {
   return new Promise((resolve) => {
-    child.once("exit", (code, signal) => resolve(code ?? signal));
+    // "close", not "exit": only then has all of its output been read
+    child.once("close", (code, signal) => resolve(code ?? signal));
     child.kill("SIGTERM");
   });
 }
