@@ -104,7 +104,9 @@ function onStop(stop: (signal: string) => Promise<void>): void {
     process.on(sig, () => {
       if (stopping) process.exit(130); // a second Ctrl-C: now
       stopping = true;
-      stop(sig).then(() => process.exit(0));
+      // exit once what was printed has reached stdout: Bun drops output
+      // still buffered for a pipe at process.exit()
+      stop(sig).then(() => process.stdout.write("", () => process.exit(0)));
     });
   }
 }
