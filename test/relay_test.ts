@@ -183,6 +183,24 @@ describe("native relay of existing fds", () => {
     for (const fd of [a1, a2, b1, b2]) closeFd(fd);
   });
 
+  test("await using aborts a relay when its block ends", async () => {
+    nativeEngine();
+    const [a1, a2] = openSocketPair();
+    const [b1, b2] = openSocketPair();
+    let id = 0;
+    {
+      await using rl = relay(a2, b2);
+      id = rl.id;
+      assert.equal(rl.stats()?.state, "relaying");
+    }
+    assert.ok(id > 0);
+    // the relay closed a2 and b2 on its way out: their peers read EOF
+    assert.equal(readFd(a1, 16).length, 0);
+    assert.equal(readFd(b1, 16).length, 0);
+    closeFd(a1);
+    closeFd(b1);
+  });
+
   test("a bad fd is refused with EBADF and a side with nothing to move with EINVAL", () => {
     nativeEngine();
     assert.throws(
