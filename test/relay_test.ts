@@ -11,6 +11,7 @@ import { describe, test } from "node:test";
 import {
   closeFd,
   connectFd,
+  NativeEngine,
   openFile,
   openPipe,
   openSocketPair,
@@ -18,10 +19,12 @@ import {
   relay,
   RelaykitError,
   shutdownWriteFd,
+  TcpProxy,
   writeFd,
 } from "../mod.ts";
 import {
   concat,
+  connect,
   nativeEngine,
   processEcho,
   receiveAll,
@@ -215,6 +218,40 @@ describe("native relay of existing fds", () => {
     assert.throws(() => relay(-1, 0), RangeError);
     closeFd(p);
     closeFd(q);
+  });
+
+  test("an engine-wide connection limit covers proxies and relays alike", async () => {
+    nativeEngine();
+    const engine = new NativeEngine({ threads: 1, maxConnections: 1 });
+    const backend = await server((s) => s.on("data", () => {}));
+    const proxy = await TcpProxy.listen({
+      listen: { host: "127.0.0.1", port: 0 },
+      target: { host: "127.0.0.1", port: backend.port },
+      engine: "native",
+      nativeEngine: engine,
+    });
+    const errors: { code?: string }[] = [];
+    proxy.on("error", (e) => errors.push(e));
+    try {
+      const first = await connect(proxy.port);
+      await waitFor(() => proxy.connections === 1, 5000, "first connection");
+      const second = await connect(proxy.port);
+      await waitFor(() => errors.length === 1, 5000, "limit error");
+      assert.equal(errors[0]?.code, "RK_ELIMIT");
+      const [x, y] = openSocketPair(engine);
+      assert.throws(
+        () => relay(x, y, { engine }),
+        (e: unknown) => e instanceof RelaykitError && e.code === "RK_ELIMIT",
+      );
+      closeFd(x, engine);
+      closeFd(y, engine);
+      first.destroy();
+      second.destroy();
+    } finally {
+      await proxy.abort();
+      await backend.close();
+      engine.close();
+    }
   });
 
   test("connectFd reports a refused connect with the address", async () => {
