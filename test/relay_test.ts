@@ -120,6 +120,21 @@ describe("native relay of existing fds", () => {
     }
   });
 
+  test("character device to socket: /dev/zero streams until the relay is closed", async () => {
+    nativeEngine();
+    let got = 0;
+    const srv = await server((s) => s.on("data", (d: Uint8Array) => got += d.length));
+    const sock = await connectFd("127.0.0.1", srv.port);
+    const rl = relay({ read: openFile("/dev/zero") }, sock);
+    await waitFor(() => got >= 4 * 1024 * 1024, 10_000, "4 MiB from /dev/zero");
+    const live = rl.stats();
+    assert.ok(live !== undefined && live.aToB.read >= 4 * 1024 * 1024);
+    const end = await rl.close("abort");
+    assert.equal(end.reason, "closed");
+    assert.ok(end.aToB.written >= 4 * 1024 * 1024);
+    await srv.close();
+  });
+
   test("socket pair to TCP both ways, with live counters and half-close", async () => {
     nativeEngine();
     const srv = await processEcho(); // passes EOF on
