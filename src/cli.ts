@@ -16,6 +16,12 @@ import { formatEndpoint } from "./forward/types.ts";
 import type { EnginePreference } from "./forward/select.ts";
 import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
+import {
+  decodeTlvs,
+  type ParseMode,
+  parseProxyHeader,
+  type ProxyHeader,
+} from "./protocol/proxy_protocol.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
@@ -34,7 +40,11 @@ const HELP = `relaykit ${VERSION} - a TCP proxy toolkit with a native splice eng
 Usage:
   relaykit                         run a demo: an HTTP backend behind a proxy
   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
+  relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit --help | --version
+
+echo: an echo server that prints each connection's original addresses from
+its PROXY protocol header (v1 or v2, with TLVs), then echoes what follows.
 
 forward options:
   --listen ADDR            where to listen: HOST:PORT, [V6]:PORT, unix:/path
@@ -169,6 +179,86 @@ async function forward(args: string[]): Promise<void> {
   });
 }
 
+function describeHeader(h: ProxyHeader): string {
+  const addr = (a: ProxyHeader["source"]) =>
+    a === undefined ? "?" : "path" in a ? a.path : formatEndpoint(a);
+  const head = h.command === "local"
+    ? `PROXY v${h.version} LOCAL`
+    : h.source === undefined
+    ? `PROXY v${h.version} UNKNOWN`
+    : `PROXY v${h.version} ${h.transport} ${addr(h.source)} -> ${addr(h.destination)}`;
+  const t = decodeTlvs(h.tlvs);
+  const extras = [
+    t.alpn !== undefined ? `alpn=${t.alpn}` : "",
+    t.authority !== undefined ? `authority=${t.authority}` : "",
+    t.uniqueId !== undefined
+      ? `unique_id=${Array.from(t.uniqueId, (b) => b.toString(16).padStart(2, "0")).join("")}`
+      : "",
+    t.ssl !== undefined ? `ssl=${t.ssl.version ?? "yes"}${t.ssl.cn ? ` cn=${t.ssl.cn}` : ""}` : "",
+    t.netns !== undefined ? `netns=${t.netns}` : "",
+    ...h.tlvs.filter((x) => ![1, 2, 3, 4, 5, 0x20, 0x30].includes(x.type)).map((x) =>
+      `tlv 0x${x.type.toString(16)} (${x.value.length} bytes)`
+    ),
+  ].filter((x) => x !== "");
+  return extras.length ? `${head} [${extras.join(" ")}]` : head;
+}
+
+async function echo(args: string[]): Promise<void> {
+  const p = parseFlags(args, ["--listen", "--accept-proxy"], ["--quiet"]);
+  const at = endpointFlag(p, "--listen");
+  const mode = p.flags.get("--accept-proxy") ?? "none";
+  if (mode !== "detect" && mode !== "v1" && mode !== "v2" && mode !== "none") {
+    throw new UsageError(`--accept-proxy must be detect, v1, v2 or none, not "${mode}"`);
+  }
+  let n = 0;
+  const listener = await runtime.net.listen(at, { backlog: 511, reusePort: false }, (conn) => {
+    const id = ++n;
+    const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
+    let pending: Uint8Array | undefined = mode === "none" ? undefined : new Uint8Array(0);
+    if (mode === "none") console.log(`relaykit: #${id} from ${from}`);
+    const send = (b: Uint8Array) => {
+      if (b.length > 0 && !conn.write(b)) conn.pause();
+    };
+    conn.start({
+      data(chunk) {
+        if (pending === undefined) return send(chunk);
+        const buf = new Uint8Array(pending.length + chunk.length);
+        buf.set(pending);
+        buf.set(chunk, pending.length);
+        let r: ReturnType<typeof parseProxyHeader>;
+        try {
+          r = parseProxyHeader(buf, mode as ParseMode);
+        } catch (err) {
+          console.log(`relaykit: #${id} from ${from}: ${(err as Error).message}; closing`);
+          conn.destroy(false);
+          return;
+        }
+        if (r.kind === "need") {
+          pending = buf;
+          return;
+        }
+        pending = undefined;
+        if (r.kind === "none") {
+          console.log(`relaykit: #${id} from ${from}: no PROXY header`);
+          return send(buf);
+        }
+        console.log(`relaykit: #${id} from ${from}: ${describeHeader(r.header)}`);
+        send(buf.subarray(r.length)); // only what follows the header
+      },
+      end: () => conn.end(),
+      drain: () => conn.resume(),
+      close: () => {},
+    });
+  });
+  console.log(
+    `relaykit: echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`,
+  );
+  onStop(() => {
+    listener.close();
+    return Promise.resolve();
+  });
+}
+
 async function demo(): Promise<void> {
   const backend = createServer((req, res) => {
     res.end(`hello from the demo backend, through relaykit (${req.method} ${req.url})\n`);
@@ -226,6 +316,9 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "forward":
         await forward(rest);
+        return 0;
+      case "echo":
+        await echo(rest);
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}" (see --help)`);

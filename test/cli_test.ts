@@ -7,8 +7,8 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import process from "node:process";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { chooseEngine } from "../mod.ts";
-import { connect, echoServer, receiveAll, runtimeCommand } from "./_helpers.ts";
+import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
+import { connect, echoServer, receiveAll, runtimeCommand, waitFor } from "./_helpers.ts";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
 
@@ -143,6 +143,54 @@ describe("relaykit command", () => {
       assert.equal(r.stderr.trim().split("\n").length, 1);
     });
   }
+
+  test("echo --accept-proxy detect prints the original addresses and echoes only what follows", async () => {
+    const { child, line, output } = start([
+      "echo",
+      "--listen",
+      "127.0.0.1:0",
+      "--accept-proxy",
+      "detect",
+    ]);
+    try {
+      const first = await line;
+      const port = Number(first.match(/echo on 127\.0\.0\.1:(\d+)/)?.[1]);
+      const roundTrip = async (payload: Uint8Array) => {
+        const c = await connect(port);
+        const reply = new Promise<string>((resolve) => {
+          let got = "";
+          c.on("data", (d: Uint8Array) => got += new TextDecoder().decode(d));
+          c.on("close", () => resolve(got));
+        });
+        c.end(payload);
+        return reply;
+      };
+      const enc = new TextEncoder();
+      const v1 = enc.encode("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nhello");
+      assert.equal(await roundTrip(v1), "hello");
+      const v2 = buildProxyHeader({
+        version: 2,
+        command: "proxy",
+        transport: "stream",
+        source: { host: "2001:db8::1", port: 1000 },
+        destination: { host: "2001:db8::2", port: 443 },
+        tlvs: [{ type: TLV.AUTHORITY, value: enc.encode("example.com") }],
+      });
+      assert.equal(await roundTrip(new Uint8Array([...v2, ...enc.encode("world")])), "world");
+      assert.equal(await roundTrip(enc.encode("plain bytes")), "plain bytes");
+      assert.equal(await roundTrip(enc.encode("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nx")), "");
+      await waitFor(() => output.out.split("\n").length >= 6, 5000, "four connection lines");
+      assert.match(output.out, /PROXY v1 stream 192\.0\.2\.1:56324 -> 198\.51\.100\.2:443/);
+      assert.match(
+        output.out,
+        /PROXY v2 stream \[2001:db8::1\]:1000 -> \[2001:db8::2\]:443 \[authority=example\.com\]/,
+      );
+      assert.match(output.out, /no PROXY header/);
+      assert.match(output.out, /ends with LF without CR; closing/);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
 
   test("--help lists the commands", () => {
     const r = run(["--help"]);
