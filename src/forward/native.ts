@@ -8,6 +8,7 @@
 import { cstr, type NativeEngine, type NativeEvent, u64 } from "../native/engine.ts";
 import type { RelaykitError } from "../errors.ts";
 import { END, EV, EVMASK, FAMILY, LISTEN_FLAGS, RELAY_FLAGS } from "../native/symbols.ts";
+import { ipv6Text } from "../protocol/ip.ts";
 import { type DataHooks, type Direction, type HookContext, runHook } from "./hooks.ts";
 import {
   connectFailure,
@@ -57,33 +58,8 @@ function peerOf(ev: NativeEvent): { host: string; port: number } | undefined {
   const port = ev.words[1] ?? 0;
   const bytes = new Uint8Array(ev.words.buffer, ev.words.byteOffset + 8, 16);
   if (family === 2) return { host: bytes.subarray(0, 4).join("."), port };
-  if (family === 10) {
-    const parts: string[] = [];
-    for (let i = 0; i < 16; i += 2) {
-      parts.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
-    }
-    return { host: compressV6(parts), port };
-  }
+  if (family === 10) return { host: ipv6Text(bytes), port };
   return undefined;
-}
-
-/** RFC 5952 text of an IPv6 address from its eight hex groups. */
-function compressV6(parts: string[]): string {
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (parts[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && parts[j] === "0") j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  if (best < 0) return parts.join(":");
-  const head = parts.slice(0, best).join(":");
-  const tail = parts.slice(best + bestLen).join(":");
-  return `${head}::${tail}`;
 }
 
 /** The end of a connection from its CLOSED record. */
