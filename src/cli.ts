@@ -110,15 +110,21 @@ function engineLine(proxy: TcpProxy, threads: number | undefined): string {
 
 function onStop(stop: (signal: string) => Promise<void>): void {
   let stopping = false;
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.on(sig, () => {
-      if (stopping) process.exit(130); // a second Ctrl-C: now
-      stopping = true;
-      // exit once what was printed has reached stdout: Bun drops output
-      // still buffered for a pipe at process.exit()
-      stop(sig).then(() => process.stdout.write("", () => process.exit(0)));
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handler = (sig: string) => {
+    if (stopping) process.exit(130); // a second Ctrl-C: now
+    stopping = true;
+    // Once everything is closed, let the process end by itself rather than
+    // with process.exit(): that way what was printed reaches a piped stdout
+    // (Bun drops output still buffered at process.exit()). The timer is a
+    // backstop for anything that would keep it alive.
+    stop(sig).then(() => {
+      for (const s of signals) process.removeAllListeners(s);
+      process.exitCode = 0;
+      setTimeout(() => process.exit(0), 2000).unref();
     });
-  }
+  };
+  for (const sig of signals) process.on(sig, () => handler(sig));
 }
 
 async function forward(args: string[]): Promise<void> {
@@ -154,6 +160,13 @@ async function forward(args: string[]): Promise<void> {
   }
   const proxy = await TcpProxy.listen(options);
   const quiet = p.bools.has("--quiet");
+  onStop(async (sig) => {
+    if (!quiet) console.log(`relaykit: ${sig}: closing ${proxy.connections} connections`);
+    await proxy.abort();
+  });
+  // Signal handlers are installed by the event loop: give it a turn, so
+  // that once the line below is out, SIGTERM is handled (not fatal).
+  await new Promise((r) => setTimeout(r, 0));
   if (!quiet) {
     console.log(
       `relaykit: forwarding ${formatEndpoint(proxy.address)} -> ${formatEndpoint(target)} (${
@@ -173,10 +186,6 @@ async function forward(args: string[]): Promise<void> {
         `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down`,
       ));
   }
-  onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${proxy.connections} connections`);
-    await proxy.abort();
-  });
 }
 
 function describeHeader(h: ProxyHeader): string {

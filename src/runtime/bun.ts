@@ -8,7 +8,7 @@
 /// <reference types="bun-types" />
 import process from "node:process";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
-import { nodeNet } from "./node_net.ts";
+import { bunNet } from "./bun_net.ts";
 import type { NativeLibrary, Runtime, Waker } from "./types.ts";
 
 type BunFfi = typeof import("bun:ffi");
@@ -98,7 +98,7 @@ export const bunRuntime: Runtime = {
   name: "bun",
   version: process.versions.bun ?? "unknown",
   ffi: true,
-  net: nodeNet,
+  net: bunNet,
   dlopen(path: string, table: SymbolTable): NativeLibrary {
     const lib = ffi.dlopen(path, translate(table));
     const symbols: NativeSymbols = lib.symbols;

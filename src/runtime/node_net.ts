@@ -78,8 +78,11 @@ class NodeConn implements NetConn {
   }
 }
 
-/** Candidate addresses of `host`, preferred family first. */
-async function addresses(host: string, family: FamilyPreference): Promise<string[]> {
+/** Candidate addresses of `host`, preferred family first (numeric: itself). */
+export async function candidateAddresses(
+  host: string,
+  family: FamilyPreference,
+): Promise<string[]> {
   const h = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
   const kind = isIP(h);
   if (kind !== 0) {
@@ -166,7 +169,7 @@ export const nodeNet: Net = {
     let last: unknown;
     let candidates: string[];
     try {
-      candidates = await addresses(to.host, options.family);
+      candidates = await candidateAddresses(to.host, options.family);
     } catch (err) {
       throw errorFor(what, codeOf(err), { cause: err });
     }
