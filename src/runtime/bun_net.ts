@@ -8,9 +8,9 @@
  * @module
  */
 /// <reference types="bun-types" />
-import { errorFor, normalizeCode } from "../errors.ts";
-import { connectFailure, type Endpoint, formatEndpoint } from "../forward/types.ts";
-import { candidateAddresses, nodeNet } from "./node_net.ts";
+import { errorFor } from "../errors.ts";
+import { type Endpoint, formatEndpoint } from "../forward/types.ts";
+import { codeError, codeOf, connectEach, nodeNet } from "./node_net.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
 type BunSocket = Bun.Socket<BunConn | undefined>;
@@ -30,10 +30,6 @@ function undeclared(s: object): Undeclared {
     throw new TypeError("This Bun's sockets have no pause/resume/close");
   }
   return s as Undeclared;
-}
-
-function codeOf(err: unknown): string {
-  return normalizeCode((err as { code?: string } | undefined)?.code);
 }
 
 class BunConn implements NetConn {
@@ -202,10 +198,9 @@ export const bunNet: Net = {
     return Promise.resolve({ address, close: () => server.stop(false) });
   },
 
-  async connect(to, options): Promise<NetConn> {
+  connect(to, options): Promise<NetConn> {
     // Bun.connect cannot bind a source address: node:net can
     if (options.bindAddress !== undefined) return nodeNet.connect(to, options);
-    const what = connectFailure(to);
     const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
     const once = (host: string | undefined): Promise<NetConn> =>
       new Promise((resolve, reject) => {
@@ -228,13 +223,11 @@ export const bunNet: Net = {
             s.data = c;
             settle(() => resolve(c));
           },
-          connectError: (_s: BunSocket, e: Error) =>
-            settle(() => reject(Object.assign(new Error(codeOf(e)), { code: codeOf(e) }))),
+          connectError: (_s: BunSocket, e: Error) => settle(() => reject(codeError(codeOf(e)))),
         };
         if (deadline > 0) {
           timer = setTimeout(
-            () =>
-              settle(() => reject(Object.assign(new Error("ETIMEDOUT"), { code: "ETIMEDOUT" }))),
+            () => settle(() => reject(codeError("ETIMEDOUT"))),
             Math.max(0, deadline - Date.now()),
           );
         }
@@ -246,35 +239,8 @@ export const bunNet: Net = {
             allowHalfOpen: true,
             socket,
           });
-        started.catch((e: unknown) =>
-          settle(() => reject(Object.assign(new Error(codeOf(e)), { code: codeOf(e) })))
-        );
+        started.catch((e: unknown) => settle(() => reject(codeError(codeOf(e)))));
       });
-    if ("path" in to) {
-      try {
-        return await once(undefined);
-      } catch (err) {
-        throw errorFor(what, codeOf(err), { cause: err });
-      }
-    }
-    let last: unknown;
-    let candidates: string[];
-    try {
-      candidates = await candidateAddresses(to.host, options.family);
-    } catch (err) {
-      throw errorFor(what, codeOf(err), { cause: err });
-    }
-    for (const host of candidates) {
-      if (deadline > 0 && Date.now() >= deadline) {
-        last = Object.assign(new Error("ETIMEDOUT"), { code: "ETIMEDOUT" });
-        break;
-      }
-      try {
-        return await once(host);
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw errorFor(what, codeOf(last), { cause: last });
+    return connectEach(to, options.family, deadline, once);
   },
 };

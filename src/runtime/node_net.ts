@@ -17,7 +17,8 @@ import {
 } from "../forward/types.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
-function codeOf(err: unknown): string {
+/** The engine-wide code of a runtime socket error. */
+export function codeOf(err: unknown): string {
   return normalizeCode((err as { code?: string } | undefined)?.code);
 }
 
@@ -87,7 +88,7 @@ export async function candidateAddresses(
   const kind = isIP(h);
   if (kind !== 0) {
     if ((family === "only-v4" && kind === 6) || (family === "only-v6" && kind === 4)) {
-      throw Object.assign(new Error("family"), { code: "EAFNOSUPPORT" });
+      throw codeError("EAFNOSUPPORT");
     }
     return [h];
   }
@@ -96,6 +97,45 @@ export async function candidateAddresses(
   const want = family === "prefer-v4" ? 4 : family === "prefer-v6" ? 6 : 0;
   if (want !== 0) found.sort((a, b) => (a.family === want ? 0 : 1) - (b.family === want ? 0 : 1));
   return found.map((a) => a.address);
+}
+
+/** An Error carrying a code, as runtime socket errors do. */
+export function codeError(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+/**
+ * Connect to `to`: a Unix path once, a host by trying each of its
+ * addresses (preferred family first) until one connects or the deadline
+ * passes. `once(host)` makes one attempt (host undefined for a path).
+ * Failures become one RelaykitError with the engine-wide code.
+ */
+export async function connectEach(
+  to: Endpoint,
+  family: FamilyPreference,
+  deadline: number,
+  once: (host: string | undefined) => Promise<NetConn>,
+): Promise<NetConn> {
+  const what = connectFailure(to);
+  let candidates: (string | undefined)[];
+  try {
+    candidates = "path" in to ? [undefined] : await candidateAddresses(to.host, family);
+  } catch (err) {
+    throw errorFor(what, codeOf(err), { cause: err });
+  }
+  let last: unknown;
+  for (const host of candidates) {
+    if (deadline > 0 && Date.now() >= deadline) {
+      last = codeError("ETIMEDOUT");
+      break;
+    }
+    try {
+      return await once(host);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw errorFor(what, codeOf(last), { cause: last });
 }
 
 function connectOnce(
@@ -108,7 +148,7 @@ function connectOnce(
     const fail = (code: string) => {
       if (timer !== undefined) clearTimeout(timer);
       s.destroy();
-      reject(Object.assign(new Error(code), { code }));
+      reject(codeError(code));
     };
     if (deadline > 0) {
       timer = setTimeout(() => fail("ETIMEDOUT"), Math.max(0, deadline - Date.now()));
@@ -156,36 +196,13 @@ export const nodeNet: Net = {
     };
   },
 
-  async connect(to, options): Promise<NetConn> {
+  connect(to, options): Promise<NetConn> {
     const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
-    const what = connectFailure(to);
-    if ("path" in to) {
-      try {
-        return new NodeConn(await connectOnce({ path: to.path }, deadline));
-      } catch (err) {
-        throw errorFor(what, codeOf(err), { cause: err });
-      }
-    }
-    let last: unknown;
-    let candidates: string[];
-    try {
-      candidates = await candidateAddresses(to.host, options.family);
-    } catch (err) {
-      throw errorFor(what, codeOf(err), { cause: err });
-    }
-    for (const host of candidates) {
-      if (deadline > 0 && Date.now() >= deadline) {
-        last = Object.assign(new Error("ETIMEDOUT"), { code: "ETIMEDOUT" });
-        break;
-      }
-      try {
-        const opts: net.NetConnectOpts = { host, port: to.port };
-        if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
-        return new NodeConn(await connectOnce(opts, deadline));
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw errorFor(what, codeOf(last), { cause: last });
+    return connectEach(to, options.family, deadline, async (host) => {
+      if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
+      const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
+      if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
+      return new NodeConn(await connectOnce(opts, deadline));
+    });
   },
 };
