@@ -492,7 +492,6 @@ void rk__listener_unref(rk__listener *l) {
     p = &(*p)->next;
   if (*p == l)
     *p = l->next;
-  e->nlisteners--;
   pthread_mutex_unlock(&e->tbl_lock);
   rk__free_target(l->target);
   free(l->unix_path);
@@ -676,7 +675,6 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   pthread_mutex_lock(&e->tbl_lock);
   l->next = e->listeners;
   e->listeners = l;
-  e->nlisteners++;
   pthread_mutex_unlock(&e->tbl_lock);
   return l->id;
 }

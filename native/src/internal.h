@@ -70,7 +70,7 @@ typedef struct {
   int rfd, wfd;
   int orig_rflags, orig_wflags; /* O_NONBLOCK restored for kept fds */
   unsigned is_sock : 1;
-  unsigned r_pollable : 1, w_pollable : 1;
+  unsigned r_pollable : 1; /* 0: a regular file, always readable */
   unsigned r_registered : 1, w_registered : 1;
   unsigned owned : 1; /* a socket we made: no dups, close() deregisters */
 } rk__side;
@@ -230,7 +230,6 @@ struct rk__engine {
   pthread_mutex_t tbl_lock;
   rk__conn *tbl[RK__TABLE_BUCKETS];
   rk__listener *listeners;
-  int nlisteners;
 
   /* resolver thread */
   pthread_mutex_t res_lock;

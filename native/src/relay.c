@@ -148,7 +148,7 @@ rk__conn *rk__conn_new(rk__engine *e, int kind) {
 void rk__side_init(rk__side *s, int rfd, int wfd) {
   s->rfd = rfd;
   s->wfd = wfd;
-  s->r_pollable = s->w_pollable = 1;
+  s->r_pollable = 1;
   int fd = rfd >= 0 ? rfd : wfd;
   struct stat st;
   s->is_sock = fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
@@ -166,7 +166,7 @@ void rk__side_init_sock(rk__side *s, int fd) {
   s->rfd = s->wfd = fd;
   s->is_sock = 1;
   s->owned = 1;
-  s->r_pollable = s->w_pollable = 1;
+  s->r_pollable = 1;
   s->orig_rflags = s->orig_wflags = O_RDWR; /* created non-blocking by us */
 }
 
@@ -186,7 +186,7 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
     if (r < 0)
       return r;
     s->r_registered = s->w_registered = (unsigned)r;
-    s->r_pollable = s->w_pollable = (unsigned)r;
+    s->r_pollable = (unsigned)r;
     return 0;
   }
   if (s->rfd >= 0) {
@@ -199,7 +199,7 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
     int r = rk__reg(w, c, s->wfd, EPOLLOUT, side);
     if (r < 0)
       return r;
-    s->w_registered = s->w_pollable = (unsigned)r;
+    s->w_registered = (unsigned)r;
   }
   return 0;
 }
