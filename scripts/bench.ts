@@ -6,8 +6,10 @@
  *   node_modules/.bin/bun scripts/bench.ts [options]
  *
  * Options:
- *   --only a,b,c     run only these proxies; * is a wildcard, e.g.
- *                    --only 'direct,haproxy,relaykit-*' or --only '*-bun'
+ *   --only a,b,c     run only these proxies and sections; * is a wildcard,
+ *                    e.g. --only 'direct,haproxy,relaykit-*' or --only '*-bun';
+ *                    --only parser runs the parser section alone, which needs
+ *                    no peers (nothing is installed or started)
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
@@ -31,13 +33,25 @@
  * Load generator, backend and proxy share the machine's cores, so only ratios
  * taken within one run are meaningful.
  *
- * Only node: modules are used so that the script runs unchanged on Deno and Bun.
+ * Sections, in this process (no sockets, no peers):
+ *   parser  PROXY protocol parse and build of a v1 TCP4 header and of a v2
+ *           IPv4 header with UNIQUE_ID, AUTHORITY and CRC32C TLVs, each for
+ *           duration/5 s (1 s; 0.4 s with --quick)        -> headers/s
+ *
+ * Only node: modules and relaykit's own sources are used, so that the script
+ * runs unchanged on Deno and Bun.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
+import {
+  buildProxyHeader,
+  parseProxyHeader,
+  type ProxyHeader,
+  TLV,
+} from "../src/protocol/proxy_protocol.ts";
 
 // ---------------------------------------------------------------------------
 // Options
@@ -781,20 +795,32 @@ function proxyTable(bins: Bins): ProxySpec[] {
   ];
 }
 
-function selectProxies(all: ProxySpec[], only: string[] | null): ProxySpec[] {
-  if (!only) return all.filter((p) => !p.optional);
-  // Exact names, or globs where * matches any run of characters.
+/** Whether --only selector `sel` (an exact name, or a glob: * matches any run) names `name`. */
+function selects(sel: string, name: string): boolean {
   const escape = (lit: string) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  const matches = (name: string, sel: string) =>
-    new RegExp(`^${sel.split("*").map(escape).join(".*")}$`).test(name);
+  return new RegExp(`^${sel.split("*").map(escape).join(".*")}$`).test(name);
+}
+
+/**
+ * The rows --only selects (all but the optional ones without it). A selector
+ * that names one of `sections` and no row is no error.
+ */
+function selectProxies(
+  all: ProxySpec[],
+  only: string[] | null,
+  sections: readonly string[] = [],
+): ProxySpec[] {
+  if (!only) return all.filter((p) => !p.optional);
   for (const sel of only) {
-    if (!all.some((p) => matches(p.name, sel))) {
+    if (!all.some((p) => selects(sel, p.name)) && !sections.some((s) => selects(sel, s))) {
       throw new Error(
-        `--only: no proxy named ${sel} (have: ${all.map((p) => p.name).join(", ")})`,
+        `--only: no proxy or section named ${sel} (have: ${
+          [...all.map((p) => p.name), ...sections].join(", ")
+        })`,
       );
     }
   }
-  return all.filter((p) => only.some((sel) => matches(p.name, sel)));
+  return all.filter((p) => only.some((sel) => selects(sel, p.name)));
 }
 
 // ---------------------------------------------------------------------------
@@ -1248,6 +1274,119 @@ async function benchProxy(
 }
 
 // ---------------------------------------------------------------------------
+// Parser section: PROXY protocol parse and build, in this process
+
+/** The --only name of the parser section. */
+const PARSER_SECTION = "parser";
+
+interface ParserResult {
+  name: string;
+  /** Size of the header parsed or built. */
+  headerBytes: number;
+  iterations: number;
+  seconds: number;
+  headersPerS: number;
+  nsPerHeader: number;
+}
+
+interface ParserWorkload {
+  name: string;
+  headerBytes: number;
+  /** Parses or builds the header `n` times; returns the bytes seen, so nothing is optimised away. */
+  batch(n: number): number;
+}
+
+function parserWorkloads(): ParserWorkload[] {
+  const enc = new TextEncoder();
+  const v1Header: ProxyHeader = {
+    version: 1,
+    command: "proxy",
+    transport: "stream",
+    source: { host: "192.0.2.1", port: 56324 },
+    destination: { host: "198.51.100.2", port: 443 },
+    tlvs: [],
+  };
+  const v2Header: ProxyHeader = {
+    version: 2,
+    command: "proxy",
+    transport: "stream",
+    source: { host: "192.0.2.1", port: 56324 },
+    destination: { host: "198.51.100.2", port: 443 },
+    tlvs: [
+      { type: TLV.UNIQUE_ID, value: enc.encode("3f2b8c1e-5d4a-4f6e-9b7c-2a1d0e9f8c7b") },
+      { type: TLV.AUTHORITY, value: enc.encode("www.example.com") },
+    ],
+  };
+  const v1 = buildProxyHeader(v1Header);
+  const v2 = buildProxyHeader(v2Header, { crc32c: true });
+  const parse = (bytes: Uint8Array) => (n: number) => {
+    let seen = 0;
+    for (let i = 0; i < n; i++) {
+      const r = parseProxyHeader(bytes);
+      if (r.kind === "header") seen += r.length;
+    }
+    return seen;
+  };
+  const build = (h: ProxyHeader, crc32c: boolean) => (n: number) => {
+    let seen = 0;
+    for (let i = 0; i < n; i++) seen += buildProxyHeader(h, { crc32c }).length;
+    return seen;
+  };
+  return [
+    { name: "v1 TCP4 parse", headerBytes: v1.length, batch: parse(v1) },
+    { name: "v2 IPv4+TLVs parse", headerBytes: v2.length, batch: parse(v2) },
+    { name: "v1 TCP4 build", headerBytes: v1.length, batch: build(v1Header, false) },
+    { name: "v2 IPv4+TLVs build", headerBytes: v2.length, batch: build(v2Header, true) },
+  ];
+}
+
+/** Runs `w` for `seconds` after a short warm-up, checking the clock every batch. */
+function measureParser(w: ParserWorkload, seconds: number): ParserResult {
+  const BATCH = 1000;
+  const fail = (seen: number, n: number) => {
+    throw new Error(`parser: ${w.name} saw ${seen} bytes in ${n} headers of ${w.headerBytes}`);
+  };
+  const once = w.batch(1);
+  if (once !== w.headerBytes) fail(once, 1);
+  const warm = performance.now() + Math.min(200, seconds * 100);
+  while (performance.now() < warm) w.batch(BATCH);
+  let n = 0, seen = 0, t = 0;
+  const t0 = performance.now(), end = t0 + seconds * 1000;
+  do {
+    seen += w.batch(BATCH);
+    n += BATCH;
+    t = performance.now();
+  } while (t < end);
+  if (seen !== n * w.headerBytes) fail(seen, n);
+  const s = (t - t0) / 1000;
+  return {
+    name: w.name,
+    headerBytes: w.headerBytes,
+    iterations: n,
+    seconds: s,
+    headersPerS: n / s,
+    nsPerHeader: (s * 1e9) / n,
+  };
+}
+
+function benchParser(seconds: number): ParserResult[] {
+  return parserWorkloads().map((w) => {
+    const r = measureParser(w, seconds);
+    log(
+      `[${PARSER_SECTION}] ${r.name}  headers/s=${fmt(r.headersPerS, 0)}  ` +
+        `ns/header=${fmt(r.nsPerHeader, 0)}`,
+    );
+    return r;
+  });
+}
+
+const PARSER_COLUMNS = ["bytes", "headers/s", "ns/header"];
+
+function parserRow(r: ParserResult): string[] {
+  return [r.name, `${r.headerBytes}`, fmt(r.headersPerS, 0), fmt(r.nsPerHeader, 0)];
+}
+
+// ---------------------------------------------------------------------------
 // Report
 
 interface Column {
@@ -1342,18 +1481,34 @@ function hostInfo() {
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   tmpDir = fs.mkdtempSync(`${os.tmpdir()}/relaykit-bench-`);
-  const bins = await findPeers(opts.install);
-  const all = proxyTable(bins);
   if (opts.list) {
-    for (const p of all) {
+    for (const p of proxyTable(await findPeers(opts.install))) {
       const argv = p.argv ? p.argv(10001, 10002).join(" ") : "(no proxy)";
       console.log(
         `${p.name.padEnd(22)} ${p.optional ? "[optional] " : ""}${argv}`,
       );
     }
+    console.log(`${PARSER_SECTION.padEnd(22)} [section] PROXY protocol parse/build, in process`);
     return;
   }
-  const specs = selectProxies(all, opts.only);
+  const sections = [PARSER_SECTION];
+  // The rows' names do not depend on where the peers are (argv is only
+  // called to run one): select first, so that a run of sections alone
+  // (--only parser) neither needs the peers nor installs them.
+  const unresolved: Bins = {
+    haproxy: "haproxy",
+    nginx: "nginx",
+    iperf3: "iperf3",
+    wrk: "wrk",
+    deno: "deno",
+    bun: "bun",
+    node: "node",
+  };
+  const wantProxies = selectProxies(proxyTable(unresolved), opts.only, sections).length > 0;
+  const runParser = opts.only === null || opts.only.some((sel) => selects(sel, PARSER_SECTION));
+  const bins = wantProxies ? await findPeers(opts.install) : null;
+  const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
+  const parserS = opts.durationS / 5;
 
   const date = new Date().toISOString();
   const host = hostInfo();
@@ -1362,41 +1517,52 @@ async function main(): Promise<void> {
     : process.versions.bun
     ? `bun ${process.versions.bun}`
     : `node ${process.versions.node}`;
-  const versions = {
-    haproxy: versionOf(bins.haproxy, ["-v"], /version (\S+)/),
-    nginx: versionOf(bins.nginx, ["-v"], /nginx\/(\S+)/),
-    iperf3: versionOf(bins.iperf3, ["--version"], /iperf (\S+)/),
-    wrk: versionOf(bins.wrk, ["--version"], /wrk (\S+)/),
-    deno: versionOf(bins.deno, ["--version"], /deno (\S+)/),
-    bun: versionOf(bins.bun, ["--version"], /^(\S+)/),
-    node: versionOf(bins.node, ["--version"], /^v?(\S+)/),
-  };
+  const versions = bins
+    ? {
+      haproxy: versionOf(bins.haproxy, ["-v"], /version (\S+)/),
+      nginx: versionOf(bins.nginx, ["-v"], /nginx\/(\S+)/),
+      iperf3: versionOf(bins.iperf3, ["--version"], /iperf (\S+)/),
+      wrk: versionOf(bins.wrk, ["--version"], /wrk (\S+)/),
+      deno: versionOf(bins.deno, ["--version"], /deno (\S+)/),
+      bun: versionOf(bins.bun, ["--version"], /^(\S+)/),
+      node: versionOf(bins.node, ["--version"], /^v?(\S+)/),
+    }
+    : {};
   const header = [
     `relaykit bench  ${date}  (runner: ${runner})`,
     `host: nproc=${host.nproc}  CPU: ${host.cpuModel}  kernel ${host.kernel}`,
-    `peers: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
-    `workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`,
+    ...(specs.length
+      ? [
+        `peers: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
+        `workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`,
+      ]
+      : []),
+    ...(runParser ? [`${PARSER_SECTION}: ${parserS} s each, in this process (${runner})`] : []),
   ].join("\n");
   log(header + "\n");
 
-  const be = await startBackends(bins);
-  log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
+  // First, while nothing else runs on the machine.
+  const parser = runParser ? benchParser(parserS) : [];
 
   const results: Result[] = [];
-  for (const spec of specs) {
-    log(`[${spec.name}] ...`);
-    const r = await benchProxy(spec, bins, be, opts);
-    results.push(r);
-    if (r.status === "skipped") log(`[${spec.name}] skipped: ${r.reason}`);
-    else {
-      log(
-        `[${spec.name}] ` +
-          COLUMNS.map((c) => `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`).join(
-            "  ",
-          ),
-      );
-      if (r.measuredProcess) log(`[${spec.name}]   measured: ${r.measuredProcess}`);
-      for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
+  if (bins && specs.length) {
+    const be = await startBackends(bins);
+    log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
+    for (const spec of specs) {
+      log(`[${spec.name}] ...`);
+      const r = await benchProxy(spec, bins, be, opts);
+      results.push(r);
+      if (r.status === "skipped") log(`[${spec.name}] skipped: ${r.reason}`);
+      else {
+        log(
+          `[${spec.name}] ` +
+            COLUMNS.map((c) => `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`).join(
+              "  ",
+            ),
+        );
+        if (r.measuredProcess) log(`[${spec.name}]   measured: ${r.measuredProcess}`);
+        for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
+      }
     }
   }
 
@@ -1406,12 +1572,8 @@ async function main(): Promise<void> {
       ? [r.name, "skipped", ...COLUMNS.slice(1).map(() => "")]
       : [r.name, ...COLUMNS.map((c) => fmt(r[c.key] as number | null, c.digits))]
   );
-  const out: string[] = [
-    "",
-    header,
-    "",
-    table(["proxy", ...COLUMNS.map((c) => c.title)], rows),
-  ];
+  const out: string[] = ["", header];
+  if (specs.length) out.push("", table(["proxy", ...COLUMNS.map((c) => c.title)], rows));
   const rs = ratios(results, specs);
   if (rs.length) {
     out.push(
@@ -1436,6 +1598,9 @@ async function main(): Promise<void> {
       : r.notes.map((n) => `${r.name}: ${n}`)
   );
   if (notes.length) out.push("", "notes:", ...notes.map((n) => `  ${n}`));
+  if (parser.length) {
+    out.push("", table([PARSER_SECTION, ...PARSER_COLUMNS], parser.map(parserRow)));
+  }
   console.log(out.join("\n"));
 
   if (opts.json) {
@@ -1451,6 +1616,8 @@ async function main(): Promise<void> {
           idleConns: opts.idleConns,
           results,
           ratios: rs,
+          parserDurationS: runParser ? parserS : null,
+          parser,
         },
         null,
         2,

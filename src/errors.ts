@@ -71,6 +71,8 @@ const ERROR_TEXT: Record<string, string> = {
   ENETUNREACH: "unreachable",
   RK_ERESOLVE: "name resolution failed",
   RK_ELIMIT: "connection limit reached",
+  RK_EPROXY: "PROXY protocol error",
+  RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
   EPIPE: "Broken pipe",
   EADDRINUSE: "Address already in use",
   EADDRNOTAVAIL: "Cannot assign requested address",

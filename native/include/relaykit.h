@@ -61,6 +61,8 @@ typedef enum {
   RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left */
   RK_EV_HOOK = 9, /* id=conn, aux=listener or 0, word 6 direction, word 7
                      length: a chunk waits for rk_hook_take/rk_hook_resume */
+  RK_EV_HOLD = 10, /* id=conn, aux=listener: a held connection waits for a
+                      decision; layout below */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -71,7 +73,9 @@ typedef enum {
   RK_END_IDLE_TIMEOUT = 3,   /* no byte moved for idle_timeout_ms */
   RK_END_CLOSED = 4,         /* closed by rk_conn_close() */
   RK_END_CONNECT_FAILED = 5, /* outbound connect failed; see err */
-  RK_END_ENGINE_CLOSED = 6   /* the engine was freed */
+  RK_END_ENGINE_CLOSED = 6,  /* the engine was freed */
+  RK_END_HOLD_TIMEOUT = 7    /* no decision within the listener's hold
+                                timeout (err -ETIMEDOUT) */
 } rk_end_reason_t;
 
 /*
@@ -83,6 +87,10 @@ typedef enum {
  *         bytes read a->b, written a->b, read b->a, written b->a
  *   8..11 ACCEPT: peer address bytes (4 for IPv4, 16 for IPv6)
  * Side "a" is the accepted/first fd, side "b" the outbound/second.
+ *
+ * RK_EV_HOLD: 3 local port, 4 RK_HOLD_* flags, 5 bytes held so far,
+ *   6 address family, 7 peer port, 8..11 peer address, 12..15 local
+ *   address (the address the client connected to).
  */
 #define RK_EVENT_WORDS 16
 
@@ -97,6 +105,16 @@ typedef enum {
 #define RK_LISTEN_REUSEADDR 1u
 #define RK_LISTEN_REUSEPORT 2u
 #define RK_LISTEN_V6ONLY 4u
+#define RK_LISTEN_HOLD 8u /* hold each accepted connection for rk_hold_* */
+
+/* Flags of RK_EV_HOLD (word 4). */
+#define RK_HOLD_FIRST 1u /* just accepted: nothing read yet */
+#define RK_HOLD_EOF 2u   /* the client finished sending */
+#define RK_HOLD_FULL 4u  /* the held bytes reached the asked maximum */
+
+/* Decisions for rk_hold_decide(). */
+#define RK_DECIDE_CONNECT 1 /* connect, then send to_b and relay */
+#define RK_DECIDE_CLOSE 2   /* send to_a to the client, then close */
 
 /* Address family preference for outbound connects. */
 #define RK_FAMILY_ANY 0
@@ -180,7 +198,8 @@ RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
  * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none),
  * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL),
  * [5] RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA: hooked directions of every
- * accepted connection (a is the client).
+ * accepted connection (a is the client), [6] hold timeout ms (RK_LISTEN_HOLD;
+ * 0: none).
  * Return a listener id > 0. Any thread. */
 RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
                             const int32_t *opts, int32_t nopts);
@@ -221,8 +240,8 @@ RK_EXTERN int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
 RK_EXTERN int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode);
 /* Live counters into out[0..7] as doubles: bytes read a->b, written a->b,
  * read b->a, written b->a, start time (ms since the Unix epoch), last
- * activity (ms since epoch), state (0 connecting, 1 relaying, 2 closing),
- * listener id. Return 0 or -ENOENT. Any thread. */
+ * activity (ms since epoch), state (0 connecting, 1 relaying, 2 closing,
+ * 4 held), listener id. Return 0 or -ENOENT. Any thread. */
 RK_EXTERN int32_t rk_conn_stats(int32_t h, int32_t id, double *out);
 /* Connect a new socket to host:port without blocking the caller; the
  * result arrives as RK_EV_FD_CONNECTED with the fd, which then belongs to
@@ -253,6 +272,37 @@ RK_EXTERN int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
 /* The peer address of an accepted connection as text ("1.2.3.4:5",
  * "[::1]:5"), written to buf. Return its length or a negative error. */
 RK_EXTERN int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap);
+
+/* ---- held connections -------------------------------------------------
+ * A listener with RK_LISTEN_HOLD connects nowhere by itself. Each accepted
+ * connection posts RK_EV_HOLD (flag RK_HOLD_FIRST, nothing read) and waits:
+ * the host may decide at once (a server-speaks-first protocol, or a PROXY
+ * header to send), or ask for the client's first bytes with rk_hold_read,
+ * look at them with rk_hold_take, and decide with rk_hold_decide. Reading
+ * stops at the asked maximum, so a held connection holds at most that much.
+ * Calls for one connection must come from one thread. */
+
+/* Read the client's bytes until at least one more arrives, the client
+ * ends, or max bytes are held in all; then post RK_EV_HOLD again. */
+RK_EXTERN int32_t rk_hold_read(int32_t h, int32_t id, int32_t max);
+/* Copy the held bytes into out after an RK_EV_HOLD. Return their number
+ * (which may exceed cap: call again with a bigger buffer), -ENOENT if the
+ * connection ended, -EINVAL if no RK_EV_HOLD is waiting. */
+RK_EXTERN int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out,
+                               int32_t cap);
+/* Decide. opts: [0] RK_DECIDE_*, [1] port (< 0: host is a Unix path),
+ * [2] RK_FAMILY_*, [3] connect timeout ms, [4] idle timeout ms (-1: the
+ * listener's), [5] how many held bytes to drop from the front.
+ * CONNECT: connect to host:port (from bind_host, may be NULL); once
+ * connected send to_b, then the held bytes not dropped, to the target and
+ * to_a to the client, then relay. CLOSE: send to_a to the client, end the
+ * stream, discard what the client still sends until it closes (at most
+ * a few seconds), reason RK_END_CLOSED. Bytes are copied. */
+RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
+                                 const char *bind_host, const int32_t *opts,
+                                 int32_t nopts, const uint8_t *to_b,
+                                 int32_t to_b_len, const uint8_t *to_a,
+                                 int32_t to_a_len);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 

@@ -287,6 +287,8 @@ static void rk__connect_done(rk__conn *c) {
     return;
   }
   c->dir[0].active = c->dir[1].active = 1;
+  c->dir[0].can_read = 1; /* the client's input edges while connecting (or
+                             held) were not acted on */
   int r = 0; /* side 1 stays registered from the connect */
   if (!c->side[0].r_registered)
     r = rk__side_register(w, c, &c->side[0]);
@@ -381,7 +383,7 @@ void rk__connect_start(rk__conn *c) {
     c->connect_deadline_ms = rk__now_mono() + t->timeout_ms;
   /* The client side is watched while connecting, so that a client reset
    * is noticed; its data waits in the kernel until the relay starts. */
-  if (c->side[0].rfd >= 0) {
+  if (c->side[0].rfd >= 0 && !c->side[0].r_registered) {
     int r = rk__side_register(c->w, c, &c->side[0]);
     if (r < 0) {
       rk__connect_fail(c, r);
@@ -605,7 +607,8 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   int32_t idle = nopts > 3 ? opts[3] : 0;
   uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
   uint32_t hooks = nopts > 5 ? (uint32_t)opts[5] : 0;
-  if (max_conns < 0 || idle < 0)
+  int32_t hold_timeout = nopts > 6 ? opts[6] : 0;
+  if (max_conns < 0 || idle < 0 || hold_timeout < 0)
     return -EINVAL;
 
   struct addrinfo *ai = NULL;
@@ -634,7 +637,7 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   if (ai->ai_family != AF_UNIX) {
     /* accepted sockets inherit it: one setsockopt here, none per accept */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (flags & RK_LISTEN_REUSEADDR || flags == 0)
+    if (flags & RK_LISTEN_REUSEADDR || (flags & ~RK_LISTEN_HOLD) == 0)
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (flags & RK_LISTEN_REUSEPORT)
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -664,6 +667,8 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   l->refs = 1;
   l->events = evmask;
   l->hooks = hooks & (RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA);
+  l->hold = (flags & RK_LISTEN_HOLD) != 0;
+  l->hold_timeout_ms = hold_timeout;
   if (is_unix)
     l->unix_path = strdup(host);
   struct sockaddr_storage ss;
@@ -716,7 +721,7 @@ int32_t rk_listener_start(int32_t h, int32_t lid) {
     return -ENOENT;
   if (l->started || l->closing)
     return -EINVAL;
-  if (l->target == NULL)
+  if (l->target == NULL && !l->hold)
     return -EDESTADDRREQ;
   int r = rk__broadcast(e, RK__CMD_LISTEN, l);
   if (r == 0)
@@ -830,6 +835,11 @@ void rk__accept(rk__worker *w, rk__listener *l) {
     rk__conn_attach(w, c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
       rk__post_accept(e, c, l->id);
-    rk__connect_start(c);
+    if (l->hold) {
+      c->state = RK__HOLDING;
+      rk__hold_start(c);
+    } else {
+      rk__connect_start(c);
+    }
   }
 }

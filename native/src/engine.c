@@ -307,11 +307,24 @@ static void rk__run_cmds(rk__worker *w) {
         rk__connect_resolved(conn, c->ai, c->err);
       else
         rk__ai_free(c->ai);
+      c->ai = NULL;
       break;
     }
     case RK__CMD_STOP:
       w->stop = 1;
       break;
+    case RK__CMD_HOLD_READ: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__hold_read_cmd(conn, (uint32_t)c->arg);
+      break;
+    }
+    case RK__CMD_HOLD_DECIDE: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__hold_decide_cmd(conn, c);
+      break;
+    }
     case RK__CMD_HOOK_RESUME: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL &&
@@ -319,6 +332,7 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hook_resumed(conn, c->arg, c->data, c->len);
       else
         free(c->data);
+      c->data = NULL;
       break;
     }
     case RK__CMD_ABORT_LISTENER: {
@@ -335,7 +349,7 @@ static void rk__run_cmds(rk__worker *w) {
       break;
     }
     }
-    free(c);
+    rk__cmd_free(c); /* and what no connection took over */
     c = next;
   }
 }
@@ -548,8 +562,7 @@ int32_t rk_engine_free(int32_t h) {
     rk__cmd *c = w->cmd_head;
     while (c != NULL) {
       rk__cmd *next = c->next;
-      rk__ai_free(c->ai);
-      free(c);
+      rk__cmd_free(c);
       c = next;
     }
     close(w->epfd);

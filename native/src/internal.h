@@ -90,12 +90,24 @@ typedef struct {
   unsigned rdhup : 1;    /* the source's peer closed: read to EOF/EAGAIN */
   unsigned blocked : 1;  /* the destination was full: wait for EPOLLOUT */
   unsigned hooked : 1;   /* chunks go through the host's hook */
-  unsigned buf_own : 1;  /* buf is a malloc'd hook result, not a pool buffer */
+  unsigned buf_own : 1;  /* buf is malloc'd (hook result, held bytes), not
+                            a pool buffer */
+  unsigned discard : 1;  /* read and drop (a client after a CLOSE decision) */
   int hook_pending;      /* atomic: a chunk is with the host */
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
 
-enum { RK__CONNECTING = 0, RK__RELAYING = 1, RK__CLOSING = 2, RK__DEAD = 3 };
+enum {
+  RK__CONNECTING = 0,
+  RK__RELAYING = 1,
+  RK__CLOSING = 2,
+  RK__DEAD = 3,
+  RK__HOLDING = 4 /* accepted on a RK_LISTEN_HOLD listener, undecided */
+};
+/* How long a client may go on sending after a CLOSE decision before it is
+ * cut off (its bytes are read and dropped, so the reply is not lost to a
+ * reset caused by unread data). */
+#define RK__LINGER_MS 2000
 enum { RK__KIND_RELAY = 0, RK__KIND_PROXY = 1, RK__KIND_CONNECT_FD = 2 };
 
 struct rk__conn {
@@ -125,6 +137,12 @@ struct rk__conn {
   rk__conn *tbl_next; /* engine id table chain */
   /* peer address for RK_EV_ACCEPT */
   struct sockaddr_storage peer;
+  /* RK__HOLDING: the client's first bytes */
+  uint8_t *hold_buf;
+  uint32_t hold_len, hold_cap;
+  uint32_t hold_max;       /* > 0: reading was asked for, up to this many */
+  int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
+  int64_t hold_deadline_ms; /* 0: none */
 };
 
 struct rk__listener {
@@ -135,6 +153,8 @@ struct rk__listener {
   int32_t max_conns;
   int32_t idle_timeout_ms;
   uint32_t hooks; /* RK_RELAY_HOOK_* for its connections */
+  int hold;       /* RK_LISTEN_HOLD */
+  int32_t hold_timeout_ms;
   int32_t active; /* atomic */
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */
@@ -158,7 +178,9 @@ enum {
   RK__CMD_START_CONNECT,
   RK__CMD_STOP,
   RK__CMD_ABORT_LISTENER,
-  RK__CMD_HOOK_RESUME
+  RK__CMD_HOOK_RESUME,
+  RK__CMD_HOLD_READ,
+  RK__CMD_HOLD_DECIDE
 };
 
 typedef struct rk__cmd {
@@ -169,8 +191,12 @@ typedef struct rk__cmd {
   rk__listener *listener;
   struct addrinfo *ai;
   int err;
-  uint8_t *data; /* HOOK_RESUME: malloc'd bytes to send */
+  uint8_t *data; /* HOOK_RESUME, HOLD_DECIDE (to b): malloc'd bytes */
   uint32_t len;
+  uint8_t *data2; /* HOLD_DECIDE: malloc'd bytes to a */
+  uint32_t len2;
+  rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
+  int32_t opts[6];    /* HOLD_DECIDE: rk_hold_decide's opts */
   struct rk__cmd *next;
 } rk__cmd;
 
@@ -272,6 +298,13 @@ void rk__worker_release_pools(rk__worker *w);
 void rk__sweep(rk__worker *w, int64_t now);
 void rk__mark_ready(rk__conn *c);
 void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len);
+
+/* hold.c */
+void rk__hold_start(rk__conn *c);
+void rk__hold_event(rk__conn *c, int side, uint32_t events);
+void rk__hold_read_cmd(rk__conn *c, uint32_t max);
+void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__cmd_free(rk__cmd *cmd);
 
 /* connect.c */
 void rk__connect_start(rk__conn *c);

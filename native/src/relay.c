@@ -284,6 +284,8 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   }
   rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
+  free(c->hold_buf);
+  c->hold_buf = NULL;
   if (c->owns_target)
     rk__free_target(c->target);
   c->target = NULL;
@@ -503,6 +505,10 @@ static int rk__pump(rk__conn *c, int d) {
     }
     RK__ADD(&dir->rd, (uint64_t)n);
     rk__touch(c);
+    if (dir->discard) {
+      rk__dir_buf_release(w, dir);
+      goto next_read;
+    }
     if (dir->hooked) {
       /* hand the chunk to the host and pause this direction */
       if ((size_t)n < want && src->r_pollable && !dir->rdhup)
@@ -516,6 +522,7 @@ static int rk__pump(rk__conn *c, int d) {
       rk__post(w->e, rec);
       return 0;
     }
+  next_read:
     if ((size_t)n < want && src->r_pollable && !dir->rdhup)
       dir->can_read = 0;
   }
@@ -548,6 +555,10 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
     rk__connect_event(c, side, events);
     return;
   }
+  if (c->state == RK__HOLDING) {
+    rk__hold_event(c, side, events);
+    return;
+  }
   rk__side *s = &c->side[side];
   if ((events & EPOLLERR) && s->is_sock) {
     /* An error on a socket whose direction is paused would otherwise go
@@ -575,7 +586,8 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
 }
 
 void rk__conn_close_cmd(rk__conn *c, int mode) {
-  if (mode == RK_CLOSE_ABORT || c->state == RK__CONNECTING) {
+  if (mode == RK_CLOSE_ABORT || c->state == RK__CONNECTING ||
+      c->state == RK__HOLDING) {
     /* asked for: an end, not an error */
     c->abort_rst = mode == RK_CLOSE_ABORT;
     rk__conn_end(c, RK_END_CLOSED, 0);
@@ -612,6 +624,13 @@ void rk__sweep(rk__worker *w, int64_t now) {
     if (c->state == RK__CONNECTING) {
       if (c->connect_deadline_ms != 0 && now >= c->connect_deadline_ms)
         rk__connect_event(c, 1, 0); /* 0 events: the deadline passed */
+    } else if (c->state == RK__HOLDING) {
+      if (c->hold_deadline_ms != 0 && now >= c->hold_deadline_ms)
+        rk__conn_end(c, RK_END_HOLD_TIMEOUT, -ETIMEDOUT);
+    } else if (c->dir[0].discard) {
+      /* after a CLOSE decision: the client had its reply and its time */
+      if (now >= c->hold_deadline_ms)
+        rk__conn_end(c, RK_END_CLOSED, 0);
     } else if (c->idle_timeout_ms > 0 &&
                now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms) {
       rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);

@@ -6,7 +6,7 @@
  * @module
  */
 import { RelaykitError } from "../errors.ts";
-import type { ConnectionStats } from "./types.ts";
+import type { ConnectionStats, OriginalInfo } from "./types.ts";
 
 /** A direction of a connection: a is the client (or the first fd). */
 export type Direction = "aToB" | "bToA";
@@ -21,6 +21,8 @@ export interface HookContext {
   readonly remote: { host: string; port: number } | undefined;
   /** Live counters of the connection. */
   stats(): ConnectionStats | undefined;
+  /** Who the client really was, when its proxy accepts or sends PROXY headers. */
+  readonly original?: OriginalInfo;
 }
 
 /**

@@ -7,7 +7,16 @@
  */
 import { cstr, type NativeEngine, type NativeEvent, u64 } from "../native/engine.ts";
 import type { RelaykitError } from "../errors.ts";
-import { END, EV, EVMASK, FAMILY, LISTEN_FLAGS, RELAY_FLAGS } from "../native/symbols.ts";
+import {
+  DECIDE,
+  END,
+  EV,
+  EVMASK,
+  FAMILY,
+  HOLD,
+  LISTEN_FLAGS,
+  RELAY_FLAGS,
+} from "../native/symbols.ts";
 import { ipv6Text } from "../protocol/ip.ts";
 import { type DataHooks, type Direction, type HookContext, runHook } from "./hooks.ts";
 import {
@@ -21,6 +30,9 @@ import {
   type FamilyPreference,
   formatEndpoint,
   type ForwardEngine,
+  type HeldConnection,
+  type HoldDecision,
+  type InetEndpoint,
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
@@ -33,6 +45,7 @@ const REASONS: Record<number, EndReason> = {
   [END.CLOSED]: "closed",
   [END.CONNECT_FAILED]: "connect-failed",
   [END.ENGINE_CLOSED]: "engine-closed",
+  [END.HOLD_TIMEOUT]: "decision-timeout",
 };
 
 /** rk_target family codes (RK_FAMILY_*) by preference. */
@@ -52,14 +65,33 @@ function countersOf(ev: NativeEvent): Counters {
   };
 }
 
-/** The host and port of an ACCEPT record. */
-function peerOf(ev: NativeEvent): { host: string; port: number } | undefined {
-  const family = ev.words[0];
-  const port = ev.words[1] ?? 0;
-  const bytes = new Uint8Array(ev.words.buffer, ev.words.byteOffset + 8, 16);
+/** An address of family `family` from 16 record bytes at `offset`. */
+function inetAt(
+  ev: NativeEvent,
+  family: number,
+  offset: number,
+  port: number,
+): InetEndpoint | undefined {
+  const bytes = new Uint8Array(ev.words.buffer, ev.words.byteOffset + offset, 16);
   if (family === 2) return { host: bytes.subarray(0, 4).join("."), port };
   if (family === 10) return { host: ipv6Text(bytes), port };
   return undefined;
+}
+
+/** The host and port of an ACCEPT record. */
+function peerOf(ev: NativeEvent): InetEndpoint | undefined {
+  return inetAt(ev, ev.words[0] ?? 0, 8, ev.words[1] ?? 0);
+}
+
+/** The connection of a first RK_EV_HOLD record: client and local address. */
+function heldOf(ev: NativeEvent): HeldConnection {
+  const family = ev.words[0] ?? 0;
+  const conn: HeldConnection = { id: ev.id };
+  const remote = inetAt(ev, family, 8, ev.words[1] ?? 0);
+  const local = inetAt(ev, family, 24, ev.err);
+  if (remote !== undefined) conn.remote = remote;
+  if (local !== undefined) conn.local = local;
+  return conn;
 }
 
 /** The end of a connection from its CLOSED record. */
@@ -89,7 +121,7 @@ export function nativeStats(engine: NativeEngine, id: number): ConnectionStats |
     bToA: { read: br, written: bw },
     startedAt,
     lastActivityAt,
-    state: state === 0 ? "connecting" : state === 1 ? "relaying" : "closing",
+    state: state === 0 ? "connecting" : state === 1 ? "relaying" : state === 4 ? "held" : "closing",
   };
 }
 
@@ -161,6 +193,41 @@ export function nativeClose(engine: NativeEngine, id: number, mode: "graceful" |
   engine.sym.rk_conn_close(engine.handle, id, mode === "abort" ? 1 : 0);
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** Hand a held connection's decision to the library. */
+function nativeDecide(engine: NativeEngine, id: number, d: HoldDecision, spec: ProxySpec): void {
+  const sym = engine.sym;
+  if (d.action === "close") {
+    const toA = d.toClient ?? EMPTY;
+    const opts = new Int32Array([DECIDE.CLOSE, 0, 0, 0, -1, 0]);
+    sym.rk_hold_decide(engine.handle, id, cstr(""), cstr(""), opts, 6, EMPTY, 0, toA, toA.length);
+    return;
+  }
+  const [host, port] = hostPort(d.target);
+  const toB = d.toTarget ?? EMPTY, toA = d.toClient ?? EMPTY;
+  const opts = new Int32Array([
+    DECIDE.CONNECT,
+    port,
+    FAMILIES[spec.family],
+    d.connectTimeout ?? spec.connectTimeout,
+    d.idleTimeout ?? -1,
+    d.consume ?? 0,
+  ]);
+  sym.rk_hold_decide(
+    engine.handle,
+    id,
+    cstr(host),
+    cstr(spec.bindAddress ?? ""),
+    opts,
+    opts.length,
+    toB,
+    toB.length,
+    toA,
+    toA.length,
+  );
+}
+
 function hostPort(e: Endpoint): [string, number] {
   return "path" in e ? [e.path, -1] : [e.host, e.port];
 }
@@ -181,37 +248,45 @@ export class NativeForwardEngine implements ForwardEngine {
     const e = this.#engine;
     const sym = e.sym;
     const [host, port] = hostPort(spec.listen);
-    const flags = LISTEN_FLAGS.REUSEADDR | (spec.reusePort ? LISTEN_FLAGS.REUSEPORT : 0);
+    const flags = LISTEN_FLAGS.REUSEADDR | (spec.reusePort ? LISTEN_FLAGS.REUSEPORT : 0) |
+      (spec.hold !== undefined ? LISTEN_FLAGS.HOLD : 0);
     // no per-connection events until someone asks (setInterest): a proxy
-    // nobody watches costs JavaScript nothing per connection
+    // nobody watches costs JavaScript nothing per connection. Held
+    // connections always report their end: their owner keeps state.
+    const holdMask = spec.hold !== undefined ? EVMASK.CLOSED : 0;
     const opts = new Int32Array([
       spec.backlog,
       flags,
       spec.maxConnections,
       spec.idleTimeout,
-      0,
+      holdMask,
       hookFlags(spec.hooks),
+      spec.hold?.timeout ?? 0,
     ]);
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       sym.rk_listen(e.handle, cstr(host), port, opts, opts.length),
       `Cannot listen on "${where}"`,
     );
+    // per held connection: what it was, and where it was sent (for messages)
+    const held = new Map<number, { conn: HeldConnection; target?: Endpoint }>();
     try {
       const [thost, tport] = hostPort(spec.target);
-      e.check(
-        sym.rk_listener_set_target(
-          e.handle,
-          lid,
-          cstr(thost),
-          tport,
-          FAMILIES[spec.family],
-          spec.connectTimeout,
-          cstr(spec.bindAddress ?? ""),
-        ),
-        `Cannot proxy to "${formatEndpoint(spec.target)}"`,
-      );
-      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid));
+      if (spec.hold === undefined) {
+        e.check(
+          sym.rk_listener_set_target(
+            e.handle,
+            lid,
+            cstr(thost),
+            tport,
+            FAMILIES[spec.family],
+            spec.connectTimeout,
+            cstr(spec.bindAddress ?? ""),
+          ),
+          `Cannot proxy to "${formatEndpoint(spec.target)}"`,
+        );
+      }
+      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held));
       e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
     } catch (err) {
       e.offListener(lid);
@@ -237,16 +312,54 @@ export class NativeForwardEngine implements ForwardEngine {
           e.handle,
           lid,
           (i.open ? EVMASK.ACCEPT : 0) | (i.connected ? EVMASK.CONNECTED : 0) |
-            (i.close ? EVMASK.CLOSED : 0),
+            (i.close ? EVMASK.CLOSED : 0) | holdMask,
         ),
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
+      readMore: (id, max) => void sym.rk_hold_read(e.handle, id, Math.max(1, max)),
+      decide: (id, d) => {
+        const h = held.get(id);
+        if (h === undefined) return; // ended meanwhile, or decided already
+        if (d.action === "connect") h.target = d.target;
+        nativeDecide(e, id, d, spec);
+      },
     });
   }
 
-  #onEvent(ev: NativeEvent, spec: ProxySpec, cb: ProxyCallbacks, lid: number): void {
+  #onEvent(
+    ev: NativeEvent,
+    spec: ProxySpec,
+    cb: ProxyCallbacks,
+    lid: number,
+    held: Map<number, { conn: HeldConnection; target?: Endpoint }>,
+  ): void {
     const e = this.#engine;
     switch (ev.type) {
+      case EV.HOLD: {
+        const flags = ev.reason;
+        let h = held.get(ev.id);
+        if (h === undefined) {
+          if (!(flags & HOLD.FIRST)) return; // cannot happen
+          h = { conn: heldOf(ev) };
+          held.set(ev.id, h);
+        }
+        let data = new Uint8Array(ev.durationMs);
+        if (data.length > 0) {
+          const n = e.sym.rk_hold_take(e.handle, ev.id, data, data.length);
+          if (n < 0) return; // it ended meanwhile; its CLOSED follows
+          if (n > data.length) {
+            data = new Uint8Array(n);
+            e.sym.rk_hold_take(e.handle, ev.id, data, n);
+          }
+        }
+        cb.held?.({
+          conn: h.conn,
+          data,
+          first: (flags & HOLD.FIRST) !== 0,
+          eof: (flags & HOLD.EOF) !== 0,
+        });
+        break;
+      }
       case EV.ACCEPT: {
         const remote = peerOf(ev);
         cb.open(remote === undefined ? { id: ev.id } : { id: ev.id, remote });
@@ -258,20 +371,25 @@ export class NativeForwardEngine implements ForwardEngine {
       case EV.HOOK:
         nativeHook(e, ev, spec.hooks, (err) => cb.hookFailed(err));
         break;
-      case EV.CLOSED:
+      case EV.CLOSED: {
+        const target = held.get(ev.id)?.target ?? spec.target;
+        held.delete(ev.id);
         cb.close(
           endOf(
             e,
             ev,
             (reason) =>
               reason === "connect-failed"
-                ? connectFailure(spec.target)
+                ? connectFailure(target)
                 : reason === "idle-timeout"
                 ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
-                : `Connection ${ev.id} to "${formatEndpoint(spec.target)}" failed`,
+                : reason === "decision-timeout"
+                ? `Connection ${ev.id} undecided after ${spec.hold?.timeout} ms`
+                : `Connection ${ev.id} to "${formatEndpoint(target)}" failed`,
           ),
         );
         break;
+      }
       case EV.REJECTED:
         cb.reject(e.error(ev.err, `Connection refused on "${formatEndpoint(spec.listen)}"`));
         break;

@@ -16,10 +16,13 @@ import type { NetConn, NetListener } from "../runtime/types.ts";
 import {
   type ConnectionStats,
   type Counters,
+  type Endpoint,
   type EndReason,
   type EventInterest,
   formatEndpoint,
   type ForwardEngine,
+  type HeldConnection,
+  type HoldDecision,
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
@@ -30,6 +33,22 @@ const SWEEP_MS = 100;
 
 /** Connection ids, engine-wide (the native engine numbers its own). */
 let nextId = 1;
+
+/** How long a client may go on sending after a "close" decision. */
+const LINGER_MS = 2000;
+
+const EMPTY = new Uint8Array(0);
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
 
 interface Direction {
   hookPending: boolean; // a chunk is with the hook: the source stays paused
@@ -42,7 +61,7 @@ class StreamConnection {
   readonly id: number;
   readonly startedAt = Date.now();
   lastActivityAt = this.startedAt;
-  state: "connecting" | "relaying" | "closing" = "connecting";
+  state: "held" | "connecting" | "relaying" | "closing" = "connecting";
   readonly a: NetConn;
   b: NetConn | undefined;
   readonly dirs: [Direction, Direction] = [
@@ -55,6 +74,14 @@ class StreamConnection {
   error: RelaykitError | undefined;
   final: Counters | undefined; // taken before the sockets are destroyed
   lastWritten = 0; // for the idle check: writes are activity too
+  // held connections (ProxySpec.hold)
+  held: Uint8Array[] = [];
+  heldLength = 0;
+  holdMax = 0; // > 0: reading was asked for
+  deadline = 0; // undecided by then: "decision-timeout"; after "close": cut
+  discard = false; // after a "close" decision: drop what the client sends
+  target: Endpoint | undefined; // where it was sent
+  idleTimeout: number | undefined; // the decision's own
 
   constructor(id: number, a: NetConn) {
     this.id = id;
@@ -86,9 +113,120 @@ class StreamProxy implements ProxyHandle {
     this.#cb = cb;
     this.#listener = listener;
     this.address = listener.address;
-    if (spec.idleTimeout > 0) {
+    if (spec.idleTimeout > 0 || spec.hold !== undefined) {
       this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     }
+  }
+
+  #conn(c: StreamConnection): HeldConnection {
+    const conn: HeldConnection = { id: c.id };
+    if (c.a.remote !== undefined) conn.remote = c.a.remote;
+    if (c.a.local !== undefined) conn.local = c.a.local;
+    return conn;
+  }
+
+  #heldInfo = new Map<number, HeldConnection>();
+
+  /** Tell the owner what a held connection has sent so far. */
+  #post(c: StreamConnection, first: boolean): void {
+    c.holdMax = 0;
+    c.a.pause();
+    let conn = this.#heldInfo.get(c.id);
+    if (conn === undefined) this.#heldInfo.set(c.id, conn = this.#conn(c));
+    const data = c.held.length === 0 ? EMPTY : concatBytes(c.held);
+    c.held = data.length === 0 ? [] : [data];
+    this.#cb.held?.({ conn, data, first, eof: c.dirs[0].eof });
+  }
+
+  #holdData(c: StreamConnection, chunk: Uint8Array): void {
+    if (c.discard) {
+      c.dirs[0].read += chunk.length;
+      return;
+    }
+    // a plain Uint8Array view (node:net gives Buffers): what users see
+    c.held.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+    c.heldLength += chunk.length;
+    c.dirs[0].read += chunk.length;
+    c.lastActivityAt = Date.now();
+    if (c.holdMax > 0) this.#post(c, false);
+    else c.a.pause(); // cannot happen: paused while not asked
+  }
+
+  #holdEof(c: StreamConnection): void {
+    c.dirs[0].eof = true;
+    if (c.discard) {
+      this.#finish(c, "closed");
+      c.a.destroy(false);
+      return;
+    }
+    if (c.holdMax > 0) this.#post(c, false);
+  }
+
+  readMore(id: number, max: number): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.ended || c.state !== "held") return;
+    c.holdMax = Math.max(1, max);
+    if (c.heldLength >= c.holdMax || c.dirs[0].eof) {
+      queueMicrotask(() => {
+        if (!c.ended && c.state === "held" && c.holdMax > 0) this.#post(c, false);
+      });
+      return;
+    }
+    c.a.resume();
+  }
+
+  decide(id: number, d: HoldDecision): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.ended || c.state !== "held") return;
+    c.holdMax = 0;
+    c.a.pause();
+    const held = concatBytes(c.held);
+    c.held = [];
+    if (d.action === "close") {
+      c.state = "closing";
+      c.discard = true;
+      c.deadline = Date.now() + LINGER_MS;
+      if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
+      c.dirs[1].eof = c.dirs[1].done = true;
+      c.a.end();
+      if (c.dirs[0].eof) {
+        this.#finish(c, "closed");
+        c.a.destroy(false);
+      } else {
+        c.a.resume();
+      }
+      return;
+    }
+    c.state = "connecting";
+    c.deadline = 0;
+    c.target = d.target;
+    if (d.idleTimeout !== undefined) c.idleTimeout = d.idleTimeout;
+    const consume = Math.min(Math.max(0, d.consume ?? 0), held.length);
+    const first = [d.toTarget ?? EMPTY, held.subarray(consume)].filter((p) => p.length > 0);
+    this.#connect(c, d.target, d.connectTimeout ?? this.#spec.connectTimeout, (b) => {
+      if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
+      if (first.length > 0) b.write(concatBytes(first));
+    });
+  }
+
+  #connect(
+    c: StreamConnection,
+    target: Endpoint,
+    timeout: number,
+    before?: (b: NetConn) => void,
+  ): void {
+    const spec = this.#spec;
+    runtime.net.connect(target, {
+      timeout,
+      family: spec.family,
+      bindAddress: spec.bindAddress,
+    }).then((b) => {
+      if (!c.ended) before?.(b);
+      this.#connected(c, b);
+    }, (err: RelaykitError) => {
+      if (c.ended) return;
+      this.#end(c, "connect-failed", err);
+    });
   }
 
   accept(a: NetConn): void {
@@ -112,20 +250,20 @@ class StreamProxy implements ProxyHandle {
     // Watch the client while connecting: a reset ends it, its bytes wait
     // (paused) until the target is there.
     a.start({
-      data: (chunk) => this.#data(c, 0, chunk),
-      end: () => this.#eof(c, 0),
+      data: (chunk) =>
+        c.state === "held" || c.discard ? this.#holdData(c, chunk) : this.#data(c, 0, chunk),
+      end: () => c.state === "held" || c.discard ? this.#holdEof(c) : this.#eof(c, 0),
       drain: () => this.#resume(c, 1),
       close: (code) => this.#sideClosed(c, code),
     });
     a.pause();
-    runtime.net.connect(spec.target, {
-      timeout: spec.connectTimeout,
-      family: spec.family,
-      bindAddress: spec.bindAddress,
-    }).then((b) => this.#connected(c, b), (err: RelaykitError) => {
-      if (c.ended) return;
-      this.#end(c, "connect-failed", err);
-    });
+    if (spec.hold !== undefined) {
+      c.state = "held";
+      if (spec.hold.timeout > 0) c.deadline = Date.now() + spec.hold.timeout;
+      this.#post(c, true);
+      return;
+    }
+    this.#connect(c, spec.target, spec.connectTimeout);
   }
 
   #connected(c: StreamConnection, b: NetConn): void {
@@ -146,7 +284,9 @@ class StreamProxy implements ProxyHandle {
       this.#graceful(c);
       return;
     }
-    c.a.resume();
+    // a held client may have ended already (its EOF came while deciding)
+    if (c.dirs[0].eof) this.#shut(c, 0);
+    else c.a.resume();
   }
 
   /** Read from side `d` again, unless its chunk is with a hook. */
@@ -224,7 +364,7 @@ class StreamProxy implements ProxyHandle {
       this.#maybeGone(c);
       return;
     }
-    const target = formatEndpoint(this.#spec.target);
+    const target = formatEndpoint(c.target ?? this.#spec.target);
     // A socket closes on its own after EOF both ways (a hook may still be
     // writing its last bytes to the other one); before that, or with an
     // error, it was a reset.
@@ -267,7 +407,8 @@ class StreamProxy implements ProxyHandle {
 
   #report(c: StreamConnection): void {
     if (!this.#conns.delete(c.id)) return;
-    if (c.error !== undefined || this.#interest.close) {
+    this.#heldInfo.delete(c.id);
+    if (c.error !== undefined || this.#interest.close || this.#spec.hold !== undefined) {
       const end = {
         id: c.id,
         reason: c.reason,
@@ -303,9 +444,26 @@ class StreamProxy implements ProxyHandle {
 
   #sweep(): void {
     const now = Date.now();
-    const idle = this.#spec.idleTimeout;
     for (const c of this.#conns.values()) {
-      if (c.state === "connecting" || c.ended) continue;
+      if (c.ended) continue;
+      if (c.state === "held" || c.discard) {
+        if (c.deadline === 0 || now < c.deadline) continue;
+        if (c.discard) {
+          this.#end(c, "closed");
+        } else {
+          const timeout = this.#spec.hold?.timeout;
+          this.#end(
+            c,
+            "decision-timeout",
+            errorFor(`Connection ${c.id} undecided after ${timeout} ms`, "ETIMEDOUT", {
+              connectionId: c.id,
+            }),
+          );
+        }
+        continue;
+      }
+      const idle = c.idleTimeout ?? this.#spec.idleTimeout;
+      if (c.state === "connecting" || idle === 0) continue;
       const written = c.a.written + (c.b?.written ?? 0);
       if (written !== c.lastWritten) {
         c.lastWritten = written;
@@ -350,7 +508,7 @@ class StreamProxy implements ProxyHandle {
       this.#end(c, "closed", undefined, true);
       return;
     }
-    if (c.state === "connecting") {
+    if (c.state === "connecting" || c.state === "held") {
       this.#end(c, "closed");
       return;
     }

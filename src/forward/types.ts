@@ -6,6 +6,7 @@
  */
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
+import type { DecodedTlvs, ProxyHeader } from "../protocol/proxy_protocol.ts";
 
 /** A TCP address or a Unix socket path. */
 export type Endpoint = { host: string; port: number } | { path: string };
@@ -20,7 +21,8 @@ export type EndReason =
   | "idle-timeout"
   | "closed"
   | "connect-failed"
-  | "engine-closed";
+  | "engine-closed"
+  | "decision-timeout";
 
 /** Byte counters of one direction. */
 export interface DirectionCounters {
@@ -48,7 +50,7 @@ export interface ConnectionStats extends Counters {
   /** When a byte last moved, ms since the Unix epoch. */
   lastActivityAt: number;
   /** Where it is in its life. */
-  state: "connecting" | "relaying" | "closing";
+  state: "held" | "connecting" | "relaying" | "closing";
 }
 
 /** A connection that was accepted. */
@@ -69,7 +71,78 @@ export interface ConnectionEnd extends Counters {
   error?: RelaykitError;
   /** Lifetime in ms. */
   durationMs: number;
+  /** Who the client really was, when a PROXY header was received or sent. */
+  original?: OriginalInfo;
 }
+
+/** A TCP address. */
+export interface InetEndpoint {
+  /** Numeric address ("192.0.2.1", "2001:db8::1"). */
+  host: string;
+  /** Port. */
+  port: number;
+}
+
+/** Who a connection really comes from. */
+export interface OriginalInfo {
+  /** Connection id. */
+  id: number;
+  /** The original client: from the PROXY header, else the peer itself. */
+  source?: InetEndpoint;
+  /** The address the client connected to, likewise. */
+  destination?: InetEndpoint;
+  /** The PROXY header the client sent, if it sent one. */
+  header?: ProxyHeader;
+  /** Its TLVs, decoded. */
+  tlvs?: DecodedTlvs;
+}
+
+/** A connection held for a decision (see {@link ProxySpec.hold}). */
+export interface HeldConnection {
+  /** Engine-wide connection id. */
+  id: number;
+  /** The client's address (absent for Unix sockets). */
+  remote?: InetEndpoint;
+  /** The address the client connected to (absent for Unix sockets). */
+  local?: InetEndpoint;
+}
+
+/** What a held connection's owner sees each time something arrives. */
+export interface HeldUpdate {
+  /** The connection. */
+  conn: HeldConnection;
+  /** Every byte the client sent so far (none at first). */
+  data: Uint8Array;
+  /** Just accepted: nothing was read yet. */
+  first: boolean;
+  /** The client finished sending. */
+  eof: boolean;
+}
+
+/** What to do with a held connection. */
+export type HoldDecision =
+  | {
+    /** Connect to `target`, send `toTarget` and the unconsumed held bytes, then relay. */
+    action: "connect";
+    /** Where to go. */
+    target: Endpoint;
+    /** Bytes sent to the target before anything from the client. */
+    toTarget?: Uint8Array;
+    /** Bytes sent to the client once the target is connected. */
+    toClient?: Uint8Array;
+    /** How many held bytes to drop from the front. @default 0 */
+    consume?: number;
+    /** Connect timeout in ms (0: none). @default the proxy's */
+    connectTimeout?: number;
+    /** Idle timeout in ms (0: none). @default the proxy's */
+    idleTimeout?: number;
+  }
+  | {
+    /** Send `toClient`, then close. */
+    action: "close";
+    /** Bytes for the client before the close. */
+    toClient?: Uint8Array;
+  };
 
 /** What a proxy listener needs to know. */
 export interface ProxySpec {
@@ -93,6 +166,13 @@ export interface ProxySpec {
   bindAddress: string | undefined;
   /** Data hooks per direction (a is the client). */
   hooks: DataHooks;
+  /**
+   * Hold each connection until its owner decides where it goes
+   * (`ProxyCallbacks.held`, `ProxyHandle.readMore` and `decide`) instead of
+   * connecting to `target`; undecided after `timeout` ms (0: never), it
+   * ends with "decision-timeout".
+   */
+  hold?: { timeout: number };
 }
 
 /** What an engine reports about a proxy listener. */
@@ -107,6 +187,8 @@ export interface ProxyCallbacks {
   reject(error: RelaykitError): void;
   /** A hook failed; its connection is being closed. */
   hookFailed(error: RelaykitError): void;
+  /** A held connection was accepted or sent more (ProxySpec.hold). */
+  held?(update: HeldUpdate): void;
   /** The listening socket is closed. */
   stopped(): void;
   /** Closed, and its last connection has ended: nothing more will come. */
@@ -139,6 +221,13 @@ export interface ProxyHandle {
   closeConnection(id: number, mode: "graceful" | "abort"): void;
   /** Live counters of one connection, or undefined once it ended. */
   connectionStats(id: number): ConnectionStats | undefined;
+  /**
+   * Read more of a held connection: `held` is called again once at least
+   * one more byte came, the client ended, or `max` bytes are held in all.
+   */
+  readMore(id: number, max: number): void;
+  /** Decide where a held connection goes (once). */
+  decide(id: number, decision: HoldDecision): void;
 }
 
 /** An engine: native (C workers) or stream (runtime sockets). */

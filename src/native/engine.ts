@@ -220,6 +220,7 @@ export class NativeEngine {
         h = this.#onTest;
         break;
       case EV.ACCEPT:
+      case EV.HOLD:
       case EV.REJECTED:
       case EV.ACCEPT_ERROR:
       case EV.LISTENER_CLOSED:

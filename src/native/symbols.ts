@@ -107,6 +107,30 @@ export const SYMBOLS = {
   // int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap)
   rk_conn_peer: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
 
+  // int32_t rk_hold_read(int32_t h, int32_t id, int32_t max)
+  rk_hold_read: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap)
+  rk_hold_take: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
+  //   const char *bind_host, const int32_t *opts, int32_t nopts,
+  //   const uint8_t *to_b, int32_t to_b_len, const uint8_t *to_a,
+  //   int32_t to_a_len)
+  rk_hold_decide: {
+    parameters: [
+      "i32",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+    ],
+    result: "i32",
+  },
+
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
   // int32_t rk_fd_socketpair(int32_t *out)
@@ -166,6 +190,7 @@ export const EV = {
   FD_CONNECTED: 7,
   LISTENER_DRAINED: 8,
   HOOK: 9,
+  HOLD: 10,
   TEST: 99,
 } as const;
 
@@ -177,7 +202,14 @@ export const END = {
   CLOSED: 4,
   CONNECT_FAILED: 5,
   ENGINE_CLOSED: 6,
+  HOLD_TIMEOUT: 7,
 } as const;
+
+/** Flags of an RK_EV_HOLD record (RK_HOLD_*). */
+export const HOLD = { FIRST: 1, EOF: 2, FULL: 4 } as const;
+
+/** Decisions of rk_hold_decide (RK_DECIDE_*). */
+export const DECIDE = { CONNECT: 1, CLOSE: 2 } as const;
 
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
@@ -186,7 +218,7 @@ export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
 export const RELAY_FLAGS = { KEEP_FDS: 1, HOOK_AB: 2, HOOK_BA: 4 } as const;
 
 /** Flags of rk_listen. */
-export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
+export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4, HOLD: 8 } as const;
 
 /** Address family preferences of outbound connects. */
 export const FAMILY = {

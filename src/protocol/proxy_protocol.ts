@@ -279,7 +279,7 @@ function parseTlvs(b: Uint8Array, what: string): Tlv[] {
     if (o + 3 + len > b.length) {
       fail("V2_BAD_TLV", `${what} TLV 0x${type.toString(16)} overruns the header`);
     }
-    out.push({ type, value: b.slice(o + 3, o + 3 + len) });
+    out.push({ type, value: new Uint8Array(b.subarray(o + 3, o + 3 + len)) }); // a copy, plain
     o += 3 + len;
   }
   return out;
@@ -299,6 +299,20 @@ function parseV2(buf: Uint8Array): ParseResult {
   if (family > 3) fail("V2_BAD_FAMILY", `PROXY v2 header with address family ${family}`);
   if (proto > 2) fail("V2_BAD_TRANSPORT", `PROXY v2 header with transport ${proto}`);
   const alen = [0, 12, 36, 216][family]!;
+  if (body.length < alen && cmd === 0) {
+    // LOCAL: the receiver ignores the family (the spec), so a missing
+    // address block is no error; what is there is skipped
+    return {
+      kind: "header",
+      header: {
+        version: 2,
+        command: "local",
+        transport: proto === 1 ? "stream" : proto === 2 ? "dgram" : "unspec",
+        tlvs: [],
+      },
+      length: total,
+    };
+  }
   if (body.length < alen) {
     fail(
       "V2_SHORT_ADDRESS",
@@ -358,6 +372,7 @@ export function decodeTlvs(tlvs: readonly Tlv[]): DecodedTlvs {
         out.authority = utf8.decode(t.value);
         break;
       case TLV.CRC32C:
+        if (t.value.length !== 4) fail("V2_BAD_TLV", "PROXY v2 CRC32C TLV must be 4 bytes");
         out.crc32c = new DataView(t.value.buffer, t.value.byteOffset, 4).getUint32(0);
         break;
       case TLV.UNIQUE_ID:
@@ -429,7 +444,11 @@ function buildV1(h: ProxyHeader): Uint8Array {
   for (const p of [s.port, d.port]) {
     if (!Number.isInteger(p) || p < 0 || p > 65535) throw new RangeError(`Bad port ${p}`);
   }
-  return new TextEncoder().encode(`PROXY ${proto} ${s.host} ${d.host} ${s.port} ${d.port}\r\n`);
+  // TCP6 in its shortest form: any spelling of an address then fits V1_MAX
+  const text = (h: string) => proto === "TCP6" ? ipv6Text(ipv6Bytes(h)) : h;
+  return new TextEncoder().encode(
+    `PROXY ${proto} ${text(s.host)} ${text(d.host)} ${s.port} ${d.port}\r\n`,
+  );
 }
 
 function buildV2(h: ProxyHeader, withCrc: boolean): Uint8Array {

@@ -12,11 +12,18 @@ import type {
   ConnectionStats,
   Endpoint,
   FamilyPreference,
+  OriginalInfo,
   ProxyHandle,
   ProxySpec,
 } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
-import type { DataHooks } from "../forward/hooks.ts";
+import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
+import {
+  type AcceptProxyOptions,
+  checkFrontOptions,
+  Front,
+  type SendProxyOptions,
+} from "./front.ts";
 
 /** Options of {@link TcpProxy.listen}. */
 export interface TcpProxyOptions {
@@ -48,6 +55,14 @@ export interface TcpProxyOptions {
    * without a hook keeps moving natively at full speed.
    */
   hooks?: DataHooks;
+  /**
+   * Accept a PROXY protocol header from clients in trusted ranges: the
+   * original client's address then reaches the `original` event, hooks
+   * (`ctx.original`), `close` events and any header sent on.
+   */
+  acceptProxy?: AcceptProxyOptions;
+  /** Send a PROXY protocol header (v1 or v2, with TLVs) to the target first. */
+  sendProxy?: SendProxyOptions;
 }
 
 /** Events of a {@link TcpProxy}. */
@@ -56,6 +71,8 @@ export interface TcpProxyEvents {
   open: ConnectionInfo;
   /** A client's connection to the target is up. */
   connect: number;
+  /** A client's PROXY header was accepted: who it really is. */
+  original: OriginalInfo;
   /** A connection ended, with counters and the reason. */
   close: ConnectionEnd;
   /** Something failed: a connect, a reset, a refused or failed accept. */
@@ -84,6 +101,21 @@ function checkEndpoint(name: string, e: Endpoint): void {
   if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) {
     throw new RangeError(`${name}.port must be an integer from 0 to 65535, not ${e.port}`);
   }
+}
+
+/** Hooks that see `ctx.original` from the front's PROXY header state. */
+function withOriginal(hooks: DataHooks, front: Front): DataHooks {
+  const wrap = (hook: DataHook | undefined): DataHook | undefined =>
+    hook === undefined ? undefined : (chunk, ctx) =>
+      hook(
+        chunk,
+        Object.create(ctx, { original: { value: front.original(ctx.id) } }) as HookContext,
+      );
+  const out: DataHooks = {};
+  const aToB = wrap(hooks.aToB), bToA = wrap(hooks.bToA);
+  if (aToB !== undefined) out.aToB = aToB;
+  if (bToA !== undefined) out.bToA = bToA;
+  return out;
 }
 
 /**
@@ -136,6 +168,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   static async listen(options: TcpProxyOptions): Promise<TcpProxy> {
     checkEndpoint("listen", options.listen);
     checkEndpoint("target", options.target);
+    checkFrontOptions(options.acceptProxy, options.sendProxy);
     const spec: ProxySpec = {
       listen: options.listen,
       target: options.target,
@@ -149,6 +182,19 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       hooks: options.hooks ?? {},
     };
     const choice = chooseEngine(options.engine, options.nativeEngine);
+    let front: Front | undefined;
+    if (options.acceptProxy !== undefined || options.sendProxy !== undefined) {
+      front = new Front({
+        accept: options.acceptProxy,
+        send: options.sendProxy,
+        target: options.target,
+        hooks: spec.hooks,
+        onOriginal: (info) => later((p) => p.emit("original", info)),
+        onError: (err) => later((p) => p.emit("error", err)),
+      });
+      spec.hold = { timeout: front.timeout };
+      spec.hooks = withOriginal(spec.hooks, front);
+    }
     // Errors may come before the constructor has run: hold them until then.
     const made: { proxy?: TcpProxy } = {};
     const early: (() => void)[] = [];
@@ -157,10 +203,16 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     let drainedResolve!: () => void;
     const drained = new Promise<void>((r) => drainedResolve = r);
     const handle = await choice.engine.startProxy(spec, {
+      held: (u) => front?.held(u),
       open: (info) => later((p) => p.emit("open", info)),
       connected: (id) => later((p) => p.emit("connect", id)),
       close: (end) =>
         later((p) => {
+          const original = front?.original(end.id);
+          if (original !== undefined) {
+            front!.forget(end.id);
+            end.original = original;
+          }
           if (end.error !== undefined) p.emit("error", end.error);
           p.emit("close", end);
         }),
@@ -171,6 +223,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       stopped: () => {},
       drained: () => drainedResolve(),
     });
+    front?.attach(handle);
     const proxy = made.proxy = new TcpProxy(
       { name: choice.engine.name, reason: choice.reason },
       handle,

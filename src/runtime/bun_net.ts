@@ -34,6 +34,7 @@ function undeclared(s: object): Undeclared {
 
 class BunConn implements NetConn {
   readonly remote: { host: string; port: number } | undefined;
+  readonly local: { host: string; port: number } | undefined;
   readonly #s: BunSocket;
   readonly #x: Undeclared;
   #h: NetHandlers | undefined;
@@ -49,6 +50,7 @@ class BunConn implements NetConn {
     this.#s = s;
     this.#x = undeclared(s);
     this.remote = tcp ? { host: s.remoteAddress, port: s.remotePort } : undefined;
+    this.local = tcp ? { host: s.localAddress, port: s.localPort } : undefined;
     s.setNoDelay(true);
     this.#x.pause(); // bytes wait in the kernel until start()
   }

@@ -24,6 +24,7 @@ export function codeOf(err: unknown): string {
 
 class NodeConn implements NetConn {
   readonly remote: { host: string; port: number } | undefined;
+  readonly local: { host: string; port: number } | undefined;
   readonly #s: net.Socket;
   #error: string | undefined;
 
@@ -31,6 +32,10 @@ class NodeConn implements NetConn {
     this.#s = s;
     this.remote = s.remoteAddress !== undefined && s.remotePort !== undefined
       ? { host: s.remoteAddress, port: s.remotePort }
+      : undefined;
+    this.local = this.remote !== undefined && s.localAddress !== undefined &&
+        s.localPort !== undefined
+      ? { host: s.localAddress, port: s.localPort }
       : undefined;
     s.setNoDelay(true);
     // Until start(), nothing is read: bytes wait in the kernel.

@@ -51,6 +51,8 @@ export interface NetHandlers {
 export interface NetConn {
   /** The peer's address, when it is a TCP peer. */
   readonly remote: { host: string; port: number } | undefined;
+  /** The address the peer connected to, when it is a TCP peer. */
+  readonly local: { host: string; port: number } | undefined;
   /** Start delivering events to `h`. */
   start(h: NetHandlers): void;
   /** Bytes handed to the kernel so far (not counting any still queued). */

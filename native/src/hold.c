@@ -1,0 +1,332 @@
+/*
+ * hold.c - connections held for a decision by the host.
+ *
+ * Theory of operation
+ * A listener with RK_LISTEN_HOLD accepts as usual but connects nowhere.
+ * Each connection starts in RK__HOLDING: its socket is registered, and
+ * RK_EV_HOLD goes out at once with the client's and the local address. From
+ * then on the host drives it:
+ *   rk_hold_read   read until at least one byte more, EOF, or the asked
+ *                  maximum, then post RK_EV_HOLD again (and stop reading:
+ *                  the host asks for each step, so a held connection never
+ *                  holds more than the host allowed)
+ *   rk_hold_take   copy the held bytes out
+ *   rk_hold_decide CONNECT: the bytes to send first (a PROXY header, a
+ *                  rewritten request) and the held bytes not consumed
+ *                  become direction a->b's pending buffer, a reply to the
+ *                  client becomes b->a's, and the ordinary connect and
+ *                  relay take over - the relay writes pending bytes before
+ *                  reading anything, so the order on the wire is exact.
+ *                  CLOSE: the reply becomes b->a's pending buffer with EOF
+ *                  behind it, and a->b reads and drops whatever the client
+ *                  still sends (closing a socket with unread bytes would
+ *                  reset it and could destroy the reply in flight) until
+ *                  the client closes or RK__LINGER_MS passes.
+ * A hold timeout, checked by the sweep like the other timeouts, ends a
+ * connection that is still undecided (RK_END_HOLD_TIMEOUT).
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+void rk__cmd_free(rk__cmd *cmd) {
+  rk__ai_free(cmd->ai);
+  free(cmd->data);
+  free(cmd->data2);
+  rk__free_target(cmd->target);
+  free(cmd);
+}
+
+/* Port and address bytes of a socket address into rec (port word, first
+ * address word). */
+static void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
+                         const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+    rec[port_word] = ntohs(s->sin_port);
+    memcpy(&rec[addr_word], &s->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+    rec[port_word] = ntohs(s->sin6_port);
+    memcpy(&rec[addr_word], &s->sin6_addr, 16);
+  }
+}
+
+static void rk__hold_post(rk__conn *c, uint32_t flags) {
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
+                                  (uint32_t)c->listener->id};
+  rec[4] = flags;
+  rec[5] = c->hold_len;
+  rec[6] = c->peer.ss_family;
+  if (flags & RK_HOLD_FIRST) {
+    rk__put_addr(rec, 7, 8, &c->peer);
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
+    memset(&local, 0, sizeof local);
+    if (getsockname(c->side[0].rfd, (struct sockaddr *)&local, &len) == 0 &&
+        local.ss_family == c->peer.ss_family)
+      rk__put_addr(rec, 3, 12, &local);
+  }
+  c->hold_max = 0; /* wait to be asked again */
+  __atomic_store_n(&c->hold_posted, 1, __ATOMIC_RELEASE);
+  rk__post(c->w->e, rec);
+}
+
+void rk__hold_start(rk__conn *c) {
+  int r = rk__side_register(c->w, c, &c->side[0]);
+  if (r < 0) {
+    rk__conn_end(c, RK_END_RESET, r);
+    return;
+  }
+  if (c->listener->hold_timeout_ms > 0)
+    c->hold_deadline_ms = rk__now_mono() + c->listener->hold_timeout_ms;
+  rk__hold_post(c, RK_HOLD_FIRST);
+}
+
+/* Read what was asked for, if anything was; post once something came. */
+static void rk__hold_pump(rk__conn *c) {
+  rk__dir *dir = &c->dir[0];
+  int fd = c->side[0].rfd;
+  int got = 0;
+  if (c->hold_max == 0)
+    return; /* not asked to read */
+  while (dir->can_read && !dir->eof && c->hold_len < c->hold_max) {
+    uint32_t room = c->hold_max - c->hold_len;
+    if (room > RK__BUF_SIZE)
+      room = RK__BUF_SIZE;
+    if (c->hold_cap < c->hold_len + room) {
+      uint8_t *b = realloc(c->hold_buf, c->hold_len + room);
+      if (b == NULL) {
+        rk__conn_end(c, RK_END_RESET, -ENOMEM);
+        return;
+      }
+      c->hold_buf = b;
+      c->hold_cap = c->hold_len + room;
+    }
+    ssize_t n;
+    RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
+    if (n < 0) {
+      if (errno != EAGAIN) {
+        rk__conn_end(c, RK_END_RESET, -errno);
+        return;
+      }
+      dir->can_read = 0;
+      break;
+    }
+    if (n == 0) {
+      dir->eof = 1;
+      break;
+    }
+    c->hold_len += (uint32_t)n;
+    RK__ADD(&dir->rd, (uint64_t)n);
+    RK__STORE(&c->last_mono_ms, rk__now_mono());
+    got = 1;
+    if ((uint32_t)n < room && !dir->rdhup) {
+      dir->can_read = 0; /* drained: the next bytes raise a new edge */
+      break;
+    }
+  }
+  uint32_t flags = (dir->eof ? RK_HOLD_EOF : 0) |
+                   (c->hold_len >= c->hold_max ? RK_HOLD_FULL : 0);
+  if (got || flags != 0)
+    rk__hold_post(c, flags);
+}
+
+void rk__hold_event(rk__conn *c, int side, uint32_t events) {
+  if (side != 0)
+    return;
+  if (events & EPOLLERR) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->side[0].rfd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+        err != 0) {
+      rk__conn_end(c, RK_END_RESET, -err);
+      return;
+    }
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    c->dir[0].can_read = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+      c->dir[0].rdhup = 1;
+  }
+  rk__hold_pump(c);
+}
+
+void rk__hold_read_cmd(rk__conn *c, uint32_t max) {
+  if (c->state != RK__HOLDING)
+    return;
+  __atomic_store_n(&c->hold_posted, 0, __ATOMIC_RELEASE);
+  c->hold_max = max;
+  rk__hold_pump(c);
+}
+
+void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
+  if (c->state != RK__HOLDING)
+    return; /* decided twice, or ended meanwhile: cmd is freed by the caller */
+  __atomic_store_n(&c->hold_posted, 0, __ATOMIC_RELEASE);
+  c->hold_max = 0;
+  c->hold_deadline_ms = 0;
+  uint32_t consume = cmd->opts[5] > 0 ? (uint32_t)cmd->opts[5] : 0;
+  if (consume > c->hold_len)
+    consume = c->hold_len;
+  uint32_t rest = c->hold_len - consume;
+  int32_t action = cmd->opts[0];
+  if (cmd->opts[4] >= 0)
+    c->idle_timeout_ms = cmd->opts[4];
+
+  /* b->a: the reply, written to the client before anything from b */
+  if (cmd->len2 > 0) {
+    c->dir[1].buf = cmd->data2;
+    c->dir[1].buf_own = 1;
+    c->dir[1].buf_off = 0;
+    c->dir[1].buf_len = cmd->len2;
+    cmd->data2 = NULL;
+  }
+
+  if (action == RK_DECIDE_CLOSE) {
+    free(c->hold_buf);
+    c->hold_buf = NULL;
+    c->hold_len = c->hold_cap = 0;
+    c->dir[1].active = 1;
+    c->dir[1].eof = 1; /* no source: the reply, then FIN */
+    c->dir[0].active = 1;
+    c->dir[0].discard = c->dir[0].nosplice = 1;
+    c->dir[0].hooked = 0;
+    c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
+    RK__STORE(&c->state, RK__CLOSING);
+    rk__conn_run(c);
+    return;
+  }
+
+  /* a->b: what the host sends first, then the held bytes it kept */
+  uint32_t blen = cmd->len + rest;
+  if (blen > 0) {
+    uint8_t *b = cmd->data;
+    if (rest > 0) {
+      b = realloc(cmd->data, blen);
+      if (b == NULL) {
+        rk__conn_end(c, RK_END_RESET, -ENOMEM);
+        return;
+      }
+      memcpy(b + cmd->len, c->hold_buf + consume, rest);
+    }
+    cmd->data = NULL;
+    c->dir[0].buf = b;
+    c->dir[0].buf_own = 1;
+    c->dir[0].buf_off = 0;
+    c->dir[0].buf_len = blen;
+  }
+  free(c->hold_buf);
+  c->hold_buf = NULL;
+  c->hold_len = c->hold_cap = 0;
+  c->target = cmd->target;
+  c->owns_target = 1;
+  cmd->target = NULL;
+  RK__STORE(&c->state, RK__CONNECTING);
+  rk__connect_start(c);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+/* Find connection id and send it cmd; frees cmd when there is none. */
+static int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  rk__worker *w = c != NULL ? c->w : NULL;
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (w == NULL) {
+    rk__cmd_free(cmd);
+    return -ENOENT;
+  }
+  cmd->id = id;
+  rk__send(w, cmd);
+  return 0;
+}
+
+int32_t rk_hold_read(int32_t h, int32_t id, int32_t max) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (max <= 0)
+    return -EINVAL;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL)
+    return -ENOMEM;
+  cmd->type = RK__CMD_HOLD_READ;
+  cmd->arg = max;
+  return rk__send_to_conn(e, id, cmd);
+}
+
+int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (cap < 0)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  int32_t r;
+  if (c == NULL) {
+    r = -ENOENT;
+  } else if (!__atomic_load_n(&c->hold_posted, __ATOMIC_ACQUIRE)) {
+    r = -EINVAL;
+  } else {
+    /* the worker leaves held bytes alone until the next rk_hold_read or
+     * rk_hold_decide from this same thread, and cannot free them while we
+     * hold tbl_lock (an ending connection leaves the table first) */
+    r = (int32_t)c->hold_len;
+    if (r > 0)
+      memcpy(out, c->hold_buf, (size_t)(r < cap ? r : cap));
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return r;
+}
+
+static uint8_t *rk__dup_bytes(const uint8_t *data, int32_t len) {
+  uint8_t *copy = malloc(len > 0 ? (size_t)len : 1);
+  if (copy != NULL && len > 0)
+    memcpy(copy, data, (size_t)len);
+  return copy;
+}
+
+int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
+                       const char *bind_host, const int32_t *opts,
+                       int32_t nopts, const uint8_t *to_b, int32_t to_b_len,
+                       const uint8_t *to_a, int32_t to_a_len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (opts == NULL || nopts < 6 || to_b_len < 0 || to_a_len < 0 ||
+      (to_b_len > 0 && to_b == NULL) || (to_a_len > 0 && to_a == NULL))
+    return -EINVAL;
+  int32_t action = opts[0];
+  if (action == RK_DECIDE_CONNECT) {
+    if (host == NULL || opts[1] > 65535 || opts[2] < 0 ||
+        opts[2] > RK_FAMILY_ONLY_V6 || opts[3] < 0)
+      return -EINVAL;
+  } else if (action != RK_DECIDE_CLOSE) {
+    return -EINVAL;
+  }
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL)
+    return -ENOMEM;
+  cmd->type = RK__CMD_HOLD_DECIDE;
+  memcpy(cmd->opts, opts, sizeof cmd->opts);
+  cmd->data = rk__dup_bytes(to_b, to_b_len);
+  cmd->len = (uint32_t)to_b_len;
+  cmd->data2 = rk__dup_bytes(to_a, to_a_len);
+  cmd->len2 = (uint32_t)to_a_len;
+  if (action == RK_DECIDE_CONNECT)
+    cmd->target = rk__copy_target(host, opts[1], opts[2], opts[3], bind_host);
+  if (cmd->data == NULL || cmd->data2 == NULL ||
+      (action == RK_DECIDE_CONNECT && cmd->target == NULL)) {
+    rk__cmd_free(cmd);
+    return -ENOMEM;
+  }
+  return rk__send_to_conn(e, id, cmd);
+}
