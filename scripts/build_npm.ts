@@ -117,6 +117,10 @@ cpSync(join(root, "LICENSE"), join(out, "LICENSE"));
 console.log(`built ${pkg.name}@${pkg.version} into ${out}`);
 
 if (process.argv.includes("--tests")) {
-  compile(join(work, "node-test"), ["test/conformance_test.ts", "test/hooks_test.ts"]);
+  compile(join(work, "node-test"), [
+    "test/conformance_test.ts",
+    "test/hooks_test.ts",
+    "test/proxy_listener_test.ts",
+  ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

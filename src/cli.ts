@@ -16,6 +16,7 @@ import { formatEndpoint } from "./forward/types.ts";
 import type { EnginePreference } from "./forward/select.ts";
 import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
+import { parseCidr } from "./protocol/cidr.ts";
 import {
   decodeTlvs,
   type ParseMode,
@@ -54,6 +55,14 @@ forward options:
   --max-connections N      concurrent connections; more are closed at once (0: none)
   --connect-timeout MS     give up connecting to the target after MS (default 10000)
   --idle-timeout MS        close connections idle for MS (default 0: never)
+  --accept-proxy M         take a PROXY header from clients: detect, v1 or v2
+  --trusted CIDRS          who may send one, comma-separated (default
+                           127.0.0.0/8,::1); anyone else is refused
+  --untrusted refuse|no-header
+                           or relayed as is, header or not (default refuse)
+  --send-proxy V           send a PROXY header to the target: v1 or v2
+  --proxy-v2-options LIST  v2 TLVs, comma-separated: unique-id, crc32c,
+                           authority=NAME
   --quiet                  print only errors
   --verbose                print every connection
 `;
@@ -136,6 +145,11 @@ async function forward(args: string[]): Promise<void> {
     "--max-connections",
     "--connect-timeout",
     "--idle-timeout",
+    "--accept-proxy",
+    "--trusted",
+    "--untrusted",
+    "--send-proxy",
+    "--proxy-v2-options",
   ], ["--quiet", "--verbose"]);
   const listen = endpointFlag(p, "--listen");
   const target = endpointFlag(p, "--to");
@@ -151,6 +165,7 @@ async function forward(args: string[]): Promise<void> {
   if (maxConnections !== undefined) options.maxConnections = maxConnections;
   if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
   if (idleTimeout !== undefined) options.idleTimeout = idleTimeout;
+  frontFlags(p, options);
   if (threads !== undefined && engine !== "stream") {
     try {
       options.nativeEngine = new NativeEngine({ threads });
@@ -181,11 +196,75 @@ async function forward(args: string[]): Promise<void> {
       (c) =>
         console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`),
     );
+    proxy.on("original", (o) => console.log(`relaykit: #${o.id} ${describeHeader(o.header!)}`));
     proxy.on("close", (e) =>
       console.log(
-        `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down`,
+        `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down${
+          e.original?.source ? `, client ${formatEndpoint(e.original.source)}` : ""
+        }`,
       ));
   }
+}
+
+/** --accept-proxy, --trusted, --untrusted, --send-proxy, --proxy-v2-options. */
+function frontFlags(p: Parsed, options: TcpProxyOptions): void {
+  const accept = p.flags.get("--accept-proxy");
+  const trusted = p.flags.get("--trusted");
+  const untrusted = p.flags.get("--untrusted");
+  if (accept !== undefined) {
+    if (accept !== "detect" && accept !== "v1" && accept !== "v2") {
+      throw new UsageError(`--accept-proxy must be detect, v1 or v2, not "${accept}"`);
+    }
+    if (untrusted !== undefined && untrusted !== "refuse" && untrusted !== "no-header") {
+      throw new UsageError(`--untrusted must be refuse or no-header, not "${untrusted}"`);
+    }
+    options.acceptProxy = { mode: accept };
+    if (untrusted !== undefined) options.acceptProxy.untrusted = untrusted;
+    if (trusted !== undefined) {
+      const list = trusted.split(",").map((t) => t.trim()).filter((t) => t !== "");
+      try {
+        for (const t of list) parseCidr(t);
+      } catch (err) {
+        throw new UsageError(`--trusted: ${(err as Error).message}`);
+      }
+      options.acceptProxy.trusted = list;
+    }
+  } else if (trusted !== undefined || untrusted !== undefined) {
+    throw new UsageError(
+      `${trusted !== undefined ? "--trusted" : "--untrusted"} needs --accept-proxy`,
+    );
+  }
+  const send = p.flags.get("--send-proxy");
+  const v2 = p.flags.get("--proxy-v2-options");
+  if (send !== undefined) {
+    if (send !== "v1" && send !== "v2") {
+      throw new UsageError(`--send-proxy must be v1 or v2, not "${send}"`);
+    }
+    options.sendProxy = { version: send === "v1" ? 1 : 2 };
+    if (v2 !== undefined) {
+      if (send !== "v2") throw new UsageError("--proxy-v2-options needs --send-proxy v2");
+      for (const opt of v2.split(",").map((o) => o.trim()).filter((o) => o !== "")) {
+        if (opt === "unique-id") options.sendProxy.uniqueId = true;
+        else if (opt === "crc32c") options.sendProxy.crc32c = true;
+        else if (opt.startsWith("authority=") && opt.length > 10) {
+          options.sendProxy.authority = opt.slice(10);
+        } else {
+          throw new UsageError(
+            `--proxy-v2-options: unknown option "${opt}" (unique-id, crc32c, authority=NAME)`,
+          );
+        }
+      }
+    }
+  } else if (v2 !== undefined) {
+    throw new UsageError("--proxy-v2-options needs --send-proxy v2");
+  }
+}
+
+/** Bytes as text when they are printable ASCII, else as hex. */
+function printable(b: Uint8Array): string {
+  return b.every((x) => x >= 0x20 && x < 0x7f)
+    ? new TextDecoder().decode(b)
+    : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 function describeHeader(h: ProxyHeader): string {
@@ -200,9 +279,7 @@ function describeHeader(h: ProxyHeader): string {
   const extras = [
     t.alpn !== undefined ? `alpn=${t.alpn}` : "",
     t.authority !== undefined ? `authority=${t.authority}` : "",
-    t.uniqueId !== undefined
-      ? `unique_id=${Array.from(t.uniqueId, (b) => b.toString(16).padStart(2, "0")).join("")}`
-      : "",
+    t.uniqueId !== undefined ? `unique_id=${printable(t.uniqueId)}` : "",
     t.ssl !== undefined ? `ssl=${t.ssl.version ?? "yes"}${t.ssl.cn ? ` cn=${t.ssl.cn}` : ""}` : "",
     t.netns !== undefined ? `netns=${t.netns}` : "",
     ...h.tlvs.filter((x) => ![1, 2, 3, 4, 5, 0x20, 0x30].includes(x.type)).map((x) =>

@@ -2,11 +2,12 @@
  * Test helpers: real sockets on 127.0.0.1, deterministic pseudo-random
  * streams, fd counting. Used under `deno test` and `bun test`.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync } from "node:fs";
 import net from "node:net";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { NativeEngine } from "../src/native/engine.ts";
 import { runtime } from "../src/runtime/detect.ts";
 
@@ -246,4 +247,38 @@ export function runtimeCommand(script: string, args: string[] = []): string[] {
   return isDeno
     ? [process.execPath, "run", "-A", script, ...args]
     : [process.execPath, script, ...args];
+}
+
+/** The relaykit command's source. */
+export const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
+
+/** Start the relaykit command on this runtime; resolve with its first stdout line (and the child). */
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; line: Promise<string>; output: { out: string } } {
+  const [cmd, ...rest] = runtimeCommand(CLI, args);
+  const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: "pipe" });
+  const output = { out: "" };
+  const line = new Promise<string>((resolve, reject) => {
+    let err = "";
+    child.stdout!.on("data", (d: Uint8Array) => {
+      output.out += String(d);
+      const out = output.out;
+      const nl = out.indexOf("\n");
+      if (nl >= 0) resolve(out.slice(0, nl));
+    });
+    child.stderr!.on("data", (d: Uint8Array) => err += String(d));
+    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${err}`)));
+  });
+  return { child, line, output };
+}
+
+/** SIGTERM the child; resolve with its exit code (or the signal's name). */
+export function stopChild(child: ChildProcess): Promise<number | string | null> {
+  return new Promise((resolve) => {
+    // "close", not "exit": only then has all of its output been read
+    child.once("close", (code, signal) => resolve(code ?? signal));
+    child.kill("SIGTERM");
+  });
 }

@@ -3,42 +3,22 @@
  * child process of this same runtime.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
-import { connect, echoServer, receiveAll, runtimeCommand, waitFor } from "./_helpers.ts";
+import {
+  CLI,
+  connect,
+  echoServer,
+  receiveAll,
+  runtimeCommand,
+  startCli,
+  stopChild,
+  waitFor,
+} from "./_helpers.ts";
 
-const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
-
-/** Start the command; resolve with its first stdout line (and the child). */
-function start(args: string[], env: Record<string, string> = {}) {
-  const [cmd, ...rest] = runtimeCommand(cli, args);
-  const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: "pipe" });
-  const output = { out: "" };
-  const line = new Promise<string>((resolve, reject) => {
-    let err = "";
-    child.stdout!.on("data", (d: Uint8Array) => {
-      output.out += String(d);
-      const out = output.out;
-      const nl = out.indexOf("\n");
-      if (nl >= 0) resolve(out.slice(0, nl));
-    });
-    child.stderr!.on("data", (d: Uint8Array) => err += String(d));
-    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${err}`)));
-  });
-  return { child, line, output };
-}
-
-/** SIGTERM the child; resolve with its exit code (or the signal's name). */
-function stop(child: ChildProcess): Promise<number | string | null> {
-  return new Promise((resolve) => {
-    // "close", not "exit": only then has all of its output been read
-    child.once("close", (code, signal) => resolve(code ?? signal));
-    child.kill("SIGTERM");
-  });
-}
+const cli = CLI;
 
 function run(args: string[], env: Record<string, string> = {}) {
   const [cmd, ...rest] = runtimeCommand(cli, args);
@@ -53,7 +33,7 @@ describe("relaykit command", () => {
   for (const engine of ["native", "stream"] as const) {
     test(`forward --engine ${engine} relays bytes and says which engine runs`, async () => {
       const backend = await echoServer();
-      const { child, line, output } = start([
+      const { child, line, output } = startCli([
         "forward",
         "--listen",
         "127.0.0.1:0",
@@ -71,7 +51,7 @@ describe("relaykit command", () => {
         const reply = receiveAll(c);
         c.end("through the command");
         assert.equal((await reply).bytes, "through the command".length);
-        const exit = await stop(child);
+        const exit = await stopChild(child);
         assert.match(output.out, /relaykit: SIGTERM: closing \d+ connections/);
         // Deno's child_process reports a child that handled SIGTERM and
         // then exited with 0 as killed by SIGTERM; Node and Bun report 0.
@@ -86,7 +66,7 @@ describe("relaykit command", () => {
 
   test("auto falls back to the stream engine and says why when the library cannot load", async () => {
     const backend = await echoServer();
-    const { child, line } = start(
+    const { child, line } = startCli(
       ["forward", "--listen", "127.0.0.1:0", "--to", `127.0.0.1:${backend.port}`],
       { RELAYKIT_LIB: "/nonexistent" },
     );
@@ -133,6 +113,40 @@ describe("relaykit command", () => {
       [["forward", "--listen", ":0", "--to", ":1", "--threads", "x"], /--threads must be/],
       [["forward", "--listen", ":0", "--to", ":1", "--engine", "fast"], /--engine must be/],
       [["forward", "--bogus"], /unknown option "--bogus"/],
+      [["forward", "--listen", ":0", "--to", ":1", "--accept-proxy", "v3"], /--accept-proxy must/],
+      [
+        ["forward", "--listen", ":0", "--to", ":1", "--trusted", "10.0.0.0/8"],
+        /needs --accept-proxy/,
+      ],
+      [
+        [
+          "forward",
+          "--listen",
+          ":0",
+          "--to",
+          ":1",
+          "--accept-proxy",
+          "v1",
+          "--trusted",
+          "10.0.0/8",
+        ],
+        /--trusted: "10.0.0\/8" is not an address range/,
+      ],
+      [["forward", "--listen", ":0", "--to", ":1", "--send-proxy", "v9"], /--send-proxy must/],
+      [
+        [
+          "forward",
+          "--listen",
+          ":0",
+          "--to",
+          ":1",
+          "--send-proxy",
+          "v2",
+          "--proxy-v2-options",
+          "x",
+        ],
+        /unknown option "x"/,
+      ],
       [["frobnicate"], /unknown command "frobnicate"/],
     ] as const
   ) {
@@ -145,7 +159,7 @@ describe("relaykit command", () => {
   }
 
   test("echo --accept-proxy detect prints the original addresses and echoes only what follows", async () => {
-    const { child, line, output } = start([
+    const { child, line, output } = startCli([
       "echo",
       "--listen",
       "127.0.0.1:0",
@@ -189,6 +203,45 @@ describe("relaykit command", () => {
       assert.match(output.out, /ends with LF without CR; closing/);
     } finally {
       child.kill("SIGKILL");
+    }
+  });
+
+  test("forward --accept-proxy v1 --send-proxy v2 carries the original client to echo", async () => {
+    const echo = startCli(["echo", "--listen", "127.0.0.1:0", "--accept-proxy", "v2"]);
+    let fwd: ReturnType<typeof startCli> | undefined;
+    try {
+      const echoPort = Number((await echo.line).match(/echo on 127\.0\.0\.1:(\d+)/)?.[1]);
+      fwd = startCli([
+        "forward",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        `127.0.0.1:${echoPort}`,
+        "--accept-proxy",
+        "v1",
+        "--send-proxy",
+        "v2",
+        "--proxy-v2-options",
+        "unique-id,crc32c,authority=db.example",
+        "--verbose",
+      ]);
+      const port = Number((await fwd.line).match(/forwarding 127\.0\.0\.1:(\d+)/)?.[1]);
+      const c = await connect(port);
+      let got = "";
+      c.on("data", (d: Uint8Array) => got += new TextDecoder().decode(d));
+      c.end("PROXY TCP6 2001:db8::7 2001:db8::8 4000 5432\r\nquery");
+      await new Promise((r) => c.once("close", r));
+      assert.equal(got, "query");
+      await waitFor(() => /authority=db\.example/.test(echo.output.out), 5000, "echo line");
+      assert.match(
+        echo.output.out,
+        /PROXY v2 stream \[2001:db8::7\]:4000 -> \[2001:db8::8\]:5432 \[authority=db\.example unique_id=[0-9a-f]{32}\]/,
+      );
+      await waitFor(() => /client \[2001:db8::7\]:4000/.test(fwd!.output.out), 5000, "close line");
+      assert.match(fwd.output.out, /PROXY v1 stream \[2001:db8::7\]:4000 -> \[2001:db8::8\]:5432/);
+    } finally {
+      echo.child.kill("SIGKILL");
+      fwd?.child.kill("SIGKILL");
     }
   });
 
