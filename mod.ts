@@ -28,7 +28,18 @@ export {
   type EndReason,
   type FamilyPreference,
   formatEndpoint,
+  type InetEndpoint,
+  type OriginalInfo,
 } from "./src/forward/types.ts";
+export {
+  type AcceptProxyOptions,
+  type RouteBytes,
+  type RouteConnection,
+  type RouteFunction,
+  type RouteResult,
+  type SendProxyOptions,
+} from "./src/proxy/front.ts";
+export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";

@@ -121,6 +121,7 @@ if (process.argv.includes("--tests")) {
     "test/conformance_test.ts",
     "test/hooks_test.ts",
     "test/proxy_listener_test.ts",
+    "test/route_test.ts",
   ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

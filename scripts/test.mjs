@@ -111,6 +111,7 @@ if (built) {
     "test/hooks_test.ts",
     "test/bridge_test.ts",
     "test/proxy_listener_test.ts",
+    "test/route_test.ts",
   ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,

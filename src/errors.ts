@@ -73,6 +73,8 @@ const ERROR_TEXT: Record<string, string> = {
   RK_ELIMIT: "connection limit reached",
   RK_EPROXY: "PROXY protocol error",
   RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
+  RK_EROUTE: "no route",
+  RK_EROUTE_LIMIT: "too many bytes before a route",
   EPIPE: "Broken pipe",
   EADDRINUSE: "Address already in use",
   EADDRNOTAVAIL: "Cannot assign requested address",

@@ -115,6 +115,7 @@ typedef enum {
 /* Decisions for rk_hold_decide(). */
 #define RK_DECIDE_CONNECT 1 /* connect, then send to_b and relay */
 #define RK_DECIDE_CLOSE 2   /* send to_a to the client, then close */
+#define RK_DECIDE_FILE 3    /* send to_a, then a file, then close */
 
 /* Address family preference for outbound connects. */
 #define RK_FAMILY_ANY 0
@@ -292,7 +293,12 @@ RK_EXTERN int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out,
                                int32_t cap);
 /* Decide. opts: [0] RK_DECIDE_*, [1] port (< 0: host is a Unix path),
  * [2] RK_FAMILY_*, [3] connect timeout ms, [4] idle timeout ms (-1: the
- * listener's), [5] how many held bytes to drop from the front.
+ * listener's), [5] how many held bytes to drop from the front; FILE also
+ * [6], [7] offset (low, high 32 bits), [8], [9] length (low, high; both -1:
+ * to the end), with host the file's path (opened here, so a missing file
+ * is this call's error).
+ * FILE: send to_a, then the file with sendfile(2), end the stream, and
+ * discard what the client sends as for CLOSE; reason RK_END_DONE.
  * CONNECT: connect to host:port (from bind_host, may be NULL); once
  * connected send to_b, then the held bytes not dropped, to the target and
  * to_a to the client, then relay. CLOSE: send to_a to the client, end the

@@ -28,6 +28,8 @@
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,9 @@
 #include <unistd.h>
 
 void rk__cmd_free(rk__cmd *cmd) {
+  if (cmd->type == RK__CMD_HOLD_DECIDE && cmd->opts[0] == RK_DECIDE_FILE &&
+      cmd->arg >= 0)
+    close(cmd->arg); /* the file nobody took */
   rk__ai_free(cmd->ai);
   free(cmd->data);
   free(cmd->data2);
@@ -188,17 +193,31 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
     cmd->data2 = NULL;
   }
 
-  if (action == RK_DECIDE_CLOSE) {
+  if (action == RK_DECIDE_CLOSE || action == RK_DECIDE_FILE) {
     free(c->hold_buf);
     c->hold_buf = NULL;
     c->hold_len = c->hold_cap = 0;
     c->dir[1].active = 1;
-    c->dir[1].eof = 1; /* no source: the reply, then FIN */
+    c->dir[1].hooked = 0;
     c->dir[0].active = 1;
     c->dir[0].discard = c->dir[0].nosplice = 1;
     c->dir[0].hooked = 0;
-    c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
-    RK__STORE(&c->state, RK__CLOSING);
+    if (action == RK_DECIDE_CLOSE) {
+      c->dir[1].eof = 1; /* no source: the reply, then FIN */
+      /* a client that never reads its reply is cut after the linger time */
+      c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
+      RK__STORE(&c->state, RK__CLOSING);
+    } else {
+      /* side b is the file, sent with sendfile(2); regular files cannot be
+       * polled and are never registered */
+      rk__side_init(&c->side[1], cmd->arg, -1);
+      c->side[1].r_pollable = 0;
+      cmd->arg = -1;
+      c->dir[1].sendfile = 1;
+      c->dir[1].limit = (uint64_t)(uint32_t)cmd->opts[8] |
+                        ((uint64_t)(uint32_t)cmd->opts[9] << 32);
+      RK__STORE(&c->state, RK__RELAYING);
+    }
     rk__conn_run(c);
     return;
   }
@@ -287,6 +306,33 @@ int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
   return r;
 }
 
+/* Open a file for a FILE decision and seek to opts[6..7]; the length is
+ * opts[8..9] (-1, -1: to the end), checked against the file's size. */
+static int rk__open_range(const char *path, const int32_t *opts, int *fd_out,
+                          uint64_t *length) {
+  uint64_t offset = (uint64_t)(uint32_t)opts[6] | ((uint64_t)(uint32_t)opts[7] << 32);
+  int to_end = opts[8] == -1 && opts[9] == -1;
+  uint64_t want = (uint64_t)(uint32_t)opts[8] | ((uint64_t)(uint32_t)opts[9] << 32);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    close(fd);
+    return err;
+  }
+  uint64_t size = (uint64_t)st.st_size;
+  if (offset > size || (!to_end && want > size - offset) ||
+      lseek(fd, (off_t)offset, SEEK_SET) < 0) {
+    close(fd);
+    return -ERANGE;
+  }
+  *fd_out = fd;
+  *length = to_end ? size - offset : want;
+  return 0;
+}
+
 static uint8_t *rk__dup_bytes(const uint8_t *data, int32_t len) {
   uint8_t *copy = malloc(len > 0 ? (size_t)len : 1);
   if (copy != NULL && len > 0)
@@ -301,7 +347,8 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (opts == NULL || nopts < 6 || to_b_len < 0 || to_a_len < 0 ||
+  if (opts == NULL || nopts < 6 || (opts[0] == RK_DECIDE_FILE && nopts < 10) ||
+      to_b_len < 0 || to_a_len < 0 ||
       (to_b_len > 0 && to_b == NULL) || (to_a_len > 0 && to_a == NULL))
     return -EINVAL;
   int32_t action = opts[0];
@@ -309,14 +356,29 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
     if (host == NULL || opts[1] > 65535 || opts[2] < 0 ||
         opts[2] > RK_FAMILY_ONLY_V6 || opts[3] < 0)
       return -EINVAL;
-  } else if (action != RK_DECIDE_CLOSE) {
+  } else if (action != RK_DECIDE_CLOSE && action != RK_DECIDE_FILE) {
     return -EINVAL;
   }
+  int fd = -1;
+  uint64_t length = 0;
+  if (action == RK_DECIDE_FILE) {
+    if (host == NULL)
+      return -EINVAL;
+    int r = rk__open_range(host, opts, &fd, &length);
+    if (r < 0)
+      return r;
+  }
   rk__cmd *cmd = calloc(1, sizeof *cmd);
-  if (cmd == NULL)
+  if (cmd == NULL) {
+    if (fd >= 0)
+      close(fd);
     return -ENOMEM;
+  }
   cmd->type = RK__CMD_HOLD_DECIDE;
-  memcpy(cmd->opts, opts, sizeof cmd->opts);
+  memcpy(cmd->opts, opts, (size_t)(nopts < 10 ? nopts : 10) * sizeof(int32_t));
+  cmd->arg = fd;
+  cmd->opts[8] = (int32_t)(uint32_t)length;
+  cmd->opts[9] = (int32_t)(uint32_t)(length >> 32);
   cmd->data = rk__dup_bytes(to_b, to_b_len);
   cmd->len = (uint32_t)to_b_len;
   cmd->data2 = rk__dup_bytes(to_a, to_a_len);

@@ -93,6 +93,8 @@ typedef struct {
   unsigned buf_own : 1;  /* buf is malloc'd (hook result, held bytes), not
                             a pool buffer */
   unsigned discard : 1;  /* read and drop (a client after a CLOSE decision) */
+  unsigned sendfile : 1; /* the source is a file sent with sendfile(2) */
+  uint64_t limit;        /* bytes still to read; UINT64_MAX: no limit */
   int hook_pending;      /* atomic: a chunk is with the host */
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
@@ -196,7 +198,7 @@ typedef struct rk__cmd {
   uint8_t *data2; /* HOLD_DECIDE: malloc'd bytes to a */
   uint32_t len2;
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
-  int32_t opts[6];    /* HOLD_DECIDE: rk_hold_decide's opts */
+  int32_t opts[10];   /* HOLD_DECIDE: rk_hold_decide's opts */
   struct rk__cmd *next;
 } rk__cmd;
 

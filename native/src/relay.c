@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -138,6 +139,7 @@ rk__conn *rk__conn_new(rk__engine *e, int kind) {
     c->side[s].rfd = c->side[s].wfd = -1;
     c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1;
     c->dir[s].can_read = 1; /* bytes may be waiting from before we watched */
+    c->dir[s].limit = UINT64_MAX;
   }
   c->start_real_ms = rk__now_real();
   c->start_mono_ms = rk__now_mono();
@@ -442,6 +444,8 @@ static int rk__pump(rk__conn *c, int d) {
           !(last && dst->owned))
         rk__shut_dst(dst);
       dir->done = 1;
+      if (c->dir[!d].discard) /* a reply went out: the client has a while */
+        c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
       return 0;
     }
     if (!dir->can_read)
@@ -450,15 +454,42 @@ static int rk__pump(rk__conn *c, int d) {
       rk__mark_ready(c);
       return 0;
     }
+    if (dir->limit == 0) {
+      dir->eof = 1;
+      continue;
+    }
+    if (dir->sendfile) {
+      /* a file straight into the socket: no buffer, no pipe */
+      size_t chunk = dir->limit < (1u << 20) ? (size_t)dir->limit : (1u << 20);
+      ssize_t n;
+      RK__RETRY(n, sendfile(c->side[!d].wfd, src->rfd, NULL, chunk));
+      if (n < 0) {
+        if (errno != EAGAIN)
+          return -errno;
+        dir->blocked = 1;
+        return 0;
+      }
+      if (n == 0) {
+        dir->eof = 1; /* the file is shorter than asked */
+        continue;
+      }
+      dir->limit -= (uint64_t)n;
+      RK__ADD(&dir->rd, (uint64_t)n);
+      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__touch(c);
+      continue;
+    }
     /* a short read from a pollable source drains it (see the top) */
     size_t want = dir->splice ? RK__PIPE_CHUNK : RK__BUF_SIZE;
+    if (dir->limit < want)
+      want = (size_t)dir->limit;
     ssize_t n;
     if (dir->splice) {
       if (dir->pipe[0] < 0 && rk__pipe_get(w, dir->pipe) < 0) {
         dir->splice = 0; /* out of fds for pipes: read/write still works */
         continue;
       }
-      RK__RETRY(n, splice(src->rfd, NULL, dir->pipe[1], NULL, RK__PIPE_CHUNK,
+      RK__RETRY(n, splice(src->rfd, NULL, dir->pipe[1], NULL, want,
                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
       if (n < 0) {
         int err = errno;
@@ -482,7 +513,7 @@ static int rk__pump(rk__conn *c, int d) {
     } else {
       if (dir->buf == NULL && (dir->buf = rk__buf_get(w)) == NULL)
         return -ENOMEM;
-      RK__RETRY(n, read(src->rfd, dir->buf, RK__BUF_SIZE));
+      RK__RETRY(n, read(src->rfd, dir->buf, want));
       if (n < 0) {
         int err = errno;
         rk__buf_put(w, dir->buf);
@@ -504,6 +535,8 @@ static int rk__pump(rk__conn *c, int d) {
         dir->splice = 1; /* bulk: the next read goes through a pipe */
     }
     RK__ADD(&dir->rd, (uint64_t)n);
+    if (dir->limit != UINT64_MAX)
+      dir->limit -= (uint64_t)n;
     rk__touch(c);
     if (dir->discard) {
       rk__dir_buf_release(w, dir);
@@ -627,10 +660,12 @@ void rk__sweep(rk__worker *w, int64_t now) {
     } else if (c->state == RK__HOLDING) {
       if (c->hold_deadline_ms != 0 && now >= c->hold_deadline_ms)
         rk__conn_end(c, RK_END_HOLD_TIMEOUT, -ETIMEDOUT);
-    } else if (c->dir[0].discard) {
-      /* after a CLOSE decision: the client had its reply and its time */
-      if (now >= c->hold_deadline_ms)
-        rk__conn_end(c, RK_END_CLOSED, 0);
+    } else if (c->dir[0].discard && c->hold_deadline_ms != 0 &&
+               now >= c->hold_deadline_ms) {
+      /* after a CLOSE or FILE decision: the client had its reply and its
+       * time to close */
+      rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE,
+                   0);
     } else if (c->idle_timeout_ms > 0 &&
                now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms) {
       rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);

@@ -23,6 +23,7 @@ import {
   connectFailure,
   type ConnectionEnd,
   type ConnectionStats,
+  connectionTo,
   type Counters,
   type Endpoint,
   type EndReason,
@@ -196,13 +197,37 @@ export function nativeClose(engine: NativeEngine, id: number, mode: "graceful" |
 const EMPTY = new Uint8Array(0);
 
 /** Hand a held connection's decision to the library. */
-function nativeDecide(engine: NativeEngine, id: number, d: HoldDecision, spec: ProxySpec): void {
+function nativeDecide(
+  engine: NativeEngine,
+  id: number,
+  d: HoldDecision,
+  spec: ProxySpec,
+): RelaykitError | undefined {
   const sym = engine.sym;
+  if (d.action === "file") {
+    const toA = d.toClient ?? EMPTY;
+    const offset = d.offset ?? 0, length = d.length ?? -1;
+    const split = (n: number) => n < 0 ? [-1, -1] : [n % 2 ** 32 | 0, Math.floor(n / 2 ** 32)];
+    const opts = new Int32Array([DECIDE.FILE, 0, 0, 0, -1, 0, ...split(offset), ...split(length)]);
+    const r = sym.rk_hold_decide(
+      engine.handle,
+      id,
+      cstr(d.path),
+      cstr(""),
+      opts,
+      opts.length,
+      EMPTY,
+      0,
+      toA,
+      toA.length,
+    );
+    return r < 0 ? engine.error(r, `Cannot send the file "${d.path}"`, id) : undefined;
+  }
   if (d.action === "close") {
     const toA = d.toClient ?? EMPTY;
     const opts = new Int32Array([DECIDE.CLOSE, 0, 0, 0, -1, 0]);
     sym.rk_hold_decide(engine.handle, id, cstr(""), cstr(""), opts, 6, EMPTY, 0, toA, toA.length);
-    return;
+    return undefined;
   }
   const [host, port] = hostPort(d.target);
   const toB = d.toTarget ?? EMPTY, toA = d.toClient ?? EMPTY;
@@ -226,6 +251,7 @@ function nativeDecide(engine: NativeEngine, id: number, d: HoldDecision, spec: P
     toA,
     toA.length,
   );
+  return undefined;
 }
 
 function hostPort(e: Endpoint): [string, number] {
@@ -271,8 +297,9 @@ export class NativeForwardEngine implements ForwardEngine {
     // per held connection: what it was, and where it was sent (for messages)
     const held = new Map<number, { conn: HeldConnection; target?: Endpoint }>();
     try {
-      const [thost, tport] = hostPort(spec.target);
       if (spec.hold === undefined) {
+        if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
+        const [thost, tport] = hostPort(spec.target);
         e.check(
           sym.rk_listener_set_target(
             e.handle,
@@ -319,9 +346,9 @@ export class NativeForwardEngine implements ForwardEngine {
       readMore: (id, max) => void sym.rk_hold_read(e.handle, id, Math.max(1, max)),
       decide: (id, d) => {
         const h = held.get(id);
-        if (h === undefined) return; // ended meanwhile, or decided already
+        if (h === undefined) return undefined; // ended meanwhile, or decided already
         if (d.action === "connect") h.target = d.target;
-        nativeDecide(e, id, d, spec);
+        return nativeDecide(e, id, d, spec);
       },
     });
   }
@@ -380,12 +407,12 @@ export class NativeForwardEngine implements ForwardEngine {
             ev,
             (reason) =>
               reason === "connect-failed"
-                ? connectFailure(target)
+                ? connectFailure(target!)
                 : reason === "idle-timeout"
                 ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
                 : reason === "decision-timeout"
                 ? `Connection ${ev.id} undecided after ${spec.hold?.timeout} ms`
-                : `Connection ${ev.id} to "${formatEndpoint(target)}" failed`,
+                : `${connectionTo(ev.id, target)} failed`,
           ),
         );
         break;

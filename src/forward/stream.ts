@@ -9,12 +9,14 @@
  *
  * @module
  */
-import { errorFor, type RelaykitError } from "../errors.ts";
+import { closeSync, createReadStream, fstatSync, openSync, type ReadStream } from "node:fs";
+import { errorFor, normalizeCode, type RelaykitError } from "../errors.ts";
 import { type Direction as HookDirection, type HookContext, runHook } from "./hooks.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import {
   type ConnectionStats,
+  connectionTo,
   type Counters,
   type Endpoint,
   type EndReason,
@@ -82,6 +84,7 @@ class StreamConnection {
   discard = false; // after a "close" decision: drop what the client sends
   target: Endpoint | undefined; // where it was sent
   idleTimeout: number | undefined; // the decision's own
+  file: ReadStream | undefined; // a "file" decision's source
 
   constructor(id: number, a: NetConn) {
     this.id = id;
@@ -139,6 +142,7 @@ class StreamProxy implements ProxyHandle {
   }
 
   #holdData(c: StreamConnection, chunk: Uint8Array): void {
+    if (c.ended) return;
     if (c.discard) {
       c.dirs[0].read += chunk.length;
       return;
@@ -154,8 +158,10 @@ class StreamProxy implements ProxyHandle {
 
   #holdEof(c: StreamConnection): void {
     c.dirs[0].eof = true;
+    if (c.ended) return;
     if (c.discard) {
-      this.#finish(c, "closed");
+      if (!c.dirs[1].done) return; // a file is still going out
+      this.#finish(c, c.reason);
       c.a.destroy(false);
       return;
     }
@@ -175,9 +181,10 @@ class StreamProxy implements ProxyHandle {
     c.a.resume();
   }
 
-  decide(id: number, d: HoldDecision): void {
+  decide(id: number, d: HoldDecision): RelaykitError | undefined {
     const c = this.#conns.get(id);
-    if (c === undefined || c.ended || c.state !== "held") return;
+    if (c === undefined || c.ended || c.state !== "held") return undefined;
+    if (d.action === "file") return this.#sendFile(c, d);
     c.holdMax = 0;
     c.a.pause();
     const held = concatBytes(c.held);
@@ -189,13 +196,8 @@ class StreamProxy implements ProxyHandle {
       if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
       c.dirs[1].eof = c.dirs[1].done = true;
       c.a.end();
-      if (c.dirs[0].eof) {
-        this.#finish(c, "closed");
-        c.a.destroy(false);
-      } else {
-        c.a.resume();
-      }
-      return;
+      this.#linger(c, "closed");
+      return undefined;
     }
     c.state = "connecting";
     c.deadline = 0;
@@ -207,6 +209,110 @@ class StreamProxy implements ProxyHandle {
       if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
       if (first.length > 0) b.write(concatBytes(first));
     });
+    return undefined;
+  }
+
+  /** After a reply: drop what the client sends until it closes, or for a while. */
+  #linger(c: StreamConnection, reason: EndReason): void {
+    c.discard = true;
+    c.reason = reason;
+    c.deadline = Date.now() + LINGER_MS;
+    if (c.dirs[0].eof) {
+      this.#finish(c, reason);
+      c.a.destroy(false);
+    } else {
+      c.a.resume();
+    }
+  }
+
+  #sendFile(
+    c: StreamConnection,
+    d: { path: string; offset?: number; length?: number; toClient?: Uint8Array },
+  ): RelaykitError | undefined {
+    const offset = d.offset ?? 0;
+    let fd: number;
+    let size: number;
+    try {
+      fd = openSync(d.path, "r");
+    } catch (err) {
+      return errorFor(
+        `Cannot send the file "${d.path}"`,
+        normalizeCode((err as { code?: string }).code),
+        {
+          connectionId: c.id,
+          cause: err,
+        },
+      );
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) {
+        throw Object.assign(new Error("not a file"), {
+          code: st.isDirectory() ? "EISDIR" : "EINVAL",
+        });
+      }
+      size = st.size;
+      if (offset > size || (d.length !== undefined && d.length > size - offset)) {
+        throw Object.assign(new Error("out of range"), { code: "ERANGE" });
+      }
+    } catch (err) {
+      closeSync(fd);
+      return errorFor(
+        `Cannot send the file "${d.path}"`,
+        normalizeCode((err as { code?: string }).code),
+        {
+          connectionId: c.id,
+          cause: err,
+        },
+      );
+    }
+    c.holdMax = 0;
+    c.held = [];
+    c.state = "relaying";
+    c.deadline = 0;
+    c.discard = true; // the client's bytes are dropped from now on
+    if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
+    const length = d.length ?? size - offset;
+    if (length === 0) {
+      closeSync(fd);
+      c.dirs[1].eof = c.dirs[1].done = true;
+      c.a.end();
+      this.#linger(c, "done");
+      return undefined;
+    }
+    const file = c.file = createReadStream("", {
+      fd,
+      start: offset,
+      end: offset + length - 1,
+      highWaterMark: 64 * 1024,
+    });
+    file.on("data", (chunk) => {
+      const b = chunk as Uint8Array;
+      c.dirs[1].read += b.length;
+      c.lastActivityAt = Date.now();
+      if (!c.a.write(b)) file.pause();
+    });
+    file.on("end", () => {
+      c.dirs[1].eof = c.dirs[1].done = true;
+      c.a.end();
+      this.#linger(c, "done");
+    });
+    file.on("error", (err) => {
+      this.#end(
+        c,
+        "reset",
+        errorFor(
+          `Cannot send the file "${d.path}"`,
+          normalizeCode((err as { code?: string }).code),
+          {
+            connectionId: c.id,
+            cause: err,
+          },
+        ),
+      );
+    });
+    c.a.resume(); // the client's bytes are read and dropped
+    return undefined;
   }
 
   #connect(
@@ -263,6 +369,7 @@ class StreamProxy implements ProxyHandle {
       this.#post(c, true);
       return;
     }
+    if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
     this.#connect(c, spec.target, spec.connectTimeout);
   }
 
@@ -291,6 +398,7 @@ class StreamProxy implements ProxyHandle {
 
   /** Read from side `d` again, unless its chunk is with a hook. */
   #resume(c: StreamConnection, d: 0 | 1): void {
+    if (d === 1 && c.file !== undefined) return void c.file.resume();
     if (c.dirs[d].hookPending || c.state === "closing") return;
     (d === 0 ? c.a : c.b)?.resume();
   }
@@ -364,7 +472,7 @@ class StreamProxy implements ProxyHandle {
       this.#maybeGone(c);
       return;
     }
-    const target = formatEndpoint(c.target ?? this.#spec.target);
+    const target = connectionTo(c.id, c.target ?? this.#spec.target);
     // A socket closes on its own after EOF both ways (a hook may still be
     // writing its last bytes to the other one); before that, or with an
     // error, it was a reset.
@@ -372,7 +480,7 @@ class StreamProxy implements ProxyHandle {
       this.#end(
         c,
         "reset",
-        errorFor(`Connection ${c.id} to "${target}" failed`, code ?? "ECONNRESET", {
+        errorFor(`${target} failed`, code ?? "ECONNRESET", {
           connectionId: c.id,
         }),
       );
@@ -395,6 +503,7 @@ class StreamProxy implements ProxyHandle {
     c.error = error;
     c.final = c.counters();
     const rst = reset || reason === "reset";
+    c.file?.destroy();
     c.a.destroy(rst);
     c.b?.destroy(rst);
     this.#report(c);
@@ -449,7 +558,7 @@ class StreamProxy implements ProxyHandle {
       if (c.state === "held" || c.discard) {
         if (c.deadline === 0 || now < c.deadline) continue;
         if (c.discard) {
-          this.#end(c, "closed");
+          this.#end(c, c.reason);
         } else {
           const timeout = this.#spec.hold?.timeout;
           this.#end(

@@ -142,14 +142,26 @@ export type HoldDecision =
     action: "close";
     /** Bytes for the client before the close. */
     toClient?: Uint8Array;
+  }
+  | {
+    /** Send `toClient`, then the file (with sendfile(2) on the native engine), then close. */
+    action: "file";
+    /** The file's path. */
+    path: string;
+    /** Where to start. @default 0 */
+    offset?: number;
+    /** How many bytes. @default to the end */
+    length?: number;
+    /** Bytes for the client before the file. */
+    toClient?: Uint8Array;
   };
 
 /** What a proxy listener needs to know. */
 export interface ProxySpec {
   /** Where to listen. Port 0 picks a free port. */
   listen: Endpoint;
-  /** Where each connection goes. */
-  target: Endpoint;
+  /** Where each connection goes (undefined: held connections are decided one by one). */
+  target: Endpoint | undefined;
   /** listen(2) backlog. */
   backlog: number;
   /** SO_REUSEPORT, so several processes can share the port. */
@@ -226,8 +238,12 @@ export interface ProxyHandle {
    * one more byte came, the client ended, or `max` bytes are held in all.
    */
   readMore(id: number, max: number): void;
-  /** Decide where a held connection goes (once). */
-  decide(id: number, decision: HoldDecision): void;
+  /**
+   * Decide where a held connection goes (once). Returns the error when the
+   * decision cannot even start (a file that cannot be opened); the
+   * connection is still held then, to be decided again.
+   */
+  decide(id: number, decision: HoldDecision): RelaykitError | undefined;
 }
 
 /** An engine: native (C workers) or stream (runtime sockets). */
@@ -244,6 +260,13 @@ export function formatEndpoint(e: Endpoint): string {
   return e.host.includes(":") && !e.host.startsWith("[")
     ? `[${e.host}]:${e.port}`
     : `${e.host}:${e.port}`;
+}
+
+/** "Connection 5 to "host:port"", or without a target when it had none yet. */
+export function connectionTo(id: number, target: Endpoint | undefined): string {
+  return target === undefined
+    ? `Connection ${id}`
+    : `Connection ${id} to "${formatEndpoint(target)}"`;
 }
 
 /** The message start for a failed connect to `target`. */

@@ -209,7 +209,7 @@ export const END = {
 export const HOLD = { FIRST: 1, EOF: 2, FULL: 4 } as const;
 
 /** Decisions of rk_hold_decide (RK_DECIDE_*). */
-export const DECIDE = { CONNECT: 1, CLOSE: 2 } as const;
+export const DECIDE = { CONNECT: 1, CLOSE: 2, FILE: 3 } as const;
 
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;

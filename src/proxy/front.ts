@@ -16,11 +16,13 @@ import type {
   Endpoint,
   HeldConnection,
   HeldUpdate,
+  HoldDecision,
   InetEndpoint,
   OriginalInfo,
   ProxyHandle,
 } from "../forward/types.ts";
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
+import { parseEndpoint } from "./address.ts";
 import {
   buildProxyHeader,
   decodeTlvs,
@@ -88,17 +90,90 @@ function describe(conn: HeldConnection): string {
   return `Connection ${conn.id} from ${host}:${r.port}`;
 }
 
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
 function randomId(): Uint8Array {
   const raw = crypto.getRandomValues(new Uint8Array(16));
   const hex = Array.from(raw, (b) => b.toString(16).padStart(2, "0")).join("");
   return new TextEncoder().encode(hex);
 }
 
+/** Who is connecting, as a route function sees it. */
+export interface RouteConnection {
+  /** Connection id. */
+  id: number;
+  /** The peer's address (absent for Unix sockets). */
+  remote?: InetEndpoint;
+  /** The address it connected to. */
+  local?: InetEndpoint;
+  /** Who it really is, when it sent a PROXY header (acceptProxy). */
+  original?: OriginalInfo;
+}
+
+/** Bytes as a route function may give them. */
+export type RouteBytes = string | Uint8Array;
+
+/**
+ * Where a connection goes, as a route function returns it (tproxy's
+ * results): connect to `remote` (sending `data` instead of what the client
+ * sent so far, and `reply` to the client once connected), `close` (after
+ * sending the bytes given), or send a `file` (after `reply`) and close.
+ */
+export type RouteResult =
+  | {
+    /** "host:port", "[v6]:port", "unix:/path", or an endpoint. */
+    remote: string | Endpoint;
+    /** Sent to the remote instead of the bytes received so far. */
+    data?: RouteBytes;
+    /** Sent to the client once the remote is connected. */
+    reply?: RouteBytes;
+    /** Connect timeout in ms for this route. */
+    connectTimeout?: number;
+    /** Idle timeout in ms for this route. */
+    idleTimeout?: number;
+  }
+  | {
+    /** `true`, or bytes to send before closing. */
+    close: true | RouteBytes;
+  }
+  | {
+    /** A path, or an open file descriptor (read from its start, not its position). */
+    file: string | number;
+    /** Where to start. @default 0 */
+    offset?: number;
+    /** How many bytes. @default to the end */
+    length?: number;
+    /** Sent before the file. */
+    reply?: RouteBytes;
+  };
+
+/**
+ * Sees the bytes a client sent so far (none at first, for protocols where
+ * the server speaks first) and returns where the connection goes, or
+ * `undefined` to wait for more. May be async.
+ */
+export type RouteFunction = (
+  data: Uint8Array,
+  conn: RouteConnection,
+) => RouteResult | undefined | null | Promise<RouteResult | undefined | null>;
+
 /** What the front needs from its proxy. */
 export interface FrontOptions {
   accept: AcceptProxyOptions | undefined;
   send: SendProxyOptions | undefined;
-  target: Endpoint;
+  /** Where connections go without a route function. */
+  target: Endpoint | undefined;
+  /** Decides where each connection goes (instead of `target`). */
+  route: RouteFunction | undefined;
+  /** Most bytes held before the route decides. */
+  routeLimit: number;
+  /** Most ms before the route decides (0: none). */
+  routeTimeout: number;
   hooks: DataHooks;
   /** A header was accepted. */
   onOriginal(info: OriginalInfo): void;
@@ -136,6 +211,8 @@ export class Front {
   readonly #o: FrontOptions;
   readonly #trusted: Cidr[];
   readonly #originals = new Map<number, OriginalInfo>();
+  /** Per connection in the route phase: the header's length. */
+  readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
 
   /** @param options What to accept and send, and where to report. */
@@ -146,7 +223,9 @@ export class Front {
 
   /** How long a connection may stay undecided (0: no limit). */
   get timeout(): number {
-    return this.#o.accept === undefined ? 0 : this.#o.accept.timeout ?? 5000;
+    const header = this.#o.accept === undefined ? 0 : this.#o.accept.timeout ?? 5000;
+    const route = this.#o.route === undefined ? 0 : this.#o.routeTimeout;
+    return header === 0 || route === 0 ? Math.max(header, route) : header + route;
   }
 
   /** Attach the proxy handle, once it exists. */
@@ -162,6 +241,7 @@ export class Front {
   /** Connection `id` ended. */
   forget(id: number): void {
     this.#originals.delete(id);
+    this.#routing.delete(id);
   }
 
   /** A held connection was accepted or sent more. */
@@ -169,6 +249,8 @@ export class Front {
     const h = this.#handle!;
     const accept = this.#o.accept;
     const id = u.conn.id;
+    const headerLength = this.#routing.get(id);
+    if (headerLength !== undefined) return void this.#route(u, headerLength);
     if (u.first) {
       if (accept === undefined) return void this.#go(u, undefined, 0);
       const host = u.conn.remote?.host;
@@ -223,9 +305,122 @@ export class Front {
     this.#handle!.decide(conn.id, { action: "close" });
   }
 
-  async #go(u: HeldUpdate, header: ProxyHeader | undefined, consume: number): Promise<void> {
+  /** The PROXY header phase is over: route, or go to the target. */
+  #go(u: HeldUpdate, header: ProxyHeader | undefined, consume: number): void {
+    const info = this.#original(u, header);
+    if (this.#o.route === undefined) {
+      void this.#connect(u, info, this.#o.target!, undefined, consume, undefined);
+      return;
+    }
+    this.#routing.set(u.conn.id, consume);
+    void this.#route(u, consume);
+  }
+
+  /** Ask the route function about what the client sent after its header. */
+  async #route(u: HeldUpdate, consume: number): Promise<void> {
     const h = this.#handle!;
     const id = u.conn.id;
+    const data = u.data.subarray(consume);
+    const conn: RouteConnection = { id };
+    if (u.conn.remote !== undefined) conn.remote = u.conn.remote;
+    if (u.conn.local !== undefined) conn.local = u.conn.local;
+    const info = this.#originals.get(id);
+    if (info?.header !== undefined) conn.original = info;
+    let result: RouteResult | undefined | null;
+    try {
+      result = await this.#o.route!(data, conn);
+    } catch (e) {
+      return this.#refuse(
+        u.conn,
+        errorFor(
+          `${describe(u.conn)}: the route function failed: ${(e as Error)?.message}`,
+          "RK_EROUTE",
+          {
+            connectionId: id,
+            cause: e,
+          },
+        ),
+      );
+    }
+    if (result === undefined || result === null) {
+      if (data.length >= this.#o.routeLimit) {
+        return this.#refuse(
+          u.conn,
+          errorFor(
+            `${
+              describe(u.conn)
+            }: no route after ${data.length} bytes (the limit is ${this.#o.routeLimit})`,
+            "RK_EROUTE_LIMIT",
+            { connectionId: id },
+          ),
+        );
+      }
+      if (u.eof) {
+        return this.#refuse(
+          u.conn,
+          errorFor(`${describe(u.conn)}: the client ended before a route was found`, "RK_EROUTE", {
+            connectionId: id,
+          }),
+        );
+      }
+      h.readMore(id, consume + this.#o.routeLimit);
+      return;
+    }
+    this.#routing.delete(id);
+    const bytes = (b: RouteBytes | undefined) =>
+      b === undefined ? undefined : typeof b === "string" ? new TextEncoder().encode(b) : b;
+    try {
+      if ("remote" in result) {
+        const target = typeof result.remote === "string"
+          ? parseEndpoint(result.remote, "remote")
+          : result.remote;
+        const replace = bytes(result.data);
+        const reply = bytes(result.reply);
+        await this.#connect(
+          u,
+          this.#original(u, info?.header),
+          target,
+          replace,
+          replace === undefined ? consume : u.data.length,
+          { ...result, ...(reply !== undefined ? { toClient: reply } : {}) },
+        );
+        return;
+      }
+      if ("close" in result) {
+        const toClient = result.close === true ? undefined : bytes(result.close);
+        h.decide(id, toClient === undefined ? { action: "close" } : { action: "close", toClient });
+        return;
+      }
+      if ("file" in result) {
+        const path = typeof result.file === "number" ? `/proc/self/fd/${result.file}` : result.file;
+        const d: HoldDecision = { action: "file", path };
+        if (result.offset !== undefined) d.offset = result.offset;
+        if (result.length !== undefined) d.length = result.length;
+        const reply = bytes(result.reply);
+        if (reply !== undefined) d.toClient = reply;
+        const err = h.decide(id, d);
+        if (err !== undefined) this.#refuse(u.conn, err);
+        return;
+      }
+      throw new TypeError(
+        `expected { remote }, { close } or { file }, not ${JSON.stringify(result)}`,
+      );
+    } catch (e) {
+      this.#refuse(
+        u.conn,
+        errorFor(`${describe(u.conn)}: bad route: ${(e as Error).message}`, "RK_EROUTE", {
+          connectionId: id,
+          cause: e,
+        }),
+      );
+    }
+  }
+
+  /** Who the client is: from its PROXY header, else the peer; remembered. */
+  #original(u: HeldUpdate, header: ProxyHeader | undefined): OriginalInfo {
+    const id = u.conn.id;
+    const known = this.#originals.get(id);
+    if (known !== undefined) return known;
     const info: OriginalInfo = { id };
     const fromHeader = header?.command === "proxy" && header.source !== undefined &&
       "host" in header.source && header.destination !== undefined && "host" in header.destination;
@@ -237,8 +432,24 @@ export class Front {
       info.header = header;
       info.tlvs = decodeTlvs(header.tlvs);
     }
-    if (header !== undefined || this.#o.send !== undefined) this.#originals.set(id, info);
+    if (header !== undefined || this.#o.send !== undefined || this.#o.route !== undefined) {
+      this.#originals.set(id, info);
+    }
     if (header !== undefined) this.#o.onOriginal(info);
+    return info;
+  }
+
+  /** Connect to `target`: the PROXY header to send, then `replace` or the held bytes. */
+  async #connect(
+    u: HeldUpdate,
+    info: OriginalInfo,
+    target: Endpoint,
+    replace: Uint8Array | undefined,
+    consume: number,
+    route: { connectTimeout?: number; idleTimeout?: number; toClient?: Uint8Array } | undefined,
+  ): Promise<void> {
+    const h = this.#handle!;
+    const id = u.conn.id;
     let toTarget: Uint8Array = EMPTY;
     const send = this.#o.send;
     if (send !== undefined) {
@@ -257,7 +468,7 @@ export class Front {
       }
     }
     // bytes read while deciding go through the client-to-target hook too
-    const rest = u.data.subarray(consume);
+    const rest = replace ?? u.data.subarray(consume);
     const hook = this.#o.hooks.aToB;
     if (hook !== undefined && rest.length > 0) {
       try {
@@ -268,18 +479,25 @@ export class Front {
           original: info,
           stats: () => h.connectionStats(id),
         });
-        const both = new Uint8Array(toTarget.length + out.length);
-        both.set(toTarget);
-        both.set(out, toTarget.length);
-        toTarget = both;
-        consume = u.data.length;
+        toTarget = concatBytes(toTarget, out);
       } catch (e) {
         this.#o.onError(e as RelaykitError);
         h.closeConnection(id, "abort");
         return;
       }
+    } else if (replace !== undefined) {
+      toTarget = concatBytes(toTarget, replace);
     }
-    h.decide(id, { action: "connect", target: this.#o.target, toTarget, consume });
+    const d: HoldDecision = {
+      action: "connect",
+      target,
+      toTarget,
+      consume: hook !== undefined || replace !== undefined ? u.data.length : consume,
+    };
+    if (route?.connectTimeout !== undefined) d.connectTimeout = route.connectTimeout;
+    if (route?.idleTimeout !== undefined) d.idleTimeout = route.idleTimeout;
+    if (route?.toClient !== undefined) d.toClient = route.toClient;
+    h.decide(id, d);
   }
 
   #build(send: SendProxyOptions, info: OriginalInfo): Uint8Array {

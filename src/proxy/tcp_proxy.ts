@@ -22,6 +22,7 @@ import {
   type AcceptProxyOptions,
   checkFrontOptions,
   Front,
+  type RouteFunction,
   type SendProxyOptions,
 } from "./front.ts";
 
@@ -29,8 +30,24 @@ import {
 export interface TcpProxyOptions {
   /** Where to listen: `{ host, port }` (port 0 picks one) or `{ path }`. */
   listen: Endpoint;
-  /** Where every connection goes. */
-  target: Endpoint;
+  /** Where every connection goes (unless `route` decides). */
+  target?: Endpoint;
+  /**
+   * Decide per connection from its first bytes (tproxy's `proxy(data)`):
+   * return `{ remote }`, `{ close }`, `{ file }`, or `undefined` for more
+   * bytes. Once decided, the bytes move natively again.
+   */
+  route?: RouteFunction;
+  /** Most bytes a client may send before `route` decides. @default 65536 */
+  routeLimit?: number;
+  /** Most ms before `route` decides; then the connection is closed. @default 10000 */
+  routeTimeout?: number;
+  /** Called with each error that concerns a connection (tproxy's `proxy_error`). */
+  onError?: (conn: { id: number; original?: OriginalInfo }, error: RelaykitError) => void;
+  /** A streaming rewrite of what clients send (the `aToB` hook). */
+  rewriteRequest?: DataHook;
+  /** A streaming rewrite of what targets answer (the `bToA` hook). */
+  rewriteResponse?: DataHook;
   /** Which engine moves the bytes. @default "auto" */
   engine?: EnginePreference;
   /** Run on this native engine instead of the shared one. */
@@ -167,7 +184,12 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    */
   static async listen(options: TcpProxyOptions): Promise<TcpProxy> {
     checkEndpoint("listen", options.listen);
-    checkEndpoint("target", options.target);
+    if (options.route === undefined) {
+      if (options.target === undefined) throw new TypeError("TcpProxy needs a target or a route");
+      checkEndpoint("target", options.target);
+    } else if (typeof options.route !== "function") {
+      throw new TypeError("route must be a function");
+    }
     checkFrontOptions(options.acceptProxy, options.sendProxy);
     const spec: ProxySpec = {
       listen: options.listen,
@@ -179,18 +201,37 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       connectTimeout: nonNegative("connectTimeout", options.connectTimeout, 10_000),
       family: options.family ?? "any",
       bindAddress: options.bindAddress,
-      hooks: options.hooks ?? {},
+      hooks: {
+        ...options.hooks,
+        ...(options.rewriteRequest ? { aToB: options.rewriteRequest } : {}),
+        ...(options.rewriteResponse ? { bToA: options.rewriteResponse } : {}),
+      },
     };
     const choice = chooseEngine(options.engine, options.nativeEngine);
     let front: Front | undefined;
-    if (options.acceptProxy !== undefined || options.sendProxy !== undefined) {
+    // every error: the "error" event, and onError when it names a connection
+    const fail = (p: TcpProxy, err: RelaykitError) => {
+      p.emit("error", err);
+      const id = err.connectionId;
+      if (options.onError !== undefined && id !== undefined) {
+        const original = front?.original(id);
+        options.onError(original === undefined ? { id } : { id, original }, err);
+      }
+    };
+    if (
+      options.acceptProxy !== undefined || options.sendProxy !== undefined ||
+      options.route !== undefined
+    ) {
       front = new Front({
         accept: options.acceptProxy,
         send: options.sendProxy,
         target: options.target,
+        route: options.route,
+        routeLimit: nonNegative("routeLimit", options.routeLimit, 65536) || 65536,
+        routeTimeout: nonNegative("routeTimeout", options.routeTimeout, 10_000),
         hooks: spec.hooks,
         onOriginal: (info) => later((p) => p.emit("original", info)),
-        onError: (err) => later((p) => p.emit("error", err)),
+        onError: (err) => later((p) => fail(p, err)),
       });
       spec.hold = { timeout: front.timeout };
       spec.hooks = withOriginal(spec.hooks, front);
@@ -209,17 +250,15 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       close: (end) =>
         later((p) => {
           const original = front?.original(end.id);
-          if (original !== undefined) {
-            front!.forget(end.id);
-            end.original = original;
-          }
-          if (end.error !== undefined) p.emit("error", end.error);
+          if (original !== undefined) end.original = original;
+          if (end.error !== undefined) fail(p, end.error);
+          front?.forget(end.id);
           p.emit("close", end);
         }),
       // An "error" nobody listens to is dropped, not thrown: a proxy must not
       // die because one backend refused.
-      reject: (err) => later((p) => p.emit("error", err)),
-      hookFailed: (err) => later((p) => p.emit("error", err)),
+      reject: (err) => later((p) => fail(p, err)),
+      hookFailed: (err) => later((p) => fail(p, err)),
       stopped: () => {},
       drained: () => drainedResolve(),
     });
