@@ -3,6 +3,8 @@
  *
  *   relaykit                       a demo: an HTTP backend behind a proxy
  *   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
+ *   relaykit route SCRIPT --listen HOST:PORT [options]
+ *   relaykit echo --listen HOST:PORT [--accept-proxy MODE]
  *   relaykit --help | --version
  *
  * Runs as `deno run -A src/cli.ts …`, `bun src/cli.ts …`, and as
@@ -13,7 +15,7 @@
 import { createServer } from "node:http";
 import process from "node:process";
 import { formatEndpoint } from "./forward/types.ts";
-import type { EnginePreference } from "./forward/select.ts";
+import type { DataHook } from "./forward/hooks.ts";
 import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
 import { parseCidr } from "./protocol/cidr.ts";
@@ -23,7 +25,11 @@ import {
   parseProxyHeader,
   type ProxyHeader,
 } from "./protocol/proxy_protocol.ts";
+import type { RouteFunction } from "./proxy/front.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
+import { copyFileSync, rmSync } from "node:fs";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
 
@@ -41,8 +47,17 @@ const HELP = `relaykit ${VERSION} - a TCP proxy toolkit with a native splice eng
 Usage:
   relaykit                         run a demo: an HTTP backend behind a proxy
   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
+  relaykit route SCRIPT --listen HOST:PORT [options]
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit --help | --version
+
+route: SCRIPT (TypeScript or JavaScript) exports route(data, conn), which
+returns { remote }, { close }, { file } or undefined for more bytes; it may
+also export onError(conn, error), rewriteRequest and rewriteResponse.
+SIGHUP reloads SCRIPT for new connections; established ones go on. Options
+are forward's (without --to), and:
+  --route-limit BYTES      most bytes before the route decides (default 65536)
+  --route-timeout MS       most time before the route decides (default 10000)
 
 echo: an echo server that prints each connection's original addresses from
 its PROXY protocol header (v1 or v2, with TLVs), then echoes what follows.
@@ -136,29 +151,28 @@ function onStop(stop: (signal: string) => Promise<void>): void {
   for (const sig of signals) process.on(sig, () => handler(sig));
 }
 
-async function forward(args: string[]): Promise<void> {
-  const p = parseFlags(args, [
-    "--listen",
-    "--to",
-    "--engine",
-    "--threads",
-    "--max-connections",
-    "--connect-timeout",
-    "--idle-timeout",
-    "--accept-proxy",
-    "--trusted",
-    "--untrusted",
-    "--send-proxy",
-    "--proxy-v2-options",
-  ], ["--quiet", "--verbose"]);
-  const listen = endpointFlag(p, "--listen");
-  const target = endpointFlag(p, "--to");
+const FORWARD_FLAGS = [
+  "--listen",
+  "--engine",
+  "--threads",
+  "--max-connections",
+  "--connect-timeout",
+  "--idle-timeout",
+  "--accept-proxy",
+  "--trusted",
+  "--untrusted",
+  "--send-proxy",
+  "--proxy-v2-options",
+];
+
+/** The options forward and route share. */
+function commonOptions(p: Parsed, options: TcpProxyOptions): number | undefined {
   const engine = p.flags.get("--engine") ?? "auto";
   if (engine !== "auto" && engine !== "native" && engine !== "stream") {
     throw new UsageError(`--engine must be auto, native or stream, not "${engine}"`);
   }
+  options.engine = engine;
   const threads = intFlag(p, "--threads", 1);
-  const options: TcpProxyOptions = { listen, target, engine: engine as EnginePreference };
   const maxConnections = intFlag(p, "--max-connections", 0);
   const connectTimeout = intFlag(p, "--connect-timeout", 0);
   const idleTimeout = intFlag(p, "--idle-timeout", 0);
@@ -166,11 +180,21 @@ async function forward(args: string[]): Promise<void> {
   if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
   if (idleTimeout !== undefined) options.idleTimeout = idleTimeout;
   frontFlags(p, options);
-  if (threads !== undefined && engine !== "stream") {
+  return threads;
+}
+
+/** Start the proxy, the signal handlers, and the per-connection log lines. */
+async function runProxy(
+  p: Parsed,
+  options: TcpProxyOptions,
+  threads: number | undefined,
+  what: string,
+): Promise<TcpProxy> {
+  if (threads !== undefined && options.engine !== "stream") {
     try {
       options.nativeEngine = new NativeEngine({ threads });
     } catch (err) {
-      if (engine === "native") throw err;
+      if (options.engine === "native") throw err;
     }
   }
   const proxy = await TcpProxy.listen(options);
@@ -184,7 +208,7 @@ async function forward(args: string[]): Promise<void> {
   await new Promise((r) => setTimeout(r, 0));
   if (!quiet) {
     console.log(
-      `relaykit: forwarding ${formatEndpoint(proxy.address)} -> ${formatEndpoint(target)} (${
+      `relaykit: ${what.replace("%", formatEndpoint(proxy.address))} (${
         engineLine(proxy, threads)
       })`,
     );
@@ -204,6 +228,112 @@ async function forward(args: string[]): Promise<void> {
         }`,
       ));
   }
+  return proxy;
+}
+
+/** What a route script exports. */
+interface RouteModule {
+  route: RouteFunction;
+  onError?: (conn: { id: number }, error: Error) => void;
+  rewriteRequest?: DataHook;
+  rewriteResponse?: DataHook;
+}
+
+async function loadRouteModule(path: string, generation: number): Promise<RouteModule> {
+  // A reload imports a copy under a new name next to the script (so its
+  // relative imports still resolve): runtimes cache modules by URL, and
+  // not every one of them treats a query string as a new module.
+  const full = resolve(path);
+  const copy = generation === 0
+    ? full
+    : join(dirname(full), `.${basename(full)}.reload-${process.pid}-${generation}${extname(full)}`);
+  let mod: Record<string, unknown>;
+  try {
+    if (copy !== full) copyFileSync(full, copy);
+    mod = await import(pathToFileURL(copy).href);
+  } catch (err) {
+    throw new Error(`cannot load ${path}: ${(err as Error).message}`);
+  } finally {
+    if (copy !== full) rmSync(copy, { force: true });
+  }
+  const route = mod.route ?? mod.proxy ?? mod.default;
+  if (typeof route !== "function") {
+    throw new Error(`${path} exports no route function (export function route(data, conn))`);
+  }
+  for (const name of ["onError", "rewriteRequest", "rewriteResponse"]) {
+    if (mod[name] !== undefined && typeof mod[name] !== "function") {
+      throw new Error(`${path}: ${name} must be a function`);
+    }
+  }
+  return { ...mod, route } as RouteModule;
+}
+
+async function routeCommand(args: string[]): Promise<void> {
+  const [script, ...rest] = args;
+  if (script === undefined || script.startsWith("--")) {
+    throw new UsageError("route needs a SCRIPT: relaykit route SCRIPT --listen HOST:PORT");
+  }
+  const p = parseFlags(rest, [...FORWARD_FLAGS, "--route-limit", "--route-timeout"], [
+    "--quiet",
+    "--verbose",
+  ]);
+  const listen = endpointFlag(p, "--listen");
+  let current: RouteModule;
+  try {
+    current = await loadRouteModule(script, 0);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  // each connection keeps the module it started with, across reloads
+  const byConn = new Map<number, RouteModule>();
+  const modOf = (id: number) => byConn.get(id) ?? current;
+  const options: TcpProxyOptions = {
+    listen,
+    route: (data, conn) => {
+      let mod = byConn.get(conn.id);
+      if (mod === undefined) byConn.set(conn.id, mod = current);
+      return mod.route(data, conn);
+    },
+    onError: (conn, err) => modOf(conn.id).onError?.(conn, err),
+  };
+  // rewrites cost a hooked direction: only when the script has them
+  if (current.rewriteRequest !== undefined) {
+    options.rewriteRequest = (chunk, ctx) => modOf(ctx.id).rewriteRequest?.(chunk, ctx) ?? chunk;
+  }
+  if (current.rewriteResponse !== undefined) {
+    options.rewriteResponse = (chunk, ctx) => modOf(ctx.id).rewriteResponse?.(chunk, ctx) ?? chunk;
+  }
+  const limit = intFlag(p, "--route-limit", 1);
+  const timeout = intFlag(p, "--route-timeout", 0);
+  if (limit !== undefined) options.routeLimit = limit;
+  if (timeout !== undefined) options.routeTimeout = timeout;
+  const threads = commonOptions(p, options);
+  const proxy = await runProxy(p, options, threads, `routing % with ${script}`);
+  proxy.on("close", (e) => byConn.delete(e.id));
+  let generation = 0;
+  process.on("SIGHUP", () => {
+    loadRouteModule(script, ++generation).then((mod) => {
+      const lost = (["rewriteRequest", "rewriteResponse"] as const).filter((k) =>
+        mod[k] !== undefined && current[k] === undefined
+      );
+      current = mod;
+      console.log(`relaykit: SIGHUP: reloaded ${script} for new connections`);
+      if (lost.length > 0) {
+        console.error(`relaykit: ${lost.join(" and ")} take effect only after a restart`);
+      }
+    }, (err: Error) => {
+      console.error(`relaykit: SIGHUP: ${err.message}; still running the previous ${script}`);
+    });
+  });
+}
+
+async function forward(args: string[]): Promise<void> {
+  const p = parseFlags(args, [...FORWARD_FLAGS, "--to"], ["--quiet", "--verbose"]);
+  const listen = endpointFlag(p, "--listen");
+  const target = endpointFlag(p, "--to");
+  const options: TcpProxyOptions = { listen, target };
+  const threads = commonOptions(p, options);
+  await runProxy(p, options, threads, `forwarding % -> ${formatEndpoint(target)}`);
 }
 
 /** --accept-proxy, --trusted, --untrusted, --send-proxy, --proxy-v2-options. */
@@ -405,6 +535,9 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "echo":
         await echo(rest);
+        return 0;
+      case "route":
+        await routeCommand(rest);
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}" (see --help)`);

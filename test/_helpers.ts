@@ -256,20 +256,19 @@ export const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href)
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
-): { child: ChildProcess; line: Promise<string>; output: { out: string } } {
+): { child: ChildProcess; line: Promise<string>; output: { out: string; err: string } } {
   const [cmd, ...rest] = runtimeCommand(CLI, args);
   const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: "pipe" });
-  const output = { out: "" };
+  const output = { out: "", err: "" };
   const line = new Promise<string>((resolve, reject) => {
-    let err = "";
     child.stdout!.on("data", (d: Uint8Array) => {
       output.out += String(d);
       const out = output.out;
       const nl = out.indexOf("\n");
       if (nl >= 0) resolve(out.slice(0, nl));
     });
-    child.stderr!.on("data", (d: Uint8Array) => err += String(d));
-    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${err}`)));
+    child.stderr!.on("data", (d: Uint8Array) => output.err += String(d));
+    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output.err}`)));
   });
   return { child, line, output };
 }

@@ -1,0 +1,186 @@
+/**
+ * tproxy's examples, ported (examples/), run through relaykit on both
+ * engines with real clients (curl); and `relaykit route SCRIPT` with a
+ * SIGHUP reload that leaves established connections alone.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, describe, test } from "node:test";
+import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
+import * as fileReply from "../examples/file_reply.ts";
+import * as hostRouter from "../examples/host_router.ts";
+import * as httpRewrite from "../examples/http_rewrite.ts";
+import * as socks4 from "../examples/socks4.ts";
+import * as transparent from "../examples/transparent.ts";
+import { connect, ENGINES, nativeEngine, server, startCli, waitFor } from "./_helpers.ts";
+
+/** Run curl; resolve with its stdout (rejects on a non-zero exit). */
+function curl(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("curl", ["-sS", "--max-time", "10", ...args], (err, stdout, stderr) => {
+      if (err) reject(new Error(`curl ${args.join(" ")}: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** An HTTP server that answers with its name and the Host header it saw. */
+async function web(name: string): Promise<{ port: number; server: Server }> {
+  const srv = createServer((req, res) => res.end(`${name} saw Host ${req.headers.host}\n`));
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return { port: (srv.address() as net.AddressInfo).port, server: srv };
+}
+
+async function proxyWith(engine: "native" | "stream", mod: Partial<TcpProxyOptions>) {
+  if (engine === "native") nativeEngine();
+  const proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 }, engine, ...mod });
+  assert.equal(proxy.engine, engine);
+  return proxy;
+}
+
+describe("tproxy's examples", () => {
+  let a: Awaited<ReturnType<typeof web>>, b: Awaited<ReturnType<typeof web>>;
+  before(async () => {
+    a = await web("a");
+    b = await web("b");
+    process.env.ROUTES = `a.test=127.0.0.1:${a.port},b.test=127.0.0.1:${b.port}`;
+  });
+  after(() => {
+    a.server.close();
+    b.server.close();
+  });
+
+  for (const engine of ENGINES) {
+    test(`transparent forward (${engine})`, async () => {
+      process.env.BACKEND = `127.0.0.1:${a.port}`;
+      const proxy = await proxyWith(engine, { route: transparent.route });
+      assert.equal(
+        await curl([`http://127.0.0.1:${proxy.port}/`]),
+        `a saw Host 127.0.0.1:${proxy.port}\n`,
+      );
+      await proxy.close();
+    });
+
+    test(`Host header router (${engine})`, async () => {
+      const proxy = await proxyWith(engine, { route: hostRouter.route });
+      const url = `http://127.0.0.1:${proxy.port}/`;
+      assert.equal(await curl(["-H", "Host: a.test", url]), "a saw Host a.test\n");
+      assert.equal(await curl(["-H", "Host: b.test", url]), "b saw Host b.test\n");
+      assert.equal(await curl(["-H", "Host: c.test", url]), "no route for c.test\n");
+      await proxy.close();
+    });
+
+    test(`SOCKS4 in a few lines, with curl --socks4 (${engine})`, async () => {
+      const proxy = await proxyWith(engine, { route: socks4.route });
+      const got = await curl([
+        "--socks4",
+        `127.0.0.1:${proxy.port}`,
+        `http://127.0.0.1:${b.port}/x`,
+      ]);
+      assert.equal(got, `b saw Host 127.0.0.1:${b.port}\n`);
+      // a BIND request (CD=2) is rejected with 0x5b
+      const s = await connect(proxy.port);
+      const reply = new Promise<Uint8Array>((r) => s.once("data", r));
+      s.write(new Uint8Array([4, 2, 0, 80, 127, 0, 0, 1, 0]));
+      assert.deepEqual([...(await reply)], [0, 0x5b, 0, 0, 0, 0, 0, 0]);
+      s.destroy();
+      await proxy.close();
+    });
+
+    test(`file reply (${engine})`, async () => {
+      const proxy = await proxyWith(engine, { route: fileReply.route });
+      const got = await curl(["-i", "--http1.0", `http://127.0.0.1:${proxy.port}/`]);
+      assert.match(
+        got,
+        /^HTTP\/1\.0 200 OK\r\nContent-Type: text\/plain\r\n\r\nWelcome to relaykit/,
+      );
+      await proxy.close();
+    });
+
+    test(`HTTP Host rewrite (${engine})`, async () => {
+      process.env.BACKEND = `127.0.0.1:${a.port}`;
+      const proxy = await proxyWith(engine, {
+        route: httpRewrite.route,
+        rewriteRequest: httpRewrite.rewriteRequest,
+        rewriteResponse: httpRewrite.rewriteResponse,
+      });
+      const got = await curl([
+        "-i",
+        "-H",
+        "Host: public.example",
+        `http://127.0.0.1:${proxy.port}/`,
+      ]);
+      assert.match(got, /^HTTP\/1\.1 200 OK\r\nVia: relaykit\r\n/);
+      assert.match(got, new RegExp(`a saw Host 127\\.0\\.0\\.1:${a.port}\\n$`));
+      await proxy.close();
+    });
+  }
+});
+
+describe("relaykit route SCRIPT", () => {
+  const dir = mkdtempSync(join(tmpdir(), "relaykit-route-cli-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const engine of ENGINES) {
+    test(`SIGHUP reloads the script for new connections only (${engine})`, async () => {
+      const tag = (name: string) =>
+        server((s) => {
+          s.write(`${name}\n`);
+          s.on("data", (d: Uint8Array) => s.write(d));
+          s.on("end", () => s.end());
+        });
+      const one = await tag("one"), two = await tag("two");
+      const script = join(dir, `route-${engine}.ts`);
+      const write = (port: number | string) =>
+        writeFileSync(
+          script,
+          `export function route() { return { remote: "127.0.0.1:${port}" }; }\n`,
+        );
+      write(one.port);
+      const cli = startCli(["route", script, "--listen", "127.0.0.1:0", "--engine", engine]);
+      try {
+        const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+        const greet = async (s: net.Socket) =>
+          await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+        const early = await connect(port);
+        assert.equal(await greet(early), "one\n");
+        write(two.port);
+        process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
+        await waitFor(() => /reloaded/.test(cli.output.out), 10_000, "the reload line");
+        const late = await connect(port);
+        assert.equal(await greet(late), "two\n");
+        // the early connection still talks to "one"
+        early.write("still here");
+        assert.equal(await greet(early), "still here");
+        // a broken script keeps the old one running
+        writeFileSync(script, "export const route = 42;\n");
+        process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
+        await waitFor(
+          () => /still running the previous/.test(cli.output.err),
+          10_000,
+          `the error (stdout: ${cli.output.out} stderr: ${cli.output.err})`,
+        );
+        const third = await connect(port);
+        assert.equal(await greet(third), "two\n");
+        for (const s of [early, late, third]) s.destroy();
+      } finally {
+        cli.child.kill("SIGKILL");
+        await one.close();
+        await two.close();
+      }
+    });
+  }
+
+  test("a script without a route function is a usage error", async () => {
+    const script = join(dir, "empty.ts");
+    writeFileSync(script, "export const nothing = 1;\n");
+    const cli = startCli(["route", script, "--listen", "127.0.0.1:0"]);
+    await assert.rejects(cli.line, /exited with 2: .*exports no route function/);
+  });
+});
