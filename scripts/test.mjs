@@ -64,7 +64,7 @@ const make = process.env.MAKE ?? "make";
 const built = run("build the native library", make, ["-C", "native", "all", "sanitize"]);
 run("deno lint", bin("deno"), ["lint"]);
 run("deno fmt --check", bin("deno"), ["fmt", "--check"]);
-run("deno check", bin("deno"), ["check", "mod.ts", "src/", "scripts/", "test/"]);
+run("deno check", bin("deno"), ["check", "mod.ts", "src/", "scripts/", "test/", "examples/"]);
 const env = { NO_COLOR: "1" };
 run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
 run("tests under Bun", bin("bun"), ["test", "test/"], { env, count: bunCount });
@@ -112,6 +112,7 @@ if (built) {
     "test/bridge_test.ts",
     "test/proxy_listener_test.ts",
     "test/route_test.ts",
+    "test/tls_test.ts",
   ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,

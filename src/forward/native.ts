@@ -18,6 +18,7 @@ import {
   RELAY_FLAGS,
 } from "../native/symbols.ts";
 import { ipv6Text } from "../protocol/ip.ts";
+import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHooks, type Direction, type HookContext, runHook } from "./hooks.ts";
 import {
   connectFailure,
@@ -294,6 +295,7 @@ export class NativeForwardEngine implements ForwardEngine {
       sym.rk_listen(e.handle, cstr(host), port, opts, opts.length),
       `Cannot listen on "${where}"`,
     );
+    let bridge: TlsBridge | undefined; // for TLS targets, started on first use
     // per held connection: what it was, and where it was sent (for messages)
     const held = new Map<number, { conn: HeldConnection; target?: Endpoint }>();
     try {
@@ -313,7 +315,7 @@ export class NativeForwardEngine implements ForwardEngine {
           `Cannot proxy to "${formatEndpoint(spec.target)}"`,
         );
       }
-      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held));
+      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close()));
       e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
     } catch (err) {
       e.offListener(lid);
@@ -348,6 +350,26 @@ export class NativeForwardEngine implements ForwardEngine {
         const h = held.get(id);
         if (h === undefined) return undefined; // ended meanwhile, or decided already
         if (d.action === "connect") h.target = d.target;
+        if (d.action === "connect" && d.tls !== undefined) {
+          // TLS runs on the runtime's sockets: connect natively to the bridge
+          bridge ??= new TlsBridge((err) => cb.reject(err));
+          const timeout = d.connectTimeout ?? spec.connectTimeout;
+          bridge.prepare(id, d.target, d.tls, timeout).then(({ port, preamble }) => {
+            const toTarget = new Uint8Array(preamble.length + (d.toTarget?.length ?? 0));
+            toTarget.set(preamble);
+            if (d.toTarget !== undefined) toTarget.set(d.toTarget, preamble.length);
+            const { tls: _, ...plain } = d;
+            nativeDecide(e, id, {
+              ...plain,
+              target: { host: "127.0.0.1", port },
+              toTarget,
+            }, spec);
+          }, (err: RelaykitError) => {
+            cb.reject(err);
+            nativeClose(e, id, "abort");
+          });
+          return undefined;
+        }
         return nativeDecide(e, id, d, spec);
       },
     });
@@ -359,6 +381,7 @@ export class NativeForwardEngine implements ForwardEngine {
     cb: ProxyCallbacks,
     lid: number,
     held: Map<number, { conn: HeldConnection; target?: Endpoint }>,
+    closeBridge: () => void,
   ): void {
     const e = this.#engine;
     switch (ev.type) {
@@ -430,6 +453,7 @@ export class NativeForwardEngine implements ForwardEngine {
         // the last event of this listener: its connections' CLOSED events
         // were all posted before it
         e.offListener(lid);
+        closeBridge();
         cb.drained();
         e.unref();
         break;

@@ -10,7 +10,7 @@
  * @module
  */
 import { closeSync, createReadStream, fstatSync, openSync, type ReadStream } from "node:fs";
-import { errorFor, normalizeCode, type RelaykitError } from "../errors.ts";
+import { errorFor, normalizeCode, RelaykitError } from "../errors.ts";
 import { type Direction as HookDirection, type HookContext, runHook } from "./hooks.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
@@ -28,6 +28,7 @@ import {
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
+  type TlsClientOptions,
 } from "./types.ts";
 
 /** How often idle and connect timeouts are checked, as in the native engine. */
@@ -205,7 +206,7 @@ class StreamProxy implements ProxyHandle {
     if (d.idleTimeout !== undefined) c.idleTimeout = d.idleTimeout;
     const consume = Math.min(Math.max(0, d.consume ?? 0), held.length);
     const first = [d.toTarget ?? EMPTY, held.subarray(consume)].filter((p) => p.length > 0);
-    this.#connect(c, d.target, d.connectTimeout ?? this.#spec.connectTimeout, (b) => {
+    this.#connect(c, d.target, d.connectTimeout ?? this.#spec.connectTimeout, d.tls, (b) => {
       if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
       if (first.length > 0) b.write(concatBytes(first));
     });
@@ -319,6 +320,7 @@ class StreamProxy implements ProxyHandle {
     c: StreamConnection,
     target: Endpoint,
     timeout: number,
+    tls?: TlsClientOptions,
     before?: (b: NetConn) => void,
   ): void {
     const spec = this.#spec;
@@ -326,12 +328,18 @@ class StreamProxy implements ProxyHandle {
       timeout,
       family: spec.family,
       bindAddress: spec.bindAddress,
+      tls,
     }).then((b) => {
       if (!c.ended) before?.(b);
       this.#connected(c, b);
     }, (err: RelaykitError) => {
       if (c.ended) return;
-      this.#end(c, "connect-failed", err);
+      // name the connection the failure belongs to
+      this.#end(
+        c,
+        "connect-failed",
+        new RelaykitError(err.message, err.code, { connectionId: c.id, cause: err }),
+      );
     });
   }
 
@@ -649,7 +657,7 @@ export class StreamForwardEngine implements ForwardEngine {
     const pending: NetConn[] = [];
     const listener = await runtime.net.listen(
       spec.listen,
-      { backlog: spec.backlog, reusePort: spec.reusePort },
+      { backlog: spec.backlog, reusePort: spec.reusePort, tls: spec.tls },
       (conn) => made.proxy === undefined ? pending.push(conn) : made.proxy.accept(conn),
     );
     const proxy = made.proxy = new StreamProxy(spec, cb, listener);

@@ -75,6 +75,24 @@ export interface ConnectionEnd extends Counters {
   original?: OriginalInfo;
 }
 
+/** Terminating TLS on a listener: PEM text of the certificate chain and key. */
+export interface TlsServerOptions {
+  /** Certificate chain, PEM. */
+  cert: string;
+  /** Private key, PEM. */
+  key: string;
+}
+
+/** Originating TLS to a target. */
+export interface TlsClientOptions {
+  /** SNI and the name to verify. @default the target's host name */
+  servername?: string;
+  /** Trusted CA certificates, PEM. @default the runtime's */
+  ca?: string;
+  /** Verify the target's certificate. @default true */
+  rejectUnauthorized?: boolean;
+}
+
 /** A TCP address. */
 export interface InetEndpoint {
   /** Numeric address ("192.0.2.1", "2001:db8::1"). */
@@ -136,6 +154,8 @@ export type HoldDecision =
     connectTimeout?: number;
     /** Idle timeout in ms (0: none). @default the proxy's */
     idleTimeout?: number;
+    /** Speak TLS to the target (the runtime's TLS carries those bytes). */
+    tls?: TlsClientOptions;
   }
   | {
     /** Send `toClient`, then close. */
@@ -185,6 +205,8 @@ export interface ProxySpec {
    * ends with "decision-timeout".
    */
   hold?: { timeout: number };
+  /** Terminate TLS on the listener (stream engine only). */
+  tls?: TlsServerOptions;
 }
 
 /** What an engine reports about a proxy listener. */

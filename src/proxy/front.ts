@@ -20,6 +20,7 @@ import type {
   InetEndpoint,
   OriginalInfo,
   ProxyHandle,
+  TlsClientOptions,
 } from "../forward/types.ts";
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import { parseEndpoint } from "./address.ts";
@@ -136,6 +137,11 @@ export type RouteResult =
     connectTimeout?: number;
     /** Idle timeout in ms for this route. */
     idleTimeout?: number;
+    /**
+     * Speak TLS to the remote. On the native engine those bytes run on the
+     * runtime's TLS; the client side stays native.
+     */
+    tls?: boolean | TlsClientOptions;
   }
   | {
     /** `true`, or bytes to send before closing. */
@@ -168,6 +174,8 @@ export interface FrontOptions {
   send: SendProxyOptions | undefined;
   /** Where connections go without a route function. */
   target: Endpoint | undefined;
+  /** TLS to `target`. */
+  targetTls: TlsClientOptions | undefined;
   /** Decides where each connection goes (instead of `target`). */
   route: RouteFunction | undefined;
   /** Most bytes held before the route decides. */
@@ -309,7 +317,8 @@ export class Front {
   #go(u: HeldUpdate, header: ProxyHeader | undefined, consume: number): void {
     const info = this.#original(u, header);
     if (this.#o.route === undefined) {
-      void this.#connect(u, info, this.#o.target!, undefined, consume, undefined);
+      const tls = this.#o.targetTls;
+      void this.#connect(u, info, this.#o.target!, undefined, consume, tls ? { tls } : undefined);
       return;
     }
     this.#routing.set(u.conn.id, consume);
@@ -382,7 +391,11 @@ export class Front {
           target,
           replace,
           replace === undefined ? consume : u.data.length,
-          { ...result, ...(reply !== undefined ? { toClient: reply } : {}) },
+          {
+            ...result,
+            ...(reply !== undefined ? { toClient: reply } : {}),
+            tls: result.tls === true ? {} : result.tls === false ? undefined : result.tls,
+          },
         );
         return;
       }
@@ -446,7 +459,14 @@ export class Front {
     target: Endpoint,
     replace: Uint8Array | undefined,
     consume: number,
-    route: { connectTimeout?: number; idleTimeout?: number; toClient?: Uint8Array } | undefined,
+    route:
+      | {
+        connectTimeout?: number;
+        idleTimeout?: number;
+        toClient?: Uint8Array;
+        tls?: TlsClientOptions | undefined;
+      }
+      | undefined,
   ): Promise<void> {
     const h = this.#handle!;
     const id = u.conn.id;
@@ -497,6 +517,7 @@ export class Front {
     if (route?.connectTimeout !== undefined) d.connectTimeout = route.connectTimeout;
     if (route?.idleTimeout !== undefined) d.idleTimeout = route.idleTimeout;
     if (route?.toClient !== undefined) d.toClient = route.toClient;
+    if (route?.tls !== undefined) d.tls = route.tls;
     h.decide(id, d);
   }
 

@@ -15,7 +15,9 @@ import type {
   OriginalInfo,
   ProxyHandle,
   ProxySpec,
+  TlsClientOptions,
 } from "../forward/types.ts";
+import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
 import {
@@ -44,6 +46,17 @@ export interface TcpProxyOptions {
   routeTimeout?: number;
   /** Called with each error that concerns a connection (tproxy's `proxy_error`). */
   onError?: (conn: { id: number; original?: OriginalInfo }, error: RelaykitError) => void;
+  /**
+   * Terminate TLS on the listener: certificate chain and key, as PEM text or
+   * file paths. The native engine moves plain TCP only, so such a listener
+   * runs on the runtime's TLS (the stream engine).
+   */
+  tls?: { cert: string; key: string };
+  /**
+   * Speak TLS to `target` (`true` or options). On the native engine the
+   * client side stays native and the TLS side runs on the runtime's TLS.
+   */
+  targetTls?: true | TlsClientOptions;
   /** A streaming rewrite of what clients send (the `aToB` hook). */
   rewriteRequest?: DataHook;
   /** A streaming rewrite of what targets answer (the `bToA` hook). */
@@ -117,6 +130,17 @@ function checkEndpoint(name: string, e: Endpoint): void {
   if (typeof e.host !== "string") throw new TypeError(`${name}.host must be a string`);
   if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) {
     throw new RangeError(`${name}.port must be an integer from 0 to 65535, not ${e.port}`);
+  }
+}
+
+/** PEM text as it is, or the contents of the file it names. */
+function pem(value: string, name: string): string {
+  if (typeof value !== "string") throw new TypeError(`${name} must be PEM text or a file path`);
+  if (value.includes("-----BEGIN")) return value;
+  try {
+    return readFileSync(value, "utf8");
+  } catch (err) {
+    throw new TypeError(`${name}: cannot read "${value}": ${(err as Error).message}`);
   }
 }
 
@@ -207,7 +231,22 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         ...(options.rewriteResponse ? { bToA: options.rewriteResponse } : {}),
       },
     };
-    const choice = chooseEngine(options.engine, options.nativeEngine);
+    let choice;
+    if (options.tls !== undefined) {
+      if (options.engine === "native") {
+        throw new TypeError(
+          'TLS termination runs on the runtime\'s TLS: use engine "auto" or "stream"',
+        );
+      }
+      spec.tls = { cert: pem(options.tls.cert, "tls.cert"), key: pem(options.tls.key, "tls.key") };
+      choice = {
+        engine: chooseEngine("stream").engine,
+        reason: "TLS termination runs on the runtime's TLS",
+      };
+    } else {
+      choice = chooseEngine(options.engine, options.nativeEngine);
+    }
+    const targetTls = options.targetTls === true ? {} : options.targetTls;
     let front: Front | undefined;
     // every error: the "error" event, and onError when it names a connection
     const fail = (p: TcpProxy, err: RelaykitError) => {
@@ -220,12 +259,13 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     };
     if (
       options.acceptProxy !== undefined || options.sendProxy !== undefined ||
-      options.route !== undefined
+      options.route !== undefined || targetTls !== undefined
     ) {
       front = new Front({
         accept: options.acceptProxy,
         send: options.sendProxy,
         target: options.target,
+        targetTls,
         route: options.route,
         routeLimit: nonNegative("routeLimit", options.routeLimit, 65536) || 65536,
         routeTimeout: nonNegative("routeTimeout", options.routeTimeout, 10_000),

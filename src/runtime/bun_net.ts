@@ -166,7 +166,8 @@ const handler = {
 export const bunNet: Net = {
   listen(at, options, onConn): Promise<NetListener> {
     // Bun.listen has no backlog or SO_REUSEPORT setting: node:net does
-    if (options.reusePort) return nodeNet.listen(at, options, onConn);
+    // node:tls carries TLS; node:net the options Bun.listen lacks
+    if (options.reusePort || options.tls !== undefined) return nodeNet.listen(at, options, onConn);
     const tcp = !("path" in at);
     const socket = {
       ...handler,
@@ -202,7 +203,9 @@ export const bunNet: Net = {
 
   connect(to, options): Promise<NetConn> {
     // Bun.connect cannot bind a source address: node:net can
-    if (options.bindAddress !== undefined) return nodeNet.connect(to, options);
+    if (options.bindAddress !== undefined || options.tls !== undefined) {
+      return nodeNet.connect(to, options);
+    }
     const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
     const once = (host: string | undefined): Promise<NetConn> =>
       new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import net from "node:net";
+import tls from "node:tls";
 import { errorFor, normalizeCode } from "../errors.ts";
 import {
   connectFailure,
@@ -146,9 +147,13 @@ export async function connectEach(
 function connectOnce(
   opts: net.NetConnectOpts,
   deadline: number,
+  secure?: tls.ConnectionOptions,
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ ...opts, allowHalfOpen: true });
+    // TLS: the socket is ready once the handshake is done
+    const s = secure === undefined ? net.connect({ ...opts, allowHalfOpen: true }) : tls.connect(
+      { ...opts, ...secure, allowHalfOpen: true } as unknown as tls.ConnectionOptions,
+    );
     let timer: ReturnType<typeof setTimeout> | undefined;
     const fail = (code: string) => {
       if (timer !== undefined) clearTimeout(timer);
@@ -159,7 +164,7 @@ function connectOnce(
       timer = setTimeout(() => fail("ETIMEDOUT"), Math.max(0, deadline - Date.now()));
     }
     s.once("error", (e) => fail(codeOf(e)));
-    s.once("connect", () => {
+    s.once(secure === undefined ? "connect" : "secureConnect", () => {
       if (timer !== undefined) clearTimeout(timer);
       s.removeAllListeners("error");
       resolve(s);
@@ -170,9 +175,13 @@ function connectOnce(
 /** node:net behind the Net contract. */
 export const nodeNet: Net = {
   async listen(at, options, onConn): Promise<NetListener> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
-      onConn(new NodeConn(s));
-    });
+    const server = options.tls === undefined
+      ? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+        onConn(new NodeConn(s));
+      })
+      : tls.createServer({ ...options.tls, allowHalfOpen: true }, (s) => onConn(new NodeConn(s)));
+    // a failed handshake concerns that client only
+    server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once(
         "error",
@@ -207,7 +216,12 @@ export const nodeNet: Net = {
       if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
       const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
       if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
-      return new NodeConn(await connectOnce(opts, deadline));
+      const secure = options.tls === undefined ? undefined : {
+        ...options.tls,
+        // verify against the name asked for, not the address it resolved to
+        servername: options.tls.servername ?? (isIP(to.host) ? undefined : to.host),
+      };
+      return new NodeConn(await connectOnce(opts, deadline, secure));
     });
   },
 };

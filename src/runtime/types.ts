@@ -5,7 +5,12 @@
  *
  * @module
  */
-import type { Endpoint, FamilyPreference } from "../forward/types.ts";
+import type {
+  Endpoint,
+  FamilyPreference,
+  TlsClientOptions,
+  TlsServerOptions,
+} from "../forward/types.ts";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 
 /** The runtimes relaykit knows. */
@@ -82,16 +87,21 @@ export interface NetListener {
 
 /** Listening and connecting on the runtime's own sockets. */
 export interface Net {
-  /** Bind and accept; throws a RelaykitError when it cannot bind. */
+  /** Bind and accept (TLS with `tls`); throws a RelaykitError when it cannot bind. */
   listen(
     at: Endpoint,
-    options: { backlog: number; reusePort: boolean },
+    options: { backlog: number; reusePort: boolean; tls?: TlsServerOptions | undefined },
     onConn: (c: NetConn) => void,
   ): Promise<NetListener>;
   /** Connect; rejects with a RelaykitError whose code is the engine-wide one. */
   connect(
     to: Endpoint,
-    options: { timeout: number; family: FamilyPreference; bindAddress: string | undefined },
+    options: {
+      timeout: number;
+      family: FamilyPreference;
+      bindAddress: string | undefined;
+      tls?: TlsClientOptions | undefined;
+    },
   ): Promise<NetConn>;
 }
 
