@@ -74,6 +74,7 @@ const ERROR_TEXT: Record<string, string> = {
   RK_EPROXY: "PROXY protocol error",
   RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
   RK_EROUTE: "no route",
+  CERT_UNTRUSTED: "the TLS peer's certificate does not verify",
   RK_EROUTE_LIMIT: "too many bytes before a route",
   EPIPE: "Broken pipe",
   EADDRINUSE: "Address already in use",
@@ -108,6 +109,9 @@ export function normalizeCode(code: string | undefined): string {
     case "EHOSTDOWN":
       return "ENETUNREACH";
     default:
+      // a TLS peer certificate that does not verify: one code on every
+      // runtime (the runtime's own reason stays in the error's cause)
+      if (/CERT|SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) return "CERT_UNTRUSTED";
       return code;
   }
 }
