@@ -161,9 +161,11 @@ class DenoTlsConn implements NetConn {
 /** TLS listeners and connects on Deno's API; the rest stays on node:net. */
 export function withDenoTls(base: Net): Net {
   return {
-    async listen(at, options, onConn): Promise<NetListener> {
+    listen(at, options, onConn): Promise<NetListener> {
       if (options.tls === undefined) return base.listen(at, options, onConn);
-      if ("path" in at) throw new TypeError("TLS on a Unix socket is not supported");
+      if ("path" in at) {
+        return Promise.reject(new TypeError("TLS on a Unix socket is not supported"));
+      }
       let listener: Deno.TlsListener;
       try {
         listener = Deno.listenTls({
@@ -174,7 +176,9 @@ export function withDenoTls(base: Net): Net {
           reusePort: options.reusePort,
         });
       } catch (err) {
-        throw errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(err), { cause: err });
+        return Promise.reject(
+          errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(err), { cause: err }),
+        );
       }
       (async () => {
         for (;;) {
@@ -190,10 +194,10 @@ export function withDenoTls(base: Net): Net {
         }
       })();
       const addr = listener.addr as Deno.NetAddr;
-      return {
+      return Promise.resolve({
         address: { host: at.host, port: addr.port },
         close: () => listener.close(),
-      };
+      });
     },
 
     connect(to: Endpoint, options): Promise<NetConn> {
