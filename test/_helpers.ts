@@ -281,3 +281,20 @@ export function stopChild(child: ChildProcess): Promise<number | string | null> 
     child.kill("SIGTERM");
   });
 }
+
+/**
+ * A listener that never accepts, with its queue already full: a connect to
+ * it hangs until the connector gives up. Runs in python3 so that it needs
+ * neither engine.
+ */
+export function blackHole(): Promise<{ port: number; stop(): void }> {
+  return pythonServer(
+    "import socket,sys,time\n" +
+      "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n" +
+      "p=s.getsockname()[1]\n" +
+      "fill=[socket.socket() for _ in range(3)]\n" +
+      "[f.setblocking(False) or f.connect_ex(('127.0.0.1',p)) for f in fill]\n" +
+      "time.sleep(0.2)\n" +
+      "print(p, flush=True); time.sleep(60)",
+  );
+}

@@ -11,6 +11,7 @@ import { after, describe, test } from "node:test";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
+  blackHole,
   closed,
   connect,
   echoServer,
@@ -18,7 +19,6 @@ import {
   expectedHash,
   fdCount,
   nativeEngine,
-  pythonServer,
   receiveAll,
   sendRandom,
   server,
@@ -52,23 +52,6 @@ async function deadPort(): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-/**
- * A listener that never accepts, with its queue already full: a connect to
- * it hangs until the connector gives up. Runs in python3 so that it needs
- * neither engine.
- */
-function blackHole(): Promise<{ port: number; stop(): void }> {
-  return pythonServer(
-    "import socket,sys,time\n" +
-      "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n" +
-      "p=s.getsockname()[1]\n" +
-      "fill=[socket.socket() for _ in range(3)]\n" +
-      "[f.setblocking(False) or f.connect_ex(('127.0.0.1',p)) for f in fill]\n" +
-      "time.sleep(0.2)\n" +
-      "print(p, flush=True); time.sleep(60)",
-  );
 }
 
 for (const engine of ENGINES) {

@@ -12,6 +12,7 @@ import { after, describe, test } from "node:test";
 import { type RouteFunction, TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
+  blackHole,
   closed,
   connect,
   echoServer,
@@ -260,6 +261,33 @@ for (const engine of ENGINES) {
       assert.deepEqual(await r, { bytes: 2 * 1024 * 1024, sha256: sent });
       assert.equal(sent, expectedHash(2 * 1024 * 1024, 9));
       await bulk.proxy.close();
+      await echo.close();
+    });
+
+    test("per-route connect and idle timeouts", async () => {
+      const hole = await blackHole();
+      const echo = await echoServer();
+      const { proxy, ends, errors } = await start(
+        engine,
+        (data) =>
+          data.length === 0 ? undefined : data[0] === 0x68 // "h"
+            ? { remote: `127.0.0.1:${hole.port}`, connectTimeout: 200 }
+            : { remote: `127.0.0.1:${echo.port}`, idleTimeout: 200 },
+      );
+      const t0 = Date.now();
+      await exchange(proxy.port, ["hole"]);
+      await waitFor(() => ends.length === 1, 5000, "the connect timeout");
+      assert.equal(ends[0]?.reason, "connect-failed");
+      assert.equal(errors[0]?.code, "ETIMEDOUT");
+      assert.ok(Date.now() - t0 < 3000, "the route's timeout, not the default 10 s");
+      const s = await connect(proxy.port);
+      s.on("error", () => {});
+      s.write("idle");
+      await waitFor(() => ends.length === 2, 5000, "the idle timeout");
+      assert.equal(ends[1]?.reason, "idle-timeout");
+      s.destroy();
+      hole.stop();
+      await proxy.close();
       await echo.close();
     });
 
