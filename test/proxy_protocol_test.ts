@@ -253,6 +253,13 @@ describe("PROXY protocol v2", () => {
 });
 
 describe("PROXY protocol detection", () => {
+  test("the no-op mode never finds a header, even a valid one", () => {
+    assert.deepEqual(parseProxyHeader(bytes("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), "none"), {
+      kind: "none",
+    });
+    assert.deepEqual(parseProxyHeader(new Uint8Array(V2_SIG), "none"), { kind: "none" });
+  });
+
   test("detect finds v1, v2 or nothing; a fixed mode requires its version", () => {
     assert.equal(header(bytes("PROXY UNKNOWN\r\n")).header.version, 1);
     assert.deepEqual(parseProxyHeader(bytes("GET / HTTP/1.1\r\n")), { kind: "none" });

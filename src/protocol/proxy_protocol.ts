@@ -89,7 +89,7 @@ export type ParseResult =
   | { kind: "header"; header: ProxyHeader; length: number };
 
 /** Which header a listener accepts. */
-export type ParseMode = "detect" | "v1" | "v2";
+export type ParseMode = "detect" | "v1" | "v2" | "none";
 
 /** A malformed header. `code` names what is wrong. */
 export class ProxyProtocolError extends Error {
@@ -159,12 +159,14 @@ function prefixMatch(buf: Uint8Array, sig: Uint8Array): number {
  * Parse a PROXY header at the start of `buf`.
  *
  * @param buf The bytes received so far.
- * @param mode "detect" accepts v1, v2 or no header; "v1"/"v2" require that one.
+ * @param mode "detect" accepts v1, v2 or no header; "v1"/"v2" require that one;
+ * "none" is the no-op mode: the bytes are payload, whatever they are.
  * @returns `need` (how many more bytes at least), `none` (detect: the
  * stream does not start with a header) or the header and its length.
  * @throws {ProxyProtocolError} for a malformed header.
  */
 export function parseProxyHeader(buf: Uint8Array, mode: ParseMode = "detect"): ParseResult {
+  if (mode === "none") return { kind: "none" }; // the no-op mode: never a header
   const v1 = prefixMatch(buf, V1_PREFIX);
   const v2 = prefixMatch(buf, V2_SIG);
   if (mode !== "v2" && v1 === V1_PREFIX.length) return parseV1(buf);
