@@ -688,6 +688,13 @@ ${splice ? "    option splice-auto\n" : ""}listen relay
   return path;
 }
 
+/** A route script that sends every connection to 127.0.0.1:target. */
+function routeScript(target: number): string {
+  const path = `${tmpDir}/route-${target}.ts`;
+  fs.writeFileSync(path, `export const route = () => ({ remote: "127.0.0.1:${target}" });\n`);
+  return path;
+}
+
 function proxyTable(bins: Bins): ProxySpec[] {
   const relaykit =
     (runtime: "deno" | "bun", engine: "native" | "stream", extra: string[] = []) =>
@@ -728,6 +735,28 @@ function proxyTable(bins: Bins): ProxySpec[] {
       needs: "bun",
       argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
+    },
+    {
+      // every connection held and decided by a route function in JavaScript
+      // (the first-bytes path of PROXY headers and routing), then native
+      name: "relaykit-native-route-deno",
+      optional: true,
+      needs: "deno",
+      argv: (l, t) => [
+        bins.deno!,
+        "run",
+        "-A",
+        "src/cli.ts",
+        "route",
+        routeScript(t),
+        "--listen",
+        `127.0.0.1:${l}`,
+        "--engine",
+        "native",
+        "--threads",
+        "1",
+      ],
+      compareTo: ["haproxy", "relaykit-native-deno"],
     },
     {
       name: "relaykit-native-deno-auto",

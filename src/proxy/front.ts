@@ -445,7 +445,7 @@ export class Front {
       info.header = header;
       info.tlvs = decodeTlvs(header.tlvs);
     }
-    if (header !== undefined || this.#o.send !== undefined || this.#o.route !== undefined) {
+    if (header !== undefined || this.#o.send !== undefined) {
       this.#originals.set(id, info);
     }
     if (header !== undefined) this.#o.onOriginal(info);
