@@ -42,6 +42,13 @@ export {
 export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
+export {
+  Backend,
+  type BackendOptions,
+  type BalanceMode,
+  Server,
+  type ServerOptions,
+} from "./src/proxy/balance.ts";
 export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
 export { parseEndpoint } from "./src/proxy/address.ts";
 export {

@@ -122,6 +122,7 @@ if (process.argv.includes("--tests")) {
     "test/hooks_test.ts",
     "test/proxy_listener_test.ts",
     "test/route_test.ts",
+    "test/balance_test.ts",
   ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

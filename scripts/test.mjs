@@ -113,6 +113,7 @@ if (built) {
     "test/proxy_listener_test.ts",
     "test/route_test.ts",
     "test/tls_test.ts",
+    "test/balance_test.ts",
   ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,

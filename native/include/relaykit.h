@@ -111,6 +111,8 @@ typedef enum {
 #define RK_HOLD_FIRST 1u /* just accepted: nothing read yet */
 #define RK_HOLD_EOF 2u   /* the client finished sending */
 #define RK_HOLD_FULL 4u  /* the held bytes reached the asked maximum */
+#define RK_HOLD_RETRY 8u /* a CONNECT decided with opts[6] = 1 failed (err in
+                            word 3): decide again; nothing was lost */
 
 /* Decisions for rk_hold_decide(). */
 #define RK_DECIDE_CONNECT 1 /* connect, then send to_b and relay */
@@ -293,7 +295,10 @@ RK_EXTERN int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out,
                                int32_t cap);
 /* Decide. opts: [0] RK_DECIDE_*, [1] port (< 0: host is a Unix path),
  * [2] RK_FAMILY_*, [3] connect timeout ms, [4] idle timeout ms (-1: the
- * listener's), [5] how many held bytes to drop from the front; FILE also
+ * listener's), [5] how many held bytes to drop from the front, CONNECT
+ * optionally [6] 1: if the connect fails, hold the connection again (an
+ * RK_EV_HOLD with RK_HOLD_RETRY) instead of ending it - a new CONNECT then
+ * sends the same bytes elsewhere (its own to_b/to_a, if any, replace them); FILE also
  * [6], [7] offset (low, high 32 bits), [8], [9] length (low, high; both -1:
  * to the end), with host the file's path (opened here, so a missing file
  * is this call's error).

@@ -259,6 +259,10 @@ static int rk__errno_reason(int err) {
 }
 
 static void rk__connect_fail(rk__conn *c, int err) {
+  if (c->retry_ok) { /* the host may send it elsewhere: held again */
+    rk__hold_retry(c, rk__errno_reason(err));
+    return;
+  }
   rk__conn_end(c, RK_END_CONNECT_FAILED, rk__errno_reason(err));
 }
 

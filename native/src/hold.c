@@ -36,6 +36,16 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+/* Free bytes a direction holds from an earlier decision (always malloc'd
+ * while held: no pool buffer is taken before relaying starts). */
+static void rk__dir_own_release(rk__dir *d) {
+  if (d->buf != NULL && d->buf_own)
+    free(d->buf);
+  d->buf = NULL;
+  d->buf_own = 0;
+  d->buf_off = d->buf_len = 0;
+}
+
 void rk__cmd_free(rk__cmd *cmd) {
   if (cmd->type == RK__CMD_HOLD_DECIDE && cmd->opts[0] == RK_DECIDE_FILE &&
       cmd->arg >= 0)
@@ -170,6 +180,27 @@ void rk__hold_read_cmd(rk__conn *c, uint32_t max) {
   rk__hold_pump(c);
 }
 
+void rk__hold_retry(rk__conn *c, int err) {
+  rk__ai_free(c->ai_list);
+  c->ai_list = c->ai_next = NULL;
+  if (c->owns_target)
+    rk__free_target(c->target);
+  c->target = NULL;
+  c->owns_target = 0;
+  c->retry_ok = 0;
+  c->connect_deadline_ms = 0;
+  RK__STORE(&c->state, RK__HOLDING);
+  if (c->listener->hold_timeout_ms > 0)
+    c->hold_deadline_ms = rk__now_mono() + c->listener->hold_timeout_ms;
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
+                                  (uint32_t)c->listener->id, (uint32_t)err,
+                                  RK_HOLD_RETRY};
+  rec[6] = c->peer.ss_family;
+  c->hold_max = 0;
+  __atomic_store_n(&c->hold_posted, 1, __ATOMIC_RELEASE);
+  rk__post(c->w->e, rec);
+}
+
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   if (c->state != RK__HOLDING)
     return; /* decided twice, or ended meanwhile: cmd is freed by the caller */
@@ -186,6 +217,7 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
 
   /* b->a: the reply, written to the client before anything from b */
   if (cmd->len2 > 0) {
+    rk__dir_own_release(&c->dir[1]); /* a retry's earlier reply */
     c->dir[1].buf = cmd->data2;
     c->dir[1].buf_own = 1;
     c->dir[1].buf_off = 0;
@@ -194,6 +226,10 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   }
 
   if (action == RK_DECIDE_CLOSE || action == RK_DECIDE_FILE) {
+    /* after a failed connect: its bytes go nowhere, its reply neither */
+    rk__dir_own_release(&c->dir[0]);
+    if (cmd->len2 == 0)
+      rk__dir_own_release(&c->dir[1]);
     free(c->hold_buf);
     c->hold_buf = NULL;
     c->hold_len = c->hold_cap = 0;
@@ -225,6 +261,7 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   /* a->b: what the host sends first, then the held bytes it kept */
   uint32_t blen = cmd->len + rest;
   if (blen > 0) {
+    rk__dir_own_release(&c->dir[0]); /* a retry's earlier bytes */
     uint8_t *b = cmd->data;
     if (rest > 0) {
       b = realloc(cmd->data, blen);
@@ -246,11 +283,13 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   c->target = cmd->target;
   c->owns_target = 1;
   cmd->target = NULL;
+  c->retry_ok = cmd->opts[6] == 1;
   RK__STORE(&c->state, RK__CONNECTING);
   rk__connect_start(c);
 }
 
 /* ---- public ------------------------------------------------------------ */
+
 
 /* Find connection id and send it cmd; frees cmd when there is none. */
 static int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {

@@ -145,6 +145,7 @@ struct rk__conn {
   uint32_t hold_max;       /* > 0: reading was asked for, up to this many */
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
+  unsigned retry_ok : 1;   /* a failed connect goes back to the host */
 };
 
 struct rk__listener {
@@ -306,6 +307,7 @@ void rk__hold_start(rk__conn *c);
 void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__hold_retry(rk__conn *c, int err);
 void rk__cmd_free(rk__cmd *cmd);
 
 /* connect.c */

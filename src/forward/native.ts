@@ -33,6 +33,7 @@ import {
   formatEndpoint,
   type ForwardEngine,
   type HeldConnection,
+  type HeldUpdate,
   type HoldDecision,
   type InetEndpoint,
   type ProxyCallbacks,
@@ -239,6 +240,7 @@ function nativeDecide(
     d.connectTimeout ?? spec.connectTimeout,
     d.idleTimeout ?? -1,
     d.consume ?? 0,
+    d.retry ? 1 : 0,
   ]);
   sym.rk_hold_decide(
     engine.handle,
@@ -402,12 +404,16 @@ export class NativeForwardEngine implements ForwardEngine {
             e.sym.rk_hold_take(e.handle, ev.id, data, n);
           }
         }
-        cb.held?.({
+        const update: HeldUpdate = {
           conn: h.conn,
           data,
           first: (flags & HOLD.FIRST) !== 0,
           eof: (flags & HOLD.EOF) !== 0,
-        });
+        };
+        if (flags & HOLD.RETRY) {
+          update.retry = e.error(ev.err, connectFailure(h.target ?? spec.listen), ev.id);
+        }
+        cb.held?.(update);
         break;
       }
       case EV.ACCEPT: {

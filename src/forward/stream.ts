@@ -24,6 +24,7 @@ import {
   formatEndpoint,
   type ForwardEngine,
   type HeldConnection,
+  type HeldUpdate,
   type HoldDecision,
   type ProxyCallbacks,
   type ProxyHandle,
@@ -86,6 +87,8 @@ class StreamConnection {
   target: Endpoint | undefined; // where it was sent
   idleTimeout: number | undefined; // the decision's own
   file: ReadStream | undefined; // a "file" decision's source
+  retryFirst: Uint8Array | undefined; // after a failed connect: what to send
+  retryReply: Uint8Array | undefined;
 
   constructor(id: number, a: NetConn) {
     this.id = id;
@@ -132,14 +135,16 @@ class StreamProxy implements ProxyHandle {
   #heldInfo = new Map<number, HeldConnection>();
 
   /** Tell the owner what a held connection has sent so far. */
-  #post(c: StreamConnection, first: boolean): void {
+  #post(c: StreamConnection, first: boolean, retry?: RelaykitError): void {
     c.holdMax = 0;
     c.a.pause();
     let conn = this.#heldInfo.get(c.id);
     if (conn === undefined) this.#heldInfo.set(c.id, conn = this.#conn(c));
     const data = c.held.length === 0 ? EMPTY : concatBytes(c.held);
     c.held = data.length === 0 ? [] : [data];
-    this.#cb.held?.({ conn, data, first, eof: c.dirs[0].eof });
+    const update: HeldUpdate = { conn, data, first, eof: c.dirs[0].eof };
+    if (retry !== undefined) update.retry = retry;
+    this.#cb.held?.(update);
   }
 
   #holdData(c: StreamConnection, chunk: Uint8Array): void {
@@ -205,11 +210,23 @@ class StreamProxy implements ProxyHandle {
     c.target = d.target;
     if (d.idleTimeout !== undefined) c.idleTimeout = d.idleTimeout;
     const consume = Math.min(Math.max(0, d.consume ?? 0), held.length);
-    const first = [d.toTarget ?? EMPTY, held.subarray(consume)].filter((p) => p.length > 0);
-    this.#connect(c, d.target, d.connectTimeout ?? this.#spec.connectTimeout, d.tls, (b) => {
-      if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
-      if (first.length > 0) b.write(concatBytes(first));
-    });
+    // after a failed connect (retry), its bytes and reply unless replaced
+    const first = d.toTarget === undefined && c.retryFirst !== undefined
+      ? c.retryFirst
+      : concatBytes([d.toTarget ?? EMPTY, held.subarray(consume)]);
+    const reply = d.toClient ?? c.retryReply;
+    c.retryFirst = c.retryReply = undefined;
+    this.#connect(
+      c,
+      d.target,
+      d.connectTimeout ?? this.#spec.connectTimeout,
+      d.tls,
+      (b) => {
+        if (reply !== undefined && reply.length > 0) c.a.write(reply);
+        if (first.length > 0) b.write(first);
+      },
+      d.retry ? { first, reply } : undefined,
+    );
     return undefined;
   }
 
@@ -322,6 +339,7 @@ class StreamProxy implements ProxyHandle {
     timeout: number,
     tls?: TlsClientOptions,
     before?: (b: NetConn) => void,
+    retry?: { first: Uint8Array; reply: Uint8Array | undefined },
   ): void {
     const spec = this.#spec;
     runtime.net.connect(target, {
@@ -334,6 +352,23 @@ class StreamProxy implements ProxyHandle {
       this.#connected(c, b);
     }, (err: RelaykitError) => {
       if (c.ended) return;
+      if (retry !== undefined) {
+        // held again, with what it was to send: the owner decides anew
+        c.state = "held";
+        c.retryFirst = retry.first;
+        c.retryReply = retry.reply;
+        const timeout = this.#spec.hold?.timeout ?? 0;
+        if (timeout > 0) c.deadline = Date.now() + timeout;
+        this.#post(
+          c,
+          false,
+          new RelaykitError(err.message, err.code, {
+            connectionId: c.id,
+            cause: err,
+          }),
+        );
+        return;
+      }
       // name the connection the failure belongs to
       this.#end(
         c,

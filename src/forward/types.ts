@@ -73,6 +73,8 @@ export interface ConnectionEnd extends Counters {
   durationMs: number;
   /** Who the client really was, when a PROXY header was received or sent. */
   original?: OriginalInfo;
+  /** The backend server it went to (proxies with a backend). */
+  server?: string;
 }
 
 /** Terminating TLS on a listener: PEM text of the certificate chain and key. */
@@ -135,6 +137,12 @@ export interface HeldUpdate {
   first: boolean;
   /** The client finished sending. */
   eof: boolean;
+  /**
+   * A connect decided with `retry` failed: decide again (another target,
+   * or close). The bytes to send and the reply are kept: a new decision
+   * without `toTarget`/`toClient` sends them.
+   */
+  retry?: RelaykitError;
 }
 
 /** What to do with a held connection. */
@@ -156,6 +164,8 @@ export type HoldDecision =
     idleTimeout?: number;
     /** Speak TLS to the target (the runtime's TLS carries those bytes). */
     tls?: TlsClientOptions;
+    /** If the connect fails, hold the connection again (`HeldUpdate.retry`). */
+    retry?: boolean;
   }
   | {
     /** Send `toClient`, then close. */

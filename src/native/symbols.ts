@@ -206,7 +206,7 @@ export const END = {
 } as const;
 
 /** Flags of an RK_EV_HOLD record (RK_HOLD_*). */
-export const HOLD = { FIRST: 1, EOF: 2, FULL: 4 } as const;
+export const HOLD = { FIRST: 1, EOF: 2, FULL: 4, RETRY: 8 } as const;
 
 /** Decisions of rk_hold_decide (RK_DECIDE_*). */
 export const DECIDE = { CONNECT: 1, CLOSE: 2, FILE: 3 } as const;

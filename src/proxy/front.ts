@@ -24,6 +24,7 @@ import type {
 } from "../forward/types.ts";
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import { parseEndpoint } from "./address.ts";
+import type { Backend, Server } from "./balance.ts";
 import {
   buildProxyHeader,
   decodeTlvs,
@@ -174,6 +175,8 @@ export interface FrontOptions {
   send: SendProxyOptions | undefined;
   /** Where connections go without a route function. */
   target: Endpoint | undefined;
+  /** Or a backend's servers, balanced, with failover. */
+  backend: Backend | undefined;
   /** TLS to `target`. */
   targetTls: TlsClientOptions | undefined;
   /** Decides where each connection goes (instead of `target`). */
@@ -219,6 +222,11 @@ export class Front {
   readonly #o: FrontOptions;
   readonly #trusted: Cidr[];
   readonly #originals = new Map<number, OriginalInfo>();
+  /** Per connection to a backend: the servers tried, the one in use. */
+  readonly #picked = new Map<
+    number,
+    { tried: Set<Server>; attempts: number; server: Server | undefined; info: OriginalInfo }
+  >();
   /** Per connection in the route phase: the header's length. */
   readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
@@ -250,6 +258,75 @@ export class Front {
   forget(id: number): void {
     this.#originals.delete(id);
     this.#routing.delete(id);
+    const picked = this.#picked.get(id);
+    if (picked?.server !== undefined) picked.server.active--;
+    this.#picked.delete(id);
+  }
+
+  /** The backend server connection `id` went to, while it is open. */
+  serverOf(id: number): Server | undefined {
+    return this.#picked.get(id)?.server;
+  }
+
+  /** Start a connection's tour of its backend's servers. */
+  #toBackend(u: HeldUpdate, info: OriginalInfo, consume: number): void {
+    this.#picked.set(u.conn.id, { tried: new Set(), attempts: 0, server: undefined, info });
+    this.#nextServer(u, consume, undefined);
+  }
+
+  /** A connect to the server failed (the bytes are kept): the next one. */
+  #failover(u: HeldUpdate, err: RelaykitError): void {
+    const picked = this.#picked.get(u.conn.id);
+    if (picked?.server !== undefined) {
+      picked.server.active--;
+      picked.server.failures++;
+      picked.server = undefined;
+    }
+    this.#nextServer(u, 0, err);
+  }
+
+  #nextServer(u: HeldUpdate, consume: number, lastError: RelaykitError | undefined): void {
+    const backend = this.#o.backend!;
+    const id = u.conn.id;
+    const picked = this.#picked.get(id);
+    if (picked === undefined) return;
+    const client = picked.info.source?.host ?? u.conn.remote?.host;
+    const server = picked.attempts > backend.retries
+      ? undefined
+      : backend.pick(client, picked.tried);
+    if (server === undefined) {
+      this.#refuse(
+        u.conn,
+        lastError ??
+          errorFor(
+            `${describe(u.conn)}: backend "${backend.name}" has no server up`,
+            "RK_ENOSERVER",
+            {
+              connectionId: id,
+            },
+          ),
+      );
+      return;
+    }
+    picked.tried.add(server);
+    picked.attempts++;
+    picked.server = server;
+    server.active++;
+    server.total++;
+    const retry = picked.attempts <= backend.retries && backend.hasOther(picked.tried);
+    const connectTimeout = backend.connectTimeout;
+    if (picked.attempts === 1) {
+      void this.#connect(u, picked.info, server.address, undefined, consume, {
+        ...(connectTimeout !== undefined ? { connectTimeout } : {}),
+        retry,
+        send: backend.sendProxy,
+      });
+      return;
+    }
+    // a retry: the library (or stream engine) still has the bytes to send
+    const d: HoldDecision = { action: "connect", target: server.address, retry };
+    if (connectTimeout !== undefined) d.connectTimeout = connectTimeout;
+    this.#handle!.decide(id, d);
   }
 
   /** A held connection was accepted or sent more. */
@@ -257,6 +334,7 @@ export class Front {
     const h = this.#handle!;
     const accept = this.#o.accept;
     const id = u.conn.id;
+    if (u.retry !== undefined) return this.#failover(u, u.retry);
     const headerLength = this.#routing.get(id);
     if (headerLength !== undefined) return void this.#route(u, headerLength);
     if (u.first) {
@@ -318,6 +396,7 @@ export class Front {
     const info = this.#original(u, header);
     if (this.#o.route === undefined) {
       const tls = this.#o.targetTls;
+      if (this.#o.backend !== undefined) return this.#toBackend(u, info, consume);
       void this.#connect(u, info, this.#o.target!, undefined, consume, tls ? { tls } : undefined);
       return;
     }
@@ -465,13 +544,15 @@ export class Front {
         idleTimeout?: number;
         toClient?: Uint8Array;
         tls?: TlsClientOptions | undefined;
+        retry?: boolean;
+        send?: SendProxyOptions | undefined;
       }
       | undefined,
   ): Promise<void> {
     const h = this.#handle!;
     const id = u.conn.id;
     let toTarget: Uint8Array = EMPTY;
-    const send = this.#o.send;
+    const send = route?.send ?? this.#o.send;
     if (send !== undefined) {
       try {
         toTarget = this.#build(send, info);
@@ -518,6 +599,7 @@ export class Front {
     if (route?.idleTimeout !== undefined) d.idleTimeout = route.idleTimeout;
     if (route?.toClient !== undefined) d.toClient = route.toClient;
     if (route?.tls !== undefined) d.tls = route.tls;
+    if (route?.retry) d.retry = true;
     h.decide(id, d);
   }
 

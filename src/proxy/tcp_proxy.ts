@@ -20,6 +20,7 @@ import type {
 import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
+import { Backend, type BackendOptions } from "./balance.ts";
 import {
   type AcceptProxyOptions,
   checkFrontOptions,
@@ -32,8 +33,15 @@ import {
 export interface TcpProxyOptions {
   /** Where to listen: `{ host, port }` (port 0 picks one) or `{ path }`. */
   listen: Endpoint;
-  /** Where every connection goes (unless `route` decides). */
+  /** Where every connection goes (unless `route` or `backend` decides). */
   target?: Endpoint;
+  /**
+   * Or a group of servers: each connection goes to the one the balancing
+   * picks; a refused or timed-out connect moves on to the next server
+   * within the retry budget (failover). A `Backend` may be shared by
+   * several proxies (its connection counts then are too).
+   */
+  backend?: Backend | BackendOptions;
   /**
    * Decide per connection from its first bytes (tproxy's `proxy(data)`):
    * return `{ remote }`, `{ close }`, `{ file }`, or `undefined` for more
@@ -208,8 +216,15 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    */
   static async listen(options: TcpProxyOptions): Promise<TcpProxy> {
     checkEndpoint("listen", options.listen);
-    if (options.route === undefined) {
-      if (options.target === undefined) throw new TypeError("TcpProxy needs a target or a route");
+    const backend = options.backend === undefined || options.backend instanceof Backend
+      ? options.backend
+      : new Backend(options.backend);
+    if (backend !== undefined) {
+      for (const s of backend.servers) checkEndpoint(`server "${s.name}"`, s.address);
+    } else if (options.route === undefined) {
+      if (options.target === undefined) {
+        throw new TypeError("TcpProxy needs a target, a backend or a route");
+      }
       checkEndpoint("target", options.target);
     } else if (typeof options.route !== "function") {
       throw new TypeError("route must be a function");
@@ -259,12 +274,13 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     };
     if (
       options.acceptProxy !== undefined || options.sendProxy !== undefined ||
-      options.route !== undefined || targetTls !== undefined
+      options.route !== undefined || targetTls !== undefined || backend !== undefined
     ) {
       front = new Front({
         accept: options.acceptProxy,
         send: options.sendProxy,
         target: options.target,
+        backend,
         targetTls,
         route: options.route,
         routeLimit: nonNegative("routeLimit", options.routeLimit, 65536) || 65536,
@@ -291,6 +307,8 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         later((p) => {
           const original = front?.original(end.id);
           if (original !== undefined) end.original = original;
+          const server = front?.serverOf(end.id);
+          if (server !== undefined) end.server = server.name;
           if (end.error !== undefined) fail(p, end.error);
           front?.forget(end.id);
           p.emit("close", end);

@@ -1,0 +1,179 @@
+/**
+ * Backends: a named group of servers, the balancing that picks one per
+ * connection, and the retry budget that moves a refused or timed-out
+ * connect to the next server (failover).
+ *
+ * @module
+ */
+import type { Endpoint } from "../forward/types.ts";
+import { formatEndpoint } from "../forward/types.ts";
+import type { SendProxyOptions } from "./front.ts";
+
+/** How a backend picks a server for each connection. */
+export type BalanceMode = "roundrobin" | "leastconn" | "random" | "source-hash";
+
+/** The balancing modes, for validation. */
+export const BALANCE_MODES: readonly BalanceMode[] = [
+  "roundrobin",
+  "leastconn",
+  "random",
+  "source-hash",
+];
+
+/** One server of a backend. */
+export interface ServerOptions {
+  /** Where it listens. */
+  address: Endpoint;
+  /** Relative share of connections (0 takes none). @default 1 */
+  weight?: number;
+  /** Its name in events and logs. @default its address */
+  name?: string;
+}
+
+/** A backend's configuration. */
+export interface BackendOptions {
+  /** Its name. */
+  name: string;
+  /** Its servers (at least one). */
+  servers: readonly ServerOptions[];
+  /** @default "roundrobin" */
+  balance?: BalanceMode;
+  /** More servers to try after a failed connect. @default servers - 1 */
+  retries?: number;
+  /** Connect timeout in ms. @default the proxy's */
+  connectTimeout?: number;
+  /** A PROXY header to send to its servers. */
+  sendProxy?: SendProxyOptions;
+}
+
+/** A server, with its live state. */
+export class Server {
+  /** Its name. */
+  readonly name: string;
+  /** Where it listens. */
+  readonly address: Endpoint;
+  /** Its weight. */
+  readonly weight: number;
+  /** Connections it has now. */
+  active = 0;
+  /** Connections it has had. */
+  total = 0;
+  /** Connects to it that failed. */
+  failures = 0;
+  /** false while health checks say it is down. */
+  up = true;
+
+  /** @param o Its configuration. */
+  constructor(o: ServerOptions) {
+    this.address = o.address;
+    this.weight = o.weight ?? 1;
+    this.name = o.name ?? formatEndpoint(o.address);
+  }
+}
+
+/** FNV-1a of a string: a stable hash for source-hash balancing. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** A group of servers and how to pick among them. */
+export class Backend {
+  /** Its name. */
+  readonly name: string;
+  /** Its servers, in configuration order. */
+  readonly servers: readonly Server[];
+  /** How it picks. */
+  readonly balance: BalanceMode;
+  /** Servers to try after a failed connect. */
+  readonly retries: number;
+  /** Connect timeout in ms, if its own. */
+  readonly connectTimeout: number | undefined;
+  /** PROXY header to send, if any. */
+  readonly sendProxy: SendProxyOptions | undefined;
+  #next = 0; // roundrobin position, in weighted slots
+  #slots: number[]; // server index per slot (weights expanded)
+
+  /**
+   * @param o Its configuration.
+   * @throws {RangeError} for no servers, a bad weight or a bad mode.
+   */
+  constructor(o: BackendOptions) {
+    if (o.servers.length === 0) throw new RangeError(`backend "${o.name}" has no servers`);
+    this.name = o.name;
+    this.servers = o.servers.map((s) => new Server(s));
+    for (const s of this.servers) {
+      if (!Number.isInteger(s.weight) || s.weight < 0 || s.weight > 256) {
+        throw new RangeError(
+          `server "${s.name}": weight must be an integer 0-256, not ${s.weight}`,
+        );
+      }
+    }
+    this.balance = o.balance ?? "roundrobin";
+    if (!BALANCE_MODES.includes(this.balance)) {
+      throw new RangeError(`balance must be one of ${BALANCE_MODES.join(", ")}`);
+    }
+    this.retries = o.retries ?? this.servers.length - 1;
+    this.connectTimeout = o.connectTimeout;
+    this.sendProxy = o.sendProxy;
+    // smooth weighted round robin: interleave the weighted slots
+    this.#slots = [];
+    const credit = this.servers.map(() => 0);
+    const total = this.servers.reduce((n, s) => n + s.weight, 0);
+    for (let n = 0; n < total; n++) {
+      let best = -1;
+      this.servers.forEach((s, i) => {
+        credit[i]! += s.weight;
+        if (s.weight > 0 && (best < 0 || credit[i]! > credit[best]!)) best = i;
+      });
+      credit[best]! -= total;
+      this.#slots.push(best);
+    }
+  }
+
+  /** Whether a server is left that is up, weighted and not in `tried`. */
+  hasOther(tried: ReadonlySet<Server>): boolean {
+    return this.servers.some((s) => s.up && s.weight > 0 && !tried.has(s));
+  }
+
+  /**
+   * The server for a new connection from `client` (its address), skipping
+   * `tried` ones and those that are down; undefined when none is left.
+   */
+  pick(client: string | undefined, tried: ReadonlySet<Server> = new Set()): Server | undefined {
+    const ok = (s: Server) => s.up && s.weight > 0 && !tried.has(s);
+    const candidates = this.servers.filter(ok);
+    if (candidates.length === 0) return undefined;
+    switch (this.balance) {
+      case "leastconn": {
+        // fewest connections per unit of weight; ties in configuration order
+        let best = candidates[0]!;
+        for (const s of candidates) if (s.active * best.weight < best.active * s.weight) best = s;
+        return best;
+      }
+      case "random": {
+        const total = candidates.reduce((n, s) => n + s.weight, 0);
+        let r = Math.random() * total;
+        for (const s of candidates) if ((r -= s.weight) < 0) return s;
+        return candidates[candidates.length - 1];
+      }
+      case "source-hash": {
+        // the same client goes to the same server while the set is the same
+        const slots = this.#slots.filter((i) => ok(this.servers[i]!));
+        const h = client === undefined ? 0 : fnv1a(client);
+        return this.servers[slots[h % slots.length]!];
+      }
+      default: {
+        for (let n = 0; n < this.#slots.length; n++) {
+          const s = this.servers[this.#slots[this.#next++ % this.#slots.length]!]!;
+          if (ok(s)) return s;
+        }
+        return candidates[0];
+      }
+    }
+  }
+}
