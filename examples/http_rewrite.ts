@@ -18,9 +18,9 @@ export function route(data: Uint8Array): RouteResult | undefined {
 }
 
 /** Rewrite Host headers in what the client sends (a chunk at a time). */
-export const rewriteRequest: DataHook = (chunk) =>
+export const rewriteRequest: DataHook = (chunk: Uint8Array): Uint8Array =>
   enc.encode(dec.decode(chunk).replace(/\r\nHost:[^\r\n]*/gi, `\r\nHost: ${backend()}`));
 
 /** Mark responses as having passed through relaykit. */
-export const rewriteResponse: DataHook = (chunk) =>
+export const rewriteResponse: DataHook = (chunk: Uint8Array): Uint8Array =>
   enc.encode(dec.decode(chunk).replace(/^(HTTP\/1\.[01] [^\r\n]*\r\n)/, "$1Via: relaykit\r\n"));

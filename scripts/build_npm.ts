@@ -24,6 +24,10 @@ const work = join(root, ".build");
 const denoJson = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")) as {
   version: string;
 };
+// the runtime dependencies of the package are the development package's
+const pkgJson = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+  dependencies: { yaml: string };
+};
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, {
@@ -108,6 +112,7 @@ const pkg = {
   },
   bin: { relaykit: "bin/relaykit.js" },
   engines: { node: ">=20" },
+  dependencies: { yaml: pkgJson.dependencies.yaml },
   files: ["mod.js", "mod.d.ts", "src/", "bin/", "native/", "README.md", "LICENSE"],
   keywords: ["proxy", "tcp", "splice", "ffi", "bun", "deno"],
 };

@@ -15,7 +15,6 @@
 import { createServer } from "node:http";
 import process from "node:process";
 import { formatEndpoint } from "./forward/types.ts";
-import type { DataHook } from "./forward/hooks.ts";
 import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
 import { parseCidr } from "./protocol/cidr.ts";
@@ -25,11 +24,11 @@ import {
   parseProxyHeader,
   type ProxyHeader,
 } from "./protocol/proxy_protocol.ts";
-import type { RouteFunction } from "./proxy/front.ts";
+import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
-import { copyFileSync, rmSync } from "node:fs";
-import { basename, dirname, extname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { ConfigError } from "./config/config.ts";
+import { Runner } from "./config/run.ts";
+import { openSync, writeSync } from "node:fs";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
 
@@ -48,8 +47,16 @@ Usage:
   relaykit                         run a demo: an HTTP backend behind a proxy
   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
   relaykit route SCRIPT --listen HOST:PORT [options]
+  relaykit run CONFIG [--engine E] [--threads N] [--grace MS] [--access-log FILE] [--quiet]
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit --help | --version
+
+run: the listeners and backends of a YAML or JSON file (see the README),
+validated first (each mistake with file:line:col). SIGHUP reloads it (an
+invalid file changes nothing; established connections are untouched);
+SIGTERM/SIGINT stop accepting and reset what is left after --grace MS
+(default 10000); SIGQUIT waits for the last connection. --access-log FILE
+writes one JSON line per connection (- for stdout).
 
 route: SCRIPT (TypeScript or JavaScript) exports route(data, conn), which
 returns { remote }, { close }, { file } or undefined for more bytes; it may
@@ -231,43 +238,6 @@ async function runProxy(
   return proxy;
 }
 
-/** What a route script exports. */
-interface RouteModule {
-  route: RouteFunction;
-  onError?: (conn: { id: number }, error: Error) => void;
-  rewriteRequest?: DataHook;
-  rewriteResponse?: DataHook;
-}
-
-async function loadRouteModule(path: string, generation: number): Promise<RouteModule> {
-  // A reload imports a copy under a new name next to the script (so its
-  // relative imports still resolve): runtimes cache modules by URL, and
-  // not every one of them treats a query string as a new module.
-  const full = resolve(path);
-  const copy = generation === 0
-    ? full
-    : join(dirname(full), `.${basename(full)}.reload-${process.pid}-${generation}${extname(full)}`);
-  let mod: Record<string, unknown>;
-  try {
-    if (copy !== full) copyFileSync(full, copy);
-    mod = await import(pathToFileURL(copy).href);
-  } catch (err) {
-    throw new Error(`cannot load ${path}: ${(err as Error).message}`);
-  } finally {
-    if (copy !== full) rmSync(copy, { force: true });
-  }
-  const route = mod.route ?? mod.proxy ?? mod.default;
-  if (typeof route !== "function") {
-    throw new Error(`${path} exports no route function (export function route(data, conn))`);
-  }
-  for (const name of ["onError", "rewriteRequest", "rewriteResponse"]) {
-    if (mod[name] !== undefined && typeof mod[name] !== "function") {
-      throw new Error(`${path}: ${name} must be a function`);
-    }
-  }
-  return { ...mod, route } as RouteModule;
-}
-
 async function routeCommand(args: string[]): Promise<void> {
   const [script, ...rest] = args;
   if (script === undefined || script.startsWith("--")) {
@@ -325,6 +295,65 @@ async function routeCommand(args: string[]): Promise<void> {
       console.error(`relaykit: SIGHUP: ${err.message}; still running the previous ${script}`);
     });
   });
+}
+
+async function runCommand(args: string[]): Promise<void> {
+  const [file, ...rest] = args;
+  if (file === undefined || file.startsWith("--")) {
+    throw new UsageError("run needs a CONFIG file: relaykit run CONFIG");
+  }
+  const p = parseFlags(rest, ["--engine", "--threads", "--grace", "--access-log"], ["--quiet"]);
+  const engine = p.flags.get("--engine") ?? "auto";
+  if (engine !== "auto" && engine !== "native" && engine !== "stream") {
+    throw new UsageError(`--engine must be auto, native or stream, not "${engine}"`);
+  }
+  const threads = intFlag(p, "--threads", 1);
+  const grace = intFlag(p, "--grace", 0) ?? 10_000;
+  const quiet = p.bools.has("--quiet");
+  const logPath = p.flags.get("--access-log");
+  const accessOut = logPath === undefined
+    ? undefined
+    : logPath === "-"
+    ? (line: string) => console.log(line)
+    : (() => {
+      const fd = openSync(logPath, "a");
+      return (line: string) => writeSync(fd, line + "\n");
+    })();
+  let nativeEngine: NativeEngine | undefined;
+  if (threads !== undefined && engine !== "stream") {
+    try {
+      nativeEngine = new NativeEngine({ threads });
+    } catch (err) {
+      if (engine === "native") throw err;
+    }
+  }
+  const runner = new Runner(file, {
+    engine,
+    nativeEngine,
+    log: (line) => console.error(`relaykit: ${line}`),
+    access: (rec) => accessOut?.(JSON.stringify(rec)),
+  });
+  try {
+    await runner.start();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
+    throw err;
+  }
+  let stopping = false;
+  const stop = (sig: string, ms: number) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    if (!quiet) console.log(`relaykit: ${sig}: stopping`);
+    // the signal listeners keep the process alive: exit once the output
+    // has had a moment to drain (Bun drops what is still buffered at exit)
+    runner.stop(ms).then(() => setTimeout(() => process.exit(0), 200));
+  };
+  process.on("SIGTERM", () => stop("SIGTERM", grace));
+  process.on("SIGINT", () => stop("SIGINT", grace));
+  process.on("SIGQUIT", () => stop("SIGQUIT", 0x7fffffff)); // until the last one ends
+  process.on("SIGHUP", () => void runner.reload());
+  await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
+  if (!quiet) console.log(`relaykit: running ${file} (${runner.listeners.size} listeners)`);
 }
 
 async function forward(args: string[]): Promise<void> {
@@ -538,6 +567,9 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "route":
         await routeCommand(rest);
+        return 0;
+      case "run":
+        await runCommand(rest);
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}" (see --help)`);

@@ -219,8 +219,8 @@ export function checkFrontOptions(
 
 /** Runs the front of one listener's held connections. */
 export class Front {
-  readonly #o: FrontOptions;
-  readonly #trusted: Cidr[];
+  #o: FrontOptions;
+  #trusted: Cidr[];
   readonly #originals = new Map<number, OriginalInfo>();
   /** Per connection to a backend: the servers tried, the one in use. */
   readonly #picked = new Map<
@@ -242,6 +242,19 @@ export class Front {
     const header = this.#o.accept === undefined ? 0 : this.#o.accept.timeout ?? 5000;
     const route = this.#o.route === undefined ? 0 : this.#o.routeTimeout;
     return header === 0 || route === 0 ? Math.max(header, route) : header + route;
+  }
+
+  /**
+   * New connections from now on use these options; connections already
+   * decided (or being decided) keep what they had.
+   */
+  update(
+    options: Partial<Pick<FrontOptions, "accept" | "send" | "target" | "backend" | "route">>,
+  ): void {
+    const next = { ...this.#o, ...options };
+    checkFrontOptions(next.accept, next.send);
+    this.#trusted = (next.accept?.trusted ?? LOOPBACK).map(parseCidr);
+    this.#o = next;
   }
 
   /** Attach the proxy handle, once it exists. */

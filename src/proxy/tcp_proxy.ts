@@ -192,14 +192,17 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   readonly address: Endpoint;
   readonly #handle: ProxyHandle;
   readonly #drained: Promise<void>;
+  readonly #front: Front | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(
     choice: { name: "native" | "stream"; reason: string | undefined },
     handle: ProxyHandle,
     drained: Promise<void>,
+    front: Front | undefined,
   ) {
     super();
+    this.#front = front;
     this.engine = choice.name;
     this.engineReason = choice.reason;
     this.#handle = handle;
@@ -325,6 +328,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       { name: choice.engine.name, reason: choice.reason },
       handle,
       drained,
+      front,
     );
     for (const f of early) f();
     return proxy;
@@ -359,6 +363,35 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       open: this.hasListeners("open"),
       connected: this.hasListeners("connect"),
       close: this.hasListeners("close"),
+    });
+  }
+
+  /**
+   * Change where new connections go (and how their PROXY headers are
+   * handled) without touching the listening socket: connections from now on
+   * follow the new options; established ones go on as they were. Only for a
+   * proxy started with a `backend`, `route`, `acceptProxy` or `sendProxy`.
+   */
+  reconfigure(
+    options: Pick<TcpProxyOptions, "target" | "backend" | "route" | "acceptProxy" | "sendProxy">,
+  ): void {
+    if (this.#front === undefined) {
+      throw new TypeError(
+        "reconfigure needs a proxy started with a backend, route, acceptProxy or sendProxy",
+      );
+    }
+    const backend = options.backend === undefined || options.backend instanceof Backend
+      ? options.backend
+      : new Backend(options.backend);
+    if (backend === undefined && options.route === undefined && options.target === undefined) {
+      throw new TypeError("reconfigure needs a target, a backend or a route");
+    }
+    this.#front.update({
+      target: options.target,
+      backend,
+      route: options.route,
+      accept: options.acceptProxy,
+      send: options.sendProxy,
     });
   }
 

@@ -1,0 +1,480 @@
+/**
+ * The configuration file of `relaykit run`: YAML or JSON (JSON is YAML),
+ * validated in full before anything starts. Every mistake is reported with
+ * file, line and column and the key it concerns; a config mistake is never
+ * a stack trace. porxy's config files run unchanged.
+ *
+ * ```yaml
+ * listeners:
+ *   - name: web            # required, unique
+ *     address: 0.0.0.0     # default 0.0.0.0; or path: /run/web.sock
+ *     port: 8000
+ *     backend: app         # a backend's name (or route: ./router.ts)
+ *     accept_proxy: { mode: detect, trusted: [10.0.0.0/8], untrusted: refuse }
+ *     max_connections: 10000
+ *     idle_timeout: 60000
+ * backends:
+ *   - name: app
+ *     balance: leastconn   # roundrobin (default), leastconn, random, source-hash
+ *     servers:
+ *       - { host: 10.0.0.7, port: 8080, weight: 2 }
+ *       - { host: 10.0.0.8, port: 8080 }
+ *     retries: 1
+ *     connect_timeout: 3000
+ *     send_proxy: v2
+ *   - name: db             # porxy's form: one server
+ *     host: localhost
+ *     port: 5432
+ * ```
+ *
+ * @module
+ */
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type YAMLMap } from "yaml";
+import type { Endpoint } from "../forward/types.ts";
+import { parseCidr } from "../protocol/cidr.ts";
+import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
+import type { AcceptProxyOptions, SendProxyOptions } from "../proxy/front.ts";
+
+/** One mistake in a config file. */
+export interface ConfigIssue {
+  /** The file. */
+  file: string;
+  /** 1-based line and column. */
+  line: number;
+  col: number;
+  /** The key path, like "listeners[0].port". */
+  key: string;
+  /** What is wrong. */
+  message: string;
+}
+
+/** A config file that cannot be used: every issue found in it. */
+export class ConfigError extends Error {
+  /** Each mistake, in file order. */
+  readonly issues: readonly ConfigIssue[];
+  /** @param issues What is wrong. */
+  constructor(issues: readonly ConfigIssue[]) {
+    super(issues.map(formatIssue).join("\n"));
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+/** "file:line:col: key: message". */
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.file}:${i.line}:${i.col}: ${i.key ? `${i.key}: ` : ""}${i.message}`;
+}
+
+/** A listener, validated. */
+export interface ListenerConfig {
+  name: string;
+  listen: Endpoint;
+  /** A backend's name, or undefined with `route`. */
+  backend: string | undefined;
+  /** A route module's path (relative to the config file's directory). */
+  route: string | undefined;
+  acceptProxy: AcceptProxyOptions | undefined;
+  tls: { cert: string; key: string } | undefined;
+  maxConnections: number | undefined;
+  idleTimeout: number | undefined;
+  connectTimeout: number | undefined;
+}
+
+/** A server of a backend, validated. */
+export interface ServerConfig {
+  name: string | undefined;
+  address: Endpoint;
+  weight: number;
+}
+
+/** A backend, validated. */
+export interface BackendConfig {
+  name: string;
+  servers: ServerConfig[];
+  balance: BalanceMode;
+  retries: number | undefined;
+  connectTimeout: number | undefined;
+  sendProxy: SendProxyOptions | undefined;
+}
+
+/** A whole config, validated. */
+export interface Config {
+  listeners: ListenerConfig[];
+  backends: BackendConfig[];
+}
+
+type Node = unknown;
+
+/** Parse and validate `text` (from `file`); throws a ConfigError listing every mistake. */
+export function parseConfig(text: string, file: string): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true });
+  const issues: ConfigIssue[] = [];
+  const at = (node: Node, key: string, message: string) => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    const pos = lc.linePos(range?.[0] ?? 0);
+    issues.push({ file, line: pos.line, col: pos.col, key, message });
+  };
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
+    issues.push({
+      file,
+      line: pos.line,
+      col: pos.col,
+      key: "",
+      message: e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""),
+    });
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const v = new Validator(at);
+  const root = doc.contents;
+  const config: Config = { listeners: [], backends: [] };
+  if (!isMap(root)) {
+    at(root, "", "expected a mapping with listeners and backends");
+    throw new ConfigError(issues);
+  }
+  const top = v.keys(root, "", ["listeners", "backends"], ["listeners"]);
+  const backendSeq = top.get("backends");
+  const listenerSeq = top.get("listeners");
+  if (listenerSeq !== undefined && isSeq(listenerSeq) && listenerSeq.items.length === 0) {
+    at(listenerSeq, "listeners", "needs at least one listener");
+  }
+  // names unique, backends that exist, no two listeners on one address
+  const seen = new Map<string, string>();
+  const names = new Set<string>(); // every backend named, valid or not
+  for (const [i, item] of v.seq(backendSeq, "backends")) {
+    const nameNode = v.valueNode(item, "name");
+    const name = isScalar(nameNode) ? String(nameNode.value) : undefined;
+    if (name !== undefined && names.has(name)) {
+      at(nameNode, `backends[${i}].name`, `backend "${name}" is defined twice`);
+    }
+    if (name !== undefined) names.add(name);
+    const b = v.backend(item, `backends[${i}]`);
+    if (b !== undefined) config.backends.push(b);
+  }
+  for (const [i, node] of v.seq(listenerSeq, "listeners")) {
+    const where = `listeners[${i}]`;
+    const backendNode = v.valueNode(node, "backend");
+    if (isScalar(backendNode) && typeof backendNode.value === "string") {
+      if (!names.has(backendNode.value)) {
+        const known = [...names].map((n) => `"${n}"`).join(", ") || "none";
+        at(
+          backendNode,
+          `${where}.backend`,
+          `no backend named "${backendNode.value}" (backends: ${known})`,
+        );
+      }
+    }
+    const l = v.listener(node, where)?.config;
+    if (l === undefined) continue;
+    config.listeners.push(l);
+    if (seen.has(`l:${l.name}`)) at(node, `${where}.name`, `listener "${l.name}" is defined twice`);
+    seen.set(`l:${l.name}`, "");
+    const addr = "path" in l.listen ? l.listen.path : `${l.listen.host}:${l.listen.port}`;
+    const clash = seen.get(`a:${addr}`);
+    if (clash !== undefined && !("port" in l.listen && l.listen.port === 0)) {
+      at(
+        v.valueNode(node, "port") ?? node,
+        `${where}.port`,
+        `"${addr}" is also listener "${clash}"'s address`,
+      );
+    }
+    seen.set(`a:${addr}`, l.name);
+  }
+  if (issues.length > 0) {
+    throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
+  }
+  return config;
+}
+
+/** Levenshtein distance, for "did you mean" (short strings only). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** Walks the YAML nodes, reporting through `at`. */
+class Validator {
+  readonly at: (node: Node, key: string, message: string) => void;
+  constructor(at: (node: Node, key: string, message: string) => void) {
+    this.at = at;
+  }
+
+  /** The pairs of a map, checked against known and required keys. */
+  keys(node: Node, where: string, known: string[], required: string[] = []): Map<string, Node> {
+    const out = new Map<string, Node>();
+    if (!isMap(node)) {
+      this.at(node, where, "expected a mapping (key: value)");
+      return out;
+    }
+    for (const pair of (node as YAMLMap).items) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const path = where ? `${where}.${k}` : k;
+      if (!known.includes(k)) {
+        const plain = k.replace(/-/g, "_").toLowerCase();
+        const near = known.find((n) => n === plain || distance(n, plain) <= 2);
+        this.at(
+          pair.key,
+          path,
+          `unknown key${near ? ` (did you mean "${near}"?)` : ""}; known: ${known.join(", ")}`,
+        );
+        continue;
+      }
+      out.set(k, pair.value ?? null);
+    }
+    for (const r of required) {
+      if (!out.has(r)) this.at(node, where ? `${where}.${r}` : r, "is required");
+    }
+    return out;
+  }
+
+  /** The value node of `key` in map `node`. */
+  valueNode(node: Node, key: string): Node {
+    if (!isMap(node)) return undefined;
+    return (node as YAMLMap).items.find((p) => isScalar(p.key) && p.key.value === key)?.value;
+  }
+
+  seq(node: Node, where: string): [number, Node][] {
+    if (node === undefined) return [];
+    if (!isSeq(node)) {
+      this.at(node, where, "expected a list");
+      return [];
+    }
+    return node.items.map((n, i) => [i, n]);
+  }
+
+  string(node: Node, where: string): string | undefined {
+    if (isScalar(node) && typeof node.value === "string" && node.value !== "") return node.value;
+    this.at(node, where, `expected a non-empty string, not ${describe(node)}`);
+    return undefined;
+  }
+
+  int(node: Node, where: string, min: number, max: number): number | undefined {
+    if (isScalar(node) && typeof node.value === "number" && Number.isInteger(node.value)) {
+      if (node.value >= min && node.value <= max) return node.value;
+    }
+    this.at(node, where, `expected an integer from ${min} to ${max}, not ${describe(node)}`);
+    return undefined;
+  }
+
+  oneOf<T extends string>(node: Node, where: string, values: readonly T[]): T | undefined {
+    if (isScalar(node) && values.includes(node.value as T)) return node.value as T;
+    this.at(node, where, `expected one of ${values.join(", ")}, not ${describe(node)}`);
+    return undefined;
+  }
+
+  host(node: Node, where: string): string | undefined {
+    const h = this.string(node, where);
+    return h?.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h;
+  }
+
+  backend(node: Node, where: string): BackendConfig | undefined {
+    const m = this.keys(node, where, [
+      "name",
+      "host",
+      "port",
+      "servers",
+      "balance",
+      "retries",
+      "connect_timeout",
+      "send_proxy",
+    ], ["name"]);
+    const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
+    const servers: ServerConfig[] = [];
+    if (m.has("servers")) {
+      if (m.has("host") || m.has("port")) {
+        this.at(node, where, "give either host and port, or servers, not both");
+      }
+      for (const [i, s] of this.seq(m.get("servers"), `${where}.servers`)) {
+        const sw = `${where}.servers[${i}]`;
+        const sm = this.keys(s, sw, ["name", "host", "port", "path", "weight"]);
+        const server = this.endpoint(sm, s, sw, false);
+        const weight = sm.has("weight") ? this.int(sm.get("weight"), `${sw}.weight`, 0, 256) : 1;
+        const sname = sm.has("name") ? this.string(sm.get("name"), `${sw}.name`) : undefined;
+        if (server !== undefined && weight !== undefined) {
+          servers.push({ name: sname, address: server, weight });
+        }
+      }
+      const list = m.get("servers");
+      if (isSeq(list) && list.items.length === 0) {
+        this.at(list, `${where}.servers`, "needs at least one server");
+      }
+    } else if (m.has("host") || m.has("port")) {
+      const server = this.endpoint(m, node, where, false);
+      if (server !== undefined) servers.push({ name: undefined, address: server, weight: 1 });
+    } else {
+      this.at(node, where, "needs host and port, or servers");
+    }
+    const balance = m.has("balance")
+      ? this.oneOf(m.get("balance"), `${where}.balance`, BALANCE_MODES)
+      : "roundrobin";
+    const retries = m.has("retries")
+      ? this.int(m.get("retries"), `${where}.retries`, 0, 100)
+      : undefined;
+    const connectTimeout = m.has("connect_timeout")
+      ? this.int(m.get("connect_timeout"), `${where}.connect_timeout`, 0, 0x7fffffff)
+      : undefined;
+    const sendProxy = m.has("send_proxy")
+      ? this.sendProxy(m.get("send_proxy"), `${where}.send_proxy`)
+      : undefined;
+    if (name === undefined || balance === undefined || servers.length === 0) return undefined;
+    return { name, servers, balance, retries, connectTimeout, sendProxy };
+  }
+
+  /** host+port (default port: required), or path. */
+  endpoint(m: Map<string, Node>, node: Node, where: string, listen: boolean): Endpoint | undefined {
+    const hostKey = listen ? "address" : "host";
+    if (m.has("path")) {
+      if (m.has(hostKey) || m.has("port")) {
+        this.at(node, where, `give either path, or ${hostKey} and port`);
+      }
+      const path = this.string(m.get("path"), `${where}.path`);
+      return path === undefined ? undefined : { path };
+    }
+    if (!m.has("port")) {
+      this.at(node, `${where}.port`, "is required");
+      return undefined;
+    }
+    const port = this.int(m.get("port"), `${where}.port`, listen ? 0 : 1, 65535);
+    let host: string | undefined = listen ? "0.0.0.0" : undefined;
+    if (m.has(hostKey)) host = this.host(m.get(hostKey), `${where}.${hostKey}`);
+    else if (!listen) this.at(node, `${where}.host`, "is required");
+    if (host === undefined || port === undefined) return undefined;
+    return { host, port };
+  }
+
+  sendProxy(node: Node, where: string): SendProxyOptions | undefined {
+    if (isScalar(node)) {
+      const v = this.oneOf(node, where, ["v1", "v2"] as const);
+      return v === undefined ? undefined : { version: v === "v1" ? 1 : 2 };
+    }
+    const m = this.keys(node, where, ["version", "unique_id", "authority", "crc32c"], ["version"]);
+    const version = m.has("version")
+      ? this.oneOf(m.get("version"), `${where}.version`, ["v1", "v2"] as const)
+      : undefined;
+    if (version === undefined) return undefined;
+    const out: SendProxyOptions = { version: version === "v1" ? 1 : 2 };
+    if (m.has("unique_id")) {
+      out.uniqueId = this.bool(m.get("unique_id"), `${where}.unique_id`) ?? false;
+    }
+    if (m.has("crc32c")) out.crc32c = this.bool(m.get("crc32c"), `${where}.crc32c`) ?? false;
+    if (m.has("authority")) {
+      const a = this.string(m.get("authority"), `${where}.authority`);
+      if (a !== undefined) out.authority = a;
+    }
+    return out;
+  }
+
+  bool(node: Node, where: string): boolean | undefined {
+    if (isScalar(node) && typeof node.value === "boolean") return node.value;
+    this.at(node, where, `expected true or false, not ${describe(node)}`);
+    return undefined;
+  }
+
+  listener(node: Node, where: string): { config: ListenerConfig } | undefined {
+    const m = this.keys(node, where, [
+      "name",
+      "address",
+      "port",
+      "path",
+      "backend",
+      "route",
+      "accept_proxy",
+      "tls",
+      "max_connections",
+      "idle_timeout",
+      "connect_timeout",
+    ], ["name"]);
+    const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
+    const listen = this.endpoint(m, node, where, true);
+    const backend = m.has("backend")
+      ? this.string(m.get("backend"), `${where}.backend`)
+      : undefined;
+    const route = m.has("route") ? this.string(m.get("route"), `${where}.route`) : undefined;
+    if (m.has("backend") === m.has("route")) {
+      this.at(node, where, "needs either backend or route");
+    }
+    let acceptProxy: AcceptProxyOptions | undefined;
+    if (m.has("accept_proxy")) {
+      const n = m.get("accept_proxy"), w = `${where}.accept_proxy`;
+      const modes = ["detect", "v1", "v2"] as const;
+      if (isScalar(n)) {
+        const mode = this.oneOf(n, w, modes);
+        if (mode !== undefined) acceptProxy = { mode };
+      } else {
+        const am = this.keys(n, w, ["mode", "trusted", "untrusted", "timeout"], ["mode"]);
+        const mode = am.has("mode") ? this.oneOf(am.get("mode"), `${w}.mode`, modes) : undefined;
+        if (mode !== undefined) {
+          acceptProxy = { mode };
+          if (am.has("trusted")) {
+            const list: string[] = [];
+            for (const [i, t] of this.seq(am.get("trusted"), `${w}.trusted`)) {
+              const text = this.string(t, `${w}.trusted[${i}]`);
+              if (text === undefined) continue;
+              try {
+                parseCidr(text);
+                list.push(text);
+              } catch (e) {
+                this.at(t, `${w}.trusted[${i}]`, (e as Error).message);
+              }
+            }
+            acceptProxy.trusted = list;
+          }
+          if (am.has("untrusted")) {
+            const u = this.oneOf(
+              am.get("untrusted"),
+              `${w}.untrusted`,
+              ["refuse", "no-header"] as const,
+            );
+            if (u !== undefined) acceptProxy.untrusted = u;
+          }
+          if (am.has("timeout")) {
+            const t = this.int(am.get("timeout"), `${w}.timeout`, 0, 0x7fffffff);
+            if (t !== undefined) acceptProxy.timeout = t;
+          }
+        }
+      }
+    }
+    let tls: { cert: string; key: string } | undefined;
+    if (m.has("tls")) {
+      const tm = this.keys(m.get("tls"), `${where}.tls`, ["cert", "key"], ["cert", "key"]);
+      const cert = tm.has("cert") ? this.string(tm.get("cert"), `${where}.tls.cert`) : undefined;
+      const key = tm.has("key") ? this.string(tm.get("key"), `${where}.tls.key`) : undefined;
+      if (cert !== undefined && key !== undefined) tls = { cert, key };
+    }
+    const num = (k: string) =>
+      m.has(k) ? this.int(m.get(k), `${where}.${k}`, 0, 0x7fffffff) : undefined;
+    if (name === undefined || listen === undefined) return undefined;
+    return {
+      config: {
+        name,
+        listen,
+        backend,
+        route,
+        acceptProxy,
+        tls,
+        maxConnections: num("max_connections"),
+        idleTimeout: num("idle_timeout"),
+        connectTimeout: num("connect_timeout"),
+      },
+    };
+  }
+}
+
+function describe(node: Node): string {
+  if (node === null || node === undefined) return "nothing";
+  if (isScalar(node)) return JSON.stringify(node.value);
+  if (isMap(node)) return "a mapping";
+  if (isSeq(node)) return "a list";
+  return "that";
+}

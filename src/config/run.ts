@@ -1,0 +1,251 @@
+/**
+ * `relaykit run CONFIG`: the listeners and backends of a config file, and
+ * reloading it. A reload validates the new file first (an invalid one
+ * changes nothing); listeners whose socket settings are unchanged keep
+ * their listening socket and only switch where new connections go, so no
+ * connection is refused or cut; new listeners start, removed ones stop
+ * accepting and let their connections finish.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { EnginePreference } from "../forward/select.ts";
+import type { ConnectionEnd } from "../forward/types.ts";
+import { formatEndpoint } from "../forward/types.ts";
+import type { NativeEngine } from "../native/engine.ts";
+import { Backend } from "../proxy/balance.ts";
+import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
+import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
+import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
+
+/** Read and validate a config file. */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError([{
+      file: path,
+      line: 1,
+      col: 1,
+      key: "",
+      message: `cannot read the file: ${(err as Error).message}`,
+    }]);
+  }
+  return parseConfig(text, path);
+}
+
+/** One JSON access log record per connection. */
+export interface AccessRecord {
+  time: string;
+  listener: string;
+  id: number;
+  client?: string;
+  original_client?: string;
+  server?: string;
+  duration_ms: number;
+  bytes_up: number;
+  bytes_down: number;
+  end: string;
+  error?: string;
+}
+
+/** What the runner reports. */
+export interface RunnerOptions {
+  engine: EnginePreference;
+  nativeEngine: NativeEngine | undefined;
+  /** A line for the operator (errors, reloads). */
+  log(line: string): void;
+  /** One record per ended connection. */
+  access(record: AccessRecord): void;
+}
+
+interface Running {
+  config: ListenerConfig;
+  proxy: TcpProxy;
+  /** Socket-level settings: a change needs a new listening socket. */
+  socketKey: string;
+}
+
+function socketKey(l: ListenerConfig): string {
+  return JSON.stringify([l.listen, l.tls, l.maxConnections, l.idleTimeout, l.connectTimeout]);
+}
+
+/** Runs a config file's listeners. */
+export class Runner {
+  readonly #path: string;
+  readonly #o: RunnerOptions;
+  #running = new Map<string, Running>();
+  #generation = 0;
+
+  /**
+   * @param path The config file.
+   * @param options Engine choice and where reports go.
+   */
+  constructor(path: string, options: RunnerOptions) {
+    this.#path = path;
+    this.#o = options;
+  }
+
+  /** The running listeners by name (for tests and status). */
+  get listeners(): ReadonlyMap<string, TcpProxy> {
+    return new Map([...this.#running].map(([k, v]) => [k, v.proxy]));
+  }
+
+  /** Load the config and start every listener; throws a ConfigError or a listen error. */
+  async start(): Promise<void> {
+    await this.#apply(loadConfig(this.#path));
+  }
+
+  /**
+   * Load the file again and apply it. Returns false (and logs why) when it
+   * is invalid or a listener cannot start: then nothing changed.
+   */
+  async reload(): Promise<boolean> {
+    let config: Config;
+    try {
+      config = loadConfig(this.#path);
+    } catch (err) {
+      this.#o.log(`reload: ${this.#path} is invalid, still running the previous config:`);
+      for (const line of (err as Error).message.split("\n")) this.#o.log(`  ${line}`);
+      return false;
+    }
+    try {
+      await this.#apply(config);
+    } catch (err) {
+      this.#o.log(`reload: ${(err as Error).message}; still running the previous config`);
+      return false;
+    }
+    this.#o.log(`reload: ${this.#path} applied (${config.listeners.length} listeners)`);
+    return true;
+  }
+
+  /** Stop accepting everywhere; wait for connections to end, resetting them after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    const proxies = [...this.#running.values()].map((r) => r.proxy);
+    this.#running.clear();
+    const closing = Promise.all(proxies.map((p) => p.close()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((r) => {
+      timer = setTimeout(() => {
+        for (const p of proxies) void p.abort();
+        r();
+      }, graceMs);
+    });
+    await Promise.race([closing, grace]);
+    clearTimeout(timer);
+    await closing;
+  }
+
+  async #apply(config: Config): Promise<void> {
+    const generation = ++this.#generation;
+    const base = dirname(resolve(this.#path));
+    const backends = new Map(config.backends.map((b) => [
+      b.name,
+      new Backend({
+        name: b.name,
+        servers: b.servers.map((s) => ({
+          address: s.address,
+          weight: s.weight,
+          ...(s.name !== undefined ? { name: s.name } : {}),
+        })),
+        balance: b.balance,
+        ...(b.retries !== undefined ? { retries: b.retries } : {}),
+        ...(b.connectTimeout !== undefined ? { connectTimeout: b.connectTimeout } : {}),
+        ...(b.sendProxy !== undefined ? { sendProxy: b.sendProxy } : {}),
+      }),
+    ]));
+    // route modules first: a module that fails to load changes nothing
+    const routes = new Map<string, RouteModule>();
+    for (const l of config.listeners) {
+      if (l.route === undefined) continue;
+      routes.set(l.name, await loadRouteModule(resolve(base, l.route), generation - 1));
+    }
+    const where = (l: ListenerConfig) => {
+      const route = routes.get(l.name);
+      return {
+        ...(l.backend !== undefined ? { backend: backends.get(l.backend)! } : {}),
+        ...(route !== undefined ? { route: route.route } : {}),
+        ...(l.acceptProxy !== undefined ? { acceptProxy: l.acceptProxy } : {}),
+      };
+    };
+    const next = new Map<string, Running>();
+    const started: TcpProxy[] = [];
+    try {
+      for (const l of config.listeners) {
+        const old = this.#running.get(l.name);
+        if (old !== undefined && old.socketKey === socketKey(l)) {
+          next.set(l.name, old); // switched below, once everything is ready
+          continue;
+        }
+        const options: TcpProxyOptions = {
+          listen: l.listen,
+          engine: this.#o.engine,
+          // a changed listener binds beside the old one before that stops
+          reusePort: true,
+          ...where(l),
+        };
+        if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
+        if (l.tls !== undefined) options.tls = l.tls;
+        if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
+        if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
+        if (l.connectTimeout !== undefined) options.connectTimeout = l.connectTimeout;
+        const route = routes.get(l.name);
+        if (route?.rewriteRequest !== undefined) options.rewriteRequest = route.rewriteRequest;
+        if (route?.rewriteResponse !== undefined) options.rewriteResponse = route.rewriteResponse;
+        const proxy = await TcpProxy.listen(options);
+        started.push(proxy);
+        this.#watch(l.name, proxy);
+        next.set(l.name, { config: l, proxy, socketKey: socketKey(l) });
+      }
+    } catch (err) {
+      for (const p of started) void p.abort();
+      throw err;
+    }
+    // everything is up: switch the kept listeners, stop the ones gone
+    for (const l of config.listeners) {
+      const r = next.get(l.name)!;
+      if (!started.includes(r.proxy)) {
+        r.proxy.reconfigure(where(l));
+        r.config = l;
+      }
+    }
+    for (const [name, r] of this.#running) {
+      if (next.get(name)?.proxy !== r.proxy) void r.proxy.close();
+    }
+    this.#running = next;
+    for (const p of started) {
+      this.#o.log(`listening on ${formatEndpoint(p.address)} (${p.engine} engine)`);
+    }
+  }
+
+  #watch(name: string, proxy: TcpProxy): void {
+    const clients = new Map<number, string>();
+    proxy.on("error", (err) => this.#o.log(`${name}: ${err.message}`));
+    proxy.on("open", (c) => {
+      if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
+    });
+    proxy.on("close", (e: ConnectionEnd) => {
+      const rec: AccessRecord = {
+        time: new Date(Date.now() - e.durationMs).toISOString(),
+        listener: name,
+        id: e.id,
+        duration_ms: e.durationMs,
+        bytes_up: e.aToB.written,
+        bytes_down: e.bToA.written,
+        end: e.reason,
+      };
+      const client = clients.get(e.id);
+      clients.delete(e.id);
+      if (client !== undefined) rec.client = client;
+      const src = e.original?.source;
+      if (e.original?.header !== undefined && src !== undefined) {
+        rec.original_client = formatEndpoint(src);
+      }
+      if (e.server !== undefined) rec.server = e.server;
+      if (e.error !== undefined) rec.error = `${e.error.code}: ${e.error.message}`;
+      this.#o.access(rec);
+    });
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * `relaykit run CONFIG`: validation with file, line and column; porxy's
+ * config unchanged; SIGHUP reload under load that drops nothing; an invalid
+ * reload that changes nothing; SIGQUIT drain; the access log.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type net from "node:net";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, describe, test } from "node:test";
+import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
+import {
+  closed,
+  connect,
+  ENGINES,
+  expectedHash,
+  receiveAll,
+  sendRandom,
+  server,
+  startCli,
+  stopChild,
+  waitFor,
+} from "./_helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "relaykit-config-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function issuesOf(text: string): string[] {
+  try {
+    parseConfig(text, "relaykit.yaml");
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.issues.map(formatIssue);
+  }
+  assert.fail("expected a ConfigError");
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A server that greets with its name, then echoes. */
+function greeter(name: string) {
+  return server((s: net.Socket) => {
+    s.write(`${name}\n`);
+    s.on("data", (d: Uint8Array) => s.write(d));
+    s.on("end", () => s.end());
+  });
+}
+
+async function greeting(port: number): Promise<{ name: string; s: net.Socket }> {
+  const s = await connect(port);
+  const name = await new Promise<string>((r) => s.once("data", (d) => r(String(d).trim())));
+  return { name, s };
+}
+
+describe("config validation", () => {
+  test("every mistake, with file, line, column and key", () => {
+    assert.deepEqual(
+      issuesOf(`listeners:
+  - name: moo
+    backend: foo
+    adress: 0.0.0.0
+    port: 8000
+  - name: roo
+    backend: nope
+    port: "7000"
+  - name: zoo
+    backend: foo
+    port: 8000
+backends:
+  - name: foo
+    host: localhost
+    port: 1234
+    balance: fastest
+`),
+      [
+        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout`,
+        `relaykit.yaml:7:14: listeners[1].backend: no backend named "nope" (backends: "foo")`,
+        `relaykit.yaml:8:11: listeners[1].port: expected an integer from 0 to 65535, not "7000"`,
+        `relaykit.yaml:11:11: listeners[2].port: "0.0.0.0:8000" is also listener "moo"'s address`,
+        `relaykit.yaml:16:14: backends[0].balance: expected one of roundrobin, leastconn, random, source-hash, not "fastest"`,
+      ],
+    );
+  });
+
+  test("syntax errors, missing keys, bad ranges, JSON", () => {
+    assert.match(issuesOf("listeners: [\n")[0]!, /^relaykit\.yaml:2:1: /);
+    assert.deepEqual(
+      issuesOf("listeners:\n  - port: 1\n    backend: b\nbackends:\n  - name: b\n"),
+      [
+        "relaykit.yaml:2:5: listeners[0].name: is required",
+        "relaykit.yaml:5:5: backends[0]: needs host and port, or servers",
+      ],
+    );
+    assert.deepEqual(
+      issuesOf(
+        '{"listeners": [{"name": "a", "port": 1, "backend": "b", "accept_proxy": {"mode": "v1", "trusted": ["10.0.0.0/40"]}}], "backends": [{"name": "b", "servers": []}]}',
+      ),
+      [
+        `relaykit.yaml:1:100: listeners[0].accept_proxy.trusted[0]: "10.0.0.0/40": the prefix length must be 0 to 32`,
+        "relaykit.yaml:1:157: backends[0].servers: needs at least one server",
+      ],
+    );
+  });
+
+  test("porxy's config parses as it is", () => {
+    const c = parseConfig(
+      `---
+listeners:
+  - name: moo
+    backend: foo
+    address: 0.0.0.0
+    port: 8000
+  - name: roo
+    backend: bar
+    address: 0.0.0.0
+    port: 7000
+
+backends:
+  - name: foo
+    host: localhost
+    port: 1234
+  - name: bar
+    host: localhost
+    port: 5555
+`,
+      "config.yaml",
+    );
+    assert.deepEqual(c.listeners.map((l) => [l.name, l.listen, l.backend]), [
+      ["moo", { host: "0.0.0.0", port: 8000 }, "foo"],
+      ["roo", { host: "0.0.0.0", port: 7000 }, "bar"],
+    ]);
+    assert.deepEqual(c.backends.map((b) => [b.name, b.servers[0]!.address, b.balance]), [
+      ["foo", { host: "localhost", port: 1234 }, "roundrobin"],
+      ["bar", { host: "localhost", port: 5555 }, "roundrobin"],
+    ]);
+  });
+});
+
+for (const engine of ENGINES) {
+  describe(`relaykit run (${engine} engine)`, () => {
+    test("porxy's config runs unchanged, and a mistake is one message and exit code 2", async () => {
+      const foo = await greeter("foo"), bar = await greeter("bar");
+      const [p1, p2] = [await freePort(), await freePort()];
+      const file = join(dir, `porxy-${engine}.yaml`);
+      writeFileSync(
+        file,
+        `---
+listeners:
+  - name: moo
+    backend: foo
+    address: 127.0.0.1
+    port: ${p1}
+  - name: roo
+    backend: bar
+    address: 127.0.0.1
+    port: ${p2}
+
+backends:
+  - name: foo
+    host: localhost
+    port: ${foo.port}
+  - name: bar
+    host: localhost
+    port: ${bar.port}
+`,
+      );
+      const cli = startCli(["run", file, "--engine", engine]);
+      try {
+        assert.match(await cli.line, /running .* \(2 listeners\)/);
+        for (const [port, name] of [[p1, "foo"], [p2, "bar"]] as const) {
+          const g = await greeting(port);
+          assert.equal(g.name, name);
+          g.s.destroy();
+        }
+      } finally {
+        const exit = await stopChild(cli.child);
+        assert.match(cli.output.out, /SIGTERM: stopping/);
+        // Deno's child_process reports a child that handled SIGTERM and then
+        // exited with 0 as killed by SIGTERM (see cli_test)
+        const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+        assert.ok(exit === 0 || (isDeno && exit === "SIGTERM"), `exit ${exit}`);
+        await foo.close();
+        await bar.close();
+      }
+      const bad = join(dir, "bad.yaml");
+      writeFileSync(bad, "listeners:\n  - name: x\n    port: 1\n    backend: none\n");
+      const r = startCli(["run", bad]);
+      await assert.rejects(
+        r.line,
+        /exited with 2: .*bad\.yaml:4:14: listeners\[0\]\.backend: no backend/s,
+      );
+    });
+
+    test("SIGHUP reload under load drops nothing; an invalid file changes nothing; SIGQUIT drains", async () => {
+      const one = await greeter("one"), two = await greeter("two");
+      const port = await freePort();
+      const file = join(dir, `reload-${engine}.yaml`);
+      const log = join(dir, `access-${engine}.log`);
+      const write = (backend: string) =>
+        writeFileSync(
+          file,
+          `listeners:
+  - { name: front, address: 127.0.0.1, port: ${port}, backend: ${backend} }
+backends:
+  - { name: one, host: 127.0.0.1, port: ${one.port} }
+  - { name: two, servers: [{ host: 127.0.0.1, port: ${two.port}, name: second }] }
+`,
+        );
+      write("one");
+      const cli = startCli(["run", file, "--engine", engine, "--access-log", log]);
+      try {
+        await cli.line;
+        // 20 connections open and moving bytes across the reload
+        const early = await Promise.all(Array.from({ length: 20 }, () => greeting(port)));
+        assert.ok(early.every((g) => g.name === "one"));
+        const transfers = early.map(async (g, i) => {
+          const got = receiveAll(g.s);
+          const sent = await sendRandom(g.s, 256 * 1024, 100 + i);
+          return { got: await got, sent };
+        });
+        write("two");
+        process.kill(cli.child.pid!, "SIGHUP");
+        await waitFor(() => /reload: .* applied/.test(cli.output.err), 10_000, "the reload");
+        const late = await greeting(port);
+        assert.equal(late.name, "two");
+        for (const t of await Promise.all(transfers)) {
+          // after the greeting line (read before), every byte sent comes back
+          assert.equal(t.got.bytes, 256 * 1024);
+          assert.equal(t.got.sha256, t.sent, "every byte back, in order");
+        }
+        assert.equal((await transfers[0]!).sent, expectedHash(256 * 1024, 100));
+        // an invalid file: an error, and new connections still go to "two"
+        writeFileSync(file, "listeners:\n  - name: front\n    prot: 1\n");
+        process.kill(cli.child.pid!, "SIGHUP");
+        await waitFor(
+          () => /still running the previous config/.test(cli.output.err),
+          10_000,
+          "the error",
+        );
+        assert.match(
+          cli.output.err,
+          /3:5: listeners\[0\]\.prot: unknown key \(did you mean "port"\?\)/,
+        );
+        const still = await greeting(port);
+        assert.equal(still.name, "two");
+        still.s.destroy();
+        // SIGQUIT: no new connections; the open one goes on until it ends
+        process.kill(cli.child.pid!, "SIGQUIT");
+        await waitFor(() => /SIGQUIT: stopping/.test(cli.output.out), 10_000, "the stop");
+        late.s.write("still talking");
+        const echoed = await new Promise<string>((r) => late.s.once("data", (d) => r(String(d))));
+        assert.equal(echoed, "still talking");
+        assert.equal(cli.child.exitCode, null, "waits for the last connection");
+        late.s.end();
+        await closed(late.s);
+        const code = await new Promise((r) => cli.child.once("close", r));
+        assert.equal(code, 0);
+        const records = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+        const second = records.find((r) => r.server === "second" && r.bytes_up > 0);
+        assert.ok(second, "a record of a connection to the new backend");
+        assert.equal(second.listener, "front");
+        assert.match(second.client, /^127\.0\.0\.1:\d+$/);
+        assert.equal(records.filter((r) => r.server === `127.0.0.1:${one.port}`).length, 20);
+      } finally {
+        cli.child.kill("SIGKILL");
+        await one.close();
+        await two.close();
+      }
+    });
+  });
+}
