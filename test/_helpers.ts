@@ -148,6 +148,7 @@ export function expectedHash(n: number, seed: number): string {
 /** A node:net server on 127.0.0.1:0 with half-open sockets allowed. */
 export async function server(
   onConn: (s: net.Socket) => void,
+  port = 0,
 ): Promise<{ port: number; close(): Promise<void>; sockets: Set<net.Socket> }> {
   const sockets = new Set<net.Socket>();
   const srv = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -156,7 +157,7 @@ export async function server(
     s.on("error", () => {});
     onConn(s);
   });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r));
   const addr = srv.address() as net.AddressInfo;
   return {
     port: addr.port,

@@ -145,6 +145,54 @@ backends:
   });
 });
 
+test("health checks take a dead server out and bring it back; metrics show it", async () => {
+  const live = await greeter("live");
+  const deadPort = await freePort();
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const file = join(dir, "health.yaml");
+  writeFileSync(
+    file,
+    `listeners:
+  - { name: front, address: 127.0.0.1, port: ${port}, backend: b }
+backends:
+  - name: b
+    servers:
+      - { host: 127.0.0.1, port: ${deadPort}, name: flaky }
+      - { host: 127.0.0.1, port: ${live.port}, name: live }
+    health_check: { interval: 50, timeout: 300, rise: 1, fall: 1 }
+metrics: { address: 127.0.0.1, port: ${metricsPort} }
+`,
+  );
+  const cli = startCli(["run", file]);
+  let revived: Awaited<ReturnType<typeof greeter>> | undefined;
+  try {
+    await cli.line;
+    await waitFor(
+      () => /server "flaky" is down \(ECONNREFUSED\)/.test(cli.output.err),
+      10_000,
+      "down",
+    );
+    for (let i = 0; i < 4; i++) {
+      const g = await greeting(port);
+      assert.equal(g.name, "live");
+      g.s.destroy();
+    }
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /relaykit_server_up\{backend="b",server="flaky"\} 0/);
+    assert.match(metrics, /relaykit_server_up\{backend="b",server="live"\} 1/);
+    assert.match(metrics, /relaykit_server_connections_total\{backend="b",server="live"\} 4/);
+    // no connect was tried against the dead server: balancing skipped it
+    assert.match(metrics, /relaykit_server_connect_failures_total\{backend="b",server="flaky"\} 0/);
+    // the server comes back on its port: up again
+    revived = await server((s: net.Socket) => s.end("flaky\n"), deadPort);
+    await waitFor(() => /server "flaky" is up/.test(cli.output.err), 10_000, "up");
+  } finally {
+    cli.child.kill("SIGKILL");
+    await live.close();
+    await revived?.close();
+  }
+});
+
 for (const engine of ENGINES) {
   describe(`relaykit run (${engine} engine)`, () => {
     test("porxy's config runs unchanged, and a mistake is one message and exit code 2", async () => {

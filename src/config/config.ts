@@ -34,6 +34,7 @@ import type { Endpoint } from "../forward/types.ts";
 import { parseCidr } from "../protocol/cidr.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
 import type { AcceptProxyOptions, SendProxyOptions } from "../proxy/front.ts";
+import type { HealthCheckOptions } from "../proxy/health.ts";
 
 /** One mistake in a config file. */
 export interface ConfigIssue {
@@ -95,12 +96,15 @@ export interface BackendConfig {
   retries: number | undefined;
   connectTimeout: number | undefined;
   sendProxy: SendProxyOptions | undefined;
+  healthCheck: HealthCheckOptions | undefined;
 }
 
 /** A whole config, validated. */
 export interface Config {
   listeners: ListenerConfig[];
   backends: BackendConfig[];
+  /** Where to serve Prometheus metrics (GET /metrics), if anywhere. */
+  metrics: { host: string; port: number } | undefined;
 }
 
 type Node = unknown;
@@ -129,12 +133,17 @@ export function parseConfig(text: string, file: string): Config {
 
   const v = new Validator(at);
   const root = doc.contents;
-  const config: Config = { listeners: [], backends: [] };
+  const config: Config = { listeners: [], backends: [], metrics: undefined };
   if (!isMap(root)) {
     at(root, "", "expected a mapping with listeners and backends");
     throw new ConfigError(issues);
   }
-  const top = v.keys(root, "", ["listeners", "backends"], ["listeners"]);
+  const top = v.keys(root, "", ["listeners", "backends", "metrics"], ["listeners"]);
+  if (top.has("metrics")) {
+    const mm = v.keys(top.get("metrics"), "metrics", ["address", "port"], ["port"]);
+    const e = v.endpoint(mm, top.get("metrics"), "metrics", true);
+    if (e !== undefined && "host" in e) config.metrics = e;
+  }
   const backendSeq = top.get("backends");
   const listenerSeq = top.get("listeners");
   if (listenerSeq !== undefined && isSeq(listenerSeq) && listenerSeq.items.length === 0) {
@@ -288,6 +297,7 @@ class Validator {
       "retries",
       "connect_timeout",
       "send_proxy",
+      "health_check",
     ], ["name"]);
     const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
     const servers: ServerConfig[] = [];
@@ -327,8 +337,29 @@ class Validator {
     const sendProxy = m.has("send_proxy")
       ? this.sendProxy(m.get("send_proxy"), `${where}.send_proxy`)
       : undefined;
+    const healthCheck = m.has("health_check")
+      ? this.healthCheck(m.get("health_check"), `${where}.health_check`)
+      : undefined;
     if (name === undefined || balance === undefined || servers.length === 0) return undefined;
-    return { name, servers, balance, retries, connectTimeout, sendProxy };
+    return { name, servers, balance, retries, connectTimeout, sendProxy, healthCheck };
+  }
+
+  healthCheck(node: Node, where: string): HealthCheckOptions | undefined {
+    if (isScalar(node) && node.value === true) return {};
+    const m = this.keys(node, where, ["interval", "timeout", "rise", "fall", "send", "expect"]);
+    const out: HealthCheckOptions = {};
+    for (const k of ["interval", "timeout", "rise", "fall"] as const) {
+      if (!m.has(k)) continue;
+      const min = k === "rise" || k === "fall" ? 1 : 10;
+      const n = this.int(m.get(k), `${where}.${k}`, min, 0x7fffffff);
+      if (n !== undefined) out[k] = n;
+    }
+    for (const k of ["send", "expect"] as const) {
+      if (!m.has(k)) continue;
+      const t = this.string(m.get(k), `${where}.${k}`);
+      if (t !== undefined) out[k] = t;
+    }
+    return out;
   }
 
   /** host+port (default port: required), or path. */

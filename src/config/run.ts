@@ -16,6 +16,8 @@ import { formatEndpoint } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
 import { Backend } from "../proxy/balance.ts";
 import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
+import { HealthChecker } from "../proxy/health.ts";
+import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 
@@ -73,11 +75,23 @@ function socketKey(l: ListenerConfig): string {
 }
 
 /** Runs a config file's listeners. */
+interface ListenerStats {
+  total: number;
+  up: number;
+  down: number;
+  failures: Map<string, number>; // connect failures by code
+}
+
 export class Runner {
   readonly #path: string;
   readonly #o: RunnerOptions;
   #running = new Map<string, Running>();
   #generation = 0;
+  #backends = new Map<string, Backend>();
+  #checkers: HealthChecker[] = [];
+  #stats = new Map<string, ListenerStats>();
+  #metrics: Server | undefined;
+  #metricsAt: string | undefined;
 
   /**
    * @param path The config file.
@@ -95,7 +109,101 @@ export class Runner {
 
   /** Load the config and start every listener; throws a ConfigError or a listen error. */
   async start(): Promise<void> {
-    await this.#apply(loadConfig(this.#path));
+    const config = loadConfig(this.#path);
+    await this.#apply(config);
+    if (config.metrics !== undefined) {
+      const at = config.metrics;
+      const srv = this.#metrics = createServer((req, res) => {
+        if (req.url !== "/metrics") {
+          res.writeHead(404).end("try /metrics\n");
+          return;
+        }
+        res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4" }).end(this.metrics());
+      });
+      await new Promise<void>((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen(at.port, at.host, () => resolve());
+      });
+      const addr = srv.address();
+      this.#metricsAt = `${at.host}:${
+        typeof addr === "object" && addr !== null ? addr.port : at.port
+      }`;
+      this.#o.log(`metrics on http://${this.#metricsAt}/metrics`);
+    }
+  }
+
+  /** Where the metrics endpoint listens ("host:port"), if it does. */
+  get metricsAddress(): string | undefined {
+    return this.#metricsAt;
+  }
+
+  /** The Prometheus text exposition of every listener and server. */
+  metrics(): string {
+    const lines: string[] = [];
+    const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+    const metric = (name: string, help: string, type: string, rows: [string, number][]) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of rows) lines.push(`${name}{${labels}} ${v}`);
+    };
+    const ls = [...this.#stats.entries()];
+    const l = (n: string) => `listener="${esc(n)}"`;
+    metric(
+      "relaykit_listener_connections_active",
+      "Open connections.",
+      "gauge",
+      ls.map(([n]) => [l(n), this.#running.get(n)?.proxy.connections ?? 0]),
+    );
+    metric(
+      "relaykit_listener_connections_total",
+      "Connections that ended.",
+      "counter",
+      ls.map(([n, s]) => [l(n), s.total]),
+    );
+    metric(
+      "relaykit_listener_bytes_total",
+      "Bytes relayed.",
+      "counter",
+      ls.flatMap(([n, s]) => [
+        [`${l(n)},direction="up"`, s.up] as [string, number],
+        [`${l(n)},direction="down"`, s.down] as [string, number],
+      ]),
+    );
+    metric(
+      "relaykit_listener_connect_failures_total",
+      "Connects to a target that failed, by reason.",
+      "counter",
+      ls.flatMap(([n, s]) =>
+        [...s.failures].map(([code, v]) => [`${l(n)},reason="${esc(code)}"`, v] as [string, number])
+      ),
+    );
+    const servers = [...this.#backends.values()].flatMap((b) =>
+      b.servers.map((s) => [`backend="${esc(b.name)}",server="${esc(s.name)}"`, s] as const)
+    );
+    metric(
+      "relaykit_server_connections_active",
+      "Open connections to the server.",
+      "gauge",
+      servers.map(([k, s]) => [k, s.active]),
+    );
+    metric(
+      "relaykit_server_connections_total",
+      "Connections sent to the server.",
+      "counter",
+      servers.map(([k, s]) => [k, s.total]),
+    );
+    metric(
+      "relaykit_server_connect_failures_total",
+      "Failed connects to the server.",
+      "counter",
+      servers.map(([k, s]) => [k, s.failures]),
+    );
+    metric(
+      "relaykit_server_up",
+      "1 if the server is up (health checks).",
+      "gauge",
+      servers.map(([k, s]) => [k, s.up ? 1 : 0]),
+    );
+    return lines.join("\n") + "\n";
   }
 
   /**
@@ -125,6 +233,9 @@ export class Runner {
   async stop(graceMs: number): Promise<void> {
     const proxies = [...this.#running.values()].map((r) => r.proxy);
     this.#running.clear();
+    for (const c of this.#checkers) c.stop();
+    this.#checkers = [];
+    this.#metrics?.close();
     const closing = Promise.all(proxies.map((p) => p.close()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((r) => {
@@ -203,7 +314,20 @@ export class Runner {
       for (const p of started) void p.abort();
       throw err;
     }
-    // everything is up: switch the kept listeners, stop the ones gone
+    // everything is up: health checks of the new backends, then switch the
+    // kept listeners and stop the ones gone
+    for (const c of this.#checkers) c.stop();
+    this.#checkers = config.backends.flatMap((b) =>
+      b.healthCheck === undefined ? [] : [
+        new HealthChecker(backends.get(b.name)!, b.healthCheck, (c) =>
+          this.#o.log(
+            `backend "${c.backend}": server "${c.server.name}" is ${
+              c.up ? "up" : `down (${c.reason})`
+            }`,
+          )),
+      ]
+    );
+    this.#backends = backends;
     for (const l of config.listeners) {
       const r = next.get(l.name)!;
       if (!started.includes(r.proxy)) {
@@ -222,6 +346,11 @@ export class Runner {
 
   #watch(name: string, proxy: TcpProxy): void {
     const clients = new Map<number, string>();
+    let stats = this.#stats.get(name);
+    if (stats === undefined) {
+      this.#stats.set(name, stats = { total: 0, up: 0, down: 0, failures: new Map() });
+    }
+    const st = stats;
     proxy.on("error", (err) => this.#o.log(`${name}: ${err.message}`));
     proxy.on("open", (c) => {
       if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
@@ -238,6 +367,12 @@ export class Runner {
       };
       const client = clients.get(e.id);
       clients.delete(e.id);
+      st.total++;
+      st.up += e.aToB.written;
+      st.down += e.bToA.written;
+      if (e.reason === "connect-failed" && e.error !== undefined) {
+        st.failures.set(e.error.code, (st.failures.get(e.error.code) ?? 0) + 1);
+      }
       if (client !== undefined) rec.client = client;
       const src = e.original?.source;
       if (e.original?.header !== undefined && src !== undefined) {
