@@ -27,8 +27,10 @@ import {
 import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
-import { Runner } from "./config/run.ts";
-import { openSync, writeSync } from "node:fs";
+import { loadConfig, Runner } from "./config/run.ts";
+import { supervise } from "./config/supervisor.ts";
+import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
 
@@ -47,7 +49,8 @@ Usage:
   relaykit                         run a demo: an HTTP backend behind a proxy
   relaykit forward --listen HOST:PORT --to HOST:PORT [options]
   relaykit route SCRIPT --listen HOST:PORT [options]
-  relaykit run CONFIG [--engine E] [--threads N] [--grace MS] [--access-log FILE] [--quiet]
+  relaykit run CONFIG [--workers N] [--engine E] [--threads N] [--grace MS]
+               [--access-log FILE] [--pid FILE] [--log-level L] [--log-file FILE] [--quiet]
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit --help | --version
 
@@ -56,7 +59,10 @@ validated first (each mistake with file:line:col). SIGHUP reloads it (an
 invalid file changes nothing; established connections are untouched);
 SIGTERM/SIGINT stop accepting and reset what is left after --grace MS
 (default 10000); SIGQUIT waits for the last connection. --access-log FILE
-writes one JSON line per connection (- for stdout).
+writes one JSON line per connection (- for stdout). --workers N runs N
+processes sharing the ports (SO_REUSEPORT), replacing any that dies;
+SIGTTIN/SIGTTOU add/remove one. --log-level error|info|debug (default
+info), --log-file FILE (default stderr), --pid FILE.
 
 route: SCRIPT (TypeScript or JavaScript) exports route(data, conn), which
 returns { remote }, { close }, { file } or undefined for more bytes; it may
@@ -297,19 +303,76 @@ async function routeCommand(args: string[]): Promise<void> {
   });
 }
 
+/** This command's own command line, to start a worker with. */
+function selfArgv(args: string[]): string[] {
+  const cli = fileURLToPath(import.meta.url);
+  return runtime.name === "deno"
+    ? [process.execPath, "run", "-A", cli, ...args]
+    : [process.execPath, cli, ...args];
+}
+
 async function runCommand(args: string[]): Promise<void> {
   const [file, ...rest] = args;
   if (file === undefined || file.startsWith("--")) {
     throw new UsageError("run needs a CONFIG file: relaykit run CONFIG");
   }
-  const p = parseFlags(rest, ["--engine", "--threads", "--grace", "--access-log"], ["--quiet"]);
+  const p = parseFlags(rest, [
+    "--engine",
+    "--threads",
+    "--grace",
+    "--access-log",
+    "--workers",
+    "--pid",
+    "--log-level",
+    "--log-file",
+  ], ["--quiet"]);
   const engine = p.flags.get("--engine") ?? "auto";
   if (engine !== "auto" && engine !== "native" && engine !== "stream") {
     throw new UsageError(`--engine must be auto, native or stream, not "${engine}"`);
   }
+  const level = p.flags.get("--log-level") ?? "info";
+  if (level !== "error" && level !== "info" && level !== "debug") {
+    throw new UsageError(`--log-level must be error, info or debug, not "${level}"`);
+  }
   const threads = intFlag(p, "--threads", 1);
   const grace = intFlag(p, "--grace", 0) ?? 10_000;
+  const workers = intFlag(p, "--workers", 1);
   const quiet = p.bools.has("--quiet");
+  const logFile = p.flags.get("--log-file");
+  const logFd = logFile === undefined ? undefined : openSync(logFile, "a");
+  const rank = { error: 0, info: 1, debug: 2 };
+  const worker = process.env.RELAYKIT_WORKER_INDEX;
+  const tag = worker === undefined ? "relaykit" : `relaykit[${worker}]`;
+  const log = (l: "error" | "info" | "debug", line: string) => {
+    if (rank[l] > rank[level]) return;
+    const text = `${tag}: ${line}`;
+    if (logFd !== undefined) writeSync(logFd, `${new Date().toISOString()} ${l} ${text}\n`);
+    else console.error(text);
+  };
+  // everything is checked before anything starts, also for the supervisor
+  try {
+    loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
+    throw err;
+  }
+  const pidFile = p.flags.get("--pid");
+  if (pidFile !== undefined && worker === undefined) {
+    writeFileSync(pidFile, `${process.pid}\n`);
+    process.on("exit", () => rmSync(pidFile, { force: true }));
+  }
+  if (workers !== undefined && workers > 1 && worker === undefined) {
+    // the supervisor: workers are this command without --workers and --pid
+    const own = rest.filter((a, i) =>
+      !["--workers", "--pid"].includes(a) && !["--workers", "--pid"].includes(rest[i - 1] ?? "")
+    );
+    const done = supervise({ workers, argv: () => selfArgv(["run", file, ...own]), log });
+    await new Promise((r) => setTimeout(r, 0));
+    if (!quiet) console.log(`relaykit: supervising ${workers} workers running ${file}`);
+    await done;
+    setTimeout(() => process.exit(0), 200);
+    return;
+  }
   const logPath = p.flags.get("--access-log");
   const accessOut = logPath === undefined
     ? undefined
@@ -330,7 +393,9 @@ async function runCommand(args: string[]): Promise<void> {
   const runner = new Runner(file, {
     engine,
     nativeEngine,
-    log: (line) => console.error(`relaykit: ${line}`),
+    // with workers, the first one serves the metrics
+    metrics: worker === undefined || worker === "0",
+    log,
     access: (rec) => accessOut?.(JSON.stringify(rec)),
   });
   try {
@@ -343,7 +408,7 @@ async function runCommand(args: string[]): Promise<void> {
   const stop = (sig: string, ms: number) => {
     if (stopping) process.exit(130);
     stopping = true;
-    if (!quiet) console.log(`relaykit: ${sig}: stopping`);
+    if (!quiet) console.log(`${tag}: ${sig}: stopping`);
     // the signal listeners keep the process alive: exit once the output
     // has had a moment to drain (Bun drops what is still buffered at exit)
     runner.stop(ms).then(() => setTimeout(() => process.exit(0), 200));
@@ -353,7 +418,7 @@ async function runCommand(args: string[]): Promise<void> {
   process.on("SIGQUIT", () => stop("SIGQUIT", 0x7fffffff)); // until the last one ends
   process.on("SIGHUP", () => void runner.reload());
   await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
-  if (!quiet) console.log(`relaykit: running ${file} (${runner.listeners.size} listeners)`);
+  if (!quiet) console.log(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
 }
 
 async function forward(args: string[]): Promise<void> {

@@ -193,6 +193,61 @@ metrics: { address: 127.0.0.1, port: ${metricsPort} }
   }
 });
 
+test("--workers: processes share the port, a dead one is replaced, TTIN/TTOU add and remove", async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = join(dir, "workers.yaml");
+  const pidFile = join(dir, "relaykit.pid");
+  writeFileSync(
+    file,
+    `listeners:\n  - { name: w, address: 127.0.0.1, port: ${port}, backend: b }\n` +
+      `backends:\n  - { name: b, host: 127.0.0.1, port: ${backend.port} }\n`,
+  );
+  const cli = startCli(["run", file, "--workers", "2", "--pid", pidFile]);
+  const pidOf = (i: number) => {
+    const all = [
+      ...cli.output.err.matchAll(new RegExp(`worker ${i} started \\(pid (\\d+)\\)`, "g")),
+    ];
+    return Number(all.at(-1)?.[1]);
+  };
+  try {
+    assert.match(await cli.line, /supervising 2 workers/);
+    assert.equal(Number(readFileSync(pidFile, "utf8")), cli.child.pid);
+    await waitFor(() => /relaykit\[1\]: listening/.test(cli.output.err), 10_000, "two workers");
+    for (let i = 0; i < 6; i++) {
+      const g = await greeting(port);
+      assert.equal(g.name, "b");
+      g.s.destroy();
+    }
+    const first = pidOf(1);
+    process.kill(first, "SIGKILL");
+    await waitFor(
+      () => /worker 1 died \(SIGKILL\); starting another/.test(cli.output.err),
+      10_000,
+      "died",
+    );
+    await waitFor(
+      () => pidOf(1) !== first && /relaykit\[1\]: listening/.test(cli.output.err),
+      10_000,
+      "replaced",
+    );
+    process.kill(cli.child.pid!, "SIGTTIN");
+    await waitFor(() => /relaykit\[2\]: listening/.test(cli.output.err), 10_000, "a third");
+    process.kill(cli.child.pid!, "SIGTTOU");
+    await waitFor(() => /worker 2 ended/.test(cli.output.err), 10_000, "the third retired");
+    const g = await greeting(port);
+    assert.equal(g.name, "b");
+    g.s.destroy();
+    process.kill(cli.child.pid!, "SIGTERM");
+    await new Promise((r) => cli.child.once("close", r));
+    assert.match(cli.output.err, /worker 0 ended/);
+    assert.match(cli.output.err, /worker 1 ended/);
+  } finally {
+    cli.child.kill("SIGKILL");
+    await backend.close();
+  }
+});
+
 for (const engine of ENGINES) {
   describe(`relaykit run (${engine} engine)`, () => {
     test("porxy's config runs unchanged, and a mistake is one message and exit code 2", async () => {

@@ -38,6 +38,9 @@ export function loadConfig(path: string): Config {
   return parseConfig(text, path);
 }
 
+/** How much the operator log says: failures; and what happens; and every connection error. */
+export type LogLevel = "error" | "info" | "debug";
+
 /** One JSON access log record per connection. */
 export interface AccessRecord {
   time: string;
@@ -57,8 +60,10 @@ export interface AccessRecord {
 export interface RunnerOptions {
   engine: EnginePreference;
   nativeEngine: NativeEngine | undefined;
-  /** A line for the operator (errors, reloads). */
-  log(line: string): void;
+  /** Serve the config's metrics endpoint (one worker of several does). */
+  metrics: boolean;
+  /** A line for the operator, with its level. */
+  log(level: LogLevel, line: string): void;
   /** One record per ended connection. */
   access(record: AccessRecord): void;
 }
@@ -111,7 +116,7 @@ export class Runner {
   async start(): Promise<void> {
     const config = loadConfig(this.#path);
     await this.#apply(config);
-    if (config.metrics !== undefined) {
+    if (config.metrics !== undefined && this.#o.metrics) {
       const at = config.metrics;
       const srv = this.#metrics = createServer((req, res) => {
         if (req.url !== "/metrics") {
@@ -128,7 +133,7 @@ export class Runner {
       this.#metricsAt = `${at.host}:${
         typeof addr === "object" && addr !== null ? addr.port : at.port
       }`;
-      this.#o.log(`metrics on http://${this.#metricsAt}/metrics`);
+      this.#o.log("info", `metrics on http://${this.#metricsAt}/metrics`);
     }
   }
 
@@ -215,17 +220,17 @@ export class Runner {
     try {
       config = loadConfig(this.#path);
     } catch (err) {
-      this.#o.log(`reload: ${this.#path} is invalid, still running the previous config:`);
-      for (const line of (err as Error).message.split("\n")) this.#o.log(`  ${line}`);
+      this.#o.log("error", `reload: ${this.#path} is invalid, still running the previous config:`);
+      for (const line of (err as Error).message.split("\n")) this.#o.log("error", `  ${line}`);
       return false;
     }
     try {
       await this.#apply(config);
     } catch (err) {
-      this.#o.log(`reload: ${(err as Error).message}; still running the previous config`);
+      this.#o.log("error", `reload: ${(err as Error).message}; still running the previous config`);
       return false;
     }
-    this.#o.log(`reload: ${this.#path} applied (${config.listeners.length} listeners)`);
+    this.#o.log("info", `reload: ${this.#path} applied (${config.listeners.length} listeners)`);
     return true;
   }
 
@@ -321,6 +326,7 @@ export class Runner {
       b.healthCheck === undefined ? [] : [
         new HealthChecker(backends.get(b.name)!, b.healthCheck, (c) =>
           this.#o.log(
+            c.up ? "info" : "error",
             `backend "${c.backend}": server "${c.server.name}" is ${
               c.up ? "up" : `down (${c.reason})`
             }`,
@@ -340,7 +346,7 @@ export class Runner {
     }
     this.#running = next;
     for (const p of started) {
-      this.#o.log(`listening on ${formatEndpoint(p.address)} (${p.engine} engine)`);
+      this.#o.log("info", `listening on ${formatEndpoint(p.address)} (${p.engine} engine)`);
     }
   }
 
@@ -351,7 +357,7 @@ export class Runner {
       this.#stats.set(name, stats = { total: 0, up: 0, down: 0, failures: new Map() });
     }
     const st = stats;
-    proxy.on("error", (err) => this.#o.log(`${name}: ${err.message}`));
+    proxy.on("error", (err) => this.#o.log("debug", `${name}: ${err.message}`));
     proxy.on("open", (c) => {
       if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
     });
