@@ -82,7 +82,7 @@ backends:
     balance: fastest
 `),
       [
-        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout`,
+        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout, hooks`,
         `relaykit.yaml:7:14: listeners[1].backend: no backend named "nope" (backends: "foo")`,
         `relaykit.yaml:8:11: listeners[1].port: expected an integer from 0 to 65535, not "7000"`,
         `relaykit.yaml:11:11: listeners[2].port: "0.0.0.0:8000" is also listener "moo"'s address`,
@@ -190,6 +190,44 @@ metrics: { address: 127.0.0.1, port: ${metricsPort} }
     cli.child.kill("SIGKILL");
     await live.close();
     await revived?.close();
+  }
+});
+
+test("a hooks module; --log-level error and --log-file", async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = join(dir, "hooks.yaml");
+  const logFile = join(dir, "relaykit.log");
+  writeFileSync(
+    join(dir, "upper.ts"),
+    "export const aToB = (c: Uint8Array) => new TextEncoder().encode(new TextDecoder().decode(c).toUpperCase());\n",
+  );
+  writeFileSync(
+    file,
+    `listeners:\n  - { name: h, address: 127.0.0.1, port: ${port}, backend: b, hooks: ./upper.ts }\n` +
+      `backends:\n  - { name: b, host: 127.0.0.1, port: ${backend.port} }\n`,
+  );
+  const cli = startCli(["run", file, "--log-level", "error", "--log-file", logFile]);
+  try {
+    await cli.line;
+    const g = await greeting(port);
+    g.s.write("shout");
+    assert.equal(await new Promise<string>((r) => g.s.once("data", (d) => r(String(d)))), "SHOUT");
+    g.s.destroy();
+    writeFileSync(file, "listeners: 3\n");
+    process.kill(cli.child.pid!, "SIGHUP");
+    await waitFor(
+      () => /still running the previous/.test(readFileSync(logFile, "utf8")),
+      10_000,
+      "the error in the log file",
+    );
+    const logged = readFileSync(logFile, "utf8");
+    assert.match(logged, /^\d{4}-\d\d-\d\dT[\d:.]+Z error relaykit: reload: /m);
+    assert.doesNotMatch(logged, / info /, "info lines are below --log-level error");
+    assert.equal(cli.output.err, "", "nothing on stderr with --log-file");
+  } finally {
+    cli.child.kill("SIGKILL");
+    await backend.close();
   }
 });
 

@@ -307,9 +307,9 @@ for (const engine of ENGINES) {
   });
 }
 
-test("a proxy needs a target or a route", async () => {
+test("a proxy needs a target, a backend or a route", async () => {
   await assert.rejects(
     TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 } }),
-    /needs a target or a route/,
+    /needs a target, a backend or a route/,
   );
 });

@@ -74,6 +74,8 @@ export interface ListenerConfig {
   backend: string | undefined;
   /** A route module's path (relative to the config file's directory). */
   route: string | undefined;
+  /** A hooks module's path: it exports aToB and/or bToA (data hooks). */
+  hooks: string | undefined;
   acceptProxy: AcceptProxyOptions | undefined;
   tls: { cert: string; key: string } | undefined;
   maxConnections: number | undefined;
@@ -425,6 +427,7 @@ class Validator {
       "max_connections",
       "idle_timeout",
       "connect_timeout",
+      "hooks",
     ], ["name"]);
     const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
     const listen = this.endpoint(m, node, where, true);
@@ -492,6 +495,7 @@ class Validator {
         listen,
         backend,
         route,
+        hooks: m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined,
         acceptProxy,
         tls,
         maxConnections: num("max_connections"),

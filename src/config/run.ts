@@ -15,7 +15,8 @@ import type { ConnectionEnd } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
 import { Backend } from "../proxy/balance.ts";
-import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
+import { loadHooksModule, loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
+import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
 import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
@@ -76,7 +77,15 @@ interface Running {
 }
 
 function socketKey(l: ListenerConfig): string {
-  return JSON.stringify([l.listen, l.tls, l.maxConnections, l.idleTimeout, l.connectTimeout]);
+  // hooks are set when a listener starts: a change of module starts it anew
+  return JSON.stringify([
+    l.listen,
+    l.tls,
+    l.maxConnections,
+    l.idleTimeout,
+    l.connectTimeout,
+    l.hooks,
+  ]);
 }
 
 /** Runs a config file's listeners. */
@@ -272,11 +281,16 @@ export class Runner {
         ...(b.sendProxy !== undefined ? { sendProxy: b.sendProxy } : {}),
       }),
     ]));
-    // route modules first: a module that fails to load changes nothing
+    // modules first: a module that fails to load changes nothing
     const routes = new Map<string, RouteModule>();
+    const hooks = new Map<string, DataHooks>();
     for (const l of config.listeners) {
-      if (l.route === undefined) continue;
-      routes.set(l.name, await loadRouteModule(resolve(base, l.route), generation - 1));
+      if (l.route !== undefined) {
+        routes.set(l.name, await loadRouteModule(resolve(base, l.route), generation - 1));
+      }
+      if (l.hooks !== undefined) {
+        hooks.set(l.name, await loadHooksModule(resolve(base, l.hooks), generation - 1));
+      }
     }
     const where = (l: ListenerConfig) => {
       const route = routes.get(l.name);
@@ -307,6 +321,8 @@ export class Runner {
         if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
         if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
         if (l.connectTimeout !== undefined) options.connectTimeout = l.connectTimeout;
+        const h = hooks.get(l.name);
+        if (h !== undefined) options.hooks = h;
         const route = routes.get(l.name);
         if (route?.rewriteRequest !== undefined) options.rewriteRequest = route.rewriteRequest;
         if (route?.rewriteResponse !== undefined) options.rewriteResponse = route.rewriteResponse;

@@ -10,7 +10,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
-import type { DataHook } from "../forward/hooks.ts";
+import type { DataHook, DataHooks } from "../forward/hooks.ts";
 import type { RouteFunction } from "./front.ts";
 
 /** What a route module exports. */
@@ -21,10 +21,31 @@ export interface RouteModule {
   rewriteResponse?: DataHook;
 }
 
-export async function loadRouteModule(path: string, generation: number): Promise<RouteModule> {
-  // A reload imports a copy under a new name next to the script (so its
-  // relative imports still resolve): runtimes cache modules by URL, and
-  // not every one of them treats a query string as a new module.
+/** A hooks module: `aToB` and/or `bToA` (or `rewriteRequest`/`rewriteResponse`). */
+export async function loadHooksModule(path: string, generation: number): Promise<DataHooks> {
+  const mod = await importFresh(path, generation);
+  const aToB = mod.aToB ?? mod.rewriteRequest, bToA = mod.bToA ?? mod.rewriteResponse;
+  for (const [name, f] of [["aToB", aToB], ["bToA", bToA]] as const) {
+    if (f !== undefined && typeof f !== "function") {
+      throw new Error(`${path}: ${name} must be a function`);
+    }
+  }
+  if (aToB === undefined && bToA === undefined) {
+    throw new Error(`${path} exports no hook (export function aToB(chunk, ctx) or bToA)`);
+  }
+  const hooks: DataHooks = {};
+  if (aToB !== undefined) hooks.aToB = aToB as DataHook;
+  if (bToA !== undefined) hooks.bToA = bToA as DataHook;
+  return hooks;
+}
+
+/**
+ * Import a module; a reload (generation > 0) imports a copy under a new
+ * name next to it (so its relative imports still resolve): runtimes cache
+ * modules by URL, and not every one of them treats a query string as a new
+ * module.
+ */
+async function importFresh(path: string, generation: number): Promise<Record<string, unknown>> {
   const full = resolve(path);
   const copy = generation === 0
     ? full
@@ -38,6 +59,12 @@ export async function loadRouteModule(path: string, generation: number): Promise
   } finally {
     if (copy !== full) rmSync(copy, { force: true });
   }
+  return mod;
+}
+
+/** A route module: `route` (or `proxy`, or the default export) and optional extras. */
+export async function loadRouteModule(path: string, generation: number): Promise<RouteModule> {
+  const mod = await importFresh(path, generation);
   const route = mod.route ?? mod.proxy ?? mod.default;
   if (typeof route !== "function") {
     throw new Error(`${path} exports no route function (export function route(data, conn))`);
