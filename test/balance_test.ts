@@ -130,6 +130,22 @@ for (const engine of ENGINES) {
       assert.equal(ok.ends[0]!.server, "live");
       assert.deepEqual(backend.servers.map((s) => s.failures), [1, 1, 0]);
       assert.deepEqual(ok.errors, []);
+      // a server that dies: the next connections go on to the others
+      const [mortal] = await named("mortal");
+      const dies = await proxy({
+        name: "pair",
+        servers: [{ ...addr(mortal!.port), name: "mortal" }, { ...addr(live!.port), name: "live" }],
+      });
+      const before = await greeting(dies.p.port);
+      assert.equal(before.name, "mortal");
+      before.s.destroy();
+      await mortal!.close();
+      for (let i = 0; i < 3; i++) {
+        const after = await greeting(dies.p.port);
+        assert.equal(after.name, "live");
+        after.s.destroy();
+      }
+      assert.deepEqual(dies.errors, [], "failover hides the dead server from clients");
       // one retry only: both dead servers are tried, then the client is closed
       const short = await proxy({
         name: "db2",
