@@ -231,6 +231,42 @@ test("a hooks module; --log-level error and --log-file", async () => {
   }
 });
 
+test("SIGTERM: connections still open after --grace are reset; listener metrics", async () => {
+  const backend = await greeter("b");
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const file = join(dir, "grace.yaml");
+  writeFileSync(
+    file,
+    `listeners:\n  - { name: g, address: 127.0.0.1, port: ${port}, backend: b }\n` +
+      `backends:\n  - { name: b, host: 127.0.0.1, port: ${backend.port} }\n` +
+      `metrics: { address: 127.0.0.1, port: ${metricsPort} }\n`,
+  );
+  const cli = startCli(["run", file, "--grace", "300"]);
+  try {
+    await cli.line;
+    const done = await greeting(port);
+    done.s.end("12345");
+    await closed(done.s);
+    const open = await greeting(port);
+    await waitFor(() => backend.sockets.size === 1, 5000, "one open connection");
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /relaykit_listener_connections_active\{listener="g"\} 1/);
+    assert.match(metrics, /relaykit_listener_connections_total\{listener="g"\} 1/);
+    assert.match(metrics, /relaykit_listener_bytes_total\{listener="g",direction="up"\} 5/);
+    const t0 = Date.now();
+    open.s.on("error", () => {});
+    const cut = new Promise((r) => open.s.once("close", r));
+    process.kill(cli.child.pid!, "SIGTERM");
+    await cut;
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 250, `cut after the grace period, not at once (${waited} ms)`);
+    await new Promise((r) => cli.child.once("close", r));
+  } finally {
+    cli.child.kill("SIGKILL");
+    await backend.close();
+  }
+});
+
 test("--workers: processes share the port, a dead one is replaced, TTIN/TTOU add and remove", async () => {
   const backend = await greeter("b");
   const port = await freePort();
