@@ -40,6 +40,13 @@ export {
   type SendProxyOptions,
 } from "./src/proxy/front.ts";
 export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
+export {
+  Access,
+  type AccessRule,
+  httpConnectRouter,
+  type RouterOptions,
+  socksRouter,
+} from "./src/proxy/socks.ts";
 export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export {

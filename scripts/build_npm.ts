@@ -128,6 +128,7 @@ if (process.argv.includes("--tests")) {
     "test/proxy_listener_test.ts",
     "test/route_test.ts",
     "test/balance_test.ts",
+    "test/socks_test.ts",
   ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

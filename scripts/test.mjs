@@ -114,6 +114,7 @@ if (built) {
     "test/route_test.ts",
     "test/tls_test.ts",
     "test/balance_test.ts",
+    "test/socks_test.ts",
   ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,

@@ -28,6 +28,13 @@ import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
 import { loadConfig, Runner } from "./config/run.ts";
+import {
+  Access,
+  type AccessRule,
+  httpConnectRouter,
+  type RouterOptions,
+  socksRouter,
+} from "./proxy/socks.ts";
 import { supervise } from "./config/supervisor.ts";
 import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -52,7 +59,16 @@ Usage:
   relaykit run CONFIG [--workers N] [--engine E] [--threads N] [--grace MS]
                [--access-log FILE] [--pid FILE] [--log-level L] [--log-file FILE] [--quiet]
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
+  relaykit socks --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
+  relaykit http-connect --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
   relaykit --help | --version
+
+socks (SOCKS4, 4a, 5) and http-connect are closed by default: a destination
+must match an --allow rule and no --deny rule. RULES are comma-separated
+DEST[:PORTS] items: DEST a CIDR (10.0.0.0/8, [::1]/128), a name pattern
+(*.example.com) or * for any; PORTS like 443 or 8000-8999. Names are
+resolved before the check. --users requires authentication (SOCKS5
+username/password; HTTP Basic); refusals are logged.
 
 run: the listeners and backends of a YAML or JSON file (see the README),
 validated first (each mistake with file:line:col). SIGHUP reloads it (an
@@ -421,6 +437,67 @@ async function runCommand(args: string[]): Promise<void> {
   if (!quiet) console.log(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
 }
 
+/** "10.0.0.0/8:80,*.example.com:443,[::1]/128" -> access rules. */
+function parseRules(text: string, flag: string): AccessRule[] {
+  return text.split(",").map((t) => t.trim()).filter((t) => t !== "").map((item) => {
+    const m = /^(\[[^\]]+\](?:\/\d+)?|[^:]*)(?::([\d-]+))?$/.exec(item);
+    if (m === null) throw new UsageError(`${flag}: "${item}" is not DEST[:PORTS]`);
+    const dest = m[1]!.replace(/^\[([^\]]+)\]/, "$1");
+    const rule: AccessRule = {};
+    if (dest !== "" && dest !== "*") {
+      if (/^[\d.]+(\/\d+)?$/.test(dest) || dest.includes(":")) rule.cidr = dest;
+      else rule.host = dest;
+    }
+    if (m[2] !== undefined) rule.port = m[2];
+    try {
+      new Access([rule]);
+    } catch (err) {
+      throw new UsageError(`${flag}: ${(err as Error).message}`);
+    }
+    return rule;
+  });
+}
+
+async function routerCommand(kind: "socks" | "http-connect", args: string[]): Promise<void> {
+  const p = parseFlags(args, [...FORWARD_FLAGS, "--allow", "--deny", "--users"], [
+    "--quiet",
+    "--verbose",
+  ]);
+  const listen = endpointFlag(p, "--listen");
+  const allow = p.flags.get("--allow");
+  if (allow === undefined) {
+    throw new UsageError(
+      "--allow is required: the proxy is closed to every destination without it",
+    );
+  }
+  const opts: RouterOptions = { allow: parseRules(allow, "--allow") };
+  const deny = p.flags.get("--deny");
+  if (deny !== undefined) opts.deny = parseRules(deny, "--deny");
+  const users = p.flags.get("--users");
+  if (users !== undefined) {
+    const table: Record<string, string> = {};
+    for (const pair of users.split(",")) {
+      const colon = pair.indexOf(":");
+      if (colon <= 0) throw new UsageError(`--users: "${pair}" is not USER:PASSWORD`);
+      table[pair.slice(0, colon)] = pair.slice(colon + 1);
+    }
+    opts.users = table;
+  }
+  const quiet = p.bools.has("--quiet");
+  opts.onDenied = (what, conn) => {
+    if (!quiet) {
+      const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
+      console.log(`relaykit: #${conn.id} from ${from} refused: ${what}`);
+    }
+  };
+  const options: TcpProxyOptions = {
+    listen,
+    route: kind === "socks" ? socksRouter(opts) : httpConnectRouter(opts),
+  };
+  const threads = commonOptions(p, options);
+  await runProxy(p, options, threads, `${kind} proxy on %`);
+}
+
 async function forward(args: string[]): Promise<void> {
   const p = parseFlags(args, [...FORWARD_FLAGS, "--to"], ["--quiet", "--verbose"]);
   const listen = endpointFlag(p, "--listen");
@@ -635,6 +712,10 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "run":
         await runCommand(rest);
+        return 0;
+      case "socks":
+      case "http-connect":
+        await routerCommand(cmd, rest);
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}" (see --help)`);

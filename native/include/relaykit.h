@@ -288,6 +288,12 @@ RK_EXTERN int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap);
 /* Read the client's bytes until at least one more arrives, the client
  * ends, or max bytes are held in all; then post RK_EV_HOLD again. */
 RK_EXTERN int32_t rk_hold_read(int32_t h, int32_t id, int32_t max);
+/* Write bytes to a held client at once (a handshake's reply, such as a
+ * SOCKS5 method choice), leaving it held. They must fit the socket's send
+ * buffer (a few hundred bytes do): a client that does not take them is
+ * reset. Bytes are copied. */
+RK_EXTERN int32_t rk_hold_write(int32_t h, int32_t id, const uint8_t *data,
+                                int32_t len);
 /* Copy the held bytes into out after an RK_EV_HOLD. Return their number
  * (which may exceed cap: call again with a bigger buffer), -ENOENT if the
  * connection ended, -EINVAL if no RK_EV_HOLD is waiting. */

@@ -319,6 +319,12 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_read_cmd(conn, (uint32_t)c->arg);
       break;
     }
+    case RK__CMD_HOLD_WRITE: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__hold_write_cmd(conn, c->data, c->len);
+      break;
+    }
     case RK__CMD_HOLD_DECIDE: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)

@@ -172,6 +172,23 @@ void rk__hold_event(rk__conn *c, int side, uint32_t events) {
   rk__hold_pump(c);
 }
 
+void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len) {
+  if (c->state != RK__HOLDING)
+    return;
+  uint32_t off = 0;
+  while (off < len) {
+    ssize_t n;
+    RK__RETRY(n, write(c->side[0].wfd, data + off, len - off));
+    if (n < 0) {
+      /* EAGAIN: the client does not read even a handshake reply */
+      rk__conn_end(c, RK_END_RESET, -errno);
+      return;
+    }
+    off += (uint32_t)n;
+    RK__ADD(&c->dir[1].wr, (uint64_t)n);
+  }
+}
+
 void rk__hold_read_cmd(rk__conn *c, uint32_t max) {
   if (c->state != RK__HOLDING)
     return;
@@ -320,6 +337,33 @@ int32_t rk_hold_read(int32_t h, int32_t id, int32_t max) {
   return rk__send_to_conn(e, id, cmd);
 }
 
+static uint8_t *rk__dup_bytes(const uint8_t *data, int32_t len) {
+  uint8_t *copy = malloc(len > 0 ? (size_t)len : 1);
+  if (copy != NULL && len > 0)
+    memcpy(copy, data, (size_t)len);
+  return copy;
+}
+
+int32_t rk_hold_write(int32_t h, int32_t id, const uint8_t *data,
+                      int32_t len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (len <= 0 || data == NULL)
+    return -EINVAL;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL)
+    return -ENOMEM;
+  cmd->type = RK__CMD_HOLD_WRITE;
+  cmd->data = rk__dup_bytes(data, len);
+  cmd->len = (uint32_t)len;
+  if (cmd->data == NULL) {
+    free(cmd);
+    return -ENOMEM;
+  }
+  return rk__send_to_conn(e, id, cmd);
+}
+
 int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
@@ -372,12 +416,6 @@ static int rk__open_range(const char *path, const int32_t *opts, int *fd_out,
   return 0;
 }
 
-static uint8_t *rk__dup_bytes(const uint8_t *data, int32_t len) {
-  uint8_t *copy = malloc(len > 0 ? (size_t)len : 1);
-  if (copy != NULL && len > 0)
-    memcpy(copy, data, (size_t)len);
-  return copy;
-}
 
 int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                        const char *bind_host, const int32_t *opts,

@@ -183,7 +183,8 @@ enum {
   RK__CMD_ABORT_LISTENER,
   RK__CMD_HOOK_RESUME,
   RK__CMD_HOLD_READ,
-  RK__CMD_HOLD_DECIDE
+  RK__CMD_HOLD_DECIDE,
+  RK__CMD_HOLD_WRITE
 };
 
 typedef struct rk__cmd {
@@ -308,6 +309,7 @@ void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
+void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
 
 /* connect.c */

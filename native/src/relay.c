@@ -561,6 +561,17 @@ static int rk__pump(rk__conn *c, int d) {
   }
 }
 
+/* An I/O error ends the connection as a reset - except a client's after
+ * its whole reply (CLOSE or FILE decision) went out: then it was only
+ * lingering, and its going away is the expected end. */
+static void rk__conn_fail(rk__conn *c, int err) {
+  if (c->dir[0].discard && c->dir[1].done) {
+    rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
+    return;
+  }
+  rk__conn_end(c, RK_END_RESET, err);
+}
+
 /* Run the directions in mask (bit d: direction d). */
 static void rk__conn_run_dirs(rk__conn *c, int mask) {
   if (c->state != RK__RELAYING && c->state != RK__CLOSING)
@@ -570,7 +581,7 @@ static void rk__conn_run_dirs(rk__conn *c, int mask) {
       continue;
     int r = rk__pump(c, d);
     if (r < 0) {
-      rk__conn_end(c, RK_END_RESET, r);
+      rk__conn_fail(c, r);
       return;
     }
   }
@@ -601,7 +612,7 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
     if (getsockopt(s->rfd >= 0 ? s->rfd : s->wfd, SOL_SOCKET, SO_ERROR, &err,
                    &len) == 0 &&
         err != 0) {
-      rk__conn_end(c, RK_END_RESET, -err);
+      rk__conn_fail(c, -err);
       return;
     }
   }

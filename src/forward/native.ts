@@ -348,6 +348,9 @@ export class NativeForwardEngine implements ForwardEngine {
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
       readMore: (id, max) => void sym.rk_hold_read(e.handle, id, Math.max(1, max)),
+      sendHeld: (id, data) => {
+        if (data.length > 0) sym.rk_hold_write(e.handle, id, data, data.length);
+      },
       decide: (id, d) => {
         const h = held.get(id);
         if (h === undefined) return undefined; // ended meanwhile, or decided already

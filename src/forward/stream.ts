@@ -174,6 +174,12 @@ class StreamProxy implements ProxyHandle {
     if (c.holdMax > 0) this.#post(c, false);
   }
 
+  sendHeld(id: number, data: Uint8Array): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.ended || c.state !== "held" || data.length === 0) return;
+    c.a.write(data);
+  }
+
   readMore(id: number, max: number): void {
     const c = this.#conns.get(id);
     if (c === undefined || c.ended || c.state !== "held") return;
@@ -512,6 +518,12 @@ class StreamProxy implements ProxyHandle {
   #sideClosed(c: StreamConnection, code: string | undefined): void {
     c.closed++;
     if (c.ended) {
+      this.#maybeGone(c);
+      return;
+    }
+    if (c.discard && c.dirs[1].done) {
+      // a client going away after its whole reply: the expected end
+      this.#finish(c, c.reason);
       this.#maybeGone(c);
       return;
     }

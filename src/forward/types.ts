@@ -270,6 +270,8 @@ export interface ProxyHandle {
    * one more byte came, the client ended, or `max` bytes are held in all.
    */
   readMore(id: number, max: number): void;
+  /** Send a few bytes (a handshake's reply) to a held client; it stays held. */
+  sendHeld(id: number, data: Uint8Array): void;
   /**
    * Decide where a held connection goes (once). Returns the error when the
    * decision cannot even start (a file that cannot be opened); the

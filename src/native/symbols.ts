@@ -109,6 +109,8 @@ export const SYMBOLS = {
 
   // int32_t rk_hold_read(int32_t h, int32_t id, int32_t max)
   rk_hold_read: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_hold_write(int32_t h, int32_t id, const uint8_t *data, int32_t len)
+  rk_hold_write: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   // int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap)
   rk_hold_take: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   // int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,

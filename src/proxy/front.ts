@@ -143,6 +143,19 @@ export type RouteResult =
      * runtime's TLS; the client side stays native.
      */
     tls?: boolean | TlsClientOptions;
+    /**
+     * If the connect fails: send this to the client, then close (a SOCKS
+     * or HTTP CONNECT failure reply). The error is still reported.
+     */
+    failReply?: RouteBytes | ((error: RelaykitError) => RouteBytes);
+  }
+  | {
+    /**
+     * Send these bytes to the client now and wait for more (a handshake
+     * step, such as SOCKS5's method choice); the route is asked again with
+     * everything received so far.
+     */
+    send: RouteBytes;
   }
   | {
     /** `true`, or bytes to send before closing. */
@@ -227,6 +240,8 @@ export class Front {
     number,
     { tried: Set<Server>; attempts: number; server: Server | undefined; info: OriginalInfo }
   >();
+  /** Per routed connection: what to tell the client if its connect fails. */
+  readonly #failReplies = new Map<number, RouteBytes | ((error: RelaykitError) => RouteBytes)>();
   /** Per connection in the route phase: the header's length. */
   readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
@@ -271,6 +286,7 @@ export class Front {
   forget(id: number): void {
     this.#originals.delete(id);
     this.#routing.delete(id);
+    this.#failReplies.delete(id);
     const picked = this.#picked.get(id);
     if (picked?.server !== undefined) picked.server.active--;
     this.#picked.delete(id);
@@ -347,7 +363,17 @@ export class Front {
     const h = this.#handle!;
     const accept = this.#o.accept;
     const id = u.conn.id;
-    if (u.retry !== undefined) return this.#failover(u, u.retry);
+    if (u.retry !== undefined) {
+      const failReply = this.#failReplies.get(id);
+      if (failReply === undefined) return this.#failover(u, u.retry);
+      // the route's own answer to a failed connect, then close
+      this.#failReplies.delete(id);
+      this.#o.onError(u.retry);
+      const bytes = typeof failReply === "function" ? failReply(u.retry) : failReply;
+      const toClient = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+      this.#handle!.decide(id, { action: "close", toClient });
+      return;
+    }
     const headerLength = this.#routing.get(id);
     if (headerLength !== undefined) return void this.#route(u, headerLength);
     if (u.first) {
@@ -467,11 +493,19 @@ export class Front {
       h.readMore(id, consume + this.#o.routeLimit);
       return;
     }
-    this.#routing.delete(id);
     const bytes = (b: RouteBytes | undefined) =>
       b === undefined ? undefined : typeof b === "string" ? new TextEncoder().encode(b) : b;
+    if ("send" in result) {
+      // a handshake step: answer, stay in the route phase, read on
+      const out = bytes(result.send);
+      if (out !== undefined) h.sendHeld(id, out);
+      h.readMore(id, consume + this.#o.routeLimit);
+      return;
+    }
+    this.#routing.delete(id);
     try {
       if ("remote" in result) {
+        if (result.failReply !== undefined) this.#failReplies.set(id, result.failReply);
         const target = typeof result.remote === "string"
           ? parseEndpoint(result.remote, "remote")
           : result.remote;
@@ -487,6 +521,7 @@ export class Front {
             ...result,
             ...(reply !== undefined ? { toClient: reply } : {}),
             tls: result.tls === true ? {} : result.tls === false ? undefined : result.tls,
+            retry: result.failReply !== undefined,
           },
         );
         return;

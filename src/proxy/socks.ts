@@ -1,0 +1,392 @@
+/**
+ * Built-in routers: SOCKS4, SOCKS4a and SOCKS5 (no authentication, or
+ * username/password), and HTTP CONNECT (optionally with Basic proxy
+ * authentication). They are route functions: once the handshake is done,
+ * the bytes move natively like any routed connection.
+ *
+ * Closed by default: a destination is allowed only by an `allow` rule and
+ * no `deny` rule. Rules match the destination's address (CIDR; a name is
+ * resolved first, so a name cannot smuggle in a denied address), its name
+ * (a pattern such as `*.example.com`) and its port (`443`, `8000-8999`).
+ * A refused request gets the protocol's refusal reply.
+ *
+ * @module
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { errorFor, type RelaykitError } from "../errors.ts";
+import { type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
+import { ipv6Text } from "../protocol/ip.ts";
+import type { RouteConnection, RouteFunction, RouteResult } from "./front.ts";
+
+/** One access rule: every part given must match. */
+export interface AccessRule {
+  /** Address ranges, e.g. "10.0.0.0/8". */
+  cidr?: string | readonly string[];
+  /** Name patterns, e.g. "*.example.com" ("*" matches any labels). */
+  host?: string | readonly string[];
+  /** Ports: 443, "8000-8999", or a list. */
+  port?: number | string | readonly (number | string)[];
+}
+
+/** Who may go where, and who may use the proxy. */
+export interface RouterOptions {
+  /** Destinations allowed (none by default: a closed proxy). */
+  allow?: readonly AccessRule[];
+  /** Destinations refused even if allowed. */
+  deny?: readonly AccessRule[];
+  /** Username and password pairs; when given, clients must authenticate. */
+  users?: Readonly<Record<string, string>>;
+  /** Called for each refused request (a log line, an event). */
+  onDenied?: (what: string, conn: RouteConnection) => void;
+}
+
+interface CompiledRule {
+  cidrs: Cidr[] | undefined;
+  hosts: RegExp[] | undefined;
+  ports: [number, number][] | undefined;
+}
+
+const list = <T>(v: T | readonly T[] | undefined): T[] | undefined =>
+  v === undefined ? undefined : Array.isArray(v) ? [...v] : [v as T];
+
+function compile(rule: AccessRule): CompiledRule {
+  const ports = list(rule.port)?.map((p): [number, number] => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(String(p));
+    const lo = Number(m?.[1]), hi = Number(m?.[2] ?? m?.[1]);
+    if (m === null || lo < 1 || hi > 65535 || lo > hi) {
+      throw new RangeError(`"${p}" is not a port or a port range (like 443 or 8000-8999)`);
+    }
+    return [lo, hi];
+  });
+  const hosts = list(rule.host)?.map((h) =>
+    new RegExp(`^${h.toLowerCase().replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
+  );
+  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, ports };
+}
+
+/** Allow/deny checks over destinations. */
+export class Access {
+  readonly #allow: CompiledRule[];
+  readonly #deny: CompiledRule[];
+
+  /** @throws {RangeError} for a bad CIDR or port. */
+  constructor(allow: readonly AccessRule[] = [], deny: readonly AccessRule[] = []) {
+    this.#allow = allow.map(compile);
+    this.#deny = deny.map(compile);
+  }
+
+  static #matches(r: CompiledRule, name: string | undefined, ip: string, port: number): boolean {
+    if (r.ports !== undefined && !r.ports.some(([lo, hi]) => port >= lo && port <= hi)) {
+      return false;
+    }
+    if (r.cidrs !== undefined && !inRanges(ip, r.cidrs)) return false;
+    if (r.hosts !== undefined) {
+      const n = (name ?? ip).toLowerCase();
+      if (!r.hosts.some((h) => h.test(n))) return false;
+    }
+    return true;
+  }
+
+  /** Whether `name` (if a name was asked for) at `ip`:`port` may be reached. */
+  allows(name: string | undefined, ip: string, port: number): boolean {
+    if (this.#deny.some((r) => Access.#matches(r, name, ip, port))) return false;
+    return this.#allow.some((r) => Access.#matches(r, name, ip, port));
+  }
+}
+
+/** Where a request wants to go. */
+interface Destination {
+  host: string; // an address or a name
+  port: number;
+}
+
+/** Resolve a name (first address) and check it; undefined when refused. */
+async function admit(
+  access: Access,
+  d: Destination,
+): Promise<{ ip: string } | { refused: string }> {
+  let ip = d.host;
+  const name = isIP(d.host) === 0 ? d.host : undefined;
+  if (name !== undefined) {
+    try {
+      ip = (await lookup(name)).address;
+    } catch {
+      return { refused: `cannot resolve "${name}"` };
+    }
+  }
+  return access.allows(name, ip, d.port)
+    ? { ip }
+    : { refused: `${name ?? ip}:${d.port} is not allowed` };
+}
+
+const hostPort = (
+  ip: string,
+  port: number,
+) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** SOCKS4 reply: CD 90 granted, 91 rejected or failed. */
+const socks4Reply = (code: number) => new Uint8Array([0, code, 0, 0, 0, 0, 0, 0]);
+
+/** SOCKS5 reply with a zero IPv4 bound address. */
+const socks5Reply = (code: number) => new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+/** The SOCKS5 reply code for a failed connect. */
+function socks5Failure(err: RelaykitError): number {
+  switch (err.code) {
+    case "ECONNREFUSED":
+      return 5;
+    case "ENETUNREACH":
+      return 3;
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+      return 4;
+    default:
+      return 1;
+  }
+}
+
+/**
+ * A SOCKS4/4a/5 router (CONNECT only; other commands get "not supported").
+ *
+ * @example
+ * ```ts
+ * import { socksRouter, TcpProxy } from "@relaykit/relaykit";
+ * await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 1080 },
+ *   route: socksRouter({ allow: [{ host: "*.example.com", port: 443 }] }),
+ * });
+ * ```
+ */
+export function socksRouter(options: RouterOptions = {}): RouteFunction {
+  const access = new Access(options.allow, options.deny);
+  const users = options.users;
+  const refuse = (conn: RouteConnection, what: string, reply: Uint8Array): RouteResult => {
+    options.onDenied?.(what, conn);
+    return { close: reply };
+  };
+  // SOCKS5 replies already sent per connection (method choice, auth), so a
+  // client that sends everything at once gets them in front of the last
+  // reply instead; bounded: the oldest entries of handshakes that never
+  // finished are dropped
+  const sent = new Map<number, Uint8Array[]>();
+  const step = (conn: RouteConnection, bytes: Uint8Array): RouteResult => {
+    const list = sent.get(conn.id) ?? [];
+    list.push(bytes);
+    sent.set(conn.id, list);
+    if (sent.size > 10_000) sent.delete(sent.keys().next().value!);
+    return { send: bytes };
+  };
+  return async (data, conn) => {
+    if (data.length === 0) return undefined;
+    let r: RouteResult | undefined;
+    if (data[0] === 4) r = await socks4(data, conn);
+    else if (data[0] === 5) r = await socks5(data, conn);
+    else r = { close: true }; // not SOCKS: nothing sensible to answer
+    if (r !== undefined && !("send" in r)) sent.delete(conn.id);
+    return r;
+  };
+
+  /** The handshake replies not sent yet, in front of the final one. */
+  function unsent(conn: RouteConnection, replies: Uint8Array[], last: Uint8Array): Uint8Array {
+    const done = sent.get(conn.id)?.length ?? 0;
+    const parts = [...replies.slice(done), last];
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  async function connectTo(
+    conn: RouteConnection,
+    d: Destination,
+    rest: Uint8Array,
+    ok: Uint8Array,
+    denied: Uint8Array,
+    failed: (err: RelaykitError) => Uint8Array,
+  ): Promise<RouteResult> {
+    const a = await admit(access, d);
+    if ("refused" in a) return refuse(conn, a.refused, denied);
+    return { remote: hostPort(a.ip, d.port), reply: ok, data: rest, failReply: failed };
+  }
+
+  async function socks4(data: Uint8Array, conn: RouteConnection): Promise<RouteResult | undefined> {
+    // VN CD DSTPORT(2) DSTIP(4) USERID NUL [HOST NUL]
+    if (data.length < 9) return undefined;
+    const nul = data.indexOf(0, 8);
+    if (nul < 0) return data.length > 8 + 255 ? { close: socks4Reply(91) } : undefined;
+    const port = (data[2]! << 8) | data[3]!;
+    const ipBytes = data.subarray(4, 8);
+    let host = Array.from(ipBytes).join(".");
+    let end = nul + 1;
+    if (ipBytes[0] === 0 && ipBytes[1] === 0 && ipBytes[2] === 0 && ipBytes[3] !== 0) {
+      // SOCKS4a: the name follows the user id
+      const nul2 = data.indexOf(0, end);
+      if (nul2 < 0) return data.length > end + 255 ? { close: socks4Reply(91) } : undefined;
+      host = new TextDecoder().decode(data.subarray(end, nul2));
+      end = nul2 + 1;
+    }
+    if (users !== undefined) {
+      return refuse(conn, "SOCKS4 has no passwords and users are required", socks4Reply(91));
+    }
+    if (data[1] !== 1) {
+      return refuse(conn, `SOCKS4 command ${data[1]} is not supported`, socks4Reply(91));
+    }
+    return await connectTo(
+      conn,
+      { host, port },
+      data.subarray(end),
+      socks4Reply(90),
+      socks4Reply(91),
+      () => socks4Reply(91),
+    );
+  }
+
+  async function socks5(data: Uint8Array, conn: RouteConnection): Promise<RouteResult | undefined> {
+    // greeting: VER NMETHODS METHODS...
+    if (data.length < 2) return undefined;
+    const nmethods = data[1]!;
+    let o = 2 + nmethods;
+    if (data.length < o) return undefined;
+    const methods = data.subarray(2, o);
+    const method = users === undefined ? 0 : 2;
+    if (!methods.includes(method)) {
+      return refuse(
+        conn,
+        `no acceptable SOCKS5 method (${users ? "a password is required" : "none offered"})`,
+        new Uint8Array([5, 0xff]),
+      );
+    }
+    const choice = new Uint8Array([5, method]);
+    const replies = [choice];
+    if (method === 2) {
+      // RFC 1929: VER(1) ULEN UNAME PLEN PASSWD
+      if (data.length === o) return step(conn, choice);
+      if (data.length < o + 2) return undefined;
+      if (data[o] !== 1) return { close: new Uint8Array([1, 1]) };
+      const ulen = data[o + 1]!;
+      if (data.length < o + 2 + ulen + 1) return undefined;
+      const plen = data[o + 2 + ulen]!;
+      if (data.length < o + 3 + ulen + plen) return undefined;
+      const dec = new TextDecoder();
+      const user = dec.decode(data.subarray(o + 2, o + 2 + ulen));
+      const pass = dec.decode(data.subarray(o + 3 + ulen, o + 3 + ulen + plen));
+      o += 3 + ulen + plen;
+      if (users![user] === undefined || users![user] !== pass) {
+        const no = unsent(conn, replies, new Uint8Array([1, 1]));
+        return refuse(conn, `wrong SOCKS5 user or password for "${user}"`, no);
+      }
+      const yes = new Uint8Array([1, 0]);
+      if (data.length === o) return step(conn, unsent(conn, replies, yes));
+      replies.push(yes);
+    } else if (data.length === o) {
+      return step(conn, choice);
+    }
+    const reply = (code: number) => unsent(conn, replies, socks5Reply(code));
+    // request: VER CMD RSV ATYP DST.ADDR DST.PORT
+    if (data.length < o + 5) return undefined;
+    if (data[o] !== 5) return { close: reply(1) };
+    const atyp = data[o + 3]!;
+    let host: string;
+    let p: number;
+    if (atyp === 1) {
+      p = o + 8;
+      if (data.length < p + 2) return undefined;
+      host = Array.from(data.subarray(o + 4, o + 8)).join(".");
+    } else if (atyp === 4) {
+      p = o + 20;
+      if (data.length < p + 2) return undefined;
+      host = ipv6Text(data.subarray(o + 4, o + 20));
+    } else if (atyp === 3) {
+      const len = data[o + 4]!;
+      p = o + 5 + len;
+      if (data.length < p + 2) return undefined;
+      host = new TextDecoder().decode(data.subarray(o + 5, p));
+    } else {
+      return refuse(conn, `SOCKS5 address type ${atyp} is not supported`, reply(8));
+    }
+    const port = (data[p]! << 8) | data[p + 1]!;
+    if (data[o + 1] !== 1) {
+      return refuse(conn, `SOCKS5 command ${data[o + 1]} is not supported`, reply(7));
+    }
+    return await connectTo(
+      conn,
+      { host, port },
+      data.subarray(p + 2),
+      reply(0),
+      reply(2),
+      (err) => reply(socks5Failure(err)),
+    );
+  }
+}
+
+/** The most an HTTP CONNECT request head may take. */
+const HTTP_HEAD_MAX = 16 * 1024;
+
+/**
+ * An HTTP CONNECT router (`CONNECT host:port HTTP/1.1`), with Basic proxy
+ * authentication when `users` is given.
+ */
+export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
+  const access = new Access(options.allow, options.deny);
+  const users = options.users;
+  const answer = (status: string, extra = "") =>
+    `HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`;
+  const refuse = (conn: RouteConnection, what: string, status: string, extra = ""): RouteResult => {
+    options.onDenied?.(what, conn);
+    return { close: answer(status, extra) };
+  };
+  return async (data, conn) => {
+    const text = new TextDecoder("latin1").decode(data);
+    const end = text.indexOf("\r\n\r\n");
+    if (end < 0) {
+      return data.length > HTTP_HEAD_MAX
+        ? { close: answer("431 Request Header Fields Too Large") }
+        : undefined;
+    }
+    const [line = "", ...headers] = text.slice(0, end).split("\r\n");
+    const m = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(line);
+    if (m === null) return { close: answer("400 Bad Request") };
+    if (m[1] !== "CONNECT") {
+      return refuse(conn, `${m[1]} is not CONNECT`, "405 Method Not Allowed", "Allow: CONNECT\r\n");
+    }
+    const target = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(m[2]!);
+    const port = Number(target?.[3]);
+    if (target === null || port < 1 || port > 65535) return { close: answer("400 Bad Request") };
+    if (users !== undefined) {
+      const auth = headers.find((h) => /^proxy-authorization:/i.test(h));
+      const cred = /^proxy-authorization:\s*basic\s+(\S+)/i.exec(auth ?? "")?.[1];
+      let ok = false;
+      if (cred !== undefined) {
+        const plain = new TextDecoder().decode(Uint8Array.from(atob(cred), (c) => c.charCodeAt(0)));
+        const colon = plain.indexOf(":");
+        ok = colon > 0 && users[plain.slice(0, colon)] === plain.slice(colon + 1);
+      }
+      if (!ok) {
+        return refuse(
+          conn,
+          cred === undefined ? "no proxy credentials" : "wrong proxy credentials",
+          "407 Proxy Authentication Required",
+          'Proxy-Authenticate: Basic realm="relaykit"\r\n',
+        );
+      }
+    }
+    const a = await admit(access, { host: target[1] ?? target[2]!, port });
+    if ("refused" in a) return refuse(conn, a.refused, "403 Forbidden");
+    return {
+      remote: hostPort(a.ip, port),
+      reply: "HTTP/1.1 200 Connection established\r\n\r\n",
+      data: data.subarray(end + 4), // bytes sent after the head, if any
+      failReply: (err) =>
+        answer(err.code === "ETIMEDOUT" ? "504 Gateway Timeout" : "502 Bad Gateway"),
+    };
+  };
+}
+
+/** An error for a refused request (for logs that want one). */
+export function deniedError(what: string, id: number): RelaykitError {
+  return errorFor(`Connection ${id}: ${what}`, "RK_EDENIED", { connectionId: id });
+}

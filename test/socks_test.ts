@@ -1,0 +1,153 @@
+/**
+ * The SOCKS4/4a/5 and HTTP CONNECT routers with real clients (curl), on
+ * both engines: every way in, authentication, refused destinations,
+ * unreachable targets, malformed handshakes.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type net from "node:net";
+import { after, before, describe, test } from "node:test";
+import { httpConnectRouter, socksRouter, TcpProxy } from "../mod.ts";
+import { closed, connect, ENGINES, nativeEngine } from "./_helpers.ts";
+
+/** curl's exit code and body. */
+function curl(args: string[]): Promise<{ code: number; body: string }> {
+  return new Promise((resolve) => {
+    execFile("curl", ["-sS", "--max-time", "10", ...args], (err, stdout) => {
+      resolve({
+        code: err === null ? 0 : Number((err as { code?: number }).code ?? -1),
+        body: stdout,
+      });
+    });
+  });
+}
+
+let web: Server;
+let webPort = 0;
+let deadPort = 0;
+before(async () => {
+  web = createServer((req, res) => res.end(`hello via ${req.headers.host}\n`));
+  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+  webPort = (web.address() as net.AddressInfo).port;
+  const dead = createServer();
+  await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
+  deadPort = (dead.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => dead.close(() => r()));
+});
+after(() => web.close());
+
+for (const engine of ENGINES) {
+  describe(`SOCKS and HTTP CONNECT routers (${engine} engine)`, () => {
+    async function start(kind: "socks" | "http", users?: Record<string, string>) {
+      if (engine === "native") nativeEngine();
+      const denied: string[] = [];
+      const opts = {
+        allow: [{ cidr: "127.0.0.0/8", port: [webPort, deadPort] }],
+        deny: [{ host: "*.blocked.test" }],
+        onDenied: (what: string) => void denied.push(what),
+        ...(users ? { users } : {}),
+      };
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        route: kind === "socks" ? socksRouter(opts) : httpConnectRouter(opts),
+      });
+      return { proxy, denied, at: `127.0.0.1:${proxy.port}` };
+    }
+
+    test("curl --socks5, --socks5-hostname, --socks4, --socks4a reach the server", async () => {
+      const { proxy, at } = await start("socks");
+      for (const flag of ["--socks5", "--socks5-hostname", "--socks4", "--socks4a"]) {
+        for (const host of ["127.0.0.1", "localhost"]) {
+          const r = await curl([flag, at, `http://${host}:${webPort}/`]);
+          assert.deepEqual(
+            r,
+            { code: 0, body: `hello via ${host}:${webPort}\n` },
+            `${flag} ${host}`,
+          );
+        }
+      }
+      await proxy.close();
+    });
+
+    test("SOCKS: closed by default, refusals, unreachable targets, passwords", async () => {
+      const { proxy, at, denied } = await start("socks");
+      // a port that no rule allows; a name that a deny rule matches
+      assert.equal((await curl(["--socks5", at, `http://127.0.0.1:${webPort + 1}/`])).code, 97);
+      assert.equal(
+        (await curl(["--socks5-hostname", at, `http://x.blocked.test:${webPort}/`])).code,
+        97,
+      );
+      assert.equal((await curl(["--socks4", at, `http://127.0.0.1:22/`])).code, 97);
+      assert.equal(denied.length, 3, denied.join("; "));
+      assert.match(denied[0]!, /127\.0\.0\.1:\d+ is not allowed/);
+      // allowed but nothing listens: the failure reply, not a hang
+      assert.equal((await curl(["--socks5", at, `http://127.0.0.1:${deadPort}/`])).code, 97);
+      await proxy.close();
+      const auth = await start("socks", { alice: "s3cret" });
+      const ok = await curl([
+        "--socks5",
+        `alice:s3cret@${auth.at}`,
+        `http://127.0.0.1:${webPort}/`,
+      ]);
+      assert.equal(ok.code, 0);
+      assert.equal(
+        (await curl(["--socks5", `alice:wrong@${auth.at}`, `http://127.0.0.1:${webPort}/`])).code,
+        97,
+      );
+      assert.equal((await curl(["--socks5", auth.at, `http://127.0.0.1:${webPort}/`])).code, 97);
+      assert.match(auth.denied.join("; "), /wrong SOCKS5 user or password.*a password is required/);
+      await auth.proxy.close();
+    });
+
+    test("HTTP CONNECT with curl -x: through, 407, 403, 502", async () => {
+      const { proxy, at } = await start("http", { bob: "pw" });
+      const ok = await curl(["-p", "-x", `http://bob:pw@${at}`, `http://127.0.0.1:${webPort}/`]);
+      assert.deepEqual(ok, { code: 0, body: `hello via 127.0.0.1:${webPort}\n` });
+      const status = async (proxyUrl: string, url: string) =>
+        (await curl(["-p", "-x", proxyUrl, "-o", "/dev/null", "-w", "%{http_connect}", url])).body;
+      assert.equal(await status(`http://bob:no@${at}`, `http://127.0.0.1:${webPort}/`), "407");
+      assert.equal(await status(`http://${at}`, `http://127.0.0.1:${webPort}/`), "407");
+      assert.equal(await status(`http://bob:pw@${at}`, `http://127.0.0.1:${webPort + 1}/`), "403");
+      assert.equal(await status(`http://bob:pw@${at}`, `http://127.0.0.1:${deadPort}/`), "502");
+      await proxy.close();
+    });
+
+    test("malformed handshakes get a refusal or a clean close", async () => {
+      const socks = await start("socks");
+      const http = await start("http");
+      const exchange = async (port: number, bytes: Uint8Array | string) => {
+        const s = await connect(port);
+        const got: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => got.push(d));
+        s.on("error", () => {});
+        s.end(bytes);
+        await closed(s);
+        return Buffer.concat(got);
+      };
+      // SOCKS5 BIND (command 2): "command not supported"
+      const bind = await exchange(
+        socks.proxy.port,
+        new Uint8Array([5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 80]),
+      );
+      assert.deepEqual([...bind], [5, 0, 5, 7, 0, 1, 0, 0, 0, 0, 0, 0]);
+      // an unknown address type
+      const atyp = await exchange(socks.proxy.port, new Uint8Array([5, 1, 0, 5, 1, 0, 9, 0, 0]));
+      assert.deepEqual([...atyp.subarray(2, 4)], [5, 8]);
+      // not SOCKS at all: closed without a word
+      assert.equal((await exchange(socks.proxy.port, "GET / HTTP/1.0\r\n\r\n")).length, 0);
+      // HTTP: a GET is 405, garbage is 400
+      assert.match(
+        String(await exchange(http.proxy.port, "GET / HTTP/1.1\r\n\r\n")),
+        /^HTTP\/1\.1 405 /,
+      );
+      assert.match(
+        String(await exchange(http.proxy.port, "CONNECT nonsense\r\n\r\n")),
+        /^HTTP\/1\.1 400 /,
+      );
+      await socks.proxy.close();
+      await http.proxy.close();
+    });
+  });
+}
