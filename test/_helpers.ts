@@ -299,3 +299,12 @@ export function blackHole(): Promise<{ port: number; stop(): void }> {
       "print(p, flush=True); time.sleep(60)",
   );
 }
+
+/** A free TCP port on `host` (bound, then released). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, host, r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -17,6 +16,7 @@ import {
   connect,
   ENGINES,
   expectedHash,
+  freePort,
   receiveAll,
   sendRandom,
   server,
@@ -36,14 +36,6 @@ function issuesOf(text: string): string[] {
     return err.issues.map(formatIssue);
   }
   assert.fail("expected a ConfigError");
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** A server that greets with its name, then echoes. */
@@ -82,7 +74,7 @@ backends:
     balance: fastest
 `),
       [
-        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout, hooks`,
+        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout, hooks, socks, http_connect`,
         `relaykit.yaml:7:14: listeners[1].backend: no backend named "nope" (backends: "foo")`,
         `relaykit.yaml:8:11: listeners[1].port: expected an integer from 0 to 65535, not "7000"`,
         `relaykit.yaml:11:11: listeners[2].port: "0.0.0.0:8000" is also listener "moo"'s address`,

@@ -15,20 +15,19 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { TcpProxy } from "../mod.ts";
 import type { OriginalInfo } from "../src/forward/types.ts";
-import { closed, echoServer, ENGINES, nativeEngine, startCli, waitFor } from "./_helpers.ts";
+import {
+  closed,
+  echoServer,
+  ENGINES,
+  freePort,
+  nativeEngine,
+  startCli,
+  waitFor,
+} from "./_helpers.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy || ls /usr/sbin/haproxy"], {
   encoding: "utf8",
 }).stdout.trim().split("\n")[0] ?? "";
-
-/** A free port on `host` (bound, then released). */
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Connect from `host` to host:port; resolve once connected. */
 function dial(host: string, port: number): Promise<net.Socket> {

@@ -35,6 +35,7 @@ import { parseCidr } from "../protocol/cidr.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
 import type { AcceptProxyOptions, SendProxyOptions } from "../proxy/front.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";
+import { Access, type AccessRule, type RouterOptions } from "../proxy/socks.ts";
 
 /** One mistake in a config file. */
 export interface ConfigIssue {
@@ -76,6 +77,8 @@ export interface ListenerConfig {
   route: string | undefined;
   /** A hooks module's path: it exports aToB and/or bToA (data hooks). */
   hooks: string | undefined;
+  /** A built-in router instead of a backend or route. */
+  router: { kind: "socks" | "http-connect"; options: RouterOptions } | undefined;
   acceptProxy: AcceptProxyOptions | undefined;
   tls: { cert: string; key: string } | undefined;
   maxConnections: number | undefined;
@@ -408,6 +411,49 @@ class Validator {
     return out;
   }
 
+  /** allow, deny (lists of { cidr, host, port }), users ({ name: password }). */
+  router(node: Node, where: string): RouterOptions | undefined {
+    const m = this.keys(node, where, ["allow", "deny", "users"], ["allow"]);
+    const rules = (key: "allow" | "deny"): AccessRule[] => {
+      const out: AccessRule[] = [];
+      for (const [i, r] of this.seq(m.get(key), `${where}.${key}`)) {
+        const w = `${where}.${key}[${i}]`;
+        const rm = this.keys(r, w, ["cidr", "host", "port"]);
+        const rule: AccessRule = {};
+        if (rm.has("cidr")) rule.cidr = this.string(rm.get("cidr"), `${w}.cidr`) ?? "";
+        if (rm.has("host")) rule.host = this.string(rm.get("host"), `${w}.host`) ?? "";
+        if (rm.has("port")) {
+          const p = rm.get("port");
+          rule.port = isScalar(p) ? String(p.value) : "";
+        }
+        try {
+          new Access([rule]);
+          out.push(rule);
+        } catch (e) {
+          this.at(r, w, (e as Error).message);
+        }
+      }
+      return out;
+    };
+    const options: RouterOptions = { allow: m.has("allow") ? rules("allow") : [] };
+    if (m.has("deny")) options.deny = rules("deny");
+    if (m.has("users")) {
+      const um = m.get("users");
+      if (!isMap(um)) {
+        this.at(um, `${where}.users`, "expected a mapping of user names to passwords");
+      } else {
+        const users: Record<string, string> = {};
+        for (const pair of (um as YAMLMap).items) {
+          const user = isScalar(pair.key) ? String(pair.key.value) : "";
+          const pass = this.string(pair.value, `${where}.users.${user}`);
+          if (pass !== undefined) users[user] = pass;
+        }
+        options.users = users;
+      }
+    }
+    return options;
+  }
+
   bool(node: Node, where: string): boolean | undefined {
     if (isScalar(node) && typeof node.value === "boolean") return node.value;
     this.at(node, where, `expected true or false, not ${describe(node)}`);
@@ -428,6 +474,8 @@ class Validator {
       "idle_timeout",
       "connect_timeout",
       "hooks",
+      "socks",
+      "http_connect",
     ], ["name"]);
     const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
     const listen = this.endpoint(m, node, where, true);
@@ -435,8 +483,21 @@ class Validator {
       ? this.string(m.get("backend"), `${where}.backend`)
       : undefined;
     const route = m.has("route") ? this.string(m.get("route"), `${where}.route`) : undefined;
-    if (m.has("backend") === m.has("route")) {
-      this.at(node, where, "needs either backend or route");
+    const kinds = ["backend", "route", "socks", "http_connect"].filter((k) => m.has(k));
+    if (kinds.length !== 1) {
+      this.at(
+        node,
+        where,
+        kinds.length === 0
+          ? "needs one of backend, route, socks or http_connect"
+          : `give one of ${kinds.join(", ")}, not several`,
+      );
+    }
+    let router: ListenerConfig["router"];
+    for (const [key, kind] of [["socks", "socks"], ["http_connect", "http-connect"]] as const) {
+      if (!m.has(key)) continue;
+      const options = this.router(m.get(key), `${where}.${key}`);
+      if (options !== undefined) router = { kind, options };
     }
     let acceptProxy: AcceptProxyOptions | undefined;
     if (m.has("accept_proxy")) {
@@ -496,6 +557,7 @@ class Validator {
         backend,
         route,
         hooks: m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined,
+        router,
         acceptProxy,
         tls,
         maxConnections: num("max_connections"),

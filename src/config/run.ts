@@ -18,6 +18,7 @@ import { Backend } from "../proxy/balance.ts";
 import { loadHooksModule, loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
 import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
+import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
@@ -293,7 +294,13 @@ export class Runner {
       }
     }
     const where = (l: ListenerConfig) => {
-      const route = routes.get(l.name);
+      const r = l.router;
+      const route = r === undefined ? routes.get(l.name) : {
+        route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
+          ...r.options,
+          onDenied: (what, conn) => this.#o.log("info", `${l.name}: #${conn.id} refused: ${what}`),
+        }),
+      };
       return {
         ...(l.backend !== undefined ? { backend: backends.get(l.backend)! } : {}),
         ...(route !== undefined ? { route: route.route } : {}),
