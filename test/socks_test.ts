@@ -74,6 +74,33 @@ for (const engine of ENGINES) {
       await proxy.close();
     });
 
+    test("IPv6 destinations: SOCKS5 and HTTP CONNECT to [::1]", async () => {
+      if (engine === "native") nativeEngine();
+      const web6 = createServer((req, res) => res.end(`six via ${req.headers.host}\n`));
+      await new Promise<void>((r) => web6.listen(0, "::1", r));
+      const p6 = (web6.address() as net.AddressInfo).port;
+      const opts = { allow: [{ cidr: "::1/128", port: p6 }] };
+      const s = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        route: socksRouter(opts),
+      });
+      const h = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        route: httpConnectRouter(opts),
+      });
+      const url = `http://[::1]:${p6}/`;
+      assert.deepEqual(await curl(["--socks5", `127.0.0.1:${s.port}`, url]), {
+        code: 0,
+        body: `six via [::1]:${p6}\n`,
+      });
+      assert.equal((await curl(["-p", "-x", `http://127.0.0.1:${h.port}`, url])).code, 0);
+      await s.close();
+      await h.close();
+      web6.close();
+    });
+
     test("SOCKS: closed by default, refusals, unreachable targets, passwords", async () => {
       const { proxy, at, denied } = await start("socks");
       // a port that no rule allows; a name that a deny rule matches
