@@ -3,7 +3,12 @@
  * child process of this same runtime.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { describe, test } from "node:test";
 import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
@@ -11,6 +16,7 @@ import {
   CLI,
   connect,
   echoServer,
+  freePort,
   receiveAll,
   runtimeCommand,
   startCli,
@@ -250,4 +256,65 @@ describe("relaykit command", () => {
     assert.equal(r.status, 0);
     assert.match(r.stdout, /relaykit forward --listen HOST:PORT --to HOST:PORT/);
   });
+});
+
+test("relaykit socks and http-connect, and socks from a config file", async () => {
+  const web = createServer((_req, res) => res.end("hi\n"));
+  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+  const webPort = (web.address() as AddressInfo).port;
+  const deadPort = await freePort();
+  const curl = (args: string[]) =>
+    new Promise<{ code: number }>((resolve) =>
+      execFile(
+        "curl",
+        ["-sS", "--max-time", "10", ...args],
+        (err) =>
+          resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? -1) }),
+      )
+    );
+  const socks = startCli([
+    "socks",
+    "--listen",
+    "127.0.0.1:0",
+    "--allow",
+    `127.0.0.1/32:${webPort}`,
+  ]);
+  const http = startCli([
+    "http-connect",
+    "--listen",
+    "127.0.0.1:0",
+    "--allow",
+    `*:${webPort}`,
+    "--users",
+    "u:p",
+  ]);
+  const dir = mkdtempSync(join(tmpdir(), "relaykit-socks-"));
+  const port = await freePort();
+  const file = `${dir}/socks.yaml`;
+  writeFileSync(
+    file,
+    `listeners:\n  - name: s\n    address: 127.0.0.1\n    port: ${port}\n    socks:\n` +
+      `      allow: [{ cidr: 127.0.0.0/8, port: ${webPort} }]\n      users: { carol: pw }\n`,
+  );
+  const run = startCli(["run", file]);
+  try {
+    const sp = (await socks.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1];
+    const hp = (await http.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1];
+    await run.line;
+    const url = `http://127.0.0.1:${webPort}/`;
+    assert.equal((await curl(["--socks5", `127.0.0.1:${sp}`, url])).code, 0);
+    assert.equal(
+      (await curl(["--socks5", `127.0.0.1:${sp}`, `http://127.0.0.1:${deadPort}/`])).code,
+      97,
+    );
+    assert.equal((await curl(["-p", "-x", `http://u:p@127.0.0.1:${hp}`, url])).code, 0);
+    assert.equal((await curl(["--socks5", `carol:pw@127.0.0.1:${port}`, url])).code, 0);
+    assert.equal((await curl(["--socks5", `carol:no@127.0.0.1:${port}`, url])).code, 97);
+    assert.match(socks.output.out, /refused: 127\.0\.0\.1:\d+ is not allowed/);
+  } finally {
+    for (const c of [socks, http, run]) c.child.kill("SIGKILL");
+    web.close();
+  }
+  const bare = startCli(["socks", "--listen", "127.0.0.1:0"]);
+  await assert.rejects(bare.line, /exited with 2: .*--allow is required/);
 });

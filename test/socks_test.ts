@@ -4,20 +4,21 @@
  * unreachable targets, malformed handshakes.
  */
 import assert from "node:assert/strict";
+import process from "node:process";
 import { execFile } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { httpConnectRouter, socksRouter, TcpProxy } from "../mod.ts";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { closed, connect, ENGINES, freePort, nativeEngine, startCli } from "./_helpers.ts";
+import { closed, connect, ENGINES, nativeEngine } from "./_helpers.ts";
+
+/** curl without the sanitizer library the native suites preload (curl hangs with it). */
+const CURL_ENV = { env: { ...process.env, LD_PRELOAD: "" } };
 
 /** curl's exit code and body. */
 function curl(args: string[]): Promise<{ code: number; body: string }> {
   return new Promise((resolve) => {
-    execFile("curl", ["-sS", "--max-time", "10", ...args], (err, stdout) => {
+    execFile("curl", ["-sS", "--max-time", "10", ...args], CURL_ENV, (err, stdout) => {
       resolve({
         code: err === null ? 0 : Number((err as { code?: number }).code ?? -1),
         body: stdout,
@@ -181,50 +182,3 @@ for (const engine of ENGINES) {
     });
   });
 }
-
-test("relaykit socks and http-connect, and socks from a config file", async () => {
-  const socks = startCli([
-    "socks",
-    "--listen",
-    "127.0.0.1:0",
-    "--allow",
-    `127.0.0.1/32:${webPort}`,
-  ]);
-  const http = startCli([
-    "http-connect",
-    "--listen",
-    "127.0.0.1:0",
-    "--allow",
-    `*:${webPort}`,
-    "--users",
-    "u:p",
-  ]);
-  const dir = mkdtempSync(join(tmpdir(), "relaykit-socks-"));
-  const port = await freePort();
-  const file = `${dir}/socks.yaml`;
-  writeFileSync(
-    file,
-    `listeners:\n  - name: s\n    address: 127.0.0.1\n    port: ${port}\n    socks:\n` +
-      `      allow: [{ cidr: 127.0.0.0/8, port: ${webPort} }]\n      users: { carol: pw }\n`,
-  );
-  const run = startCli(["run", file]);
-  try {
-    const sp = (await socks.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1];
-    const hp = (await http.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1];
-    await run.line;
-    const url = `http://127.0.0.1:${webPort}/`;
-    assert.equal((await curl(["--socks5", `127.0.0.1:${sp}`, url])).code, 0);
-    assert.equal(
-      (await curl(["--socks5", `127.0.0.1:${sp}`, `http://127.0.0.1:${deadPort}/`])).code,
-      97,
-    );
-    assert.equal((await curl(["-p", "-x", `http://u:p@127.0.0.1:${hp}`, url])).code, 0);
-    assert.equal((await curl(["--socks5", `carol:pw@127.0.0.1:${port}`, url])).code, 0);
-    assert.equal((await curl(["--socks5", `carol:no@127.0.0.1:${port}`, url])).code, 97);
-    assert.match(socks.output.out, /refused: 127\.0\.0\.1:\d+ is not allowed/);
-  } finally {
-    for (const c of [socks, http, run]) c.child.kill("SIGKILL");
-  }
-  const bare = startCli(["socks", "--listen", "127.0.0.1:0"]);
-  await assert.rejects(bare.line, /exited with 2: .*--allow is required/);
-});
