@@ -26,11 +26,22 @@ export {
   type DirectionCounters,
   type Endpoint,
   type EndReason,
+  type EventInterest,
   type FamilyPreference,
   formatEndpoint,
+  type ForwardEngine,
+  type HeldConnection,
+  type HeldUpdate,
+  type HoldDecision,
   type InetEndpoint,
   type OriginalInfo,
+  type ProxyCallbacks,
+  type ProxyHandle,
+  type ProxySpec,
+  type TlsClientOptions,
+  type TlsServerOptions,
 } from "./src/forward/types.ts";
+export { Emitter } from "./src/emitter.ts";
 export {
   type AcceptProxyOptions,
   type RouteBytes,
@@ -64,11 +75,17 @@ export {
   type Direction,
   type HookContext,
 } from "./src/forward/hooks.ts";
-export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
+export {
+  type Handler,
+  NativeEngine,
+  type NativeEngineOptions,
+  type NativeEvent,
+} from "./src/native/engine.ts";
 export {
   closeFd,
   connectFd,
   type ConnectFdOptions,
+  OPEN_FLAGS,
   openFile,
   openPipe,
   openSocketPair,

@@ -65,6 +65,9 @@ const built = run("build the native library", make, ["-C", "native", "all", "san
 run("deno lint", bin("deno"), ["lint"]);
 run("deno fmt --check", bin("deno"), ["fmt", "--check"]);
 run("deno check", bin("deno"), ["check", "mod.ts", "src/", "scripts/", "test/", "examples/"]);
+// JSR readiness: every public symbol documented, no slow types
+run("deno doc --lint", bin("deno"), ["doc", "--lint", "mod.ts"]);
+run("deno publish --dry-run", bin("deno"), ["publish", "--dry-run", "--allow-dirty"]);
 const env = { NO_COLOR: "1" };
 run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
 run("tests under Bun", bin("bun"), ["test", "test/"], { env, count: bunCount });

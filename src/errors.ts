@@ -23,6 +23,8 @@ export class RelaykitError extends Error {
   readonly connectionId: number | undefined;
 
   /**
+   * Make one.
+   *
    * @param message Sentence-case description with values quoted.
    * @param code Symbolic name of the cause.
    * @param options `cause` and the connection id.
@@ -45,6 +47,8 @@ export class NativeLoadError extends Error {
   readonly attempts: readonly { path: string; reason: string }[];
 
   /**
+   * Make one.
+   *
    * @param message What failed.
    * @param attempts Paths tried and why each failed.
    * @param cause The underlying error, if one.

@@ -43,7 +43,8 @@ export interface NativeEngineOptions {
   libraryPath?: string;
 }
 
-type Handler = (ev: NativeEvent) => void;
+/** Receives events of one listener or connection. */
+export type Handler = (ev: NativeEvent) => void;
 
 /** Records copied per drain call. */
 const BATCH = 4096;
@@ -87,7 +88,12 @@ export function describeError(
 export class NativeEngine {
   static #shared: NativeEngine | undefined;
 
-  /** The bound native functions. */
+  /**
+   * The bound native functions (relaykit.h), for code that drives the
+   * library directly.
+   *
+   * @ignore
+   */
   readonly sym: NativeSymbols;
   /** Where the library was loaded from. */
   readonly libraryPath: string;

@@ -11,8 +11,8 @@ import { EV } from "./symbols.ts";
 import { FAMILIES } from "../forward/native.ts";
 import type { FamilyPreference } from "../forward/types.ts";
 
-/** open(2) flags of {@link openFile} (Linux values). */
-const OPEN_FLAGS = {
+/** open(2) flags of {@link openFile} (Linux values), by mode. */
+export const OPEN_FLAGS = {
   r: 0, // O_RDONLY
   w: 0o1 | 0o100 | 0o1000, // O_WRONLY | O_CREAT | O_TRUNC
   a: 0o1 | 0o100 | 0o2000, // O_WRONLY | O_CREAT | O_APPEND

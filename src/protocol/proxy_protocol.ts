@@ -46,11 +46,15 @@ export interface SslInfo {
   client: number;
   /** 0 when the client certificate was verified. */
   verify: number;
-  /** Sub-TLVs by name, when present. */
+  /** PP2_SUBTYPE_SSL_VERSION, e.g. "TLSv1.3". */
   version?: string;
+  /** PP2_SUBTYPE_SSL_CN: the client certificate's common name. */
   cn?: string;
+  /** PP2_SUBTYPE_SSL_CIPHER. */
   cipher?: string;
+  /** PP2_SUBTYPE_SSL_SIG_ALG. */
   sigAlg?: string;
+  /** PP2_SUBTYPE_SSL_KEY_ALG. */
   keyAlg?: string;
   /** Every sub-TLV as sent, known or not. */
   tlvs: Tlv[];
@@ -74,11 +78,17 @@ export interface ProxyHeader {
 
 /** The known TLVs of a header, decoded. */
 export interface DecodedTlvs {
+  /** PP2_TYPE_ALPN: the application protocol. */
   alpn?: string;
+  /** PP2_TYPE_AUTHORITY: the host name the client asked for. */
   authority?: string;
+  /** PP2_TYPE_CRC32C: the checksum (verified by the parser). */
   crc32c?: number;
+  /** PP2_TYPE_UNIQUE_ID: up to 128 bytes. */
   uniqueId?: Uint8Array;
+  /** PP2_TYPE_SSL with its sub-TLVs. */
   ssl?: SslInfo;
+  /** PP2_TYPE_NETNS: the namespace's name. */
   netns?: string;
 }
 
@@ -96,6 +106,8 @@ export class ProxyProtocolError extends Error {
   /** E.g. "V1_NO_CRLF", "V1_TOO_LONG", "V2_BAD_VERSION", "CRC32C_MISMATCH". */
   readonly code: string;
   /**
+   * Make one.
+   *
    * @param code What is wrong, as a constant.
    * @param message What is wrong, in words.
    */

@@ -36,7 +36,7 @@ export interface BackendOptions {
   name: string;
   /** Its servers (at least one). */
   servers: readonly ServerOptions[];
-  /** @default "roundrobin" */
+  /** How it picks a server. @default "roundrobin" */
   balance?: BalanceMode;
   /** More servers to try after a failed connect. @default servers - 1 */
   retries?: number;
@@ -63,7 +63,11 @@ export class Server {
   /** false while health checks say it is down. */
   up = true;
 
-  /** @param o Its configuration. */
+  /**
+   * A server with no connections yet, up.
+   *
+   * @param o Its configuration.
+   */
   constructor(o: ServerOptions) {
     this.address = o.address;
     this.weight = o.weight ?? 1;
@@ -99,6 +103,8 @@ export class Backend {
   #slots: number[]; // server index per slot (weights expanded)
 
   /**
+   * A backend, its servers all up.
+   *
    * @param o Its configuration.
    * @throws {RangeError} for no servers, a bad weight or a bad mode.
    */

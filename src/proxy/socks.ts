@@ -70,7 +70,11 @@ export class Access {
   readonly #allow: CompiledRule[];
   readonly #deny: CompiledRule[];
 
-  /** @throws {RangeError} for a bad CIDR or port. */
+  /**
+   * Compile the rules.
+   *
+   * @throws {RangeError} for a bad CIDR or port.
+   */
   constructor(allow: readonly AccessRule[] = [], deny: readonly AccessRule[] = []) {
     this.#allow = allow.map(compile);
     this.#deny = deny.map(compile);
