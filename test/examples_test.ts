@@ -4,7 +4,7 @@
  * SIGHUP reload that leaves established connections alone.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
@@ -12,13 +12,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import * as fileReply from "../examples/file_reply.ts";
 import * as hostRouter from "../examples/host_router.ts";
 import * as httpRewrite from "../examples/http_rewrite.ts";
 import * as socks4 from "../examples/socks4.ts";
 import * as transparent from "../examples/transparent.ts";
-import { connect, ENGINES, nativeEngine, server, startCli, waitFor } from "./_helpers.ts";
+import {
+  connect,
+  ENGINES,
+  nativeEngine,
+  runtimeCommand,
+  server,
+  startCli,
+  waitFor,
+} from "./_helpers.ts";
 
 /** curl without the sanitizer library the native suites preload (curl hangs with it). */
 const CURL_ENV = { env: { ...process.env, LD_PRELOAD: "" } };
@@ -186,4 +195,19 @@ describe("relaykit route SCRIPT", () => {
     const cli = startCli(["route", script, "--listen", "127.0.0.1:0"]);
     await assert.rejects(cli.line, /exited with 2: .*exports no route function/);
   });
+});
+
+test("the README's quick start for this runtime runs as shown", () => {
+  const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+  const script = fileURLToPath(
+    new URL(isDeno ? "../examples/quick_deno.ts" : "../examples/quick_bun.ts", import.meta.url)
+      .href,
+  );
+  const [cmd, ...args] = runtimeCommand(script);
+  const r = spawnSync(cmd!, args, { encoding: "utf8", timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^native engine: 200 hello from (the backend|Bun\.serve), \/through-relaykit$/m,
+  );
 });
