@@ -70,6 +70,10 @@ run("deno doc --lint", bin("deno"), ["doc", "--lint", "mod.ts"]);
 run("deno publish --dry-run", bin("deno"), ["publish", "--dry-run", "--allow-dirty"]);
 const env = { NO_COLOR: "1" };
 run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
+run("doc examples under Deno", bin("deno"), ["test", "--doc", "-A", "mod.ts", "src/"], {
+  env,
+  count: denoCount,
+});
 run("tests under Bun", bin("bun"), ["test", "test/"], { env, count: bunCount });
 
 // The npm package: build it, run the stream engine's conformance and hook

@@ -4,7 +4,22 @@
  * @module
  */
 
-/** Subscribe to typed events. */
+/**
+ * Subscribe to typed events.
+ *
+ * @example
+ * ```ts
+ * import { Emitter } from "@relaykit/relaykit";
+ * class Clock extends Emitter<{ tick: number }> {
+ *   tick(n: number): void {
+ *     this.emit("tick", n); // emit is for the class itself
+ *   }
+ * }
+ * const clock = new Clock();
+ * clock.on("tick", (n) => console.log("tick", n));
+ * clock.tick(1);
+ * ```
+ */
 export class Emitter<E extends { [K in keyof E]: unknown }> {
   readonly #handlers = new Map<keyof E, Set<(arg: never) => void>>();
 

@@ -41,7 +41,19 @@ export class RelaykitError extends Error {
   }
 }
 
-/** The native library could not be loaded; `attempts` says where and why. */
+/**
+ * The native library could not be loaded; `attempts` says where and why.
+ *
+ * @example
+ * ```ts
+ * import { NativeEngine, NativeLoadError } from "@relaykit/relaykit";
+ * try {
+ *   new NativeEngine({ libraryPath: "/nonexistent/librelaykit.so" }).close();
+ * } catch (err) {
+ *   if (err instanceof NativeLoadError) console.log(err.attempts.map((a) => a.reason));
+ * }
+ * ```
+ */
 export class NativeLoadError extends Error {
   /** Every path tried, in order, with the reason it failed. */
   readonly attempts: readonly { path: string; reason: string }[];

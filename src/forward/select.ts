@@ -45,6 +45,13 @@ function stream(reason: string): EngineChoice {
  * overrides "auto".
  * @param native The native engine to use instead of the shared one.
  * @throws when "native" is asked for and cannot load.
+ *
+ * @example
+ * ```ts
+ * import { chooseEngine } from "@relaykit/relaykit";
+ * const choice = chooseEngine("auto");
+ * console.log(choice.engine.name, choice.reason ?? "native library loaded");
+ * ```
  */
 export function chooseEngine(
   preference: EnginePreference = "auto",

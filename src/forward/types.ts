@@ -288,7 +288,15 @@ export interface ForwardEngine {
   startProxy(spec: ProxySpec, callbacks: ProxyCallbacks): Promise<ProxyHandle>;
 }
 
-/** Describe an endpoint for messages: "host:port", "[v6]:port" or the path. */
+/**
+ * Describe an endpoint for messages: "host:port", "[v6]:port" or the path.
+ *
+ * @example
+ * ```ts
+ * import { formatEndpoint } from "@relaykit/relaykit";
+ * console.log(formatEndpoint({ host: "::1", port: 80 })); // [::1]:80
+ * ```
+ */
 export function formatEndpoint(e: Endpoint): string {
   if ("path" in e) return e.path;
   return e.host.includes(":") && !e.host.startsWith("[")

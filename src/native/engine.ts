@@ -84,7 +84,22 @@ export function describeError(
   return { name, message: decoder.decode(buf.subarray(0, m)) };
 }
 
-/** One native engine and the bridge that carries its events to JS. */
+/**
+ * One native engine and the bridge that carries its events to JS.
+ *
+ * @example
+ * ```ts
+ * import { NativeEngine, TcpProxy } from "@relaykit/relaykit";
+ * const engine = new NativeEngine({ threads: 1 }); // an engine of its own
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   nativeEngine: engine,
+ * });
+ * await proxy.close();
+ * engine.close();
+ * ```
+ */
 export class NativeEngine {
   static #shared: NativeEngine | undefined;
 

@@ -11,7 +11,15 @@ import { EV } from "./symbols.ts";
 import { FAMILIES } from "../forward/native.ts";
 import type { FamilyPreference } from "../forward/types.ts";
 
-/** open(2) flags of {@link openFile} (Linux values), by mode. */
+/**
+ * open(2) flags of {@link openFile} (Linux values), by mode.
+ *
+ * @example
+ * ```ts
+ * import { OPEN_FLAGS } from "@relaykit/relaykit";
+ * console.log(Object.keys(OPEN_FLAGS)); // the modes openFile takes
+ * ```
+ */
 export const OPEN_FLAGS = {
   r: 0, // O_RDONLY
   w: 0o1 | 0o100 | 0o1000, // O_WRONLY | O_CREAT | O_TRUNC
@@ -149,6 +157,16 @@ export function connectFd(
  * Write all of `data` to `fd`, blocking until done.
  *
  * @returns the number of bytes written.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openPipe, readFd, writeFd } from "@relaykit/relaykit";
+ * const [r, w] = openPipe();
+ * writeFd(w, new TextEncoder().encode("ping"));
+ * console.log(new TextDecoder().decode(readFd(r))); // ping
+ * closeFd(r);
+ * closeFd(w);
+ * ```
  */
 export function writeFd(fd: number, data: Uint8Array, engine?: NativeEngine): number {
   const e = engineOf(engine);
@@ -159,6 +177,16 @@ export function writeFd(fd: number, data: Uint8Array, engine?: NativeEngine): nu
  * Read once from `fd`, up to `max` bytes, blocking until something comes.
  *
  * @returns the bytes (empty at end of file).
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openPipe, readFd, shutdownWriteFd, writeFd } from "@relaykit/relaykit";
+ * const [r, w] = openPipe();
+ * writeFd(w, new TextEncoder().encode("last words"));
+ * shutdownWriteFd(w); // a pipe's write end is closed: the reader sees EOF next
+ * console.log(readFd(r).length, readFd(r).length); // 10 0
+ * closeFd(r);
+ * ```
  */
 export function readFd(fd: number, max = 65536, engine?: NativeEngine): Uint8Array {
   const e = engineOf(engine);
@@ -167,13 +195,34 @@ export function readFd(fd: number, max = 65536, engine?: NativeEngine): Uint8Arr
   return buf.subarray(0, n);
 }
 
-/** Shut a socket for writing (the peer reads EOF); close any other fd. */
+/**
+ * Shut a socket for writing (the peer reads EOF); close any other fd.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openSocketPair, readFd, shutdownWriteFd } from "@relaykit/relaykit";
+ * const [a, b] = openSocketPair();
+ * shutdownWriteFd(a); // half-close: b reads EOF, a can still read
+ * console.log(readFd(b).length); // 0
+ * closeFd(a);
+ * closeFd(b);
+ * ```
+ */
 export function shutdownWriteFd(fd: number, engine?: NativeEngine): void {
   const e = engineOf(engine);
   e.check(e.sym.rk_fd_shutdown_write(fd), `Cannot shut down fd ${fd}`);
 }
 
-/** Close an fd made by these helpers (and not given to a relay). */
+/**
+ * Close an fd made by these helpers (and not given to a relay).
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openFile } from "@relaykit/relaykit";
+ * const fd = openFile("/dev/null", "r");
+ * closeFd(fd);
+ * ```
+ */
 export function closeFd(fd: number, engine?: NativeEngine): void {
   const e = engineOf(engine);
   e.check(e.sym.rk_fd_close(fd), `Cannot close fd ${fd}`);

@@ -39,6 +39,12 @@ export function addressBytes(host: string): Uint8Array | undefined {
  * Parse "ADDRESS/PREFIX" or a single address.
  *
  * @throws {RangeError} naming the text, for anything else.
+ *
+ * @example
+ * ```ts
+ * import { parseCidr } from "@relaykit/relaykit";
+ * console.log(parseCidr("10.1.2.3/8").prefix); // 8
+ * ```
  */
 export function parseCidr(text: string): Cidr {
   const slash = text.indexOf("/");
@@ -60,7 +66,16 @@ export function parseCidr(text: string): Cidr {
   return { text, bytes, prefix };
 }
 
-/** Whether `host` lies in one of `ranges`. */
+/**
+ * Whether `host` lies in one of `ranges`.
+ *
+ * @example
+ * ```ts
+ * import { inRanges, parseCidr } from "@relaykit/relaykit";
+ * const trusted = ["10.0.0.0/8", "::1"].map(parseCidr);
+ * console.log(inRanges("10.9.8.7", trusted), inRanges("::ffff:10.0.0.1", trusted)); // true true
+ * ```
+ */
 export function inRanges(host: string, ranges: readonly Cidr[]): boolean {
   const b = addressBytes(host);
   if (b === undefined) return false;

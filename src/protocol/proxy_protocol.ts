@@ -101,7 +101,19 @@ export type ParseResult =
 /** Which header a listener accepts. */
 export type ParseMode = "detect" | "v1" | "v2" | "none";
 
-/** A malformed header. `code` names what is wrong. */
+/**
+ * A malformed header. `code` names what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { parseProxyHeader, ProxyProtocolError } from "@relaykit/relaykit";
+ * try {
+ *   parseProxyHeader(new TextEncoder().encode("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"));
+ * } catch (err) {
+ *   if (err instanceof ProxyProtocolError) console.log(err.code); // V1_NO_CRLF
+ * }
+ * ```
+ */
 export class ProxyProtocolError extends Error {
   /** E.g. "V1_NO_CRLF", "V1_TOO_LONG", "V2_BAD_VERSION", "CRC32C_MISMATCH". */
   readonly code: string;
@@ -118,7 +130,23 @@ export class ProxyProtocolError extends Error {
   }
 }
 
-/** TLV types of the spec. */
+/**
+ * TLV types of the spec.
+ *
+ * @example
+ * ```ts
+ * import { buildProxyHeader, TLV } from "@relaykit/relaykit";
+ * const header = buildProxyHeader({
+ *   version: 2,
+ *   command: "proxy",
+ *   transport: "stream",
+ *   source: { host: "192.0.2.1", port: 1234 },
+ *   destination: { host: "192.0.2.2", port: 443 },
+ *   tlvs: [{ type: TLV.AUTHORITY, value: new TextEncoder().encode("example.com") }],
+ * });
+ * console.log(header.length);
+ * ```
+ */
 export const TLV = {
   ALPN: 0x01,
   AUTHORITY: 0x02,
@@ -176,6 +204,14 @@ function prefixMatch(buf: Uint8Array, sig: Uint8Array): number {
  * @returns `need` (how many more bytes at least), `none` (detect: the
  * stream does not start with a header) or the header and its length.
  * @throws {ProxyProtocolError} for a malformed header.
+ *
+ * @example
+ * ```ts
+ * import { parseProxyHeader } from "@relaykit/relaykit";
+ * const bytes = new TextEncoder().encode("PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\nGET /");
+ * const r = parseProxyHeader(bytes, "detect");
+ * if (r.kind === "header") console.log(r.header.source, bytes.subarray(r.length).length); // ... 5
+ * ```
  */
 export function parseProxyHeader(buf: Uint8Array, mode: ParseMode = "detect"): ParseResult {
   if (mode === "none") return { kind: "none" }; // the no-op mode: never a header
@@ -374,6 +410,18 @@ function findTlvOffset(b: Uint8Array, type: number): number {
  * The known TLVs of a header, decoded (unknown ones stay in `header.tlvs`).
  *
  * @throws {ProxyProtocolError} for a malformed SSL TLV.
+ *
+ * @example
+ * ```ts
+ * import { buildProxyHeader, decodeTlvs, parseProxyHeader, TLV } from "@relaykit/relaykit";
+ * const r = parseProxyHeader(buildProxyHeader({
+ *   version: 2,
+ *   command: "local",
+ *   transport: "stream",
+ *   tlvs: [{ type: TLV.UNIQUE_ID, value: new TextEncoder().encode("req-1") }],
+ * }, { crc32c: true }));
+ * if (r.kind === "header") console.log(decodeTlvs(r.header.tlvs));
+ * ```
  */
 export function decodeTlvs(tlvs: readonly Tlv[]): DecodedTlvs {
   const out: DecodedTlvs = {};
@@ -431,6 +479,20 @@ export interface BuildOptions {
  * takes TLVs and any family.
  *
  * @throws {RangeError} for addresses or values the version cannot carry.
+ *
+ * @example
+ * ```ts
+ * import { buildProxyHeader } from "@relaykit/relaykit";
+ * const v1 = buildProxyHeader({
+ *   version: 1,
+ *   command: "proxy",
+ *   transport: "stream",
+ *   source: { host: "192.0.2.1", port: 56324 },
+ *   destination: { host: "192.0.2.2", port: 443 },
+ *   tlvs: [],
+ * });
+ * console.log(new TextDecoder().decode(v1)); // PROXY TCP4 192.0.2.1 192.0.2.2 56324 443
+ * ```
  */
 export function buildProxyHeader(h: ProxyHeader, options: BuildOptions = {}): Uint8Array {
   return h.version === 1 ? buildV1(h) : buildV2(h, options.crc32c ?? false);
@@ -537,7 +599,15 @@ function buildV2(h: ProxyHeader, withCrc: boolean): Uint8Array {
 
 let crcTable: Uint32Array | undefined;
 
-/** CRC32C (Castagnoli), as the v2 CRC32C TLV uses. */
+/**
+ * CRC32C (Castagnoli), as the v2 CRC32C TLV uses.
+ *
+ * @example
+ * ```ts
+ * import { crc32c } from "@relaykit/relaykit";
+ * console.log(crc32c(new TextEncoder().encode("123456789")).toString(16)); // e3069283
+ * ```
+ */
 export function crc32c(data: Uint8Array): number {
   if (crcTable === undefined) {
     crcTable = new Uint32Array(256);

@@ -46,7 +46,17 @@ export interface BackendOptions {
   sendProxy?: SendProxyOptions;
 }
 
-/** A server, with its live state. */
+/**
+ * A server, with its live state.
+ *
+ * @example
+ * ```ts
+ * import { Backend } from "@relaykit/relaykit";
+ * const b = new Backend({ name: "db", servers: [{ address: { host: "127.0.0.1", port: 5432 } }] });
+ * const s = b.servers[0]!;
+ * console.log(s.name, s.up, s.active, s.failures);
+ * ```
+ */
 export class Server {
   /** Its name. */
   readonly name: string;
@@ -85,7 +95,25 @@ function fnv1a(text: string): number {
   return h;
 }
 
-/** A group of servers and how to pick among them. */
+/**
+ * A group of servers and how to pick among them.
+ *
+ * @example
+ * ```ts
+ * import { Backend, TcpProxy } from "@relaykit/relaykit";
+ * const backend = new Backend({
+ *   name: "replicas",
+ *   balance: "leastconn",
+ *   servers: [
+ *     { address: { host: "127.0.0.1", port: 5433 }, weight: 2 },
+ *     { address: { host: "127.0.0.1", port: 5434 } },
+ *   ],
+ *   retries: 1,
+ * });
+ * const proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 }, backend });
+ * await proxy.close();
+ * ```
+ */
 export class Backend {
   /** Its name. */
   readonly name: string;

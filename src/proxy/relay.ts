@@ -53,6 +53,17 @@ function fdsOf(name: string, s: RelaySide): [number, number] {
 
 /**
  * A running relay between two fds.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openSocketPair, relay } from "@relaykit/relaykit";
+ * const [a1, a2] = openSocketPair(), [b1, b2] = openSocketPair();
+ * const r = relay(a2, b1); // a Relay: bytes between a2 and b1, natively
+ * console.log(r.id > 0);
+ * r.close("abort");
+ * await r.done;
+ * for (const fd of [a1, b2]) closeFd(fd);
+ * ```
  */
 export class Relay {
   /** Engine-wide connection id. */

@@ -65,7 +65,17 @@ function compile(rule: AccessRule): CompiledRule {
   return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, ports };
 }
 
-/** Allow/deny checks over destinations. */
+/**
+ * Allow/deny checks over destinations.
+ *
+ * @example
+ * ```ts
+ * import { Access } from "@relaykit/relaykit";
+ * const access = new Access([{ cidr: "10.0.0.0/8", port: "5432" }], [{ host: "*.internal" }]);
+ * console.log(access.allows(undefined, "10.1.2.3", 5432)); // true
+ * console.log(access.allows("db.internal", "10.1.2.3", 5432)); // false
+ * ```
+ */
 export class Access {
   readonly #allow: CompiledRule[];
   readonly #deny: CompiledRule[];
@@ -156,10 +166,11 @@ function socks5Failure(err: RelaykitError): number {
  * @example
  * ```ts
  * import { socksRouter, TcpProxy } from "@relaykit/relaykit";
- * await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 1080 },
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 }, // 1080, usually
  *   route: socksRouter({ allow: [{ host: "*.example.com", port: 443 }] }),
  * });
+ * await proxy.close();
  * ```
  */
 export function socksRouter(options: RouterOptions = {}): RouteFunction {
@@ -333,6 +344,16 @@ const HTTP_HEAD_MAX = 16 * 1024;
 /**
  * An HTTP CONNECT router (`CONNECT host:port HTTP/1.1`), with Basic proxy
  * authentication when `users` is given.
+ *
+ * @example
+ * ```ts
+ * import { httpConnectRouter, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   route: httpConnectRouter({ allow: [{ host: "*.example.com", port: 443 }], users: { me: "pw" } }),
+ * });
+ * await proxy.close();
+ * ```
  */
 export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
   const access = new Access(options.allow, options.deny);
