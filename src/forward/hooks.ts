@@ -8,10 +8,30 @@
 import { RelaykitError } from "../errors.ts";
 import type { ConnectionStats, OriginalInfo } from "./types.ts";
 
-/** A direction of a connection: a is the client (or the first fd). */
+/**
+ * A direction of a connection: a is the client (or the first fd).
+ *
+ * @example
+ * ```ts
+ * import { type Direction } from "@relaykit/relaykit";
+ * const both: Direction[] = ["aToB", "bToA"];
+ * console.log(both);
+ * ```
+ */
 export type Direction = "aToB" | "bToA";
 
-/** What a hook knows about the chunk in its hands. */
+/**
+ * What a hook knows about the chunk in its hands.
+ *
+ * @example
+ * ```ts
+ * import { type DataHook, type HookContext } from "@relaykit/relaykit";
+ * const log: DataHook = (chunk, ctx: HookContext) => {
+ *   console.log(ctx.id, ctx.direction, ctx.remote, ctx.original?.source, chunk.length);
+ * };
+ * console.log(typeof log);
+ * ```
+ */
 export interface HookContext {
   /** Connection id. */
   readonly id: number;
@@ -31,13 +51,34 @@ export interface HookContext {
  * async: the direction waits (its source is not read) until it settles, so
  * order is kept and memory stays bounded. A hook that throws or rejects
  * closes the connection.
+ *
+ * @example
+ * ```ts
+ * import { type DataHook } from "@relaykit/relaykit";
+ * const upper: DataHook = (chunk) => new TextEncoder().encode(new TextDecoder().decode(chunk).toUpperCase());
+ * console.log(new TextDecoder().decode(upper(new TextEncoder().encode("hi"), {} as never) as Uint8Array));
+ * ```
  */
 export type DataHook = (
   chunk: Uint8Array,
   ctx: HookContext,
 ) => Uint8Array | undefined | void | Promise<Uint8Array | undefined | void>;
 
-/** Hooks per direction. */
+/**
+ * Hooks per direction.
+ *
+ * @example
+ * ```ts
+ * import { type DataHooks, TcpProxy } from "@relaykit/relaykit";
+ * const hooks: DataHooks = { bToA: (chunk, ctx) => void console.log(ctx.id, chunk.length) };
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   hooks,
+ * });
+ * await proxy.close();
+ * ```
+ */
 export interface DataHooks {
   /** Bytes from a (the client) to b (the target). */
   aToB?: DataHook;

@@ -11,10 +11,34 @@ import { NativeForwardEngine } from "./native.ts";
 import { StreamForwardEngine } from "./stream.ts";
 import type { ForwardEngine } from "./types.ts";
 
-/** Which engine to use. */
+/**
+ * Which engine to use.
+ *
+ * @example
+ * ```ts
+ * import { type EnginePreference, TcpProxy } from "@relaykit/relaykit";
+ * const engine: EnginePreference = "stream"; // or "auto", "native"
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   engine,
+ * });
+ * console.log(proxy.engine, proxy.engineReason);
+ * await proxy.close();
+ * ```
+ */
 export type EnginePreference = "auto" | "native" | "stream";
 
-/** The chosen engine and, when it is not native, why. */
+/**
+ * The chosen engine and, when it is not native, why.
+ *
+ * @example
+ * ```ts
+ * import { chooseEngine, type EngineChoice } from "@relaykit/relaykit";
+ * const choice: EngineChoice = chooseEngine();
+ * console.log(choice.engine.name, choice.reason);
+ * ```
+ */
 export interface EngineChoice {
   /** The engine. */
   engine: ForwardEngine;

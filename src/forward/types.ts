@@ -8,13 +8,45 @@ import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
 import type { DecodedTlvs, ProxyHeader } from "../protocol/proxy_protocol.ts";
 
-/** A TCP address or a Unix socket path. */
+/**
+ * A TCP address or a Unix socket path.
+ *
+ * @example
+ * ```ts
+ * import { type Endpoint, formatEndpoint } from "@relaykit/relaykit";
+ * const targets: Endpoint[] = [{ host: "db.internal", port: 5432 }, { path: "/run/db.sock" }];
+ * console.log(targets.map(formatEndpoint));
+ * ```
+ */
 export type Endpoint = { host: string; port: number } | { path: string };
 
-/** Address family preference for outbound connects. */
+/**
+ * Address family preference for outbound connects.
+ *
+ * @example
+ * ```ts
+ * import { type FamilyPreference, TcpProxy } from "@relaykit/relaykit";
+ * const family: FamilyPreference = "prefer-v6";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "localhost", port: 9 },
+ *   family,
+ * });
+ * await proxy.close();
+ * ```
+ */
 export type FamilyPreference = "any" | "prefer-v4" | "prefer-v6" | "only-v4" | "only-v6";
 
-/** Why a connection ended. */
+/**
+ * Why a connection ended.
+ *
+ * @example
+ * ```ts
+ * import { type EndReason } from "@relaykit/relaykit";
+ * const clean: EndReason[] = ["done", "closed"];
+ * console.log(clean.includes("reset"));
+ * ```
+ */
 export type EndReason =
   | "done"
   | "reset"
@@ -24,7 +56,16 @@ export type EndReason =
   | "engine-closed"
   | "decision-timeout";
 
-/** Byte counters of one direction. */
+/**
+ * Byte counters of one direction.
+ *
+ * @example
+ * ```ts
+ * import { type DirectionCounters } from "@relaykit/relaykit";
+ * const up: DirectionCounters = { read: 100, written: 90 }; // 10 bytes still in flight
+ * console.log(up.read - up.written);
+ * ```
+ */
 export interface DirectionCounters {
   /** Bytes read from the source. */
   read: number;
@@ -35,6 +76,13 @@ export interface DirectionCounters {
 /**
  * Counters of a connection. Side "a" is the accepted client (or the first
  * fd of a relay), side "b" the target (or the second fd).
+ *
+ * @example
+ * ```ts
+ * import { type Counters } from "@relaykit/relaykit";
+ * const c: Counters = { aToB: { read: 10, written: 10 }, bToA: { read: 5, written: 5 } };
+ * console.log(c.aToB.written + c.bToA.written);
+ * ```
  */
 export interface Counters {
   /** Bytes from a to b. */
@@ -43,7 +91,21 @@ export interface Counters {
   bToA: DirectionCounters;
 }
 
-/** Live state of a connection. */
+/**
+ * Live state of a connection.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectionStats, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * const stats: ConnectionStats | undefined = proxy.stats(1); // undefined: no such connection
+ * console.log(stats?.state);
+ * await proxy.close();
+ * ```
+ */
 export interface ConnectionStats extends Counters {
   /** When it started, ms since the Unix epoch. */
   startedAt: number;
@@ -53,7 +115,20 @@ export interface ConnectionStats extends Counters {
   state: "held" | "connecting" | "relaying" | "closing";
 }
 
-/** A connection that was accepted. */
+/**
+ * A connection that was accepted.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectionInfo, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * proxy.on("open", (c: ConnectionInfo) => console.log(c.id, c.remote));
+ * await proxy.close();
+ * ```
+ */
 export interface ConnectionInfo {
   /** Engine-wide connection id. */
   id: number;
@@ -61,7 +136,20 @@ export interface ConnectionInfo {
   remote?: { host: string; port: number };
 }
 
-/** The end of a connection. */
+/**
+ * The end of a connection.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectionEnd, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * proxy.on("close", (end: ConnectionEnd) => console.log(end.id, end.reason, end.error?.code));
+ * await proxy.close();
+ * ```
+ */
 export interface ConnectionEnd extends Counters {
   /** Connection id. */
   id: number;
@@ -77,7 +165,16 @@ export interface ConnectionEnd extends Counters {
   server?: string;
 }
 
-/** Terminating TLS on a listener: PEM text of the certificate chain and key. */
+/**
+ * Terminating TLS on a listener: PEM text of the certificate chain and key.
+ *
+ * @example
+ * ```ts
+ * import { type TlsServerOptions } from "@relaykit/relaykit";
+ * const tls: TlsServerOptions = { cert: "-----BEGIN CERTIFICATE-----...", key: "-----BEGIN PRIVATE KEY-----..." };
+ * console.log(Object.keys(tls)); // TcpProxy's `tls` option also takes file paths
+ * ```
+ */
 export interface TlsServerOptions {
   /** Certificate chain, PEM. */
   cert: string;
@@ -85,7 +182,21 @@ export interface TlsServerOptions {
   key: string;
 }
 
-/** Originating TLS to a target. */
+/**
+ * Originating TLS to a target.
+ *
+ * @example
+ * ```ts
+ * import { TcpProxy, type TlsClientOptions } from "@relaykit/relaykit";
+ * const tls: TlsClientOptions = { servername: "db.internal" };
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   targetTls: tls,
+ * });
+ * await proxy.close();
+ * ```
+ */
 export interface TlsClientOptions {
   /** SNI and the name to verify. @default the target's host name */
   servername?: string;
@@ -95,7 +206,16 @@ export interface TlsClientOptions {
   rejectUnauthorized?: boolean;
 }
 
-/** A TCP address. */
+/**
+ * A TCP address.
+ *
+ * @example
+ * ```ts
+ * import { type InetEndpoint } from "@relaykit/relaykit";
+ * const client: InetEndpoint = { host: "2001:db8::1", port: 443 };
+ * console.log(`[${client.host}]:${client.port}`);
+ * ```
+ */
 export interface InetEndpoint {
   /** Numeric address ("192.0.2.1", "2001:db8::1"). */
   host: string;
@@ -103,7 +223,21 @@ export interface InetEndpoint {
   port: number;
 }
 
-/** Who a connection really comes from. */
+/**
+ * Who a connection really comes from.
+ *
+ * @example
+ * ```ts
+ * import { type OriginalInfo, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   acceptProxy: { mode: "detect" },
+ * });
+ * proxy.on("original", (o: OriginalInfo) => console.log(o.source, o.tlvs?.authority));
+ * await proxy.close();
+ * ```
+ */
 export interface OriginalInfo {
   /** Connection id. */
   id: number;
@@ -117,7 +251,16 @@ export interface OriginalInfo {
   tlvs?: DecodedTlvs;
 }
 
-/** A connection held for a decision (see {@link ProxySpec.hold}). */
+/**
+ * A connection held for a decision (see {@link ProxySpec.hold}).
+ *
+ * @example
+ * ```ts
+ * import { type HeldConnection } from "@relaykit/relaykit";
+ * const held: HeldConnection = { id: 7, remote: { host: "192.0.2.1", port: 5000 } };
+ * console.log(held.local ?? "a Unix socket peer has no addresses");
+ * ```
+ */
 export interface HeldConnection {
   /** Engine-wide connection id. */
   id: number;
@@ -127,7 +270,16 @@ export interface HeldConnection {
   local?: InetEndpoint;
 }
 
-/** What a held connection's owner sees each time something arrives. */
+/**
+ * What a held connection's owner sees each time something arrives.
+ *
+ * @example
+ * ```ts
+ * import { type HeldUpdate } from "@relaykit/relaykit";
+ * const first: HeldUpdate = { conn: { id: 1 }, data: new Uint8Array(), first: true, eof: false };
+ * console.log(first.first && first.data.length === 0);
+ * ```
+ */
 export interface HeldUpdate {
   /** The connection. */
   conn: HeldConnection;
@@ -145,7 +297,20 @@ export interface HeldUpdate {
   retry?: RelaykitError;
 }
 
-/** What to do with a held connection. */
+/**
+ * What to do with a held connection.
+ *
+ * @example
+ * ```ts
+ * import { type HoldDecision } from "@relaykit/relaykit";
+ * const decisions: HoldDecision[] = [
+ *   { action: "connect", target: { host: "127.0.0.1", port: 8080 }, consume: 0 },
+ *   { action: "close", toClient: new TextEncoder().encode("bye\n") },
+ *   { action: "file", path: "/etc/hostname" },
+ * ];
+ * console.log(decisions.map((d) => d.action));
+ * ```
+ */
 export type HoldDecision =
   | {
     /** Connect to `target`, send `toTarget` and the unconsumed held bytes, then relay. */
@@ -186,7 +351,27 @@ export type HoldDecision =
     toClient?: Uint8Array;
   };
 
-/** What a proxy listener needs to know. */
+/**
+ * What a proxy listener needs to know.
+ *
+ * @example
+ * ```ts
+ * import { type ProxySpec } from "@relaykit/relaykit";
+ * const spec: ProxySpec = {
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 5432 },
+ *   backlog: 511,
+ *   reusePort: false,
+ *   maxConnections: 1000,
+ *   idleTimeout: 60_000,
+ *   connectTimeout: 3_000,
+ *   family: "any",
+ *   bindAddress: undefined,
+ *   hooks: {},
+ * };
+ * console.log(spec.maxConnections);
+ * ```
+ */
 export interface ProxySpec {
   /** Where to listen. Port 0 picks a free port. */
   listen: Endpoint;
@@ -219,7 +404,24 @@ export interface ProxySpec {
   tls?: TlsServerOptions;
 }
 
-/** What an engine reports about a proxy listener. */
+/**
+ * What an engine reports about a proxy listener.
+ *
+ * @example
+ * ```ts
+ * import { type ProxyCallbacks } from "@relaykit/relaykit";
+ * const quiet: ProxyCallbacks = {
+ *   open: () => {},
+ *   connected: () => {},
+ *   close: (end) => console.log(end.reason),
+ *   reject: (err) => console.error(err.message),
+ *   hookFailed: (err) => console.error(err.message),
+ *   stopped: () => {},
+ *   drained: () => console.log("drained"),
+ * };
+ * console.log(Object.keys(quiet).length);
+ * ```
+ */
 export interface ProxyCallbacks {
   /** A connection was accepted. */
   open(info: ConnectionInfo): void;
@@ -239,7 +441,16 @@ export interface ProxyCallbacks {
   drained(): void;
 }
 
-/** Which per-connection events a proxy's owner wants. Errors always come. */
+/**
+ * Which per-connection events a proxy's owner wants. Errors always come.
+ *
+ * @example
+ * ```ts
+ * import { type EventInterest } from "@relaykit/relaykit";
+ * const onlyEnds: EventInterest = { open: false, connected: false, close: true };
+ * console.log(onlyEnds);
+ * ```
+ */
 export interface EventInterest {
   /** Each accepted connection. */
   open: boolean;
@@ -249,7 +460,37 @@ export interface EventInterest {
   close: boolean;
 }
 
-/** A running proxy listener inside an engine. */
+/**
+ * A running proxy listener inside an engine.
+ *
+ * @example
+ * ```ts
+ * import { chooseEngine, type ProxyHandle } from "@relaykit/relaykit";
+ * const { engine } = chooseEngine("stream");
+ * const handle: ProxyHandle = await engine.startProxy({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ *   backlog: 16,
+ *   reusePort: false,
+ *   maxConnections: 0,
+ *   idleTimeout: 0,
+ *   connectTimeout: 1000,
+ *   family: "any",
+ *   bindAddress: undefined,
+ *   hooks: {},
+ * }, {
+ *   open: () => {},
+ *   connected: () => {},
+ *   close: () => {},
+ *   reject: () => {},
+ *   hookFailed: () => {},
+ *   stopped: () => {},
+ *   drained: () => {},
+ * });
+ * console.log(handle.activeConnections());
+ * handle.stopAccepting();
+ * ```
+ */
 export interface ProxyHandle {
   /** The address actually bound (the port filled in). */
   readonly address: Endpoint;
@@ -280,7 +521,16 @@ export interface ProxyHandle {
   decide(id: number, decision: HoldDecision): RelaykitError | undefined;
 }
 
-/** An engine: native (C workers) or stream (runtime sockets). */
+/**
+ * An engine: native (C workers) or stream (runtime sockets).
+ *
+ * @example
+ * ```ts
+ * import { chooseEngine, type ForwardEngine } from "@relaykit/relaykit";
+ * const engine: ForwardEngine = chooseEngine("stream").engine;
+ * console.log(engine.name); // stream
+ * ```
+ */
 export interface ForwardEngine {
   /** Which engine this is. */
   readonly name: "native" | "stream";

@@ -15,7 +15,16 @@ import type { NativeLibrary, Waker } from "../runtime/types.ts";
 import { loadNative } from "./load.ts";
 import { EV, EVENT_WORDS, type NativeSymbols } from "./symbols.ts";
 
-/** One event record, decoded. */
+/**
+ * One event record, decoded.
+ *
+ * @example
+ * ```ts
+ * import { type NativeEvent } from "@relaykit/relaykit";
+ * const seen: NativeEvent[] = [];
+ * console.log(seen.length); // what NativeEngine hands to its handlers
+ * ```
+ */
 export interface NativeEvent {
   /** EV.* */
   type: number;
@@ -33,7 +42,18 @@ export interface NativeEvent {
   words: Uint32Array;
 }
 
-/** Options of a native engine. */
+/**
+ * Options of a native engine.
+ *
+ * @example
+ * ```ts
+ * import { NativeEngine, type NativeEngineOptions } from "@relaykit/relaykit";
+ * const options: NativeEngineOptions = { threads: 1, maxConnections: 10_000 };
+ * const engine = new NativeEngine(options);
+ * console.log(engine.threads);
+ * engine.close();
+ * ```
+ */
 export interface NativeEngineOptions {
   /** Worker threads. @default the number of CPUs */
   threads?: number;
@@ -43,7 +63,16 @@ export interface NativeEngineOptions {
   libraryPath?: string;
 }
 
-/** Receives events of one listener or connection. */
+/**
+ * Receives events of one listener or connection.
+ *
+ * @example
+ * ```ts
+ * import { type Handler } from "@relaykit/relaykit";
+ * const handler: Handler = (ev) => console.log(ev.type, ev.id);
+ * console.log(typeof handler);
+ * ```
+ */
 export type Handler = (ev: NativeEvent) => void;
 
 /** Records copied per drain call. */

@@ -97,7 +97,16 @@ export function openFile(
   return e.check(e.sym.rk_fd_open(cstr(path), flags, 0o644), `Cannot open "${path}"`);
 }
 
-/** Options of {@link connectFd}. */
+/**
+ * Options of {@link connectFd}.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectFdOptions } from "@relaykit/relaykit";
+ * const options: ConnectFdOptions = { timeout: 2000, family: "only-v4", bindAddress: "127.0.0.1" };
+ * console.log(options.timeout);
+ * ```
+ */
 export interface ConnectFdOptions {
   /** Give up after this many ms; 0 is never. @default 10000 */
   timeout?: number;

@@ -7,7 +7,16 @@
  */
 import { ipv6Bytes, isIPv4 } from "./ip.ts";
 
-/** A parsed range. */
+/**
+ * A parsed range.
+ *
+ * @example
+ * ```ts
+ * import { type Cidr, parseCidr } from "@relaykit/relaykit";
+ * const range: Cidr = parseCidr("2001:db8::/32");
+ * console.log(range.bytes.length, range.prefix); // 16 32
+ * ```
+ */
 export interface Cidr {
   /** The text it came from. */
   readonly text: string;

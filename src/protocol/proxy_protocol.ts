@@ -24,7 +24,16 @@
  */
 import { ipv6Bytes, ipv6Text, isIPv4 } from "./ip.ts";
 
-/** A TCP or UDP address. */
+/**
+ * A TCP or UDP address.
+ *
+ * @example
+ * ```ts
+ * import { type InetAddress } from "@relaykit/relaykit";
+ * const source: InetAddress = { host: "192.0.2.1", port: 56324 };
+ * console.log(source);
+ * ```
+ */
 export interface InetAddress {
   /** IPv4 dotted quad or IPv6 text. */
   host: string;
@@ -32,7 +41,16 @@ export interface InetAddress {
   port: number;
 }
 
-/** A type-length-value record of a v2 header. */
+/**
+ * A type-length-value record of a v2 header.
+ *
+ * @example
+ * ```ts
+ * import { type Tlv, TLV } from "@relaykit/relaykit";
+ * const noop: Tlv = { type: TLV.NOOP, value: new Uint8Array(4) };
+ * console.log(noop.type);
+ * ```
+ */
 export interface Tlv {
   /** The type byte (0x01 ALPN, 0x02 AUTHORITY, 0x03 CRC32C, ...). */
   type: number;
@@ -40,7 +58,16 @@ export interface Tlv {
   value: Uint8Array;
 }
 
-/** The SSL TLV (0x20), decoded. */
+/**
+ * The SSL TLV (0x20), decoded.
+ *
+ * @example
+ * ```ts
+ * import { type SslInfo } from "@relaykit/relaykit";
+ * const ssl: SslInfo = { client: 1, verify: 0, version: "TLSv1.3", tlvs: [] };
+ * console.log(ssl.client & 1 ? "client connected over TLS" : "plain");
+ * ```
+ */
 export interface SslInfo {
   /** PP2_CLIENT_* bits: 1 SSL, 2 client cert on this connection, 4 in the session. */
   client: number;
@@ -60,7 +87,23 @@ export interface SslInfo {
   tlvs: Tlv[];
 }
 
-/** A parsed (or to be built) PROXY header. */
+/**
+ * A parsed (or to be built) PROXY header.
+ *
+ * @example
+ * ```ts
+ * import { buildProxyHeader, type ProxyHeader } from "@relaykit/relaykit";
+ * const h: ProxyHeader = {
+ *   version: 1,
+ *   command: "proxy",
+ *   transport: "stream",
+ *   source: { host: "2001:db8::1", port: 1000 },
+ *   destination: { host: "2001:db8::2", port: 443 },
+ *   tlvs: [],
+ * };
+ * console.log(new TextDecoder().decode(buildProxyHeader(h)));
+ * ```
+ */
 export interface ProxyHeader {
   /** Protocol version. */
   version: 1 | 2;
@@ -76,7 +119,16 @@ export interface ProxyHeader {
   tlvs: Tlv[];
 }
 
-/** The known TLVs of a header, decoded. */
+/**
+ * The known TLVs of a header, decoded.
+ *
+ * @example
+ * ```ts
+ * import { type DecodedTlvs, decodeTlvs } from "@relaykit/relaykit";
+ * const t: DecodedTlvs = decodeTlvs([{ type: 0x02, value: new TextEncoder().encode("example.com") }]);
+ * console.log(t.authority);
+ * ```
+ */
 export interface DecodedTlvs {
   /** PP2_TYPE_ALPN: the application protocol. */
   alpn?: string;
@@ -92,13 +144,31 @@ export interface DecodedTlvs {
   netns?: string;
 }
 
-/** What the parser found. */
+/**
+ * What the parser found.
+ *
+ * @example
+ * ```ts
+ * import { parseProxyHeader, type ParseResult } from "@relaykit/relaykit";
+ * const r: ParseResult = parseProxyHeader(new TextEncoder().encode("PROXY TCP4 1.2.3.4"));
+ * if (r.kind === "need") console.log(`need ${r.bytes} more bytes`);
+ * ```
+ */
 export type ParseResult =
   | { kind: "need"; bytes: number }
   | { kind: "none" }
   | { kind: "header"; header: ProxyHeader; length: number };
 
-/** Which header a listener accepts. */
+/**
+ * Which header a listener accepts.
+ *
+ * @example
+ * ```ts
+ * import { type ParseMode, parseProxyHeader } from "@relaykit/relaykit";
+ * const mode: ParseMode = "none"; // the no-op mode
+ * console.log(parseProxyHeader(new TextEncoder().encode("PROXY UNKNOWN\r\n"), mode).kind); // none
+ * ```
+ */
 export type ParseMode = "detect" | "v1" | "v2" | "none";
 
 /**
@@ -468,7 +538,17 @@ export function decodeTlvs(tlvs: readonly Tlv[]): DecodedTlvs {
   return out;
 }
 
-/** Options of {@link buildProxyHeader}. */
+/**
+ * Options of {@link buildProxyHeader}.
+ *
+ * @example
+ * ```ts
+ * import { type BuildOptions, buildProxyHeader } from "@relaykit/relaykit";
+ * const options: BuildOptions = { crc32c: true };
+ * const h = buildProxyHeader({ version: 2, command: "local", transport: "stream", tlvs: [] }, options);
+ * console.log(h.length); // 16 + a 7-byte CRC32C TLV
+ * ```
+ */
 export interface BuildOptions {
   /** v2: append a CRC32C TLV over the whole header. @default false */
   crc32c?: boolean;

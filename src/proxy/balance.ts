@@ -9,7 +9,17 @@ import type { Endpoint } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
 import type { SendProxyOptions } from "./front.ts";
 
-/** How a backend picks a server for each connection. */
+/**
+ * How a backend picks a server for each connection.
+ *
+ * @example
+ * ```ts
+ * import { Backend, type BalanceMode } from "@relaykit/relaykit";
+ * const balance: BalanceMode = "source-hash"; // the same client, the same server
+ * const b = new Backend({ name: "sticky", balance, servers: [{ address: { host: "127.0.0.1", port: 1 } }] });
+ * console.log(b.pick("192.0.2.1")?.name);
+ * ```
+ */
 export type BalanceMode = "roundrobin" | "leastconn" | "random" | "source-hash";
 
 /** The balancing modes, for validation. */
@@ -20,7 +30,16 @@ export const BALANCE_MODES: readonly BalanceMode[] = [
   "source-hash",
 ];
 
-/** One server of a backend. */
+/**
+ * One server of a backend.
+ *
+ * @example
+ * ```ts
+ * import { type ServerOptions } from "@relaykit/relaykit";
+ * const server: ServerOptions = { address: { host: "10.0.0.7", port: 8080 }, weight: 3, name: "big" };
+ * console.log(server.weight);
+ * ```
+ */
 export interface ServerOptions {
   /** Where it listens. */
   address: Endpoint;
@@ -30,7 +49,21 @@ export interface ServerOptions {
   name?: string;
 }
 
-/** A backend's configuration. */
+/**
+ * A backend's configuration.
+ *
+ * @example
+ * ```ts
+ * import { Backend, type BackendOptions } from "@relaykit/relaykit";
+ * const options: BackendOptions = {
+ *   name: "web",
+ *   balance: "roundrobin",
+ *   servers: [{ address: { host: "127.0.0.1", port: 8001 } }, { address: { host: "127.0.0.1", port: 8002 } }],
+ *   retries: 1,
+ * };
+ * console.log(new Backend(options).servers.length);
+ * ```
+ */
 export interface BackendOptions {
   /** Its name. */
   name: string;

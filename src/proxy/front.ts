@@ -35,7 +35,21 @@ import {
   type Tlv,
 } from "../protocol/proxy_protocol.ts";
 
-/** Accepting a PROXY protocol header from the clients of a listener. */
+/**
+ * Accepting a PROXY protocol header from the clients of a listener.
+ *
+ * @example
+ * ```ts
+ * import { type AcceptProxyOptions } from "@relaykit/relaykit";
+ * const fromLoadBalancers: AcceptProxyOptions = {
+ *   mode: "v2",
+ *   trusted: ["10.0.0.0/8"],
+ *   untrusted: "refuse",
+ *   timeout: 3000,
+ * };
+ * console.log(fromLoadBalancers.mode);
+ * ```
+ */
 export interface AcceptProxyOptions {
   /** "detect": v1, v2 or no header; "v1" or "v2": that header, required. */
   mode: "detect" | "v1" | "v2";
@@ -53,7 +67,16 @@ export interface AcceptProxyOptions {
   timeout?: number;
 }
 
-/** Sending a PROXY protocol header to the target before any client byte. */
+/**
+ * Sending a PROXY protocol header to the target before any client byte.
+ *
+ * @example
+ * ```ts
+ * import { type SendProxyOptions } from "@relaykit/relaykit";
+ * const v2: SendProxyOptions = { version: 2, uniqueId: true, authority: "app.internal", crc32c: true };
+ * console.log(v2.version);
+ * ```
+ */
 export interface SendProxyOptions {
   /** Header version. */
   version: 1 | 2;
@@ -105,7 +128,17 @@ function randomId(): Uint8Array {
   return new TextEncoder().encode(hex);
 }
 
-/** Who is connecting, as a route function sees it. */
+/**
+ * Who is connecting, as a route function sees it.
+ *
+ * @example
+ * ```ts
+ * import { type RouteConnection, type RouteFunction } from "@relaykit/relaykit";
+ * const byClient: RouteFunction = (_data, conn: RouteConnection) =>
+ *   ({ remote: conn.remote?.host.startsWith("10.") ? "127.0.0.1:8001" : "127.0.0.1:8002" });
+ * console.log(typeof byClient);
+ * ```
+ */
 export interface RouteConnection {
   /** Connection id. */
   id: number;
@@ -117,7 +150,16 @@ export interface RouteConnection {
   original?: OriginalInfo;
 }
 
-/** Bytes as a route function may give them. */
+/**
+ * Bytes as a route function may give them.
+ *
+ * @example
+ * ```ts
+ * import { type RouteBytes } from "@relaykit/relaykit";
+ * const replies: RouteBytes[] = ["HTTP/1.0 200 OK\r\n\r\n", new Uint8Array([0, 0x5a, 0, 0, 0, 0, 0, 0])];
+ * console.log(replies.length);
+ * ```
+ */
 export type RouteBytes = string | Uint8Array;
 
 /**
@@ -125,6 +167,18 @@ export type RouteBytes = string | Uint8Array;
  * results): connect to `remote` (sending `data` instead of what the client
  * sent so far, and `reply` to the client once connected), `close` (after
  * sending the bytes given), or send a `file` (after `reply`) and close.
+ *
+ * @example
+ * ```ts
+ * import { type RouteResult } from "@relaykit/relaykit";
+ * const results: RouteResult[] = [
+ *   { remote: "127.0.0.1:8080", reply: "OK\n", failReply: "FAIL\n" },
+ *   { close: "go away\n" },
+ *   { file: "/etc/hostname", reply: "HTTP/1.0 200 OK\r\n\r\n" },
+ *   { send: new Uint8Array([5, 0]) },
+ * ];
+ * console.log(results.length);
+ * ```
  */
 export type RouteResult =
   | {
@@ -176,6 +230,15 @@ export type RouteResult =
  * Sees the bytes a client sent so far (none at first, for protocols where
  * the server speaks first) and returns where the connection goes, or
  * `undefined` to wait for more. May be async.
+ *
+ * @example
+ * ```ts
+ * import { type RouteFunction, TcpProxy } from "@relaykit/relaykit";
+ * const route: RouteFunction = (data) =>
+ *   data.length < 4 ? undefined : { remote: "127.0.0.1:9", data: data.subarray(4) };
+ * const proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 }, route });
+ * await proxy.close();
+ * ```
  */
 export type RouteFunction = (
   data: Uint8Array,

@@ -17,10 +17,34 @@ import { EV, RELAY_FLAGS } from "../native/symbols.ts";
  * One side of a relay: an fd that is read and written (a socket, a tty), or
  * separate fds to read from and write to (a pipe's two ends, a file). A side
  * with no `read` sends nothing; with no `write` it receives nothing.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openPipe, type RelaySide } from "@relaykit/relaykit";
+ * const [r, w] = openPipe();
+ * const sides: RelaySide[] = [3, { read: r }, { write: w }, { read: r, write: w }];
+ * console.log(sides.length);
+ * closeFd(r);
+ * closeFd(w);
+ * ```
  */
 export type RelaySide = number | { read?: number; write?: number };
 
-/** Options of {@link relay}. */
+/**
+ * Options of {@link relay}.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, openSocketPair, relay, type RelayOptions } from "@relaykit/relaykit";
+ * const [a, x] = openSocketPair(), [y, b] = openSocketPair();
+ * const options: RelayOptions = { idleTimeout: 5_000 };
+ * const r = relay(x, y, options);
+ * r.close("abort");
+ * await r.done;
+ * closeFd(a);
+ * closeFd(b);
+ * ```
+ */
 export interface RelayOptions {
   /** End the relay after this many ms without a byte moving; 0 is never. @default 0 */
   idleTimeout?: number;

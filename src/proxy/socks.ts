@@ -19,7 +19,16 @@ import { type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import { ipv6Text } from "../protocol/ip.ts";
 import type { RouteConnection, RouteFunction, RouteResult } from "./front.ts";
 
-/** One access rule: every part given must match. */
+/**
+ * One access rule: every part given must match.
+ *
+ * @example
+ * ```ts
+ * import { Access, type AccessRule } from "@relaykit/relaykit";
+ * const rules: AccessRule[] = [{ cidr: "10.0.0.0/8", port: ["5432", "6379"] }, { host: "*.example.com", port: 443 }];
+ * console.log(new Access(rules).allows("www.example.com", "93.184.216.34", 443)); // true
+ * ```
+ */
 export interface AccessRule {
   /** Address ranges, e.g. "10.0.0.0/8". */
   cidr?: string | readonly string[];
@@ -29,7 +38,20 @@ export interface AccessRule {
   port?: number | string | readonly (number | string)[];
 }
 
-/** Who may go where, and who may use the proxy. */
+/**
+ * Who may go where, and who may use the proxy.
+ *
+ * @example
+ * ```ts
+ * import { type RouterOptions, socksRouter } from "@relaykit/relaykit";
+ * const options: RouterOptions = {
+ *   allow: [{ host: "*.example.com", port: 443 }],
+ *   users: { alice: "s3cret" },
+ *   onDenied: (what, conn) => console.log(conn.id, what),
+ * };
+ * console.log(typeof socksRouter(options));
+ * ```
+ */
 export interface RouterOptions {
   /** Destinations allowed (none by default: a closed proxy). */
   allow?: readonly AccessRule[];

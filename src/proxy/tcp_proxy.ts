@@ -29,7 +29,22 @@ import {
   type SendProxyOptions,
 } from "./front.ts";
 
-/** Options of {@link TcpProxy.listen}. */
+/**
+ * Options of {@link TcpProxy.listen}.
+ *
+ * @example
+ * ```ts
+ * import { TcpProxy, type TcpProxyOptions } from "@relaykit/relaykit";
+ * const options: TcpProxyOptions = {
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 5432 },
+ *   maxConnections: 100,
+ *   idleTimeout: 30_000,
+ * };
+ * const proxy = await TcpProxy.listen(options);
+ * await proxy.close();
+ * ```
+ */
 export interface TcpProxyOptions {
   /** Where to listen: `{ host, port }` (port 0 picks one) or `{ path }`. */
   listen: Endpoint;
@@ -103,7 +118,21 @@ export interface TcpProxyOptions {
   sendProxy?: SendProxyOptions;
 }
 
-/** Events of a {@link TcpProxy}. */
+/**
+ * Events of a {@link TcpProxy}.
+ *
+ * @example
+ * ```ts
+ * import { TcpProxy, type TcpProxyEvents } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * const onError = (err: TcpProxyEvents["error"]) => console.error(err.code);
+ * proxy.on("error", onError);
+ * await proxy.close();
+ * ```
+ */
 export interface TcpProxyEvents {
   /** A client connected. */
   open: ConnectionInfo;
