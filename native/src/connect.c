@@ -762,19 +762,26 @@ int32_t rk_listener_close(int32_t h, int32_t lid) {
 
 /* ---- accepting --------------------------------------------------------- */
 
+/* Port and address bytes of a socket address into rec (port word, first
+ * address word). */
+void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
+                  const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+    rec[port_word] = ntohs(s->sin_port);
+    memcpy(&rec[addr_word], &s->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+    rec[port_word] = ntohs(s->sin6_port);
+    memcpy(&rec[addr_word], &s->sin6_addr, 16);
+  }
+}
+
 static void rk__post_accept(rk__engine *e, rk__conn *c, int32_t lid) {
   uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ACCEPT, (uint32_t)c->id,
                                   (uint32_t)lid};
   rec[6] = c->peer.ss_family;
-  if (c->peer.ss_family == AF_INET) {
-    struct sockaddr_in *s = (struct sockaddr_in *)&c->peer;
-    rec[7] = ntohs(s->sin_port);
-    memcpy(&rec[8], &s->sin_addr, 4);
-  } else if (c->peer.ss_family == AF_INET6) {
-    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&c->peer;
-    rec[7] = ntohs(s->sin6_port);
-    memcpy(&rec[8], &s->sin6_addr, 16);
-  }
+  rk__put_addr(rec, 7, 8, &c->peer);
   rk__post(e, rec);
 }
 

@@ -225,6 +225,21 @@ void rk__send(rk__worker *w, rk__cmd *c) {
   (void)r; /* EAGAIN: the counter is already non-zero, the worker wakes */
 }
 
+/* Find connection id and send it cmd; frees cmd when there is none. */
+int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  rk__worker *w = c != NULL ? c->w : NULL;
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (w == NULL) {
+    rk__cmd_free(cmd);
+    return -ENOENT;
+  }
+  cmd->id = id;
+  rk__send(w, cmd);
+  return 0;
+}
+
 static void rk__listener_attach(rk__worker *w, rk__listener *l) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = l};
   epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev);

@@ -57,21 +57,6 @@ void rk__cmd_free(rk__cmd *cmd) {
   free(cmd);
 }
 
-/* Port and address bytes of a socket address into rec (port word, first
- * address word). */
-static void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
-                         const struct sockaddr_storage *ss) {
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-    rec[port_word] = ntohs(s->sin_port);
-    memcpy(&rec[addr_word], &s->sin_addr, 4);
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-    rec[port_word] = ntohs(s->sin6_port);
-    memcpy(&rec[addr_word], &s->sin6_addr, 16);
-  }
-}
-
 static void rk__hold_post(rk__conn *c, uint32_t flags) {
   uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
                                   (uint32_t)c->listener->id};
@@ -307,21 +292,6 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
 
 /* ---- public ------------------------------------------------------------ */
 
-
-/* Find connection id and send it cmd; frees cmd when there is none. */
-static int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__conn *c = rk__table_find_locked(e, id);
-  rk__worker *w = c != NULL ? c->w : NULL;
-  pthread_mutex_unlock(&e->tbl_lock);
-  if (w == NULL) {
-    rk__cmd_free(cmd);
-    return -ENOENT;
-  }
-  cmd->id = id;
-  rk__send(w, cmd);
-  return 0;
-}
 
 int32_t rk_hold_read(int32_t h, int32_t id, int32_t max) {
   rk__engine *e = rk__engine_get(h);

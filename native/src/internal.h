@@ -280,6 +280,7 @@ int64_t rk__now_real(void);
 int32_t rk__new_id(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
 void rk__send(rk__worker *w, rk__cmd *c);
+int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
 void rk__table_del(rk__engine *e, rk__conn *c);
 rk__conn *rk__table_find_locked(rk__engine *e, int32_t id);
@@ -319,6 +320,8 @@ void rk__connect_event(rk__conn *c, int side, uint32_t events);
 void rk__listener_check_drained(rk__listener *l);
 int rk__listener_wants(rk__listener *l, uint32_t what);
 void rk__accept(rk__worker *w, rk__listener *l);
+void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
+                  const struct sockaddr_storage *ss);
 int rk__parse_numeric(const char *host, int32_t port, int family,
                       struct addrinfo **out);
 void rk__free_target(rk__target *t);

@@ -740,20 +740,12 @@ int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode) {
     return RK_EBADHANDLE;
   if (mode != RK_CLOSE_GRACEFUL && mode != RK_CLOSE_ABORT)
     return -EINVAL;
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__conn *c = rk__table_find_locked(e, id);
-  rk__worker *w = c != NULL ? c->w : NULL;
-  pthread_mutex_unlock(&e->tbl_lock);
-  if (w == NULL)
-    return -ENOENT;
   rk__cmd *cmd = calloc(1, sizeof *cmd);
   if (cmd == NULL)
     return -ENOMEM;
   cmd->type = RK__CMD_CLOSE;
-  cmd->id = id;
   cmd->arg = mode;
-  rk__send(w, cmd);
-  return 0;
+  return rk__send_to_conn(e, id, cmd);
 }
 
 int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
@@ -823,22 +815,11 @@ int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
     free(copy);
     return -ENOMEM;
   }
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__conn *c = rk__table_find_locked(e, id);
-  rk__worker *w = c != NULL ? c->w : NULL;
-  pthread_mutex_unlock(&e->tbl_lock);
-  if (w == NULL) {
-    free(copy);
-    free(cmd);
-    return -ENOENT;
-  }
   cmd->type = RK__CMD_HOOK_RESUME;
-  cmd->id = id;
   cmd->arg = dir;
   cmd->data = copy;
   cmd->len = (uint32_t)len;
-  rk__send(w, cmd);
-  return 0;
+  return rk__send_to_conn(e, id, cmd);
 }
 
 int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap) {
