@@ -14,6 +14,7 @@
  */
 import { createServer } from "node:http";
 import process from "node:process";
+import { concatBytes } from "./bytes.ts";
 import { formatEndpoint } from "./forward/types.ts";
 import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
@@ -609,9 +610,7 @@ async function echo(args: string[]): Promise<void> {
     conn.start({
       data(chunk) {
         if (pending === undefined) return send(chunk);
-        const buf = new Uint8Array(pending.length + chunk.length);
-        buf.set(pending);
-        buf.set(chunk, pending.length);
+        const buf = concatBytes([pending, chunk]);
         let r: ReturnType<typeof parseProxyHeader>;
         try {
           r = parseProxyHeader(buf, mode as ParseMode);

@@ -17,6 +17,7 @@ import {
   LISTEN_FLAGS,
   RELAY_FLAGS,
 } from "../native/symbols.ts";
+import { EMPTY } from "../bytes.ts";
 import { ipv6Text } from "../protocol/ip.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHooks, type Direction, type HookContext, runHook } from "./hooks.ts";
@@ -195,8 +196,6 @@ export function nativeClose(engine: NativeEngine, id: number, mode: "graceful" |
   // -ENOENT: it ended already, which is what the caller wanted
   engine.sym.rk_conn_close(engine.handle, id, mode === "abort" ? 1 : 0);
 }
-
-const EMPTY = new Uint8Array(0);
 
 /** Hand a held connection's decision to the library. */
 function nativeDecide(

@@ -10,6 +10,7 @@
  * @module
  */
 import { closeSync, createReadStream, fstatSync, openSync, type ReadStream } from "node:fs";
+import { concatBytes, EMPTY } from "../bytes.ts";
 import { errorFor, normalizeCode, RelaykitError } from "../errors.ts";
 import { type Direction as HookDirection, type HookContext, runHook } from "./hooks.ts";
 import { runtime } from "../runtime/detect.ts";
@@ -40,19 +41,6 @@ let nextId = 1;
 
 /** How long a client may go on sending after a "close" decision. */
 const LINGER_MS = 2000;
-
-const EMPTY = new Uint8Array(0);
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 interface Direction {
   hookPending: boolean; // a chunk is with the hook: the source stays paused

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { concatBytes, EMPTY } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
 import type { DataHooks } from "../forward/hooks.ts";
 import { runHook } from "../forward/hooks.ts";
@@ -99,8 +100,6 @@ const FIRST_READ = 536;
 /** The longest v2 header (16 bytes + a 65535-byte body). */
 const V2_MAX = 16 + 65535;
 
-const EMPTY = new Uint8Array(0);
-
 /** "::ffff:10.1.2.3" -> "10.1.2.3"; anything else unchanged. */
 function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
   if (e === undefined) return undefined;
@@ -113,13 +112,6 @@ function describe(conn: HeldConnection): string {
   if (r === undefined) return `Connection ${conn.id}`;
   const host = r.host.includes(":") ? `[${r.host}]` : r.host;
   return `Connection ${conn.id} from ${host}:${r.port}`;
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function randomId(): Uint8Array {
@@ -691,14 +683,14 @@ export class Front {
           original: info,
           stats: () => h.connectionStats(id),
         });
-        toTarget = concatBytes(toTarget, out);
+        toTarget = concatBytes([toTarget, out]);
       } catch (e) {
         this.#o.onError(e as RelaykitError);
         h.closeConnection(id, "abort");
         return;
       }
     } else if (replace !== undefined) {
-      toTarget = concatBytes(toTarget, replace);
+      toTarget = concatBytes([toTarget, replace]);
     }
     const d: HoldDecision = {
       action: "connect",

@@ -14,6 +14,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { concatBytes } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
 import { type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import { ipv6Text } from "../protocol/ip.ts";
@@ -227,14 +228,7 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
   /** The handshake replies not sent yet, in front of the final one. */
   function unsent(conn: RouteConnection, replies: Uint8Array[], last: Uint8Array): Uint8Array {
     const done = sent.get(conn.id)?.length ?? 0;
-    const parts = [...replies.slice(done), last];
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatBytes([...replies.slice(done), last]);
   }
 
   async function connectTo(
