@@ -2,7 +2,7 @@
  * Test helpers: real sockets on 127.0.0.1, deterministic pseudo-random
  * streams, fd counting. Used under `deno test` and `bun test`.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync } from "node:fs";
 import net from "node:net";
@@ -307,4 +307,18 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/**
+ * Run curl (10 s at most): its exit code, body and error text. Without the
+ * sanitizer library the native suites preload (curl hangs with it).
+ */
+export function curl(args: string[]): Promise<{ code: number; body: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, LD_PRELOAD: "" };
+    execFile("curl", ["-sS", "--max-time", "10", ...args], { env }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : Number((err as { code?: number }).code ?? -1);
+      resolve({ code, body: stdout, stderr });
+    });
+  });
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type net from "node:net";
 import { after, describe, test } from "node:test";
 import { Backend, type ConnectionEnd, type RelaykitError, TcpProxy } from "../mod.ts";
-import { closed, connect, ENGINES, nativeEngine, server, waitFor } from "./_helpers.ts";
+import { closed, connect, ENGINES, freePort, nativeEngine, server, waitFor } from "./_helpers.ts";
 
 /** Servers that greet with their name. */
 async function named(...names: string[]) {
@@ -17,13 +17,6 @@ async function named(...names: string[]) {
       s.on("end", () => s.end());
     }).then((srv) => ({ name, ...srv }))
   ));
-}
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const [d] = await named("dead");
-  await d!.close();
-  return d!.port;
 }
 
 async function greeting(port: number): Promise<{ name: string; s: net.Socket }> {
@@ -113,7 +106,7 @@ for (const engine of ENGINES) {
     test("a refused connect fails over to the next server, within the retry budget", async () => {
       const [live] = await named("live");
       cleanup.push(() => live!.close());
-      const d1 = await deadPort(), d2 = await deadPort();
+      const d1 = await freePort(), d2 = await freePort();
       const addr = (port: number) => ({ address: { host: "127.0.0.1", port } });
       const backend = new Backend({
         name: "db",

@@ -3,7 +3,7 @@
  * child process of this same runtime.
  */
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,6 +15,7 @@ import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
 import {
   CLI,
   connect,
+  curl,
   echoServer,
   freePort,
   receiveAll,
@@ -263,15 +264,6 @@ test("relaykit socks and http-connect, and socks from a config file", async () =
   await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
   const webPort = (web.address() as AddressInfo).port;
   const deadPort = await freePort();
-  const curl = (args: string[]) =>
-    new Promise<{ code: number }>((resolve) =>
-      execFile(
-        "curl",
-        ["-sS", "--max-time", "10", ...args],
-        (err) =>
-          resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? -1) }),
-      )
-    );
   const socks = startCli([
     "socks",
     "--listen",

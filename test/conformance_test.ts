@@ -18,6 +18,7 @@ import {
   ENGINES,
   expectedHash,
   fdCount,
+  freePort,
   nativeEngine,
   receiveAll,
   sendRandom,
@@ -43,15 +44,6 @@ async function proxyTo(
   const errors: Error[] = [];
   proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
   return { proxy, ends, errors };
-}
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 for (const engine of ENGINES) {
@@ -147,7 +139,7 @@ for (const engine of ENGINES) {
     });
 
     test("a refused backend closes the client and reports ECONNREFUSED", async () => {
-      const port = await deadPort();
+      const port = await freePort();
       const { proxy, ends, errors } = await proxyTo(engine, port);
       cleanups.push(() => proxy.abort());
       const c = await connect(proxy.port);

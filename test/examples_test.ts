@@ -4,7 +4,7 @@
  * SIGHUP reload that leaves established connections alone.
  */
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
@@ -21,6 +21,7 @@ import * as socks4 from "../examples/socks4.ts";
 import * as transparent from "../examples/transparent.ts";
 import {
   connect,
+  curl,
   ENGINES,
   nativeEngine,
   runtimeCommand,
@@ -29,17 +30,11 @@ import {
   waitFor,
 } from "./_helpers.ts";
 
-/** curl without the sanitizer library the native suites preload (curl hangs with it). */
-const CURL_ENV = { env: { ...process.env, LD_PRELOAD: "" } };
-
-/** Run curl; resolve with its stdout (rejects on a non-zero exit). */
-function curl(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile("curl", ["-sS", "--max-time", "10", ...args], CURL_ENV, (err, stdout, stderr) => {
-      if (err) reject(new Error(`curl ${args.join(" ")}: ${stderr || err.message}`));
-      else resolve(stdout);
-    });
-  });
+/** curl's body; a failing curl fails the test with its error. */
+async function fetchWithCurl(args: string[]): Promise<string> {
+  const r = await curl(args);
+  assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}`);
+  return r.body;
 }
 
 /** An HTTP server that answers with its name and the Host header it saw. */
@@ -73,7 +68,7 @@ describe("tproxy's examples", () => {
       process.env.BACKEND = `127.0.0.1:${a.port}`;
       const proxy = await proxyWith(engine, { route: transparent.route });
       assert.equal(
-        await curl([`http://127.0.0.1:${proxy.port}/`]),
+        await fetchWithCurl([`http://127.0.0.1:${proxy.port}/`]),
         `a saw Host 127.0.0.1:${proxy.port}\n`,
       );
       await proxy.close();
@@ -82,15 +77,15 @@ describe("tproxy's examples", () => {
     test(`Host header router (${engine})`, async () => {
       const proxy = await proxyWith(engine, { route: hostRouter.route });
       const url = `http://127.0.0.1:${proxy.port}/`;
-      assert.equal(await curl(["-H", "Host: a.test", url]), "a saw Host a.test\n");
-      assert.equal(await curl(["-H", "Host: b.test", url]), "b saw Host b.test\n");
-      assert.equal(await curl(["-H", "Host: c.test", url]), "no route for c.test\n");
+      assert.equal(await fetchWithCurl(["-H", "Host: a.test", url]), "a saw Host a.test\n");
+      assert.equal(await fetchWithCurl(["-H", "Host: b.test", url]), "b saw Host b.test\n");
+      assert.equal(await fetchWithCurl(["-H", "Host: c.test", url]), "no route for c.test\n");
       await proxy.close();
     });
 
     test(`SOCKS4 in a few lines, with curl --socks4 (${engine})`, async () => {
       const proxy = await proxyWith(engine, { route: socks4.route });
-      const got = await curl([
+      const got = await fetchWithCurl([
         "--socks4",
         `127.0.0.1:${proxy.port}`,
         `http://127.0.0.1:${b.port}/x`,
@@ -107,7 +102,7 @@ describe("tproxy's examples", () => {
 
     test(`file reply (${engine})`, async () => {
       const proxy = await proxyWith(engine, { route: fileReply.route });
-      const got = await curl(["-i", "--http1.0", `http://127.0.0.1:${proxy.port}/`]);
+      const got = await fetchWithCurl(["-i", "--http1.0", `http://127.0.0.1:${proxy.port}/`]);
       assert.match(
         got,
         /^HTTP\/1\.0 200 OK\r\nContent-Type: text\/plain\r\n\r\nWelcome to relaykit/,
@@ -122,7 +117,7 @@ describe("tproxy's examples", () => {
         rewriteRequest: httpRewrite.rewriteRequest,
         rewriteResponse: httpRewrite.rewriteResponse,
       });
-      const got = await curl([
+      const got = await fetchWithCurl([
         "-i",
         "-H",
         "Host: public.example",
