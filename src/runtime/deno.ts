@@ -4,7 +4,7 @@
  * @module
  */
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
-import { nodeNet } from "./node_net.ts";
+import { nodeNetWith } from "./node_net.ts";
 import { withDenoTls } from "./deno_tls.ts";
 import type { NativeLibrary, Runtime, Waker } from "./types.ts";
 
@@ -54,7 +54,7 @@ export const denoRuntime: Runtime = {
   name: "deno",
   version: Deno.version.deno,
   ffi: true,
-  net: withDenoTls(nodeNet),
+  net: withDenoTls(nodeNetWith({ rearm: true })),
   dlopen(path: string, table: SymbolTable): NativeLibrary {
     const lib = Deno.dlopen(path, table);
     // Deno infers the bound types from the table itself; assigning them to

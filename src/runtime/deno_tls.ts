@@ -14,6 +14,9 @@ import { codeOf } from "./node_net.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
 /** Bytes a connection queues before write() says "wait for drain". */
+/** accept(2) errors that last until resources free up. */
+const OUT_OF_RESOURCES = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
+
 const HIGH_WATER = 64 * 1024;
 
 class DenoTlsConn implements NetConn {
@@ -187,6 +190,8 @@ export function withDenoTls(base: Net): Net {
             c = await listener.accept();
           } catch (err) {
             if (err instanceof Deno.errors.BadResource) return; // closed
+            // out of fds (EMFILE...): pause instead of spinning on accept
+            if (OUT_OF_RESOURCES.has(codeOf(err))) await new Promise((r) => setTimeout(r, 100));
             continue; // a failed handshake concerns that client only
           }
           // the handshake, off the accept loop

@@ -6,10 +6,11 @@
  * @module
  */
 import { lookup } from "node:dns/promises";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import net from "node:net";
 import tls from "node:tls";
-import { errorFor, normalizeCode } from "../errors.ts";
+import { errorFor, normalizeCode, type RelaykitError } from "../errors.ts";
 import {
   connectFailure,
   type Endpoint,
@@ -172,56 +173,173 @@ function connectOnce(
   });
 }
 
-/** node:net behind the Net contract. */
-export const nodeNet: Net = {
-  async listen(at, options, onConn): Promise<NetListener> {
-    const server = options.tls === undefined
-      ? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
-        onConn(new NodeConn(s));
-      })
-      : tls.createServer({ ...options.tls, allowHalfOpen: true }, (s) => onConn(new NodeConn(s)));
-    // a failed handshake concerns that client only
-    server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once(
-        "error",
-        (e) =>
-          reject(errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(e), { cause: e })),
-      );
-      const common = { backlog: options.backlog, exclusive: !options.reusePort };
-      if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
-      else {
-        server.listen(
-          { host: at.host, port: at.port, ...common, reusePort: options.reusePort },
-          () => resolve(),
-        );
-      }
-    });
-    server.removeAllListeners("error");
-    // accept(2) errors (EMFILE...) must not kill the process
-    server.on("error", () => {});
-    const addr = server.address();
-    const address: Endpoint = "path" in at
-      ? at
-      : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
-    return {
-      address,
-      close: () => void server.close(),
-    };
-  },
+/** Low fd numbers left free before a process counts as out of fds. */
+const FD_HEADROOM = 4;
+/** How often a watched process checks whether it can open an fd. */
+const FD_CHECK_MS = 250;
 
-  connect(to, options): Promise<NetConn> {
-    const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
-    return connectEach(to, options.family, deadline, async (host) => {
-      if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
-      const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
-      if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
-      const secure = options.tls === undefined ? undefined : {
-        ...options.tls,
-        // verify against the name asked for, not the address it resolved to
-        servername: options.tls.servername ?? (isIP(to.host) ? undefined : to.host),
+/** The soft RLIMIT_NOFILE of this process (Infinity when unknown). */
+function softFdLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * Deno's node:net server stops accepting for good once accept(2) fails
+ * with EMFILE/ENFILE, without an error event (Bun and Node retry). So on
+ * Deno each TCP listener is watched: a cheap check (open /dev/null: it
+ * fails, or the lowest free fd is near the limit) or an outbound connect
+ * failing with EMFILE marks fd pressure; when fds are free again, every
+ * watched listener is re-created on its address, which revives accepting.
+ * Only then: a connection waiting in the old socket's queue is reset.
+ */
+class FdWatch {
+  #limit = softFdLimit();
+  #pressure = false;
+  #rearms = new Set<() => boolean>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** Watch one listener; `rearm` re-creates it and says whether it could. */
+  add(rearm: () => boolean): () => void {
+    this.#rearms.add(rearm);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#check(), FD_CHECK_MS);
+      (this.#timer as { unref?: () => void }).unref?.();
+    }
+    return () => {
+      this.#rearms.delete(rearm);
+      if (this.#rearms.size === 0 && this.#timer !== undefined) {
+        clearInterval(this.#timer);
+        this.#timer = undefined;
+      }
+    };
+  }
+
+  /** An fd could not be had: accepting may have stopped. */
+  signal(code: string): void {
+    if (code === "EMFILE" || code === "ENFILE") this.#pressure = true;
+  }
+
+  #check(): void {
+    let fd = -1;
+    try {
+      fd = openSync("/dev/null", "r");
+    } catch (err) {
+      this.signal(codeOf(err));
+      return;
+    }
+    closeSync(fd);
+    if (fd >= this.#limit - FD_HEADROOM) {
+      this.#pressure = true;
+      return;
+    }
+    if (!this.#pressure) return;
+    let all = true;
+    for (const rearm of this.#rearms) all = rearm() && all;
+    this.#pressure = !all;
+  }
+}
+
+/**
+ * node:net behind the Net contract. `rearm`: watch TCP listeners and
+ * re-create them after fd exhaustion (for Deno; see FdWatch).
+ */
+export function nodeNetWith(opts: { rearm: boolean }): Net {
+  const watch = opts.rearm ? new FdWatch() : undefined;
+  const self: Net = {
+    async listen(at, options, onConn): Promise<NetListener> {
+      const create = () => {
+        const server = options.tls === undefined
+          ? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+            onConn(new NodeConn(s));
+          })
+          : tls.createServer(
+            { ...options.tls, allowHalfOpen: true },
+            (s) => onConn(new NodeConn(s)),
+          );
+        // a failed handshake concerns that client only
+        server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
+        return server;
       };
-      return new NodeConn(await connectOnce(opts, deadline, secure));
-    });
-  },
-};
+      const start = (server: net.Server, port: number) =>
+        new Promise<void>((resolve, reject) => {
+          server.once("error", reject);
+          const common = { backlog: options.backlog, exclusive: !options.reusePort };
+          if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
+          else {
+            server.listen(
+              { host: at.host, port, ...common, reusePort: options.reusePort },
+              () => resolve(),
+            );
+          }
+        }).then(() => {
+          server.removeAllListeners("error");
+          // accept(2) errors (EMFILE...) must not kill the process
+          server.on("error", (e) => watch?.signal(codeOf(e)));
+        });
+      let server = create();
+      await start(server, "path" in at ? 0 : at.port).catch((e) => {
+        throw errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(e), { cause: e });
+      });
+      const addr = server.address();
+      const address: Endpoint = "path" in at
+        ? at
+        : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
+      let closed = false;
+      let rearming = false;
+      const unwatch = watch === undefined || "path" in address ? undefined : watch.add(() => {
+        if (closed) return true;
+        if (rearming) return false;
+        rearming = true;
+        server.close();
+        const next = create();
+        start(next, address.port).then(() => {
+          rearming = false;
+          if (closed) next.close();
+          else server = next;
+        }, (e) => {
+          // the port is still ours: try again at the next check
+          rearming = false;
+          watch.signal(codeOf(e) === "EADDRINUSE" ? "EMFILE" : codeOf(e));
+        });
+        return true;
+      });
+      return {
+        address,
+        close: () => {
+          closed = true;
+          unwatch?.();
+          server.close();
+        },
+      };
+    },
+
+    connect(to, options): Promise<NetConn> {
+      const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
+      const conn = connectEach(to, options.family, deadline, async (host) => {
+        if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
+        const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
+        if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
+        const secure = options.tls === undefined ? undefined : {
+          ...options.tls,
+          // verify against the name asked for, not the address it resolved to
+          servername: options.tls.servername ?? (isIP(to.host) ? undefined : to.host),
+        };
+        return new NodeConn(await connectOnce(opts, deadline, secure));
+      });
+      // out of fds for the connect: accepting may be stuck too
+      return watch === undefined ? conn : conn.catch((err: RelaykitError) => {
+        watch.signal(err.code);
+        throw err;
+      });
+    },
+  };
+  return self;
+}
+
+/** node:net behind the Net contract (Bun and Node recover from EMFILE themselves). */
+export const nodeNet: Net = nodeNetWith({ rearm: false });
