@@ -129,6 +129,7 @@ export {
   type LinkCloseReason,
   type StreamEndReason,
   type TunnelStreamEnd,
+  type TunnelStreamStats,
 } from "./src/tunnel/link.ts";
 export {
   TunnelServer,

@@ -11,7 +11,12 @@ import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import type { TunnelDestination } from "./frame.ts";
-import { Link, type LinkCloseReason, type TunnelStreamEnd } from "./link.ts";
+import {
+  Link,
+  type LinkCloseReason,
+  type TunnelStreamEnd,
+  type TunnelStreamStats,
+} from "./link.ts";
 
 /**
  * A local listener of a tunnel client: every connection to `listen` is a
@@ -138,14 +143,14 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     const c = new TunnelClient(options);
     try {
       for (const l of options.listeners) {
-        const name = formatEndpoint(l.listen);
-        c.#listeners.push(
-          await runtime.net.listen(
-            l.listen,
-            { backlog: 511, reusePort: false },
-            (conn) => c.#accept(conn, l, name),
-          ),
+        const named = { name: formatEndpoint(l.listen) };
+        const listener = await runtime.net.listen(
+          l.listen,
+          { backlog: 511, reusePort: false },
+          (conn) => c.#accept(conn, l, named.name),
         );
+        named.name = formatEndpoint(listener.address); // the port filled in
+        c.#listeners.push(listener);
       }
     } catch (err) {
       for (const l of c.#listeners) l.close();
@@ -171,6 +176,11 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   /** Streams open now. */
   get streams(): number {
     return this.#link?.streams ?? 0;
+  }
+
+  /** Counters of every open stream. */
+  streamStats(): TunnelStreamStats[] {
+    return this.#link?.streamStats() ?? [];
   }
 
   /** Round-trip time of the link's last PING, ms. */

@@ -93,6 +93,31 @@ export interface TunnelStreamEnd {
   durationMs: number;
 }
 
+/**
+ * Counters of one open stream.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelStreamStats } from "@relaykit/relaykit";
+ * const s: TunnelStreamStats = { id: 1, destination: { route: "db" }, bytesOut: 10, bytesIn: 0, backlog: 0, credit: 262134 };
+ * console.log(`stream ${s.id}: ${s.bytesOut - s.bytesIn} bytes more up than down`);
+ * ```
+ */
+export interface TunnelStreamStats {
+  /** The stream's id on its link. */
+  id: number;
+  /** Where it goes. */
+  destination: TunnelDestination;
+  /** Bytes read from this side's socket and sent into the tunnel. */
+  bytesOut: number;
+  /** Bytes that came out of the tunnel for this side's socket. */
+  bytesIn: number;
+  /** Of those, bytes this side's socket has not taken yet (at most one window). */
+  backlog: number;
+  /** Bytes this side may still send before the peer grants more. */
+  credit: number;
+}
+
 /** How a link behaves; both sides. */
 export interface LinkOptions {
   /** Shared secret; when set, both sides prove they know it. */
@@ -167,6 +192,14 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
   return diff === 0;
+}
+
+/** The close reason a peer's GOAWAY code stands for. */
+function goawayReason(code: string): LinkCloseReason {
+  if (code === "RK_ETUNNEL_AUTH") return "auth-failed";
+  if (code === "RK_ETUNNEL_VERSION") return "version";
+  if (code === "RK_ETUNNEL_PROTOCOL") return "protocol-error";
+  return "goaway";
 }
 
 function linkError(code: string, message: string): RelaykitError {
@@ -289,6 +322,18 @@ export class Link {
     return s === undefined ? undefined : s.backlog + s.early.reduce((n, b) => n + b.length, 0);
   }
 
+  /** Counters of the open streams. */
+  streamStats(): TunnelStreamStats[] {
+    return [...this.#streams.values()].map((s) => ({
+      id: s.id,
+      destination: s.destination,
+      bytesOut: s.bytesOut,
+      bytesIn: s.bytesIn,
+      backlog: this.streamBacklog(s.id) ?? 0,
+      credit: s.credit,
+    }));
+  }
+
   /** The largest backlog of any stream. */
   maxBacklog(): number {
     let max = 0;
@@ -366,14 +411,15 @@ export class Link {
 
   async #handshake(f: TunnelFrame): Promise<void> {
     if (f.type === "goaway") {
-      const reason: LinkCloseReason = f.code === "RK_ETUNNEL_AUTH"
-        ? "auth-failed"
-        : f.code === "RK_ETUNNEL_VERSION"
-        ? "version"
-        : "goaway";
+      const reason = goawayReason(f.code);
       this.#fail(
         reason,
-        linkError(f.code, `Tunnel server ${this.peer} refused the link: ${f.message}`),
+        linkError(
+          f.code,
+          `Tunnel ${
+            this.role === "client" ? "server" : "client"
+          } ${this.peer} refused the link: ${f.message}`,
+        ),
       );
       return;
     }
@@ -625,7 +671,7 @@ export class Link {
         return;
       case "goaway":
         this.#goaway = linkError(f.code, `Tunnel peer ${this.peer} went away: ${f.message}`);
-        this.#fail("goaway", this.#goaway);
+        this.#fail(goawayReason(f.code), this.#goaway);
         return;
       default:
         throw new TunnelProtocolError("state", `a ${f.type} frame after the handshake`);

@@ -13,7 +13,12 @@ import { Access, type AccessRule } from "../proxy/socks.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import type { TunnelDestination } from "./frame.ts";
-import { Link, type LinkCloseReason, type TunnelStreamEnd } from "./link.ts";
+import {
+  Link,
+  type LinkCloseReason,
+  type TunnelStreamEnd,
+  type TunnelStreamStats,
+} from "./link.ts";
 
 /**
  * How a tunnel server listens and where its streams may go.
@@ -145,11 +150,9 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return n;
   }
 
-  /** The largest backlog a stream's destination socket has (bytes not taken yet). */
-  maxStreamBacklog(): number {
-    let max = 0;
-    for (const l of this.#links) max = Math.max(max, l.maxBacklog());
-    return max;
+  /** Counters of every open stream, over every link. */
+  streamStats(): TunnelStreamStats[] {
+    return [...this.#links].flatMap((l) => l.streamStats());
   }
 
   /** Cut every link at once, as a network failure would (for tests and drills). */
