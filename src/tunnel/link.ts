@@ -883,7 +883,15 @@ export class Link {
     try {
       this.#decoder.end();
     } catch (err) {
-      this.#fail("protocol-error", err as TunnelProtocolError);
+      // cut inside a frame: as lost as any other link that goes (a reset
+      // may look like an EOF on some runtimes)
+      this.#fail(
+        "link-lost",
+        linkError(
+          "ECONNRESET",
+          `Tunnel link to ${this.peer} lost mid-frame (${(err as Error).message})`,
+        ),
+      );
       return;
     }
     this.#fail(
