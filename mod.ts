@@ -109,4 +109,37 @@ export {
   TLV,
   type Tlv,
 } from "./src/protocol/proxy_protocol.ts";
+export {
+  decodeFrame,
+  encodeFrame,
+  FRAME_HEADER_SIZE,
+  FRAME_TYPES,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  NONCE_SIZE,
+  TUNNEL_MAGIC,
+  TUNNEL_VERSIONS,
+  type TunnelDestination,
+  type TunnelFrame,
+  type TunnelProblem,
+  TunnelProtocolError,
+} from "./src/tunnel/frame.ts";
+export {
+  DEFAULT_WINDOW,
+  type LinkCloseReason,
+  type StreamEndReason,
+  type TunnelStreamEnd,
+  type TunnelStreamStats,
+} from "./src/tunnel/link.ts";
+export {
+  TunnelServer,
+  type TunnelServerEvents,
+  type TunnelServerOptions,
+} from "./src/tunnel/server.ts";
+export {
+  TunnelClient,
+  type TunnelClientEvents,
+  type TunnelClientOptions,
+  type TunnelListener,
+} from "./src/tunnel/client.ts";
 export { VERSION } from "./src/version.ts";

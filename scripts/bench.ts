@@ -38,6 +38,13 @@
  *           IPv4 header with UNIQUE_ID, AUTHORITY and CRC32C TLVs, each for
  *           duration/5 s (1 s; 0.4 s with --quick)        -> headers/s
  *
+ * Sections with relaykit's own processes (on the runtime running the bench):
+ *   tunnel  (only with --only tunnel) a relaykit tunnel (client and server
+ *           processes) against a direct relay (relaykit forward, stream
+ *           engine) to relaykit echo: 8 parallel streams for duration s
+ *           (echoed MB/s), then 2,000 64-byte round trips on one stream
+ *           (p50/p99 µs); see scripts/bench/tunnel.ts and docs/tunnel.md
+ *
  * Only node: modules and relaykit's own sources are used, so that the script
  * runs unchanged on Deno and Bun.
  */
@@ -46,6 +53,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
+import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
 import {
   buildProxyHeader,
   parseProxyHeader,
@@ -1308,6 +1316,9 @@ async function benchProxy(
 /** The --only name of the parser section. */
 const PARSER_SECTION = "parser";
 
+/** The --only name of the tunnel section. */
+const TUNNEL_SECTION = "tunnel";
+
 interface ParserResult {
   name: string;
   /** Size of the header parsed or built. */
@@ -1518,9 +1529,10 @@ async function main(): Promise<void> {
       );
     }
     console.log(`${PARSER_SECTION.padEnd(22)} [section] PROXY protocol parse/build, in process`);
+    console.log(`${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs direct relay (--only tunnel)`);
     return;
   }
-  const sections = [PARSER_SECTION];
+  const sections = [PARSER_SECTION, TUNNEL_SECTION];
   // The rows' names do not depend on where the peers are (argv is only
   // called to run one): select first, so that a run of sections alone
   // (--only parser) neither needs the peers nor installs them.
@@ -1535,6 +1547,7 @@ async function main(): Promise<void> {
   };
   const wantProxies = selectProxies(proxyTable(unresolved), opts.only, sections).length > 0;
   const runParser = opts.only === null || opts.only.some((sel) => selects(sel, PARSER_SECTION));
+  const runTunnel = opts.only !== null && opts.only.some((sel) => selects(sel, TUNNEL_SECTION));
   const bins = wantProxies ? await findPeers(opts.install) : null;
   const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
   const parserS = opts.durationS / 5;
@@ -1567,11 +1580,15 @@ async function main(): Promise<void> {
       ]
       : []),
     ...(runParser ? [`${PARSER_SECTION}: ${parserS} s each, in this process (${runner})`] : []),
+    ...(runTunnel
+      ? [`${TUNNEL_SECTION}: ${opts.durationS} s bulk per path, relaykit processes on ${runner}`]
+      : []),
   ].join("\n");
   log(header + "\n");
 
   // First, while nothing else runs on the machine.
   const parser = runParser ? benchParser(parserS) : [];
+  const tunnel: TunnelBenchResult[] = runTunnel ? await benchTunnel(opts.durationS, log) : [];
 
   const results: Result[] = [];
   if (bins && specs.length) {
@@ -1630,6 +1647,27 @@ async function main(): Promise<void> {
   if (parser.length) {
     out.push("", table([PARSER_SECTION, ...PARSER_COLUMNS], parser.map(parserRow)));
   }
+  if (tunnel.length) {
+    const base = tunnel[0]!;
+    out.push(
+      "",
+      table(
+        [TUNNEL_SECTION, "streams", "bulk MB/s", "rtt p50 µs", "rtt p99 µs"],
+        tunnel.map((r) => [
+          r.name,
+          `${r.streams}`,
+          fmt(r.bulkMBps, 1),
+          fmt(r.rttP50Us, 0),
+          fmt(r.rttP99Us, 0),
+        ]),
+      ),
+      ...tunnel.slice(1).map((r) =>
+        `${r.name} / direct: bulk ${(r.bulkMBps / base.bulkMBps).toFixed(2)}x, rtt p50 ${
+          (r.rttP50Us / base.rttP50Us).toFixed(2)
+        }x, p99 ${(r.rttP99Us / base.rttP99Us).toFixed(2)}x`
+      ),
+    );
+  }
   console.log(out.join("\n"));
 
   if (opts.json) {
@@ -1647,6 +1685,7 @@ async function main(): Promise<void> {
           ratios: rs,
           parserDurationS: runParser ? parserS : null,
           parser,
+          tunnel,
         },
         null,
         2,

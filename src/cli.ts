@@ -41,6 +41,7 @@ import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
+import { tunnelCommand } from "./tunnel/cli.ts";
 
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -62,7 +63,23 @@ Usage:
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit socks --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
   relaykit http-connect --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
+  relaykit tunnel server --listen HOST:PORT [--allow RULES] [--route NAME=HOST:PORT]...
+               [--secret-file FILE] [--tls-cert FILE --tls-key FILE]
+  relaykit tunnel client --link HOST:PORT --listen HOST:PORT=DEST...
+               [--secret-file FILE] [--tls | --tls-ca FILE]
   relaykit --help | --version
+
+tunnel: many connections over one link between two relaykit instances
+(docs/tunnel.md). The client's listeners send each connection through the
+link as a stream; the server opens its destination. DEST is HOST:PORT (the
+server must --allow it; closed by default) or the NAME of a server --route.
+The shared secret (--secret-file, or RELAYKIT_TUNNEL_SECRET) is proven with
+HMAC-SHA256 both ways and never sent. --tls-cert/--tls-key serve the link
+over TLS; the client's --tls verifies it with the system's CAs, --tls-ca
+FILE with that CA (--tls-servername NAME: the name to verify). Both take
+--keepalive MS (default 10000; dead after 3 missed), the server
+--connect-timeout MS and --window BYTES; the client reconnects with
+backoff (--reconnect-max MS, default 5000). --verbose prints every stream.
 
 socks (SOCKS4, 4a, 5) and http-connect are closed by default: a destination
 must match an --allow rule and no --deny rule. RULES are comma-separated
@@ -115,10 +132,13 @@ forward options:
 interface Parsed {
   flags: Map<string, string>;
   bools: Set<string>;
+  /** Every value of each flag, for flags that may be repeated. */
+  lists: Map<string, string[]>;
 }
 
 function parseFlags(args: string[], valued: string[], bools: string[]): Parsed {
   const flags = new Map<string, string>();
+  const lists = new Map<string, string[]>();
   const set = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? "";
@@ -132,8 +152,9 @@ function parseFlags(args: string[], valued: string[], bools: string[]): Parsed {
     const value = eq > 0 ? arg.slice(eq + 1) : args[++i];
     if (value === undefined) throw new UsageError(`${name} needs a value`);
     flags.set(name, value);
+    lists.set(name, [...lists.get(name) ?? [], value]);
   }
-  return { flags, bools: set };
+  return { flags, bools: set, lists };
 }
 
 function intFlag(p: Parsed, name: string, min: number): number | undefined {
@@ -715,6 +736,16 @@ export async function main(args: string[]): Promise<number> {
       case "socks":
       case "http-connect":
         await routerCommand(cmd, rest);
+        return 0;
+      case "tunnel":
+        await tunnelCommand(rest, {
+          parseFlags,
+          intFlag,
+          endpointFlag,
+          parseRules,
+          onStop,
+          usage: (m) => new UsageError(m),
+        });
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}" (see --help)`);

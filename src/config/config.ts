@@ -104,10 +104,44 @@ export interface BackendConfig {
   healthCheck: HealthCheckOptions | undefined;
 }
 
+/** A tunnel server of the config (tunnel_servers), validated. */
+export interface TunnelServerConfig {
+  name: string;
+  listen: { host: string; port: number };
+  /** Path of the shared secret's file (relative to the config file), or the secret. */
+  secret: { file: string } | { value: string } | undefined;
+  tls: { cert: string; key: string } | undefined;
+  allow: AccessRule[] | undefined;
+  deny: AccessRule[] | undefined;
+  routes: Record<string, { host: string; port: number }> | undefined;
+  connectTimeout: number | undefined;
+  keepalive: number | undefined;
+  window: number | undefined;
+}
+
+/** A tunnel client of the config (tunnel_clients), validated. */
+export interface TunnelClientConfig {
+  name: string;
+  link: { host: string; port: number };
+  secret: { file: string } | { value: string } | undefined;
+  /** true: verify with the system's CAs; ca: a CA file (relative to the config file). */
+  tls: { ca: string | undefined; servername: string | undefined } | undefined;
+  keepalive: number | undefined;
+  reconnectMax: number | undefined;
+  listeners: {
+    listen: { host: string; port: number };
+    to: { host: string; port: number } | { route: string };
+  }[];
+}
+
 /** A whole config, validated. */
 export interface Config {
   listeners: ListenerConfig[];
   backends: BackendConfig[];
+  /** Tunnel servers (relaykit tunnel server). */
+  tunnelServers: TunnelServerConfig[];
+  /** Tunnel clients (relaykit tunnel client). */
+  tunnelClients: TunnelClientConfig[];
   /** Where to serve Prometheus metrics (GET /metrics), if anywhere. */
   metrics: { host: string; port: number } | undefined;
 }
@@ -138,12 +172,39 @@ export function parseConfig(text: string, file: string): Config {
 
   const v = new Validator(at);
   const root = doc.contents;
-  const config: Config = { listeners: [], backends: [], metrics: undefined };
+  const config: Config = {
+    listeners: [],
+    backends: [],
+    tunnelServers: [],
+    tunnelClients: [],
+    metrics: undefined,
+  };
   if (!isMap(root)) {
     at(root, "", "expected a mapping with listeners and backends");
     throw new ConfigError(issues);
   }
-  const top = v.keys(root, "", ["listeners", "backends", "metrics"], ["listeners"]);
+  const top = v.keys(root, "", [
+    "listeners",
+    "backends",
+    "metrics",
+    "tunnel_servers",
+    "tunnel_clients",
+  ]);
+  if (!top.has("listeners") && !top.has("tunnel_servers") && !top.has("tunnel_clients")) {
+    at(root, "listeners", "is required (or tunnel_servers, tunnel_clients)");
+  }
+  const tunnelNames = new Set<string>();
+  for (const [key, kind] of [["tunnel_servers", "server"], ["tunnel_clients", "client"]] as const) {
+    for (const [i, node] of v.seq(top.get(key), key)) {
+      const where = `${key}[${i}]`;
+      const t = kind === "server" ? v.tunnelServer(node, where) : v.tunnelClient(node, where);
+      if (t === undefined) continue;
+      if (tunnelNames.has(t.name)) at(node, `${where}.name`, `tunnel "${t.name}" is defined twice`);
+      tunnelNames.add(t.name);
+      if (kind === "server") config.tunnelServers.push(t as TunnelServerConfig);
+      else config.tunnelClients.push(t as TunnelClientConfig);
+    }
+  }
   if (top.has("metrics")) {
     const mm = v.keys(top.get("metrics"), "metrics", ["address", "port"], ["port"]);
     const e = v.endpoint(mm, top.get("metrics"), "metrics", true);
@@ -414,6 +475,26 @@ class Validator {
   /** allow, deny (lists of { cidr, host, port }), users ({ name: password }). */
   router(node: Node, where: string): RouterOptions | undefined {
     const m = this.keys(node, where, ["allow", "deny", "users"], ["allow"]);
+    const options = this.rules(m, where);
+    if (m.has("users")) {
+      const um = m.get("users");
+      if (!isMap(um)) {
+        this.at(um, `${where}.users`, "expected a mapping of user names to passwords");
+      } else {
+        const users: Record<string, string> = {};
+        for (const pair of (um as YAMLMap).items) {
+          const user = isScalar(pair.key) ? String(pair.key.value) : "";
+          const pass = this.string(pair.value, `${where}.users.${user}`);
+          if (pass !== undefined) users[user] = pass;
+        }
+        options.users = users;
+      }
+    }
+    return options;
+  }
+
+  /** allow and deny: lists of { cidr, host, port }. */
+  rules(m: Map<string, Node>, where: string): RouterOptions {
     const rules = (key: "allow" | "deny"): AccessRule[] => {
       const out: AccessRule[] = [];
       for (const [i, r] of this.seq(m.get(key), `${where}.${key}`)) {
@@ -437,20 +518,6 @@ class Validator {
     };
     const options: RouterOptions = { allow: m.has("allow") ? rules("allow") : [] };
     if (m.has("deny")) options.deny = rules("deny");
-    if (m.has("users")) {
-      const um = m.get("users");
-      if (!isMap(um)) {
-        this.at(um, `${where}.users`, "expected a mapping of user names to passwords");
-      } else {
-        const users: Record<string, string> = {};
-        for (const pair of (um as YAMLMap).items) {
-          const user = isScalar(pair.key) ? String(pair.key.value) : "";
-          const pass = this.string(pair.value, `${where}.users.${user}`);
-          if (pass !== undefined) users[user] = pass;
-        }
-        options.users = users;
-      }
-    }
     return options;
   }
 
@@ -458,6 +525,156 @@ class Validator {
     if (isScalar(node) && typeof node.value === "boolean") return node.value;
     this.at(node, where, `expected true or false, not ${describe(node)}`);
     return undefined;
+  }
+
+  /** secret_file or secret (not both). */
+  secret(m: Map<string, Node>, node: Node, where: string): TunnelServerConfig["secret"] {
+    if (m.has("secret_file") && m.has("secret")) {
+      this.at(node, where, "give either secret_file or secret, not both");
+    }
+    if (m.has("secret_file")) {
+      const file = this.string(m.get("secret_file"), `${where}.secret_file`);
+      return file === undefined ? undefined : { file };
+    }
+    if (m.has("secret")) {
+      const value = this.string(m.get("secret"), `${where}.secret`);
+      return value === undefined ? undefined : { value };
+    }
+    return undefined;
+  }
+
+  /** host and port (required, port 1-65535), or a listen address (default 0.0.0.0). */
+  inet(node: Node, where: string, listen: boolean): { host: string; port: number } | undefined {
+    const hostKey = listen ? "address" : "host";
+    const m = this.keys(node, where, [hostKey, "port"], listen ? ["port"] : ["host", "port"]);
+    const e = this.endpoint(m, node, where, listen);
+    return e !== undefined && "host" in e ? e : undefined;
+  }
+
+  tunnelServer(node: Node, where: string): TunnelServerConfig | undefined {
+    const m = this.keys(node, where, [
+      "name",
+      "address",
+      "port",
+      "secret_file",
+      "secret",
+      "tls",
+      "allow",
+      "deny",
+      "routes",
+      "connect_timeout",
+      "keepalive",
+      "window",
+    ], ["name", "port"]);
+    const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
+    const listen = this.endpoint(m, node, where, true);
+    let access: RouterOptions | undefined;
+    if (m.has("allow") || m.has("deny")) {
+      const rules = new Map([...m].filter(([k]) => k === "allow" || k === "deny"));
+      access = this.rules(rules, where);
+    }
+    let routes: TunnelServerConfig["routes"];
+    if (m.has("routes")) {
+      const rm = m.get("routes");
+      if (!isMap(rm)) {
+        this.at(rm, `${where}.routes`, "expected a mapping of names to { host, port }");
+      } else {
+        routes = {};
+        for (const pair of (rm as YAMLMap).items) {
+          const rname = isScalar(pair.key) ? String(pair.key.value) : "";
+          const e = this.inet(pair.value, `${where}.routes.${rname}`, false);
+          if (e !== undefined) routes[rname] = e;
+        }
+      }
+    }
+    if (!m.has("allow") && !m.has("routes")) {
+      this.at(node, where, "needs allow or routes: a tunnel server is closed without them");
+    }
+    let tls: { cert: string; key: string } | undefined;
+    if (m.has("tls")) {
+      const tm = this.keys(m.get("tls"), `${where}.tls`, ["cert", "key"], ["cert", "key"]);
+      const cert = tm.has("cert") ? this.string(tm.get("cert"), `${where}.tls.cert`) : undefined;
+      const key = tm.has("key") ? this.string(tm.get("key"), `${where}.tls.key`) : undefined;
+      if (cert !== undefined && key !== undefined) tls = { cert, key };
+    }
+    const num = (k: string, min: number) =>
+      m.has(k) ? this.int(m.get(k), `${where}.${k}`, min, 0x7fffffff) : undefined;
+    const secret = this.secret(m, node, where);
+    const connectTimeout = num("connect_timeout", 0);
+    const keepalive = num("keepalive", 0);
+    const window = num("window", 16 * 1024);
+    if (name === undefined || listen === undefined || "path" in listen) return undefined;
+    return {
+      name,
+      listen,
+      secret,
+      tls,
+      allow: access?.allow === undefined ? undefined : [...access.allow],
+      deny: access?.deny === undefined ? undefined : [...access.deny],
+      routes,
+      connectTimeout,
+      keepalive,
+      window,
+    };
+  }
+
+  tunnelClient(node: Node, where: string): TunnelClientConfig | undefined {
+    const m = this.keys(node, where, [
+      "name",
+      "link",
+      "secret_file",
+      "secret",
+      "tls",
+      "keepalive",
+      "reconnect_max",
+      "listeners",
+    ], ["name", "link", "listeners"]);
+    const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
+    const link = m.has("link") ? this.inet(m.get("link"), `${where}.link`, false) : undefined;
+    let tls: TunnelClientConfig["tls"];
+    if (m.has("tls")) {
+      const t = m.get("tls");
+      if (isScalar(t)) {
+        if (this.bool(t, `${where}.tls`) === true) tls = { ca: undefined, servername: undefined };
+      } else {
+        const tm = this.keys(t, `${where}.tls`, ["ca", "servername"]);
+        tls = {
+          ca: tm.has("ca") ? this.string(tm.get("ca"), `${where}.tls.ca`) : undefined,
+          servername: tm.has("servername")
+            ? this.string(tm.get("servername"), `${where}.tls.servername`)
+            : undefined,
+        };
+      }
+    }
+    const listeners: TunnelClientConfig["listeners"] = [];
+    for (const [i, l] of this.seq(m.get("listeners"), `${where}.listeners`)) {
+      const lw = `${where}.listeners[${i}]`;
+      const lm = this.keys(l, lw, ["address", "port", "to", "route"], ["port"]);
+      const listen = this.endpoint(lm, l, lw, true);
+      let to: TunnelClientConfig["listeners"][number]["to"] | undefined;
+      if (lm.has("to") && lm.has("route")) this.at(l, lw, "give one of to or route, not both");
+      else if (lm.has("to")) to = this.inet(lm.get("to"), `${lw}.to`, false);
+      else if (lm.has("route")) {
+        const r = this.string(lm.get("route"), `${lw}.route`);
+        if (r !== undefined) to = { route: r };
+      } else this.at(l, lw, "needs to ({ host, port }) or route (a name the server knows)");
+      if (listen !== undefined && "host" in listen && to !== undefined) {
+        listeners.push({ listen, to });
+      }
+    }
+    const list = m.get("listeners");
+    if (isSeq(list) && list.items.length === 0) {
+      this.at(list, `${where}.listeners`, "needs at least one listener");
+    }
+    const secret = this.secret(m, node, where);
+    const keepalive = m.has("keepalive")
+      ? this.int(m.get("keepalive"), `${where}.keepalive`, 0, 0x7fffffff)
+      : undefined;
+    const reconnectMax = m.has("reconnect_max")
+      ? this.int(m.get("reconnect_max"), `${where}.reconnect_max`, 100, 0x7fffffff)
+      : undefined;
+    if (name === undefined || link === undefined) return undefined;
+    return { name, link, secret, tls, keepalive, reconnectMax, listeners };
   }
 
   listener(node: Node, where: string): { config: ListenerConfig } | undefined {

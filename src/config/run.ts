@@ -22,6 +22,9 @@ import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
+import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
+import { formatDestination } from "../tunnel/cli.ts";
+import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
 
 /** Read and validate a config file. */
 export function loadConfig(path: string): Config {
@@ -107,6 +110,8 @@ export class Runner {
   #stats = new Map<string, ListenerStats>();
   #metrics: Server | undefined;
   #metricsAt: string | undefined;
+  #tunnels: (TunnelServer | TunnelClient)[] = [];
+  #tunnelKey = "";
 
   /**
    * @param path The config file.
@@ -126,6 +131,12 @@ export class Runner {
   async start(): Promise<void> {
     const config = loadConfig(this.#path);
     await this.#apply(config);
+    try {
+      await this.#startTunnels(config);
+    } catch (err) {
+      for (const r of this.#running.values()) void r.proxy.abort();
+      throw err;
+    }
     if (config.metrics !== undefined && this.#o.metrics) {
       const at = config.metrics;
       const srv = this.#metrics = createServer((req, res) => {
@@ -240,6 +251,9 @@ export class Runner {
       this.#o.log("error", `reload: ${(err as Error).message}; still running the previous config`);
       return false;
     }
+    if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
+      this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
+    }
     this.#o.log("info", `reload: ${this.#path} applied (${config.listeners.length} listeners)`);
     return true;
   }
@@ -251,6 +265,8 @@ export class Runner {
     for (const c of this.#checkers) c.stop();
     this.#checkers = [];
     this.#metrics?.close();
+    for (const t of this.#tunnels) void t.close();
+    this.#tunnels = [];
     const closing = Promise.all(proxies.map((p) => p.close()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((r) => {
@@ -262,6 +278,94 @@ export class Runner {
     await Promise.race([closing, grace]);
     clearTimeout(timer);
     await closing;
+  }
+
+  /** The tunnel servers and clients (started once; a reload leaves them). */
+  async #startTunnels(config: Config): Promise<void> {
+    this.#tunnelKey = JSON.stringify([config.tunnelServers, config.tunnelClients]);
+    const base = dirname(resolve(this.#path));
+    const secretOf = (s: { file: string } | { value: string } | undefined, name: string) => {
+      if (s === undefined) return undefined;
+      if ("value" in s) return s.value;
+      try {
+        const text = readFileSync(resolve(base, s.file), "utf8").trim();
+        if (text === "") throw new Error("the file is empty");
+        return text;
+      } catch (err) {
+        throw new Error(`tunnel "${name}": cannot read its secret_file: ${(err as Error).message}`);
+      }
+    };
+    const read = (f: string) => readFileSync(resolve(base, f), "utf8");
+    const log = this.#o.log;
+    for (const t of config.tunnelServers) {
+      const o: TunnelServerOptions = { listen: t.listen };
+      const secret = secretOf(t.secret, t.name);
+      if (secret !== undefined) o.secret = secret;
+      if (t.tls !== undefined) o.tls = { cert: read(t.tls.cert), key: read(t.tls.key) };
+      if (t.allow !== undefined) o.allow = t.allow;
+      if (t.deny !== undefined) o.deny = t.deny;
+      if (t.routes !== undefined) o.routes = t.routes;
+      if (t.connectTimeout !== undefined) o.connectTimeout = t.connectTimeout;
+      if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
+      if (t.window !== undefined) o.window = t.window;
+      const srv = await TunnelServer.listen(o);
+      this.#tunnels.push(srv);
+      srv.on(
+        "link",
+        (e) => log("info", `${t.name}: link from ${e.remote} up (version ${e.version})`),
+      );
+      srv.on("link-close", (e) =>
+        log(
+          e.reason === "link-lost" || e.reason === "closed" ? "info" : "error",
+          `${t.name}: link from ${e.remote} closed: ${e.reason}${
+            e.error ? ` (${e.error.message})` : ""
+          }`,
+        ));
+      srv.on("stream-end", (e) => {
+        if (e.error !== undefined) {
+          log(
+            "debug",
+            `${t.name}: ${e.remote} #${e.id} to ${
+              formatDestination(e.destination)
+            }: ${e.reason} (${e.error.message})`,
+          );
+        }
+      });
+      log("info", `${t.name}: tunnel server on ${formatEndpoint(srv.address)}`);
+    }
+    for (const t of config.tunnelClients) {
+      const o: TunnelClientOptions = { link: t.link, listeners: t.listeners };
+      const secret = secretOf(t.secret, t.name);
+      if (secret !== undefined) o.secret = secret;
+      if (t.tls !== undefined) {
+        o.tls = {};
+        if (t.tls.ca !== undefined) o.tls.ca = read(t.tls.ca);
+        if (t.tls.servername !== undefined) o.tls.servername = t.tls.servername;
+      }
+      if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
+      if (t.reconnectMax !== undefined) o.reconnectMaxDelay = t.reconnectMax;
+      const c = await TunnelClient.start(o);
+      this.#tunnels.push(c);
+      const at = formatEndpoint(t.link);
+      c.on("up", (e) => log("info", `${t.name}: link to ${at} up (version ${e.version})`));
+      c.on("down", (e) =>
+        log(
+          "error",
+          `${t.name}: link to ${at} down: ${e.reason}${
+            e.error ? ` (${e.error.message})` : ""
+          }; retrying in ${e.retryInMs} ms`,
+        ));
+      c.on("refused", (e) => log("info", `${t.name}: ${e.listener}: link down, connection closed`));
+      log(
+        "info",
+        `${t.name}: tunnel client: ${
+          c.addresses.map((a, i) =>
+            `${formatEndpoint(a)} -> ${formatDestination(t.listeners[i]!.to)}`
+          )
+            .join(", ")
+        } via ${at}`,
+      );
+    }
   }
 
   async #apply(config: Config): Promise<void> {

@@ -1,0 +1,317 @@
+/**
+ * The tunnel's client side: local listeners whose connections enter the
+ * tunnel, one stream each, over one link that is kept up (reconnecting
+ * with exponential backoff and jitter).
+ *
+ * @module
+ */
+import { Emitter } from "../emitter.ts";
+import type { RelaykitError } from "../errors.ts";
+import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
+import { runtime } from "../runtime/detect.ts";
+import type { NetConn, NetListener } from "../runtime/types.ts";
+import type { TunnelDestination } from "./frame.ts";
+import {
+  Link,
+  type LinkCloseReason,
+  type TunnelStreamEnd,
+  type TunnelStreamStats,
+} from "./link.ts";
+
+/**
+ * A local listener of a tunnel client: every connection to `listen` is a
+ * stream to `to` at the other end.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelListener } from "@relaykit/relaykit";
+ * const db: TunnelListener = { listen: { host: "127.0.0.1", port: 15432 }, to: { host: "10.0.0.5", port: 5432 } };
+ * const web: TunnelListener = { listen: { host: "127.0.0.1", port: 8080 }, to: { route: "web" } };
+ * console.log(db.to, web.to);
+ * ```
+ */
+export interface TunnelListener {
+  /** Where to listen. */
+  listen: Endpoint;
+  /** Where its streams go: an address the server may reach, or a route it names. */
+  to: TunnelDestination;
+}
+
+/**
+ * How a tunnel client reaches its server.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelClientOptions } from "@relaykit/relaykit";
+ * const options: TunnelClientOptions = {
+ *   link: { host: "edge.example.com", port: 7000 },
+ *   tls: { servername: "edge.example.com" },
+ *   secret: "correct horse battery staple",
+ *   listeners: [{ listen: { host: "127.0.0.1", port: 15432 }, to: { host: "10.0.0.5", port: 5432 } }],
+ * };
+ * console.log(options.listeners.length);
+ * ```
+ */
+export interface TunnelClientOptions {
+  /** The tunnel server. */
+  link: { host: string; port: number };
+  /** The local listeners. */
+  listeners: readonly TunnelListener[];
+  /** Shared secret; the server must prove it knows it too. */
+  secret?: string;
+  /** Make the link over TLS (`true`: verify against the system's CAs). */
+  tls?: TlsClientOptions | true;
+  /** Give up one link connect after this many ms. @default 10000 */
+  connectTimeout?: number;
+  /** First reconnect delay, ms; it doubles (with jitter) up to maxDelay. @default 100 */
+  reconnectDelay?: number;
+  /** Longest reconnect delay, ms. @default 5000 */
+  reconnectMaxDelay?: number;
+  /** PING every this many ms (0: never). @default 10000 */
+  keepaliveInterval?: number;
+  /** The link is dead after this many intervals without a frame. @default 3 */
+  keepaliveMisses?: number;
+  /** Protocol versions offered. @default TUNNEL_VERSIONS */
+  versions?: readonly number[];
+}
+
+/**
+ * What a tunnel client reports.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelClientEvents } from "@relaykit/relaykit";
+ * const onDown = (e: TunnelClientEvents["down"]) => console.log(`${e.reason}, again in ${e.retryInMs} ms`);
+ * onDown({ reason: "link-lost", error: undefined, retryInMs: 100 });
+ * ```
+ */
+export interface TunnelClientEvents {
+  /** The link is up. */
+  up: { remote: string; version: number };
+  /** The link is down (or could not be made); the next try is in `retryInMs`. */
+  down: {
+    reason: LinkCloseReason | "connect-failed";
+    error: RelaykitError | undefined;
+    retryInMs: number;
+  };
+  /** A local connection was closed at once: the link is down. */
+  refused: { listener: string; remote: string | undefined };
+  /** A stream ended. */
+  "stream-end": TunnelStreamEnd & { listener: string };
+}
+
+/**
+ * Local listeners whose connections go through one tunnel link.
+ *
+ * @example
+ * ```ts
+ * import { TunnelClient } from "@relaykit/relaykit";
+ * const client = await TunnelClient.start({
+ *   link: { host: "127.0.0.1", port: 9 }, // nothing there: it keeps retrying
+ *   listeners: [{ listen: { host: "127.0.0.1", port: 0 }, to: { route: "web" } }],
+ *   reconnectMaxDelay: 1000,
+ * });
+ * client.on("down", (e) => console.log(`link down (${e.reason}), retry in ${e.retryInMs} ms`));
+ * await client.close();
+ * ```
+ */
+export class TunnelClient extends Emitter<TunnelClientEvents> {
+  readonly #o: TunnelClientOptions;
+  readonly #listeners: NetListener[] = [];
+  #link: Link | undefined;
+  #closed = false;
+  #delay: number;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #waiters: (() => void)[] = [];
+  #connecting = false;
+
+  private constructor(options: TunnelClientOptions) {
+    super();
+    this.#o = options;
+    this.#delay = options.reconnectDelay ?? 100;
+  }
+
+  /**
+   * Bind the listeners and start making the link (without waiting for it;
+   * see {@link TunnelClient.waitUp}).
+   *
+   * @param options Where the server is and what to listen on.
+   * @returns The running client.
+   * @throws {RelaykitError} when a listener cannot bind.
+   */
+  static async start(options: TunnelClientOptions): Promise<TunnelClient> {
+    const c = new TunnelClient(options);
+    try {
+      for (const l of options.listeners) {
+        const named = { name: formatEndpoint(l.listen) };
+        const listener = await runtime.net.listen(
+          l.listen,
+          { backlog: 511, reusePort: false },
+          (conn) => c.#accept(conn, l, named.name),
+        );
+        named.name = formatEndpoint(listener.address); // the port filled in
+        c.#listeners.push(listener);
+      }
+    } catch (err) {
+      for (const l of c.#listeners) l.close();
+      throw err;
+    }
+    c.#connect();
+    return c;
+  }
+
+  /** The listeners' bound addresses, in the order given. */
+  get addresses(): { host: string; port: number }[] {
+    return this.#listeners.map((l) => {
+      if ("path" in l.address) throw new TypeError("Tunnel client listeners are TCP");
+      return l.address;
+    });
+  }
+
+  /** Whether the link is up. */
+  get up(): boolean {
+    return this.#link?.ready ?? false;
+  }
+
+  /** Streams open now. */
+  get streams(): number {
+    return this.#link?.streams ?? 0;
+  }
+
+  /** Counters of every open stream. */
+  streamStats(): TunnelStreamStats[] {
+    return this.#link?.streamStats() ?? [];
+  }
+
+  /** Round-trip time of the link's last PING, ms. */
+  get rttMs(): number | undefined {
+    return this.#link?.rttMs;
+  }
+
+  /**
+   * Resolve once the link is up.
+   *
+   * @param timeoutMs Reject after this long.
+   */
+  waitUp(timeoutMs = 10_000): Promise<void> {
+    if (this.up) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        reject(new Error(`The tunnel link to ${this.#where()} is not up after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#waiters.push(done);
+    });
+  }
+
+  #where(): string {
+    return formatEndpoint(this.#o.link);
+  }
+
+  #accept(conn: NetConn, l: TunnelListener, listener: string): void {
+    const link = this.#link;
+    if (this.#closed || link === undefined || !link.ready) {
+      this.emit("refused", {
+        listener,
+        remote: conn.remote === undefined ? undefined : formatEndpoint(conn.remote),
+      });
+      conn.destroy(false);
+      return;
+    }
+    const streamEnd = (e: TunnelStreamEnd) => this.emit("stream-end", { ...e, listener });
+    this.#streamEnds.set(link.open(l.to, conn), streamEnd);
+  }
+
+  #streamEnds = new Map<number, (e: TunnelStreamEnd) => void>();
+
+  #connect(): void {
+    if (this.#closed || this.#connecting) return;
+    this.#connecting = true;
+    const tls = this.#o.tls === true ? {} : this.#o.tls;
+    runtime.net.connect(this.#o.link, {
+      timeout: this.#o.connectTimeout ?? 10_000,
+      family: "any",
+      bindAddress: undefined,
+      tls,
+    }).then((conn) => {
+      this.#connecting = false;
+      if (this.#closed) {
+        conn.destroy(false);
+        return;
+      }
+      const remote = this.#where();
+      this.#streamEnds = new Map();
+      const ends = this.#streamEnds;
+      let wasReady = false;
+      this.#link = new Link("client", conn, {
+        secret: this.#o.secret,
+        versions: this.#o.versions,
+        keepaliveInterval: this.#o.keepaliveInterval,
+        keepaliveMisses: this.#o.keepaliveMisses,
+      }, {
+        ready: (version) => {
+          wasReady = true;
+          this.#delay = this.#o.reconnectDelay ?? 100;
+          this.emit("up", { remote, version });
+          const waiters = this.#waiters;
+          this.#waiters = [];
+          for (const w of waiters) w();
+        },
+        streamEnd: (e) => {
+          const f = ends.get(e.id);
+          ends.delete(e.id);
+          f?.(e);
+        },
+        close: (reason, error) => {
+          if (reason === "closed" && this.#closed) return;
+          this.#down(reason, error, wasReady);
+        },
+      });
+    }, (err: RelaykitError) => {
+      this.#connecting = false;
+      this.#down("connect-failed", err, false);
+    });
+  }
+
+  #down(
+    reason: TunnelClientEvents["down"]["reason"],
+    error: RelaykitError | undefined,
+    wasReady: boolean,
+  ): void {
+    if (this.#closed) return;
+    // after a link that was up, try again soon; else back off further
+    if (wasReady) this.#delay = this.#o.reconnectDelay ?? 100;
+    const max = this.#o.reconnectMaxDelay ?? 5000;
+    const base = Math.min(this.#delay, max);
+    const wait = Math.round(base / 2 + Math.random() * base / 2); // jitter: 50-100 %
+    this.#delay = Math.min(base * 2, max);
+    this.emit("down", { reason, error, retryInMs: wait });
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#connect(), wait);
+  }
+
+  /** Cut the link at once, as a network failure would (for tests and drills). */
+  dropLink(): void {
+    this.#link?.destroy();
+  }
+
+  /** Stop listening, close the link; open streams end with "closed". */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      clearTimeout(this.#retry);
+      for (const l of this.#listeners) l.close();
+      this.#link?.close("the tunnel client is shutting down");
+    }
+    return Promise.resolve();
+  }
+
+  /** Same as close(), for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

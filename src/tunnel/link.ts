@@ -1,0 +1,964 @@
+/**
+ * The multiplexer: many streams over one link (a NetConn), with the
+ * handshake (version negotiation, optional HMAC-SHA256 challenge-response
+ * in both directions), per-stream flow control and keepalive.
+ *
+ * Theory of operation, per stream and direction:
+ * - The sender may have at most `credit` bytes of DATA outstanding. Bytes
+ *   read from its socket that do not fit wait in `out` and the socket is
+ *   paused until a WINDOW frame gives credit back.
+ * - The receiver writes DATA to its socket at once and grants the bytes
+ *   back (WINDOW) only once its socket has taken them (write() returned
+ *   true, or the drain after false). A destination that stops reading
+ *   stops the grants, so the sender's credit runs out and only that stream
+ *   stops: the receiver never holds more than one window for it.
+ * - The link's own backpressure: when the link socket holds more than
+ *   LINK_HIGH bytes, every stream stops sending DATA until it drains.
+ * - EOF on a socket becomes FIN once its bytes are out; FIN from the peer
+ *   becomes a half-close of the socket after the bytes written before it.
+ *   A stream is done when FIN went both ways. A socket error or reset
+ *   becomes RST (and RST a reset of the socket).
+ * - When the link goes, every stream's socket is reset (not closed with a
+ *   FIN, which would look like a complete stream) with reason "link-lost".
+ *   Nothing is replayed: what arrived arrived once, in order.
+ *
+ * @module
+ */
+import { RelaykitError } from "../errors.ts";
+import type { NetConn } from "../runtime/types.ts";
+import {
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  NONCE_SIZE,
+  TUNNEL_VERSIONS,
+  type TunnelDestination,
+  type TunnelFrame,
+  TunnelProtocolError,
+} from "./frame.ts";
+
+/** Per-stream window granted to the peer, by default (256 KiB). */
+export const DEFAULT_WINDOW = 256 * 1024;
+
+/** Bytes the link socket may hold before streams stop sending. */
+const LINK_HIGH = 256 * 1024;
+
+/** Most streams open at once on one link. */
+const MAX_STREAMS = 65_536;
+
+/** Why a link closed. */
+export type LinkCloseReason =
+  | "link-lost"
+  | "protocol-error"
+  | "keepalive-timeout"
+  | "handshake-timeout"
+  | "goaway"
+  | "auth-failed"
+  | "version"
+  | "closed";
+
+/** Why a stream ended. */
+export type StreamEndReason =
+  | "done"
+  | "reset"
+  | "connect-failed"
+  | "refused"
+  | "link-lost"
+  | "closed";
+
+/**
+ * One stream that ended, as tunnel clients and servers report it.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelStreamEnd } from "@relaykit/relaykit";
+ * const show = (e: TunnelStreamEnd) => `#${e.id} ${e.reason}: ${e.bytesOut} up, ${e.bytesIn} down`;
+ * console.log(show({ id: 1, destination: { route: "db" }, reason: "done", bytesOut: 3, bytesIn: 5, durationMs: 1 }));
+ * ```
+ */
+export interface TunnelStreamEnd {
+  /** The stream's id on its link. */
+  id: number;
+  /** Where it went. */
+  destination: TunnelDestination;
+  /** Why it ended. */
+  reason: StreamEndReason;
+  /** What went wrong, unless it ended normally. */
+  error?: RelaykitError;
+  /** Bytes read from this side's socket and sent into the tunnel. */
+  bytesOut: number;
+  /** Bytes that came out of the tunnel and were written to this side's socket. */
+  bytesIn: number;
+  /** From open to end. */
+  durationMs: number;
+}
+
+/**
+ * Counters of one open stream.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelStreamStats } from "@relaykit/relaykit";
+ * const s: TunnelStreamStats = { id: 1, destination: { route: "db" }, bytesOut: 10, bytesIn: 0, backlog: 0, credit: 262134 };
+ * console.log(`stream ${s.id}: ${s.bytesOut - s.bytesIn} bytes more up than down`);
+ * ```
+ */
+export interface TunnelStreamStats {
+  /** The stream's id on its link. */
+  id: number;
+  /** Where it goes. */
+  destination: TunnelDestination;
+  /** Bytes read from this side's socket and sent into the tunnel. */
+  bytesOut: number;
+  /** Bytes that came out of the tunnel for this side's socket. */
+  bytesIn: number;
+  /** Of those, bytes this side's socket has not taken yet (at most one window). */
+  backlog: number;
+  /** Bytes this side may still send before the peer grants more. */
+  credit: number;
+}
+
+/** How a link behaves; both sides. */
+export interface LinkOptions {
+  /** Shared secret; when set, both sides prove they know it. */
+  secret?: string | undefined;
+  /** Versions offered (client) or spoken (server). @default TUNNEL_VERSIONS */
+  versions?: readonly number[] | undefined;
+  /** Per-stream window the server announces. @default 262144 */
+  window?: number | undefined;
+  /** PING every this many ms (0: never). @default 10000 */
+  keepaliveInterval?: number | undefined;
+  /** The link is dead after this many intervals without a frame. @default 3 */
+  keepaliveMisses?: number | undefined;
+  /** Give up a handshake after this many ms. @default 10000 */
+  handshakeTimeout?: number | undefined;
+}
+
+/** What the owner of a link hears. */
+export interface LinkHandlers {
+  /** The handshake is done. */
+  ready?(version: number): void;
+  /** The server side: the peer opened a stream; answer with attach() or refuse(). */
+  open?(id: number, destination: TunnelDestination): void;
+  /** A stream ended. */
+  streamEnd(end: TunnelStreamEnd): void;
+  /** The link closed (once). */
+  close(reason: LinkCloseReason, error: RelaykitError | undefined): void;
+}
+
+interface Stream {
+  id: number;
+  destination: TunnelDestination;
+  startedAt: number;
+  conn: NetConn | undefined;
+  credit: number; // DATA we may still send
+  out: Uint8Array[]; // read from conn, waiting for credit
+  paused: boolean;
+  allowed: number; // DATA the peer may still send
+  consumed: number; // taken by conn, not granted back yet
+  backlog: number; // written to conn, not taken yet
+  early: Uint8Array[]; // DATA before conn is attached
+  eof: boolean; // conn ended
+  finSent: boolean;
+  finRecv: boolean;
+  connClosed: boolean;
+  ended: boolean;
+  bytesOut: number;
+  bytesIn: number;
+}
+
+const te = new TextEncoder();
+
+async function hmac(
+  secret: string,
+  label: string,
+  a: Uint8Array,
+  b: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    te.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const msg = new Uint8Array([...te.encode(label), ...a, ...b]);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
+}
+
+/** Compare two proofs in time that does not depend on where they differ. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+/** The close reason a peer's GOAWAY code stands for. */
+function goawayReason(code: string): LinkCloseReason {
+  if (code === "RK_ETUNNEL_AUTH") return "auth-failed";
+  if (code === "RK_ETUNNEL_VERSION") return "version";
+  if (code === "RK_ETUNNEL_PROTOCOL") return "protocol-error";
+  return "goaway";
+}
+
+function linkError(code: string, message: string): RelaykitError {
+  return new RelaykitError(message, code);
+}
+
+/**
+ * One link: the handshake, then streams. Made by TunnelClient and
+ * TunnelServer; not public.
+ */
+export class Link {
+  readonly role: "client" | "server";
+  readonly #conn: NetConn;
+  readonly #h: LinkHandlers;
+  readonly #secret: string | undefined;
+  readonly #versions: readonly number[];
+  readonly #window: number;
+  readonly #decoder = new FrameDecoder();
+  #state: "hello" | "auth" | "ready" | "closed" = "hello";
+  #version = 0;
+  #streamWindow: number; // the initial credit each way, once agreed
+  #nonce: Uint8Array = new Uint8Array(NONCE_SIZE);
+  #peerNonce: Uint8Array = new Uint8Array(0);
+  readonly #streams = new Map<number, Stream>();
+  #nextId = 1; // client: the next stream id
+  #lastPeerId = 0; // server: the highest stream id opened
+  #queued = 0; // bytes given to the link socket
+  #congested = false;
+  #inbox: TunnelFrame[] = [];
+  #busy = false;
+  #lastRx = Date.now();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingSentAt = 0;
+  #goaway: RelaykitError | undefined;
+  /** Round-trip time of the last PING, in ms. */
+  rttMs: number | undefined;
+
+  constructor(role: "client" | "server", conn: NetConn, options: LinkOptions, h: LinkHandlers) {
+    this.role = role;
+    this.#conn = conn;
+    this.#h = h;
+    this.#secret = options.secret;
+    this.#versions = options.versions ?? TUNNEL_VERSIONS;
+    this.#window = options.window ?? DEFAULT_WINDOW;
+    this.#streamWindow = this.#window;
+    const interval = options.keepaliveInterval ?? 10_000;
+    const misses = options.keepaliveMisses ?? 3;
+    if (interval > 0) {
+      this.#timer = setInterval(() => {
+        if (Date.now() - this.#lastRx > interval * misses) {
+          this.#fail(
+            "keepalive-timeout",
+            linkError(
+              "ETIMEDOUT",
+              `Tunnel link to ${this.peer} is dead: no frame for ${interval * misses} ms`,
+            ),
+          );
+          return;
+        }
+        if (this.#state === "ready") {
+          this.#pingSentAt = Date.now();
+          this.#send({ type: "ping", data: new Uint8Array(8) });
+        }
+      }, interval);
+    }
+    const ht = options.handshakeTimeout ?? 10_000;
+    this.#handshakeTimer = setTimeout(() => {
+      this.#fail(
+        "handshake-timeout",
+        linkError("ETIMEDOUT", `Tunnel handshake with ${this.peer} took more than ${ht} ms`),
+      );
+    }, ht);
+    conn.start({
+      data: (chunk) => this.#onData(chunk),
+      end: () => this.#onLinkEnd(),
+      drain: () => this.#onDrain(),
+      close: (code) => this.#onLinkClose(code),
+    });
+    if (role === "client") {
+      crypto.getRandomValues(this.#nonce);
+      this.#send({ type: "hello", versions: [...this.#versions], nonce: this.#nonce });
+    }
+  }
+
+  /** "host:port" of the peer. */
+  get peer(): string {
+    const r = this.#conn.remote;
+    return r === undefined
+      ? "the peer"
+      : `${r.host.includes(":") ? `[${r.host}]` : r.host}:${r.port}`;
+  }
+
+  /** Whether streams can be opened. */
+  get ready(): boolean {
+    return this.#state === "ready";
+  }
+
+  /** Whether the link is closed. */
+  get closed(): boolean {
+    return this.#state === "closed";
+  }
+
+  /** The protocol version agreed (0 before). */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Open streams. */
+  get streams(): number {
+    return this.#streams.size;
+  }
+
+  /**
+   * Bytes a stream's socket holds that it has not taken yet (DATA written
+   * to it and not yet drained, or waiting for it to be attached).
+   */
+  streamBacklog(id: number): number | undefined {
+    const s = this.#streams.get(id);
+    return s === undefined ? undefined : s.backlog + s.early.reduce((n, b) => n + b.length, 0);
+  }
+
+  /** Counters of the open streams. */
+  streamStats(): TunnelStreamStats[] {
+    return [...this.#streams.values()].map((s) => ({
+      id: s.id,
+      destination: s.destination,
+      bytesOut: s.bytesOut,
+      bytesIn: s.bytesIn,
+      backlog: this.streamBacklog(s.id) ?? 0,
+      credit: s.credit,
+    }));
+  }
+
+  /** The largest backlog of any stream. */
+  maxBacklog(): number {
+    let max = 0;
+    for (const id of this.#streams.keys()) max = Math.max(max, this.streamBacklog(id) ?? 0);
+    return max;
+  }
+
+  // -------------------------------------------------------------------------
+  // Writing
+
+  #send(f: TunnelFrame): void {
+    if (this.#state === "closed") return;
+    const bytes = encodeFrame(f);
+    this.#queued += bytes.length;
+    if (!this.#conn.write(bytes) && this.#queued - this.#conn.written > LINK_HIGH) {
+      this.#congested = true;
+    }
+  }
+
+  #onDrain(): void {
+    if (!this.#congested) return;
+    this.#congested = false;
+    for (const s of [...this.#streams.values()]) {
+      if (this.#congested) break;
+      this.#flushOut(s);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Reading
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#state === "closed") return;
+    this.#lastRx = Date.now();
+    let frames: TunnelFrame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.#protocolError(err as TunnelProtocolError);
+      return;
+    }
+    if (this.#busy || this.#inbox.length > 0 || this.#state !== "ready") {
+      this.#inbox.push(...frames);
+      void this.#drainInbox();
+      return;
+    }
+    for (const f of frames) {
+      if (this.closed) return;
+      this.#handle(f);
+    }
+  }
+
+  /** Frames in order, some of them (the handshake's) async. */
+  async #drainInbox(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    try {
+      while (this.#inbox.length > 0 && this.#state !== "closed") {
+        const f = this.#inbox.shift()!;
+        if (this.#state === "ready") this.#handle(f);
+        else await this.#handshake(f);
+      }
+    } catch (err) {
+      if (err instanceof TunnelProtocolError) this.#protocolError(err);
+      else this.#fail("closed", linkError("EIO", `Tunnel link to ${this.peer}: ${err}`));
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #protocolError(err: TunnelProtocolError): void {
+    this.#send({ type: "goaway", code: err.code, message: err.message });
+    this.#fail("protocol-error", err);
+  }
+
+  async #handshake(f: TunnelFrame): Promise<void> {
+    if (f.type === "goaway") {
+      const reason = goawayReason(f.code);
+      this.#fail(
+        reason,
+        linkError(
+          f.code,
+          `Tunnel ${
+            this.role === "client" ? "server" : "client"
+          } ${this.peer} refused the link: ${f.message}`,
+        ),
+      );
+      return;
+    }
+    if (f.type === "ping") {
+      this.#send({ type: "pong", data: f.data });
+      return;
+    }
+    if (f.type === "pong") return;
+    const unexpected = () => {
+      throw new TunnelProtocolError(
+        f.type === "hello" ? "state" : "state",
+        `a ${f.type} frame during the handshake (state ${this.#state}, ${this.role} side)`,
+      );
+    };
+    if (this.role === "server") {
+      if (this.#state === "hello" && f.type === "hello") {
+        const common = f.versions.filter((v) => this.#versions.includes(v));
+        if (common.length === 0) {
+          const msg = `no common protocol version: the client offers ${
+            f.versions.join(", ")
+          }, this server speaks ${this.#versions.join(", ")}`;
+          this.#send({ type: "goaway", code: "RK_ETUNNEL_VERSION", message: msg });
+          this.#fail(
+            "version",
+            linkError("RK_ETUNNEL_VERSION", `Tunnel client ${this.peer}: ${msg}`),
+          );
+          return;
+        }
+        this.#version = Math.max(...common);
+        this.#peerNonce = f.nonce;
+        if (this.#secret === undefined) {
+          this.#send({ type: "hello-ack", version: this.#version, window: this.#window });
+          this.#becomeReady();
+          return;
+        }
+        crypto.getRandomValues(this.#nonce);
+        const proof = await hmac(this.#secret, "relaykit-tunnel server", f.nonce, this.#nonce);
+        this.#send({
+          type: "hello-ack",
+          version: this.#version,
+          window: this.#window,
+          auth: { nonce: this.#nonce, proof },
+        });
+        this.#state = "auth";
+        return;
+      }
+      if (this.#state === "auth" && f.type === "auth") {
+        const want = await hmac(
+          this.#secret!,
+          "relaykit-tunnel client",
+          this.#nonce,
+          this.#peerNonce,
+        );
+        if (!sameBytes(want, f.proof)) {
+          const msg = "wrong shared secret";
+          this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
+          this.#fail(
+            "auth-failed",
+            linkError("RK_ETUNNEL_AUTH", `Tunnel client ${this.peer}: ${msg}`),
+          );
+          return;
+        }
+        this.#send({ type: "ready" });
+        this.#becomeReady();
+        return;
+      }
+      return unexpected();
+    }
+    // the client
+    if (this.#state === "hello" && f.type === "hello-ack") {
+      if (!this.#versions.includes(f.version)) {
+        throw new TunnelProtocolError(
+          "state",
+          `the server chose version ${f.version}, not offered`,
+        );
+      }
+      this.#version = f.version;
+      this.#streamWindow = f.window;
+      if (f.auth === undefined) {
+        if (this.#secret !== undefined) {
+          const msg = "the server does not authenticate, and this client has a shared secret";
+          this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
+          this.#fail(
+            "auth-failed",
+            linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
+          );
+          return;
+        }
+        this.#becomeReady();
+        return;
+      }
+      if (this.#secret === undefined) {
+        const msg = "the server requires a shared secret, and this client has none";
+        this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
+        this.#fail(
+          "auth-failed",
+          linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
+        );
+        return;
+      }
+      const want = await hmac(this.#secret, "relaykit-tunnel server", this.#nonce, f.auth.nonce);
+      if (!sameBytes(want, f.auth.proof)) {
+        const msg = "wrong shared secret (the server's proof does not match)";
+        this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
+        this.#fail(
+          "auth-failed",
+          linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
+        );
+        return;
+      }
+      const proof = await hmac(this.#secret, "relaykit-tunnel client", f.auth.nonce, this.#nonce);
+      this.#send({ type: "auth", proof });
+      this.#state = "auth";
+      return;
+    }
+    if (this.#state === "auth" && f.type === "ready") {
+      this.#becomeReady();
+      return;
+    }
+    return unexpected();
+  }
+
+  #becomeReady(): void {
+    this.#state = "ready";
+    clearTimeout(this.#handshakeTimer);
+    this.#h.ready?.(this.#version);
+  }
+
+  /** A frame after the handshake. */
+  #handle(f: TunnelFrame): void {
+    try {
+      this.#handleReady(f);
+    } catch (err) {
+      if (err instanceof TunnelProtocolError) this.#protocolError(err);
+      else throw err;
+    }
+  }
+
+  #stream(id: number, type: string): Stream | undefined {
+    const s = this.#streams.get(id);
+    if (s !== undefined) return s;
+    const opened = this.role === "client" ? id < this.#nextId : id <= this.#lastPeerId;
+    if (!opened) {
+      throw new TunnelProtocolError("state", `a ${type} frame for stream ${id}, never opened`);
+    }
+    return undefined; // closed already: late frames are dropped
+  }
+
+  #handleReady(f: TunnelFrame): void {
+    switch (f.type) {
+      case "data": {
+        const s = this.#stream(f.stream, f.type);
+        if (s === undefined) return;
+        if (s.finRecv) throw new TunnelProtocolError("state", `data after FIN on stream ${s.id}`);
+        if (f.data.length > s.allowed) {
+          throw new TunnelProtocolError(
+            "flow-control",
+            `stream ${s.id} sent ${f.data.length} bytes with ${s.allowed} of credit`,
+          );
+        }
+        s.allowed -= f.data.length;
+        s.bytesIn += f.data.length;
+        if (s.conn === undefined) {
+          s.early.push(f.data);
+          return;
+        }
+        this.#toConn(s, f.data);
+        return;
+      }
+      case "window": {
+        const s = this.#stream(f.stream, f.type);
+        if (s === undefined) return;
+        if (s.credit + f.credit > 0x7fffffff) {
+          throw new TunnelProtocolError("flow-control", `stream ${s.id}'s credit overflows`);
+        }
+        s.credit += f.credit;
+        this.#flushOut(s);
+        return;
+      }
+      case "fin": {
+        const s = this.#stream(f.stream, f.type);
+        if (s === undefined) return;
+        if (s.finRecv) throw new TunnelProtocolError("state", `a second FIN on stream ${s.id}`);
+        s.finRecv = true;
+        if (s.conn !== undefined) s.conn.end();
+        this.#maybeDone(s);
+        return;
+      }
+      case "rst": {
+        const s = this.#stream(f.stream, f.type);
+        if (s === undefined) return;
+        this.#endStream(
+          s,
+          "reset",
+          linkError(f.code, `Stream ${s.id} reset by the tunnel peer: ${f.message}`),
+          true,
+          false,
+        );
+        return;
+      }
+      case "open": {
+        if (this.role !== "server") {
+          throw new TunnelProtocolError("state", "the server opened a stream");
+        }
+        if (f.stream <= this.#lastPeerId) {
+          throw new TunnelProtocolError(
+            "state",
+            `stream id ${f.stream} is not above ${this.#lastPeerId}`,
+          );
+        }
+        this.#lastPeerId = f.stream;
+        if (this.#streams.size >= MAX_STREAMS) {
+          this.#send({
+            type: "open-fail",
+            stream: f.stream,
+            code: "RK_ELIMIT",
+            message: `more than ${MAX_STREAMS} streams on one link`,
+          });
+          return;
+        }
+        this.#streams.set(f.stream, this.#newStream(f.stream, f.destination));
+        this.#h.open?.(f.stream, f.destination);
+        return;
+      }
+      case "open-ok": {
+        if (this.role !== "client") {
+          throw new TunnelProtocolError("state", "OPEN_OK from the client");
+        }
+        this.#stream(f.stream, f.type);
+        return;
+      }
+      case "open-fail": {
+        if (this.role !== "client") {
+          throw new TunnelProtocolError("state", "OPEN_FAIL from the client");
+        }
+        const s = this.#stream(f.stream, f.type);
+        if (s === undefined) return;
+        const reason = f.code === "RK_EDENIED" || f.code === "RK_EROUTE"
+          ? "refused"
+          : "connect-failed";
+        this.#endStream(s, reason, linkError(f.code, f.message), false, false);
+        return;
+      }
+      case "ping":
+        this.#send({ type: "pong", data: f.data });
+        return;
+      case "pong":
+        if (this.#pingSentAt > 0) this.rttMs = Date.now() - this.#pingSentAt;
+        return;
+      case "goaway":
+        this.#goaway = linkError(f.code, `Tunnel peer ${this.peer} went away: ${f.message}`);
+        this.#fail(goawayReason(f.code), this.#goaway);
+        return;
+      default:
+        throw new TunnelProtocolError("state", `a ${f.type} frame after the handshake`);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Streams
+
+  #newStream(id: number, destination: TunnelDestination): Stream {
+    return {
+      id,
+      destination,
+      startedAt: Date.now(),
+      conn: undefined,
+      credit: this.#streamWindow,
+      out: [],
+      paused: false,
+      allowed: this.#streamWindow,
+      consumed: 0,
+      backlog: 0,
+      early: [],
+      eof: false,
+      finSent: false,
+      finRecv: false,
+      connClosed: false,
+      ended: false,
+      bytesOut: 0,
+      bytesIn: 0,
+    };
+  }
+
+  /**
+   * The client side: open a stream to `destination` carrying `conn`.
+   * Returns the stream id.
+   */
+  open(destination: TunnelDestination, conn: NetConn): number {
+    if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
+    const id = this.#nextId++;
+    const s = this.#newStream(id, destination);
+    this.#streams.set(id, s);
+    this.#send({ type: "open", stream: id, destination });
+    this.#attachConn(s, conn);
+    return id;
+  }
+
+  /** The server side: the stream's destination is connected. */
+  attach(id: number, conn: NetConn): boolean {
+    const s = this.#streams.get(id);
+    if (s === undefined || s.ended) return false;
+    this.#send({ type: "open-ok", stream: id });
+    this.#attachConn(s, conn);
+    const early = s.early;
+    s.early = [];
+    for (const b of early) this.#toConn(s, b);
+    if (s.finRecv) conn.end();
+    return true;
+  }
+
+  /** The server side: the stream's destination cannot be reached. */
+  refuse(id: number, error: RelaykitError, reason: "connect-failed" | "refused"): void {
+    const s = this.#streams.get(id);
+    if (s === undefined || s.ended) return;
+    this.#send({ type: "open-fail", stream: id, code: error.code, message: error.message });
+    this.#endStream(s, reason, error, false, false);
+  }
+
+  #attachConn(s: Stream, conn: NetConn): void {
+    s.conn = conn;
+    conn.start({
+      data: (chunk) => {
+        if (s.ended) return;
+        s.out.push(chunk);
+        this.#flushOut(s);
+      },
+      end: () => {
+        if (s.ended) return;
+        s.eof = true;
+        this.#flushOut(s);
+      },
+      drain: () => {
+        if (s.ended || s.backlog === 0) return;
+        s.consumed += s.backlog;
+        s.backlog = 0;
+        this.#grant(s);
+      },
+      close: (code) => {
+        s.connClosed = true;
+        if (s.ended) return;
+        if (code === undefined && s.eof && s.finRecv) {
+          this.#maybeDone(s); // its bytes may still wait for credit
+          return;
+        }
+        const c = code ?? "ECONNRESET";
+        this.#endStream(
+          s,
+          "reset",
+          linkError(
+            c,
+            `Stream ${s.id}'s socket ${code === undefined ? "closed early" : "failed"} (${c})`,
+          ),
+          false,
+          true,
+        );
+      },
+    });
+  }
+
+  /** DATA for the socket; granted back once the socket takes it. */
+  #toConn(s: Stream, data: Uint8Array): void {
+    // behind bytes the socket has not taken: queued, granted on drain
+    const behind = s.backlog > 0;
+    const took = s.conn!.write(data);
+    if (behind || !took) {
+      s.backlog += data.length;
+      return;
+    }
+    s.consumed += data.length;
+    this.#grant(s);
+  }
+
+  #grant(s: Stream): void {
+    if (s.finRecv || s.consumed < Math.min(this.#streamWindow / 4, 64 * 1024)) return;
+    this.#send({ type: "window", stream: s.id, credit: s.consumed });
+    s.allowed += s.consumed;
+    s.consumed = 0;
+  }
+
+  /** Send what waits, as credit and the link allow; pause or resume the socket. */
+  #flushOut(s: Stream): void {
+    while (s.out.length > 0 && s.credit > 0 && !this.#congested && !s.ended) {
+      const chunk = s.out[0]!;
+      const n = Math.min(chunk.length, s.credit, MAX_FRAME_PAYLOAD);
+      // a copy of a part, a view of a whole chunk (encodeFrame copies anyway)
+      this.#send({ type: "data", stream: s.id, data: chunk.subarray(0, n) });
+      s.credit -= n;
+      s.bytesOut += n;
+      if (n === chunk.length) s.out.shift();
+      else s.out[0] = chunk.subarray(n);
+    }
+    if (s.ended) return;
+    const stop = s.out.length > 0 || s.credit === 0 || this.#congested;
+    if (stop && !s.paused) {
+      s.paused = true;
+      s.conn?.pause();
+    } else if (!stop && s.paused && !s.eof) {
+      s.paused = false;
+      s.conn?.resume();
+    }
+    if (s.eof && s.out.length === 0 && !s.finSent) {
+      s.finSent = true;
+      this.#send({ type: "fin", stream: s.id });
+      this.#maybeDone(s);
+    }
+  }
+
+  #maybeDone(s: Stream): void {
+    if (s.finSent && s.finRecv) this.#endStream(s, "done", undefined, false, false);
+  }
+
+  /**
+   * End a stream: report it, and unless it ended cleanly close its socket
+   * (reset) and tell the peer (RST) when `tellPeer`.
+   */
+  #endStream(
+    s: Stream,
+    reason: StreamEndReason,
+    error: RelaykitError | undefined,
+    reset: boolean,
+    tellPeer: boolean,
+  ): void {
+    if (s.ended) return;
+    s.ended = true;
+    s.out = [];
+    s.early = [];
+    this.#streams.delete(s.id);
+    if (tellPeer) {
+      this.#send({
+        type: "rst",
+        stream: s.id,
+        code: error?.code ?? "ECONNRESET",
+        message: error?.message ?? "",
+      });
+    }
+    if (reason !== "done") s.conn?.destroy(reset);
+    const end: TunnelStreamEnd = {
+      id: s.id,
+      destination: s.destination,
+      reason,
+      bytesOut: s.bytesOut,
+      bytesIn: s.bytesIn,
+      durationMs: Date.now() - s.startedAt,
+    };
+    if (error !== undefined) end.error = error;
+    this.#h.streamEnd(end);
+  }
+
+  /** Reset one stream from this side (the owner closes it). */
+  resetStream(id: number, code: string, message: string): void {
+    const s = this.#streams.get(id);
+    if (s !== undefined) this.#endStream(s, "closed", linkError(code, message), true, true);
+  }
+
+  // -------------------------------------------------------------------------
+  // The link's end
+
+  #onLinkEnd(): void {
+    if (this.#state === "closed") return;
+    try {
+      this.#decoder.end();
+    } catch (err) {
+      // cut inside a frame: as lost as any other link that goes (a reset
+      // may look like an EOF on some runtimes)
+      this.#fail(
+        "link-lost",
+        linkError(
+          "ECONNRESET",
+          `Tunnel link to ${this.peer} lost mid-frame (${(err as Error).message})`,
+        ),
+      );
+      return;
+    }
+    this.#fail(
+      this.#goaway ? "goaway" : "link-lost",
+      this.#goaway ??
+        linkError("ECONNRESET", `Tunnel link to ${this.peer} lost (the peer closed it)`),
+    );
+  }
+
+  #onLinkClose(code: string | undefined): void {
+    if (this.#state === "closed") return;
+    this.#fail(
+      "link-lost",
+      linkError(code ?? "ECONNRESET", `Tunnel link to ${this.peer} lost (${code ?? "closed"})`),
+    );
+  }
+
+  /** Close the link: every stream ends with reason "link-lost" (or "closed" for ours). */
+  #fail(reason: LinkCloseReason, error: RelaykitError | undefined): void {
+    if (this.#state === "closed") return;
+    const wasReady = this.#state === "ready";
+    this.#state = "closed";
+    clearInterval(this.#timer);
+    clearTimeout(this.#handshakeTimer);
+    this.#inbox = [];
+    const streamReason: StreamEndReason = reason === "closed" ? "closed" : "link-lost";
+    const streamError = linkError(
+      "RK_ELINK_LOST",
+      `Stream lost with its tunnel link (${reason}${error ? `: ${error.message}` : ""})`,
+    );
+    for (const s of [...this.#streams.values()]) {
+      this.#endStreamClosed(s, streamReason, streamError);
+    }
+    // what was written (a GOAWAY) goes out, then FIN; a link that does not
+    // go is cut a moment later
+    this.#conn.end();
+    const cut = setTimeout(() => this.#conn.destroy(false), wasReady ? 1000 : 200);
+    (cut as { unref?: () => void }).unref?.();
+    this.#h.close(reason, error);
+  }
+
+  #endStreamClosed(s: Stream, reason: StreamEndReason, error: RelaykitError): void {
+    if (s.ended) return;
+    s.ended = true;
+    this.#streams.delete(s.id);
+    s.conn?.destroy(true);
+    const end: TunnelStreamEnd = {
+      id: s.id,
+      destination: s.destination,
+      reason,
+      error,
+      bytesOut: s.bytesOut,
+      bytesIn: s.bytesIn,
+      durationMs: Date.now() - s.startedAt,
+    };
+    this.#h.streamEnd(end);
+  }
+
+  /** Close the link now, telling the peer (GOAWAY); streams end with "closed". */
+  close(message = "shutting down"): void {
+    if (this.#state === "closed") return;
+    this.#send({ type: "goaway", code: "RK_ESHUTDOWN", message });
+    this.#fail("closed", undefined);
+  }
+
+  /** Cut the link without a word (as a network failure would). */
+  destroy(): void {
+    this.#conn.destroy(true);
+  }
+}
