@@ -146,6 +146,8 @@ struct rk__conn {
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
+  uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
+                              bytes, replaced by a retry's own to_b */
 };
 
 struct rk__listener {
