@@ -64,7 +64,9 @@
 static int rk__pipe_get(rk__worker *w, int p[2]) {
   if (w->npipes > 0) {
     w->pool_uses++;
-    int n = --w->npipes;
+    /* only this worker writes npipes, but rk_engine_stats reads it from
+     * any thread: every write is an atomic store */
+    int n = w->npipes - 1;
     p[0] = w->pipes[n][0];
     p[1] = w->pipes[n][1];
     RK__STORE(&w->npipes, n);
