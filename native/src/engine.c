@@ -124,9 +124,6 @@ int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events) {
 }
 
 int32_t rk_engine_wait(int32_t h, int32_t timeout_ms) {
-  rk__engine *e = rk__engine_get(h);
-  if (e == NULL)
-    return RK_EBADHANDLE;
   struct timespec dl;
   if (timeout_ms >= 0) {
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -137,8 +134,20 @@ int32_t rk_engine_wait(int32_t h, int32_t timeout_ms) {
       dl.tv_nsec -= 1000000000L;
     }
   }
-  pthread_mutex_lock(&e->q_lock);
-  e->waiters++;
+  /* Look the engine up and count this waiter in one step under g_lock:
+   * rk_engine_free takes the engine out of g_engines under g_lock before it
+   * waits for the waiters, so it either waits for this one or this one does
+   * not find the engine - a waiter cannot come in between and use the
+   * engine after it was freed. (Lock order: g_lock, then q_lock.) */
+  rk__engine *e = NULL;
+  pthread_mutex_lock(&g_lock);
+  if (h >= 0 && h < RK__MAX_ENGINES && (e = g_engines[h]) != NULL) {
+    pthread_mutex_lock(&e->q_lock);
+    e->waiters++;
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (e == NULL)
+    return RK_EBADHANDLE;
   int r = 0;
   while (e->q_len == 0 && !e->q_woken && r == 0) {
     if (timeout_ms >= 0)
