@@ -459,8 +459,6 @@ int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (e->closed_flag)
-    return RK_ECLOSED;
   if (host == NULL || port > 65535 || timeout_ms < 0 || family < 0 ||
       family > RK_FAMILY_ONLY_V6)
     return -EINVAL;
@@ -476,13 +474,15 @@ int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
   c->target = t;
   c->owns_target = 1;
   c->state = RK__CONNECTING;
-  rk__table_add(e, c);
-  rk__worker *w = rk__pick_worker(e);
-  c->w = w;
   cmd->type = RK__CMD_START_CONNECT;
-  cmd->conn = c;
   int32_t id = c->id;
-  rk__send(w, cmd);
+  int32_t r = rk__conn_publish(e, c, cmd);
+  if (r < 0) { /* the engine is closing */
+    rk__free_target(t);
+    free(c);
+    free(cmd);
+    return r;
+  }
   return id;
 }
 
@@ -874,8 +874,9 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
     rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
+    c->w = w;
     rk__table_add(e, c);
-    rk__conn_attach(w, c);
+    rk__conn_attach(c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
       rk__post_accept(e, c, l->id);
     if (l->hold) {

@@ -1787,7 +1787,19 @@ static void t_engine_close_while_busy(void) {
   sleep_ms(50);
   CHECK_RC(rk_engine_close(h), "rk_engine_close");
   join(crt);
-  CHECK(rk_relay_fds(h, 0, 1, -1, -1, 0, 0) == RK_ECLOSED, "relay after close");
+  {
+    int a[2];
+    socketpair_or_die(a);
+    CHECK(rk_relay_fds(h, a[0], a[0], a[1], a[1], 0, 0) == RK_ECLOSED,
+          "relay after close");
+    for (int k = 0; k < 2; k++) { /* still the caller's, and blocking */
+      int fl = fcntl(a[k], F_GETFL);
+      CHECK(fl >= 0 && !(fl & O_NONBLOCK), "refused fd flags %d", fl);
+      close(a[k]);
+    }
+  }
+  CHECK(rk_connect_fd(h, "127.0.0.1", echo.port, 0, 0, NULL) == RK_ECLOSED,
+        "connect_fd after close");
   CHECK(rk_listen(h, "127.0.0.1", 0, NULL, 0) == RK_ECLOSED,
         "listen after close");
 
