@@ -577,14 +577,28 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
     return RK_EBADHANDLE;
   pthread_mutex_lock(&e->tbl_lock);
   rk__listener *l = rk__listener_find_locked(e, lid);
-  if (l != NULL) /* one reference per command, so l outlives them */
-    __atomic_add_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  /* One reference per command, so l outlives them - taken only while l
+   * still has references. At 0 its last rk__listener_unref (a worker's,
+   * after rk_listener_close) is waiting for tbl_lock to unlink and free it:
+   * taking references then would revive a listener about to be freed. It
+   * has no connection left to abort, and nothing is sent. */
+  int32_t refs = 0;
+  if (l != NULL) {
+    refs = __atomic_load_n(&l->refs, __ATOMIC_ACQUIRE);
+    while (refs > 0 &&
+           !__atomic_compare_exchange_n(&l->refs, &refs, refs + e->nworkers,
+                                        0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
+  }
   pthread_mutex_unlock(&e->tbl_lock);
   if (l == NULL)
     return -ENOENT;
+  if (refs == 0)
+    return 0;
   int r = rk__broadcast(e, RK__CMD_ABORT_LISTENER, l);
-  if (r != 0)
-    __atomic_sub_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  if (r != 0) /* nothing was sent: give the references back */
+    for (int i = 0; i < e->nworkers; i++)
+      rk__listener_unref(l);
   return r;
 }
 

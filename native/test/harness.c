@@ -1453,6 +1453,38 @@ static void t_listeners_close_concurrently(void) {
   printf("  (%d listeners made meanwhile)\n", atomic_load(&made));
 }
 
+/* What TcpProxy.abort() does: rk_listener_close, then rk_listener_abort
+ * at once, while the workers detach. The abort must not revive a listener
+ * whose last reference is being dropped. */
+static void t_listener_close_then_abort(void) {
+  enum { L = 150 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  for (int i = 0; i < L; i++) {
+    int32_t lid = listen_to(h, echo.port, NULL, 0);
+    int fd = -1;
+    if (i % 10 == 0) { /* some with a live connection */
+      fd = connect_tcp(rk_listener_port(h, lid));
+      pump_get(&pump, RK_EV_CONNECTED, -1, (uint32_t[RK_EVENT_WORDS]){0});
+    }
+    CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
+    int32_t r = rk_listener_abort(h, lid);
+    CHECK(r == 0 || r == -ENOENT, "rk_listener_abort: %d", r);
+    if (fd >= 0)
+      close(fd);
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_LISTENER_DRAINED, -1, rec);
+    pthread_mutex_lock(&pump.mu);
+    pump.n = 0; /* forget this listener's events */
+    pthread_mutex_unlock(&pump.mu);
+    CHECK(rec[2] == (uint32_t)lid, "drained %u, expected %d", rec[2], lid);
+  }
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 /* rk_connect_fd to a numeric address, to a name (the resolver thread) and
  * to a refused port, from several threads; a listener whose target is a
  * name. */
@@ -2529,6 +2561,8 @@ static const test_t tests[] = {
      t_relay_calls_right_after_create},
     {"listeners close once when closed from several threads and the engine",
      t_listeners_close_concurrently},
+    {"rk_listener_abort right after rk_listener_close, 150 times",
+     t_listener_close_then_abort},
     {"rk_connect_fd and name targets go through the resolver",
      t_connect_fd_and_names},
     {"event bridge: rk_test_post from 8 threads, waited and drained",
