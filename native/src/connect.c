@@ -459,8 +459,6 @@ int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (e->closed_flag)
-    return RK_ECLOSED;
   if (host == NULL || port > 65535 || timeout_ms < 0 || family < 0 ||
       family > RK_FAMILY_ONLY_V6)
     return -EINVAL;
@@ -476,13 +474,15 @@ int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
   c->target = t;
   c->owns_target = 1;
   c->state = RK__CONNECTING;
-  rk__table_add(e, c);
-  rk__worker *w = rk__pick_worker(e);
-  c->w = w;
   cmd->type = RK__CMD_START_CONNECT;
-  cmd->conn = c;
   int32_t id = c->id;
-  rk__send(w, cmd);
+  int32_t r = rk__conn_publish(e, c, cmd);
+  if (r < 0) { /* the engine is closing */
+    rk__free_target(t);
+    free(c);
+    free(cmd);
+    return r;
+  }
   return id;
 }
 
@@ -534,13 +534,6 @@ static rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
   return l;
 }
 
-static rk__listener *rk__listener_find(rk__engine *e, int32_t lid) {
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = rk__listener_find_locked(e, lid);
-  pthread_mutex_unlock(&e->tbl_lock);
-  return l;
-}
-
 /* Once l is closed and has no connection left, say so, exactly once.
  * Called after each of its connections ends and when its fd is closed;
  * sequentially consistent atomics make sure one of the two sees both. */
@@ -584,14 +577,28 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
     return RK_EBADHANDLE;
   pthread_mutex_lock(&e->tbl_lock);
   rk__listener *l = rk__listener_find_locked(e, lid);
-  if (l != NULL) /* one reference per command, so l outlives them */
-    __atomic_add_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  /* One reference per command, so l outlives them - taken only while l
+   * still has references. At 0 its last rk__listener_unref (a worker's,
+   * after rk_listener_close) is waiting for tbl_lock to unlink and free it:
+   * taking references then would revive a listener about to be freed. It
+   * has no connection left to abort, and nothing is sent. */
+  int32_t refs = 0;
+  if (l != NULL) {
+    refs = __atomic_load_n(&l->refs, __ATOMIC_ACQUIRE);
+    while (refs > 0 &&
+           !__atomic_compare_exchange_n(&l->refs, &refs, refs + e->nworkers,
+                                        0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
+  }
   pthread_mutex_unlock(&e->tbl_lock);
   if (l == NULL)
     return -ENOENT;
+  if (refs == 0)
+    return 0;
   int r = rk__broadcast(e, RK__CMD_ABORT_LISTENER, l);
-  if (r != 0)
-    __atomic_sub_fetch(&l->refs, e->nworkers, __ATOMIC_ACQ_REL);
+  if (r != 0) /* nothing was sent: give the references back */
+    for (int i = 0; i < e->nworkers; i++)
+      rk__listener_unref(l);
   return r;
 }
 
@@ -601,8 +608,6 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (e->closed_flag)
-    return RK_ECLOSED;
   if (host == NULL || port > 65535)
     return -EINVAL;
   int32_t backlog = nopts > 0 && opts[0] > 0 ? opts[0] : 511;
@@ -681,19 +686,42 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
     l->port = ntohs(ss.ss_family == AF_INET6
                         ? ((struct sockaddr_in6 *)&ss)->sin6_port
                         : ((struct sockaddr_in *)&ss)->sin_port);
+  /* closed_flag is checked where rk_engine_close sets it: a listener is
+   * either in the list it closes, or refused */
   pthread_mutex_lock(&e->tbl_lock);
-  l->next = e->listeners;
-  e->listeners = l;
+  int closed = e->closed_flag;
+  if (!closed) {
+    l->next = e->listeners;
+    e->listeners = l;
+  }
   pthread_mutex_unlock(&e->tbl_lock);
+  if (closed) {
+    close(fd);
+    if (l->unix_path != NULL)
+      unlink(l->unix_path);
+    free(l->unix_path);
+    free(l);
+    return RK_ECLOSED;
+  }
   return l->id;
 }
+
+/* The listener calls below look the listener up, check and change its
+ * state (started, closing, target) and queue their commands to the workers
+ * all under tbl_lock: two threads cannot both start or both close it, the
+ * workers get LISTEN and UNLISTEN in the same order, and a listener that a
+ * worker frees (rk__listener_unref, also under tbl_lock) is not used after
+ * it left the list. */
 
 int32_t rk_listener_port(int32_t h, int32_t lid) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  rk__listener *l = rk__listener_find(e, lid);
-  return l == NULL ? -ENOENT : l->port;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  int32_t port = l == NULL ? -ENOENT : l->port;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return port;
 }
 
 int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
@@ -702,34 +730,45 @@ int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  rk__listener *l = rk__listener_find(e, lid);
-  if (l == NULL)
-    return -ENOENT;
-  if (l->started || host == NULL || port > 65535 || timeout_ms < 0 ||
-      family < 0 || family > RK_FAMILY_ONLY_V6)
+  if (host == NULL || port > 65535 || timeout_ms < 0 || family < 0 ||
+      family > RK_FAMILY_ONLY_V6)
     return -EINVAL;
   rk__target *t = rk__copy_target(host, port, family, timeout_ms, bind_host);
   if (t == NULL)
     return -ENOMEM;
-  rk__free_target(l->target);
-  l->target = t;
-  return 0;
+  int32_t r = 0;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL) {
+    r = -ENOENT;
+  } else if (l->started) {
+    r = -EINVAL; /* the workers read the target from now on */
+  } else {
+    rk__target *old = l->target;
+    l->target = t;
+    t = old;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__free_target(t); /* the replaced one, or the unused copy */
+  return r;
 }
 
 int32_t rk_listener_start(int32_t h, int32_t lid) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  rk__listener *l = rk__listener_find(e, lid);
+  int32_t r;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
   if (l == NULL)
-    return -ENOENT;
-  if (l->started || l->closing)
-    return -EINVAL;
-  if (l->target == NULL && !l->hold)
-    return -EDESTADDRREQ;
-  int r = rk__broadcast(e, RK__CMD_LISTEN, l);
-  if (r == 0)
+    r = -ENOENT;
+  else if (l->started || l->closing)
+    r = -EINVAL;
+  else if (l->target == NULL && !l->hold)
+    r = -EDESTADDRREQ;
+  else if ((r = rk__broadcast(e, RK__CMD_LISTEN, l)) == 0)
     l->started = 1;
+  pthread_mutex_unlock(&e->tbl_lock);
   return r;
 }
 
@@ -737,27 +776,34 @@ int32_t rk_listener_close(int32_t h, int32_t lid) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  rk__listener *l = rk__listener_find(e, lid);
-  if (l == NULL || l->closing)
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL || l->closing) {
+    pthread_mutex_unlock(&e->tbl_lock);
     return l == NULL ? -ENOENT : 0;
-  l->closing = 1;
-  if (!l->started) {
-    close(l->fd);
-    l->fd = -1;
-    if (l->unix_path != NULL)
-      unlink(l->unix_path);
-    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
-    rk__post(e, rec);
-    __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
-    rk__listener_check_drained(l);
-    rk__listener_unref(l);
-    return 0;
   }
-  l->detach_left = e->nworkers;
-  int r = rk__broadcast(e, RK__CMD_UNLISTEN, l);
-  if (r != 0)
-    l->closing = 0; /* nothing was sent: still open, the caller may retry */
-  return r;
+  l->closing = 1;
+  if (l->started) {
+    l->detach_left = e->nworkers;
+    int r = rk__broadcast(e, RK__CMD_UNLISTEN, l);
+    if (r != 0)
+      l->closing = 0; /* nothing was sent: still open, the caller may retry */
+    pthread_mutex_unlock(&e->tbl_lock);
+    return r;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  /* never started: no worker knows it, and closing keeps everyone else
+   * away, so this thread closes it */
+  close(l->fd);
+  l->fd = -1;
+  if (l->unix_path != NULL)
+    unlink(l->unix_path);
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
+  rk__post(e, rec);
+  __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
+  rk__listener_check_drained(l);
+  rk__listener_unref(l);
+  return 0;
 }
 
 /* ---- accepting --------------------------------------------------------- */
@@ -842,8 +888,9 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
     rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
+    c->w = w;
     rk__table_add(e, c);
-    rk__conn_attach(w, c);
+    rk__conn_attach(c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
       rk__post_accept(e, c, l->id);
     if (l->hold) {

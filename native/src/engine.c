@@ -124,9 +124,6 @@ int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events) {
 }
 
 int32_t rk_engine_wait(int32_t h, int32_t timeout_ms) {
-  rk__engine *e = rk__engine_get(h);
-  if (e == NULL)
-    return RK_EBADHANDLE;
   struct timespec dl;
   if (timeout_ms >= 0) {
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -137,8 +134,20 @@ int32_t rk_engine_wait(int32_t h, int32_t timeout_ms) {
       dl.tv_nsec -= 1000000000L;
     }
   }
-  pthread_mutex_lock(&e->q_lock);
-  e->waiters++;
+  /* Look the engine up and count this waiter in one step under g_lock:
+   * rk_engine_free takes the engine out of g_engines under g_lock before it
+   * waits for the waiters, so it either waits for this one or this one does
+   * not find the engine - a waiter cannot come in between and use the
+   * engine after it was freed. (Lock order: g_lock, then q_lock.) */
+  rk__engine *e = NULL;
+  pthread_mutex_lock(&g_lock);
+  if (h >= 0 && h < RK__MAX_ENGINES && (e = g_engines[h]) != NULL) {
+    pthread_mutex_lock(&e->q_lock);
+    e->waiters++;
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (e == NULL)
+    return RK_EBADHANDLE;
   int r = 0;
   while (e->q_len == 0 && !e->q_woken && r == 0) {
     if (timeout_ms >= 0)
@@ -183,11 +192,15 @@ int32_t rk_engine_set_notify(int32_t h, void (*cb)(void)) {
 
 /* ---- id table ---------------------------------------------------------- */
 
-void rk__table_add(rk__engine *e, rk__conn *c) {
-  pthread_mutex_lock(&e->tbl_lock);
+static void rk__table_add_locked(rk__engine *e, rk__conn *c) {
   rk__conn **b = &e->tbl[(uint32_t)c->id % RK__TABLE_BUCKETS];
   c->tbl_next = *b;
   *b = c;
+}
+
+void rk__table_add(rk__engine *e, rk__conn *c) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__table_add_locked(e, c);
   pthread_mutex_unlock(&e->tbl_lock);
 }
 
@@ -223,6 +236,27 @@ void rk__send(rk__worker *w, rk__cmd *c) {
   ssize_t r;
   RK__RETRY(r, write(w->evfd, &one, sizeof one));
   (void)r; /* EAGAIN: the counter is already non-zero, the worker wakes */
+}
+
+/* Hand a connection made on a host thread to a worker: pick the worker,
+ * enter the connection in the id table and send cmd - unless the engine is
+ * closing (RK_ECLOSED; c and cmd stay the caller's). All of it under
+ * tbl_lock, where rk_engine_close sets closed_flag before it queues
+ * RK__CMD_STOP: a command sent here is ahead of the worker's STOP, so the
+ * worker takes the connection and ends it with the engine; none is left on
+ * a worker that has stopped. */
+int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd) {
+  pthread_mutex_lock(&e->tbl_lock);
+  if (e->closed_flag) {
+    pthread_mutex_unlock(&e->tbl_lock);
+    return RK_ECLOSED;
+  }
+  c->w = rk__pick_worker(e);
+  rk__table_add_locked(e, c);
+  cmd->conn = c;
+  rk__send(c->w, cmd);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return 0;
 }
 
 /* Find connection id and send it cmd; frees cmd when there is none. */
@@ -273,8 +307,10 @@ static void rk__listener_detach(rk__worker *w, rk__listener *l) {
 static rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
   pthread_mutex_lock(&w->e->tbl_lock);
   rk__conn *c = rk__table_find_locked(w->e, id);
+  if (c != NULL && c->w != w)
+    c = NULL; /* another worker's: it may free it as soon as we unlock */
   pthread_mutex_unlock(&w->e->tbl_lock);
-  return c != NULL && c->w == w && c->state != RK__DEAD ? c : NULL;
+  return c != NULL && c->state != RK__DEAD ? c : NULL;
 }
 
 static void rk__run_cmds(rk__worker *w) {
@@ -290,7 +326,7 @@ static void rk__run_cmds(rk__worker *w) {
     switch (c->type) {
     case RK__CMD_ADD_RELAY: {
       rk__conn *conn = c->conn;
-      rk__conn_attach(w, conn);
+      rk__conn_attach(conn);
       int r = rk__side_register(w, conn, &conn->side[0]);
       if (r == 0)
         r = rk__side_register(w, conn, &conn->side[1]);
@@ -301,7 +337,7 @@ static void rk__run_cmds(rk__worker *w) {
       break;
     }
     case RK__CMD_START_CONNECT:
-      rk__conn_attach(w, c->conn);
+      rk__conn_attach(c->conn);
       rk__connect_start(c->conn);
       break;
     case RK__CMD_CLOSE: {

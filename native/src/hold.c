@@ -260,25 +260,36 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
     return;
   }
 
-  /* a->b: what the host sends first, then the held bytes it kept */
-  uint32_t blen = cmd->len + rest;
-  if (blen > 0) {
-    rk__dir_own_release(&c->dir[0]); /* a retry's earlier bytes */
-    uint8_t *b = cmd->data;
-    if (rest > 0) {
-      b = realloc(cmd->data, blen);
-      if (b == NULL) {
-        rk__conn_end(c, RK_END_RESET, -ENOMEM);
-        return;
-      }
-      memcpy(b + cmd->len, c->hold_buf + consume, rest);
+  /* a->b: what the host sends first, then the held bytes it kept. After a
+   * failed connect (RK_HOLD_RETRY) dir[0] still holds the earlier
+   * decision's to_b with the client's bytes behind it: a new to_b replaces
+   * the old one, the client's bytes stay (none was sent anywhere). */
+  uint8_t *old = c->dir[0].buf_own ? c->dir[0].buf : NULL;
+  uint32_t old_len = old != NULL ? c->dir[0].buf_len : 0;
+  uint32_t old_skip = cmd->len > 0 ? c->to_b_len : 0;
+  if (old_skip > old_len)
+    old_skip = old_len;
+  uint32_t kept = old_len - old_skip;
+  if (cmd->len > 0 || rest > 0) {
+    uint32_t blen = cmd->len + kept + rest;
+    uint8_t *b = malloc(blen);
+    if (b == NULL) {
+      rk__conn_end(c, RK_END_RESET, -ENOMEM);
+      return;
     }
-    cmd->data = NULL;
+    memcpy(b, cmd->data, cmd->len);
+    if (kept > 0)
+      memcpy(b + cmd->len, old + old_skip, kept);
+    if (rest > 0)
+      memcpy(b + cmd->len + kept, c->hold_buf + consume, rest);
+    rk__dir_own_release(&c->dir[0]);
     c->dir[0].buf = b;
     c->dir[0].buf_own = 1;
     c->dir[0].buf_off = 0;
     c->dir[0].buf_len = blen;
-  }
+    if (cmd->len > 0)
+      c->to_b_len = cmd->len;
+  } /* else nothing new: the bytes of an earlier decision stay as they are */
   free(c->hold_buf);
   c->hold_buf = NULL;
   c->hold_len = c->hold_cap = 0;

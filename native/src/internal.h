@@ -146,6 +146,8 @@ struct rk__conn {
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
+  uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
+                              bytes, replaced by a retry's own to_b */
 };
 
 struct rk__listener {
@@ -281,6 +283,7 @@ int32_t rk__new_id(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
 void rk__send(rk__worker *w, rk__cmd *c);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
+int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
 void rk__table_del(rk__engine *e, rk__conn *c);
 rk__conn *rk__table_find_locked(rk__engine *e, int32_t id);
@@ -291,7 +294,7 @@ void rk__resolver_stop(rk__engine *e);
 
 /* relay.c */
 rk__conn *rk__conn_new(rk__engine *e, int kind);
-void rk__conn_attach(rk__worker *w, rk__conn *c);
+void rk__conn_attach(rk__conn *c);
 void rk__conn_run(rk__conn *c);
 void rk__conn_event(rk__conn *c, int side, uint32_t events);
 void rk__conn_end(rk__conn *c, int reason, int err);

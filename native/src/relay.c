@@ -64,7 +64,9 @@
 static int rk__pipe_get(rk__worker *w, int p[2]) {
   if (w->npipes > 0) {
     w->pool_uses++;
-    int n = --w->npipes;
+    /* only this worker writes npipes, but rk_engine_stats reads it from
+     * any thread: every write is an atomic store */
+    int n = w->npipes - 1;
     p[0] = w->pipes[n][0];
     p[1] = w->pipes[n][1];
     RK__STORE(&w->npipes, n);
@@ -206,8 +208,11 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s) {
   return 0;
 }
 
-void rk__conn_attach(rk__worker *w, rk__conn *c) {
-  c->w = w;
+/* Link c into its worker's list, on that worker. c->w itself is set by
+ * whoever creates the connection, before it enters the id table: other
+ * threads read it from there (rk__send_to_conn), so it never changes. */
+void rk__conn_attach(rk__conn *c) {
+  rk__worker *w = c->w;
   c->next = w->conns;
   c->prev = NULL;
   if (w->conns != NULL)
@@ -692,8 +697,6 @@ int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (e->closed_flag)
-    return RK_ECLOSED;
   int32_t fds[4] = {ra, wa, rb, wb};
   for (int i = 0; i < 4; i++)
     if (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0)
@@ -724,13 +727,22 @@ int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
     c->dir[1].hooked = c->dir[1].nosplice = 1;
   c->state = RK__RELAYING;
   RK__ADD(&e->active, 1);
-  rk__table_add(e, c);
-  rk__worker *w = rk__pick_worker(e);
-  c->w = w;
   cmd->type = RK__CMD_ADD_RELAY;
-  cmd->conn = c;
   int32_t id = c->id; /* c may be gone once the worker has it */
-  rk__send(w, cmd);
+  int32_t r = rk__conn_publish(e, c, cmd);
+  if (r < 0) { /* the engine is closing: the fds stay the caller's */
+    RK__ADD(&e->active, -1);
+    for (int s = 0; s < 2; s++) {
+      rk__side *sd = &c->side[s];
+      if (sd->rfd >= 0)
+        fcntl(sd->rfd, F_SETFL, sd->orig_rflags);
+      if (sd->wfd >= 0 && sd->wfd != sd->rfd)
+        fcntl(sd->wfd, F_SETFL, sd->orig_wflags);
+    }
+    free(c);
+    free(cmd);
+    return r;
+  }
   return id;
 }
 

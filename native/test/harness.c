@@ -1,0 +1,2641 @@
+/*
+ * harness.c - the native library's relay, routing, hook and event-bridge
+ * tests in C, for ThreadSanitizer, ASan + UBSan and a plain build.
+ *
+ * Deno and Bun cannot run under TSan (preloaded into them it reports races
+ * inside the runtimes), so this program drives the C API of relaykit.h
+ * directly, the way the TypeScript side does but with more threads: real
+ * sockets on 127.0.0.1, engines with two workers, echo backends on their own
+ * threads, clients on several threads, and host threads that drain events,
+ * decide held connections and answer hooks concurrently with the workers.
+ *
+ *   harness [substring]   run every test, or those whose name contains it
+ *
+ * It prints "ok <test> (<ms> ms)" per test and ends with
+ * "harness: N passed, M failed". A failing check prints the test, the check
+ * and what was seen, and exits 1 at once (other threads may be mid-flight,
+ * so nothing after a failure would be trustworthy). A test that runs longer
+ * than HARNESS_TIMEOUT_S (default 120) seconds fails the same way.
+ * HARNESS_SEED fixes the random data (the seed is printed at the start).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "relaykit.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Blocking socket calls give up after this long: a stuck relay fails a
+ * check instead of hanging (TSan makes everything 5-20x slower). */
+#define IO_TIMEOUT_S 60
+/* How long a test waits for an expected event. */
+#define EVENT_TIMEOUT_MS 60000
+
+/* ---- checks ------------------------------------------------------------ */
+
+static _Atomic(const char *) g_test = "(setup)";
+static atomic_int g_passed;
+
+__attribute__((format(printf, 4, 5), noreturn)) static void
+fail(const char *file, int line, const char *expr, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "FAIL %s\n  %s:%d: check `%s` failed: %s\n",
+          atomic_load(&g_test), file, line, expr, msg);
+  fflush(stderr);
+  printf("harness: %d passed, 1 failed\n", atomic_load(&g_passed));
+  fflush(stdout);
+  _exit(1);
+}
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                            \
+  } while (0)
+
+/* A check on a return code: 0 (or >= 0) expected, the error named if not. */
+#define CHECK_RC(expr, what)                                                   \
+  do {                                                                         \
+    int32_t rc_ = (expr);                                                      \
+    CHECK(rc_ >= 0, "%s: %d %s", what, rc_, rk_err_name(rc_));                 \
+  } while (0)
+
+/* ---- time, randomness -------------------------------------------------- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static uint64_t g_seed;
+
+static uint64_t rnd(uint64_t *s) { /* xorshift64 */
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+static uint32_t rnd_below(uint64_t *s, uint32_t n) {
+  return (uint32_t)(rnd(s) % n);
+}
+
+static uint64_t seed_for(uint64_t salt) {
+  uint64_t s = g_seed ^ (salt * 0x9e3779b97f4a7c15ull);
+  return s != 0 ? s : 1;
+}
+
+/* n random bytes, or random lowercase letters */
+static uint8_t *random_bytes(size_t n, uint64_t *s, int letters) {
+  uint8_t *b = malloc(n > 0 ? n : 1);
+  CHECK(b != NULL, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    b[i] = letters ? (uint8_t)('a' + rnd_below(s, 26)) : (uint8_t)rnd(s);
+  return b;
+}
+
+/* ---- threads ----------------------------------------------------------- */
+
+static pthread_t spawn(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  int r = pthread_create(&t, NULL, fn, arg);
+  CHECK(r == 0, "pthread_create: %s", strerror(r));
+  return t;
+}
+
+static void join(pthread_t t) {
+  int r = pthread_join(t, NULL);
+  CHECK(r == 0, "pthread_join: %s", strerror(r));
+}
+
+/* A queue of event records handed from the draining thread to a host
+ * thread (a decider, a hook handler). */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint32_t (*recs)[RK_EVENT_WORDS];
+  size_t head, len, cap;
+  int stop;
+} wq_t;
+
+static void wq_init(wq_t *q) {
+  memset(q, 0, sizeof *q);
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->cv, NULL);
+}
+
+static void wq_push(wq_t *q, const uint32_t *rec) {
+  pthread_mutex_lock(&q->mu);
+  if (q->head + q->len == q->cap) {
+    if (q->head > 0) {
+      memmove(q->recs, q->recs + q->head, q->len * sizeof *q->recs);
+      q->head = 0;
+    } else {
+      q->cap = q->cap ? q->cap * 2 : 64;
+      q->recs = realloc(q->recs, q->cap * sizeof *q->recs);
+      CHECK(q->recs != NULL, "out of memory");
+    }
+  }
+  memcpy(q->recs[q->head + q->len], rec, sizeof *q->recs);
+  q->len++;
+  pthread_cond_signal(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* Pop into rec; 0 once stopped and empty. */
+static int wq_pop(wq_t *q, uint32_t *rec) {
+  pthread_mutex_lock(&q->mu);
+  while (q->len == 0 && !q->stop)
+    pthread_cond_wait(&q->cv, &q->mu);
+  int ok = q->len > 0;
+  if (ok) {
+    memcpy(rec, q->recs[q->head], sizeof *q->recs);
+    q->head++;
+    q->len--;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return ok;
+}
+
+static void wq_stop(wq_t *q) {
+  pthread_mutex_lock(&q->mu);
+  q->stop = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+static void wq_free(wq_t *q) {
+  free(q->recs);
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->cv);
+}
+
+/* ---- the event pump: a thread that waits and drains -------------------- */
+
+typedef void (*event_fn)(void *ctx, const uint32_t *rec);
+
+typedef struct {
+  int32_t h;
+  pthread_t thr;
+  int running;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint32_t (*recs)[RK_EVENT_WORDS]; /* every event drained, in order */
+  size_t n, cap;
+  atomic_int stop;
+  event_fn fn; /* called on the pump thread for each event, if set */
+  void *ctx;
+} pump_t;
+
+static void pump_add(pump_t *p, const uint32_t *recs, int n) {
+  for (int i = 0; i < n; i++)
+    if (p->fn != NULL)
+      p->fn(p->ctx, recs + i * RK_EVENT_WORDS);
+  pthread_mutex_lock(&p->mu);
+  if (p->n + (size_t)n > p->cap) {
+    while (p->n + (size_t)n > p->cap)
+      p->cap = p->cap ? p->cap * 2 : 256;
+    p->recs = realloc(p->recs, p->cap * sizeof *p->recs);
+    CHECK(p->recs != NULL, "out of memory");
+  }
+  memcpy(p->recs + p->n, recs, (size_t)n * sizeof *p->recs);
+  p->n += (size_t)n;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Drain whatever is queued now, on the calling thread. */
+static int pump_drain_now(pump_t *p) {
+  uint32_t buf[64 * RK_EVENT_WORDS];
+  int total = 0, n;
+  while ((n = rk_engine_drain(p->h, buf, 64)) > 0) {
+    pump_add(p, buf, n);
+    total += n;
+  }
+  CHECK(n == 0, "rk_engine_drain: %d %s", n, rk_err_name(n));
+  return total;
+}
+
+static void *pump_main(void *arg) {
+  pump_t *p = arg;
+  while (!atomic_load(&p->stop)) {
+    int r = rk_engine_wait(p->h, 200);
+    CHECK(r >= 0, "rk_engine_wait: %d %s", r, rk_err_name(r));
+    pump_drain_now(p);
+  }
+  return NULL;
+}
+
+static void pump_init(pump_t *p, int32_t h, event_fn fn, void *ctx) {
+  memset(p, 0, sizeof *p);
+  p->h = h;
+  p->fn = fn;
+  p->ctx = ctx;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+}
+
+static void pump_start(pump_t *p) {
+  p->running = 1;
+  p->thr = spawn(pump_main, p);
+}
+
+static void pump_stop(pump_t *p) {
+  if (!p->running)
+    return;
+  atomic_store(&p->stop, 1);
+  rk_engine_wake(p->h);
+  join(p->thr);
+  p->running = 0;
+}
+
+static void pump_free(pump_t *p) {
+  free(p->recs);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+}
+
+/* The first event of type (with id, unless id < 0) - with the lock held. */
+static const uint32_t *pump_find_locked(pump_t *p, uint32_t type, int32_t id) {
+  for (size_t i = 0; i < p->n; i++)
+    if (p->recs[i][0] == type && (id < 0 || p->recs[i][1] == (uint32_t)id))
+      return p->recs[i];
+  return NULL;
+}
+
+static size_t pump_count_locked(pump_t *p, uint32_t type, int32_t id,
+                                int32_t aux) {
+  size_t k = 0;
+  for (size_t i = 0; i < p->n; i++)
+    k += p->recs[i][0] == type &&
+         (id < 0 || p->recs[i][1] == (uint32_t)id) &&
+         (aux < 0 || p->recs[i][2] == (uint32_t)aux);
+  return k;
+}
+
+static int pump_timedwait(pump_t *p, int64_t deadline) {
+  if (now_ms() >= deadline)
+    return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += 50 * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+  return 1;
+}
+
+/* Wait for the event and copy it to out. */
+static void pump_get(pump_t *p, uint32_t type, int32_t id, uint32_t *out) {
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  pthread_mutex_lock(&p->mu);
+  const uint32_t *r;
+  while ((r = pump_find_locked(p, type, id)) == NULL) {
+    if (!pump_timedwait(p, deadline)) {
+      pthread_mutex_unlock(&p->mu);
+      CHECK(0, "no event of type %u for id %d", type, id);
+    }
+  }
+  memcpy(out, r, RK_EVENT_WORDS * sizeof(uint32_t));
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void pump_wait_count(pump_t *p, uint32_t type, int32_t aux, size_t n) {
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  pthread_mutex_lock(&p->mu);
+  size_t k;
+  while ((k = pump_count_locked(p, type, -1, aux)) < n) {
+    if (!pump_timedwait(p, deadline)) {
+      pthread_mutex_unlock(&p->mu);
+      CHECK(0, "%zu events of type %u (aux %d), expected %zu", k, type, aux,
+            n);
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Connection ids of the ACCEPT events of listener lid, in order. */
+static size_t pump_accepted(pump_t *p, int32_t lid, int32_t *ids,
+                            int *ports, size_t max) {
+  size_t k = 0;
+  pthread_mutex_lock(&p->mu);
+  for (size_t i = 0; i < p->n && k < max; i++) {
+    if (p->recs[i][0] == RK_EV_ACCEPT && p->recs[i][2] == (uint32_t)lid) {
+      ids[k] = (int32_t)p->recs[i][1];
+      if (ports != NULL)
+        ports[k] = (int)p->recs[i][7];
+      k++;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  return k;
+}
+
+static uint64_t rec_u64(const uint32_t *rec, int word) {
+  return (uint64_t)rec[word] | ((uint64_t)rec[word + 1] << 32);
+}
+
+/* Wait for the connection's RK_EV_CLOSED and check its reason. */
+static void expect_closed(pump_t *p, int32_t id, int reason, uint32_t *out) {
+  uint32_t rec[RK_EVENT_WORDS];
+  pump_get(p, RK_EV_CLOSED, id, rec);
+  CHECK(rec[4] == (uint32_t)reason,
+        "connection %d ended with reason %u (err %d %s), expected %d", id,
+        rec[4], (int32_t)rec[3], rk_err_name((int32_t)rec[3]), reason);
+  pthread_mutex_lock(&p->mu);
+  size_t k = pump_count_locked(p, RK_EV_CLOSED, id, -1);
+  pthread_mutex_unlock(&p->mu);
+  CHECK(k == 1, "connection %d has %zu RK_EV_CLOSED events", id, k);
+  if (out != NULL)
+    memcpy(out, rec, sizeof rec);
+}
+
+/* Engine with 2 workers and a pump. */
+static int32_t engine_new(pump_t *p, event_fn fn, void *ctx) {
+  int32_t h = rk_engine_new(2, 0);
+  CHECK(h >= 0, "rk_engine_new: %d %s", h, rk_err_name(h));
+  CHECK(rk_engine_threads(h) == 2, "threads %d", rk_engine_threads(h));
+  pump_init(p, h, fn, ctx);
+  pump_start(p);
+  return h;
+}
+
+/* Stop the pump, close the engine (its last events drained into the
+ * pump), free it. */
+static void engine_end(pump_t *p) {
+  pump_stop(p);
+  CHECK_RC(rk_engine_close(p->h), "rk_engine_close");
+  pump_drain_now(p);
+  CHECK_RC(rk_engine_free(p->h), "rk_engine_free");
+  CHECK(rk_engine_threads(p->h) == RK_EBADHANDLE, "freed engine still there");
+  pump_free(p);
+}
+
+/* Wait until the engine has no connection left. */
+static void engine_wait_idle(int32_t h) {
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  double st[8];
+  for (;;) {
+    CHECK_RC(rk_engine_stats(h, st), "rk_engine_stats");
+    if (st[0] == 0)
+      return;
+    CHECK(now_ms() < deadline, "%g connections still active", st[0]);
+    sleep_ms(5);
+  }
+}
+
+/* ---- sockets ----------------------------------------------------------- */
+
+static void set_timeouts(int fd) {
+  struct timeval tv = {IO_TIMEOUT_S, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static void set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  CHECK(fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0, "fcntl: %s",
+        strerror(errno));
+}
+
+static int local_port(int fd) {
+  struct sockaddr_in sin;
+  socklen_t len = sizeof sin;
+  CHECK(getsockname(fd, (struct sockaddr *)&sin, &len) == 0,
+        "getsockname: %s", strerror(errno));
+  return ntohs(sin.sin_port);
+}
+
+static int listen_tcp(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0, "socket: %s", strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+            listen(fd, 512) == 0,
+        "bind/listen: %s", strerror(errno));
+  *port = local_port(fd);
+  return fd;
+}
+
+static int connect_tcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0, "socket: %s", strerror(errno));
+  set_timeouts(fd);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int r;
+  do
+    r = connect(fd, (struct sockaddr *)&sin, sizeof sin);
+  while (r != 0 && errno == EINTR);
+  CHECK(r == 0, "connect to port %d: %s", port, strerror(errno));
+  return fd;
+}
+
+/* A port that refuses connections: bound, never listening, kept open for
+ * the whole run so that nothing else takes it. */
+static int g_dead_fd = -1, g_dead_port;
+
+static void dead_port_init(void) {
+  g_dead_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(g_dead_fd >= 0 &&
+            bind(g_dead_fd, (struct sockaddr *)&sin, sizeof sin) == 0,
+        "bind: %s", strerror(errno));
+  g_dead_port = local_port(g_dead_fd);
+}
+
+static void socketpair_or_die(int sv[2]) {
+  int32_t p[2];
+  CHECK_RC(rk_fd_socketpair(p), "rk_fd_socketpair");
+  sv[0] = p[0];
+  sv[1] = p[1];
+}
+
+/* Blocking write of all of buf; 0 if the fd failed. */
+static int write_full(int fd, const void *buf, size_t n) {
+  const uint8_t *b = buf;
+  while (n > 0) {
+    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK)
+      w = write(fd, b, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return 0;
+    b += w;
+    n -= (size_t)w;
+  }
+  return 1;
+}
+
+static void write_all(int fd, const void *buf, size_t n) {
+  CHECK(write_full(fd, buf, n), "write %zu bytes to fd %d: %s", n, fd,
+        strerror(errno));
+}
+
+/* Read until EOF or an error (into *err, 0 at EOF) or cap bytes. */
+static size_t read_to_end(int fd, uint8_t *buf, size_t cap, int *err) {
+  size_t n = 0;
+  *err = 0;
+  for (;;) {
+    uint8_t scratch[1];
+    ssize_t r = n < cap ? read(fd, buf + n, cap - n) : read(fd, scratch, 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      *err = errno;
+      return n;
+    }
+    if (r == 0)
+      return n;
+    if (n >= cap) {
+      *err = EOVERFLOW; /* more than expected */
+      return n;
+    }
+    n += (size_t)r;
+  }
+}
+
+static void read_exact(int fd, uint8_t *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    CHECK(r > 0, "read %zu of %zu bytes: %s", got, n,
+          r == 0 ? "EOF" : strerror(errno));
+    got += (size_t)r;
+  }
+}
+
+/* ---- backends: a server thread, one thread per connection -------------- */
+
+typedef void (*conn_fn)(int fd);
+
+typedef struct {
+  int fd, port;
+  pthread_t thr;
+  atomic_int stop, live;
+  conn_fn fn;
+} server_t;
+
+typedef struct {
+  server_t *s;
+  int fd;
+  conn_fn fn;
+} sconn_t;
+
+static void *sconn_main(void *arg) {
+  sconn_t a = *(sconn_t *)arg;
+  free(arg);
+  a.fn(a.fd);
+  close(a.fd);
+  atomic_fetch_sub(&a.s->live, 1);
+  return NULL;
+}
+
+/* Run fn(fd) on a thread of its own, counted in s->live; fd is closed
+ * after it. */
+static void server_adopt(server_t *s, int fd, conn_fn fn) {
+  sconn_t *a = malloc(sizeof *a);
+  CHECK(a != NULL, "out of memory");
+  a->s = s;
+  a->fd = fd;
+  a->fn = fn;
+  atomic_fetch_add(&s->live, 1);
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  int r = pthread_create(&t, &at, sconn_main, a);
+  pthread_attr_destroy(&at);
+  CHECK(r == 0, "pthread_create: %s", strerror(r));
+}
+
+static void *server_main(void *arg) {
+  server_t *s = arg;
+  while (!atomic_load(&s->stop)) {
+    struct pollfd pf = {.fd = s->fd, .events = POLLIN};
+    if (poll(&pf, 1, 50) <= 0)
+      continue;
+    int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+      continue;
+    set_timeouts(fd);
+    server_adopt(s, fd, s->fn);
+  }
+  return NULL;
+}
+
+/* A pool of connection threads without a listening socket. */
+static void server_pool(server_t *s) {
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+}
+
+static void server_start(server_t *s, conn_fn fn) {
+  server_pool(s);
+  s->fn = fn;
+  s->fd = listen_tcp(&s->port);
+  s->thr = spawn(server_main, s);
+}
+
+static void server_stop(server_t *s) {
+  if (s->fd >= 0) {
+    atomic_store(&s->stop, 1);
+    join(s->thr);
+    close(s->fd);
+    s->fd = -1;
+  }
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (atomic_load(&s->live) > 0) {
+    CHECK(now_ms() < deadline, "%d backend connections still open",
+          atomic_load(&s->live));
+    sleep_ms(5);
+  }
+}
+
+/* Echo everything; on EOF, end the stream too. */
+static void echo_fn(int fd) {
+  uint8_t buf[16384];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n == 0)
+      shutdown(fd, SHUT_WR);
+    if (n <= 0 || !write_full(fd, buf, (size_t)n))
+      return;
+  }
+}
+
+/* Read one chunk, then reset the connection. */
+static void reset_fn(int fd) {
+  uint8_t buf[256];
+  if (read(fd, buf, sizeof buf) <= 0)
+    return;
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Read to EOF, then answer how much came: "got <n>\n". */
+static void halfclose_fn(int fd) {
+  uint8_t buf[16384];
+  size_t total = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return;
+    if (n == 0)
+      break;
+    total += (size_t)n;
+  }
+  char msg[64];
+  int len = snprintf(msg, sizeof msg, "got %zu\n", total);
+  write_full(fd, msg, (size_t)len);
+}
+
+/* ---- streams: clients that send and check in random chunks ------------- */
+
+typedef struct {
+  int fd;
+  int port;                  /* local port, to match RK_EV_ACCEPT */
+  int32_t id;                /* connection id when known */
+  const uint8_t *out;        /* what to send */
+  size_t out_len, sent;
+  const uint8_t *exp;        /* what must come back */
+  size_t exp_len, got;
+  uint64_t rng;
+  uint32_t max_chunk;        /* writes are 1..max_chunk bytes */
+  int endless;               /* never half-close: run until cut off */
+  int shut, eof, err;        /* how it ended: eof, or an errno */
+  int done;
+  uint8_t *own_out, *own_exp; /* buffers to free */
+} stream_t;
+
+/* A random payload and chunk size for stream i. */
+static void stream_random(stream_t *s, uint64_t salt, int letters) {
+  uint64_t r = seed_for(salt);
+  static const uint32_t sizes[4] = {2048, 32768, 262144, 262144};
+  static const uint32_t chunks[4] = {64, 1500, 16384, 65536};
+  int cls = (int)rnd_below(&r, 4);
+  s->out_len = 1 + rnd_below(&r, sizes[cls]);
+  s->max_chunk = chunks[cls];
+  s->rng = r;
+  s->own_out = random_bytes(s->out_len, &r, letters);
+  s->out = s->own_out;
+  s->exp = s->out; /* an echo, unless told otherwise */
+  s->exp_len = s->out_len;
+  s->fd = -1;
+}
+
+static void stream_free(stream_t *s) {
+  free(s->own_out);
+  free(s->own_exp);
+  if (s->fd >= 0)
+    close(s->fd);
+  s->fd = -1;
+}
+
+static void stream_end(stream_t *s, int err) {
+  s->done = 1;
+  s->err = err;
+  s->eof = err == 0;
+  close(s->fd);
+  s->fd = -1;
+}
+
+/* Run the streams until each has ended: sent everything, half-closed
+ * (unless endless) and read to EOF, or was cut off by an error. Every byte
+ * that arrives is compared with what was expected. */
+static void streams_run(stream_t *ss, int n) {
+  struct pollfd *pf = calloc((size_t)n, sizeof *pf);
+  uint8_t *buf = malloc(65536);
+  CHECK(pf != NULL && buf != NULL, "out of memory");
+  int left = 0;
+  for (int i = 0; i < n; i++) {
+    set_nonblock(ss[i].fd);
+    left += !ss[i].done;
+  }
+  int64_t deadline = now_ms() + IO_TIMEOUT_S * 1000;
+  while (left > 0) {
+    for (int i = 0; i < n; i++) {
+      stream_t *s = &ss[i];
+      pf[i].fd = s->done ? -1 : s->fd;
+      pf[i].events = POLLIN | (s->sent < s->out_len ? POLLOUT : 0);
+      pf[i].revents = 0;
+    }
+    int r = poll(pf, (nfds_t)n, 1000);
+    CHECK(r >= 0 || errno == EINTR, "poll: %s", strerror(errno));
+    CHECK(now_ms() < deadline, "streams stalled (%d of %d left)", left, n);
+    for (int i = 0; i < n; i++) {
+      stream_t *s = &ss[i];
+      if (s->done || pf[i].revents == 0)
+        continue;
+      if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t k = read(s->fd, buf, 65536);
+        if (k > 0) {
+          CHECK(s->got + (size_t)k <= s->exp_len,
+                "stream %d: %zu bytes came, only %zu expected", i,
+                s->got + (size_t)k, s->exp_len);
+          CHECK(memcmp(s->exp + s->got, buf, (size_t)k) == 0,
+                "stream %d: bytes %zu..%zu differ from what was expected", i,
+                s->got, s->got + (size_t)k);
+          s->got += (size_t)k;
+        } else if (k == 0 || errno != EAGAIN) {
+          stream_end(s, k == 0 ? 0 : errno);
+          left--;
+          continue;
+        }
+      }
+      if ((pf[i].revents & POLLOUT) && s->sent < s->out_len) {
+        size_t chunk = 1 + rnd_below(&s->rng, s->max_chunk);
+        if (chunk > s->out_len - s->sent)
+          chunk = s->out_len - s->sent;
+        ssize_t w = send(s->fd, s->out + s->sent, chunk, MSG_NOSIGNAL);
+        if (w > 0) {
+          s->sent += (size_t)w;
+        } else if (errno != EAGAIN) {
+          stream_end(s, errno);
+          left--;
+          continue;
+        }
+      }
+      if (s->sent == s->out_len && !s->shut && !s->endless) {
+        shutdown(s->fd, SHUT_WR); /* half-close: the answer still comes */
+        s->shut = 1;
+      }
+    }
+  }
+  free(pf);
+  free(buf);
+}
+
+/* A client thread: connect its streams (port > 0) and run them. */
+typedef struct {
+  stream_t *ss;
+  int n;
+  int port;
+} client_t;
+
+static void *client_main(void *arg) {
+  client_t *c = arg;
+  for (int i = 0; i < c->n; i++) {
+    if (c->port > 0) {
+      c->ss[i].fd = connect_tcp(c->port);
+      c->ss[i].port = local_port(c->ss[i].fd);
+    }
+  }
+  streams_run(c->ss, c->n);
+  return NULL;
+}
+
+/* Run n streams on nthreads client threads, connecting to port (or on the
+ * fds already set when port is 0). */
+static void clients_run(stream_t *ss, int n, int nthreads, int port) {
+  client_t cs[16];
+  pthread_t ts[16];
+  CHECK(nthreads <= 16 && n % nthreads == 0, "bad split");
+  for (int t = 0; t < nthreads; t++) {
+    cs[t] = (client_t){ss + t * (n / nthreads), n / nthreads, port};
+    ts[t] = spawn(client_main, &cs[t]);
+  }
+  for (int t = 0; t < nthreads; t++)
+    join(ts[t]);
+}
+
+static stream_t *stream_by_port(stream_t *ss, int n, int port) {
+  for (int i = 0; i < n; i++)
+    if (ss[i].port == port)
+      return &ss[i];
+  CHECK(0, "no client with local port %d", port);
+}
+
+/* ---- a stats poller: reads counters concurrently with everything ------- */
+
+typedef struct {
+  int32_t h, lid;
+  pump_t *pump;
+  atomic_int stop;
+  long rounds;
+} poller_t;
+
+static void *poller_main(void *arg) {
+  poller_t *p = arg;
+  double st[8];
+  char peer[64];
+  int32_t ids[256];
+  while (!atomic_load(&p->stop)) {
+    CHECK_RC(rk_engine_stats(p->h, st), "rk_engine_stats");
+    if (p->lid > 0)
+      CHECK_RC(rk_listener_active(p->h, p->lid), "rk_listener_active");
+    size_t n = pump_accepted(p->pump, p->lid, ids, NULL, 256);
+    for (size_t i = 0; i < n; i++) {
+      int r = rk_conn_stats(p->h, ids[i], st);
+      CHECK(r == 0 || r == -ENOENT, "rk_conn_stats: %d", r);
+      if (r == 0)
+        CHECK(st[1] <= st[0] && st[3] <= st[2] && st[7] == p->lid,
+              "conn %d: counters %g %g %g %g, listener %g", ids[i], st[0],
+              st[1], st[2], st[3], st[7]);
+      r = rk_conn_peer(p->h, ids[i], peer, sizeof peer);
+      CHECK(r == -ENOENT || (r > 0 && strncmp(peer, "127.0.0.1:", 10) == 0),
+            "rk_conn_peer: %d", r);
+    }
+    p->rounds++;
+    sleep_ms(1);
+  }
+  return NULL;
+}
+
+/* ======================================================================== */
+/* relay                                                                    */
+/* ======================================================================== */
+
+static int32_t listen_to(int32_t h, int target_port, const int32_t *opts,
+                         int32_t nopts) {
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, opts, nopts);
+  CHECK(lid > 0, "rk_listen: %d %s", lid, rk_err_name(lid));
+  if (target_port > 0)
+    CHECK_RC(rk_listener_set_target(h, lid, "127.0.0.1", target_port,
+                                    RK_FAMILY_ANY, 5000, NULL),
+             "rk_listener_set_target");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  int port = rk_listener_port(h, lid);
+  CHECK(port > 0, "rk_listener_port: %d", port);
+  return lid;
+}
+
+/* 64 clients on 8 threads through a listener to an echo backend; every
+ * byte checked, every connection's events and counters checked. */
+static void t_relay_many_clients(void) {
+  enum { N = 64, THREADS = 8 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, echo.port, NULL, 0);
+  poller_t poller = {.h = h, .lid = lid, .pump = &pump};
+  pthread_t pt = spawn(poller_main, &poller);
+
+  stream_t ss[N];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N; i++)
+    stream_random(&ss[i], 100 + (uint64_t)i, 0);
+  clients_run(ss, N, THREADS, rk_listener_port(h, lid));
+  for (int i = 0; i < N; i++)
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len,
+          "client %d: got %zu of %zu bytes, err %s", i, ss[i].got,
+          ss[i].exp_len, strerror(ss[i].err));
+
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
+  atomic_store(&poller.stop, 1);
+  join(pt);
+  int32_t ids[N];
+  int ports[N];
+  CHECK(pump_accepted(&pump, lid, ids, ports, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    stream_t *s = stream_by_port(ss, N, ports[i]);
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_CONNECTED, ids[i], rec);
+    expect_closed(&pump, ids[i], RK_END_DONE, rec);
+    CHECK(rec[3] == 0 && rec[2] == (uint32_t)lid, "err %d aux %u",
+          (int32_t)rec[3], rec[2]);
+    for (int w = 8; w < 16; w += 2)
+      CHECK(rec_u64(rec, w) == s->out_len,
+            "conn %d counter %d is %llu, sent %zu", ids[i], (w - 8) / 2,
+            (unsigned long long)rec_u64(rec, w), s->out_len);
+  }
+  engine_wait_idle(h);
+  CHECK(rk_listener_active(h, lid) == 0, "listener still has connections");
+  double st[8];
+  CHECK_RC(rk_engine_stats(h, st), "rk_engine_stats");
+  CHECK(st[1] == N && st[2] == N && st[3] == 0, "accepted %g closed %g "
+        "rejected %g", st[1], st[2], st[3]);
+  CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
+  uint32_t drained[RK_EVENT_WORDS];
+  pump_get(&pump, RK_EV_LISTENER_DRAINED, -1, drained);
+  CHECK(drained[2] == (uint32_t)lid, "drained listener %u", drained[2]);
+  engine_end(&pump);
+  server_stop(&echo);
+  for (int i = 0; i < N; i++)
+    stream_free(&ss[i]);
+  printf("  (stats poller: %ld rounds)\n", poller.rounds);
+}
+
+/* A client that half-closes still gets the backend's answer, which is
+ * sent after the backend saw EOF. */
+static void t_relay_half_close(void) {
+  server_t back;
+  server_start(&back, halfclose_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, back.port, NULL, 0);
+  for (int i = 0; i < 4; i++) {
+    int fd = connect_tcp(rk_listener_port(h, lid));
+    uint64_t r = seed_for(200 + (uint64_t)i);
+    size_t n = 1 + rnd_below(&r, 100000);
+    uint8_t *data = random_bytes(n, &r, 0);
+    write_all(fd, data, n);
+    CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+    char want[64], got[64];
+    int wl = snprintf(want, sizeof want, "got %zu\n", n), err;
+    size_t gl = read_to_end(fd, (uint8_t *)got, sizeof got, &err);
+    CHECK(err == 0 && gl == (size_t)wl && memcmp(got, want, gl) == 0,
+          "answer after half-close: %.*s (err %s)", (int)gl, got,
+          strerror(err));
+    close(fd);
+    free(data);
+  }
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, 4);
+  int32_t ids[4];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, 4) == 4, "accept events");
+  for (int i = 0; i < 4; i++)
+    expect_closed(&pump, ids[i], RK_END_DONE, NULL);
+  engine_end(&pump);
+  server_stop(&back);
+}
+
+/* A backend that resets ends the relay as a reset, and resets the client. */
+static void t_relay_backend_reset(void) {
+  enum { N = 6 };
+  server_t back;
+  server_start(&back, reset_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, back.port, NULL, 0);
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = connect_tcp(rk_listener_port(h, lid));
+    write_all(fds[i], "hello", 5);
+  }
+  for (int i = 0; i < N; i++) {
+    uint8_t buf[16];
+    int err;
+    size_t n = read_to_end(fds[i], buf, sizeof buf, &err);
+    CHECK(n == 0 && (err == ECONNRESET || err == 0),
+          "client %d: %zu bytes, err %s", i, n, strerror(err));
+    close(fds[i]);
+  }
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
+  int32_t ids[N];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], RK_END_RESET, rec);
+    CHECK((int32_t)rec[3] == -ECONNRESET || (int32_t)rec[3] == -EPIPE,
+          "err %s", rk_err_name((int32_t)rec[3]));
+  }
+  engine_end(&pump);
+  server_stop(&back);
+}
+
+/* A refused backend: RK_EV_CLOSED with RK_END_CONNECT_FAILED and
+ * ECONNREFUSED, no RK_EV_CONNECTED, and the client's connection ends. */
+static void t_relay_refused_backend(void) {
+  enum { N = 6 };
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, g_dead_port, NULL, 0);
+  int fds[N];
+  for (int i = 0; i < N; i++)
+    fds[i] = connect_tcp(rk_listener_port(h, lid));
+  for (int i = 0; i < N; i++) {
+    uint8_t buf[16];
+    int err;
+    size_t n = read_to_end(fds[i], buf, sizeof buf, &err);
+    CHECK(n == 0 && (err == 0 || err == ECONNRESET), "client %d: %zu, %s", i,
+          n, strerror(err));
+    close(fds[i]);
+  }
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
+  int32_t ids[N];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], RK_END_CONNECT_FAILED, rec);
+    CHECK((int32_t)rec[3] == -ECONNREFUSED, "err %s",
+          rk_err_name((int32_t)rec[3]));
+    pthread_mutex_lock(&pump.mu);
+    CHECK(pump_find_locked(&pump, RK_EV_CONNECTED, ids[i]) == NULL,
+          "RK_EV_CONNECTED for a refused connect");
+    pthread_mutex_unlock(&pump.mu);
+  }
+  engine_end(&pump);
+}
+
+/* A relay where no byte moves for the listener's idle timeout ends with
+ * RK_END_IDLE_TIMEOUT; one that keeps moving does not. */
+static void t_relay_idle_timeout(void) {
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t opts[4] = {0, 0, 0, 300};
+  int32_t lid = listen_to(h, echo.port, opts, 4);
+  int port = rk_listener_port(h, lid);
+  int idle = connect_tcp(port), busy = connect_tcp(port);
+  int64_t t0 = now_ms();
+  uint8_t buf[8];
+  write_all(idle, "ping", 4);
+  read_exact(idle, buf, 4);
+  /* the busy one moves a byte every 50 ms for 600 ms */
+  for (int i = 0; i < 12; i++) {
+    write_all(busy, "x", 1);
+    read_exact(busy, buf, 1);
+    sleep_ms(50);
+  }
+  int err;
+  size_t n = read_to_end(idle, buf, sizeof buf, &err);
+  int64_t took = now_ms() - t0;
+  CHECK(n == 0 && err == 0, "idle client: %zu bytes, %s", n, strerror(err));
+  CHECK(took >= 250, "idle connection ended after %lld ms", (long long)took);
+  int32_t ids[2];
+  int ports[2];
+  CHECK(pump_accepted(&pump, lid, ids, ports, 2) == 2, "accept events");
+  int32_t idle_id = ports[0] == local_port(busy) ? ids[1] : ids[0];
+  int32_t busy_id = idle_id == ids[0] ? ids[1] : ids[0];
+  uint32_t rec[RK_EVENT_WORDS];
+  expect_closed(&pump, idle_id, RK_END_IDLE_TIMEOUT, rec);
+  CHECK((int32_t)rec[3] == -ETIMEDOUT && rec_u64(rec, 8) == 4 &&
+            rec_u64(rec, 14) == 4,
+        "err %d, counters %llu %llu", (int32_t)rec[3],
+        (unsigned long long)rec_u64(rec, 8),
+        (unsigned long long)rec_u64(rec, 14));
+  double st[8];
+  CHECK(rk_conn_stats(h, busy_id, st) == 0 && st[6] == 1,
+        "the busy connection is gone or not relaying");
+  close(idle);
+  close(busy);
+  expect_closed(&pump, busy_id, RK_END_DONE, NULL);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
+/* rk_conn_close from a thread of its own while data flows both ways:
+ * graceful closes flush everything read, aborts cut at once; every
+ * connection ends exactly once with RK_END_CLOSED. */
+typedef struct {
+  int32_t h, lid;
+  pump_t *pump;
+  int n;
+} closer_t;
+
+static void *closer_main(void *arg) {
+  closer_t *c = arg;
+  int32_t ids[64];
+  pump_wait_count(c->pump, RK_EV_ACCEPT, c->lid, (size_t)c->n);
+  CHECK(pump_accepted(c->pump, c->lid, ids, NULL, 64) == (size_t)c->n,
+        "accept events");
+  for (int i = 0; i < c->n; i++) {
+    /* wait until bytes flow both ways */
+    int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+    double st[8];
+    do {
+      CHECK(now_ms() < deadline, "no bytes through connection %d", ids[i]);
+      CHECK_RC(rk_conn_stats(c->h, ids[i], st), "rk_conn_stats");
+      sleep_ms(1);
+    } while (st[1] == 0 || st[3] == 0);
+    CHECK_RC(rk_conn_close(c->h, ids[i],
+                           i % 2 ? RK_CLOSE_ABORT : RK_CLOSE_GRACEFUL),
+             "rk_conn_close");
+  }
+  return NULL;
+}
+
+static void t_relay_close_while_flowing(void) {
+  enum { N = 12 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, echo.port, NULL, 0);
+  poller_t poller = {.h = h, .lid = lid, .pump = &pump};
+  pthread_t pt = spawn(poller_main, &poller);
+  closer_t closer = {h, lid, &pump, N};
+  pthread_t ct = spawn(closer_main, &closer);
+  uint64_t r = seed_for(300);
+  size_t len = 2 << 20;
+  uint8_t *data = random_bytes(len, &r, 0);
+  stream_t ss[N];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N; i++)
+    ss[i] = (stream_t){.fd = -1, .out = data, .out_len = len, .exp = data,
+                       .exp_len = len, .rng = seed_for(301 + (uint64_t)i),
+                       .max_chunk = 32768, .endless = 1};
+  clients_run(ss, N, 2, rk_listener_port(h, lid));
+  join(ct);
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
+  atomic_store(&poller.stop, 1);
+  join(pt);
+  int32_t ids[N];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+    CHECK(rec[3] == 0, "err %d", (int32_t)rec[3]);
+    if (i % 2 == 0) /* graceful: what was read was written */
+      CHECK(rec_u64(rec, 8) == rec_u64(rec, 10) &&
+                rec_u64(rec, 12) == rec_u64(rec, 14),
+            "graceful close of %d lost bytes: %llu/%llu %llu/%llu", ids[i],
+            (unsigned long long)rec_u64(rec, 8),
+            (unsigned long long)rec_u64(rec, 10),
+            (unsigned long long)rec_u64(rec, 12),
+            (unsigned long long)rec_u64(rec, 14));
+  }
+  engine_end(&pump);
+  server_stop(&echo);
+  free(data);
+}
+
+/* rk_relay_fds on socketpairs (both ways, 8 relays made from 2 threads),
+ * on pipes (one way), with RK_RELAY_KEEP_FDS, and with an idle timeout. */
+typedef struct {
+  int32_t h;
+  stream_t *ss;
+  int n;
+  server_t *pool;
+} fdrelay_t;
+
+static void *fdrelay_main(void *arg) {
+  fdrelay_t *f = arg;
+  for (int i = 0; i < f->n; i++) {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    int32_t id = rk_relay_fds(f->h, a[1], a[1], b[0], b[0], 0, 0);
+    CHECK(id > 0, "rk_relay_fds: %d %s", id, rk_err_name(id));
+    f->ss[i].id = id;
+    f->ss[i].fd = a[0];
+    server_adopt(f->pool, b[1], echo_fn);
+  }
+  streams_run(f->ss, f->n);
+  return NULL;
+}
+
+typedef struct {
+  int fd;
+  const uint8_t *data;
+  size_t len;
+} pipe_writer_t;
+
+static void *pipe_writer_main(void *arg) {
+  pipe_writer_t *w = arg;
+  uint64_t r = seed_for((uint64_t)w->fd);
+  for (size_t off = 0; off < w->len;) {
+    size_t n = 1 + rnd_below(&r, 40000);
+    if (n > w->len - off)
+      n = w->len - off;
+    CHECK(rk_fd_write(w->fd, w->data + off, (int32_t)n) == (int32_t)n,
+          "rk_fd_write");
+    off += n;
+  }
+  CHECK_RC(rk_fd_close(w->fd), "rk_fd_close");
+  return NULL;
+}
+
+static void t_relay_fds(void) {
+  enum { N = 8 };
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  server_t pool;
+  server_pool(&pool);
+
+  /* socketpairs, both ways, echo on the far side */
+  stream_t ss[N];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N; i++)
+    stream_random(&ss[i], 400 + (uint64_t)i, 0);
+  fdrelay_t fr[2] = {{h, ss, N / 2, &pool}, {h, ss + N / 2, N / 2, &pool}};
+  pthread_t ft[2] = {spawn(fdrelay_main, &fr[0]), spawn(fdrelay_main, &fr[1])};
+  join(ft[0]);
+  join(ft[1]);
+  for (int i = 0; i < N; i++) {
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "relay %d: %zu of %zu, %s",
+          i, ss[i].got, ss[i].exp_len, strerror(ss[i].err));
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ss[i].id, RK_END_DONE, rec);
+    for (int w = 8; w < 16; w += 2)
+      CHECK(rec_u64(rec, w) == ss[i].out_len, "counter %d: %llu of %zu",
+            (w - 8) / 2, (unsigned long long)rec_u64(rec, w), ss[i].out_len);
+  }
+
+  /* pipes: a writer thread -> pipe -> relay -> pipe -> this thread */
+  for (int i = 0; i < 3; i++) {
+    int32_t in[2], out[2];
+    CHECK_RC(rk_fd_pipe(in), "rk_fd_pipe");
+    CHECK_RC(rk_fd_pipe(out), "rk_fd_pipe");
+    int32_t id = rk_relay_fds(h, in[0], -1, -1, out[1], 0, 0);
+    CHECK(id > 0, "rk_relay_fds(pipes): %d %s", id, rk_err_name(id));
+    uint64_t r = seed_for(450 + (uint64_t)i);
+    size_t len = 1 + rnd_below(&r, 400000);
+    uint8_t *data = random_bytes(len, &r, 0);
+    pipe_writer_t pw = {in[1], data, len};
+    pthread_t wt = spawn(pipe_writer_main, &pw);
+    uint8_t *got = malloc(len + 1);
+    int err;
+    size_t n = read_to_end(out[0], got, len + 1, &err);
+    join(wt);
+    CHECK(err == 0 && n == len && memcmp(got, data, len) == 0,
+          "pipe relay: %zu of %zu bytes, %s", n, len, strerror(err));
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, id, RK_END_DONE, rec);
+    CHECK(rec_u64(rec, 8) == len && rec_u64(rec, 10) == len &&
+              rec_u64(rec, 12) == 0,
+          "pipe counters");
+    close(out[0]);
+    free(got);
+    free(data);
+  }
+
+  /* RK_RELAY_KEEP_FDS: the fds stay open and blocking again */
+  {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0], RK_RELAY_KEEP_FDS, 0);
+    CHECK(id > 0, "rk_relay_fds(keep): %d", id);
+    write_all(a[0], "abc", 3);
+    uint8_t buf[4];
+    read_exact(b[1], buf, 3);
+    write_all(b[1], "defg", 4);
+    read_exact(a[0], buf, 4);
+    CHECK(memcmp(buf, "defg", 4) == 0, "keep relay data");
+    shutdown(a[0], SHUT_WR);
+    shutdown(b[1], SHUT_WR);
+    expect_closed(&pump, id, RK_END_DONE, NULL);
+    for (int k = 0; k < 2; k++) {
+      int fd = k ? b[0] : a[1];
+      int fl = fcntl(fd, F_GETFL);
+      CHECK(fl >= 0 && !(fl & O_NONBLOCK), "kept fd %d: flags %d", fd, fl);
+    }
+    int err;
+    CHECK(read_to_end(a[0], buf, sizeof buf, &err) == 0 && err == 0,
+          "kept relay end");
+    for (int k = 0; k < 2; k++) {
+      close(a[k]);
+      close(b[k]);
+    }
+  }
+
+  /* an idle timeout of its own */
+  {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0], 0, 200);
+    CHECK(id > 0, "rk_relay_fds(idle): %d", id);
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, id, RK_END_IDLE_TIMEOUT, rec);
+    uint8_t buf[4];
+    int err;
+    CHECK(read_to_end(a[0], buf, sizeof buf, &err) == 0 && err == 0,
+          "idle relay end");
+    close(a[0]);
+    close(b[1]);
+  }
+
+  /* arguments that cannot relay */
+  CHECK(rk_relay_fds(h, -1, -1, -1, -1, 0, 0) == -EINVAL, "no fds");
+  CHECK(rk_relay_fds(h, 100000, -1, -1, 100001, 0, 0) == -EBADF, "bad fds");
+  CHECK(rk_conn_close(h, 0x7ffffff0, RK_CLOSE_ABORT) == -ENOENT, "no conn");
+  engine_end(&pump);
+  server_stop(&pool);
+  for (int i = 0; i < N; i++)
+    stream_free(&ss[i]);
+}
+
+/* Every call a host may make on a connection id, made at once after
+ * rk_relay_fds returns, from 4 threads at a time: the worker that takes
+ * the new relay over must not race them. */
+typedef struct {
+  int32_t h;
+  int n;
+} quick_t;
+
+static void *quick_main(void *arg) {
+  quick_t *q = arg;
+  for (int i = 0; i < q->n; i++) {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    int32_t id = rk_relay_fds(q->h, a[1], a[1], b[0], b[0],
+                              i % 3 == 0 ? RK_RELAY_HOOK_AB : 0, 0);
+    CHECK(id > 0, "rk_relay_fds: %d", id);
+    double st[8];
+    uint8_t buf[8];
+    int r = rk_conn_stats(q->h, id, st);
+    CHECK(r == 0 || r == -ENOENT, "rk_conn_stats: %d", r);
+    r = rk_hook_take(q->h, id, 0, buf, sizeof buf);
+    CHECK(r == -EINVAL || r == -ENOENT || r >= 0, "rk_hook_take: %d", r);
+    CHECK(rk_conn_peer(q->h, id, (char *)buf, sizeof buf) == -EAFNOSUPPORT,
+          "rk_conn_peer of a socketpair");
+    CHECK_RC(rk_conn_close(q->h, id, i % 2 ? RK_CLOSE_ABORT
+                                           : RK_CLOSE_GRACEFUL),
+             "rk_conn_close");
+    close(a[0]);
+    close(b[1]);
+  }
+  return NULL;
+}
+
+static void t_relay_calls_right_after_create(void) {
+  enum { T = 4, PER = 25 };
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  quick_t q = {h, PER};
+  pthread_t ts[T];
+  for (int i = 0; i < T; i++)
+    ts[i] = spawn(quick_main, &q);
+  for (int i = 0; i < T; i++)
+    join(ts[i]);
+  pump_wait_count(&pump, RK_EV_CLOSED, -1, T * PER);
+  engine_wait_idle(h);
+  engine_end(&pump);
+}
+
+/* Listeners made, started, counted and closed from several threads while
+ * the engine closes: each listener closes once (one RK_EV_LISTENER_CLOSED)
+ * and rk_listen after the close fails with RK_ECLOSED. */
+typedef struct {
+  int32_t h;
+  pthread_barrier_t *bar;
+  int32_t *lids;
+  int n;
+  atomic_int *made;
+} lcloser_t;
+
+static void *lcloser_main(void *arg) {
+  lcloser_t *c = arg;
+  pthread_barrier_wait(c->bar);
+  for (int i = 0; i < c->n; i++) {
+    int32_t r = rk_listener_close(c->h, c->lids[i]);
+    CHECK(r == 0 || r == -ENOENT, "rk_listener_close: %d", r);
+    double st[8];
+    CHECK_RC(rk_engine_stats(c->h, st), "rk_engine_stats");
+    r = rk_listener_active(c->h, c->lids[i]);
+    CHECK(r == 0 || r == -ENOENT, "rk_listener_active: %d", r);
+  }
+  /* and new ones, until the engine is closed */
+  for (;;) {
+    int32_t lid = rk_listen(c->h, "127.0.0.1", 0, NULL, 0);
+    if (lid == RK_ECLOSED)
+      return NULL;
+    CHECK(lid > 0, "rk_listen: %d", lid);
+    atomic_fetch_add(c->made, 1);
+    int32_t r = rk_listener_set_target(c->h, lid, "127.0.0.1", 9, 0, 0, NULL);
+    CHECK(r == 0 || r == -ENOENT, "rk_listener_set_target: %d", r);
+    r = rk_listener_start(c->h, lid);
+    CHECK(r == 0 || r == -ENOENT || r == -EINVAL, "rk_listener_start: %d", r);
+    sleep_ms(1);
+  }
+}
+
+static void t_listeners_close_concurrently(void) {
+  enum { L = 24, T = 3 };
+  int32_t h = rk_engine_new(2, 0);
+  CHECK(h >= 0, "rk_engine_new");
+  int32_t lids[L];
+  for (int i = 0; i < L; i++) {
+    lids[i] = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+    CHECK(lids[i] > 0, "rk_listen");
+    CHECK_RC(rk_listener_set_target(h, lids[i], "127.0.0.1", 9, 0, 0, NULL),
+             "set_target");
+    if (i % 2 == 0)
+      CHECK_RC(rk_listener_start(h, lids[i]), "rk_listener_start");
+  }
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, T + 1);
+  atomic_int made = 0;
+  lcloser_t cs[T];
+  pthread_t ts[T];
+  for (int i = 0; i < T; i++) {
+    cs[i] = (lcloser_t){h, &bar, lids, L, &made};
+    ts[i] = spawn(lcloser_main, &cs[i]);
+  }
+  pthread_barrier_wait(&bar);
+  sleep_ms(5);
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  for (int i = 0; i < T; i++)
+    join(ts[i]);
+  pthread_barrier_destroy(&bar);
+  pump_t pump;
+  pump_init(&pump, h, NULL, NULL);
+  pump_drain_now(&pump);
+  pthread_mutex_lock(&pump.mu);
+  for (int i = 0; i < L; i++) {
+    size_t k = 0;
+    for (size_t j = 0; j < pump.n; j++)
+      k += pump.recs[j][0] == RK_EV_LISTENER_CLOSED &&
+           pump.recs[j][2] == (uint32_t)lids[i];
+    CHECK(k == 1, "listener %d closed %zu times", lids[i], k);
+  }
+  pthread_mutex_unlock(&pump.mu);
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+  pump_free(&pump);
+  printf("  (%d listeners made meanwhile)\n", atomic_load(&made));
+}
+
+/* What TcpProxy.abort() does: rk_listener_close, then rk_listener_abort
+ * at once, while the workers detach. The abort must not revive a listener
+ * whose last reference is being dropped. */
+static void t_listener_close_then_abort(void) {
+  enum { L = 150 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  for (int i = 0; i < L; i++) {
+    int32_t lid = listen_to(h, echo.port, NULL, 0);
+    int fd = -1;
+    if (i % 10 == 0) { /* some with a live connection */
+      fd = connect_tcp(rk_listener_port(h, lid));
+      pump_get(&pump, RK_EV_CONNECTED, -1, (uint32_t[RK_EVENT_WORDS]){0});
+    }
+    CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
+    int32_t r = rk_listener_abort(h, lid);
+    CHECK(r == 0 || r == -ENOENT, "rk_listener_abort: %d", r);
+    if (fd >= 0)
+      close(fd);
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_LISTENER_DRAINED, -1, rec);
+    pthread_mutex_lock(&pump.mu);
+    pump.n = 0; /* forget this listener's events */
+    pthread_mutex_unlock(&pump.mu);
+    CHECK(rec[2] == (uint32_t)lid, "drained %u, expected %d", rec[2], lid);
+  }
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
+/* rk_connect_fd to a numeric address, to a name (the resolver thread) and
+ * to a refused port, from several threads; a listener whose target is a
+ * name. */
+typedef struct {
+  int32_t h;
+  int port;
+  const char *host;
+  int32_t id;
+} connector_t;
+
+static void *connector_main(void *arg) {
+  connector_t *c = arg;
+  c->id = rk_connect_fd(c->h, c->host, c->port, RK_FAMILY_ONLY_V4, 5000, NULL);
+  CHECK(c->id > 0, "rk_connect_fd: %d %s", c->id, rk_err_name(c->id));
+  return NULL;
+}
+
+static void t_connect_fd_and_names(void) {
+  enum { N = 8 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  connector_t cs[N];
+  pthread_t ts[N];
+  for (int i = 0; i < N; i++) {
+    cs[i] = (connector_t){h, i % 4 == 3 ? g_dead_port : echo.port,
+                          i % 2 ? "localhost" : "127.0.0.1", 0};
+    ts[i] = spawn(connector_main, &cs[i]);
+  }
+  for (int i = 0; i < N; i++)
+    join(ts[i]);
+  for (int i = 0; i < N; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_FD_CONNECTED, cs[i].id, rec);
+    if (cs[i].port == g_dead_port) {
+      CHECK((int32_t)rec[2] == -1 && (int32_t)rec[3] == -ECONNREFUSED,
+            "refused connect_fd: fd %d err %d", (int32_t)rec[2],
+            (int32_t)rec[3]);
+      continue;
+    }
+    int fd = (int)rec[2];
+    CHECK(fd >= 0, "connect_fd %d: err %s", cs[i].id,
+          rk_err_name((int32_t)rec[3]));
+    uint8_t buf[8];
+    CHECK(rk_fd_write(fd, (const uint8_t *)"hi", 2) == 2, "write");
+    /* the fd is non-blocking: rk_fd_read waits for it */
+    for (int got = 0; got < 2;) {
+      int32_t k = rk_fd_read(fd, buf + got, 2 - got);
+      CHECK(k > 0, "rk_fd_read: %d", k);
+      got += k;
+    }
+    CHECK(memcmp(buf, "hi", 2) == 0, "echo through connect_fd");
+    CHECK_RC(rk_fd_shutdown_write(fd), "rk_fd_shutdown_write");
+    CHECK(rk_fd_read(fd, buf, sizeof buf) == 0, "EOF");
+    CHECK_RC(rk_fd_close(fd), "rk_fd_close");
+  }
+  /* a listener whose target is a name */
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+  CHECK(lid > 0, "rk_listen");
+  CHECK_RC(rk_listener_set_target(h, lid, "localhost", echo.port,
+                                  RK_FAMILY_ONLY_V4, 5000, NULL),
+           "rk_listener_set_target");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  stream_t ss[4];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < 4; i++)
+    stream_random(&ss[i], 500 + (uint64_t)i, 0);
+  clients_run(ss, 4, 2, rk_listener_port(h, lid));
+  for (int i = 0; i < 4; i++) {
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "client %d", i);
+    stream_free(&ss[i]);
+  }
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, 4);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
+/* ======================================================================== */
+/* the event bridge                                                         */
+/* ======================================================================== */
+
+static void check_test_events(pump_t *p, int threads, int count) {
+  pthread_mutex_lock(&p->mu);
+  int next[64] = {0};
+  for (size_t i = 0; i < p->n; i++) {
+    if (p->recs[i][0] != RK_EV_TEST)
+      continue;
+    uint32_t t = p->recs[i][1], seq = p->recs[i][2];
+    CHECK(t < (uint32_t)threads && seq == (uint32_t)next[t],
+          "thread %u: event %u after %d", t, seq, next[t] - 1);
+    next[t]++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  for (int t = 0; t < threads; t++)
+    CHECK(next[t] == count, "thread %d: %d of %d events", t, next[t], count);
+}
+
+/* rk_test_post from 8 threads while another thread waits and drains:
+ * every event arrives once, in order per posting thread. */
+static void t_bridge_wait_drain(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  CHECK_RC(rk_test_post(h, 8, 2000), "rk_test_post");
+  pump_wait_count(&pump, RK_EV_TEST, -1, 8 * 2000);
+  check_test_events(&pump, 8, 2000);
+  engine_end(&pump);
+}
+
+/* The notify callback fires on a posting thread after a drain emptied the
+ * queue; a host thread woken by it drains everything. */
+static atomic_int g_notify_calls, g_notify_on_main;
+static pthread_mutex_t g_notify_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_notify_cv = PTHREAD_COND_INITIALIZER;
+static int g_notify_flag;
+static __thread int t_is_main;
+
+static void notify_cb(void) {
+  atomic_fetch_add(&g_notify_calls, 1);
+  if (t_is_main)
+    atomic_store(&g_notify_on_main, 1);
+  pthread_mutex_lock(&g_notify_mu);
+  g_notify_flag = 1;
+  pthread_cond_signal(&g_notify_cv);
+  pthread_mutex_unlock(&g_notify_mu);
+}
+
+typedef struct {
+  pump_t *pump;
+  size_t want;
+} notified_t;
+
+static void *notified_main(void *arg) {
+  notified_t *n = arg;
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  for (;;) {
+    pthread_mutex_lock(&n->pump->mu);
+    size_t have = n->pump->n;
+    pthread_mutex_unlock(&n->pump->mu);
+    if (have >= n->want)
+      return NULL;
+    pthread_mutex_lock(&g_notify_mu);
+    while (!g_notify_flag) {
+      CHECK(now_ms() < deadline, "notify: %zu of %zu events", have, n->want);
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait(&g_notify_cv, &g_notify_mu, &ts);
+    }
+    g_notify_flag = 0;
+    pthread_mutex_unlock(&g_notify_mu);
+    pump_drain_now(n->pump); /* until empty: that re-arms the callback */
+  }
+}
+
+static void t_bridge_notify(void) {
+  int32_t h = rk_engine_new(2, 0);
+  CHECK(h >= 0, "rk_engine_new");
+  pump_t pump;
+  pump_init(&pump, h, NULL, NULL);
+  CHECK_RC(rk_engine_set_notify(h, notify_cb), "rk_engine_set_notify");
+  notified_t nt = {&pump, 6 * 1500 * 2};
+  pthread_t t = spawn(notified_main, &nt);
+  CHECK_RC(rk_test_post(h, 6, 1500), "rk_test_post");
+  sleep_ms(20);
+  CHECK_RC(rk_test_post(h, 6, 1500), "rk_test_post"); /* joins the first */
+  join(t);
+  CHECK(pump.n == nt.want, "%zu events, expected %zu", pump.n, nt.want);
+  int calls = atomic_load(&g_notify_calls);
+  CHECK(calls >= 1 && !atomic_load(&g_notify_on_main),
+        "notify calls %d, on main %d", calls, atomic_load(&g_notify_on_main));
+  /* unregistered: no more calls */
+  CHECK_RC(rk_engine_set_notify(h, NULL), "rk_engine_set_notify(NULL)");
+  int before = atomic_load(&g_notify_calls);
+  CHECK_RC(rk_test_post(h, 2, 100), "rk_test_post");
+  CHECK_RC(rk_engine_close(h), "rk_engine_close"); /* joins the posters */
+  CHECK(atomic_load(&g_notify_calls) == before, "notify after unregister");
+  CHECK(pump_drain_now(&pump) == 200, "events after unregister");
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+  pump_free(&pump);
+  printf("  (notify: %d calls for %zu events)\n", calls, nt.want);
+}
+
+/* rk_engine_wake makes a blocked rk_engine_wait return at once. */
+typedef struct {
+  int32_t h;
+  atomic_int returned;
+  int32_t r;
+} waiter_t;
+
+static void *waiter_main(void *arg) {
+  waiter_t *w = arg;
+  w->r = rk_engine_wait(w->h, -1);
+  atomic_store(&w->returned, 1);
+  return NULL;
+}
+
+static void t_bridge_wake(void) {
+  int32_t h = rk_engine_new(1, 0);
+  CHECK(h >= 0, "rk_engine_new");
+  waiter_t w = {.h = h};
+  pthread_t t = spawn(waiter_main, &w);
+  sleep_ms(50);
+  CHECK(!atomic_load(&w.returned), "rk_engine_wait returned on its own");
+  CHECK_RC(rk_engine_wake(h), "rk_engine_wake");
+  join(t);
+  CHECK(w.r == 0, "rk_engine_wait: %d", w.r);
+  CHECK(rk_engine_wait(h, 10) == 0, "timed wait on an empty queue");
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+}
+
+/* ======================================================================== */
+/* closing an engine that is busy                                           */
+/* ======================================================================== */
+
+typedef struct {
+  int32_t h;
+  atomic_int made;
+  int32_t ids[200];
+  int keep[200][2]; /* our ends */
+  int n;
+} creator_t;
+
+static void *creator_main(void *arg) {
+  creator_t *c = arg;
+  for (c->n = 0; c->n < 200;) {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    int32_t id = rk_relay_fds(c->h, a[1], a[1], b[0], b[0], 0, 0);
+    if (id == RK_ECLOSED) {
+      for (int k = 0; k < 2; k++) {
+        close(a[k]);
+        close(b[k]);
+      }
+      break;
+    }
+    CHECK(id > 0, "rk_relay_fds: %d %s", id, rk_err_name(id));
+    c->ids[c->n] = id;
+    c->keep[c->n][0] = a[0];
+    c->keep[c->n][1] = b[1];
+    c->n++;
+    atomic_store(&c->made, c->n);
+    sleep_ms(1);
+  }
+  return NULL;
+}
+
+typedef struct {
+  int32_t h;
+  atomic_int rounds;
+} spin_waiter_t;
+
+/* rk_engine_wait in a loop until the handle is gone. */
+static void *spin_waiter_main(void *arg) {
+  spin_waiter_t *w = arg;
+  for (;;) {
+    int32_t r = rk_engine_wait(w->h, -1);
+    if (r < 0) {
+      CHECK(r == RK_EBADHANDLE, "rk_engine_wait: %d", r);
+      return NULL;
+    }
+    atomic_fetch_add(&w->rounds, 1);
+    sleep_ms(1);
+  }
+}
+
+/* rk_engine_close while relays flow, relays are being made on another
+ * thread and another blocks in rk_engine_wait: every connection posts
+ * exactly one RK_EV_CLOSED (RK_END_ENGINE_CLOSED), every rk_relay_fds
+ * either fails with RK_ECLOSED or made a relay that got its event, and
+ * rk_engine_free returns the waiter. */
+static void t_engine_close_while_busy(void) {
+  enum { N = 8 };
+  server_t echo, pool;
+  server_start(&echo, echo_fn);
+  server_pool(&pool);
+  int32_t h = rk_engine_new(2, 0);
+  CHECK(h >= 0, "rk_engine_new");
+  spin_waiter_t sw = {.h = h};
+  pthread_t wt = spawn(spin_waiter_main, &sw);
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+  CHECK(lid > 0, "rk_listen");
+  CHECK_RC(rk_listener_set_target(h, lid, "127.0.0.1", echo.port, 0, 5000,
+                                  NULL),
+           "set_target");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+
+  /* endless streams (no half-close) of 1 MiB each: still flowing or
+   * waiting for an end when the engine closes */
+  uint64_t r = seed_for(600);
+  size_t len = 1 << 20;
+  uint8_t *data = random_bytes(len, &r, 0);
+  stream_t ss[N + 4];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N + 4; i++)
+    ss[i] = (stream_t){.fd = -1, .out = data, .out_len = len, .exp = data,
+                       .exp_len = len, .rng = seed_for(601 + (uint64_t)i),
+                       .max_chunk = 16384, .endless = 1};
+  client_t cl[3] = {{ss, N / 2, rk_listener_port(h, lid)},
+                    {ss + N / 2, N / 2, rk_listener_port(h, lid)},
+                    {ss + N, 4, 0}};
+  int32_t relay_ids[4];
+  for (int i = 0; i < 4; i++) {
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    relay_ids[i] = rk_relay_fds(h, a[1], a[1], b[0], b[0], 0, 0);
+    CHECK(relay_ids[i] > 0, "rk_relay_fds");
+    ss[N + i].fd = a[0];
+    server_adopt(&pool, b[1], echo_fn);
+  }
+  pthread_t ct[3];
+  for (int i = 0; i < 3; i++)
+    ct[i] = spawn(client_main, &cl[i]);
+  creator_t *cr = calloc(1, sizeof *cr);
+  CHECK(cr != NULL, "out of memory");
+  cr->h = h;
+  pthread_t crt = spawn(creator_main, cr);
+
+  /* close once bytes flow on every accepted connection */
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  for (;;) {
+    double st[8];
+    CHECK_RC(rk_engine_stats(h, st), "rk_engine_stats");
+    if (st[1] >= N && atomic_load(&cr->made) >= 20)
+      break;
+    CHECK(now_ms() < deadline, "clients did not connect (%g)", st[1]);
+    sleep_ms(5);
+  }
+  sleep_ms(50);
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  join(crt);
+  {
+    int a[2];
+    socketpair_or_die(a);
+    CHECK(rk_relay_fds(h, a[0], a[0], a[1], a[1], 0, 0) == RK_ECLOSED,
+          "relay after close");
+    for (int k = 0; k < 2; k++) { /* still the caller's, and blocking */
+      int fl = fcntl(a[k], F_GETFL);
+      CHECK(fl >= 0 && !(fl & O_NONBLOCK), "refused fd flags %d", fl);
+      close(a[k]);
+    }
+  }
+  CHECK(rk_connect_fd(h, "127.0.0.1", echo.port, 0, 0, NULL) == RK_ECLOSED,
+        "connect_fd after close");
+  CHECK(rk_listen(h, "127.0.0.1", 0, NULL, 0) == RK_ECLOSED,
+        "listen after close");
+
+  /* every event is still there to drain */
+  pump_t pump;
+  pump_init(&pump, h, NULL, NULL);
+  pump_drain_now(&pump);
+  int32_t ids[N];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++)
+    expect_closed(&pump, ids[i], RK_END_ENGINE_CLOSED, NULL);
+  for (int i = 0; i < 4; i++)
+    expect_closed(&pump, relay_ids[i], RK_END_ENGINE_CLOSED, NULL);
+  for (int i = 0; i < cr->n; i++)
+    expect_closed(&pump, cr->ids[i], RK_END_ENGINE_CLOSED, NULL);
+  pthread_mutex_lock(&pump.mu);
+  size_t total = pump_count_locked(&pump, RK_EV_CLOSED, -1, -1);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(total == (size_t)(N + 4 + cr->n), "%zu RK_EV_CLOSED, expected %d",
+        total, N + 4 + cr->n);
+  pump_get(&pump, RK_EV_LISTENER_CLOSED, -1, (uint32_t[RK_EVENT_WORDS]){0});
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+  join(wt);
+  CHECK(rk_engine_stats(h, (double[8]){0}) == RK_EBADHANDLE, "freed");
+  for (int i = 0; i < 3; i++)
+    join(ct[i]);
+  for (int i = 0; i < cr->n; i++) {
+    close(cr->keep[i][0]);
+    close(cr->keep[i][1]);
+  }
+  printf("  (%d relays made before the close, waiter woke %d times)\n", cr->n,
+         atomic_load(&sw.rounds));
+  free(cr);
+  pump_free(&pump);
+  server_stop(&echo);
+  server_stop(&pool);
+  for (int i = 0; i < N + 4; i++)
+    stream_free(&ss[i]);
+  free(data);
+}
+
+/* ======================================================================== */
+/* routing: held connections                                                */
+/* ======================================================================== */
+
+/* A client's first byte says what the decider does with it:
+ *   C  CONNECT to the echo backend, to_b "PFX:", to_a "HELLO", consume 1
+ *   R  CONNECT (opts[6] = 1) to a refused port, to_b "R1:", then on
+ *      RK_HOLD_RETRY CONNECT to the echo backend, to_b "R2:", consume 1
+ *   X  CLOSE with the reply "BYE\n"
+ *   F  FILE: "FILE\n", then 50000 bytes of a file from offset 1000
+ *   W  rk_hold_write "ACK", read on to "WHELLO", CONNECT consume 6, "W:" */
+#define HOLD_DECIDERS 3
+
+typedef struct {
+  int32_t h, lid;
+  int echo_port;
+  const char *path;
+  wq_t q[HOLD_DECIDERS];
+  atomic_int decisions, retries, writes;
+} router_t;
+
+typedef struct {
+  router_t *rt;
+  int index;
+} decider_t;
+
+typedef struct {
+  int32_t id;
+  int stage;
+} hstate_t;
+
+static void router_event(void *ctx, const uint32_t *rec) {
+  router_t *rt = ctx;
+  if (rec[0] == RK_EV_HOLD) /* one connection, one decider thread */
+    wq_push(&rt->q[rec[1] % HOLD_DECIDERS], rec);
+}
+
+static void decide(router_t *rt, int32_t id, int32_t action, int port,
+                   int32_t consume, int retry, const char *to_b,
+                   const char *to_a) {
+  int32_t o[7] = {action, port, RK_FAMILY_ANY, 5000, -1, consume, retry};
+  CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, o, 7,
+                          (const uint8_t *)to_b, (int32_t)strlen(to_b),
+                          (const uint8_t *)to_a, (int32_t)strlen(to_a)),
+           "rk_hold_decide");
+  atomic_fetch_add(&rt->decisions, 1);
+}
+
+static void *decider_main(void *arg) {
+  decider_t *d = arg;
+  router_t *rt = d->rt;
+  hstate_t st[256];
+  int nst = 0;
+  uint32_t rec[RK_EVENT_WORDS];
+  while (wq_pop(&rt->q[d->index], rec)) {
+    int32_t id = (int32_t)rec[1];
+    uint32_t flags = rec[4];
+    CHECK(rec[2] == (uint32_t)rt->lid, "hold event of listener %u", rec[2]);
+    hstate_t *s = NULL;
+    for (int i = 0; i < nst && s == NULL; i++)
+      if (st[i].id == id)
+        s = &st[i];
+    if (s == NULL) {
+      CHECK(nst < 256, "too many held connections");
+      s = &st[nst++];
+      *s = (hstate_t){id, 0};
+    }
+    if (flags & RK_HOLD_FIRST) {
+      static const uint8_t lo[4] = {127, 0, 0, 1};
+      CHECK(rec[6] == AF_INET && rec[7] != 0 &&
+                rec[3] == (uint32_t)rk_listener_port(rt->h, rt->lid) &&
+                memcmp(&rec[12], lo, 4) == 0 && memcmp(&rec[8], lo, 4) == 0,
+            "RK_HOLD_FIRST addresses: family %u port %u local port %u",
+            rec[6], rec[7], rec[3]);
+      CHECK_RC(rk_hold_read(rt->h, id, 64), "rk_hold_read");
+      continue;
+    }
+    if (flags & RK_HOLD_RETRY) {
+      CHECK(s->stage == 1, "retry in stage %d", s->stage);
+      CHECK((int32_t)rec[3] == -ECONNREFUSED, "retry err %d",
+            (int32_t)rec[3]);
+      s->stage = 2;
+      atomic_fetch_add(&rt->retries, 1);
+      decide(rt, id, RK_DECIDE_CONNECT, rt->echo_port, 1, 0, "R2:", "");
+      continue;
+    }
+    uint8_t small[2], buf[128];
+    int32_t n = rk_hold_take(rt->h, id, small, sizeof small);
+    CHECK(n == (int32_t)rec[5], "rk_hold_take: %d, event says %u", n, rec[5]);
+    CHECK(rk_hold_take(rt->h, id, buf, sizeof buf) == n, "second take");
+    CHECK(n >= 1 && n <= 64 && small[0] == buf[0], "held %d bytes", n);
+    switch (buf[0]) {
+    case 'C':
+      decide(rt, id, RK_DECIDE_CONNECT, rt->echo_port, 1, 0, "PFX:", "HELLO");
+      break;
+    case 'R':
+      CHECK(s->stage == 0, "R decided twice");
+      s->stage = 1;
+      decide(rt, id, RK_DECIDE_CONNECT, g_dead_port, 1, 1, "R1:", "");
+      break;
+    case 'X':
+      decide(rt, id, RK_DECIDE_CLOSE, 0, 0, 0, "", "BYE\n");
+      break;
+    case 'F': {
+      int32_t o[10] = {RK_DECIDE_FILE, 0, 0, 0, -1, 0, 1000, 0, 50000, 0};
+      CHECK_RC(rk_hold_decide(rt->h, id, rt->path, NULL, o, 10, NULL, 0,
+                              (const uint8_t *)"FILE\n", 5),
+               "rk_hold_decide(FILE)");
+      atomic_fetch_add(&rt->decisions, 1);
+      break;
+    }
+    case 'W':
+      if (s->stage == 0) {
+        CHECK(n == 1, "W sent %d bytes before its ACK", n);
+        CHECK_RC(rk_hold_write(rt->h, id, (const uint8_t *)"ACK", 3),
+                 "rk_hold_write");
+        atomic_fetch_add(&rt->writes, 1);
+        s->stage = 1;
+        CHECK_RC(rk_hold_read(rt->h, id, 6), "rk_hold_read");
+      } else if (n < 6) {
+        CHECK_RC(rk_hold_read(rt->h, id, 6), "rk_hold_read");
+      } else {
+        CHECK(n == 6 && (flags & RK_HOLD_FULL) &&
+                  memcmp(buf, "WHELLO", 6) == 0,
+              "W held %d bytes, flags %u", n, flags);
+        decide(rt, id, RK_DECIDE_CONNECT, rt->echo_port, 6, 0, "W:", "");
+      }
+      break;
+    default:
+      CHECK(0, "unexpected first byte %d", buf[0]);
+    }
+  }
+  return NULL;
+}
+
+typedef struct {
+  int port;
+  char kind;
+  int index;
+  const uint8_t *file; /* the file's bytes from offset 1000 */
+  int local;
+} hclient_t;
+
+static void *hclient_main(void *arg) {
+  hclient_t *c = arg;
+  uint64_t r = seed_for(700 + (uint64_t)c->index);
+  size_t plen = 1 + rnd_below(&r, c->index % 3 ? 20000 : 40);
+  uint8_t *payload = random_bytes(plen, &r, 0);
+  size_t cap = plen + 60000;
+  uint8_t *want = malloc(cap), *got = malloc(cap);
+  CHECK(want != NULL && got != NULL, "out of memory");
+  size_t wl = 0;
+  int fd = connect_tcp(c->port);
+  c->local = local_port(fd);
+  switch (c->kind) {
+  case 'C':
+  case 'R':
+    write_all(fd, &c->kind, 1);
+    write_all(fd, payload, plen);
+    shutdown(fd, SHUT_WR);
+    if (c->kind == 'C') {
+      memcpy(want, "HELLOPFX:", 9);
+      wl = 9;
+    } else {
+      memcpy(want, "R2:", 3);
+      wl = 3;
+    }
+    memcpy(want + wl, payload, plen);
+    wl += plen;
+    break;
+  case 'X':
+    write_all(fd, "Xjunk", 5);
+    memcpy(want, "BYE\n", 4);
+    wl = 4;
+    break;
+  case 'F':
+    write_all(fd, "F", 1);
+    memcpy(want, "FILE\n", 5);
+    memcpy(want + 5, c->file, 50000);
+    wl = 50005;
+    break;
+  case 'W': {
+    uint8_t ack[3];
+    write_all(fd, "W", 1);
+    read_exact(fd, ack, 3);
+    CHECK(memcmp(ack, "ACK", 3) == 0, "hold_write reply");
+    write_all(fd, "HELLO", 5);
+    write_all(fd, payload, plen);
+    shutdown(fd, SHUT_WR);
+    memcpy(want, "W:", 2);
+    memcpy(want + 2, payload, plen);
+    wl = 2 + plen;
+    break;
+  }
+  }
+  int err;
+  size_t gl = read_to_end(fd, got, cap, &err);
+  CHECK(err == 0 && gl == wl && memcmp(got, want, wl) == 0,
+        "%c client %d: %zu bytes (want %zu), first difference at %zu, err %s",
+        c->kind, c->index, gl, wl,
+        (size_t)({
+          size_t k = 0;
+          while (k < gl && k < wl && got[k] == want[k])
+            k++;
+          k;
+        }),
+        strerror(err));
+  close(fd);
+  free(payload);
+  free(want);
+  free(got);
+  return NULL;
+}
+
+static void t_hold_routing(void) {
+  enum { PER_KIND = 8, KINDS = 5, N = PER_KIND * KINDS };
+  static const char kinds[KINDS] = {'C', 'R', 'X', 'F', 'W'};
+  server_t echo;
+  server_start(&echo, echo_fn);
+  char path[] = "/tmp/relaykit-harness-XXXXXX";
+  int ffd = mkstemp(path);
+  CHECK(ffd >= 0, "mkstemp: %s", strerror(errno));
+  uint64_t r = seed_for(650);
+  uint8_t *file = random_bytes(200000, &r, 0);
+  write_all(ffd, file, 200000);
+  close(ffd);
+
+  router_t *rt = calloc(1, sizeof *rt);
+  CHECK(rt != NULL, "out of memory");
+  for (int i = 0; i < HOLD_DECIDERS; i++)
+    wq_init(&rt->q[i]);
+  rt->echo_port = echo.port;
+  rt->path = path;
+  pump_t pump;
+  int32_t h = engine_new(&pump, router_event, rt);
+  rt->h = h;
+  int32_t opts[7] = {0, RK_LISTEN_HOLD, 0, 0, RK_EVMASK_ALL, 0, 10000};
+  rt->lid = listen_to(h, 0, opts, 7);
+  decider_t ds[HOLD_DECIDERS];
+  pthread_t dt[HOLD_DECIDERS];
+  for (int i = 0; i < HOLD_DECIDERS; i++) {
+    ds[i] = (decider_t){rt, i};
+    dt[i] = spawn(decider_main, &ds[i]);
+  }
+  hclient_t cs[N];
+  pthread_t ct[N];
+  for (int i = 0; i < N; i++) {
+    cs[i] = (hclient_t){rk_listener_port(h, rt->lid), kinds[i % KINDS], i,
+                        file + 1000, 0};
+    ct[i] = spawn(hclient_main, &cs[i]);
+  }
+  for (int i = 0; i < N; i++)
+    join(ct[i]);
+  pump_wait_count(&pump, RK_EV_CLOSED, rt->lid, N);
+  int32_t ids[N];
+  int ports[N];
+  CHECK(pump_accepted(&pump, rt->lid, ids, ports, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    hclient_t *c = NULL;
+    for (int k = 0; k < N && c == NULL; k++)
+      if (cs[k].local == ports[i])
+        c = &cs[k];
+    CHECK(c != NULL, "no client for port %d", ports[i]);
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], c->kind == 'X' ? RK_END_CLOSED : RK_END_DONE,
+                  rec);
+    CHECK(rec[3] == 0, "%c: err %d", c->kind, (int32_t)rec[3]);
+    if (c->kind == 'F')
+      CHECK(rec_u64(rec, 14) == 50005, "file bytes %llu",
+            (unsigned long long)rec_u64(rec, 14));
+  }
+  CHECK(atomic_load(&rt->retries) == PER_KIND &&
+            atomic_load(&rt->writes) == PER_KIND,
+        "retries %d writes %d", atomic_load(&rt->retries),
+        atomic_load(&rt->writes));
+  engine_end(&pump);
+  for (int i = 0; i < HOLD_DECIDERS; i++) {
+    wq_stop(&rt->q[i]);
+    join(dt[i]);
+    wq_free(&rt->q[i]);
+  }
+  printf("  (%d decisions)\n", atomic_load(&rt->decisions));
+  free(rt);
+  unlink(path);
+  free(file);
+  server_stop(&echo);
+}
+
+/* An undecided connection ends after the listener's hold timeout; one
+ * closed by the host while held ends with RK_END_CLOSED. */
+static void t_hold_timeout(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t opts[7] = {0, RK_LISTEN_HOLD, 0, 0, RK_EVMASK_ALL, 0, 300};
+  int32_t lid = listen_to(h, 0, opts, 7);
+  int port = rk_listener_port(h, lid);
+  int fds[3];
+  int64_t t0 = now_ms();
+  for (int i = 0; i < 3; i++)
+    fds[i] = connect_tcp(port);
+  write_all(fds[1], "some bytes nobody asks for", 26);
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 3);
+  int32_t ids[3];
+  int ports[3];
+  CHECK(pump_accepted(&pump, lid, ids, ports, 3) == 3, "accept events");
+  int32_t closed_id = ids[2];
+  CHECK_RC(rk_conn_close(h, closed_id, RK_CLOSE_GRACEFUL), "rk_conn_close");
+  for (int i = 0; i < 3; i++) {
+    uint8_t buf[8];
+    int err;
+    size_t n = read_to_end(fds[i], buf, sizeof buf, &err);
+    CHECK(n == 0, "held client %d got bytes", i);
+    close(fds[i]);
+  }
+  for (int i = 0; i < 3; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    if (ids[i] == closed_id) {
+      expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+      continue;
+    }
+    expect_closed(&pump, ids[i], RK_END_HOLD_TIMEOUT, rec);
+    CHECK((int32_t)rec[3] == -ETIMEDOUT, "err %d", (int32_t)rec[3]);
+  }
+  CHECK(now_ms() - t0 >= 250, "hold timeout too early");
+  CHECK(rk_hold_read(h, ids[0], 10) == -ENOENT, "hold_read after the end");
+  uint8_t b[4];
+  CHECK(rk_hold_take(h, ids[0], b, 4) == -ENOENT, "hold_take after the end");
+  engine_end(&pump);
+}
+
+/* ======================================================================== */
+/* hooks                                                                    */
+/* ======================================================================== */
+
+enum { HOOK_SAME, HOOK_UPPER, HOOK_DOUBLE, HOOK_DROP_X, HOOK_PARK };
+#define HOOK_THREADS 2
+
+typedef struct {
+  int32_t h;
+  atomic_int mode[2]; /* per direction */
+  wq_t q[HOOK_THREADS];
+  atomic_int chunks, empties, larger;
+  /* HOOK_PARK: chunks kept, not resumed */
+  pthread_mutex_t mu;
+  int32_t parked[64];
+  int nparked;
+} hooker_t;
+
+typedef struct {
+  hooker_t *hk;
+  int index;
+} hook_thread_t;
+
+static void hook_event(void *ctx, const uint32_t *rec) {
+  hooker_t *hk = ctx;
+  if (rec[0] == RK_EV_HOOK)
+    wq_push(&hk->q[rec[1] % HOOK_THREADS], rec);
+}
+
+static size_t transform(int mode, const uint8_t *in, size_t n, uint8_t *out) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = in[i];
+    switch (mode) {
+    case HOOK_UPPER:
+      out[k++] = c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c;
+      break;
+    case HOOK_DOUBLE:
+      out[k++] = c;
+      out[k++] = c;
+      break;
+    case HOOK_DROP_X:
+      if (c != 'x')
+        out[k++] = c;
+      break;
+    default:
+      out[k++] = c;
+    }
+  }
+  return k;
+}
+
+static void *hook_main(void *arg) {
+  hook_thread_t *t = arg;
+  hooker_t *hk = t->hk;
+  uint8_t *in = malloc(65536), *out = malloc(2 * 65536);
+  CHECK(in != NULL && out != NULL, "out of memory");
+  uint32_t rec[RK_EVENT_WORDS];
+  while (wq_pop(&hk->q[t->index], rec)) {
+    int32_t id = (int32_t)rec[1], dir = (int32_t)rec[6];
+    int32_t len = (int32_t)rec[7];
+    CHECK(dir == 0 || dir == 1, "hook direction %d", dir);
+    CHECK(len > 0 && len <= 16384, "hook chunk of %d bytes", len);
+    int mode = atomic_load(&hk->mode[dir]);
+    if (mode == HOOK_PARK) {
+      pthread_mutex_lock(&hk->mu);
+      CHECK(hk->nparked < 64, "too many parked");
+      hk->parked[hk->nparked++] = id;
+      pthread_mutex_unlock(&hk->mu);
+      continue;
+    }
+    int32_t n = rk_hook_take(hk->h, id, dir, in, 16);
+    CHECK(n == len, "rk_hook_take: %d, event says %d", n, len);
+    if (n > 16)
+      CHECK(rk_hook_take(hk->h, id, dir, in, 65536) == n, "second take");
+    size_t k = transform(mode, in, (size_t)n, out);
+    atomic_fetch_add(&hk->chunks, 1);
+    if (k == 0)
+      atomic_fetch_add(&hk->empties, 1);
+    if (k > (size_t)n)
+      atomic_fetch_add(&hk->larger, 1);
+    CHECK_RC(rk_hook_resume(hk->h, id, dir, out, (int32_t)k),
+             "rk_hook_resume");
+  }
+  free(in);
+  free(out);
+  return NULL;
+}
+
+typedef struct {
+  hooker_t hk;
+  hook_thread_t ht[HOOK_THREADS];
+  pthread_t thr[HOOK_THREADS];
+  pump_t pump;
+} hookenv_t;
+
+static hookenv_t *hookenv_new(void) {
+  hookenv_t *e = calloc(1, sizeof *e);
+  CHECK(e != NULL, "out of memory");
+  pthread_mutex_init(&e->hk.mu, NULL);
+  for (int i = 0; i < HOOK_THREADS; i++)
+    wq_init(&e->hk.q[i]);
+  e->hk.h = engine_new(&e->pump, hook_event, &e->hk);
+  for (int i = 0; i < HOOK_THREADS; i++) {
+    e->ht[i] = (hook_thread_t){&e->hk, i};
+    e->thr[i] = spawn(hook_main, &e->ht[i]);
+  }
+  return e;
+}
+
+static void hookenv_end(hookenv_t *e) {
+  engine_end(&e->pump);
+  for (int i = 0; i < HOOK_THREADS; i++) {
+    wq_stop(&e->hk.q[i]);
+    join(e->thr[i]);
+    wq_free(&e->hk.q[i]);
+  }
+  pthread_mutex_destroy(&e->hk.mu);
+  free(e);
+}
+
+/* Expected bytes back through an echo: a->b transformed, echoed, b->a
+ * transformed. */
+static void stream_expect(stream_t *s, int mode_ab, int mode_ba) {
+  uint8_t *mid = malloc(s->out_len * 2 + 1);
+  s->own_exp = malloc(s->out_len * 4 + 1);
+  CHECK(mid != NULL && s->own_exp != NULL, "out of memory");
+  size_t m = transform(mode_ab, s->out, s->out_len, mid);
+  s->exp_len = transform(mode_ba, mid, m, s->own_exp);
+  s->exp = s->own_exp;
+  free(mid);
+}
+
+/* A listener whose connections hook a->b (opts[5]): the host uppercases
+ * every chunk on its own threads while b->a flows unhooked. */
+static void t_hook_listener(void) {
+  enum { N = 16 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  hookenv_t *he = hookenv_new();
+  atomic_store(&he->hk.mode[0], HOOK_UPPER);
+  atomic_store(&he->hk.mode[1], HOOK_PARK); /* must never be called */
+  int32_t opts[6] = {0, 0, 0, 0, RK_EVMASK_ALL, RK_RELAY_HOOK_AB};
+  int32_t lid = listen_to(he->hk.h, echo.port, opts, 6);
+  stream_t ss[N];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N; i++) {
+    stream_random(&ss[i], 800 + (uint64_t)i, 1);
+    stream_expect(&ss[i], HOOK_UPPER, HOOK_SAME);
+  }
+  clients_run(ss, N, 4, rk_listener_port(he->hk.h, lid));
+  for (int i = 0; i < N; i++)
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "client %d: %zu of %zu, %s",
+          i, ss[i].got, ss[i].exp_len, strerror(ss[i].err));
+  pump_wait_count(&he->pump, RK_EV_CLOSED, lid, N);
+  int32_t ids[N];
+  CHECK(pump_accepted(&he->pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++)
+    expect_closed(&he->pump, ids[i], RK_END_DONE, NULL);
+  CHECK(he->hk.nparked == 0, "b->a went through the hook");
+  printf("  (%d chunks through the hook)\n", atomic_load(&he->hk.chunks));
+  hookenv_end(he);
+  server_stop(&echo);
+  for (int i = 0; i < N; i++)
+    stream_free(&ss[i]);
+}
+
+/* Hooked rk_relay_fds relays: both directions (uppercase, then doubled:
+ * longer), a->b dropping every 'x' (long runs of x make empty results),
+ * and b->a only. */
+static void t_hook_relay_fds(void) {
+  enum { N = 6 };
+  static const struct {
+    uint32_t flags;
+    int ab, ba;
+  } rounds[3] = {
+      {RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA, HOOK_UPPER, HOOK_DOUBLE},
+      {RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_SAME},
+      {RK_RELAY_HOOK_BA, HOOK_SAME, HOOK_DOUBLE},
+  };
+  hookenv_t *he = hookenv_new();
+  int32_t h = he->hk.h;
+  for (int rd = 0; rd < 3; rd++) {
+    atomic_store(&he->hk.mode[0], rounds[rd].ab);
+    atomic_store(&he->hk.mode[1], rounds[rd].ba);
+    int before_empty = atomic_load(&he->hk.empties);
+    server_t pool;
+    server_pool(&pool);
+    stream_t ss[N];
+    memset(ss, 0, sizeof ss);
+    for (int i = 0; i < N; i++) {
+      stream_random(&ss[i], 900 + (uint64_t)(rd * N + i), 1);
+      if (rounds[rd].ab == HOOK_DROP_X && ss[i].out_len > 40000)
+        memset(ss[i].own_out + ss[i].out_len / 4, 'x', 40000 < ss[i].out_len / 2
+                                                             ? 40000
+                                                             : ss[i].out_len / 2);
+      stream_expect(&ss[i], (rounds[rd].flags & RK_RELAY_HOOK_AB) ? rounds[rd].ab
+                                                                  : HOOK_SAME,
+                    (rounds[rd].flags & RK_RELAY_HOOK_BA) ? rounds[rd].ba
+                                                          : HOOK_SAME);
+      int a[2], b[2];
+      socketpair_or_die(a);
+      socketpair_or_die(b);
+      ss[i].id = rk_relay_fds(h, a[1], a[1], b[0], b[0], rounds[rd].flags, 0);
+      CHECK(ss[i].id > 0, "rk_relay_fds(hooked): %d", ss[i].id);
+      ss[i].fd = a[0];
+      server_adopt(&pool, b[1], echo_fn);
+    }
+    clients_run(ss, N, 2, 0);
+    int big = 0;
+    for (int i = 0; i < N; i++) {
+      CHECK(ss[i].eof && ss[i].got == ss[i].exp_len,
+            "round %d relay %d: %zu of %zu, %s", rd, i, ss[i].got,
+            ss[i].exp_len, strerror(ss[i].err));
+      uint32_t rec[RK_EVENT_WORDS];
+      expect_closed(&he->pump, ss[i].id, RK_END_DONE, rec);
+      CHECK(rec_u64(rec, 8) == ss[i].out_len, "a->b read %llu of %zu",
+            (unsigned long long)rec_u64(rec, 8), ss[i].out_len);
+      big += ss[i].out_len > 80000;
+      stream_free(&ss[i]);
+    }
+    if (rounds[rd].ab == HOOK_DROP_X && big > 0)
+      CHECK(atomic_load(&he->hk.empties) > before_empty,
+            "no chunk was dropped whole");
+    server_stop(&pool);
+  }
+  printf("  (%d chunks, %d made longer, %d dropped whole)\n",
+         atomic_load(&he->hk.chunks), atomic_load(&he->hk.larger),
+         atomic_load(&he->hk.empties));
+  hookenv_end(he);
+}
+
+/* A connection that ends while its chunk is with the host: take and
+ * resume say -ENOENT; an abort racing a resume ends it exactly once; a
+ * graceful close waits for the chunk and still delivers it. */
+static int32_t parked_relay(hookenv_t *he, int a[2], int b[2]) {
+  socketpair_or_die(a);
+  socketpair_or_die(b);
+  int32_t id = rk_relay_fds(he->hk.h, a[1], a[1], b[0], b[0],
+                            RK_RELAY_HOOK_AB, 0);
+  CHECK(id > 0, "rk_relay_fds: %d", id);
+  write_all(a[0], "abc", 3);
+  uint32_t rec[RK_EVENT_WORDS];
+  pump_get(&he->pump, RK_EV_HOOK, id, rec);
+  CHECK(rec[6] == 0 && rec[7] == 3, "hook event dir %u len %u", rec[6],
+        rec[7]);
+  return id;
+}
+
+typedef struct {
+  int32_t h;
+  int32_t *ids;
+  int n, resume;
+  pthread_barrier_t *bar;
+} racer_t;
+
+static void *racer_main(void *arg) {
+  racer_t *r = arg;
+  pthread_barrier_wait(r->bar);
+  for (int i = 0; i < r->n; i++) {
+    int32_t rc = r->resume
+                     ? rk_hook_resume(r->h, r->ids[i], 0, (const uint8_t *)"Z", 1)
+                     : rk_conn_close(r->h, r->ids[i], RK_CLOSE_ABORT);
+    CHECK(rc == 0 || rc == -ENOENT, "%s: %d",
+          r->resume ? "rk_hook_resume" : "rk_conn_close", rc);
+  }
+  return NULL;
+}
+
+static void t_hook_conn_ends_with_chunk_out(void) {
+  hookenv_t *he = hookenv_new();
+  int32_t h = he->hk.h;
+  atomic_store(&he->hk.mode[0], HOOK_PARK);
+  atomic_store(&he->hk.mode[1], HOOK_PARK);
+  uint8_t buf[16];
+  int err;
+
+  /* aborted from this thread while the chunk is out */
+  int a[2], b[2];
+  int32_t id = parked_relay(he, a, b);
+  CHECK(rk_hook_take(h, id, 0, buf, 16) == 3 && memcmp(buf, "abc", 3) == 0,
+        "take the parked chunk");
+  CHECK(rk_hook_take(h, id, 1, buf, 16) == -EINVAL, "no chunk b->a");
+  CHECK_RC(rk_conn_close(h, id, RK_CLOSE_ABORT), "rk_conn_close");
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  CHECK(rk_hook_take(h, id, 0, buf, 16) == -ENOENT, "take after the end");
+  CHECK(rk_hook_resume(h, id, 0, buf, 3) == -ENOENT, "resume after the end");
+  CHECK(read_to_end(b[1], buf, sizeof buf, &err) == 0, "b got bytes");
+  close(a[0]);
+  close(b[1]);
+
+  /* graceful close: the chunk is still delivered, then FIN */
+  id = parked_relay(he, a, b);
+  CHECK_RC(rk_conn_close(h, id, RK_CLOSE_GRACEFUL), "rk_conn_close");
+  CHECK(read_to_end(a[0], buf, sizeof buf, &err) == 0 && err == 0,
+        "a: FIN after a graceful close");
+  sleep_ms(20);
+  double st[8];
+  CHECK(rk_conn_stats(h, id, st) == 0, "ended before the chunk came back");
+  CHECK_RC(rk_hook_resume(h, id, 0, (const uint8_t *)"XYZW", 4),
+           "rk_hook_resume");
+  size_t n = read_to_end(b[1], buf, sizeof buf, &err);
+  CHECK(n == 4 && err == 0 && memcmp(buf, "XYZW", 4) == 0,
+        "b after graceful close: %zu bytes, %s", n, strerror(err));
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  close(a[0]);
+  close(b[1]);
+
+  /* resume and abort race from two threads, 16 times over */
+  enum { R = 16 };
+  int32_t ids[R];
+  int ends[R][2];
+  for (int i = 0; i < R; i++) {
+    ids[i] = parked_relay(he, a, b);
+    ends[i][0] = a[0];
+    ends[i][1] = b[1];
+  }
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, 2);
+  racer_t ra = {h, ids, R, 1, &bar}, rb = {h, ids, R, 0, &bar};
+  pthread_t t1 = spawn(racer_main, &ra), t2 = spawn(racer_main, &rb);
+  join(t1);
+  join(t2);
+  pthread_barrier_destroy(&bar);
+  for (int i = 0; i < R; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&he->pump, ids[i], RK_END_CLOSED, rec);
+    close(ends[i][0]);
+    close(ends[i][1]);
+  }
+  hookenv_end(he);
+}
+
+/* ======================================================================== */
+
+typedef struct {
+  const char *name;
+  void (*fn)(void);
+} test_t;
+
+static const test_t tests[] = {
+    {"relay moves random data intact for 64 clients on 8 threads",
+     t_relay_many_clients},
+    {"relay propagates half-close and delivers the answer after it",
+     t_relay_half_close},
+    {"relay ends as a reset when the backend resets", t_relay_backend_reset},
+    {"relay reports a refused backend as CONNECT_FAILED",
+     t_relay_refused_backend},
+    {"relay ends an idle connection after the idle timeout",
+     t_relay_idle_timeout},
+    {"rk_conn_close from another thread while data flows",
+     t_relay_close_while_flowing},
+    {"rk_relay_fds relays socketpairs and pipes, keeps fds, times out",
+     t_relay_fds},
+    {"a relay's id works at once in every call, from 4 threads",
+     t_relay_calls_right_after_create},
+    {"listeners close once when closed from several threads and the engine",
+     t_listeners_close_concurrently},
+    {"rk_listener_abort right after rk_listener_close, 150 times",
+     t_listener_close_then_abort},
+    {"rk_connect_fd and name targets go through the resolver",
+     t_connect_fd_and_names},
+    {"event bridge: rk_test_post from 8 threads, waited and drained",
+     t_bridge_wait_drain},
+    {"event bridge: the notify callback wakes a draining thread",
+     t_bridge_notify},
+    {"event bridge: rk_engine_wake returns a blocked wait", t_bridge_wake},
+    {"rk_engine_close and rk_engine_free while connections are live",
+     t_engine_close_while_busy},
+    {"held connections: read, take, write, decide CONNECT/CLOSE/FILE/retry "
+     "from decider threads",
+     t_hold_routing},
+    {"held connections end after the hold timeout", t_hold_timeout},
+    {"hooks on a listener rewrite a->b on host threads while b->a flows",
+     t_hook_listener},
+    {"hooks on rk_relay_fds: longer, shorter, empty, both directions",
+     t_hook_relay_fds},
+    {"hooks: a connection ends while its chunk is with the host",
+     t_hook_conn_ends_with_chunk_out},
+};
+
+static atomic_llong g_deadline;
+
+static void *watchdog_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    sleep_ms(200);
+    long long d = atomic_load(&g_deadline);
+    if (d != 0 && now_ms() > d) {
+      fprintf(stderr, "FAIL %s\n  timed out\n", atomic_load(&g_test));
+      printf("harness: %d passed, 1 failed\n", atomic_load(&g_passed));
+      fflush(stdout);
+      fflush(stderr);
+      _exit(1);
+    }
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  t_is_main = 1;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  signal(SIGPIPE, SIG_IGN); /* like Deno and Bun: EPIPE, not a signal */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const char *seed = getenv("HARNESS_SEED");
+  g_seed = seed != NULL ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL);
+  const char *to = getenv("HARNESS_TIMEOUT_S");
+  long timeout_s = to != NULL ? atol(to) : 120;
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  printf("harness: relaykit %d.%d.%d, seed %llu\n", rk_version() >> 16,
+         (rk_version() >> 8) & 0xff, rk_version() & 0xff,
+         (unsigned long long)g_seed);
+  dead_port_init();
+  pthread_t wd = spawn(watchdog_main, NULL);
+  pthread_detach(wd);
+  int64_t t_all = now_ms();
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    if (filter != NULL && strstr(tests[i].name, filter) == NULL)
+      continue;
+    atomic_store(&g_test, tests[i].name);
+    int64_t t0 = now_ms();
+    atomic_store(&g_deadline, t0 + timeout_s * 1000);
+    tests[i].fn();
+    atomic_store(&g_deadline, 0);
+    atomic_fetch_add(&g_passed, 1);
+    printf("ok %s (%lld ms)\n", tests[i].name, (long long)(now_ms() - t0));
+  }
+  close(g_dead_fd);
+  printf("harness: %d passed, 0 failed (%lld ms)\n", atomic_load(&g_passed),
+         (long long)(now_ms() - t_all));
+  return 0;
+}
