@@ -692,7 +692,13 @@ export class StreamForwardEngine implements ForwardEngine {
     const pending: NetConn[] = [];
     const listener = await runtime.net.listen(
       spec.listen,
-      { backlog: spec.backlog, reusePort: spec.reusePort, tls: spec.tls },
+      {
+        backlog: spec.backlog,
+        reusePort: spec.reusePort,
+        tls: spec.tls,
+        onAcceptError: (code) =>
+          cb.reject(errorFor(`Cannot accept on "${formatEndpoint(spec.listen)}"`, code)),
+      },
       (conn) => made.proxy === undefined ? pending.push(conn) : made.proxy.accept(conn),
     );
     const proxy = made.proxy = new StreamProxy(spec, cb, listener);

@@ -8,9 +8,10 @@
  * @module
  */
 /// <reference types="bun-types" />
-import { errorFor } from "../errors.ts";
+import { errorFor, type RelaykitError } from "../errors.ts";
 import { type Endpoint, formatEndpoint } from "../forward/types.ts";
-import { codeError, codeOf, connectEach, nodeNet } from "./node_net.ts";
+import { FdWatch } from "./fd_watch.ts";
+import { codeError, codeOf, connectEach, nodeNetWith } from "./node_net.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
 type BunSocket = Bun.Socket<BunConn | undefined>;
@@ -162,6 +163,11 @@ const handler = {
   close: (s: BunSocket, e?: Error) => s.data?.onClose(e),
 };
 
+/** Bun's accept loops spin on EMFILE: see FdWatch. */
+const watch = new FdWatch();
+/** node:net on Bun, for what Bun's own sockets lack. */
+const nodeNet = nodeNetWith({ watch });
+
 /** Bun.listen / Bun.connect behind the Net contract. */
 export const bunNet: Net = {
   listen(at, options, onConn): Promise<NetListener> {
@@ -177,7 +183,7 @@ export const bunNet: Net = {
         onConn(c);
       },
     };
-    let server: { stop(closeActiveConnections?: boolean): void };
+    let server: { stop(closeActiveConnections?: boolean): void } | undefined;
     let port = 0;
     try {
       if ("path" in at) {
@@ -198,7 +204,34 @@ export const bunNet: Net = {
       );
     }
     const address: Endpoint = "path" in at ? at : { host: at.host, port };
-    return Promise.resolve({ address, close: () => server.stop(false) });
+    const unwatch = "path" in address ? undefined : watch.add({
+      pause: () => {
+        server?.stop(false);
+        server = undefined;
+      },
+      resume: () => {
+        try {
+          server = Bun.listen<BunConn | undefined>({
+            hostname: address.host,
+            port: address.port,
+            allowHalfOpen: true,
+            socket,
+          });
+          return Promise.resolve();
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+      paused: options.onAcceptError,
+    });
+    return Promise.resolve({
+      address,
+      close: () => {
+        unwatch?.();
+        server?.stop(false);
+        server = undefined;
+      },
+    });
   },
 
   connect(to, options): Promise<NetConn> {
@@ -246,6 +279,9 @@ export const bunNet: Net = {
           });
         started.catch((e: unknown) => settle(() => reject(codeError(codeOf(e)))));
       });
-    return connectEach(to, options.family, deadline, once);
+    return connectEach(to, options.family, deadline, once).catch((err: RelaykitError) => {
+      watch.signal(err.code); // out of fds for the connect: stop accepting too
+      throw err;
+    });
   },
 };

@@ -4,6 +4,7 @@
  * @module
  */
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
+import { FdWatch } from "./fd_watch.ts";
 import { nodeNetWith } from "./node_net.ts";
 import { withDenoTls } from "./deno_tls.ts";
 import type { NativeLibrary, Runtime, Waker } from "./types.ts";
@@ -54,7 +55,7 @@ export const denoRuntime: Runtime = {
   name: "deno",
   version: Deno.version.deno,
   ffi: true,
-  net: withDenoTls(nodeNetWith({ rearm: true })),
+  net: withDenoTls(nodeNetWith({ watch: new FdWatch() })),
   dlopen(path: string, table: SymbolTable): NativeLibrary {
     const lib = Deno.dlopen(path, table);
     // Deno infers the bound types from the table itself; assigning them to

@@ -6,7 +6,6 @@
  * @module
  */
 import { lookup } from "node:dns/promises";
-import { closeSync, openSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import net from "node:net";
 import tls from "node:tls";
@@ -17,6 +16,7 @@ import {
   type FamilyPreference,
   formatEndpoint,
 } from "../forward/types.ts";
+import { FdWatch } from "./fd_watch.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
 /** The engine-wide code of a runtime socket error. */
@@ -173,83 +173,13 @@ function connectOnce(
   });
 }
 
-/** Low fd numbers left free before a process counts as out of fds. */
-const FD_HEADROOM = 4;
-/** How often a watched process checks whether it can open an fd. */
-const FD_CHECK_MS = 250;
-
-/** The soft RLIMIT_NOFILE of this process (Infinity when unknown). */
-function softFdLimit(): number {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    return m ? Number(m[1]) : Infinity;
-  } catch {
-    return Infinity;
-  }
-}
-
 /**
- * Deno's node:net server stops accepting for good once accept(2) fails
- * with EMFILE/ENFILE, without an error event (Bun and Node retry). So on
- * Deno each TCP listener is watched: a cheap check (open /dev/null: it
- * fails, or the lowest free fd is near the limit) or an outbound connect
- * failing with EMFILE marks fd pressure; when fds are free again, every
- * watched listener is re-created on its address, which revives accepting.
- * Only then: a connection waiting in the old socket's queue is reset.
+ * node:net behind the Net contract. With `watch`, TCP listeners close
+ * while the process is out of fds and reopen once fds are free (see
+ * FdWatch: Deno's and Bun's own accept loops cannot handle EMFILE).
  */
-class FdWatch {
-  #limit = softFdLimit();
-  #pressure = false;
-  #rearms = new Set<() => boolean>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-
-  /** Watch one listener; `rearm` re-creates it and says whether it could. */
-  add(rearm: () => boolean): () => void {
-    this.#rearms.add(rearm);
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.#check(), FD_CHECK_MS);
-      (this.#timer as { unref?: () => void }).unref?.();
-    }
-    return () => {
-      this.#rearms.delete(rearm);
-      if (this.#rearms.size === 0 && this.#timer !== undefined) {
-        clearInterval(this.#timer);
-        this.#timer = undefined;
-      }
-    };
-  }
-
-  /** An fd could not be had: accepting may have stopped. */
-  signal(code: string): void {
-    if (code === "EMFILE" || code === "ENFILE") this.#pressure = true;
-  }
-
-  #check(): void {
-    let fd = -1;
-    try {
-      fd = openSync("/dev/null", "r");
-    } catch (err) {
-      this.signal(codeOf(err));
-      return;
-    }
-    closeSync(fd);
-    if (fd >= this.#limit - FD_HEADROOM) {
-      this.#pressure = true;
-      return;
-    }
-    if (!this.#pressure) return;
-    let all = true;
-    for (const rearm of this.#rearms) all = rearm() && all;
-    this.#pressure = !all;
-  }
-}
-
-/**
- * node:net behind the Net contract. `rearm`: watch TCP listeners and
- * re-create them after fd exhaustion (for Deno; see FdWatch).
- */
-export function nodeNetWith(opts: { rearm: boolean }): Net {
-  const watch = opts.rearm ? new FdWatch() : undefined;
+export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
+  const watch = opts.watch;
   const self: Net = {
     async listen(at, options, onConn): Promise<NetListener> {
       const create = () => {
@@ -281,7 +211,7 @@ export function nodeNetWith(opts: { rearm: boolean }): Net {
           // accept(2) errors (EMFILE...) must not kill the process
           server.on("error", (e) => watch?.signal(codeOf(e)));
         });
-      let server = create();
+      let server: net.Server | undefined = create();
       await start(server, "path" in at ? 0 : at.port).catch((e) => {
         throw errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(e), { cause: e });
       });
@@ -289,31 +219,24 @@ export function nodeNetWith(opts: { rearm: boolean }): Net {
       const address: Endpoint = "path" in at
         ? at
         : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
-      let closed = false;
-      let rearming = false;
-      const unwatch = watch === undefined || "path" in address ? undefined : watch.add(() => {
-        if (closed) return true;
-        if (rearming) return false;
-        rearming = true;
-        server.close();
-        const next = create();
-        start(next, address.port).then(() => {
-          rearming = false;
-          if (closed) next.close();
-          else server = next;
-        }, (e) => {
-          // the port is still ours: try again at the next check
-          rearming = false;
-          watch.signal(codeOf(e) === "EADDRINUSE" ? "EMFILE" : codeOf(e));
-        });
-        return true;
+      const unwatch = watch === undefined || "path" in address ? undefined : watch.add({
+        pause: () => {
+          server?.close();
+          server = undefined;
+        },
+        resume: async () => {
+          const next = create();
+          await start(next, address.port);
+          server = next;
+        },
+        paused: options.onAcceptError,
       });
       return {
         address,
         close: () => {
-          closed = true;
           unwatch?.();
-          server.close();
+          server?.close();
+          server = undefined;
         },
       };
     },
@@ -331,7 +254,7 @@ export function nodeNetWith(opts: { rearm: boolean }): Net {
         };
         return new NodeConn(await connectOnce(opts, deadline, secure));
       });
-      // out of fds for the connect: accepting may be stuck too
+      // out of fds for the connect: stop accepting too
       return watch === undefined ? conn : conn.catch((err: RelaykitError) => {
         watch.signal(err.code);
         throw err;
@@ -341,5 +264,5 @@ export function nodeNetWith(opts: { rearm: boolean }): Net {
   return self;
 }
 
-/** node:net behind the Net contract (Bun and Node recover from EMFILE themselves). */
-export const nodeNet: Net = nodeNetWith({ rearm: false });
+/** node:net behind the Net contract, as Node uses it (libuv handles EMFILE itself). */
+export const nodeNet: Net = nodeNetWith({ watch: undefined });

@@ -90,7 +90,13 @@ export interface Net {
   /** Bind and accept (TLS with `tls`); throws a RelaykitError when it cannot bind. */
   listen(
     at: Endpoint,
-    options: { backlog: number; reusePort: boolean; tls?: TlsServerOptions | undefined },
+    options: {
+      backlog: number;
+      reusePort: boolean;
+      tls?: TlsServerOptions | undefined;
+      /** accept(2) failed (EMFILE...): the listener waits until it can go on. */
+      onAcceptError?: ((code: string) => void) | undefined;
+    },
     onConn: (c: NetConn) => void,
   ): Promise<NetListener>;
   /** Connect; rejects with a RelaykitError whose code is the engine-wide one. */
