@@ -10,12 +10,15 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import type net from "node:net";
 import { describe, test } from "node:test";
+import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
+import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
   CLI,
   closed,
   connect,
   echoServer,
   ENGINES,
+  nativeEngine,
   runtimeCommand,
   server,
   sleep,
@@ -356,4 +359,149 @@ for (const engine of ENGINES) {
 /** Wait until process `pid` is back to `base` fds (or fewer). */
 async function waitFd(pid: number, base: number): Promise<void> {
   await waitFor(() => fdsOf(pid) <= base, 5000, `fds of the proxy back to ${base} (${fdsOf(pid)})`);
+}
+
+/** Send one byte of `text` every `gapMs` until it is all sent or the socket closes. */
+function trickle(s: net.Socket, text: string, gapMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    let i = 0;
+    const t0 = Date.now();
+    const timer = setInterval(() => {
+      if (s.destroyed || s.writableEnded || i >= text.length) return;
+      s.write(text[i++]!);
+    }, gapMs);
+    s.once("close", () => {
+      clearInterval(timer);
+      resolve(Date.now() - t0);
+    });
+  });
+}
+
+for (const engine of ENGINES) {
+  describe(`slow and hostile clients (${engine} engine)`, () => {
+    async function routed(extra: Partial<TcpProxyOptions>) {
+      if (engine === "native") nativeEngine();
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        ...extra,
+      });
+      const ends: ConnectionEnd[] = [];
+      const errors: string[] = [];
+      proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e.code));
+      // a normal client: a line, echoed back
+      const normal = async () => {
+        const t0 = Date.now();
+        assert.equal(await roundTrip(proxy.port, "GET /\n", 5000), "GET /\n");
+        return Date.now() - t0;
+      };
+      return { proxy, ends, errors, normal };
+    }
+    const lineRoute = (to: number) => (data: Uint8Array) =>
+      data.includes(10) ? { remote: { host: "127.0.0.1", port: to } } : undefined;
+
+    test("a client sending a byte at a time while routing is cut at the routing timeout", async () => {
+      const echo = await echoServer();
+      const { proxy, ends } = await routed({ route: lineRoute(echo.port), routeTimeout: 1000 });
+      try {
+        const s = await connect(proxy.port);
+        s.on("error", () => {});
+        const lasted = await trickle(s, "GET /slow HTTP/1.1 and never a newline", 100);
+        assert.ok(lasted >= 900 && lasted < 2500, `cut after ${lasted} ms, not at 1000`);
+        await waitFor(() => ends.length === 1, 3000, "the end");
+        assert.equal(ends[0]!.reason, "decision-timeout");
+      } finally {
+        await proxy.close();
+        await echo.close();
+      }
+    });
+
+    test("a client sending its PROXY header a byte at a time is cut at the header timeout", async () => {
+      const echo = await echoServer();
+      const { proxy, ends } = await routed({
+        target: { host: "127.0.0.1", port: echo.port },
+        acceptProxy: { mode: "v1", timeout: 1000 },
+      });
+      try {
+        const s = await connect(proxy.port);
+        s.on("error", () => {});
+        const lasted = await trickle(s, "PROXY TCP4 10.1.2.3 10.0.0.1 40000 80\r\n", 100);
+        assert.ok(lasted >= 900 && lasted < 2500, `cut after ${lasted} ms, not at 1000`);
+        await waitFor(() => ends.length === 1, 3000, "the end");
+        assert.equal(ends[0]!.reason, "decision-timeout");
+      } finally {
+        await proxy.close();
+        await echo.close();
+      }
+    });
+
+    test("1,000 slow clients do not keep normal clients from being served", {
+      timeout: 30_000,
+    }, async () => {
+      const echo = await echoServer();
+      const { proxy, ends, normal } = await routed(
+        { route: lineRoute(echo.port), routeTimeout: 6000 },
+      );
+      try {
+        const slow: net.Socket[] = [];
+        for (let i = 0; i < 1000; i += 100) {
+          const batch = await Promise.all(
+            Array.from({ length: 100 }, () => connect(proxy.port)),
+          );
+          for (const s of batch) s.on("error", () => {});
+          slow.push(...batch);
+        }
+        // each slow client sends a byte a second
+        const cut = slow.map((s) => trickle(s, "x".repeat(60), 1000));
+        const waits: number[] = [];
+        for (let round = 0; round < 10; round++) {
+          waits.push(...await Promise.all(Array.from({ length: 5 }, normal)));
+          await sleep(100);
+        }
+        waits.sort((a, b) => a - b);
+        console.log(
+          `normal clients beside 1,000 slow ones (${engine}): median ${
+            waits[waits.length >> 1]
+          } ms, max ${waits[waits.length - 1]} ms`,
+        );
+        assert.equal(waits.length, 50);
+        assert.ok(waits[waits.length - 1]! < 3000, `served within 3 s (max ${waits.at(-1)} ms)`);
+        // and every slow client is cut at the routing timeout
+        const lasted = await Promise.all(cut);
+        assert.ok(Math.max(...lasted) < 12_000, `slow clients cut (${Math.max(...lasted)} ms)`);
+        await waitFor(() => ends.length >= 1050, 5000, "every end");
+        assert.equal(ends.filter((e) => e.reason === "decision-timeout").length, 1000);
+      } finally {
+        await proxy.close();
+        await echo.close();
+      }
+    });
+
+    test("first bytes over the routing limit are refused at the limit", async () => {
+      const echo = await echoServer();
+      const { proxy, ends, errors } = await routed({
+        route: lineRoute(echo.port),
+        routeLimit: 64 * 1024,
+      });
+      try {
+        const s = await connect(proxy.port);
+        s.on("error", () => {}).on("data", () => {});
+        // up to 64 MiB without a newline, until the proxy refuses them
+        const chunk = new Uint8Array(65536).fill(0x41);
+        let sent = 0;
+        while (errors.length === 0 && !s.destroyed && sent < 64 << 20) {
+          if (!s.write(chunk)) await new Promise((r) => setTimeout(r, 5));
+          sent += chunk.length;
+          await new Promise((r) => setImmediate(r));
+        }
+        assert.deepEqual(errors, ["RK_EROUTE_LIMIT"]);
+        assert.ok(sent < 8 << 20, `refused after ${sent >> 10} KiB, not 64 MiB`);
+        s.destroy();
+        await waitFor(() => ends.length === 1, 5000, "the end");
+      } finally {
+        await proxy.close();
+        await echo.close();
+      }
+    });
+  });
 }
