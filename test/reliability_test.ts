@@ -7,8 +7,10 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
@@ -18,6 +20,7 @@ import {
   connect,
   echoServer,
   ENGINES,
+  freePort,
   nativeEngine,
   runtimeCommand,
   server,
@@ -102,7 +105,14 @@ for (const engine of ENGINES) {
         "--engine",
         engine,
       ], 1024);
-      const base = fdsOf(probe.child.pid!);
+      let base = 0;
+      try {
+        base = fdsOf(probe.child.pid!);
+      } catch (err) {
+        throw new Error(`the proxy is gone (${probe.child.exitCode}): ${probe.output.err}`, {
+          cause: err,
+        });
+      }
       probe.child.kill("SIGKILL");
       // room for a few connections beyond what the idle process holds
       const limit = base + 24;
@@ -130,8 +140,13 @@ for (const engine of ENGINES) {
         }
         let most = 0;
         for (const end = Date.now() + 1000; Date.now() < end; await sleep(20)) {
+          if (child.exitCode !== null || child.signalCode !== null) break;
           most = Math.max(most, fdsOf(pid));
         }
+        assert.ok(
+          child.exitCode === null && child.signalCode === null,
+          `the proxy died (${child.exitCode ?? child.signalCode}): ${output.err.slice(-1500)}`,
+        );
         assert.ok(
           most >= limit - 2 || output.err.includes("Too many open files"),
           `the proxy ran out of fds (at most ${most} of ${limit}): ${output.err}`,
@@ -141,7 +156,11 @@ for (const engine of ENGINES) {
         await sleep(2000);
         const used = cpuOf(pid) - cpu0;
         assert.ok(used < 0.4, `the proxy used ${used.toFixed(2)} s of CPU in 2 s while out of fds`);
-        assert.equal(child.exitCode, null, `the proxy died: ${output.err}`);
+        assert.equal(
+          child.exitCode,
+          null,
+          `the proxy died (${child.signalCode}): ${output.err.slice(-1500)}`,
+        );
         for (const s of clients) s.destroy();
         await Promise.all(clients.map(closed));
         // recovery: a new client is served again
@@ -153,7 +172,7 @@ for (const engine of ENGINES) {
           await sleep(100);
         }
         assert.equal(answer, "after", `no recovery: ${output.err}`);
-        assert.ok(fdsOf(pid) <= base + 4, `fds back near ${base}: ${fdsOf(pid)}`);
+        await waitFd(pid, base + 4);
       } finally {
         child.kill("SIGKILL");
         await echo.close();
@@ -505,3 +524,123 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+// An asyncio echo server for many connections (its fd limit raised by prlimit).
+const MANY_ECHO = "import asyncio\n" +
+  "async def h(r,w):\n" +
+  "  try:\n" +
+  "    while True:\n" +
+  "      d=await r.read(65536)\n" +
+  "      if not d: break\n" +
+  "      w.write(d); await w.drain()\n" +
+  "    w.write_eof(); await w.drain()\n" +
+  "  except Exception: pass\n" +
+  "  w.close()\n" +
+  "async def main():\n" +
+  "  s=await asyncio.start_server(h,'127.0.0.1',0,backlog=4096)\n" +
+  "  print(s.sockets[0].getsockname()[1],flush=True)\n" +
+  "  await s.serve_forever()\n" +
+  "asyncio.run(main())";
+
+// N clients through the proxy at argv[1], all open at once: each sends its
+// own 1 KiB and checks the echo; prints "open" and waits for a line on
+// stdin; then each sends 1 KiB more, checks it, half-closes, expects EOF.
+const MANY_CLIENTS = "import asyncio,hashlib,sys\n" +
+  "port=int(sys.argv[1]); n=int(sys.argv[2])\n" +
+  "print(0,flush=True)\n" +
+  "async def main():\n" +
+  "  gate=asyncio.Semaphore(256); go=asyncio.Event(); bad=[]; opened=[0]\n" +
+  "  async def one(i):\n" +
+  "    async with gate:\n" +
+  "      r,w=await asyncio.open_connection('127.0.0.1',port)\n" +
+  "      a=hashlib.sha256(b'a%d'%i).digest()*32\n" +
+  "      w.write(a); await w.drain()\n" +
+  "      if await r.readexactly(len(a))!=a: bad.append(i)\n" +
+  "    opened[0]+=1\n" +
+  "    await go.wait()\n" +
+  "    b=hashlib.sha256(b'b%d'%i).digest()*32\n" +
+  "    w.write(b); await w.drain(); w.write_eof()\n" +
+  "    if await r.readexactly(len(b))!=b or await r.read()!=b'': bad.append(i)\n" +
+  "    w.close()\n" +
+  "  tasks=[asyncio.create_task(one(i)) for i in range(n)]\n" +
+  "  while opened[0]<n:\n" +
+  "    await asyncio.sleep(0.05)\n" +
+  "    if any(t.done() and t.exception() for t in tasks): break\n" +
+  "  print('open',opened[0],flush=True)\n" +
+  "  await asyncio.get_running_loop().run_in_executor(None,sys.stdin.readline)\n" +
+  "  go.set()\n" +
+  "  res=await asyncio.gather(*tasks,return_exceptions=True)\n" +
+  "  errs=[r for r in res if isinstance(r,Exception)]\n" +
+  "  print('done',n-len(bad)-len(errs),len(bad),len(errs),repr(errs[:1]),flush=True)\n" +
+  "asyncio.run(main())";
+
+/** The hard RLIMIT_NOFILE of this process: what prlimit can give a child. */
+function hardFdLimit(): number {
+  const m = /^Max open files\s+\d+\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  return m ? Number(m[1]) : 1024;
+}
+
+/** The relaykit processes to measure: the workers of a supervisor, or itself. */
+function proxyPids(pid: number): number[] {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+  return kids === "" ? [pid] : kids.split(" ").map(Number);
+}
+
+describe("scale (native engine)", () => {
+  test("10,000 concurrent relays, each byte-exact", { timeout: 120_000 }, async () => {
+    const N = 10_000;
+    // a relay holds two fds; above the hard limit (20,000 here, and only a
+    // privileged process may raise it) two workers share the port
+    const hard = hardFdLimit();
+    const workers = hard >= 2 * N + 256 ? 1 : 2;
+    const nofile = Math.min(hard, 4 * N);
+    const echo = await pyPeer(MANY_ECHO, [], nofile);
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "relaykit-scale-"));
+    const file = join(dir, "scale.yaml");
+    writeFileSync(
+      file,
+      `listeners:\n  - { name: many, address: 127.0.0.1, port: ${port}, backend: echo }\n` +
+        `backends:\n  - { name: echo, host: 127.0.0.1, port: ${echo.port} }\n`,
+    );
+    const proxy = await startLimited(
+      ["run", file, "--engine", "native", ...(workers > 1 ? ["--workers", String(workers)] : [])],
+      nofile,
+    );
+    const sum = (f: (pid: number) => number) =>
+      proxyPids(proxy.child.pid!).reduce((n, pid) => n + f(pid), 0);
+    try {
+      await waitFor(
+        () => (proxy.output.out + proxy.output.err).split("listening").length > workers,
+        10_000,
+        "listening",
+      );
+      assert.equal(proxyPids(proxy.child.pid!).length, workers);
+      const idleRss = sum(rssOf);
+      const base = sum(fdsOf);
+      const clients = await pyPeer(MANY_CLIENTS, [String(port), String(N)], nofile);
+      try {
+        await waitFor(() => clients.lines.length >= 2, 90_000, "all clients connected");
+        assert.equal(clients.lines[1], `open ${N}`);
+        const fds = sum(fdsOf) - base;
+        const rss = sum(rssOf) - idleRss;
+        console.log(
+          `10,000 relays in ${workers} process(es): ${fds} fds, RSS +${
+            (rss / 2 ** 20).toFixed(1)
+          } MiB (${Math.round(rss / N)} B per relay)`,
+        );
+        assert.ok(fds >= 2 * N, `all ${N} relays open at once (${fds} fds)`);
+        clients.child.stdin!.write("go\n");
+        await waitFor(() => clients.lines.length >= 3, 60_000, "all clients done");
+        assert.equal(clients.lines[2], `done ${N} 0 0 []`);
+        await waitFor(() => sum(fdsOf) <= base, 10_000, `fds back to ${base} (${sum(fdsOf)})`);
+      } finally {
+        clients.child.kill("SIGKILL");
+      }
+    } finally {
+      proxy.child.kill("SIGTERM");
+      echo.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -79,8 +79,16 @@ export class FdWatch {
     if (c === "EMFILE" || c === "ENFILE") this.#exhausted(c);
   }
 
+  /** While a listener is closed, the check keeps the process alive. */
+  #hold(on: boolean): void {
+    const t = this.#timer as { ref?: () => void; unref?: () => void } | undefined;
+    if (on) t?.ref?.();
+    else t?.unref?.();
+  }
+
   #exhausted(code: string): void {
     this.#out = true;
+    this.#hold(true);
     for (const e of this.#entries) {
       if (e.state !== "open") continue;
       e.state = "paused";
@@ -107,6 +115,7 @@ export class FdWatch {
       e.w.resume().then(() => {
         if (e.state === "gone") e.w.pause();
         else e.state = "open";
+        if ([...this.#entries].every((x) => x.state === "open")) this.#hold(false);
       }, (err) => {
         // not yet (no fd for the socket, or the port is busy): next check
         if (e.state === "gone") return;
