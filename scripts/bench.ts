@@ -9,10 +9,14 @@
  *   --only a,b,c     run only these proxies and sections; * is a wildcard,
  *                    e.g. --only 'direct,haproxy,relaykit-*' or --only '*-bun';
  *                    --only parser runs the parser section alone, which needs
- *                    no peers (nothing is installed or started)
+ *                    no peers (nothing is installed or started);
+ *                    --only soak runs the soak section (never part of the
+ *                    default run, nor of a selector not starting with soak)
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
+ *   --soak-minutes M length of the soak section per variant (default 5;
+ *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
  *   --no-install     never run apt-get; fail if a peer binary is missing
  *   --list           print the proxy table and exit
@@ -44,6 +48,21 @@
  *           engine) to relaykit echo: 8 parallel streams for duration s
  *           (echoed MB/s), then 2,000 64-byte round trips on one stream
  *           (p50/p99 µs); see scripts/bench/tunnel.ts and docs/tunnel.md
+ *   soak    (only with --only soak, or soak-native / soak-stream for one
+ *           engine) for each engine, three relaykit processes under steady
+ *           mixed load for --soak-minutes: `forward` to nginx (rate-limited
+ *           wrk keep-alive and Connection: close, resets mid-request),
+ *           `forward` to a port nobody listens on (refused connects), and
+ *           `route` with a script (close requests to nginx, bulk streams
+ *           to a sink with byte counts checked, resets while held and
+ *           mid-bulk, refused connects, stalled decisions timed out); a
+ *           wave of 500 idle connections held 20 s in every 30 s cycle.
+ *           VmRSS and fd count of each process every 5 s; first vs last
+ *           minute (first vs last cycle below 2 min), fds compared in the
+ *           quiet end of each cycle.  On Deno, V8's young generation is
+ *           capped at 4 MiB per semi-space (its growth is no leak).  Exits 1
+ *           when RSS grows by more than 15% + 8 MiB or quiet fds by more
+ *           than 4; see scripts/bench/soak.ts
  *
  * Only node: modules and relaykit's own sources are used, so that the script
  * runs unchanged on Deno and Bun.
@@ -54,6 +73,14 @@ import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
+import {
+  benchSoak,
+  SOAK_COLUMNS,
+  SOAK_VARIANTS,
+  type SoakContext,
+  soakRow,
+  soakSummary,
+} from "./bench/soak.ts";
 import {
   buildProxyHeader,
   parseProxyHeader,
@@ -68,6 +95,7 @@ interface Options {
   only: string[] | null;
   durationS: number;
   idleConns: number;
+  soakMinutes: number;
   json: string | null;
   install: boolean;
   list: boolean;
@@ -85,6 +113,7 @@ function parseOptions(args: string[]): Options {
     only: null,
     durationS: 5,
     idleConns: 2000,
+    soakMinutes: 5,
     json: null,
     install: true,
     list: false,
@@ -112,6 +141,9 @@ function parseOptions(args: string[]): Options {
       case "--idle-conns":
         opts.idleConns = Number(arg());
         break;
+      case "--soak-minutes":
+        opts.soakMinutes = Number(arg());
+        break;
       case "--json":
         opts.json = arg();
         break;
@@ -131,6 +163,7 @@ function parseOptions(args: string[]): Options {
   }
   if (!(opts.durationS >= 1) || !Number.isInteger(opts.durationS)) usage();
   if (!(opts.idleConns >= 1) || !Number.isInteger(opts.idleConns)) usage();
+  if (!(opts.soakMinutes >= 0.5) || !Number.isFinite(opts.soakMinutes)) usage();
   return opts;
 }
 
@@ -1319,6 +1352,56 @@ const PARSER_SECTION = "parser";
 /** The --only name of the tunnel section. */
 const TUNNEL_SECTION = "tunnel";
 
+/** The --only name of the soak section (soak-native, soak-stream: one engine). */
+const SOAK_SECTION = "soak";
+
+/**
+ * The engines --only selects for the soak. Only selectors that begin with
+ * "soak" do: a soak runs for minutes, so `--only '*-bun'` must not start one.
+ */
+function soakSelection(only: string[] | null): ("native" | "stream")[] {
+  const sels = (only ?? []).filter((sel) => sel.startsWith(SOAK_SECTION));
+  return (["native", "stream"] as const).filter((e) =>
+    sels.some((sel) => selects(sel, SOAK_SECTION) || selects(sel, `${SOAK_SECTION}-${e}`))
+  );
+}
+
+/** What the soak section needs from this script: peers, backends, child processes. */
+function soakContext(bins: Bins, be: Backends, minutes: number): SoakContext {
+  return {
+    minutes,
+    wrk: bins.wrk,
+    httpPort: be.httpPort,
+    tmpDir,
+    log,
+    freePort,
+    run,
+    startRelaykit: async (args, port, v8Flags = []) => {
+      const flags = process.versions.deno && v8Flags.length
+        ? [`--v8-flags=${v8Flags.join(",")}`]
+        : [];
+      const s = startChild([...selfRuntime(), ...flags, "src/cli.ts", ...args]);
+      let pid: number;
+      try {
+        pid = await waitListening(s, port, 10_000);
+      } catch (e) {
+        await stopChild(s.child);
+        throw new Error(`relaykit ${args[0]}: ${(e as Error).message}`);
+      }
+      return {
+        pid,
+        stop: () => stopChild(s.child),
+        died: () =>
+          alive(s.child)
+            ? null
+            : `relaykit ${args[0]} exited (${s.child.exitCode ?? s.child.signalCode}): ${
+              firstLine(s.output())
+            }`,
+      };
+    },
+  };
+}
+
 interface ParserResult {
   name: string;
   /** Size of the header parsed or built. */
@@ -1530,9 +1613,12 @@ async function main(): Promise<void> {
     }
     console.log(`${PARSER_SECTION.padEnd(22)} [section] PROXY protocol parse/build, in process`);
     console.log(`${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs direct relay (--only tunnel)`);
+    for (const v of SOAK_VARIANTS) {
+      console.log(`${v.padEnd(22)} [section] soak, this runtime (--only soak or --only ${v})`);
+    }
     return;
   }
-  const sections = [PARSER_SECTION, TUNNEL_SECTION];
+  const sections = [PARSER_SECTION, TUNNEL_SECTION, SOAK_SECTION, ...SOAK_VARIANTS];
   // The rows' names do not depend on where the peers are (argv is only
   // called to run one): select first, so that a run of sections alone
   // (--only parser) neither needs the peers nor installs them.
@@ -1548,7 +1634,8 @@ async function main(): Promise<void> {
   const wantProxies = selectProxies(proxyTable(unresolved), opts.only, sections).length > 0;
   const runParser = opts.only === null || opts.only.some((sel) => selects(sel, PARSER_SECTION));
   const runTunnel = opts.only !== null && opts.only.some((sel) => selects(sel, TUNNEL_SECTION));
-  const bins = wantProxies ? await findPeers(opts.install) : null;
+  const soakEngines = soakSelection(opts.only);
+  const bins = wantProxies || soakEngines.length ? await findPeers(opts.install) : null;
   const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
   const parserS = opts.durationS / 5;
 
@@ -1583,6 +1670,12 @@ async function main(): Promise<void> {
     ...(runTunnel
       ? [`${TUNNEL_SECTION}: ${opts.durationS} s bulk per path, relaykit processes on ${runner}`]
       : []),
+    ...(soakEngines.length
+      ? [
+        `${SOAK_SECTION}: ${soakEngines.join(", ")} engine, ${opts.soakMinutes} min each, ` +
+        `relaykit processes on ${runner}`,
+      ]
+      : []),
   ].join("\n");
   log(header + "\n");
 
@@ -1591,9 +1684,11 @@ async function main(): Promise<void> {
   const tunnel: TunnelBenchResult[] = runTunnel ? await benchTunnel(opts.durationS, log) : [];
 
   const results: Result[] = [];
-  if (bins && specs.length) {
-    const be = await startBackends(bins);
+  const be = bins && (specs.length || soakEngines.length) ? await startBackends(bins) : null;
+  if (be) {
     log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
+  }
+  if (bins && be) {
     for (const spec of specs) {
       log(`[${spec.name}] ...`);
       const r = await benchProxy(spec, bins, be, opts);
@@ -1611,6 +1706,9 @@ async function main(): Promise<void> {
       }
     }
   }
+  const soak = bins && be && soakEngines.length
+    ? await benchSoak(soakContext(bins, be, opts.soakMinutes), soakEngines, runner)
+    : [];
 
   // Report
   const rows = results.map((r) =>
@@ -1668,6 +1766,17 @@ async function main(): Promise<void> {
       ),
     );
   }
+  if (soak.length) {
+    out.push(
+      "",
+      table(
+        [SOAK_SECTION, ...SOAK_COLUMNS],
+        soak.flatMap((r) => r.processes.map((p) => soakRow(r, p))),
+      ),
+      ...soakSummary(soak),
+    );
+    if (soak.some((r) => !r.pass)) process.exitCode = 1;
+  }
   console.log(out.join("\n"));
 
   if (opts.json) {
@@ -1686,6 +1795,8 @@ async function main(): Promise<void> {
           parserDurationS: runParser ? parserS : null,
           parser,
           tunnel,
+          soakMinutes: soak.length ? opts.soakMinutes : null,
+          soak,
         },
         null,
         2,
