@@ -156,6 +156,7 @@ for (const engine of ENGINES) {
         await sleep(2000);
         const used = cpuOf(pid) - cpu0;
         assert.ok(used < 0.4, `the proxy used ${used.toFixed(2)} s of CPU in 2 s while out of fds`);
+        const t0 = Date.now();
         assert.equal(
           child.exitCode,
           null,
@@ -172,6 +173,11 @@ for (const engine of ENGINES) {
           await sleep(100);
         }
         assert.equal(answer, "after", `no recovery: ${output.err}`);
+        console.log(
+          `out of fds (${engine}): ${
+            used.toFixed(2)
+          } s CPU in 2 s; served again ${(Date.now() - t0)} ms after the clients left`,
+        );
         await waitFd(pid, base + 4);
       } finally {
         child.kill("SIGKILL");
@@ -349,6 +355,11 @@ for (const engine of ENGINES) {
         // what the kernels and the proxy hold between them is bounded
         assert.ok(sent.taken < 48 << 20, `only ${sent.taken >> 20} MiB taken of 256 MiB offered`);
         const grew = rssOf(proxy.pid) - rss0;
+        console.log(
+          `backend not reading (${engine}): client held back after ${
+            (sent.taken / 2 ** 20).toFixed(1)
+          } MiB; proxy RSS +${(grew / 2 ** 20).toFixed(1)} MiB`,
+        );
         assert.ok(grew < 16 << 20, `the proxy's RSS grew by ${grew >> 20} MiB`);
         // the backend reads again: every byte arrives, in order
         const got = createHash("sha256");
