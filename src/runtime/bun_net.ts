@@ -33,27 +33,44 @@ function undeclared(s: object): Undeclared {
   return s as Undeclared;
 }
 
+// Per-connection memory counts (an idle relay is two of these): arrays and
+// addresses are made only when needed.
 class BunConn implements NetConn {
-  readonly remote: { host: string; port: number } | undefined;
-  readonly local: { host: string; port: number } | undefined;
   readonly #s: BunSocket;
   readonly #x: Undeclared;
+  readonly #tcp: boolean;
   #h: NetHandlers | undefined;
-  #queue: Uint8Array[] = []; // what the kernel has not taken yet
+  #queue: Uint8Array[] | undefined; // what the kernel has not taken yet
   #sent = 0;
   #endWanted = false;
   #closed = false;
   #error: string | undefined;
-  #early: Uint8Array[] = [];
+  #early: Uint8Array[] | undefined;
   #earlyEnd = false;
+  #remote: { host: string; port: number } | undefined;
+  #local: { host: string; port: number } | undefined;
 
   constructor(s: BunSocket, tcp: boolean) {
     this.#s = s;
     this.#x = undeclared(s);
-    this.remote = tcp ? { host: s.remoteAddress, port: s.remotePort } : undefined;
-    this.local = tcp ? { host: s.localAddress, port: s.localPort } : undefined;
+    this.#tcp = tcp;
+    if (tcp) {
+      // read now: Bun forgets them once the socket is closed
+      this.#remote = { host: s.remoteAddress, port: s.remotePort };
+    }
     s.setNoDelay(true);
     this.#x.pause(); // bytes wait in the kernel until start()
+  }
+
+  get remote(): { host: string; port: number } | undefined {
+    return this.#remote;
+  }
+
+  get local(): { host: string; port: number } | undefined {
+    if (this.#tcp && this.#local === undefined) {
+      this.#local = { host: this.#s.localAddress, port: this.#s.localPort };
+    }
+    return this.#local;
   }
 
   get written(): number {
@@ -62,7 +79,7 @@ class BunConn implements NetConn {
 
   onData(d: Uint8Array): void {
     if (this.#h) this.#h.data(d);
-    else this.#early.push(d);
+    else (this.#early ??= []).push(d);
   }
 
   #ended = false;
@@ -85,24 +102,25 @@ class BunConn implements NetConn {
     // event for the peer's FIN: a clean close is that EOF
     if (this.#error === undefined) this.onEnd();
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = undefined;
     this.#h?.close(this.#error);
   }
 
   onDrain(): void {
-    while (this.#queue.length > 0) {
-      const chunk = this.#queue[0]!;
+    const q = this.#queue;
+    while (q !== undefined && q.length > 0) {
+      const chunk = q[0]!;
       const n = this.#s.write(chunk);
       if (n < 0) {
-        this.#queue = [];
+        this.#queue = undefined;
         return;
       }
       this.#sent += n;
       if (n < chunk.length) {
-        this.#queue[0] = chunk.subarray(n);
+        q[0] = chunk.subarray(n);
         return;
       }
-      this.#queue.shift();
+      q.shift();
     }
     if (this.#endWanted) {
       this.#endWanted = false;
@@ -113,8 +131,9 @@ class BunConn implements NetConn {
 
   start(h: NetHandlers): void {
     this.#h = h;
-    for (const d of this.#early) h.data(d);
-    this.#early = [];
+    const early = this.#early;
+    this.#early = undefined;
+    for (const d of early ?? []) h.data(d);
     if (this.#earlyEnd) h.end();
     if (this.#closed) queueMicrotask(() => h.close(this.#error ?? "ECONNRESET"));
     else this.#x.resume();
@@ -122,7 +141,7 @@ class BunConn implements NetConn {
 
   write(data: Uint8Array): boolean {
     if (this.#closed) return true; // gone: its close event says so
-    if (this.#queue.length > 0) {
+    if (this.#queue !== undefined && this.#queue.length > 0) {
       this.#queue.push(data);
       return false;
     }
@@ -130,7 +149,7 @@ class BunConn implements NetConn {
     if (n < 0) return true;
     this.#sent += n;
     if (n === data.length) return true;
-    this.#queue.push(data.subarray(n));
+    (this.#queue ??= []).push(data.subarray(n));
     return false;
   }
 
@@ -144,7 +163,7 @@ class BunConn implements NetConn {
 
   end(): void {
     if (this.#closed) return;
-    if (this.#queue.length > 0) this.#endWanted = true;
+    if (this.#queue !== undefined && this.#queue.length > 0) this.#endWanted = true;
     else this.#s.shutdown(); // FIN; end() would close both halves
   }
 
