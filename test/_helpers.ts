@@ -2,11 +2,12 @@
  * Test helpers: real sockets on 127.0.0.1, deterministic pseudo-random
  * streams, fd counting. Used under `deno test` and `bun test`.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import process from "node:process";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NativeEngine } from "../src/native/engine.ts";
 import { runtime } from "../src/runtime/detect.ts";
@@ -321,4 +322,27 @@ export function curl(args: string[]): Promise<{ code: number; body: string; stde
       resolve({ code, body: stdout, stderr });
     });
   });
+}
+
+/**
+ * Write a test CA (ca.pem, ca.key) and a leaf certificate it signs for
+ * localhost and 127.0.0.1 (cert.pem, key.pem) into `dir`, with openssl.
+ * A CA and a leaf: rustls, Deno's TLS, refuses a self-signed CA
+ * certificate as a server's.
+ */
+export function writeTestCertificates(dir: string): void {
+  const ssl = (args: string[]) => {
+    const r = spawnSync("openssl", args, { encoding: "utf8", cwd: dir });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  writeFileSync(
+    join(dir, "leaf.ext"),
+    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+  );
+  ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"]
+    .concat(["-days", "2", "-subj", "/CN=relaykit test CA"]));
+  ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "leaf.csr"]
+    .concat(["-subj", "/CN=localhost"]));
+  ssl(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+    .concat(["-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext"]));
 }

@@ -4,8 +4,8 @@
  * that side to the runtime's TLS). Certificates come from openssl.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,7 @@ import {
   receiveAll,
   sendRandom,
   waitFor,
+  writeTestCertificates,
 } from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-tls-"));
@@ -29,22 +30,7 @@ let tlsEcho: ChildProcess;
 let tlsPort = 0;
 
 before(async () => {
-  // a CA and a leaf certificate it signs (rustls, Deno's TLS, refuses a
-  // self-signed CA certificate as a server's)
-  const ssl = (args: string[]) => {
-    const r = spawnSync("openssl", args, { encoding: "utf8", cwd: dir });
-    assert.equal(r.status, 0, `openssl ${args[0]}: ${r.stderr}`);
-  };
-  writeFileSync(
-    join(dir, "leaf.ext"),
-    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-  );
-  ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"]
-    .concat(["-days", "2", "-subj", "/CN=relaykit test CA"]));
-  ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "leaf.csr"]
-    .concat(["-subj", "/CN=localhost"]));
-  ssl(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
-    .concat(["-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext"]));
+  writeTestCertificates(dir);
   cert = readFileSync(join(dir, "cert.pem"), "utf8");
   key = readFileSync(join(dir, "key.pem"), "utf8");
   ca = readFileSync(join(dir, "ca.pem"), "utf8");

@@ -5,7 +5,6 @@
  * version negotiation, TLS, keepalive, refusals; then the command.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -41,6 +40,7 @@ import {
   startCli,
   stopChild,
   waitFor,
+  writeTestCertificates,
 } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
@@ -652,20 +652,7 @@ describe("tunnel over TLS, and the command", () => {
     web = createServer((req, res) => res.end(`hello through the tunnel (${req.url})\n`));
     await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
     webPort = (web.address() as net.AddressInfo).port;
-    const ssl = (args: string[]) => {
-      const r = spawnSync("openssl", args, { encoding: "utf8", cwd: dir });
-      assert.equal(r.status, 0, `openssl ${args[0]}: ${r.stderr}`);
-    };
-    writeFileSync(
-      join(dir, "leaf.ext"),
-      "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    );
-    ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"]
-      .concat(["-days", "2", "-subj", "/CN=relaykit test CA"]));
-    ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "leaf.csr"]
-      .concat(["-subj", "/CN=localhost"]));
-    ssl(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
-      .concat(["-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext"]));
+    writeTestCertificates(dir);
     writeFileSync(join(dir, "secret"), "tunnel-secret\n");
   });
   after(() => {
