@@ -208,16 +208,46 @@ export function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /**
+ * A python3 peer in its own process (so that it can be killed, or given its
+ * own fd limit with `nofile`): the script prints its port on its first
+ * line; every line it prints is collected in `lines`.
+ */
+export async function pythonPeer(
+  script: string,
+  args: string[] = [],
+  nofile = 0,
+): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
+  const argv = ["python3", "-u", "-c", script, ...args];
+  const limit = nofile > 0 ? ["prlimit", `--nofile=${nofile}:${nofile}`] : [];
+  const [cmd, ...rest] = [...limit, ...argv];
+  const child = spawn(cmd!, rest, { stdio: "pipe" });
+  const lines: string[] = [];
+  let buf = "";
+  let err = "";
+  child.stderr!.on("data", (d: Uint8Array) => err += String(d));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on("data", (d: Uint8Array) => {
+      buf += String(d);
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (lines.length === 1) resolve(Number(lines[0]));
+      }
+    });
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`python exited with ${code}: ${err}`)));
+  });
+  return { child, port, lines };
+}
+
+/**
  * Run a python3 server script that prints its port on its first line; for
  * peers that must not share this thread or need socket options node:net
  * does not offer.
  */
 export async function pythonServer(script: string): Promise<{ port: number; stop(): void }> {
-  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once("data", (d: Uint8Array) => resolve(Number(String(d).trim())));
-    child.once("error", reject);
-  });
+  const { child, port } = await pythonPeer(script);
   return { port, stop: () => child.kill() };
 }
 
@@ -254,12 +284,17 @@ export function runtimeCommand(script: string, args: string[] = []): string[] {
 /** The relaykit command's source. */
 export const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url).href);
 
-/** Start the relaykit command on this runtime; resolve with its first stdout line (and the child). */
+/**
+ * Start the relaykit command on this runtime; resolve with its first
+ * stdout line (and the child). `prefix` runs it through another command
+ * (e.g. prlimit).
+ */
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
+  prefix: string[] = [],
 ): { child: ChildProcess; line: Promise<string>; output: { out: string; err: string } } {
-  const [cmd, ...rest] = runtimeCommand(CLI, args);
+  const [cmd, ...rest] = [...prefix, ...runtimeCommand(CLI, args)];
   const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: "pipe" });
   const output = { out: "", err: "" };
   const line = new Promise<string>((resolve, reject) => {

@@ -5,7 +5,7 @@
  * matters. Every case is bounded in time.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
@@ -15,16 +15,16 @@ import { describe, test } from "node:test";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
-  CLI,
   closed,
   connect,
   echoServer,
   ENGINES,
   freePort,
   nativeEngine,
-  runtimeCommand,
+  pythonPeer,
   server,
   sleep,
+  startCli,
   Stream,
   waitFor,
 } from "./_helpers.ts";
@@ -47,19 +47,8 @@ async function startLimited(
   args: string[],
   nofile: number,
 ): Promise<{ child: ChildProcess; output: { out: string; err: string } }> {
-  const [cmd, ...rest] = runtimeCommand(CLI, args);
-  const child = spawn("prlimit", [`--nofile=${nofile}:${nofile}`, cmd!, ...rest], {
-    stdio: "pipe",
-  });
-  const output = { out: "", err: "" };
-  child.stderr!.on("data", (d: Uint8Array) => output.err += String(d));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (d: Uint8Array) => {
-      output.out += String(d);
-      if (output.out.includes("\n")) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output.err}`)));
-  });
+  const { child, line, output } = startCli(args, {}, ["prlimit", `--nofile=${nofile}:${nofile}`]);
+  await line;
   return { child, output };
 }
 
@@ -187,35 +176,6 @@ for (const engine of ENGINES) {
   });
 }
 
-/** A python3 peer in its own process (so that it can be killed); prints its port first. */
-async function pyPeer(
-  script: string,
-  args: string[] = [],
-  nofile = 0,
-): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
-  const argv = ["python3", "-u", "-c", script, ...args];
-  const child = nofile > 0
-    ? spawn("prlimit", [`--nofile=${nofile}:${nofile}`, ...argv], { stdio: "pipe" })
-    : spawn(argv[0]!, argv.slice(1), { stdio: "pipe" });
-  const lines: string[] = [];
-  let buf = "";
-  let err = "";
-  child.stderr!.on("data", (d: Uint8Array) => err += String(d));
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.on("data", (d: Uint8Array) => {
-      buf += String(d);
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (lines.length === 1) resolve(Number(lines[0]));
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`python exited with ${code}: ${err}`)));
-  });
-  return { child, port, lines };
-}
-
 /** The relaykit command forwarding to `to` (with --verbose): its port and output. */
 async function forwardCli(engine: string, to: number, nofile = 4096) {
   const proxy = await startLimited([
@@ -290,7 +250,7 @@ const CLIENT_STOPS_READING = "import socket,sys,time\n" +
 for (const engine of ENGINES) {
   describe(`faults mid-stream (${engine} engine)`, () => {
     test("backend killed: the relay ends as reset, the client is closed, no fd is left", async () => {
-      const backend = await pyPeer(STOPS_READING);
+      const backend = await pythonPeer(STOPS_READING);
       const proxy = await forwardCli(engine, backend.port);
       const base = fdsOf(proxy.pid);
       try {
@@ -316,7 +276,7 @@ for (const engine of ENGINES) {
       const backend = await server((s) => backendSock = s);
       const proxy = await forwardCli(engine, backend.port);
       const base = fdsOf(proxy.pid);
-      const client = await pyPeer(CLIENT_STOPS_READING, [String(proxy.port)]);
+      const client = await pythonPeer(CLIENT_STOPS_READING, [String(proxy.port)]);
       try {
         await waitFor(() => backendSock !== undefined, 5000, "the backend's connection");
         let backendError = "";
@@ -430,40 +390,38 @@ for (const engine of ENGINES) {
     const lineRoute = (to: number) => (data: Uint8Array) =>
       data.includes(10) ? { remote: { host: "127.0.0.1", port: to } } : undefined;
 
-    test("a client sending a byte at a time while routing is cut at the routing timeout", async () => {
-      const echo = await echoServer();
-      const { proxy, ends } = await routed({ route: lineRoute(echo.port), routeTimeout: 1000 });
-      try {
-        const s = await connect(proxy.port);
-        s.on("error", () => {});
-        const lasted = await trickle(s, "GET /slow HTTP/1.1 and never a newline", 100);
-        assert.ok(lasted >= 900 && lasted < 2500, `cut after ${lasted} ms, not at 1000`);
-        await waitFor(() => ends.length === 1, 3000, "the end");
-        assert.equal(ends[0]!.reason, "decision-timeout");
-      } finally {
-        await proxy.close();
-        await echo.close();
-      }
-    });
-
-    test("a client sending its PROXY header a byte at a time is cut at the header timeout", async () => {
-      const echo = await echoServer();
-      const { proxy, ends } = await routed({
-        target: { host: "127.0.0.1", port: echo.port },
-        acceptProxy: { mode: "v1", timeout: 1000 },
+    const trickled: [string, (echo: number) => Partial<TcpProxyOptions>, string][] = [
+      [
+        "a client sending a byte at a time while routing is cut at the routing timeout",
+        (echo) => ({ route: lineRoute(echo), routeTimeout: 1000 }),
+        "GET /slow HTTP/1.1 and never a newline",
+      ],
+      [
+        "a client sending its PROXY header a byte at a time is cut at the header timeout",
+        (echo) => ({
+          target: { host: "127.0.0.1", port: echo },
+          acceptProxy: { mode: "v1", timeout: 1000 },
+        }),
+        "PROXY TCP4 10.1.2.3 10.0.0.1 40000 80\r\n",
+      ],
+    ];
+    for (const [title, options, text] of trickled) {
+      test(title, async () => {
+        const echo = await echoServer();
+        const { proxy, ends } = await routed(options(echo.port));
+        try {
+          const s = await connect(proxy.port);
+          s.on("error", () => {});
+          const lasted = await trickle(s, text, 100);
+          assert.ok(lasted >= 900 && lasted < 2500, `cut after ${lasted} ms, not at 1000`);
+          await waitFor(() => ends.length === 1, 3000, "the end");
+          assert.equal(ends[0]!.reason, "decision-timeout");
+        } finally {
+          await proxy.close();
+          await echo.close();
+        }
       });
-      try {
-        const s = await connect(proxy.port);
-        s.on("error", () => {});
-        const lasted = await trickle(s, "PROXY TCP4 10.1.2.3 10.0.0.1 40000 80\r\n", 100);
-        assert.ok(lasted >= 900 && lasted < 2500, `cut after ${lasted} ms, not at 1000`);
-        await waitFor(() => ends.length === 1, 3000, "the end");
-        assert.equal(ends[0]!.reason, "decision-timeout");
-      } finally {
-        await proxy.close();
-        await echo.close();
-      }
-    });
+    }
 
     test("1,000 slow clients do not keep normal clients from being served", {
       timeout: 30_000,
@@ -605,7 +563,7 @@ describe("scale (native engine)", () => {
     const hard = hardFdLimit();
     const workers = hard >= 2 * N + 256 ? 1 : 2;
     const nofile = Math.min(hard, 4 * N);
-    const echo = await pyPeer(MANY_ECHO, [], nofile);
+    const echo = await pythonPeer(MANY_ECHO, [], nofile);
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), "relaykit-scale-"));
     const file = join(dir, "scale.yaml");
@@ -629,7 +587,7 @@ describe("scale (native engine)", () => {
       assert.equal(proxyPids(proxy.child.pid!).length, workers);
       const idleRss = sum(rssOf);
       const base = sum(fdsOf);
-      const clients = await pyPeer(MANY_CLIENTS, [String(port), String(N)], nofile);
+      const clients = await pythonPeer(MANY_CLIENTS, [String(port), String(N)], nofile);
       try {
         await waitFor(() => clients.lines.length >= 2, 90_000, "all clients connected");
         assert.equal(clients.lines[1], `open ${N}`);
