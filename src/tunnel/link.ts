@@ -404,6 +404,13 @@ export class Link {
     }
   }
 
+  /** Refuse the peer in the handshake: tell it why (GOAWAY), then close. */
+  #refuse(code: "RK_ETUNNEL_AUTH" | "RK_ETUNNEL_VERSION", msg: string): void {
+    this.#send({ type: "goaway", code, message: msg });
+    const peer = this.role === "client" ? "server" : "client";
+    this.#fail(goawayReason(code), linkError(code, `Tunnel ${peer} ${this.peer}: ${msg}`));
+  }
+
   #protocolError(err: TunnelProtocolError): void {
     this.#send({ type: "goaway", code: err.code, message: err.message });
     this.#fail("protocol-error", err);
@@ -441,11 +448,7 @@ export class Link {
           const msg = `no common protocol version: the client offers ${
             f.versions.join(", ")
           }, this server speaks ${this.#versions.join(", ")}`;
-          this.#send({ type: "goaway", code: "RK_ETUNNEL_VERSION", message: msg });
-          this.#fail(
-            "version",
-            linkError("RK_ETUNNEL_VERSION", `Tunnel client ${this.peer}: ${msg}`),
-          );
+          this.#refuse("RK_ETUNNEL_VERSION", msg);
           return;
         }
         this.#version = Math.max(...common);
@@ -475,11 +478,7 @@ export class Link {
         );
         if (!sameBytes(want, f.proof)) {
           const msg = "wrong shared secret";
-          this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
-          this.#fail(
-            "auth-failed",
-            linkError("RK_ETUNNEL_AUTH", `Tunnel client ${this.peer}: ${msg}`),
-          );
+          this.#refuse("RK_ETUNNEL_AUTH", msg);
           return;
         }
         this.#send({ type: "ready" });
@@ -501,11 +500,7 @@ export class Link {
       if (f.auth === undefined) {
         if (this.#secret !== undefined) {
           const msg = "the server does not authenticate, and this client has a shared secret";
-          this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
-          this.#fail(
-            "auth-failed",
-            linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
-          );
+          this.#refuse("RK_ETUNNEL_AUTH", msg);
           return;
         }
         this.#becomeReady();
@@ -513,21 +508,13 @@ export class Link {
       }
       if (this.#secret === undefined) {
         const msg = "the server requires a shared secret, and this client has none";
-        this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
-        this.#fail(
-          "auth-failed",
-          linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
-        );
+        this.#refuse("RK_ETUNNEL_AUTH", msg);
         return;
       }
       const want = await hmac(this.#secret, "relaykit-tunnel server", this.#nonce, f.auth.nonce);
       if (!sameBytes(want, f.auth.proof)) {
         const msg = "wrong shared secret (the server's proof does not match)";
-        this.#send({ type: "goaway", code: "RK_ETUNNEL_AUTH", message: msg });
-        this.#fail(
-          "auth-failed",
-          linkError("RK_ETUNNEL_AUTH", `Tunnel server ${this.peer}: ${msg}`),
-        );
+        this.#refuse("RK_ETUNNEL_AUTH", msg);
         return;
       }
       const proof = await hmac(this.#secret, "relaykit-tunnel client", f.auth.nonce, this.#nonce);
