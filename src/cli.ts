@@ -36,7 +36,7 @@ import {
   type RouterOptions,
   socksRouter,
 } from "./proxy/socks.ts";
-import { supervise } from "./config/supervisor.ts";
+import { supervise, watchSupervisor } from "./config/supervisor.ts";
 import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
@@ -455,6 +455,10 @@ async function runCommand(args: string[]): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT", grace));
   process.on("SIGQUIT", () => stop("SIGQUIT", 0x7fffffff)); // until the last one ends
   process.on("SIGHUP", () => void runner.reload());
+  watchSupervisor((pid) => {
+    log("error", `the supervisor (pid ${pid}) is gone: stopping`);
+    stop("supervisor gone", 0);
+  });
   await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
   if (!quiet) console.log(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
 }

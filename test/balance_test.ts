@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
-import { after, describe, test } from "node:test";
+import { after, describe, test } from "./_test.ts";
 import { Backend, type ConnectionEnd, type RelaykitError, TcpProxy } from "../mod.ts";
 import { closed, connect, ENGINES, freePort, nativeEngine, server, waitFor } from "./_helpers.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { NativeEngine } from "../src/native/engine.ts";
 import { runtime } from "../src/runtime/detect.ts";
 import { nativeEngine, runtimeCommand } from "./_helpers.ts";

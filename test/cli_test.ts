@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
 import {
   CLI,

@@ -9,7 +9,7 @@ import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { after, describe, test } from "node:test";
+import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
 import {
   closed,
@@ -309,6 +309,50 @@ test("--workers: processes share the port, a dead one is replaced, TTIN/TTOU add
     assert.match(cli.output.err, /worker 0 ended/);
     assert.match(cli.output.err, /worker 1 ended/);
   } finally {
+    // every worker this run started, not only the supervisor: a worker
+    // outlives a SIGKILLed supervisor by up to half a second
+    for (const m of cli.output.err.matchAll(/worker \d+ started \(pid (\d+)\)/g)) {
+      try {
+        process.kill(Number(m[1]), "SIGKILL");
+      } catch { /* already gone */ }
+    }
+    cli.child.kill("SIGKILL");
+    await backend.close();
+  }
+});
+
+test("--workers: a worker stops by itself once its supervisor is killed", async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = join(dir, "orphans.yaml");
+  writeFileSync(
+    file,
+    `listeners:\n  - { name: w, address: 127.0.0.1, port: ${port}, backend: b }\n` +
+      `backends:\n  - { name: b, host: 127.0.0.1, port: ${backend.port} }\n`,
+  );
+  const cli = startCli(["run", file, "--workers", "2"]);
+  const pids = () =>
+    [...cli.output.err.matchAll(/worker \d+ started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    await waitFor(() => /relaykit\[1\]: listening/.test(cli.output.err), 10_000, "two workers");
+    assert.equal(pids().length, 2);
+    cli.child.kill("SIGKILL");
+    await waitFor(() => pids().every((p) => !alive(p)), 5_000, "workers gone");
+    assert.match(cli.output.err, /the supervisor \(pid \d+\) is gone: stopping/);
+  } finally {
+    for (const p of pids()) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch { /* already gone */ }
+    }
     cli.child.kill("SIGKILL");
     await backend.close();
   }

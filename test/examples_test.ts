@@ -11,7 +11,7 @@ import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import { fileURLToPath } from "node:url";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import * as fileReply from "../examples/file_reply.ts";

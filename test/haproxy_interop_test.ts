@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import { TcpProxy } from "../mod.ts";
 import type { OriginalInfo } from "../src/forward/types.ts";
 import {

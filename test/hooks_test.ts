@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { type DataHooks, relay, TcpProxy } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import { closeFd, connectFd, openSocketPair, readFd, shutdownWriteFd, writeFd } from "../mod.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { fileURLToPath } from "node:url";
 import { NativeLoadError } from "../src/errors.ts";
 import { loadNative } from "../src/native/load.ts";

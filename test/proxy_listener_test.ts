@@ -3,7 +3,7 @@
  * towards targets (send, v1 and v2 with TLVs), on both engines.
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd, OriginalInfo } from "../src/forward/types.ts";
 import { decodeTlvs, parseProxyHeader, type ProxyHeader } from "../src/protocol/proxy_protocol.ts";

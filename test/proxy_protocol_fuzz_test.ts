@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import process from "node:process";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { ipv6Bytes, ipv6Text } from "../src/protocol/ip.ts";
 import {
   buildProxyHeader,

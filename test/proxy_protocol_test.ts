@@ -2,7 +2,7 @@
  * PROXY protocol v1/v2 parser and builder: pure functions over bytes.
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import {
   buildProxyHeader,
   crc32c,

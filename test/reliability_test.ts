@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { describe, test } from "./_test.ts";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import {

@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { after, describe, test } from "./_test.ts";
 import { type RouteFunction, TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import {

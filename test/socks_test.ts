@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import { httpConnectRouter, socksRouter, TcpProxy } from "../mod.ts";
 import { closed, connect, curl, ENGINES, freePort, nativeEngine } from "./_helpers.ts";
 

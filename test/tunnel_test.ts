@@ -11,7 +11,7 @@ import { createServer, type Server } from "node:http";
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import {
   decodeFrame,
   DEFAULT_WINDOW,

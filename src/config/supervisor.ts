@@ -4,7 +4,9 @@
  * spreads connections over them). The supervisor listens on nothing: it
  * replaces a worker that dies, adds one on SIGTTIN, retires one on SIGTTOU
  * (gracefully, with SIGQUIT), and passes SIGHUP, SIGTERM, SIGINT and
- * SIGQUIT on to every worker.
+ * SIGQUIT on to every worker. A worker whose supervisor is gone (killed
+ * with SIGKILL, so it could not pass anything on) stops by itself: see
+ * {@linkcode watchSupervisor}.
  *
  * @module
  */
@@ -34,7 +36,11 @@ export function supervise(o: SupervisorOptions): Promise<void> {
     const started = Date.now();
     const child = spawn(cmd!, args, {
       stdio: ["ignore", "inherit", "inherit"],
-      env: { ...process.env, RELAYKIT_WORKER_INDEX: String(index) },
+      env: {
+        ...process.env,
+        RELAYKIT_WORKER_INDEX: String(index),
+        RELAYKIT_SUPERVISOR_PID: String(process.pid),
+      },
     });
     workers.set(index, child);
     o.log("info", `worker ${index} started (pid ${child.pid})`);
@@ -79,4 +85,20 @@ export function supervise(o: SupervisorOptions): Promise<void> {
     workers.get(last)?.kill("SIGQUIT"); // drains, then ends
   });
   return done;
+}
+
+/**
+ * In a worker: stop once the supervisor that started it is gone. Its parent
+ * pid then changes (the orphan is re-parented), which a cheap timer sees
+ * within `everyMs`; the timer does not keep the process alive.
+ */
+export function watchSupervisor(onGone: (pid: number) => void, everyMs = 500): void {
+  const pid = Number(process.env.RELAYKIT_SUPERVISOR_PID);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const timer = setInterval(() => {
+    if (process.ppid === pid) return;
+    clearInterval(timer);
+    onGone(pid);
+  }, everyMs);
+  (timer as { unref?: () => void }).unref?.();
 }
