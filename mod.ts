@@ -48,8 +48,8 @@ export {
   type RouteConnection,
   type RouteFunction,
   type RouteResult,
-  type SendProxyOptions,
 } from "./src/proxy/front.ts";
+export { type SendProxyOptions } from "./src/types.ts";
 export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export {
   Access,

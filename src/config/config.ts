@@ -33,7 +33,8 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type YAMLMap } from
 import type { Endpoint } from "../forward/types.ts";
 import { parseCidr } from "../protocol/cidr.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
-import type { AcceptProxyOptions, SendProxyOptions } from "../proxy/front.ts";
+import type { AcceptProxyOptions } from "../proxy/front.ts";
+import type { SendProxyOptions } from "../types.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";
 import { Access, type AccessRule, type RouterOptions } from "../proxy/socks.ts";
 

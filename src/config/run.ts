@@ -23,7 +23,7 @@ import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
-import { formatDestination } from "../tunnel/cli.ts";
+import { formatDestination } from "../tunnel/destination.ts";
 import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
 
 /** Read and validate a config file. */

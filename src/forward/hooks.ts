@@ -6,7 +6,7 @@
  * @module
  */
 import { RelaykitError } from "../errors.ts";
-import type { ConnectionStats, OriginalInfo } from "./types.ts";
+import type { ConnectionStats, OriginalInfo } from "../types.ts";
 
 /**
  * A direction of a connection: a is the client (or the first fd).

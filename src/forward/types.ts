@@ -6,250 +6,32 @@
  */
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
-import type { DecodedTlvs, ProxyHeader } from "../protocol/proxy_protocol.ts";
+import type {
+  ConnectionEnd,
+  ConnectionInfo,
+  ConnectionStats,
+  Endpoint,
+  FamilyPreference,
+  InetEndpoint,
+  TlsClientOptions,
+  TlsServerOptions,
+} from "../types.ts";
 
-/**
- * A TCP address or a Unix socket path.
- *
- * @example
- * ```ts
- * import { type Endpoint, formatEndpoint } from "@relaykit/relaykit";
- * const targets: Endpoint[] = [{ host: "db.internal", port: 5432 }, { path: "/run/db.sock" }];
- * console.log(targets.map(formatEndpoint));
- * ```
- */
-export type Endpoint = { host: string; port: number } | { path: string };
-
-/**
- * Address family preference for outbound connects.
- *
- * @example
- * ```ts
- * import { type FamilyPreference, TcpProxy } from "@relaykit/relaykit";
- * const family: FamilyPreference = "prefer-v6";
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "localhost", port: 9 },
- *   family,
- * });
- * await proxy.close();
- * ```
- */
-export type FamilyPreference = "any" | "prefer-v4" | "prefer-v6" | "only-v4" | "only-v6";
-
-/**
- * Why a connection ended.
- *
- * @example
- * ```ts
- * import { type EndReason } from "@relaykit/relaykit";
- * const clean: EndReason[] = ["done", "closed"];
- * console.log(clean.includes("reset"));
- * ```
- */
-export type EndReason =
-  | "done"
-  | "reset"
-  | "idle-timeout"
-  | "closed"
-  | "connect-failed"
-  | "engine-closed"
-  | "decision-timeout";
-
-/**
- * Byte counters of one direction.
- *
- * @example
- * ```ts
- * import { type DirectionCounters } from "@relaykit/relaykit";
- * const up: DirectionCounters = { read: 100, written: 90 }; // 10 bytes still in flight
- * console.log(up.read - up.written);
- * ```
- */
-export interface DirectionCounters {
-  /** Bytes read from the source. */
-  read: number;
-  /** Bytes written to the destination. */
-  written: number;
-}
-
-/**
- * Counters of a connection. Side "a" is the accepted client (or the first
- * fd of a relay), side "b" the target (or the second fd).
- *
- * @example
- * ```ts
- * import { type Counters } from "@relaykit/relaykit";
- * const c: Counters = { aToB: { read: 10, written: 10 }, bToA: { read: 5, written: 5 } };
- * console.log(c.aToB.written + c.bToA.written);
- * ```
- */
-export interface Counters {
-  /** Bytes from a to b. */
-  aToB: DirectionCounters;
-  /** Bytes from b to a. */
-  bToA: DirectionCounters;
-}
-
-/**
- * Live state of a connection.
- *
- * @example
- * ```ts
- * import { type ConnectionStats, TcpProxy } from "@relaykit/relaykit";
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "127.0.0.1", port: 9 },
- * });
- * const stats: ConnectionStats | undefined = proxy.stats(1); // undefined: no such connection
- * console.log(stats?.state);
- * await proxy.close();
- * ```
- */
-export interface ConnectionStats extends Counters {
-  /** When it started, ms since the Unix epoch. */
-  startedAt: number;
-  /** When a byte last moved, ms since the Unix epoch. */
-  lastActivityAt: number;
-  /** Where it is in its life. */
-  state: "held" | "connecting" | "relaying" | "closing";
-}
-
-/**
- * A connection that was accepted.
- *
- * @example
- * ```ts
- * import { type ConnectionInfo, TcpProxy } from "@relaykit/relaykit";
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "127.0.0.1", port: 9 },
- * });
- * proxy.on("open", (c: ConnectionInfo) => console.log(c.id, c.remote));
- * await proxy.close();
- * ```
- */
-export interface ConnectionInfo {
-  /** Engine-wide connection id. */
-  id: number;
-  /** The client's address (absent for Unix sockets). */
-  remote?: { host: string; port: number };
-}
-
-/**
- * The end of a connection.
- *
- * @example
- * ```ts
- * import { type ConnectionEnd, TcpProxy } from "@relaykit/relaykit";
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "127.0.0.1", port: 9 },
- * });
- * proxy.on("close", (end: ConnectionEnd) => console.log(end.id, end.reason, end.error?.code));
- * await proxy.close();
- * ```
- */
-export interface ConnectionEnd extends Counters {
-  /** Connection id. */
-  id: number;
-  /** Why it ended. */
-  reason: EndReason;
-  /** What went wrong, for "reset", "connect-failed" and timeouts. */
-  error?: RelaykitError;
-  /** Lifetime in ms. */
-  durationMs: number;
-  /** Who the client really was, when a PROXY header was received or sent. */
-  original?: OriginalInfo;
-  /** The backend server it went to (proxies with a backend). */
-  server?: string;
-}
-
-/**
- * Terminating TLS on a listener: PEM text of the certificate chain and key.
- *
- * @example
- * ```ts
- * import { type TlsServerOptions } from "@relaykit/relaykit";
- * const tls: TlsServerOptions = { cert: "-----BEGIN CERTIFICATE-----...", key: "-----BEGIN PRIVATE KEY-----..." };
- * console.log(Object.keys(tls)); // TcpProxy's `tls` option also takes file paths
- * ```
- */
-export interface TlsServerOptions {
-  /** Certificate chain, PEM. */
-  cert: string;
-  /** Private key, PEM. */
-  key: string;
-}
-
-/**
- * Originating TLS to a target.
- *
- * @example
- * ```ts
- * import { TcpProxy, type TlsClientOptions } from "@relaykit/relaykit";
- * const tls: TlsClientOptions = { servername: "db.internal" };
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "127.0.0.1", port: 9 },
- *   targetTls: tls,
- * });
- * await proxy.close();
- * ```
- */
-export interface TlsClientOptions {
-  /** SNI and the name to verify. @default the target's host name */
-  servername?: string;
-  /** Trusted CA certificates, PEM. @default the runtime's */
-  ca?: string;
-  /** Verify the target's certificate. @default true */
-  rejectUnauthorized?: boolean;
-}
-
-/**
- * A TCP address.
- *
- * @example
- * ```ts
- * import { type InetEndpoint } from "@relaykit/relaykit";
- * const client: InetEndpoint = { host: "2001:db8::1", port: 443 };
- * console.log(`[${client.host}]:${client.port}`);
- * ```
- */
-export interface InetEndpoint {
-  /** Numeric address ("192.0.2.1", "2001:db8::1"). */
-  host: string;
-  /** Port. */
-  port: number;
-}
-
-/**
- * Who a connection really comes from.
- *
- * @example
- * ```ts
- * import { type OriginalInfo, TcpProxy } from "@relaykit/relaykit";
- * const proxy = await TcpProxy.listen({
- *   listen: { host: "127.0.0.1", port: 0 },
- *   target: { host: "127.0.0.1", port: 9 },
- *   acceptProxy: { mode: "detect" },
- * });
- * proxy.on("original", (o: OriginalInfo) => console.log(o.source, o.tlvs?.authority));
- * await proxy.close();
- * ```
- */
-export interface OriginalInfo {
-  /** Connection id. */
-  id: number;
-  /** The original client: from the PROXY header, else the peer itself. */
-  source?: InetEndpoint;
-  /** The address the client connected to, likewise. */
-  destination?: InetEndpoint;
-  /** The PROXY header the client sent, if it sent one. */
-  header?: ProxyHeader;
-  /** Its TLVs, decoded. */
-  tlvs?: DecodedTlvs;
-}
+export type {
+  ConnectionEnd,
+  ConnectionInfo,
+  ConnectionStats,
+  Counters,
+  DirectionCounters,
+  Endpoint,
+  EndReason,
+  FamilyPreference,
+  InetEndpoint,
+  OriginalInfo,
+  TlsClientOptions,
+  TlsServerOptions,
+} from "../types.ts";
+export { connectFailure, connectionTo, formatEndpoint } from "../types.ts";
 
 /**
  * A connection held for a decision (see {@link ProxySpec.hold}).
@@ -536,32 +318,4 @@ export interface ForwardEngine {
   readonly name: "native" | "stream";
   /** Bind, then accept and relay every connection to the target. */
   startProxy(spec: ProxySpec, callbacks: ProxyCallbacks): Promise<ProxyHandle>;
-}
-
-/**
- * Describe an endpoint for messages: "host:port", "[v6]:port" or the path.
- *
- * @example
- * ```ts
- * import { formatEndpoint } from "@relaykit/relaykit";
- * console.log(formatEndpoint({ host: "::1", port: 80 })); // [::1]:80
- * ```
- */
-export function formatEndpoint(e: Endpoint): string {
-  if ("path" in e) return e.path;
-  return e.host.includes(":") && !e.host.startsWith("[")
-    ? `[${e.host}]:${e.port}`
-    : `${e.host}:${e.port}`;
-}
-
-/** "Connection 5 to "host:port"", or without a target when it had none yet. */
-export function connectionTo(id: number, target: Endpoint | undefined): string {
-  return target === undefined
-    ? `Connection ${id}`
-    : `Connection ${id} to "${formatEndpoint(target)}"`;
-}
-
-/** The message start for a failed connect to `target`. */
-export function connectFailure(target: Endpoint): string {
-  return `Cannot connect to "${formatEndpoint(target)}"`;
 }

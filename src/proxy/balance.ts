@@ -7,7 +7,7 @@
  */
 import type { Endpoint } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
-import type { SendProxyOptions } from "./front.ts";
+import type { SendProxyOptions } from "../types.ts";
 
 /**
  * How a backend picks a server for each connection.

@@ -24,6 +24,7 @@ import type {
   TlsClientOptions,
 } from "../forward/types.ts";
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
+import type { SendProxyOptions } from "../types.ts";
 import { parseEndpoint } from "./address.ts";
 import type { Backend, Server } from "./balance.ts";
 import {
@@ -33,7 +34,6 @@ import {
   type ProxyHeader,
   ProxyProtocolError,
   TLV,
-  type Tlv,
 } from "../protocol/proxy_protocol.ts";
 
 /**
@@ -66,29 +66,6 @@ export interface AcceptProxyOptions {
   untrusted?: "refuse" | "no-header";
   /** Close a connection whose header is incomplete after this many ms. @default 5000 */
   timeout?: number;
-}
-
-/**
- * Sending a PROXY protocol header to the target before any client byte.
- *
- * @example
- * ```ts
- * import { type SendProxyOptions } from "@relaykit/relaykit";
- * const v2: SendProxyOptions = { version: 2, uniqueId: true, authority: "app.internal", crc32c: true };
- * console.log(v2.version);
- * ```
- */
-export interface SendProxyOptions {
-  /** Header version. */
-  version: 1 | 2;
-  /** v2: a UNIQUE_ID TLV: `true` for a random 32-character id, or one per connection. */
-  uniqueId?: boolean | ((conn: OriginalInfo) => string | Uint8Array);
-  /** v2: an AUTHORITY TLV (the host name the client asked for). */
-  authority?: string | ((conn: OriginalInfo) => string | undefined);
-  /** v2: more TLVs, as they are. */
-  tlvs?: readonly Tlv[] | ((conn: OriginalInfo) => readonly Tlv[]);
-  /** v2: a CRC32C TLV over the header. @default false */
-  crc32c?: boolean;
 }
 
 /** The default trusted sources: this machine only. */

@@ -6,7 +6,9 @@
  *
  * @module
  */
-import net from "node:net";
+import { RelaykitError } from "../errors.ts";
+import { runtime } from "../runtime/detect.ts";
+import type { NetConn } from "../runtime/types.ts";
 import type { Backend, Server } from "./balance.ts";
 
 /** How to check a backend's servers. */
@@ -40,17 +42,14 @@ function check(
   o: Required<Omit<HealthCheckOptions, "send" | "expect">> & HealthCheckOptions,
 ): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const a = server.address;
-    const s = "path" in a
-      ? net.connect({ path: a.path })
-      : net.connect({ host: a.host, port: a.port });
+    let conn: NetConn | undefined;
     let got = "";
     let settled = false;
     const done = (why: string | undefined) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      s.destroy();
+      conn?.destroy(false);
       resolve(why);
     };
     const timer = setTimeout(
@@ -60,19 +59,27 @@ function check(
         ),
       o.timeout,
     );
-    s.once("error", (e: Error & { code?: string }) => done(e.code ?? e.message));
-    s.once("connect", () => {
-      if (o.send !== undefined) s.write(o.send);
+    // the runtime's own sockets, as the stream engine uses them
+    runtime.net.connect(server.address, {
+      timeout: o.timeout,
+      family: "any",
+      bindAddress: undefined,
+    }).then((c) => {
+      conn = c;
+      if (settled) return c.destroy(false);
+      const decoder = new TextDecoder();
+      c.start({
+        data(chunk) {
+          got += decoder.decode(chunk, { stream: true });
+          if (o.expect !== undefined && got.includes(o.expect)) done(undefined);
+        },
+        end: () => done(o.expect === undefined ? undefined : `"${o.expect}" not in the answer`),
+        drain() {},
+        close: (code) => done(code ?? (o.expect === undefined ? undefined : "closed")),
+      });
+      if (o.send !== undefined) c.write(new TextEncoder().encode(o.send));
       if (o.expect === undefined) done(undefined);
-    });
-    s.on("data", (d: Uint8Array) => {
-      got += new TextDecoder().decode(d);
-      if (o.expect !== undefined && got.includes(o.expect)) done(undefined);
-    });
-    s.once(
-      "end",
-      () => done(o.expect === undefined ? undefined : `"${o.expect}" not in the answer`),
-    );
+    }, (err: unknown) => done(err instanceof RelaykitError ? err.code : String(err)));
   });
 }
 

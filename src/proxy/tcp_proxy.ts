@@ -21,13 +21,8 @@ import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
 import { Backend, type BackendOptions } from "./balance.ts";
-import {
-  type AcceptProxyOptions,
-  checkFrontOptions,
-  Front,
-  type RouteFunction,
-  type SendProxyOptions,
-} from "./front.ts";
+import { type AcceptProxyOptions, checkFrontOptions, Front, type RouteFunction } from "./front.ts";
+import type { SendProxyOptions } from "../types.ts";
 
 /**
  * Options of {@link TcpProxy.listen}.

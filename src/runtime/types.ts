@@ -5,12 +5,7 @@
  *
  * @module
  */
-import type {
-  Endpoint,
-  FamilyPreference,
-  TlsClientOptions,
-  TlsServerOptions,
-} from "../forward/types.ts";
+import type { Endpoint, FamilyPreference, TlsClientOptions, TlsServerOptions } from "../types.ts";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 
 /** The runtimes relaykit knows. */

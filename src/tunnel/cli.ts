@@ -10,7 +10,7 @@ import process from "node:process";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
 import { parseEndpoint } from "../proxy/address.ts";
 import type { AccessRule } from "../proxy/socks.ts";
-import type { TunnelDestination } from "./frame.ts";
+import { formatDestination, parseDestination } from "./destination.ts";
 import { TunnelClient, type TunnelClientOptions, type TunnelListener } from "./client.ts";
 import { TunnelServer, type TunnelServerOptions } from "./server.ts";
 
@@ -37,21 +37,6 @@ class TunnelUsageError extends Error {
     super(message);
     this.name = "UsageError";
   }
-}
-
-/** "NAME" (a route) or "HOST:PORT". */
-export function parseDestination(text: string, what: string): TunnelDestination {
-  if (/^[A-Za-z0-9_.-]+$/.test(text) && !/^\d+$/.test(text)) return { route: text };
-  const e = parseEndpoint(text, what);
-  if ("path" in e || e.port === 0) {
-    throw new RangeError(`${what}: "${text}" is not HOST:PORT (port 1-65535) or a route NAME`);
-  }
-  return e;
-}
-
-/** The formatted destination. */
-export function formatDestination(d: TunnelDestination): string {
-  return "route" in d ? `route ${d.route}` : formatEndpoint(d);
 }
 
 function readText(path: string, flag: string): string {
