@@ -274,34 +274,6 @@ int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
   return 0;
 }
 
-static void rk__listener_attach(rk__worker *w, rk__listener *l) {
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = l};
-  epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev);
-}
-
-static void rk__listener_detach(rk__worker *w, rk__listener *l) {
-  epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
-  for (int i = 0; i < w->npaused; i++) {
-    if (w->paused[i] == l) {
-      w->paused[i] = w->paused[--w->npaused];
-      break;
-    }
-  }
-  if (__atomic_sub_fetch(&l->detach_left, 1, __ATOMIC_ACQ_REL) == 0) {
-    /* The last worker to let go closes the fd: no worker can be inside
-     * accept(2) on it any more, so the number cannot be reused under us. */
-    close(l->fd);
-    l->fd = -1;
-    if (l->unix_path != NULL)
-      unlink(l->unix_path);
-    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
-    rk__post(l->e, rec);
-    __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
-    rk__listener_check_drained(l); /* drained already if nothing is open */
-    rk__listener_unref(l);
-  }
-}
-
 /* The live connection `id` of this worker, or NULL. The pointer stays valid
  * on this thread: only the owning worker frees its connections. */
 static rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
@@ -423,11 +395,11 @@ static void rk__free_dead(rk__worker *w) {
 
 static void *rk__worker_main(void *arg) {
   rk__worker *w = arg;
-  struct epoll_event evs[256];
+  struct epoll_event evs[RK__EPOLL_BATCH];
   w->next_sweep = rk__now_mono() + RK__SWEEP_MS;
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
-    int n = epoll_wait(w->epfd, evs, 256, timeout);
+    int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
       int tag = *(int *)p;
@@ -452,13 +424,7 @@ static void *rk__worker_main(void *arg) {
     int64_t now = rk__now_mono();
     if (now >= w->next_sweep) {
       rk__sweep(w, now);
-      for (int i = 0; i < w->npaused; i++) {
-        rk__listener *l = w->paused[i];
-        if (now >= l->paused_until) {
-          rk__listener_attach(w, l);
-          w->paused[i--] = w->paused[--w->npaused];
-        }
-      }
+      rk__listeners_resume(w, now);
       w->next_sweep = now + RK__SWEEP_MS;
     }
     rk__free_dead(w);
@@ -568,18 +534,18 @@ int32_t rk_engine_close(int32_t h) {
   pthread_mutex_unlock(&e->tbl_lock);
 
   /* collect ids first: a worker may free a listener while we go */
-  int32_t ids[256];
+  int32_t ids[RK__CLOSE_BATCH];
   int nids;
   do {
     nids = 0;
     pthread_mutex_lock(&e->tbl_lock);
-    for (rk__listener *l = e->listeners; l != NULL && nids < 256; l = l->next)
+    for (rk__listener *l = e->listeners; l != NULL && nids < RK__CLOSE_BATCH; l = l->next)
       if (!l->closing)
         ids[nids++] = l->id;
     pthread_mutex_unlock(&e->tbl_lock);
     for (int i = 0; i < nids; i++)
       rk_listener_close(h, ids[i]);
-  } while (nids == 256);
+  } while (nids == RK__CLOSE_BATCH);
   for (int i = 0; i < e->nworkers; i++) {
     rk__cmd *c = calloc(1, sizeof *c);
     if (c == NULL)

@@ -1,4 +1,9 @@
-/* internal.h - structures shared by the engine's translation units. */
+/* internal.h - structures shared by the engine's translation units, and
+ * each unit's internal functions listed under it. The units: engine.c
+ * (engines, workers, commands, event queue), listen.c (listeners and
+ * accept), connect.c (targets, resolver, connect), relay.c (relaying),
+ * pool.c (pipes and buffers), hold.c (held connections), fd.c and errors.c
+ * (public helpers only). */
 #ifndef RK_INTERNAL_H
 #define RK_INTERNAL_H
 
@@ -46,8 +51,18 @@
 #define RK__SWEEP_MS 100
 /* After EMFILE/ENFILE a listener pauses this long instead of spinning. */
 #define RK__ACCEPT_PAUSE_MS 100
+/* Engines one process may have open at once (handles index a fixed table). */
 #define RK__MAX_ENGINES 64
+/* Buckets of the id -> connection table: a power of two, sized so that
+ * 10,000 connections make chains of about one. */
 #define RK__TABLE_BUCKETS 16384
+/* Events a worker takes from epoll_wait per call. */
+#define RK__EPOLL_BATCH 256
+/* Listeners one worker can hold paused after EMFILE at once; a listener
+ * beyond that keeps being polled (and reports each failed accept). */
+#define RK__MAX_PAUSED 64
+/* Listener ids rk_engine_close collects per pass while closing them. */
+#define RK__CLOSE_BATCH 256
 
 enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE };
 
@@ -222,7 +237,7 @@ struct rk__worker {
   uint8_t *bufs[RK__POOL_MAX];
   int nbufs;
   int pool_uses; /* pool takes since the last sweep */
-  rk__listener *paused[64];
+  rk__listener *paused[RK__MAX_PAUSED];
   int npaused;
   int64_t next_sweep;
   int stop;
@@ -275,11 +290,15 @@ struct rk__engine {
   int ntest;
 };
 
-/* engine.c */
+/* ---- functions, by the unit that defines them ------------------------- */
+
+/* engine.c: engines, workers and their command queues, the event queue,
+ * the id table, clocks. */
 rk__engine *rk__engine_get(int32_t h);
 int64_t rk__now_mono(void);
 int64_t rk__now_real(void);
 int32_t rk__new_id(rk__engine *e);
+rk__worker *rk__pick_worker(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
 void rk__send(rk__worker *w, rk__cmd *c);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
@@ -287,12 +306,32 @@ int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
 void rk__table_del(rk__engine *e, rk__conn *c);
 rk__conn *rk__table_find_locked(rk__engine *e, int32_t id);
-rk__worker *rk__pick_worker(rk__engine *e);
+
+/* listen.c: listeners, accepting, per-worker attach and pause. */
+void rk__accept(rk__worker *w, rk__listener *l);
+void rk__listener_attach(rk__worker *w, rk__listener *l);
+void rk__listener_detach(rk__worker *w, rk__listener *l);
+void rk__listeners_resume(rk__worker *w, int64_t now);
 void rk__listener_unref(rk__listener *l);
+void rk__listener_check_drained(rk__listener *l);
+int rk__listener_wants(rk__listener *l, uint32_t what);
+void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
+                  const struct sockaddr_storage *ss);
+
+/* connect.c: targets, the resolver thread, outbound connects. */
+rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
+                            int32_t timeout_ms, const char *bind_host);
+void rk__free_target(rk__target *t);
+void rk__ai_free(struct addrinfo *ai);
+int rk__parse_numeric(const char *host, int32_t port, int family,
+                      struct addrinfo **out);
 void rk__resolve_submit(rk__engine *e, rk__conn *c);
 void rk__resolver_stop(rk__engine *e);
+void rk__connect_start(rk__conn *c);
+void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
+void rk__connect_event(rk__conn *c, int side, uint32_t events);
 
-/* relay.c */
+/* relay.c: connections, sides, pumping both directions, hooks, the sweep. */
 rk__conn *rk__conn_new(rk__engine *e, int kind);
 void rk__conn_attach(rk__conn *c);
 void rk__conn_run(rk__conn *c);
@@ -302,12 +341,19 @@ void rk__conn_close_cmd(rk__conn *c, int mode);
 void rk__side_init(rk__side *s, int rfd, int wfd);
 void rk__side_init_sock(rk__side *s, int fd);
 int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s);
-void rk__worker_release_pools(rk__worker *w);
 void rk__sweep(rk__worker *w, int64_t now);
 void rk__mark_ready(rk__conn *c);
 void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len);
 
-/* hold.c */
+/* pool.c: each worker's pipes and buffers. */
+int rk__pipe_get(rk__worker *w, int p[2]);
+void rk__pipe_put(rk__worker *w, int p[2]);
+uint8_t *rk__buf_get(rk__worker *w);
+void rk__buf_put(rk__worker *w, uint8_t *b);
+void rk__dir_buf_release(rk__worker *w, rk__dir *dir);
+void rk__worker_release_pools(rk__worker *w);
+
+/* hold.c: held connections (RK_LISTEN_HOLD) and their decisions. */
 void rk__hold_start(rk__conn *c);
 void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
@@ -315,21 +361,5 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
-
-/* connect.c */
-void rk__connect_start(rk__conn *c);
-void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
-void rk__connect_event(rk__conn *c, int side, uint32_t events);
-void rk__listener_check_drained(rk__listener *l);
-int rk__listener_wants(rk__listener *l, uint32_t what);
-void rk__accept(rk__worker *w, rk__listener *l);
-void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
-                  const struct sockaddr_storage *ss);
-int rk__parse_numeric(const char *host, int32_t port, int family,
-                      struct addrinfo **out);
-void rk__free_target(rk__target *t);
-void rk__ai_free(struct addrinfo *ai);
-rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
-                            int32_t timeout_ms, const char *bind_host);
 
 #endif

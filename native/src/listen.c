@@ -1,0 +1,490 @@
+/*
+ * listen.c - listeners and accepting.
+ *
+ * Theory of operation
+ * - A listening fd is added to every worker's epoll set with EPOLLEXCLUSIVE,
+ *   so one worker wakes per incoming connection and accepts it itself: the
+ *   accepted connection lives on that worker with no hand-off.
+ * - Limits are checked right after accept(2): a connection over the engine
+ *   or listener limit is closed at once and reported (RK_EV_REJECTED with
+ *   RK_ELIMIT), so a client learns immediately instead of hanging in the
+ *   backlog.
+ * - EMFILE/ENFILE from accept pauses the listener on that worker for
+ *   RK__ACCEPT_PAUSE_MS instead of spinning on a level-triggered fd that
+ *   stays readable; the sweep puts it back when the pause ends
+ *   (rk__listeners_resume).
+ * - A listener is referenced by every worker that has it in its epoll set,
+ *   by each of its connections, and once while open; the last worker to
+ *   detach closes the fd, the last reference frees it.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- listeners --------------------------------------------------------- */
+
+void rk__listener_unref(rk__listener *l) {
+  if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  rk__engine *e = l->e;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener **p = &e->listeners;
+  while (*p != NULL && *p != l)
+    p = &(*p)->next;
+  if (*p == l)
+    *p = l->next;
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__free_target(l->target);
+  free(l->unix_path);
+  free(l);
+}
+
+int rk__listener_wants(rk__listener *l, uint32_t what) {
+  return (__atomic_load_n(&l->events, __ATOMIC_RELAXED) & what) != 0;
+}
+
+/* Send a command about l to every worker: all of them or, when memory is
+ * short, none (the commands are allocated before any is sent). */
+static int rk__broadcast(rk__engine *e, int type, rk__listener *l) {
+  rk__cmd *cmds[e->nworkers];
+  for (int i = 0; i < e->nworkers; i++) {
+    cmds[i] = calloc(1, sizeof(rk__cmd));
+    if (cmds[i] == NULL) {
+      while (i-- > 0)
+        free(cmds[i]);
+      return -ENOMEM;
+    }
+    cmds[i]->type = type;
+    cmds[i]->listener = l;
+  }
+  for (int i = 0; i < e->nworkers; i++)
+    rk__send(&e->workers[i], cmds[i]);
+  return 0;
+}
+
+static rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  return l;
+}
+
+/* Once l is closed and has no connection left, say so, exactly once.
+ * Called after each of its connections ends and when its fd is closed;
+ * sequentially consistent atomics make sure one of the two sees both. */
+void rk__listener_check_drained(rk__listener *l) {
+  if (__atomic_load_n(&l->closed_done, __ATOMIC_SEQ_CST) &&
+      __atomic_load_n(&l->active, __ATOMIC_SEQ_CST) == 0 &&
+      __atomic_exchange_n(&l->drain_posted, 1, __ATOMIC_SEQ_CST) == 0) {
+    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_DRAINED, 0, (uint32_t)l->id};
+    rk__post(l->e, rec);
+  }
+}
+
+int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (mask & ~RK_EVMASK_ALL)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l != NULL)
+    __atomic_store_n(&l->events, mask, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l == NULL ? -ENOENT : 0;
+}
+
+int32_t rk_listener_active(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  int32_t n = l == NULL ? -ENOENT : __atomic_load_n(&l->active, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return n;
+}
+
+int32_t rk_listener_abort(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  /* One reference per command, so l outlives them - taken only while l
+   * still has references. At 0 its last rk__listener_unref (a worker's,
+   * after rk_listener_close) is waiting for tbl_lock to unlink and free it:
+   * taking references then would revive a listener about to be freed. It
+   * has no connection left to abort, and nothing is sent. */
+  int32_t refs = 0;
+  if (l != NULL) {
+    refs = __atomic_load_n(&l->refs, __ATOMIC_ACQUIRE);
+    while (refs > 0 &&
+           !__atomic_compare_exchange_n(&l->refs, &refs, refs + e->nworkers,
+                                        0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (l == NULL)
+    return -ENOENT;
+  if (refs == 0)
+    return 0;
+  int r = rk__broadcast(e, RK__CMD_ABORT_LISTENER, l);
+  if (r != 0) /* nothing was sent: give the references back */
+    for (int i = 0; i < e->nworkers; i++)
+      rk__listener_unref(l);
+  return r;
+}
+
+
+int32_t rk_listen(int32_t h, const char *host, int32_t port,
+                  const int32_t *opts, int32_t nopts) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (host == NULL || port > 65535)
+    return -EINVAL;
+  int32_t backlog = nopts > 0 && opts[0] > 0 ? opts[0] : 511;
+  uint32_t flags = nopts > 1 ? (uint32_t)opts[1] : 0;
+  int32_t max_conns = nopts > 2 ? opts[2] : 0;
+  int32_t idle = nopts > 3 ? opts[3] : 0;
+  uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
+  uint32_t hooks = nopts > 5 ? (uint32_t)opts[5] : 0;
+  int32_t hold_timeout = nopts > 6 ? opts[6] : 0;
+  if (max_conns < 0 || idle < 0 || hold_timeout < 0)
+    return -EINVAL;
+
+  struct addrinfo *ai = NULL;
+  int r = rk__parse_numeric(host[0] ? host : "0.0.0.0", port, RK_FAMILY_ANY,
+                            &ai);
+  if (r == -EINVAL) {
+    /* a name such as "localhost": resolve it here, the caller expects the
+     * bind to have happened when we return */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &ai) != 0)
+      return RK_ERESOLVE;
+    r = 0;
+  }
+  if (r != 0)
+    return r;
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    r = -errno;
+    rk__ai_free(ai);
+    return r;
+  }
+  int one = 1;
+  if (ai->ai_family != AF_UNIX) {
+    /* accepted sockets inherit it: one setsockopt here, none per accept */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (flags & RK_LISTEN_REUSEADDR || (flags & ~RK_LISTEN_HOLD) == 0)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (flags & RK_LISTEN_REUSEPORT)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ai->ai_family == AF_INET6 && (flags & RK_LISTEN_V6ONLY))
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+    r = -errno;
+    close(fd);
+    rk__ai_free(ai);
+    return r;
+  }
+  int is_unix = ai->ai_family == AF_UNIX;
+  rk__ai_free(ai);
+
+  rk__listener *l = calloc(1, sizeof *l);
+  if (l == NULL) {
+    close(fd);
+    return -ENOMEM;
+  }
+  l->tag = RK__TAG_LISTENER;
+  l->id = rk__new_id(e);
+  l->fd = fd;
+  l->e = e;
+  l->max_conns = max_conns;
+  l->idle_timeout_ms = idle;
+  l->refs = 1;
+  l->events = evmask;
+  l->hooks = hooks & (RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA);
+  l->hold = (flags & RK_LISTEN_HOLD) != 0;
+  l->hold_timeout_ms = hold_timeout;
+  if (is_unix)
+    l->unix_path = strdup(host);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (!is_unix && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    l->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+  /* closed_flag is checked where rk_engine_close sets it: a listener is
+   * either in the list it closes, or refused */
+  pthread_mutex_lock(&e->tbl_lock);
+  int closed = e->closed_flag;
+  if (!closed) {
+    l->next = e->listeners;
+    e->listeners = l;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (closed) {
+    close(fd);
+    if (l->unix_path != NULL)
+      unlink(l->unix_path);
+    free(l->unix_path);
+    free(l);
+    return RK_ECLOSED;
+  }
+  return l->id;
+}
+
+/* The listener calls below look the listener up, check and change its
+ * state (started, closing, target) and queue their commands to the workers
+ * all under tbl_lock: two threads cannot both start or both close it, the
+ * workers get LISTEN and UNLISTEN in the same order, and a listener that a
+ * worker frees (rk__listener_unref, also under tbl_lock) is not used after
+ * it left the list. */
+
+int32_t rk_listener_port(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  int32_t port = l == NULL ? -ENOENT : l->port;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return port;
+}
+
+int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
+                               int32_t port, int32_t family,
+                               int32_t timeout_ms, const char *bind_host) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (host == NULL || port > 65535 || timeout_ms < 0 || family < 0 ||
+      family > RK_FAMILY_ONLY_V6)
+    return -EINVAL;
+  rk__target *t = rk__copy_target(host, port, family, timeout_ms, bind_host);
+  if (t == NULL)
+    return -ENOMEM;
+  int32_t r = 0;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL) {
+    r = -ENOENT;
+  } else if (l->started) {
+    r = -EINVAL; /* the workers read the target from now on */
+  } else {
+    rk__target *old = l->target;
+    l->target = t;
+    t = old;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__free_target(t); /* the replaced one, or the unused copy */
+  return r;
+}
+
+int32_t rk_listener_start(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  int32_t r;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL)
+    r = -ENOENT;
+  else if (l->started || l->closing)
+    r = -EINVAL;
+  else if (l->target == NULL && !l->hold)
+    r = -EDESTADDRREQ;
+  else if ((r = rk__broadcast(e, RK__CMD_LISTEN, l)) == 0)
+    l->started = 1;
+  pthread_mutex_unlock(&e->tbl_lock);
+  return r;
+}
+
+int32_t rk_listener_close(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL || l->closing) {
+    pthread_mutex_unlock(&e->tbl_lock);
+    return l == NULL ? -ENOENT : 0;
+  }
+  l->closing = 1;
+  if (l->started) {
+    l->detach_left = e->nworkers;
+    int r = rk__broadcast(e, RK__CMD_UNLISTEN, l);
+    if (r != 0)
+      l->closing = 0; /* nothing was sent: still open, the caller may retry */
+    pthread_mutex_unlock(&e->tbl_lock);
+    return r;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  /* never started: no worker knows it, and closing keeps everyone else
+   * away, so this thread closes it */
+  close(l->fd);
+  l->fd = -1;
+  if (l->unix_path != NULL)
+    unlink(l->unix_path);
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
+  rk__post(e, rec);
+  __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
+  rk__listener_check_drained(l);
+  rk__listener_unref(l);
+  return 0;
+}
+
+/* ---- accepting --------------------------------------------------------- */
+
+/* Port and address bytes of a socket address into rec (port word, first
+ * address word). */
+void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
+                  const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+    rec[port_word] = ntohs(s->sin_port);
+    memcpy(&rec[addr_word], &s->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+    rec[port_word] = ntohs(s->sin6_port);
+    memcpy(&rec[addr_word], &s->sin6_addr, 16);
+  }
+}
+
+static void rk__post_accept(rk__engine *e, rk__conn *c, int32_t lid) {
+  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ACCEPT, (uint32_t)c->id,
+                                  (uint32_t)lid};
+  rec[6] = c->peer.ss_family;
+  rk__put_addr(rec, 7, 8, &c->peer);
+  rk__post(e, rec);
+}
+
+void rk__accept(rk__worker *w, rk__listener *l) {
+  rk__engine *e = w->e;
+  /* Accept a bounded batch per wake-up so that one busy listener does not
+   * starve the relays on this worker. */
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+        return;
+      uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ACCEPT_ERROR, 0, (uint32_t)l->id,
+                                      (uint32_t)-err};
+      rk__post(e, rec);
+      if ((err == EMFILE || err == ENFILE || err == ENOBUFS ||
+           err == ENOMEM) &&
+          w->npaused < RK__MAX_PAUSED) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+        l->paused_until = rk__now_mono() + RK__ACCEPT_PAUSE_MS;
+        w->paused[w->npaused++] = l;
+      }
+      return;
+    }
+    RK__ADD(&e->accepted, 1);
+    int32_t active = RK__ADD(&e->active, 1);
+    int32_t lactive = RK__ADD(&l->active, 1);
+    if ((e->max_conns > 0 && active > e->max_conns) ||
+        (l->max_conns > 0 && lactive > l->max_conns)) {
+      RK__ADD(&e->active, -1);
+      __atomic_sub_fetch(&l->active, 1, __ATOMIC_SEQ_CST);
+      RK__ADD(&e->rejected, 1);
+      close(fd);
+      uint32_t rec[RK_EVENT_WORDS] = {RK_EV_REJECTED, 0, (uint32_t)l->id,
+                                      (uint32_t)RK_ELIMIT};
+      rk__post(e, rec);
+      continue;
+    }
+    rk__conn *c = rk__conn_new(e, RK__KIND_PROXY);
+    if (c == NULL) {
+      RK__ADD(&e->active, -1);
+      RK__ADD(&l->active, -1);
+      close(fd);
+      continue;
+    }
+    memcpy(&c->peer, &ss, sizeof ss);
+    __atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+    c->listener = l;
+    c->target = l->target;
+    c->idle_timeout_ms = l->idle_timeout_ms;
+    if (l->hooks & RK_RELAY_HOOK_AB)
+      c->dir[0].hooked = c->dir[0].nosplice = 1;
+    if (l->hooks & RK_RELAY_HOOK_BA)
+      c->dir[1].hooked = c->dir[1].nosplice = 1;
+    c->state = RK__CONNECTING;
+    rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
+    c->w = w;
+    rk__table_add(e, c);
+    rk__conn_attach(c);
+    if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
+      rk__post_accept(e, c, l->id);
+    if (l->hold) {
+      c->state = RK__HOLDING;
+      rk__hold_start(c);
+    } else {
+      rk__connect_start(c);
+    }
+  }
+}
+
+/* ---- per-worker attach, detach and pause ------------------------------ */
+
+void rk__listener_attach(rk__worker *w, rk__listener *l) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = l};
+  epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev);
+}
+
+void rk__listener_detach(rk__worker *w, rk__listener *l) {
+  epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+  for (int i = 0; i < w->npaused; i++) {
+    if (w->paused[i] == l) {
+      w->paused[i] = w->paused[--w->npaused];
+      break;
+    }
+  }
+  if (__atomic_sub_fetch(&l->detach_left, 1, __ATOMIC_ACQ_REL) == 0) {
+    /* The last worker to let go closes the fd: no worker can be inside
+     * accept(2) on it any more, so the number cannot be reused under us. */
+    close(l->fd);
+    l->fd = -1;
+    if (l->unix_path != NULL)
+      unlink(l->unix_path);
+    uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_CLOSED, 0, (uint32_t)l->id};
+    rk__post(l->e, rec);
+    __atomic_store_n(&l->closed_done, 1, __ATOMIC_SEQ_CST);
+    rk__listener_check_drained(l); /* drained already if nothing is open */
+    rk__listener_unref(l);
+  }
+}
+
+/* Listeners this worker paused after EMFILE/ENFILE whose pause is over go
+ * back into its epoll set (called from the sweep). */
+void rk__listeners_resume(rk__worker *w, int64_t now) {
+  for (int i = 0; i < w->npaused; i++) {
+    rk__listener *l = w->paused[i];
+    if (now >= l->paused_until) {
+      rk__listener_attach(w, l);
+      w->paused[i--] = w->paused[--w->npaused];
+    }
+  }
+}
