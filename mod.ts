@@ -15,6 +15,11 @@
  * await proxy.close();
  * ```
  *
+ * What engine authors and protocol tests need (the engine interface, held
+ * connections and their decisions, native events, the tunnel's wire
+ * format) is at `@relaykit/relaykit/internals`, outside this API's
+ * stability promise.
+ *
  * @module
  */
 export { NativeLoadError, RelaykitError } from "./src/errors.ts";
@@ -26,22 +31,13 @@ export {
   type DirectionCounters,
   type Endpoint,
   type EndReason,
-  type EventInterest,
   type FamilyPreference,
   formatEndpoint,
-  type ForwardEngine,
-  type HeldConnection,
-  type HeldUpdate,
-  type HoldDecision,
   type InetEndpoint,
   type OriginalInfo,
-  type ProxyCallbacks,
-  type ProxyHandle,
-  type ProxySpec,
   type TlsClientOptions,
   type TlsServerOptions,
 } from "./src/forward/types.ts";
-export { Emitter } from "./src/emitter.ts";
 export {
   type AcceptProxyOptions,
   type RouteBytes,
@@ -58,7 +54,7 @@ export {
   type RouterOptions,
   socksRouter,
 } from "./src/proxy/socks.ts";
-export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
+export { type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export {
   Backend,
@@ -75,12 +71,7 @@ export {
   type Direction,
   type HookContext,
 } from "./src/forward/hooks.ts";
-export {
-  type Handler,
-  NativeEngine,
-  type NativeEngineOptions,
-  type NativeEvent,
-} from "./src/native/engine.ts";
+export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
 export {
   closeFd,
   connectFd,
@@ -109,21 +100,6 @@ export {
   TLV,
   type Tlv,
 } from "./src/protocol/proxy_protocol.ts";
-export {
-  decodeFrame,
-  encodeFrame,
-  FRAME_HEADER_SIZE,
-  FRAME_TYPES,
-  FrameDecoder,
-  MAX_FRAME_PAYLOAD,
-  NONCE_SIZE,
-  TUNNEL_MAGIC,
-  TUNNEL_VERSIONS,
-  type TunnelDestination,
-  type TunnelFrame,
-  type TunnelProblem,
-  TunnelProtocolError,
-} from "./src/tunnel/frame.ts";
 export {
   DEFAULT_WINDOW,
   type LinkCloseReason,

@@ -76,7 +76,7 @@ rmSync(out, { recursive: true, force: true });
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-compile(out, ["mod.ts", "src/cli.ts"]);
+compile(out, ["mod.ts", "internals.ts", "src/cli.ts"]);
 
 // The C sources, and the library built for this host.
 run(process.env.MAKE ?? "make", ["-s", "-C", "native"]);
@@ -108,12 +108,23 @@ const pkg = {
   types: "./mod.d.ts",
   exports: {
     ".": { types: "./mod.d.ts", default: "./mod.js" },
+    "./internals": { types: "./internals.d.ts", default: "./internals.js" },
     "./cli": { types: "./src/cli.d.ts", default: "./src/cli.js" },
   },
   bin: { relaykit: "bin/relaykit.js" },
   engines: { node: ">=20" },
   dependencies: { yaml: pkgJson.dependencies.yaml },
-  files: ["mod.js", "mod.d.ts", "src/", "bin/", "native/", "README.md", "LICENSE"],
+  files: [
+    "mod.js",
+    "mod.d.ts",
+    "internals.js",
+    "internals.d.ts",
+    "src/",
+    "bin/",
+    "native/",
+    "README.md",
+    "LICENSE",
+  ],
   keywords: ["proxy", "tcp", "splice", "ffi", "bun", "deno"],
 };
 writeFileSync(join(out, "package.json"), JSON.stringify(pkg, null, 2) + "\n");

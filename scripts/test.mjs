@@ -108,13 +108,28 @@ if (built) {
 }
 run("deno lint", bin("deno"), ["lint"]);
 run("deno fmt --check", bin("deno"), ["fmt", "--check"]);
-run("deno check", bin("deno"), ["check", "mod.ts", "src/", "scripts/", "test/", "examples/"]);
+run("deno check", bin("deno"), [
+  "check",
+  "mod.ts",
+  "internals.ts",
+  "src/",
+  "scripts/",
+  "test/",
+  "examples/",
+]);
 // JSR readiness: every public symbol documented, no slow types
-run("deno doc --lint", bin("deno"), ["doc", "--lint", "mod.ts"]);
+run("deno doc --lint", bin("deno"), ["doc", "--lint", "mod.ts", "internals.ts"]);
 run("deno publish --dry-run", bin("deno"), ["publish", "--dry-run", "--allow-dirty"]);
 const env = { NO_COLOR: "1" };
 run("tests under Deno", bin("deno"), ["test", "-A", "test/"], { env, count: denoCount });
-run("doc examples under Deno", bin("deno"), ["test", "--doc", "-A", "mod.ts", "src/"], {
+run("doc examples under Deno", bin("deno"), [
+  "test",
+  "--doc",
+  "-A",
+  "mod.ts",
+  "internals.ts",
+  "src/",
+], {
   env,
   count: denoCount,
 });

@@ -9,7 +9,7 @@
  *
  * @example
  * ```ts
- * import { Emitter } from "@relaykit/relaykit";
+ * import { Emitter } from "@relaykit/relaykit/internals";
  * class Clock extends Emitter<{ tick: number }> {
  *   tick(n: number): void {
  *     this.emit("tick", n); // emit is for the class itself

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { describe, test } from "./_test.ts";
-import { buildProxyHeader, chooseEngine, TLV } from "../mod.ts";
+import { buildProxyHeader, TLV } from "../mod.ts";
+import { chooseEngine } from "../internals.ts";
 import {
   CLI,
   connect,

@@ -13,22 +13,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "./_test.ts";
 import {
-  decodeFrame,
   DEFAULT_WINDOW,
-  encodeFrame,
-  FRAME_HEADER_SIZE,
-  FrameDecoder,
-  MAX_FRAME_PAYLOAD,
   TunnelClient,
   type TunnelClientEvents,
   type TunnelClientOptions,
-  type TunnelFrame,
-  type TunnelProblem,
-  TunnelProtocolError,
   TunnelServer,
   type TunnelServerEvents,
   type TunnelServerOptions,
 } from "../mod.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  FRAME_HEADER_SIZE,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  type TunnelFrame,
+  type TunnelProblem,
+  TunnelProtocolError,
+} from "../internals.ts";
 import {
   connect,
   curl,

@@ -34,7 +34,7 @@ export type EnginePreference = "auto" | "native" | "stream";
  *
  * @example
  * ```ts
- * import { chooseEngine, type EngineChoice } from "@relaykit/relaykit";
+ * import { chooseEngine, type EngineChoice } from "@relaykit/relaykit/internals";
  * const choice: EngineChoice = chooseEngine();
  * console.log(choice.engine.name, choice.reason);
  * ```
@@ -72,7 +72,7 @@ function stream(reason: string): EngineChoice {
  *
  * @example
  * ```ts
- * import { chooseEngine } from "@relaykit/relaykit";
+ * import { chooseEngine } from "@relaykit/relaykit/internals";
  * const choice = chooseEngine("auto");
  * console.log(choice.engine.name, choice.reason ?? "native library loaded");
  * ```

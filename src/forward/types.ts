@@ -38,7 +38,7 @@ export { connectFailure, connectionTo, formatEndpoint } from "../types.ts";
  *
  * @example
  * ```ts
- * import { type HeldConnection } from "@relaykit/relaykit";
+ * import { type HeldConnection } from "@relaykit/relaykit/internals";
  * const held: HeldConnection = { id: 7, remote: { host: "192.0.2.1", port: 5000 } };
  * console.log(held.local ?? "a Unix socket peer has no addresses");
  * ```
@@ -57,7 +57,7 @@ export interface HeldConnection {
  *
  * @example
  * ```ts
- * import { type HeldUpdate } from "@relaykit/relaykit";
+ * import { type HeldUpdate } from "@relaykit/relaykit/internals";
  * const first: HeldUpdate = { conn: { id: 1 }, data: new Uint8Array(), first: true, eof: false };
  * console.log(first.first && first.data.length === 0);
  * ```
@@ -84,7 +84,7 @@ export interface HeldUpdate {
  *
  * @example
  * ```ts
- * import { type HoldDecision } from "@relaykit/relaykit";
+ * import { type HoldDecision } from "@relaykit/relaykit/internals";
  * const decisions: HoldDecision[] = [
  *   { action: "connect", target: { host: "127.0.0.1", port: 8080 }, consume: 0 },
  *   { action: "close", toClient: new TextEncoder().encode("bye\n") },
@@ -138,7 +138,7 @@ export type HoldDecision =
  *
  * @example
  * ```ts
- * import { type ProxySpec } from "@relaykit/relaykit";
+ * import { type ProxySpec } from "@relaykit/relaykit/internals";
  * const spec: ProxySpec = {
  *   listen: { host: "127.0.0.1", port: 0 },
  *   target: { host: "127.0.0.1", port: 5432 },
@@ -191,7 +191,7 @@ export interface ProxySpec {
  *
  * @example
  * ```ts
- * import { type ProxyCallbacks } from "@relaykit/relaykit";
+ * import { type ProxyCallbacks } from "@relaykit/relaykit/internals";
  * const quiet: ProxyCallbacks = {
  *   open: () => {},
  *   connected: () => {},
@@ -228,7 +228,7 @@ export interface ProxyCallbacks {
  *
  * @example
  * ```ts
- * import { type EventInterest } from "@relaykit/relaykit";
+ * import { type EventInterest } from "@relaykit/relaykit/internals";
  * const onlyEnds: EventInterest = { open: false, connected: false, close: true };
  * console.log(onlyEnds);
  * ```
@@ -247,7 +247,7 @@ export interface EventInterest {
  *
  * @example
  * ```ts
- * import { chooseEngine, type ProxyHandle } from "@relaykit/relaykit";
+ * import { chooseEngine, type ProxyHandle } from "@relaykit/relaykit/internals";
  * const { engine } = chooseEngine("stream");
  * const handle: ProxyHandle = await engine.startProxy({
  *   listen: { host: "127.0.0.1", port: 0 },
@@ -308,7 +308,7 @@ export interface ProxyHandle {
  *
  * @example
  * ```ts
- * import { chooseEngine, type ForwardEngine } from "@relaykit/relaykit";
+ * import { chooseEngine, type ForwardEngine } from "@relaykit/relaykit/internals";
  * const engine: ForwardEngine = chooseEngine("stream").engine;
  * console.log(engine.name); // stream
  * ```

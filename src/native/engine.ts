@@ -20,7 +20,7 @@ import { EV, EVENT_WORDS, type NativeSymbols } from "./symbols.ts";
  *
  * @example
  * ```ts
- * import { type NativeEvent } from "@relaykit/relaykit";
+ * import { type NativeEvent } from "@relaykit/relaykit/internals";
  * const seen: NativeEvent[] = [];
  * console.log(seen.length); // what NativeEngine hands to its handlers
  * ```
@@ -68,7 +68,7 @@ export interface NativeEngineOptions {
  *
  * @example
  * ```ts
- * import { type Handler } from "@relaykit/relaykit";
+ * import { type Handler } from "@relaykit/relaykit/internals";
  * const handler: Handler = (ev) => console.log(ev.type, ev.id);
  * console.log(typeof handler);
  * ```

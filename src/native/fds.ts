@@ -16,7 +16,7 @@ import type { FamilyPreference } from "../forward/types.ts";
  *
  * @example
  * ```ts
- * import { OPEN_FLAGS } from "@relaykit/relaykit";
+ * import { OPEN_FLAGS } from "@relaykit/relaykit/internals";
  * console.log(Object.keys(OPEN_FLAGS)); // the modes openFile takes
  * ```
  */

@@ -56,7 +56,7 @@ export type TunnelDestination = { host: string; port: number } | { route: string
  *
  * @example
  * ```ts
- * import { decodeFrame, encodeFrame, type TunnelFrame } from "@relaykit/relaykit";
+ * import { decodeFrame, encodeFrame, type TunnelFrame } from "@relaykit/relaykit/internals";
  * const f: TunnelFrame = { type: "window", stream: 7, credit: 65536 };
  * const r = decodeFrame(encodeFrame(f));
  * console.log("frame" in r && r.frame); // { type: "window", stream: 7, credit: 65536 }
@@ -99,7 +99,7 @@ export type TunnelProblem =
  *
  * @example
  * ```ts
- * import { decodeFrame, TunnelProtocolError } from "@relaykit/relaykit";
+ * import { decodeFrame, TunnelProtocolError } from "@relaykit/relaykit/internals";
  * try {
  *   decodeFrame(new Uint8Array([0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
  * } catch (err) {
@@ -233,7 +233,7 @@ function payloadOf(f: TunnelFrame): { stream: number; flags: number; payload: Ui
  * @returns Header and payload, one array.
  * @example
  * ```ts
- * import { encodeFrame } from "@relaykit/relaykit";
+ * import { encodeFrame } from "@relaykit/relaykit/internals";
  * const bytes = encodeFrame({ type: "open", stream: 1, destination: { host: "db", port: 5432 } });
  * console.log(bytes.length); // 10-byte header + 1 + 2 + 2
  * ```
@@ -377,7 +377,7 @@ function parse(type: number, flags: number, stream: number, p: Uint8Array): Tunn
  * @throws {TunnelProtocolError} for bytes that are no valid frame.
  * @example
  * ```ts
- * import { decodeFrame, encodeFrame } from "@relaykit/relaykit";
+ * import { decodeFrame, encodeFrame } from "@relaykit/relaykit/internals";
  * const bytes = encodeFrame({ type: "fin", stream: 3 });
  * console.log(decodeFrame(bytes.subarray(0, 4))); // { need: 10 }
  * ```
@@ -413,7 +413,7 @@ export function decodeFrame(
  *
  * @example
  * ```ts
- * import { encodeFrame, FrameDecoder } from "@relaykit/relaykit";
+ * import { encodeFrame, FrameDecoder } from "@relaykit/relaykit/internals";
  * const d = new FrameDecoder();
  * const bytes = encodeFrame({ type: "ping", data: new Uint8Array(8) });
  * console.log(d.push(bytes.subarray(0, 3)).length, d.push(bytes.subarray(3)).length); // 0 1
