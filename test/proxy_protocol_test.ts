@@ -86,7 +86,7 @@ describe("PROXY protocol v1", () => {
 });
 
 describe("PROXY protocol v2", () => {
-  test("round-trips IPv4, IPv6 and Unix addresses, STREAM and DGRAM", () => {
+  test("round-trips IPv4, IPv6 and Unix addresses; refuses the addresses of a DGRAM connection", () => {
     const cases: ProxyHeader[] = [
       {
         version: 2,
@@ -99,7 +99,7 @@ describe("PROXY protocol v2", () => {
       {
         version: 2,
         command: "proxy",
-        transport: "dgram",
+        transport: "stream",
         source: { host: "2001:db8::1", port: 53 },
         destination: { host: "2001:db8::2", port: 5353 },
         tlvs: [],
@@ -118,6 +118,8 @@ describe("PROXY protocol v2", () => {
       const r = header(b, "v2");
       assert.equal(r.length, b.length);
       assert.deepEqual(r.header, h);
+      // the same addresses for a datagram: not the original of a stream connection
+      rejects(buildProxyHeader({ ...h, transport: "dgram" }), "V2_BAD_TRANSPORT", "v2");
     }
   });
 
