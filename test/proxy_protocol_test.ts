@@ -339,7 +339,10 @@ describe("PROXY protocol vectors (test/fixtures/proxy_vectors.ts)", () => {
   });
 
   test("the README's table of differences is the one the vectors give", () => {
-    const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8");
+    const readme = readFileSync(
+      fileURLToPath(new URL("../README.md", import.meta.url).href),
+      "utf8",
+    );
     // as `deno fmt` may lay it out: cells padded, rules of any length, lines rewrapped
     const flat = (md: string) => md.replace(/-{3,}/g, "---").replace(/\s+/g, " ");
     assert.ok(
