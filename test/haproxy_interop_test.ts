@@ -13,10 +13,12 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "./_test.ts";
-import { TcpProxy } from "../mod.ts";
+import { parseProxyHeader, type ProxyProtocolError, type RelaykitError, TcpProxy } from "../mod.ts";
 import type { OriginalInfo } from "../src/forward/types.ts";
+import { sourceText, type Vector, VECTORS } from "./fixtures/proxy_vectors.ts";
 import {
   closed,
+  concat,
   echoServer,
   ENGINES,
   freePort,
@@ -216,5 +218,151 @@ backend be
         await to6.close();
       });
     }
+  }
+});
+
+/** What a listener did with a vector followed by "ping". */
+type Seen = { kind: "accept"; source: string | undefined } | { kind: "refuse" } | {
+  kind: "wait";
+};
+
+/**
+ * Send `bytes` and "ping" in one write to 127.0.0.1:`port`, whose listener
+ * forwards to the reporter with a v2 header. Accepted: the reporter answers
+ * with the client that header names ("real" when it is this socket).
+ * Refused: closed without an answer. Waiting: nothing within `waitMs`.
+ */
+function probe(port: number, bytes: Uint8Array, waitMs: number): Promise<Seen> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port });
+    let got = "", self = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ kind: "wait" });
+    }, waitMs);
+    const done = () => {
+      clearTimeout(timer);
+      if (got === "") return resolve({ kind: "refuse" });
+      const { source } = JSON.parse(got) as { source?: string };
+      resolve({
+        kind: "accept",
+        source: source === self ? undefined : source,
+      });
+    };
+    s.on("data", (d: Uint8Array) => got += new TextDecoder().decode(d));
+    s.once("connect", () => {
+      self = `127.0.0.1:${s.localPort}`;
+      s.write(concat([bytes, new TextEncoder().encode("ping")]));
+    });
+    s.once("close", done).on("error", () => {});
+  });
+}
+
+/** A server that reads a v2 header and "ping", answers with the header's client, and closes. */
+async function reporter(): Promise<{ port: number; close(): void }> {
+  const srv = net.createServer((c) => {
+    let buf: Uint8Array = new Uint8Array(0);
+    c.on("data", (d: Uint8Array) => {
+      buf = concat([buf, d]);
+      const r = parseProxyHeader(buf, "v2");
+      if (r.kind !== "header" || buf.length < r.length + 4) return;
+      const source = sourceText(r.header) ?? (r.header.command === "local" ? "local" : "none");
+      c.end(JSON.stringify({ source }));
+    }).on("error", () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return { port: (srv.address() as net.AddressInfo).port, close: () => srv.close() };
+}
+
+/** "accept" / "refuse" / "wait" and the client, as a line a failure can list. */
+const line = (v: Vector, who: string, seen: Seen) =>
+  `${v.name}: ${who} ${seen.kind}${seen.kind === "accept" ? ` ${seen.source ?? "real"}` : ""}`;
+
+describe("PROXY protocol vectors: relaykit and HAProxy accept-proxy, live", () => {
+  let dir = "";
+  let rep: Awaited<ReturnType<typeof reporter>>;
+  const children: ChildProcess[] = [];
+  before(async () => {
+    assert.ok(HAPROXY !== "", "haproxy is not installed: apt-get install haproxy (.ci/run does)");
+    dir = mkdtempSync(join(tmpdir(), "relaykit-haproxy-"));
+    rep = await reporter();
+  });
+  after(() => {
+    for (const c of children) c.kill("SIGKILL");
+    rep?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("HAProxy 2.6 decides each vector as test/fixtures/proxy_vectors.ts says", {
+    timeout: 60_000,
+  }, async () => {
+    const port = await freePort("127.0.0.1");
+    children.push(
+      await haproxy(
+        dir,
+        `${DEFAULTS}
+frontend fe
+  bind 127.0.0.1:${port} accept-proxy
+  default_backend be
+backend be
+  server rep 127.0.0.1:${rep.port} send-proxy-v2
+`,
+        [["127.0.0.1", port]],
+      ),
+    );
+    const wrong: string[] = [];
+    for (const v of VECTORS) {
+      const seen = await probe(port, v.bytes, 2000);
+      // where both accept, both name the same client
+      const source = v.relaykit === "accept" ? v.source : seen.kind === "accept" && seen.source;
+      if (seen.kind !== v.haproxy || (seen.kind === "accept" && seen.source !== source)) {
+        wrong.push(line(v, "HAProxy", seen));
+      }
+    }
+    assert.deepEqual(wrong, [], "HAProxy does not decide as the table says");
+  });
+
+  for (const engine of ENGINES) {
+    test(`relaykit decides each vector as test/fixtures/proxy_vectors.ts says (${engine})`, {
+      timeout: 60_000,
+    }, async () => {
+      if (engine === "native") nativeEngine();
+      const errors: Error[] = [];
+      const proxies = new Map<string, TcpProxy>();
+      for (const mode of ["v1", "v2"] as const) {
+        const p = await TcpProxy.listen({
+          listen: { host: "127.0.0.1", port: 0 },
+          target: { host: "127.0.0.1", port: rep.port },
+          engine,
+          acceptProxy: { mode, timeout: 5000 },
+          sendProxy: { version: 2 },
+        });
+        p.on("error", (e) => errors.push(e));
+        proxies.set(mode, p);
+      }
+      const wrong: string[] = [];
+      for (const v of VECTORS) {
+        errors.length = 0;
+        const seen = await probe(
+          proxies.get(v.mode)!.port,
+          v.bytes,
+          v.relaykit === "wait" ? 700 : 3000,
+        );
+        if (seen.kind !== v.relaykit || (seen.kind === "accept" && seen.source !== v.source)) {
+          wrong.push(line(v, "relaykit", seen));
+        }
+        // a header still incomplete when the client goes: closed, with the error
+        if (seen.kind === "refuse" || seen.kind === "wait") {
+          await waitFor(() => errors.length > 0, 2000, `the error event of "${v.name}"`);
+          const e = errors[0] as RelaykitError;
+          const cause = (e.cause as ProxyProtocolError | undefined)?.code;
+          if (e.code !== "RK_EPROXY" || cause !== (seen.kind === "wait" ? undefined : v.code)) {
+            wrong.push(`${v.name}: relaykit refused with ${e.code} (${cause}: ${e.message})`);
+          }
+        }
+      }
+      for (const p of proxies.values()) await p.close();
+      assert.deepEqual(wrong, [], "relaykit does not decide as the table says");
+    });
   }
 });

@@ -12,6 +12,9 @@ import {
   ProxyProtocolError,
   TLV,
 } from "../src/protocol/proxy_protocol.ts";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { differencesTable, sourceText, VECTORS } from "./fixtures/proxy_vectors.ts";
 
 const enc = new TextEncoder();
 const bytes = (s: string) => enc.encode(s);
@@ -86,7 +89,7 @@ describe("PROXY protocol v1", () => {
 });
 
 describe("PROXY protocol v2", () => {
-  test("round-trips IPv4, IPv6 and Unix addresses, STREAM and DGRAM", () => {
+  test("round-trips IPv4, IPv6 and Unix addresses; refuses the addresses of a DGRAM connection", () => {
     const cases: ProxyHeader[] = [
       {
         version: 2,
@@ -99,7 +102,7 @@ describe("PROXY protocol v2", () => {
       {
         version: 2,
         command: "proxy",
-        transport: "dgram",
+        transport: "stream",
         source: { host: "2001:db8::1", port: 53 },
         destination: { host: "2001:db8::2", port: 5353 },
         tlvs: [],
@@ -118,6 +121,8 @@ describe("PROXY protocol v2", () => {
       const r = header(b, "v2");
       assert.equal(r.length, b.length);
       assert.deepEqual(r.header, h);
+      // the same addresses for a datagram: not the original of a stream connection
+      rejects(buildProxyHeader({ ...h, transport: "dgram" }), "V2_BAD_TRANSPORT", "v2");
     }
   });
 
@@ -290,5 +295,103 @@ describe("PROXY protocol detection", () => {
       () => buildProxyHeader({ ...h, destination: { host: "10.0.0.1", port: 1 } }),
       RangeError,
     );
+  });
+});
+
+describe("PROXY protocol vectors (test/fixtures/proxy_vectors.ts)", () => {
+  for (const v of VECTORS) {
+    test(`${v.name}: relaykit ${v.relaykit}s${v.code ? ` (${v.code})` : ""}`, () => {
+      const payload = bytes("ping");
+      const input = new Uint8Array(v.bytes.length + payload.length);
+      input.set(v.bytes);
+      input.set(payload, v.bytes.length);
+      for (const mode of [v.mode, "detect"] as const) {
+        if (v.code === "NO_HEADER" && mode === "detect") continue; // detect: payload, not a header
+        let r;
+        try {
+          r = parseProxyHeader(v.relaykit === "wait" ? v.bytes : input, mode);
+        } catch (e) {
+          assert.ok(e instanceof ProxyProtocolError, String(e));
+          assert.equal(v.relaykit, "refuse", `${mode}: refused (${e.code}: ${e.message})`);
+          assert.equal(e.code, v.code, mode);
+          continue;
+        }
+        if (v.relaykit === "wait") {
+          assert.equal(r.kind, "need", mode);
+          continue;
+        }
+        assert.equal(v.relaykit, "accept", `${mode}: ${JSON.stringify(r)}`);
+        assert.equal(r.kind, "header", mode);
+        if (r.kind !== "header") continue;
+        assert.equal(r.length, v.bytes.length, mode);
+        assert.equal(sourceText(r.header), v.source, mode);
+        decodeTlvs(r.header.tlvs); // a header that parses decodes
+      }
+    });
+  }
+
+  test("a reason is given exactly where relaykit and HAProxy differ", () => {
+    for (const v of VECTORS) {
+      assert.equal(v.why !== undefined, v.relaykit !== v.haproxy, v.name);
+      assert.equal(v.code !== undefined, v.relaykit === "refuse", v.name);
+    }
+    assert.equal(new Set(VECTORS.map((v) => v.name)).size, VECTORS.length, "names are unique");
+  });
+
+  test("the README's table of differences is the one the vectors give", () => {
+    const readme = readFileSync(
+      fileURLToPath(new URL("../README.md", import.meta.url).href),
+      "utf8",
+    );
+    // as `deno fmt` may lay it out: cells padded, rules of any length, lines rewrapped
+    const flat = (md: string) => md.replace(/-{3,}/g, "---").replace(/\s+/g, " ");
+    assert.ok(
+      flat(readme).includes(flat(differencesTable())),
+      "README.md is out of date: put the output of `deno run test/fixtures/proxy_vectors.ts` " +
+        'under "PROXY protocol: what relaykit accepts"',
+    );
+  });
+});
+
+describe("decodeTlvs on TLVs that break the spec", () => {
+  const cases: [string, number, number[]][] = [
+    ["UNIQUE_ID of 129 bytes", TLV.UNIQUE_ID, new Array(129).fill(0x61)],
+    ["AUTHORITY of 256 bytes", TLV.AUTHORITY, new Array(256).fill(0x61)],
+    ["CRC32C of 3 bytes", TLV.CRC32C, [0, 0, 0]],
+    ["CRC32C of 0 bytes", TLV.CRC32C, []],
+    ["SSL of 0 bytes", TLV.SSL, []],
+    ["SSL of 4 bytes", TLV.SSL, [1, 0, 0, 0]],
+    ["SSL with a sub-TLV past its end", TLV.SSL, [1, 0, 0, 0, 0, 0x21, 0, 9, 0x54]],
+    ["SSL with a cut sub-TLV header", TLV.SSL, [1, 0, 0, 0, 0, 0x21, 0]],
+  ];
+  for (const [what, type, value] of cases) {
+    test(`${what}: a ProxyProtocolError, also when the value is a view into a larger buffer`, () => {
+      // the value as a view with readable bytes after it: none of them may be read
+      const big = new Uint8Array(value.length + 64).fill(0xff);
+      big.set(value);
+      for (const v of [Uint8Array.from(value), big.subarray(0, value.length)]) {
+        assert.throws(() => decodeTlvs([{ type, value: v }]), (e: unknown) => {
+          assert.ok(e instanceof ProxyProtocolError, String(e));
+          assert.equal(e.code, "V2_BAD_TLV");
+          return true;
+        });
+      }
+    });
+  }
+
+  test("zero-length TLVs of every other type, NOOP included, decode", () => {
+    for (let type = 0; type < 256; type++) {
+      if (type === TLV.CRC32C || type === TLV.SSL) continue;
+      decodeTlvs([{ type, value: new Uint8Array(0) }]);
+    }
+    const d = decodeTlvs([
+      { type: TLV.NOOP, value: new Uint8Array(0) },
+      { type: TLV.UNIQUE_ID, value: new Uint8Array(128) },
+      { type: TLV.AUTHORITY, value: new Uint8Array(255).fill(0x61) },
+      { type: TLV.SSL, value: Uint8Array.from([1, 0, 0, 0, 0]) },
+    ]);
+    assert.equal(d.uniqueId?.length, 128);
+    assert.equal(d.authority?.length, 255);
+    assert.deepEqual(d.ssl, { client: 1, verify: 0, tlvs: [] });
   });
 });

@@ -250,6 +250,17 @@ const V2_SIG = new Uint8Array([
 ]);
 /** The longest v1 header, CRLF included (the spec's 107 bytes). */
 export const V1_MAX = 107;
+/**
+ * The longest v2 header relaykit buffers, 16-byte preamble included: HAProxy's
+ * default buffer (`tune.bufsize`), the most a header from HAProxy can be read
+ * into. A longer announced length is refused at once (`V2_TOO_LONG`) rather
+ * than waited for.
+ */
+export const V2_MAX = 16384;
+/** The longest AUTHORITY TLV: a host name (RFC 1035), HAProxy's limit too. */
+const AUTHORITY_MAX = 255;
+/** The longest UNIQUE_ID TLV (the spec). */
+const UNIQUE_ID_MAX = 128;
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder("utf-8");
@@ -272,8 +283,11 @@ function prefixMatch(buf: Uint8Array, sig: Uint8Array): number {
  * @param mode "detect" accepts v1, v2 or no header; "v1"/"v2" require that one;
  * "none" is the no-op mode: the bytes are payload, whatever they are.
  * @returns `need` (how many more bytes at least), `none` (detect: the
- * stream does not start with a header) or the header and its length.
- * @throws {ProxyProtocolError} for a malformed header.
+ * stream does not start with a header) or the header and its length. The
+ * known TLVs of a returned header are valid: {@link decodeTlvs} decodes them.
+ * @throws {ProxyProtocolError} for a malformed header, and at once for a v2
+ * header announced longer than `V2_MAX` (16384 bytes, `V2_TOO_LONG`). It never
+ * throws anything else.
  *
  * @example
  * ```ts
@@ -405,6 +419,10 @@ function parseTlvs(b: Uint8Array, what: string): Tlv[] {
   return out;
 }
 
+function transportOf(proto: number): ProxyHeader["transport"] {
+  return proto === 1 ? "stream" : proto === 2 ? "dgram" : "unspec";
+}
+
 function parseV2(buf: Uint8Array): ParseResult {
   if (buf.length < 16) return { kind: "need", bytes: 16 - buf.length };
   const verCmd = buf[12]!, fam = buf[13]!;
@@ -412,59 +430,100 @@ function parseV2(buf: Uint8Array): ParseResult {
   if (verCmd >> 4 !== 2) fail("V2_BAD_VERSION", `PROXY v2 header with version ${verCmd >> 4}`);
   const cmd = verCmd & 0x0f;
   if (cmd > 1) fail("V2_BAD_COMMAND", `PROXY v2 header with command ${cmd}`);
-  const total = 16 + len;
-  if (buf.length < total) return { kind: "need", bytes: total - buf.length };
-  const body = buf.subarray(16, total);
   const family = fam >> 4, proto = fam & 0x0f;
   if (family > 3) fail("V2_BAD_FAMILY", `PROXY v2 header with address family ${family}`);
   if (proto > 2) fail("V2_BAD_TRANSPORT", `PROXY v2 header with transport ${proto}`);
-  const alen = [0, 12, 36, 216][family]!;
-  if (body.length < alen && cmd === 0) {
-    // LOCAL: the receiver ignores the family (the spec), so a missing
-    // address block is no error; what is there is skipped
-    return {
-      kind: "header",
-      header: {
-        version: 2,
-        command: "local",
-        transport: proto === 1 ? "stream" : proto === 2 ? "dgram" : "unspec",
-        tlvs: [],
-      },
-      length: total,
-    };
+  const total = 16 + len;
+  if (total > V2_MAX) {
+    fail("V2_TOO_LONG", `PROXY v2 header of ${total} bytes, longer than ${V2_MAX}`);
   }
+  if (buf.length < total) return { kind: "need", bytes: total - buf.length };
+  const header = buf.subarray(0, total);
+  const alen = [0, 12, 36, 216][family]!;
+  return {
+    kind: "header",
+    header: cmd === 0 ? local(header, alen, proto) : proxied(header, alen, family, proto),
+    length: total,
+  };
+}
+
+/**
+ * LOCAL: the receiver must accept it and use the real endpoints (the spec),
+ * so the address block and a tail that is not well-formed TLVs are ignored;
+ * a CRC32C TLV, when the tail has one, is still checked (a flipped command
+ * bit turns a PROXY header into a LOCAL one: the checksum is what sees it).
+ */
+function local(header: Uint8Array, alen: number, proto: number): ProxyHeader {
+  const out: ProxyHeader = {
+    version: 2,
+    command: "local",
+    transport: transportOf(proto),
+    tlvs: [],
+  };
+  const body = header.subarray(16);
+  if (body.length < alen) return out;
+  let tlvs: Tlv[];
+  try {
+    tlvs = parseTlvs(body.subarray(alen), "v2");
+  } catch {
+    return out;
+  }
+  checkCrc(header, alen, tlvs);
+  try {
+    decodeTlvs(tlvs);
+  } catch {
+    return out;
+  }
+  out.tlvs = tlvs;
+  return out;
+}
+
+function proxied(header: Uint8Array, alen: number, family: number, proto: number): ProxyHeader {
+  // relaykit's listeners are stream listeners: a datagram's addresses are
+  // not those of the connection being relayed
+  if (proto === 2) {
+    fail(
+      "V2_BAD_TRANSPORT",
+      "PROXY v2 header for a datagram (UDP or Unix datagram) connection on a stream listener",
+    );
+  }
+  const body = header.subarray(16);
   if (body.length < alen) {
     fail(
       "V2_SHORT_ADDRESS",
       `PROXY v2 address block needs ${alen} bytes, header has ${body.length}`,
     );
   }
-  const header: ProxyHeader = {
+  const out: ProxyHeader = {
     version: 2,
-    command: cmd === 0 ? "local" : "proxy",
-    transport: proto === 1 ? "stream" : proto === 2 ? "dgram" : "unspec",
+    command: "proxy",
+    transport: transportOf(proto),
     tlvs: parseTlvs(body.subarray(alen), "v2"),
   };
-  // LOCAL: the receiver must ignore the addresses (the spec); UNSPEC has none.
-  if (cmd === 1 && family !== 0) {
-    if (family === 3) {
-      header.source = { path: readPath(body.subarray(0, 108)) };
-      header.destination = { path: readPath(body.subarray(108, 216)) };
-    } else {
-      [header.source, header.destination] = readInet(body, 0, family === 2);
-    }
+  checkCrc(header, alen, out.tlvs);
+  decodeTlvs(out.tlvs); // every known TLV valid: a header that parses decodes
+  // UNSPEC carries no address: the receiver uses the real endpoints (the spec)
+  if (family === 3) {
+    out.source = { path: readPath(body.subarray(0, 108)) };
+    out.destination = { path: readPath(body.subarray(108, 216)) };
+  } else if (family !== 0) {
+    [out.source, out.destination] = readInet(body, 0, family === 2);
   }
-  const crc = header.tlvs.find((t) => t.type === TLV.CRC32C);
-  if (crc !== undefined) {
-    if (crc.value.length !== 4) fail("V2_BAD_TLV", "PROXY v2 CRC32C TLV must be 4 bytes");
-    const copy = buf.slice(0, total);
-    // zero the checksum field in the copy, then compare
-    const at = findTlvOffset(copy.subarray(16 + alen), TLV.CRC32C) + 16 + alen + 3;
-    const want = new DataView(copy.buffer).getUint32(at);
-    copy.fill(0, at, at + 4);
-    if (crc32c(copy) !== want) fail("CRC32C_MISMATCH", "PROXY v2 header fails its CRC32C check");
-  }
-  return { kind: "header", header, length: total };
+  return out;
+}
+
+/** Verify the CRC32C TLV of `header` if `tlvs` (its TLVs) has one. */
+function checkCrc(header: Uint8Array, alen: number, tlvs: readonly Tlv[]): void {
+  const crcs = tlvs.filter((t) => t.type === TLV.CRC32C);
+  if (crcs.length === 0) return;
+  if (crcs.length > 1) fail("V2_BAD_TLV", "PROXY v2 header with more than one CRC32C TLV");
+  if (crcs[0]!.value.length !== 4) fail("V2_BAD_TLV", "PROXY v2 CRC32C TLV must be 4 bytes");
+  const copy = header.slice();
+  // zero the checksum field in the copy, then compare
+  const at = findTlvOffset(copy.subarray(16 + alen), TLV.CRC32C) + 16 + alen + 3;
+  const want = new DataView(copy.buffer).getUint32(at);
+  copy.fill(0, at, at + 4);
+  if (crc32c(copy) !== want) fail("CRC32C_MISMATCH", "PROXY v2 header fails its CRC32C check");
 }
 
 function findTlvOffset(b: Uint8Array, type: number): number {
@@ -478,8 +537,13 @@ function findTlvOffset(b: Uint8Array, type: number): number {
 
 /**
  * The known TLVs of a header, decoded (unknown ones stay in `header.tlvs`).
+ * The TLVs of a header that {@link parseProxyHeader} returned always decode:
+ * it checks them with this function before it returns.
  *
- * @throws {ProxyProtocolError} for a malformed SSL TLV.
+ * @throws {ProxyProtocolError} (code `V2_BAD_TLV`, and never anything else)
+ * for a known TLV that breaks the spec: a CRC32C TLV that is not 4 bytes, a
+ * UNIQUE_ID over 128 bytes, an AUTHORITY over 255 bytes, an SSL TLV shorter
+ * than its 5 fixed bytes or whose sub-TLVs overrun it.
  *
  * @example
  * ```ts
@@ -501,6 +565,9 @@ export function decodeTlvs(tlvs: readonly Tlv[]): DecodedTlvs {
         out.alpn = latin1.decode(t.value);
         break;
       case TLV.AUTHORITY:
+        if (t.value.length > AUTHORITY_MAX) {
+          fail("V2_BAD_TLV", `PROXY v2 AUTHORITY longer than ${AUTHORITY_MAX} bytes`);
+        }
         out.authority = utf8.decode(t.value);
         break;
       case TLV.CRC32C:
@@ -508,7 +575,9 @@ export function decodeTlvs(tlvs: readonly Tlv[]): DecodedTlvs {
         out.crc32c = new DataView(t.value.buffer, t.value.byteOffset, 4).getUint32(0);
         break;
       case TLV.UNIQUE_ID:
-        if (t.value.length > 128) fail("V2_BAD_TLV", "PROXY v2 UNIQUE_ID longer than 128 bytes");
+        if (t.value.length > UNIQUE_ID_MAX) {
+          fail("V2_BAD_TLV", `PROXY v2 UNIQUE_ID longer than ${UNIQUE_ID_MAX} bytes`);
+        }
         out.uniqueId = t.value;
         break;
       case TLV.NETNS:

@@ -34,6 +34,7 @@ import {
   type ProxyHeader,
   ProxyProtocolError,
   TLV,
+  V2_MAX,
 } from "../protocol/proxy_protocol.ts";
 
 /**
@@ -74,8 +75,6 @@ export const LOOPBACK = ["127.0.0.0/8", "::1"] as const;
 /** The first read: what the spec suggests a receiver reads at once. Bytes
  * past the header are not lost: they go to the target after it. */
 const FIRST_READ = 536;
-/** The longest v2 header (16 bytes + a 65535-byte body). */
-const V2_MAX = 16 + 65535;
 
 /** "::ffff:10.1.2.3" -> "10.1.2.3"; anything else unchanged. */
 function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
