@@ -50,14 +50,19 @@ export {
   type RouteResult,
   type SendProxyOptions,
 } from "./src/proxy/front.ts";
-export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
+export { type Cidr, cidrContains, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export {
   Access,
   type AccessRule,
-  httpConnectRouter,
-  type RouterOptions,
-  socksRouter,
-} from "./src/proxy/socks.ts";
+  type Admission,
+  classifyHost,
+  type HostClass,
+  type NormalAddress,
+  normalizeAddress,
+  type Resolver,
+  systemResolver,
+} from "./src/proxy/address_policy.ts";
+export { httpConnectRouter, type RouterOptions, socksRouter } from "./src/proxy/socks.ts";
 export { chooseEngine, type EngineChoice, type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export {
