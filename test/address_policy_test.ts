@@ -21,7 +21,10 @@ import {
   TunnelServer,
 } from "../mod.ts";
 import { ipv6Bytes } from "../src/protocol/ip.ts";
-import { concat, ENGINES, nativeEngine, waitFor } from "./_helpers.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { concat, ENGINES, freePort, nativeEngine, startCli, waitFor } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // normalisation
@@ -499,8 +502,10 @@ for (const engine of ENGINES) {
       const p = allowed.port;
       const hello = [...enc.encode("local service\n")];
       // the service ends at once; read the bytes wanted rather than wait for that end
-      const ask = async (bytes: Uint8Array | string, reply: number[]) =>
-        [...await exchange(socksProxy.port, bytes, "127.0.0.1", reply.length + hello.length)];
+      const ask = async (
+        bytes: Uint8Array | string,
+        reply: number[],
+      ) => [...await exchange(socksProxy.port, bytes, "127.0.0.1", reply.length + hello.length)];
       for (const h of ["127.0.0.1", "0x7f.1", "2130706433", "::ffff:127.0.0.1", "::1"]) {
         const want = [...SOCKS5_OK, ...hello];
         assert.deepEqual(await ask(socks5(3, enc.encode(h), p), SOCKS5_OK), want, `SOCKS5 ${h}`);
@@ -512,7 +517,9 @@ for (const engine of ENGINES) {
       for (const h of ["127.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]"]) {
         const head = `CONNECT ${h}:${p} HTTP/1.1\r\n\r\n`;
         const want = established.length + hello.length;
-        const got = new TextDecoder().decode(await exchange(httpProxy.port, head, "127.0.0.1", want));
+        const got = new TextDecoder().decode(
+          await exchange(httpProxy.port, head, "127.0.0.1", want),
+        );
         assert.equal(got, `${established}local service\n`, h);
       }
       assert.equal(allowed.count(), before + 11);
@@ -610,6 +617,78 @@ describe("address policy: tunnel OPEN", () => {
       await srv.close();
       await svc.close();
       await ok.close();
+    }
+  });
+});
+
+describe("address policy: the command and the config file", () => {
+  test("`--allow '*:S' --deny '127.0.0.0/8,[::1]/128'` refuses every spelling of this host", {
+    timeout: 60_000,
+  }, async () => {
+    const svc = await localService();
+    const S = svc.port;
+    const rules = ["--allow", `*:${S}`, "--deny", "127.0.0.0/8,[::1]/128"];
+    const dir = mkdtempSync(join(tmpdir(), "relaykit-policy-"));
+    const cfgPort = await freePort();
+    writeFileSync(
+      join(dir, "socks.yaml"),
+      `listeners:\n  - name: s\n    address: 127.0.0.1\n    port: ${cfgPort}\n    socks:\n` +
+        `      allow: [{ port: ${S} }]\n` +
+        `      deny: [{ cidr: 127.0.0.0/8 }, { cidr: "::1/128" }]\n` +
+        `tunnel_servers:\n  - name: t\n    address: 127.0.0.1\n    port: ${await freePort()}\n` +
+        `    allow: [{ port: ${S} }]\n    deny: [{ cidr: 127.0.0.0/8 }, { cidr: "::1/128" }]\n`,
+    );
+    const children = [
+      ...ENGINES.flatMap((engine) => [
+        startCli(["socks", "--listen", "127.0.0.1:0", "--engine", engine, ...rules]),
+        startCli(["http-connect", "--listen", "127.0.0.1:0", "--engine", engine, ...rules]),
+      ]),
+      startCli(["tunnel", "server", "--listen", "127.0.0.1:0", ...rules]),
+    ];
+    const run = startCli(["run", join(dir, "socks.yaml")]);
+    let client: TunnelClient | undefined;
+    try {
+      const ports = await Promise.all(
+        children.map(async (c) => Number((await c.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1])),
+      );
+      await run.line;
+      const hosts = ["0.0.0.0", "::", "::ffff:0.0.0.0", "0", "127.1", "0x7f.1", "::ffff:127.0.0.1"];
+      for (const [i, port] of ports.slice(0, -1).entries()) {
+        for (const h of hosts) {
+          if (i % 2 === 0) {
+            const got = [...await exchange(port, socks5(3, enc.encode(h), S))];
+            assert.deepEqual(got, SOCKS5_DENIED, `socks ${h}`);
+          } else {
+            const head = `CONNECT ${bracket(h)}:${S} HTTP/1.1\r\n\r\n`;
+            assert.match(new TextDecoder().decode(await exchange(port, head)), HTTP_403, h);
+          }
+        }
+        const v4 = socks5(1, new Uint8Array(4), S);
+        if (i % 2 === 0) assert.deepEqual([...await exchange(port, v4)], SOCKS5_DENIED);
+      }
+      for (const h of hosts) {
+        const got = [...await exchange(cfgPort, socks5(3, enc.encode(h), S))];
+        assert.deepEqual(got, SOCKS5_DENIED, `run socks ${h}`);
+      }
+      client = await TunnelClient.start({
+        link: { host: "127.0.0.1", port: ports.at(-1)! },
+        listeners: hosts.map((host) => ({
+          listen: { host: "127.0.0.1", port: 0 },
+          to: { host, port: S },
+        })),
+      });
+      const ends: TunnelClientEvents["stream-end"][] = [];
+      client.on("stream-end", (e) => ends.push(e));
+      await client.waitUp(10_000);
+      for (const a of client.addresses) assert.equal((await exchange(a.port, "x")).length, 0);
+      await waitFor(() => ends.length === hosts.length, 5000, "the stream ends");
+      assert.deepEqual(ends.map((e) => e.error?.code), hosts.map(() => "RK_EDENIED"));
+      assert.equal(svc.count(), 0, "the local service saw a connection");
+    } finally {
+      await client?.close();
+      for (const c of [...children, run]) c.child.kill("SIGKILL");
+      await svc.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
