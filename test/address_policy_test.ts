@@ -555,10 +555,10 @@ describe("address policy: the routers connect to the checked literal", () => {
     const conn = { id: 1 } as unknown as RouteConnection;
     for (const h of ["localhost", "LOCALHOST", "0x7f.1", "::ffff:7f00:1"]) {
       const r = await route(socks5(3, enc.encode(h), 80), conn);
-      assert.ok(r != null && "remote" in r, h);
+      assert.ok(typeof r === "object" && r !== null && "remote" in r, h);
       assert.match(String(r.remote), /^(127\.0\.0\.1|\[::1\]):80$/, h);
       const t = await http(enc.encode(`CONNECT ${bracket(h)}:80 HTTP/1.1\r\n\r\n`), conn);
-      assert.ok(t != null && "remote" in t, h);
+      assert.ok(typeof t === "object" && t !== null && "remote" in t, h);
       assert.match(String(t.remote), /^(127\.0\.0\.1|\[::1\]):80$/, h);
     }
   });
@@ -630,12 +630,13 @@ describe("address policy: the command and the config file", () => {
     const rules = ["--allow", `*:${S}`, "--deny", "127.0.0.0/8,[::1]/128"];
     const dir = mkdtempSync(join(tmpdir(), "relaykit-policy-"));
     const cfgPort = await freePort();
+    const cfgTunnelPort = await freePort();
     writeFileSync(
       join(dir, "socks.yaml"),
       `listeners:\n  - name: s\n    address: 127.0.0.1\n    port: ${cfgPort}\n    socks:\n` +
         `      allow: [{ port: ${S} }]\n` +
         `      deny: [{ cidr: 127.0.0.0/8 }, { cidr: "::1/128" }]\n` +
-        `tunnel_servers:\n  - name: t\n    address: 127.0.0.1\n    port: ${await freePort()}\n` +
+        `tunnel_servers:\n  - name: t\n    address: 127.0.0.1\n    port: ${cfgTunnelPort}\n` +
         `    allow: [{ port: ${S} }]\n    deny: [{ cidr: 127.0.0.0/8 }, { cidr: "::1/128" }]\n`,
     );
     const children = [
@@ -646,7 +647,7 @@ describe("address policy: the command and the config file", () => {
       startCli(["tunnel", "server", "--listen", "127.0.0.1:0", ...rules]),
     ];
     const run = startCli(["run", join(dir, "socks.yaml")]);
-    let client: TunnelClient | undefined;
+    const clients: TunnelClient[] = [];
     try {
       const ports = await Promise.all(
         children.map(async (c) => Number((await c.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1])),
@@ -670,22 +671,26 @@ describe("address policy: the command and the config file", () => {
         const got = [...await exchange(cfgPort, socks5(3, enc.encode(h), S))];
         assert.deepEqual(got, SOCKS5_DENIED, `run socks ${h}`);
       }
-      client = await TunnelClient.start({
-        link: { host: "127.0.0.1", port: ports.at(-1)! },
-        listeners: hosts.map((host) => ({
-          listen: { host: "127.0.0.1", port: 0 },
-          to: { host, port: S },
-        })),
-      });
-      const ends: TunnelClientEvents["stream-end"][] = [];
-      client.on("stream-end", (e) => ends.push(e));
-      await client.waitUp(10_000);
-      for (const a of client.addresses) assert.equal((await exchange(a.port, "x")).length, 0);
-      await waitFor(() => ends.length === hosts.length, 5000, "the stream ends");
-      assert.deepEqual(ends.map((e) => e.error?.code), hosts.map(() => "RK_EDENIED"));
+      // the command's tunnel server, then the config file's
+      for (const link of [ports.at(-1)!, cfgTunnelPort]) {
+        const client = await TunnelClient.start({
+          link: { host: "127.0.0.1", port: link },
+          listeners: hosts.map((host) => ({
+            listen: { host: "127.0.0.1", port: 0 },
+            to: { host, port: S },
+          })),
+        });
+        clients.push(client);
+        const ends: TunnelClientEvents["stream-end"][] = [];
+        client.on("stream-end", (e) => ends.push(e));
+        await client.waitUp(10_000);
+        for (const a of client.addresses) assert.equal((await exchange(a.port, "x")).length, 0);
+        await waitFor(() => ends.length === hosts.length, 5000, "the stream ends");
+        assert.deepEqual(ends.map((e) => e.error?.code), hosts.map(() => "RK_EDENIED"));
+      }
       assert.equal(svc.count(), 0, "the local service saw a connection");
     } finally {
-      await client?.close();
+      for (const c of clients) await c.close();
       for (const c of [...children, run]) c.child.kill("SIGKILL");
       await svc.close();
       rmSync(dir, { recursive: true, force: true });
