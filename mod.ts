@@ -46,14 +46,19 @@ export {
   type RouteResult,
 } from "./src/proxy/front.ts";
 export { type SendProxyOptions } from "./src/types.ts";
-export { type Cidr, inRanges, parseCidr } from "./src/protocol/cidr.ts";
+export { type Cidr, cidrContains, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export {
   Access,
   type AccessRule,
-  httpConnectRouter,
-  type RouterOptions,
-  socksRouter,
-} from "./src/proxy/socks.ts";
+  type Admission,
+  classifyHost,
+  type HostClass,
+  type NormalAddress,
+  normalizeAddress,
+  type Resolver,
+  systemResolver,
+} from "./src/proxy/address_policy.ts";
+export { httpConnectRouter, type RouterOptions, socksRouter } from "./src/proxy/socks.ts";
 export { type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export {

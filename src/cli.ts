@@ -29,13 +29,8 @@ import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
 import { loadConfig, Runner } from "./config/run.ts";
-import {
-  Access,
-  type AccessRule,
-  httpConnectRouter,
-  type RouterOptions,
-  socksRouter,
-} from "./proxy/socks.ts";
+import { Access, type AccessRule } from "./proxy/address_policy.ts";
+import { httpConnectRouter, type RouterOptions, socksRouter } from "./proxy/socks.ts";
 import { supervise, watchSupervisor } from "./config/supervisor.ts";
 import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";

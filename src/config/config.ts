@@ -36,7 +36,8 @@ import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
 import type { AcceptProxyOptions } from "../proxy/front.ts";
 import type { SendProxyOptions } from "../types.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";
-import { Access, type AccessRule, type RouterOptions } from "../proxy/socks.ts";
+import { Access, type AccessRule } from "../proxy/address_policy.ts";
+import type { RouterOptions } from "../proxy/socks.ts";
 
 /** One mistake in a config file. */
 export interface ConfigIssue {

@@ -88,14 +88,26 @@ export function parseCidr(text: string): Cidr {
 export function inRanges(host: string, ranges: readonly Cidr[]): boolean {
   const b = addressBytes(host);
   if (b === undefined) return false;
-  return ranges.some((r) => {
-    if (r.bytes.length !== b.length) return false;
-    for (let i = 0; i < b.length; i++) {
-      const keep = Math.max(0, Math.min(8, r.prefix - i * 8));
-      if (keep === 0) return true;
-      const mask = (0xff << (8 - keep)) & 0xff;
-      if (((b[i] ?? 0) & mask) !== r.bytes[i]) return false;
-    }
-    return true;
-  });
+  return ranges.some((r) => cidrContains(r, b));
+}
+
+/**
+ * Whether the address `bytes` (4 or 16) lies in `range`; an IPv4 range
+ * never holds 16 bytes, nor an IPv6 range 4.
+ *
+ * @example
+ * ```ts
+ * import { cidrContains, parseCidr } from "@relaykit/relaykit";
+ * console.log(cidrContains(parseCidr("10.0.0.0/8"), new Uint8Array([10, 9, 8, 7]))); // true
+ * ```
+ */
+export function cidrContains(range: Cidr, bytes: Uint8Array): boolean {
+  if (range.bytes.length !== bytes.length) return false;
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, range.prefix - i * 8));
+    if (keep === 0) return true;
+    const mask = (0xff << (8 - keep)) & 0xff;
+    if (((bytes[i] ?? 0) & mask) !== range.bytes[i]) return false;
+  }
+  return true;
 }

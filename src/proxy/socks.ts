@@ -7,37 +7,17 @@
  * Closed by default: a destination is allowed only by an `allow` rule and
  * no `deny` rule. Rules match the destination's address (CIDR; a name is
  * resolved first, so a name cannot smuggle in a denied address), its name
- * (a pattern such as `*.example.com`) and its port (`443`, `8000-8999`).
+ * (a pattern such as `*.example.com`) and its port (`443`, `8000-8999`);
+ * the address policy (./address_policy.ts) normalises and checks them.
  * A refused request gets the protocol's refusal reply.
  *
  * @module
  */
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { concatBytes } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
-import { type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import { ipv6Text } from "../protocol/ip.ts";
+import { Access, type AccessRule, addressPort } from "./address_policy.ts";
 import type { RouteConnection, RouteFunction, RouteResult } from "./front.ts";
-
-/**
- * One access rule: every part given must match.
- *
- * @example
- * ```ts
- * import { Access, type AccessRule } from "@relaykit/relaykit";
- * const rules: AccessRule[] = [{ cidr: "10.0.0.0/8", port: ["5432", "6379"] }, { host: "*.example.com", port: 443 }];
- * console.log(new Access(rules).allows("www.example.com", "93.184.216.34", 443)); // true
- * ```
- */
-export interface AccessRule {
-  /** Address ranges, e.g. "10.0.0.0/8". */
-  cidr?: string | readonly string[];
-  /** Name patterns, e.g. "*.example.com" ("*" matches any labels). */
-  host?: string | readonly string[];
-  /** Ports: 443, "8000-8999", or a list. */
-  port?: number | string | readonly (number | string)[];
-}
 
 /**
  * Who may go where, and who may use the proxy.
@@ -64,103 +44,11 @@ export interface RouterOptions {
   onDenied?: (what: string, conn: RouteConnection) => void;
 }
 
-interface CompiledRule {
-  cidrs: Cidr[] | undefined;
-  hosts: RegExp[] | undefined;
-  ports: [number, number][] | undefined;
-}
-
-const list = <T>(v: T | readonly T[] | undefined): T[] | undefined =>
-  v === undefined ? undefined : Array.isArray(v) ? [...v] : [v as T];
-
-function compile(rule: AccessRule): CompiledRule {
-  const ports = list(rule.port)?.map((p): [number, number] => {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(String(p));
-    const lo = Number(m?.[1]), hi = Number(m?.[2] ?? m?.[1]);
-    if (m === null || lo < 1 || hi > 65535 || lo > hi) {
-      throw new RangeError(`"${p}" is not a port or a port range (like 443 or 8000-8999)`);
-    }
-    return [lo, hi];
-  });
-  const hosts = list(rule.host)?.map((h) =>
-    new RegExp(`^${h.toLowerCase().replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
-  );
-  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, ports };
-}
-
-/**
- * Allow/deny checks over destinations.
- *
- * @example
- * ```ts
- * import { Access } from "@relaykit/relaykit";
- * const access = new Access([{ cidr: "10.0.0.0/8", port: "5432" }], [{ host: "*.internal" }]);
- * console.log(access.allows(undefined, "10.1.2.3", 5432)); // true
- * console.log(access.allows("db.internal", "10.1.2.3", 5432)); // false
- * ```
- */
-export class Access {
-  readonly #allow: CompiledRule[];
-  readonly #deny: CompiledRule[];
-
-  /**
-   * Compile the rules.
-   *
-   * @throws {RangeError} for a bad CIDR or port.
-   */
-  constructor(allow: readonly AccessRule[] = [], deny: readonly AccessRule[] = []) {
-    this.#allow = allow.map(compile);
-    this.#deny = deny.map(compile);
-  }
-
-  static #matches(r: CompiledRule, name: string | undefined, ip: string, port: number): boolean {
-    if (r.ports !== undefined && !r.ports.some(([lo, hi]) => port >= lo && port <= hi)) {
-      return false;
-    }
-    if (r.cidrs !== undefined && !inRanges(ip, r.cidrs)) return false;
-    if (r.hosts !== undefined) {
-      const n = (name ?? ip).toLowerCase();
-      if (!r.hosts.some((h) => h.test(n))) return false;
-    }
-    return true;
-  }
-
-  /** Whether `name` (if a name was asked for) at `ip`:`port` may be reached. */
-  allows(name: string | undefined, ip: string, port: number): boolean {
-    if (this.#deny.some((r) => Access.#matches(r, name, ip, port))) return false;
-    return this.#allow.some((r) => Access.#matches(r, name, ip, port));
-  }
-}
-
 /** Where a request wants to go. */
 interface Destination {
   host: string; // an address or a name
   port: number;
 }
-
-/** Resolve a name (first address) and check it; undefined when refused. */
-async function admit(
-  access: Access,
-  d: Destination,
-): Promise<{ ip: string } | { refused: string }> {
-  let ip = d.host;
-  const name = isIP(d.host) === 0 ? d.host : undefined;
-  if (name !== undefined) {
-    try {
-      ip = (await lookup(name)).address;
-    } catch {
-      return { refused: `cannot resolve "${name}"` };
-    }
-  }
-  return access.allows(name, ip, d.port)
-    ? { ip }
-    : { refused: `${name ?? ip}:${d.port} is not allowed` };
-}
-
-const hostPort = (
-  ip: string,
-  port: number,
-) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
 
 /** SOCKS4 reply: CD 90 granted, 91 rejected or failed. */
 const socks4Reply = (code: number) => new Uint8Array([0, code, 0, 0, 0, 0, 0, 0]);
@@ -239,9 +127,9 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
     denied: Uint8Array,
     failed: (err: RelaykitError) => Uint8Array,
   ): Promise<RouteResult> {
-    const a = await admit(access, d);
+    const a = await access.admit(d.host, d.port);
     if ("refused" in a) return refuse(conn, a.refused, denied);
-    return { remote: hostPort(a.ip, d.port), reply: ok, data: rest, failReply: failed };
+    return { remote: addressPort(a.address, d.port), reply: ok, data: rest, failReply: failed };
   }
 
   async function socks4(data: Uint8Array, conn: RouteConnection): Promise<RouteResult | undefined> {
@@ -415,10 +303,10 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
         );
       }
     }
-    const a = await admit(access, { host: target[1] ?? target[2]!, port });
+    const a = await access.admit(target[1] ?? target[2]!, port);
     if ("refused" in a) return refuse(conn, a.refused, "403 Forbidden");
     return {
-      remote: hostPort(a.ip, port),
+      remote: addressPort(a.address, port),
       reply: "HTTP/1.1 200 Connection established\r\n\r\n",
       data: data.subarray(end + 4), // bytes sent after the head, if any
       failReply: (err) =>

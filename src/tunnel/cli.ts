@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
 import { parseEndpoint } from "../proxy/address.ts";
-import type { AccessRule } from "../proxy/socks.ts";
+import type { AccessRule } from "../proxy/address_policy.ts";
 import { formatDestination, parseDestination } from "./destination.ts";
 import { TunnelClient, type TunnelClientOptions, type TunnelListener } from "./client.ts";
 import { TunnelServer, type TunnelServerOptions } from "./server.ts";

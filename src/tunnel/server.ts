@@ -4,12 +4,10 @@
  *
  * @module
  */
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { Emitter } from "../emitter.ts";
 import { errorFor, RelaykitError } from "../errors.ts";
 import { type Endpoint, formatEndpoint, type TlsServerOptions } from "../forward/types.ts";
-import { Access, type AccessRule } from "../proxy/socks.ts";
+import { Access, type AccessRule } from "../proxy/address_policy.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import type { TunnelDestination } from "./frame.ts";
@@ -198,29 +196,15 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       }
       target = r;
     } else {
-      const name = isIP(d.host) === 0 ? d.host : undefined;
-      let ip = d.host;
-      if (name !== undefined) {
-        try {
-          ip = (await lookup(name)).address;
-        } catch (err) {
-          link.refuse(
-            id,
-            errorFor(`Cannot resolve "${name}"`, "RK_ERESOLVE", { cause: err }),
-            "connect-failed",
-          );
-          return;
-        }
-      }
-      if (!this.#access.allows(name, ip, d.port)) {
-        link.refuse(
-          id,
-          new RelaykitError(`"${name ?? ip}:${d.port}" is not allowed`, "RK_EDENIED"),
-          "refused",
-        );
+      const a = await this.#access.admit(d.host, d.port);
+      if ("refused" in a) {
+        if (a.code === "RK_ERESOLVE") {
+          link.refuse(id, errorFor(a.refused, a.code), "connect-failed");
+        } else link.refuse(id, new RelaykitError(a.refused, a.code), "refused");
         return;
       }
-      target = { host: ip, port: d.port };
+      // the checked address literal: nothing resolves the name again
+      target = { host: a.address.text, port: d.port };
     }
     let conn: NetConn;
     try {
