@@ -28,7 +28,7 @@ import {
 import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
-import { loadConfig, Runner } from "./config/run.ts";
+import { loadConfig, loadModules, Runner } from "./config/run.ts";
 import {
   Access,
   type AccessRule,
@@ -389,7 +389,10 @@ async function runCommand(args: string[]): Promise<void> {
   };
   // everything is checked before anything starts, also for the supervisor
   try {
-    loadConfig(file);
+    const config = loadConfig(file);
+    if (workers !== undefined && workers > 1 && worker === undefined) {
+      await loadModules(config, file, 0); // a worker would only die of it, again and again
+    }
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
     throw err;

@@ -13,6 +13,7 @@
  * C0 controls, DEL, C1 controls, the Unicode line and paragraph
  * separators, and the bidi embeddings, overrides and isolates.
  */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
 const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** `text` with each unsafe character as `\xNN` (up to 0xff) or `\u{NNNN}`. */

@@ -46,8 +46,8 @@ import type { AcceptProxyOptions, SendProxyOptions } from "../proxy/front.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";
 import { Access, type AccessRule, type RouterOptions } from "../proxy/socks.ts";
 
-/** One mistake in a config file. */
-export interface ConfigIssue {
+/** Where a value stands in a config file (for mistakes found once the file is in use). */
+export interface ConfigPlace {
   /** The file. */
   file: string;
   /** 1-based line and column. */
@@ -55,6 +55,10 @@ export interface ConfigIssue {
   col: number;
   /** The key path, like "listeners[0].port". */
   key: string;
+}
+
+/** One mistake in a config file. */
+export interface ConfigIssue extends ConfigPlace {
   /** What is wrong. */
   message: string;
 }
@@ -86,6 +90,8 @@ export interface ListenerConfig {
   route: string | undefined;
   /** A hooks module's path: it exports aToB and/or bToA (data hooks). */
   hooks: string | undefined;
+  /** Where `route` and `hooks` are in the file (a module that cannot load is reported there). */
+  modulesAt: { route?: ConfigPlace; hooks?: ConfigPlace };
   /** A built-in router instead of a backend or route. */
   router: { kind: "socks" | "http-connect"; options: RouterOptions } | undefined;
   acceptProxy: AcceptProxyOptions | undefined;
@@ -162,10 +168,13 @@ export function parseConfig(text: string, file: string): Config {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true });
   const issues: ConfigIssue[] = [];
-  const at = (node: Node, key: string, message: string) => {
+  const place = (node: Node, key: string): ConfigPlace => {
     const range = (node as { range?: [number, number, number] } | null)?.range;
     const pos = lc.linePos(range?.[0] ?? 0);
-    issues.push({ file, line: pos.line, col: pos.col, key, message });
+    return { file, line: pos.line, col: pos.col, key };
+  };
+  const at = (node: Node, key: string, message: string) => {
+    issues.push({ ...place(node, key), message });
   };
   for (const e of doc.errors) {
     const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
@@ -181,7 +190,7 @@ export function parseConfig(text: string, file: string): Config {
   const root = resolveAliases(doc.contents, at);
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const v = new Validator(at);
+  const v = new Validator(at, place);
   const config: Config = {
     listeners: [],
     backends: [],
@@ -395,8 +404,13 @@ function distance(a: string, b: string): number {
 /** Walks the YAML nodes, reporting through `at`. */
 class Validator {
   readonly at: (node: Node, key: string, message: string) => void;
-  constructor(at: (node: Node, key: string, message: string) => void) {
+  readonly place: (node: Node, key: string) => ConfigPlace;
+  constructor(
+    at: (node: Node, key: string, message: string) => void,
+    place: (node: Node, key: string) => ConfigPlace,
+  ) {
     this.at = at;
+    this.place = place;
   }
 
   /** The pairs of a map, checked against known and required keys. */
@@ -880,6 +894,10 @@ class Validator {
     }
     const num = (k: string) =>
       m.has(k) ? this.int(m.get(k), `${where}.${k}`, 0, 0x7fffffff) : undefined;
+    const hooks = m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined;
+    const modulesAt: ListenerConfig["modulesAt"] = {};
+    if (route !== undefined) modulesAt.route = this.place(m.get("route"), `${where}.route`);
+    if (hooks !== undefined) modulesAt.hooks = this.place(m.get("hooks"), `${where}.hooks`);
     if (name === undefined || listen === undefined) return undefined;
     return {
       config: {
@@ -887,7 +905,8 @@ class Validator {
         listen,
         backend,
         route,
-        hooks: m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined,
+        hooks,
+        modulesAt,
         router,
         acceptProxy,
         tls,

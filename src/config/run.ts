@@ -50,6 +50,38 @@ export function loadConfig(path: string): Config {
   return parseConfig(text, path);
 }
 
+/**
+ * Load the route and hooks modules of a config's listeners (by listener
+ * name). A module that cannot be imported or lacks its export is a
+ * ConfigError at its `route:` or `hooks:` key.
+ */
+export async function loadModules(
+  config: Config,
+  path: string,
+  generation: number,
+): Promise<{ routes: Map<string, RouteModule>; hooks: Map<string, DataHooks> }> {
+  const base = dirname(resolve(path));
+  const routes = new Map<string, RouteModule>();
+  const hooks = new Map<string, DataHooks>();
+  const load = async <T>(
+    l: ListenerConfig,
+    kind: "route" | "hooks",
+    loader: (p: string, g: number) => Promise<T>,
+  ): Promise<T> => {
+    try {
+      return await loader(resolve(base, l[kind]!), generation);
+    } catch (err) {
+      const at = l.modulesAt[kind] ?? { file: path, line: 1, col: 1, key: "" };
+      throw new ConfigError([{ ...at, message: (err as Error).message }]);
+    }
+  };
+  for (const l of config.listeners) {
+    if (l.route !== undefined) routes.set(l.name, await load(l, "route", loadRouteModule));
+    if (l.hooks !== undefined) hooks.set(l.name, await load(l, "hooks", loadHooksModule));
+  }
+  return { routes, hooks };
+}
+
 /** How much the operator log says: failures; and what happens; and every connection error. */
 export type LogLevel = "error" | "info" | "debug";
 
@@ -440,7 +472,6 @@ export class Runner {
 
   async #apply(config: Config): Promise<void> {
     const generation = ++this.#generation;
-    const base = dirname(resolve(this.#path));
     const backends = new Map(config.backends.map((b) => [
       b.name,
       new Backend({
@@ -457,16 +488,7 @@ export class Runner {
       }),
     ]));
     // modules first: a module that fails to load changes nothing
-    const routes = new Map<string, RouteModule>();
-    const hooks = new Map<string, DataHooks>();
-    for (const l of config.listeners) {
-      if (l.route !== undefined) {
-        routes.set(l.name, await loadRouteModule(resolve(base, l.route), generation - 1));
-      }
-      if (l.hooks !== undefined) {
-        hooks.set(l.name, await loadHooksModule(resolve(base, l.hooks), generation - 1));
-      }
-    }
+    const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
       const r = l.router;
       const route = r === undefined ? routes.get(l.name) : {
