@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -146,6 +146,62 @@ describe("log lines escape what a client chose", () => {
           }
         } finally {
           socks.child.kill("SIGKILL");
+          run.child.kill("SIGKILL");
+        }
+      },
+    );
+  }
+  for (const engine of ENGINES) {
+    test(
+      `a name from a route result, in the run log and the JSON access log (${engine} engine)`,
+      T,
+      async () => {
+        writeFileSync(
+          join(dir, "echo_name.ts"),
+          "export function route(data: Uint8Array) {\n" +
+            "  const t = new TextDecoder().decode(data);\n" +
+            '  return t.endsWith("!") ? { remote: `${t.slice(0, -1)}.invalid:1` } : undefined;\n' +
+            "}\n",
+        );
+        const port = await freePort();
+        const file = join(dir, `route-${engine}.yaml`);
+        const access = join(dir, `access-${engine}.log`);
+        writeFileSync(
+          file,
+          `listeners:\n  - { name: r, address: 127.0.0.1, port: ${port}, route: ./echo_name.ts }\n`,
+        );
+        const run = startCli([
+          "run",
+          file,
+          "--engine",
+          engine,
+          "--log-level",
+          "debug",
+          "--access-log",
+          access,
+        ]);
+        try {
+          await run.line;
+          await exchange(port, "a\nb\u2028c\x1b[31m\x85\u202e!");
+          await waitFor(
+            () => existsSync(access) && readFileSync(access, "utf8") !== "",
+            10_000,
+            "a record",
+          );
+          const line = readFileSync(access, "utf8");
+          assert.equal(line.split("\n").length, 2, "one line");
+          assert.ok(line.includes("a\\nb\\u2028c\\u001b[31m\\u0085\\u202e.invalid:1"), line);
+          const rec = JSON.parse(line) as { error: string };
+          assert.ok(
+            rec.error.includes("a\nb\u2028c\x1b[31m\x85\u202e.invalid:1"),
+            "the same value",
+          );
+          await waitFor(() => /Cannot connect/.test(run.output.err), 10_000, "the debug line");
+          assert.ok(
+            run.output.err.includes("a\\x0ab\\u{2028}c\\x1b[31m\\x85\\u{202e}.invalid:1"),
+            run.output.err,
+          );
+        } finally {
           run.child.kill("SIGKILL");
         }
       },
