@@ -1,34 +1,22 @@
 /**
- * What a client or a config file chooses cannot forge log lines, break the
- * proxy's answers or blow up the config loader: control characters are
- * escaped in logs, malformed Basic credentials get 407, the metrics
- * endpoint answers only GET and HEAD and closes malformed or slow requests,
- * YAML anchors work with a bound on alias expansion, and a route or hooks
- * module that cannot load is reported with file:line:col.
+ * What a client or a config file chooses cannot forge log lines, get odd
+ * answers or blow up the config loader: control characters are escaped in
+ * logs, the metrics endpoint answers only GET and HEAD and closes malformed
+ * or slow requests, YAML anchors work with a bound on alias expansion, and
+ * a route or hooks module that cannot load is reported with file:line:col.
+ * (Malformed Basic credentials: test/socks_test.ts.)
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, describe, test } from "node:test";
-import { httpConnectRouter, TcpProxy } from "../mod.ts";
 import { ConfigError, formatIssue, MAX_ALIAS_NODES, parseConfig } from "../src/config/config.ts";
 import { Runner } from "../src/config/run.ts";
 import { escapeLogText, jsonLogLine } from "../src/log.ts";
-import {
-  CLI,
-  connect,
-  ENGINES,
-  freePort,
-  nativeEngine,
-  runtimeCommand,
-  server,
-  startCli,
-  waitFor,
-} from "./_helpers.ts";
+import { CLI, connect, ENGINES, freePort, runtimeCommand, startCli, waitFor } from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-hygiene-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -142,7 +130,10 @@ describe("log lines escape what a client chose", () => {
             );
             assert.match(text(), /wrong SOCKS5 user or password for "ev\\x0ail\\x1b\[31m"/, what);
             assert.match(text(), /cannot resolve "aev\\x0ail\\x1b\[31m\.invalid"/, what);
-            assert.doesNotMatch(text(), /\x1b|ev\nil/, `${what}: nothing raw`);
+            assert.ok(
+              !text().includes("\x1b") && !text().includes("ev\nil"),
+              `${what}: nothing raw`,
+            );
           }
         } finally {
           socks.child.kill("SIGKILL");
@@ -208,67 +199,6 @@ describe("log lines escape what a client chose", () => {
     );
   }
 });
-
-for (const engine of ENGINES) {
-  describe(`HTTP CONNECT Basic credentials (${engine} engine)`, () => {
-    test(
-      "malformed credentials are answered 407 like wrong ones; good ones then work",
-      T,
-      async () => {
-        if (engine === "native") nativeEngine();
-        const backend = await server((s: net.Socket) => s.end("hello\n"));
-        const denied: string[] = [];
-        const proxy = await TcpProxy.listen({
-          listen: { host: "127.0.0.1", port: 0 },
-          engine,
-          route: httpConnectRouter({
-            allow: [{ cidr: "127.0.0.0/8", port: backend.port }],
-            users: { u: "p" },
-            onDenied: (what) => void denied.push(what),
-          }),
-        });
-        const b64 = (bytes: number[] | string) =>
-          Buffer.from(typeof bytes === "string" ? bytes : new Uint8Array(bytes)).toString("base64");
-        const forms = [
-          "Basic !!!",
-          "Basic =",
-          "Basic Zm9v", // "foo": no colon
-          `Basic ${b64(":p")}`, // no user
-          `Basic ${b64([0xff, 0xfe, 0x3a, 0x70])}`, // not UTF-8
-          `Basic ${b64("u:p").replace(/=+$/, "")}x`, // not base64 (length)
-          `Basic ${b64("constructor:x")}`,
-          `Basic ${b64("__proto__:x")}`,
-          `Basic ${b64("u:wrong")}`,
-          "Bearer abc",
-          "Basic",
-        ];
-        try {
-          for (const form of forms) {
-            const answer = await exchange(
-              proxy.port,
-              `CONNECT 127.0.0.1:${backend.port} HTTP/1.1\r\nProxy-Authorization: ${form}\r\n\r\n`,
-            );
-            assert.match(answer, /^HTTP\/1\.1 407 /, form);
-            assert.match(answer, /Proxy-Authenticate: Basic/, form);
-          }
-          assert.ok(
-            denied.includes("malformed proxy credentials (not base64 of UTF-8 USER:PASSWORD)"),
-          );
-          const good = await exchange(
-            proxy.port,
-            `CONNECT 127.0.0.1:${backend.port} HTTP/1.1\r\nProxy-Authorization: Basic ${
-              b64("u:p")
-            }\r\n\r\n`,
-          );
-          assert.equal(good, "HTTP/1.1 200 Connection established\r\n\r\nhello\n");
-        } finally {
-          await proxy.close();
-          await backend.close();
-        }
-      },
-    );
-  });
-}
 
 describe("the metrics endpoint", () => {
   test(
