@@ -28,7 +28,7 @@ import {
 import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
-import { loadConfig, Runner } from "./config/run.ts";
+import { loadConfig, loadModules, Runner } from "./config/run.ts";
 import { Access, type AccessRule } from "./proxy/address_policy.ts";
 import { httpConnectRouter, type RouterOptions, socksRouter } from "./proxy/socks.ts";
 import { supervise, watchSupervisor } from "./config/supervisor.ts";
@@ -36,6 +36,7 @@ import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
+import { escapeLogText, jsonLogLine, logErr, logOut } from "./log.ts";
 import { tunnelCommand } from "./tunnel/cli.ts";
 
 /** A command-line mistake: printed as one line, exit code 2. */
@@ -246,29 +247,28 @@ async function runProxy(
   const proxy = await TcpProxy.listen(options);
   const quiet = p.bools.has("--quiet");
   onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${proxy.connections} connections`);
+    if (!quiet) logOut(`relaykit: ${sig}: closing ${proxy.connections} connections`);
     await proxy.abort();
   });
   // Signal handlers are installed by the event loop: give it a turn, so
   // that once the line below is out, SIGTERM is handled (not fatal).
   await new Promise((r) => setTimeout(r, 0));
   if (!quiet) {
-    console.log(
+    logOut(
       `relaykit: ${what.replace("%", formatEndpoint(proxy.address))} (${
         engineLine(proxy, threads)
       })`,
     );
   }
-  proxy.on("error", (err) => console.error(`relaykit: ${err.message}`));
+  proxy.on("error", (err) => logErr(`relaykit: ${err.message}`));
   if (p.bools.has("--verbose")) {
     proxy.on(
       "open",
-      (c) =>
-        console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`),
+      (c) => logOut(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`),
     );
-    proxy.on("original", (o) => console.log(`relaykit: #${o.id} ${describeHeader(o.header!)}`));
+    proxy.on("original", (o) => logOut(`relaykit: #${o.id} ${describeHeader(o.header!)}`));
     proxy.on("close", (e) =>
-      console.log(
+      logOut(
         `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down${
           e.original?.source ? `, client ${formatEndpoint(e.original.source)}` : ""
         }`,
@@ -326,12 +326,12 @@ async function routeCommand(args: string[]): Promise<void> {
         mod[k] !== undefined && current[k] === undefined
       );
       current = mod;
-      console.log(`relaykit: SIGHUP: reloaded ${script} for new connections`);
+      logOut(`relaykit: SIGHUP: reloaded ${script} for new connections`);
       if (lost.length > 0) {
-        console.error(`relaykit: ${lost.join(" and ")} take effect only after a restart`);
+        logErr(`relaykit: ${lost.join(" and ")} take effect only after a restart`);
       }
     }, (err: Error) => {
-      console.error(`relaykit: SIGHUP: ${err.message}; still running the previous ${script}`);
+      logErr(`relaykit: SIGHUP: ${err.message}; still running the previous ${script}`);
     });
   });
 }
@@ -378,13 +378,16 @@ async function runCommand(args: string[]): Promise<void> {
   const tag = worker === undefined ? "relaykit" : `relaykit[${worker}]`;
   const log = (l: "error" | "info" | "debug", line: string) => {
     if (rank[l] > rank[level]) return;
-    const text = `${tag}: ${line}`;
+    const text = escapeLogText(`${tag}: ${line}`);
     if (logFd !== undefined) writeSync(logFd, `${new Date().toISOString()} ${l} ${text}\n`);
     else console.error(text);
   };
   // everything is checked before anything starts, also for the supervisor
   try {
-    loadConfig(file);
+    const config = loadConfig(file);
+    if (workers !== undefined && workers > 1 && worker === undefined) {
+      await loadModules(config, file, 0); // a worker would only die of it, again and again
+    }
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
     throw err;
@@ -401,7 +404,7 @@ async function runCommand(args: string[]): Promise<void> {
     );
     const done = supervise({ workers, argv: () => selfArgv(["run", file, ...own]), log });
     await new Promise((r) => setTimeout(r, 0));
-    if (!quiet) console.log(`relaykit: supervising ${workers} workers running ${file}`);
+    if (!quiet) logOut(`relaykit: supervising ${workers} workers running ${file}`);
     await done;
     setTimeout(() => process.exit(0), 200);
     return;
@@ -429,7 +432,7 @@ async function runCommand(args: string[]): Promise<void> {
     // with workers, the first one serves the metrics
     metrics: worker === undefined || worker === "0",
     log,
-    access: (rec) => accessOut?.(JSON.stringify(rec)),
+    access: (rec) => accessOut?.(jsonLogLine(rec)),
   });
   try {
     await runner.start();
@@ -441,7 +444,7 @@ async function runCommand(args: string[]): Promise<void> {
   const stop = (sig: string, ms: number) => {
     if (stopping) process.exit(130);
     stopping = true;
-    if (!quiet) console.log(`${tag}: ${sig}: stopping`);
+    if (!quiet) logOut(`${tag}: ${sig}: stopping`);
     // the signal listeners keep the process alive: exit once the output
     // has had a moment to drain (Bun drops what is still buffered at exit)
     runner.stop(ms).then(() => setTimeout(() => process.exit(0), 200));
@@ -455,7 +458,7 @@ async function runCommand(args: string[]): Promise<void> {
     stop("supervisor gone", 0);
   });
   await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
-  if (!quiet) console.log(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
+  if (!quiet) logOut(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
 }
 
 /** "10.0.0.0/8:80,*.example.com:443,[::1]/128" -> access rules. */
@@ -508,7 +511,7 @@ async function routerCommand(kind: "socks" | "http-connect", args: string[]): Pr
   opts.onDenied = (what, conn) => {
     if (!quiet) {
       const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
-      console.log(`relaykit: #${conn.id} from ${from} refused: ${what}`);
+      logOut(`relaykit: #${conn.id} from ${from} refused: ${what}`);
     }
   };
   const options: TcpProxyOptions = {
@@ -623,7 +626,7 @@ async function echo(args: string[]): Promise<void> {
     const id = ++n;
     const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
     let pending: Uint8Array | undefined = mode === "none" ? undefined : new Uint8Array(0);
-    if (mode === "none") console.log(`relaykit: #${id} from ${from}`);
+    if (mode === "none") logOut(`relaykit: #${id} from ${from}`);
     const send = (b: Uint8Array) => {
       if (b.length > 0 && !conn.write(b)) conn.pause();
     };
@@ -635,7 +638,7 @@ async function echo(args: string[]): Promise<void> {
         try {
           r = parseProxyHeader(buf, mode as ParseMode);
         } catch (err) {
-          console.log(`relaykit: #${id} from ${from}: ${(err as Error).message}; closing`);
+          logOut(`relaykit: #${id} from ${from}: ${(err as Error).message}; closing`);
           conn.destroy(false);
           return;
         }
@@ -645,10 +648,10 @@ async function echo(args: string[]): Promise<void> {
         }
         pending = undefined;
         if (r.kind === "none") {
-          console.log(`relaykit: #${id} from ${from}: no PROXY header`);
+          logOut(`relaykit: #${id} from ${from}: no PROXY header`);
           return send(buf);
         }
-        console.log(`relaykit: #${id} from ${from}: ${describeHeader(r.header)}`);
+        logOut(`relaykit: #${id} from ${from}: ${describeHeader(r.header)}`);
         send(buf.subarray(r.length)); // only what follows the header
       },
       end: () => conn.end(),
@@ -656,7 +659,7 @@ async function echo(args: string[]): Promise<void> {
       close: () => {},
     });
   });
-  console.log(
+  logOut(
     `relaykit: echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`,
   );
   onStop(() => {
@@ -680,17 +683,17 @@ async function demo(): Promise<void> {
     // 8080 is taken: any free port will do for a demo
     proxy = await TcpProxy.listen({ listen: { host: "127.0.0.1", port: 0 }, target });
   }
-  console.log(`relaykit ${VERSION} demo on ${runtime.name} ${runtime.version}`);
-  console.log(`  backend: an HTTP server on 127.0.0.1:${backendPort}`);
-  console.log(
+  logOut(`relaykit ${VERSION} demo on ${runtime.name} ${runtime.version}`);
+  logOut(`  backend: an HTTP server on 127.0.0.1:${backendPort}`);
+  logOut(
     `  proxy:   listening on 127.0.0.1:${proxy.port} -> 127.0.0.1:${backendPort} (${
       engineLine(proxy, undefined)
     })`,
   );
-  console.log(`Try it:   curl http://127.0.0.1:${proxy.port}/`);
-  console.log(`Stop:     Ctrl-C.  More: relaykit --help`);
+  logOut(`Try it:   curl http://127.0.0.1:${proxy.port}/`);
+  logOut(`Stop:     Ctrl-C.  More: relaykit --help`);
   proxy.on("close", (e) =>
-    console.log(
+    logOut(
       `  connection #${e.id}: ${e.reason}, ${e.aToB.written} bytes in, ${e.bToA.written} bytes out`,
     ));
   onStop(async () => {

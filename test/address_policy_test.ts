@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import {
   Access,
   type AccessRule,

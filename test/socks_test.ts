@@ -164,5 +164,53 @@ for (const engine of ENGINES) {
       await socks.proxy.close();
       await http.proxy.close();
     });
+
+    test(
+      "malformed Basic credentials are answered 407 like wrong ones",
+      { timeout: 20_000 },
+      async () => {
+        const { proxy, denied } = await start("http", { u: "p" });
+        const ask = async (auth: string, after = "") => {
+          const s = await connect(proxy.port);
+          const got: Uint8Array[] = [];
+          s.on("data", (d: Uint8Array) => got.push(d));
+          s.on("error", () => {});
+          s.end(
+            `CONNECT 127.0.0.1:${webPort} HTTP/1.1\r\nProxy-Authorization: ${auth}\r\n\r\n${after}`,
+          );
+          await closed(s);
+          return Buffer.concat(got).toString("latin1");
+        };
+        const b64 = (b: string | number[]) =>
+          Buffer.from(typeof b === "string" ? b : new Uint8Array(b)).toString("base64");
+        const forms = [
+          "Basic !!!",
+          "Basic =",
+          "Basic Zm9v", // "foo": no colon
+          `Basic ${b64(":p")}`, // no user
+          `Basic ${b64([0xff, 0xfe, 0x3a, 0x70])}`, // not UTF-8
+          `Basic ${b64("u:p").replace(/=+$/, "")}x`, // not base64 (its length)
+          `Basic ${b64("constructor:x")}`,
+          `Basic ${b64("__proto__:x")}`,
+          `Basic ${b64("u:wrong")}`,
+          "Bearer abc",
+          "Basic",
+        ];
+        for (const form of forms) {
+          const answer = await ask(form);
+          assert.match(answer, /^HTTP\/1\.1 407 /, form);
+          assert.match(answer, /\r\nProxy-Authenticate: Basic realm="relaykit"\r\n/, form);
+        }
+        assert.ok(
+          denied.includes("malformed proxy credentials (not base64 of UTF-8 USER:PASSWORD)"),
+        );
+        // the proxy goes on: good credentials on the next connection
+        assert.match(
+          await ask(`Basic ${b64("u:p")}`, "GET / HTTP/1.0\r\n\r\n"),
+          /^HTTP\/1\.1 200 Connection established\r\n\r\nHTTP\/1\.[01] 200 [^]*hello via /,
+        );
+        await proxy.close();
+      },
+    );
   });
 }

@@ -29,7 +29,16 @@
  *
  * @module
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type YAMLMap } from "yaml";
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Pair,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
 import type { Endpoint } from "../forward/types.ts";
 import { parseCidr } from "../protocol/cidr.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
@@ -39,8 +48,8 @@ import type { HealthCheckOptions } from "../proxy/health.ts";
 import { Access, type AccessRule } from "../proxy/address_policy.ts";
 import type { RouterOptions } from "../proxy/socks.ts";
 
-/** One mistake in a config file. */
-export interface ConfigIssue {
+/** Where a value stands in a config file (for mistakes found once the file is in use). */
+export interface ConfigPlace {
   /** The file. */
   file: string;
   /** 1-based line and column. */
@@ -48,6 +57,10 @@ export interface ConfigIssue {
   col: number;
   /** The key path, like "listeners[0].port". */
   key: string;
+}
+
+/** One mistake in a config file. */
+export interface ConfigIssue extends ConfigPlace {
   /** What is wrong. */
   message: string;
 }
@@ -79,6 +92,8 @@ export interface ListenerConfig {
   route: string | undefined;
   /** A hooks module's path: it exports aToB and/or bToA (data hooks). */
   hooks: string | undefined;
+  /** Where `route` and `hooks` are in the file (a module that cannot load is reported there). */
+  modulesAt: { route?: ConfigPlace; hooks?: ConfigPlace };
   /** A built-in router instead of a backend or route. */
   router: { kind: "socks" | "http-connect"; options: RouterOptions } | undefined;
   acceptProxy: AcceptProxyOptions | undefined;
@@ -153,12 +168,15 @@ type Node = unknown;
 /** Parse and validate `text` (from `file`); throws a ConfigError listing every mistake. */
 export function parseConfig(text: string, file: string): Config {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true });
   const issues: ConfigIssue[] = [];
-  const at = (node: Node, key: string, message: string) => {
+  const place = (node: Node, key: string): ConfigPlace => {
     const range = (node as { range?: [number, number, number] } | null)?.range;
     const pos = lc.linePos(range?.[0] ?? 0);
-    issues.push({ file, line: pos.line, col: pos.col, key, message });
+    return { file, line: pos.line, col: pos.col, key };
+  };
+  const at = (node: Node, key: string, message: string) => {
+    issues.push({ ...place(node, key), message });
   };
   for (const e of doc.errors) {
     const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
@@ -171,9 +189,10 @@ export function parseConfig(text: string, file: string): Config {
     });
   }
   if (issues.length > 0) throw new ConfigError(issues);
+  const root = resolveAliases(doc.contents, at);
+  if (issues.length > 0) throw new ConfigError(issues);
 
-  const v = new Validator(at);
-  const root = doc.contents;
+  const v = new Validator(at, place);
   const config: Config = {
     listeners: [],
     backends: [],
@@ -265,6 +284,110 @@ export function parseConfig(text: string, file: string): Config {
   return config;
 }
 
+/**
+ * The most nodes that aliases may stand for in one config file, counting
+ * each use of an anchor in full: a bound against files that expand without
+ * end ("billion laughs": nine anchors, each aliasing the one before ten times).
+ */
+export const MAX_ALIAS_NODES = 10_000;
+
+/**
+ * `root` with every alias replaced by the node it names (the last anchor
+ * of its name before it) and every merge key (`<<: *defaults`) replaced by
+ * the pairs it brings that the mapping does not set itself. An alias with
+ * no anchor before it, one inside its own anchor, and the alias at which
+ * the aliases stand for more than MAX_ALIAS_NODES nodes are reported where
+ * that alias is; then nothing is returned.
+ */
+function resolveAliases(root: Node, at: (node: Node, key: string, message: string) => void): Node {
+  const anchors = new Map<string, Node>();
+  const open = new Set<Node>(); // anchored nodes being walked
+  const sizes = new Map<Node, number>();
+  let expanded = 0;
+  const size = (n: Node): number => {
+    let k = sizes.get(n);
+    if (k !== undefined) return k;
+    k = 1;
+    if (isMap(n)) { for (const p of n.items) k += size(p.key) + size(p.value); }
+    else if (isSeq(n)) { for (const item of n.items) k += size(item); }
+    sizes.set(n, k);
+    return k;
+  };
+  class Refused extends Error {}
+  const walk = (n: Node, where: string): Node => {
+    if (isAlias(n)) {
+      const target = anchors.get(n.source);
+      const name = `*${n.source}`;
+      if (target === undefined) {
+        at(n, where, `alias ${name} has no anchor &${n.source} before it`);
+        throw new Refused();
+      }
+      if (open.has(target)) {
+        at(n, where, `alias ${name} is inside its own anchor`);
+        throw new Refused();
+      }
+      expanded += size(target);
+      if (expanded > MAX_ALIAS_NODES) {
+        at(
+          n,
+          where,
+          `aliases stand for more than ${MAX_ALIAS_NODES} nodes by alias ${name}; refused as a resource exhaustion attack`,
+        );
+        throw new Refused();
+      }
+      return target;
+    }
+    const anchor = (n as { anchor?: string } | null)?.anchor;
+    if (anchor !== undefined) anchors.set(anchor, n);
+    open.add(n);
+    if (isSeq(n)) n.items = n.items.map((item, i) => walk(item, `${where}[${i}]`));
+    if (isMap(n)) {
+      let merges = false;
+      for (const p of n.items) {
+        const k = isScalar(p.key) ? String(p.key.value) : "";
+        p.key = walk(p.key, where);
+        p.value = walk(p.value, where ? `${where}.${k}` : k);
+        merges ||= isScalar(p.key) && typeof p.key.value === "symbol";
+      }
+      if (merges) n.items = merged(n, where);
+    }
+    open.delete(n);
+    return n;
+  };
+  /** A mapping's own pairs, then those its merge keys bring that it does not set. */
+  const merged = (m: YAMLMap, where: string): Pair[] => {
+    const isMerge = (p: Pair) => isScalar(p.key) && typeof p.key.value === "symbol";
+    const out = m.items.filter((p) => !isMerge(p));
+    const keyOf = (p: Pair) => isScalar(p.key) ? p.key.value : p.key;
+    const seen = new Set(out.map(keyOf));
+    for (const p of m.items.filter(isMerge)) {
+      const sources = isSeq(p.value) ? p.value.items : [p.value];
+      for (const src of sources) {
+        if (!isMap(src)) {
+          at(
+            p.value,
+            where ? `${where}.<<` : "<<",
+            "a merge key (<<) takes a mapping or a list of mappings",
+          );
+          throw new Refused();
+        }
+        for (const q of (src as YAMLMap).items) {
+          if (seen.has(keyOf(q))) continue;
+          seen.add(keyOf(q));
+          out.push(q);
+        }
+      }
+    }
+    return out;
+  };
+  try {
+    return walk(root, "");
+  } catch (err) {
+    if (err instanceof Refused) return undefined;
+    throw err;
+  }
+}
+
 /** Levenshtein distance, for "did you mean" (short strings only). */
 function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -283,8 +406,13 @@ function distance(a: string, b: string): number {
 /** Walks the YAML nodes, reporting through `at`. */
 class Validator {
   readonly at: (node: Node, key: string, message: string) => void;
-  constructor(at: (node: Node, key: string, message: string) => void) {
+  readonly place: (node: Node, key: string) => ConfigPlace;
+  constructor(
+    at: (node: Node, key: string, message: string) => void,
+    place: (node: Node, key: string) => ConfigPlace,
+  ) {
     this.at = at;
+    this.place = place;
   }
 
   /** The pairs of a map, checked against known and required keys. */
@@ -768,6 +896,10 @@ class Validator {
     }
     const num = (k: string) =>
       m.has(k) ? this.int(m.get(k), `${where}.${k}`, 0, 0x7fffffff) : undefined;
+    const hooks = m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined;
+    const modulesAt: ListenerConfig["modulesAt"] = {};
+    if (route !== undefined) modulesAt.route = this.place(m.get("route"), `${where}.route`);
+    if (hooks !== undefined) modulesAt.hooks = this.place(m.get("hooks"), `${where}.hooks`);
     if (name === undefined || listen === undefined) return undefined;
     return {
       config: {
@@ -775,7 +907,8 @@ class Validator {
         listen,
         backend,
         route,
-        hooks: m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined,
+        hooks,
+        modulesAt,
         router,
         acceptProxy,
         tls,

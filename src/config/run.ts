@@ -19,12 +19,19 @@ import { loadHooksModule, loadRouteModule, type RouteModule } from "../proxy/rou
 import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
 import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
-import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
 import { formatDestination } from "../tunnel/destination.ts";
 import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
+import { concatBytes, EMPTY } from "../bytes.ts";
+import { runtime } from "../runtime/detect.ts";
+import type { NetConn, NetListener } from "../runtime/types.ts";
+
+/** The most bytes a request head to the metrics endpoint may take. */
+const METRICS_HEAD_MAX = 8 * 1024;
+/** How long a metrics request may take to arrive, in ms (RunnerOptions.metricsTimeout). */
+const METRICS_TIMEOUT = 10_000;
 
 /** Read and validate a config file. */
 export function loadConfig(path: string): Config {
@@ -41,6 +48,38 @@ export function loadConfig(path: string): Config {
     }]);
   }
   return parseConfig(text, path);
+}
+
+/**
+ * Load the route and hooks modules of a config's listeners (by listener
+ * name). A module that cannot be imported or lacks its export is a
+ * ConfigError at its `route:` or `hooks:` key.
+ */
+export async function loadModules(
+  config: Config,
+  path: string,
+  generation: number,
+): Promise<{ routes: Map<string, RouteModule>; hooks: Map<string, DataHooks> }> {
+  const base = dirname(resolve(path));
+  const routes = new Map<string, RouteModule>();
+  const hooks = new Map<string, DataHooks>();
+  const load = async <T>(
+    l: ListenerConfig,
+    kind: "route" | "hooks",
+    loader: (p: string, g: number) => Promise<T>,
+  ): Promise<T> => {
+    try {
+      return await loader(resolve(base, l[kind]!), generation);
+    } catch (err) {
+      const at = l.modulesAt[kind] ?? { file: path, line: 1, col: 1, key: "" };
+      throw new ConfigError([{ ...at, message: (err as Error).message }]);
+    }
+  };
+  for (const l of config.listeners) {
+    if (l.route !== undefined) routes.set(l.name, await load(l, "route", loadRouteModule));
+    if (l.hooks !== undefined) hooks.set(l.name, await load(l, "hooks", loadHooksModule));
+  }
+  return { routes, hooks };
 }
 
 /** How much the operator log says: failures; and what happens; and every connection error. */
@@ -67,6 +106,13 @@ export interface RunnerOptions {
   nativeEngine: NativeEngine | undefined;
   /** Serve the config's metrics endpoint (one worker of several does). */
   metrics: boolean;
+  /**
+   * How long a request to the metrics endpoint may take to arrive, in ms;
+   * a slower one is answered 408 and closed.
+   *
+   * @default 10000
+   */
+  metricsTimeout?: number;
   /** A line for the operator, with its level. */
   log(level: LogLevel, line: string): void;
   /** One record per ended connection. */
@@ -108,7 +154,9 @@ export class Runner {
   #backends = new Map<string, Backend>();
   #checkers: HealthChecker[] = [];
   #stats = new Map<string, ListenerStats>();
-  #metrics: Server | undefined;
+  #metrics: NetListener | undefined;
+  #metricsConns = new Set<NetConn>();
+  readonly #metricsTimeout: number;
   #metricsAt: string | undefined;
   #tunnels: (TunnelServer | TunnelClient)[] = [];
   #tunnelKey = "";
@@ -120,6 +168,7 @@ export class Runner {
   constructor(path: string, options: RunnerOptions) {
     this.#path = path;
     this.#o = options;
+    this.#metricsTimeout = options.metricsTimeout ?? METRICS_TIMEOUT;
   }
 
   /** The running listeners by name (for tests and status). */
@@ -139,23 +188,75 @@ export class Runner {
     }
     if (config.metrics !== undefined && this.#o.metrics) {
       const at = config.metrics;
-      const srv = this.#metrics = createServer((req, res) => {
-        if (req.url !== "/metrics") {
-          res.writeHead(404).end("try /metrics\n");
-          return;
-        }
-        res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4" }).end(this.metrics());
-      });
-      await new Promise<void>((resolve, reject) => {
-        srv.once("error", reject);
-        srv.listen(at.port, at.host, () => resolve());
-      });
-      const addr = srv.address();
-      this.#metricsAt = `${at.host}:${
-        typeof addr === "object" && addr !== null ? addr.port : at.port
-      }`;
+      this.#metrics = await runtime.net.listen(
+        at,
+        { backlog: 128, reusePort: false },
+        (conn) => this.#metricsRequest(conn),
+      );
+      const bound = this.#metrics.address;
+      this.#metricsAt = `${at.host}:${"port" in bound ? bound.port : at.port}`;
       this.#o.log("info", `metrics on http://${this.#metricsAt}/metrics`);
     }
+  }
+
+  /**
+   * One request to the metrics endpoint, answered and closed: GET or HEAD
+   * /metrics (a query string is ignored) is 200; another method 405; another
+   * path 404; a head that is malformed, larger than METRICS_HEAD_MAX or cut
+   * short 400; one not complete within the timeout 408.
+   */
+  #metricsRequest(conn: NetConn): void {
+    this.#metricsConns.add(conn);
+    let head = EMPTY;
+    let answered = false;
+    const answer = (status: string, body: string, extra = "", withBody = true) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      const b = new TextEncoder().encode(body);
+      conn.write(
+        new TextEncoder().encode(
+          `HTTP/1.1 ${status}\r\nContent-Type: text/plain; version=0.0.4\r\n` +
+            `Content-Length: ${b.length}\r\n${extra}Connection: close\r\n\r\n`,
+        ),
+      );
+      if (withBody) conn.write(b);
+      conn.end();
+      // a peer that never closes its side is cut after one more timeout
+      timer = setTimeout(() => conn.destroy(false), this.#metricsTimeout);
+    };
+    let timer = setTimeout(
+      () => answer("408 Request Timeout", "the request was not complete in time\n"),
+      this.#metricsTimeout,
+    );
+    conn.start({
+      data: (chunk) => {
+        if (answered) return;
+        head = concatBytes([head, chunk]);
+        const text = new TextDecoder("latin1").decode(head);
+        const end = text.indexOf("\r\n\r\n");
+        if (end < 0 ? head.length > METRICS_HEAD_MAX : end + 4 > METRICS_HEAD_MAX) {
+          return answer("400 Bad Request", `the request head is over ${METRICS_HEAD_MAX} bytes\n`);
+        }
+        if (end < 0) return;
+        const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/\S*) HTTP\/1\.[01]$/.exec(
+          text.slice(0, text.indexOf("\r\n")),
+        );
+        if (m === null) return answer("400 Bad Request", "not an HTTP/1.x request line\n");
+        if (m[2]!.split("?")[0] !== "/metrics") return answer("404 Not Found", "try /metrics\n");
+        if (m[1] !== "GET" && m[1] !== "HEAD") {
+          return answer("405 Method Not Allowed", "use GET\n", "Allow: GET, HEAD\r\n");
+        }
+        answer("200 OK", this.metrics(), "", m[1] === "GET");
+      },
+      end: () => answer("400 Bad Request", "the request ended before its head did\n"),
+      drain: () => {},
+      close: () => {
+        answered = true;
+        clearTimeout(timer);
+        this.#metricsConns.delete(conn);
+      },
+    });
   }
 
   /** Where the metrics endpoint listens ("host:port"), if it does. */
@@ -265,6 +366,7 @@ export class Runner {
     for (const c of this.#checkers) c.stop();
     this.#checkers = [];
     this.#metrics?.close();
+    for (const c of this.#metricsConns) c.destroy(false);
     for (const t of this.#tunnels) void t.close();
     this.#tunnels = [];
     const closing = Promise.all(proxies.map((p) => p.close()));
@@ -370,7 +472,6 @@ export class Runner {
 
   async #apply(config: Config): Promise<void> {
     const generation = ++this.#generation;
-    const base = dirname(resolve(this.#path));
     const backends = new Map(config.backends.map((b) => [
       b.name,
       new Backend({
@@ -387,16 +488,7 @@ export class Runner {
       }),
     ]));
     // modules first: a module that fails to load changes nothing
-    const routes = new Map<string, RouteModule>();
-    const hooks = new Map<string, DataHooks>();
-    for (const l of config.listeners) {
-      if (l.route !== undefined) {
-        routes.set(l.name, await loadRouteModule(resolve(base, l.route), generation - 1));
-      }
-      if (l.hooks !== undefined) {
-        hooks.set(l.name, await loadHooksModule(resolve(base, l.hooks), generation - 1));
-      }
-    }
+    const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
       const r = l.router;
       const route = r === undefined ? routes.get(l.name) : {

@@ -44,6 +44,24 @@ export interface RouterOptions {
   onDenied?: (what: string, conn: RouteConnection) => void;
 }
 
+/** Whether `user` is one of `users` (own keys only) with password `pass`. */
+function knownUser(users: Readonly<Record<string, string>>, user: string, pass: string): boolean {
+  return Object.hasOwn(users, user) && users[user] === pass;
+}
+
+/** The user and password of Basic credentials; undefined unless base64 of UTF-8 "USER:PASS". */
+function basicCredentials(token: string): { user: string; pass: string } | undefined {
+  let plain: string;
+  try {
+    const bytes = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
+    plain = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined; // not base64, or not UTF-8
+  }
+  const colon = plain.indexOf(":");
+  return colon > 0 ? { user: plain.slice(0, colon), pass: plain.slice(colon + 1) } : undefined;
+}
+
 /** Where a request wants to go. */
 interface Destination {
   host: string; // an address or a name
@@ -194,7 +212,7 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
       const user = dec.decode(data.subarray(o + 2, o + 2 + ulen));
       const pass = dec.decode(data.subarray(o + 3 + ulen, o + 3 + ulen + plen));
       o += 3 + ulen + plen;
-      if (users![user] === undefined || users![user] !== pass) {
+      if (!knownUser(users!, user, pass)) {
         const no = unsent(conn, replies, new Uint8Array([1, 1]));
         return refuse(conn, `wrong SOCKS5 user or password for "${user}"`, no);
       }
@@ -288,16 +306,15 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
     if (users !== undefined) {
       const auth = headers.find((h) => /^proxy-authorization:/i.test(h));
       const cred = /^proxy-authorization:\s*basic\s+(\S+)/i.exec(auth ?? "")?.[1];
-      let ok = false;
-      if (cred !== undefined) {
-        const plain = new TextDecoder().decode(Uint8Array.from(atob(cred), (c) => c.charCodeAt(0)));
-        const colon = plain.indexOf(":");
-        ok = colon > 0 && users[plain.slice(0, colon)] === plain.slice(colon + 1);
-      }
-      if (!ok) {
+      const pair = cred === undefined ? undefined : basicCredentials(cred);
+      if (pair === undefined || !knownUser(users, pair.user, pair.pass)) {
         return refuse(
           conn,
-          cred === undefined ? "no proxy credentials" : "wrong proxy credentials",
+          cred === undefined
+            ? "no proxy credentials"
+            : pair === undefined
+            ? "malformed proxy credentials (not base64 of UTF-8 USER:PASSWORD)"
+            : `wrong proxy credentials for "${pair.user}"`,
           "407 Proxy Authentication Required",
           'Proxy-Authenticate: Basic realm="relaykit"\r\n',
         );

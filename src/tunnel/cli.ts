@@ -13,6 +13,7 @@ import type { AccessRule } from "../proxy/address_policy.ts";
 import { formatDestination, parseDestination } from "./destination.ts";
 import { TunnelClient, type TunnelClientOptions, type TunnelListener } from "./client.ts";
 import { TunnelServer, type TunnelServerOptions } from "./server.ts";
+import { logErr, logOut } from "../log.ts";
 
 interface Parsed {
   flags: Map<string, string>;
@@ -129,19 +130,19 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
   const quiet = p.bools.has("--quiet");
   const verbose = p.bools.has("--verbose");
   srv.on("link", (e) => {
-    if (!quiet) console.log(`relaykit: link from ${e.remote} up (version ${e.version})`);
+    if (!quiet) logOut(`relaykit: link from ${e.remote} up (version ${e.version})`);
   });
   srv.on("link-close", (e) => {
     const line = `relaykit: link from ${e.remote} closed: ${e.reason}${
       e.error ? ` (${e.error.message})` : ""
     }`;
     if (e.reason === "link-lost" || e.reason === "closed") {
-      if (!quiet) console.log(line);
-    } else console.error(line);
+      if (!quiet) logOut(line);
+    } else logErr(line);
   });
   srv.on("stream-end", (e) => {
     if (verbose || (e.error !== undefined && e.reason !== "link-lost" && !quiet)) {
-      console.log(
+      logOut(
         `relaykit: ${e.remote} #${e.id} to ${formatDestination(e.destination)}: ${e.reason}${
           e.error ? ` (${e.error.message})` : ""
         }, ${e.bytesIn} bytes up, ${e.bytesOut} down`,
@@ -149,7 +150,7 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
     }
   });
   h.onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${srv.links} links`);
+    if (!quiet) logOut(`relaykit: ${sig}: closing ${srv.links} links`);
     await srv.close();
   });
   await new Promise((r) => setTimeout(r, 0));
@@ -159,7 +160,7 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
       secret !== undefined ? "shared secret" : "",
       options.routes ? `routes: ${Object.keys(routes).join(", ")}` : "",
     ].filter((x) => x !== "");
-    console.log(
+    logOut(
       `relaykit: tunnel server on ${formatEndpoint(srv.address)}${
         extras.length ? ` (${extras.join(", ")})` : ""
       }`,
@@ -205,7 +206,7 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
   const quiet = p.bools.has("--quiet");
   const verbose = p.bools.has("--verbose");
   c.on("up", (e) => {
-    if (!quiet) console.log(`relaykit: link to ${e.remote} up (version ${e.version})`);
+    if (!quiet) logOut(`relaykit: link to ${e.remote} up (version ${e.version})`);
   });
   c.on("down", (e) => {
     console.error(
@@ -216,14 +217,14 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
   });
   c.on("refused", (e) => {
     if (!quiet) {
-      console.error(
+      logErr(
         `relaykit: ${e.listener}: connection from ${e.remote ?? "?"} closed: the link is down`,
       );
     }
   });
   c.on("stream-end", (e) => {
     if (verbose || (e.error !== undefined && e.reason !== "link-lost" && !quiet)) {
-      console.log(
+      logOut(
         `relaykit: ${e.listener} #${e.id} to ${formatDestination(e.destination)}: ${e.reason}${
           e.error ? ` (${e.error.message})` : ""
         }, ${e.bytesOut} bytes up, ${e.bytesIn} down`,
@@ -231,7 +232,7 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
     }
   });
   h.onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${c.streams} streams`);
+    if (!quiet) logOut(`relaykit: ${sig}: closing ${c.streams} streams`);
     await c.close();
   });
   await new Promise((r) => setTimeout(r, 0));
@@ -239,7 +240,7 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
     const pairs = c.addresses.map((a, i) =>
       `${formatEndpoint(a)} -> ${formatDestination(listeners[i]!.to)}`
     );
-    console.log(
+    logOut(
       `relaykit: tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)}${
         options.tls ? " (TLS)" : ""
       }`,
