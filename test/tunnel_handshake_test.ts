@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import {
   DEFAULT_WINDOW,
   encodeFrame,
@@ -39,8 +39,6 @@ import {
   waitFor,
   writeTestCertificates,
 } from "./_helpers.ts";
-
-const T = { timeout: 20_000 };
 
 function random(n: number): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(n));
@@ -150,7 +148,6 @@ describe("tunnel handshake, protocol 2", () => {
 
   test(
     "a client without the secret gets a nonce and nothing that depends on the secret, then one bit per guess",
-    T,
     async () => {
       const nonces: Uint8Array[] = [];
       for (let i = 0; i < 2; i++) {
@@ -206,7 +203,6 @@ describe("tunnel handshake, protocol 2", () => {
 
   test(
     "proofs are as docs/tunnel.md says; the server's comes only after the client's, and a proof replayed on another link fails",
-    T,
     async () => {
       const p = await Raw.to(srv.address.port);
       const h = hello();
@@ -238,7 +234,6 @@ describe("tunnel handshake, protocol 2", () => {
 
   test(
     "a server that reflects the client's proof, or proves wrong, is refused and the client stops",
-    T,
     async () => {
       let links = 0;
       const fake = await rawServer(async (p) => {
@@ -277,7 +272,6 @@ describe("tunnel handshake, protocol 2", () => {
 
   test(
     "a version 1 client is refused with both versions named, before anything about the secret",
-    T,
     async () => {
       const p = await Raw.to(srv.address.port);
       // a version 1 HELLO has the same bytes as a version 2 one offering 1
@@ -298,7 +292,7 @@ describe("tunnel handshake, protocol 2", () => {
     },
   );
 
-  test("a version 1 server's refusal stops the client, both versions named", T, async () => {
+  test("a version 1 server's refusal stops the client, both versions named", async () => {
     let links = 0;
     const offered: number[][] = [];
     const old = await rawServer(async (p) => {
@@ -348,7 +342,6 @@ describe("the tunnel command stops when refused", () => {
 
   test(
     "relaykit tunnel client with a wrong secret exits 1 with the reason, after one try",
-    T,
     async () => {
       const srv = await TunnelServer.listen({
         listen: { host: "127.0.0.1", port: 0 },
@@ -384,7 +377,6 @@ describe("the tunnel command stops when refused", () => {
 
   test(
     "relaykit tunnel client against a version 1 server exits 1 naming both versions",
-    T,
     async () => {
       const old = await rawServer(async (p) => {
         const h = await p.frame(1, "HELLO");
@@ -445,7 +437,7 @@ describe("tunnel route names", () => {
     return f;
   }
 
-  test("names of Object.prototype are unknown routes, unless they are given", T, async () => {
+  test("names of Object.prototype are unknown routes, unless they are given", async () => {
     const srv = await TunnelServer.listen({
       listen: { host: "127.0.0.1", port: 0 },
       routes: { web: { host: "127.0.0.1", port: echo.port } },
@@ -474,7 +466,7 @@ describe("tunnel route names", () => {
     await srv2.close();
   });
 
-  test("a config file's routes named __proto__ and constructor are own routes", T, () => {
+  test("a config file's routes named __proto__ and constructor are own routes", () => {
     const config = parseConfig(
       `tunnel_servers:
   - name: edge
@@ -574,7 +566,6 @@ describe("hostile tunnel peers", () => {
 
   test(
     "hostile frame sequences close that link with a named error, and the next link works",
-    T,
     async () => {
       for (const secret of [undefined, SECRET]) {
         const srv = await TunnelServer.listen({
@@ -635,7 +626,6 @@ describe("hostile tunnel peers", () => {
 
   test(
     "a hostile server's frames close the client's link (it retries), and the next link works",
-    T,
     async () => {
       const hostile = [
         F({ type: "open", stream: 1, destination: { route: "x" } }),
@@ -680,7 +670,7 @@ describe("a tunnel link without TLS to a TLS server", () => {
   before(() => writeTestCertificates(dir));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("is told that the server speaks TLS", T, async () => {
+  test("is told that the server speaks TLS", async () => {
     const srv = await TunnelServer.listen({
       listen: { host: "127.0.0.1", port: 0 },
       routes: { x: { host: "127.0.0.1", port: 9 } },

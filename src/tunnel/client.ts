@@ -119,6 +119,8 @@ export interface TunnelClientEvents {
  *   reconnectMaxDelay: 1000,
  * });
  * client.on("down", (e) => console.log(`link down (${e.reason}), retry in ${e.retryInMs} ms`));
+ * // refused for its secret or version: no retry, the reason in e.error
+ * client.on("stopped", (e) => console.error(`tunnel client stopped: ${e.error.message}`));
  * await client.close();
  * ```
  */
