@@ -36,6 +36,7 @@ import {
   echoServer,
   sleep,
   startCli,
+  stopChild,
   waitFor,
   writeTestCertificates,
 } from "./_helpers.ts";
@@ -464,6 +465,27 @@ describe("tunnel route names", () => {
     const f = await openRoute(srv2.address.port, "toString");
     assert.ok(f.type === "open-fail" && f.code === "RK_EROUTE");
     await srv2.close();
+  });
+
+  test("relaykit tunnel server --route __proto__=... is a route; constructor is not", async () => {
+    const srv = startCli([
+      "tunnel",
+      "server",
+      "--listen",
+      "127.0.0.1:0",
+      "--route",
+      `__proto__=127.0.0.1:${echo.port}`,
+    ]);
+    const line = await srv.line;
+    const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(line)?.[1]);
+    assert.ok(port > 0, line);
+    assert.match(line, /routes: __proto__\)/);
+    assert.equal((await openRoute(port, "__proto__")).type, "open-ok");
+    for (const name of ["constructor", "toString"]) {
+      const f = await openRoute(port, name);
+      assert.ok(f.type === "open-fail" && f.code === "RK_EROUTE", name);
+    }
+    await stopChild(srv.child);
   });
 
   test("a config file's routes named __proto__ and constructor are own routes", () => {
