@@ -27,6 +27,7 @@ import {
   FRAME_HEADER_SIZE,
   FrameDecoder,
   MAX_FRAME_PAYLOAD,
+  TUNNEL_VERSIONS,
   type TunnelFrame,
   type TunnelProblem,
   TunnelProtocolError,
@@ -152,10 +153,10 @@ describe("tunnel frames", () => {
       type: "hello-ack",
       version: 1,
       window: 65536,
-      auth: { nonce: random(32), proof: random(32) },
+      auth: { nonce: random(32) },
     },
     { type: "auth", proof: random(32) },
-    { type: "ready" },
+    { type: "ready", proof: random(32) },
     { type: "open", stream: 1, destination: { host: "db.internal", port: 5432 } },
     { type: "open", stream: 2, destination: { host: "::1", port: 1 } },
     { type: "open", stream: 0xffffffff, destination: { route: "web" } },
@@ -506,7 +507,7 @@ describe("tunnel", () => {
     });
   });
 
-  test("a shared secret: the right one links, a wrong or missing one is refused clearly", async () => {
+  test("a shared secret: the right one links, a wrong or missing one stops the client with the reason", async () => {
     const p = await pair(echo.port, { secret: "s3cret" }, { secret: "s3cret" });
     const s = await connect(p.port);
     const got = collect(s);
@@ -530,15 +531,23 @@ describe("tunnel", () => {
       const client = await TunnelClient.start({
         link: srv.address,
         listeners: [],
-        reconnectDelay: 5000,
+        reconnectDelay: 50,
         ...(clientSecret ? { secret: clientSecret } : {}),
       });
-      const down = await new Promise<TunnelClientEvents["down"]>((r) => client.on("down", r));
-      assert.equal(down.reason, "auth-failed");
-      assert.equal(down.error?.code, "RK_ETUNNEL_AUTH");
-      assert.match(down.error!.message, clientSays);
+      const downs: TunnelClientEvents["down"][] = [];
+      client.on("down", (e) => downs.push(e));
+      const waited = client.waitUp(3000).then(() => "up", (e: Error) => e);
+      const stop = await new Promise<TunnelClientEvents["stopped"]>((r) => client.on("stopped", r));
+      assert.equal(stop.reason, "auth-failed");
+      assert.equal(stop.error.code, "RK_ETUNNEL_AUTH");
+      assert.match(stop.error.message, clientSays);
       assert.equal(client.up, false);
+      assert.equal(client.stoppedBy, stop.error);
+      assert.equal(await waited, stop.error, "waitUp rejects with the reason");
+      await sleep(300); // six retries' worth of time: none is made
+      assert.deepEqual(downs, []);
       await waitFor(() => closes.length === 1, 3000, "the server's side");
+      assert.equal(closes.length, 1, "one attempt only");
       assert.equal(closes[0]!.reason, "auth-failed");
       assert.match(closes[0]!.error!.message, serverSays);
       await client.close();
@@ -567,11 +576,11 @@ describe("tunnel", () => {
       versions: [2],
       reconnectDelay: 5000,
     });
-    const down = await new Promise<TunnelClientEvents["down"]>((r) => c2.on("down", r));
+    const down = await new Promise<TunnelClientEvents["stopped"]>((r) => c2.on("stopped", r));
     assert.equal(down.reason, "version");
-    assert.equal(down.error?.code, "RK_ETUNNEL_VERSION");
+    assert.equal(down.error.code, "RK_ETUNNEL_VERSION");
     assert.match(
-      down.error!.message,
+      down.error.message,
       /no common protocol version: the client offers 2, this server speaks 1, 3/,
     );
     await waitFor(() => closes.some((c) => c.reason === "version"), 3000, "the server's side");
@@ -636,7 +645,7 @@ describe("tunnel", () => {
     // a HELLO, then silence: no PONG, no frame
     const q = await connect(srv.address.port);
     const qr = collect(q);
-    q.write(encodeFrame({ type: "hello", versions: [1], nonce: random(32) }));
+    q.write(encodeFrame({ type: "hello", versions: [...TUNNEL_VERSIONS], nonce: random(32) }));
     const t0 = Date.now();
     await qr;
     await waitFor(() => closes.length === 2, 3000, "keepalive");
@@ -738,7 +747,7 @@ describe("tunnel over TLS, and the command", () => {
     const local = /127\.0\.0\.1:(\d+) ->/.exec(cline)?.[1];
     assert.ok(local, cline);
     await waitFor(() => cli.output.out.includes("link to"), 10_000, "the link");
-    assert.match(cli.output.out, /link to localhost:\d+ up \(version 1\)/);
+    assert.match(cli.output.out, /link to localhost:\d+ up \(version 2\)/);
     const r = await curl([`http://127.0.0.1:${local}/cli`]);
     assert.equal(r.body, "hello through the tunnel (/cli)\n", r.stderr);
     // Deno's child_process reports a child that handled SIGTERM and then
@@ -775,7 +784,7 @@ tunnel_clients:
     );
     const run = startCli(["run", cfg]);
     await run.line;
-    await waitFor(() => run.output.err.includes("up (version 1)"), 10_000, "the link");
+    await waitFor(() => run.output.err.includes("up (version 2)"), 10_000, "the link");
     const r = await curl([`http://127.0.0.1:${localPort}/config`]);
     assert.equal(r.body, "hello through the tunnel (/config)\n", r.stderr);
     const exit = await stopChild(run.child);

@@ -709,7 +709,8 @@ class Validator {
       if (!isMap(rm)) {
         this.at(rm, `${where}.routes`, "expected a mapping of names to { host, port }");
       } else {
-        routes = {};
+        // no prototype: a route named "__proto__" or "constructor" is a route
+        routes = Object.create(null) as Record<string, { host: string; port: number }>;
         for (const pair of (rm as YAMLMap).items) {
           const rname = isScalar(pair.key) ? String(pair.key.value) : "";
           const e = this.inet(pair.value, `${where}.routes.${rname}`, false);

@@ -458,6 +458,11 @@ export class Runner {
           }; retrying in ${e.retryInMs} ms`,
         ));
       c.on("refused", (e) => log("info", `${t.name}: ${e.listener}: link down, connection closed`));
+      c.on("stopped", (e) =>
+        log(
+          "error",
+          `${t.name}: link to ${at} refused: ${e.reason} (${e.error.message}); this tunnel client stopped`,
+        ));
       log(
         "info",
         `${t.name}: tunnel client: ${

@@ -97,7 +97,7 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
   const deny = p.flags.get("--deny");
   if (allow !== undefined) options.allow = h.parseRules(allow, "--allow");
   if (deny !== undefined) options.deny = h.parseRules(deny, "--deny");
-  const routes: Record<string, Endpoint> = {};
+  const routes = new Map<string, Endpoint>();
   for (const r of p.lists.get("--route") ?? []) {
     const eq = r.indexOf("=");
     if (eq <= 0) throw new TunnelUsageError(`--route: "${r}" is not NAME=HOST:PORT`);
@@ -105,9 +105,9 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
       throw new TunnelUsageError(`--route: "${name}" is not a NAME (letters, digits, _ . -)`);
     }
-    routes[name] = parseEndpoint(r.slice(eq + 1), "--route");
+    routes.set(name, parseEndpoint(r.slice(eq + 1), "--route"));
   }
-  if (Object.keys(routes).length > 0) options.routes = routes;
+  if (routes.size > 0) options.routes = routes;
   if (allow === undefined && options.routes === undefined) {
     throw new TunnelUsageError(
       "--allow or --route is required: the tunnel server is closed to every destination without them",
@@ -158,7 +158,7 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
     const extras = [
       options.tls ? "TLS" : "",
       secret !== undefined ? "shared secret" : "",
-      options.routes ? `routes: ${Object.keys(routes).join(", ")}` : "",
+      options.routes ? `routes: ${[...routes.keys()].join(", ")}` : "",
     ].filter((x) => x !== "");
     logOut(
       `relaykit: tunnel server on ${formatEndpoint(srv.address)}${
@@ -209,11 +209,23 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
     if (!quiet) logOut(`relaykit: link to ${e.remote} up (version ${e.version})`);
   });
   c.on("down", (e) => {
-    console.error(
+    logErr(
       `relaykit: link to ${formatEndpoint(linkAt)} down: ${e.reason}${
         e.error ? ` (${e.error.message})` : ""
       }; retrying in ${e.retryInMs} ms`,
     );
+  });
+  c.on("stopped", (e) => {
+    // a refused secret or version: no retry can cure it
+    logErr(
+      `relaykit: link to ${
+        formatEndpoint(linkAt)
+      } refused: ${e.reason} (${e.error.message}); stopping`,
+    );
+    process.exitCode = 1;
+    // the signal listeners keep the process alive: exit once the output
+    // has had a moment to drain (Bun drops what is still buffered at exit)
+    setTimeout(() => process.exit(1), 200);
   });
   c.on("refused", (e) => {
     if (!quiet) {

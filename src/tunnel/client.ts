@@ -6,7 +6,7 @@
  * @module
  */
 import { Emitter } from "../emitter.ts";
-import type { RelaykitError } from "../errors.ts";
+import { RelaykitError } from "../errors.ts";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
@@ -94,6 +94,13 @@ export interface TunnelClientEvents {
     error: RelaykitError | undefined;
     retryInMs: number;
   };
+  /**
+   * The server refused this client for its shared secret or its protocol
+   * version (or this client refused the server for the same reasons): the
+   * client has stopped for good (listeners closed, no retry).
+   * `error.code` is "RK_ETUNNEL_AUTH" or "RK_ETUNNEL_VERSION".
+   */
+  stopped: { reason: "auth-failed" | "version"; error: RelaykitError };
   /** A local connection was closed at once: the link is down. */
   refused: { listener: string; remote: string | undefined };
   /** A stream ended. */
@@ -112,6 +119,8 @@ export interface TunnelClientEvents {
  *   reconnectMaxDelay: 1000,
  * });
  * client.on("down", (e) => console.log(`link down (${e.reason}), retry in ${e.retryInMs} ms`));
+ * // refused for its secret or version: no retry, the reason in e.error
+ * client.on("stopped", (e) => console.error(`tunnel client stopped: ${e.error.message}`));
  * await client.close();
  * ```
  */
@@ -122,7 +131,8 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   #closed = false;
   #delay: number;
   #retry: ReturnType<typeof setTimeout> | undefined;
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  #stopped: RelaykitError | undefined;
   #connecting = false;
 
   private constructor(options: TunnelClientOptions) {
@@ -168,6 +178,14 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     });
   }
 
+  /**
+   * Why the client stopped for good (a refused secret or version; see the
+   * `stopped` event), or undefined while it runs.
+   */
+  get stoppedBy(): RelaykitError | undefined {
+    return this.#stopped;
+  }
+
   /** Whether the link is up. */
   get up(): boolean {
     return this.#link?.ready ?? false;
@@ -192,19 +210,28 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
    * Resolve once the link is up.
    *
    * @param timeoutMs Reject after this long.
+   * @throws {RelaykitError} (the promise rejects) when the client stops for
+   * good: the server refused its secret or version.
    */
   waitUp(timeoutMs = 10_000): Promise<void> {
     if (this.up) return Promise.resolve();
+    if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== done);
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
         reject(new Error(`The tunnel link to ${this.#where()} is not up after ${timeoutMs} ms`));
       }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
-      this.#waiters.push(done);
+      this.#waiters.push(waiter);
     });
   }
 
@@ -259,7 +286,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
           this.emit("up", { remote, version });
           const waiters = this.#waiters;
           this.#waiters = [];
-          for (const w of waiters) w();
+          for (const w of waiters) w.resolve();
         },
         streamEnd: (e) => {
           const f = ends.get(e.id);
@@ -268,6 +295,13 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
         },
         close: (reason, error) => {
           if (reason === "closed" && this.#closed) return;
+          if ((reason === "auth-failed" || reason === "version") && !wasReady) {
+            this.#stop(
+              reason,
+              error ?? new RelaykitError("The tunnel handshake was refused", "RK_ETUNNEL_AUTH"),
+            );
+            return;
+          }
           this.#down(reason, error, wasReady);
         },
       });
@@ -292,6 +326,17 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     this.emit("down", { reason, error, retryInMs: wait });
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.#connect(), wait);
+  }
+
+  /** A refusal no retry can cure: stop for good and say why. */
+  #stop(reason: "auth-failed" | "version", error: RelaykitError): void {
+    if (this.#closed) return;
+    this.#stopped = error;
+    void this.close();
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(error);
+    this.emit("stopped", { reason, error });
   }
 
   /** Cut the link at once, as a network failure would (for tests and drills). */

@@ -21,8 +21,12 @@ export const MAX_FRAME_PAYLOAD = 16 * 1024;
 /** The first four bytes of a HELLO payload: "RKTN". */
 export const TUNNEL_MAGIC: Uint8Array = new Uint8Array([0x52, 0x4b, 0x54, 0x4e]);
 
-/** The protocol versions this implementation speaks, newest last. */
-export const TUNNEL_VERSIONS: readonly number[] = [1];
+/**
+ * The protocol versions this implementation speaks, newest last. Version 2
+ * changed the handshake (the client proves the secret first); version 1
+ * peers are refused with a message that names both versions.
+ */
+export const TUNNEL_VERSIONS: readonly number[] = [2];
 
 /** Bytes of a handshake nonce and of an HMAC-SHA256 proof. */
 export const NONCE_SIZE = 32;
@@ -45,7 +49,7 @@ export const FRAME_TYPES = {
   goaway: 0x0e,
 } as const;
 
-/** HELLO_ACK flag: the server wants an AUTH frame before READY. */
+/** HELLO_ACK flag: the server wants an AUTH frame (the client's proof) before READY. */
 const FLAG_AUTH = 0x01;
 
 /** Where a stream goes: an address, or a route the server knows by name. */
@@ -68,10 +72,11 @@ export type TunnelFrame =
     type: "hello-ack";
     version: number;
     window: number;
-    auth?: { nonce: Uint8Array; proof: Uint8Array };
+    /** Present when the server wants the client's proof: the server's nonce. */
+    auth?: { nonce: Uint8Array };
   }
   | { type: "auth"; proof: Uint8Array }
-  | { type: "ready" }
+  | { type: "ready"; proof: Uint8Array }
   | { type: "open"; stream: number; destination: TunnelDestination }
   | { type: "open-ok"; stream: number }
   | { type: "open-fail"; stream: number; code: string; message: string }
@@ -91,7 +96,8 @@ export type TunnelProblem =
   | "malformed"
   | "truncated"
   | "flow-control"
-  | "state";
+  | "state"
+  | "tls";
 
 /**
  * The peer broke the tunnel protocol: the link is closed. `problem` says
@@ -168,20 +174,20 @@ function payloadOf(f: TunnelFrame): { stream: number; flags: number; payload: Ui
       return { stream: 0, flags: 0, payload: p };
     }
     case "hello-ack": {
-      const p = new Uint8Array(6 + (f.auth ? 2 * NONCE_SIZE : 0));
+      if (f.auth && f.auth.nonce.length !== NONCE_SIZE) {
+        throw new RangeError(`A nonce is ${NONCE_SIZE} bytes`);
+      }
+      const p = new Uint8Array(6 + (f.auth ? NONCE_SIZE : 0));
       const v = new DataView(p.buffer);
       v.setUint16(0, f.version);
       v.setUint32(2, f.window);
-      if (f.auth) {
-        p.set(f.auth.nonce, 6);
-        p.set(f.auth.proof, 6 + NONCE_SIZE);
-      }
+      if (f.auth) p.set(f.auth.nonce, 6);
       return { stream: 0, flags: f.auth ? FLAG_AUTH : 0, payload: p };
     }
     case "auth":
-      return { stream: 0, flags: 0, payload: f.proof };
     case "ready":
-      return { stream: 0, flags: 0, payload: new Uint8Array(0) };
+      if (f.proof.length !== NONCE_SIZE) throw new RangeError(`A proof is ${NONCE_SIZE} bytes`);
+      return { stream: 0, flags: 0, payload: f.proof };
     case "open": {
       const d = f.destination;
       if ("route" in d) {
@@ -312,22 +318,20 @@ function parse(type: number, flags: number, stream: number, p: Uint8Array): Tunn
       return { type: name, versions, nonce: p.slice(5 + 2 * n) };
     }
     case "hello-ack": {
-      exact(flags & FLAG_AUTH ? 6 + 2 * NONCE_SIZE : 6);
+      exact(flags & FLAG_AUTH ? 6 + NONCE_SIZE : 6);
       const f: TunnelFrame = { type: name, version: v.getUint16(0), window: v.getUint32(2) };
       if (f.window < 1 || f.window > 0x7fffffff) {
         bad("malformed", `window ${f.window} is out of range`);
       }
       if (flags & FLAG_AUTH) {
-        f.auth = { nonce: p.slice(6, 6 + NONCE_SIZE), proof: p.slice(6 + NONCE_SIZE) };
+        f.auth = { nonce: p.slice(6, 6 + NONCE_SIZE) };
       }
       return f;
     }
     case "auth":
+    case "ready":
       exact(NONCE_SIZE);
       return { type: name, proof: p.slice() };
-    case "ready":
-      exact(0);
-      return { type: name };
     case "open": {
       if (p.length < 2) bad("truncated", "an OPEN frame needs a destination");
       if (p[0] === 1) {

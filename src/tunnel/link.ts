@@ -1,7 +1,20 @@
 /**
  * The multiplexer: many streams over one link (a NetConn), with the
- * handshake (version negotiation, optional HMAC-SHA256 challenge-response
- * in both directions), per-stream flow control and keepalive.
+ * handshake (version negotiation, optional HMAC-SHA256 proofs of a shared
+ * secret in both directions, the client's first), per-stream flow control
+ * and keepalive.
+ *
+ * Theory of operation, the handshake (docs/tunnel.md has the threat model):
+ * - client: HELLO (versions, nonce) -> server: HELLO_ACK (version, window,
+ *   and with a secret the server's nonce: nothing that depends on the
+ *   secret) -> client: AUTH (its proof) -> server checks it, and only then
+ *   READY (its own proof), or GOAWAY "wrong shared secret".
+ * - Both proofs are HMAC-SHA256 under the secret of a label naming the
+ *   direction and the transcript (the HELLO and HELLO_ACK frames as sent),
+ *   so both nonces, the versions and the window are bound into both, and a
+ *   proof of one direction is never valid for the other.
+ * - A client that has no proof to give learns one bit per connection: it
+ *   cannot test guesses of the secret without a round trip per guess.
  *
  * Theory of operation, per stream and direction:
  * - The sender may have at most `credit` bytes of DATA outstanding. Bytes
@@ -42,6 +55,18 @@ export const DEFAULT_WINDOW = 256 * 1024;
 
 /** Bytes the link socket may hold before streams stop sending. */
 const LINK_HIGH = 256 * 1024;
+
+/**
+ * Bytes the link socket may hold at all: past this the peer is not reading
+ * what it asks for (PONGs, grants, refusals) and the link is closed.
+ */
+const LINK_MAX = 16 * 1024 * 1024;
+
+/** What each side's proof is a MAC of, before the transcript. */
+const PROOF_LABELS = {
+  client: "relaykit-tunnel/2 client proof\0",
+  server: "relaykit-tunnel/2 server proof\0",
+} as const;
 
 /** Most streams open at once on one link. */
 const MAX_STREAMS = 65_536;
@@ -169,11 +194,14 @@ interface Stream {
 
 const te = new TextEncoder();
 
-async function hmac(
+/**
+ * A side's proof: HMAC-SHA256(secret, label of that side ‖ transcript), the
+ * transcript being the HELLO and HELLO_ACK frames, headers included.
+ */
+async function proofOf(
   secret: string,
-  label: string,
-  a: Uint8Array,
-  b: Uint8Array,
+  side: "client" | "server",
+  transcript: Uint8Array,
 ): Promise<Uint8Array> {
   const key = await crypto.subtle.importKey(
     "raw",
@@ -182,8 +210,23 @@ async function hmac(
     false,
     ["sign"],
   );
-  const msg = new Uint8Array([...te.encode(label), ...a, ...b]);
+  const label = te.encode(PROOF_LABELS[side]);
+  const msg = new Uint8Array(label.length + transcript.length);
+  msg.set(label);
+  msg.set(transcript, label.length);
   return new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The first bytes of a TLS record (handshake or alert, version 3.x). */
+function looksLikeTls(b: Uint8Array): boolean {
+  return (b[0] === 0x16 || b[0] === 0x15) && (b.length < 2 || b[1] === 0x03);
 }
 
 /** Compare two proofs in time that does not depend on where they differ. */
@@ -200,6 +243,21 @@ function goawayReason(code: string): LinkCloseReason {
   if (code === "RK_ETUNNEL_VERSION") return "version";
   if (code === "RK_ETUNNEL_PROTOCOL") return "protocol-error";
   return "goaway";
+}
+
+/**
+ * The server's refusal of a client with no version in common; it names both
+ * sides' versions, and which side is older when one is.
+ */
+function versionMismatch(client: readonly number[], server: readonly number[]): string {
+  const older = Math.max(...client) < Math.min(...server)
+    ? " (the client is older: upgrade it)"
+    : Math.min(...client) > Math.max(...server)
+    ? " (the server is older: upgrade it)"
+    : "";
+  return `no common protocol version: the client offers ${client.join(", ")}, this server speaks ${
+    server.join(", ")
+  }${older}`;
 }
 
 function linkError(code: string, message: string): RelaykitError {
@@ -222,7 +280,10 @@ export class Link {
   #version = 0;
   #streamWindow: number; // the initial credit each way, once agreed
   #nonce: Uint8Array = new Uint8Array(NONCE_SIZE);
-  #peerNonce: Uint8Array = new Uint8Array(0);
+  #hello: Uint8Array = new Uint8Array(0); // the HELLO frame, as sent
+  #transcript: Uint8Array = new Uint8Array(0); // HELLO ‖ HELLO_ACK
+  #rxBytes = 0;
+  #overflow = false;
   readonly #streams = new Map<number, Stream>();
   #nextId = 1; // client: the next stream id
   #lastPeerId = 0; // server: the highest stream id opened
@@ -281,7 +342,13 @@ export class Link {
     });
     if (role === "client") {
       crypto.getRandomValues(this.#nonce);
-      this.#send({ type: "hello", versions: [...this.#versions], nonce: this.#nonce });
+      const hello: TunnelFrame = {
+        type: "hello",
+        versions: [...this.#versions],
+        nonce: this.#nonce,
+      };
+      this.#hello = encodeFrame(hello);
+      this.#send(hello);
     }
   }
 
@@ -345,11 +412,24 @@ export class Link {
   // Writing
 
   #send(f: TunnelFrame): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#overflow) return;
     const bytes = encodeFrame(f);
     this.#queued += bytes.length;
-    if (!this.#conn.write(bytes) && this.#queued - this.#conn.written > LINK_HIGH) {
-      this.#congested = true;
+    if (this.#conn.write(bytes)) return;
+    const held = this.#queued - this.#conn.written;
+    if (held > LINK_HIGH) this.#congested = true;
+    if (held > LINK_MAX) {
+      // not from inside whatever is sending: close on the next microtask
+      this.#overflow = true;
+      queueMicrotask(() =>
+        this.#fail(
+          "link-lost",
+          linkError(
+            "ENOBUFS",
+            `Tunnel peer ${this.peer} does not read its link (more than ${LINK_MAX} bytes waiting)`,
+          ),
+        )
+      );
     }
   }
 
@@ -368,11 +448,28 @@ export class Link {
   #onData(chunk: Uint8Array): void {
     if (this.#state === "closed") return;
     this.#lastRx = Date.now();
+    const first = this.#rxBytes === 0;
+    this.#rxBytes += chunk.length;
+    if (first && chunk.length > 0 && looksLikeTls(chunk)) {
+      this.#protocolError(
+        new TunnelProtocolError(
+          "tls",
+          this.role === "client"
+            ? "the server speaks TLS; connect with TLS (--tls, or tls in the config)"
+            : "the client speaks TLS; this server has no TLS certificate (--tls-cert, --tls-key)",
+        ),
+      );
+      return;
+    }
     let frames: TunnelFrame[];
     try {
       frames = this.#decoder.push(chunk);
     } catch (err) {
-      this.#protocolError(err as TunnelProtocolError);
+      this.#protocolError(
+        err instanceof TunnelProtocolError
+          ? err
+          : new TunnelProtocolError("malformed", `undecodable bytes (${err})`),
+      );
       return;
     }
     if (this.#busy || this.#inbox.length > 0 || this.#state !== "ready") {
@@ -417,16 +514,12 @@ export class Link {
   }
 
   async #handshake(f: TunnelFrame): Promise<void> {
+    const peerSide = this.role === "client" ? "server" : "client";
     if (f.type === "goaway") {
       const reason = goawayReason(f.code);
       this.#fail(
         reason,
-        linkError(
-          f.code,
-          `Tunnel ${
-            this.role === "client" ? "server" : "client"
-          } ${this.peer} refused the link: ${f.message}`,
-        ),
+        linkError(f.code, `Tunnel ${peerSide} ${this.peer} refused the link: ${f.message}`),
       );
       return;
     }
@@ -437,7 +530,7 @@ export class Link {
     if (f.type === "pong") return;
     const unexpected = () => {
       throw new TunnelProtocolError(
-        f.type === "hello" ? "state" : "state",
+        "state",
         `a ${f.type} frame during the handshake (state ${this.#state}, ${this.role} side)`,
       );
     };
@@ -445,43 +538,38 @@ export class Link {
       if (this.#state === "hello" && f.type === "hello") {
         const common = f.versions.filter((v) => this.#versions.includes(v));
         if (common.length === 0) {
-          const msg = `no common protocol version: the client offers ${
-            f.versions.join(", ")
-          }, this server speaks ${this.#versions.join(", ")}`;
-          this.#refuse("RK_ETUNNEL_VERSION", msg);
+          this.#refuse("RK_ETUNNEL_VERSION", versionMismatch(f.versions, this.#versions));
           return;
         }
         this.#version = Math.max(...common);
-        this.#peerNonce = f.nonce;
-        if (this.#secret === undefined) {
-          this.#send({ type: "hello-ack", version: this.#version, window: this.#window });
-          this.#becomeReady();
-          return;
-        }
-        crypto.getRandomValues(this.#nonce);
-        const proof = await hmac(this.#secret, "relaykit-tunnel server", f.nonce, this.#nonce);
-        this.#send({
+        const ack: TunnelFrame = {
           type: "hello-ack",
           version: this.#version,
           window: this.#window,
-          auth: { nonce: this.#nonce, proof },
-        });
+        };
+        if (this.#secret === undefined) {
+          this.#send(ack);
+          this.#becomeReady();
+          return;
+        }
+        // the server's nonce and nothing else: no proof before the client's
+        crypto.getRandomValues(this.#nonce);
+        ack.auth = { nonce: this.#nonce };
+        this.#transcript = concat(encodeFrame(f), encodeFrame(ack));
+        this.#send(ack);
         this.#state = "auth";
         return;
       }
       if (this.#state === "auth" && f.type === "auth") {
-        const want = await hmac(
-          this.#secret!,
-          "relaykit-tunnel client",
-          this.#nonce,
-          this.#peerNonce,
-        );
+        const want = await proofOf(this.#secret!, "client", this.#transcript);
+        if (this.closed) return;
         if (!sameBytes(want, f.proof)) {
-          const msg = "wrong shared secret";
-          this.#refuse("RK_ETUNNEL_AUTH", msg);
+          this.#refuse("RK_ETUNNEL_AUTH", "wrong shared secret");
           return;
         }
-        this.#send({ type: "ready" });
+        const proof = await proofOf(this.#secret!, "server", this.#transcript);
+        if (this.closed) return;
+        this.#send({ type: "ready", proof });
         this.#becomeReady();
         return;
       }
@@ -490,10 +578,13 @@ export class Link {
     // the client
     if (this.#state === "hello" && f.type === "hello-ack") {
       if (!this.#versions.includes(f.version)) {
-        throw new TunnelProtocolError(
-          "state",
-          `the server chose version ${f.version}, not offered`,
+        this.#refuse(
+          "RK_ETUNNEL_VERSION",
+          `the server chose protocol version ${f.version}, this client offers ${
+            this.#versions.join(", ")
+          }`,
         );
+        return;
       }
       this.#version = f.version;
       this.#streamWindow = f.window;
@@ -511,18 +602,21 @@ export class Link {
         this.#refuse("RK_ETUNNEL_AUTH", msg);
         return;
       }
-      const want = await hmac(this.#secret, "relaykit-tunnel server", this.#nonce, f.auth.nonce);
-      if (!sameBytes(want, f.auth.proof)) {
-        const msg = "wrong shared secret (the server's proof does not match)";
-        this.#refuse("RK_ETUNNEL_AUTH", msg);
-        return;
-      }
-      const proof = await hmac(this.#secret, "relaykit-tunnel client", f.auth.nonce, this.#nonce);
+      this.#transcript = concat(this.#hello, encodeFrame(f));
+      const proof = await proofOf(this.#secret, "client", this.#transcript);
+      if (this.closed) return;
       this.#send({ type: "auth", proof });
       this.#state = "auth";
       return;
     }
     if (this.#state === "auth" && f.type === "ready") {
+      const want = await proofOf(this.#secret!, "server", this.#transcript);
+      if (this.closed) return;
+      if (!sameBytes(want, f.proof)) {
+        const msg = "wrong shared secret (the server's proof does not match)";
+        this.#refuse("RK_ETUNNEL_AUTH", msg);
+        return;
+      }
       this.#becomeReady();
       return;
     }
@@ -541,7 +635,12 @@ export class Link {
       this.#handleReady(f);
     } catch (err) {
       if (err instanceof TunnelProtocolError) this.#protocolError(err);
-      else throw err;
+      else {
+        this.#fail(
+          "closed",
+          linkError("EIO", `Tunnel link to ${this.peer}: a ${f.type} frame failed: ${err}`),
+        );
+      }
     }
   }
 

@@ -44,8 +44,12 @@ export interface TunnelServerOptions {
   allow?: readonly AccessRule[];
   /** Destinations refused even if allowed. */
   deny?: readonly AccessRule[];
-  /** Named destinations a stream can ask for by name (always allowed). */
-  routes?: Readonly<Record<string, Endpoint>>;
+  /**
+   * Named destinations a stream can ask for by name (always allowed). Only
+   * the object's own keys are routes: a name such as "constructor" or
+   * "__proto__" is unknown unless it is given here.
+   */
+  routes?: Readonly<Record<string, Endpoint>> | ReadonlyMap<string, Endpoint>;
   /** Give up connecting to a destination after this many ms. @default 10000 */
   connectTimeout?: number;
   /** Per-stream flow-control window announced to clients, bytes. @default 262144 */
@@ -102,6 +106,7 @@ export interface TunnelServerEvents {
 export class TunnelServer extends Emitter<TunnelServerEvents> {
   readonly #o: TunnelServerOptions;
   readonly #access: Access;
+  readonly #routes: ReadonlyMap<string, Endpoint>;
   #listener: NetListener | undefined;
   readonly #links = new Set<Link>();
   #closed = false;
@@ -110,6 +115,9 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     super();
     this.#o = options;
     this.#access = new Access(options.allow ?? [], options.deny ?? []);
+    const r = options.routes;
+    // own keys only, never a lookup through Object.prototype
+    this.#routes = r instanceof Map ? new Map(r) : new Map(Object.entries(r ?? {}));
   }
 
   /**
@@ -176,7 +184,17 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
         wasReady = true;
         this.emit("link", { remote, version });
       },
-      open: (id, destination) => void this.#open(link, id, destination),
+      open: (id, destination) => {
+        this.#open(link, id, destination).catch((err) => {
+          link.refuse(
+            id,
+            new RelaykitError(`Cannot open the stream: ${(err as Error)?.message ?? err}`, "EIO", {
+              cause: err,
+            }),
+            "connect-failed",
+          );
+        });
+      },
       streamEnd: (end) => this.emit("stream-end", { ...end, remote }),
       close: (reason, error) => {
         this.#links.delete(link);
@@ -189,7 +207,7 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   async #open(link: Link, id: number, d: TunnelDestination): Promise<void> {
     let target: Endpoint;
     if ("route" in d) {
-      const r = this.#o.routes?.[d.route];
+      const r = this.#routes.get(d.route);
       if (r === undefined) {
         link.refuse(id, errorFor(`No route named "${d.route}"`, "RK_EROUTE"), "refused");
         return;
