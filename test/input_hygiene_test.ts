@@ -129,7 +129,7 @@ describe("log lines escape what a client chose", () => {
               `${what}: two refusals`,
             );
             assert.match(text(), /wrong SOCKS5 user or password for "ev\\x0ail\\x1b\[31m"/, what);
-            assert.match(text(), /cannot resolve "aev\\x0ail\\x1b\[31m\.invalid"/, what);
+            assert.match(text(), /"aev\\x0ail\\x1b\[31m\.invalid":80 is not allowed/, what);
             assert.ok(
               !text().includes("\x1b") && !text().includes("ev\nil"),
               `${what}: nothing raw`,

@@ -351,7 +351,7 @@ export class Access {
     const shown = (what: string) => `${what.includes(":") ? `[${what}]` : what}:${port}`;
     if ("invalid" in c) {
       return {
-        refused: `${JSON.stringify(host)}:${port} is not allowed (${c.invalid})`,
+        refused: `"${host}":${port} is not allowed (${c.invalid})`,
         code: "RK_EDENIED",
       };
     }
