@@ -220,6 +220,7 @@ test("a hooks module; --log-level error and --log-file", async () => {
   );
   const cli = startCli(["run", file, "--log-level", "error", "--log-file", logFile]);
   try {
+    cli.line.catch(() => {}); // every line goes to the log file
     await listening(port);
     const g = await greeting(port);
     g.s.write("shout");

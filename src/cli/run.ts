@@ -154,7 +154,7 @@ async function reportCheck(file: string): Promise<number> {
     return 0;
   }
   for (const p of problems) console.error(p);
-  console.error(`${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"}`);
+  if (problems.length > 1) console.error(`${file}: ${problems.length} problems`);
   return 2;
 }
 
