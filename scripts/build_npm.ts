@@ -27,6 +27,7 @@ const denoJson = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")) as {
 // the runtime dependencies of the package are the development package's
 const pkgJson = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   dependencies: { yaml: string };
+  engines: { node: string };
 };
 
 function run(cmd: string, args: string[]): string {
@@ -112,7 +113,7 @@ const pkg = {
     "./cli": { types: "./src/cli.d.ts", default: "./src/cli.js" },
   },
   bin: { relaykit: "bin/relaykit.js" },
-  engines: { node: ">=20" },
+  engines: pkgJson.engines, // one range: the workspace's package.json
   dependencies: { yaml: pkgJson.dependencies.yaml },
   files: [
     "mod.js",

@@ -140,3 +140,29 @@ export function errorFor(
 ): RelaykitError {
   return new RelaykitError(`${what}: ${ERROR_TEXT[code] ?? code}`, code, options);
 }
+
+/**
+ * Why a file could not be read or written, in words: "no such file", "no
+ * such directory", "permission denied", "is a directory", else the
+ * runtime's message. For messages like `--pid: cannot write /x.pid: no
+ * such directory`.
+ */
+export function fileErrorReason(err: unknown, op: "read" | "write"): string {
+  const code = (err as { code?: string } | null)?.code;
+  switch (code) {
+    case "ENOENT":
+      return op === "read" ? "no such file" : "no such directory";
+    case "ENOTDIR":
+      return "a part of the path is not a directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    case "EROFS":
+      return "read-only file system";
+    case "ENOSPC":
+      return "no space left on the device";
+  }
+  return err instanceof Error ? err.message : String(err);
+}

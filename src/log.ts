@@ -3,8 +3,8 @@
  * values a client chose are written into log lines, so the characters that
  * could end a line, move a terminal's cursor, recolour it or reorder text
  * on screen are written as escapes instead (`\x0a`, `\x1b`, `\u{202e}`).
- * Every log line of the commands goes through here, and the JSON access
- * log escapes the same characters in JSON's own way.
+ * The commands' logger (src/cli/log.ts) formats every line with these, and
+ * the JSON access log escapes the same characters in JSON's own way.
  *
  * @module
  */
@@ -34,14 +34,4 @@ export function jsonLogLine(value: unknown): string {
     UNSAFE,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
-}
-
-/** Print a log line on stdout, escaped. */
-export function logOut(line: string): void {
-  console.log(escapeLogText(line));
-}
-
-/** Print a log line on stderr, escaped. */
-export function logErr(line: string): void {
-  console.error(escapeLogText(line));
 }

@@ -114,7 +114,7 @@ for (const engine of ENGINES) {
         "--engine",
         engine,
       ], limit);
-      const port = Number(/:(\d+)/.exec(output.out.split("\n")[0]!)![1]);
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(output.out.split("\n")[0]!)![1]);
       const pid = child.pid!;
       try {
         assert.equal(await roundTrip(port, "before"), "before");
@@ -188,7 +188,7 @@ async function forwardCli(engine: string, to: number, nofile = 4096) {
     engine,
     "--verbose",
   ], nofile);
-  const port = Number(/:(\d+)/.exec(proxy.output.out.split("\n")[0]!)![1]);
+  const port = Number(/127\.0\.0\.1:(\d+)/.exec(proxy.output.out.split("\n")[0]!)![1]);
   return { ...proxy, port, pid: proxy.child.pid! };
 }
 

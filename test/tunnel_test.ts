@@ -784,7 +784,7 @@ tunnel_clients:
     );
     const run = startCli(["run", cfg]);
     await run.line;
-    await waitFor(() => run.output.err.includes("up (version 2)"), 10_000, "the link");
+    await waitFor(() => run.output.out.includes("up (version 2)"), 10_000, "the link");
     const r = await curl([`http://127.0.0.1:${localPort}/config`]);
     assert.equal(r.body, "hello through the tunnel (/config)\n", r.stderr);
     const exit = await stopChild(run.child);

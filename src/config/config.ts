@@ -40,9 +40,9 @@ import {
   type YAMLMap,
 } from "yaml";
 import type { Endpoint } from "../forward/types.ts";
-import { parseCidr } from "../protocol/cidr.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
 import type { AcceptProxyOptions } from "../proxy/front.ts";
+import * as settings from "../settings.ts";
 import type { SendProxyOptions } from "../types.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";
 import { Access, type AccessRule } from "../proxy/address_policy.ts";
@@ -77,9 +77,32 @@ export class ConfigError extends Error {
   }
 }
 
-/** "file:line:col: key: message". */
+/** "file:line:col: key: message"; an issue of the whole file (line 0) is its message alone. */
 export function formatIssue(i: ConfigIssue): string {
+  if (i.line === 0) return i.message;
   return `${i.file}:${i.line}:${i.col}: ${i.key ? `${i.key}: ` : ""}${i.message}`;
+}
+
+/**
+ * Where a key path ("listeners[1].port") is in a config text: its value's
+ * line and column (1-based), or of its nearest parent that exists.
+ */
+export function locate(text: string, key: string): { line: number; col: number } {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc });
+  let node: unknown = doc.contents;
+  let found = node;
+  for (const part of key.match(/[^.[\]]+/g) ?? []) {
+    if (isSeq(node)) node = node.items[Number(part)];
+    else if (isMap(node)) {
+      node = (node as YAMLMap).items.find((p) => isScalar(p.key) && String(p.key.value) === part)
+        ?.value;
+    } else node = undefined;
+    if (node === undefined || node === null) break;
+    found = node;
+  }
+  const range = (found as { range?: [number, number, number] } | null)?.range;
+  return lc.linePos(range?.[0] ?? 0);
 }
 
 /** A listener, validated. */
@@ -231,6 +254,18 @@ export function parseConfig(text: string, file: string): Config {
     const e = v.endpoint(mm, top.get("metrics"), "metrics", true);
     if (e !== undefined && "host" in e) config.metrics = e;
   }
+  // no two things on one port: listeners, tunnel servers, metrics
+  const ports: { what: string; host: string; port: number; node: Node; key: string }[] = [];
+  const claim = (what: string, at_: Endpoint, node: Node, key: string) => {
+    if (!("port" in at_) || at_.port === 0) return;
+    const wild = (h: string) => h === "0.0.0.0" || h === "::" || h === "";
+    const clash = ports.find((o) =>
+      o.port === at_.port && (o.host === at_.host || wild(o.host) || wild(at_.host))
+    );
+    if (clash !== undefined) {
+      at(node, key, `port ${at_.port} is also ${clash.what}'s (${clash.host}:${clash.port})`);
+    } else ports.push({ what, host: at_.host, port: at_.port, node, key });
+  };
   const backendSeq = top.get("backends");
   const listenerSeq = top.get("listeners");
   if (listenerSeq !== undefined && isSeq(listenerSeq) && listenerSeq.items.length === 0) {
@@ -275,8 +310,20 @@ export function parseConfig(text: string, file: string): Config {
         `${where}.port`,
         `"${addr}" is also listener "${clash}"'s address`,
       );
-    }
+    } else {claim(
+        `listener "${l.name}"`,
+        l.listen,
+        v.valueNode(node, "port") ?? node,
+        `${where}.port`,
+      );}
     seen.set(`a:${addr}`, l.name);
+  }
+  for (const [i, t] of config.tunnelServers.entries()) {
+    const node = v.valueNode(v.seqItem(top.get("tunnel_servers"), i), "port");
+    claim(`tunnel server "${t.name}"`, t.listen, node, `tunnel_servers[${i}].port`);
+  }
+  if (config.metrics !== undefined) {
+    claim("metrics", config.metrics, v.valueNode(top.get("metrics"), "port"), "metrics.port");
   }
   if (issues.length > 0) {
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
@@ -449,6 +496,21 @@ class Validator {
     return (node as YAMLMap).items.find((p) => isScalar(p.key) && p.key.value === key)?.value;
   }
 
+  /** Item `i` of a list node. */
+  seqItem(node: Node, i: number): Node {
+    return isSeq(node) ? node.items[i] : undefined;
+  }
+
+  /** A value checked by a shared setting (src/settings.ts). */
+  setting<T>(node: Node, where: string, s: settings.Setting<T>): T | undefined {
+    try {
+      return s.parse(isScalar(node) ? node.value : isSeq(node) ? [] : isMap(node) ? {} : node);
+    } catch (err) {
+      this.at(node, where, (err as Error).message);
+      return undefined;
+    }
+  }
+
   seq(node: Node, where: string): [number, Node][] {
     if (node === undefined) return [];
     if (!isSeq(node)) {
@@ -528,7 +590,7 @@ class Validator {
       ? this.int(m.get("retries"), `${where}.retries`, 0, 100)
       : undefined;
     const connectTimeout = m.has("connect_timeout")
-      ? this.int(m.get("connect_timeout"), `${where}.connect_timeout`, 0, 0x7fffffff)
+      ? this.setting(m.get("connect_timeout"), `${where}.connect_timeout`, settings.millis)
       : undefined;
     const sendProxy = m.has("send_proxy")
       ? this.sendProxy(m.get("send_proxy"), `${where}.send_proxy`)
@@ -582,12 +644,12 @@ class Validator {
 
   sendProxy(node: Node, where: string): SendProxyOptions | undefined {
     if (isScalar(node)) {
-      const v = this.oneOf(node, where, ["v1", "v2"] as const);
+      const v = this.setting(node, where, settings.sendProxyVersion);
       return v === undefined ? undefined : { version: v === "v1" ? 1 : 2 };
     }
     const m = this.keys(node, where, ["version", "unique_id", "authority", "crc32c"], ["version"]);
     const version = m.has("version")
-      ? this.oneOf(m.get("version"), `${where}.version`, ["v1", "v2"] as const)
+      ? this.setting(m.get("version"), `${where}.version`, settings.sendProxyVersion)
       : undefined;
     if (version === undefined) return undefined;
     const out: SendProxyOptions = { version: version === "v1" ? 1 : 2 };
@@ -850,39 +912,30 @@ class Validator {
     let acceptProxy: AcceptProxyOptions | undefined;
     if (m.has("accept_proxy")) {
       const n = m.get("accept_proxy"), w = `${where}.accept_proxy`;
-      const modes = ["detect", "v1", "v2"] as const;
       if (isScalar(n)) {
-        const mode = this.oneOf(n, w, modes);
+        const mode = this.setting(n, w, settings.acceptProxyMode);
         if (mode !== undefined) acceptProxy = { mode };
       } else {
         const am = this.keys(n, w, ["mode", "trusted", "untrusted", "timeout"], ["mode"]);
-        const mode = am.has("mode") ? this.oneOf(am.get("mode"), `${w}.mode`, modes) : undefined;
+        const mode = am.has("mode")
+          ? this.setting(am.get("mode"), `${w}.mode`, settings.acceptProxyMode)
+          : undefined;
         if (mode !== undefined) {
           acceptProxy = { mode };
           if (am.has("trusted")) {
             const list: string[] = [];
             for (const [i, t] of this.seq(am.get("trusted"), `${w}.trusted`)) {
-              const text = this.string(t, `${w}.trusted[${i}]`);
-              if (text === undefined) continue;
-              try {
-                parseCidr(text);
-                list.push(text);
-              } catch (e) {
-                this.at(t, `${w}.trusted[${i}]`, (e as Error).message);
-              }
+              const text = this.setting(t, `${w}.trusted[${i}]`, settings.cidr);
+              if (text !== undefined) list.push(text);
             }
             acceptProxy.trusted = list;
           }
           if (am.has("untrusted")) {
-            const u = this.oneOf(
-              am.get("untrusted"),
-              `${w}.untrusted`,
-              ["refuse", "no-header"] as const,
-            );
+            const u = this.setting(am.get("untrusted"), `${w}.untrusted`, settings.untrusted);
             if (u !== undefined) acceptProxy.untrusted = u;
           }
           if (am.has("timeout")) {
-            const t = this.int(am.get("timeout"), `${w}.timeout`, 0, 0x7fffffff);
+            const t = this.setting(am.get("timeout"), `${w}.timeout`, settings.millis);
             if (t !== undefined) acceptProxy.timeout = t;
           }
         }
@@ -895,8 +948,8 @@ class Validator {
       const key = tm.has("key") ? this.string(tm.get("key"), `${where}.tls.key`) : undefined;
       if (cert !== undefined && key !== undefined) tls = { cert, key };
     }
-    const num = (k: string) =>
-      m.has(k) ? this.int(m.get(k), `${where}.${k}`, 0, 0x7fffffff) : undefined;
+    const num = (k: string, s: settings.Setting<number>) =>
+      m.has(k) ? this.setting(m.get(k), `${where}.${k}`, s) : undefined;
     const hooks = m.has("hooks") ? this.string(m.get("hooks"), `${where}.hooks`) : undefined;
     const modulesAt: ListenerConfig["modulesAt"] = {};
     if (route !== undefined) modulesAt.route = this.place(m.get("route"), `${where}.route`);
@@ -913,9 +966,9 @@ class Validator {
         router,
         acceptProxy,
         tls,
-        maxConnections: num("max_connections"),
-        idleTimeout: num("idle_timeout"),
-        connectTimeout: num("connect_timeout"),
+        maxConnections: num("max_connections", settings.maxConnections),
+        idleTimeout: num("idle_timeout", settings.millis),
+        connectTimeout: num("connect_timeout", settings.millis),
       },
     };
   }

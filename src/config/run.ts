@@ -10,6 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { fileErrorReason } from "../errors.ts";
 import type { EnginePreference } from "../forward/select.ts";
 import type { ConnectionEnd } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
@@ -41,10 +42,10 @@ export function loadConfig(path: string): Config {
   } catch (err) {
     throw new ConfigError([{
       file: path,
-      line: 1,
-      col: 1,
+      line: 0, // the whole file
+      col: 0,
       key: "",
-      message: `cannot read the file: ${(err as Error).message}`,
+      message: `cannot read ${path}: ${fileErrorReason(err, "read")}`,
     }]);
   }
   return parseConfig(text, path);
@@ -82,8 +83,11 @@ export async function loadModules(
   return { routes, hooks };
 }
 
-/** How much the operator log says: failures; and what happens; and every connection error. */
-export type LogLevel = "error" | "info" | "debug";
+/**
+ * How much the operator log says: failures of the process; and of backends,
+ * health checks and refused clients; and what happens; and every connection.
+ */
+export type LogLevel = "error" | "warn" | "info" | "debug";
 
 /** One JSON access log record per connection. */
 export interface AccessRecord {
@@ -113,8 +117,11 @@ export interface RunnerOptions {
    * @default 10000
    */
   metricsTimeout?: number;
-  /** A line for the operator, with its level. */
-  log(level: LogLevel, line: string): void;
+  /**
+   * A line for the operator, with its level. Lines with a `cause` may
+   * repeat without end (a dead backend): the log may summarise them.
+   */
+  log(level: LogLevel, line: string, cause?: string): void;
   /** One record per ended connection. */
   access(record: AccessRecord): void;
 }
@@ -457,7 +464,15 @@ export class Runner {
             e.error ? ` (${e.error.message})` : ""
           }; retrying in ${e.retryInMs} ms`,
         ));
-      c.on("refused", (e) => log("info", `${t.name}: ${e.listener}: link down, connection closed`));
+      c.on(
+        "refused",
+        (e) =>
+          log(
+            "warn",
+            `${t.name}: ${e.listener}: link down, connection closed`,
+            `${t.name}: refused`,
+          ),
+      );
       c.on("stopped", (e) =>
         log(
           "error",
@@ -499,7 +514,8 @@ export class Runner {
       const route = r === undefined ? routes.get(l.name) : {
         route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
           ...r.options,
-          onDenied: (what, conn) => this.#o.log("info", `${l.name}: #${conn.id} refused: ${what}`),
+          onDenied: (what, conn) =>
+            this.#o.log("warn", `${l.name}: #${conn.id} refused: ${what}`, `${l.name}: refused`),
         }),
       };
       return {
@@ -550,7 +566,7 @@ export class Runner {
       b.healthCheck === undefined ? [] : [
         new HealthChecker(backends.get(b.name)!, b.healthCheck, (c) =>
           this.#o.log(
-            c.up ? "info" : "error",
+            "warn",
             `backend "${c.backend}": server "${c.server.name}" is ${
               c.up ? "up" : `down (${c.reason})`
             }`,
@@ -581,7 +597,10 @@ export class Runner {
       this.#stats.set(name, stats = { total: 0, up: 0, down: 0, failures: new Map() });
     }
     const st = stats;
-    proxy.on("error", (err) => this.#o.log("debug", `${name}: ${err.message}`));
+    proxy.on(
+      "error",
+      (err) => this.#o.log("warn", `${name}: ${err.message}`, `${name}: ${err.code}`),
+    );
     proxy.on("open", (c) => {
       if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
     });

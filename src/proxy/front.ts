@@ -24,6 +24,7 @@ import type {
   TlsClientOptions,
 } from "../forward/types.ts";
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
+import * as settings from "../settings.ts";
 import type { SendProxyOptions } from "../types.ts";
 import { parseEndpoint } from "./address.ts";
 import type { Backend, Server } from "./balance.ts";
@@ -242,13 +243,16 @@ export function checkFrontOptions(
   send: SendProxyOptions | undefined,
 ): void {
   if (accept !== undefined) {
-    if (!["detect", "v1", "v2"].includes(accept.mode)) {
-      throw new TypeError(`acceptProxy.mode must be "detect", "v1" or "v2", not "${accept.mode}"`);
-    }
-    if (accept.untrusted !== undefined && !["refuse", "no-header"].includes(accept.untrusted)) {
-      throw new TypeError(
-        `acceptProxy.untrusted must be "refuse" or "no-header", not "${accept.untrusted}"`,
-      );
+    const check = (what: string, f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        throw new TypeError(`${what}: ${(err as Error).message}`);
+      }
+    };
+    check("acceptProxy.mode", () => settings.acceptProxyMode.parse(accept.mode));
+    if (accept.untrusted !== undefined) {
+      check("acceptProxy.untrusted", () => settings.untrusted.parse(accept.untrusted));
     }
     for (const t of accept.trusted ?? []) parseCidr(t);
     const timeout = accept.timeout;

@@ -40,6 +40,22 @@ export async function loadHooksModule(path: string, generation: number): Promise
 }
 
 /**
+ * Why Node `version` refuses a .ts module, and what to do: Node runs
+ * TypeScript by type stripping from 22.6 (behind --experimental-strip-types
+ * until 22.18 and 23.6, on by default since).
+ */
+export function nodeTypeScriptHint(version: string): string {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  const stripping = major > 22 || (major === 22 && minor >= 6);
+  return stripping
+    ? `Node ${version} runs TypeScript only with type stripping: run it with ` +
+      `NODE_OPTIONS=--experimental-strip-types (on by default from Node 22.18 and 23.6), ` +
+      `or write the module as .mjs`
+    : `Node ${version} cannot load TypeScript modules: use Node 22.6 or later ` +
+      `(with --experimental-strip-types before 22.18), Deno or Bun, or write the module as .mjs`;
+}
+
+/**
  * Import a module; a reload (generation > 0) imports a copy under a new
  * name next to it (so its relative imports still resolve): runtimes cache
  * modules by URL, and not every one of them treats a query string as a new
@@ -55,6 +71,10 @@ async function importFresh(path: string, generation: number): Promise<Record<str
     if (copy !== full) copyFileSync(full, copy);
     mod = await import(pathToFileURL(copy).href);
   } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "ERR_UNKNOWN_FILE_EXTENSION" && /\.[mc]?ts$/.test(full)) {
+      throw new Error(`cannot load ${path}: ${nodeTypeScriptHint(process.versions.node ?? "?")}`);
+    }
     throw new Error(`cannot load ${path}: ${(err as Error).message}`);
   } finally {
     if (copy !== full) rmSync(copy, { force: true });

@@ -1,0 +1,78 @@
+/**
+ * `relaykit echo`: an echo server that prints each connection's original
+ * addresses from its PROXY protocol header, then echoes what follows.
+ *
+ * @module
+ */
+import { concatBytes } from "../bytes.ts";
+import { formatEndpoint } from "../forward/types.ts";
+import { type ParseMode, parseProxyHeader } from "../protocol/proxy_protocol.ts";
+import { runtime } from "../runtime/detect.ts";
+import { oneOf } from "../settings.ts";
+import { describeHeader, LISTEN, LOG_OPTIONS, loggerOf, onStop } from "./common.ts";
+import { type Command, fromSetting } from "./options.ts";
+
+const MODE = fromSetting(
+  "--accept-proxy",
+  oneOf(["detect", "v1", "v2", "none"] as const),
+  "which PROXY headers to read (default none)",
+);
+
+/** The command. */
+export const echo: Command = {
+  name: "echo",
+  summary: "an echo server that prints the PROXY header of each connection",
+  usage: "--listen HOST:PORT [--accept-proxy detect|v1|v2|none]",
+  about: "Prints each connection's original addresses from its PROXY protocol header (v1 or " +
+    "v2, with TLVs), then echoes what follows the header.",
+  options: [LISTEN, MODE, ...LOG_OPTIONS],
+  async run(a) {
+    const log = loggerOf(a);
+    const at = a.need(LISTEN);
+    const mode = a.get(MODE) ?? "none";
+    let n = 0;
+    const listener = await runtime.net.listen(at, { backlog: 511, reusePort: false }, (conn) => {
+      const id = ++n;
+      const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
+      let pending: Uint8Array | undefined = mode === "none" ? undefined : new Uint8Array(0);
+      if (mode === "none") log.info(`#${id} from ${from}`);
+      const send = (b: Uint8Array) => {
+        if (b.length > 0 && !conn.write(b)) conn.pause();
+      };
+      conn.start({
+        data(chunk) {
+          if (pending === undefined) return send(chunk);
+          const buf = concatBytes([pending, chunk]);
+          let r: ReturnType<typeof parseProxyHeader>;
+          try {
+            r = parseProxyHeader(buf, mode as ParseMode);
+          } catch (err) {
+            log.info(`#${id} from ${from}: ${(err as Error).message}; closing`);
+            conn.destroy(false);
+            return;
+          }
+          if (r.kind === "need") {
+            pending = buf;
+            return;
+          }
+          pending = undefined;
+          if (r.kind === "none") {
+            log.info(`#${id} from ${from}: no PROXY header`);
+            return send(buf);
+          }
+          log.info(`#${id} from ${from}: ${describeHeader(r.header)}`);
+          send(buf.subarray(r.length)); // only what follows the header
+        },
+        end: () => conn.end(),
+        drain: () => conn.resume(),
+        close: () => {},
+      });
+    });
+    log.reopenOn(["SIGUSR2", "SIGHUP"]);
+    log.info(`echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`);
+    onStop(() => {
+      listener.close();
+      return Promise.resolve();
+    });
+  },
+};
