@@ -329,12 +329,22 @@ for (const engine of ENGINES) {
       await waitFor(() => proxy.connections === 1, 5000, "connection");
       let closedDone = false;
       const closing = proxy.close().then(() => closedDone = true);
-      await sleep(100);
-      await assert.rejects(connect(proxy.port));
+      // the listening socket closes on the engine's own time (the native
+      // engine's workers let go of it one by one): within a bound, not at once
+      const refusedBy = Date.now() + 5000;
+      let late = 0; // connects that got in before it closed
+      for (;;) {
+        const s = await connect(proxy.port).then((s) => s, () => undefined);
+        if (s === undefined) break;
+        late++;
+        s.destroy();
+        assert.ok(Date.now() < refusedBy, "the listener still accepts 5 s after close()");
+        await sleep(20);
+      }
       assert.equal(closedDone, false, "close() waits for the open connection");
       c.end();
       await closing;
-      assert.equal(ends.length, 1);
+      assert.ok(ends.length >= 1 && ends.length <= 1 + late, `${ends.length} ends, ${late} late`);
 
       const second = await proxyTo(engine, backend.port);
       const d = await connect(second.proxy.port);
