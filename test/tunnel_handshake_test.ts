@@ -534,6 +534,8 @@ describe("hostile tunnel peers", () => {
   const F = (...f: TunnelFrame[]) => cat(...f.map(encodeFrame));
   const open1 = (): TunnelFrame => ({ type: "open", stream: 1, destination: { route: "web" } });
   const big = new Uint8Array(16 * 1024);
+  const pings = (n: number) =>
+    Array.from({ length: n }, (): TunnelFrame => ({ type: "ping", data: random(8) }));
 
   // [name, when: at the start, after HELLO_ACK (a server with a secret only) or on a
   // link that is up, the bytes, the problem]
@@ -580,6 +582,9 @@ describe("hostile tunnel peers", () => {
       "oversize",
     ],
     ["OPEN on stream 0", "up", () => h(0x05, 0, 0, new Uint8Array([2, 0x61])), "malformed"],
+    // a peer that has proven nothing gets a bounded handshake, not a PONG per PING
+    ["PINGs instead of a HELLO", "start", () => F(...pings(100)), "state"],
+    ["PINGs instead of an AUTH", "hello", () => F(...pings(100)), "state"],
     [
       "a TLS ClientHello",
       "start",

@@ -68,6 +68,15 @@ const PROOF_LABELS = {
   server: "relaykit-tunnel/2 server proof\0",
 } as const;
 
+/**
+ * The most frames a peer may send before the handshake is done. The
+ * handshake takes one or two (HELLO and AUTH, or HELLO_ACK and READY); the
+ * rest is room for a PING or two. A peer that has proven nothing gets no
+ * more work and no more memory than this: a flood of PINGs before the
+ * handshake would otherwise queue a PONG each, unbounded but by LINK_MAX.
+ */
+const HANDSHAKE_FRAMES = 8;
+
 /** Most streams open at once on one link. */
 const MAX_STREAMS = 65_536;
 
@@ -283,6 +292,7 @@ export class Link {
   #hello: Uint8Array = new Uint8Array(0); // the HELLO frame, as sent
   #transcript: Uint8Array = new Uint8Array(0); // HELLO ‖ HELLO_ACK
   #rxBytes = 0;
+  #handshakeFrames = 0; // frames received before the handshake was done
   #overflow = false;
   readonly #streams = new Map<number, Stream>();
   #nextId = 1; // client: the next stream id
@@ -471,6 +481,18 @@ export class Link {
           : new TunnelProtocolError("malformed", `undecodable bytes (${err})`),
       );
       return;
+    }
+    if (this.#state !== "ready") {
+      this.#handshakeFrames += frames.length;
+      if (this.#handshakeFrames > HANDSHAKE_FRAMES) {
+        this.#protocolError(
+          new TunnelProtocolError(
+            "state",
+            `more than ${HANDSHAKE_FRAMES} frames before the handshake was done`,
+          ),
+        );
+        return;
+      }
     }
     if (this.#busy || this.#inbox.length > 0 || this.#state !== "ready") {
       this.#inbox.push(...frames);
