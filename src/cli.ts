@@ -499,7 +499,8 @@ async function routerCommand(kind: "socks" | "http-connect", args: string[]): Pr
   if (deny !== undefined) opts.deny = parseRules(deny, "--deny");
   const users = p.flags.get("--users");
   if (users !== undefined) {
-    const table: Record<string, string> = {};
+    // no prototype: a user named "__proto__" is a user, not a lost key
+    const table = Object.create(null) as Record<string, string>;
     for (const pair of users.split(",")) {
       const colon = pair.indexOf(":");
       if (colon <= 0) throw new UsageError(`--users: "${pair}" is not USER:PASSWORD`);

@@ -16,6 +16,7 @@ import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, MAX_ALIAS_NODES, parseConfig } from "../src/config/config.ts";
 import { Runner } from "../src/config/run.ts";
 import { escapeLogText, jsonLogLine } from "../src/log.ts";
+import { socksRouter } from "../src/proxy/socks.ts";
 import { CLI, connect, ENGINES, freePort, runtimeCommand, startCli, waitFor } from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-hygiene-"));
@@ -203,6 +204,48 @@ describe("log lines escape what a client chose", () => {
       },
     );
   }
+});
+
+describe("proxy users named like Object.prototype's keys", () => {
+  test("--users and a config's users: __proto__ is a user, toString is not", T, async () => {
+    // a good password for __proto__: the method, then auth ok, then the name refused
+    const good = [5, 2, 1, 0, 5, 2];
+    const config = parseConfig(
+      "listeners:\n  - name: s\n    port: 1080\n    socks:\n" +
+        "      allow: [{ cidr: 127.0.0.0/8, port: 80 }]\n" +
+        "      users: { __proto__: pw, constructor: c }\n",
+      "relaykit.yaml",
+    );
+    const router = config.listeners[0]!.router;
+    assert.ok(router !== undefined);
+    const users = router.options.users!;
+    assert.deepEqual(Object.keys(users).sort(), ["__proto__", "constructor"]);
+    const route = socksRouter(router.options);
+    const reply = async (user: string, pass: string) => {
+      const r = await route(socks5(user, pass, "x.invalid"), { id: 1 });
+      assert.ok(r !== undefined && r !== null && "close" in r, JSON.stringify(r));
+      return [...(r.close as Uint8Array).subarray(0, 6)];
+    };
+    assert.deepEqual(await reply("__proto__", "pw"), good);
+    assert.deepEqual(await reply("constructor", "c"), good);
+    assert.deepEqual((await reply("toString", "x")).slice(0, 4), [5, 2, 1, 1]);
+    const socks = startCli([
+      "socks",
+      "--listen",
+      "127.0.0.1:0",
+      "--allow",
+      "127.0.0.1/32:80",
+      "--users",
+      "__proto__:pw",
+    ]);
+    try {
+      const sp = Number((await socks.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1]);
+      const got = Buffer.from(await exchange(sp, socks5("__proto__", "pw", "x.invalid")), "latin1");
+      assert.deepEqual([...got.subarray(0, 6)], good);
+    } finally {
+      socks.child.kill("SIGKILL");
+    }
+  });
 });
 
 describe("the metrics endpoint", () => {
