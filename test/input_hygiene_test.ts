@@ -17,7 +17,16 @@ import { ConfigError, formatIssue, MAX_ALIAS_NODES, parseConfig } from "../src/c
 import { Runner } from "../src/config/run.ts";
 import { escapeLogText, jsonLogLine } from "../src/log.ts";
 import { socksRouter } from "../src/proxy/socks.ts";
-import { CLI, connect, ENGINES, freePort, runtimeCommand, startCli, waitFor } from "./_helpers.ts";
+import {
+  CLI,
+  connect,
+  ENGINES,
+  freePort,
+  runtimeCommand,
+  sleep,
+  startCli,
+  waitFor,
+} from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-hygiene-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -310,6 +319,63 @@ describe("the metrics endpoint", () => {
         // still serving
         assert.match(await ask("GET /metrics HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 /);
       } finally {
+        await runner.stop(0);
+      }
+    },
+  );
+});
+
+describe("the metrics endpoint under many idle connections", () => {
+  test(
+    "past 64 open at once a new connection is closed at once; then it serves again",
+    T,
+    async () => {
+      const [port, metricsPort] = [await freePort(), await freePort()];
+      const file = join(dir, "metrics-idle.yaml");
+      writeFileSync(
+        file,
+        `listeners:\n  - { name: m, address: 127.0.0.1, port: ${port}, backend: b }\n` +
+          `backends:\n  - { name: b, host: 127.0.0.1, port: 9 }\n` +
+          `metrics: { address: 127.0.0.1, port: ${metricsPort} }\n`,
+      );
+      const runner = new Runner(file, {
+        engine: "stream",
+        nativeEngine: undefined,
+        metrics: true,
+        metricsTimeout: 8000,
+        log: () => {},
+        access: () => {},
+      });
+      await runner.start();
+      const idle: Awaited<ReturnType<typeof connect>>[] = [];
+      try {
+        let closed = 0;
+        for (let i = 0; i < 72; i++) {
+          const s = await connect(metricsPort);
+          s.on("error", () => {});
+          let gone = false;
+          const count = () => {
+            if (!gone) closed++;
+            gone = true;
+          };
+          s.once("end", count); // the server's FIN, or
+          s.once("close", count); // a reset
+          idle.push(s);
+          await sleep(5); // accepted in order
+        }
+        // the 8 past the bound are closed at once, the others wait for their timeout
+        await waitFor(() => closed >= 8, 2000, "the connections past the bound to close");
+        await sleep(200);
+        assert.equal(closed, 8);
+        for (const s of idle) s.destroy();
+        await waitFor(() => closed === 72, 2000, "the idle connections to close");
+        await sleep(200); // the server sees them go
+        assert.match(
+          await exchange(metricsPort, "GET /metrics HTTP/1.1\r\n\r\n"),
+          /^HTTP\/1\.1 200 /,
+        );
+      } finally {
+        for (const s of idle) s.destroy();
         await runner.stop(0);
       }
     },
