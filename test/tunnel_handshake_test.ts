@@ -34,6 +34,7 @@ import {
 import { parseConfig } from "../src/config/config.ts";
 import {
   blackHole,
+  concat,
   connect,
   echoServer,
   sleep,
@@ -47,15 +48,7 @@ function random(n: number): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(n));
 }
 
-function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const cat = (...parts: Uint8Array[]): Uint8Array => concat(parts);
 
 /** HMAC-SHA256 as docs/tunnel.md defines the proofs, by node:crypto. */
 function mac(secret: string, label: string, ...parts: Uint8Array[]): Uint8Array {

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import { RelaykitError } from "../errors.ts";
 import type { NetConn } from "../runtime/types.ts";
 import {
@@ -224,13 +225,6 @@ async function proofOf(
   msg.set(label);
   msg.set(transcript, label.length);
   return new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** The first bytes of a TLS record (handshake or alert, version 3.x). */
@@ -577,7 +571,7 @@ export class Link {
         // the server's nonce and nothing else: no proof before the client's
         crypto.getRandomValues(this.#nonce);
         ack.auth = { nonce: this.#nonce };
-        this.#transcript = concat(encodeFrame(f), encodeFrame(ack));
+        this.#transcript = concatBytes([encodeFrame(f), encodeFrame(ack)]);
         this.#send(ack);
         this.#state = "auth";
         return;
@@ -624,7 +618,7 @@ export class Link {
         this.#refuse("RK_ETUNNEL_AUTH", msg);
         return;
       }
-      this.#transcript = concat(this.#hello, encodeFrame(f));
+      this.#transcript = concatBytes([this.#hello, encodeFrame(f)]);
       const proof = await proofOf(this.#secret, "client", this.#transcript);
       if (this.closed) return;
       this.#send({ type: "auth", proof });
