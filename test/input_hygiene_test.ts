@@ -16,7 +16,17 @@ import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, MAX_ALIAS_NODES, parseConfig } from "../src/config/config.ts";
 import { Runner } from "../src/config/run.ts";
 import { escapeLogText, jsonLogLine } from "../src/log.ts";
-import { CLI, connect, ENGINES, freePort, runtimeCommand, startCli, waitFor } from "./_helpers.ts";
+import { socksRouter } from "../src/proxy/socks.ts";
+import {
+  CLI,
+  connect,
+  ENGINES,
+  freePort,
+  runtimeCommand,
+  sleep,
+  startCli,
+  waitFor,
+} from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-hygiene-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -200,6 +210,48 @@ describe("log lines escape what a client chose", () => {
   }
 });
 
+describe("proxy users named like Object.prototype's keys", () => {
+  test("--users and a config's users: __proto__ is a user, toString is not", T, async () => {
+    // a good password for __proto__: the method, then auth ok, then the name refused
+    const good = [5, 2, 1, 0, 5, 2];
+    const config = parseConfig(
+      "listeners:\n  - name: s\n    port: 1080\n    socks:\n" +
+        "      allow: [{ cidr: 127.0.0.0/8, port: 80 }]\n" +
+        "      users: { __proto__: pw, constructor: c }\n",
+      "relaykit.yaml",
+    );
+    const router = config.listeners[0]!.router;
+    assert.ok(router !== undefined);
+    const users = router.options.users!;
+    assert.deepEqual(Object.keys(users).sort(), ["__proto__", "constructor"]);
+    const route = socksRouter(router.options);
+    const reply = async (user: string, pass: string) => {
+      const r = await route(socks5(user, pass, "x.invalid"), { id: 1 });
+      assert.ok(r !== undefined && r !== null && "close" in r, JSON.stringify(r));
+      return [...(r.close as Uint8Array).subarray(0, 6)];
+    };
+    assert.deepEqual(await reply("__proto__", "pw"), good);
+    assert.deepEqual(await reply("constructor", "c"), good);
+    assert.deepEqual((await reply("toString", "x")).slice(0, 4), [5, 2, 1, 1]);
+    const socks = startCli([
+      "socks",
+      "--listen",
+      "127.0.0.1:0",
+      "--allow",
+      "127.0.0.1/32:80",
+      "--users",
+      "__proto__:pw",
+    ]);
+    try {
+      const sp = Number((await socks.line).match(/on 127\.0\.0\.1:(\d+)/)?.[1]);
+      const got = Buffer.from(await exchange(sp, socks5("__proto__", "pw", "x.invalid")), "latin1");
+      assert.deepEqual([...got.subarray(0, 6)], good);
+    } finally {
+      socks.child.kill("SIGKILL");
+    }
+  });
+});
+
 describe("the metrics endpoint", () => {
   test(
     "GET and HEAD /metrics only; 404, 405, and 400/408 for malformed or slow requests",
@@ -262,6 +314,63 @@ describe("the metrics endpoint", () => {
         // still serving
         assert.match(await ask("GET /metrics HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 /);
       } finally {
+        await runner.stop(0);
+      }
+    },
+  );
+});
+
+describe("the metrics endpoint under many idle connections", () => {
+  test(
+    "past 64 open at once a new connection is closed at once; then it serves again",
+    T,
+    async () => {
+      const [port, metricsPort] = [await freePort(), await freePort()];
+      const file = join(dir, "metrics-idle.yaml");
+      writeFileSync(
+        file,
+        `listeners:\n  - { name: m, address: 127.0.0.1, port: ${port}, backend: b }\n` +
+          `backends:\n  - { name: b, host: 127.0.0.1, port: 9 }\n` +
+          `metrics: { address: 127.0.0.1, port: ${metricsPort} }\n`,
+      );
+      const runner = new Runner(file, {
+        engine: "stream",
+        nativeEngine: undefined,
+        metrics: true,
+        metricsTimeout: 8000,
+        log: () => {},
+        access: () => {},
+      });
+      await runner.start();
+      const idle: Awaited<ReturnType<typeof connect>>[] = [];
+      try {
+        let closed = 0;
+        for (let i = 0; i < 72; i++) {
+          const s = await connect(metricsPort);
+          s.on("error", () => {});
+          let gone = false;
+          const count = () => {
+            if (!gone) closed++;
+            gone = true;
+          };
+          s.once("end", count); // the server's FIN, or
+          s.once("close", count); // a reset
+          idle.push(s);
+          await sleep(5); // accepted in order
+        }
+        // the 8 past the bound are closed at once, the others wait for their timeout
+        await waitFor(() => closed >= 8, 2000, "the connections past the bound to close");
+        await sleep(200);
+        assert.equal(closed, 8);
+        for (const s of idle) s.destroy();
+        await waitFor(() => closed === 72, 2000, "the idle connections to close");
+        await sleep(200); // the server sees them go
+        assert.match(
+          await exchange(metricsPort, "GET /metrics HTTP/1.1\r\n\r\n"),
+          /^HTTP\/1\.1 200 /,
+        );
+      } finally {
+        for (const s of idle) s.destroy();
         await runner.stop(0);
       }
     },

@@ -34,6 +34,7 @@ import {
 import { parseConfig } from "../src/config/config.ts";
 import {
   blackHole,
+  concat,
   connect,
   echoServer,
   sleep,
@@ -47,15 +48,7 @@ function random(n: number): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(n));
 }
 
-function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const cat = (...parts: Uint8Array[]): Uint8Array => concat(parts);
 
 /** HMAC-SHA256 as docs/tunnel.md defines the proofs, by node:crypto. */
 function mac(secret: string, label: string, ...parts: Uint8Array[]): Uint8Array {
@@ -534,6 +527,8 @@ describe("hostile tunnel peers", () => {
   const F = (...f: TunnelFrame[]) => cat(...f.map(encodeFrame));
   const open1 = (): TunnelFrame => ({ type: "open", stream: 1, destination: { route: "web" } });
   const big = new Uint8Array(16 * 1024);
+  const pings = (n: number) =>
+    Array.from({ length: n }, (): TunnelFrame => ({ type: "ping", data: random(8) }));
 
   // [name, when: at the start, after HELLO_ACK (a server with a secret only) or on a
   // link that is up, the bytes, the problem]
@@ -580,6 +575,9 @@ describe("hostile tunnel peers", () => {
       "oversize",
     ],
     ["OPEN on stream 0", "up", () => h(0x05, 0, 0, new Uint8Array([2, 0x61])), "malformed"],
+    // a peer that has proven nothing gets a bounded handshake, not a PONG per PING
+    ["PINGs instead of a HELLO", "start", () => F(...pings(100)), "state"],
+    ["PINGs instead of an AUTH", "hello", () => F(...pings(100)), "state"],
     [
       "a TLS ClientHello",
       "start",

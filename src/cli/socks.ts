@@ -32,7 +32,8 @@ const USERS = opt({
   help: "require authentication (SOCKS5 username/password; HTTP Basic)",
   config: "listeners[].socks.users",
   parse(text): Record<string, string> {
-    const table: Record<string, string> = {};
+    // no prototype: a user named "__proto__" is a user, not a lost key
+    const table = Object.create(null) as Record<string, string>;
     for (const pair of text.split(",")) {
       const colon = pair.indexOf(":");
       if (colon <= 0) throw new UsageError(`--users: "${pair}" is not USER:PASSWORD`);

@@ -673,7 +673,8 @@ class Validator {
       if (!isMap(um)) {
         this.at(um, `${where}.users`, "expected a mapping of user names to passwords");
       } else {
-        const users: Record<string, string> = {};
+        // no prototype: a user named "__proto__" is a user, not a lost key
+        const users = Object.create(null) as Record<string, string>;
         for (const pair of (um as YAMLMap).items) {
           const user = isScalar(pair.key) ? String(pair.key.value) : "";
           const pass = this.string(pair.value, `${where}.users.${user}`);

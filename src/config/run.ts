@@ -33,6 +33,13 @@ import type { NetConn, NetListener } from "../runtime/types.ts";
 const METRICS_HEAD_MAX = 8 * 1024;
 /** How long a metrics request may take to arrive, in ms (RunnerOptions.metricsTimeout). */
 const METRICS_TIMEOUT = 10_000;
+/**
+ * The most metrics connections open at once; one more is closed at once.
+ * Without a bound, clients that open connections and send nothing would
+ * each hold a descriptor for two timeouts, until the process has none left
+ * for the proxy's own listeners.
+ */
+const METRICS_CONNECTIONS = 64;
 
 /** Read and validate a config file. */
 export function loadConfig(path: string): Config {
@@ -210,9 +217,14 @@ export class Runner {
    * One request to the metrics endpoint, answered and closed: GET or HEAD
    * /metrics (a query string is ignored) is 200; another method 405; another
    * path 404; a head that is malformed, larger than METRICS_HEAD_MAX or cut
-   * short 400; one not complete within the timeout 408.
+   * short 400; one not complete within the timeout 408. Past
+   * METRICS_CONNECTIONS open at once, a new one is closed unanswered.
    */
   #metricsRequest(conn: NetConn): void {
+    if (this.#metricsConns.size >= METRICS_CONNECTIONS) {
+      conn.destroy(false);
+      return;
+    }
     this.#metricsConns.add(conn);
     let head = EMPTY;
     let answered = false;

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import { RelaykitError } from "../errors.ts";
 import type { NetConn } from "../runtime/types.ts";
 import {
@@ -67,6 +68,15 @@ const PROOF_LABELS = {
   client: "relaykit-tunnel/2 client proof\0",
   server: "relaykit-tunnel/2 server proof\0",
 } as const;
+
+/**
+ * The most frames a peer may send before the handshake is done. The
+ * handshake takes one or two (HELLO and AUTH, or HELLO_ACK and READY); the
+ * rest is room for a PING or two. A peer that has proven nothing gets no
+ * more work and no more memory than this: a flood of PINGs before the
+ * handshake would otherwise queue a PONG each, unbounded but by LINK_MAX.
+ */
+const HANDSHAKE_FRAMES = 8;
 
 /** Most streams open at once on one link. */
 const MAX_STREAMS = 65_536;
@@ -217,13 +227,6 @@ async function proofOf(
   return new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** The first bytes of a TLS record (handshake or alert, version 3.x). */
 function looksLikeTls(b: Uint8Array): boolean {
   return (b[0] === 0x16 || b[0] === 0x15) && (b.length < 2 || b[1] === 0x03);
@@ -283,6 +286,7 @@ export class Link {
   #hello: Uint8Array = new Uint8Array(0); // the HELLO frame, as sent
   #transcript: Uint8Array = new Uint8Array(0); // HELLO ‖ HELLO_ACK
   #rxBytes = 0;
+  #handshakeFrames = 0; // frames received before the handshake was done
   #overflow = false;
   readonly #streams = new Map<number, Stream>();
   #nextId = 1; // client: the next stream id
@@ -472,6 +476,18 @@ export class Link {
       );
       return;
     }
+    if (this.#state !== "ready") {
+      this.#handshakeFrames += frames.length;
+      if (this.#handshakeFrames > HANDSHAKE_FRAMES) {
+        this.#protocolError(
+          new TunnelProtocolError(
+            "state",
+            `more than ${HANDSHAKE_FRAMES} frames before the handshake was done`,
+          ),
+        );
+        return;
+      }
+    }
     if (this.#busy || this.#inbox.length > 0 || this.#state !== "ready") {
       this.#inbox.push(...frames);
       void this.#drainInbox();
@@ -555,7 +571,7 @@ export class Link {
         // the server's nonce and nothing else: no proof before the client's
         crypto.getRandomValues(this.#nonce);
         ack.auth = { nonce: this.#nonce };
-        this.#transcript = concat(encodeFrame(f), encodeFrame(ack));
+        this.#transcript = concatBytes([encodeFrame(f), encodeFrame(ack)]);
         this.#send(ack);
         this.#state = "auth";
         return;
@@ -602,7 +618,7 @@ export class Link {
         this.#refuse("RK_ETUNNEL_AUTH", msg);
         return;
       }
-      this.#transcript = concat(this.#hello, encodeFrame(f));
+      this.#transcript = concatBytes([this.#hello, encodeFrame(f)]);
       const proof = await proofOf(this.#secret, "client", this.#transcript);
       if (this.closed) return;
       this.#send({ type: "auth", proof });
