@@ -131,7 +131,8 @@ describe("log lines escape what a client chose", () => {
             assert.deepEqual([...ok.subarray(0, 4)], [5, 2, 1, 0]);
             assert.equal(ok[5], 2, "the name's refusal: not allowed by the ruleset");
           }
-          const out = { socks: () => socks.output.out, run: () => run.output.err };
+          // refusals are warnings: on stderr
+          const out = { socks: () => socks.output.err, run: () => run.output.err };
           for (const [what, text] of Object.entries(out)) {
             await waitFor(
               () => (text().match(/refused: /g) ?? []).length >= 2,
@@ -396,6 +397,7 @@ describe("YAML anchors and aliases", () => {
 listeners:
   - &web
     name: web
+    address: 127.0.0.1
     port: &port 8080
     backend: app
     idle_timeout: 5000
@@ -411,7 +413,7 @@ listeners:
     assert.deepEqual(
       c.listeners.map((l) => [l.name, l.listen, l.backend, l.idleTimeout, l.connectTimeout]),
       [
-        ["web", { host: "0.0.0.0", port: 8080 }, "app", 5000, 700],
+        ["web", { host: "127.0.0.1", port: 8080 }, "app", 5000, 700],
         ["web2", { host: "127.0.0.2", port: 8080 }, "app", 5000, 1],
       ],
     );
