@@ -20,11 +20,13 @@ import { NativeEngine } from "./native/engine.ts";
 import { parseEndpoint } from "./proxy/address.ts";
 import { parseCidr } from "./protocol/cidr.ts";
 import {
+  type DecodedTlvs,
   decodeTlvs,
   type ParseMode,
   parseProxyHeader,
   type ProxyHeader,
 } from "./protocol/proxy_protocol.ts";
+import { ROUTE_EXPECTED } from "./proxy/decision.ts";
 import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
@@ -99,8 +101,9 @@ SIGTTIN/SIGTTOU add/remove one. --log-level error|info|debug (default
 info), --log-file FILE (default stderr), --pid FILE.
 
 route: SCRIPT (TypeScript or JavaScript) exports route(data, conn), which
-returns { remote }, { close }, { file } or undefined for more bytes; it may
-also export onError(conn, error), rewriteRequest and rewriteResponse.
+returns one of ${ROUTE_EXPECTED} (undefined: more bytes); anything
+else closes that connection with RK_EROUTE. It may also export
+onError(conn, error), rewriteRequest and rewriteResponse.
 SIGHUP reloads SCRIPT for new connections; established ones go on. Options
 are forward's (without --to), and:
   --route-limit BYTES      most bytes before the route decides (default 65536)
@@ -271,7 +274,10 @@ async function runProxy(
       (c) =>
         console.log(`relaykit: #${c.id} open from ${c.remote ? formatEndpoint(c.remote) : "unix"}`),
     );
-    proxy.on("original", (o) => console.log(`relaykit: #${o.id} ${describeHeader(o.header!)}`));
+    proxy.on(
+      "original",
+      (o) => console.log(`relaykit: #${o.id} ${describeHeader(o.header!, o.tlvs ?? {})}`),
+    );
     proxy.on("close", (e) =>
       console.log(
         `relaykit: #${e.id} ${e.reason} after ${e.durationMs} ms, ${e.aToB.written} bytes up, ${e.bToA.written} down${
@@ -590,7 +596,8 @@ function printable(b: Uint8Array): string {
     : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function describeHeader(h: ProxyHeader): string {
+/** A header and its TLVs (decoded, so checked, by the caller) in one line. */
+function describeHeader(h: ProxyHeader, t: DecodedTlvs): string {
   const addr = (a: ProxyHeader["source"]) =>
     a === undefined ? "?" : "path" in a ? a.path : formatEndpoint(a);
   const head = h.command === "local"
@@ -598,7 +605,6 @@ function describeHeader(h: ProxyHeader): string {
     : h.source === undefined
     ? `PROXY v${h.version} UNKNOWN`
     : `PROXY v${h.version} ${h.transport} ${addr(h.source)} -> ${addr(h.destination)}`;
-  const t = decodeTlvs(h.tlvs);
   const extras = [
     t.alpn !== undefined ? `alpn=${t.alpn}` : "",
     t.authority !== undefined ? `authority=${t.authority}` : "",
@@ -633,8 +639,11 @@ async function echo(args: string[]): Promise<void> {
         if (pending === undefined) return send(chunk);
         const buf = concatBytes([pending, chunk]);
         let r: ReturnType<typeof parseProxyHeader>;
+        let tlvs: DecodedTlvs = {};
         try {
           r = parseProxyHeader(buf, mode as ParseMode);
+          // a header is good only with good TLVs
+          if (r.kind === "header") tlvs = decodeTlvs(r.header.tlvs);
         } catch (err) {
           console.log(`relaykit: #${id} from ${from}: ${(err as Error).message}; closing`);
           conn.destroy(false);
@@ -649,7 +658,7 @@ async function echo(args: string[]): Promise<void> {
           console.log(`relaykit: #${id} from ${from}: no PROXY header`);
           return send(buf);
         }
-        console.log(`relaykit: #${id} from ${from}: ${describeHeader(r.header)}`);
+        console.log(`relaykit: #${id} from ${from}: ${describeHeader(r.header, tlvs)}`);
         send(buf.subarray(r.length)); // only what follows the header
       },
       end: () => conn.end(),
