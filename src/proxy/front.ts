@@ -555,7 +555,7 @@ export class Front {
       // the barrier of the route phase: nothing rejects out of here
       if (this.#routing.has(u.conn.id)) return this.#fault(u.conn, "RK_EROUTE", "bad route", e);
       // past the decision: the connection is no longer held
-      this.#handle!.closeConnection(u.conn.id, "abort");
+      this.#handle!.closeConnection(u.conn.id, "graceful");
       const why = e instanceof Error ? e.message : describeValue(e);
       this.#o.onError(
         new RelaykitError(`${describe(u.conn)}: the route failed: ${why}`, "RK_EROUTE", {

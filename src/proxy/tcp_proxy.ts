@@ -327,7 +327,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       // user code: a throw or a rejection closes the connection and is
       // reported, never thrown on (and never passed to onError again)
       const failed = (e: unknown) => {
-        p.closeConnection(id, "abort");
+        p.closeConnection(id, "graceful");
         const why = e instanceof Error ? e.message : describeValue(e);
         p.emit(
           "error",
