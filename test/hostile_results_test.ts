@@ -179,6 +179,7 @@ for (const engine of ENGINES) {
         ["trap", () => trap, /trap: get/],
         ["huge", () => "x".repeat(20_000_000), /a string of 20000000 characters/],
         ["throw-value", () => {
+          // deno-lint-ignore no-throw-literal -- a route may throw anything
           throw 5;
         }, /the route function failed: a number \(5\)/],
         ["reject", () => Promise.reject("no"), /the route function failed: a string \("no"\)/],

@@ -59,8 +59,9 @@ export interface TcpProxyOptions {
   backend?: Backend | BackendOptions;
   /**
    * Decide per connection from its first bytes (tproxy's `proxy(data)`):
-   * return `{ remote }`, `{ close }`, `{ file }`, or `undefined` for more
-   * bytes. Once decided, the bytes move natively again.
+   * return a `RouteResult`, or `undefined` for more bytes; anything
+   * else closes that connection with `RK_EROUTE`. Once decided, the bytes
+   * move natively again.
    */
   route?: RouteFunction;
   /** Most bytes a client may send before `route` decides. @default 65536 */
