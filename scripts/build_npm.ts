@@ -141,6 +141,7 @@ if (process.argv.includes("--tests")) {
     "test/route_test.ts",
     "test/balance_test.ts",
     "test/socks_test.ts",
+    "test/hostile_results_test.ts",
   ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

@@ -18,3 +18,35 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (name: PropertyKey) =>
+  Object.getOwnPropertyDescriptor(typedArrayProto, name)!.get! as (this: unknown) => unknown;
+const tagOf = intrinsic(Symbol.toStringTag);
+const bufferOf = intrinsic("buffer");
+const offsetOf = intrinsic("byteOffset");
+const lengthOf = intrinsic("byteLength");
+
+/**
+ * The kind of a typed array ("Uint8Array", "Float64Array", ...) read from
+ * its internal slot, so neither a subclass nor an own property can lie; a
+ * Proxy or any other value gives undefined.
+ */
+export function typedArrayTag(v: unknown): string | undefined {
+  return tagOf.call(v) as string | undefined;
+}
+
+/**
+ * A plain Uint8Array over the same memory as `v` when `v` is a Uint8Array
+ * (a Buffer, a subclass, one with odd own properties), else undefined. Read
+ * through the typed array's internal slots: what user code hands over
+ * cannot make a later `.length` or an FFI call throw.
+ */
+export function plainBytes(v: unknown): Uint8Array | undefined {
+  if (tagOf.call(v) !== "Uint8Array") return undefined;
+  return new Uint8Array(
+    bufferOf.call(v) as ArrayBuffer,
+    offsetOf.call(v) as number,
+    lengthOf.call(v) as number,
+  );
+}

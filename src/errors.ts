@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { typedArrayTag } from "./bytes.ts";
 
 /**
  * An operation of a relay, listener or connect failed. `code` is the
@@ -90,6 +91,7 @@ const ERROR_TEXT: Record<string, string> = {
   RK_EPROXY: "PROXY protocol error",
   RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
   RK_EROUTE: "no route",
+  RK_EHOOK: "hook failed",
   CERT_UNTRUSTED: "the TLS peer's certificate does not verify",
   RK_EROUTE_LIMIT: "too many bytes before a route",
   EPIPE: "Broken pipe",
@@ -139,6 +141,57 @@ export function errorFor(
   options: { cause?: unknown; connectionId?: number } = {},
 ): RelaykitError {
   return new RelaykitError(`${what}: ${ERROR_TEXT[code] ?? code}`, code, options);
+}
+
+/** The longest string quoted in full by {@link describeValue}. */
+const QUOTE_MAX = 40;
+
+/**
+ * What a value is, in words, for a message about a result of the wrong
+ * shape: "a number (42)", "a string of 9 characters ("127.0.0.1")",
+ * "{ remote, data }", "an array of 3 items". Never throws (a Proxy or a
+ * throwing getter is named, not read), never long, and control characters
+ * are escaped (the value may hold what a client sent).
+ */
+export function describeValue(v: unknown): string {
+  try {
+    if (v === null) return "null";
+    switch (typeof v) {
+      case "undefined":
+        return "undefined";
+      case "number":
+      case "boolean":
+        return `a ${typeof v} (${String(v)})`;
+      case "bigint":
+        return "a bigint";
+      case "symbol":
+        return "a symbol";
+      case "function":
+        return "a function";
+      case "string": {
+        const q = JSON.stringify(v.length > QUOTE_MAX ? v.slice(0, QUOTE_MAX) : v);
+        return v.length > QUOTE_MAX
+          ? `a string of ${v.length} characters (${q.slice(0, -1)}...")`
+          : `a string (${q})`;
+      }
+    }
+    const o = v as object;
+    if (ArrayBuffer.isView(o)) {
+      const tag = typedArrayTag(o) ?? "DataView";
+      return `a ${tag} of ${(o as ArrayBufferView).byteLength} bytes`;
+    }
+    if (o instanceof ArrayBuffer) return "an ArrayBuffer";
+    if (Array.isArray(o)) return `an array of ${o.length} items`;
+    if (typeof (o as { then?: unknown }).then === "function") return "a promise";
+    const keys = Object.keys(o);
+    if (keys.length === 0) return "{}";
+    const shown = keys.slice(0, 6).map((k) =>
+      /^[\w$]{1,40}$/.test(k) ? k : JSON.stringify(k.slice(0, 40))
+    );
+    return `{ ${shown.join(", ")}${keys.length > 6 ? ", ..." : ""} }`;
+  } catch {
+    return "an object that cannot be inspected (its properties throw)";
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ROUTE_EXPECTED } from "../proxy/decision.ts";
 import process from "node:process";
 import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
 import type { TcpProxyOptions } from "../proxy/tcp_proxy.ts";
@@ -29,8 +30,9 @@ export const route: Command = {
   usage: "SCRIPT --listen HOST:PORT [options]",
   positional: ["SCRIPT"],
   about: `SCRIPT (TypeScript or JavaScript; .ts on Node needs Node 22.6 or later) exports
-route(data, conn), which returns { remote }, { close }, { file } or undefined for more
-bytes; it may also export onError(conn, error), rewriteRequest and rewriteResponse.
+route(data, conn), which returns one of ${ROUTE_EXPECTED} (undefined: more
+bytes); anything else closes that connection with RK_EROUTE. It may also export
+onError(conn, error), rewriteRequest and rewriteResponse.
 SIGHUP reloads SCRIPT for new connections; established ones go on.`,
   options: [...PROXY_OPTIONS, ROUTE_LIMIT, ROUTE_TIMEOUT],
   async run(a) {

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { RelaykitError } from "../errors.ts";
+import { plainBytes } from "../bytes.ts";
+import { describeValue, RelaykitError } from "../errors.ts";
 import type { ConnectionStats, OriginalInfo } from "../types.ts";
 
 /**
@@ -86,37 +87,69 @@ export interface DataHooks {
   bToA?: DataHook;
 }
 
+/** What a hook may return, for messages. */
+export const HOOK_EXPECTED = "undefined or a Uint8Array";
+
 /**
  * Run `hook` on `chunk` and settle with the bytes to send, or with a
- * RelaykitError (code "RK_EHOOK", the hook's error as cause).
+ * RelaykitError (code "RK_EHOOK", the hook's error as cause): when it
+ * throws, rejects, returns anything but a Uint8Array or nothing, or (with
+ * `timeout` > 0) has not settled after `timeout` ms. Never throws, and the
+ * bytes it settles with are a plain Uint8Array (a Buffer, a subclass or
+ * a typed array with odd own properties is read through its internal slots).
  */
 export function runHook(
   hook: DataHook,
   chunk: Uint8Array,
   ctx: HookContext,
+  timeout = 0,
 ): Promise<Uint8Array> {
+  const name = `Hook ${ctx.direction} of connection ${ctx.id}`;
   const fail = (err: unknown) =>
     Promise.reject(
-      new RelaykitError(
-        `Hook ${ctx.direction} of connection ${ctx.id} failed: ${
-          err instanceof Error ? err.message : String(err)
-        }`,
+      err instanceof RelaykitError && err.code === "RK_EHOOK" ? err : new RelaykitError(
+        `${name} failed: ${err instanceof Error ? err.message : describeValue(err)}`,
         "RK_EHOOK",
         { cause: err, connectionId: ctx.id },
       ),
     );
-  const check = (out: Uint8Array | undefined | void): Uint8Array => {
+  const check = (out: unknown): Uint8Array => {
     if (out === undefined) return chunk;
-    if (!(out instanceof Uint8Array)) {
-      throw new TypeError(`a hook must return a Uint8Array or nothing, not ${typeof out}`);
+    const bytes = plainBytes(out);
+    if (bytes === undefined) {
+      throw new RelaykitError(
+        `${name} returned ${describeValue(out)}; expected ${HOOK_EXPECTED}`,
+        "RK_EHOOK",
+        { connectionId: ctx.id },
+      );
     }
-    return out;
+    return bytes;
   };
   try {
-    const out = hook(chunk, ctx);
-    if (out instanceof Promise) return out.then(check).catch(fail);
-    return Promise.resolve(check(out));
+    const out: unknown = hook(chunk, ctx);
+    if (!isThenable(out)) return Promise.resolve(check(out));
+    const settled = Promise.resolve(out).then(check);
+    if (timeout <= 0) return settled.catch(fail);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RelaykitError(`${name} did not settle within ${timeout} ms`, "RK_EHOOK", {
+              connectionId: ctx.id,
+            }),
+          ),
+        timeout,
+      );
+    });
+    return Promise.race([settled, late]).catch(fail).finally(() => clearTimeout(timer));
   } catch (err) {
     return fail(err);
   }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  if (v instanceof Promise) return true;
+  return typeof v === "object" && v !== null &&
+    typeof (v as { then?: unknown }).then === "function";
 }

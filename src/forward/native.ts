@@ -185,8 +185,11 @@ export function nativeHook(
   runHook(hook, chunk, ctx).then(
     (out) => void sym.rk_hook_resume(h, id, d, out, out.length),
     (err: RelaykitError) => {
-      failed(err);
-      nativeClose(engine, id, "abort");
+      try {
+        failed(err);
+      } finally {
+        nativeClose(engine, id, "abort"); // closed even if a listener throws
+      }
     },
   );
 }

@@ -461,8 +461,11 @@ class StreamProxy implements ProxyHandle {
         else if (more) this.#resume(c, d);
       }, (err: RelaykitError) => {
         dir.hookPending = false;
-        this.#cb.hookFailed(err);
-        this.#end(c, "closed", undefined, true);
+        try {
+          this.#cb.hookFailed(err);
+        } finally {
+          this.#end(c, "closed", undefined, true); // closed even if a listener throws
+        }
       });
       return;
     }

@@ -10,7 +10,7 @@
  * @module
  */
 import { concatBytes, EMPTY } from "../bytes.ts";
-import { errorFor, type RelaykitError } from "../errors.ts";
+import { describeValue, errorFor, RelaykitError } from "../errors.ts";
 import type { DataHooks } from "../forward/hooks.ts";
 import { runHook } from "../forward/hooks.ts";
 import type {
@@ -26,17 +26,18 @@ import type {
 import { addressBytes, type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import * as settings from "../settings.ts";
 import type { SendProxyOptions } from "../types.ts";
-import { parseEndpoint } from "./address.ts";
 import type { Backend, Server } from "./balance.ts";
 import {
   buildProxyHeader,
+  type DecodedTlvs,
   decodeTlvs,
   parseProxyHeader,
   type ProxyHeader,
-  ProxyProtocolError,
+  type ProxyProtocolError,
   TLV,
   V2_MAX,
 } from "../protocol/proxy_protocol.ts";
+import { checkRouteResult, routeBytes, type RouteDecision } from "./decision.ts";
 
 /**
  * Accepting a PROXY protocol header from the clients of a listener.
@@ -231,6 +232,8 @@ export interface FrontOptions {
   /** Most ms before the route decides (0: none). */
   routeTimeout: number;
   hooks: DataHooks;
+  /** Most ms an async hook may take over one chunk (0: none). */
+  hookTimeout: number;
   /** A header was accepted. */
   onOriginal(info: OriginalInfo): void;
   /** A connection was refused or failed before relaying. */
@@ -276,7 +279,7 @@ export class Front {
     { tried: Set<Server>; attempts: number; server: Server | undefined; info: OriginalInfo }
   >();
   /** Per routed connection: what to tell the client if its connect fails. */
-  readonly #failReplies = new Map<number, RouteBytes | ((error: RelaykitError) => RouteBytes)>();
+  readonly #failReplies = new Map<number, Uint8Array | ((error: RelaykitError) => unknown)>();
   /** Per connection in the route phase: the header's length. */
   readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
@@ -393,8 +396,22 @@ export class Front {
     this.#handle!.decide(id, d);
   }
 
-  /** A held connection was accepted or sent more. */
+  /**
+   * A held connection was accepted or sent more. The fault barrier of the
+   * connection's front: whatever fails in here (a header, a route, a hook,
+   * a callback) closes this one connection with a named error; nothing is
+   * thrown to the engine that called.
+   */
   held(u: HeldUpdate): void {
+    try {
+      this.#held(u);
+    } catch (e) {
+      const code = this.#routing.has(u.conn.id) ? "RK_EROUTE" : "RK_EPROXY";
+      this.#fault(u.conn, code, "failed", e);
+    }
+  }
+
+  #held(u: HeldUpdate): void {
     const h = this.#handle!;
     const accept = this.#o.accept;
     const id = u.conn.id;
@@ -404,8 +421,14 @@ export class Front {
       // the route's own answer to a failed connect, then close
       this.#failReplies.delete(id);
       this.#o.onError(u.retry);
-      const bytes = typeof failReply === "function" ? failReply(u.retry) : failReply;
-      const toClient = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+      let toClient: Uint8Array;
+      try {
+        toClient = typeof failReply === "function"
+          ? routeBytes(failReply(u.retry), "failReply's result")
+          : failReply;
+      } catch (e) {
+        return this.#fault(u.conn, "RK_EROUTE", "the route's failReply failed", e);
+      }
       this.#handle!.decide(id, { action: "close", toClient });
       return;
     }
@@ -426,8 +449,11 @@ export class Front {
       return;
     }
     let r;
+    let tlvs: DecodedTlvs | undefined;
     try {
       r = parseProxyHeader(u.data, accept!.mode);
+      // the TLVs are checked here too: a header is good only whole
+      if (r.kind === "header") tlvs = decodeTlvs(r.header.tlvs);
     } catch (e) {
       const pe = e as ProxyProtocolError;
       this.#refuse(
@@ -457,17 +483,40 @@ export class Front {
       return;
     }
     if (r.kind === "none") return void this.#go(u, undefined, 0);
-    this.#go(u, r.header, r.length);
+    this.#go(u, r.header, r.length, tlvs);
   }
 
+  /** Close a held connection, then report why. */
   #refuse(conn: HeldConnection, err: RelaykitError): void {
+    this.#routing.delete(conn.id);
+    try {
+      this.#handle!.decide(conn.id, { action: "close" });
+    } catch {
+      this.#handle!.closeConnection(conn.id, "abort");
+    }
     this.#o.onError(err);
-    this.#handle!.decide(conn.id, { action: "close" });
+  }
+
+  /** Something failed while `what` ran: close with `code`, the failure as cause. */
+  #fault(conn: HeldConnection, code: string, what: string, e: unknown): void {
+    const why = e instanceof Error ? e.message : describeValue(e);
+    this.#refuse(
+      conn,
+      new RelaykitError(`${describe(conn)}: ${what}: ${why}`, code, {
+        connectionId: conn.id,
+        cause: e,
+      }),
+    );
   }
 
   /** The PROXY header phase is over: route, or go to the target. */
-  #go(u: HeldUpdate, header: ProxyHeader | undefined, consume: number): void {
-    const info = this.#original(u, header);
+  #go(
+    u: HeldUpdate,
+    header: ProxyHeader | undefined,
+    consume: number,
+    tlvs?: DecodedTlvs,
+  ): void {
+    const info = this.#original(u, header, tlvs);
     if (this.#o.route === undefined) {
       const tls = this.#o.targetTls;
       if (this.#o.backend !== undefined) return this.#toBackend(u, info, consume);
@@ -480,6 +529,24 @@ export class Front {
 
   /** Ask the route function about what the client sent after its header. */
   async #route(u: HeldUpdate, consume: number): Promise<void> {
+    try {
+      await this.#routeOnce(u, consume);
+    } catch (e) {
+      // the barrier of the route phase: nothing rejects out of here
+      if (this.#routing.has(u.conn.id)) return this.#fault(u.conn, "RK_EROUTE", "bad route", e);
+      // past the decision: the connection is no longer held
+      this.#handle!.closeConnection(u.conn.id, "graceful");
+      const why = e instanceof Error ? e.message : describeValue(e);
+      this.#o.onError(
+        new RelaykitError(`${describe(u.conn)}: the route failed: ${why}`, "RK_EROUTE", {
+          connectionId: u.conn.id,
+          cause: e,
+        }),
+      );
+    }
+  }
+
+  async #routeOnce(u: HeldUpdate, consume: number): Promise<void> {
     const h = this.#handle!;
     const id = u.conn.id;
     const data = u.data.subarray(consume);
@@ -488,23 +555,19 @@ export class Front {
     if (u.conn.local !== undefined) conn.local = u.conn.local;
     const info = this.#originals.get(id);
     if (info?.header !== undefined) conn.original = info;
-    let result: RouteResult | undefined | null;
+    let d: RouteDecision;
     try {
-      result = await this.#o.route!(data, conn);
+      d = checkRouteResult(await this.#o.route!(data, conn));
     } catch (e) {
-      return this.#refuse(
-        u.conn,
-        errorFor(
-          `${describe(u.conn)}: the route function failed: ${(e as Error)?.message}`,
-          "RK_EROUTE",
-          {
-            connectionId: id,
-            cause: e,
-          },
-        ),
-      );
+      // ended meanwhile (the decision timeout): nothing left to close
+      if (!this.#routing.has(id)) return;
+      const what = e instanceof TypeError && e.name === "RouteResultError"
+        ? "bad route"
+        : "the route function failed";
+      return this.#fault(u.conn, "RK_EROUTE", what, e);
     }
-    if (result === undefined || result === null) {
+    if (!this.#routing.has(id)) return; // ended while the route was deciding
+    if (d.kind === "wait") {
       if (data.length >= this.#o.routeLimit) {
         return this.#refuse(
           u.conn,
@@ -528,71 +591,53 @@ export class Front {
       h.readMore(id, consume + this.#o.routeLimit);
       return;
     }
-    const bytes = (b: RouteBytes | undefined) =>
-      b === undefined ? undefined : typeof b === "string" ? new TextEncoder().encode(b) : b;
-    if ("send" in result) {
+    if (d.kind === "send") {
       // a handshake step: answer, stay in the route phase, read on
-      const out = bytes(result.send);
-      if (out !== undefined) h.sendHeld(id, out);
+      h.sendHeld(id, d.send);
       h.readMore(id, consume + this.#o.routeLimit);
       return;
     }
     this.#routing.delete(id);
-    try {
-      if ("remote" in result) {
-        if (result.failReply !== undefined) this.#failReplies.set(id, result.failReply);
-        const target = typeof result.remote === "string"
-          ? parseEndpoint(result.remote, "remote")
-          : result.remote;
-        const replace = bytes(result.data);
-        const reply = bytes(result.reply);
-        await this.#connect(
-          u,
-          this.#original(u, info?.header),
-          target,
-          replace,
-          replace === undefined ? consume : u.data.length,
-          {
-            ...result,
-            ...(reply !== undefined ? { toClient: reply } : {}),
-            tls: result.tls === true ? {} : result.tls === false ? undefined : result.tls,
-            retry: result.failReply !== undefined,
-          },
-        );
-        return;
-      }
-      if ("close" in result) {
-        const toClient = result.close === true ? undefined : bytes(result.close);
-        h.decide(id, toClient === undefined ? { action: "close" } : { action: "close", toClient });
-        return;
-      }
-      if ("file" in result) {
-        const path = typeof result.file === "number" ? `/proc/self/fd/${result.file}` : result.file;
-        const d: HoldDecision = { action: "file", path };
-        if (result.offset !== undefined) d.offset = result.offset;
-        if (result.length !== undefined) d.length = result.length;
-        const reply = bytes(result.reply);
-        if (reply !== undefined) d.toClient = reply;
-        const err = h.decide(id, d);
-        if (err !== undefined) this.#refuse(u.conn, err);
-        return;
-      }
-      throw new TypeError(
-        `expected { remote }, { close } or { file }, not ${JSON.stringify(result)}`,
+    if (d.kind === "remote") {
+      if (d.failReply !== undefined) this.#failReplies.set(id, d.failReply);
+      const replace = d.data;
+      await this.#connect(
+        u,
+        this.#original(u, info?.header),
+        d.target,
+        replace,
+        replace === undefined ? consume : u.data.length,
+        {
+          ...(d.connectTimeout !== undefined ? { connectTimeout: d.connectTimeout } : {}),
+          ...(d.idleTimeout !== undefined ? { idleTimeout: d.idleTimeout } : {}),
+          ...(d.reply !== undefined ? { toClient: d.reply } : {}),
+          tls: d.tls,
+          retry: d.failReply !== undefined,
+        },
       );
-    } catch (e) {
-      this.#refuse(
-        u.conn,
-        errorFor(`${describe(u.conn)}: bad route: ${(e as Error).message}`, "RK_EROUTE", {
-          connectionId: id,
-          cause: e,
-        }),
-      );
+      return;
     }
+    if (d.kind === "close") {
+      h.decide(
+        id,
+        d.toClient === undefined ? { action: "close" } : { action: "close", toClient: d.toClient },
+      );
+      return;
+    }
+    const fd: HoldDecision = { action: "file", path: d.path };
+    if (d.offset !== undefined) fd.offset = d.offset;
+    if (d.length !== undefined) fd.length = d.length;
+    if (d.reply !== undefined) fd.toClient = d.reply;
+    const err = h.decide(id, fd);
+    if (err !== undefined) this.#refuse(u.conn, err);
   }
 
   /** Who the client is: from its PROXY header, else the peer; remembered. */
-  #original(u: HeldUpdate, header: ProxyHeader | undefined): OriginalInfo {
+  #original(
+    u: HeldUpdate,
+    header: ProxyHeader | undefined,
+    tlvs?: DecodedTlvs,
+  ): OriginalInfo {
     const id = u.conn.id;
     const known = this.#originals.get(id);
     if (known !== undefined) return known;
@@ -605,7 +650,7 @@ export class Front {
     if (destination !== undefined) info.destination = destination;
     if (header !== undefined) {
       info.header = header;
-      info.tlvs = decodeTlvs(header.tlvs);
+      info.tlvs = tlvs ?? decodeTlvs(header.tlvs);
     }
     if (header !== undefined || this.#o.send !== undefined) {
       this.#originals.set(id, info);
@@ -662,11 +707,11 @@ export class Front {
           remote: u.conn.remote,
           original: info,
           stats: () => h.connectionStats(id),
-        });
+        }, this.#o.hookTimeout);
         toTarget = concatBytes([toTarget, out]);
       } catch (e) {
-        this.#o.onError(e as RelaykitError);
         h.closeConnection(id, "abort");
+        this.#o.onError(e as RelaykitError);
         return;
       }
     } else if (replace !== undefined) {

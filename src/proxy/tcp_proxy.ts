@@ -4,7 +4,7 @@
  * @module
  */
 import { Emitter } from "../emitter.ts";
-import type { RelaykitError } from "../errors.ts";
+import { describeValue, RelaykitError } from "../errors.ts";
 import { chooseEngine, type EnginePreference } from "../forward/select.ts";
 import type {
   ConnectionEnd,
@@ -19,7 +19,7 @@ import type {
 } from "../forward/types.ts";
 import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
-import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
+import { type DataHook, type DataHooks, type HookContext, runHook } from "../forward/hooks.ts";
 import { Backend, type BackendOptions } from "./balance.ts";
 import { type AcceptProxyOptions, checkFrontOptions, Front, type RouteFunction } from "./front.ts";
 import type { SendProxyOptions } from "../types.ts";
@@ -54,16 +54,24 @@ export interface TcpProxyOptions {
   backend?: Backend | BackendOptions;
   /**
    * Decide per connection from its first bytes (tproxy's `proxy(data)`):
-   * return `{ remote }`, `{ close }`, `{ file }`, or `undefined` for more
-   * bytes. Once decided, the bytes move natively again.
+   * return a `RouteResult`, or `undefined` for more bytes; anything
+   * else closes that connection with `RK_EROUTE`. Once decided, the bytes
+   * move natively again.
    */
   route?: RouteFunction;
   /** Most bytes a client may send before `route` decides. @default 65536 */
   routeLimit?: number;
   /** Most ms before `route` decides; then the connection is closed. @default 10000 */
   routeTimeout?: number;
-  /** Called with each error that concerns a connection (tproxy's `proxy_error`). */
-  onError?: (conn: { id: number; original?: OriginalInfo }, error: RelaykitError) => void;
+  /**
+   * Called with each error that concerns a connection (tproxy's
+   * `proxy_error`). If it throws (or its promise rejects), that connection
+   * is closed and the failure is an "error" event with code `RK_EHOOK`.
+   */
+  onError?: (
+    conn: { id: number; original?: OriginalInfo },
+    error: RelaykitError,
+  ) => void | Promise<void>;
   /**
    * Terminate TLS on the listener: certificate chain and key, as PEM text or
    * file paths. The native engine moves plain TCP only, so such a listener
@@ -103,6 +111,11 @@ export interface TcpProxyOptions {
    * without a hook keeps moving natively at full speed.
    */
   hooks?: DataHooks;
+  /**
+   * Most ms an async hook may take over one chunk; then the connection is
+   * closed with `RK_EHOOK`. 0 is no limit. @default 10000
+   */
+  hookTimeout?: number;
   /**
    * Accept a PROXY protocol header from clients in trusted ranges: the
    * original client's address then reaches the `original` event, hooks
@@ -176,14 +189,24 @@ function pem(value: string, name: string): string {
   }
 }
 
-/** Hooks that see `ctx.original` from the front's PROXY header state. */
-function withOriginal(hooks: DataHooks, front: Front): DataHooks {
-  const wrap = (hook: DataHook | undefined): DataHook | undefined =>
-    hook === undefined ? undefined : (chunk, ctx) =>
-      hook(
+/**
+ * Hooks as the engines run them: bounded to `timeout` ms per chunk when
+ * async, and seeing `ctx.original` from the front's PROXY header state.
+ */
+function boundHooks(hooks: DataHooks, timeout: number, front: Front | undefined): DataHooks {
+  const wrap = (hook: DataHook | undefined): DataHook | undefined => {
+    if (hook === undefined) return undefined;
+    if (front === undefined) {
+      return timeout === 0 ? hook : (chunk, ctx) => runHook(hook, chunk, ctx, timeout);
+    }
+    return (chunk, ctx) =>
+      runHook(
+        hook,
         chunk,
         Object.create(ctx, { original: { value: front.original(ctx.id) } }) as HookContext,
+        timeout,
       );
+  };
   const out: DataHooks = {};
   const aToB = wrap(hooks.aToB), bToA = wrap(hooks.bToA);
   if (aToB !== undefined) out.aToB = aToB;
@@ -291,12 +314,31 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     const targetTls = options.targetTls === true ? {} : options.targetTls;
     let front: Front | undefined;
     // every error: the "error" event, and onError when it names a connection
+    const hookTimeout = nonNegative("hookTimeout", options.hookTimeout, 10_000);
     const fail = (p: TcpProxy, err: RelaykitError) => {
       p.emit("error", err);
       const id = err.connectionId;
-      if (options.onError !== undefined && id !== undefined) {
+      const onError = options.onError;
+      if (onError === undefined || id === undefined) return;
+      // user code: a throw or a rejection closes the connection and is
+      // reported, never thrown on (and never passed to onError again)
+      const failed = (e: unknown) => {
+        p.closeConnection(id, "graceful");
+        const why = e instanceof Error ? e.message : describeValue(e);
+        p.emit(
+          "error",
+          new RelaykitError(`onError of connection ${id} failed: ${why}`, "RK_EHOOK", {
+            connectionId: id,
+            cause: e,
+          }),
+        );
+      };
+      try {
         const original = front?.original(id);
-        options.onError(original === undefined ? { id } : { id, original }, err);
+        const r: unknown = onError(original === undefined ? { id } : { id, original }, err);
+        if (r instanceof Promise) r.catch(failed);
+      } catch (e) {
+        failed(e);
       }
     };
     if (
@@ -313,12 +355,13 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         routeLimit: nonNegative("routeLimit", options.routeLimit, 65536) || 65536,
         routeTimeout: nonNegative("routeTimeout", options.routeTimeout, 10_000),
         hooks: spec.hooks,
+        hookTimeout,
         onOriginal: (info) => later((p) => p.emit("original", info)),
         onError: (err) => later((p) => fail(p, err)),
       });
       spec.hold = { timeout: front.timeout };
-      spec.hooks = withOriginal(spec.hooks, front);
     }
+    spec.hooks = boundHooks(spec.hooks, hookTimeout, front);
     // Errors may come before the constructor has run: hold them until then.
     const made: { proxy?: TcpProxy } = {};
     const early: (() => void)[] = [];
