@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { after, describe, test } from "node:test";
+import { after, describe, test } from "./_test.ts";
 import { type DataHook, type RouteFunction, TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import { ROUTE_EXPECTED } from "../src/proxy/decision.ts";
 import { runtime } from "../src/runtime/detect.ts";
