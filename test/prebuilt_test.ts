@@ -91,6 +91,35 @@ describe("prebuilt native libraries", { timeout: 30_000 }, () => {
     assert.ok(runtime.libc === "glibc" || runtime.libc === "musl");
     assert.deepEqual(plan.platforms, [`linux-${process.arch}-${runtime.libc}`]);
   });
+
+  test("elsewhere, one line says why the stream engine runs and what would bring the native one", () => {
+    const saved = {
+      platform: Object.getOwnPropertyDescriptor(process, "platform")!,
+      arch: Object.getOwnPropertyDescriptor(process, "arch")!,
+    };
+    const fake = (platform: string, arch: string) => {
+      Object.defineProperty(process, "platform", { value: platform, configurable: true });
+      Object.defineProperty(process, "arch", { value: arch, configurable: true });
+      return prebuiltPlatforms();
+    };
+    try {
+      const cases: [string, string, RegExp][] = [
+        ["darwin", "arm64", /Linux-only .* this is macOS: run on Linux/],
+        ["win32", "x64", /Linux-only .* this is Windows: run on Linux/],
+        ["linux", "riscv64", /No prebuilt library for linux-riscv64 .*install a C compiler/],
+      ];
+      for (const [platform, arch, want] of cases) {
+        const plan = fake(platform, arch);
+        assert.ok("why" in plan, `${platform}-${arch}`);
+        assert.match(plan.why, want);
+        assert.doesNotMatch(plan.why, /\n/);
+      }
+    } finally {
+      Object.defineProperty(process, "platform", saved.platform);
+      Object.defineProperty(process, "arch", saved.arch);
+    }
+    assert.ok("platforms" in prebuiltPlatforms());
+  });
 });
 
 /**
