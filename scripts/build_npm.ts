@@ -2,7 +2,8 @@
  * Build the npm package into npm/: ESM JavaScript and .d.ts files from the
  * TypeScript sources (with the TypeScript compiler: dnt lives on JSR, which
  * these machines cannot reach), a package.json with `bin: relaykit`, the C
- * sources and a library prebuilt for this host.
+ * sources and the prebuilt libraries (native/prebuilt/, made by
+ * scripts/build_prebuilt.ts).
  *
  *   deno run -A scripts/build_npm.ts [--tests]
  *
@@ -79,9 +80,13 @@ mkdirSync(work, { recursive: true });
 
 compile(out, ["mod.ts", "internals.ts", "src/cli.ts"]);
 
-// The C sources, and the library built for this host.
-run(process.env.MAKE ?? "make", ["-s", "-C", "native"]);
-for (const part of ["include", "src", "Makefile", "relaykit.map", "build/librelaykit.so"]) {
+// The C sources, and the prebuilt library of each Linux platform (x64 and
+// arm64, glibc and musl; about 60 KiB each): the loader picks the one for
+// the platform it runs on and checks its SHA-256 before loading it. One
+// package rather than one per platform (as esbuild does) because four
+// libraries add about 100 KiB to the tarball, and optional per-platform
+// packages break where installs skip optional dependencies.
+for (const part of ["include", "src", "Makefile", "relaykit.map", "prebuilt"]) {
   cpSync(join(root, "native", part), join(out, "native", part), { recursive: true });
 }
 

@@ -2,9 +2,11 @@
 // Smoke test of the npm package as a user gets it: pack npm/, install the
 // tarball into a fresh temporary project, then under Node and under Bun run
 // a forward with an integrity check, the relaykit command's --help, and
-// `relaykit forward` itself. Run scripts/build_npm.ts first.
+// `relaykit forward` itself. Bun runs with no C compiler on PATH and an
+// empty cache directory: it must get the native engine from the package's
+// prebuilt library. Run scripts/build_npm.ts first.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
@@ -45,7 +47,12 @@ const got = await new Promise((resolve, reject) => {
 });
 await proxy.close();
 backend.close();
-console.log(JSON.stringify({ engine: proxy.engine, bytes: got.n, ok: got.sha === sent }));
+console.log(JSON.stringify({
+  engine: proxy.engine,
+  reason: proxy.engineReason,
+  bytes: got.n,
+  ok: got.sha === sent,
+}));
 `;
 
 try {
@@ -64,13 +71,26 @@ try {
   writeFileSync(join(dir, "smoke.mjs"), SMOKE);
   const cli = join(dir, "node_modules", ".bin", "relaykit");
 
+  // PATH with node alone (for the relaykit command's shebang): no cc, gcc
+  // or clang; and an empty cache, so nothing can come from an earlier build.
+  const bin = join(dir, "bin");
+  mkdirSync(bin);
+  symlinkSync(process.execPath, join(bin, "node"));
+  const cache = join(dir, "cache");
+  mkdirSync(cache);
+  const bare = { PATH: bin, HOME: dir, RELAYKIT_CACHE: cache, XDG_CACHE_HOME: join(dir, "xdg") };
   for (
     const [name, cmd, engine] of [["node", process.execPath, "stream"], ["bun", bun, "native"]]
   ) {
     let r;
     try {
       r = JSON.parse(
-        execFileSync(cmd, ["smoke.mjs"], { cwd: dir, encoding: "utf8", timeout: 60_000 }),
+        execFileSync(cmd, ["smoke.mjs"], {
+          cwd: dir,
+          encoding: "utf8",
+          timeout: 60_000,
+          env: bare,
+        }),
       );
     } catch (err) {
       check(`${name}: forward 4 MiB through the installed package`, false, String(err));
@@ -81,6 +101,15 @@ try {
       r.ok && r.bytes === 4 * 1024 * 1024 && r.engine === engine,
       JSON.stringify(r),
     );
+    if (name === "bun") {
+      check(
+        "bun: the native engine from the prebuilt library, no compiler, nothing built",
+        r.engine === "native" && readdirSync(cache).length === 0,
+        `engine ${r.engine}${r.reason ? ` (${r.reason})` : ""}, cache: ${
+          readdirSync(cache).join(" ")
+        }`,
+      );
+    }
     const help = execFileSync(cmd, [cli, "--help"], { encoding: "utf8", timeout: 30_000 });
     check(`${name}: relaykit --help`, /relaykit forward --listen HOST:PORT/.test(help));
   }

@@ -32,6 +32,31 @@ const char *rk_err_name(int32_t err) {
   }
 }
 
+/* Messages of errno values, made once: strerror() is not thread-safe, and
+ * strerrordesc_np() is neither in musl nor in glibc before 2.32. Linux errno
+ * values stay below 134; the longest message is 50 bytes. */
+#define RK__ERRNO_MAX 134
+static char rk__errno_text[RK__ERRNO_MAX][64];
+static pthread_once_t rk__errno_once = PTHREAD_ONCE_INIT;
+
+static void rk__errno_fill(void) {
+  for (int e = 1; e < RK__ERRNO_MAX; e++) {
+    char *t = rk__errno_text[e];
+#ifdef __GLIBC__
+    /* the GNU strerror_r: a static string, or the message written into t */
+    const char *s = strerror_r(e, t, sizeof rk__errno_text[e]);
+    if (s != t)
+      snprintf(t, sizeof rk__errno_text[e], "%s", s);
+#else
+    if (strerror_r(e, t, sizeof rk__errno_text[e]) != 0)
+      t[0] = '\0';
+#endif
+    /* a number with no meaning gets "unknown error", as before */
+    if (strncmp(t, "Unknown error", 13) == 0 || strcmp(t, "No error information") == 0)
+      t[0] = '\0';
+  }
+}
+
 const char *rk_strerror(int32_t err) {
   switch (err) {
 #define XX(name, value, text)                                                  \
@@ -53,11 +78,10 @@ const char *rk_strerror(int32_t err) {
   }
   if (err == 0)
     return "success";
-  if (err < 0 && err > -4096) {
-    /* strerror() is not thread-safe, strerrordesc_np() is: it returns a
-     * static string or NULL. */
-    const char *s = strerrordesc_np(-err);
-    if (s != NULL)
+  if (err < 0 && err > -RK__ERRNO_MAX) {
+    pthread_once(&rk__errno_once, rk__errno_fill);
+    const char *s = rk__errno_text[-err];
+    if (s[0] != '\0')
       return s;
   }
   return "unknown error";

@@ -79,7 +79,7 @@ int32_t rk_fd_read(int32_t fd, uint8_t *buf, int32_t len) {
 
 int32_t rk_fd_shutdown_write(int32_t fd) {
   struct stat st;
-  if (fstat(fd, &st) != 0)
+  if (rk__fstat(fd, &st) != 0)
     return -errno;
   if (S_ISSOCK(st.st_mode))
     return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;

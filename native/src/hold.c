@@ -381,7 +381,7 @@ static int rk__open_range(const char *path, const int32_t *opts, int *fd_out,
   if (fd < 0)
     return -errno;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (rk__fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     int err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     close(fd);
     return err;

@@ -18,6 +18,35 @@
 
 #include "../include/relaykit.h"
 
+/* The prebuilt glibc libraries promise to load on glibc 2.17 and later
+ * (scripts/build_prebuilt.ts checks no symbol needs a newer version). Two
+ * kinds of symbol that newer glibc headers bind to newer versions:
+ * - pthread_create, pthread_join and pthread_once moved into libc in 2.34:
+ *   bind them to the version every glibc of the architecture has
+ *   (libpthread's before 2.34);
+ * - fstat is a libc symbol only since 2.33 (before, an inline call of
+ *   __fxstat): call the system call, whose struct stat is glibc's own on
+ *   x86_64 and aarch64. */
+#if defined(__GLIBC__) && defined(__x86_64__)
+#define RK__GLIBC_BASE "GLIBC_2.2.5"
+#elif defined(__GLIBC__) && defined(__aarch64__)
+#define RK__GLIBC_BASE "GLIBC_2.17"
+#endif
+#ifdef RK__GLIBC_BASE
+__asm__(".symver pthread_create,pthread_create@" RK__GLIBC_BASE);
+__asm__(".symver pthread_join,pthread_join@" RK__GLIBC_BASE);
+__asm__(".symver pthread_once,pthread_once@" RK__GLIBC_BASE);
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline int rk__fstat(int fd, struct stat *st) {
+  return (int)syscall(SYS_fstat, fd, st);
+}
+#else
+#include <sys/stat.h>
+#define rk__fstat fstat
+#endif
+
 /* epoll data of a connection's fd: the conn pointer with the side (0/1) in
  * its lowest bit (allocations are at least 8-aligned). */
 #define RK__EPDATA(c, side) ((uint64_t)(uintptr_t)(c) | (uint64_t)(side))

@@ -86,7 +86,7 @@ void rk__side_init(rk__side *s, int rfd, int wfd) {
   s->r_pollable = 1;
   int fd = rfd >= 0 ? rfd : wfd;
   struct stat st;
-  s->is_sock = fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  s->is_sock = fd >= 0 && rk__fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
   if (rfd >= 0) {
     s->orig_rflags = fcntl(rfd, F_GETFL);
     fcntl(rfd, F_SETFL, s->orig_rflags | O_NONBLOCK);

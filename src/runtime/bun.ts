@@ -9,6 +9,7 @@
 import process from "node:process";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 import { bunNet } from "./bun_net.ts";
+import { processLibc } from "./libc.ts";
 import type { NativeLibrary, Runtime, Waker } from "./types.ts";
 
 type BunFfi = typeof import("bun:ffi");
@@ -98,6 +99,8 @@ export const bunRuntime: Runtime = {
   name: "bun",
   version: process.versions.bun ?? "unknown",
   ffi: true,
+  libc: processLibc(),
+  granted: () => true,
   net: bunNet,
   dlopen(path: string, table: SymbolTable): NativeLibrary {
     const lib = ffi.dlopen(path, translate(table));

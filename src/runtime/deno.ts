@@ -7,7 +7,7 @@ import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { nodeNetWith } from "./node_net.ts";
 import { withDenoTls } from "./deno_tls.ts";
-import type { NativeLibrary, Runtime, Waker } from "./types.ts";
+import type { Access, NativeLibrary, Runtime, Waker } from "./types.ts";
 
 function denoWaker(
   symbols: Deno.StaticForeignLibraryInterface<SymbolTable>,
@@ -55,6 +55,18 @@ export const denoRuntime: Runtime = {
   name: "deno",
   version: Deno.version.deno,
   ffi: true,
+  // the target Deno was built for: a glibc Deno needs the glibc library
+  // even on a musl system with a glibc compatibility layer
+  libc: Deno.build.os !== "linux"
+    ? undefined
+    : Deno.build.target.endsWith("-musl")
+    ? "musl"
+    : Deno.build.target.endsWith("-gnu")
+    ? "glibc"
+    : undefined,
+  granted(access: Access): boolean {
+    return Deno.permissions.querySync(access).state === "granted";
+  },
   net: withDenoTls(nodeNetWith({ watch: new FdWatch() })),
   dlopen(path: string, table: SymbolTable): NativeLibrary {
     const lib = Deno.dlopen(path, table);

@@ -4,6 +4,7 @@
  * @module
  */
 import process from "node:process";
+import { processLibc } from "./libc.ts";
 import { nodeNet } from "./node_net.ts";
 import type { NativeLibrary, Runtime } from "./types.ts";
 
@@ -12,6 +13,8 @@ export const nodeRuntime: Runtime = {
   name: "node",
   version: process.versions.node ?? "unknown",
   ffi: false,
+  libc: processLibc(),
+  granted: () => true,
   net: nodeNet,
   dlopen(): NativeLibrary {
     throw new Error(

@@ -106,6 +106,16 @@ export interface Net {
   ): Promise<NetConn>;
 }
 
+/** An access the runtime may have to grant (Deno's permissions). */
+export type Access =
+  | { name: "net"; host: string }
+  | { name: "read" | "write" | "ffi"; path: string }
+  | { name: "env"; variable: string }
+  | { name: "run"; command: string };
+
+/** The C library a Linux process runs on. */
+export type Libc = "glibc" | "musl";
+
 /** What relaykit asks of the runtime it runs on. */
 export interface Runtime {
   /** Which runtime this is. */
@@ -114,6 +124,16 @@ export interface Runtime {
   readonly version: string;
   /** Whether it can load native libraries at all. */
   readonly ffi: boolean;
+  /**
+   * The C library this process runs on, on Linux; undefined elsewhere or when
+   * it cannot be told (a library built for the other one does not load).
+   */
+  readonly libc: Libc | undefined;
+  /**
+   * Whether `access` is granted now. Asks nobody: a Deno run without the
+   * flag gets false, never a prompt. Always true on Bun and Node.
+   */
+  granted(access: Access): boolean;
   /**
    * Load the library at `path` with the given symbol table. Throws the
    * runtime's own error when it cannot (a permission error passes through
