@@ -14,7 +14,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import process from "node:process";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test } from "./_test.ts";
 import { fileURLToPath } from "node:url";
 import { compareVersions, GLIBC_BASELINE, glibcVersionsNeeded } from "../scripts/build_prebuilt.ts";
 import { checksumProblem, prebuiltPlatforms } from "../src/native/load.ts";
@@ -36,6 +36,16 @@ describe("prebuilt native libraries", { timeout: 30_000 }, () => {
       'The native sources changed since the prebuilt libraries were built: run "deno run -A scripts/build_prebuilt.ts" and commit native/prebuilt/ and src/native/prebuilt.ts',
     );
     assert.deepEqual([...PREBUILT.sources.files], listSources(native));
+  });
+
+  test("the README's platform table gives each library's size as it is", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    for (const p of PLATFORMS) {
+      const row = readme.split("\n").find((l) => l.includes(`native/prebuilt/${p}/`));
+      assert.ok(row !== undefined, `README: no row for ${p}`);
+      const size = PREBUILT.libraries[p].size.toLocaleString("en-US");
+      assert.ok(row.includes(`| ${size} |`), `README: ${p} is ${size} bytes: ${row}`);
+    }
   });
 
   test("each has the SHA-256 and size recorded for it", () => {

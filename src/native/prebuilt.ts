@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7478f1dca0651a2df82f26f5e94e8e1a0d6dbbcaf6399e90a92263b4d42e305f",
+    "sha256": "f2f6373c11235369f41b88ef6b466543422421505913e401ae85e0601b23ac3e",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -32,24 +32,26 @@ export const PREBUILT: {
       "src/fd.c",
       "src/hold.c",
       "src/internal.h",
+      "src/listen.c",
+      "src/pool.c",
       "src/relay.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "8fe949392db5dcf5c52afcfcdd0a828e432e1ce2e63891da13cb60e103f1dbb5",
+      "sha256": "df808f5cc2b9cfec113859b60b90e68239c57f50b0bf42e74d21e56e5eb005c8",
       "size": 55704,
     },
     "linux-arm64-glibc": {
-      "sha256": "f7eb06ea657922a4d12b1d9850735b49b5080341338e7f80a83bbb76660631e8",
+      "sha256": "a55beedb488dba37d491ee30d76a3f77e08a319f8a5b593da65b052ceeb8de27",
       "size": 67944,
     },
     "linux-x64-musl": {
-      "sha256": "b537d56b4764233a7b1a1c7bdb86ebd0907159aeeb73a0733a0d26e83552762f",
-      "size": 59568,
+      "sha256": "7dbba22003e8390a005ae813f55d722788d8d799d11e99d90a887f7cdd6cc8b8",
+      "size": 55472,
     },
     "linux-arm64-musl": {
-      "sha256": "2903a5bbd3ce9670396c3213bd8827a7baf94c194ec01d9026857b6f6dda527e",
+      "sha256": "831ca2db9667d27e39f06a29dfd03a1f378048f6230f7a9db9fb911f51190699",
       "size": 67688,
     },
   },
