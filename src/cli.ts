@@ -36,7 +36,8 @@ import {
   type RouterOptions,
   socksRouter,
 } from "./proxy/socks.ts";
-import { supervise, watchSupervisor } from "./config/supervisor.ts";
+import { connections, ignoreHangup } from "./config/signals.ts";
+import { runSupervisor, serveRunner } from "./config/service.ts";
 import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
@@ -183,11 +184,15 @@ function engineLine(proxy: TcpProxy, threads: number | undefined): string {
   return `stream engine on ${runtime.name}: ${proxy.engineReason}`;
 }
 
-function onStop(stop: (signal: string) => Promise<void>): void {
+function onStop(stop: (signal: string) => Promise<void>, hangup = true): void {
   let stopping = false;
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handler = (sig: string) => {
-    if (stopping) process.exit(130); // a second Ctrl-C: now
+    if (stopping) {
+      console.log(`relaykit: ${sig} again: exiting now`);
+      setTimeout(() => process.exit(130), 50); // a second Ctrl-C: now
+      return;
+    }
     stopping = true;
     // Once everything is closed, let the process end by itself rather than
     // with process.exit(): that way what was printed reaches a piped stdout
@@ -195,11 +200,13 @@ function onStop(stop: (signal: string) => Promise<void>): void {
     // backstop for anything that would keep it alive.
     stop(sig).then(() => {
       for (const s of signals) process.removeAllListeners(s);
+      process.removeAllListeners("SIGHUP");
       process.exitCode = 0;
       setTimeout(() => process.exit(0), 2000).unref();
     });
   };
   for (const sig of signals) process.on(sig, () => handler(sig));
+  if (hangup) ignoreHangup((line) => console.log(`relaykit: ${line}`));
 }
 
 const FORWARD_FLAGS = [
@@ -240,6 +247,7 @@ async function runProxy(
   options: TcpProxyOptions,
   threads: number | undefined,
   what: string,
+  reloads = false,
 ): Promise<TcpProxy> {
   if (threads !== undefined && options.engine !== "stream") {
     try {
@@ -251,9 +259,9 @@ async function runProxy(
   const proxy = await TcpProxy.listen(options);
   const quiet = p.bools.has("--quiet");
   onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${proxy.connections} connections`);
+    if (!quiet) console.log(`relaykit: ${sig}: closing ${connections(proxy.connections)}`);
     await proxy.abort();
-  });
+  }, !reloads);
   // Signal handlers are installed by the event loop: give it a turn, so
   // that once the line below is out, SIGTERM is handled (not fatal).
   await new Promise((r) => setTimeout(r, 0));
@@ -322,7 +330,7 @@ async function routeCommand(args: string[]): Promise<void> {
   if (limit !== undefined) options.routeLimit = limit;
   if (timeout !== undefined) options.routeTimeout = timeout;
   const threads = commonOptions(p, options);
-  const proxy = await runProxy(p, options, threads, `routing % with ${script}`);
+  const proxy = await runProxy(p, options, threads, `routing % with ${script}`, true);
   proxy.on("close", (e) => byConn.delete(e.id));
   let generation = 0;
   process.on("SIGHUP", () => {
@@ -404,11 +412,9 @@ async function runCommand(args: string[]): Promise<void> {
     const own = rest.filter((a, i) =>
       !["--workers", "--pid"].includes(a) && !["--workers", "--pid"].includes(rest[i - 1] ?? "")
     );
-    const done = supervise({ workers, argv: () => selfArgv(["run", file, ...own]), log });
-    await new Promise((r) => setTimeout(r, 0));
-    if (!quiet) console.log(`relaykit: supervising ${workers} workers running ${file}`);
-    await done;
-    setTimeout(() => process.exit(0), 200);
+    const argv = () => selfArgv(["run", file, ...own]);
+    const code = await runSupervisor({ file, workers, argv, log, quiet });
+    setTimeout(() => process.exit(code), 200);
     return;
   }
   const logPath = p.flags.get("--access-log");
@@ -431,36 +437,18 @@ async function runCommand(args: string[]): Promise<void> {
   const runner = new Runner(file, {
     engine,
     nativeEngine,
-    // with workers, the first one serves the metrics
-    metrics: worker === undefined || worker === "0",
+    // with workers, the supervisor serves the metrics of all of them
+    metrics: worker === undefined,
     log,
     access: (rec) => accessOut?.(JSON.stringify(rec)),
   });
+  const say = (line: string) => quiet || console.log(`${tag}: ${line}`);
   try {
-    await runner.start();
+    await serveRunner(runner, { file, graceMs: grace, log, say });
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
     throw err;
   }
-  let stopping = false;
-  const stop = (sig: string, ms: number) => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    if (!quiet) console.log(`${tag}: ${sig}: stopping`);
-    // the signal listeners keep the process alive: exit once the output
-    // has had a moment to drain (Bun drops what is still buffered at exit)
-    runner.stop(ms).then(() => setTimeout(() => process.exit(0), 200));
-  };
-  process.on("SIGTERM", () => stop("SIGTERM", grace));
-  process.on("SIGINT", () => stop("SIGINT", grace));
-  process.on("SIGQUIT", () => stop("SIGQUIT", 0x7fffffff)); // until the last one ends
-  process.on("SIGHUP", () => void runner.reload());
-  watchSupervisor((pid) => {
-    log("error", `the supervisor (pid ${pid}) is gone: stopping`);
-    stop("supervisor gone", 0);
-  });
-  await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
-  if (!quiet) console.log(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
 }
 
 /** "10.0.0.0/8:80,*.example.com:443,[::1]/128" -> access rules. */

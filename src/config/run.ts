@@ -21,6 +21,7 @@ import { HealthChecker } from "../proxy/health.ts";
 import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
+import { plural } from "./plural.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
 import { formatDestination } from "../tunnel/cli.ts";
@@ -41,6 +42,45 @@ export function loadConfig(path: string): Config {
     }]);
   }
   return parseConfig(text, path);
+}
+
+/** A metrics endpoint: GET /metrics answers `text()`. */
+export interface MetricsServer {
+  /** "host:port" it listens on. */
+  readonly address: string;
+  /** Stop listening. */
+  close(): void;
+}
+
+/**
+ * Serve Prometheus text on http://HOST:PORT/metrics.
+ *
+ * @throws when it cannot listen (the message names the address).
+ */
+export async function serveMetrics(
+  at: { host: string; port: number },
+  text: () => string | Promise<string>,
+  log: (level: LogLevel, line: string) => void,
+): Promise<MetricsServer> {
+  const srv: Server = createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end("try /metrics\n");
+      return;
+    }
+    Promise.resolve(text()).then(
+      (t) => res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4" }).end(t),
+      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once("error", (err: Error) =>
+      reject(new Error(`Cannot listen on "${at.host}:${at.port}" for metrics: ${err.message}`)));
+    srv.listen(at.port, at.host, () => resolve());
+  });
+  const addr = srv.address();
+  const address = `${at.host}:${typeof addr === "object" && addr !== null ? addr.port : at.port}`;
+  log("info", `metrics on http://${address}/metrics`);
+  return { address, close: () => srv.close() };
 }
 
 /** How much the operator log says: failures; and what happens; and every connection error. */
@@ -108,8 +148,8 @@ export class Runner {
   #backends = new Map<string, Backend>();
   #checkers: HealthChecker[] = [];
   #stats = new Map<string, ListenerStats>();
-  #metrics: Server | undefined;
-  #metricsAt: string | undefined;
+  #metrics: MetricsServer | undefined;
+  #stopping: TcpProxy[] = [];
   #tunnels: (TunnelServer | TunnelClient)[] = [];
   #tunnelKey = "";
 
@@ -138,29 +178,13 @@ export class Runner {
       throw err;
     }
     if (config.metrics !== undefined && this.#o.metrics) {
-      const at = config.metrics;
-      const srv = this.#metrics = createServer((req, res) => {
-        if (req.url !== "/metrics") {
-          res.writeHead(404).end("try /metrics\n");
-          return;
-        }
-        res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4" }).end(this.metrics());
-      });
-      await new Promise<void>((resolve, reject) => {
-        srv.once("error", reject);
-        srv.listen(at.port, at.host, () => resolve());
-      });
-      const addr = srv.address();
-      this.#metricsAt = `${at.host}:${
-        typeof addr === "object" && addr !== null ? addr.port : at.port
-      }`;
-      this.#o.log("info", `metrics on http://${this.#metricsAt}/metrics`);
+      this.#metrics = await serveMetrics(config.metrics, () => this.metrics(), this.#o.log);
     }
   }
 
   /** Where the metrics endpoint listens ("host:port"), if it does. */
   get metricsAddress(): string | undefined {
-    return this.#metricsAt;
+    return this.#metrics?.address;
   }
 
   /** The Prometheus text exposition of every listener and server. */
@@ -254,13 +278,14 @@ export class Runner {
     if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
       this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
     }
-    this.#o.log("info", `reload: ${this.#path} applied (${config.listeners.length} listeners)`);
+    this.#o.log("info", `reload: ${this.#path} applied (${plural(config.listeners.length, "listener")})`);
     return true;
   }
 
   /** Stop accepting everywhere; wait for connections to end, resetting them after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     const proxies = [...this.#running.values()].map((r) => r.proxy);
+    this.#stopping.push(...proxies);
     this.#running.clear();
     for (const c of this.#checkers) c.stop();
     this.#checkers = [];
@@ -278,6 +303,20 @@ export class Runner {
     await Promise.race([closing, grace]);
     clearTimeout(timer);
     await closing;
+  }
+
+  /** Open connections, of running listeners and of stopping ones. */
+  get connections(): number {
+    let n = 0;
+    for (const r of this.#running.values()) n += r.proxy.connections;
+    for (const p of this.#stopping) n += p.connections;
+    return n;
+  }
+
+  /** Reset every open connection now (a second Ctrl-C). */
+  async abort(): Promise<void> {
+    const all = [...[...this.#running.values()].map((r) => r.proxy), ...this.#stopping];
+    await Promise.all(all.map((p) => p.abort()));
   }
 
   /** The tunnel servers and clients (started once; a reload leaves them). */
@@ -386,6 +425,18 @@ export class Runner {
         ...(b.sendProxy !== undefined ? { sendProxy: b.sendProxy } : {}),
       }),
     ]));
+    // a checked server keeps its health across a reload, so that a change
+    // is logged once, when a check sees it, not again by every reload
+    for (const b of config.backends) {
+      const was = this.#backends.get(b.name);
+      if (b.healthCheck === undefined || was === undefined) continue;
+      for (const s of backends.get(b.name)!.servers) {
+        const same = was.servers.find((o) =>
+          o.name === s.name && JSON.stringify(o.address) === JSON.stringify(s.address)
+        );
+        if (same !== undefined) s.up = same.up;
+      }
+    }
     // modules first: a module that fails to load changes nothing
     const routes = new Map<string, RouteModule>();
     const hooks = new Map<string, DataHooks>();

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { plural } from "../config/plural.ts";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
@@ -164,7 +165,7 @@ async function server(args: string[], h: CliHelpers): Promise<void> {
     }
   });
   h.onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${srv.links} links`);
+    if (!quiet) console.log(`relaykit: ${sig}: closing ${plural(srv.links, "link")}`);
     await srv.close();
   });
   await new Promise((r) => setTimeout(r, 0));
@@ -246,7 +247,7 @@ async function client(args: string[], h: CliHelpers): Promise<void> {
     }
   });
   h.onStop(async (sig) => {
-    if (!quiet) console.log(`relaykit: ${sig}: closing ${c.streams} streams`);
+    if (!quiet) console.log(`relaykit: ${sig}: closing ${plural(c.streams, "stream")}`);
     await c.close();
   });
   await new Promise((r) => setTimeout(r, 0));
