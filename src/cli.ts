@@ -649,13 +649,14 @@ async function echo(args: string[]): Promise<void> {
       close: () => {},
     });
   });
-  console.log(
-    `relaykit: echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`,
-  );
   onStop(() => {
     listener.close();
     return Promise.resolve();
   });
+  await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
+  console.log(
+    `relaykit: echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`,
+  );
 }
 
 async function demo(): Promise<void> {

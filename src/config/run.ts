@@ -22,6 +22,7 @@ import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { createServer, type Server } from "node:http";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { plural } from "./plural.ts";
+import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
 import { formatDestination } from "../tunnel/cli.ts";
@@ -464,6 +465,7 @@ export class Runner {
     };
     const next = new Map<string, Running>();
     const started: TcpProxy[] = [];
+    const fromSystemd = new Map<string, InheritedSocket>();
     try {
       for (const l of config.listeners) {
         const old = this.#running.get(l.name);
@@ -479,6 +481,11 @@ export class Runner {
           ...where(l),
         };
         if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
+        const inherited = matchSocket(inheritedSockets(), l.name, l.listen);
+        if (inherited !== undefined) {
+          options.fd = inherited.fd;
+          fromSystemd.set(l.name, inherited);
+        }
         if (l.tls !== undefined) options.tls = l.tls;
         if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
         if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
@@ -523,8 +530,12 @@ export class Runner {
       if (next.get(name)?.proxy !== r.proxy) void r.proxy.close();
     }
     this.#running = next;
-    for (const p of started) {
-      this.#o.log("info", `listening on ${formatEndpoint(p.address)} (${p.engine} engine)`);
+    for (const l of config.listeners) {
+      const p = next.get(l.name)!.proxy;
+      if (!started.includes(p)) continue;
+      const s = fromSystemd.get(l.name);
+      const from = s === undefined ? "" : `, inherited fd ${s.fd}${s.name ? ` "${s.name}"` : ""}`;
+      this.#o.log("info", `listening on ${formatEndpoint(p.address)} (${p.engine} engine${from})`);
     }
   }
 

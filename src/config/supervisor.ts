@@ -22,6 +22,10 @@
  * - {@linkcode CRASH_LOOP}.deaths deaths within {@linkcode CRASH_LOOP}.seconds
  *   is a crash loop: the supervisor stops the rest and ends with an error.
  *
+ * Sockets passed by systemd (LISTEN_FDS) are passed on to every worker at
+ * the same fds, and LISTEN_PID names the supervisor: the workers all accept
+ * on them.
+ *
  * A worker whose supervisor is gone (killed with SIGKILL, so it could not
  * pass anything on) stops by itself: see {@linkcode watchSupervisor}.
  *
@@ -90,13 +94,17 @@ export function supervise(o: SupervisorOptions): Supervisor {
   const answers = new Map<number, (text: string) => void>();
   let retired = ""; // counters of workers that are gone, summed
   let reloading: Set<ChildProcess> | undefined;
+  const passed = Number(process.env.LISTEN_FDS);
+  const inherit = process.env.LISTEN_PID === String(process.pid) && passed > 0
+    ? Array.from({ length: passed }, (_, i) => 3 + i)
+    : [];
 
   const stopAll = (why: string, sig: NodeJS.Signals, code: number) => {
     if (stopping !== undefined) return;
     stopping = why;
     exitCode = code;
     o.onStopping?.();
-    for (const w of workers.values()) w.child.kill(sig);
+    for (const w of workers.values()) signal(w.child, sig);
     if (workers.size === 0) finish(exitCode);
   };
 
@@ -108,7 +116,9 @@ export function supervise(o: SupervisorOptions): Supervisor {
       RELAYKIT_SUPERVISOR_PID: String(process.pid),
     };
     delete env.NOTIFY_SOCKET; // the supervisor is the service's main process
-    const child = spawn(cmd!, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], env });
+    // sockets from systemd: every worker accepts on them, at the same fds
+    const stdio = ["ignore", "inherit", "inherit", ...inherit, "ipc"] as const;
+    const child = spawn(cmd!, args, { stdio: [...stdio], env });
     const w: Worker = { child, ready: false };
     workers.set(index, w);
     o.log("info", `worker ${index} started (pid ${child.pid})`);
@@ -178,7 +188,7 @@ export function supervise(o: SupervisorOptions): Supervisor {
     if (stopping !== undefined) return;
     reloading = new Set([...workers.values()].map((w) => w.child));
     o.onReload?.(false);
-    for (const w of workers.values()) w.child.kill("SIGHUP");
+    for (const w of workers.values()) signal(w.child, "SIGHUP");
     if (reloading.size === 0) {
       reloading = undefined;
       o.onReload?.(true);
@@ -200,7 +210,8 @@ export function supervise(o: SupervisorOptions): Supervisor {
     if (stopping !== undefined || wanted <= 1) return;
     const last = --wanted;
     o.log("info", `SIGTTOU: ${plural(wanted, "worker")}`);
-    workers.get(last)?.child.kill("SIGQUIT"); // drains, then ends
+    const w = workers.get(last);
+    if (w !== undefined) signal(w.child, "SIGQUIT"); // drains, then ends
   });
 
   const metrics = async (timeoutMs = 2000): Promise<string> => {
@@ -226,6 +237,17 @@ export function supervise(o: SupervisorOptions): Supervisor {
     return mergeMetrics([retired, ...texts]);
   };
   return { done, metrics };
+}
+
+/**
+ * Send a worker a signal with process.kill, not ChildProcess.kill: Deno's
+ * ChildProcess.kill reports the child as ended and closes its IPC channel
+ * even when the child handles the signal and goes on.
+ */
+function signal(child: ChildProcess, sig: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(child.pid, sig);
+  } catch { /* already gone: its "close" follows */ }
 }
 
 /**
