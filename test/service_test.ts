@@ -440,3 +440,67 @@ test("a health change is logged once, not again by each reload", async () => {
     await backend.close();
   }
 });
+
+test("socket activation without the native library: addresses read from /proc (IPv4, IPv6, Unix)", async () => {
+  const script = join(dir, "inherited.ts");
+  const mod = new URL("../src/config/systemd.ts", import.meta.url).href;
+  writeFileSync(
+    script,
+    `import { inheritedSockets } from ${JSON.stringify(mod)};\n` +
+      `console.log(JSON.stringify(inheritedSockets()));\n`,
+  );
+  const path = join(dir, "activated.sock");
+  const launcher = "import os,socket,sys\n" +
+    "a=socket.socket(); a.bind(('127.0.0.1',0)); a.listen(1)\n" +
+    "b=socket.socket(socket.AF_INET6); b.bind(('::1',0)); b.listen(1)\n" +
+    "u=socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(1)\n" +
+    "print(a.getsockname()[1], b.getsockname()[1], flush=True)\n" +
+    "fds=[os.dup(s.fileno()) for s in (a,b,u)]\n" +
+    "for i,fd in enumerate(fds): os.dup2(fd,3+i); os.set_inheritable(3+i,True)\n" +
+    "os.environ['LISTEN_FDS']='3'; os.environ['LISTEN_PID']=str(os.getpid())\n" +
+    "os.environ['LISTEN_FDNAMES']='v4::unix'\n" +
+    "os.execvp(sys.argv[2],sys.argv[2:])\n";
+  const isDenoHere = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+  const run = isDenoHere ? [process.execPath, "run", "-A", script] : [process.execPath, script];
+  const child = spawn("python3", ["-c", launcher, path, ...run], {
+    env: { ...process.env, RELAYKIT_LIB: "/nonexistent" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    let out = "";
+    child.stdout!.on("data", (d: Uint8Array) => out += String(d));
+    await new Promise((r) => child.once("close", r));
+    const [ports, json] = out.trim().split("\n");
+    const [p4, p6] = ports!.split(" ").map(Number);
+    assert.deepEqual(JSON.parse(json!), [
+      { fd: 3, name: "v4", address: { host: "127.0.0.1", port: p4 } },
+      { fd: 4, address: { host: "::1", port: p6 } },
+      { fd: 5, name: "unix", address: { path } },
+    ]);
+  } finally {
+    child.kill("SIGKILL");
+  }
+});
+
+test("systemd: a notify that cannot be sent is reported once and changes nothing else", async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = config("notify-fails", port, backend.port);
+  const cli = startCli(["run", file, "--engine", "stream"], {
+    RELAYKIT_LIB: "/nonexistent",
+    NOTIFY_SOCKET: join(dir, "nobody-listens.sock"),
+  });
+  try {
+    await cli.line;
+    const g = await greeting(port);
+    assert.equal(g.name, "b");
+    g.s.destroy();
+    process.kill(cli.child.pid!, "SIGHUP");
+    await waitFor(() => /reload: .* applied/.test(cli.output.err), 5000, "reloaded");
+    await sleep(200);
+    assert.equal(cli.output.err.match(/cannot notify systemd at/g)?.length, 1, cli.output.err);
+  } finally {
+    cli.child.kill("SIGKILL");
+    await backend.close();
+  }
+});
