@@ -103,7 +103,8 @@ test("--workers: deaths are replaced with backoff; a crash loop ends the supervi
   const file = config("loop", await freePort(), backend.port);
   const cli = startCli(["run", file, "--workers", "2"]);
   const ready = () => cli.output.out.match(/relaykit\[0\]: running/g)?.length ?? 0;
-  const pidOf0 = () => Number([...cli.output.err.matchAll(/worker 0 started \(pid (\d+)\)/g)].at(-1)?.[1]);
+  const pidOf0 = () =>
+    Number([...cli.output.err.matchAll(/worker 0 started \(pid (\d+)\)/g)].at(-1)?.[1]);
   try {
     await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
     for (let death = 1; death <= 5; death++) {
@@ -111,9 +112,10 @@ test("--workers: deaths are replaced with backoff; a crash loop ends the supervi
       process.kill(pidOf0(), "SIGKILL");
       if (death < 5) {
         await waitFor(
-          () => new RegExp(`worker 0 died \\(SIGKILL\\); starting another in \\d`).test(
-            cli.output.err.split("\n").filter((l) => /died/.test(l))[death - 1] ?? "",
-          ),
+          () =>
+            new RegExp(`worker 0 died \\(SIGKILL\\); starting another in \\d`).test(
+              cli.output.err.split("\n").filter((l) => /died/.test(l))[death - 1] ?? "",
+            ),
           10_000,
           `replaced (${death})`,
         );
@@ -141,7 +143,9 @@ test("--workers: /metrics sums every worker, with the series one process has", a
     `metrics: { address: 127.0.0.1, port: ${metricsPort} }\n`,
   );
   const series = (text: string) =>
-    text.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) => l.replace(/ \S+$/, ""))
+    text.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) =>
+      l.replace(/ \S+$/, "")
+    )
       .sort();
   const single = startCli(["run", file]);
   let one: string;
@@ -178,18 +182,18 @@ test("--workers: /metrics sums every worker, with the series one process has", a
 });
 
 test("mergeMetrics sums samples, keeps *_up at the smallest, and keeps counters of the gone", () => {
-  const a = "# HELP x_total X.\n# TYPE x_total counter\nx_total{l=\"a\"} 2\n" +
-    "# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s=\"1\"} 1\n";
-  const b = "# HELP x_total X.\n# TYPE x_total counter\nx_total{l=\"a\"} 3\nx_total{l=\"b\"} 1\n" +
-    "# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s=\"1\"} 0\n";
+  const a = '# HELP x_total X.\n# TYPE x_total counter\nx_total{l="a"} 2\n' +
+    '# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s="1"} 1\n';
+  const b = '# HELP x_total X.\n# TYPE x_total counter\nx_total{l="a"} 3\nx_total{l="b"} 1\n' +
+    '# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s="1"} 0\n';
   assert.equal(
     mergeMetrics([a, b]),
-    "# HELP x_total X.\n# TYPE x_total counter\nx_total{l=\"a\"} 5\nx_total{l=\"b\"} 1\n" +
-      "# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s=\"1\"} 0\n",
+    '# HELP x_total X.\n# TYPE x_total counter\nx_total{l="a"} 5\nx_total{l="b"} 1\n' +
+      '# HELP s_up Up.\n# TYPE s_up gauge\ns_up{s="1"} 0\n',
   );
   assert.equal(
     mergeMetrics([a], true),
-    "# HELP x_total X.\n# TYPE x_total counter\nx_total{l=\"a\"} 2\n",
+    '# HELP x_total X.\n# TYPE x_total counter\nx_total{l="a"} 2\n',
   );
 });
 
@@ -303,7 +307,9 @@ for (const engine of ENGINES) {
       await cli.line;
       assert.match(
         cli.output.err,
-        new RegExp(`listening on 127\\.0\\.0\\.1:${p1} \\(${engine} engine, inherited fd 3 "first"\\)`),
+        new RegExp(
+          `listening on 127\\.0\\.0\\.1:${p1} \\(${engine} engine, inherited fd 3 "first"\\)`,
+        ),
       );
       assert.match(cli.output.err, new RegExp(`\\(${engine} engine, inherited fd 4 "named"\\)`));
       for (const port of [p1, p2]) {

@@ -74,8 +74,11 @@ export async function serveMetrics(
     );
   });
   await new Promise<void>((resolve, reject) => {
-    srv.once("error", (err: Error) =>
-      reject(new Error(`Cannot listen on "${at.host}:${at.port}" for metrics: ${err.message}`)));
+    srv.once(
+      "error",
+      (err: Error) =>
+        reject(new Error(`Cannot listen on "${at.host}:${at.port}" for metrics: ${err.message}`)),
+    );
     srv.listen(at.port, at.host, () => resolve());
   });
   const addr = srv.address();
@@ -279,7 +282,10 @@ export class Runner {
     if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
       this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
     }
-    this.#o.log("info", `reload: ${this.#path} applied (${plural(config.listeners.length, "listener")})`);
+    this.#o.log(
+      "info",
+      `reload: ${this.#path} applied (${plural(config.listeners.length, "listener")})`,
+    );
     return true;
   }
 

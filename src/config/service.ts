@@ -126,4 +126,3 @@ export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
   await tellSupervisor({ t: "ready" });
   notify(`READY=1\nSTATUS=running ${o.file}`);
 }
-

@@ -215,25 +215,27 @@ export function supervise(o: SupervisorOptions): Supervisor {
   });
 
   const metrics = async (timeoutMs = 2000): Promise<string> => {
-    const texts = await Promise.all([...workers.values()].map((w) =>
-      new Promise<string>((resolve) => {
-        const id = ++asked;
-        const timer = setTimeout(() => {
-          answers.delete(id);
-          resolve(w.metrics ?? ""); // the last it sent, if it does not answer
-        }, timeoutMs);
-        answers.set(id, (text) => {
-          clearTimeout(timer);
-          answers.delete(id);
-          resolve(text);
-        });
-        try {
-          w.child.send({ t: "metrics", id });
-        } catch {
-          answers.get(id)?.(w.metrics ?? "");
-        }
-      })
-    ));
+    const texts = await Promise.all(
+      [...workers.values()].map((w) =>
+        new Promise<string>((resolve) => {
+          const id = ++asked;
+          const timer = setTimeout(() => {
+            answers.delete(id);
+            resolve(w.metrics ?? ""); // the last it sent, if it does not answer
+          }, timeoutMs);
+          answers.set(id, (text) => {
+            clearTimeout(timer);
+            answers.delete(id);
+            resolve(text);
+          });
+          try {
+            w.child.send({ t: "metrics", id });
+          } catch {
+            answers.get(id)?.(w.metrics ?? "");
+          }
+        })
+      ),
+    );
     return mergeMetrics([retired, ...texts]);
   };
   return { done, metrics };

@@ -199,8 +199,9 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
         new Promise<void>((resolve, reject) => {
           server.once("error", reject);
           const common = { backlog: options.backlog, exclusive: !options.reusePort };
-          if (options.fd !== undefined) server.listen({ fd: options.fd, ...common }, () => resolve());
-          else if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
+          if (options.fd !== undefined) {
+            server.listen({ fd: options.fd, ...common }, () => resolve());
+          } else if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
           else {
             server.listen(
               { host: at.host, port, ...common, reusePort: options.reusePort },
@@ -222,18 +223,19 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
         : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
       // an inherited socket cannot be closed and opened again
       const unwatch = watch === undefined || "path" in address || options.fd !== undefined
-        ? undefined : watch.add({
-        pause: () => {
-          server?.close();
-          server = undefined;
-        },
-        resume: async () => {
-          const next = create();
-          await start(next, address.port);
-          server = next;
-        },
-        paused: options.onAcceptError,
-      });
+        ? undefined
+        : watch.add({
+          pause: () => {
+            server?.close();
+            server = undefined;
+          },
+          resume: async () => {
+            const next = create();
+            await start(next, address.port);
+            server = next;
+          },
+          paused: options.onAcceptError,
+        });
       return {
         address,
         close: () => {
