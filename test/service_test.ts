@@ -154,8 +154,9 @@ test("--workers: /metrics sums every worker, with the series one process has", a
     const g = await greeting(port);
     g.s.end();
     await closed(g.s);
-    await waitFor(() => backend.sockets.size === 0, 5000, "closed");
-    one = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    do {
+      one = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    } while (!/connections_total\{listener="w"\} 1\n/.test(one) && await sleep(50) === undefined);
   } finally {
     single.child.kill("SIGKILL");
   }
@@ -168,8 +169,13 @@ test("--workers: /metrics sums every worker, with the series one process has", a
       g.s.end();
       await closed(g.s);
     }
-    await waitFor(() => backend.sockets.size === 0, 5000, "closed");
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // a connection is counted once relaykit has seen both sides end
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (!/connections_total\{listener="w"\} 8\n/.test(text) && Date.now() < deadline) {
+      text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      await sleep(50);
+    }
     assert.match(text, /relaykit_listener_connections_total\{listener="w"\} 8\n/);
     assert.match(text, /relaykit_server_connections_total\{backend="b",server="[^"]+"\} 8\n/);
     assert.match(text, /relaykit_server_up\{backend="b",server="[^"]+"\} 1\n/);
@@ -507,6 +513,37 @@ test("systemd: a notify that cannot be sent is reported once and changes nothing
     assert.equal(cli.output.err.match(/cannot notify systemd at/g)?.length, 1, cli.output.err);
   } finally {
     cli.child.kill("SIGKILL");
+    await backend.close();
+  }
+});
+
+test("run --workers: a second Ctrl-C to the supervisor reaches the workers, which close now", async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = config("ctrlc-workers", port, backend.port);
+  const cli = startCli(["run", file, "--workers", "2"]);
+  try {
+    await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
+    const g = await greeting(port);
+    g.s.on("error", () => {});
+    const cut = new Promise((r) => g.s.once("close", r));
+    process.kill(cli.child.pid!, "SIGINT");
+    await waitFor(
+      () =>
+        /relaykit\[\d\]: SIGINT: stopping; waiting up to 10 s for 1 connection/.test(
+          cli.output.out,
+        ),
+      5000,
+      "a worker waits",
+    );
+    await sleep(200);
+    assert.equal(cli.child.exitCode, null, "waits for the connection");
+    process.kill(cli.child.pid!, "SIGINT");
+    await cut;
+    assert.equal(await exitOf(cli.child), 0);
+    assert.match(cli.output.out, /relaykit\[\d\]: SIGINT again: closed 1 connection now/);
+  } finally {
+    killAll(cli);
     await backend.close();
   }
 });

@@ -118,9 +118,14 @@ export function supervise(o: SupervisorOptions): Supervisor {
     delete env.NOTIFY_SOCKET; // the supervisor is the service's main process
     // sockets from systemd: every worker accepts on them, at the same fds
     const stdio = ["ignore", "inherit", "inherit", ...inherit, "ipc"] as const;
-    const child = spawn(cmd!, args, { stdio: [...stdio], env });
+    // in a process group of its own (detached): Ctrl-C in a terminal
+    // reaches the supervisor only, which passes it on once, so a worker
+    // tells a first Ctrl-C (drain) from a second one (close now)
+    const child = spawn(cmd!, args, { stdio: [...stdio], env, detached: true });
     const w: Worker = { child, ready: false };
     workers.set(index, w);
+    // a worker that cannot be spawned at all ends as one that could not start
+    child.on("error", (err) => w.failure ??= err.message);
     o.log("info", `worker ${index} started (pid ${child.pid})`);
     child.on("message", (m: WorkerMessage) => {
       if (m.t === "ready") {
@@ -196,9 +201,13 @@ export function supervise(o: SupervisorOptions): Supervisor {
   });
   for (const sig of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
     process.on(sig, () => {
-      if (stopping !== undefined) return;
-      o.log("info", `${sig}: stopping ${plural(workers.size, "worker")}`);
-      stopAll(sig, sig, 0);
+      if (stopping === undefined) {
+        o.log("info", `${sig}: stopping ${plural(workers.size, "worker")}`);
+        stopAll(sig, sig, 0);
+      } else if (sig !== "SIGQUIT") {
+        // again: the workers close what is still open now
+        for (const w of workers.values()) signal(w.child, sig);
+      }
     });
   }
   process.on("SIGTTIN", () => {
