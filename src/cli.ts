@@ -38,6 +38,7 @@ import {
 } from "./proxy/socks.ts";
 import { connections, ignoreHangup } from "./config/signals.ts";
 import { runSupervisor, serveRunner } from "./config/service.ts";
+import { sdNotify } from "./config/systemd.ts";
 import { openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./runtime/detect.ts";
@@ -194,6 +195,7 @@ function onStop(stop: (signal: string) => Promise<void>, hangup = true): void {
       return;
     }
     stopping = true;
+    sdNotify("STOPPING=1");
     // Once everything is closed, let the process end by itself rather than
     // with process.exit(): that way what was printed reaches a piped stdout
     // (Bun drops output still buffered at process.exit()). The timer is a
@@ -273,6 +275,7 @@ async function runProxy(
     );
   }
   proxy.on("error", (err) => console.error(`relaykit: ${err.message}`));
+  sdNotify("READY=1", (line) => console.error(`relaykit: ${line}`));
   if (p.bools.has("--verbose")) {
     proxy.on(
       "open",
@@ -657,6 +660,7 @@ async function echo(args: string[]): Promise<void> {
   console.log(
     `relaykit: echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`,
   );
+  sdNotify("READY=1", (line) => console.error(`relaykit: ${line}`));
 }
 
 async function demo(): Promise<void> {

@@ -361,13 +361,16 @@ test("socket activation with --workers: every worker accepts on the inherited so
 
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === "object";
 
-for (const cmd of ["forward", "socks", "http-connect", "echo"] as const) {
+const HANGUP: [string, string[]][] = [
+  ["forward", ["--listen", "127.0.0.1:0", "--to", "127.0.0.1:1"]],
+  ["socks", ["--listen", "127.0.0.1:0", "--allow", "127.0.0.1"]],
+  ["http-connect", ["--listen", "127.0.0.1:0", "--allow", "127.0.0.1"]],
+  ["echo", ["--listen", "127.0.0.1:0"]],
+  ["tunnel", ["server", "--listen", "127.0.0.1:0", "--allow", "127.0.0.1"]],
+];
+
+for (const [cmd, args] of HANGUP) {
   test(`${cmd}: SIGHUP is ignored with a line, the process goes on`, async () => {
-    const args = cmd === "forward"
-      ? ["--listen", "127.0.0.1:0", "--to", "127.0.0.1:1"]
-      : cmd === "echo"
-      ? ["--listen", "127.0.0.1:0"]
-      : ["--listen", "127.0.0.1:0", "--allow", "127.0.0.1"];
     const cli = startCli([cmd, ...args]);
     try {
       const first = await cli.line;
@@ -545,5 +548,22 @@ test("run --workers: a second Ctrl-C to the supervisor reaches the workers, whic
   } finally {
     killAll(cli);
     await backend.close();
+  }
+});
+
+test("systemd: forward says READY=1 once listening and STOPPING=1 on SIGTERM", async () => {
+  const sd = await notifySocket();
+  const cli = startCli(["forward", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:1"], {
+    NOTIFY_SOCKET: sd.path,
+  });
+  try {
+    await cli.line;
+    await waitFor(() => sd.got.includes("READY=1"), 5000, "READY=1");
+    await stopChild(cli.child);
+    await waitFor(() => sd.got.includes("STOPPING=1"), 5000, "STOPPING=1");
+    assert.deepEqual(sd.got, ["READY=1", "STOPPING=1"]);
+  } finally {
+    cli.child.kill("SIGKILL");
+    sd.stop();
   }
 });

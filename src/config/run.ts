@@ -109,7 +109,7 @@ export interface AccessRecord {
 export interface RunnerOptions {
   engine: EnginePreference;
   nativeEngine: NativeEngine | undefined;
-  /** Serve the config's metrics endpoint (one worker of several does). */
+  /** Serve the config's metrics endpoint (not in a worker: its supervisor serves them all). */
   metrics: boolean;
   /** A line for the operator, with its level. */
   log(level: LogLevel, line: string): void;
