@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -290,6 +290,7 @@ const LAUNCHER = "import os,socket,sys\n" +
   "  os.dup2(fd,3+i); os.set_inheritable(3+i,True)\n" +
   "os.environ['LISTEN_FDS']=str(len(ports)); os.environ['LISTEN_PID']=str(os.getpid())\n" +
   "os.environ['LISTEN_FDNAMES']=names\n" +
+  "print('bound', flush=True)\n" +
   "os.execvp(sys.argv[3],sys.argv[3:])\n";
 
 for (const engine of ENGINES) {
@@ -310,7 +311,12 @@ for (const engine of ENGINES) {
       ["python3", "-c", LAUNCHER, `${p1},${p2}`, "first:named"],
     );
     try {
-      await cli.line;
+      assert.equal(await cli.line, "bound");
+      // a connection made before relaykit runs waits in the inherited backlog
+      const early = await greeting(p1);
+      assert.equal(early.name, "b");
+      early.s.destroy();
+      await waitFor(() => /running/.test(cli.output.out), 10_000, "running");
       assert.match(
         cli.output.err,
         new RegExp(
@@ -565,5 +571,41 @@ test("systemd: forward says READY=1 once listening and STOPPING=1 on SIGTERM", a
   } finally {
     cli.child.kill("SIGKILL");
     sd.stop();
+  }
+});
+
+const socketActivate = ["/usr/bin/systemd-socket-activate", "/bin/systemd-socket-activate"].find(
+  (p) => existsSync(p),
+);
+
+test("socket activation by systemd-socket-activate: the first connection starts relaykit", {
+  skip: socketActivate === undefined ? "systemd-socket-activate is not installed" : false,
+}, async () => {
+  const backend = await greeter("b");
+  const port = await freePort();
+  const file = config("socket-activate", port, backend.port);
+  const pidFile = join(dir, "socket-activate.pid");
+  const cli = startCli(["run", file, "--pid", pidFile], {}, [
+    socketActivate!,
+    "-l",
+    `127.0.0.1:${port}`,
+    "--fdname",
+    "w",
+  ]);
+  try {
+    await waitFor(() => /Listening on 127\.0\.0\.1:/.test(cli.output.err), 5000, "listening");
+    assert.doesNotMatch(cli.output.out, /running/, "nothing runs before a connection");
+    // the connection waits in the backlog while relaykit starts, then it is relayed
+    const g = await greeting(port);
+    assert.equal(g.name, "b");
+    g.s.destroy();
+    await waitFor(() => /inherited fd 3 "w"\)/.test(cli.output.err), 5000, "adopted");
+  } finally {
+    // the activator execs relaykit when the first connection comes (same pid)
+    try {
+      process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL");
+    } catch { /* not started, or gone */ }
+    cli.child.kill("SIGKILL");
+    await backend.close();
   }
 });

@@ -300,6 +300,8 @@ export class Front {
   /** Per connection in the route phase: the header's length. */
   readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
+  /** Updates that came before the handle was attached. */
+  #early: HeldUpdate[] = [];
 
   /** @param options What to accept and send, and where to report. */
   constructor(options: FrontOptions) {
@@ -327,9 +329,12 @@ export class Front {
     this.#o = next;
   }
 
-  /** Attach the proxy handle, once it exists. */
+  /** Attach the proxy handle, once it exists; then handle what came before it. */
   attach(handle: ProxyHandle): void {
     this.#handle = handle;
+    const early = this.#early;
+    this.#early = [];
+    for (const u of early) this.held(u);
   }
 
   /** The original addresses of connection `id`, while it is open. */
@@ -415,7 +420,10 @@ export class Front {
 
   /** A held connection was accepted or sent more. */
   held(u: HeldUpdate): void {
-    const h = this.#handle!;
+    // a listener can accept before its handle is attached: a connection
+    // already queued on an inherited socket (socket activation) does
+    if (this.#handle === undefined) return void this.#early.push(u);
+    const h = this.#handle;
     const accept = this.#o.accept;
     const id = u.conn.id;
     if (u.retry !== undefined) {
