@@ -202,7 +202,11 @@ RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
  * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL),
  * [5] RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA: hooked directions of every
  * accepted connection (a is the client), [6] hold timeout ms (RK_LISTEN_HOLD;
- * 0: none).
+ * 0: none), [7] an inherited listening socket to adopt instead of binding
+ * (socket activation; -1 or absent: bind). An adopted fd is duplicated (the
+ * caller's stays open) and the file of a Unix socket is not unlinked on
+ * close; host and port then only name it; -EINVAL if it is not a listening
+ * stream socket.
  * Return a listener id > 0. Any thread. */
 RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
                             const int32_t *opts, int32_t nopts);
@@ -336,6 +340,19 @@ RK_EXTERN int32_t rk_fd_read(int32_t fd, uint8_t *buf, int32_t len);
 /* shutdown(fd, SHUT_WR) for sockets, close(fd) otherwise. */
 RK_EXTERN int32_t rk_fd_shutdown_write(int32_t fd);
 RK_EXTERN int32_t rk_fd_close(int32_t fd);
+/* The local address of a listening stream socket: the address text into
+ * host (len bytes) and the port into *port, or for a Unix socket its path
+ * ("@name" when abstract) and *port = -1. -EINVAL if fd is not a
+ * listening stream socket, -ENOTSOCK if not a socket. Any thread. */
+RK_EXTERN int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len,
+                                 int32_t *port);
+
+/* ---- systemd ----------------------------------------------------------- */
+
+/* Send one sd_notify(3) datagram (e.g. "READY=1") to the Unix datagram
+ * socket at path (NOTIFY_SOCKET; "@name": the abstract namespace). 0 or a
+ * negative errno. Any thread. */
+RK_EXTERN int32_t rk_sd_notify(const char *path, const char *state);
 
 #ifdef __cplusplus
 }

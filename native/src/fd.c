@@ -2,8 +2,12 @@
  * themselves (Deno and Bun do not hand out the fds of their sockets). */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int32_t rk_fd_pipe(int32_t *out) {
@@ -87,3 +91,74 @@ int32_t rk_fd_shutdown_write(int32_t fd) {
 }
 
 int32_t rk_fd_close(int32_t fd) { return close(fd) == 0 ? 0 : -errno; }
+
+/* ---- systemd -------------------------------------------------------------- */
+
+
+int32_t rk_sd_notify(const char *path, const char *state) {
+  if (path == NULL || state == NULL || path[0] == 0)
+    return -EINVAL;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  size_t n = strlen(path);
+  if (n >= sizeof sa.sun_path)
+    return -ENAMETOOLONG;
+  memcpy(sa.sun_path, path, n);
+  if (sa.sun_path[0] == '@') /* the abstract namespace */
+    sa.sun_path[0] = 0;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  ssize_t w;
+  RK__RETRY(w, sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+                      (struct sockaddr *)&sa,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)));
+  int err = w < 0 ? -errno : 0;
+  close(fd);
+  return err;
+}
+
+int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len, int32_t *port) {
+  if (host == NULL || len <= 0 || port == NULL)
+    return -EINVAL;
+  int type = 0, acc = 0;
+  socklen_t tl = sizeof type, al = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+    return -errno;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0)
+    return -errno;
+  if (type != SOCK_STREAM || !acc)
+    return -EINVAL;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return -errno;
+  host[0] = 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    if (inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)len) == NULL)
+      return -errno;
+    *port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    if (inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)len) == NULL)
+      return -errno;
+    *port = ntohs(a->sin6_port);
+  } else if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+    size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+                   ? sl - offsetof(struct sockaddr_un, sun_path)
+                   : 0;
+    if (n > 0 && a->sun_path[0] == 0) /* abstract: "@name" */
+      a->sun_path[0] = '@';
+    while (n > 0 && a->sun_path[n - 1] == 0)
+      n--;
+    if ((int32_t)n >= len)
+      return -ENAMETOOLONG;
+    memcpy(host, a->sun_path, n);
+    host[n] = 0;
+    *port = -1;
+  } else {
+    return -EAFNOSUPPORT;
+  }
+  return 0;
+}

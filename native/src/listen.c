@@ -148,6 +148,92 @@ int32_t rk_listener_abort(int32_t h, int32_t lid) {
 }
 
 
+/* Register a listening fd (owned from here on) as a listener; `unix_path`
+ * (may be NULL) is unlinked when it closes. */
+static int32_t rk__listener_add(rk__engine *e, int fd, const char *unix_path,
+                                int32_t max_conns, int32_t idle,
+                                uint32_t evmask, uint32_t hooks,
+                                uint32_t flags, int32_t hold_timeout) {
+  int is_unix = unix_path != NULL;
+
+  rk__listener *l = calloc(1, sizeof *l);
+  if (l == NULL) {
+    close(fd);
+    return -ENOMEM;
+  }
+  l->tag = RK__TAG_LISTENER;
+  l->id = rk__new_id(e);
+  l->fd = fd;
+  l->e = e;
+  l->max_conns = max_conns;
+  l->idle_timeout_ms = idle;
+  l->refs = 1;
+  l->events = evmask;
+  l->hooks = hooks & (RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA);
+  l->hold = (flags & RK_LISTEN_HOLD) != 0;
+  l->hold_timeout_ms = hold_timeout;
+  if (is_unix)
+    l->unix_path = strdup(unix_path);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (!is_unix && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      ss.ss_family != AF_UNIX)
+    l->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+  /* closed_flag is checked where rk_engine_close sets it: a listener is
+   * either in the list it closes, or refused */
+  pthread_mutex_lock(&e->tbl_lock);
+  int closed = e->closed_flag;
+  if (!closed) {
+    l->next = e->listeners;
+    e->listeners = l;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (closed) {
+    close(fd);
+    if (l->unix_path != NULL)
+      unlink(l->unix_path);
+    free(l->unix_path);
+    free(l);
+    return RK_ECLOSED;
+  }
+  return l->id;
+}
+
+/* Adopt an inherited listening socket (socket activation): a duplicate of
+ * it, so that the inherited fd stays open for a later listener. The file
+ * of a Unix socket is not ours: it is not unlinked on close. */
+static int32_t rk__listen_fd(rk__engine *e, int32_t fd, int32_t max_conns,
+                             int32_t idle, uint32_t evmask, uint32_t hooks,
+                             uint32_t flags, int32_t hold_timeout) {
+  int type = 0, acc = 0;
+  socklen_t tl = sizeof type, al = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+    return -errno;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0)
+    return -errno;
+  if (type != SOCK_STREAM || !acc)
+    return -EINVAL; /* not a listening stream socket */
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0)
+    return -errno;
+  int fl = fcntl(dup, F_GETFL);
+  if (fl < 0 || fcntl(dup, F_SETFL, fl | O_NONBLOCK) != 0) {
+    int err = -errno;
+    close(dup);
+    return err;
+  }
+  int one = 1;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(dup, (struct sockaddr *)&ss, &sl) == 0 &&
+      ss.ss_family != AF_UNIX)
+    setsockopt(dup, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return rk__listener_add(e, dup, NULL, max_conns, idle, evmask, hooks, flags,
+                          hold_timeout);
+}
+
 int32_t rk_listen(int32_t h, const char *host, int32_t port,
                   const int32_t *opts, int32_t nopts) {
   rk__engine *e = rk__engine_get(h);
@@ -162,8 +248,12 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
   uint32_t hooks = nopts > 5 ? (uint32_t)opts[5] : 0;
   int32_t hold_timeout = nopts > 6 ? opts[6] : 0;
+  int32_t adopt = nopts > 7 ? opts[7] : -1;
   if (max_conns < 0 || idle < 0 || hold_timeout < 0)
     return -EINVAL;
+  if (adopt >= 0)
+    return rk__listen_fd(e, adopt, max_conns, idle, evmask, hooks, flags,
+                         hold_timeout);
 
   struct addrinfo *ai = NULL;
   int r = rk__parse_numeric(host[0] ? host : "0.0.0.0", port, RK_FAMILY_ANY,
@@ -206,49 +296,8 @@ int32_t rk_listen(int32_t h, const char *host, int32_t port,
   }
   int is_unix = ai->ai_family == AF_UNIX;
   rk__ai_free(ai);
-
-  rk__listener *l = calloc(1, sizeof *l);
-  if (l == NULL) {
-    close(fd);
-    return -ENOMEM;
-  }
-  l->tag = RK__TAG_LISTENER;
-  l->id = rk__new_id(e);
-  l->fd = fd;
-  l->e = e;
-  l->max_conns = max_conns;
-  l->idle_timeout_ms = idle;
-  l->refs = 1;
-  l->events = evmask;
-  l->hooks = hooks & (RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA);
-  l->hold = (flags & RK_LISTEN_HOLD) != 0;
-  l->hold_timeout_ms = hold_timeout;
-  if (is_unix)
-    l->unix_path = strdup(host);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  if (!is_unix && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-    l->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
-  /* closed_flag is checked where rk_engine_close sets it: a listener is
-   * either in the list it closes, or refused */
-  pthread_mutex_lock(&e->tbl_lock);
-  int closed = e->closed_flag;
-  if (!closed) {
-    l->next = e->listeners;
-    e->listeners = l;
-  }
-  pthread_mutex_unlock(&e->tbl_lock);
-  if (closed) {
-    close(fd);
-    if (l->unix_path != NULL)
-      unlink(l->unix_path);
-    free(l->unix_path);
-    free(l);
-    return RK_ECLOSED;
-  }
-  return l->id;
+  return rk__listener_add(e, fd, is_unix ? host : NULL, max_conns, idle,
+                          evmask, hooks, flags, hold_timeout);
 }
 
 /* The listener calls below look the listener up, check and change its

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { connections, ignoreHangup } from "../config/signals.ts";
+import { sdNotify } from "../config/systemd.ts";
 import { rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { fileErrorReason } from "../errors.ts";
@@ -215,22 +217,36 @@ export function rules(flagName: string, help: string, config?: string): Opt<Acce
  * Run `stop` on SIGINT or SIGTERM; a second one exits at once. The process
  * then ends by itself once everything is closed.
  */
-export function onStop(stop: (signal: string) => Promise<void>): void {
+export function onStop(
+  stop: (signal: string) => Promise<void>,
+  log: Logger,
+  hangup = true,
+): void {
   let stopping = false;
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handler = (sig: string) => {
-    if (stopping) process.exit(130); // a second Ctrl-C: now
+    if (stopping) {
+      log.info(`${sig} again: exiting now`);
+      log.flush();
+      setTimeout(() => process.exit(130), 50); // a second Ctrl-C: now
+      return;
+    }
     stopping = true;
+    sdNotify("STOPPING=1", (line) => log.error(line));
     // Let the process end by itself rather than with process.exit(): that
     // way what was printed reaches a piped stdout (Bun drops output still
     // buffered at process.exit()). The timer is a backstop.
     stop(sig).then(() => {
       for (const s of signals) process.removeAllListeners(s);
+      process.removeAllListeners("SIGHUP");
       process.exitCode = 0;
       setTimeout(() => process.exit(0), 2000).unref();
     });
   };
   for (const sig of signals) process.on(sig, () => handler(sig));
+  // SIGHUP would end the process (exit 129): a command whose settings come
+  // from its command line has nothing to reload but its log file
+  if (hangup) ignoreHangup((line) => log.info(line));
 }
 
 /** "native engine, 4 threads" or "stream engine on deno: why". */
@@ -326,6 +342,7 @@ export async function runProxy(
   options: TcpProxyOptions,
   threads: number | undefined,
   what: string,
+  reloads = false,
 ): Promise<TcpProxy> {
   if (threads !== undefined && options.engine !== "stream") {
     try {
@@ -336,17 +353,20 @@ export async function runProxy(
   }
   const proxy = await TcpProxy.listen(options);
   log.reopenOn(["SIGUSR2", "SIGHUP"]);
-  onStop(async (sig) => {
-    log.info(
-      `${sig}: closing ${proxy.connections} connection${proxy.connections === 1 ? "" : "s"}`,
-    );
-    await proxy.abort();
-    log.flush();
-  });
+  onStop(
+    async (sig) => {
+      log.info(`${sig}: closing ${connections(proxy.connections)}`);
+      await proxy.abort();
+      log.flush();
+    },
+    log,
+    !reloads,
+  );
   // Signal handlers are installed by the event loop: give it a turn, so
   // that once the line below is out, SIGTERM is handled (not fatal).
   await new Promise((r) => setTimeout(r, 0));
   log.info(`${what.replace("%", formatEndpoint(proxy.address))} (${engineLine(proxy, threads)})`);
+  sdNotify("READY=1", (line) => log.error(line));
   proxy.on("error", (err) => log.warn(err.message, err.code));
   if (log.enabled("debug")) {
     proxy.on(

@@ -7,6 +7,7 @@ import { createServer } from "node:http";
 import { TcpProxy } from "../proxy/tcp_proxy.ts";
 import { runtime } from "../runtime/detect.ts";
 import { VERSION } from "../version.ts";
+import { Logger } from "./log.ts";
 import { engineLine, onStop } from "./common.ts";
 import type { Command } from "./options.ts";
 
@@ -47,6 +48,6 @@ export const demo: Command = {
     onStop(async () => {
       await proxy.abort();
       backend.close();
-    });
+    }, new Logger());
   },
 };

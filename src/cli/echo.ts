@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { sdNotify } from "../config/systemd.ts";
 import { concatBytes } from "../bytes.ts";
 import { formatEndpoint } from "../forward/types.ts";
 import { type ParseMode, parseProxyHeader } from "../protocol/proxy_protocol.ts";
@@ -69,10 +70,12 @@ export const echo: Command = {
       });
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);
-    log.info(`echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`);
     onStop(() => {
       listener.close();
       return Promise.resolve();
-    });
+    }, log);
+    await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
+    log.info(`echo on ${formatEndpoint(listener.address)} (PROXY headers: ${mode})`);
+    sdNotify("READY=1", (line) => log.error(line));
   },
 };

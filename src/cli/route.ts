@@ -70,7 +70,7 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
     if (limit !== undefined) options.routeLimit = limit;
     if (timeout !== undefined) options.routeTimeout = timeout;
     const threads = proxyOptions(a, options);
-    const proxy = await runProxy(log, options, threads, `routing % with ${script}`);
+    const proxy = await runProxy(log, options, threads, `routing % with ${script}`, true);
     proxy.on("close", (e) => byConn.delete(e.id));
     let generation = 0;
     process.on("SIGHUP", () => {

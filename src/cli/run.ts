@@ -18,7 +18,7 @@ import * as settings from "../settings.ts";
 import { ConfigError, formatIssue, locate } from "../config/config.ts";
 import { loadConfig, loadModules, Runner } from "../config/run.ts";
 import { jsonLogLine } from "../log.ts";
-import { supervise, watchSupervisor } from "../config/supervisor.ts";
+import { runSupervisor, serveRunner } from "../config/service.ts";
 import { ENGINE, LOG_OPTIONS, loggerOf, THREADS, writePidFile } from "./common.ts";
 import { type Command, flag, fromSetting, text, UsageError } from "./options.ts";
 
@@ -234,16 +234,10 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
         !drop.some((d) => x.startsWith(`${d}=`)) && x !== file
       );
       log.reopenOn(["SIGUSR2", "SIGHUP"]);
-      const done = supervise({
-        workers,
-        argv: () => selfArgv(["run", file, ...own]),
-        log: (l, line) => log.log(l, line),
-      });
-      await new Promise((r) => setTimeout(r, 0));
-      log.info(`supervising ${workers} workers running ${file}`);
-      await done;
+      const argv = () => selfArgv(["run", file, ...own]);
+      const code = await runSupervisor({ file, workers, argv, log: (l, line) => log.log(l, line) });
       log.flush();
-      setTimeout(() => process.exit(0), 200);
+      setTimeout(() => process.exit(code), 200);
       return;
     }
     let nativeEngine: NativeEngine | undefined;
@@ -257,43 +251,22 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
     const runner = new Runner(file, {
       engine,
       nativeEngine,
-      // with workers, the first one serves the metrics
-      metrics: worker === undefined || worker === "0",
+      // with workers, the supervisor serves the metrics of all of them
+      metrics: worker === undefined,
       log: (l, line, cause) => log.log(l, line, cause),
       access: (rec) => accessOut?.(jsonLogLine(rec)),
     });
+    log.reopenOn(["SIGUSR2", "SIGHUP"]);
     try {
-      await runner.start();
+      await serveRunner(runner, {
+        file,
+        graceMs: grace,
+        log: (l, line) => log.log(l, line),
+        say: (line) => log.info(line),
+      });
     } catch (err) {
       if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
       throw err;
     }
-    let stopping = false;
-    const stop = (sig: string, ms: number) => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      log.info(`${sig}: stopping`);
-      // the signal listeners keep the process alive: exit once the output
-      // has had a moment to drain (Bun drops what is still buffered at exit)
-      runner.stop(ms).then(() => {
-        log.flush();
-        setTimeout(() => process.exit(0), 200);
-      });
-    };
-    process.on("SIGTERM", () => stop("SIGTERM", grace));
-    process.on("SIGINT", () => stop("SIGINT", grace));
-    process.on("SIGQUIT", () => stop("SIGQUIT", 0x7fffffff)); // until the last one ends
-    process.on("SIGHUP", () => {
-      log.reopen();
-      void runner.reload();
-    });
-    log.reopenOn(["SIGUSR2"]);
-    watchSupervisor((pid) => {
-      log.error(`the supervisor (pid ${pid}) is gone: stopping`);
-      stop("supervisor gone", 0);
-    });
-    await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
-    const n = runner.listeners.size;
-    log.info(`running ${file} (${n} listener${n === 1 ? "" : "s"})`);
   },
 };

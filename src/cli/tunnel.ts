@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { plural } from "../config/plural.ts";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileErrorReason } from "../errors.ts";
@@ -181,9 +182,9 @@ export const tunnelServer: Command = {
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);
     onStop(async (sig) => {
-      log.info(`${sig}: closing ${srv.links} links`);
+      log.info(`${sig}: closing ${plural(srv.links, "link")}`);
       await srv.close();
-    });
+    }, log);
     await new Promise((r) => setTimeout(r, 0));
     const extras = [
       options.tls ? "TLS" : "",
@@ -323,9 +324,9 @@ export const tunnelClient: Command = {
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);
     onStop(async (sig) => {
-      log.info(`${sig}: closing ${c.streams} streams`);
+      log.info(`${sig}: closing ${plural(c.streams, "stream")}`);
       await c.close();
-    });
+    }, log);
     await new Promise((r) => setTimeout(r, 0));
     const pairs = c.addresses.map((x, i) =>
       `${formatEndpoint(x)} -> ${formatDestination(listeners[i]!.to)}`

@@ -21,25 +21,13 @@ import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
 import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
+import { plural } from "./plural.ts";
+import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
 import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
 import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
 import { formatDestination } from "../tunnel/destination.ts";
 import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
-import { concatBytes, EMPTY } from "../bytes.ts";
-import { runtime } from "../runtime/detect.ts";
-import type { NetConn, NetListener } from "../runtime/types.ts";
-
-/** The most bytes a request head to the metrics endpoint may take. */
-const METRICS_HEAD_MAX = 8 * 1024;
-/** How long a metrics request may take to arrive, in ms (RunnerOptions.metricsTimeout). */
-const METRICS_TIMEOUT = 10_000;
-/**
- * The most metrics connections open at once; one more is closed at once.
- * Without a bound, clients that open connections and send nothing would
- * each hold a descriptor for two timeouts, until the process has none left
- * for the proxy's own listeners.
- */
-const METRICS_CONNECTIONS = 64;
+import { METRICS_TIMEOUT, type MetricsServer, serveMetrics } from "./metrics_server.ts";
 
 /** Read and validate a config file. */
 export function loadConfig(path: string): Config {
@@ -115,7 +103,7 @@ export interface AccessRecord {
 export interface RunnerOptions {
   engine: EnginePreference;
   nativeEngine: NativeEngine | undefined;
-  /** Serve the config's metrics endpoint (one worker of several does). */
+  /** Serve the config's metrics endpoint (not in a worker: its supervisor serves them all). */
   metrics: boolean;
   /**
    * How long a request to the metrics endpoint may take to arrive, in ms;
@@ -168,10 +156,9 @@ export class Runner {
   #backends = new Map<string, Backend>();
   #checkers: HealthChecker[] = [];
   #stats = new Map<string, ListenerStats>();
-  #metrics: NetListener | undefined;
-  #metricsConns = new Set<NetConn>();
+  #metrics: MetricsServer | undefined;
   readonly #metricsTimeout: number;
-  #metricsAt: string | undefined;
+  #stopping: TcpProxy[] = [];
   #tunnels: (TunnelServer | TunnelClient)[] = [];
   #tunnelKey = "";
 
@@ -201,86 +188,18 @@ export class Runner {
       throw err;
     }
     if (config.metrics !== undefined && this.#o.metrics) {
-      const at = config.metrics;
-      this.#metrics = await runtime.net.listen(
-        at,
-        { backlog: 128, reusePort: false },
-        (conn) => this.#metricsRequest(conn),
+      this.#metrics = await serveMetrics(
+        config.metrics,
+        () => this.metrics(),
+        this.#o.log,
+        this.#metricsTimeout,
       );
-      const bound = this.#metrics.address;
-      this.#metricsAt = `${at.host}:${"port" in bound ? bound.port : at.port}`;
-      this.#o.log("info", `metrics on http://${this.#metricsAt}/metrics`);
     }
-  }
-
-  /**
-   * One request to the metrics endpoint, answered and closed: GET or HEAD
-   * /metrics (a query string is ignored) is 200; another method 405; another
-   * path 404; a head that is malformed, larger than METRICS_HEAD_MAX or cut
-   * short 400; one not complete within the timeout 408. Past
-   * METRICS_CONNECTIONS open at once, a new one is closed unanswered.
-   */
-  #metricsRequest(conn: NetConn): void {
-    if (this.#metricsConns.size >= METRICS_CONNECTIONS) {
-      conn.destroy(false);
-      return;
-    }
-    this.#metricsConns.add(conn);
-    let head = EMPTY;
-    let answered = false;
-    const answer = (status: string, body: string, extra = "", withBody = true) => {
-      if (answered) return;
-      answered = true;
-      clearTimeout(timer);
-      const b = new TextEncoder().encode(body);
-      conn.write(
-        new TextEncoder().encode(
-          `HTTP/1.1 ${status}\r\nContent-Type: text/plain; version=0.0.4\r\n` +
-            `Content-Length: ${b.length}\r\n${extra}Connection: close\r\n\r\n`,
-        ),
-      );
-      if (withBody) conn.write(b);
-      conn.end();
-      // a peer that never closes its side is cut after one more timeout
-      timer = setTimeout(() => conn.destroy(false), this.#metricsTimeout);
-    };
-    let timer = setTimeout(
-      () => answer("408 Request Timeout", "the request was not complete in time\n"),
-      this.#metricsTimeout,
-    );
-    conn.start({
-      data: (chunk) => {
-        if (answered) return;
-        head = concatBytes([head, chunk]);
-        const text = new TextDecoder("latin1").decode(head);
-        const end = text.indexOf("\r\n\r\n");
-        if (end < 0 ? head.length > METRICS_HEAD_MAX : end + 4 > METRICS_HEAD_MAX) {
-          return answer("400 Bad Request", `the request head is over ${METRICS_HEAD_MAX} bytes\n`);
-        }
-        if (end < 0) return;
-        const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/\S*) HTTP\/1\.[01]$/.exec(
-          text.slice(0, text.indexOf("\r\n")),
-        );
-        if (m === null) return answer("400 Bad Request", "not an HTTP/1.x request line\n");
-        if (m[2]!.split("?")[0] !== "/metrics") return answer("404 Not Found", "try /metrics\n");
-        if (m[1] !== "GET" && m[1] !== "HEAD") {
-          return answer("405 Method Not Allowed", "use GET\n", "Allow: GET, HEAD\r\n");
-        }
-        answer("200 OK", this.metrics(), "", m[1] === "GET");
-      },
-      end: () => answer("400 Bad Request", "the request ended before its head did\n"),
-      drain: () => {},
-      close: () => {
-        answered = true;
-        clearTimeout(timer);
-        this.#metricsConns.delete(conn);
-      },
-    });
   }
 
   /** Where the metrics endpoint listens ("host:port"), if it does. */
   get metricsAddress(): string | undefined {
-    return this.#metricsAt;
+    return this.#metrics?.address;
   }
 
   /** The Prometheus text exposition of every listener and server. */
@@ -374,18 +293,21 @@ export class Runner {
     if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
       this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
     }
-    this.#o.log("info", `reload: ${this.#path} applied (${config.listeners.length} listeners)`);
+    this.#o.log(
+      "info",
+      `reload: ${this.#path} applied (${plural(config.listeners.length, "listener")})`,
+    );
     return true;
   }
 
   /** Stop accepting everywhere; wait for connections to end, resetting them after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     const proxies = [...this.#running.values()].map((r) => r.proxy);
+    this.#stopping.push(...proxies);
     this.#running.clear();
     for (const c of this.#checkers) c.stop();
     this.#checkers = [];
     this.#metrics?.close();
-    for (const c of this.#metricsConns) c.destroy(false);
     for (const t of this.#tunnels) void t.close();
     this.#tunnels = [];
     const closing = Promise.all(proxies.map((p) => p.close()));
@@ -399,6 +321,20 @@ export class Runner {
     await Promise.race([closing, grace]);
     clearTimeout(timer);
     await closing;
+  }
+
+  /** Open connections, of running listeners and of stopping ones. */
+  get connections(): number {
+    let n = 0;
+    for (const r of this.#running.values()) n += r.proxy.connections;
+    for (const p of this.#stopping) n += p.connections;
+    return n;
+  }
+
+  /** Reset every open connection now (a second Ctrl-C). */
+  async abort(): Promise<void> {
+    const all = [...[...this.#running.values()].map((r) => r.proxy), ...this.#stopping];
+    await Promise.all(all.map((p) => p.abort()));
   }
 
   /** The tunnel servers and clients (started once; a reload leaves them). */
@@ -519,6 +455,18 @@ export class Runner {
         ...(b.sendProxy !== undefined ? { sendProxy: b.sendProxy } : {}),
       }),
     ]));
+    // a checked server keeps its health across a reload, so that a change
+    // is logged once, when a check sees it, not again by every reload
+    for (const b of config.backends) {
+      const was = this.#backends.get(b.name);
+      if (b.healthCheck === undefined || was === undefined) continue;
+      for (const s of backends.get(b.name)!.servers) {
+        const same = was.servers.find((o) =>
+          o.name === s.name && JSON.stringify(o.address) === JSON.stringify(s.address)
+        );
+        if (same !== undefined) s.up = same.up;
+      }
+    }
     // modules first: a module that fails to load changes nothing
     const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
@@ -538,6 +486,7 @@ export class Runner {
     };
     const next = new Map<string, Running>();
     const started: TcpProxy[] = [];
+    const fromSystemd = new Map<string, InheritedSocket>();
     try {
       for (const l of config.listeners) {
         const old = this.#running.get(l.name);
@@ -553,6 +502,11 @@ export class Runner {
           ...where(l),
         };
         if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
+        const inherited = matchSocket(inheritedSockets(), l.name, l.listen);
+        if (inherited !== undefined) {
+          options.fd = inherited.fd;
+          fromSystemd.set(l.name, inherited);
+        }
         if (l.tls !== undefined) options.tls = l.tls;
         if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
         if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
@@ -597,8 +551,12 @@ export class Runner {
       if (next.get(name)?.proxy !== r.proxy) void r.proxy.close();
     }
     this.#running = next;
-    for (const p of started) {
-      this.#o.log("info", `listening on ${formatEndpoint(p.address)} (${p.engine} engine)`);
+    for (const l of config.listeners) {
+      const p = next.get(l.name)!.proxy;
+      if (!started.includes(p)) continue;
+      const s = fromSystemd.get(l.name);
+      const from = s === undefined ? "" : `, inherited fd ${s.fd}${s.name ? ` "${s.name}"` : ""}`;
+      this.#o.log("info", `listening on ${formatEndpoint(p.address)} (${p.engine} engine${from})`);
     }
   }
 

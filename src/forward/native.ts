@@ -293,6 +293,7 @@ export class NativeForwardEngine implements ForwardEngine {
       holdMask,
       hookFlags(spec.hooks),
       spec.hold?.timeout ?? 0,
+      spec.fd ?? -1,
     ]);
     const where = formatEndpoint(spec.listen);
     const lid = e.check(

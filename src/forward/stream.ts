@@ -698,6 +698,7 @@ export class StreamForwardEngine implements ForwardEngine {
       {
         backlog: spec.backlog,
         reusePort: spec.reusePort,
+        fd: spec.fd,
         tls: spec.tls,
         onAcceptError: (code) =>
           cb.reject(errorFor(`Cannot accept on "${formatEndpoint(spec.listen)}"`, code)),

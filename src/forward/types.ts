@@ -163,6 +163,13 @@ export interface ProxySpec {
   backlog: number;
   /** SO_REUSEPORT, so several processes can share the port. */
   reusePort: boolean;
+  /**
+   * An inherited listening socket (socket activation) to accept on instead
+   * of binding `listen`. The native engine accepts on a duplicate (the fd
+   * stays open for a later listener); the stream engine takes the fd itself
+   * and closes it with the listener.
+   */
+  fd?: number | undefined;
   /** Concurrent connections on this listener; 0 is no limit. */
   maxConnections: number;
   /** Close a connection after this many ms without a byte moving; 0 is never. */

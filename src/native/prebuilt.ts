@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "f2f6373c11235369f41b88ef6b466543422421505913e401ae85e0601b23ac3e",
+    "sha256": "2bd7ff55be93f1c87d647f70a96cf3fd54871ae3371e40d01763e918cd9c0f59",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -39,20 +39,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "df808f5cc2b9cfec113859b60b90e68239c57f50b0bf42e74d21e56e5eb005c8",
-      "size": 55704,
+      "sha256": "4371ba2c14b9d291f061070ee023e36b21bd4b8a112c45c533cf27231fb300f6",
+      "size": 59808,
     },
     "linux-arm64-glibc": {
-      "sha256": "a55beedb488dba37d491ee30d76a3f77e08a319f8a5b593da65b052ceeb8de27",
-      "size": 67944,
+      "sha256": "4dba2f7483a4745d8b7eb0c6ddfc6cb8528af3df90529b3cdc2191c5aafe6585",
+      "size": 67952,
     },
     "linux-x64-musl": {
-      "sha256": "7dbba22003e8390a005ae813f55d722788d8d799d11e99d90a887f7cdd6cc8b8",
-      "size": 55472,
+      "sha256": "6849bacfaa462b7797dc54ad7c677faea0df0268f8239c12b7798b36a68cfb0e",
+      "size": 59576,
     },
     "linux-arm64-musl": {
-      "sha256": "831ca2db9667d27e39f06a29dfd03a1f378048f6230f7a9db9fb911f51190699",
-      "size": 67688,
+      "sha256": "f77ea58113ec751dfe8773c0b69970344e3f9a30e60d8a7bf09fc682c50a9fc0",
+      "size": 67696,
     },
   },
 };

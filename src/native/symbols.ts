@@ -147,6 +147,10 @@ export const SYMBOLS = {
   rk_fd_shutdown_write: { parameters: ["i32"], result: "i32" },
   // int32_t rk_fd_close(int32_t fd)
   rk_fd_close: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len, int32_t *port)
+  rk_fd_sockname: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  // int32_t rk_sd_notify(const char *path, const char *state)
+  rk_sd_notify: { parameters: ["buffer", "buffer"], result: "i32" },
 } as const satisfies Record<string, SymbolDef>;
 
 /** The table's type. */

@@ -283,6 +283,8 @@ export class Front {
   /** Per connection in the route phase: the header's length. */
   readonly #routing = new Map<number, number>();
   #handle: ProxyHandle | undefined;
+  /** Updates that came before the handle was attached. */
+  #early: HeldUpdate[] = [];
 
   /** @param options What to accept and send, and where to report. */
   constructor(options: FrontOptions) {
@@ -310,9 +312,12 @@ export class Front {
     this.#o = next;
   }
 
-  /** Attach the proxy handle, once it exists. */
+  /** Attach the proxy handle, once it exists; then handle what came before it. */
   attach(handle: ProxyHandle): void {
     this.#handle = handle;
+    const early = this.#early;
+    this.#early = [];
+    for (const u of early) this.held(u);
   }
 
   /** The original addresses of connection `id`, while it is open. */
@@ -403,6 +408,9 @@ export class Front {
    * thrown to the engine that called.
    */
   held(u: HeldUpdate): void {
+    // a listener can accept before its handle is attached: a connection
+    // already queued on an inherited socket (socket activation) does
+    if (this.#handle === undefined) return void this.#early.push(u);
     try {
       this.#held(u);
     } catch (e) {

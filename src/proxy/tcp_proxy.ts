@@ -95,6 +95,11 @@ export interface TcpProxyOptions {
   backlog?: number;
   /** Let other sockets bind the same port (SO_REUSEPORT). @default false */
   reusePort?: boolean;
+  /**
+   * Accept on this inherited listening socket (socket activation, e.g. fd 3
+   * from systemd) instead of binding `listen`, which then only names it.
+   */
+  fd?: number;
   /** Concurrent connections; more are closed at once. 0 is none. @default 0 */
   maxConnections?: number;
   /** Close a connection idle this many ms. 0 is never. @default 0 */
@@ -285,6 +290,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       target: options.target,
       backlog: nonNegative("backlog", options.backlog, 511),
       reusePort: options.reusePort ?? false,
+      ...(options.fd !== undefined ? { fd: options.fd } : {}),
       maxConnections: nonNegative("maxConnections", options.maxConnections, 0),
       idleTimeout: nonNegative("idleTimeout", options.idleTimeout, 0),
       connectTimeout: nonNegative("connectTimeout", options.connectTimeout, 10_000),

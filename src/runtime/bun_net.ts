@@ -192,7 +192,9 @@ export const bunNet: Net = {
   listen(at, options, onConn): Promise<NetListener> {
     // Bun.listen has no backlog or SO_REUSEPORT setting: node:net does
     // node:tls carries TLS; node:net the options Bun.listen lacks
-    if (options.reusePort || options.tls !== undefined) return nodeNet.listen(at, options, onConn);
+    if (options.reusePort || options.tls !== undefined || options.fd !== undefined) {
+      return nodeNet.listen(at, options, onConn);
+    }
     const tcp = !("path" in at);
     const socket = {
       ...handler,

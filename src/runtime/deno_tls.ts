@@ -166,6 +166,15 @@ export function withDenoTls(base: Net): Net {
   return {
     listen(at, options, onConn): Promise<NetListener> {
       if (options.tls === undefined) return base.listen(at, options, onConn);
+      if (options.fd !== undefined) {
+        // Deno.listenTls binds itself: it cannot take an inherited socket
+        return Promise.reject(
+          new TypeError(
+            `TLS on an inherited socket (socket activation) is not supported on Deno: ` +
+              `"${formatEndpoint(at)}" must be bound by relaykit`,
+          ),
+        );
+      }
       if ("path" in at) {
         return Promise.reject(new TypeError("TLS on a Unix socket is not supported"));
       }

@@ -199,7 +199,9 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
         new Promise<void>((resolve, reject) => {
           server.once("error", reject);
           const common = { backlog: options.backlog, exclusive: !options.reusePort };
-          if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
+          if (options.fd !== undefined) {
+            server.listen({ fd: options.fd, ...common }, () => resolve());
+          } else if ("path" in at) server.listen({ path: at.path, ...common }, () => resolve());
           else {
             server.listen(
               { host: at.host, port, ...common, reusePort: options.reusePort },
@@ -219,18 +221,21 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
       const address: Endpoint = "path" in at
         ? at
         : { host: at.host, port: typeof addr === "object" && addr !== null ? addr.port : at.port };
-      const unwatch = watch === undefined || "path" in address ? undefined : watch.add({
-        pause: () => {
-          server?.close();
-          server = undefined;
-        },
-        resume: async () => {
-          const next = create();
-          await start(next, address.port);
-          server = next;
-        },
-        paused: options.onAcceptError,
-      });
+      // an inherited socket cannot be closed and opened again
+      const unwatch = watch === undefined || "path" in address || options.fd !== undefined
+        ? undefined
+        : watch.add({
+          pause: () => {
+            server?.close();
+            server = undefined;
+          },
+          resume: async () => {
+            const next = create();
+            await start(next, address.port);
+            server = next;
+          },
+          paused: options.onAcceptError,
+        });
       return {
         address,
         close: () => {

@@ -91,6 +91,11 @@ export interface Net {
       tls?: TlsServerOptions | undefined;
       /** accept(2) failed (EMFILE...): the listener waits until it can go on. */
       onAcceptError?: ((code: string) => void) | undefined;
+      /**
+       * An inherited listening socket (socket activation) to accept on
+       * instead of binding `at`; it is closed with the listener.
+       */
+      fd?: number | undefined;
     },
     onConn: (c: NetConn) => void,
   ): Promise<NetListener>;
