@@ -310,6 +310,9 @@ for (const engine of ENGINES) {
           return (await reply).bytes;
         };
         assert.equal(await through({ host: "::1", port: v6.port }, "over IPv6"), 9);
+        // the engine's open event may come after the reply (the native
+        // engine posts it through its event queue)
+        await waitFor(() => opened.length > 0, 5000, "the open event");
         assert.equal(opened[0]?.host, "::1");
         assert.equal(await through({ path: unixListen }, "over a Unix socket"), 18);
       } finally {
