@@ -1751,7 +1751,7 @@ async function runTarget(
       const out = await runCase(ref.surface, c, tagOf(key, ref));
       inputs++;
       if (out.hang !== undefined && p.alive()) {
-        const k = `hang/${ref.surface.name}/${c.cls.split("/")[0]}`;
+        const k = `hang/${ref.surface.name}/${c.end}`;
         if (!reported.has(k)) {
           reported.add(k);
           fail({
@@ -1938,7 +1938,7 @@ export function summarize(failures: Failure[]): string {
   for (const f of failures) {
     const lines = f.detail.split("\n");
     const what = f.type === "died" ? (lines[1] ?? lines[0]!).trim() : lines[0]!;
-    const cls = f.input ? ` [${f.input.cls.split("/")[0]}]` : "";
+    const cls = f.input?.hold ? " (held open)" : " (after FIN)";
     const k = `${f.type} ${f.target.split("/")[0]} ${f.surface}${f.type === "hang" ? cls : ""}: ${
       what.replace(/\d+/g, "N").slice(0, 200)
     }`;
