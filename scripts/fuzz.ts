@@ -1938,7 +1938,7 @@ export function summarize(failures: Failure[]): string {
   for (const f of failures) {
     const lines = f.detail.split("\n");
     const what = f.type === "died" ? (lines[1] ?? lines[0]!).trim() : lines[0]!;
-    const cls = f.input?.hold ? " (held open)" : " (after FIN)";
+    const cls = f.input?.cls.includes("held open") ? " (held open)" : " (after FIN)";
     const k = `${f.type} ${f.target.split("/")[0]} ${f.surface}${f.type === "hang" ? cls : ""}: ${
       what.replace(/\d+/g, "N").slice(0, 200)
     }`;
