@@ -1541,13 +1541,40 @@ class Proc {
     }
   }
 
-  async stop(): Promise<void> {
-    if (!this.alive()) return;
+  /** CPU time used so far (user + system), in clock ticks. */
+  cpu(): number {
+    try {
+      const f = readFileSync(`/proc/${this.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return Number(f[11]) + Number(f[12]);
+    } catch {
+      return -1;
+    }
+  }
+
+  /**
+   * SIGTERM, then SIGKILL after `graceMs`: whether it ended by itself
+   * (false: it had to be killed).
+   */
+  async stop(graceMs = 5000): Promise<boolean> {
+    if (!this.alive()) return true;
     const gone = new Promise<void>((r) => this.child.once("exit", () => r()));
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 3000);
-    await gone;
+    const signal = (sig: string) => {
+      try {
+        process.kill(this.pid, sig); // child.kill() may ignore a second signal
+      } catch { /* gone */ }
+    };
+    signal("SIGTERM");
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const byItself = await Promise.race([
+      gone.then(() => true),
+      new Promise<boolean>((r) => t = setTimeout(() => r(false), graceMs)),
+    ]);
     clearTimeout(t);
+    if (!byItself) {
+      signal("SIGKILL");
+      await Promise.race([gone, sleep(5000)]);
+    }
+    return byItself;
   }
 }
 
@@ -1669,7 +1696,12 @@ async function runTarget(
   t: TargetSpec,
   budget: number,
   failures: Failure[],
+  state: { phase: string; since: number },
 ): Promise<{ inputs: number; restarts: number }> {
+  const phase = (p: string) => {
+    state.phase = p;
+    state.since = Date.now();
+  };
   const key = targetKey(t);
   const log = o.log ?? (() => {});
   const fail = (f: Omit<Failure, "target" | "reproduce">, ref?: CaseRef) => {
@@ -1686,6 +1718,7 @@ async function runTarget(
   const rng = new Rng(o.seed, hash(key), 0xcafe);
 
   const start = async (): Promise<{ p: Proc; fds: number; rss: number } | undefined> => {
+    phase("starting");
     const p = new Proc(t.runtime, t.args(env, ports), t.env?.(env, ports) ?? {});
     const timeout = sleep(30_000).then(() => {
       throw new Error("not ready after 30 s");
@@ -1743,8 +1776,21 @@ async function runTarget(
       }
     }
     batchNo++;
+    phase(`batch ${batchNo}`);
     const p = proc.p;
     const deaths: CaseRef[] = [];
+    // a guard for the machine: a process far over the RSS bound is killed
+    const cap = proc.rss + ((o.rssMiB ?? 768) + 512) * 1024;
+    let overCap = 0;
+    const guard = setInterval(() => {
+      const rss = p.rss();
+      if (rss > cap && p.alive()) {
+        overCap = rss;
+        try {
+          process.kill(p.pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    }, 250);
     await pool(refs, concurrency, async (ref) => {
       if (!p.alive()) return;
       const c = caseOf(o, t.kind, ref);
@@ -1766,6 +1812,8 @@ async function runTarget(
     });
     if (o.verbose) log(`${key}: batch ${batchNo}${hold ? " (held)" : ""}: ${inputs} inputs`);
 
+    clearInterval(guard);
+
     // the sentinel: a denied destination reached
     for (const hit of env.sentinelHits.filter((h) => h.tag.startsWith(`RKFUZZ ${key} `))) {
       env.sentinelHits.splice(env.sentinelHits.indexOf(hit), 1);
@@ -1781,13 +1829,19 @@ async function runTarget(
     }
 
     // alive?
+    phase(`checks after batch ${batchNo}`);
     await sleep(50);
     if (!p.alive()) {
       const how = p.exited ? (p.exited.code ?? p.exited.signal) : "?";
-      const detail = `the process ended (exit ${how}):\n${p.tail()}`;
+      const detail = overCap > 0
+        ? `the fuzzer killed it at ${Math.round(overCap / 1024)} MiB of RSS (${
+          Math.round(proc.rss / 1024)
+        } MiB at the start):\n${p.tail()}`
+        : `the process ended (exit ${how}):\n${p.tail()}`;
       let culprit: CaseRef | undefined;
       if (o.shrink !== false && shrinks < 3 && refs.length > 1) {
         shrinks++;
+        phase(`replaying batch ${batchNo} case by case`);
         culprit = await shrink(o, env, t, ports, refs, log);
       } else if (refs.length === 1) culprit = refs[0];
       fail({
@@ -1857,7 +1911,27 @@ async function runTarget(
     }
     if (replayOne) break;
   }
-  await proc?.p.stop();
+  phase("stopping");
+  if (proc !== undefined && proc.p.alive()) {
+    const cpu0 = proc.p.cpu();
+    await sleep(1000);
+    const spin = proc.p.cpu() - cpu0; // ticks in an idle second (100 a second is a core)
+    if (spin > 50) {
+      fail({
+        type: "spin",
+        surface: "-",
+        detail: `${spin} CPU ticks (of 100 a core) in a second with no connection open`,
+      });
+    }
+    if (!(await proc.p.stop())) {
+      fail({
+        type: "stop",
+        surface: "-",
+        detail:
+          `it did not end within 5 s of SIGTERM after the fuzzing (killed); ${spin} CPU ticks in the idle second before`,
+      });
+    }
+  }
   return { inputs, restarts };
 }
 
@@ -2024,11 +2098,21 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzReport> {
   const perTarget: FuzzReport["perTarget"] = [];
   const per = Math.max(1, Math.ceil(o.count / targets.length));
   let inputs = 0;
+  // a watchdog for the fuzzer itself: a target that makes no progress
+  const states = new Map<string, { phase: string; since: number }>();
+  const watchdog = setInterval(() => {
+    for (const [k, st] of states) {
+      const secs = (Date.now() - st.since) / 1000;
+      if (secs > 60) console.error(`fuzz: ${k} has been in "${st.phase}" for ${secs.toFixed(0)} s`);
+    }
+  }, 20_000);
   try {
     await pool(targets, o.parallel ?? 2, async (t) => {
       const s = Date.now();
+      const state = { phase: "", since: s };
+      states.set(targetKey(t), state);
       try {
-        const r = await runTarget(o, env, t, per, failures);
+        const r = await runTarget(o, env, t, per, failures, state);
         inputs += r.inputs;
         perTarget.push({ target: targetKey(t), ...r, ms: Date.now() - s });
         o.log?.(
@@ -2037,10 +2121,13 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzReport> {
           } s`,
         );
       } finally {
+        state.phase = "teardown";
         await t.teardown?.();
+        states.delete(targetKey(t));
       }
     });
   } finally {
+    clearInterval(watchdog);
     await stop();
   }
   return {
