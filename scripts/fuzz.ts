@@ -946,7 +946,7 @@ interface Surface {
   /** How a case's connection is made (default: TCP connect). */
   open?: () => Promise<net.Socket>;
   /** Bytes after the case's own (a tag the sentinel can attribute). */
-  tag?: boolean;
+  tag?: boolean | ((tag: Uint8Array) => Uint8Array);
   canary(rng: Rng): Promise<void>;
 }
 
@@ -1197,7 +1197,8 @@ function tunnelSurfaces(env: Env, port: number, canaryPort: () => number): Surfa
       name: "tunnel-streams",
       port,
       closeMs: T.keepalive * 3 + T.connect + T.slack,
-      tag: true,
+      // the tag as stream 1's data, so that a stream that got through carries it
+      tag: (t) => encodeFrame({ type: "data", stream: 1, data: t }),
       open: () => tunnelSession(port, env.secret),
       gen(rng) {
         if (rng.chance(0.1)) {
@@ -1608,7 +1609,7 @@ async function runCase(surface: Surface, c: Case, tag: Uint8Array): Promise<Outc
   s.on("error", () => {});
   s.on("data", () => {});
   s.resume();
-  const bytes = surface.tag ? cat(c.bytes, tag) : c.bytes;
+  const bytes = withTag(surface, c.bytes, tag);
   const write = (b: Uint8Array) => {
     if (!s.destroyed && b.length > 0) s.write(b);
   };
@@ -1640,6 +1641,11 @@ async function runCase(surface: Surface, c: Case, tag: Uint8Array): Promise<Outc
     };
   }
   return {};
+}
+
+function withTag(surface: Surface, bytes: Uint8Array, tag: Uint8Array): Uint8Array {
+  if (surface.tag === undefined || surface.tag === false) return bytes;
+  return cat(bytes, surface.tag === true ? tag : surface.tag(tag));
 }
 
 interface CaseRef {
@@ -1679,7 +1685,7 @@ function reproduce(o: FuzzOptions, t: TargetSpec, ref?: CaseRef): string {
 
 function inputOf(o: FuzzOptions, t: TargetSpec, ref: CaseRef): Failure["input"] {
   const c = caseOf(o, t.kind, ref);
-  const bytes = ref.surface.tag ? cat(c.bytes, tagOf(targetKey(t), ref)) : c.bytes;
+  const bytes = withTag(ref.surface, c.bytes, tagOf(targetKey(t), ref));
   return {
     index: ref.index,
     hold: ref.hold,
@@ -1807,6 +1813,18 @@ async function runTarget(
             input: inputOf(o, t, ref),
           }, ref);
         }
+      }
+      if (
+        out.connectError !== undefined && p.alive() && !reported.has(`connect/${ref.surface.name}`)
+      ) {
+        // a live listener that cannot be reached (or a tunnel handshake that fails) fuzzes nothing
+        reported.add(`connect/${ref.surface.name}`);
+        fail({
+          type: "connect",
+          surface: ref.surface.name,
+          detail: `a case could not start: ${out.connectError}`,
+          input: inputOf(o, t, ref),
+        }, ref);
       }
       if (!p.alive()) deaths.push(ref);
     });
@@ -2126,6 +2144,20 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzReport> {
         states.delete(targetKey(t));
       }
     });
+    // the sentinel reached by a connection that carried no tag
+    await sleep(1200);
+    const untagged = env.sentinelHits.splice(0);
+    if (untagged.length > 0) {
+      failures.push({
+        type: "bypass",
+        target: o.kinds.join(",") || "all",
+        surface: "?",
+        detail: `${untagged.length} connections reached the sentinel, a destination every access ` +
+          "rule denies, without the tag that names their case (the proxy connected, then " +
+          "the client's bytes did not follow)",
+        reproduce: `deno run -A scripts/fuzz.ts --seed ${o.seed} --count ${o.count}`,
+      });
+    }
   } finally {
     clearInterval(watchdog);
     await stop();

@@ -8,7 +8,8 @@
  * denied destination may be reached.
  *
  * The seed is fixed (FUZZ_SEED overrides it, FUZZ_COUNT the number of
- * inputs); each failure prints its input and the command that replays it.
+ * inputs, FUZZ_KINDS=a,b the kinds); each failure prints its input and the
+ * command that replays it.
  * `deno run -A scripts/fuzz.ts --long` runs a million inputs.
  */
 import assert from "node:assert/strict";
@@ -21,6 +22,7 @@ const RUNTIME: RuntimeName = typeof (globalThis as { Deno?: unknown }).Deno === 
   : "bun";
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed17) >>> 0;
 const COUNT = Number(process.env.FUZZ_COUNT ?? 2200);
+const KINDS = (process.env.FUZZ_KINDS ?? "").split(",").filter((k) => k !== "");
 
 test(
   `fuzz: every listener kind on both engines survives ${COUNT} hostile inputs (${RUNTIME}, seed ${SEED})`,
@@ -29,7 +31,7 @@ test(
     const r = await fuzz({
       seed: SEED,
       count: COUNT,
-      kinds: [],
+      kinds: KINDS,
       engines: ["native", "stream"],
       runtimes: [RUNTIME],
       batch: 50,
