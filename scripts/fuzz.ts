@@ -2029,7 +2029,8 @@ export function summarize(failures: Failure[]): string {
   const groups = new Map<string, Failure[]>();
   for (const f of failures) {
     const lines = f.detail.split("\n");
-    const what = f.type === "died" ? (lines[1] ?? lines[0]!).trim() : lines[0]!;
+    const killed = lines[0]!.startsWith("the fuzzer killed it");
+    const what = f.type === "died" && !killed ? (lines[1] ?? lines[0]!).trim() : lines[0]!;
     const cls = f.input?.cls.includes("held open") ? " (held open)" : " (after FIN)";
     const k = `${f.type} ${f.target.split("/")[0]} ${f.surface}${f.type === "hang" ? cls : ""}: ${
       what.replace(/\d+/g, "N").slice(0, 200)
