@@ -656,7 +656,7 @@ function tunnelHandshakeSeeds(): Seed[] {
     frameSeed("tunnel-hello-unknown-version", [hello([0xfffe])]),
     frameSeed("tunnel-hello-twice", [hello(), hello()]),
     frameSeed("tunnel-ping-first", [{ type: "ping", data: new Uint8Array(8) }, hello()]),
-    frameSeed("tunnel-ready-first", [{ type: "ready" }]),
+    frameSeed("tunnel-ready-first", [{ type: "ready", proof: new Uint8Array(32) }]),
     frameSeed("tunnel-open-first", [{
       type: "open",
       stream: 1,

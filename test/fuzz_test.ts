@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import process from "node:process";
-import { test } from "node:test";
+import { test } from "./_test.ts";
 import { formatFailure, fuzz, type RuntimeName, summarize } from "../scripts/fuzz.ts";
 
 const RUNTIME: RuntimeName = typeof (globalThis as { Deno?: unknown }).Deno === "object"
