@@ -1242,7 +1242,7 @@ function runSurfaces(_env: Env, ports: number[]): Surface[] {
     {
       name: "metrics",
       port: metricsPort,
-      closeMs: 10_000,
+      closeMs: 10_000 + T.slack, // the metrics request timeout (no flag; the default)
       gen: (rng) => caseFrom(rng, http),
       hold: (rng) => holdCase(rng, http),
       async canary() {

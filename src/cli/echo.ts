@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { HEADER_TIMEOUT_MS } from "../proxy/front.ts";
 import { sdNotify } from "../config/systemd.ts";
 import { concatBytes } from "../bytes.ts";
 import { formatEndpoint } from "../forward/types.ts";
@@ -37,6 +38,14 @@ export const echo: Command = {
       const from = conn.remote ? formatEndpoint(conn.remote) : "unix";
       let pending: Uint8Array | undefined = mode === "none" ? undefined : new Uint8Array(0);
       if (mode === "none") log.info(`#${id} from ${from}`);
+      // a header that does not come whole in time closes the connection,
+      // as a listener's accept_proxy does
+      const headerTimer = pending === undefined ? undefined : setTimeout(() => {
+        log.info(
+          `#${id} from ${from}: no complete PROXY header in ${HEADER_TIMEOUT_MS} ms; closing`,
+        );
+        conn.destroy(false);
+      }, HEADER_TIMEOUT_MS);
       const send = (b: Uint8Array) => {
         if (b.length > 0 && !conn.write(b)) conn.pause();
       };
@@ -49,6 +58,7 @@ export const echo: Command = {
             r = parseProxyHeader(buf, mode as ParseMode);
           } catch (err) {
             log.info(`#${id} from ${from}: ${(err as Error).message}; closing`);
+            clearTimeout(headerTimer);
             conn.destroy(false);
             return;
           }
@@ -57,6 +67,7 @@ export const echo: Command = {
             return;
           }
           pending = undefined;
+          clearTimeout(headerTimer);
           if (r.kind === "none") {
             log.info(`#${id} from ${from}: no PROXY header`);
             return send(buf);
@@ -66,7 +77,7 @@ export const echo: Command = {
         },
         end: () => conn.end(),
         drain: () => conn.resume(),
-        close: () => {},
+        close: () => clearTimeout(headerTimer),
       });
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);

@@ -71,6 +71,9 @@ export interface AcceptProxyOptions {
   timeout?: number;
 }
 
+/** How long a PROXY header may take to arrive, by default (`acceptProxy.timeout`). */
+export const HEADER_TIMEOUT_MS = 5000;
+
 /** The default trusted sources: this machine only. */
 export const LOOPBACK = ["127.0.0.0/8", "::1"] as const;
 
@@ -294,7 +297,7 @@ export class Front {
 
   /** How long a connection may stay undecided (0: no limit). */
   get timeout(): number {
-    const header = this.#o.accept === undefined ? 0 : this.#o.accept.timeout ?? 5000;
+    const header = this.#o.accept === undefined ? 0 : this.#o.accept.timeout ?? HEADER_TIMEOUT_MS;
     const route = this.#o.route === undefined ? 0 : this.#o.routeTimeout;
     return header === 0 || route === 0 ? Math.max(header, route) : header + route;
   }
