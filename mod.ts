@@ -38,13 +38,9 @@ export {
   type TlsClientOptions,
   type TlsServerOptions,
 } from "./src/forward/types.ts";
-export {
-  type AcceptProxyOptions,
-  type RouteBytes,
-  type RouteConnection,
-  type RouteFunction,
-  type RouteResult,
-} from "./src/proxy/front.ts";
+export { type AcceptProxyOptions } from "./src/proxy/accept_proxy.ts";
+export { type RouteBytes, type RouteResult } from "./src/decision.ts";
+export { type RouteConnection, type RouteFunction } from "./src/proxy/routing.ts";
 export { type SendProxyOptions } from "./src/types.ts";
 export { type Cidr, cidrContains, inRanges, parseCidr } from "./src/protocol/cidr.ts";
 export {
@@ -69,7 +65,7 @@ export {
   type ServerOptions,
 } from "./src/proxy/balance.ts";
 export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";
-export { parseEndpoint } from "./src/proxy/address.ts";
+export { parseEndpoint } from "./src/types.ts";
 export {
   type DataHook,
   type DataHooks,

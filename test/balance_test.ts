@@ -153,5 +153,28 @@ for (const engine of ENGINES) {
       await waitFor(() => short.errors.length === 1, 5000, "the error");
       assert.equal(short.errors[0]!.code, "ECONNREFUSED");
     });
+
+    test("each connection's server lease is given back once, however it ends", async () => {
+      const [live] = await named("live");
+      cleanup.push(() => live!.close());
+      const dead = await freePort();
+      const addr = (port: number) => ({ address: { host: "127.0.0.1", port } });
+      const backend = new Backend({
+        name: "lease",
+        servers: [{ ...addr(dead), name: "dead" }, { ...addr(live!.port), name: "live" }],
+        balance: "leastconn",
+      });
+      const { p, ends } = await proxy(backend);
+      const open = [await greeting(p.port), await greeting(p.port)];
+      assert.deepEqual(open.map((g) => g.name), ["live", "live"]);
+      assert.deepEqual(backend.servers.map((s) => s.active), [0, 2], "held while open");
+      open[0]!.s.end(); // a clean end
+      await closed(open[0]!.s);
+      open[1]!.s.destroy(); // a reset
+      await waitFor(() => ends.length === 2, 5000, "both ends");
+      assert.deepEqual(backend.servers.map((s) => s.active), [0, 0], "given back once each");
+      assert.deepEqual(backend.servers.map((s) => s.total), [2, 2]);
+      assert.deepEqual(backend.servers.map((s) => s.failures), [2, 0]);
+    });
   });
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, describe, test } from "./_test.ts";
 import { type DataHook, type RouteFunction, TcpProxy, type TcpProxyOptions } from "../mod.ts";
-import { ROUTE_EXPECTED } from "../src/proxy/decision.ts";
+import { ROUTE_EXPECTED } from "../src/decision.ts";
 import { runtime } from "../src/runtime/detect.ts";
 import {
   closed,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { HEADER_TIMEOUT_MS } from "../proxy/front.ts";
+import { HEADER_TIMEOUT_MS } from "../proxy/accept_proxy.ts";
 import { sdNotify } from "../config/systemd.ts";
 import { concatBytes } from "../bytes.ts";
 import { formatEndpoint } from "../forward/types.ts";

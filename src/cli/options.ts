@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { parseEndpoint } from "../proxy/address.ts";
+import { parseEndpoint } from "../types.ts";
 import { type Setting, SettingError } from "../settings.ts";
 import type { Endpoint } from "../types.ts";
 

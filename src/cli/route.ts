@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ROUTE_EXPECTED } from "../proxy/decision.ts";
+import { ROUTE_EXPECTED } from "../decision.ts";
 import process from "node:process";
 import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
 import type { TcpProxyOptions } from "../proxy/tcp_proxy.ts";

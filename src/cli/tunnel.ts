@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileErrorReason } from "../errors.ts";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
-import { parseEndpoint } from "../proxy/address.ts";
+import { parseEndpoint } from "../types.ts";
 import * as settings from "../settings.ts";
 import { formatDestination, parseDestination } from "../tunnel/destination.ts";
 import { TunnelClient, type TunnelClientOptions, type TunnelListener } from "../tunnel/client.ts";

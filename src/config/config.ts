@@ -41,7 +41,7 @@ import {
 } from "yaml";
 import type { Endpoint } from "../forward/types.ts";
 import { BALANCE_MODES, type BalanceMode } from "../proxy/balance.ts";
-import type { AcceptProxyOptions } from "../proxy/front.ts";
+import type { AcceptProxyOptions } from "../proxy/accept_proxy.ts";
 import * as settings from "../settings.ts";
 import type { SendProxyOptions } from "../types.ts";
 import type { HealthCheckOptions } from "../proxy/health.ts";

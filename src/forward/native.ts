@@ -275,7 +275,7 @@ export class NativeForwardEngine implements ForwardEngine {
   }
 
   /** See {@link ForwardEngine.startProxy}. */
-  startProxy(spec: ProxySpec, cb: ProxyCallbacks): Promise<ProxyHandle> {
+  startProxy(spec: ProxySpec): Promise<ProxyHandle> {
     const e = this.#engine;
     const sym = e.sym;
     const [host, port] = hostPort(spec.listen);
@@ -303,6 +303,9 @@ export class NativeForwardEngine implements ForwardEngine {
     let bridge: TlsBridge | undefined; // for TLS targets, started on first use
     // per held connection: what it was, and where it was sent (for messages)
     const held = new Map<number, { conn: HeldConnection; target?: Endpoint }>();
+    // where failures of TLS bridging go: the callbacks, once started (no
+    // connection, hence no decision, comes before)
+    let report: ((err: RelaykitError) => void) | undefined;
     try {
       if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
@@ -320,20 +323,31 @@ export class NativeForwardEngine implements ForwardEngine {
           `Cannot proxy to "${formatEndpoint(spec.target)}"`,
         );
       }
-      e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close()));
-      e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
     } catch (err) {
-      e.offListener(lid);
       sym.rk_listener_close(e.handle, lid);
       throw err;
     }
-    e.ref();
     const bound = "path" in spec.listen
       ? spec.listen
       : { host: spec.listen.host, port: sym.rk_listener_port(e.handle, lid) };
+    let started = false;
     let stopping = false;
     return Promise.resolve({
       address: bound,
+      start: (cb: ProxyCallbacks) => {
+        if (started) throw new TypeError("A proxy handle starts once");
+        started = true;
+        report = (err) => cb.reject(err);
+        e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close()));
+        try {
+          e.check(sym.rk_listener_start(e.handle, lid), `Cannot listen on "${where}"`);
+        } catch (err) {
+          e.offListener(lid);
+          sym.rk_listener_close(e.handle, lid);
+          throw err;
+        }
+        e.ref();
+      },
       stopAccepting: () => {
         if (stopping) return;
         stopping = true;
@@ -360,7 +374,7 @@ export class NativeForwardEngine implements ForwardEngine {
         if (d.action === "connect") h.target = d.target;
         if (d.action === "connect" && d.tls !== undefined) {
           // TLS runs on the runtime's sockets: connect natively to the bridge
-          bridge ??= new TlsBridge((err) => cb.reject(err));
+          bridge ??= new TlsBridge((err) => report?.(err));
           const timeout = d.connectTimeout ?? spec.connectTimeout;
           bridge.prepare(id, d.target, d.tls, timeout).then(({ port, preamble }) => {
             const toTarget = new Uint8Array(preamble.length + (d.toTarget?.length ?? 0));
@@ -373,7 +387,7 @@ export class NativeForwardEngine implements ForwardEngine {
               toTarget,
             }, spec);
           }, (err: RelaykitError) => {
-            cb.reject(err);
+            report?.(err);
             nativeClose(e, id, "abort");
           });
           return undefined;

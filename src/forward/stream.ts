@@ -11,6 +11,7 @@
  */
 import { closeSync, createReadStream, fstatSync, openSync, type ReadStream } from "node:fs";
 import { concatBytes, EMPTY } from "../bytes.ts";
+import { connectBytes, type FileDecision, fileRange, type KeptBytes } from "../decision.ts";
 import { errorFor, normalizeCode, RelaykitError } from "../errors.ts";
 import { type Direction as HookDirection, type HookContext, runHook } from "./hooks.ts";
 import { runtime } from "../runtime/detect.ts";
@@ -75,8 +76,7 @@ class StreamConnection {
   target: Endpoint | undefined; // where it was sent
   idleTimeout: number | undefined; // the decision's own
   file: ReadStream | undefined; // a "file" decision's source
-  retryFirst: Uint8Array | undefined; // after a failed connect: what to send
-  retryReply: Uint8Array | undefined;
+  kept: KeptBytes | undefined; // after a failed connect: what to send
 
   constructor(id: number, a: NetConn) {
     this.id = id;
@@ -92,25 +92,70 @@ class StreamConnection {
   }
 }
 
+/** The callbacks of a proxy not started yet: nothing is accepted, nothing reported. */
+const UNSTARTED: ProxyCallbacks = {
+  open() {},
+  connected() {},
+  close() {},
+  reject() {},
+  hookFailed() {},
+  stopped() {},
+  drained() {},
+};
+
 class StreamProxy implements ProxyHandle {
-  readonly address;
   readonly #spec: ProxySpec;
-  readonly #cb: ProxyCallbacks;
   readonly #listener: NetListener;
+  /** Where events go: nowhere until `start`. */
+  #cb: ProxyCallbacks = UNSTARTED;
+  #started = false;
   readonly #conns = new Map<number, StreamConnection>();
   #interest: EventInterest = { open: false, connected: false, close: false };
   #stopped = false;
   #drainedSent = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
-  constructor(spec: ProxySpec, cb: ProxyCallbacks, listener: NetListener) {
+  /** Bind to `spec.listen`; connections are taken from `start` on. */
+  static async listen(spec: ProxySpec): Promise<StreamProxy> {
+    const door: { proxy?: StreamProxy } = {};
+    const listener = await runtime.net.listen(
+      spec.listen,
+      {
+        backlog: spec.backlog,
+        reusePort: spec.reusePort,
+        fd: spec.fd,
+        tls: spec.tls,
+        onAcceptError: (code) => {
+          if (door.proxy !== undefined) door.proxy.#acceptError(code);
+        },
+      },
+      (conn) => door.proxy === undefined ? conn.destroy(true) : door.proxy.#accept(conn),
+    );
+    return door.proxy = new StreamProxy(spec, listener);
+  }
+
+  /** Connections accepted before start (from an inherited socket's queue). */
+  #early: NetConn[] = [];
+
+  private constructor(spec: ProxySpec, listener: NetListener) {
     this.#spec = spec;
-    this.#cb = cb;
     this.#listener = listener;
-    this.address = listener.address;
-    if (spec.idleTimeout > 0 || spec.hold !== undefined) {
+  }
+
+  get address(): Endpoint {
+    return this.#listener.address;
+  }
+
+  start(cb: ProxyCallbacks): void {
+    if (this.#started) throw new TypeError("A proxy handle starts once");
+    this.#started = true;
+    this.#cb = cb;
+    if (!this.#stopped && (this.#spec.idleTimeout > 0 || this.#spec.hold !== undefined)) {
       this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     }
+    const early = this.#early;
+    this.#early = [];
+    for (const a of early) this.#accept(a);
   }
 
   #conn(c: StreamConnection): HeldConnection {
@@ -203,13 +248,9 @@ class StreamProxy implements ProxyHandle {
     c.deadline = 0;
     c.target = d.target;
     if (d.idleTimeout !== undefined) c.idleTimeout = d.idleTimeout;
-    const consume = Math.min(Math.max(0, d.consume ?? 0), held.length);
     // after a failed connect (retry), its bytes and reply unless replaced
-    const first = d.toTarget === undefined && c.retryFirst !== undefined
-      ? c.retryFirst
-      : concatBytes([d.toTarget ?? EMPTY, held.subarray(consume)]);
-    const reply = d.toClient ?? c.retryReply;
-    c.retryFirst = c.retryReply = undefined;
+    const { first, reply } = connectBytes(d, held, c.kept);
+    c.kept = undefined;
     this.#connect(
       c,
       d.target,
@@ -237,13 +278,9 @@ class StreamProxy implements ProxyHandle {
     }
   }
 
-  #sendFile(
-    c: StreamConnection,
-    d: { path: string; offset?: number; length?: number; toClient?: Uint8Array },
-  ): RelaykitError | undefined {
-    const offset = d.offset ?? 0;
+  #sendFile(c: StreamConnection, d: FileDecision): RelaykitError | undefined {
     let fd: number;
-    let size: number;
+    let range: { offset: number; length: number } | undefined;
     try {
       fd = openSync(d.path, "r");
     } catch (err) {
@@ -263,8 +300,8 @@ class StreamProxy implements ProxyHandle {
           code: st.isDirectory() ? "EISDIR" : "EINVAL",
         });
       }
-      size = st.size;
-      if (offset > size || (d.length !== undefined && d.length > size - offset)) {
+      range = fileRange(d, st.size);
+      if (range === undefined) {
         throw Object.assign(new Error("out of range"), { code: "ERANGE" });
       }
     } catch (err) {
@@ -284,7 +321,7 @@ class StreamProxy implements ProxyHandle {
     c.deadline = 0;
     c.discard = true; // the client's bytes are dropped from now on
     if (d.toClient !== undefined && d.toClient.length > 0) c.a.write(d.toClient);
-    const length = d.length ?? size - offset;
+    const { offset, length } = range;
     if (length === 0) {
       closeSync(fd);
       c.dirs[1].eof = c.dirs[1].done = true;
@@ -333,7 +370,7 @@ class StreamProxy implements ProxyHandle {
     timeout: number,
     tls?: TlsClientOptions,
     before?: (b: NetConn) => void,
-    retry?: { first: Uint8Array; reply: Uint8Array | undefined },
+    retry?: KeptBytes,
   ): void {
     const spec = this.#spec;
     runtime.net.connect(target, {
@@ -349,8 +386,7 @@ class StreamProxy implements ProxyHandle {
       if (retry !== undefined) {
         // held again, with what it was to send: the owner decides anew
         c.state = "held";
-        c.retryFirst = retry.first;
-        c.retryReply = retry.reply;
+        c.kept = retry;
         const timeout = this.#spec.hold?.timeout ?? 0;
         if (timeout > 0) c.deadline = Date.now() + timeout;
         this.#post(
@@ -372,8 +408,18 @@ class StreamProxy implements ProxyHandle {
     });
   }
 
-  accept(a: NetConn): void {
+  #acceptError(code: string): void {
+    this.#cb.reject(errorFor(`Cannot accept on "${formatEndpoint(this.#spec.listen)}"`, code));
+  }
+
+  #accept(a: NetConn): void {
     const spec = this.#spec;
+    if (!this.#started) {
+      // a connection already queued on an inherited listening socket
+      // (socket activation) is accepted before start: it waits for it
+      this.#early.push(a);
+      return;
+    }
     if (this.#stopped) {
       a.destroy(false);
       return;
@@ -689,24 +735,7 @@ export class StreamForwardEngine implements ForwardEngine {
   readonly name = "stream";
 
   /** See {@link ForwardEngine.startProxy}. */
-  async startProxy(spec: ProxySpec, cb: ProxyCallbacks): Promise<ProxyHandle> {
-    // connections may come before the proxy object exists: queue them
-    const made: { proxy?: StreamProxy } = {};
-    const pending: NetConn[] = [];
-    const listener = await runtime.net.listen(
-      spec.listen,
-      {
-        backlog: spec.backlog,
-        reusePort: spec.reusePort,
-        fd: spec.fd,
-        tls: spec.tls,
-        onAcceptError: (code) =>
-          cb.reject(errorFor(`Cannot accept on "${formatEndpoint(spec.listen)}"`, code)),
-      },
-      (conn) => made.proxy === undefined ? pending.push(conn) : made.proxy.accept(conn),
-    );
-    const proxy = made.proxy = new StreamProxy(spec, cb, listener);
-    for (const conn of pending) proxy.accept(conn);
-    return proxy;
+  startProxy(spec: ProxySpec): Promise<ProxyHandle> {
+    return StreamProxy.listen(spec);
   }
 }

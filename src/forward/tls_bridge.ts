@@ -63,9 +63,8 @@ export class TlsBridge {
     this.#pending.delete(new TextDecoder().decode(preamble).slice(6, -1));
   }
 
-  #start(): Promise<ProxyHandle> {
-    const made: { handle?: ProxyHandle } = {};
-    const promise = new StreamForwardEngine().startProxy({
+  async #start(): Promise<ProxyHandle> {
+    const handle = await new StreamForwardEngine().startProxy({
       listen: { host: "127.0.0.1", port: 0 },
       target: undefined,
       backlog: 511,
@@ -77,7 +76,8 @@ export class TlsBridge {
       bindAddress: undefined,
       hooks: {},
       hold: { timeout: 10_000 },
-    }, {
+    });
+    handle.start({
       open: () => {},
       connected: () => {},
       close: (end) => {
@@ -96,9 +96,9 @@ export class TlsBridge {
       hookFailed: () => {},
       stopped: () => {},
       drained: () => {},
-      held: (u: HeldUpdate) => this.#held(made.handle!, u),
+      held: (u: HeldUpdate) => this.#held(handle, u),
     });
-    return promise.then((h) => made.handle = h);
+    return handle;
   }
 
   #held(h: ProxyHandle, u: HeldUpdate): void {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { HoldDecision } from "../decision.ts";
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
 import type {
@@ -13,7 +14,6 @@ import type {
   Endpoint,
   FamilyPreference,
   InetEndpoint,
-  TlsClientOptions,
   TlsServerOptions,
 } from "../types.ts";
 
@@ -32,6 +32,7 @@ export type {
   TlsServerOptions,
 } from "../types.ts";
 export { connectFailure, connectionTo, formatEndpoint } from "../types.ts";
+export type { HoldDecision } from "../decision.ts";
 
 /**
  * A connection held for a decision (see {@link ProxySpec.hold}).
@@ -78,60 +79,6 @@ export interface HeldUpdate {
    */
   retry?: RelaykitError;
 }
-
-/**
- * What to do with a held connection.
- *
- * @example
- * ```ts
- * import { type HoldDecision } from "@relaykit/relaykit/internals";
- * const decisions: HoldDecision[] = [
- *   { action: "connect", target: { host: "127.0.0.1", port: 8080 }, consume: 0 },
- *   { action: "close", toClient: new TextEncoder().encode("bye\n") },
- *   { action: "file", path: "/etc/hostname" },
- * ];
- * console.log(decisions.map((d) => d.action));
- * ```
- */
-export type HoldDecision =
-  | {
-    /** Connect to `target`, send `toTarget` and the unconsumed held bytes, then relay. */
-    action: "connect";
-    /** Where to go. */
-    target: Endpoint;
-    /** Bytes sent to the target before anything from the client. */
-    toTarget?: Uint8Array;
-    /** Bytes sent to the client once the target is connected. */
-    toClient?: Uint8Array;
-    /** How many held bytes to drop from the front. @default 0 */
-    consume?: number;
-    /** Connect timeout in ms (0: none). @default the proxy's */
-    connectTimeout?: number;
-    /** Idle timeout in ms (0: none). @default the proxy's */
-    idleTimeout?: number;
-    /** Speak TLS to the target (the runtime's TLS carries those bytes). */
-    tls?: TlsClientOptions;
-    /** If the connect fails, hold the connection again (`HeldUpdate.retry`). */
-    retry?: boolean;
-  }
-  | {
-    /** Send `toClient`, then close. */
-    action: "close";
-    /** Bytes for the client before the close. */
-    toClient?: Uint8Array;
-  }
-  | {
-    /** Send `toClient`, then the file (with sendfile(2) on the native engine), then close. */
-    action: "file";
-    /** The file's path. */
-    path: string;
-    /** Where to start. @default 0 */
-    offset?: number;
-    /** How many bytes. @default to the end */
-    length?: number;
-    /** Bytes for the client before the file. */
-    toClient?: Uint8Array;
-  };
 
 /**
  * What a proxy listener needs to know.
@@ -267,7 +214,8 @@ export interface EventInterest {
  *   family: "any",
  *   bindAddress: undefined,
  *   hooks: {},
- * }, {
+ * });
+ * handle.start({
  *   open: () => {},
  *   connected: () => {},
  *   close: () => {},
@@ -283,6 +231,14 @@ export interface EventInterest {
 export interface ProxyHandle {
   /** The address actually bound (the port filled in). */
   readonly address: Endpoint;
+  /**
+   * Start accepting, reporting to `callbacks`. Call it once, right after
+   * `startProxy` resolved (before awaiting anything else): until then the
+   * socket is bound but nothing is accepted from it.
+   *
+   * @throws {RelaykitError} when accepting cannot start.
+   */
+  start(callbacks: ProxyCallbacks): void;
   /** Stop accepting; `stopped` follows. Established connections go on. */
   stopAccepting(): void;
   /** Reset every open connection (reason "closed"). */
@@ -323,6 +279,11 @@ export interface ProxyHandle {
 export interface ForwardEngine {
   /** Which engine this is. */
   readonly name: "native" | "stream";
-  /** Bind, then accept and relay every connection to the target. */
-  startProxy(spec: ProxySpec, callbacks: ProxyCallbacks): Promise<ProxyHandle>;
+  /**
+   * Bind; `ProxyHandle.start` then accepts and relays every connection to
+   * the target (or holds it, with `ProxySpec.hold`).
+   *
+   * @throws {RelaykitError} when the address cannot be bound.
+   */
+  startProxy(spec: ProxySpec): Promise<ProxyHandle>;
 }

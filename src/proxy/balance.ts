@@ -244,3 +244,97 @@ export class Backend {
     }
   }
 }
+
+/**
+ * One connection's claim on a server: counted in the server's `active` (and
+ * `total`) from the moment it is taken until it is released, exactly once,
+ * whichever way the connection ends. Only a lease changes those counters.
+ */
+export class Lease {
+  /** The server held. */
+  readonly server: Server;
+  #held = true;
+
+  /** @param server The server chosen for a connection. */
+  constructor(server: Server) {
+    this.server = server;
+    server.active++;
+    server.total++;
+  }
+
+  /** The connect to the server failed: counted against it, and released. */
+  fail(): void {
+    if (this.#held) this.server.failures++;
+    this.release();
+  }
+
+  /** The connection is done with the server. Safe to call again. */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    this.server.active--;
+  }
+}
+
+/**
+ * One connection's tour of a backend's servers: each attempt leases the
+ * next server the balancing picks, skipping those tried, within the retry
+ * budget (failover).
+ */
+export class Tour {
+  readonly #backend: Backend;
+  readonly #client: string | undefined;
+  readonly #tried = new Set<Server>();
+  #attempts = 0;
+  #lease: Lease | undefined;
+
+  /**
+   * @param backend Whose servers.
+   * @param client The client's address, for source-hash balancing.
+   */
+  constructor(backend: Backend, client: string | undefined) {
+    this.#backend = backend;
+    this.#client = client;
+  }
+
+  /** The backend toured. */
+  get backend(): Backend {
+    return this.#backend;
+  }
+
+  /** How many servers were leased so far. */
+  get attempts(): number {
+    return this.#attempts;
+  }
+
+  /** The server leased now, if any. */
+  get server(): Server | undefined {
+    return this.#lease?.server;
+  }
+
+  /**
+   * Lease the next server; `retry` says whether another may follow if its
+   * connect fails. Undefined when the budget is spent or no server is left.
+   */
+  next(): { server: Server; retry: boolean } | undefined {
+    const b = this.#backend;
+    if (this.#attempts > b.retries) return undefined;
+    const server = b.pick(this.#client, this.#tried);
+    if (server === undefined) return undefined;
+    this.#tried.add(server);
+    this.#attempts++;
+    this.#lease = new Lease(server);
+    return { server, retry: this.#attempts <= b.retries && b.hasOther(this.#tried) };
+  }
+
+  /** The connect to the leased server failed. */
+  failed(): void {
+    this.#lease?.fail();
+    this.#lease = undefined;
+  }
+
+  /** The connection ended: give the server back. */
+  release(): void {
+    this.#lease?.release();
+  }
+}

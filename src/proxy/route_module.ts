@@ -11,7 +11,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import type { DataHook, DataHooks } from "../forward/hooks.ts";
-import type { RouteFunction } from "./front.ts";
+import type { RouteFunction } from "./routing.ts";
 
 /** What a route module exports. */
 export interface RouteModule {

@@ -17,7 +17,8 @@ import { concatBytes } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
 import { ipv6Text } from "../protocol/ip.ts";
 import { Access, type AccessRule, addressPort } from "./address_policy.ts";
-import type { RouteConnection, RouteFunction, RouteResult } from "./front.ts";
+import type { RouteResult } from "../decision.ts";
+import type { RouteConnection, RouteFunction } from "./routing.ts";
 
 /**
  * Who may go where, and who may use the proxy.

@@ -13,6 +13,7 @@ import type {
   Endpoint,
   FamilyPreference,
   OriginalInfo,
+  ProxyCallbacks,
   ProxyHandle,
   ProxySpec,
   TlsClientOptions,
@@ -21,7 +22,10 @@ import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "../forward/hooks.ts";
 import { Backend, type BackendOptions } from "./balance.ts";
-import { type AcceptProxyOptions, checkFrontOptions, Front, type RouteFunction } from "./front.ts";
+import type { AcceptProxyOptions } from "./accept_proxy.ts";
+import { checkFrontOptions, decisionTimeout, Front, type FrontOptions } from "./front.ts";
+import type { RouteFunction } from "./routing.ts";
+import { Sessions } from "./session.ts";
 import type { SendProxyOptions } from "../types.ts";
 
 /**
@@ -198,17 +202,21 @@ function pem(value: string, name: string): string {
  * Hooks as the engines run them: bounded to `timeout` ms per chunk when
  * async, and seeing `ctx.original` from the front's PROXY header state.
  */
-function boundHooks(hooks: DataHooks, timeout: number, front: Front | undefined): DataHooks {
+function boundHooks(
+  hooks: DataHooks,
+  timeout: number,
+  sessions: Sessions | undefined,
+): DataHooks {
   const wrap = (hook: DataHook | undefined): DataHook | undefined => {
     if (hook === undefined) return undefined;
-    if (front === undefined) {
+    if (sessions === undefined) {
       return timeout === 0 ? hook : (chunk, ctx) => runHook(hook, chunk, ctx, timeout);
     }
     return (chunk, ctx) =>
       runHook(
         hook,
         chunk,
-        Object.create(ctx, { original: { value: front.original(ctx.id) } }) as HookContext,
+        Object.create(ctx, { original: { value: sessions.original(ctx.id) } }) as HookContext,
         timeout,
       );
   };
@@ -245,21 +253,78 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   readonly #handle: ProxyHandle;
   readonly #drained: Promise<void>;
   readonly #front: Front | undefined;
+  readonly #sessions: Sessions | undefined;
+  readonly #onError: TcpProxyOptions["onError"];
   #closing: Promise<void> | undefined;
 
   private constructor(
     choice: { name: "native" | "stream"; reason: string | undefined },
     handle: ProxyHandle,
-    drained: Promise<void>,
-    front: Front | undefined,
+    front: { options: FrontOptions; sessions: Sessions } | undefined,
+    onError: TcpProxyOptions["onError"],
   ) {
     super();
-    this.#front = front;
     this.engine = choice.name;
     this.engineReason = choice.reason;
     this.#handle = handle;
     this.address = handle.address;
-    this.#drained = drained;
+    this.#onError = onError;
+    this.#sessions = front?.sessions;
+    this.#front = front && new Front(front.options, handle, front.sessions, {
+      onOriginal: (info) => this.emit("original", info),
+      onError: (err) => this.#fail(err),
+    });
+    let drained!: () => void;
+    this.#drained = new Promise<void>((r) => drained = r);
+    handle.start(this.#callbacks(drained));
+  }
+
+  /** What the engine reports, turned into events. */
+  #callbacks(drained: () => void): ProxyCallbacks {
+    const front = this.#front, sessions = this.#sessions;
+    return {
+      held: (u) => front?.held(u),
+      open: (info) => this.emit("open", info),
+      connected: (id) => this.emit("connect", id),
+      close: (end) => {
+        sessions?.ended(end);
+        if (end.error !== undefined) this.#fail(end.error, end.original);
+        this.emit("close", end);
+      },
+      // An "error" nobody listens to is dropped, not thrown: a proxy must not
+      // die because one backend refused.
+      reject: (err) => this.#fail(err),
+      hookFailed: (err) => this.#fail(err),
+      stopped: () => {},
+      drained,
+    };
+  }
+
+  /** Every error: the "error" event, and onError when it names a connection. */
+  #fail(err: RelaykitError, original = this.#sessions?.original(err.connectionId ?? -1)): void {
+    this.emit("error", err);
+    const id = err.connectionId;
+    const onError = this.#onError;
+    if (onError === undefined || id === undefined) return;
+    // user code: a throw or a rejection closes the connection and is
+    // reported, never thrown on (and never passed to onError again)
+    const failed = (e: unknown) => {
+      this.closeConnection(id, "graceful");
+      const why = e instanceof Error ? e.message : describeValue(e);
+      this.emit(
+        "error",
+        new RelaykitError(`onError of connection ${id} failed: ${why}`, "RK_EHOOK", {
+          connectionId: id,
+          cause: e,
+        }),
+      );
+    };
+    try {
+      const r: unknown = onError(original === undefined ? { id } : { id, original }, err);
+      if (r instanceof Promise) r.catch(failed);
+    } catch (e) {
+      failed(e);
+    }
   }
 
   /**
@@ -318,40 +383,13 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       choice = chooseEngine(options.engine, options.nativeEngine);
     }
     const targetTls = options.targetTls === true ? {} : options.targetTls;
-    let front: Front | undefined;
-    // every error: the "error" event, and onError when it names a connection
     const hookTimeout = nonNegative("hookTimeout", options.hookTimeout, 10_000);
-    const fail = (p: TcpProxy, err: RelaykitError) => {
-      p.emit("error", err);
-      const id = err.connectionId;
-      const onError = options.onError;
-      if (onError === undefined || id === undefined) return;
-      // user code: a throw or a rejection closes the connection and is
-      // reported, never thrown on (and never passed to onError again)
-      const failed = (e: unknown) => {
-        p.closeConnection(id, "graceful");
-        const why = e instanceof Error ? e.message : describeValue(e);
-        p.emit(
-          "error",
-          new RelaykitError(`onError of connection ${id} failed: ${why}`, "RK_EHOOK", {
-            connectionId: id,
-            cause: e,
-          }),
-        );
-      };
-      try {
-        const original = front?.original(id);
-        const r: unknown = onError(original === undefined ? { id } : { id, original }, err);
-        if (r instanceof Promise) r.catch(failed);
-      } catch (e) {
-        failed(e);
-      }
-    };
+    let front: { options: FrontOptions; sessions: Sessions } | undefined;
     if (
       options.acceptProxy !== undefined || options.sendProxy !== undefined ||
       options.route !== undefined || targetTls !== undefined || backend !== undefined
     ) {
-      front = new Front({
+      const frontOptions: FrontOptions = {
         accept: options.acceptProxy,
         send: options.sendProxy,
         target: options.target,
@@ -362,49 +400,18 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         routeTimeout: nonNegative("routeTimeout", options.routeTimeout, 10_000),
         hooks: spec.hooks,
         hookTimeout,
-        onOriginal: (info) => later((p) => p.emit("original", info)),
-        onError: (err) => later((p) => fail(p, err)),
-      });
-      spec.hold = { timeout: front.timeout };
+      };
+      front = { options: frontOptions, sessions: new Sessions() };
+      spec.hold = { timeout: decisionTimeout(frontOptions) };
     }
-    spec.hooks = boundHooks(spec.hooks, hookTimeout, front);
-    // Errors may come before the constructor has run: hold them until then.
-    const made: { proxy?: TcpProxy } = {};
-    const early: (() => void)[] = [];
-    const later = (f: (p: TcpProxy) => void) =>
-      made.proxy === undefined ? early.push(() => f(made.proxy!)) : f(made.proxy);
-    let drainedResolve!: () => void;
-    const drained = new Promise<void>((r) => drainedResolve = r);
-    const handle = await choice.engine.startProxy(spec, {
-      held: (u) => front?.held(u),
-      open: (info) => later((p) => p.emit("open", info)),
-      connected: (id) => later((p) => p.emit("connect", id)),
-      close: (end) =>
-        later((p) => {
-          const original = front?.original(end.id);
-          if (original !== undefined) end.original = original;
-          const server = front?.serverOf(end.id);
-          if (server !== undefined) end.server = server.name;
-          if (end.error !== undefined) fail(p, end.error);
-          front?.forget(end.id);
-          p.emit("close", end);
-        }),
-      // An "error" nobody listens to is dropped, not thrown: a proxy must not
-      // die because one backend refused.
-      reject: (err) => later((p) => fail(p, err)),
-      hookFailed: (err) => later((p) => fail(p, err)),
-      stopped: () => {},
-      drained: () => drainedResolve(),
-    });
-    front?.attach(handle);
-    const proxy = made.proxy = new TcpProxy(
+    spec.hooks = boundHooks(spec.hooks, hookTimeout, front?.sessions);
+    const handle = await choice.engine.startProxy(spec);
+    return new TcpProxy(
       { name: choice.engine.name, reason: choice.reason },
       handle,
-      drained,
       front,
+      options.onError,
     );
-    for (const f of early) f();
-    return proxy;
   }
 
   /**

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { formatEndpoint } from "../types.ts";
-import { parseEndpoint } from "../proxy/address.ts";
+import { formatEndpoint, parseEndpoint } from "../types.ts";
 import type { TunnelDestination } from "./frame.ts";
 
 /** "NAME" (a route) or "HOST:PORT". */

@@ -1,0 +1,448 @@
+/**
+ * One held connection on its way to a relay: its PROXY header (accepted
+ * through ProxyAcceptance), its route (asked through askRoute), its backend
+ * tour (a Tour leasing one server at a time), the header sent on, and the
+ * client-to-target hook over bytes read while deciding. Whatever fails in
+ * here closes this one connection with a named error.
+ *
+ * @module
+ */
+import { concatBytes, EMPTY } from "../bytes.ts";
+import { type ConnectDecision, routeBytes, type RouteDecision } from "../decision.ts";
+import { describeValue, errorFor, RelaykitError } from "../errors.ts";
+import { type DataHooks, runHook } from "../forward/hooks.ts";
+import type {
+  ConnectionEnd,
+  Endpoint,
+  HeldConnection,
+  HeldUpdate,
+  InetEndpoint,
+  OriginalInfo,
+  ProxyHandle,
+  TlsClientOptions,
+} from "../forward/types.ts";
+import { addressBytes } from "../protocol/cidr.ts";
+import { type DecodedTlvs, decodeTlvs, type ProxyHeader } from "../protocol/proxy_protocol.ts";
+import type { SendProxyOptions } from "../types.ts";
+import { describeConn, type ProxyAcceptance } from "./accept_proxy.ts";
+import { type Backend, type Server, Tour } from "./balance.ts";
+import { askRoute, RouteFailure, type RouteFunction } from "./routing.ts";
+import { buildSendProxy } from "./send_proxy.ts";
+
+/** What a listener's sessions are started with: its configuration at that moment. */
+export interface SessionSetup {
+  /** The header phase. */
+  acceptance: ProxyAcceptance;
+  /** The header to send to targets. */
+  send: SendProxyOptions | undefined;
+  /** Where connections go without a route function. */
+  target: Endpoint | undefined;
+  /** Or a backend's servers, balanced, with failover. */
+  backend: Backend | undefined;
+  /** TLS to `target`. */
+  targetTls: TlsClientOptions | undefined;
+  /** Decides where each connection goes (instead of `target`). */
+  route: RouteFunction | undefined;
+  /** Most bytes held before the route decides. */
+  routeLimit: number;
+  /** The user's hooks (the aToB one runs over bytes read while deciding). */
+  hooks: DataHooks;
+  /** Most ms an async hook may take over one chunk (0: none). */
+  hookTimeout: number;
+  /** Where the session reports. */
+  report: {
+    /** A header was accepted. */
+    original(info: OriginalInfo): void;
+    /** The connection was refused or failed before relaying. */
+    error(err: RelaykitError): void;
+  };
+}
+
+/** How a connect goes out: the route's or the backend's options. */
+interface ConnectOptions {
+  connectTimeout?: number;
+  idleTimeout?: number;
+  toClient?: Uint8Array;
+  tls?: TlsClientOptions | undefined;
+  retry?: boolean;
+  send?: SendProxyOptions | undefined;
+}
+
+/** "::ffff:10.1.2.3" -> "10.1.2.3"; anything else unchanged. */
+function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
+  if (e === undefined) return undefined;
+  const b = addressBytes(e.host);
+  return b?.length === 4 ? { host: b.join("."), port: e.port } : e;
+}
+
+/** One held connection, from its first update until it ends. */
+export class Session {
+  readonly #s: SessionSetup;
+  readonly #h: ProxyHandle;
+  readonly #conn: HeldConnection;
+  /** header: reading a PROXY header; routing: asking the route; decided; ended. */
+  #phase: "header" | "routing" | "decided" | "ended" = "header";
+  /** The header's length, once the header phase is over. */
+  #consume = 0;
+  /** Who the client is (the header's addresses, else the peer's). */
+  #info: OriginalInfo | undefined;
+  /** What to tell the client if the route's connect fails. */
+  #failReply: Uint8Array | ((error: RelaykitError) => unknown) | undefined;
+  /** The backend's servers tried, and the one leased. */
+  #tour: Tour | undefined;
+
+  /**
+   * @param setup The listener's configuration when the connection came.
+   * @param handle The engine's proxy.
+   * @param conn The connection.
+   */
+  constructor(setup: SessionSetup, handle: ProxyHandle, conn: HeldConnection) {
+    this.#s = setup;
+    this.#h = handle;
+    this.#conn = conn;
+  }
+
+  /** Who the client is, when it sent a header or one is sent on. */
+  get original(): OriginalInfo | undefined {
+    const info = this.#info;
+    return info !== undefined && (info.header !== undefined || this.#s.send !== undefined)
+      ? info
+      : undefined;
+  }
+
+  /** The backend server it went to, while it has one. */
+  get server(): Server | undefined {
+    return this.#tour?.server;
+  }
+
+  /** It ended: give back what it holds (its server's lease). */
+  end(): void {
+    this.#phase = "ended";
+    this.#tour?.release();
+  }
+
+  /**
+   * The engine reports an update. The fault barrier of the connection's
+   * front: whatever fails in here (a header, a route, a hook, a callback)
+   * closes this one connection with a named error; nothing is thrown to
+   * the engine that called.
+   */
+  held(u: HeldUpdate): void {
+    try {
+      this.#held(u);
+    } catch (e) {
+      this.#fault(this.#phase === "routing" ? "RK_EROUTE" : "RK_EPROXY", "failed", e);
+    }
+  }
+
+  #held(u: HeldUpdate): void {
+    if (u.retry !== undefined) return this.#retry(u, u.retry);
+    if (this.#phase === "routing") return void this.#route(u);
+    if (this.#phase !== "header") return;
+    const step = this.#s.acceptance.step(u);
+    switch (step.step) {
+      case "read":
+        return this.#h.readMore(this.#conn.id, step.max);
+      case "refuse":
+        return this.#refuse(step.error);
+      case "done":
+        return this.#headerDone(u, step.header, step.length, step.tlvs);
+    }
+  }
+
+  /** A connect decided with `retry` failed. */
+  #retry(u: HeldUpdate, err: RelaykitError): void {
+    const failReply = this.#failReply;
+    if (failReply === undefined) return this.#nextServer(u, 0, err);
+    // the route's own answer to a failed connect, then close
+    this.#failReply = undefined;
+    this.#s.report.error(err);
+    let toClient: Uint8Array;
+    try {
+      toClient = typeof failReply === "function"
+        ? routeBytes(failReply(err), "failReply's result")
+        : failReply;
+    } catch (e) {
+      return this.#fault("RK_EROUTE", "the route's failReply failed", e);
+    }
+    this.#h.decide(this.#conn.id, { action: "close", toClient });
+  }
+
+  /** The PROXY header phase is over: route, or go to the target. */
+  #headerDone(
+    u: HeldUpdate,
+    header: ProxyHeader | undefined,
+    consume: number,
+    tlvs: DecodedTlvs | undefined,
+  ): void {
+    const info = this.#original(header, tlvs);
+    const s = this.#s;
+    this.#consume = consume;
+    if (s.route !== undefined) {
+      this.#phase = "routing";
+      return void this.#route(u);
+    }
+    this.#phase = "decided";
+    if (s.backend !== undefined) {
+      this.#tour = new Tour(s.backend, info.source?.host ?? this.#conn.remote?.host);
+      return this.#nextServer(u, consume, undefined);
+    }
+    const tls = s.targetTls;
+    if (s.target === undefined) throw new TypeError("A proxy needs a target, a backend or a route");
+    void this.#connect(u, s.target, undefined, consume, tls ? { tls } : undefined);
+  }
+
+  /** Who the client is: from its PROXY header, else the peer. */
+  #original(header: ProxyHeader | undefined, tlvs: DecodedTlvs | undefined): OriginalInfo {
+    const conn = this.#conn;
+    const info: OriginalInfo = { id: conn.id };
+    const fromHeader = header?.command === "proxy" && header.source !== undefined &&
+      "host" in header.source && header.destination !== undefined && "host" in header.destination;
+    const source = fromHeader ? header.source as InetEndpoint : plain(conn.remote);
+    const destination = fromHeader ? header.destination as InetEndpoint : plain(conn.local);
+    if (source !== undefined) info.source = source;
+    if (destination !== undefined) info.destination = destination;
+    if (header !== undefined) {
+      info.header = header;
+      info.tlvs = tlvs ?? decodeTlvs(header.tlvs);
+    }
+    this.#info = info;
+    if (header !== undefined) this.#s.report.original(info);
+    return info;
+  }
+
+  /** The next server of the backend (the first, or after `lastError`). */
+  #nextServer(u: HeldUpdate, consume: number, lastError: RelaykitError | undefined): void {
+    const tour = this.#tour;
+    if (tour === undefined || this.#phase === "ended") return;
+    if (lastError !== undefined) tour.failed();
+    const next = tour.next();
+    if (next === undefined) {
+      const b = tour.backend;
+      return this.#refuse(
+        lastError ??
+          errorFor(
+            `${describeConn(this.#conn)}: backend "${b.name}" has no server up`,
+            "RK_ENOSERVER",
+            { connectionId: this.#conn.id },
+          ),
+      );
+    }
+    const { server, retry } = next;
+    const connectTimeout = tour.backend.connectTimeout;
+    if (tour.attempts === 1) {
+      void this.#connect(u, server.address, undefined, consume, {
+        ...(connectTimeout !== undefined ? { connectTimeout } : {}),
+        retry,
+        send: tour.backend.sendProxy,
+      });
+      return;
+    }
+    // a retry: the library (or stream engine) still has the bytes to send
+    const d: ConnectDecision = { action: "connect", target: server.address, retry };
+    if (connectTimeout !== undefined) d.connectTimeout = connectTimeout;
+    this.#h.decide(this.#conn.id, d);
+  }
+
+  /** Ask the route function about what the client sent after its header. */
+  async #route(u: HeldUpdate): Promise<void> {
+    try {
+      await this.#routeOnce(u);
+    } catch (e) {
+      // the barrier of the route phase: nothing rejects out of here
+      if (this.#phase === "routing") return this.#fault("RK_EROUTE", "bad route", e);
+      // past the decision: the connection is no longer held
+      this.#h.closeConnection(this.#conn.id, "graceful");
+      const why = e instanceof Error ? e.message : describeValue(e);
+      this.#s.report.error(
+        new RelaykitError(`${describeConn(this.#conn)}: the route failed: ${why}`, "RK_EROUTE", {
+          connectionId: this.#conn.id,
+          cause: e,
+        }),
+      );
+    }
+  }
+
+  async #routeOnce(u: HeldUpdate): Promise<void> {
+    const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
+    if (s.route === undefined) return; // cannot happen: no route phase without one
+    const d: RouteDecision | RouteFailure = await askRoute(s.route, u, consume, this.#info);
+    // ended or refused meanwhile (the decision timeout): nothing left to do
+    if (this.#phase !== "routing") return;
+    if (d instanceof RouteFailure) return this.#fault("RK_EROUTE", d.what, d.error);
+    switch (d.action) {
+      case "wait": {
+        const length = u.data.length - consume;
+        if (length >= s.routeLimit) {
+          return this.#refuse(
+            errorFor(
+              `${
+                describeConn(this.#conn)
+              }: no route after ${length} bytes (the limit is ${s.routeLimit})`,
+              "RK_EROUTE_LIMIT",
+              { connectionId: id },
+            ),
+          );
+        }
+        if (u.eof) {
+          return this.#refuse(
+            errorFor(
+              `${describeConn(this.#conn)}: the client ended before a route was found`,
+              "RK_EROUTE",
+              { connectionId: id },
+            ),
+          );
+        }
+        return h.readMore(id, consume + s.routeLimit);
+      }
+      case "send":
+        // a handshake step: answer, stay in the route phase, read on
+        h.sendHeld(id, d.send);
+        return h.readMore(id, consume + s.routeLimit);
+      case "remote": {
+        this.#phase = "decided";
+        this.#failReply = d.failReply;
+        const replace = d.data;
+        await this.#connect(
+          u,
+          d.target,
+          replace,
+          replace === undefined ? consume : u.data.length,
+          {
+            ...(d.connectTimeout !== undefined ? { connectTimeout: d.connectTimeout } : {}),
+            ...(d.idleTimeout !== undefined ? { idleTimeout: d.idleTimeout } : {}),
+            ...(d.reply !== undefined ? { toClient: d.reply } : {}),
+            tls: d.tls,
+            retry: d.failReply !== undefined,
+          },
+        );
+        return;
+      }
+      default: {
+        // a decision the engine carries out as it is
+        this.#phase = "decided";
+        const err = h.decide(id, d);
+        if (err !== undefined) this.#refuse(err);
+      }
+    }
+  }
+
+  /** Connect to `target`: the PROXY header to send, then `replace` or the held bytes. */
+  async #connect(
+    u: HeldUpdate,
+    target: Endpoint,
+    replace: Uint8Array | undefined,
+    consume: number,
+    how: ConnectOptions | undefined,
+  ): Promise<void> {
+    const s = this.#s, h = this.#h, id = this.#conn.id;
+    const info = this.#info ?? { id };
+    let toTarget: Uint8Array = EMPTY;
+    const send = how?.send ?? s.send;
+    if (send !== undefined) {
+      try {
+        toTarget = buildSendProxy(send, info);
+      } catch (e) {
+        this.#refuse(
+          errorFor(
+            `${describeConn(this.#conn)}: cannot build the PROXY header (${(e as Error).message})`,
+            "RK_EPROXY",
+            { connectionId: id, cause: e },
+          ),
+        );
+        return;
+      }
+    }
+    // bytes read while deciding go through the client-to-target hook too
+    const rest = replace ?? u.data.subarray(consume);
+    const hook = s.hooks.aToB;
+    if (hook !== undefined && rest.length > 0) {
+      try {
+        const out = await runHook(hook, rest, {
+          id,
+          direction: "aToB",
+          remote: this.#conn.remote,
+          original: info,
+          stats: () => h.connectionStats(id),
+        }, s.hookTimeout);
+        toTarget = concatBytes([toTarget, out]);
+      } catch (e) {
+        h.closeConnection(id, "abort");
+        s.report.error(e as RelaykitError);
+        return;
+      }
+    } else if (replace !== undefined) {
+      toTarget = concatBytes([toTarget, replace]);
+    }
+    const d: ConnectDecision = {
+      action: "connect",
+      target,
+      toTarget,
+      consume: hook !== undefined || replace !== undefined ? u.data.length : consume,
+    };
+    if (how?.connectTimeout !== undefined) d.connectTimeout = how.connectTimeout;
+    if (how?.idleTimeout !== undefined) d.idleTimeout = how.idleTimeout;
+    if (how?.toClient !== undefined) d.toClient = how.toClient;
+    if (how?.tls !== undefined) d.tls = how.tls;
+    if (how?.retry) d.retry = true;
+    h.decide(id, d);
+  }
+
+  /** Close the held connection, then report why. */
+  #refuse(err: RelaykitError): void {
+    if (this.#phase !== "ended") this.#phase = "decided";
+    const id = this.#conn.id;
+    try {
+      this.#h.decide(id, { action: "close" });
+    } catch {
+      this.#h.closeConnection(id, "abort");
+    }
+    this.#s.report.error(err);
+  }
+
+  /** Something failed while `what` ran: close with `code`, the failure as cause. */
+  #fault(code: string, what: string, e: unknown): void {
+    const why = e instanceof Error ? e.message : describeValue(e);
+    this.#refuse(
+      new RelaykitError(`${describeConn(this.#conn)}: ${what}: ${why}`, code, {
+        connectionId: this.#conn.id,
+        cause: e,
+      }),
+    );
+  }
+}
+
+/** A listener's sessions by connection id, from the first update until the end. */
+export class Sessions {
+  readonly #byId = new Map<number, Session>();
+
+  /** The session of connection `id`, while it is open. */
+  get(id: number): Session | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Keep `s` as connection `id`'s session. */
+  add(id: number, s: Session): void {
+    this.#byId.set(id, s);
+  }
+
+  /** The original addresses of connection `id`, while it is open. */
+  original(id: number): OriginalInfo | undefined {
+    return this.#byId.get(id)?.original;
+  }
+
+  /**
+   * Connection `id` ended: its end tells who it was and which server it
+   * had, and its session gives back what it holds.
+   */
+  ended(end: ConnectionEnd): void {
+    const s = this.#byId.get(end.id);
+    if (s === undefined) return;
+    this.#byId.delete(end.id);
+    const original = s.original;
+    if (original !== undefined) end.original = original;
+    const server = s.server;
+    if (server !== undefined) end.server = server.name;
+    s.end();
+  }
+}
