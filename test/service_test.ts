@@ -25,6 +25,12 @@ import {
   waitFor,
 } from "./_helpers.ts";
 
+/**
+ * Everything a command printed: its info lines go to stdout, warnings and
+ * errors to stderr (with timestamps, so one stream's order is enough).
+ */
+const both = (c: { output: { out: string; err: string } }) => c.output.out + c.output.err;
+
 const dir = mkdtempSync(join(tmpdir(), "relaykit-service-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -60,7 +66,7 @@ function workerPids(err: string): number[] {
 
 /** SIGKILL the supervisor and every worker it started. */
 function killAll(cli: ReturnType<typeof startCli>): void {
-  for (const pid of workerPids(cli.output.err)) {
+  for (const pid of workerPids(both(cli))) {
     try {
       process.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
@@ -83,13 +89,13 @@ test("--workers: a worker that cannot listen stops the start with its message an
   const cli = startCli(["run", file, "--workers", "2"]);
   try {
     const code = await exitOf(cli.child);
-    assert.equal(code, 1, cli.output.err);
+    assert.equal(code, 1, both(cli));
     assert.match(
-      cli.output.err,
+      both(cli),
       new RegExp(`worker \\d could not start: Cannot listen on "127\\.0\\.0\\.1:${port}"`),
     );
-    assert.doesNotMatch(cli.output.err, /starting another/);
-    assert.equal(workerPids(cli.output.err).length, 2, "no worker was started again");
+    assert.doesNotMatch(both(cli), /starting another/);
+    assert.equal(workerPids(both(cli)).length, 2, "no worker was started again");
   } finally {
     killAll(cli);
     taken.close();
@@ -102,11 +108,11 @@ test("--workers: deaths are replaced with backoff; a crash loop ends the supervi
   const backend = await greeter("b");
   const file = config("loop", await freePort(), backend.port);
   const cli = startCli(["run", file, "--workers", "2"]);
-  const ready = () => cli.output.out.match(/relaykit\[0\]: running/g)?.length ?? 0;
+  const ready = () => both(cli).match(/relaykit\[0\]: running/g)?.length ?? 0;
   const pidOf0 = () =>
-    Number([...cli.output.err.matchAll(/worker 0 started \(pid (\d+)\)/g)].at(-1)?.[1]);
+    Number([...both(cli).matchAll(/worker 0 started \(pid (\d+)\)/g)].at(-1)?.[1]);
   try {
-    await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
+    await waitFor(() => /2 workers ready/.test(both(cli)), 15_000, "ready");
     for (let death = 1; death <= 5; death++) {
       await waitFor(() => ready() >= death, 15_000, `worker 0 up (${death})`);
       process.kill(pidOf0(), "SIGKILL");
@@ -114,16 +120,16 @@ test("--workers: deaths are replaced with backoff; a crash loop ends the supervi
         await waitFor(
           () =>
             new RegExp(`worker 0 died \\(SIGKILL\\); starting another in \\d`).test(
-              cli.output.err.split("\n").filter((l) => /died/.test(l))[death - 1] ?? "",
+              both(cli).split("\n").filter((l) => /died/.test(l))[death - 1] ?? "",
             ),
           10_000,
           `replaced (${death})`,
         );
       }
     }
-    assert.equal(await exitOf(cli.child), 1, cli.output.err);
-    assert.match(cli.output.err, /5 deaths within 60 s, a crash loop; stopping/);
-    const waits = [...cli.output.err.matchAll(/starting another in ([\d.]+) s/g)].map((m) =>
+    assert.equal(await exitOf(cli.child), 1, both(cli));
+    assert.match(both(cli), /5 deaths within 60 s, a crash loop; stopping/);
+    const waits = [...both(cli).matchAll(/starting another in ([\d.]+) s/g)].map((m) =>
       Number(m[1])
     );
     assert.deepEqual(waits, [0.25, 0.5, 1, 2]);
@@ -163,7 +169,7 @@ test("--workers: /metrics sums every worker, with the series one process has", a
   await exitOf(single.child);
   const cli = startCli(["run", file, "--workers", "2"]);
   try {
-    await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
+    await waitFor(() => /2 workers ready/.test(both(cli)), 15_000, "ready");
     for (let i = 0; i < 8; i++) {
       const g = await greeting(port);
       g.s.end();
@@ -263,8 +269,8 @@ test("systemd: with --workers the supervisor says READY=1 once every worker is r
   const cli = startCli(["run", file, "--workers", "2"], { NOTIFY_SOCKET: sd.path });
   try {
     await waitFor(() => sd.got.some((m) => m.startsWith("READY=1")), 15_000, "READY=1");
-    assert.match(cli.output.out, /relaykit\[0\]: running/);
-    assert.match(cli.output.out, /relaykit\[1\]: running/);
+    assert.match(both(cli), /relaykit\[0\]: running/);
+    assert.match(both(cli), /relaykit\[1\]: running/);
     assert.equal(sd.got.length, 1, "only the supervisor notifies");
     assert.match(sd.got[0]!, /^READY=1\nSTATUS=2 workers running /);
     process.kill(cli.child.pid!, "SIGHUP");
@@ -316,14 +322,14 @@ for (const engine of ENGINES) {
       const early = await greeting(p1);
       assert.equal(early.name, "b");
       early.s.destroy();
-      await waitFor(() => /running/.test(cli.output.out), 10_000, "running");
+      await waitFor(() => /running/.test(both(cli)), 10_000, "running");
       assert.match(
-        cli.output.err,
+        both(cli),
         new RegExp(
           `listening on 127\\.0\\.0\\.1:${p1} \\(${engine} engine, inherited fd 3 "first"\\)`,
         ),
       );
-      assert.match(cli.output.err, new RegExp(`\\(${engine} engine, inherited fd 4 "named"\\)`));
+      assert.match(both(cli), new RegExp(`\\(${engine} engine, inherited fd 4 "named"\\)`));
       for (const port of [p1, p2]) {
         const g = await greeting(port);
         assert.equal(g.name, "b");
@@ -331,7 +337,7 @@ for (const engine of ENGINES) {
       }
       // a reload keeps the adopted sockets
       process.kill(cli.child.pid!, "SIGHUP");
-      await waitFor(() => /reload: .* applied/.test(cli.output.err), 10_000, "reloaded");
+      await waitFor(() => /reload: .* applied/.test(both(cli)), 10_000, "reloaded");
       const g = await greeting(p1);
       assert.equal(g.name, "b");
       g.s.destroy();
@@ -352,8 +358,8 @@ test("socket activation with --workers: every worker accepts on the inherited so
     ["python3", "-c", LAUNCHER, String(port), ""],
   );
   try {
-    await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
-    assert.equal(cli.output.err.match(/inherited fd 3\)/g)?.length, 2, cli.output.err);
+    await waitFor(() => /2 workers ready/.test(both(cli)), 15_000, "ready");
+    assert.equal(both(cli).match(/inherited fd 3\)/g)?.length, 2, both(cli));
     for (let i = 0; i < 4; i++) {
       const g = await greeting(port);
       assert.equal(g.name, "b");
@@ -382,7 +388,7 @@ for (const [cmd, args] of HANGUP) {
       const first = await cli.line;
       const port = Number(/127\.0\.0\.1:(\d+)/.exec(first)?.[1]);
       process.kill(cli.child.pid!, "SIGHUP");
-      await waitFor(() => /SIGHUP: ignored/.test(cli.output.out), 5000, "the line");
+      await waitFor(() => /SIGHUP: ignored/.test(both(cli)), 5000, "the line");
       await sleep(100);
       assert.equal(cli.child.exitCode, null, "still running");
       const s = await connect(port); // still accepting
@@ -401,8 +407,7 @@ test("run: Ctrl-C says what it waits for; a second one says what it closed", asy
   const file = config("ctrlc", port, backend.port);
   const cli = startCli(["run", file]);
   try {
-    await cli.line;
-    assert.match(cli.output.out, /running .* \(1 listener\)/);
+    await waitFor(() => /running .* \(1 listener\)/.test(both(cli)), 10_000, "running");
     const g = await greeting(port);
     g.s.on("error", () => {});
     const cut = new Promise((r) => g.s.once("close", r));
@@ -410,7 +415,7 @@ test("run: Ctrl-C says what it waits for; a second one says what it closed", asy
     await waitFor(
       () =>
         /SIGINT: stopping; waiting up to 10 s for 1 connection \(Ctrl-C again to close them now\)/
-          .test(cli.output.out),
+          .test(both(cli)),
       5000,
       "the waiting line",
     );
@@ -421,7 +426,7 @@ test("run: Ctrl-C says what it waits for; a second one says what it closed", asy
     await cut;
     await exitOf(cli.child);
     assert.ok(Date.now() - t0 < 3000, "the second Ctrl-C closes at once");
-    assert.match(cli.output.out, /SIGINT again: closed 1 connection now/);
+    assert.match(both(cli), /SIGINT again: closed 1 connection now/);
   } finally {
     cli.child.kill("SIGKILL");
     await backend.close();
@@ -442,20 +447,20 @@ test("a health change is logged once, not again by each reload", async () => {
       `    health_check: { interval: 100, timeout: 500, fall: 1, rise: 1 }\n`,
   );
   const cli = startCli(["run", file]);
-  const downs = () => cli.output.err.match(/server "dead" is down/g)?.length ?? 0;
+  const downs = () => both(cli).match(/server "dead" is down/g)?.length ?? 0;
   try {
     await cli.line;
     await waitFor(() => downs() === 1, 5000, "down");
     for (let i = 1; i <= 2; i++) {
       process.kill(cli.child.pid!, "SIGHUP");
       await waitFor(
-        () => (cli.output.err.match(/reload: .* applied/g)?.length ?? 0) === i,
+        () => (both(cli).match(/reload: .* applied/g)?.length ?? 0) === i,
         5000,
         "reloaded",
       );
       await sleep(400); // several checks of the dead server
     }
-    assert.equal(downs(), 1, cli.output.err);
+    assert.equal(downs(), 1, both(cli));
   } finally {
     cli.child.kill("SIGKILL");
     await backend.close();
@@ -517,9 +522,9 @@ test("systemd: a notify that cannot be sent is reported once and changes nothing
     assert.equal(g.name, "b");
     g.s.destroy();
     process.kill(cli.child.pid!, "SIGHUP");
-    await waitFor(() => /reload: .* applied/.test(cli.output.err), 5000, "reloaded");
+    await waitFor(() => /reload: .* applied/.test(both(cli)), 5000, "reloaded");
     await sleep(200);
-    assert.equal(cli.output.err.match(/cannot notify systemd at/g)?.length, 1, cli.output.err);
+    assert.equal(both(cli).match(/cannot notify systemd at/g)?.length, 1, both(cli));
   } finally {
     cli.child.kill("SIGKILL");
     await backend.close();
@@ -532,7 +537,7 @@ test("run --workers: a second Ctrl-C to the supervisor reaches the workers, whic
   const file = config("ctrlc-workers", port, backend.port);
   const cli = startCli(["run", file, "--workers", "2"]);
   try {
-    await waitFor(() => /2 workers ready/.test(cli.output.err), 15_000, "ready");
+    await waitFor(() => /2 workers ready/.test(both(cli)), 15_000, "ready");
     const g = await greeting(port);
     g.s.on("error", () => {});
     const cut = new Promise((r) => g.s.once("close", r));
@@ -540,7 +545,7 @@ test("run --workers: a second Ctrl-C to the supervisor reaches the workers, whic
     await waitFor(
       () =>
         /relaykit\[\d\]: SIGINT: stopping; waiting up to 10 s for 1 connection/.test(
-          cli.output.out,
+          both(cli),
         ),
       5000,
       "a worker waits",
@@ -550,7 +555,7 @@ test("run --workers: a second Ctrl-C to the supervisor reaches the workers, whic
     process.kill(cli.child.pid!, "SIGINT");
     await cut;
     assert.equal(await exitOf(cli.child), 0);
-    assert.match(cli.output.out, /relaykit\[\d\]: SIGINT again: closed 1 connection now/);
+    assert.match(both(cli), /relaykit\[\d\]: SIGINT again: closed 1 connection now/);
   } finally {
     killAll(cli);
     await backend.close();
@@ -593,13 +598,13 @@ test("socket activation by systemd-socket-activate: the first connection starts 
     "w",
   ]);
   try {
-    await waitFor(() => /Listening on 127\.0\.0\.1:/.test(cli.output.err), 5000, "listening");
-    assert.doesNotMatch(cli.output.out, /running/, "nothing runs before a connection");
+    await waitFor(() => /Listening on 127\.0\.0\.1:/.test(both(cli)), 5000, "listening");
+    assert.doesNotMatch(both(cli), /running/, "nothing runs before a connection");
     // the connection waits in the backlog while relaykit starts, then it is relayed
     const g = await greeting(port);
     assert.equal(g.name, "b");
     g.s.destroy();
-    await waitFor(() => /inherited fd 3 "w"\)/.test(cli.output.err), 5000, "adopted");
+    await waitFor(() => /inherited fd 3 "w"\)/.test(both(cli)), 5000, "adopted");
   } finally {
     // the activator execs relaykit when the first connection comes (same pid)
     try {
