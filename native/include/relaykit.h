@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define RK_VERSION_MAJOR 0
-#define RK_VERSION_MINOR 1
+#define RK_VERSION_MINOR 2
 #define RK_VERSION_PATCH 0
 
 /* Error codes beyond errno. Values are negative like the errno ones. */
