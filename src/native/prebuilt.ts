@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "f2f6373c11235369f41b88ef6b466543422421505913e401ae85e0601b23ac3e",
+    "sha256": "ab2dd03cb654415f74bfdd820bdf7c18565b204b43465f05812e9fcd01a203b3",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -32,6 +32,7 @@ export const PREBUILT: {
       "src/fd.c",
       "src/hold.c",
       "src/internal.h",
+      "src/layout.c",
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
@@ -39,20 +40,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "df808f5cc2b9cfec113859b60b90e68239c57f50b0bf42e74d21e56e5eb005c8",
-      "size": 55704,
+      "sha256": "19aff128904de565a38581e6b569ba9736c60a141481013939e1ae7fef64bd4c",
+      "size": 55784,
     },
     "linux-arm64-glibc": {
-      "sha256": "a55beedb488dba37d491ee30d76a3f77e08a319f8a5b593da65b052ceeb8de27",
-      "size": 67944,
+      "sha256": "614364d727314137bceb6befaa3c979692fe274cd7bb10030f8050160e4784c4",
+      "size": 68024,
     },
     "linux-x64-musl": {
-      "sha256": "7dbba22003e8390a005ae813f55d722788d8d799d11e99d90a887f7cdd6cc8b8",
-      "size": 55472,
+      "sha256": "11992edeb98fa87b6427eb04131d3a1287a7f9d46c130f9f8fdb29799505e77c",
+      "size": 55544,
     },
     "linux-arm64-musl": {
-      "sha256": "831ca2db9667d27e39f06a29dfd03a1f378048f6230f7a9db9fb911f51190699",
-      "size": 67688,
+      "sha256": "5fe929efa7a08b07f30a678a89ae1d9a4acb8819215eea3463a7053e4687c09a",
+      "size": 67768,
     },
   },
 };
