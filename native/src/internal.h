@@ -2,8 +2,9 @@
  * each unit's internal functions listed under it. The units: engine.c
  * (engines, workers, commands, event queue), listen.c (listeners and
  * accept), connect.c (targets, resolver, connect), relay.c (relaying),
- * pool.c (pipes and buffers), hold.c (held connections), fd.c and errors.c
- * (public helpers only). */
+ * pool.c (pipes and buffers), hold.c (held connections), fd.c, errors.c
+ * and layout.c (public helpers only: rk_layout reports the option structs'
+ * layout and the timing constants hosts must agree with). */
 #ifndef RK_INTERNAL_H
 #define RK_INTERNAL_H
 

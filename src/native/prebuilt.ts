@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "ab2dd03cb654415f74bfdd820bdf7c18565b204b43465f05812e9fcd01a203b3",
+    "sha256": "2aff803240aa894ee24b14fb2af98821088991ad547930ee51f7c0900cbe2210",
     "files": [
       "Makefile",
       "include/relaykit.h",
