@@ -159,6 +159,17 @@ export const PREBUILT: {
     writeFileSync(manifest, body);
     execFileSync(denoBinary(), ["fmt", "-q", manifest], { cwd: root, stdio: "inherit" });
     console.log(`wrote ${manifest}`);
+    // the README's platform table says each library's size (checked by test/prebuilt_test.ts)
+    const readme = join(root, "README.md");
+    let text = readFileSync(readme, "utf8");
+    for (const [platform, { size }] of Object.entries(libraries)) {
+      text = text.replace(
+        new RegExp(`(\\| \`native/prebuilt/${platform}/\`\\s*\\| )[\\d,]+( +\\|)`),
+        (_, a: string, b: string) => a + size.toLocaleString("en-US") + b,
+      );
+    }
+    writeFileSync(readme, text);
+    execFileSync(denoBinary(), ["fmt", "-q", readme], { cwd: root, stdio: "inherit" });
   }
 
   if (failures.length > 0) {

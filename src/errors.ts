@@ -78,10 +78,11 @@ export class NativeLoadError extends Error {
 }
 
 /**
- * The text the native library gives for each error code (rk_strerror), so
- * that both engines say the same thing for the same failure.
+ * The text of each error code: for a code the native library names, the
+ * text it gives (rk_strerror), so that both engines say the same thing for
+ * the same failure; test/native_boundary_test.ts compares them.
  */
-const ERROR_TEXT: Record<string, string> = {
+export const ERROR_TEXT: Readonly<Record<string, string>> = {
   ECONNREFUSED: "connection refused",
   ETIMEDOUT: "timed out",
   ECONNRESET: "connection reset by peer",
@@ -107,6 +108,19 @@ const ERROR_TEXT: Record<string, string> = {
   ENOTCONN: "Transport endpoint is not connected",
   ECONNABORTED: "Software caused connection abort",
 };
+
+/**
+ * Codes that only the TypeScript side raises: the native library never
+ * reports them (and must not name them with another meaning).
+ */
+export const HOST_ONLY_CODES: ReadonlySet<string> = new Set([
+  "RK_EPROXY",
+  "RK_EPROXY_UNTRUSTED",
+  "RK_EROUTE",
+  "RK_EHOOK",
+  "RK_EROUTE_LIMIT",
+  "CERT_UNTRUSTED",
+]);
 
 /**
  * The relaykit code for a runtime error code: what the native engine would

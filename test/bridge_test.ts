@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "./_test.ts";
-import { NativeEngine } from "../src/native/engine.ts";
+import { callsOf, NativeEngine } from "../src/native/engine.ts";
 import { runtime } from "../src/runtime/detect.ts";
 import { nativeEngine, runtimeCommand } from "./_helpers.ts";
 
@@ -24,9 +24,10 @@ describe("event bridge", () => {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`only ${total} events arrived`)), 30_000);
         e.onTest((ev) => {
-          const t = ev.id;
-          if (t > 1 || ev.aux !== next[t]) {
-            bad ||= `thread ${t}: got #${ev.aux}, expected #${next[t]}`;
+          if (ev.type !== "test") return;
+          const t = ev.thread;
+          if (t > 1 || ev.seq !== next[t]) {
+            bad ||= `thread ${t}: got #${ev.seq}, expected #${next[t]}`;
           } else {
             next[t]!++;
           }
@@ -36,7 +37,7 @@ describe("event bridge", () => {
           }
         });
         e.ref();
-        e.check(e.sym.rk_test_post(e.handle, 2, perThread), "Cannot post");
+        e.check(callsOf(e).testPost(2, perThread), "Cannot post");
       });
       assert.equal(bad, "");
       assert.deepEqual(next, [perThread, perThread]);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define RK_VERSION_MAJOR 0
-#define RK_VERSION_MINOR 1
+#define RK_VERSION_MINOR 2
 #define RK_VERSION_PATCH 0
 
 /* Error codes beyond errno. Values are negative like the errno ones. */
@@ -88,9 +88,12 @@ typedef enum {
  *   8..11 ACCEPT: peer address bytes (4 for IPv4, 16 for IPv6)
  * Side "a" is the accepted/first fd, side "b" the outbound/second.
  *
- * RK_EV_HOLD: 3 local port, 4 RK_HOLD_* flags, 5 bytes held so far,
- *   6 address family, 7 peer port, 8..11 peer address, 12..15 local
+ * RK_EV_HOLD: 3 local port (RK_HOLD_FIRST) or err (RK_HOLD_RETRY),
+ *   4 RK_HOLD_* flags, 5 bytes held so far, 6 address family;
+ *   RK_HOLD_FIRST only: 7 peer port, 8..11 peer address, 12..15 local
  *   address (the address the client connected to).
+ * RK_EV_FD_CONNECTED: 2 the fd (when err is 0), 3 err.
+ * RK_EV_HOOK: 6 direction (0 a->b, 1 b->a), 7 length of the chunk.
  */
 #define RK_EVENT_WORDS 16
 
@@ -106,13 +109,18 @@ typedef enum {
 #define RK_LISTEN_REUSEPORT 2u
 #define RK_LISTEN_V6ONLY 4u
 #define RK_LISTEN_HOLD 8u /* hold each accepted connection for rk_hold_* */
+/* Accept on the inherited listening socket adopt_fd instead of binding
+ * (socket activation). It is duplicated (the caller's fd stays open) and
+ * the file of a Unix socket is not unlinked on close; host and port then
+ * only name it; -EINVAL if it is not a listening stream socket. */
+#define RK_LISTEN_ADOPT 16u
 
 /* Flags of RK_EV_HOLD (word 4). */
 #define RK_HOLD_FIRST 1u /* just accepted: nothing read yet */
 #define RK_HOLD_EOF 2u   /* the client finished sending */
 #define RK_HOLD_FULL 4u  /* the held bytes reached the asked maximum */
-#define RK_HOLD_RETRY 8u /* a CONNECT decided with opts[6] = 1 failed (err in
-                            word 3): decide again; nothing was lost */
+#define RK_HOLD_RETRY 8u /* a CONNECT decided with RK_DECISION_RETRY failed (err
+                            in word 3): decide again; nothing was lost */
 
 /* Decisions for rk_hold_decide(). */
 #define RK_DECIDE_CONNECT 1 /* connect, then send to_b and relay */
@@ -135,15 +143,78 @@ typedef enum {
 #define RK_RELAY_HOOK_AB 2u  /* direction a->b goes through the host's hook */
 #define RK_RELAY_HOOK_BA 4u  /* direction b->a goes through the host's hook */
 
-/* Where a connect goes. host is a name, a numeric address, or (port < 0) a
- * Unix socket path. bind_host may be NULL or a numeric source address. */
+/* Connection states (rk_conn_stats out[6]). */
+#define RK_STATE_CONNECTING 0 /* outbound connect under way */
+#define RK_STATE_RELAYING 1   /* bytes move both ways */
+#define RK_STATE_CLOSING 2    /* ending: flushing what was read */
+#define RK_STATE_HELD 4       /* held on a RK_LISTEN_HOLD listener, undecided */
+
+/*
+ * Options cross the API as plain structs of fixed-size integers (no
+ * pointers: strings travel as separate arguments). A binding writes them
+ * field by field at the offsets C gives them; rk_layout() reports those
+ * offsets so that a binding's table can be checked against this header.
+ */
+
+/* Options of rk_listen(). NULL: every field's default. */
 typedef struct {
-  const char *host;
-  int32_t port;
-  int32_t family;     /* RK_FAMILY_* */
-  int32_t timeout_ms; /* 0: no timeout */
-  const char *bind_host;
-} rk_target_t;
+  int32_t backlog;         /* listen(2) backlog; <= 0: 511 */
+  uint32_t flags;          /* RK_LISTEN_* */
+  int32_t max_conns;       /* concurrent connections of this listener; 0:
+                              no limit */
+  int32_t idle_timeout_ms; /* end a connection after this long without a
+                              byte moving; 0: never */
+  uint32_t events;         /* RK_EVMASK_* of per-connection events to post
+                              (default RK_EVMASK_ALL) */
+  uint32_t hooks;          /* RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA: hooked
+                              directions of every accepted connection (a is
+                              the client) */
+  int32_t hold_timeout_ms; /* RK_LISTEN_HOLD: end a connection left
+                              undecided this long (RK_END_HOLD_TIMEOUT);
+                              0: never */
+  int32_t adopt_fd;        /* RK_LISTEN_ADOPT: the inherited listening
+                              socket to accept on */
+} rk_listen_opts_t;
+
+/* Options of rk_relay_fds(). NULL: every field's default. */
+typedef struct {
+  uint32_t flags;          /* RK_RELAY_* */
+  int32_t idle_timeout_ms; /* end the relay after this long without a byte
+                              moving; 0: never */
+} rk_relay_opts_t;
+
+/* Flags of rk_decision_t. */
+#define RK_DECISION_RETRY 1u /* CONNECT: if the connect fails, hold the
+                              connection again (an RK_EV_HOLD with
+                              RK_HOLD_RETRY) instead of ending it */
+
+/* A decision for a held connection (rk_hold_decide()). Fields marked with
+ * an action are read for that action only. */
+typedef struct {
+  int32_t action;             /* RK_DECIDE_* */
+  uint32_t flags;             /* CONNECT: RK_DECISION_RETRY */
+  int32_t port;               /* CONNECT: target port (< 0: the host is a
+                                 Unix socket path) */
+  int32_t family;             /* CONNECT: RK_FAMILY_* */
+  int32_t connect_timeout_ms; /* CONNECT: 0: no timeout */
+  int32_t idle_timeout_ms;    /* idle timeout from now on; -1: the
+                                 listener's */
+  uint32_t consume;           /* held bytes to drop from the front (a
+                                 handshake the host answered itself) */
+  int32_t reserved;           /* 0 */
+  int64_t offset;             /* FILE: where to start in the file */
+  int64_t length;             /* FILE: how many bytes; -1: to the end */
+} rk_decision_t;
+
+/* For bindings' tests: the layout of a public struct or the value of a
+ * constant a host must agree with. `name` is a struct's type name
+ * ("rk_listen_opts_t", "rk_relay_opts_t", "rk_decision_t"): out[0] <-
+ * sizeof, out[1..] <- each field's offset in declaration order; or the
+ * name of a timing constant ("sweep_ms": how often workers check
+ * deadlines, "linger_ms": how long a closed held client may keep sending):
+ * out[0] <- its value. Return the number of values (which may exceed cap),
+ * or -ENOENT for an unknown name. Any thread. */
+RK_EXTERN int32_t rk_layout(const char *name, int32_t *out, int32_t cap);
 
 /* Version as (major << 16) | (minor << 8) | patch. Any thread. */
 RK_EXTERN int32_t rk_version(void);
@@ -196,20 +267,10 @@ RK_EXTERN int32_t rk_test_post(int32_t h, int32_t threads, int32_t count);
 /* ---- listeners --------------------------------------------------------- */
 
 /* Bind and listen on host:port (port < 0: Unix socket at path `host`).
- * Nothing is accepted until rk_listener_start. opts (may be NULL, nopts
- * may be short): [0] backlog (default 511), [1] RK_LISTEN_* flags,
- * [2] max concurrent connections (0: none), [3] idle timeout ms (0: none),
- * [4] RK_EVMASK_* of per-connection events to post (default RK_EVMASK_ALL),
- * [5] RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA: hooked directions of every
- * accepted connection (a is the client), [6] hold timeout ms (RK_LISTEN_HOLD;
- * 0: none), [7] an inherited listening socket to adopt instead of binding
- * (socket activation; -1 or absent: bind). An adopted fd is duplicated (the
- * caller's stays open) and the file of a Unix socket is not unlinked on
- * close; host and port then only name it; -EINVAL if it is not a listening
- * stream socket.
- * Return a listener id > 0. Any thread. */
+ * Nothing is accepted until rk_listener_start. opts may be NULL (every
+ * default). Return a listener id > 0. Any thread. */
 RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
-                            const int32_t *opts, int32_t nopts);
+                            const rk_listen_opts_t *opts);
 /* The bound port (0 for Unix sockets) or a negative error. Any thread. */
 RK_EXTERN int32_t rk_listener_port(int32_t h, int32_t lid);
 /* Make every accepted connection connect to the target and relay. Must be
@@ -241,14 +302,12 @@ RK_EXTERN int32_t rk_listener_active(int32_t h, int32_t lid);
  * fds (closes them when it ends) unless RK_RELAY_KEEP_FDS. idle_timeout_ms
  * 0 means none. Return a connection id > 0. Any thread. */
 RK_EXTERN int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
-                               int32_t wb, uint32_t flags,
-                               int32_t idle_timeout_ms);
+                               int32_t wb, const rk_relay_opts_t *opts);
 /* Close a connection (RK_CLOSE_*). Its RK_EV_CLOSED follows. Any thread. */
 RK_EXTERN int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode);
 /* Live counters into out[0..7] as doubles: bytes read a->b, written a->b,
  * read b->a, written b->a, start time (ms since the Unix epoch), last
- * activity (ms since epoch), state (0 connecting, 1 relaying, 2 closing,
- * 4 held), listener id. Return 0 or -ENOENT. Any thread. */
+ * activity (ms since epoch), state (RK_STATE_*), listener id. Return 0 or -ENOENT. Any thread. */
 RK_EXTERN int32_t rk_conn_stats(int32_t h, int32_t id, double *out);
 /* Connect a new socket to host:port without blocking the caller; the
  * result arrives as RK_EV_FD_CONNECTED with the fd, which then belongs to
@@ -303,27 +362,23 @@ RK_EXTERN int32_t rk_hold_write(int32_t h, int32_t id, const uint8_t *data,
  * connection ended, -EINVAL if no RK_EV_HOLD is waiting. */
 RK_EXTERN int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out,
                                int32_t cap);
-/* Decide. opts: [0] RK_DECIDE_*, [1] port (< 0: host is a Unix path),
- * [2] RK_FAMILY_*, [3] connect timeout ms, [4] idle timeout ms (-1: the
- * listener's), [5] how many held bytes to drop from the front, CONNECT
- * optionally [6] 1: if the connect fails, hold the connection again (an
- * RK_EV_HOLD with RK_HOLD_RETRY) instead of ending it - a new CONNECT then
- * sends the same bytes elsewhere (its own to_b/to_a, if any, replace them); FILE also
- * [6], [7] offset (low, high 32 bits), [8], [9] length (low, high; both -1:
- * to the end), with host the file's path (opened here, so a missing file
- * is this call's error).
- * FILE: send to_a, then the file with sendfile(2), end the stream, and
- * discard what the client sends as for CLOSE; reason RK_END_DONE.
- * CONNECT: connect to host:port (from bind_host, may be NULL); once
- * connected send to_b, then the held bytes not dropped, to the target and
- * to_a to the client, then relay. CLOSE: send to_a to the client, end the
- * stream, discard what the client still sends until it closes (at most
- * a few seconds), reason RK_END_CLOSED. Bytes are copied. */
+/* Decide (rk_decision_t). FILE: `host` is the file's path (opened here,
+ * so a missing file is this call's error); send to_a, then the file's
+ * range with sendfile(2), end the stream, and discard what the client
+ * sends as for CLOSE; reason RK_END_DONE. CONNECT: connect to host:port
+ * (from bind_host, may be NULL); once connected send to_b, then the held
+ * bytes not consumed, to the target and to_a to the client, then relay.
+ * With RK_DECISION_RETRY a failed connect holds the connection again (an
+ * RK_EV_HOLD with RK_HOLD_RETRY): a new CONNECT then sends the same bytes
+ * elsewhere (its own to_b/to_a, if any, replace them). CLOSE: send to_a to
+ * the client, end the stream, discard what the client still sends until
+ * it closes (at most a few seconds), reason RK_END_CLOSED. Bytes are
+ * copied. */
 RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
-                                 const char *bind_host, const int32_t *opts,
-                                 int32_t nopts, const uint8_t *to_b,
-                                 int32_t to_b_len, const uint8_t *to_a,
-                                 int32_t to_a_len);
+                                 const char *bind_host,
+                                 const rk_decision_t *decision,
+                                 const uint8_t *to_b, int32_t to_b_len,
+                                 const uint8_t *to_a, int32_t to_a_len);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 

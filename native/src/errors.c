@@ -15,6 +15,28 @@
   XX(EALREADY) XX(EINPROGRESS) XX(EAFNOSUPPORT) XX(EPROTONOSUPPORT)          \
   XX(EOPNOTSUPP) XX(ECANCELED)
 
+/* Messages the library words itself instead of taking libc's, so that they
+ * are the same with glibc and musl (whose texts differ) and the same as the
+ * TypeScript engine's (src/errors.ts ERROR_TEXT; a test compares them). */
+#define RK__ERRNO_TEXTS(XX)                                                    \
+  XX(ETIMEDOUT, "timed out")                                                   \
+  XX(ECONNREFUSED, "connection refused")                                       \
+  XX(ECONNRESET, "connection reset by peer")                                   \
+  XX(ENETUNREACH, "unreachable")                                               \
+  XX(EHOSTUNREACH, "unreachable")                                              \
+  XX(EPIPE, "Broken pipe")                                                     \
+  XX(EADDRINUSE, "Address already in use")                                     \
+  XX(EADDRNOTAVAIL, "Cannot assign requested address")                         \
+  XX(EACCES, "Permission denied")                                              \
+  XX(EPERM, "Operation not permitted")                                         \
+  XX(ENOENT, "No such file or directory")                                      \
+  XX(EMFILE, "Too many open files")                                            \
+  XX(ENFILE, "Too many open files in system")                                  \
+  XX(EINVAL, "Invalid argument")                                               \
+  XX(EAFNOSUPPORT, "Address family not supported by protocol")                 \
+  XX(ENOTCONN, "Transport endpoint is not connected")                          \
+  XX(ECONNABORTED, "Software caused connection abort")
+
 const char *rk_err_name(int32_t err) {
   switch (err) {
 #define XX(name, value, text)                                                  \
@@ -64,15 +86,11 @@ const char *rk_strerror(int32_t err) {
     return text;
     RK_ERRNO_MAP(XX)
 #undef XX
-  case -ETIMEDOUT:
-    return "timed out";
-  case -ECONNREFUSED:
-    return "connection refused";
-  case -ECONNRESET:
-    return "connection reset by peer";
-  case -ENETUNREACH:
-  case -EHOSTUNREACH:
-    return "unreachable";
+#define XX(name, text)                                                         \
+  case -name:                                                                  \
+    return text;
+    RK__ERRNO_TEXTS(XX)
+#undef XX
   default:
     break;
   }

@@ -47,7 +47,8 @@ static void rk__dir_own_release(rk__dir *d) {
 }
 
 void rk__cmd_free(rk__cmd *cmd) {
-  if (cmd->type == RK__CMD_HOLD_DECIDE && cmd->opts[0] == RK_DECIDE_FILE &&
+  if (cmd->type == RK__CMD_HOLD_DECIDE &&
+      cmd->decision.action == RK_DECIDE_FILE &&
       cmd->arg >= 0)
     close(cmd->arg); /* the file nobody took */
   rk__ai_free(cmd->ai);
@@ -209,13 +210,14 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   __atomic_store_n(&c->hold_posted, 0, __ATOMIC_RELEASE);
   c->hold_max = 0;
   c->hold_deadline_ms = 0;
-  uint32_t consume = cmd->opts[5] > 0 ? (uint32_t)cmd->opts[5] : 0;
+  const rk_decision_t *d = &cmd->decision;
+  uint32_t consume = d->consume;
   if (consume > c->hold_len)
     consume = c->hold_len;
   uint32_t rest = c->hold_len - consume;
-  int32_t action = cmd->opts[0];
-  if (cmd->opts[4] >= 0)
-    c->idle_timeout_ms = cmd->opts[4];
+  int32_t action = d->action;
+  if (d->idle_timeout_ms >= 0)
+    c->idle_timeout_ms = d->idle_timeout_ms;
 
   /* b->a: the reply, written to the client before anything from b */
   if (cmd->len2 > 0) {
@@ -252,8 +254,7 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
       c->side[1].r_pollable = 0;
       cmd->arg = -1;
       c->dir[1].sendfile = 1;
-      c->dir[1].limit = (uint64_t)(uint32_t)cmd->opts[8] |
-                        ((uint64_t)(uint32_t)cmd->opts[9] << 32);
+      c->dir[1].limit = (uint64_t)d->length;
       RK__STORE(&c->state, RK__RELAYING);
     }
     rk__conn_run(c);
@@ -296,7 +297,7 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   c->target = cmd->target;
   c->owns_target = 1;
   cmd->target = NULL;
-  c->retry_ok = cmd->opts[6] == 1;
+  c->retry_ok = (d->flags & RK_DECISION_RETRY) != 0;
   RK__STORE(&c->state, RK__CONNECTING);
   rk__connect_start(c);
 }
@@ -370,13 +371,15 @@ int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
   return r;
 }
 
-/* Open a file for a FILE decision and seek to opts[6..7]; the length is
- * opts[8..9] (-1, -1: to the end), checked against the file's size. */
-static int rk__open_range(const char *path, const int32_t *opts, int *fd_out,
-                          uint64_t *length) {
-  uint64_t offset = (uint64_t)(uint32_t)opts[6] | ((uint64_t)(uint32_t)opts[7] << 32);
-  int to_end = opts[8] == -1 && opts[9] == -1;
-  uint64_t want = (uint64_t)(uint32_t)opts[8] | ((uint64_t)(uint32_t)opts[9] << 32);
+/* Open a file for a FILE decision and seek to d->offset; the length is
+ * d->length (-1: to the end), checked against the file's size. */
+static int rk__open_range(const char *path, const rk_decision_t *d,
+                          int *fd_out, uint64_t *length) {
+  if (d->offset < 0 || d->length < -1)
+    return -ERANGE;
+  uint64_t offset = (uint64_t)d->offset;
+  int to_end = d->length == -1;
+  uint64_t want = to_end ? 0 : (uint64_t)d->length;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -399,20 +402,20 @@ static int rk__open_range(const char *path, const int32_t *opts, int *fd_out,
 
 
 int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
-                       const char *bind_host, const int32_t *opts,
-                       int32_t nopts, const uint8_t *to_b, int32_t to_b_len,
+                       const char *bind_host, const rk_decision_t *decision,
+                       const uint8_t *to_b, int32_t to_b_len,
                        const uint8_t *to_a, int32_t to_a_len) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (opts == NULL || nopts < 6 || (opts[0] == RK_DECIDE_FILE && nopts < 10) ||
-      to_b_len < 0 || to_a_len < 0 ||
+  if (decision == NULL || to_b_len < 0 || to_a_len < 0 ||
       (to_b_len > 0 && to_b == NULL) || (to_a_len > 0 && to_a == NULL))
     return -EINVAL;
-  int32_t action = opts[0];
+  const rk_decision_t *d = decision;
+  int32_t action = d->action;
   if (action == RK_DECIDE_CONNECT) {
-    if (host == NULL || opts[1] > 65535 || opts[2] < 0 ||
-        opts[2] > RK_FAMILY_ONLY_V6 || opts[3] < 0)
+    if (host == NULL || d->port > 65535 || d->family < 0 ||
+        d->family > RK_FAMILY_ONLY_V6 || d->connect_timeout_ms < 0)
       return -EINVAL;
   } else if (action != RK_DECIDE_CLOSE && action != RK_DECIDE_FILE) {
     return -EINVAL;
@@ -422,7 +425,7 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
   if (action == RK_DECIDE_FILE) {
     if (host == NULL)
       return -EINVAL;
-    int r = rk__open_range(host, opts, &fd, &length);
+    int r = rk__open_range(host, d, &fd, &length);
     if (r < 0)
       return r;
   }
@@ -433,16 +436,16 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
     return -ENOMEM;
   }
   cmd->type = RK__CMD_HOLD_DECIDE;
-  memcpy(cmd->opts, opts, (size_t)(nopts < 10 ? nopts : 10) * sizeof(int32_t));
+  cmd->decision = *d;
   cmd->arg = fd;
-  cmd->opts[8] = (int32_t)(uint32_t)length;
-  cmd->opts[9] = (int32_t)(uint32_t)(length >> 32);
+  cmd->decision.length = (int64_t)length;
   cmd->data = rk__dup_bytes(to_b, to_b_len);
   cmd->len = (uint32_t)to_b_len;
   cmd->data2 = rk__dup_bytes(to_a, to_a_len);
   cmd->len2 = (uint32_t)to_a_len;
   if (action == RK_DECIDE_CONNECT)
-    cmd->target = rk__copy_target(host, opts[1], opts[2], opts[3], bind_host);
+    cmd->target = rk__copy_target(host, d->port, d->family,
+                                  d->connect_timeout_ms, bind_host);
   if (cmd->data == NULL || cmd->data2 == NULL ||
       (action == RK_DECIDE_CONNECT && cmd->target == NULL)) {
     rk__cmd_free(cmd);

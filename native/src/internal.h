@@ -2,8 +2,9 @@
  * each unit's internal functions listed under it. The units: engine.c
  * (engines, workers, commands, event queue), listen.c (listeners and
  * accept), connect.c (targets, resolver, connect), relay.c (relaying),
- * pool.c (pipes and buffers), hold.c (held connections), fd.c and errors.c
- * (public helpers only). */
+ * pool.c (pipes and buffers), hold.c (held connections), fd.c, errors.c
+ * and layout.c (public helpers only: rk_layout reports the option structs'
+ * layout and the timing constants hosts must agree with). */
 #ifndef RK_INTERNAL_H
 #define RK_INTERNAL_H
 
@@ -92,6 +93,8 @@ static inline int rk__fstat(int fd, struct stat *st) {
 #define RK__MAX_PAUSED 64
 /* Listener ids rk_engine_close collects per pass while closing them. */
 #define RK__CLOSE_BATCH 256
+/* listen(2) backlog when rk_listen is given none (nginx's and libuv's). */
+#define RK__BACKLOG 511
 
 enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE };
 
@@ -143,12 +146,13 @@ typedef struct {
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
 
+/* The public RK_STATE_* values, and one more nobody outside sees. */
 enum {
-  RK__CONNECTING = 0,
-  RK__RELAYING = 1,
-  RK__CLOSING = 2,
+  RK__CONNECTING = RK_STATE_CONNECTING,
+  RK__RELAYING = RK_STATE_RELAYING,
+  RK__CLOSING = RK_STATE_CLOSING,
   RK__DEAD = 3,
-  RK__HOLDING = 4 /* accepted on a RK_LISTEN_HOLD listener, undecided */
+  RK__HOLDING = RK_STATE_HELD /* accepted on a RK_LISTEN_HOLD listener */
 };
 /* How long a client may go on sending after a CLOSE decision before it is
  * cut off (its bytes are read and dropped, so the reply is not lost to a
@@ -246,7 +250,8 @@ typedef struct rk__cmd {
   uint8_t *data2; /* HOLD_DECIDE: malloc'd bytes to a */
   uint32_t len2;
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
-  int32_t opts[10];   /* HOLD_DECIDE: rk_hold_decide's opts */
+  rk_decision_t decision; /* HOLD_DECIDE: what rk_hold_decide was given,
+                             length resolved for FILE */
   struct rk__cmd *next;
 } rk__cmd;
 

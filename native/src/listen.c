@@ -235,20 +235,23 @@ static int32_t rk__listen_fd(rk__engine *e, int32_t fd, int32_t max_conns,
 }
 
 int32_t rk_listen(int32_t h, const char *host, int32_t port,
-                  const int32_t *opts, int32_t nopts) {
+                  const rk_listen_opts_t *opts) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
   if (host == NULL || port > 65535)
     return -EINVAL;
-  int32_t backlog = nopts > 0 && opts[0] > 0 ? opts[0] : 511;
-  uint32_t flags = nopts > 1 ? (uint32_t)opts[1] : 0;
-  int32_t max_conns = nopts > 2 ? opts[2] : 0;
-  int32_t idle = nopts > 3 ? opts[3] : 0;
-  uint32_t evmask = nopts > 4 ? (uint32_t)opts[4] : RK_EVMASK_ALL;
-  uint32_t hooks = nopts > 5 ? (uint32_t)opts[5] : 0;
-  int32_t hold_timeout = nopts > 6 ? opts[6] : 0;
-  int32_t adopt = nopts > 7 ? opts[7] : -1;
+  rk_listen_opts_t o = {.events = RK_EVMASK_ALL};
+  if (opts != NULL)
+    o = *opts;
+  int32_t backlog = o.backlog > 0 ? o.backlog : RK__BACKLOG;
+  uint32_t flags = o.flags;
+  int32_t max_conns = o.max_conns;
+  int32_t idle = o.idle_timeout_ms;
+  uint32_t evmask = o.events;
+  uint32_t hooks = o.hooks;
+  int32_t hold_timeout = o.hold_timeout_ms;
+  int32_t adopt = (flags & RK_LISTEN_ADOPT) != 0 ? o.adopt_fd : -1;
   if (max_conns < 0 || idle < 0 || hold_timeout < 0)
     return -EINVAL;
   if (adopt >= 0)

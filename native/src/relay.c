@@ -624,10 +624,12 @@ void rk__sweep(rk__worker *w, int64_t now) {
 /* ---- public ------------------------------------------------------------ */
 
 int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
-                     int32_t wb, uint32_t flags, int32_t idle_timeout_ms) {
+                     int32_t wb, const rk_relay_opts_t *opts) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
+  uint32_t flags = opts != NULL ? opts->flags : 0;
+  int32_t idle_timeout_ms = opts != NULL ? opts->idle_timeout_ms : 0;
   int32_t fds[4] = {ra, wa, rb, wb};
   for (int i = 0; i < 4; i++)
     if (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0)

@@ -869,9 +869,9 @@ static void *poller_main(void *arg) {
 /* relay                                                                    */
 /* ======================================================================== */
 
-static int32_t listen_to(int32_t h, int target_port, const int32_t *opts,
-                         int32_t nopts) {
-  int32_t lid = rk_listen(h, "127.0.0.1", 0, opts, nopts);
+static int32_t listen_to(int32_t h, int target_port,
+                         const rk_listen_opts_t *opts) {
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, opts);
   CHECK(lid > 0, "rk_listen: %d %s", lid, rk_err_name(lid));
   if (target_port > 0)
     CHECK_RC(rk_listener_set_target(h, lid, "127.0.0.1", target_port,
@@ -891,7 +891,7 @@ static void t_relay_many_clients(void) {
   server_start(&echo, echo_fn);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, echo.port, NULL, 0);
+  int32_t lid = listen_to(h, echo.port, NULL);
   poller_t poller = {.h = h, .lid = lid, .pump = &pump};
   pthread_t pt = spawn(poller_main, &poller);
 
@@ -947,7 +947,7 @@ static void t_relay_half_close(void) {
   server_start(&back, halfclose_fn);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, back.port, NULL, 0);
+  int32_t lid = listen_to(h, back.port, NULL);
   for (int i = 0; i < 4; i++) {
     int fd = connect_tcp(rk_listener_port(h, lid));
     uint64_t r = seed_for(200 + (uint64_t)i);
@@ -980,7 +980,7 @@ static void t_relay_backend_reset(void) {
   server_start(&back, reset_fn);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, back.port, NULL, 0);
+  int32_t lid = listen_to(h, back.port, NULL);
   int fds[N];
   for (int i = 0; i < N; i++) {
     fds[i] = connect_tcp(rk_listener_port(h, lid));
@@ -1013,7 +1013,7 @@ static void t_relay_refused_backend(void) {
   enum { N = 6 };
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, g_dead_port, NULL, 0);
+  int32_t lid = listen_to(h, g_dead_port, NULL);
   int fds[N];
   for (int i = 0; i < N; i++)
     fds[i] = connect_tcp(rk_listener_port(h, lid));
@@ -1048,8 +1048,8 @@ static void t_relay_idle_timeout(void) {
   server_start(&echo, echo_fn);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t opts[4] = {0, 0, 0, 300};
-  int32_t lid = listen_to(h, echo.port, opts, 4);
+  rk_listen_opts_t opts = {.idle_timeout_ms = 300, .events = RK_EVMASK_ALL};
+  int32_t lid = listen_to(h, echo.port, &opts);
   int port = rk_listener_port(h, lid);
   int idle = connect_tcp(port), busy = connect_tcp(port);
   int64_t t0 = now_ms();
@@ -1126,7 +1126,7 @@ static void t_relay_close_while_flowing(void) {
   server_start(&echo, echo_fn);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, echo.port, NULL, 0);
+  int32_t lid = listen_to(h, echo.port, NULL);
   poller_t poller = {.h = h, .lid = lid, .pump = &pump};
   pthread_t pt = spawn(poller_main, &poller);
   closer_t closer = {h, lid, &pump, N};
@@ -1180,7 +1180,7 @@ static void *fdrelay_main(void *arg) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    int32_t id = rk_relay_fds(f->h, a[1], a[1], b[0], b[0], 0, 0);
+    int32_t id = rk_relay_fds(f->h, a[1], a[1], b[0], b[0], NULL);
     CHECK(id > 0, "rk_relay_fds: %d %s", id, rk_err_name(id));
     f->ss[i].id = id;
     f->ss[i].fd = a[0];
@@ -1242,7 +1242,7 @@ static void t_relay_fds(void) {
     int32_t in[2], out[2];
     CHECK_RC(rk_fd_pipe(in), "rk_fd_pipe");
     CHECK_RC(rk_fd_pipe(out), "rk_fd_pipe");
-    int32_t id = rk_relay_fds(h, in[0], -1, -1, out[1], 0, 0);
+    int32_t id = rk_relay_fds(h, in[0], -1, -1, out[1], NULL);
     CHECK(id > 0, "rk_relay_fds(pipes): %d %s", id, rk_err_name(id));
     uint64_t r = seed_for(450 + (uint64_t)i);
     size_t len = 1 + rnd_below(&r, 400000);
@@ -1270,7 +1270,8 @@ static void t_relay_fds(void) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0], RK_RELAY_KEEP_FDS, 0);
+    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
+                              &(rk_relay_opts_t){.flags = RK_RELAY_KEEP_FDS});
     CHECK(id > 0, "rk_relay_fds(keep): %d", id);
     write_all(a[0], "abc", 3);
     uint8_t buf[4];
@@ -1300,7 +1301,8 @@ static void t_relay_fds(void) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0], 0, 200);
+    int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
+                              &(rk_relay_opts_t){.idle_timeout_ms = 200});
     CHECK(id > 0, "rk_relay_fds(idle): %d", id);
     uint32_t rec[RK_EVENT_WORDS];
     expect_closed(&pump, id, RK_END_IDLE_TIMEOUT, rec);
@@ -1313,8 +1315,8 @@ static void t_relay_fds(void) {
   }
 
   /* arguments that cannot relay */
-  CHECK(rk_relay_fds(h, -1, -1, -1, -1, 0, 0) == -EINVAL, "no fds");
-  CHECK(rk_relay_fds(h, 100000, -1, -1, 100001, 0, 0) == -EBADF, "bad fds");
+  CHECK(rk_relay_fds(h, -1, -1, -1, -1, NULL) == -EINVAL, "no fds");
+  CHECK(rk_relay_fds(h, 100000, -1, -1, 100001, NULL) == -EBADF, "bad fds");
   CHECK(rk_conn_close(h, 0x7ffffff0, RK_CLOSE_ABORT) == -ENOENT, "no conn");
   engine_end(&pump);
   server_stop(&pool);
@@ -1336,8 +1338,9 @@ static void *quick_main(void *arg) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    int32_t id = rk_relay_fds(q->h, a[1], a[1], b[0], b[0],
-                              i % 3 == 0 ? RK_RELAY_HOOK_AB : 0, 0);
+    int32_t id = rk_relay_fds(
+        q->h, a[1], a[1], b[0], b[0],
+        &(rk_relay_opts_t){.flags = i % 3 == 0 ? RK_RELAY_HOOK_AB : 0});
     CHECK(id > 0, "rk_relay_fds: %d", id);
     double st[8];
     uint8_t buf[8];
@@ -1395,7 +1398,7 @@ static void *lcloser_main(void *arg) {
   }
   /* and new ones, until the engine is closed */
   for (;;) {
-    int32_t lid = rk_listen(c->h, "127.0.0.1", 0, NULL, 0);
+    int32_t lid = rk_listen(c->h, "127.0.0.1", 0, NULL);
     if (lid == RK_ECLOSED)
       return NULL;
     CHECK(lid > 0, "rk_listen: %d", lid);
@@ -1414,7 +1417,7 @@ static void t_listeners_close_concurrently(void) {
   CHECK(h >= 0, "rk_engine_new");
   int32_t lids[L];
   for (int i = 0; i < L; i++) {
-    lids[i] = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+    lids[i] = rk_listen(h, "127.0.0.1", 0, NULL);
     CHECK(lids[i] > 0, "rk_listen");
     CHECK_RC(rk_listener_set_target(h, lids[i], "127.0.0.1", 9, 0, 0, NULL),
              "set_target");
@@ -1463,7 +1466,7 @@ static void t_listener_close_then_abort(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
   for (int i = 0; i < L; i++) {
-    int32_t lid = listen_to(h, echo.port, NULL, 0);
+    int32_t lid = listen_to(h, echo.port, NULL);
     int fd = -1;
     if (i % 10 == 0) { /* some with a live connection */
       fd = connect_tcp(rk_listener_port(h, lid));
@@ -1543,7 +1546,7 @@ static void t_connect_fd_and_names(void) {
     CHECK_RC(rk_fd_close(fd), "rk_fd_close");
   }
   /* a listener whose target is a name */
-  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL);
   CHECK(lid > 0, "rk_listen");
   CHECK_RC(rk_listener_set_target(h, lid, "localhost", echo.port,
                                   RK_FAMILY_ONLY_V4, 5000, NULL),
@@ -1715,7 +1718,7 @@ static void *creator_main(void *arg) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    int32_t id = rk_relay_fds(c->h, a[1], a[1], b[0], b[0], 0, 0);
+    int32_t id = rk_relay_fds(c->h, a[1], a[1], b[0], b[0], NULL);
     if (id == RK_ECLOSED) {
       for (int k = 0; k < 2; k++) {
         close(a[k]);
@@ -1767,7 +1770,7 @@ static void t_engine_close_while_busy(void) {
   CHECK(h >= 0, "rk_engine_new");
   spin_waiter_t sw = {.h = h};
   pthread_t wt = spawn(spin_waiter_main, &sw);
-  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL, 0);
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, NULL);
   CHECK(lid > 0, "rk_listen");
   CHECK_RC(rk_listener_set_target(h, lid, "127.0.0.1", echo.port, 0, 5000,
                                   NULL),
@@ -1793,7 +1796,7 @@ static void t_engine_close_while_busy(void) {
     int a[2], b[2];
     socketpair_or_die(a);
     socketpair_or_die(b);
-    relay_ids[i] = rk_relay_fds(h, a[1], a[1], b[0], b[0], 0, 0);
+    relay_ids[i] = rk_relay_fds(h, a[1], a[1], b[0], b[0], NULL);
     CHECK(relay_ids[i] > 0, "rk_relay_fds");
     ss[N + i].fd = a[0];
     server_adopt(&pool, b[1], echo_fn);
@@ -1822,7 +1825,7 @@ static void t_engine_close_while_busy(void) {
   {
     int a[2];
     socketpair_or_die(a);
-    CHECK(rk_relay_fds(h, a[0], a[0], a[1], a[1], 0, 0) == RK_ECLOSED,
+    CHECK(rk_relay_fds(h, a[0], a[0], a[1], a[1], NULL) == RK_ECLOSED,
           "relay after close");
     for (int k = 0; k < 2; k++) { /* still the caller's, and blocking */
       int fl = fcntl(a[k], F_GETFL);
@@ -1832,7 +1835,7 @@ static void t_engine_close_while_busy(void) {
   }
   CHECK(rk_connect_fd(h, "127.0.0.1", echo.port, 0, 0, NULL) == RK_ECLOSED,
         "connect_fd after close");
-  CHECK(rk_listen(h, "127.0.0.1", 0, NULL, 0) == RK_ECLOSED,
+  CHECK(rk_listen(h, "127.0.0.1", 0, NULL) == RK_ECLOSED,
         "listen after close");
 
   /* every event is still there to drain */
@@ -1879,7 +1882,7 @@ static void t_engine_close_while_busy(void) {
 
 /* A client's first byte says what the decider does with it:
  *   C  CONNECT to the echo backend, to_b "PFX:", to_a "HELLO", consume 1
- *   R  CONNECT (opts[6] = 1) to a refused port, to_b "R1:", then on
+ *   R  CONNECT (RK_DECISION_RETRY) to a refused port, to_b "R1:", then on
  *      RK_HOLD_RETRY CONNECT to the echo backend, to_b "R2:", consume 1
  *   X  CLOSE with the reply "BYE\n"
  *   F  FILE: "FILE\n", then 50000 bytes of a file from offset 1000
@@ -1913,8 +1916,14 @@ static void router_event(void *ctx, const uint32_t *rec) {
 static void decide(router_t *rt, int32_t id, int32_t action, int port,
                    int32_t consume, int retry, const char *to_b,
                    const char *to_a) {
-  int32_t o[7] = {action, port, RK_FAMILY_ANY, 5000, -1, consume, retry};
-  CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, o, 7,
+  rk_decision_t o = {.action = action,
+                     .flags = retry ? RK_DECISION_RETRY : 0,
+                     .port = port,
+                     .family = RK_FAMILY_ANY,
+                     .connect_timeout_ms = 5000,
+                     .idle_timeout_ms = -1,
+                     .consume = (uint32_t)consume};
+  CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, &o,
                           (const uint8_t *)to_b, (int32_t)strlen(to_b),
                           (const uint8_t *)to_a, (int32_t)strlen(to_a)),
            "rk_hold_decide");
@@ -1977,8 +1986,9 @@ static void *decider_main(void *arg) {
       decide(rt, id, RK_DECIDE_CLOSE, 0, 0, 0, "", "BYE\n");
       break;
     case 'F': {
-      int32_t o[10] = {RK_DECIDE_FILE, 0, 0, 0, -1, 0, 1000, 0, 50000, 0};
-      CHECK_RC(rk_hold_decide(rt->h, id, rt->path, NULL, o, 10, NULL, 0,
+      rk_decision_t o = {.action = RK_DECIDE_FILE, .idle_timeout_ms = -1,
+                         .offset = 1000, .length = 50000};
+      CHECK_RC(rk_hold_decide(rt->h, id, rt->path, NULL, &o, NULL, 0,
                               (const uint8_t *)"FILE\n", 5),
                "rk_hold_decide(FILE)");
       atomic_fetch_add(&rt->decisions, 1);
@@ -2109,8 +2119,9 @@ static void t_hold_routing(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, router_event, rt);
   rt->h = h;
-  int32_t opts[7] = {0, RK_LISTEN_HOLD, 0, 0, RK_EVMASK_ALL, 0, 10000};
-  rt->lid = listen_to(h, 0, opts, 7);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 10000};
+  rt->lid = listen_to(h, 0, &opts);
   decider_t ds[HOLD_DECIDERS];
   pthread_t dt[HOLD_DECIDERS];
   for (int i = 0; i < HOLD_DECIDERS; i++) {
@@ -2166,8 +2177,9 @@ static void t_hold_routing(void) {
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t opts[7] = {0, RK_LISTEN_HOLD, 0, 0, RK_EVMASK_ALL, 0, 300};
-  int32_t lid = listen_to(h, 0, opts, 7);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 300};
+  int32_t lid = listen_to(h, 0, &opts);
   int port = rk_listener_port(h, lid);
   int fds[3];
   int64_t t0 = now_ms();
@@ -2336,7 +2348,7 @@ static void stream_expect(stream_t *s, int mode_ab, int mode_ba) {
   free(mid);
 }
 
-/* A listener whose connections hook a->b (opts[5]): the host uppercases
+/* A listener whose connections hook a->b (rk_listen_opts_t.hooks): the host uppercases
  * every chunk on its own threads while b->a flows unhooked. */
 static void t_hook_listener(void) {
   enum { N = 16 };
@@ -2345,8 +2357,8 @@ static void t_hook_listener(void) {
   hookenv_t *he = hookenv_new();
   atomic_store(&he->hk.mode[0], HOOK_UPPER);
   atomic_store(&he->hk.mode[1], HOOK_PARK); /* must never be called */
-  int32_t opts[6] = {0, 0, 0, 0, RK_EVMASK_ALL, RK_RELAY_HOOK_AB};
-  int32_t lid = listen_to(he->hk.h, echo.port, opts, 6);
+  rk_listen_opts_t opts = {.events = RK_EVMASK_ALL, .hooks = RK_RELAY_HOOK_AB};
+  int32_t lid = listen_to(he->hk.h, echo.port, &opts);
   stream_t ss[N];
   memset(ss, 0, sizeof ss);
   for (int i = 0; i < N; i++) {
@@ -2406,7 +2418,8 @@ static void t_hook_relay_fds(void) {
       int a[2], b[2];
       socketpair_or_die(a);
       socketpair_or_die(b);
-      ss[i].id = rk_relay_fds(h, a[1], a[1], b[0], b[0], rounds[rd].flags, 0);
+      ss[i].id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
+                              &(rk_relay_opts_t){.flags = rounds[rd].flags});
       CHECK(ss[i].id > 0, "rk_relay_fds(hooked): %d", ss[i].id);
       ss[i].fd = a[0];
       server_adopt(&pool, b[1], echo_fn);
@@ -2442,7 +2455,7 @@ static int32_t parked_relay(hookenv_t *he, int a[2], int b[2]) {
   socketpair_or_die(a);
   socketpair_or_die(b);
   int32_t id = rk_relay_fds(he->hk.h, a[1], a[1], b[0], b[0],
-                            RK_RELAY_HOOK_AB, 0);
+                            &(rk_relay_opts_t){.flags = RK_RELAY_HOOK_AB});
   CHECK(id > 0, "rk_relay_fds: %d", id);
   write_all(a[0], "abc", 3);
   uint32_t rec[RK_EVENT_WORDS];

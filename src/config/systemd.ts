@@ -13,7 +13,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
-import { cstr, nativeLibrary } from "../native/engine.ts";
+import { listeningAddress, notifySocket } from "../native/system.ts";
 import type { Endpoint } from "../forward/types.ts";
 
 let warned = false;
@@ -28,8 +28,7 @@ export function sdNotify(state: string, log?: (line: string) => void): void {
   if (path === undefined || path === "") return;
   let why: string;
   try {
-    const { lib } = nativeLibrary();
-    const r = lib.symbols.rk_sd_notify(cstr(path), cstr(state)) as number;
+    const r = notifySocket(path, state);
     if (r === 0) return;
     why = `errno ${-r}`;
   } catch (err) {
@@ -105,13 +104,7 @@ function sameHost(a: string, b: string): boolean {
 /** The address of a listening socket: through the native library, else /proc. */
 function socketAddress(fd: number): Endpoint | undefined {
   try {
-    const { lib } = nativeLibrary();
-    const host = new Uint8Array(256);
-    const port = new Int32Array(1);
-    const r = lib.symbols.rk_fd_sockname(fd, host, host.length, port) as number;
-    if (r !== 0) return undefined;
-    const text = new TextDecoder().decode(host.subarray(0, host.indexOf(0)));
-    return port[0]! < 0 ? { path: text } : { host: text, port: port[0]! };
+    return listeningAddress(fd);
   } catch {
     return procAddress(fd);
   }

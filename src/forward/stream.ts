@@ -34,14 +34,14 @@ import {
   type TlsClientOptions,
 } from "./types.ts";
 
-/** How often idle and connect timeouts are checked, as in the native engine. */
-const SWEEP_MS = 100;
+/** How often idle and connect timeouts are checked: RK__SWEEP_MS (a test compares). */
+export const SWEEP_MS = 100;
 
 /** Connection ids, engine-wide (the native engine numbers its own). */
 let nextId = 1;
 
-/** How long a client may go on sending after a "close" decision. */
-const LINGER_MS = 2000;
+/** How long a client may go on sending after a "close" decision: RK__LINGER_MS. */
+export const LINGER_MS = 2000;
 
 interface Direction {
   hookPending: boolean; // a chunk is with the hook: the source stays paused

@@ -12,35 +12,12 @@
  */
 import { RelaykitError } from "../errors.ts";
 import type { NativeLibrary, Waker } from "../runtime/types.ts";
+import { NativeCalls } from "./calls.ts";
+import { decodeEvent, type NativeEvent } from "./events.ts";
 import { loadNative } from "./load.ts";
-import { EV, EVENT_WORDS, type NativeSymbols } from "./symbols.ts";
+import { EVENT_WORDS } from "./symbols.ts";
 
-/**
- * One event record, decoded.
- *
- * @example
- * ```ts
- * import { type NativeEvent } from "@relaykit/relaykit/internals";
- * const seen: NativeEvent[] = [];
- * console.log(seen.length); // what NativeEngine hands to its handlers
- * ```
- */
-export interface NativeEvent {
-  /** EV.* */
-  type: number;
-  /** Connection id (or thread index for test events). */
-  id: number;
-  /** Listener id, fd, or sequence number, by type. */
-  aux: number;
-  /** Negative error code, or 0. */
-  err: number;
-  /** END.* for CLOSED. */
-  reason: number;
-  /** Lifetime in ms for CLOSED. */
-  durationMs: number;
-  /** Raw record words 6..15 (address or counters). */
-  words: Uint32Array;
-}
+export type { NativeEvent } from "./events.ts";
 
 /**
  * Options of a native engine.
@@ -78,19 +55,15 @@ export type Handler = (ev: NativeEvent) => void;
 /** Records copied per drain call. */
 const BATCH = 4096;
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+let callsOfEngine: (e: NativeEngine) => NativeCalls;
 
-/** A string as NUL-terminated UTF-8 for the C side. */
-export function cstr(s: string): Uint8Array {
-  const b = new Uint8Array(encoder.encode(s).length + 1);
-  encoder.encodeInto(s, b);
-  return b;
-}
-
-/** A 64-bit counter from two record words. */
-export function u64(words: Uint32Array, i: number): number {
-  return (words[i] ?? 0) + (words[i + 1] ?? 0) * 2 ** 32;
+/**
+ * The typed calls of an engine, for the engines and helpers built on it
+ * (src/forward/native.ts, src/proxy/relay.ts, src/native/fds.ts). Not
+ * part of the public API.
+ */
+export function callsOf(engine: NativeEngine): NativeCalls {
+  return callsOfEngine(engine);
 }
 
 let libCache: { lib: NativeLibrary; path: string } | undefined;
@@ -99,18 +72,6 @@ let libCache: { lib: NativeLibrary; path: string } | undefined;
 export function nativeLibrary(path?: string): { lib: NativeLibrary; path: string } {
   if (libCache === undefined) libCache = loadNative(path === undefined ? {} : { path });
   return libCache;
-}
-
-/** Name and message of a native error code. */
-export function describeError(
-  sym: NativeSymbols,
-  code: number,
-): { name: string; message: string } {
-  const buf = new Uint8Array(128);
-  const n = sym.rk_err_name_r(code, buf, buf.length);
-  const name = decoder.decode(buf.subarray(0, n));
-  const m = sym.rk_strerror_r(code, buf, buf.length);
-  return { name, message: decoder.decode(buf.subarray(0, m)) };
 }
 
 /**
@@ -132,16 +93,9 @@ export function describeError(
 export class NativeEngine {
   static #shared: NativeEngine | undefined;
 
-  /**
-   * The bound native functions (relaykit.h), for code that drives the
-   * library directly.
-   *
-   * @ignore
-   */
-  readonly sym: NativeSymbols;
   /** Where the library was loaded from. */
   readonly libraryPath: string;
-  readonly #h: number;
+  readonly #calls: NativeCalls;
   readonly #waker: Waker;
   readonly #buf = new Uint32Array(BATCH * EVENT_WORDS);
   readonly #byConn = new Map<number, Handler>();
@@ -157,11 +111,27 @@ export class NativeEngine {
    */
   constructor(options: NativeEngineOptions = {}) {
     const { lib, path } = nativeLibrary(options.libraryPath);
-    this.sym = lib.symbols;
     this.libraryPath = path;
-    const h = this.sym.rk_engine_new(options.threads ?? 0, options.maxConnections ?? 0);
-    this.#h = this.check(h, "Cannot start the native engine");
-    this.#waker = lib.watch(this.#h, () => this.drain());
+    const calls = NativeCalls.engineNew(
+      lib.symbols,
+      options.threads ?? 0,
+      options.maxConnections ?? 0,
+    );
+    if (typeof calls === "number") {
+      throw NativeEngine.#errorOf(lib, calls, "Cannot start the native engine");
+    }
+    this.#calls = calls;
+    this.#waker = lib.watch(calls.handle, () => this.drain());
+  }
+
+  static #errorOf(lib: NativeLibrary, code: number, what: string): RelaykitError {
+    const { name, message } = NativeCalls.describe(lib.symbols, code);
+    return new RelaykitError(`${what}: ${message}`, name);
+  }
+
+  static {
+    // the one way in for code above src/native (see callsOf)
+    callsOfEngine = (e) => e.#calls;
   }
 
   /** The process-wide engine that listeners and relays use by default. */
@@ -170,14 +140,9 @@ export class NativeEngine {
     return NativeEngine.#shared;
   }
 
-  /** The engine's handle for native calls. */
-  get handle(): number {
-    return this.#h;
-  }
-
   /** Number of worker threads. */
   get threads(): number {
-    return this.sym.rk_engine_threads(this.#h);
+    return this.#calls.threads();
   }
 
   /**
@@ -193,7 +158,7 @@ export class NativeEngine {
 
   /** A RelaykitError for a native error code. */
   error(code: number, what: string, connectionId?: number): RelaykitError {
-    const { name, message } = describeError(this.sym, code);
+    const { name, message } = this.#calls.describe(code);
     return new RelaykitError(
       `${what}: ${message}`,
       name,
@@ -231,7 +196,7 @@ export class NativeEngine {
     this.#byListener.delete(id);
   }
 
-  /** Receive RK_EV_TEST events (event bridge tests). */
+  /** Receive test events (rk_test_post; event bridge tests). */
   onTest(h: Handler | undefined): void {
     this.#onTest = h;
   }
@@ -242,21 +207,12 @@ export class NativeEngine {
     let total = 0;
     const buf = this.#buf;
     for (;;) {
-      const n = this.sym.rk_engine_drain(this.#h, buf, BATCH);
+      const n = this.#calls.drain(buf, BATCH);
       if (n <= 0) break;
       total += n;
       for (let i = 0; i < n; i++) {
-        const o = i * EVENT_WORDS;
-        const ev: NativeEvent = {
-          type: buf[o] ?? 0,
-          id: buf[o + 1] ?? 0,
-          aux: buf[o + 2] ?? 0,
-          err: (buf[o + 3] ?? 0) | 0,
-          reason: buf[o + 4] ?? 0,
-          durationMs: buf[o + 5] ?? 0,
-          words: buf.slice(o + 6, o + EVENT_WORDS),
-        };
-        this.#dispatch(ev);
+        const ev = decodeEvent(buf.subarray(i * EVENT_WORDS, (i + 1) * EVENT_WORDS));
+        if (ev !== undefined) this.#dispatch(ev);
       }
       if (n < BATCH) break;
     }
@@ -266,23 +222,23 @@ export class NativeEngine {
   #dispatch(ev: NativeEvent): void {
     let h: Handler | undefined;
     switch (ev.type) {
-      case EV.TEST:
+      case "test":
         h = this.#onTest;
         break;
-      case EV.ACCEPT:
-      case EV.HOLD:
-      case EV.REJECTED:
-      case EV.ACCEPT_ERROR:
-      case EV.LISTENER_CLOSED:
-      case EV.LISTENER_DRAINED:
-        h = this.#byListener.get(ev.aux);
+      case "accept":
+      case "hold":
+      case "rejected":
+      case "accept-error":
+      case "listener-closed":
+      case "listener-drained":
+        h = this.#byListener.get(ev.listener);
         break;
-      case EV.CONNECTED:
-      case EV.CLOSED:
-      case EV.HOOK:
-        h = ev.aux !== 0 ? this.#byListener.get(ev.aux) : this.#byConn.get(ev.id);
+      case "connected":
+      case "closed":
+      case "hook":
+        h = ev.listener !== 0 ? this.#byListener.get(ev.listener) : this.#byConn.get(ev.id);
         break;
-      case EV.FD_CONNECTED:
+      case "fd-connected":
         h = this.#byConn.get(ev.id);
         break;
     }
@@ -308,11 +264,9 @@ export class NativeEngine {
     pooledPipes: number;
     threads: number;
   } {
-    const out = new Float64Array(8);
-    this.check(this.sym.rk_engine_stats(this.#h, out), "Cannot read engine stats");
-    const [active = 0, accepted = 0, closed = 0, rejected = 0] = out;
-    const [, , , , queued = 0, listeners = 0, pooledPipes = 0, threads = 0] = out;
-    return { active, accepted, closed, rejected, queued, listeners, pooledPipes, threads };
+    const s = this.#calls.stats();
+    if (typeof s === "number") throw this.error(s, "Cannot read engine stats");
+    return s;
   }
 
   /**
@@ -321,11 +275,11 @@ export class NativeEngine {
    */
   close(): void {
     if (this.#closed) return;
-    this.sym.rk_engine_close(this.#h);
+    this.#calls.close();
     this.drain();
     this.#closed = true;
     this.#waker.close();
-    this.sym.rk_engine_free(this.#h);
+    this.#calls.free();
     if (NativeEngine.#shared === this) NativeEngine.#shared = undefined;
   }
 }

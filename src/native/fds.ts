@@ -6,10 +6,8 @@
  *
  * @module
  */
-import { cstr, NativeEngine } from "./engine.ts";
-import { EV } from "./symbols.ts";
-import { FAMILIES } from "../forward/native.ts";
-import type { FamilyPreference } from "../forward/types.ts";
+import { callsOf, NativeEngine } from "./engine.ts";
+import type { FamilyPreference } from "../types.ts";
 
 /**
  * open(2) flags of {@link openFile} (Linux values), by mode.
@@ -31,15 +29,9 @@ function engineOf(engine?: NativeEngine): NativeEngine {
   return engine ?? NativeEngine.shared();
 }
 
-function pair(
-  what: string,
-  f: (e: NativeEngine, out: Int32Array) => number,
-  engine?: NativeEngine,
-): [number, number] {
-  const e = engineOf(engine);
-  const out = new Int32Array(2);
-  e.check(f(e, out), `Cannot create a ${what}`);
-  return [out[0] ?? -1, out[1] ?? -1];
+function pair(what: string, r: [number, number] | number, e: NativeEngine): [number, number] {
+  if (typeof r === "number") throw e.error(r, `Cannot create a ${what}`);
+  return r;
 }
 
 /**
@@ -56,7 +48,8 @@ function pair(
  * ```
  */
 export function openPipe(engine?: NativeEngine): [number, number] {
-  return pair("pipe", (e, out) => e.sym.rk_fd_pipe(out), engine);
+  const e = engineOf(engine);
+  return pair("pipe", callsOf(e).fdPipe(), e);
 }
 
 /**
@@ -71,7 +64,8 @@ export function openPipe(engine?: NativeEngine): [number, number] {
  * ```
  */
 export function openSocketPair(engine?: NativeEngine): [number, number] {
-  return pair("socket pair", (e, out) => e.sym.rk_fd_socketpair(out), engine);
+  const e = engineOf(engine);
+  return pair("socket pair", callsOf(e).fdSocketPair(), e);
 }
 
 /**
@@ -94,7 +88,7 @@ export function openFile(
   const e = engineOf(engine);
   const flags = OPEN_FLAGS[mode];
   if (flags === undefined) throw new TypeError(`Unknown file mode "${mode}"`);
-  return e.check(e.sym.rk_fd_open(cstr(path), flags, 0o644), `Cannot open "${path}"`);
+  return e.check(callsOf(e).fdOpen(path, flags, 0o644), `Cannot open "${path}"`);
 }
 
 /**
@@ -140,24 +134,22 @@ export function connectFd(
   const e = engineOf(options.engine);
   const where = port === undefined ? host : `${host}:${port}`;
   const id = e.check(
-    e.sym.rk_connect_fd(
-      e.handle,
-      cstr(host),
-      port ?? -1,
-      FAMILIES[options.family ?? "any"],
-      options.timeout ?? 10_000,
-      cstr(options.bindAddress ?? ""),
-    ),
+    callsOf(e).connectFd({
+      target: port === undefined ? { path: host } : { host, port },
+      family: options.family ?? "any",
+      connectTimeout: options.timeout ?? 10_000,
+      bindAddress: options.bindAddress,
+    }),
     `Cannot connect to "${where}"`,
   );
   e.ref();
   return new Promise((resolve, reject) => {
     e.onConnection(id, (ev) => {
-      if (ev.type !== EV.FD_CONNECTED) return;
+      if (ev.type !== "fd-connected") return;
       e.offConnection(id);
       e.unref();
       if (ev.err !== 0) reject(e.error(ev.err, `Cannot connect to "${where}"`));
-      else resolve(ev.aux);
+      else resolve(ev.fd);
     });
   });
 }
@@ -179,7 +171,7 @@ export function connectFd(
  */
 export function writeFd(fd: number, data: Uint8Array, engine?: NativeEngine): number {
   const e = engineOf(engine);
-  return e.check(e.sym.rk_fd_write(fd, data, data.length), `Cannot write to fd ${fd}`);
+  return e.check(callsOf(e).fdWrite(fd, data), `Cannot write to fd ${fd}`);
 }
 
 /**
@@ -200,7 +192,7 @@ export function writeFd(fd: number, data: Uint8Array, engine?: NativeEngine): nu
 export function readFd(fd: number, max = 65536, engine?: NativeEngine): Uint8Array {
   const e = engineOf(engine);
   const buf = new Uint8Array(max);
-  const n = e.check(e.sym.rk_fd_read(fd, buf, max), `Cannot read from fd ${fd}`);
+  const n = e.check(callsOf(e).fdRead(fd, buf), `Cannot read from fd ${fd}`);
   return buf.subarray(0, n);
 }
 
@@ -219,7 +211,7 @@ export function readFd(fd: number, max = 65536, engine?: NativeEngine): Uint8Arr
  */
 export function shutdownWriteFd(fd: number, engine?: NativeEngine): void {
   const e = engineOf(engine);
-  e.check(e.sym.rk_fd_shutdown_write(fd), `Cannot shut down fd ${fd}`);
+  e.check(callsOf(e).fdShutdownWrite(fd), `Cannot shut down fd ${fd}`);
 }
 
 /**
@@ -234,5 +226,5 @@ export function shutdownWriteFd(fd: number, engine?: NativeEngine): void {
  */
 export function closeFd(fd: number, engine?: NativeEngine): void {
   const e = engineOf(engine);
-  e.check(e.sym.rk_fd_close(fd), `Cannot close fd ${fd}`);
+  e.check(callsOf(e).fdClose(fd), `Cannot close fd ${fd}`);
 }

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "2bd7ff55be93f1c87d647f70a96cf3fd54871ae3371e40d01763e918cd9c0f59",
+    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -32,6 +32,7 @@ export const PREBUILT: {
       "src/fd.c",
       "src/hold.c",
       "src/internal.h",
+      "src/layout.c",
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
@@ -39,20 +40,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "4371ba2c14b9d291f061070ee023e36b21bd4b8a112c45c533cf27231fb300f6",
-      "size": 59808,
+      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
+      "size": 59888,
     },
     "linux-arm64-glibc": {
-      "sha256": "4dba2f7483a4745d8b7eb0c6ddfc6cb8528af3df90529b3cdc2191c5aafe6585",
-      "size": 67952,
+      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
+      "size": 68032,
     },
     "linux-x64-musl": {
-      "sha256": "6849bacfaa462b7797dc54ad7c677faea0df0268f8239c12b7798b36a68cfb0e",
-      "size": 59576,
+      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
+      "size": 59648,
     },
     "linux-arm64-musl": {
-      "sha256": "f77ea58113ec751dfe8773c0b69970344e3f9a30e60d8a7bf09fc682c50a9fc0",
-      "size": 67696,
+      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
+      "size": 67776,
     },
   },
 };

@@ -31,6 +31,9 @@ export const SYMBOLS = {
   // int32_t rk_err_name_r(int32_t err, char *buf, int32_t len)
   rk_err_name_r: { parameters: ["i32", "buffer", "i32"], result: "i32" },
 
+  // int32_t rk_layout(const char *name, int32_t *out, int32_t cap)
+  rk_layout: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+
   // int32_t rk_engine_new(int32_t threads, int32_t max_conns)
   rk_engine_new: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_engine_close(int32_t h)
@@ -57,11 +60,8 @@ export const SYMBOLS = {
   rk_test_post: { parameters: ["i32", "i32", "i32"], result: "i32" },
 
   // int32_t rk_listen(int32_t h, const char *host, int32_t port,
-  //                   const int32_t *opts, int32_t nopts)
-  rk_listen: {
-    parameters: ["i32", "buffer", "i32", "buffer", "i32"],
-    result: "i32",
-  },
+  //                   const rk_listen_opts_t *opts)
+  rk_listen: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   // int32_t rk_listener_port(int32_t h, int32_t lid)
   rk_listener_port: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
@@ -82,9 +82,9 @@ export const SYMBOLS = {
   rk_listener_active: { parameters: ["i32", "i32"], result: "i32" },
 
   // int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
-  //                      int32_t wb, uint32_t flags, int32_t idle_timeout_ms)
+  //                      int32_t wb, const rk_relay_opts_t *opts)
   rk_relay_fds: {
-    parameters: ["i32", "i32", "i32", "i32", "i32", "u32", "i32"],
+    parameters: ["i32", "i32", "i32", "i32", "i32", "buffer"],
     result: "i32",
   },
   // int32_t rk_conn_close(int32_t h, int32_t id, int32_t mode)
@@ -114,22 +114,11 @@ export const SYMBOLS = {
   // int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap)
   rk_hold_take: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   // int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
-  //   const char *bind_host, const int32_t *opts, int32_t nopts,
+  //   const char *bind_host, const rk_decision_t *decision,
   //   const uint8_t *to_b, int32_t to_b_len, const uint8_t *to_a,
   //   int32_t to_a_len)
   rk_hold_decide: {
-    parameters: [
-      "i32",
-      "i32",
-      "buffer",
-      "buffer",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-    ],
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer", "buffer", "i32", "buffer", "i32"],
     result: "i32",
   },
 
@@ -217,6 +206,12 @@ export const HOLD = { FIRST: 1, EOF: 2, FULL: 4, RETRY: 8 } as const;
 /** Decisions of rk_hold_decide (RK_DECIDE_*). */
 export const DECIDE = { CONNECT: 1, CLOSE: 2, FILE: 3 } as const;
 
+/** Flags of rk_decision_t (RK_DECISION_*). */
+export const DECISION_FLAGS = { RETRY: 1 } as const;
+
+/** Connection states of rk_conn_stats (RK_STATE_*). */
+export const STATE = { CONNECTING: 0, RELAYING: 1, CLOSING: 2, HELD: 4 } as const;
+
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
 
@@ -224,7 +219,7 @@ export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
 export const RELAY_FLAGS = { KEEP_FDS: 1, HOOK_AB: 2, HOOK_BA: 4 } as const;
 
 /** Flags of rk_listen. */
-export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4, HOLD: 8 } as const;
+export const LISTEN_FLAGS = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4, HOLD: 8, ADOPT: 16 } as const;
 
 /** Address family preferences of outbound connects. */
 export const FAMILY = {
@@ -236,4 +231,4 @@ export const FAMILY = {
 } as const;
 
 /** The library version this table was written for, as rk_version() gives. */
-export const NATIVE_VERSION = (0 << 16) | (1 << 8) | 0;
+export const NATIVE_VERSION = (0 << 16) | (2 << 8) | 0;

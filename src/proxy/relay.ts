@@ -8,10 +8,9 @@
  */
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "../forward/hooks.ts";
-import { endOf, hookFlags, nativeClose, nativeHook, nativeStats } from "../forward/native.ts";
-import type { ConnectionEnd, ConnectionStats } from "../forward/types.ts";
-import { NativeEngine } from "../native/engine.ts";
-import { EV, RELAY_FLAGS } from "../native/symbols.ts";
+import { endOf, nativeClose, nativeHook, nativeStats } from "../forward/native.ts";
+import type { ConnectionEnd, ConnectionStats } from "../types.ts";
+import { callsOf, NativeEngine } from "../native/engine.ts";
 
 /**
  * One side of a relay: an fd that is read and written (a socket, a tty), or
@@ -153,20 +152,23 @@ export function relay(a: RelaySide, b: RelaySide, options: RelayOptions = {}): R
     throw new RangeError(`idleTimeout must be a non-negative integer, not ${idle}`);
   }
   const hooks = options.hooks ?? {};
-  const flags = (options.keepFds ? RELAY_FLAGS.KEEP_FDS : 0) | hookFlags(hooks);
   const id = e.check(
-    e.sym.rk_relay_fds(e.handle, ra, wa, rb, wb, flags, idle),
+    callsOf(e).relayFds({ ra, wa, rb, wb }, {
+      keepFds: options.keepFds ?? false,
+      idleTimeout: idle,
+      hooks,
+    }),
     "Cannot start the relay",
   );
   e.ref();
   let hookError: RelaykitError | undefined;
   const done = new Promise<ConnectionEnd>((resolve) => {
     e.onConnection(id, (ev) => {
-      if (ev.type === EV.HOOK) {
+      if (ev.type === "hook") {
         nativeHook(e, ev, hooks, (err) => hookError ??= err);
         return;
       }
-      if (ev.type !== EV.CLOSED) return;
+      if (ev.type !== "closed") return;
       e.offConnection(id);
       e.unref();
       const end = endOf(e, ev, (reason) => `Relay ${id} ended (${reason})`);

@@ -1,0 +1,523 @@
+/**
+ * Every call into the C library, typed: strings become NUL-terminated
+ * bytes, options become the structs of relaykit.h (structs.ts), out
+ * arrays become values. Nothing outside src/native sees the symbol table;
+ * code above reaches these calls through `callsOf(engine)` (engine.ts).
+ *
+ * Calls return the library's result as it is (a negative code on failure)
+ * unless they say otherwise; NativeEngine.check turns one into an error.
+ *
+ * @module
+ */
+import type { ConnectionStats, Endpoint, FamilyPreference, InetEndpoint } from "../types.ts";
+import { EMPTY } from "../bytes.ts";
+import {
+  DECIDE,
+  DECISION_FLAGS,
+  EVENT_WORDS,
+  EVMASK,
+  FAMILY,
+  LISTEN_FLAGS,
+  type NativeSymbols,
+  RELAY_FLAGS,
+  STATE,
+} from "./symbols.ts";
+import { DECISION, LISTEN_OPTS, RELAY_OPTS } from "./structs.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A string as NUL-terminated UTF-8 for the C side. */
+export function cstr(s: string): Uint8Array {
+  const b = new Uint8Array(encoder.encode(s).length + 1);
+  encoder.encodeInto(s, b);
+  return b;
+}
+
+/** RK_FAMILY_* by preference. */
+const FAMILIES: Record<FamilyPreference, number> = {
+  "any": FAMILY.any,
+  "prefer-v4": FAMILY.preferV4,
+  "prefer-v6": FAMILY.preferV6,
+  "only-v4": FAMILY.onlyV4,
+  "only-v6": FAMILY.onlyV6,
+};
+
+/** RK_FAMILY_* for a preference (TypeError for an unknown one). */
+function familyCode(f: FamilyPreference): number {
+  const code = FAMILIES[f];
+  if (code === undefined) throw new TypeError(`Unknown address family preference "${f}"`);
+  return code;
+}
+
+/** Host and port as C takes them: a Unix path has port -1. */
+function hostPort(e: Endpoint): [string, number] {
+  return "path" in e ? [e.path, -1] : [e.host, e.port];
+}
+
+/** Which directions go through the host's hook. */
+export interface HookedDirections {
+  /** Client (or first fd) to target (second fd). */
+  aToB?: unknown;
+  /** The reverse. */
+  bToA?: unknown;
+}
+
+/** Which per-connection events a listener posts. */
+export interface ListenerEvents {
+  /** Each accepted connection. */
+  open: boolean;
+  /** Each connection whose target connected. */
+  connected: boolean;
+  /** Each connection that ended, also cleanly (errors always post). */
+  close: boolean;
+}
+
+/** Options of {@link NativeCalls.listen} (rk_listen_opts_t). */
+export interface ListenOptions {
+  /** listen(2) backlog; 0: the library's. */
+  backlog: number;
+  /** SO_REUSEPORT. */
+  reusePort: boolean;
+  /** Hold each accepted connection for a decision. */
+  hold: boolean;
+  /** Concurrent connections; 0: no limit. */
+  maxConnections: number;
+  /** Idle timeout in ms; 0: none. */
+  idleTimeout: number;
+  /** A held connection undecided this long ends; 0: never. */
+  holdTimeout: number;
+  /** Per-connection events to post. */
+  events: ListenerEvents;
+  /** Hooked directions of every accepted connection. */
+  hooks: HookedDirections;
+  /** An inherited listening socket to accept on instead of binding (socket activation). */
+  adoptFd?: number | undefined;
+}
+
+/** Where a connect goes (rk_listener_set_target, rk_connect_fd). */
+export interface ConnectTarget {
+  /** Host and port, or a Unix socket path. */
+  target: Endpoint;
+  /** Which family to try first for a name. */
+  family: FamilyPreference;
+  /** Connect timeout in ms; 0: none. */
+  connectTimeout: number;
+  /** Source address; undefined: any. */
+  bindAddress?: string | undefined;
+}
+
+/** A held connection's decision (rk_decision_t and its bytes). */
+export type NativeDecision =
+  | (ConnectTarget & {
+    action: "connect";
+    /** Bytes for the target before the client's. */
+    toTarget?: Uint8Array | undefined;
+    /** Bytes for the client once connected. */
+    toClient?: Uint8Array | undefined;
+    /** Held bytes to drop from the front. */
+    consume?: number | undefined;
+    /** Idle timeout from now on; undefined: the listener's. */
+    idleTimeout?: number | undefined;
+    /** On a failed connect, hold the connection again. */
+    retry?: boolean | undefined;
+  })
+  | { action: "close"; toClient?: Uint8Array | undefined }
+  | {
+    action: "file";
+    path: string;
+    /** Where to start. */
+    offset?: number | undefined;
+    /** How many bytes; undefined: to the end. */
+    length?: number | undefined;
+    toClient?: Uint8Array | undefined;
+  };
+
+/** Engine counters (rk_engine_stats). */
+export interface NativeEngineStats {
+  active: number;
+  accepted: number;
+  closed: number;
+  rejected: number;
+  queued: number;
+  listeners: number;
+  pooledPipes: number;
+  threads: number;
+}
+
+function hookBits(hooks: HookedDirections): number {
+  return (hooks.aToB ? RELAY_FLAGS.HOOK_AB : 0) | (hooks.bToA ? RELAY_FLAGS.HOOK_BA : 0);
+}
+
+/** RK_EVMASK_* for the events asked for. */
+function eventBits(e: ListenerEvents): number {
+  return (e.open ? EVMASK.ACCEPT : 0) | (e.connected ? EVMASK.CONNECTED : 0) |
+    (e.close ? EVMASK.CLOSED : 0);
+}
+
+/** The bytes a NUL-terminated name needs in the library's error calls. */
+const ERR_BUF = 128;
+
+/**
+ * The calls of one engine handle. Made by NativeEngine; the library's
+ * global calls (fd helpers, errors) need no handle but go through here too.
+ */
+export class NativeCalls {
+  readonly #sym: NativeSymbols;
+  readonly #h: number;
+
+  /**
+   * @param sym The bound library.
+   * @param h The engine handle (rk_engine_new).
+   */
+  private constructor(sym: NativeSymbols, h: number) {
+    this.#sym = sym;
+    this.#h = h;
+  }
+
+  /** A new engine (rk_engine_new): its calls, or a negative code. */
+  static engineNew(
+    sym: NativeSymbols,
+    threads: number,
+    maxConnections: number,
+  ): NativeCalls | number {
+    const h = sym.rk_engine_new(threads, maxConnections);
+    return h < 0 ? h : new NativeCalls(sym, h);
+  }
+
+  /** The engine handle. */
+  get handle(): number {
+    return this.#h;
+  }
+
+  // ---- errors and introspection ----------------------------------------
+
+  /** Symbolic name (rk_err_name) and message (rk_strerror) of a code. */
+  static describe(sym: NativeSymbols, code: number): { name: string; message: string } {
+    const buf = new Uint8Array(ERR_BUF);
+    const n = sym.rk_err_name_r(code, buf, buf.length);
+    const name = decoder.decode(buf.subarray(0, n));
+    const m = sym.rk_strerror_r(code, buf, buf.length);
+    return { name, message: decoder.decode(buf.subarray(0, m)) };
+  }
+
+  /** Symbolic name and message of a code. */
+  describe(code: number): { name: string; message: string } {
+    return NativeCalls.describe(this.#sym, code);
+  }
+
+  /** rk_layout: a struct's size and field offsets, or a constant; undefined if unknown. */
+  layout(name: string): number[] | undefined {
+    let out = new Int32Array(16);
+    let n = this.#sym.rk_layout(cstr(name), out, out.length);
+    if (n < 0) return undefined;
+    if (n > out.length) {
+      out = new Int32Array(n);
+      n = this.#sym.rk_layout(cstr(name), out, out.length);
+    }
+    return Array.from(out.subarray(0, n));
+  }
+
+  // ---- engine ------------------------------------------------------------
+
+  /** Number of worker threads. */
+  threads(): number {
+    return this.#sym.rk_engine_threads(this.#h);
+  }
+
+  /** Copy up to `max` records into `buf`; the number copied. */
+  drain(buf: Uint32Array, max: number): number {
+    if (buf.length < max * EVENT_WORDS) throw new RangeError("Event buffer too small");
+    return this.#sym.rk_engine_drain(this.#h, buf, max);
+  }
+
+  /** Engine counters, or a negative code. */
+  stats(): NativeEngineStats | number {
+    const out = new Float64Array(8);
+    const r = this.#sym.rk_engine_stats(this.#h, out);
+    if (r < 0) return r;
+    const [active = 0, accepted = 0, closed = 0, rejected = 0] = out;
+    const [, , , , queued = 0, listeners = 0, pooledPipes = 0, threads = 0] = out;
+    return { active, accepted, closed, rejected, queued, listeners, pooledPipes, threads };
+  }
+
+  /** rk_engine_close. */
+  close(): number {
+    return this.#sym.rk_engine_close(this.#h);
+  }
+
+  /** rk_engine_free. */
+  free(): number {
+    return this.#sym.rk_engine_free(this.#h);
+  }
+
+  /** rk_test_post: `threads` threads post `count` test events each. */
+  testPost(threads: number, count: number): number {
+    return this.#sym.rk_test_post(this.#h, threads, count);
+  }
+
+  // ---- listeners ---------------------------------------------------------
+
+  /** rk_listen with its options struct: a listener id or a negative code. */
+  listen(at: Endpoint, o: ListenOptions): number {
+    const [host, port] = hostPort(at);
+    const adopt = o.adoptFd !== undefined && o.adoptFd >= 0;
+    const flags = LISTEN_FLAGS.REUSEADDR | (o.reusePort ? LISTEN_FLAGS.REUSEPORT : 0) |
+      (o.hold ? LISTEN_FLAGS.HOLD : 0) | (adopt ? LISTEN_FLAGS.ADOPT : 0);
+    const opts = LISTEN_OPTS.encode({
+      backlog: o.backlog,
+      flags,
+      max_conns: o.maxConnections,
+      idle_timeout_ms: o.idleTimeout,
+      events: eventBits(o.events),
+      hooks: hookBits(o.hooks),
+      hold_timeout_ms: o.holdTimeout,
+      adopt_fd: adopt ? o.adoptFd! : -1,
+    });
+    return this.#sym.rk_listen(this.#h, cstr(host), port, opts);
+  }
+
+  /** The bound port, or a negative code. */
+  listenerPort(lid: number): number {
+    return this.#sym.rk_listener_port(this.#h, lid);
+  }
+
+  /** Make every accepted connection connect to `t`. */
+  listenerSetTarget(lid: number, t: ConnectTarget): number {
+    const [host, port] = hostPort(t.target);
+    return this.#sym.rk_listener_set_target(
+      this.#h,
+      lid,
+      cstr(host),
+      port,
+      familyCode(t.family),
+      t.connectTimeout,
+      cstr(t.bindAddress ?? ""),
+    );
+  }
+
+  /** Start accepting. */
+  listenerStart(lid: number): number {
+    return this.#sym.rk_listener_start(this.#h, lid);
+  }
+
+  /** Stop accepting and close the listening fd. */
+  listenerClose(lid: number): number {
+    return this.#sym.rk_listener_close(this.#h, lid);
+  }
+
+  /** Change which per-connection events are posted. */
+  listenerSetEvents(lid: number, events: ListenerEvents): number {
+    return this.#sym.rk_listener_set_events(this.#h, lid, eventBits(events));
+  }
+
+  /** Abort every connection of the listener. */
+  listenerAbort(lid: number): number {
+    return this.#sym.rk_listener_abort(this.#h, lid);
+  }
+
+  /** Open connections of the listener, or a negative code. */
+  listenerActive(lid: number): number {
+    return this.#sym.rk_listener_active(this.#h, lid);
+  }
+
+  // ---- connections ---------------------------------------------------------
+
+  /** rk_relay_fds with its options struct: a connection id or a negative code. */
+  relayFds(
+    fds: { ra: number; wa: number; rb: number; wb: number },
+    o: { keepFds: boolean; idleTimeout: number; hooks: HookedDirections },
+  ): number {
+    const opts = RELAY_OPTS.encode({
+      flags: (o.keepFds ? RELAY_FLAGS.KEEP_FDS : 0) | hookBits(o.hooks),
+      idle_timeout_ms: o.idleTimeout,
+    });
+    return this.#sym.rk_relay_fds(this.#h, fds.ra, fds.wa, fds.rb, fds.wb, opts);
+  }
+
+  /** Close a connection; -ENOENT if it ended already. */
+  connClose(id: number, mode: "graceful" | "abort"): number {
+    return this.#sym.rk_conn_close(this.#h, id, mode === "abort" ? 1 : 0);
+  }
+
+  /** Live stats of a connection, or undefined once it ended. */
+  connStats(id: number): ConnectionStats | undefined {
+    const out = new Float64Array(8);
+    if (this.#sym.rk_conn_stats(this.#h, id, out) < 0) return undefined;
+    const [ar = 0, aw = 0, br = 0, bw = 0, startedAt = 0, lastActivityAt = 0, s = 0] = out;
+    return {
+      aToB: { read: ar, written: aw },
+      bToA: { read: br, written: bw },
+      startedAt,
+      lastActivityAt,
+      state: s === STATE.CONNECTING
+        ? "connecting"
+        : s === STATE.RELAYING
+        ? "relaying"
+        : s === STATE.HELD
+        ? "held"
+        : "closing",
+    };
+  }
+
+  /** The peer address of side a, or undefined. */
+  connPeer(id: number): InetEndpoint | undefined {
+    const buf = new Uint8Array(64);
+    const n = this.#sym.rk_conn_peer(this.#h, id, buf, buf.length);
+    if (n <= 0) return undefined;
+    const text = decoder.decode(buf.subarray(0, n));
+    const colon = text.lastIndexOf(":");
+    return {
+      host: text.slice(0, colon).replace(/^\[|\]$/g, ""),
+      port: Number(text.slice(colon + 1)),
+    };
+  }
+
+  /** Start a nonblocking connect: a request id (its fd-connected event follows). */
+  connectFd(t: ConnectTarget): number {
+    const [host, port] = hostPort(t.target);
+    return this.#sym.rk_connect_fd(
+      this.#h,
+      cstr(host),
+      port,
+      familyCode(t.family),
+      t.connectTimeout,
+      cstr(t.bindAddress ?? ""),
+    );
+  }
+
+  // ---- hooks ---------------------------------------------------------------
+
+  /** The chunk a hook event announced, or undefined if the connection ended. */
+  hookTake(id: number, direction: "aToB" | "bToA", length: number): Uint8Array | undefined {
+    const d = direction === "aToB" ? 0 : 1;
+    let chunk = new Uint8Array(length);
+    const n = this.#sym.rk_hook_take(this.#h, id, d, chunk, chunk.length);
+    if (n < 0) return undefined;
+    if (n > chunk.length) {
+      chunk = new Uint8Array(n);
+      this.#sym.rk_hook_take(this.#h, id, d, chunk, n);
+    }
+    return chunk.subarray(0, n);
+  }
+
+  /** Hand a direction's chunk back (resumes it). */
+  hookResume(id: number, direction: "aToB" | "bToA", data: Uint8Array): number {
+    return this.#sym.rk_hook_resume(this.#h, id, direction === "aToB" ? 0 : 1, data, data.length);
+  }
+
+  // ---- held connections ----------------------------------------------------
+
+  /** Read up to `max` more bytes from a held client. */
+  holdRead(id: number, max: number): number {
+    return this.#sym.rk_hold_read(this.#h, id, Math.max(1, max));
+  }
+
+  /** Write bytes to a held client at once. */
+  holdWrite(id: number, data: Uint8Array): number {
+    return data.length > 0 ? this.#sym.rk_hold_write(this.#h, id, data, data.length) : 0;
+  }
+
+  /** The held bytes a hold event announced, or undefined if the connection ended. */
+  holdTake(id: number, length: number): Uint8Array | undefined {
+    let data = new Uint8Array(length);
+    if (length === 0) return data;
+    const n = this.#sym.rk_hold_take(this.#h, id, data, data.length);
+    if (n < 0) return undefined;
+    if (n > data.length) {
+      data = new Uint8Array(n);
+      this.#sym.rk_hold_take(this.#h, id, data, n);
+    }
+    return data.subarray(0, n);
+  }
+
+  /** rk_hold_decide with an rk_decision_t. */
+  holdDecide(id: number, d: NativeDecision): number {
+    const toA = d.toClient ?? EMPTY;
+    let host = "", bind = "", toB = EMPTY;
+    let fields: Parameters<typeof DECISION.encode>[0];
+    const none = { port: 0, family: 0, connect_timeout_ms: 0, consume: 0, flags: 0 };
+    if (d.action === "connect") {
+      let port;
+      [host, port] = hostPort(d.target);
+      bind = d.bindAddress ?? "";
+      toB = d.toTarget ?? EMPTY;
+      fields = {
+        action: DECIDE.CONNECT,
+        flags: d.retry ? DECISION_FLAGS.RETRY : 0,
+        port,
+        family: familyCode(d.family),
+        connect_timeout_ms: d.connectTimeout,
+        idle_timeout_ms: d.idleTimeout ?? -1,
+        consume: d.consume ?? 0,
+        offset: 0,
+        length: 0,
+      };
+    } else if (d.action === "file") {
+      host = d.path;
+      fields = {
+        ...none,
+        action: DECIDE.FILE,
+        idle_timeout_ms: -1,
+        offset: d.offset ?? 0,
+        length: d.length ?? -1,
+      };
+    } else {
+      fields = { ...none, action: DECIDE.CLOSE, idle_timeout_ms: -1, offset: 0, length: 0 };
+    }
+    return this.#sym.rk_hold_decide(
+      this.#h,
+      id,
+      cstr(host),
+      cstr(bind),
+      DECISION.encode(fields),
+      toB,
+      toB.length,
+      toA,
+      toA.length,
+    );
+  }
+
+  // ---- fd helpers (no engine) ----------------------------------------------
+
+  /** [read end, write end] of a new pipe, or a negative code. */
+  fdPipe(): [number, number] | number {
+    return this.#pair((out) => this.#sym.rk_fd_pipe(out));
+  }
+
+  /** Two connected Unix stream sockets, or a negative code. */
+  fdSocketPair(): [number, number] | number {
+    return this.#pair((out) => this.#sym.rk_fd_socketpair(out));
+  }
+
+  #pair(f: (out: Int32Array) => number): [number, number] | number {
+    const out = new Int32Array(2);
+    const r = f(out);
+    return r < 0 ? r : [out[0] ?? -1, out[1] ?? -1];
+  }
+
+  /** open(2) (close-on-exec): the fd or a negative code. */
+  fdOpen(path: string, flags: number, mode: number): number {
+    return this.#sym.rk_fd_open(cstr(path), flags, mode);
+  }
+
+  /** Write all of `data` (blocking). */
+  fdWrite(fd: number, data: Uint8Array): number {
+    return this.#sym.rk_fd_write(fd, data, data.length);
+  }
+
+  /** Read once into `buf` (blocking): the count, 0 at EOF. */
+  fdRead(fd: number, buf: Uint8Array): number {
+    return this.#sym.rk_fd_read(fd, buf, buf.length);
+  }
+
+  /** shutdown(SHUT_WR) for a socket, close otherwise. */
+  fdShutdownWrite(fd: number): number {
+    return this.#sym.rk_fd_shutdown_write(fd);
+  }
+
+  /** close(2). */
+  fdClose(fd: number): number {
+    return this.#sym.rk_fd_close(fd);
+  }
+}
