@@ -74,9 +74,11 @@ function makeDated(name: string, start: string, end: string): void {
 
 /** A self-signed certificate for localhost (OpenSSL 3 marks it CA:TRUE unless told). */
 function makeSelf(name: string, extra: string[]): void {
-  ssl(["req", "-x509", "-key", "leaf.key", "-out", `${name}.pem`, "-days", "2"]
-    .concat(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-    .concat(extra));
+  ssl(
+    ["req", "-x509", "-key", "leaf.key", "-out", `${name}.pem`, "-days", "2"]
+      .concat(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+      .concat(extra),
+  );
 }
 
 const pem = (name: string) => readFileSync(join(dir, `${name}.pem`), "utf8");
