@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import net from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,17 @@ import {
   type TunnelClientEvents,
   TunnelServer,
 } from "../mod.ts";
-import { connect, echoServer, ENGINES, nativeEngine, waitFor } from "./_helpers.ts";
+import { runtime } from "../src/runtime/detect.ts";
+import {
+  connect,
+  echoServer,
+  ENGINES,
+  nativeEngine,
+  server as tcpServer,
+  startCli,
+  stopChild,
+  waitFor,
+} from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-tls-verify-"));
 
@@ -280,6 +291,57 @@ describe("TLS certificate verification", () => {
         await client.close();
         await server.close();
         await echo.close();
+      }
+    });
+  }
+
+  // the command runs from the sources: Deno and Bun (Node runs the built package)
+  if (runtime.name !== "node") {
+    test("relaykit tunnel client logs why the certificate does not verify, and keeps trying", async () => {
+      const server = await TunnelServer.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        allow: [{ cidr: "127.0.0.0/8" }],
+        tls: { cert: pem("atest"), key: readFileSync(join(dir, "leaf.key"), "utf8") },
+      });
+      // in front of the server: counts the client's tries
+      let tries = 0;
+      const front = await tcpServer((s) => {
+        tries++;
+        const up = net.connect(server.address.port, "127.0.0.1");
+        up.on("error", () => s.destroy());
+        s.pipe(up).pipe(s);
+      });
+      const cli = startCli([
+        "tunnel",
+        "client",
+        "--link",
+        `localhost:${front.port}`,
+        "--tls-ca",
+        join(dir, "ca.pem"),
+        "--listen",
+        "127.0.0.1:0=127.0.0.1:1",
+        "--reconnect-max",
+        "200",
+      ]);
+      let exited = false;
+      cli.child.once("exit", () => exited = true);
+      const reason = failure(
+        front.port,
+        "name mismatch: certificate is for a.test, connected to localhost",
+      );
+      try {
+        // the first failure is logged with its reason (the next ones of
+        // the same cause are summed up later: the log is rate-limited)
+        await waitFor(() => cli.output.err.includes(reason) || exited, 10_000, "the logged reason");
+        assert.equal(exited, false, cli.output.err);
+        assert.match(cli.output.err, /warn relaykit: link to localhost:\d+ down: connect-failed/);
+        const seen = tries;
+        await waitFor(() => tries >= seen + 3 || exited, 10_000, "more tries");
+        assert.equal(exited, false, cli.output.err);
+      } finally {
+        await stopChild(cli.child);
+        await front.close();
+        await server.close();
       }
     });
   }
