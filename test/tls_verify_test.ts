@@ -100,6 +100,8 @@ interface Case {
   cert: string;
   /** The CA bundle the client is given. */
   ca: string;
+  /** The host connected to. @default "localhost" */
+  host?: string;
   /** Why it fails, or undefined: it verifies. */
   reason: string | undefined;
   /** Whether the runtime itself refuses it (so its error is the cause) on every runtime. */
@@ -144,6 +146,20 @@ const CASES: Case[] = [
     reason: "name mismatch: certificate is for a.test, connected to localhost",
   },
   {
+    title: "a leaf for 127.0.0.1 verifies when connected to by address",
+    cert: "good",
+    ca: "ca",
+    host: "127.0.0.1",
+    reason: undefined,
+  },
+  {
+    title: "a certificate without the address connected to: name mismatch",
+    cert: "atest",
+    ca: "ca",
+    host: "127.0.0.1",
+    reason: "name mismatch: certificate is for a.test, connected to 127.0.0.1",
+  },
+  {
     title: "an expired certificate: the date it expired",
     cert: "expired",
     ca: "ca",
@@ -174,9 +190,9 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The message of a connect to localhost:PORT that fails for `reason`. */
-function failure(port: number, reason: string): string {
-  return `Cannot connect to "localhost:${port}": the TLS peer's certificate does not verify: ${reason}`;
+/** The message of a connect to HOST:PORT that fails for `reason`. */
+function failure(port: number, reason: string, host = "localhost"): string {
+  return `Cannot connect to "${host}:${port}": the TLS peer's certificate does not verify: ${reason}`;
 }
 
 /** A TLS server with `cert` in front of an echo server. */
@@ -225,7 +241,7 @@ describe("TLS certificate verification", () => {
         const srv = await tlsServer(c.cert);
         const proxy = await TcpProxy.listen({
           listen: { host: "127.0.0.1", port: 0 },
-          target: { host: "localhost", port: srv.port },
+          target: { host: c.host ?? "localhost", port: srv.port },
           targetTls: { ca: pem(c.ca) },
           engine,
         });
@@ -240,7 +256,7 @@ describe("TLS certificate verification", () => {
             assert.equal(got, "", "nothing passes a certificate that does not verify");
             await waitFor(() => errors.length >= 1, 5000, "the error");
             assert.equal(errors[0]!.code, "CERT_UNTRUSTED");
-            assert.equal(errors[0]!.message, failure(srv.port, c.reason));
+            assert.equal(errors[0]!.message, failure(srv.port, c.reason, c.host));
           }
         } finally {
           await proxy.close();
@@ -257,7 +273,7 @@ describe("TLS certificate verification", () => {
         tls: { cert: pem(c.cert), key: readFileSync(join(dir, "leaf.key"), "utf8") },
       });
       const client = await TunnelClient.start({
-        link: { host: "localhost", port: server.address.port },
+        link: { host: c.host ?? "localhost", port: server.address.port },
         listeners: [{
           listen: { host: "127.0.0.1", port: 0 },
           to: { host: "127.0.0.1", port: echo.port },
@@ -279,7 +295,7 @@ describe("TLS certificate verification", () => {
           for (const d of downs.slice(0, 2)) {
             assert.equal(d.reason, "connect-failed");
             assert.equal(d.error?.code, "CERT_UNTRUSTED");
-            assert.equal(d.error?.message, failure(server.address.port, c.reason));
+            assert.equal(d.error?.message, failure(server.address.port, c.reason, c.host));
             if (c.runtimeRefuses) {
               assert.ok(d.error?.cause instanceof Error, "the runtime's own error is the cause");
             }
