@@ -20,6 +20,7 @@ import {
   TunnelServer,
 } from "../mod.ts";
 import { runtime } from "../src/runtime/detect.ts";
+import { certificateReason, faultOf } from "../src/runtime/tls_verify.ts";
 import {
   connect,
   echoServer,
@@ -232,6 +233,35 @@ describe("TLS certificate verification", () => {
     assert.equal(new X509Certificate(pem("selfleaf")).ca, false);
     assert.equal(new X509Certificate(pem("good")).ca, false);
     assert.match(new X509Certificate(pem("expired")).validTo, /2020/);
+  });
+
+  test("without the certificate (Deno could not read it), the runtime's kind of fault is named", () => {
+    // what rustls (Deno) and OpenSSL (Bun, Node) say, as they say it
+    const said: [string, string][] = [
+      ["invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))", "ca-as-leaf"],
+      ['invalid peer certificate: certificate not valid for name "localhost"', "name"],
+      ["invalid peer certificate: certificate expired: verification time 1", "expired"],
+      ["invalid peer certificate: certificate not valid yet: verification time 1", "not-yet-valid"],
+      ["invalid peer certificate: UnknownIssuer", "untrusted"],
+      ["DEPTH_ZERO_SELF_SIGNED_CERT", "untrusted"],
+      ["SELF_SIGNED_CERT_IN_CHAIN", "untrusted"],
+      ["UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "untrusted"],
+      ["CERT_HAS_EXPIRED", "expired"],
+      ["CERT_NOT_YET_VALID", "not-yet-valid"],
+      ["ERR_TLS_CERT_ALTNAME_INVALID", "name"],
+      ["CERT_SIGNATURE_FAILURE", "other"],
+    ];
+    assert.deepEqual(said.map(([s]) => [s, faultOf(s)]), said);
+    const reason = (s: string) => certificateReason(undefined, "localhost", "x", s);
+    assert.equal(
+      reason("invalid peer certificate: UnknownIssuer"),
+      "unknown CA: the certificate is not issued by the CAs given",
+    );
+    assert.equal(
+      reason('invalid peer certificate: certificate not valid for name "localhost"'),
+      "name mismatch: the certificate is not for localhost",
+    );
+    assert.equal(reason("CERT_SIGNATURE_FAILURE"), "CERT_SIGNATURE_FAILURE");
   });
 
   for (const c of CASES) {
