@@ -263,7 +263,8 @@ export function withDenoTls(base: Net): Net {
             // give it) to say why, in the words of every runtime
             const said = (err as Error).message;
             if (!/certificate/i.test(said)) throw err;
-            const left = deadline > 0 ? deadline - Date.now() : PROBE_MS;
+            // (done before the connect's deadline, so the reason is not lost to it)
+            const left = deadline > 0 ? deadline - Date.now() - 100 : PROBE_MS;
             const peer = await fetchPeerCertificate(
               to.host,
               to.port,
