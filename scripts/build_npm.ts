@@ -147,6 +147,7 @@ if (process.argv.includes("--tests")) {
     "test/balance_test.ts",
     "test/socks_test.ts",
     "test/hostile_results_test.ts",
+    "test/tls_verify_test.ts",
   ]);
   console.log(`compiled the engine-parameterised tests into ${join(work, "node-test")}`);
 }

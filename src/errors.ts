@@ -148,13 +148,22 @@ export function normalizeCode(code: string | undefined): string {
   }
 }
 
-/** "what: text" for a code, as the native engine words it. */
+/**
+ * "what: text" for a code, as the native engine words it; "what: text:
+ * detail" with a detail (why a certificate does not verify, say).
+ */
 export function errorFor(
   what: string,
   code: string,
-  options: { cause?: unknown; connectionId?: number } = {},
+  options: { cause?: unknown; connectionId?: number; detail?: string | undefined } = {},
 ): RelaykitError {
-  return new RelaykitError(`${what}: ${ERROR_TEXT[code] ?? code}`, code, options);
+  const text = ERROR_TEXT[code] ?? code;
+  const { detail, ...rest } = options;
+  return new RelaykitError(
+    detail === undefined ? `${what}: ${text}` : `${what}: ${text}: ${detail}`,
+    code,
+    rest,
+  );
 }
 
 /** The longest string quoted in full by {@link describeValue}. */

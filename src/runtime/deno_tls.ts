@@ -11,13 +11,22 @@
 import { errorFor } from "../errors.ts";
 import { connectFailure, type Endpoint, formatEndpoint } from "../forward/types.ts";
 import { codeOf } from "./node_net.ts";
+import {
+  certificateError,
+  certificateReason,
+  fetchPeerCertificate,
+  reasonOf,
+} from "./tls_verify.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
-/** Bytes a connection queues before write() says "wait for drain". */
 /** accept(2) errors that last until resources free up. */
 const OUT_OF_RESOURCES = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
 
+/** Bytes a connection queues before write() says "wait for drain". */
 const HIGH_WATER = 64 * 1024;
+
+/** How long reading a certificate that did not verify (to say why) may take. */
+const PROBE_MS = 2000;
 
 class DenoTlsConn implements NetConn {
   readonly remote: { host: string; port: number } | undefined;
@@ -259,11 +268,19 @@ export function withDenoTls(base: Net): Net {
             await c.handshake();
           } catch (err) {
             c.close();
-            // a certificate that does not verify: one code, like node:tls's
-            if (/certificate/i.test((err as Error).message)) {
-              throw Object.assign(err as Error, { code: "CERT_UNTRUSTED" });
-            }
-            throw err;
+            // a certificate that does not verify: read it (rustls does not
+            // give it) to say why, in the words of every runtime
+            const said = (err as Error).message;
+            if (!/certificate/i.test(said)) throw err;
+            // (done before the connect's deadline, so the reason is not lost to it)
+            const left = deadline > 0 ? deadline - Date.now() - 100 : PROBE_MS;
+            const peer = await fetchPeerCertificate(
+              to.host,
+              to.port,
+              to.host,
+              Math.min(left, PROBE_MS),
+            );
+            throw certificateError(certificateReason(peer, to.host, tls.ca, said), err);
           }
           return c;
         })();
@@ -271,6 +288,14 @@ export function withDenoTls(base: Net): Net {
           return new DenoTlsConn(await Promise.race([attempt, timeout]));
         } catch (err) {
           attempt.then((c) => c.close(), () => {}); // one that comes after a timeout
+          const detail = reasonOf(err);
+          if (detail !== undefined) {
+            // the runtime's own error is the cause
+            throw errorFor(connectFailure(to), "CERT_UNTRUSTED", {
+              cause: (err as Error).cause,
+              detail,
+            });
+          }
           throw errorFor(connectFailure(to), codeOf(err), { cause: err });
         } finally {
           if (timer !== undefined) clearTimeout(timer);

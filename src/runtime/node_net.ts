@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import net from "node:net";
@@ -17,6 +18,7 @@ import {
   formatEndpoint,
 } from "../forward/types.ts";
 import { FdWatch } from "./fd_watch.ts";
+import { certificateError, certificateReason, extraFault, reasonOf } from "./tls_verify.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
 
 /** The engine-wide code of a runtime socket error. */
@@ -140,20 +142,63 @@ export async function connectEach(
       return await once(host);
     } catch (err) {
       last = err;
+      // the server answered with a certificate that does not verify: no
+      // other address of the name is tried (as curl does)
+      if (reasonOf(err) !== undefined) break;
     }
   }
-  throw errorFor(what, codeOf(last), { cause: last });
+  // a certificate that does not verify: its reason, the runtime's error as the cause
+  const detail = reasonOf(last);
+  const cause = detail === undefined ? last : (last as Error).cause;
+  throw errorFor(what, codeOf(last), { cause, detail });
+}
+
+/** TLS for one connect: node:tls's options, and what to verify. */
+interface Secure {
+  options: tls.ConnectionOptions;
+  /** Verify the certificate, for this name (the server name or host). */
+  verify: { name: string; ca: string | undefined } | undefined;
+}
+
+/**
+ * Why the peer's certificate does not pass (see tls_verify.ts: OpenSSL's
+ * verdict, then what webpki refuses beyond it), or undefined when it does.
+ */
+function peerFault(s: tls.TLSSocket, name: string, ca: string | undefined): Error | undefined {
+  let peer: X509Certificate | undefined;
+  try {
+    peer = s.getPeerX509Certificate();
+  } catch { /* none: said below */ }
+  if (!s.authorized) {
+    const said = String(s.authorizationError ?? "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
+    // the runtime's own verdict, as its error would have carried it
+    const cause = Object.assign(new Error(said), { code: said });
+    return certificateError(certificateReason(peer, name, ca, said), cause);
+  }
+  if (peer === undefined) return certificateError("the TLS peer sent no certificate", undefined);
+  const extra = extraFault(peer, name);
+  if (extra === undefined) return undefined;
+  return certificateError(certificateReason(peer, name, ca, extra, extra), undefined);
 }
 
 function connectOnce(
   opts: net.NetConnectOpts,
   deadline: number,
-  secure?: tls.ConnectionOptions,
+  secure?: Secure,
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    // TLS: the socket is ready once the handshake is done
+    // TLS: the socket is ready once the handshake is done; a certificate
+    // is judged here (one policy on every runtime), not by node:tls
     const s = secure === undefined ? net.connect({ ...opts, allowHalfOpen: true }) : tls.connect(
-      { ...opts, ...secure, allowHalfOpen: true } as unknown as tls.ConnectionOptions,
+      {
+        ...opts,
+        ...secure.options,
+        ...(secure.verify === undefined ? {} : {
+          rejectUnauthorized: false,
+          checkServerIdentity: () => undefined,
+        }),
+        allowHalfOpen: true,
+      } as unknown as tls.ConnectionOptions,
     );
     let timer: ReturnType<typeof setTimeout> | undefined;
     const fail = (code: string) => {
@@ -167,6 +212,13 @@ function connectOnce(
     s.once("error", (e) => fail(codeOf(e)));
     s.once(secure === undefined ? "connect" : "secureConnect", () => {
       if (timer !== undefined) clearTimeout(timer);
+      const v = secure?.verify;
+      const fault = v === undefined ? undefined : peerFault(s as tls.TLSSocket, v.name, v.ca);
+      if (fault !== undefined) {
+        s.destroy();
+        reject(fault);
+        return;
+      }
       s.removeAllListeners("error");
       resolve(s);
     });
@@ -252,10 +304,16 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
         if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
         const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
         if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
-        const secure = options.tls === undefined ? undefined : {
-          ...options.tls,
-          // verify against the name asked for, not the address it resolved to
-          servername: options.tls.servername ?? (isIP(to.host) ? undefined : to.host),
+        const t = options.tls;
+        const secure: Secure | undefined = t === undefined ? undefined : {
+          options: {
+            ...t,
+            // verify against the name asked for, not the address it resolved to
+            servername: t.servername ?? (isIP(to.host) ? undefined : to.host),
+          },
+          verify: t.rejectUnauthorized === false
+            ? undefined
+            : { name: t.servername ?? to.host, ca: t.ca },
         };
         return new NodeConn(await connectOnce(opts, deadline, secure));
       });

@@ -88,7 +88,12 @@ export interface TunnelClientOptions {
 export interface TunnelClientEvents {
   /** The link is up. */
   up: { remote: string; version: number };
-  /** The link is down (or could not be made); the next try is in `retryInMs`. */
+  /**
+   * The link is down (or could not be made); the next try is in `retryInMs`.
+   * A TLS certificate that does not verify is one of these ("connect-failed",
+   * code CERT_UNTRUSTED, the reason in the message): the server's certificate
+   * may be replaced, so the client keeps trying.
+   */
   down: {
     reason: LinkCloseReason | "connect-failed";
     error: RelaykitError | undefined;
