@@ -38,6 +38,7 @@ import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
 import { escapeLogText, jsonLogLine, logErr, logOut } from "./log.ts";
 import { tunnelCommand } from "./tunnel/cli.ts";
+import { type AdminPlan, planAdmin, serveRunAdmin } from "./admin/serve.ts";
 
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -358,6 +359,7 @@ async function runCommand(args: string[]): Promise<void> {
     "--pid",
     "--log-level",
     "--log-file",
+    "--admin",
   ], ["--quiet"]);
   const engine = p.flags.get("--engine") ?? "auto";
   if (engine !== "auto" && engine !== "native" && engine !== "stream") {
@@ -383,8 +385,10 @@ async function runCommand(args: string[]): Promise<void> {
     else console.error(text);
   };
   // everything is checked before anything starts, also for the supervisor
+  let admin: AdminPlan | undefined;
   try {
     const config = loadConfig(file);
+    admin = adminPlan(config, file, p.flags.get("--admin"));
     if (workers !== undefined && workers > 1 && worker === undefined) {
       await loadModules(config, file, 0); // a worker would only die of it, again and again
     }
@@ -429,8 +433,8 @@ async function runCommand(args: string[]): Promise<void> {
   const runner = new Runner(file, {
     engine,
     nativeEngine,
-    // with workers, the first one serves the metrics
-    metrics: worker === undefined || worker === "0",
+    // with workers, the first one serves the metrics; the admin listener may serve them
+    metrics: (worker === undefined || worker === "0") && admin?.sharesMetrics !== true,
     log,
     access: (rec) => accessOut?.(jsonLogLine(rec)),
   });
@@ -440,10 +444,18 @@ async function runCommand(args: string[]): Promise<void> {
     if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
     throw err;
   }
+  const adminServer = admin === undefined ? undefined : await serveRunAdmin(runner, admin, {
+    file,
+    engine: nativeEngine !== undefined ? "native" : "stream",
+    engineReason: nativeEngine !== undefined ? undefined : `--engine ${engine}`,
+    log,
+    access: (rec) => accessOut?.(jsonLogLine(rec)),
+  });
   let stopping = false;
   const stop = (sig: string, ms: number) => {
     if (stopping) process.exit(130);
     stopping = true;
+    adminServer?.close();
     if (!quiet) logOut(`${tag}: ${sig}: stopping`);
     // the signal listeners keep the process alive: exit once the output
     // has had a moment to drain (Bun drops what is still buffered at exit)
@@ -459,6 +471,15 @@ async function runCommand(args: string[]): Promise<void> {
   });
   await new Promise((r) => setTimeout(r, 0)); // handlers are in before the line below
   if (!quiet) logOut(`${tag}: running ${file} (${runner.listeners.size} listeners)`);
+}
+
+/** The admin endpoint of a run; its mistakes are usage errors. */
+function adminPlan(...args: Parameters<typeof planAdmin>): AdminPlan | undefined {
+  try {
+    return planAdmin(...args);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** "10.0.0.0/8:80,*.example.com:443,[::1]/128" -> access rules. */

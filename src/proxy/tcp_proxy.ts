@@ -20,7 +20,7 @@ import type {
 import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import type { DataHook, DataHooks, HookContext } from "../forward/hooks.ts";
-import { Backend, type BackendOptions } from "./balance.ts";
+import { Backend, type BackendOptions, type Server } from "./balance.ts";
 import { type AcceptProxyOptions, checkFrontOptions, Front, type RouteFunction } from "./front.ts";
 import type { SendProxyOptions } from "../types.ts";
 
@@ -432,6 +432,16 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** Live counters of connection `id`, or undefined once it ended. */
   stats(id: number): ConnectionStats | undefined {
     return this.#handle.connectionStats(id);
+  }
+
+  /** The backend server open connection `id` went to, if it has one. */
+  serverOf(id: number): Server | undefined {
+    return this.#front?.serverOf(id);
+  }
+
+  /** Who open connection `id` really is, once its PROXY header was handled. */
+  originalOf(id: number): OriginalInfo | undefined {
+    return this.#front?.original(id);
   }
 
   /** Close one connection: "graceful" flushes then sends FIN; "abort" resets. */

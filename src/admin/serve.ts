@@ -1,0 +1,98 @@
+/**
+ * Starting the admin endpoint of `relaykit run`: from the config's `admin:`
+ * section and the `--admin HOST:PORT` flag (which sets or overrides where
+ * it listens; its token then comes from the section or RELAYKIT_ADMIN_TOKEN).
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import process from "node:process";
+import type { Config } from "../config/config.ts";
+import type { AccessRecord, EventRecord, LogLevel, Runner } from "../config/run.ts";
+import { type Endpoint, formatEndpoint } from "../forward/types.ts";
+import { parseEndpoint } from "../proxy/address.ts";
+import { type AdminToken, readTokens, startAdmin } from "./api.ts";
+import type { HttpServer } from "./http.ts";
+import { LocalSource } from "./local.ts";
+
+/** The environment variable that holds the token when only --admin is given. */
+export const TOKEN_ENV = "RELAYKIT_ADMIN_TOKEN";
+
+/** Where and how the admin endpoint of a run is served, or undefined when it is not. */
+export interface AdminPlan {
+  listen: Endpoint;
+  tokens: AdminToken[];
+  readOpen: boolean;
+  /** The metrics endpoint is on the same address: the admin listener serves it. */
+  sharesMetrics: boolean;
+}
+
+/**
+ * Work out the admin endpoint of a run.
+ *
+ * @throws {Error} for a bad --admin, an unreadable token file, or no token at all.
+ */
+export function planAdmin(
+  config: Config,
+  file: string,
+  flag: string | undefined,
+): AdminPlan | undefined {
+  const a = config.admin;
+  if (a === undefined && flag === undefined) return undefined;
+  let listen = a?.listen;
+  if (flag !== undefined) {
+    // ":PORT" is loopback here, not every interface
+    listen = parseEndpoint(flag.startsWith(":") ? `127.0.0.1${flag}` : flag, "--admin");
+  }
+  const tokens = readTokens(a?.token, dirname(resolve(file)));
+  const env = process.env[TOKEN_ENV];
+  if (tokens.length === 0 && env !== undefined && env !== "") {
+    tokens.push({ name: "admin", token: env });
+  }
+  const readOpen = a?.readOpen ?? false;
+  if (tokens.length === 0 && !readOpen) {
+    throw new Error(
+      `the admin endpoint needs a token: admin.token or admin.token_file in the config, or ${TOKEN_ENV}`,
+    );
+  }
+  const m = config.metrics;
+  const sharesMetrics = m !== undefined && listen !== undefined && "host" in listen &&
+    m.host === listen.host && m.port === listen.port && m.port !== 0;
+  return { listen: listen!, tokens, readOpen, sharesMetrics };
+}
+
+/** Serve the admin endpoint of one process running `runner`. */
+export async function serveRunAdmin(
+  runner: Runner,
+  plan: AdminPlan,
+  o: {
+    file: string;
+    engine: string;
+    engineReason: string | undefined;
+    log(level: LogLevel, line: string): void;
+    access(record: AccessRecord | EventRecord): void;
+  },
+): Promise<HttpServer> {
+  const source = new LocalSource(runner, {
+    config: o.file,
+    engine: o.engine,
+    engineReason: o.engineReason,
+    log: o.log,
+    access: o.access,
+    metrics: plan.sharesMetrics,
+  });
+  const server = await startAdmin(source, {
+    listen: plan.listen,
+    tokens: plan.tokens,
+    readOpen: plan.readOpen,
+    metrics: plan.sharesMetrics,
+    log: o.log,
+  });
+  o.log(
+    "info",
+    `admin on ${
+      "path" in server.address ? server.address.path : `http://${formatEndpoint(server.address)}/`
+    }${plan.sharesMetrics ? " (and /metrics)" : ""}`,
+  );
+  return server;
+}

@@ -1,0 +1,401 @@
+// deno-lint-ignore-file no-explicit-any -- JSON answers of the API under test
+/**
+ * The admin endpoint of `relaykit run`: every read route, the token rules
+ * (401 for a wrong one, logged; reads open only with read_open; no action
+ * over GET), and the actions end to end on both engines: drain stops new
+ * connections while an open one finishes, maint pauses health checks,
+ * ready, weight, close a connection, reload, disable and enable a listener.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "./_test.ts";
+import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
+import { connect, ENGINES, freePort, server, startCli, stopChild, waitFor } from "./_helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "relaykit-admin-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const TOKEN = "t0ken-for-tests";
+
+/** A server that greets with its name, then echoes. */
+function greeter(name: string) {
+  return server((s: net.Socket) => {
+    s.write(`${name}\n`);
+    s.on("data", (d: Uint8Array) => s.write(d));
+    s.on("end", () => s.end());
+  });
+}
+
+async function greeting(port: number): Promise<{ name: string; s: net.Socket }> {
+  const s = await connect(port);
+  s.on("error", () => {});
+  const name = await new Promise<string>((r, j) => {
+    s.once("data", (d) => r(String(d).trim()));
+    s.once("close", () => j(new Error("closed before a greeting")));
+  });
+  return { name, s };
+}
+
+/** Send `text` and read it echoed back. */
+async function echo(s: net.Socket, text: string): Promise<string> {
+  s.write(text);
+  return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+}
+
+interface Run {
+  cli: ReturnType<typeof startCli>;
+  port: number;
+  adminPort: number;
+  file: string;
+  accessLog: string;
+  get(path: string, token?: string | null): Promise<{ status: number; body: any }>;
+  post(path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+}
+
+async function call(
+  adminPort: number,
+  method: string,
+  path: string,
+  body: unknown,
+  token: string | null | undefined,
+): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.Authorization = `Bearer ${token ?? TOKEN}`;
+  const init: RequestInit = { method, headers };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    headers["Content-Type"] = "application/json";
+  }
+  const r = await fetch(`http://127.0.0.1:${adminPort}${path}`, init);
+  const text = await r.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch { /* not JSON */ }
+  return { status: r.status, body: parsed };
+}
+
+async function startRun(
+  name: string,
+  config: (port: number, adminPort: number) => string,
+  args: string[] = [],
+): Promise<Run> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(dir, `${name}.yaml`);
+  const accessLog = join(dir, `${name}.access.log`);
+  writeFileSync(file, config(port, adminPort));
+  writeFileSync(accessLog, "");
+  const cli = startCli(["run", file, "--access-log", accessLog, ...args]);
+  await cli.line;
+  return {
+    cli,
+    port,
+    adminPort,
+    file,
+    accessLog,
+    get: (path, token) => call(adminPort, "GET", path, undefined, token),
+    post: (path, body, token) => call(adminPort, "POST", path, body, token),
+  };
+}
+
+function issuesOf(text: string): string[] {
+  try {
+    parseConfig(text, "relaykit.yaml");
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.issues.map(formatIssue);
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("admin config", () => {
+  test("the admin section: loopback by default, a token required unless read_open", () => {
+    const base = "listeners:\n  - { name: l, port: 1, backend: b }\n" +
+      "backends:\n  - { name: b, host: 127.0.0.1, port: 2 }\n";
+    const c = parseConfig(base + "admin: { port: 9901, token: x }\n", "r.yaml");
+    assert.deepEqual(c.admin, {
+      listen: { host: "127.0.0.1", port: 9901 },
+      token: { value: "x" },
+      readOpen: false,
+    });
+    const open = parseConfig(base + "admin: { path: /tmp/a.sock, read_open: true }\n", "r.yaml");
+    assert.deepEqual(open.admin, {
+      listen: { path: "/tmp/a.sock" },
+      token: undefined,
+      readOpen: true,
+    });
+    assert.deepEqual(issuesOf(base + "admin: { port: 9901 }\n"), [
+      "relaykit.yaml:5:8: admin: needs token or token_file (or read_open: true for a read-only endpoint)",
+    ]);
+    assert.deepEqual(issuesOf(base + "admin: { port: 9901, token: a, token_file: b, tokn: c }\n"), [
+      "relaykit.yaml:5:8: admin: give either token or token_file, not both",
+      `relaykit.yaml:5:47: admin.tokn: unknown key (did you mean "token"?); known: address, port, path, token, token_file, read_open`,
+    ]);
+  });
+});
+
+describe("admin API routes", () => {
+  test("every read route, tokens, 401 logged, 405 for an action over GET, shared /metrics", async () => {
+    const [a, b] = [await greeter("a"), await greeter("b")];
+    writeFileSync(join(dir, "tokens"), `# operators\nops:${TOKEN}\nviewer:v1ew\n`);
+    const run = await startRun("routes", (port, adminPort) =>
+      `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${b.port}, name: b }
+admin: { port: ${adminPort}, token_file: ./tokens }
+metrics: { address: 127.0.0.1, port: ${adminPort} }
+`);
+    const open: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) open.push((await greeting(run.port)).s);
+      await echo(open[0]!, "hello");
+      const proc = await run.get("/api/v1/process");
+      assert.equal(proc.status, 200);
+      assert.equal(proc.body.workers, 1);
+      assert.ok(proc.body.fds > 0 && proc.body.rss_bytes > 0 && proc.body.pid > 0);
+      assert.match(proc.body.version, /^\d+\.\d+\.\d+/);
+      const ls = (await run.get("/api/v1/listeners")).body;
+      assert.equal(ls.length, 1);
+      assert.equal(ls[0].name, "web");
+      assert.equal(ls[0].address, `127.0.0.1:${run.port}`);
+      assert.equal(ls[0].state, "enabled");
+      assert.equal(ls[0].current, 3);
+      assert.equal(ls[0].opened, 3);
+      assert.equal(ls[0].bytes_in, 5, "bytes of open connections count");
+      const bs = (await run.get("/api/v1/backends")).body;
+      assert.deepEqual(bs.map((x: any) => [x.name, x.current, x.servers.length]), [["app", 3, 2]]);
+      const servers = (await run.get("/api/v1/servers")).body;
+      assert.deepEqual(
+        servers.map((s: any) => [s.backend, s.name, s.state, s.weight]),
+        [["app", "a", "up", 1], ["app", "b", "up", 1]],
+      );
+      assert.equal(servers[0].current + servers[1].current, 3);
+      const conns = (await run.get("/api/v1/connections")).body;
+      assert.equal(conns.total, 3);
+      const c0 = conns.connections[0];
+      assert.equal(c0.listener, "web");
+      assert.match(c0.client, /^127\.0\.0\.1:\d+$/);
+      assert.match(c0.server, /^app\/[ab]$/);
+      assert.equal(c0.route, "app");
+      assert.ok(c0.age_ms >= 0 && c0.engine.length > 0);
+      const page = (await run.get("/api/v1/connections?offset=1&limit=1")).body;
+      assert.equal(page.total, 3);
+      assert.equal(page.connections.length, 1);
+      assert.equal(page.connections[0].id, conns.connections[1].id);
+      const toA = (await run.get("/api/v1/connections?server=app/a")).body;
+      assert.ok(toA.connections.every((c: any) => c.server === "app/a"));
+      assert.equal((await run.get("/api/v1/connections?listener=nope")).body.total, 0);
+      const stats = (await run.get("/api/v1/stats")).body;
+      assert.deepEqual(Object.keys(stats).sort(), ["backends", "listeners", "process", "time"]);
+      // tokens
+      assert.equal((await run.get("/api/v1/listeners", null)).status, 401);
+      assert.equal((await run.get("/api/v1/listeners", "wrong")).status, 401);
+      assert.equal((await run.get("/api/v1/listeners", "v1ew")).status, 200);
+      await waitFor(() => /admin: 401 .* wrong token/.test(run.cli.output.err), 5000, "the log");
+      assert.equal((await run.post("/api/v1/reload", undefined, "wrong")).status, 401);
+      // no action over GET; unknown routes
+      const viaGet = await run.get("/api/v1/servers/app/a/state?state=drain");
+      assert.equal(viaGet.status, 405);
+      assert.equal((await run.get("/api/v1/servers")).body[0].state, "up", "GET changed nothing");
+      assert.equal((await run.get("/api/v1/nope")).status, 404);
+      assert.equal(
+        (await run.post("/api/v1/servers/app/zz/state", { state: "drain" })).status,
+        404,
+      );
+      assert.equal((await run.post("/api/v1/servers/app/a/state", { state: "off" })).status, 400);
+      assert.equal((await run.post("/api/v1/servers/app/a/weight", { weight: 999 })).status, 400);
+      // the page and the metrics share the listener
+      const html = await fetch(`http://127.0.0.1:${run.adminPort}/`);
+      assert.equal(html.status, 200);
+      assert.match(await html.text(), /<title>relaykit/);
+      const metrics = await (await fetch(`http://127.0.0.1:${run.adminPort}/metrics`)).text();
+      assert.match(metrics, /relaykit_listener_connections_active\{listener="web"\} 3/);
+    } finally {
+      for (const s of open) s.destroy();
+      run.cli.child.kill("SIGKILL");
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("read_open: reads without a token, actions still refused", async () => {
+    const a = await greeter("a");
+    const run = await startRun("open", (port, adminPort) =>
+      `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - { name: app, host: 127.0.0.1, port: ${a.port} }
+admin: { port: ${adminPort}, token: ${TOKEN}, read_open: true }
+`);
+    try {
+      assert.equal((await run.get("/api/v1/listeners", null)).status, 200);
+      assert.equal((await run.post("/api/v1/reload", undefined, null)).status, 401);
+      assert.equal((await run.post("/api/v1/reload")).status, 200);
+    } finally {
+      run.cli.child.kill("SIGKILL");
+      await a.close();
+    }
+  });
+});
+
+for (const engine of ENGINES) {
+  describe(`admin actions (${engine} engine)`, () => {
+    test("drain, maint, ready and weight; close a connection; all in the access log", async () => {
+      const [a, b] = [await greeter("a"), await greeter("b")];
+      const run = await startRun(`actions-${engine}`, (port, adminPort) =>
+        `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${b.port}, name: b }
+    health_check: { interval: 50, timeout: 500, rise: 1, fall: 1 }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`, ["--engine", engine]);
+      const held: net.Socket[] = [];
+      try {
+        // one connection to a stays open through the drain
+        let onA: net.Socket | undefined;
+        for (let i = 0; i < 2; i++) {
+          const g = await greeting(run.port);
+          held.push(g.s);
+          if (g.name === "a") onA = g.s;
+        }
+        assert.ok(onA !== undefined, "roundrobin sent one to a");
+        const drain = await run.post("/api/v1/servers/app/a/state", { state: "drain" });
+        assert.deepEqual(drain.body, { ok: true, message: 'server "app/a": state drain' });
+        for (let i = 0; i < 4; i++) {
+          const g = await greeting(run.port);
+          assert.equal(g.name, "b", "a draining takes no new connection");
+          g.s.destroy();
+        }
+        assert.equal(await echo(onA, "still"), "still", "the open one goes on");
+        let a1 = (await run.get("/api/v1/servers")).body[0];
+        assert.deepEqual([a1.name, a1.state, a1.admin, a1.current], ["a", "drain", "drain", 1]);
+        onA.end();
+        await waitFor(() => a.sockets.size === 0, 5000, "a's connection to finish");
+        // maint: health checks of a stop
+        const checkedBefore = (await run.get("/api/v1/servers")).body[0].health;
+        assert.equal(checkedBefore.ok, true);
+        assert.equal(
+          (await run.post("/api/v1/servers/app/a/state", { state: "maint" })).status,
+          200,
+        );
+        await new Promise((r) => setTimeout(r, 150)); // a check in flight may finish
+        const frozen = (await run.get("/api/v1/servers")).body[0].health.at;
+        await new Promise((r) => setTimeout(r, 400)); // eight intervals
+        a1 = (await run.get("/api/v1/servers")).body[0];
+        assert.equal(a1.state, "maint");
+        assert.equal(a1.health.at, frozen, "no health check ran in maint");
+        assert.equal((await greeting(run.port)).name, "b");
+        // ready: a takes connections again, and is checked again
+        assert.equal((await run.post("/api/v1/servers/app/a/state?state=ready")).status, 200);
+        const names = new Set<string>();
+        for (let i = 0; i < 4; i++) {
+          const g = await greeting(run.port);
+          names.add(g.name);
+          g.s.destroy();
+        }
+        assert.deepEqual([...names].sort(), ["a", "b"]);
+        // weight 0 on b: everything to a
+        assert.equal((await run.post("/api/v1/servers/app/b/weight", { weight: 0 })).status, 200);
+        for (let i = 0; i < 3; i++) {
+          const g = await greeting(run.port);
+          assert.equal(g.name, "a");
+          g.s.destroy();
+        }
+        assert.equal((await run.get("/api/v1/servers")).body[1].weight, 0);
+        // close a connection
+        const victim = await greeting(run.port);
+        const gone = new Promise((r) => victim.s.once("close", r));
+        const list = (await run.get(`/api/v1/connections?server=app/a`)).body.connections;
+        const mine = list.find((c: any) =>
+          c.client === `${victim.s.localAddress}:${victim.s.localPort}`
+        );
+        assert.ok(mine !== undefined, "the connection is listed");
+        const closed = await run.post(`/api/v1/connections/${mine.id}/close`);
+        assert.equal(closed.status, 200);
+        await gone;
+        assert.equal((await run.post(`/api/v1/connections/${mine.id}/close`)).status, 404);
+        // who did what
+        await waitFor(
+          () => /"action":"close-connection"/.test(readFileSync(run.accessLog, "utf8")),
+          5000,
+          "the access log",
+        );
+        const events = readFileSync(run.accessLog, "utf8").split("\n").filter((l) =>
+          l.includes('"event":"admin"')
+        ).map((l) => JSON.parse(l));
+        assert.deepEqual(events.map((e) => [e.action, e.target, e.value, e.by]), [
+          ["server-state", "app/a", "drain", "admin"],
+          ["server-state", "app/a", "maint", "admin"],
+          ["server-state", "app/a", "ready", "admin"],
+          ["server-weight", "app/b", 0, "admin"],
+          ["close-connection", `web#${mine.id}`, undefined, "admin"],
+        ]);
+        assert.match(
+          run.cli.output.err,
+          /admin: server "app\/a": state drain \(by "admin" from 127\.0\.0\.1:\d+\)/,
+        );
+      } finally {
+        for (const s of held) s.destroy();
+        run.cli.child.kill("SIGKILL");
+        await a.close();
+        await b.close();
+      }
+    });
+
+    test("reload with its result; disable and enable a listener", async () => {
+      const a = await greeter("a");
+      const body = (port: number, adminPort: number, name: string) =>
+        `listeners:
+  - { name: ${name}, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - { name: app, host: 127.0.0.1, port: ${a.port} }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`;
+      const run = await startRun(`reload-${engine}`, (p, ap) => body(p, ap, "web"), [
+        "--engine",
+        engine,
+      ]);
+      try {
+        const open = await greeting(run.port);
+        assert.equal((await run.post("/api/v1/listeners/web/disable")).status, 200);
+        await assert.rejects(connect(run.port), "a disabled listener refuses");
+        assert.equal(await echo(open.s, "on"), "on", "its open connection goes on");
+        assert.equal((await run.get("/api/v1/listeners")).body[0].state, "disabled");
+        assert.equal((await run.post("/api/v1/listeners/web/enable")).status, 200);
+        const again = await greeting(run.port);
+        assert.equal(again.name, "a");
+        again.s.destroy();
+        open.s.destroy();
+        assert.equal((await run.post("/api/v1/listeners/nope/enable")).status, 404);
+        // reload: applied, then refused with the reason
+        writeFileSync(run.file, body(run.port, run.adminPort, "web2"));
+        const ok = await run.post("/api/v1/reload");
+        assert.equal(ok.status, 200);
+        assert.equal(ok.body.ok, true);
+        assert.match(ok.body.message, /applied \(1 listeners\)/);
+        assert.deepEqual((await run.get("/api/v1/listeners")).body.map((l: any) => l.name), [
+          "web2",
+        ]);
+        writeFileSync(run.file, "listeners: 3\n");
+        const bad = await run.post("/api/v1/reload");
+        assert.equal(bad.body.ok, false);
+        assert.match(bad.body.message, /listeners/);
+        assert.equal((await run.get("/api/v1/process")).body.last_reload.ok, false);
+      } finally {
+        await stopChild(run.cli.child);
+        await a.close();
+      }
+    });
+  });
+}
