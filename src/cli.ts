@@ -39,6 +39,7 @@ import { VERSION } from "./version.ts";
 import { escapeLogText, jsonLogLine, logErr, logOut } from "./log.ts";
 import { tunnelCommand } from "./tunnel/cli.ts";
 import { type AdminPlan, planAdmin, serveRunAdmin } from "./admin/serve.ts";
+import { ctlCommand } from "./admin/ctl.ts";
 
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -57,6 +58,8 @@ Usage:
   relaykit route SCRIPT --listen HOST:PORT [options]
   relaykit run CONFIG [--workers N] [--engine E] [--threads N] [--grace MS]
                [--access-log FILE] [--pid FILE] [--log-level L] [--log-file FILE] [--quiet]
+               [--admin HOST:PORT]
+  relaykit ctl --admin HOST:PORT [--token T] [--json] COMMAND   (relaykit ctl --help)
   relaykit echo --listen HOST:PORT [--accept-proxy detect|v1|v2|none]
   relaykit socks --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
   relaykit http-connect --listen HOST:PORT --allow RULES [--deny RULES] [--users U:P,...]
@@ -93,7 +96,9 @@ SIGTERM/SIGINT stop accepting and reset what is left after --grace MS
 writes one JSON line per connection (- for stdout). --workers N runs N
 processes sharing the ports (SO_REUSEPORT), replacing any that dies;
 SIGTTIN/SIGTTOU add/remove one. --log-level error|info|debug (default
-info), --log-file FILE (default stderr), --pid FILE.
+info), --log-file FILE (default stderr), --pid FILE. --admin HOST:PORT
+serves the admin API and stats page there (loopback by default; the token
+from the config's admin section or RELAYKIT_ADMIN_TOKEN).
 
 route: SCRIPT (TypeScript or JavaScript) exports route(data, conn), which
 returns { remote }, { close }, { file } or undefined for more bytes; it may
@@ -756,6 +761,8 @@ export async function main(args: string[]): Promise<number> {
       case "run":
         await runCommand(rest);
         return 0;
+      case "ctl":
+        return await ctlCommand(rest);
       case "socks":
       case "http-connect":
         await routerCommand(cmd, rest);

@@ -10,10 +10,22 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
-import { connect, ENGINES, freePort, server, startCli, stopChild, waitFor } from "./_helpers.ts";
+import { execFile } from "node:child_process";
+import {
+  CLI,
+  connect,
+  ENGINES,
+  freePort,
+  runtimeCommand,
+  server,
+  startCli,
+  stopChild,
+  waitFor,
+} from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-admin-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -399,3 +411,86 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
     });
   });
 }
+
+/** Run `relaykit ctl` on this runtime. */
+function ctl(args: string[], env: Record<string, string> = {}) {
+  const [cmd, ...rest] = runtimeCommand(CLI, ["ctl", ...args]);
+  return new Promise<{ code: number; out: string; err: string }>((resolve) => {
+    execFile(cmd!, rest, { env: { ...process.env, ...env }, timeout: 15_000 }, (e, out, err) => {
+      resolve({ code: e === null ? 0 : (e as { code?: number }).code ?? -1, out, err });
+    });
+  });
+}
+
+describe("relaykit ctl", () => {
+  test(
+    "tables for people, --json for scripts, actions, exit codes",
+    { timeout: 60_000 },
+    async () => {
+      const [a, b] = [await greeter("a"), await greeter("b")];
+      const run = await startRun("ctl", (port, adminPort) =>
+        `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${b.port}, name: b }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`);
+      const held = await greeting(run.port);
+      try {
+        const at = ["--admin", `127.0.0.1:${run.adminPort}`];
+        const env = { RELAYKIT_ADMIN_TOKEN: TOKEN };
+        const servers = await ctl([...at, "servers"], env);
+        assert.equal(servers.code, 0, servers.err);
+        const lines = servers.out.trimEnd().split("\n");
+        assert.match(lines[0]!, /^SERVER\s+ADDRESS\s+STATE\s+HEALTH\s+WEIGHT\s+CUR\s+TOTAL/);
+        assert.match(
+          lines[1]!,
+          new RegExp(`^app/a\\s+127\\.0\\.0\\.1:${a.port}\\s+up\\s+-\\s+1\\s+1\\s+1`),
+        );
+        assert.match(lines[2]!, /^app\/b\s+\S+\s+up\s+-\s+1\s+0\s+0/);
+        const drain = await ctl([...at, "--token", TOKEN, "drain", "app/a"]);
+        assert.deepEqual([drain.code, drain.out], [0, 'ok: server "app/a": state drain\n']);
+        const json = await ctl([...at, "--json", "servers"], env);
+        const parsed = JSON.parse(json.out);
+        assert.deepEqual(parsed.map((s: any) => [s.name, s.state]), [["a", "drain"], ["b", "up"]]);
+        const conns = await ctl([...at, "conns", "--listener", "web"], env);
+        assert.match(
+          conns.out,
+          /^ID\s+LISTENER\s+CLIENT\s+ORIGINAL\s+SERVER\s+AGE\s+IN\s+OUT\s+STATE\n/,
+        );
+        assert.match(
+          conns.out,
+          new RegExp(`web\\s+127\\.0\\.0\\.1:${held.s.localPort}\\s+-\\s+app/a`),
+        );
+        assert.match(conns.out, /\(1-1 of 1\)\n$/);
+        const jconns = JSON.parse((await ctl([...at, "--json", "conns"], env)).out);
+        assert.equal(jconns.total, 1);
+        const weight = await ctl([...at, "weight", "app/b", "5"], env);
+        assert.equal(weight.out, 'ok: server "app/b": weight 5\n');
+        const gone = new Promise((r) => held.s.once("close", r));
+        const close = await ctl([...at, "close", String(jconns.connections[0].id)], env);
+        assert.equal(close.code, 0, close.err);
+        await gone;
+        const missing = await ctl([...at, "close", "999999"], env);
+        assert.equal(missing.code, 1);
+        assert.match(missing.err, /no open connection #999999 \(HTTP 404\)/);
+        const wrong = await ctl([...at, "--token", "nope", "servers"]);
+        assert.equal(wrong.code, 1);
+        assert.match(wrong.err, /wrong token \(HTTP 401\)/);
+        const usage = await ctl([...at, "drain", "no-slash"], env);
+        assert.equal(usage.code, 2);
+        assert.match(usage.err, /"no-slash" is not BACKEND\/SERVER/);
+        const reload = await ctl([...at, "reload"], env);
+        assert.match(reload.out, /^ok: .*applied \(1 listeners\)\n$/);
+      } finally {
+        held.s.destroy();
+        run.cli.child.kill("SIGKILL");
+        await a.close();
+        await b.close();
+      }
+    },
+  );
+});
