@@ -15,103 +15,11 @@ import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
 import { execFile } from "node:child_process";
-import {
-  CLI,
-  connect,
-  ENGINES,
-  freePort,
-  runtimeCommand,
-  server,
-  startCli,
-  stopChild,
-  waitFor,
-} from "./_helpers.ts";
+import { CLI, connect, ENGINES, runtimeCommand, stopChild, waitFor } from "./_helpers.ts";
+import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-admin-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-const TOKEN = "t0ken-for-tests";
-
-/** A server that greets with its name, then echoes. */
-function greeter(name: string) {
-  return server((s: net.Socket) => {
-    s.write(`${name}\n`);
-    s.on("data", (d: Uint8Array) => s.write(d));
-    s.on("end", () => s.end());
-  });
-}
-
-async function greeting(port: number): Promise<{ name: string; s: net.Socket }> {
-  const s = await connect(port);
-  s.on("error", () => {});
-  const name = await new Promise<string>((r, j) => {
-    s.once("data", (d) => r(String(d).trim()));
-    s.once("close", () => j(new Error("closed before a greeting")));
-  });
-  return { name, s };
-}
-
-/** Send `text` and read it echoed back. */
-async function echo(s: net.Socket, text: string): Promise<string> {
-  s.write(text);
-  return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
-}
-
-interface Run {
-  cli: ReturnType<typeof startCli>;
-  port: number;
-  adminPort: number;
-  file: string;
-  accessLog: string;
-  get(path: string, token?: string | null): Promise<{ status: number; body: any }>;
-  post(path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
-}
-
-async function call(
-  adminPort: number,
-  method: string,
-  path: string,
-  body: unknown,
-  token: string | null | undefined,
-): Promise<{ status: number; body: any }> {
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.Authorization = `Bearer ${token ?? TOKEN}`;
-  const init: RequestInit = { method, headers };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    headers["Content-Type"] = "application/json";
-  }
-  const r = await fetch(`http://127.0.0.1:${adminPort}${path}`, init);
-  const text = await r.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch { /* not JSON */ }
-  return { status: r.status, body: parsed };
-}
-
-async function startRun(
-  name: string,
-  config: (port: number, adminPort: number) => string,
-  args: string[] = [],
-): Promise<Run> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const file = join(dir, `${name}.yaml`);
-  const accessLog = join(dir, `${name}.access.log`);
-  writeFileSync(file, config(port, adminPort));
-  writeFileSync(accessLog, "");
-  const cli = startCli(["run", file, "--access-log", accessLog, ...args]);
-  await cli.line;
-  return {
-    cli,
-    port,
-    adminPort,
-    file,
-    accessLog,
-    get: (path, token) => call(adminPort, "GET", path, undefined, token),
-    post: (path, body, token) => call(adminPort, "POST", path, body, token),
-  };
-}
 
 function issuesOf(text: string): string[] {
   try {
@@ -153,7 +61,7 @@ describe("admin API routes", () => {
   test("every read route, tokens, 401 logged, 405 for an action over GET, shared /metrics", async () => {
     const [a, b] = [await greeter("a"), await greeter("b")];
     writeFileSync(join(dir, "tokens"), `# operators\nops:${TOKEN}\nviewer:v1ew\n`);
-    const run = await startRun("routes", (port, adminPort) =>
+    const run = await startRun(dir, "routes", (port, adminPort) =>
       `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
 backends:
@@ -239,7 +147,7 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
 
   test("read_open: reads without a token, actions still refused", async () => {
     const a = await greeter("a");
-    const run = await startRun("open", (port, adminPort) =>
+    const run = await startRun(dir, "open", (port, adminPort) =>
       `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
 backends:
@@ -261,7 +169,7 @@ for (const engine of ENGINES) {
   describe(`admin actions (${engine} engine)`, () => {
     test("drain, maint, ready and weight; close a connection; all in the access log", async () => {
       const [a, b] = [await greeter("a"), await greeter("b")];
-      const run = await startRun(`actions-${engine}`, (port, adminPort) =>
+      const run = await startRun(dir, `actions-${engine}`, (port, adminPort) =>
         `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
 backends:
@@ -374,7 +282,7 @@ backends:
   - { name: app, host: 127.0.0.1, port: ${a.port} }
 admin: { port: ${adminPort}, token: ${TOKEN} }
 `;
-      const run = await startRun(`reload-${engine}`, (p, ap) => body(p, ap, "web"), [
+      const run = await startRun(dir, `reload-${engine}`, (p, ap) => body(p, ap, "web"), [
         "--engine",
         engine,
       ]);
@@ -428,7 +336,7 @@ describe("relaykit ctl", () => {
     { timeout: 60_000 },
     async () => {
       const [a, b] = [await greeter("a"), await greeter("b")];
-      const run = await startRun("ctl", (port, adminPort) =>
+      const run = await startRun(dir, "ctl", (port, adminPort) =>
         `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
 backends:

@@ -148,7 +148,7 @@ export async function handleAdmin(
       headers: {
         "Content-Type": file[1],
         "Content-Security-Policy":
-          "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+          "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
         "X-Frame-Options": "DENY",
       },
       body: await pageFile(file[0]),
