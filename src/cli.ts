@@ -28,7 +28,13 @@ import {
 import { loadRouteModule, type RouteModule } from "./proxy/route_module.ts";
 import { TcpProxy, type TcpProxyOptions } from "./proxy/tcp_proxy.ts";
 import { ConfigError } from "./config/config.ts";
-import { loadConfig, loadModules, Runner } from "./config/run.ts";
+import {
+  type AccessRecord,
+  type EventRecord,
+  loadConfig,
+  loadModules,
+  Runner,
+} from "./config/run.ts";
 import { Access, type AccessRule } from "./proxy/address_policy.ts";
 import { httpConnectRouter, type RouterOptions, socksRouter } from "./proxy/socks.ts";
 import { supervise, watchSupervisor } from "./config/supervisor.ts";
@@ -38,7 +44,13 @@ import { runtime } from "./runtime/detect.ts";
 import { VERSION } from "./version.ts";
 import { escapeLogText, jsonLogLine, logErr, logOut } from "./log.ts";
 import { tunnelCommand } from "./tunnel/cli.ts";
-import { type AdminPlan, planAdmin, serveRunAdmin } from "./admin/serve.ts";
+import {
+  type AdminPlan,
+  planAdmin,
+  serveRunAdmin,
+  serveSupervisorAdmin,
+  serveWorkerAdmin,
+} from "./admin/serve.ts";
 import { ctlCommand } from "./admin/ctl.ts";
 
 /** A command-line mistake: printed as one line, exit code 2. */
@@ -393,7 +405,7 @@ async function runCommand(args: string[]): Promise<void> {
   let admin: AdminPlan | undefined;
   try {
     const config = loadConfig(file);
-    admin = adminPlan(config, file, p.flags.get("--admin"));
+    admin = adminPlan(config, file, p.flags.get("--admin"), workers);
     if (workers !== undefined && workers > 1 && worker === undefined) {
       await loadModules(config, file, 0); // a worker would only die of it, again and again
     }
@@ -411,10 +423,12 @@ async function runCommand(args: string[]): Promise<void> {
     const own = rest.filter((a, i) =>
       !["--workers", "--pid"].includes(a) && !["--workers", "--pid"].includes(rest[i - 1] ?? "")
     );
+    const adminServer = admin && await serveSupervisorAdmin(admin, { file, log });
     const done = supervise({ workers, argv: () => selfArgv(["run", file, ...own]), log });
     await new Promise((r) => setTimeout(r, 0));
     if (!quiet) logOut(`relaykit: supervising ${workers} workers running ${file}`);
     await done;
+    adminServer?.close();
     setTimeout(() => process.exit(0), 200);
     return;
   }
@@ -449,13 +463,22 @@ async function runCommand(args: string[]): Promise<void> {
     if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
     throw err;
   }
-  const adminServer = admin === undefined ? undefined : await serveRunAdmin(runner, admin, {
+  const adminOptions = {
     file,
     engine: nativeEngine !== undefined ? "native" : "stream",
     engineReason: nativeEngine !== undefined ? undefined : `--engine ${engine}`,
     log,
-    access: (rec) => accessOut?.(jsonLogLine(rec)),
-  });
+    access: (rec: AccessRecord | EventRecord) => accessOut?.(jsonLogLine(rec)),
+  };
+  const adminServer = admin === undefined
+    ? undefined
+    : worker === undefined
+    ? await serveRunAdmin(runner, admin, adminOptions)
+    : await serveWorkerAdmin(runner, {
+      ...adminOptions,
+      supervisor: Number(process.env.RELAYKIT_SUPERVISOR_PID),
+      index: Number(worker),
+    });
   let stopping = false;
   const stop = (sig: string, ms: number) => {
     if (stopping) process.exit(130);

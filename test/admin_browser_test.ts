@@ -28,7 +28,7 @@ declare const document: {
   getElementById(id: string): El | null;
 };
 
-const dir = mkdtempSync(join(tmpdir(), "relaykit-admin-browser-"));
+const dir = mkdtempSync(join(tmpdir(), "relaykit-admintest-browser-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url).href);
 

@@ -18,7 +18,7 @@ import { execFile } from "node:child_process";
 import { CLI, connect, ENGINES, runtimeCommand, stopChild, waitFor } from "./_helpers.ts";
 import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "relaykit-admin-"));
+const dir = mkdtempSync(join(tmpdir(), "relaykit-admintest-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function issuesOf(text: string): string[] {
@@ -402,3 +402,95 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
     },
   );
 });
+
+for (const engine of ENGINES) {
+  describe(`admin with --workers 2 (${engine} engine)`, () => {
+    test("reads cover every worker, actions reach every worker", { timeout: 60_000 }, async () => {
+      const [a, b] = [await greeter("a"), await greeter("b")];
+      const run = await startRun(dir, `workers-${engine}`, (port, adminPort) =>
+        `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${b.port}, name: b }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`, ["--workers", "2", "--engine", engine]);
+      const held: net.Socket[] = [];
+      try {
+        await waitFor(
+          () => (run.cli.output.out.match(/\]: running /g) ?? []).length === 2,
+          15_000,
+          "2 workers",
+        );
+        const proc = (await run.get("/api/v1/process")).body;
+        assert.equal(proc.workers, 2);
+        assert.deepEqual(proc.per_worker.map((w: any) => w.worker), [0, 1]);
+        assert.ok(proc.per_worker.every((w: any) => w.pid > 0 && w.error === undefined));
+        for (let i = 0; i < 16; i++) held.push((await greeting(run.port)).s);
+        const ls = (await run.get("/api/v1/listeners")).body;
+        assert.deepEqual([ls.length, ls[0].current, ls[0].opened], [1, 16, 16]);
+        const all = (await run.get("/api/v1/connections?limit=100")).body;
+        assert.equal(all.total, 16);
+        assert.deepEqual(
+          [...new Set(all.connections.map((c: any) => c.worker))].sort(),
+          [0, 1],
+          "the kernel spread the connections over both workers",
+        );
+        // a page across the workers' boundary is the same slice of the whole list
+        const page = (await run.get("/api/v1/connections?offset=5&limit=7")).body;
+        const key = (c: any) => `${c.worker}.${c.id}`;
+        assert.deepEqual(page.connections.map(key), all.connections.slice(5, 12).map(key));
+        const servers = (await run.get("/api/v1/servers")).body;
+        assert.equal(servers[0].current + servers[1].current, 16);
+        // actions reach both
+        const drain = (await run.post("/api/v1/servers/app/a/state", { state: "drain" })).body;
+        assert.equal(drain.ok, true);
+        assert.deepEqual(drain.per_worker.map((w: any) => [w.worker, w.ok]), [[0, true], [
+          1,
+          true,
+        ]]);
+        for (let i = 0; i < 8; i++) {
+          const g = await greeting(run.port);
+          assert.equal(g.name, "b", "no worker sends a new connection to a");
+          g.s.destroy();
+        }
+        assert.equal((await run.get("/api/v1/servers")).body[0].state, "drain");
+        // closing needs the worker (ids are per worker)
+        const victim = all.connections[0];
+        assert.equal((await run.post(`/api/v1/connections/${victim.id}/close`)).status, 400);
+        const closed = await run.post(
+          `/api/v1/connections/${victim.id}/close?worker=${victim.worker}`,
+        );
+        assert.equal(closed.status, 200);
+        await waitFor(
+          () => held.some((s) => s.destroyed || s.readableEnded),
+          5000,
+          "the connection to close",
+        );
+        const reload = (await run.post("/api/v1/reload")).body;
+        assert.equal(reload.ok, true);
+        assert.equal(reload.per_worker.length, 2);
+        assert.equal(
+          (await run.get("/api/v1/servers")).body[0].state,
+          "drain",
+          "kept across reload",
+        );
+        assert.match(
+          run.cli.output.err,
+          /relaykit\[0\]: admin: server "app\/a": state drain \(by "admin"/,
+        );
+        assert.match(
+          run.cli.output.err,
+          /relaykit\[1\]: admin: server "app\/a": state drain \(by "admin"/,
+        );
+      } finally {
+        for (const s of held) s.destroy();
+        await stopChild(run.cli.child);
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+}

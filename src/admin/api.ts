@@ -16,12 +16,18 @@ import type { Endpoint } from "../forward/types.ts";
 import type { LogLevel } from "../config/run.ts";
 import { type HttpRequest, type HttpResponse, type HttpServer, json, serveHttp } from "./http.ts";
 import { type Actor, type AdminSource, NotFound } from "./types.ts";
+import { BY_HEADER, PEER_HEADER } from "./fanout.ts";
 import { SERVER_ADMIN_STATES, type ServerAdminState } from "../proxy/balance.ts";
 
 /** A token and the name its actions are logged under. */
 export interface AdminToken {
   name: string;
   token: string;
+  /**
+   * A supervisor's token for its workers: the request then says who asked
+   * (the x-relaykit-by and x-relaykit-peer headers).
+   */
+  relayed?: boolean;
 }
 
 /** Options of {@linkcode startAdmin}. */
@@ -184,7 +190,12 @@ export async function handleAdmin(
     options.log("info", `admin: 401 for ${method} ${req.path} from ${req.peer}: no token`);
     return unauthorized("this needs a token: Authorization: Bearer TOKEN");
   }
-  const who: Actor = { by: known?.name ?? "", peer: req.peer };
+  const who: Actor = known?.relayed === true
+    ? {
+      by: safeDecode(req.headers.get(BY_HEADER) ?? "") || known.name,
+      peer: safeDecode(req.headers.get(PEER_HEADER) ?? "") || req.peer,
+    }
+    : { by: known?.name ?? "", peer: req.peer };
   try {
     return json(200, await route.run(req, who, source));
   } catch (err) {
@@ -193,6 +204,14 @@ export async function handleAdmin(
       return json(400, { error: err.message });
     }
     throw err;
+  }
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return "";
   }
 }
 

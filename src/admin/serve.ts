@@ -14,6 +14,9 @@ import { parseEndpoint } from "../proxy/address.ts";
 import { type AdminToken, readTokens, startAdmin } from "./api.ts";
 import type { HttpServer } from "./http.ts";
 import { LocalSource } from "./local.ts";
+import { FanoutSource, makeWorkerSocketDir, WORKER_TOKEN_ENV, workerSocket } from "./fanout.ts";
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 
 /** The environment variable that holds the token when only --admin is given. */
 export const TOKEN_ENV = "RELAYKIT_ADMIN_TOKEN";
@@ -36,6 +39,7 @@ export function planAdmin(
   config: Config,
   file: string,
   flag: string | undefined,
+  workers = 1,
 ): AdminPlan | undefined {
   const a = config.admin;
   if (a === undefined && flag === undefined) return undefined;
@@ -58,6 +62,11 @@ export function planAdmin(
   const m = config.metrics;
   const sharesMetrics = m !== undefined && listen !== undefined && "host" in listen &&
     m.host === listen.host && m.port === listen.port && m.port !== 0;
+  if (sharesMetrics && workers > 1) {
+    throw new Error(
+      "with --workers, the metrics endpoint needs a port of its own (not the admin's)",
+    );
+  }
   return { listen: listen!, tokens, readOpen, sharesMetrics };
 }
 
@@ -95,4 +104,75 @@ export async function serveRunAdmin(
     }${plan.sharesMetrics ? " (and /metrics)" : ""}`,
   );
   return server;
+}
+
+/**
+ * In a worker of `relaykit run --workers N`: serve this worker's admin API
+ * on its private socket, for the supervisor (see fanout.ts).
+ */
+export async function serveWorkerAdmin(
+  runner: Runner,
+  o: {
+    supervisor: number;
+    index: number;
+    file: string;
+    engine: string;
+    engineReason: string | undefined;
+    log(level: LogLevel, line: string): void;
+    access(record: AccessRecord | EventRecord): void;
+  },
+): Promise<HttpServer | undefined> {
+  const token = process.env[WORKER_TOKEN_ENV];
+  if (token === undefined || token === "") return undefined;
+  const path = workerSocket(o.supervisor, o.index);
+  rmSync(path, { force: true }); // a dead worker's
+  const source = new LocalSource(runner, { ...o, config: o.file, metrics: false });
+  const server = await startAdmin(source, {
+    listen: { path },
+    tokens: [{ name: "supervisor", token, relayed: true }],
+    log: o.log,
+  });
+  process.on("exit", () => rmSync(path, { force: true }));
+  return {
+    address: server.address,
+    close() {
+      server.close();
+      rmSync(path, { force: true });
+    },
+  };
+}
+
+/**
+ * In the supervisor of `relaykit run --workers N`: make the workers'
+ * socket directory and token (they inherit it), and serve the admin
+ * endpoint over all of them.
+ */
+export async function serveSupervisorAdmin(
+  plan: AdminPlan,
+  o: { file: string; log(level: LogLevel, line: string): void },
+): Promise<HttpServer> {
+  const token = randomBytes(24).toString("base64url");
+  process.env[WORKER_TOKEN_ENV] = token; // the workers' environment
+  const removeDir = makeWorkerSocketDir(process.pid);
+  process.on("exit", removeDir);
+  const source = new FanoutSource({ pid: process.pid, token, config: o.file });
+  const server = await startAdmin(source, {
+    listen: plan.listen,
+    tokens: plan.tokens,
+    readOpen: plan.readOpen,
+    log: o.log,
+  });
+  o.log(
+    "info",
+    `admin on ${
+      "path" in server.address ? server.address.path : `http://${formatEndpoint(server.address)}/`
+    } (all workers)`,
+  );
+  return {
+    address: server.address,
+    close() {
+      server.close();
+      removeDir();
+    },
+  };
 }
