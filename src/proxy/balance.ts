@@ -83,13 +83,31 @@ export interface BackendOptions {
  * What an operator set for a server: `ready` takes connections; `drain`
  * takes no new ones and lets those it has finish; `maint` is drain and
  * also pauses its health checks.
+ *
+ * @example
+ * ```ts
+ * import { Backend, type ServerAdminState } from "@relaykit/relaykit";
+ * const b = new Backend({ name: "app", servers: [{ address: { host: "127.0.0.1", port: 8001 } }] });
+ * const state: ServerAdminState = "drain";
+ * b.servers[0]!.admin = state; // no new connections go to it
+ * console.log(b.pick(undefined)); // undefined
+ * ```
  */
 export type ServerAdminState = "ready" | "drain" | "maint";
 
 /** The operator states, for validation. */
 export const SERVER_ADMIN_STATES: readonly ServerAdminState[] = ["ready", "drain", "maint"];
 
-/** The last health check of a server. */
+/**
+ * The last health check of a server.
+ *
+ * @example
+ * ```ts
+ * import { type ServerCheck } from "@relaykit/relaykit";
+ * const check: ServerCheck = { ok: false, reason: "ECONNREFUSED", at: Date.now() };
+ * console.log(check.ok);
+ * ```
+ */
 export interface ServerCheck {
   /** Whether it passed. */
   ok: boolean;
@@ -119,8 +137,9 @@ export class Server {
   weight: number;
   /** What an operator set: only a `ready` server gets new connections. */
   admin: ServerAdminState = "ready";
-  /** Bytes from clients to it, and back, of its connections that ended. */
+  /** Bytes from clients to it, of its connections that ended (kept by `relaykit run`). */
   bytesUp = 0;
+  /** Bytes from it back to clients, likewise. */
   bytesDown = 0;
   /** The last health check, if it is checked. */
   lastCheck: ServerCheck | undefined;
