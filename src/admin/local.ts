@@ -216,7 +216,7 @@ export class LocalSource implements AdminSource {
     const now = Date.now();
     const totals = new Map<string, [number, number, number]>();
     for (const v of views) {
-      const [li, lo] = live.get(v.name)!;
+      const [li, lo] = live.get(v.name) ?? [0, 0]; // a listener newer than the last pass
       totals.set(v.name, [v.stats.opened, v.stats.up + li, v.stats.down + lo]);
     }
     const rates = this.#rates(now, totals);
