@@ -63,7 +63,7 @@ describe("admin API routes", () => {
     writeFileSync(join(dir, "tokens"), `# operators\nops:${TOKEN}\nviewer:v1ew\n`);
     const run = await startRun(dir, "routes", (port, adminPort) =>
       `listeners:
-  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app, max_connections: 3 }
 backends:
   - name: app
     servers:
@@ -76,6 +76,14 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
     try {
       for (let i = 0; i < 3; i++) open.push((await greeting(run.port)).s);
       await echo(open[0]!, "hello");
+      // one over max_connections: refused, counted by reason
+      const over = await connect(run.port);
+      over.on("error", () => {});
+      await new Promise((r) => {
+        over.once("end", r);
+        over.once("close", r);
+      });
+      over.destroy();
       const proc = await run.get("/api/v1/process");
       assert.equal(proc.status, 200);
       assert.equal(proc.body.workers, 1);
@@ -89,6 +97,7 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
       assert.equal(ls[0].current, 3);
       assert.equal(ls[0].opened, 3);
       assert.equal(ls[0].bytes_in, 5, "bytes of open connections count");
+      assert.deepEqual([ls[0].limit, ls[0].errors], [3, { RK_ELIMIT: 1 }]);
       const bs = (await run.get("/api/v1/backends")).body;
       assert.deepEqual(bs.map((x: any) => [x.name, x.current, x.servers.length]), [["app", 3, 2]]);
       const servers = (await run.get("/api/v1/servers")).body;
