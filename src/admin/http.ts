@@ -15,6 +15,8 @@ import type { NetConn, NetListener } from "../runtime/types.ts";
 
 /** The most bytes a request head may take. */
 export const HEAD_MAX = 8 * 1024;
+/** The most requests served at once; more connections are closed at once. */
+export const MAX_CONNS = 256;
 /** The most bytes a request body may take. */
 export const BODY_MAX = 64 * 1024;
 
@@ -103,6 +105,8 @@ export async function serveHttp(
     at,
     { backlog: 128, reusePort: options.reusePort ?? false },
     (conn) => {
+      // a bound on what idle or slow peers can hold open
+      if (conns.size >= MAX_CONNS) return conn.destroy(false);
       conns.add(conn);
       serveOne(conn, handler, timeout, () => conns.delete(conn));
     },
@@ -124,6 +128,7 @@ function serveOne(
 ): void {
   let buf = EMPTY;
   let answered = false;
+  let closed = false;
   let timer: ReturnType<typeof setTimeout>;
   const answer = (r: HttpResponse, withBody = true) => {
     if (answered) return;
@@ -148,6 +153,7 @@ function serveOne(
         body: `${err instanceof Error ? err.message : String(err)}\n`,
       }))
       .then((r) => {
+        if (closed) return; // the peer went away meanwhile
         answered = false;
         answer(r, req.method !== "HEAD");
       });
@@ -203,7 +209,7 @@ function serveOne(
     end: () => fail(400, "the request ended before it was complete"),
     drain: () => {},
     close: () => {
-      answered = true;
+      answered = closed = true;
       clearTimeout(timer);
       gone();
     },
