@@ -47,6 +47,7 @@ import { tunnelCommand } from "./tunnel/cli.ts";
 import {
   type AdminPlan,
   planAdmin,
+  serveProxyAdmin,
   serveRunAdmin,
   serveSupervisorAdmin,
   serveWorkerAdmin,
@@ -139,6 +140,8 @@ forward options:
   --send-proxy V           send a PROXY header to the target: v1 or v2
   --proxy-v2-options LIST  v2 TLVs, comma-separated: unique-id, crc32c,
                            authority=NAME
+  --admin ADDR             serve the admin API and stats page (its listener and
+                           connections) there; the token from RELAYKIT_ADMIN_TOKEN
   --quiet                  print only errors
   --verbose                print every connection
 `;
@@ -228,6 +231,7 @@ const FORWARD_FLAGS = [
   "--untrusted",
   "--send-proxy",
   "--proxy-v2-options",
+  "--admin",
 ];
 
 /** The options forward and route share. */
@@ -264,7 +268,22 @@ async function runProxy(
   }
   const proxy = await TcpProxy.listen(options);
   const quiet = p.bools.has("--quiet");
+  const command = { forwarding: "forward", routing: "route" }[what.split(" ")[0]!] ??
+    what.split(" ")[0]!;
+  const admin = await serveProxyAdmin(proxy, p.flags.get("--admin"), {
+    command,
+    route: options.target !== undefined ? formatEndpoint(options.target) : command,
+    limit: options.maxConnections ?? 0,
+    log: (l, line) => {
+      if (l === "error") logErr(`relaykit: ${line}`);
+      else if (!quiet) logOut(`relaykit: ${line}`);
+    },
+  }).catch(async (err: Error) => {
+    await proxy.abort();
+    throw new UsageError(err.message);
+  });
   onStop(async (sig) => {
+    admin?.close();
     if (!quiet) logOut(`relaykit: ${sig}: closing ${proxy.connections} connections`);
     await proxy.abort();
   });

@@ -15,7 +15,16 @@ import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
 import { execFile } from "node:child_process";
-import { CLI, connect, ENGINES, runtimeCommand, stopChild, waitFor } from "./_helpers.ts";
+import {
+  CLI,
+  connect,
+  ENGINES,
+  freePort,
+  runtimeCommand,
+  startCli,
+  stopChild,
+  waitFor,
+} from "./_helpers.ts";
 import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-admintest-"));
@@ -503,3 +512,52 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
     });
   });
 }
+
+describe("--admin on a one-proxy command", () => {
+  test("relaykit forward --admin: its listener, connections and close; no reload", async () => {
+    const a = await greeter("a");
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const cli = startCli([
+      "forward",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--to",
+      `127.0.0.1:${a.port}`,
+      "--admin",
+      `127.0.0.1:${adminPort}`,
+    ], { RELAYKIT_ADMIN_TOKEN: TOKEN });
+    try {
+      await waitFor(() => /forwarding /.test(cli.output.out), 10_000, "the proxy");
+      const g = await greeting(port);
+      await echo(g.s, "abc");
+      const get = async (path: string, method = "GET", token = TOKEN) => {
+        const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/${path}`, {
+          method,
+          headers: { Authorization: `Bearer ${token}` },
+        });
+        return { status: r.status, body: await r.json() as any };
+      };
+      const ls = (await get("listeners")).body;
+      assert.deepEqual(
+        [ls[0].name, ls[0].route, ls[0].current, ls[0].bytes_in],
+        ["forward", `127.0.0.1:${a.port}`, 1, 3],
+      );
+      assert.deepEqual((await get("backends")).body, []);
+      const conns = (await get("connections")).body;
+      assert.equal(conns.total, 1);
+      assert.equal(conns.connections[0].client, `127.0.0.1:${g.s.localPort}`);
+      const gone = new Promise((r) => g.s.once("close", r));
+      assert.equal((await get(`connections/${conns.connections[0].id}/close`, "POST")).status, 200);
+      await gone;
+      const reload = await get("reload", "POST");
+      assert.deepEqual([reload.status, reload.body.ok], [200, false]);
+      assert.match(reload.body.message, /relaykit forward has no config file/);
+      assert.equal((await get("listeners/forward/disable", "POST")).status, 400);
+      assert.equal((await get("listeners", "GET", "wrong")).status, 401);
+      await waitFor(() => /admin: 401 .*wrong token/.test(cli.output.err), 5000, "the log");
+    } finally {
+      cli.child.kill("SIGKILL");
+      await a.close();
+    }
+  });
+});

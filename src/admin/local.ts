@@ -9,8 +9,9 @@
 import process from "node:process";
 import { readdirSync } from "node:fs";
 import { formatEndpoint } from "../forward/types.ts";
-import type { AccessRecord, EventRecord, ListenerView, LogLevel, Runner } from "../config/run.ts";
-import type { Server } from "../proxy/balance.ts";
+import type { AccessRecord, EventRecord, ListenerView, LogLevel } from "../config/run.ts";
+import type { Backend, Server } from "../proxy/balance.ts";
+import type { TcpProxy } from "../proxy/tcp_proxy.ts";
 import { runtime } from "../runtime/detect.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -65,13 +66,6 @@ export function openFds(): number {
   return fdsCount;
 }
 
-function routeOf(v: ListenerView): string {
-  const c = v.config;
-  if (c.backend !== undefined) return c.backend;
-  if (c.router !== undefined) return c.router.kind;
-  return "route";
-}
-
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -100,6 +94,24 @@ function serverInfo(backend: string, s: Server, live: Map<Server, [number, numbe
   };
 }
 
+/**
+ * What {@linkcode LocalSource} reads and acts on: a `Runner` (relaykit run),
+ * or the one proxy of a command such as `relaykit forward` (see proxy_target.ts).
+ */
+export interface AdminTarget {
+  /** The listeners with their counters and open connections. */
+  adminView(): ListenerView[];
+  /** The running proxies by listener name. */
+  readonly listeners: ReadonlyMap<string, TcpProxy>;
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly lastReload: { ok: boolean; message: string } | undefined;
+  /** Reload the config; false when it was refused (`lastReload` says why). */
+  reload(): Promise<boolean>;
+  /** @throws {RangeError} for no such listener, or where listeners cannot be switched. */
+  setListenerEnabled(name: string, enabled: boolean): Promise<void>;
+  metrics(): string;
+}
+
 /** Options of {@linkcode LocalSource}. */
 export interface LocalSourceOptions {
   /** The config file's path. */
@@ -113,9 +125,9 @@ export interface LocalSourceOptions {
   metrics: boolean;
 }
 
-/** The admin API over one {@linkcode Runner}. */
+/** The admin API of one process. */
 export class LocalSource implements AdminSource {
-  readonly #runner: Runner;
+  readonly #runner: AdminTarget;
   readonly #o: LocalSourceOptions;
   readonly #started = Date.now();
   /** Totals at earlier requests, for rates (only while someone asks). */
@@ -126,7 +138,7 @@ export class LocalSource implements AdminSource {
    * @param runner The running config.
    * @param options Where reports go, and what to say about the process.
    */
-  constructor(runner: Runner, options: LocalSourceOptions) {
+  constructor(runner: AdminTarget, options: LocalSourceOptions) {
     this.#runner = runner;
     this.#o = options;
   }
@@ -227,10 +239,10 @@ export class LocalSource implements AdminSource {
         address: formatEndpoint(v.proxy.address),
         engine: v.proxy.engine,
         state: v.disabled ? "disabled" : "enabled",
-        route: routeOf(v),
+        route: v.route,
         current: v.live.reduce((n, l) => n + l.conns.size, 0),
         peak: v.stats.peak,
-        limit: v.config.maxConnections ?? 0,
+        limit: v.limit,
         opened: v.stats.opened,
         total: v.stats.total,
         bytes_in: bytesIn,
@@ -262,7 +274,7 @@ export class LocalSource implements AdminSource {
     let total = 0;
     for (const v of this.#runner.adminView()) {
       if (q.listener !== undefined && v.name !== q.listener) continue;
-      const route = routeOf(v);
+      const route = v.route;
       for (const { proxy, conns } of v.live) {
         for (const [id, c] of conns) {
           const s = q.server !== undefined || q.client !== undefined

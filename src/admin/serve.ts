@@ -14,6 +14,8 @@ import { parseEndpoint } from "../proxy/address.ts";
 import { type AdminToken, readTokens, startAdmin } from "./api.ts";
 import type { HttpServer } from "./http.ts";
 import { LocalSource } from "./local.ts";
+import { ProxyTarget } from "./proxy_target.ts";
+import type { TcpProxy } from "../proxy/tcp_proxy.ts";
 import { FanoutSource, makeWorkerSocketDir, WORKER_TOKEN_ENV, workerSocket } from "./fanout.ts";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -175,4 +177,47 @@ export async function serveSupervisorAdmin(
       removeDir();
     },
   };
+}
+
+/**
+ * `--admin HOST:PORT` on a one-proxy command (forward, route, socks,
+ * http-connect): serve the admin API of `proxy`, its token from
+ * RELAYKIT_ADMIN_TOKEN. Undefined when `flag` is.
+ *
+ * @param command The command's name ("forward", "socks", …): the listener's name in the API.
+ * @throws {Error} for a bad address or no token.
+ */
+export async function serveProxyAdmin(
+  proxy: TcpProxy,
+  flag: string | undefined,
+  o: { command: string; route: string; limit: number; log(level: LogLevel, line: string): void },
+): Promise<HttpServer | undefined> {
+  if (flag === undefined) return undefined;
+  const token = process.env[TOKEN_ENV];
+  if (token === undefined || token === "") {
+    throw new Error(`--admin needs a token in ${TOKEN_ENV}`);
+  }
+  const listen = parseEndpoint(flag.startsWith(":") ? `127.0.0.1${flag}` : flag, "--admin");
+  const target = new ProxyTarget(proxy, { name: o.command, ...o });
+  const source = new LocalSource(target, {
+    config: "",
+    engine: proxy.engine,
+    engineReason: proxy.engineReason,
+    log: o.log,
+    access: () => {},
+    metrics: false,
+  });
+  const server = await startAdmin(source, {
+    listen,
+    tokens: [{ name: "admin", token }],
+    log: o.log,
+  });
+  o.log("info", `admin on ${adminUrl(server)}`);
+  return server;
+}
+
+function adminUrl(server: HttpServer): string {
+  return "path" in server.address
+    ? server.address.path
+    : `http://${formatEndpoint(server.address)}/`;
 }

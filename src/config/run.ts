@@ -133,7 +133,10 @@ export interface LiveConnection {
 /** A listener as the admin API sees it (see {@linkcode Runner.adminView}). */
 export interface ListenerView {
   name: string;
-  config: ListenerConfig;
+  /** The backend's name, or the kind of router: "route", "socks", "http-connect". */
+  route: string;
+  /** max_connections, 0 for none. */
+  limit: number;
   proxy: TcpProxy;
   /** Disabled by an operator: not accepting. */
   disabled: boolean;
@@ -249,7 +252,8 @@ export class Runner {
     }
     return [...this.#running].map(([name, r]) => ({
       name,
-      config: r.config,
+      route: r.config.backend ?? r.config.router?.kind ?? "route",
+      limit: r.config.maxConnections ?? 0,
       proxy: r.proxy,
       disabled: this.#disabled.has(name),
       stats: this.#stats.get(name)!,

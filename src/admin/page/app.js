@@ -328,4 +328,7 @@ $("conn-client").addEventListener("change", () => {
   void refresh();
 });
 void refresh();
-setInterval(() => void refresh(), 1000);
+// a hidden tab asks nothing (the proxy then does no work for the page)
+setInterval(() => {
+  if (!document.hidden) void refresh();
+}, 1000);
