@@ -163,6 +163,44 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
     }
   });
 
+  test("a health check's verdict is in the log and the access log; the API shows it", async () => {
+    const a = await greeter("a");
+    const deadPort = await freePort();
+    const run = await startRun(dir, "health", (port, adminPort) =>
+      `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${deadPort}, name: dead }
+    health_check: { interval: 50, timeout: 300, rise: 1, fall: 1 }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`);
+    try {
+      await waitFor(
+        () => /"event":"health"/.test(readFileSync(run.accessLog, "utf8")),
+        10_000,
+        "the health event",
+      );
+      const ev = JSON.parse(
+        readFileSync(run.accessLog, "utf8").split("\n").find((l) => l.includes('"health"'))!,
+      );
+      assert.deepEqual([ev.action, ev.target, ev.reason], ["down", "app/dead", "ECONNREFUSED"]);
+      assert.match(run.cli.output.err, /server "dead" is down \(ECONNREFUSED\)/);
+      const dead = (await run.get("/api/v1/servers")).body[1];
+      assert.deepEqual([dead.state, dead.up, dead.health.ok, dead.health.reason], [
+        "down",
+        false,
+        false,
+        "ECONNREFUSED",
+      ]);
+    } finally {
+      run.cli.child.kill("SIGKILL");
+      await a.close();
+    }
+  });
+
   test("read_open: reads without a token, actions still refused", async () => {
     const a = await greeter("a");
     const run = await startRun(dir, "open", (port, adminPort) =>
