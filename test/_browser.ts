@@ -27,6 +27,7 @@ export interface Page {
   setViewportSize(s: { width: number; height: number }): Promise<void>;
   on(event: "console", fn: (m: { type(): string; text(): string }) => void): void;
   on(event: "pageerror", fn: (e: Error) => void): void;
+  on(event: "dialog", fn: (d: { accept(text?: string): Promise<void> }) => void): void;
   close(): Promise<void>;
 }
 

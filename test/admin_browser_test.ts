@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, describe, test } from "./_test.ts";
-import { ENGINES, waitFor } from "./_helpers.ts";
+import { ENGINES, stopChild, waitFor } from "./_helpers.ts";
 import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
 import { launchChromium } from "./_browser.ts";
 
@@ -24,7 +24,7 @@ interface El {
 }
 declare const document: {
   querySelector(selector: string): El | null;
-  querySelectorAll(selector: string): { length: number };
+  querySelectorAll(selector: string): ArrayLike<El> & Iterable<El>;
   getElementById(id: string): El | null;
 };
 
@@ -127,6 +127,13 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           }
           assert.equal(await echo(onA, "still here"), "still here");
           onA.destroy();
+          // a weight from the page's prompt
+          page.on("dialog", (d) => void d.accept("7"));
+          await page.click('tr[data-server="app/b"] button[data-action="weight"]');
+          await page.waitForFunction(
+            () => document.querySelector('tr[data-server="app/b"] td.weight')!.textContent === "7",
+            undefined,
+          );
           // the close button ends a connection
           const victim = await greeting(run.port);
           const client = `127.0.0.1:${victim.s.localPort}`;
@@ -173,5 +180,76 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
         }
       },
     );
+  });
+}
+
+for (const engine of ENGINES) {
+  describe(`the stats page with --workers 2 (${engine} engine)`, () => {
+    test("connections of both workers listed; drain and close reach them", {
+      timeout: 120_000,
+    }, async () => {
+      const [a, b] = [await greeter("a"), await greeter("b")];
+      const run = await startRun(dir, `page-workers-${engine}`, (port, adminPort) =>
+        `listeners:
+  - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
+backends:
+  - name: app
+    servers:
+      - { host: 127.0.0.1, port: ${a.port}, name: a }
+      - { host: 127.0.0.1, port: ${b.port}, name: b }
+admin: { port: ${adminPort}, token: ${TOKEN} }
+`, ["--workers", "2", "--engine", engine]);
+      const chromium = await launchChromium();
+      const held: net.Socket[] = [];
+      try {
+        await waitFor(
+          () => (run.cli.output.out.match(/\]: running /g) ?? []).length === 2,
+          15_000,
+          "2 workers",
+        );
+        for (let i = 0; i < 16; i++) held.push((await greeting(run.port)).s);
+        const errors: string[] = [];
+        const page = await chromium.page(
+          `sessionStorage.setItem("relaykit-token", ${JSON.stringify(TOKEN)});`,
+        );
+        page.on("console", (m) => {
+          if (m.type() === "error") errors.push(m.text());
+        });
+        page.on("pageerror", (e) => errors.push(e.message));
+        await page.goto(`http://127.0.0.1:${run.adminPort}/`);
+        await page.waitForSelector("#connections tbody tr", { timeout: 15_000 });
+        assert.match((await page.textContent("#meta"))!, /2 workers/);
+        const workers = await page.evaluate(
+          () =>
+            [...document.querySelectorAll("#connections tbody tr td:nth-child(2)")].map((t) =>
+              t.textContent
+            ),
+          undefined,
+        );
+        assert.deepEqual([...new Set(workers)].sort(), ["0", "1"]);
+        // close the first listed connection (whichever worker has it)
+        const closedOne = Promise.race(held.map((s) => new Promise((r) => s.once("close", r))));
+        await page.click("#connections tbody tr button[data-action=close]");
+        await closedOne;
+        // drain from the page reaches both workers
+        await page.click('tr[data-server="app/a"] button[data-action="drain"]');
+        await page.waitForFunction(
+          () => document.querySelector('tr[data-server="app/a"] td.state')!.textContent === "drain",
+          undefined,
+        );
+        for (let i = 0; i < 6; i++) {
+          const g = await greeting(run.port);
+          assert.equal(g.name, "b");
+          g.s.destroy();
+        }
+        assert.deepEqual(errors, []);
+      } finally {
+        for (const s of held) s.destroy();
+        await chromium.close();
+        await stopChild(run.cli.child);
+        await a.close();
+        await b.close();
+      }
+    });
   });
 }

@@ -161,7 +161,7 @@ function renderBackends(backends) {
         s.health === null ? "-" : s.health.ok ? "ok" : `fail: ${s.health.reason ?? ""}`,
         "text",
       );
-      cell(tr, s.weight);
+      cell(tr, s.weight, "weight");
       cell(tr, s.current, "cur");
       cell(tr, s.total, "total");
       cell(tr, s.connect_failures);
@@ -173,6 +173,12 @@ function renderBackends(backends) {
       for (const state of ["drain", "maint", "ready"]) {
         button(td, state, `set ${state}`, () => api(`${path}?state=${state}`, "POST"));
       }
+      button(td, "weight", "set its weight (0-256)", () => {
+        const w = prompt(`weight of ${b.name}/${s.name} (0-256)`, String(s.weight));
+        if (w === null || w.trim() === "") return Promise.resolve({});
+        const base = `servers/${encodeURIComponent(b.name)}/${encodeURIComponent(s.name)}`;
+        return api(`${base}/weight?weight=${encodeURIComponent(w.trim())}`, "POST");
+      });
     }
     box.appendChild(table);
   }
