@@ -100,7 +100,7 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
             undefined,
             { timeout: 10_000 },
           );
-          await new Promise((r) => setTimeout(r, 3000));
+          await new Promise((r) => setTimeout(r, 6000)); // some points on the charts
           mkdirSync(ARTIFACTS, { recursive: true });
           await page.screenshot({
             path: join(ARTIFACTS, `admin-page-${engine}.png`),

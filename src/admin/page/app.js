@@ -252,7 +252,14 @@ function makeCharts() {
         value: (_u, v) => v === null ? "-" : fmt(v),
       })),
     ],
-    axes: [{}, { values: (_u, vals) => vals.map(fmt), size: 70 }],
+    axes: [
+      {
+        values: (_u, vals) => vals.map((t) => new Date(t * 1000).toTimeString().slice(0, 8)),
+        space: 70,
+        incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], // whole seconds
+      },
+      { values: (_u, vals) => vals.map(fmt), size: 80 },
+    ],
   });
   return {
     bytes: new uPlot(
