@@ -26,6 +26,7 @@ import {
   waitFor,
 } from "./_helpers.ts";
 import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
+import { Backend, BALANCE_MODES, type Server } from "../src/proxy/balance.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-admintest-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -597,5 +598,34 @@ describe("--admin on a one-proxy command", () => {
       cli.child.kill("SIGKILL");
       await a.close();
     }
+  });
+});
+
+describe("server states in balancing", () => {
+  test("drain, maint and weight 0 take a server out of every mode; setWeight re-weighs", () => {
+    const servers = ["a", "b", "c"].map((name, i) => ({
+      name,
+      address: { host: "127.0.0.1", port: 1000 + i },
+    }));
+    for (const balance of BALANCE_MODES) {
+      const backend = new Backend({ name: "x", balance, servers });
+      const [a, b, c] = backend.servers as [Server, Server, Server];
+      a.admin = "drain";
+      b.admin = "maint";
+      for (let i = 0; i < 20; i++) {
+        assert.equal(backend.pick(`10.0.0.${i}:1`)?.name, "c", `${balance}: only c is ready`);
+      }
+      assert.equal(backend.hasOther(new Set([c])), false);
+      assert.deepEqual([a.state, b.state, c.state], ["drain", "maint", "up"]);
+      backend.setWeight(c, 0);
+      assert.equal(backend.pick("10.0.0.1:1"), undefined, `${balance}: none left`);
+      a.admin = "ready";
+      assert.equal(backend.pick("10.0.0.1:1")?.name, "a");
+    }
+    const rr = new Backend({ name: "rr", servers: servers.slice(0, 2) });
+    rr.setWeight(rr.servers[0]!, 3);
+    const picks = Array.from({ length: 8 }, () => rr.pick(undefined)!.name);
+    assert.deepEqual(picks.filter((n) => n === "a").length, 6, picks.join(""));
+    assert.throws(() => rr.setWeight(rr.servers[0]!, 257), RangeError);
   });
 });
