@@ -62,6 +62,8 @@ export {
   type BackendOptions,
   type BalanceMode,
   Server,
+  type ServerAdminState,
+  type ServerCheck,
   type ServerOptions,
 } from "./src/proxy/balance.ts";
 export { Relay, relay, type RelayOptions, type RelaySide } from "./src/proxy/relay.ts";

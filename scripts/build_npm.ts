@@ -90,6 +90,10 @@ for (const part of ["include", "src", "Makefile", "relaykit.map", "prebuilt"]) {
   cpSync(join(root, "native", part), join(out, "native", part), { recursive: true });
 }
 
+// The stats page of the admin endpoint (its HTML, script and the vendored
+// uPlot with its licence), read next to src/admin/api.js.
+cpSync(join(root, "src", "admin", "page"), join(out, "src", "admin", "page"), { recursive: true });
+
 mkdirSync(join(out, "bin"), { recursive: true });
 writeFileSync(
   join(out, "bin", "relaykit.js"),

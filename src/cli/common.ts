@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { serveProxyAdmin } from "../admin/serve.ts";
 import { connections, ignoreHangup } from "../config/signals.ts";
 import { sdNotify } from "../config/systemd.ts";
 import { rmSync, writeFileSync } from "node:fs";
@@ -141,6 +142,14 @@ export const LOG_FILE: Opt<string> = text({
 /** The logging options of every serving command. */
 export const LOG_OPTIONS: readonly Opt[] = [QUIET, VERBOSE, LOG_LEVEL, LOG_FORMAT, LOG_FILE];
 
+/** The admin endpoint of a one-proxy command. */
+export const ADMIN: Opt<string> = text({
+  flag: "--admin",
+  value: "HOST:PORT",
+  help: "serve the admin API and stats page of this proxy there (:PORT is loopback); the " +
+    "token from RELAYKIT_ADMIN_TOKEN",
+});
+
 /** The options forward, route, socks and http-connect share. */
 export const PROXY_OPTIONS: readonly Opt[] = [
   LISTEN,
@@ -154,6 +163,7 @@ export const PROXY_OPTIONS: readonly Opt[] = [
   UNTRUSTED,
   SEND_PROXY,
   PROXY_V2_OPTIONS,
+  ADMIN,
   ...LOG_OPTIONS,
 ];
 
@@ -343,6 +353,7 @@ export async function runProxy(
   threads: number | undefined,
   what: string,
   reloads = false,
+  admin?: string,
 ): Promise<TcpProxy> {
   if (threads !== undefined && options.engine !== "stream") {
     try {
@@ -352,9 +363,20 @@ export async function runProxy(
     }
   }
   const proxy = await TcpProxy.listen(options);
+  const command = what.split(" ")[0]!;
+  const adminServer = await serveProxyAdmin(proxy, admin, {
+    command: { forwarding: "forward", routing: "route" }[command] ?? command,
+    route: options.target !== undefined ? formatEndpoint(options.target) : command,
+    limit: options.maxConnections ?? 0,
+    log: (l, line) => log.log(l, line),
+  }).catch(async (err: Error) => {
+    await proxy.abort();
+    throw new UsageError(err.message);
+  });
   log.reopenOn(["SIGUSR2", "SIGHUP"]);
   onStop(
     async (sig) => {
+      adminServer?.close();
       log.info(`${sig}: closing ${connections(proxy.connections)}`);
       await proxy.abort();
       log.flush();

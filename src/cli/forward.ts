@@ -5,7 +5,7 @@
  */
 import { formatEndpoint } from "../forward/types.ts";
 import type { TcpProxyOptions } from "../proxy/tcp_proxy.ts";
-import { LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, runProxy } from "./common.ts";
+import { ADMIN, LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, runProxy } from "./common.ts";
 import { type Command, endpoint } from "./options.ts";
 
 const TO = endpoint({
@@ -29,6 +29,13 @@ export const forward: Command = {
     const target = a.need(TO);
     const options: TcpProxyOptions = { listen, target };
     const threads = proxyOptions(a, options);
-    await runProxy(log, options, threads, `forwarding % -> ${formatEndpoint(target)}`);
+    await runProxy(
+      log,
+      options,
+      threads,
+      `forwarding % -> ${formatEndpoint(target)}`,
+      false,
+      a.get(ADMIN),
+    );
   },
 };

@@ -9,7 +9,7 @@ import process from "node:process";
 import { loadRouteModule, type RouteModule } from "../proxy/route_module.ts";
 import type { TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import * as settings from "../settings.ts";
-import { LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, runProxy } from "./common.ts";
+import { ADMIN, LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, runProxy } from "./common.ts";
 import { type Command, fromSetting, UsageError } from "./options.ts";
 
 const ROUTE_LIMIT = fromSetting(
@@ -70,7 +70,14 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
     if (limit !== undefined) options.routeLimit = limit;
     if (timeout !== undefined) options.routeTimeout = timeout;
     const threads = proxyOptions(a, options);
-    const proxy = await runProxy(log, options, threads, `routing % with ${script}`, true);
+    const proxy = await runProxy(
+      log,
+      options,
+      threads,
+      `routing % with ${script}`,
+      true,
+      a.get(ADMIN),
+    );
     proxy.on("close", (e) => byConn.delete(e.id));
     let generation = 0;
     process.on("SIGHUP", () => {

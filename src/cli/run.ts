@@ -16,7 +16,21 @@ import { loadHooksModule, loadRouteModule } from "../proxy/route_module.ts";
 import { runtime } from "../runtime/detect.ts";
 import * as settings from "../settings.ts";
 import { ConfigError, formatIssue, locate } from "../config/config.ts";
-import { loadConfig, loadModules, Runner } from "../config/run.ts";
+import {
+  type AccessRecord,
+  type EventRecord,
+  loadConfig,
+  loadModules,
+  type LogLevel,
+  Runner,
+} from "../config/run.ts";
+import {
+  type AdminPlan,
+  planAdmin,
+  serveRunAdmin,
+  serveSupervisorAdmin,
+  serveWorkerAdmin,
+} from "../admin/serve.ts";
 import { jsonLogLine } from "../log.ts";
 import { runSupervisor, serveRunner } from "../config/service.ts";
 import { ENGINE, LOG_OPTIONS, loggerOf, THREADS, writePidFile } from "./common.ts";
@@ -39,6 +53,13 @@ const ACCESS_LOG = text({
 });
 const PID = text({ flag: "--pid", value: "FILE", help: "write the process id to FILE" });
 const CHECK = flag({ flag: "--check", help: "check CONFIG as `relaykit check` does, and exit" });
+const ADMIN = text({
+  flag: "--admin",
+  value: "HOST:PORT",
+  help: "serve the admin API and stats page there (:PORT is loopback); the token from the " +
+    "config's admin section or RELAYKIT_ADMIN_TOKEN",
+  config: "admin.address, port, path",
+});
 
 /** The command line that runs the relaykit command again (for workers). */
 function selfArgv(args: string[]): string[] {
@@ -183,7 +204,7 @@ export const run: Command = {
 file:line:col). SIGHUP reloads it (an invalid file changes nothing; established connections
 are untouched) and reopens the log files; SIGUSR2 reopens the log files. SIGTERM/SIGINT stop
 accepting and reset what is left after --grace MS; SIGQUIT waits for the last connection.`,
-  options: [ENGINE, THREADS, GRACE, WORKERS, ACCESS_LOG, PID, CHECK, ...LOG_OPTIONS],
+  options: [ENGINE, THREADS, GRACE, WORKERS, ACCESS_LOG, PID, CHECK, ADMIN, ...LOG_OPTIONS],
   async run(a) {
     const file = a.positional[0]!;
     if (a.has(CHECK)) return await reportCheck(file);
@@ -194,8 +215,14 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
     const worker = process.env.RELAYKIT_WORKER_INDEX;
     const log = loggerOf(a, worker === undefined ? "relaykit" : `relaykit[${worker}]`);
     // everything is checked before anything starts, also for the supervisor
+    let admin: AdminPlan | undefined;
     try {
       const config = loadConfig(file);
+      try {
+        admin = planAdmin(config, file, a.get(ADMIN), workers);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       if (workers !== undefined && workers > 1 && worker === undefined) {
         await loadModules(config, file, 0); // a worker would only die of it, again and again
       }
@@ -235,7 +262,11 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
       );
       log.reopenOn(["SIGUSR2", "SIGHUP"]);
       const argv = () => selfArgv(["run", file, ...own]);
-      const code = await runSupervisor({ file, workers, argv, log: (l, line) => log.log(l, line) });
+      const say = (l: LogLevel, line: string) => log.log(l, line);
+      // the workers inherit the admin socket directory and token from here
+      const adminServer = admin && await serveSupervisorAdmin(admin, { file, log: say });
+      const code = await runSupervisor({ file, workers, argv, log: say });
+      adminServer?.close();
       log.flush();
       setTimeout(() => process.exit(code), 200);
       return;
@@ -251,8 +282,9 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
     const runner = new Runner(file, {
       engine,
       nativeEngine,
-      // with workers, the supervisor serves the metrics of all of them
-      metrics: worker === undefined,
+      // with workers, the supervisor serves the metrics of all of them; the
+      // admin listener serves them when they share its port
+      metrics: worker === undefined && admin?.sharesMetrics !== true,
       log: (l, line, cause) => log.log(l, line, cause),
       access: (rec) => accessOut?.(jsonLogLine(rec)),
     });
@@ -267,6 +299,23 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
     } catch (err) {
       if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
       throw err;
+    }
+    if (admin !== undefined || worker !== undefined) {
+      const adminOptions = {
+        file,
+        engine: nativeEngine !== undefined ? "native" : "stream",
+        engineReason: nativeEngine !== undefined ? undefined : `--engine ${engine}`,
+        log: (l: LogLevel, line: string) => log.log(l, line),
+        access: (rec: AccessRecord | EventRecord) => accessOut?.(jsonLogLine(rec)),
+      };
+      if (worker === undefined) await serveRunAdmin(runner, admin!, adminOptions);
+      else {
+        await serveWorkerAdmin(runner, {
+          ...adminOptions,
+          supervisor: Number(process.env.RELAYKIT_SUPERVISOR_PID),
+          index: Number(worker),
+        });
+      }
     }
   },
 };

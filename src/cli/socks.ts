@@ -7,7 +7,7 @@
 import { formatEndpoint } from "../forward/types.ts";
 import { httpConnectRouter, type RouterOptions, socksRouter } from "../proxy/socks.ts";
 import type { TcpProxyOptions } from "../proxy/tcp_proxy.ts";
-import { LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, rules, runProxy } from "./common.ts";
+import { ADMIN, LISTEN, loggerOf, PROXY_OPTIONS, proxyOptions, rules, runProxy } from "./common.ts";
 import { type Command, type Opt, opt, UsageError } from "./options.ts";
 
 const RULES_HELP = "RULES are comma-separated DEST[:PORTS] items: DEST a CIDR " +
@@ -76,7 +76,7 @@ function routerCommand(kind: "socks" | "http-connect"): Command {
         route: kind === "socks" ? socksRouter(opts) : httpConnectRouter(opts),
       };
       const threads = proxyOptions(a, options);
-      await runProxy(log, options, threads, `${kind} proxy on %`);
+      await runProxy(log, options, threads, `${kind} proxy on %`, false, a.get(ADMIN));
     },
   };
 }

@@ -184,6 +184,21 @@ export interface Config {
   tunnelClients: TunnelClientConfig[];
   /** Where to serve Prometheus metrics (GET /metrics), if anywhere. */
   metrics: { host: string; port: number } | undefined;
+  /** The admin endpoint (JSON API, stats page), if enabled. */
+  admin: AdminConfig | undefined;
+}
+
+/** The admin section, validated. */
+export interface AdminConfig {
+  /** Where it listens: loopback by default, or a Unix socket. */
+  listen: Endpoint;
+  /**
+   * The token (named "admin"), or a file of tokens relative to the config
+   * file: one a line, `NAME:TOKEN` or just `TOKEN`.
+   */
+  token: { file: string } | { value: string } | undefined;
+  /** Reads without a token (actions always need one). */
+  readOpen: boolean;
 }
 
 type Node = unknown;
@@ -222,6 +237,7 @@ export function parseConfig(text: string, file: string): Config {
     tunnelServers: [],
     tunnelClients: [],
     metrics: undefined,
+    admin: undefined,
   };
   if (!isMap(root)) {
     at(root, "", "expected a mapping with listeners and backends");
@@ -231,6 +247,7 @@ export function parseConfig(text: string, file: string): Config {
     "listeners",
     "backends",
     "metrics",
+    "admin",
     "tunnel_servers",
     "tunnel_clients",
   ]);
@@ -254,6 +271,7 @@ export function parseConfig(text: string, file: string): Config {
     const e = v.endpoint(mm, top.get("metrics"), "metrics", true);
     if (e !== undefined && "host" in e) config.metrics = e;
   }
+  if (top.has("admin")) config.admin = v.admin(top.get("admin"), "admin");
   // no two things on one port: listeners, tunnel servers, metrics
   const ports: { what: string; host: string; port: number; node: Node; key: string }[] = [];
   const claim = (what: string, at_: Endpoint, node: Node, key: string) => {
@@ -324,6 +342,13 @@ export function parseConfig(text: string, file: string): Config {
   }
   if (config.metrics !== undefined) {
     claim("metrics", config.metrics, v.valueNode(top.get("metrics"), "port"), "metrics.port");
+  }
+  // the admin endpoint may share the metrics listener (same address and port), nothing else
+  const admin = config.admin?.listen;
+  if (admin !== undefined && "port" in admin) {
+    const m = config.metrics;
+    const shared = m !== undefined && m.port === admin.port && m.host === admin.host;
+    if (!shared) claim("admin", admin, v.valueNode(top.get("admin"), "port"), "admin.port");
   }
   if (issues.length > 0) {
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
@@ -662,6 +687,46 @@ class Validator {
       if (a !== undefined) out.authority = a;
     }
     return out;
+  }
+
+  /** The admin endpoint: address (default 127.0.0.1) and port, or path; token or token_file. */
+  admin(node: Node, where: string): AdminConfig | undefined {
+    const m = this.keys(node, where, [
+      "address",
+      "port",
+      "path",
+      "token",
+      "token_file",
+      "read_open",
+    ]);
+    if (!isMap(node)) return undefined;
+    const e = this.endpoint(m, node, where, true);
+    // loopback unless an address is given
+    const at = e !== undefined && "host" in e && !m.has("address")
+      ? { host: "127.0.0.1", port: e.port }
+      : e;
+    const readOpen = m.has("read_open")
+      ? this.bool(m.get("read_open"), `${where}.read_open`)
+      : false;
+    if (m.has("token") && m.has("token_file")) {
+      this.at(node, where, "give either token or token_file, not both");
+    }
+    let token: AdminConfig["token"];
+    if (m.has("token_file")) {
+      const file = this.string(m.get("token_file"), `${where}.token_file`);
+      if (file !== undefined) token = { file };
+    } else if (m.has("token")) {
+      const value = this.string(m.get("token"), `${where}.token`);
+      if (value !== undefined) token = { value };
+    } else if (readOpen !== true) {
+      this.at(
+        node,
+        where,
+        "needs token or token_file (or read_open: true for a read-only endpoint)",
+      );
+    }
+    if (at === undefined || readOpen === undefined) return undefined;
+    return { listen: at, token, readOpen };
   }
 
   /** allow, deny (lists of { cidr, host, port }), users ({ name: password }). */

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileErrorReason } from "../errors.ts";
 import type { EnginePreference } from "../forward/select.ts";
-import type { ConnectionEnd } from "../forward/types.ts";
+import type { ConnectionEnd, Endpoint } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
 import { Backend } from "../proxy/balance.ts";
@@ -99,6 +99,51 @@ export interface AccessRecord {
   error?: string;
 }
 
+/**
+ * A change an operator made (through the admin API) or a health check saw,
+ * as a line of the access log.
+ */
+export interface EventRecord {
+  time: string;
+  /** "admin" for an operator's action, "health" for a health check's verdict. */
+  event: "admin" | "health";
+  /** What was done or seen, e.g. "server-state", "up". */
+  action: string;
+  /** What it concerns, e.g. "app/a", "web", "#12". */
+  target: string;
+  /** The new value, if any (a state, a weight). */
+  value?: string | number;
+  /** The token's name (admin). */
+  by?: string;
+  /** Where the request came from (admin). */
+  peer?: string;
+  /** Why (a failed health check) or what went wrong (a refused action). */
+  reason?: string;
+}
+
+/** A connection that is open, as the runner keeps it for the admin API. */
+export interface LiveConnection {
+  /** When it opened, ms since the Unix epoch. */
+  opened: number;
+  /** The client's address, "host:port". */
+  client: string | undefined;
+}
+
+/** A listener as the admin API sees it (see {@linkcode Runner.adminView}). */
+export interface ListenerView {
+  name: string;
+  /** The backend's name, or the kind of router: "route", "socks", "http-connect". */
+  route: string;
+  /** max_connections, 0 for none. */
+  limit: number;
+  proxy: TcpProxy;
+  /** Disabled by an operator: not accepting. */
+  disabled: boolean;
+  stats: ListenerStats;
+  /** Its open connections, by proxy (a reload may leave an older one draining). */
+  live: { proxy: TcpProxy; conns: ReadonlyMap<number, LiveConnection> }[];
+}
+
 /** What the runner reports. */
 export interface RunnerOptions {
   engine: EnginePreference;
@@ -117,13 +162,15 @@ export interface RunnerOptions {
    * repeat without end (a dead backend): the log may summarise them.
    */
   log(level: LogLevel, line: string, cause?: string): void;
-  /** One record per ended connection. */
-  access(record: AccessRecord): void;
+  /** One record per ended connection, and one per health or operator change. */
+  access(record: AccessRecord | EventRecord): void;
 }
 
 interface Running {
   config: ListenerConfig;
   proxy: TcpProxy;
+  /** Closed by an operator (disabled): a kept listener starts anew when enabled. */
+  stopped?: boolean;
   /** Socket-level settings: a change needs a new listening socket. */
   socketKey: string;
 }
@@ -140,14 +187,23 @@ function socketKey(l: ListenerConfig): string {
   ]);
 }
 
-/** Runs a config file's listeners. */
-interface ListenerStats {
+/** The counters of a listener (kept across reloads). */
+export interface ListenerStats {
+  /** Connections that ended. */
   total: number;
+  /** Connections that opened. */
+  opened: number;
+  /** The most open at once. */
+  peak: number;
+  /** Bytes of ended connections, client to server and back. */
   up: number;
   down: number;
   failures: Map<string, number>; // connect failures by code
+  /** Errors (refusals, failed connects, resets) by code. */
+  errors: Map<string, number>;
 }
 
+/** Runs a config file's listeners. */
 export class Runner {
   readonly #path: string;
   readonly #o: RunnerOptions;
@@ -161,6 +217,13 @@ export class Runner {
   #stopping: TcpProxy[] = [];
   #tunnels: (TunnelServer | TunnelClient)[] = [];
   #tunnelKey = "";
+  /** Listeners an operator disabled (by name). */
+  #disabled = new Set<string>();
+  /** Open connections of every watched proxy. */
+  #live = new Map<TcpProxy, { name: string; conns: Map<number, LiveConnection> }>();
+  /** Starts one listener with the options of the config applied last. */
+  #make: ((l: ListenerConfig, at?: Endpoint, fd?: number) => Promise<TcpProxy>) | undefined;
+  #lastReload: { ok: boolean; message: string } | undefined;
 
   /**
    * @param path The config file.
@@ -175,6 +238,63 @@ export class Runner {
   /** The running listeners by name (for tests and status). */
   get listeners(): ReadonlyMap<string, TcpProxy> {
     return new Map([...this.#running].map(([k, v]) => [k, v.proxy]));
+  }
+
+  /** The backends of the config applied last, by name. */
+  get backends(): ReadonlyMap<string, Backend> {
+    return this.#backends;
+  }
+
+  /** The listeners with their counters and open connections, for the admin API. */
+  adminView(): ListenerView[] {
+    const running = new Set([...this.#running.values()].map((r) => r.proxy));
+    for (const [p, l] of this.#live) {
+      if (!running.has(p) && l.conns.size === 0) this.#live.delete(p);
+    }
+    return [...this.#running].map(([name, r]) => ({
+      name,
+      route: r.config.backend ?? r.config.router?.kind ?? "route",
+      limit: r.config.maxConnections ?? 0,
+      proxy: r.proxy,
+      disabled: this.#disabled.has(name),
+      stats: this.#stats.get(name)!,
+      live: [...this.#live].filter(([, l]) => l.name === name).map(([proxy, l]) => ({
+        proxy,
+        conns: l.conns,
+      })),
+    }));
+  }
+
+  /** How the last reload went, if there was one. */
+  get lastReload(): { ok: boolean; message: string } | undefined {
+    return this.#lastReload;
+  }
+
+  /**
+   * Stop (`false`) or start again (`true`) accepting on a listener. A
+   * disabled listener closes its socket, so new connections are refused;
+   * the open ones go on; it stays disabled across reloads.
+   *
+   * @throws {RangeError} for a listener that does not exist.
+   */
+  async setListenerEnabled(name: string, enabled: boolean): Promise<void> {
+    const r = this.#running.get(name);
+    if (r === undefined) throw new RangeError(`no listener named "${name}"`);
+    if (!enabled) {
+      if (this.#disabled.has(name)) return;
+      this.#disabled.add(name);
+      r.stopped = true;
+      void r.proxy.close();
+      return;
+    }
+    if (!this.#disabled.has(name)) return;
+    // the same address it had (a port 0 in the file was given a port)
+    const proxy = await this.#make!(
+      r.config,
+      r.socketKey === socketKey(r.config) ? r.proxy.address : undefined,
+    );
+    this.#disabled.delete(name);
+    this.#running.set(name, { config: r.config, proxy, socketKey: socketKey(r.config) });
   }
 
   /** Load the config and start every listener; throws a ConfigError or a listen error. */
@@ -282,14 +402,20 @@ export class Runner {
     } catch (err) {
       this.#o.log("error", `reload: ${this.#path} is invalid, still running the previous config:`);
       for (const line of (err as Error).message.split("\n")) this.#o.log("error", `  ${line}`);
+      this.#lastReload = { ok: false, message: (err as Error).message };
       return false;
     }
     try {
       await this.#apply(config);
     } catch (err) {
       this.#o.log("error", `reload: ${(err as Error).message}; still running the previous config`);
+      this.#lastReload = { ok: false, message: (err as Error).message };
       return false;
     }
+    this.#lastReload = {
+      ok: true,
+      message: `${this.#path} applied (${config.listeners.length} listeners)`,
+    };
     if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
       this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
     }
@@ -467,6 +593,14 @@ export class Runner {
         if (same !== undefined) s.up = same.up;
       }
     }
+    // what an operator set (drain, maint) outlives a reload; weights come from the file
+    for (const b of backends.values()) {
+      const before = this.#backends.get(b.name);
+      for (const s of b.servers) {
+        const was = before?.servers.find((o) => o.name === s.name);
+        if (was !== undefined) s.admin = was.admin;
+      }
+    }
     // modules first: a module that fails to load changes nothing
     const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
@@ -484,41 +618,48 @@ export class Runner {
         ...(l.acceptProxy !== undefined ? { acceptProxy: l.acceptProxy } : {}),
       };
     };
+    const make = async (l: ListenerConfig, at?: Endpoint, fd?: number) => {
+      const options: TcpProxyOptions = {
+        listen: at ?? l.listen,
+        engine: this.#o.engine,
+        // a changed listener binds beside the old one before that stops
+        reusePort: true,
+        ...where(l),
+      };
+      if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
+      if (fd !== undefined) options.fd = fd; // inherited from systemd
+      if (l.tls !== undefined) options.tls = l.tls;
+      if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
+      if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
+      if (l.connectTimeout !== undefined) options.connectTimeout = l.connectTimeout;
+      const h = hooks.get(l.name);
+      if (h !== undefined) options.hooks = h;
+      const route = routes.get(l.name);
+      if (route?.rewriteRequest !== undefined) options.rewriteRequest = route.rewriteRequest;
+      if (route?.rewriteResponse !== undefined) options.rewriteResponse = route.rewriteResponse;
+      const proxy = await TcpProxy.listen(options);
+      this.#watch(l.name, proxy);
+      return proxy;
+    };
     const next = new Map<string, Running>();
     const started: TcpProxy[] = [];
     const fromSystemd = new Map<string, InheritedSocket>();
     try {
       for (const l of config.listeners) {
         const old = this.#running.get(l.name);
-        if (old !== undefined && old.socketKey === socketKey(l)) {
+        if (old !== undefined && this.#disabled.has(l.name)) {
+          // disabled by an operator: stays so, with the new settings for when it is enabled
+          next.set(l.name, { ...old, config: l }); // socketKey: the socket it had
+          continue;
+        }
+        if (old !== undefined && old.socketKey === socketKey(l) && old.stopped !== true) {
           next.set(l.name, old); // switched below, once everything is ready
           continue;
         }
-        const options: TcpProxyOptions = {
-          listen: l.listen,
-          engine: this.#o.engine,
-          // a changed listener binds beside the old one before that stops
-          reusePort: true,
-          ...where(l),
-        };
-        if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
         const inherited = matchSocket(inheritedSockets(), l.name, l.listen);
-        if (inherited !== undefined) {
-          options.fd = inherited.fd;
-          fromSystemd.set(l.name, inherited);
-        }
-        if (l.tls !== undefined) options.tls = l.tls;
-        if (l.maxConnections !== undefined) options.maxConnections = l.maxConnections;
-        if (l.idleTimeout !== undefined) options.idleTimeout = l.idleTimeout;
-        if (l.connectTimeout !== undefined) options.connectTimeout = l.connectTimeout;
-        const h = hooks.get(l.name);
-        if (h !== undefined) options.hooks = h;
-        const route = routes.get(l.name);
-        if (route?.rewriteRequest !== undefined) options.rewriteRequest = route.rewriteRequest;
-        if (route?.rewriteResponse !== undefined) options.rewriteResponse = route.rewriteResponse;
-        const proxy = await TcpProxy.listen(options);
+        if (inherited !== undefined) fromSystemd.set(l.name, inherited);
+        const proxy = await make(l, undefined, inherited?.fd);
         started.push(proxy);
-        this.#watch(l.name, proxy);
         next.set(l.name, { config: l, proxy, socketKey: socketKey(l) });
       }
     } catch (err) {
@@ -530,19 +671,28 @@ export class Runner {
     for (const c of this.#checkers) c.stop();
     this.#checkers = config.backends.flatMap((b) =>
       b.healthCheck === undefined ? [] : [
-        new HealthChecker(backends.get(b.name)!, b.healthCheck, (c) =>
+        new HealthChecker(backends.get(b.name)!, b.healthCheck, (c) => {
           this.#o.log(
             "warn",
             `backend "${c.backend}": server "${c.server.name}" is ${
               c.up ? "up" : `down (${c.reason})`
             }`,
-          )),
+          );
+          this.#o.access({
+            time: new Date().toISOString(),
+            event: "health",
+            action: c.up ? "up" : "down",
+            target: `${c.backend}/${c.server.name}`,
+            ...(c.reason !== undefined ? { reason: c.reason } : {}),
+          });
+        }),
       ]
     );
     this.#backends = backends;
+    this.#make = make;
     for (const l of config.listeners) {
       const r = next.get(l.name)!;
-      if (!started.includes(r.proxy)) {
+      if (!started.includes(r.proxy) && !this.#disabled.has(l.name)) {
         r.proxy.reconfigure(where(l));
         r.config = l;
       }
@@ -550,6 +700,7 @@ export class Runner {
     for (const [name, r] of this.#running) {
       if (next.get(name)?.proxy !== r.proxy) void r.proxy.close();
     }
+    for (const name of this.#disabled) if (!next.has(name)) this.#disabled.delete(name);
     this.#running = next;
     for (const l of config.listeners) {
       const p = next.get(l.name)!.proxy;
@@ -561,18 +712,35 @@ export class Runner {
   }
 
   #watch(name: string, proxy: TcpProxy): void {
-    const clients = new Map<number, string>();
+    const clients = new Map<number, LiveConnection>();
+    this.#live.set(proxy, { name, conns: clients });
     let stats = this.#stats.get(name);
     if (stats === undefined) {
-      this.#stats.set(name, stats = { total: 0, up: 0, down: 0, failures: new Map() });
+      this.#stats.set(
+        name,
+        stats = {
+          total: 0,
+          opened: 0,
+          peak: 0,
+          up: 0,
+          down: 0,
+          failures: new Map(),
+          errors: new Map(),
+        },
+      );
     }
     const st = stats;
-    proxy.on(
-      "error",
-      (err) => this.#o.log("warn", `${name}: ${err.message}`, `${name}: ${err.code}`),
-    );
+    proxy.on("error", (err) => {
+      st.errors.set(err.code, (st.errors.get(err.code) ?? 0) + 1);
+      this.#o.log("warn", `${name}: ${err.message}`, `${name}: ${err.code}`);
+    });
     proxy.on("open", (c) => {
-      if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
+      clients.set(c.id, {
+        opened: Date.now(),
+        client: c.remote === undefined ? undefined : formatEndpoint(c.remote),
+      });
+      st.opened++;
+      if (clients.size > st.peak) st.peak = clients.size;
     });
     proxy.on("close", (e: ConnectionEnd) => {
       const rec: AccessRecord = {
@@ -584,11 +752,20 @@ export class Runner {
         bytes_down: e.bToA.written,
         end: e.reason,
       };
-      const client = clients.get(e.id);
+      const client = clients.get(e.id)?.client;
       clients.delete(e.id);
+      if (clients.size === 0 && this.#running.get(name)?.proxy !== proxy) this.#live.delete(proxy);
       st.total++;
       st.up += e.aToB.written;
       st.down += e.bToA.written;
+      if (e.server !== undefined) {
+        const backend = this.#backends.get(this.#running.get(name)?.config.backend ?? "");
+        const server = backend?.servers.find((s) => s.name === e.server);
+        if (server !== undefined) {
+          server.bytesUp += e.aToB.written;
+          server.bytesDown += e.bToA.written;
+        }
+      }
       if (e.reason === "connect-failed" && e.error !== undefined) {
         st.failures.set(e.error.code, (st.failures.get(e.error.code) ?? 0) + 1);
       }

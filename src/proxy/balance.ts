@@ -80,6 +80,44 @@ export interface BackendOptions {
 }
 
 /**
+ * What an operator set for a server: `ready` takes connections; `drain`
+ * takes no new ones and lets those it has finish; `maint` is drain and
+ * also pauses its health checks.
+ *
+ * @example
+ * ```ts
+ * import { Backend, type ServerAdminState } from "@relaykit/relaykit";
+ * const b = new Backend({ name: "app", servers: [{ address: { host: "127.0.0.1", port: 8001 } }] });
+ * const state: ServerAdminState = "drain";
+ * b.servers[0]!.admin = state; // no new connections go to it
+ * console.log(b.pick(undefined)); // undefined
+ * ```
+ */
+export type ServerAdminState = "ready" | "drain" | "maint";
+
+/** The operator states, for validation. */
+export const SERVER_ADMIN_STATES: readonly ServerAdminState[] = ["ready", "drain", "maint"];
+
+/**
+ * The last health check of a server.
+ *
+ * @example
+ * ```ts
+ * import { type ServerCheck } from "@relaykit/relaykit";
+ * const check: ServerCheck = { ok: false, reason: "ECONNREFUSED", at: Date.now() };
+ * console.log(check.ok);
+ * ```
+ */
+export interface ServerCheck {
+  /** Whether it passed. */
+  ok: boolean;
+  /** Why it failed. */
+  reason?: string;
+  /** When it ran, ms since the Unix epoch. */
+  at: number;
+}
+
+/**
  * A server, with its live state.
  *
  * @example
@@ -95,8 +133,18 @@ export class Server {
   readonly name: string;
   /** Where it listens. */
   readonly address: Endpoint;
-  /** Its weight. */
-  readonly weight: number;
+  /** Its weight (change it with {@linkcode Backend.setWeight}). */
+  weight: number;
+  /** What an operator set: only a `ready` server gets new connections. */
+  admin: ServerAdminState = "ready";
+  /** Bytes from clients to it, of its connections that ended (kept by `relaykit run`). */
+  bytesUp = 0;
+  /** Bytes from it back to clients, likewise. */
+  bytesDown = 0;
+  /** The last health check, if it is checked. */
+  lastCheck: ServerCheck | undefined;
+  /** When `up` or `admin` last changed, ms since the Unix epoch. */
+  changedAt: number = Date.now();
   /** Connections it has now. */
   active = 0;
   /** Connections it has had. */
@@ -115,6 +163,16 @@ export class Server {
     this.address = o.address;
     this.weight = o.weight ?? 1;
     this.name = o.name ?? formatEndpoint(o.address);
+  }
+
+  /** `up`, `down` (health checks), or the operator's `drain` or `maint`. */
+  get state(): "up" | "down" | "drain" | "maint" {
+    return this.admin !== "ready" ? this.admin : this.up ? "up" : "down";
+  }
+
+  /** Whether it may take a new connection. */
+  get usable(): boolean {
+    return this.up && this.admin === "ready" && this.weight > 0;
   }
 }
 
@@ -187,8 +245,28 @@ export class Backend {
     this.retries = o.retries ?? this.servers.length - 1;
     this.connectTimeout = o.connectTimeout;
     this.sendProxy = o.sendProxy;
-    // smooth weighted round robin: interleave the weighted slots
-    this.#slots = [];
+    this.#slots = this.#weighSlots();
+  }
+
+  /**
+   * Change a server's weight (0-256; 0 takes no new connections).
+   *
+   * @throws {RangeError} for a weight out of range.
+   */
+  setWeight(server: Server, weight: number): void {
+    if (!Number.isInteger(weight) || weight < 0 || weight > 256) {
+      throw new RangeError(
+        `server "${server.name}": weight must be an integer 0-256, not ${weight}`,
+      );
+    }
+    server.weight = weight;
+    this.#slots = this.#weighSlots();
+    this.#next = 0;
+  }
+
+  /** Smooth weighted round robin: the weighted slots, interleaved. */
+  #weighSlots(): number[] {
+    const slots: number[] = [];
     const credit = this.servers.map(() => 0);
     const total = this.servers.reduce((n, s) => n + s.weight, 0);
     for (let n = 0; n < total; n++) {
@@ -198,13 +276,14 @@ export class Backend {
         if (s.weight > 0 && (best < 0 || credit[i]! > credit[best]!)) best = i;
       });
       credit[best]! -= total;
-      this.#slots.push(best);
+      slots.push(best);
     }
+    return slots;
   }
 
   /** Whether a server is left that is up, weighted and not in `tried`. */
   hasOther(tried: ReadonlySet<Server>): boolean {
-    return this.servers.some((s) => s.up && s.weight > 0 && !tried.has(s));
+    return this.servers.some((s) => s.usable && !tried.has(s));
   }
 
   /**
@@ -212,7 +291,7 @@ export class Backend {
    * `tried` ones and those that are down; undefined when none is left.
    */
   pick(client: string | undefined, tried: ReadonlySet<Server> = new Set()): Server | undefined {
-    const ok = (s: Server) => s.up && s.weight > 0 && !tried.has(s);
+    const ok = (s: Server) => s.usable && !tried.has(s);
     const candidates = this.servers.filter(ok);
     if (candidates.length === 0) return undefined;
     switch (this.balance) {
@@ -231,6 +310,7 @@ export class Backend {
       case "source-hash": {
         // the same client goes to the same server while the set is the same
         const slots = this.#slots.filter((i) => ok(this.servers[i]!));
+        if (slots.length === 0) return candidates[0];
         const h = client === undefined ? 0 : fnv1a(client);
         return this.servers[slots[h % slots.length]!];
       }

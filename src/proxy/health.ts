@@ -2,7 +2,8 @@
  * Active health checks of a backend's servers: a TCP connect (and
  * optionally bytes to send and bytes to expect back) every interval. A
  * server is marked down after `fall` failed checks in a row and up again
- * after `rise` good ones; balancing skips servers that are down.
+ * after `rise` good ones; balancing skips servers that are down. A server
+ * an operator put in `maint` is not checked until it leaves it.
  *
  * @module
  */
@@ -110,13 +111,19 @@ export class HealthChecker {
     if (this.#stopped) return;
     const t = setTimeout(async () => {
       this.#timers.splice(this.#timers.indexOf(t), 1);
+      // a server in maintenance is not checked; checks resume where they were
+      if (server.admin === "maint") return this.#schedule(server, run, this.#o.interval);
       const why = await check(server, this.#o);
       if (this.#stopped) return;
+      server.lastCheck = why === undefined
+        ? { ok: true, at: Date.now() }
+        : { ok: false, reason: why, at: Date.now() };
       if (why === undefined) {
         run.good++;
         run.bad = 0;
         if (!server.up && run.good >= this.#o.rise) {
           server.up = true;
+          server.changedAt = Date.now();
           this.#onChange({ backend: this.#backend.name, server, up: true });
         }
       } else {
@@ -124,6 +131,7 @@ export class HealthChecker {
         run.good = 0;
         if (server.up && run.bad >= this.#o.fall) {
           server.up = false;
+          server.changedAt = Date.now();
           this.#onChange({ backend: this.#backend.name, server, up: false, reason: why });
         }
       }

@@ -21,7 +21,7 @@ import type {
 import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "../forward/hooks.ts";
-import { Backend, type BackendOptions } from "./balance.ts";
+import { Backend, type BackendOptions, type Server } from "./balance.ts";
 import type { AcceptProxyOptions } from "./accept_proxy.ts";
 import { checkFrontOptions, decisionTimeout, Front, type FrontOptions } from "./front.ts";
 import type { RouteFunction } from "./routing.ts";
@@ -488,6 +488,16 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** Live counters of connection `id`, or undefined once it ended. */
   stats(id: number): ConnectionStats | undefined {
     return this.#handle.connectionStats(id);
+  }
+
+  /** The backend server open connection `id` went to, if it has one. */
+  serverOf(id: number): Server | undefined {
+    return this.#sessions?.get(id)?.server;
+  }
+
+  /** Who open connection `id` really is, once its PROXY header was handled. */
+  originalOf(id: number): OriginalInfo | undefined {
+    return this.#sessions?.original(id);
   }
 
   /** Close one connection: "graceful" flushes then sends FIN; "abort" resets. */
