@@ -9,7 +9,7 @@
  * @module
  */
 import { errorFor } from "../errors.ts";
-import { connectFailure, type Endpoint, formatEndpoint } from "../forward/types.ts";
+import { connectFailure, type Endpoint, formatEndpoint } from "../types.ts";
 import { codeOf } from "./node_net.ts";
 import {
   certificateError,
