@@ -25,8 +25,15 @@ export {
   type ProxyHandle,
   type ProxySpec,
 } from "./src/forward/types.ts";
+export {
+  type CloseDecision,
+  type ConnectDecision,
+  type EngineKind,
+  type FileDecision,
+} from "./src/decision.ts";
 export { chooseEngine, type EngineChoice } from "./src/forward/select.ts";
 export { type Handler, type NativeEvent } from "./src/native/engine.ts";
+export { type HookDirection } from "./src/native/events.ts";
 export { OPEN_FLAGS } from "./src/native/fds.ts";
 export { Emitter } from "./src/emitter.ts";
 export {
