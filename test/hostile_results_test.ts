@@ -20,6 +20,7 @@ import {
   connect,
   echoServer,
   ENGINES,
+  fdCount,
   freePort,
   nativeEngine,
   sleep,
@@ -221,6 +222,110 @@ for (const engine of ENGINES) {
 
     test("the expected results are listed in the message in the README's order", () => {
       assert.equal(ROUTE_EXPECTED, "undefined, { remote }, { close }, { file }, { send }");
+    });
+
+    test("a { send } step after the client's EOF or at the route limit closes that connection; the route is not asked again and again", async () => {
+      const echo = await echoServer();
+      const remote = `127.0.0.1:${echo.port}`;
+      // Asked again with the same bytes (no more can come), a route that
+      // answers a step each time would loop without end, starving the event
+      // loop (stream engine) or a core until the decision timeout (native):
+      // past LOOPED calls for one connection the route gives up itself, so
+      // a regression fails here in milliseconds instead of hanging.
+      const LOOPED = 50;
+      /** Per connection: how many steps the route answered. */
+      const calls = new Map<number, number>();
+      const { proxy, errors } = await start({
+        routeLimit: 16,
+        routeTimeout: 10_000, // far away: it is not what closes these
+        route: (data, conn) => {
+          const t = dec.decode(data);
+          if (t.startsWith("ok")) return { remote, data: data.subarray(2) };
+          if (!t.startsWith("empty") && !t.startsWith("step")) return undefined;
+          const n = (calls.get(conn.id) ?? 0) + 1;
+          calls.set(conn.id, n);
+          if (n > LOOPED) return { close: true };
+          return { send: t.startsWith("empty") ? "" : "S" };
+        },
+      });
+      /** The most steps the route answered for one connection. */
+      const most = () => Math.max(0, ...calls.values());
+      try {
+        for (const [name, reply] of [["empty", ""], ["step", "S"]] as const) {
+          errors.length = 0;
+          calls.clear();
+          // the whole input, then FIN: the step's bytes once, then the close
+          const s = await connect(proxy.port);
+          const got: Uint8Array[] = [];
+          s.on("data", (d: Uint8Array) => got.push(d));
+          s.on("error", () => {});
+          s.end(name);
+          const t0 = Date.now();
+          await within(closed(s), 3000, `the proxy to close the connection (${name})`);
+          assert.ok(Date.now() - t0 < 2000, `${name}: closed at once, not by a timeout`);
+          // the step's bytes once at most: asked with the bytes, then (if
+          // apart) with the EOF, when the step is not sent
+          assert.ok(most() <= 2, `${name}: the route answered ${most()} steps`);
+          assert.equal(dec.decode(Buffer.concat(got)), reply.repeat(most() - 1), name);
+          const err = await errorWith(errors, "RK_EROUTE");
+          assert.match(err.message, /the client ended before a route was found/, name);
+          assert.match(await served(proxy.port, enc.encode("ok")), /ping/, `after ${name}`);
+        }
+        // at the limit (16 bytes here), without EOF: no more bytes may come either
+        errors.length = 0;
+        calls.clear();
+        const got = await refused(proxy.port, enc.encode("step".padEnd(32, "-")));
+        assert.ok(most() <= 2, `at the limit: the route answered ${most()} steps`);
+        assert.equal(dec.decode(got), "S".repeat(most() - 1));
+        const err = await errorWith(errors, "RK_EROUTE_LIMIT");
+        assert.match(err.message, /no route after \d+ bytes \(the limit is 16\)/);
+        assert.match(await served(proxy.port, enc.encode("ok")), /ping/, "after the limit");
+        assert.deepEqual(escaped, []);
+      } finally {
+        await proxy.abort();
+        await echo.close();
+      }
+    });
+
+    test("an abort right after the front closed a connection (its FIN on the way) closes it, fd and all", async () => {
+      const echo = await echoServer();
+      const made: { proxy?: TcpProxy } = {};
+      const { proxy, errors } = await start({
+        route: (data) => {
+          const t = dec.decode(data);
+          if (t.startsWith("ok")) {
+            return { remote: `127.0.0.1:${echo.port}`, data: data.subarray(2) };
+          }
+          return t.startsWith("bad") ? 42 as never : undefined;
+        },
+        // called right after the front's "close" decision, in the same tick
+        onError: (conn) => made.proxy!.closeConnection(conn.id, "abort"),
+      });
+      made.proxy = proxy;
+      try {
+        const baseline = fdCount();
+        for (let i = 0; i < 3; i++) {
+          const s = await connect(proxy.port);
+          s.on("error", () => {}); // a reset is an answer too
+          s.on("end", () => s.end());
+          s.write("bad");
+          await within(closed(s), 3000, "the proxy to close the connection");
+        }
+        await errorWith(errors, "RK_EROUTE");
+        // the proxy's side is closed too (Node's sockets could not be reset
+        // while their FIN was going out: they were never closed)
+        let now = fdCount();
+        await waitFor(
+          () => (now = fdCount()) <= baseline,
+          3000,
+          `fd count ${baseline} (now ${now})`,
+        );
+        assert.match(await served(proxy.port, enc.encode("ok")), /ping/);
+        assert.deepEqual(escaped, []);
+      } finally {
+        await proxy.abort();
+        await echo.close();
+      }
     });
 
     test("a route that never settles is cut by the decision timeout; failReply and onError that throw are contained", async () => {

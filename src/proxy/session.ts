@@ -271,7 +271,11 @@ export class Session {
     if (this.#phase !== "routing") return;
     if (d instanceof RouteFailure) return this.#fault("RK_EROUTE", d.what, d.error);
     switch (d.action) {
-      case "wait": {
+      case "wait":
+      case "send": {
+        // past the limit or the client's EOF no more bytes can come: asked
+        // again, the route would see the same ones, without end (and a step
+        // that cannot go on is not sent)
         const length = u.data.length - consume;
         if (length >= s.routeLimit) {
           return this.#refuse(
@@ -293,12 +297,10 @@ export class Session {
             ),
           );
         }
+        // a handshake step: answer, stay in the route phase, read on
+        if (d.action === "send") h.sendHeld(id, d.send);
         return h.readMore(id, consume + s.routeLimit);
       }
-      case "send":
-        // a handshake step: answer, stay in the route phase, read on
-        h.sendHeld(id, d.send);
-        return h.readMore(id, consume + s.routeLimit);
       case "remote": {
         this.#phase = "decided";
         this.#failReply = d.failReply;

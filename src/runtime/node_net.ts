@@ -25,10 +25,12 @@ class NodeConn implements NetConn {
   readonly remote: { host: string; port: number } | undefined;
   readonly local: { host: string; port: number } | undefined;
   readonly #s: net.Socket;
+  readonly #libuv: boolean;
   #error: string | undefined;
 
-  constructor(s: net.Socket) {
+  constructor(s: net.Socket, libuv: boolean) {
     this.#s = s;
+    this.#libuv = libuv;
     this.remote = s.remoteAddress !== undefined && s.remotePort !== undefined
       ? { host: s.remoteAddress, port: s.remotePort }
       : undefined;
@@ -77,9 +79,14 @@ class NodeConn implements NetConn {
   }
 
   destroy(reset: boolean): void {
-    if (this.#s.destroyed) return;
-    if (reset) this.#s.resetAndDestroy();
-    else this.#s.destroy();
+    const s = this.#s;
+    if (s.destroyed) return;
+    // libuv cannot reset a socket while its FIN is being sent (EINVAL), and
+    // Node then never closes it: the fd leaks and the loop spins on it. On
+    // Node a reset asked for then is a close (its FIN is on the way).
+    const shutting = this.#libuv && s.writableEnded && !s.writableFinished;
+    if (reset && !shutting) s.resetAndDestroy();
+    else s.destroy();
   }
 }
 
@@ -223,20 +230,22 @@ function connectOnce(
 /**
  * node:net behind the Net contract. With `watch`, TCP listeners close
  * while the process is out of fds and reopen once fds are free (see
- * FdWatch: Deno's and Bun's own accept loops cannot handle EMFILE).
+ * FdWatch: Deno's and Bun's own accept loops cannot handle EMFILE). With
+ * `libuv` (Node's sockets), a reset while a FIN is being sent is a close.
  */
-export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
+export function nodeNetWith(opts: { watch: FdWatch | undefined; libuv?: boolean }): Net {
   const watch = opts.watch;
+  const libuv = opts.libuv ?? false;
   const self: Net = {
     async listen(at, options, onConn): Promise<NetListener> {
       const create = () => {
         const server = options.tls === undefined
           ? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
-            onConn(new NodeConn(s));
+            onConn(new NodeConn(s, libuv));
           })
           : tls.createServer(
             { ...options.tls, allowHalfOpen: true },
-            (s) => onConn(new NodeConn(s)),
+            (s) => onConn(new NodeConn(s, libuv)),
           );
         // a failed handshake concerns that client only
         server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
@@ -296,7 +305,9 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
     connect(to, options): Promise<NetConn> {
       const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
       const conn = connectEach(to, options.family, deadline, async (host) => {
-        if ("path" in to) return new NodeConn(await connectOnce({ path: to.path }, deadline));
+        if ("path" in to) {
+          return new NodeConn(await connectOnce({ path: to.path }, deadline), libuv);
+        }
         const opts: net.TcpNetConnectOpts = { host: host!, port: to.port };
         if (options.bindAddress !== undefined) opts.localAddress = options.bindAddress;
         const t = options.tls;
@@ -310,7 +321,7 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
             ? undefined
             : { name: t.servername ?? to.host, ca: t.ca },
         };
-        return new NodeConn(await connectOnce(opts, deadline, secure));
+        return new NodeConn(await connectOnce(opts, deadline, secure), libuv);
       });
       // out of fds for the connect: stop accepting too
       return watch === undefined ? conn : conn.catch((err: RelaykitError) => {
@@ -323,4 +334,4 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined }): Net {
 }
 
 /** node:net behind the Net contract, as Node uses it (libuv handles EMFILE itself). */
-export const nodeNet: Net = nodeNetWith({ watch: undefined });
+export const nodeNet: Net = nodeNetWith({ watch: undefined, libuv: true });
