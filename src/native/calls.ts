@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { EngineWakeCalls } from "../runtime/types.ts";
 import type { ConnectionStats, Endpoint, FamilyPreference, InetEndpoint } from "../types.ts";
 import { EMPTY } from "../bytes.ts";
 import {
@@ -188,6 +189,21 @@ export class NativeCalls {
   /** The engine handle. */
   get handle(): number {
     return this.#h;
+  }
+
+  /** The calls a runtime's waker makes (rk_engine_wait, _wake, _set_notify). */
+  wakeCalls(): EngineWakeCalls {
+    const sym = this.#sym, h = this.#h;
+    return {
+      wait: (ms) => sym.rk_engine_wait(h, ms),
+      wake: () => void sym.rk_engine_wake(h),
+      // a "function" parameter is a runtime's own pointer type (Bun's JSCallback.ptr)
+      setNotify: (callback) =>
+        void (sym.rk_engine_set_notify as unknown as (h: number, cb: unknown) => number)(
+          h,
+          callback,
+        ),
+    };
   }
 
   // ---- errors and introspection ----------------------------------------

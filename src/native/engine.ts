@@ -121,7 +121,7 @@ export class NativeEngine {
       throw NativeEngine.#errorOf(lib, calls, "Cannot start the native engine");
     }
     this.#calls = calls;
-    this.#waker = lib.watch(calls.handle, () => this.drain());
+    this.#waker = lib.watch(calls.wakeCalls(), () => this.drain());
   }
 
   static #errorOf(lib: NativeLibrary, code: number, what: string): RelaykitError {

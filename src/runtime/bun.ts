@@ -10,7 +10,7 @@ import process from "node:process";
 import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 import { bunNet } from "./bun_net.ts";
 import { processLibc } from "./libc.ts";
-import type { NativeLibrary, Runtime, Waker } from "./types.ts";
+import type { EngineWakeCalls, NativeLibrary, Runtime, Waker } from "./types.ts";
 
 type BunFfi = typeof import("bun:ffi");
 
@@ -57,11 +57,7 @@ function translate(table: SymbolTable): BunTable {
   return out as unknown as BunTable;
 }
 
-function bunWaker(
-  lib: import("bun:ffi").Library<BunTable>,
-  engine: number,
-  onWake: () => void,
-): Waker {
+function bunWaker(engine: EngineWakeCalls, onWake: () => void): Waker {
   // A thread-safe JSCallback runs later on the JS thread and its return
   // value is ignored: it is used only as a wake-up. The C side calls it once
   // per empty -> non-empty transition of the queue, re-armed by the drain
@@ -71,7 +67,7 @@ function bunWaker(
     returns: "void",
     threadsafe: true,
   });
-  lib.symbols.rk_engine_set_notify(engine, cb.ptr);
+  engine.setNotify(cb.ptr);
   // The callback does not keep the event loop alive; a timer does, while
   // anything native is open.
   let keepAlive: ReturnType<typeof setInterval> | undefined;
@@ -107,7 +103,7 @@ export const bunRuntime: Runtime = {
     const symbols: NativeSymbols = lib.symbols;
     return {
       symbols,
-      watch: (engine, onWake) => bunWaker(lib, engine, onWake),
+      watch: (engine, onWake) => bunWaker(engine, onWake),
       close: () => lib.close(),
     };
   },

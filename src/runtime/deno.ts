@@ -7,13 +7,9 @@ import type { NativeSymbols, SymbolTable } from "../native/symbols.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { nodeNetWith } from "./node_net.ts";
 import { withDenoTls } from "./deno_tls.ts";
-import type { Access, NativeLibrary, Runtime, Waker } from "./types.ts";
+import type { Access, EngineWakeCalls, NativeLibrary, Runtime, Waker } from "./types.ts";
 
-function denoWaker(
-  symbols: Deno.StaticForeignLibraryInterface<SymbolTable>,
-  engine: number,
-  onWake: () => void,
-): Waker {
+function denoWaker(engine: EngineWakeCalls, onWake: () => void): Waker {
   let wanted = false;
   let looping = false;
   let closed = false;
@@ -24,7 +20,7 @@ function denoWaker(
     looping = true;
     try {
       while (wanted && !closed) {
-        await symbols.rk_engine_wait(engine, -1);
+        await engine.wait(-1); // a nonblocking symbol: a Promise
         if (closed) break;
         onWake();
       }
@@ -41,7 +37,7 @@ function denoWaker(
     unref() {
       if (!wanted) return;
       wanted = false;
-      if (looping) symbols.rk_engine_wake(engine);
+      if (looping) engine.wake();
     },
     close() {
       closed = true;
@@ -75,7 +71,7 @@ export const denoRuntime: Runtime = {
     const symbols: NativeSymbols = lib.symbols;
     return {
       symbols,
-      watch: (engine, onWake) => denoWaker(lib.symbols, engine, onWake),
+      watch: (engine, onWake) => denoWaker(engine, onWake),
       close: () => lib.close(),
     };
   },

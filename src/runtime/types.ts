@@ -21,16 +21,27 @@ export interface Waker {
   close(): void;
 }
 
+/** What a waker may ask of one native engine (closures made by src/native). */
+export interface EngineWakeCalls {
+  /** Wait until the queue is non-empty or `wake` is called (Deno: a Promise). */
+  wait(timeoutMs: number): unknown;
+  /** End a pending `wait`. */
+  wake(): void;
+  /** Have the engine call `callback` (a native function pointer) on each wake-up. */
+  setNotify(callback: unknown): void;
+}
+
 /** A loaded native library. */
 export interface NativeLibrary {
   /** The bound functions, typed from the one symbol table. */
   readonly symbols: NativeSymbols;
   /**
-   * Call `onWake` on the JavaScript thread whenever engine `engine` may have
-   * queued events (Deno: a nonblocking wait symbol; Bun: a thread-safe
-   * callback used only as a wake-up).
+   * Call `onWake` on the JavaScript thread whenever an engine may have
+   * queued events (Deno: its nonblocking wait; Bun: a thread-safe callback
+   * used only as a wake-up). The engine's calls come from src/native: the
+   * adapter never names a library function.
    */
-  watch(engine: number, onWake: () => void): Waker;
+  watch(engine: EngineWakeCalls, onWake: () => void): Waker;
   /** Unload. Only when no engine is left. */
   close(): void;
 }
