@@ -9,7 +9,10 @@ import net from "node:net";
 import process from "node:process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { NativeEngine } from "../src/native/engine.ts";
+import { TcpProxy, type TcpProxyOptions } from "../src/proxy/tcp_proxy.ts";
+import type { ConnectionEnd, OriginalInfo } from "../src/types.ts";
 import { runtime } from "../src/runtime/detect.ts";
 
 /**
@@ -380,4 +383,34 @@ export function writeTestCertificates(dir: string): void {
     .concat(["-subj", "/CN=localhost"]));
   ssl(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
     .concat(["-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext"]));
+}
+
+/**
+ * A proxy on 127.0.0.1 (any port) on `engine` (the native one must load),
+ * with what it reports collected: every connection's end, every error and,
+ * with `original`, every original-address event.
+ */
+export async function watchedProxy(
+  engine: "native" | "stream",
+  options: Omit<TcpProxyOptions, "listen"> & { listen?: TcpProxyOptions["listen"] },
+  watch: { original?: boolean } = {},
+): Promise<{
+  proxy: TcpProxy;
+  ends: ConnectionEnd[];
+  errors: (Error & { code?: string })[];
+  originals: OriginalInfo[];
+}> {
+  if (engine === "native") nativeEngine(); // fail loudly if it cannot load
+  const proxy = await TcpProxy.listen({
+    listen: { host: "127.0.0.1", port: 0 },
+    engine,
+    ...options,
+  } as TcpProxyOptions);
+  assert.equal(proxy.engine, engine);
+  const ends: ConnectionEnd[] = [];
+  const errors: (Error & { code?: string })[] = [];
+  const originals: OriginalInfo[] = [];
+  proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
+  if (watch.original) proxy.on("original", (o) => originals.push(o));
+  return { proxy, ends, errors, originals };
 }

@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
-import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
   blackHole,
   closed,
@@ -25,25 +24,12 @@ import {
   server,
   sleep,
   waitFor,
+  watchedProxy,
 } from "./_helpers.ts";
 
-async function proxyTo(
-  engine: "native" | "stream",
-  port: number,
-  extra: Partial<TcpProxyOptions> = {},
-): Promise<{ proxy: TcpProxy; ends: ConnectionEnd[]; errors: Error[] }> {
-  if (engine === "native") nativeEngine(); // fail loudly if it cannot load
-  const proxy = await TcpProxy.listen({
-    listen: { host: "127.0.0.1", port: 0 },
-    target: { host: "127.0.0.1", port },
-    engine,
-    ...extra,
-  });
-  assert.equal(proxy.engine, engine);
-  const ends: ConnectionEnd[] = [];
-  const errors: Error[] = [];
-  proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
-  return { proxy, ends, errors };
+/** A proxy on `engine` to 127.0.0.1:`port`, its ends and errors collected. */
+function proxyTo(engine: "native" | "stream", port: number, extra: Partial<TcpProxyOptions> = {}) {
+  return watchedProxy(engine, { target: { host: "127.0.0.1", port }, ...extra });
 }
 
 for (const engine of ENGINES) {

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "./_test.ts";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
-import type { ConnectionEnd, OriginalInfo } from "../src/forward/types.ts";
 import { decodeTlvs, parseProxyHeader, type ProxyHeader } from "../src/protocol/proxy_protocol.ts";
 import {
   closed,
@@ -13,12 +12,12 @@ import {
   echoServer,
   ENGINES,
   expectedHash,
-  nativeEngine,
   receiveAll,
   sendRandom,
   server,
   sleep,
   waitFor,
+  watchedProxy,
 } from "./_helpers.ts";
 
 const enc = new TextEncoder();
@@ -44,21 +43,10 @@ async function recorder() {
   return { ...srv, got, connections: () => count };
 }
 
-async function start(engine: "native" | "stream", port: number, extra: Partial<TcpProxyOptions>) {
-  if (engine === "native") nativeEngine();
-  const proxy = await TcpProxy.listen({
-    listen: { host: "127.0.0.1", port: 0 },
-    target: { host: "127.0.0.1", port },
-    engine,
-    ...extra,
+function start(engine: "native" | "stream", port: number, extra: Partial<TcpProxyOptions>) {
+  return watchedProxy(engine, { target: { host: "127.0.0.1", port }, ...extra }, {
+    original: true,
   });
-  assert.equal(proxy.engine, engine);
-  const ends: ConnectionEnd[] = [];
-  const errors: (Error & { code?: string })[] = [];
-  const originals: OriginalInfo[] = [];
-  proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
-  proxy.on("original", (o) => originals.push(o));
-  return { proxy, ends, errors, originals };
 }
 
 /** Send `parts` (with a pause between them), end, and return what came back. */

@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { type RouteFunction, TcpProxy, type TcpProxyOptions } from "../mod.ts";
-import type { ConnectionEnd } from "../src/forward/types.ts";
 import {
   blackHole,
   closed,
@@ -18,12 +17,12 @@ import {
   echoServer,
   ENGINES,
   expectedHash,
-  nativeEngine,
   receiveAll,
   sendRandom,
   server,
   sleep,
   waitFor,
+  watchedProxy,
 } from "./_helpers.ts";
 
 const enc = new TextEncoder();
@@ -41,12 +40,8 @@ async function start(
   route: RouteFunction,
   extra: Partial<TcpProxyOptions> = {},
 ) {
-  if (engine === "native") nativeEngine();
-  const errors: (Error & { code?: string })[] = [];
   const onError: { id: number }[] = [];
-  const proxy = await TcpProxy.listen({
-    listen: { host: "127.0.0.1", port: 0 },
-    engine,
+  const watched = await watchedProxy(engine, {
     route,
     onError: (conn, err) => {
       onError.push(conn);
@@ -54,10 +49,7 @@ async function start(
     },
     ...extra,
   });
-  assert.equal(proxy.engine, engine);
-  const ends: ConnectionEnd[] = [];
-  proxy.on("close", (e) => ends.push(e)).on("error", (e) => errors.push(e));
-  return { proxy, ends, errors, onError };
+  return { ...watched, onError };
 }
 
 /** Write `parts` with a pause between them, end, and collect the reply bytes. */
