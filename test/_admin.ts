@@ -6,7 +6,7 @@
 import { writeFileSync } from "node:fs";
 import type net from "node:net";
 import { join } from "node:path";
-import { connect, freePort, server, startCli } from "./_helpers.ts";
+import { connect, freePort, server, startCli, waitFor } from "./_helpers.ts";
 
 export const TOKEN = "t0ken-for-tests";
 
@@ -80,7 +80,13 @@ export async function startRun(
   writeFileSync(file, config(port, adminPort));
   writeFileSync(accessLog, "");
   const cli = startCli(["run", file, "--access-log", accessLog, ...args]);
-  await cli.line;
+  // "running" comes once the listeners and the admin endpoint are up (a
+  // supervisor says "workers ready")
+  await waitFor(
+    () => /: running |workers? ready/.test(cli.output.out + cli.output.err),
+    15_000,
+    "the run to be up",
+  );
   return {
     cli,
     port,

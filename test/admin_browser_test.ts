@@ -165,7 +165,10 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
             0,
           );
           await waitFor(
-            () => /admin: 401 for GET \/api\/v1\/stats .*: wrong token/.test(run.cli.output.err),
+            () =>
+              /admin: 401 for GET \/api\/v1\/stats .*: wrong token/.test(
+                run.cli.output.out + run.cli.output.err,
+              ),
             5000,
             "the 401 in the log",
           );

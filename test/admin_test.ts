@@ -137,7 +137,11 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
       assert.equal((await run.get("/api/v1/listeners", null)).status, 401);
       assert.equal((await run.get("/api/v1/listeners", "wrong")).status, 401);
       assert.equal((await run.get("/api/v1/listeners", "v1ew")).status, 200);
-      await waitFor(() => /admin: 401 .* wrong token/.test(run.cli.output.err), 5000, "the log");
+      await waitFor(
+        () => /admin: 401 .* wrong token/.test(run.cli.output.out + run.cli.output.err),
+        5000,
+        "the log",
+      );
       assert.equal((await run.post("/api/v1/reload", undefined, "wrong")).status, 401);
       // no action over GET; unknown routes
       const viaGet = await run.get("/api/v1/servers/app/a/state?state=drain");
@@ -188,7 +192,10 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
         readFileSync(run.accessLog, "utf8").split("\n").find((l) => l.includes('"health"'))!,
       );
       assert.deepEqual([ev.action, ev.target, ev.reason], ["down", "app/dead", "ECONNREFUSED"]);
-      assert.match(run.cli.output.err, /server "dead" is down \(ECONNREFUSED\)/);
+      assert.match(
+        run.cli.output.out + run.cli.output.err,
+        /server "dead" is down \(ECONNREFUSED\)/,
+      );
       const dead = (await run.get("/api/v1/servers")).body[1];
       assert.deepEqual([dead.state, dead.up, dead.health.ok, dead.health.reason], [
         "down",
@@ -319,7 +326,7 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           ["close-connection", `web#${mine.id}`, undefined, "admin"],
         ]);
         assert.match(
-          run.cli.output.err,
+          run.cli.output.out + run.cli.output.err,
           /admin: server "app\/a": state drain \(by "admin" from 127\.0\.0\.1:\d+\)/,
         );
       } finally {
@@ -535,11 +542,11 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           "kept across reload",
         );
         assert.match(
-          run.cli.output.err,
+          run.cli.output.out + run.cli.output.err,
           /relaykit\[0\]: admin: server "app\/a": state drain \(by "admin"/,
         );
         assert.match(
-          run.cli.output.err,
+          run.cli.output.out + run.cli.output.err,
           /relaykit\[1\]: admin: server "app\/a": state drain \(by "admin"/,
         );
       } finally {
@@ -593,7 +600,11 @@ describe("--admin on a one-proxy command", () => {
       assert.match(reload.body.message, /relaykit forward has no config file/);
       assert.equal((await get("listeners/forward/disable", "POST")).status, 400);
       assert.equal((await get("listeners", "GET", "wrong")).status, 401);
-      await waitFor(() => /admin: 401 .*wrong token/.test(cli.output.err), 5000, "the log");
+      await waitFor(
+        () => /admin: 401 .*wrong token/.test(cli.output.out + cli.output.err),
+        5000,
+        "the log",
+      );
     } finally {
       cli.child.kill("SIGKILL");
       await a.close();

@@ -289,33 +289,36 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
       access: (rec) => accessOut?.(jsonLogLine(rec)),
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);
-    try {
-      await serveRunner(runner, {
-        file,
-        graceMs: grace,
-        log: (l, line) => log.log(l, line),
-        say: (line) => log.info(line),
-      });
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
-      throw err;
-    }
-    if (admin !== undefined || worker !== undefined) {
-      const adminOptions = {
-        file,
-        engine: nativeEngine !== undefined ? "native" : "stream",
-        engineReason: nativeEngine !== undefined ? undefined : `--engine ${engine}`,
-        log: (l: LogLevel, line: string) => log.log(l, line),
-        access: (rec: AccessRecord | EventRecord) => accessOut?.(jsonLogLine(rec)),
-      };
-      if (worker === undefined) await serveRunAdmin(runner, admin!, adminOptions);
-      else {
+    const adminOptions = {
+      file,
+      engine: nativeEngine !== undefined ? "native" : "stream",
+      engineReason: nativeEngine !== undefined ? undefined : `--engine ${engine}`,
+      log: (l: LogLevel, line: string) => log.log(l, line),
+      access: (rec: AccessRecord | EventRecord) => accessOut?.(jsonLogLine(rec)),
+    };
+    // the admin endpoint is up before the process says it runs
+    const startAdmin = async () => {
+      if (worker === undefined) {
+        if (admin !== undefined) await serveRunAdmin(runner, admin, adminOptions);
+      } else {
         await serveWorkerAdmin(runner, {
           ...adminOptions,
           supervisor: Number(process.env.RELAYKIT_SUPERVISOR_PID),
           index: Number(worker),
         });
       }
+    };
+    try {
+      await serveRunner(runner, {
+        file,
+        graceMs: grace,
+        log: (l, line) => log.log(l, line),
+        say: (line) => log.info(line),
+        beforeReady: startAdmin,
+      });
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(`${file} is invalid:\n${err.message}`);
+      throw err;
     }
   },
 };

@@ -70,6 +70,12 @@ export interface ServeRun {
   log(level: LogLevel, line: string): void;
   /** Lines on stdout (nothing when quiet), with the process tag. */
   say(line: string): void;
+  /**
+   * What else must be up before the process says it runs (an admin
+   * endpoint): called once the runner has started, before the line and
+   * before readiness is reported.
+   */
+  beforeReady?(): Promise<void>;
 }
 
 /**
@@ -82,6 +88,7 @@ export interface ServeRun {
 export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
   try {
     await runner.start();
+    await o.beforeReady?.();
   } catch (err) {
     await tellSupervisor({ t: "failed", message: (err as Error).message.split("\n")[0]! });
     throw err;
