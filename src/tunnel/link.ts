@@ -1,55 +1,36 @@
 /**
  * The multiplexer: many streams over one link (a NetConn), with the
- * handshake (version negotiation, optional HMAC-SHA256 proofs of a shared
- * secret in both directions, the client's first), per-stream flow control
- * and keepalive.
+ * handshake (handshake.ts: version negotiation, optional HMAC-SHA256 proofs
+ * of a shared secret in both directions, the client's first), per-stream
+ * flow control (stream.ts) and keepalive.
  *
- * Theory of operation, the handshake (docs/tunnel.md has the threat model):
- * - client: HELLO (versions, nonce) -> server: HELLO_ACK (version, window,
- *   and with a secret the server's nonce: nothing that depends on the
- *   secret) -> client: AUTH (its proof) -> server checks it, and only then
- *   READY (its own proof), or GOAWAY "wrong shared secret".
- * - Both proofs are HMAC-SHA256 under the secret of a label naming the
- *   direction and the transcript (the HELLO and HELLO_ACK frames as sent),
- *   so both nonces, the versions and the window are bound into both, and a
- *   proof of one direction is never valid for the other.
- * - A client that has no proof to give learns one bit per connection: it
- *   cannot test guesses of the secret without a round trip per guess.
- *
- * Theory of operation, per stream and direction:
- * - The sender may have at most `credit` bytes of DATA outstanding. Bytes
- *   read from its socket that do not fit wait in `out` and the socket is
- *   paused until a WINDOW frame gives credit back.
- * - The receiver writes DATA to its socket at once and grants the bytes
- *   back (WINDOW) only once its socket has taken them (write() returned
- *   true, or the drain after false). A destination that stops reading
- *   stops the grants, so the sender's credit runs out and only that stream
- *   stops: the receiver never holds more than one window for it.
- * - The link's own backpressure: when the link socket holds more than
- *   LINK_HIGH bytes, every stream stops sending DATA until it drains.
- * - EOF on a socket becomes FIN once its bytes are out; FIN from the peer
- *   becomes a half-close of the socket after the bytes written before it.
- *   A stream is done when FIN went both ways. A socket error or reset
- *   becomes RST (and RST a reset of the socket).
- * - When the link goes, every stream's socket is reset (not closed with a
- *   FIN, which would look like a complete stream) with reason "link-lost".
- *   Nothing is replayed: what arrived arrived once, in order.
+ * The link's own backpressure: when the link socket holds more than
+ * LINK_HIGH bytes, every stream stops sending DATA until it drains.
  *
  * @module
  */
-import { concatBytes } from "../bytes.ts";
 import { RelaykitError } from "../errors.ts";
 import type { NetConn } from "../runtime/types.ts";
 import {
   encodeFrame,
   FrameDecoder,
   MAX_FRAME_PAYLOAD,
-  NONCE_SIZE,
   TUNNEL_VERSIONS,
   type TunnelDestination,
   type TunnelFrame,
   TunnelProtocolError,
 } from "./frame.ts";
+import { Handshake, looksLikeTls } from "./handshake.ts";
+import {
+  newStream,
+  type Stream,
+  streamBacklog,
+  type StreamEndReason,
+  type TunnelStreamEnd,
+  type TunnelStreamStats,
+} from "./stream.ts";
+
+export type { StreamEndReason, TunnelStreamEnd, TunnelStreamStats } from "./stream.ts";
 
 /** Per-stream window granted to the peer, by default (256 KiB). */
 export const DEFAULT_WINDOW = 256 * 1024;
@@ -62,21 +43,6 @@ const LINK_HIGH = 256 * 1024;
  * what it asks for (PONGs, grants, refusals) and the link is closed.
  */
 const LINK_MAX = 16 * 1024 * 1024;
-
-/** What each side's proof is a MAC of, before the transcript. */
-const PROOF_LABELS = {
-  client: "relaykit-tunnel/2 client proof\0",
-  server: "relaykit-tunnel/2 server proof\0",
-} as const;
-
-/**
- * The most frames a peer may send before the handshake is done. The
- * handshake takes one or two (HELLO and AUTH, or HELLO_ACK and READY); the
- * rest is room for a PING or two. A peer that has proven nothing gets no
- * more work and no more memory than this: a flood of PINGs before the
- * handshake would otherwise queue a PONG each, unbounded but by LINK_MAX.
- */
-const HANDSHAKE_FRAMES = 8;
 
 /** Most streams open at once on one link. */
 const MAX_STREAMS = 65_536;
@@ -91,67 +57,6 @@ export type LinkCloseReason =
   | "auth-failed"
   | "version"
   | "closed";
-
-/** Why a stream ended. */
-export type StreamEndReason =
-  | "done"
-  | "reset"
-  | "connect-failed"
-  | "refused"
-  | "link-lost"
-  | "closed";
-
-/**
- * One stream that ended, as tunnel clients and servers report it.
- *
- * @example
- * ```ts
- * import type { TunnelStreamEnd } from "@relaykit/relaykit";
- * const show = (e: TunnelStreamEnd) => `#${e.id} ${e.reason}: ${e.bytesOut} up, ${e.bytesIn} down`;
- * console.log(show({ id: 1, destination: { route: "db" }, reason: "done", bytesOut: 3, bytesIn: 5, durationMs: 1 }));
- * ```
- */
-export interface TunnelStreamEnd {
-  /** The stream's id on its link. */
-  id: number;
-  /** Where it went. */
-  destination: TunnelDestination;
-  /** Why it ended. */
-  reason: StreamEndReason;
-  /** What went wrong, unless it ended normally. */
-  error?: RelaykitError;
-  /** Bytes read from this side's socket and sent into the tunnel. */
-  bytesOut: number;
-  /** Bytes that came out of the tunnel and were written to this side's socket. */
-  bytesIn: number;
-  /** From open to end. */
-  durationMs: number;
-}
-
-/**
- * Counters of one open stream.
- *
- * @example
- * ```ts
- * import type { TunnelStreamStats } from "@relaykit/relaykit";
- * const s: TunnelStreamStats = { id: 1, destination: { route: "db" }, bytesOut: 10, bytesIn: 0, backlog: 0, credit: 262134 };
- * console.log(`stream ${s.id}: ${s.bytesOut - s.bytesIn} bytes more up than down`);
- * ```
- */
-export interface TunnelStreamStats {
-  /** The stream's id on its link. */
-  id: number;
-  /** Where it goes. */
-  destination: TunnelDestination;
-  /** Bytes read from this side's socket and sent into the tunnel. */
-  bytesOut: number;
-  /** Bytes that came out of the tunnel for this side's socket. */
-  bytesIn: number;
-  /** Of those, bytes this side's socket has not taken yet (at most one window). */
-  backlog: number;
-  /** Bytes this side may still send before the peer grants more. */
-  credit: number;
-}
 
 /** How a link behaves; both sides. */
 export interface LinkOptions {
@@ -181,86 +86,12 @@ export interface LinkHandlers {
   close(reason: LinkCloseReason, error: RelaykitError | undefined): void;
 }
 
-interface Stream {
-  id: number;
-  destination: TunnelDestination;
-  startedAt: number;
-  conn: NetConn | undefined;
-  credit: number; // DATA we may still send
-  out: Uint8Array[]; // read from conn, waiting for credit
-  paused: boolean;
-  allowed: number; // DATA the peer may still send
-  consumed: number; // taken by conn, not granted back yet
-  backlog: number; // written to conn, not taken yet
-  early: Uint8Array[]; // DATA before conn is attached
-  eof: boolean; // conn ended
-  finSent: boolean;
-  finRecv: boolean;
-  connClosed: boolean;
-  ended: boolean;
-  bytesOut: number;
-  bytesIn: number;
-}
-
-const te = new TextEncoder();
-
-/**
- * A side's proof: HMAC-SHA256(secret, label of that side ‖ transcript), the
- * transcript being the HELLO and HELLO_ACK frames, headers included.
- */
-async function proofOf(
-  secret: string,
-  side: "client" | "server",
-  transcript: Uint8Array,
-): Promise<Uint8Array> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    te.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const label = te.encode(PROOF_LABELS[side]);
-  const msg = new Uint8Array(label.length + transcript.length);
-  msg.set(label);
-  msg.set(transcript, label.length);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
-}
-
-/** The first bytes of a TLS record (handshake or alert, version 3.x). */
-function looksLikeTls(b: Uint8Array): boolean {
-  return (b[0] === 0x16 || b[0] === 0x15) && (b.length < 2 || b[1] === 0x03);
-}
-
-/** Compare two proofs in time that does not depend on where they differ. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
-
 /** The close reason a peer's GOAWAY code stands for. */
 function goawayReason(code: string): LinkCloseReason {
   if (code === "RK_ETUNNEL_AUTH") return "auth-failed";
   if (code === "RK_ETUNNEL_VERSION") return "version";
   if (code === "RK_ETUNNEL_PROTOCOL") return "protocol-error";
   return "goaway";
-}
-
-/**
- * The server's refusal of a client with no version in common; it names both
- * sides' versions, and which side is older when one is.
- */
-function versionMismatch(client: readonly number[], server: readonly number[]): string {
-  const older = Math.max(...client) < Math.min(...server)
-    ? " (the client is older: upgrade it)"
-    : Math.min(...client) > Math.max(...server)
-    ? " (the server is older: upgrade it)"
-    : "";
-  return `no common protocol version: the client offers ${client.join(", ")}, this server speaks ${
-    server.join(", ")
-  }${older}`;
 }
 
 function linkError(code: string, message: string): RelaykitError {
@@ -275,18 +106,11 @@ export class Link {
   readonly role: "client" | "server";
   readonly #conn: NetConn;
   readonly #h: LinkHandlers;
-  readonly #secret: string | undefined;
-  readonly #versions: readonly number[];
-  readonly #window: number;
   readonly #decoder = new FrameDecoder();
-  #state: "hello" | "auth" | "ready" | "closed" = "hello";
-  #version = 0;
+  readonly #handshake: Handshake;
+  #state: "handshake" | "ready" | "closed" = "handshake";
   #streamWindow: number; // the initial credit each way, once agreed
-  #nonce: Uint8Array = new Uint8Array(NONCE_SIZE);
-  #hello: Uint8Array = new Uint8Array(0); // the HELLO frame, as sent
-  #transcript: Uint8Array = new Uint8Array(0); // HELLO ‖ HELLO_ACK
   #rxBytes = 0;
-  #handshakeFrames = 0; // frames received before the handshake was done
   #overflow = false;
   readonly #streams = new Map<number, Stream>();
   #nextId = 1; // client: the next stream id
@@ -307,10 +131,17 @@ export class Link {
     this.role = role;
     this.#conn = conn;
     this.#h = h;
-    this.#secret = options.secret;
-    this.#versions = options.versions ?? TUNNEL_VERSIONS;
-    this.#window = options.window ?? DEFAULT_WINDOW;
-    this.#streamWindow = this.#window;
+    const window = options.window ?? DEFAULT_WINDOW;
+    this.#streamWindow = window;
+    const versions = options.versions ?? TUNNEL_VERSIONS;
+    this.#handshake = new Handshake(role, { secret: options.secret, versions, window }, {
+      peer: () => this.peer,
+      closed: () => this.closed,
+      send: (f) => this.#send(f),
+      refuse: (code, message) => this.#refuse(code, message),
+      refused: (code, message) => this.#fail(goawayReason(code), linkError(code, message)),
+      ready: () => this.#becomeReady(),
+    });
     const interval = options.keepaliveInterval ?? 10_000;
     const misses = options.keepaliveMisses ?? 3;
     if (interval > 0) {
@@ -344,16 +175,7 @@ export class Link {
       drain: () => this.#onDrain(),
       close: (code) => this.#onLinkClose(code),
     });
-    if (role === "client") {
-      crypto.getRandomValues(this.#nonce);
-      const hello: TunnelFrame = {
-        type: "hello",
-        versions: [...this.#versions],
-        nonce: this.#nonce,
-      };
-      this.#hello = encodeFrame(hello);
-      this.#send(hello);
-    }
+    this.#handshake.start();
   }
 
   /** "host:port" of the peer. */
@@ -376,7 +198,7 @@ export class Link {
 
   /** The protocol version agreed (0 before). */
   get version(): number {
-    return this.#version;
+    return this.#handshake.version;
   }
 
   /** Open streams. */
@@ -390,7 +212,7 @@ export class Link {
    */
   streamBacklog(id: number): number | undefined {
     const s = this.#streams.get(id);
-    return s === undefined ? undefined : s.backlog + s.early.reduce((n, b) => n + b.length, 0);
+    return s === undefined ? undefined : streamBacklog(s);
   }
 
   /** Counters of the open streams. */
@@ -477,14 +299,9 @@ export class Link {
       return;
     }
     if (this.#state !== "ready") {
-      this.#handshakeFrames += frames.length;
-      if (this.#handshakeFrames > HANDSHAKE_FRAMES) {
-        this.#protocolError(
-          new TunnelProtocolError(
-            "state",
-            `more than ${HANDSHAKE_FRAMES} frames before the handshake was done`,
-          ),
-        );
+      const over = this.#handshake.admit(frames.length);
+      if (over !== undefined) {
+        this.#protocolError(over);
         return;
       }
     }
@@ -507,7 +324,7 @@ export class Link {
       while (this.#inbox.length > 0 && this.#state !== "closed") {
         const f = this.#inbox.shift()!;
         if (this.#state === "ready") this.#handle(f);
-        else await this.#handshake(f);
+        else await this.#handshake.step(f);
       }
     } catch (err) {
       if (err instanceof TunnelProtocolError) this.#protocolError(err);
@@ -529,120 +346,11 @@ export class Link {
     this.#fail("protocol-error", err);
   }
 
-  async #handshake(f: TunnelFrame): Promise<void> {
-    const peerSide = this.role === "client" ? "server" : "client";
-    if (f.type === "goaway") {
-      const reason = goawayReason(f.code);
-      this.#fail(
-        reason,
-        linkError(f.code, `Tunnel ${peerSide} ${this.peer} refused the link: ${f.message}`),
-      );
-      return;
-    }
-    if (f.type === "ping") {
-      this.#send({ type: "pong", data: f.data });
-      return;
-    }
-    if (f.type === "pong") return;
-    const unexpected = () => {
-      throw new TunnelProtocolError(
-        "state",
-        `a ${f.type} frame during the handshake (state ${this.#state}, ${this.role} side)`,
-      );
-    };
-    if (this.role === "server") {
-      if (this.#state === "hello" && f.type === "hello") {
-        const common = f.versions.filter((v) => this.#versions.includes(v));
-        if (common.length === 0) {
-          this.#refuse("RK_ETUNNEL_VERSION", versionMismatch(f.versions, this.#versions));
-          return;
-        }
-        this.#version = Math.max(...common);
-        const ack: TunnelFrame = {
-          type: "hello-ack",
-          version: this.#version,
-          window: this.#window,
-        };
-        if (this.#secret === undefined) {
-          this.#send(ack);
-          this.#becomeReady();
-          return;
-        }
-        // the server's nonce and nothing else: no proof before the client's
-        crypto.getRandomValues(this.#nonce);
-        ack.auth = { nonce: this.#nonce };
-        this.#transcript = concatBytes([encodeFrame(f), encodeFrame(ack)]);
-        this.#send(ack);
-        this.#state = "auth";
-        return;
-      }
-      if (this.#state === "auth" && f.type === "auth") {
-        const want = await proofOf(this.#secret!, "client", this.#transcript);
-        if (this.closed) return;
-        if (!sameBytes(want, f.proof)) {
-          this.#refuse("RK_ETUNNEL_AUTH", "wrong shared secret");
-          return;
-        }
-        const proof = await proofOf(this.#secret!, "server", this.#transcript);
-        if (this.closed) return;
-        this.#send({ type: "ready", proof });
-        this.#becomeReady();
-        return;
-      }
-      return unexpected();
-    }
-    // the client
-    if (this.#state === "hello" && f.type === "hello-ack") {
-      if (!this.#versions.includes(f.version)) {
-        this.#refuse(
-          "RK_ETUNNEL_VERSION",
-          `the server chose protocol version ${f.version}, this client offers ${
-            this.#versions.join(", ")
-          }`,
-        );
-        return;
-      }
-      this.#version = f.version;
-      this.#streamWindow = f.window;
-      if (f.auth === undefined) {
-        if (this.#secret !== undefined) {
-          const msg = "the server does not authenticate, and this client has a shared secret";
-          this.#refuse("RK_ETUNNEL_AUTH", msg);
-          return;
-        }
-        this.#becomeReady();
-        return;
-      }
-      if (this.#secret === undefined) {
-        const msg = "the server requires a shared secret, and this client has none";
-        this.#refuse("RK_ETUNNEL_AUTH", msg);
-        return;
-      }
-      this.#transcript = concatBytes([this.#hello, encodeFrame(f)]);
-      const proof = await proofOf(this.#secret, "client", this.#transcript);
-      if (this.closed) return;
-      this.#send({ type: "auth", proof });
-      this.#state = "auth";
-      return;
-    }
-    if (this.#state === "auth" && f.type === "ready") {
-      const want = await proofOf(this.#secret!, "server", this.#transcript);
-      if (this.closed) return;
-      if (!sameBytes(want, f.proof)) {
-        const msg = "wrong shared secret (the server's proof does not match)";
-        this.#refuse("RK_ETUNNEL_AUTH", msg);
-        return;
-      }
-      this.#becomeReady();
-      return;
-    }
-    return unexpected();
-  }
-
   #becomeReady(): void {
     this.#state = "ready";
+    this.#streamWindow = this.#handshake.window;
     clearTimeout(this.#handshakeTimer);
-    this.#h.ready?.(this.#version);
+    this.#h.ready?.(this.#handshake.version);
   }
 
   /** A frame after the handshake. */
@@ -742,7 +450,7 @@ export class Link {
           });
           return;
         }
-        this.#streams.set(f.stream, this.#newStream(f.stream, f.destination));
+        this.#streams.set(f.stream, newStream(f.stream, f.destination, this.#streamWindow));
         this.#h.open?.(f.stream, f.destination);
         return;
       }
@@ -783,29 +491,6 @@ export class Link {
   // -------------------------------------------------------------------------
   // Streams
 
-  #newStream(id: number, destination: TunnelDestination): Stream {
-    return {
-      id,
-      destination,
-      startedAt: Date.now(),
-      conn: undefined,
-      credit: this.#streamWindow,
-      out: [],
-      paused: false,
-      allowed: this.#streamWindow,
-      consumed: 0,
-      backlog: 0,
-      early: [],
-      eof: false,
-      finSent: false,
-      finRecv: false,
-      connClosed: false,
-      ended: false,
-      bytesOut: 0,
-      bytesIn: 0,
-    };
-  }
-
   /**
    * The client side: open a stream to `destination` carrying `conn`.
    * Returns the stream id.
@@ -813,7 +498,7 @@ export class Link {
   open(destination: TunnelDestination, conn: NetConn): number {
     if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
     const id = this.#nextId++;
-    const s = this.#newStream(id, destination);
+    const s = newStream(id, destination, this.#streamWindow);
     this.#streams.set(id, s);
     this.#send({ type: "open", stream: id, destination });
     this.#attachConn(s, conn);
