@@ -74,7 +74,7 @@ export async function launchChromium(): Promise<Chromium> {
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
     "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true }); // its own group: all its processes
   const ws = await new Promise<string>((resolve, reject) => {
     let err = "";
     const timer = setTimeout(() => reject(new Error(`${exe} did not start: ${err}`)), 30_000);
@@ -109,11 +109,27 @@ export async function launchChromium(): Promise<Chromium> {
       for (const c of contexts) await c.close().catch(() => {});
       await browser.close().catch(() => {});
       const gone = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+      // the whole group: the browser's helpers (renderer, zygote, crashpad)
+      // write into the profile until they are gone too
+      const group = (sig: NodeJS.Signals) => {
+        try {
+          process.kill(-child.pid!, sig);
+        } catch { /* already gone */ }
+      };
+      group("SIGTERM");
+      const t = setTimeout(() => group("SIGKILL"), 3000);
       await gone;
       clearTimeout(t);
-      rmSync(profile, { recursive: true, force: true });
+      group("SIGKILL");
+      for (let i = 0;; i++) {
+        try {
+          rmSync(profile, { recursive: true, force: true });
+          break;
+        } catch (err) {
+          if (i >= 50) throw err; // 5 s: something still writes there
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
   };
 }
