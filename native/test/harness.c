@@ -940,105 +940,101 @@ static void t_relay_many_clients(void) {
   printf("  (stats poller: %ld rounds)\n", poller.rounds);
 }
 
-/* A client that half-closes still gets the backend's answer, which is
- * sent after the backend saw EOF. */
-static void t_relay_half_close(void) {
-  server_t back;
-  server_start(&back, halfclose_fn);
-  pump_t pump;
-  int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, back.port, NULL);
-  for (int i = 0; i < 4; i++) {
-    int fd = connect_tcp(rk_listener_port(h, lid));
-    uint64_t r = seed_for(200 + (uint64_t)i);
-    size_t n = 1 + rnd_below(&r, 100000);
-    uint8_t *data = random_bytes(n, &r, 0);
-    write_all(fd, data, n);
-    CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
-    char want[64], got[64];
-    int wl = snprintf(want, sizeof want, "got %zu\n", n), err;
-    size_t gl = read_to_end(fd, (uint8_t *)got, sizeof got, &err);
-    CHECK(err == 0 && gl == (size_t)wl && memcmp(got, want, gl) == 0,
-          "answer after half-close: %.*s (err %s)", (int)gl, got,
-          strerror(err));
-    close(fd);
-    free(data);
-  }
-  pump_wait_count(&pump, RK_EV_CLOSED, lid, 4);
-  int32_t ids[4];
-  CHECK(pump_accepted(&pump, lid, ids, NULL, 4) == 4, "accept events");
-  for (int i = 0; i < 4; i++)
-    expect_closed(&pump, ids[i], RK_END_DONE, NULL);
-  engine_end(&pump);
-  server_stop(&back);
-}
+/* Relays to a backend that answers only after EOF, resets, or is not
+ * there: each case is one row, run by t_relay_backend. The clients all
+ * connect and send first, then each reads to the end; then every
+ * connection's RK_EV_CLOSED is checked. */
+enum {
+  SEND_NOTHING,
+  SEND_HELLO,          /* "hello" */
+  SEND_AND_HALF_CLOSE, /* random bytes, shutdown(SHUT_WR), "got <n>\n" back */
+};
 
-/* A backend that resets ends the relay as a reset, and resets the client. */
-static void t_relay_backend_reset(void) {
-  enum { N = 6 };
+typedef struct {
+  const char *name;
+  conn_fn backend;    /* NULL: the refused port */
+  int clients;
+  int send;           /* SEND_* */
+  uint64_t salt;      /* of the random bytes */
+  int client_errs[2]; /* the client's read ends with one of these */
+  int reason;         /* RK_EV_CLOSED reason, */
+  int32_t errs[2];    /* and its error: one of these */
+  int connects;       /* 0: no RK_EV_CONNECTED may come */
+} backend_case_t;
+
+static const backend_case_t backend_cases[] = {
+    /* the answer is sent after the backend saw EOF */
+    {"relay propagates half-close and delivers the answer after it",
+     halfclose_fn, 4, SEND_AND_HALF_CLOSE, 200, {0, 0}, RK_END_DONE, {0, 0},
+     1},
+    /* the relay ends as a reset and resets the client */
+    {"relay ends as a reset when the backend resets", reset_fn, 6, SEND_HELLO,
+     0, {ECONNRESET, 0}, RK_END_RESET, {-ECONNRESET, -EPIPE}, 1},
+    /* the client's connection ends */
+    {"relay reports a refused backend as CONNECT_FAILED", NULL, 6,
+     SEND_NOTHING, 0, {0, ECONNRESET}, RK_END_CONNECT_FAILED,
+     {-ECONNREFUSED, -ECONNREFUSED}, 0},
+};
+
+static void t_relay_backend(const void *row) {
+  const backend_case_t *c = row;
+  enum { MAX = 8 };
+  const int n = c->clients;
+  CHECK(n <= MAX, "%d clients, at most %d", n, MAX);
   server_t back;
-  server_start(&back, reset_fn);
+  if (c->backend != NULL)
+    server_start(&back, c->backend);
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, back.port, NULL);
-  int fds[N];
-  for (int i = 0; i < N; i++) {
+  int32_t lid = listen_to(h, c->backend != NULL ? back.port : g_dead_port,
+                          NULL);
+  int fds[MAX];
+  char want[MAX][64];
+  int wl[MAX];
+  for (int i = 0; i < n; i++) {
     fds[i] = connect_tcp(rk_listener_port(h, lid));
-    write_all(fds[i], "hello", 5);
+    wl[i] = 0;
+    if (c->send == SEND_HELLO)
+      write_all(fds[i], "hello", 5);
+    if (c->send == SEND_AND_HALF_CLOSE) {
+      uint64_t r = seed_for(c->salt + (uint64_t)i);
+      size_t len = 1 + rnd_below(&r, 100000);
+      uint8_t *data = random_bytes(len, &r, 0);
+      write_all(fds[i], data, len);
+      free(data);
+      CHECK(shutdown(fds[i], SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+      wl[i] = snprintf(want[i], sizeof want[i], "got %zu\n", len);
+    }
   }
-  for (int i = 0; i < N; i++) {
-    uint8_t buf[16];
+  for (int i = 0; i < n; i++) {
+    char got[64];
     int err;
-    size_t n = read_to_end(fds[i], buf, sizeof buf, &err);
-    CHECK(n == 0 && (err == ECONNRESET || err == 0),
-          "client %d: %zu bytes, err %s", i, n, strerror(err));
+    size_t gl = read_to_end(fds[i], (uint8_t *)got, sizeof got, &err);
+    CHECK(gl == (size_t)wl[i] && memcmp(got, want[i], gl) == 0 &&
+              (err == c->client_errs[0] || err == c->client_errs[1]),
+          "client %d: %zu bytes \"%.*s\", expected \"%.*s\", err %s", i, gl,
+          (int)gl, got, wl[i], want[i], strerror(err));
     close(fds[i]);
   }
-  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
-  int32_t ids[N];
-  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
-  for (int i = 0; i < N; i++) {
+  pump_wait_count(&pump, RK_EV_CLOSED, lid, (size_t)n);
+  int32_t ids[MAX];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, MAX) == (size_t)n,
+        "accept events");
+  for (int i = 0; i < n; i++) {
     uint32_t rec[RK_EVENT_WORDS];
-    expect_closed(&pump, ids[i], RK_END_RESET, rec);
-    CHECK((int32_t)rec[3] == -ECONNRESET || (int32_t)rec[3] == -EPIPE,
-          "err %s", rk_err_name((int32_t)rec[3]));
+    expect_closed(&pump, ids[i], c->reason, rec);
+    int32_t e = (int32_t)rec[3];
+    CHECK(e == c->errs[0] || e == c->errs[1], "err %s", rk_err_name(e));
+    if (!c->connects) {
+      pthread_mutex_lock(&pump.mu);
+      CHECK(pump_find_locked(&pump, RK_EV_CONNECTED, ids[i]) == NULL,
+            "RK_EV_CONNECTED for a refused connect");
+      pthread_mutex_unlock(&pump.mu);
+    }
   }
   engine_end(&pump);
-  server_stop(&back);
-}
-
-/* A refused backend: RK_EV_CLOSED with RK_END_CONNECT_FAILED and
- * ECONNREFUSED, no RK_EV_CONNECTED, and the client's connection ends. */
-static void t_relay_refused_backend(void) {
-  enum { N = 6 };
-  pump_t pump;
-  int32_t h = engine_new(&pump, NULL, NULL);
-  int32_t lid = listen_to(h, g_dead_port, NULL);
-  int fds[N];
-  for (int i = 0; i < N; i++)
-    fds[i] = connect_tcp(rk_listener_port(h, lid));
-  for (int i = 0; i < N; i++) {
-    uint8_t buf[16];
-    int err;
-    size_t n = read_to_end(fds[i], buf, sizeof buf, &err);
-    CHECK(n == 0 && (err == 0 || err == ECONNRESET), "client %d: %zu, %s", i,
-          n, strerror(err));
-    close(fds[i]);
-  }
-  pump_wait_count(&pump, RK_EV_CLOSED, lid, N);
-  int32_t ids[N];
-  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
-  for (int i = 0; i < N; i++) {
-    uint32_t rec[RK_EVENT_WORDS];
-    expect_closed(&pump, ids[i], RK_END_CONNECT_FAILED, rec);
-    CHECK((int32_t)rec[3] == -ECONNREFUSED, "err %s",
-          rk_err_name((int32_t)rec[3]));
-    pthread_mutex_lock(&pump.mu);
-    CHECK(pump_find_locked(&pump, RK_EV_CONNECTED, ids[i]) == NULL,
-          "RK_EV_CONNECTED for a refused connect");
-    pthread_mutex_unlock(&pump.mu);
-  }
-  engine_end(&pump);
+  if (c->backend != NULL)
+    server_stop(&back);
 }
 
 /* A relay where no byte moves for the listener's idle timeout ends with
@@ -2348,104 +2344,107 @@ static void stream_expect(stream_t *s, int mode_ab, int mode_ba) {
   free(mid);
 }
 
-/* A listener whose connections hook a->b (rk_listen_opts_t.hooks): the host uppercases
- * every chunk on its own threads while b->a flows unhooked. */
-static void t_hook_listener(void) {
-  enum { N = 16 };
-  server_t echo;
-  server_start(&echo, echo_fn);
-  hookenv_t *he = hookenv_new();
-  atomic_store(&he->hk.mode[0], HOOK_UPPER);
-  atomic_store(&he->hk.mode[1], HOOK_PARK); /* must never be called */
-  rk_listen_opts_t opts = {.events = RK_EVMASK_ALL, .hooks = RK_RELAY_HOOK_AB};
-  int32_t lid = listen_to(he->hk.h, echo.port, &opts);
-  stream_t ss[N];
-  memset(ss, 0, sizeof ss);
-  for (int i = 0; i < N; i++) {
-    stream_random(&ss[i], 800 + (uint64_t)i, 1);
-    stream_expect(&ss[i], HOOK_UPPER, HOOK_SAME);
-  }
-  clients_run(ss, N, 4, rk_listener_port(he->hk.h, lid));
-  for (int i = 0; i < N; i++)
-    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "client %d: %zu of %zu, %s",
-          i, ss[i].got, ss[i].exp_len, strerror(ss[i].err));
-  pump_wait_count(&he->pump, RK_EV_CLOSED, lid, N);
-  int32_t ids[N];
-  CHECK(pump_accepted(&he->pump, lid, ids, NULL, N) == N, "accept events");
-  for (int i = 0; i < N; i++)
-    expect_closed(&he->pump, ids[i], RK_END_DONE, NULL);
-  CHECK(he->hk.nparked == 0, "b->a went through the hook");
-  printf("  (%d chunks through the hook)\n", atomic_load(&he->hk.chunks));
-  hookenv_end(he);
-  server_stop(&echo);
-  for (int i = 0; i < N; i++)
-    stream_free(&ss[i]);
-}
+/* Hooked relays, one row each, run by t_hook_streams: random letters go
+ * through an echo, the host rewrites the hooked directions' chunks on its
+ * own threads, and every byte that comes back is the data rewritten both
+ * ways. A direction that is not hooked is set to HOOK_PARK: a chunk of it
+ * reaching the host would be kept (its stream stalls) and counted. */
+typedef struct {
+  const char *name;
+  int listener;   /* through a listener (rk_listen_opts_t.hooks), or
+                   * rk_relay_fds */
+  uint32_t hooks; /* RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA */
+  int ab, ba;     /* what the host does to the hooked directions' chunks */
+  int n, threads; /* streams, client threads */
+  uint64_t salt;
+  int xs;         /* runs of 'x' in the data: HOOK_DROP_X empties chunks */
+} hook_case_t;
 
-/* Hooked rk_relay_fds relays: both directions (uppercase, then doubled:
- * longer), a->b dropping every 'x' (long runs of x make empty results),
- * and b->a only. */
-static void t_hook_relay_fds(void) {
-  enum { N = 6 };
-  static const struct {
-    uint32_t flags;
-    int ab, ba;
-  } rounds[3] = {
-      {RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA, HOOK_UPPER, HOOK_DOUBLE},
-      {RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_SAME},
-      {RK_RELAY_HOOK_BA, HOOK_SAME, HOOK_DOUBLE},
-  };
+static const hook_case_t hook_cases[] = {
+    {"hooks on a listener rewrite a->b on host threads while b->a flows", 1,
+     RK_RELAY_HOOK_AB, HOOK_UPPER, HOOK_PARK, 16, 4, 800, 0},
+    {"hooks on rk_relay_fds, both directions: uppercase, then longer", 0,
+     RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA, HOOK_UPPER, HOOK_DOUBLE, 6, 2, 900,
+     0},
+    {"hooks on rk_relay_fds, a->b only: shorter, and empty", 0,
+     RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_PARK, 6, 2, 906, 1},
+    {"hooks on rk_relay_fds, b->a only: longer", 0, RK_RELAY_HOOK_BA,
+     HOOK_PARK, HOOK_DOUBLE, 6, 2, 912, 0},
+};
+
+static void t_hook_streams(const void *row) {
+  const hook_case_t *c = row;
+  enum { MAX = 16 };
+  const int n = c->n;
+  CHECK(n <= MAX, "%d streams, at most %d", n, MAX);
+  int ab = c->hooks & RK_RELAY_HOOK_AB ? c->ab : HOOK_PARK;
+  int ba = c->hooks & RK_RELAY_HOOK_BA ? c->ba : HOOK_PARK;
   hookenv_t *he = hookenv_new();
   int32_t h = he->hk.h;
-  for (int rd = 0; rd < 3; rd++) {
-    atomic_store(&he->hk.mode[0], rounds[rd].ab);
-    atomic_store(&he->hk.mode[1], rounds[rd].ba);
-    int before_empty = atomic_load(&he->hk.empties);
-    server_t pool;
-    server_pool(&pool);
-    stream_t ss[N];
-    memset(ss, 0, sizeof ss);
-    for (int i = 0; i < N; i++) {
-      stream_random(&ss[i], 900 + (uint64_t)(rd * N + i), 1);
-      if (rounds[rd].ab == HOOK_DROP_X && ss[i].out_len > 40000)
-        memset(ss[i].own_out + ss[i].out_len / 4, 'x', 40000 < ss[i].out_len / 2
-                                                             ? 40000
-                                                             : ss[i].out_len / 2);
-      stream_expect(&ss[i], (rounds[rd].flags & RK_RELAY_HOOK_AB) ? rounds[rd].ab
-                                                                  : HOOK_SAME,
-                    (rounds[rd].flags & RK_RELAY_HOOK_BA) ? rounds[rd].ba
-                                                          : HOOK_SAME);
-      int a[2], b[2];
-      socketpair_or_die(a);
-      socketpair_or_die(b);
-      ss[i].id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
-                              &(rk_relay_opts_t){.flags = rounds[rd].flags});
-      CHECK(ss[i].id > 0, "rk_relay_fds(hooked): %d", ss[i].id);
-      ss[i].fd = a[0];
-      server_adopt(&pool, b[1], echo_fn);
-    }
-    clients_run(ss, N, 2, 0);
-    int big = 0;
-    for (int i = 0; i < N; i++) {
-      CHECK(ss[i].eof && ss[i].got == ss[i].exp_len,
-            "round %d relay %d: %zu of %zu, %s", rd, i, ss[i].got,
-            ss[i].exp_len, strerror(ss[i].err));
-      uint32_t rec[RK_EVENT_WORDS];
-      expect_closed(&he->pump, ss[i].id, RK_END_DONE, rec);
-      CHECK(rec_u64(rec, 8) == ss[i].out_len, "a->b read %llu of %zu",
-            (unsigned long long)rec_u64(rec, 8), ss[i].out_len);
-      big += ss[i].out_len > 80000;
-      stream_free(&ss[i]);
-    }
-    if (rounds[rd].ab == HOOK_DROP_X && big > 0)
-      CHECK(atomic_load(&he->hk.empties) > before_empty,
-            "no chunk was dropped whole");
-    server_stop(&pool);
+  atomic_store(&he->hk.mode[0], ab);
+  atomic_store(&he->hk.mode[1], ba);
+  server_t back;
+  int32_t lid = 0;
+  if (c->listener) {
+    server_start(&back, echo_fn);
+    rk_listen_opts_t opts = {.events = RK_EVMASK_ALL, .hooks = c->hooks};
+    lid = listen_to(h, back.port, &opts);
+  } else {
+    server_pool(&back);
   }
+  stream_t ss[MAX];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < n; i++) {
+    stream_random(&ss[i], c->salt + (uint64_t)i, 1);
+    if (c->xs && ss[i].out_len > 40000)
+      memset(ss[i].own_out + ss[i].out_len / 4, 'x',
+             40000 < ss[i].out_len / 2 ? 40000 : ss[i].out_len / 2);
+    stream_expect(&ss[i], ab == HOOK_PARK ? HOOK_SAME : ab,
+                  ba == HOOK_PARK ? HOOK_SAME : ba);
+    if (c->listener)
+      continue;
+    int a[2], b[2];
+    socketpair_or_die(a);
+    socketpair_or_die(b);
+    ss[i].id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
+                            &(rk_relay_opts_t){.flags = c->hooks});
+    CHECK(ss[i].id > 0, "rk_relay_fds(hooked): %d", ss[i].id);
+    ss[i].fd = a[0];
+    server_adopt(&back, b[1], echo_fn);
+  }
+  clients_run(ss, n, c->threads, c->listener ? rk_listener_port(h, lid) : 0);
+  if (c->listener) {
+    pump_wait_count(&he->pump, RK_EV_CLOSED, lid, (size_t)n);
+    int32_t ids[MAX];
+    int ports[MAX];
+    CHECK(pump_accepted(&he->pump, lid, ids, ports, MAX) == (size_t)n,
+          "accept events");
+    for (int i = 0; i < n; i++)
+      stream_by_port(ss, n, ports[i])->id = ids[i];
+  }
+  int big = 0;
+  for (int i = 0; i < n; i++) {
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "stream %d: %zu of %zu, %s",
+          i, ss[i].got, ss[i].exp_len, strerror(ss[i].err));
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&he->pump, ss[i].id, RK_END_DONE, rec);
+    CHECK(rec_u64(rec, 8) == ss[i].out_len, "a->b read %llu of %zu",
+          (unsigned long long)rec_u64(rec, 8), ss[i].out_len);
+    big += ss[i].out_len > 80000;
+  }
+  pthread_mutex_lock(&he->hk.mu);
+  int parked = he->hk.nparked;
+  pthread_mutex_unlock(&he->hk.mu);
+  CHECK(parked == 0, "%d chunks of a direction without a hook", parked);
+  if (c->xs && ab == HOOK_DROP_X && big > 0)
+    CHECK(atomic_load(&he->hk.empties) > 0, "no chunk was dropped whole");
   printf("  (%d chunks, %d made longer, %d dropped whole)\n",
          atomic_load(&he->hk.chunks), atomic_load(&he->hk.larger),
          atomic_load(&he->hk.empties));
   hookenv_end(he);
+  server_stop(&back);
+  for (int i = 0; i < n; i++)
+    stream_free(&ss[i]);
 }
 
 /* A connection that ends while its chunk is with the host: take and
@@ -2551,50 +2550,56 @@ static void t_hook_conn_ends_with_chunk_out(void) {
 
 /* ======================================================================== */
 
+/* A test is one function, or a table: a runner and its rows, each row a
+ * test of its own (named, filtered, timed and counted as one). A row's
+ * first member is its name. */
 typedef struct {
   const char *name;
   void (*fn)(void);
+  void (*run)(const void *row);
+  const void *rows;
+  size_t nrows, row_size;
 } test_t;
 
+#define TEST(title, test) {.name = title, .fn = test}
+#define TABLE(runner, cases)                                                   \
+  {                                                                            \
+    .run = runner, .rows = cases, .nrows = sizeof cases / sizeof cases[0],     \
+    .row_size = sizeof cases[0]                                                \
+  }
+
 static const test_t tests[] = {
-    {"relay moves random data intact for 64 clients on 8 threads",
-     t_relay_many_clients},
-    {"relay propagates half-close and delivers the answer after it",
-     t_relay_half_close},
-    {"relay ends as a reset when the backend resets", t_relay_backend_reset},
-    {"relay reports a refused backend as CONNECT_FAILED",
-     t_relay_refused_backend},
-    {"relay ends an idle connection after the idle timeout",
-     t_relay_idle_timeout},
-    {"rk_conn_close from another thread while data flows",
-     t_relay_close_while_flowing},
-    {"rk_relay_fds relays socketpairs and pipes, keeps fds, times out",
-     t_relay_fds},
-    {"a relay's id works at once in every call, from 4 threads",
-     t_relay_calls_right_after_create},
-    {"listeners close once when closed from several threads and the engine",
-     t_listeners_close_concurrently},
-    {"rk_listener_abort right after rk_listener_close, 150 times",
-     t_listener_close_then_abort},
-    {"rk_connect_fd and name targets go through the resolver",
-     t_connect_fd_and_names},
-    {"event bridge: rk_test_post from 8 threads, waited and drained",
-     t_bridge_wait_drain},
-    {"event bridge: the notify callback wakes a draining thread",
-     t_bridge_notify},
-    {"event bridge: rk_engine_wake returns a blocked wait", t_bridge_wake},
-    {"rk_engine_close and rk_engine_free while connections are live",
-     t_engine_close_while_busy},
-    {"held connections: read, take, write, decide CONNECT/CLOSE/FILE/retry "
-     "from decider threads",
-     t_hold_routing},
-    {"held connections end after the hold timeout", t_hold_timeout},
-    {"hooks on a listener rewrite a->b on host threads while b->a flows",
-     t_hook_listener},
-    {"hooks on rk_relay_fds: longer, shorter, empty, both directions",
-     t_hook_relay_fds},
-    {"hooks: a connection ends while its chunk is with the host",
-     t_hook_conn_ends_with_chunk_out},
+    TEST("relay moves random data intact for 64 clients on 8 threads",
+         t_relay_many_clients),
+    TABLE(t_relay_backend, backend_cases),
+    TEST("relay ends an idle connection after the idle timeout",
+         t_relay_idle_timeout),
+    TEST("rk_conn_close from another thread while data flows",
+         t_relay_close_while_flowing),
+    TEST("rk_relay_fds relays socketpairs and pipes, keeps fds, times out",
+         t_relay_fds),
+    TEST("a relay's id works at once in every call, from 4 threads",
+         t_relay_calls_right_after_create),
+    TEST("listeners close once when closed from several threads and the engine",
+         t_listeners_close_concurrently),
+    TEST("rk_listener_abort right after rk_listener_close, 150 times",
+         t_listener_close_then_abort),
+    TEST("rk_connect_fd and name targets go through the resolver",
+         t_connect_fd_and_names),
+    TEST("event bridge: rk_test_post from 8 threads, waited and drained",
+         t_bridge_wait_drain),
+    TEST("event bridge: the notify callback wakes a draining thread",
+         t_bridge_notify),
+    TEST("event bridge: rk_engine_wake returns a blocked wait", t_bridge_wake),
+    TEST("rk_engine_close and rk_engine_free while connections are live",
+         t_engine_close_while_busy),
+    TEST("held connections: read, take, write, decide CONNECT/CLOSE/FILE/retry "
+         "from decider threads",
+         t_hold_routing),
+    TEST("held connections end after the hold timeout", t_hold_timeout),
+    TABLE(t_hook_streams, hook_cases),
+    TEST("hooks: a connection ends while its chunk is with the host",
+         t_hook_conn_ends_with_chunk_out),
 };
 
 static atomic_llong g_deadline;
@@ -2637,15 +2642,23 @@ int main(int argc, char **argv) {
   pthread_detach(wd);
   int64_t t_all = now_ms();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-    if (filter != NULL && strstr(tests[i].name, filter) == NULL)
-      continue;
-    atomic_store(&g_test, tests[i].name);
-    int64_t t0 = now_ms();
-    atomic_store(&g_deadline, t0 + timeout_s * 1000);
-    tests[i].fn();
-    atomic_store(&g_deadline, 0);
-    atomic_fetch_add(&g_passed, 1);
-    printf("ok %s (%lld ms)\n", tests[i].name, (long long)(now_ms() - t0));
+    const test_t *t = &tests[i];
+    for (size_t k = 0; k < (t->fn != NULL ? 1 : t->nrows); k++) {
+      const void *row = (const char *)t->rows + k * t->row_size;
+      const char *name = t->fn != NULL ? t->name : *(const char *const *)row;
+      if (filter != NULL && strstr(name, filter) == NULL)
+        continue;
+      atomic_store(&g_test, name);
+      int64_t t0 = now_ms();
+      atomic_store(&g_deadline, t0 + timeout_s * 1000);
+      if (t->fn != NULL)
+        t->fn();
+      else
+        t->run(row);
+      atomic_store(&g_deadline, 0);
+      atomic_fetch_add(&g_passed, 1);
+      printf("ok %s (%lld ms)\n", name, (long long)(now_ms() - t0));
+    }
   }
   close(g_dead_fd);
   printf("harness: %d passed, 0 failed (%lld ms)\n", atomic_load(&g_passed),
