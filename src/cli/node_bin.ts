@@ -2,9 +2,9 @@
  * The npm package's `relaykit` command on a Node that strips TypeScript
  * types only behind `--experimental-strip-types` (22.6 to 22.17, 23.0 to
  * 23.5): the command runs again in a child Node with that flag added to
- * NODE_OPTIONS, so that `.ts` route and hooks modules load there and in the
- * workers it starts. This process forwards the signals the command acts on
- * and ends as the child ends. Nothing is re-run on other Nodes, on Bun, or
+ * NODE_OPTIONS (which its own child processes inherit), so that `.ts`
+ * route and hooks modules load. This process forwards the signals the
+ * command acts on and ends as the child ends. Nothing is re-run on other Nodes, on Bun, or
  * when NODE_OPTIONS or the node flags already say
  * `--experimental-strip-types` or `--no-experimental-strip-types`.
  *
