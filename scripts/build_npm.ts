@@ -78,7 +78,7 @@ rmSync(out, { recursive: true, force: true });
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-compile(out, ["mod.ts", "internals.ts", "src/cli.ts"]);
+compile(out, ["mod.ts", "internals.ts", "src/cli.ts", "src/cli/node_bin.ts"]);
 
 // The C sources, and the prebuilt library of each Linux platform (x64 and
 // arm64, glibc and musl; about 60 KiB each): the loader picks the one for
@@ -99,10 +99,15 @@ writeFileSync(
   join(out, "bin", "relaykit.js"),
   `#!/usr/bin/env node
 import process from "node:process";
-import { main } from "../src/cli.js";
+import { rerunWithTypeStripping } from "../src/cli/node_bin.js";
 
-const code = await main(process.argv.slice(2));
-if (code !== 0) process.exit(code);
+// Node 22.6 to 22.17 and 23.0 to 23.5 load .ts modules only with
+// --experimental-strip-types: the command then runs in a child with it
+if (!rerunWithTypeStripping()) {
+  const { main } = await import("../src/cli.js");
+  const code = await main(process.argv.slice(2));
+  if (code !== 0) process.exit(code);
+}
 `,
 );
 chmodSync(join(out, "bin", "relaykit.js"), 0o755);

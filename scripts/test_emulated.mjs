@@ -12,27 +12,16 @@
 // musl-dev:arm64 (.ci/run installs them). Prints
 // "emulated: N passed, M failed".
 import { execFileSync, spawnSync } from "node:child_process";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { npmRuntime } from "./_npm_runtime.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const bunVersion = pkg.devDependencies.bun;
-const cacheDir = join(
-  process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"),
-  "relaykit-test-runtimes",
-);
 const QEMU = "qemu-aarch64-static";
 const ARM64_GLIBC_ROOT = "/usr/aarch64-linux-gnu"; // libc6-arm64-cross
 let passed = 0, failed = 0;
@@ -41,21 +30,6 @@ function check(name, ok, detail = "") {
   console.log(`${ok ? "ok  " : "FAIL"} ${name}${detail ? `: ${detail}` : ""}`);
   if (ok) passed++;
   else failed++;
-}
-
-/** The runtime package from npm, unpacked once into the cache. */
-function npmRuntime(name, version, binPath) {
-  const dir = join(cacheDir, `${name.replace(/[@/]/g, "_")}-${version}`);
-  const bin = join(dir, "package", binPath);
-  if (existsSync(bin)) return bin;
-  mkdirSync(dir, { recursive: true });
-  const tgz = execFileSync("npm", ["pack", "--silent", `${name}@${version}`], {
-    cwd: dir,
-    encoding: "utf8",
-  }).trim().split("\n").pop();
-  execFileSync("tar", ["-xzf", tgz], { cwd: dir });
-  rmSync(join(dir, tgz));
-  return bin;
 }
 
 function run(name, cmd, args, { env = {}, timeout = 120_000, expect } = {}) {

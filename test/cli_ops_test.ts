@@ -17,6 +17,7 @@ import { formatLine, Logger } from "../src/cli/log.ts";
 import { helpText, suggest } from "../src/cli/options.ts";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
 import { nodeTypeScriptHint } from "../src/proxy/route_module.ts";
+import { stripTypesNodeOptions } from "../src/cli/node_bin.ts";
 import {
   CLI,
   connect,
@@ -419,4 +420,21 @@ test("Node: a .ts module on a Node without type stripping says which Node or .mj
     /Node 20\.20\.2 cannot load TypeScript modules: use Node 22\.6 or later.*\.mjs/,
   );
   assert.match(nodeTypeScriptHint("22.6.0"), /NODE_OPTIONS=--experimental-strip-types/);
+});
+
+test("Node: the npm command adds --experimental-strip-types only where Node needs it", () => {
+  const flag = "--experimental-strip-types";
+  for (const v of ["22.6.0", "22.17.1", "23.0.0", "23.5.0"]) {
+    assert.equal(stripTypesNodeOptions(v, [], undefined), flag, v);
+  }
+  for (const v of ["20.20.2", "22.5.1", "22.18.0", "23.6.0", "24.1.0"]) {
+    assert.equal(stripTypesNodeOptions(v, [], undefined), undefined, v);
+  }
+  assert.equal(
+    stripTypesNodeOptions("22.17.1", [], "--max-old-space-size=64"),
+    `--max-old-space-size=64 ${flag}`,
+  );
+  assert.equal(stripTypesNodeOptions("22.17.1", [flag], undefined), undefined);
+  assert.equal(stripTypesNodeOptions("22.17.1", [], "--no-experimental-strip-types"), undefined);
+  assert.equal(stripTypesNodeOptions("22.17.1", [], "--experimental-transform-types"), undefined);
 });

@@ -40,14 +40,23 @@ export async function loadHooksModule(path: string, generation: number): Promise
 }
 
 /**
- * Why Node `version` refuses a .ts module, and what to do: Node runs
- * TypeScript by type stripping from 22.6 (behind --experimental-strip-types
- * until 22.18 and 23.6, on by default since).
+ * Whether Node `version` strips TypeScript types: not at all (before 22.6),
+ * only behind --experimental-strip-types (22.6 to 22.17, 23.0 to 23.5), or
+ * by default (22.18 and 23.6 on).
+ */
+export function nodeTypeStripping(version: string): "none" | "flag" | "default" {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  if (major < 22 || (major === 22 && minor < 6)) return "none";
+  if ((major === 22 && minor < 18) || (major === 23 && minor < 6)) return "flag";
+  return "default";
+}
+
+/**
+ * Why Node `version` refuses a .ts module, and what to do (the npm
+ * package's `relaykit` command turns the flag on itself: src/cli/node_bin.ts).
  */
 export function nodeTypeScriptHint(version: string): string {
-  const [major = 0, minor = 0] = version.split(".").map(Number);
-  const stripping = major > 22 || (major === 22 && minor >= 6);
-  return stripping
+  return nodeTypeStripping(version) !== "none"
     ? `Node ${version} runs TypeScript only with type stripping: run it with ` +
       `NODE_OPTIONS=--experimental-strip-types (on by default from Node 22.18 and 23.6), ` +
       `or write the module as .mjs`
