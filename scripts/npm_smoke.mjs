@@ -168,6 +168,7 @@ try {
   child.kill("SIGTERM");
   backend.close();
   await typeScriptModules(cli);
+  await workers(cli);
 } catch (err) {
   check("npm package smoke test", false, String(err));
 } finally {
@@ -322,6 +323,36 @@ export const route: RouteFunction = (_data: Uint8Array) => ({ remote: target });
         );
       }
     }
+  } finally {
+    echo.close();
+  }
+}
+
+/** `relaykit run --workers 2` from the package on this Node: the workers run the package's bin. */
+async function workers(cli) {
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise((r) => echo.listen(0, "127.0.0.1", r));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "w.yaml"),
+    `listeners:\n  - { name: w, address: 127.0.0.1, port: ${port}, backend: e }\n` +
+      `backends:\n  - { name: e, host: 127.0.0.1, port: ${echo.address().port} }\n`,
+  );
+  const env = { PATH: process.env.PATH, HOME: dir };
+  try {
+    const r = await relayThrough(
+      process.execPath,
+      cli,
+      ["run", "w.yaml", "--workers", "2"],
+      env,
+      port,
+      "hello",
+    );
+    check(
+      `node ${process.versions.node}: relaykit run --workers 2 relays and stops on SIGTERM`,
+      r.got === "hello" && r.code === 0,
+      `got ${JSON.stringify(r.got)}, exit ${r.code ?? r.signal}: ${r.out.trim()}`,
+    );
   } finally {
     echo.close();
   }

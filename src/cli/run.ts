@@ -63,10 +63,13 @@ const ADMIN = text({
 
 /** The command line that runs the relaykit command again (for workers). */
 function selfArgv(args: string[]): string[] {
-  const cli = fileURLToPath(new URL("../cli.ts", import.meta.url).href);
+  // the script this process was started with (src/cli.ts in a checkout, the
+  // npm package's bin, which calls main() itself where import.meta.main does
+  // not exist: Node); this module's own path only when there is none
+  const entry = process.argv[1] ?? fileURLToPath(new URL("../cli.ts", import.meta.url).href);
   return runtime.name === "deno"
-    ? [process.execPath, "run", "-A", cli, ...args]
-    : [process.execPath, cli, ...args];
+    ? [process.execPath, "run", "-A", entry, ...args]
+    : [process.execPath, entry, ...args];
 }
 
 /** Whether `host:port` can be bound now; else why not. */

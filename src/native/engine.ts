@@ -46,7 +46,7 @@ export interface NativeEngineOptions {
  * @example
  * ```ts
  * import { type Handler } from "@relaykit/relaykit/internals";
- * const handler: Handler = (ev) => console.log(ev.type, ev.id);
+ * const handler: Handler = (ev) => console.log(ev.type);
  * console.log(typeof handler);
  * ```
  */
