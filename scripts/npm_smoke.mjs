@@ -328,7 +328,11 @@ export const route: RouteFunction = (_data: Uint8Array) => ({ remote: target });
   }
 }
 
-/** `relaykit run --workers 2` from the package on this Node: the workers run the package's bin. */
+/**
+ * `relaykit run --workers 2` from the package: refused with the reason on
+ * this Node (no SO_REUSEPORT before 22.12); on Node 22 the workers run the
+ * package's bin and share the port.
+ */
 async function workers(cli) {
   const echo = net.createServer((s) => s.pipe(s));
   await new Promise((r) => echo.listen(0, "127.0.0.1", r));
@@ -339,17 +343,30 @@ async function workers(cli) {
       `backends:\n  - { name: e, host: 127.0.0.1, port: ${echo.address().port} }\n`,
   );
   const env = { PATH: process.env.PATH, HOME: dir };
+  const args = ["run", "w.yaml", "--workers", "2"];
   try {
-    const r = await relayThrough(
-      process.execPath,
-      cli,
-      ["run", "w.yaml", "--workers", "2"],
+    const old = spawnSync(process.execPath, [cli, ...args], {
+      cwd: dir,
       env,
-      port,
-      "hello",
-    );
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     check(
-      `node ${process.versions.node}: relaykit run --workers 2 relays and stops on SIGTERM`,
+      `node ${process.versions.node}: relaykit run --workers 2 says Node 22.12 is needed`,
+      old.status === 2 && /--workers: .*SO_REUSEPORT.*22\.12/.test(old.stderr),
+      `exit ${old.status}: ${(old.stderr ?? "").trim()}`,
+    );
+    const version = NODES_22.at(-1);
+    let node;
+    try {
+      node = npmRuntime(`node-${process.platform}-${process.arch}`, version, "bin/node");
+    } catch (err) {
+      check(`node ${version}: fetch node@${version} from npm`, false, String(err));
+      return;
+    }
+    const r = await relayThrough(node, cli, args, env, port, "hello");
+    check(
+      `node ${version}: relaykit run --workers 2 relays through a worker and stops on SIGTERM`,
       r.got === "hello" && r.code === 0,
       `got ${JSON.stringify(r.got)}, exit ${r.code ?? r.signal}: ${r.out.trim()}`,
     );

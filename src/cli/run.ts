@@ -72,6 +72,13 @@ function selfArgv(args: string[]): string[] {
     : [process.execPath, entry, ...args];
 }
 
+/** Whether this runtime's listeners can share a port (SO_REUSEPORT): not on Node before 22.12. */
+function sharesPorts(): boolean {
+  if (runtime.name !== "node") return true;
+  const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
+  return major > 22 || (major === 22 && minor >= 12);
+}
+
 /** Whether `host:port` can be bound now; else why not. */
 function bindProblem(host: string, port: number): Promise<string | undefined> {
   return new Promise((done) => {
@@ -215,6 +222,12 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
     const threads = a.get(THREADS);
     const grace = a.get(GRACE) ?? 10_000;
     const workers = a.get(WORKERS);
+    if (workers !== undefined && workers > 1 && !sharesPorts()) {
+      throw new UsageError(
+        `--workers: workers share their ports with SO_REUSEPORT, which Node has from 22.12 ` +
+          `(this is Node ${process.versions.node}); run one process, or use Deno, Bun or a newer Node`,
+      );
+    }
     const worker = process.env.RELAYKIT_WORKER_INDEX;
     const log = loggerOf(a, worker === undefined ? "relaykit" : `relaykit[${worker}]`);
     // everything is checked before anything starts, also for the supervisor
