@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { distance } from "../spelling.ts";
 import { parseEndpoint } from "../types.ts";
 import { type Setting, SettingError } from "../settings.ts";
 import type { Endpoint } from "../types.ts";
@@ -152,21 +153,6 @@ export class Args {
     if (v === undefined) throw new UsageError(`${o.flag} is required`);
     return v;
   }
-}
-
-/** Levenshtein distance (short strings). */
-export function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** The known word nearest to `word`, if one is near: a prefix, or two edits at most. */

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { distance } from "../spelling.ts";
 import { isMap, isScalar, isSeq, type YAMLMap } from "yaml";
 import type { Endpoint } from "../forward/types.ts";
 import { BALANCE_MODES } from "../proxy/balance.ts";
@@ -24,21 +25,6 @@ import type {
   TunnelServerConfig,
 } from "./types.ts";
 import type { At, Node } from "./yaml.ts";
-
-/** Levenshtein distance, for "did you mean" (short strings only). */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
 
 /** Walks the YAML nodes, reporting through `at`. */
 export class Validator {
