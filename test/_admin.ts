@@ -74,19 +74,26 @@ export async function startRun(
   config: (port: number, adminPort: number) => string,
   args: string[] = [],
 ): Promise<Run> {
-  const [port, adminPort] = [await freePort(), await freePort()];
+  // two ports that are free now, and not the same one twice
+  const port = await freePort();
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
   const file = join(dir, `${name}.yaml`);
   const accessLog = join(dir, `${name}.access.log`);
   writeFileSync(file, config(port, adminPort));
   writeFileSync(accessLog, "");
   const cli = startCli(["run", file, "--access-log", accessLog, ...args]);
+  // a run that ends at once (a mistake) fails here, with its message
+  let exited: string | undefined;
+  cli.line.catch((err: Error) => exited = err.message);
   // "running" comes once the listeners and the admin endpoint are up (a
   // supervisor says "workers ready")
   await waitFor(
-    () => /: running |workers? ready/.test(cli.output.out + cli.output.err),
+    () => exited !== undefined || /: running |workers? ready/.test(cli.output.out + cli.output.err),
     15_000,
     "the run to be up",
   );
+  if (exited !== undefined) throw new Error(`relaykit run ${exited}`);
   return {
     cli,
     port,
