@@ -7,7 +7,12 @@
  * @module
  */
 import { formatEndpoint } from "../forward/types.ts";
-import type { ListenerStats, ListenerView, LiveConnection } from "../config/run.ts";
+import {
+  type ListenerStats,
+  type ListenerView,
+  type LiveConnection,
+  newListenerStats,
+} from "../config/run.ts";
 import type { Backend } from "../proxy/balance.ts";
 import type { TcpProxy } from "../proxy/tcp_proxy.ts";
 import type { AdminTarget } from "./local.ts";
@@ -20,15 +25,7 @@ export class ProxyTarget implements AdminTarget {
   readonly #limit: number;
   readonly #command: string;
   readonly #conns = new Map<number, LiveConnection>();
-  readonly #stats: ListenerStats = {
-    total: 0,
-    opened: 0,
-    peak: 0,
-    up: 0,
-    down: 0,
-    failures: new Map(),
-    errors: new Map(),
-  };
+  readonly #stats: ListenerStats = newListenerStats();
   readonly backends: ReadonlyMap<string, Backend> = new Map();
   #lastReload: { ok: boolean; message: string } | undefined;
 

@@ -203,6 +203,11 @@ export interface ListenerStats {
   errors: Map<string, number>;
 }
 
+/** A listener's counters before its first connection. */
+export function newListenerStats(): ListenerStats {
+  return { total: 0, opened: 0, peak: 0, up: 0, down: 0, failures: new Map(), errors: new Map() };
+}
+
 /** Runs a config file's listeners. */
 export class Runner {
   readonly #path: string;
@@ -716,18 +721,7 @@ export class Runner {
     this.#live.set(proxy, { name, conns: clients });
     let stats = this.#stats.get(name);
     if (stats === undefined) {
-      this.#stats.set(
-        name,
-        stats = {
-          total: 0,
-          opened: 0,
-          peak: 0,
-          up: 0,
-          down: 0,
-          failures: new Map(),
-          errors: new Map(),
-        },
-      );
+      this.#stats.set(name, stats = newListenerStats());
     }
     const st = stats;
     proxy.on("error", (err) => {

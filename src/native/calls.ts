@@ -136,13 +136,21 @@ export type NativeDecision =
 
 /** Engine counters (rk_engine_stats). */
 export interface NativeEngineStats {
+  /** Open connections. */
   active: number;
+  /** Connections accepted so far. */
   accepted: number;
+  /** Connections ended so far. */
   closed: number;
+  /** Connections refused at once (over a limit). */
   rejected: number;
+  /** Event records waiting for JavaScript. */
   queued: number;
+  /** Open listeners. */
   listeners: number;
+  /** Pipes kept for reuse by the workers. */
   pooledPipes: number;
+  /** Worker threads. */
   threads: number;
 }
 

@@ -12,7 +12,7 @@
  */
 import { RelaykitError } from "../errors.ts";
 import type { NativeLibrary, Waker } from "../runtime/types.ts";
-import { NativeCalls } from "./calls.ts";
+import { NativeCalls, type NativeEngineStats } from "./calls.ts";
 import { decodeEvent, type NativeEvent } from "./events.ts";
 import { loadNative } from "./load.ts";
 import { EVENT_WORDS } from "./symbols.ts";
@@ -254,16 +254,7 @@ export class NativeEngine {
   }
 
   /** Engine counters. */
-  stats(): {
-    active: number;
-    accepted: number;
-    closed: number;
-    rejected: number;
-    queued: number;
-    listeners: number;
-    pooledPipes: number;
-    threads: number;
-  } {
+  stats(): NativeEngineStats {
     const s = this.#calls.stats();
     if (typeof s === "number") throw this.error(s, "Cannot read engine stats");
     return s;
