@@ -395,6 +395,28 @@ function ctl(args: string[], env: Record<string, string> = {}) {
 }
 
 describe("relaykit ctl", () => {
+  test("its options are the schema's: usage mistakes exit 2 before any request", async () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ["--admin", ":1", "--lmit", "3", "conns"],
+        /unknown option "--lmit" \(did you mean --limit\?\)/,
+      ],
+      [["--admin", ":1", "servers", "--limit", "3"], /ctl servers takes no --limit/],
+      [["--admin", ":1", "weight", "app/a"], /usage: relaykit ctl weight BACKEND\/SERVER N/],
+      [["--admin", ":1", "stats"], /ctl: unknown command "stats"/],
+      [["servers"], /--admin is required/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await ctl(args);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.err}`);
+      assert.match(r.err, message);
+    }
+    const help = await ctl(["--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.out, /^ {2}weight BACKEND\/SERVER N +set a server's weight/m);
+    assert.match(help.out, /^ {2}--limit N +conns: at most N/m);
+  });
+
   test(
     "tables for people, --json for scripts, actions, exit codes",
     { timeout: 60_000 },

@@ -1,42 +1,14 @@
 /**
- * `relaykit ctl`: the admin API from the command line, against a running
- * instance. Tables for people, `--json` for scripts (the API's own JSON).
- *
- *   relaykit ctl --admin 127.0.0.1:9901 servers
- *   relaykit ctl --admin 127.0.0.1:9901 drain app/a
- *   relaykit ctl --admin /run/relaykit-admin.sock conns --listener web --json
- *
- * The token comes from --token or RELAYKIT_ADMIN_TOKEN.
+ * `relaykit ctl`'s requests and answers: each of its commands as an admin
+ * API request ({@linkcode CTL_COMMANDS}), and the answers as tables for
+ * people or the API's own JSON for scripts. Its command line (options,
+ * help) is declared in src/cli/ctl.ts with every other command's.
  *
  * @module
  */
-import process from "node:process";
-import { parseEndpoint } from "../types.ts";
+import type { Endpoint } from "../types.ts";
 import { httpRequest } from "./http.ts";
-import { TOKEN_ENV } from "./serve.ts";
 import type { ConnPage, ListenerInfo, ProcessInfo, ServerInfo } from "./types.ts";
-
-/** The help of `relaykit ctl`. */
-export const CTL_HELP = `relaykit ctl --admin HOST:PORT|SOCKET [--token T] [--json] COMMAND
-
-Commands:
-  process                      version, runtime, engine, uptime, workers, fds, RSS
-  listeners                    every listener with its counters
-  servers                      every backend server with its state and counters
-  conns [--listener L] [--server B/S] [--client TEXT] [--offset N] [--limit N]
-                               open connections (a page of them)
-  drain B/S | maint B/S | ready B/S
-                               set a server's state (drain: no new connections;
-                               maint: drain and no health checks; ready)
-  weight B/S N                 set a server's weight (0-256)
-  close ID [--worker N]        close a connection
-  reload                       reload the config (as SIGHUP), with the result
-  enable L | disable L         start or stop accepting on a listener
-
-The token comes from --token or ${TOKEN_ENV}. Exit code 1 when the instance
-refuses or fails an action, 2 for a usage mistake.`;
-
-class CtlUsage extends Error {}
 
 /** A text table: columns padded, numbers right-aligned. */
 export function table(head: string[], rows: (string | number)[][]): string {
@@ -150,150 +122,149 @@ const VIEWS = {
   },
 };
 
-/**
- * Run `relaykit ctl` with `args`; prints the answer.
- *
- * @returns the exit code: 0, 1 when the instance refuses or fails, 2 for a usage mistake.
- */
-export async function ctlCommand(args: string[]): Promise<number> {
-  try {
-    return await ctl(args);
-  } catch (err) {
-    console.error(`relaykit ctl: ${(err as Error).message}`);
-    return err instanceof CtlUsage ? 2 : 1;
-  }
+/** What a ctl command asks of the admin API. */
+export interface CtlRequest {
+  method: "GET" | "POST";
+  /** Under /api/v1/. */
+  path: string;
+  body?: unknown;
+  /** How a read's answer is shown to people; actions print ok/refused. */
+  view?: (v: never) => string;
 }
 
-async function ctl(args: string[]): Promise<number> {
-  const flags = new Map<string, string>();
-  const words: string[] = [];
-  let json = false;
-  const valued = [
-    "--admin",
-    "--token",
-    "--listener",
-    "--server",
-    "--client",
-    "--offset",
-    "--limit",
-    "--worker",
-  ];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === "--json") json = true;
-    else if (a === "--help" || a === "-h") {
-      console.log(CTL_HELP);
-      return 0;
-    } else if (valued.includes(a)) {
-      const v = args[++i];
-      if (v === undefined) throw new CtlUsage(`${a} needs a value`);
-      flags.set(a, v);
-    } else if (a.startsWith("--")) throw new CtlUsage(`unknown option "${a}" (see ctl --help)`);
-    else words.push(a);
+/** The filters of `ctl conns`, by their query parameter. */
+export type ConnFilters = Partial<
+  Record<"listener" | "server" | "client" | "offset" | "limit", string>
+>;
+
+/** One ctl command: its words after the name, its help, and its request. */
+export interface CtlCommand {
+  readonly name: string;
+  /** Its arguments, as shown in help ("BACKEND/SERVER N"). */
+  readonly args: readonly string[];
+  readonly help: string;
+  /** The request for these arguments; a RangeError for a malformed one. */
+  request(args: readonly string[], o: { filters: ConnFilters; worker?: string }): CtlRequest;
+}
+
+function server(text: string): string {
+  const slash = text.indexOf("/");
+  if (slash <= 0 || slash === text.length - 1) {
+    throw new RangeError(`"${text}" is not BACKEND/SERVER`);
   }
-  const at = flags.get("--admin");
-  if (at === undefined) throw new CtlUsage("--admin HOST:PORT (or a socket path) is required");
-  let to;
-  try {
-    to = parseEndpoint(at.startsWith(":") ? `127.0.0.1${at}` : at, "--admin");
-  } catch (err) {
-    throw new CtlUsage((err as Error).message);
-  }
-  const token = flags.get("--token") ?? process.env[TOKEN_ENV];
-  const [cmd, ...rest] = words;
-  const arity = (n: number, usage: string) => {
-    if (rest.length !== n) throw new CtlUsage(`usage: relaykit ctl ${usage}`);
-  };
-  const server = (text: string) => {
-    const slash = text.indexOf("/");
-    if (slash <= 0 || slash === text.length - 1) {
-      throw new CtlUsage(`"${text}" is not BACKEND/SERVER`);
-    }
-    return `${encodeURIComponent(text.slice(0, slash))}/${
-      encodeURIComponent(text.slice(slash + 1))
-    }`;
-  };
-  let method = "GET", path: string, view: ((v: never) => string) | undefined;
-  let body: unknown;
-  switch (cmd) {
-    case "process":
-    case "listeners":
-    case "servers":
-      arity(0, cmd);
-      path = cmd;
-      view = VIEWS[cmd] as (v: never) => string;
-      break;
-    case "conns": {
-      arity(0, "conns [--listener L] [--server B/S] [--client TEXT] [--offset N] [--limit N]");
+  return `${encodeURIComponent(text.slice(0, slash))}/${encodeURIComponent(text.slice(slash + 1))}`;
+}
+
+const read = (name: "process" | "listeners" | "servers", help: string): CtlCommand => ({
+  name,
+  args: [],
+  help,
+  request: () => ({ method: "GET", path: name, view: VIEWS[name] as (v: never) => string }),
+});
+
+const state = (name: "drain" | "maint" | "ready", help: string): CtlCommand => ({
+  name,
+  args: ["BACKEND/SERVER"],
+  help,
+  request: ([s]) => ({
+    method: "POST",
+    path: `servers/${server(s!)}/state`,
+    body: { state: name },
+  }),
+});
+
+const listenerSwitch = (name: "enable" | "disable", help: string): CtlCommand => ({
+  name,
+  args: ["LISTENER"],
+  help,
+  request: ([l]) => ({ method: "POST", path: `listeners/${encodeURIComponent(l!)}/${name}` }),
+});
+
+/** Every ctl command, in the order its help lists them. */
+export const CTL_COMMANDS: readonly CtlCommand[] = [
+  read("process", "version, runtime, engine, uptime, workers, fds, RSS"),
+  read("listeners", "every listener with its counters"),
+  read("servers", "every backend server with its state and counters"),
+  {
+    name: "conns",
+    args: [],
+    help: "open connections, a page of them (--listener, --server, --client, --offset, --limit)",
+    request: (_, { filters }) => {
       const q = new URLSearchParams();
-      for (const k of ["listener", "server", "client", "offset", "limit"]) {
-        const v = flags.get(`--${k}`);
-        if (v !== undefined) q.set(k, v);
-      }
-      path = `connections${q.size > 0 ? `?${q}` : ""}`;
-      view = VIEWS.conns as (v: never) => string;
-      break;
-    }
-    case "drain":
-    case "maint":
-    case "ready":
-      arity(1, `${cmd} BACKEND/SERVER`);
-      [method, path, body] = ["POST", `servers/${server(rest[0]!)}/state`, { state: cmd }];
-      break;
-    case "weight":
-      arity(2, "weight BACKEND/SERVER N");
-      if (!/^\d+$/.test(rest[1]!)) throw new CtlUsage(`weight: "${rest[1]}" is not a number`);
-      [method, path, body] = ["POST", `servers/${server(rest[0]!)}/weight`, {
-        weight: Number(rest[1]),
-      }];
-      break;
-    case "close": {
-      arity(1, "close ID [--worker N]");
-      if (!/^\d+$/.test(rest[0]!)) throw new CtlUsage(`close: "${rest[0]}" is not a connection id`);
-      const w = flags.get("--worker");
-      [method, path] = [
-        "POST",
-        `connections/${rest[0]}/close${w === undefined ? "" : `?worker=${encodeURIComponent(w)}`}`,
-      ];
-      break;
-    }
-    case "reload":
-      arity(0, "reload");
-      [method, path] = ["POST", "reload"];
-      break;
-    case "enable":
-    case "disable":
-      arity(1, `${cmd} LISTENER`);
-      [method, path] = ["POST", `listeners/${encodeURIComponent(rest[0]!)}/${cmd}`];
-      break;
-    case undefined:
-      throw new CtlUsage("which command? (see relaykit ctl --help)");
-    default:
-      throw new CtlUsage(`unknown command "${cmd}" (see relaykit ctl --help)`);
-  }
+      for (const [k, v] of Object.entries(filters)) if (v !== undefined) q.set(k, v);
+      return {
+        method: "GET",
+        path: `connections${q.size > 0 ? `?${q}` : ""}`,
+        view: VIEWS.conns as (v: never) => string,
+      };
+    },
+  },
+  state("drain", "stop new connections to a server; open ones finish"),
+  state("maint", "drain a server and stop its health checks"),
+  state("ready", "take new connections again"),
+  {
+    name: "weight",
+    args: ["BACKEND/SERVER", "N"],
+    help: "set a server's weight (0-256)",
+    request: ([s, n]) => {
+      if (!/^\d+$/.test(n!)) throw new RangeError(`weight: "${n}" is not a number`);
+      return { method: "POST", path: `servers/${server(s!)}/weight`, body: { weight: Number(n) } };
+    },
+  },
+  {
+    name: "close",
+    args: ["ID"],
+    help: "close a connection (--worker N: on that worker)",
+    request: ([id], { worker }) => {
+      if (!/^\d+$/.test(id!)) throw new RangeError(`close: "${id}" is not a connection id`);
+      const w = worker === undefined ? "" : `?worker=${encodeURIComponent(worker)}`;
+      return { method: "POST", path: `connections/${id}/close${w}` };
+    },
+  },
+  {
+    name: "reload",
+    args: [],
+    help: "reload the config (as SIGHUP), with the result",
+    request: () => ({ method: "POST", path: "reload" }),
+  },
+  listenerSwitch("enable", "start accepting on a listener again"),
+  listenerSwitch("disable", "stop accepting on a listener"),
+];
+
+/**
+ * Send `req` to the admin endpoint at `to` and print the answer: the JSON
+ * with `json`, else a table (reads) or ok/refused lines (actions).
+ *
+ * @returns the exit code: 0, or 1 when the instance refuses or fails.
+ */
+export async function ctlSend(
+  to: Endpoint,
+  req: CtlRequest,
+  o: { token?: string; json: boolean },
+): Promise<number> {
   const headers: Record<string, string> = {};
-  if (token !== undefined && token !== "") headers.Authorization = `Bearer ${token}`;
+  if (o.token !== undefined && o.token !== "") headers.Authorization = `Bearer ${o.token}`;
   const options: { headers: Record<string, string>; body?: string } = { headers };
-  if (body !== undefined) {
-    options.body = JSON.stringify(body);
+  if (req.body !== undefined) {
+    options.body = JSON.stringify(req.body);
     headers["Content-Type"] = "application/json";
   }
-  const answer = await httpRequest(to, method, `/api/v1/${path}`, options);
+  const answer = await httpRequest(to, req.method, `/api/v1/${req.path}`, options);
   let value: unknown;
   try {
     value = JSON.parse(answer.body);
   } catch {
     throw new Error(`the answer (HTTP ${answer.status}) is not JSON: ${answer.body.slice(0, 200)}`);
   }
-  if (json) console.log(JSON.stringify(value, null, 2));
+  if (o.json) console.log(JSON.stringify(value, null, 2));
   if (answer.status !== 200) {
     const error = (value as { error?: string }).error ?? `HTTP ${answer.status}`;
-    if (!json) console.error(`relaykit ctl: ${error} (HTTP ${answer.status})`);
+    if (!o.json) console.error(`relaykit ctl: ${error} (HTTP ${answer.status})`);
     return 1;
   }
-  if (json) return (value as { ok?: boolean }).ok === false ? 1 : 0;
-  if (view !== undefined) {
-    console.log(view(value as never));
+  if (o.json) return (value as { ok?: boolean }).ok === false ? 1 : 0;
+  if (req.view !== undefined) {
+    console.log(req.view(value as never));
     return 0;
   }
   const r = value as {

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { CTL_HELP, ctlCommand } from "../admin/ctl.ts";
 import { VERSION } from "../version.ts";
+import { ctl } from "./ctl.ts";
 import { check, run } from "./run.ts";
 import { demo } from "./demo.ts";
 import { echo } from "./echo.ts";
@@ -25,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   tunnel,
   echo,
   demo,
+  ctl,
 ];
 
 /** The global help page. */
@@ -36,10 +37,8 @@ export function globalHelp(): string {
       for (const s of c.subcommands) lines.push(`  relaykit ${s.name} ${s.usage}`);
     } else lines.push(`  relaykit ${c.name} ${c.usage}`.trimEnd());
   }
-  lines.push("  relaykit ctl --admin HOST:PORT [--token T] [--json] COMMAND");
   lines.push("  relaykit help [COMMAND] | --help | --version", "", "Commands:");
   for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(14)}${c.summary}`);
-  lines.push(`  ${"ctl".padEnd(14)}act on a running instance through its admin endpoint`);
   lines.push(
     "",
     "relaykit COMMAND --help (or relaykit help COMMAND) shows a command's options.",
@@ -93,12 +92,6 @@ export async function main(args: string[]): Promise<number> {
     if (first === undefined) {
       console.error(usage());
       return 2;
-    }
-    // ctl parses its own words (a command for a running instance, not a server)
-    if (first === "ctl") return await ctlCommand(args.slice(1));
-    if ((first === "help" || first === "--help") && args[1] === "ctl") {
-      console.log(CTL_HELP);
-      return 0;
     }
     if (first === "--help" || first === "-h" || first === "help") {
       const topic = args.slice(1).filter((x) => !x.startsWith("-"));

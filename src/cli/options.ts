@@ -107,6 +107,8 @@ export interface Command {
   readonly usage: string;
   /** Paragraphs for its --help. */
   readonly about?: string;
+  /** Print `about` as written (it holds a table), not wrapped. */
+  readonly preformatted?: boolean;
   /** Names of its positional arguments, required ones first ("CONFIG"). */
   readonly positional?: readonly string[];
   readonly options: readonly Opt[];
@@ -246,7 +248,12 @@ function wrap(text: string, width: number, indent: number): string {
 export function helpText(c: Command): string {
   const lines = [`Usage: relaykit ${c.name} ${c.usage}`, "", c.summary];
   if (c.about !== undefined) {
-    lines.push("", c.about.trim().split(/\n\s*\n/).map((p) => wrap(p, 92, 0)).join("\n\n"));
+    lines.push(
+      "",
+      c.preformatted
+        ? c.about.trim()
+        : c.about.trim().split(/\n\s*\n/).map((p) => wrap(p, 92, 0)).join("\n\n"),
+    );
   }
   if (c.subcommands !== undefined) {
     lines.push("", "Commands:");
