@@ -34,6 +34,11 @@
  *   idle    N idle connections (1 byte each) through the proxy to a hold
  *           server; VmRSS growth of the proxy                    -> bytes/conn
  *
+ * Rows ending in -page (only with --only) run the native rows with the stats
+ * page open: the proxy serves --admin and this script asks what the page asks
+ * every second (scripts/bench/page_watch.ts); compare them with the rows
+ * without it, e.g. --only 'relaykit-native-deno*' (alternate runs: noise).
+ *
  * Load generator, backend and proxy share the machine's cores, so only ratios
  * taken within one run are meaningful.
  *
@@ -73,6 +78,7 @@ import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
+import { PAGE_TOKEN, watchPage } from "./bench/page_watch.ts";
 import {
   benchSoak,
   SOAK_COLUMNS,
@@ -333,6 +339,7 @@ function withFdLimit(argv: string[]): [string, string[]] {
 
 const CHILD_ENV = {
   ...process.env,
+  RELAYKIT_ADMIN_TOKEN: PAGE_TOKEN,
   NO_COLOR: "1",
   DENO_NO_UPDATE_CHECK: "1",
   DENO_NO_PROMPT: "1",
@@ -695,6 +702,11 @@ interface ProxySpec {
   compareTo?: string[];
   /** Only run when selected explicitly with --only. */
   optional?: boolean;
+  /**
+   * The stats page is open on it: the proxy serves `--admin` and this script
+   * asks what the page asks, as often (see scripts/bench/page_watch.ts).
+   */
+  watched?: boolean;
 }
 
 /** Hard RLIMIT_NOFILE, i.e. what `ulimit -n` in withFdLimit() can reach. */
@@ -776,6 +788,23 @@ function proxyTable(bins: Bins): ProxySpec[] {
       needs: "bun",
       argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
+    },
+    // the same, with the stats page open (issue: the page costs nothing measurable)
+    {
+      name: "relaykit-native-deno-page",
+      optional: true,
+      watched: true,
+      needs: "deno",
+      argv: relaykit("deno", "native", ["--threads", "1"]),
+      compareTo: ["haproxy", "relaykit-native-deno"],
+    },
+    {
+      name: "relaykit-native-bun-page",
+      optional: true,
+      watched: true,
+      needs: "bun",
+      argv: relaykit("bun", "native", ["--threads", "1"]),
+      compareTo: ["haproxy", "relaykit-native-bun"],
     },
     {
       // every connection held and decided by a route function in JavaScript
@@ -1030,7 +1059,11 @@ async function startTarget(
     };
   }
   const port = await freePort();
-  const argv = spec.argv(port, backendPort);
+  const adminPort = spec.watched ? await freePort() : 0;
+  const argv = [
+    ...spec.argv(port, backendPort),
+    ...(spec.watched ? ["--admin", `127.0.0.1:${adminPort}`] : []),
+  ];
   res.argv = argv;
   const s = startChild(argv);
   let owner: number;
@@ -1052,10 +1085,17 @@ async function startTarget(
   res.measuredProcess = `pid ${owner} (${comm})` +
     (owner === s.pid ? "" : `, child of spawned pid ${s.pid}`);
   await sleep(200);
+  const watch = spec.watched ? await watchPage(adminPort) : undefined;
   return {
     port,
     pids: () => processTree(owner),
-    stop: () => stopChild(s.child),
+    stop: async () => {
+      if (watch !== undefined) {
+        const w = watch.stop();
+        res.notes.push(`page: ${w.polls} refreshes, ${w.failed} failed`);
+      }
+      await stopChild(s.child);
+    },
     died: () =>
       alive(s.child)
         ? null
