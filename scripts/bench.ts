@@ -1776,7 +1776,7 @@ async function main(): Promise<void> {
       ...(decideSections.length
         ? {
           microsocks: findBin("microsocks") ? dpkgVersion("microsocks") : "missing",
-          dante: versionOf(findBin("danted"), ["-v"], /Dante v(\S+)/),
+          dante: versionOf(findBin("danted"), ["-v"], /Dante v([\d.]*\d)/),
           tinyproxy: versionOf(findBin("tinyproxy"), ["-v"], /tinyproxy (\S+)/),
         }
         : {}),

@@ -22,8 +22,9 @@
  *
  * Output, one JSON line on stdout:
  *   {"ok":N,"failed":N,"abandoned":N,"seconds":S,"cps":R,
- *    "p50_us":U,"p99_us":U,"max_us":U,"errors":{"KIND":N,...}}
- * latency being per connection, connect() to the answer's last byte.
+ *    "p50_us":U,"p99_us":U,"max_us":U,"cpu_s":S,"errors":{"KIND":N,...}}
+ * latency being per connection, connect() to the answer's last byte, and
+ * cpu_s connload's own CPU time (user+system), to show it is no bottleneck.
  *
  * usage: connload -m MODE -p PORT [-t TARGET] [-c CONNS] [-d SECONDS]
  *                 [-T TIMEOUT_MS] [-H HOST]
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -396,10 +398,14 @@ int main(int argc, char **argv) {
   }
   double el = (double)(now_ns() - t0) / 1e9;
   qsort(lat, lat_len, sizeof *lat, cmp_u32);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   printf("{\"ok\":%llu,\"failed\":%llu,\"abandoned\":%llu,\"seconds\":%.3f,\"cps\":%.1f,"
-         "\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"errors\":{",
+         "\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"cpu_s\":%.3f,\"errors\":{",
          (unsigned long long)ok, (unsigned long long)failed, (unsigned long long)abandoned, el,
-         (double)ok / el, pct(0.50), pct(0.99), lat_len ? lat[lat_len - 1] : 0);
+         (double)ok / el, pct(0.50), pct(0.99), lat_len ? lat[lat_len - 1] : 0, cpu);
   int first = 1;
   for (int k = 0; k < K_COUNT; k++) {
     if (!errors[k]) continue;

@@ -137,6 +137,10 @@ export interface DecideSample {
   p50Us: number;
   p99Us: number;
   cpuUsPerConn: number | null;
+  /** The load generator's own CPU per connection. */
+  loadCpuUsPerConn: number | null;
+  /** The load generator's CPU seconds per second of its run (1.0: one core, saturated). */
+  loadCpuShare: number;
   errors: Record<string, number>;
 }
 
@@ -152,6 +156,9 @@ export interface DecideRow {
   p50Ms: number | null;
   p99Ms: number | null;
   cpuUsPerConn: number | null;
+  /** The load generator's CPU per connection, and its share of one core (medians). */
+  loadCpuUsPerConn: number | null;
+  loadCpuShare: number | null;
   /** Failed connections over all rounds, and the connections completed. */
   failed: number;
   ok: number;
@@ -453,10 +460,12 @@ function targetSpecs(): TargetSpec[] {
 }
 
 /** Extra ratios shown without a target. */
-const INFO_RATIOS: [string, string][] = [
-  ["relaykit-socks-deno", "dante"],
-  ["relaykit-socks-bun", "dante"],
-];
+const INFO_RATIOS: [string, string][] = RUNTIMES.flatMap((rt): [string, string][] => [
+  [`relaykit-socks-${rt}`, "dante"],
+  [`relaykit-socks-${rt}`, `relaykit-forward-${rt}`],
+  [`relaykit-connect-${rt}`, `relaykit-forward-${rt}`],
+  [`relaykit-route-js-${rt}`, `relaykit-forward-${rt}`],
+]);
 
 /** The sections --only selects (all of them when there is no --only). */
 export function decideSelection(
@@ -531,6 +540,7 @@ interface ConnloadOut {
   p50_us: number;
   p99_us: number;
   max_us: number;
+  cpu_s: number;
   errors: Record<string, number>;
 }
 
@@ -597,6 +607,8 @@ async function measure(ctx: DecideContext, bin: string, live: Live): Promise<voi
     p50Us: out.p50_us,
     p99Us: out.p99_us,
     cpuUsPerConn: out.ok ? (cpuS * 1e6) / out.ok : null,
+    loadCpuUsPerConn: out.ok ? (out.cpu_s * 1e6) / out.ok : null,
+    loadCpuShare: out.cpu_s / out.seconds,
     errors: out.errors,
   });
   row.ok += out.ok;
@@ -612,9 +624,10 @@ function summarize(row: DecideRow): void {
   const p99 = median(ok.map((s) => s.p99Us));
   row.p50Ms = p50 === null ? null : p50 / 1000;
   row.p99Ms = p99 === null ? null : p99 / 1000;
-  row.cpuUsPerConn = median(
-    ok.map((s) => s.cpuUsPerConn).filter((v): v is number => v !== null),
-  );
+  const known = (xs: (number | null)[]) => xs.filter((v): v is number => v !== null);
+  row.cpuUsPerConn = median(known(ok.map((s) => s.cpuUsPerConn)));
+  row.loadCpuUsPerConn = median(known(ok.map((s) => s.loadCpuUsPerConn)));
+  row.loadCpuShare = median(ok.map((s) => s.loadCpuShare));
   if (row.failed) {
     const kinds: Record<string, number> = {};
     for (const s of row.samples) {
@@ -647,6 +660,8 @@ async function runSection(
         p50Ms: null,
         p99Ms: null,
         cpuUsPerConn: null,
+        loadCpuUsPerConn: null,
+        loadCpuShare: null,
         failed: 0,
         ok: 0,
         samples: [],
@@ -678,6 +693,7 @@ async function runSection(
       } catch (e) {
         l.row.status = "failed";
         l.row.reason = `warm-up: ${(e as Error).message}`;
+        ctx.log(`[${section}] ${l.row.name}: ${l.row.reason}`);
       }
     }
     for (let round = 0; round < ctx.rounds; round++) {
@@ -775,19 +791,31 @@ const fmt = (v: number | null, digits: number) =>
   });
 
 /** Column titles of decideRows(). */
-export const DECIDE_COLUMNS = ["conn/s", "p50 ms", "p99 ms", "CPU µs/conn", "failed"];
+export const DECIDE_COLUMNS = [
+  "conn/s",
+  "p50 ms",
+  "p99 ms",
+  "CPU µs/conn",
+  "failed",
+  "load µs/conn",
+  "load core",
+];
 
 /** The table rows, one per proxy. */
 export function decideRows(r: DecideResult): string[][] {
   return r.rows.map((row) =>
-    row.status !== "ok" ? [`${row.section}: ${row.name}`, row.status, "", "", "", ""] : [
-      `${row.section}: ${row.name}`,
-      fmt(row.connsPerS, 0),
-      fmt(row.p50Ms, 2),
-      fmt(row.p99Ms, 2),
-      fmt(row.cpuUsPerConn, 1),
-      `${row.failed}`,
-    ]
+    row.status !== "ok"
+      ? [`${row.section}: ${row.name}`, row.status, ...DECIDE_COLUMNS.slice(1).map(() => "")]
+      : [
+        `${row.section}: ${row.name}`,
+        fmt(row.connsPerS, 0),
+        fmt(row.p50Ms, 2),
+        fmt(row.p99Ms, 2),
+        fmt(row.cpuUsPerConn, 1),
+        `${row.failed}`,
+        fmt(row.loadCpuUsPerConn, 1),
+        fmt(row.loadCpuShare, 2),
+      ]
   );
 }
 
