@@ -536,14 +536,18 @@ const CLK_TCK = Number(
 /**
  * CPU seconds (utime+stime) of the processes.  /proc/PID/stat of a thread
  * group leader already sums all of its threads, live and exited, so reading
- * per-task files as well would double count.
+ * per-task files as well would double count.  With `reaped`, also the
+ * cutime+cstime of children they have waited for (a peer that forks per
+ * connection); a live child is counted once, from its own stat.
  */
-function cpuSeconds(pids: number[]): number {
+function cpuSeconds(pids: number[], reaped = false): number {
   let ticks = 0;
   for (const pid of pids) {
     const f = statFields(pid);
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here;
+    // cutime and cstime 16 and 17.
     if (f) ticks += Number(f[11]) + Number(f[12]);
+    if (f && reaped) ticks += Number(f[13]) + Number(f[14]);
   }
   return ticks / CLK_TCK;
 }
@@ -1482,6 +1486,7 @@ function decideContext(
     rounds: opts.rounds,
     bins: decideBins,
     httpPort: be.httpPort,
+    cpuSeconds: (pids) => cpuSeconds(pids, true),
     tmpDir,
     log,
     freePort,

@@ -81,6 +81,11 @@ export interface DecideContext {
   bins: DecideBins;
   /** nginx `return 200` on 127.0.0.1. */
   httpPort: number;
+  /**
+   * CPU seconds (utime+stime) of the processes from /proc, with those of
+   * children they have reaped (a peer that forks per connection).
+   */
+  cpuSeconds(pids: number[]): number;
   /** A directory for configs and the compiled load generator. */
   tmpDir: string;
   log(line: string): void;
@@ -487,34 +492,6 @@ export function decideListing(): string[] {
 }
 
 // ---------------------------------------------------------------------------
-// /proc
-
-function statFields(pid: number): string[] | null {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return s.slice(s.lastIndexOf(")") + 2).split(" ");
-  } catch {
-    return null;
-  }
-}
-
-const CLK_TCK = 100; // USER_HZ: what /proc/PID/stat counts in on Linux
-
-/**
- * CPU seconds of the processes: utime+stime, plus cutime+cstime (children
- * they have reaped: a peer that forks per connection). A live child is
- * counted once, from its own stat.
- */
-function treeCpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    const f = statFields(pid);
-    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  }
-  return ticks / CLK_TCK;
-}
-
-// ---------------------------------------------------------------------------
 // Load generator
 
 const CONNLOAD_SRC = fileURLToPath(new URL("./connload.c", import.meta.url).href);
@@ -595,9 +572,9 @@ interface Live {
 
 async function measure(ctx: DecideContext, bin: string, live: Live): Promise<void> {
   const { row, proc } = live;
-  const c0 = treeCpuSeconds(proc.pids());
+  const c0 = ctx.cpuSeconds(proc.pids());
   const out = await connload(ctx, bin, live.spec, live.port, ctx.durationS);
-  const cpuS = treeCpuSeconds(proc.pids()) - c0;
+  const cpuS = ctx.cpuSeconds(proc.pids()) - c0;
   row.samples.push({
     ok: out.ok,
     failed: out.failed,
