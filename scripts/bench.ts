@@ -22,6 +22,7 @@
  *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
  *   --no-install     never run apt-get; fail if a peer binary is missing
+ *                    (a missing peer of a decision section skips its row)
  *   --list           print the proxy table and exit
  *
  * Peers (Debian packages haproxy, nginx-light, iperf3, wrk; for the decision
