@@ -11,17 +11,22 @@
  *                    --only parser runs the parser section alone, which needs
  *                    no peers (nothing is installed or started);
  *                    --only soak runs the soak section (never part of the
- *                    default run, nor of a selector not starting with soak)
+ *                    default run, nor of a selector not starting with soak);
+ *                    --only socks, connect, hostroute or acceptproxy runs
+ *                    that decision section, --only decide all four
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
+ *   --rounds N       rounds of the decision sections (default 3; medians)
  *   --soak-minutes M length of the soak section per variant (default 5;
  *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
  *   --no-install     never run apt-get; fail if a peer binary is missing
+ *                    (a missing peer of a decision section skips its row)
  *   --list           print the proxy table and exit
  *
- * Peers (Debian packages haproxy, nginx-light, iperf3, wrk) are installed with
+ * Peers (Debian packages haproxy, nginx-light, iperf3, wrk; for the decision
+ * sections microsocks, dante-server, tinyproxy and gcc) are installed with
  * apt-get when missing.  Backends, configs and ports are all created by this
  * script in a temporary directory that is removed on exit.
  *
@@ -46,6 +51,23 @@
  *   parser  PROXY protocol parse and build of a v1 TCP4 header and of a v2
  *           IPv4 header with UNIQUE_ID, AUTHORITY and CRC32C TLVs, each for
  *           duration/5 s (1 s; 0.4 s with --quick)        -> headers/s
+ *
+ * Decision sections (in the default run; the proxies on Deno and Bun, each
+ * with one native worker thread, against peers): connections through the
+ * proxy from connload (scripts/bench/connload.c, built with gcc into the temp
+ * dir: one epoll thread, 50 connections in flight, a 5 s timeout each), each
+ * one decision plus `GET /` (`Connection: close`) to nginx; per row
+ * connections/s, p50/p99 (connect to answer) and CPU µs per connection of
+ * the proxy's process tree; rows alternate within each of --rounds rounds
+ * of duration s, medians; CPU ratios against the targets, met or not met.
+ * See scripts/bench/decide.ts.
+ *   socks        relaykit socks vs microsocks and dante: SOCKS5 CONNECT
+ *   connect      relaykit http-connect vs tinyproxy: HTTP CONNECT
+ *   hostroute    relaykit route with a JavaScript route function vs haproxy
+ *                mode tcp switching on req.hdr(host) (the config file has
+ *                no Host routing table yet: that target is not measured)
+ *   acceptproxy  relaykit forward --accept-proxy v1 and v2 (the load
+ *                generator sends the header) vs plain relaykit forward
  *
  * Sections with relaykit's own processes (on the runtime running the bench):
  *   tunnel  (only with --only tunnel) a relaykit tunnel (client and server
@@ -88,6 +110,20 @@ import {
   soakSummary,
 } from "./bench/soak.ts";
 import {
+  benchDecide,
+  DECIDE_COLUMNS,
+  DECIDE_GROUP,
+  DECIDE_PACKAGES,
+  DECIDE_SECTIONS,
+  type DecideBins,
+  type DecideContext,
+  decideListing,
+  type DecideResult,
+  decideRows,
+  decideSelection,
+  decideSummary,
+} from "./bench/decide.ts";
+import {
   buildProxyHeader,
   parseProxyHeader,
   type ProxyHeader,
@@ -102,6 +138,7 @@ interface Options {
   durationS: number;
   idleConns: number;
   soakMinutes: number;
+  rounds: number;
   json: string | null;
   install: boolean;
   list: boolean;
@@ -120,6 +157,7 @@ function parseOptions(args: string[]): Options {
     durationS: 5,
     idleConns: 2000,
     soakMinutes: 5,
+    rounds: 3,
     json: null,
     install: true,
     list: false,
@@ -150,6 +188,9 @@ function parseOptions(args: string[]): Options {
       case "--soak-minutes":
         opts.soakMinutes = Number(arg());
         break;
+      case "--rounds":
+        opts.rounds = Number(arg());
+        break;
       case "--json":
         opts.json = arg();
         break;
@@ -169,6 +210,7 @@ function parseOptions(args: string[]): Options {
   }
   if (!(opts.durationS >= 1) || !Number.isInteger(opts.durationS)) usage();
   if (!(opts.idleConns >= 1) || !Number.isInteger(opts.idleConns)) usage();
+  if (!(opts.rounds >= 1) || !Number.isInteger(opts.rounds)) usage();
   if (!(opts.soakMinutes >= 0.5) || !Number.isFinite(opts.soakMinutes)) usage();
   return opts;
 }
@@ -252,6 +294,15 @@ function versionOf(cmd: string | null, args: string[], re: RegExp): string {
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 10_000 });
   const m = `${r.stdout ?? ""}\n${r.stderr ?? ""}`.match(re);
   return m?.[1] ?? "?";
+}
+
+/** The installed version of a Debian package (for peers without a version flag). */
+function dpkgVersion(pkg: string): string {
+  const r = spawnSync("dpkg-query", ["-W", "-f", "${Version}", pkg], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  return r.status === 0 && r.stdout ? r.stdout.trim() : "?";
 }
 
 // ---------------------------------------------------------------------------
@@ -493,14 +544,18 @@ const CLK_TCK = Number(
 /**
  * CPU seconds (utime+stime) of the processes.  /proc/PID/stat of a thread
  * group leader already sums all of its threads, live and exited, so reading
- * per-task files as well would double count.
+ * per-task files as well would double count.  With `reaped`, also the
+ * cutime+cstime of children they have waited for (a peer that forks per
+ * connection); a live child is counted once, from its own stat.
  */
-function cpuSeconds(pids: number[]): number {
+function cpuSeconds(pids: number[], reaped = false): number {
   let ticks = 0;
   for (const pid of pids) {
     const f = statFields(pid);
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here;
+    // cutime and cstime 16 and 17.
     if (f) ticks += Number(f[11]) + Number(f[12]);
+    if (f && reaped) ticks += Number(f[13]) + Number(f[14]);
   }
   return ticks / CLK_TCK;
 }
@@ -635,15 +690,12 @@ function aptInstall(pkgs: string[]): boolean {
   ]);
 }
 
-async function findPeers(install: boolean): Promise<Bins> {
-  const pkgOf = {
-    haproxy: "haproxy",
-    nginx: "nginx-light",
-    iperf3: "iperf3",
-    wrk: "wrk",
-  };
-  type Peer = keyof typeof pkgOf;
-  const missing = () => (Object.keys(pkgOf) as Peer[]).filter((b) => !findBin(b));
+/**
+ * Installs the packages (`pkgOf`: binary -> Debian package) of the binaries
+ * not on PATH, unless `install` is false; returns the binaries still missing.
+ */
+async function ensureBins(pkgOf: Record<string, string>, install: boolean): Promise<string[]> {
+  const missing = () => Object.keys(pkgOf).filter((b) => !findBin(b));
   if (missing().length && aptRunning()) {
     // e.g. `apt-get install ... >/tmp/apt.log` started in the background.
     log(
@@ -656,12 +708,23 @@ async function findPeers(install: boolean): Promise<Bins> {
     }
   }
   if (missing().length && install) {
-    aptInstall(missing().map((b) => pkgOf[b]));
+    aptInstall(missing().map((b) => pkgOf[b] ?? b));
   }
-  if (missing().length) {
+  return missing();
+}
+
+async function findPeers(install: boolean): Promise<Bins> {
+  const pkgOf: Record<string, string> = {
+    haproxy: "haproxy",
+    nginx: "nginx-light",
+    iperf3: "iperf3",
+    wrk: "wrk",
+  };
+  const missing = await ensureBins(pkgOf, install);
+  if (missing.length) {
     throw new Error(
-      `missing peer binaries: ${missing().join(", ")} ` +
-        `(apt-get install -y ${missing().map((b) => pkgOf[b]).join(" ")})`,
+      `missing peer binaries: ${missing.join(", ")} ` +
+        `(apt-get install -y ${missing.map((b) => pkgOf[b]).join(" ")})`,
     );
   }
   return {
@@ -1442,6 +1505,55 @@ function soakContext(bins: Bins, be: Backends, minutes: number): SoakContext {
   };
 }
 
+/** What the decision sections need from this script. */
+function decideContext(
+  bins: Bins,
+  be: Backends,
+  opts: Options,
+  missing: string[],
+): DecideContext {
+  const find = (name: string) => (missing.includes(name) ? null : findBin(name));
+  const decideBins: DecideBins = {
+    deno: bins.deno,
+    bun: bins.bun,
+    haproxy: bins.haproxy,
+    microsocks: find("microsocks"),
+    danted: find("danted"),
+    tinyproxy: find("tinyproxy"),
+    gcc: find("gcc"),
+  };
+  return {
+    durationS: opts.durationS,
+    rounds: opts.rounds,
+    bins: decideBins,
+    httpPort: be.httpPort,
+    cpuSeconds: (pids) => cpuSeconds(pids, true),
+    tmpDir,
+    log,
+    freePort,
+    run,
+    start: async (argv, port) => {
+      const s = startChild(argv);
+      let pid: number;
+      try {
+        pid = await waitListening(s, port, 10_000);
+      } catch (e) {
+        await stopChild(s.child);
+        throw e;
+      }
+      return {
+        pid,
+        pids: () => processTree(pid),
+        stop: () => stopChild(s.child),
+        died: () =>
+          alive(s.child)
+            ? null
+            : `exited (${s.child.exitCode ?? s.child.signalCode}): ${firstLine(s.output())}`,
+      };
+    },
+  };
+}
+
 interface ParserResult {
   name: string;
   /** Size of the header parsed or built. */
@@ -1656,9 +1768,17 @@ async function main(): Promise<void> {
     for (const v of SOAK_VARIANTS) {
       console.log(`${v.padEnd(22)} [section] soak, this runtime (--only soak or --only ${v})`);
     }
+    for (const line of decideListing()) console.log(line);
     return;
   }
-  const sections = [PARSER_SECTION, TUNNEL_SECTION, SOAK_SECTION, ...SOAK_VARIANTS];
+  const sections = [
+    PARSER_SECTION,
+    TUNNEL_SECTION,
+    SOAK_SECTION,
+    ...SOAK_VARIANTS,
+    ...DECIDE_SECTIONS,
+    DECIDE_GROUP,
+  ];
   // The rows' names do not depend on where the peers are (argv is only
   // called to run one): select first, so that a run of sections alone
   // (--only parser) neither needs the peers nor installs them.
@@ -1675,7 +1795,13 @@ async function main(): Promise<void> {
   const runParser = opts.only === null || opts.only.some((sel) => selects(sel, PARSER_SECTION));
   const runTunnel = opts.only !== null && opts.only.some((sel) => selects(sel, TUNNEL_SECTION));
   const soakEngines = soakSelection(opts.only);
-  const bins = wantProxies || soakEngines.length ? await findPeers(opts.install) : null;
+  const decideSections = decideSelection(opts.only, selects);
+  const bins = wantProxies || soakEngines.length || decideSections.length
+    ? await findPeers(opts.install)
+    : null;
+  const decideMissing = decideSections.length
+    ? await ensureBins(DECIDE_PACKAGES, opts.install)
+    : [];
   const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
   const parserS = opts.durationS / 5;
 
@@ -1693,6 +1819,13 @@ async function main(): Promise<void> {
       iperf3: versionOf(bins.iperf3, ["--version"], /iperf (\S+)/),
       wrk: versionOf(bins.wrk, ["--version"], /wrk (\S+)/),
       deno: versionOf(bins.deno, ["--version"], /deno (\S+)/),
+      ...(decideSections.length
+        ? {
+          microsocks: findBin("microsocks") ? dpkgVersion("microsocks") : "missing",
+          dante: versionOf(findBin("danted"), ["-v"], /Dante v([\d.]*\d)/),
+          tinyproxy: versionOf(findBin("tinyproxy"), ["-v"], /tinyproxy (\S+)/),
+        }
+        : {}),
       bun: versionOf(bins.bun, ["--version"], /^(\S+)/),
       node: versionOf(bins.node, ["--version"], /^v?(\S+)/),
     }
@@ -1700,11 +1833,9 @@ async function main(): Promise<void> {
   const header = [
     `relaykit bench  ${date}  (runner: ${runner})`,
     `host: nproc=${host.nproc}  CPU: ${host.cpuModel}  kernel ${host.kernel}`,
+    ...(bins ? [`peers: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")}`] : []),
     ...(specs.length
-      ? [
-        `peers: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
-        `workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`,
-      ]
+      ? [`workloads: ${opts.durationS} s each; wrk -t1 -c50; ${opts.idleConns} idle conns`]
       : []),
     ...(runParser ? [`${PARSER_SECTION}: ${parserS} s each, in this process (${runner})`] : []),
     ...(runTunnel
@@ -1716,6 +1847,12 @@ async function main(): Promise<void> {
         `relaykit processes on ${runner}`,
       ]
       : []),
+    ...(decideSections.length
+      ? [
+        `decide: ${decideSections.join(", ")}; ${opts.rounds} round(s) of ${opts.durationS} s ` +
+        `per row, connload -c50`,
+      ]
+      : []),
   ].join("\n");
   log(header + "\n");
 
@@ -1724,7 +1861,9 @@ async function main(): Promise<void> {
   const tunnel: TunnelBenchResult[] = runTunnel ? await benchTunnel(opts.durationS, log) : [];
 
   const results: Result[] = [];
-  const be = bins && (specs.length || soakEngines.length) ? await startBackends(bins) : null;
+  const be = bins && (specs.length || soakEngines.length || decideSections.length)
+    ? await startBackends(bins)
+    : null;
   if (be) {
     log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
   }
@@ -1744,6 +1883,15 @@ async function main(): Promise<void> {
         if (r.measuredProcess) log(`[${spec.name}]   measured: ${r.measuredProcess}`);
         for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
       }
+    }
+  }
+  let decide: DecideResult | null = null;
+  if (bins && be && decideSections.length) {
+    try {
+      decide = await benchDecide(decideContext(bins, be, opts, decideMissing), decideSections);
+    } catch (e) {
+      log(`decide: ${(e as Error).message}`);
+      process.exitCode = 1;
     }
   }
   const soak = bins && be && soakEngines.length
@@ -1806,6 +1954,13 @@ async function main(): Promise<void> {
       ),
     );
   }
+  if (decide) {
+    out.push(
+      "",
+      table(["decision section: proxy", ...DECIDE_COLUMNS], decideRows(decide)),
+      ...decideSummary(decide),
+    );
+  }
   if (soak.length) {
     out.push(
       "",
@@ -1837,6 +1992,7 @@ async function main(): Promise<void> {
           tunnel,
           soakMinutes: soak.length ? opts.soakMinutes : null,
           soak,
+          decide,
         },
         null,
         2,
