@@ -15,14 +15,16 @@
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
+ *   --rounds N       rounds of the tunnel section (default 3; medians reported)
  *   --soak-minutes M length of the soak section per variant (default 5;
  *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
  *   --no-install     never run apt-get; fail if a peer binary is missing
  *   --list           print the proxy table and exit
  *
- * Peers (Debian packages haproxy, nginx-light, iperf3, wrk) are installed with
- * apt-get when missing.  Backends, configs and ports are all created by this
+ * Peers (Debian packages haproxy, nginx-light, iperf3, wrk; for the tunnel
+ * section also openssh-server, openssh-client, stunnel4, openssl) are
+ * installed with apt-get when missing.  Backends, configs and ports are all created by this
  * script in a temporary directory that is removed on exit.
  *
  * Workloads, for every proxy, each against a freshly started proxy process:
@@ -42,15 +44,23 @@
  *           IPv4 header with UNIQUE_ID, AUTHORITY and CRC32C TLVs, each for
  *           duration/5 s (1 s; 0.4 s with --quick)        -> headers/s
  *
- * Sections with relaykit's own processes (on the runtime running the bench):
- *   tunnel  (only with --only tunnel) a relaykit tunnel (client and server
- *           processes) against a direct relay (relaykit forward, stream
- *           engine) to relaykit echo: 8 parallel streams for duration s
- *           (echoed MB/s), then 2,000 64-byte round trips on one stream
- *           (p50/p99 µs); see scripts/bench/tunnel.ts and docs/tunnel.md
+ * Sections with relaykit's own processes:
+ *   tunnel  (only with --only tunnel) relaykit's tunnel (client and server
+ *           processes; TCP and TLS link; on Deno and on Bun) against
+ *           `ssh -L` (a throwaway sshd on loopback, aes128-gcm) and a stunnel
+ *           TLS pair, with a relaykit native forward (no tunnel, on the
+ *           runtime running the bench) as the reference: iperf3 with 1 and
+ *           8 streams (Gbit/s), wrk keep-alive to nginx (req/s, p99), CPU of
+ *           both ends' process trees (CPU s per GB, µs per request); --rounds
+ *           rounds alternate between the paths, medians reported with
+ *           ratios to ssh -L and stunnel and the tunnel's targets (met or
+ *           not met).  Also needs openssh-server, openssh-client, stunnel4
+ *           and openssl; as root it creates /run/sshd if missing.  See
+ *           scripts/bench/tunnel.ts and docs/tunnel.md
  *   soak    (only with --only soak, or soak-native / soak-stream for one
- *           engine) for each engine, three relaykit processes under steady
- *           mixed load for --soak-minutes: `forward` to nginx (rate-limited
+ *           engine) for each engine, three relaykit processes (on the
+ *           runtime running the bench) under steady mixed load for
+ *           --soak-minutes: `forward` to nginx (rate-limited
  *           wrk keep-alive and Connection: close, resets mid-request),
  *           `forward` to a port nobody listens on (refused connects), and
  *           `route` with a script (close requests to nginx, bulk streams
@@ -72,7 +82,13 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
+import {
+  benchTunnel,
+  type TunnelBenchResult,
+  type TunnelBins,
+  type TunnelContext,
+  tunnelReport,
+} from "./bench/tunnel.ts";
 import {
   benchSoak,
   SOAK_COLUMNS,
@@ -96,6 +112,7 @@ interface Options {
   durationS: number;
   idleConns: number;
   soakMinutes: number;
+  rounds: number;
   json: string | null;
   install: boolean;
   list: boolean;
@@ -114,6 +131,7 @@ function parseOptions(args: string[]): Options {
     durationS: 5,
     idleConns: 2000,
     soakMinutes: 5,
+    rounds: 3,
     json: null,
     install: true,
     list: false,
@@ -141,6 +159,9 @@ function parseOptions(args: string[]): Options {
       case "--idle-conns":
         opts.idleConns = Number(arg());
         break;
+      case "--rounds":
+        opts.rounds = Number(arg());
+        break;
       case "--soak-minutes":
         opts.soakMinutes = Number(arg());
         break;
@@ -163,6 +184,7 @@ function parseOptions(args: string[]): Options {
   }
   if (!(opts.durationS >= 1) || !Number.isInteger(opts.durationS)) usage();
   if (!(opts.idleConns >= 1) || !Number.isInteger(opts.idleConns)) usage();
+  if (!(opts.rounds >= 1) || !Number.isInteger(opts.rounds)) usage();
   if (!(opts.soakMinutes >= 0.5) || !Number.isFinite(opts.soakMinutes)) usage();
   return opts;
 }
@@ -498,6 +520,21 @@ function cpuSeconds(pids: number[]): number {
   return ticks / CLK_TCK;
 }
 
+/**
+ * CPU seconds of the processes and all of their descendants, with the
+ * children each has reaped (cutime+cstime): a child that exits between two
+ * readings is still counted, once.
+ */
+function treeCpuSeconds(roots: number[]): number {
+  let ticks = 0;
+  for (const pid of new Set(roots.flatMap(processTree))) {
+    const f = statFields(pid);
+    // utime, stime, cutime, cstime: fields 14 to 17 of stat, i.e. 11 to 14 here.
+    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  }
+  return ticks / CLK_TCK;
+}
+
 /** Sum of VmRSS in bytes. */
 function rssBytes(pids: number[]): number {
   let kb = 0;
@@ -628,15 +665,36 @@ function aptInstall(pkgs: string[]): boolean {
   ]);
 }
 
-async function findPeers(install: boolean): Promise<Bins> {
-  const pkgOf = {
-    haproxy: "haproxy",
-    nginx: "nginx-light",
-    iperf3: "iperf3",
-    wrk: "wrk",
-  };
-  type Peer = keyof typeof pkgOf;
-  const missing = () => (Object.keys(pkgOf) as Peer[]).filter((b) => !findBin(b));
+/** The peers of the proxy rows, each with the Debian package that has it. */
+const PEER_PACKAGES: Record<string, string> = {
+  haproxy: "haproxy",
+  nginx: "nginx-light",
+  iperf3: "iperf3",
+  wrk: "wrk",
+};
+
+/** What the tunnel section runs, each with the Debian package that has it. */
+const TUNNEL_PACKAGES: Record<string, string> = {
+  nginx: "nginx-light",
+  iperf3: "iperf3",
+  wrk: "wrk",
+  sshd: "openssh-server",
+  ssh: "openssh-client",
+  "ssh-keygen": "openssh-client",
+  stunnel: "stunnel4",
+  openssl: "openssl",
+};
+
+/**
+ * Finds the binaries (installing their packages when missing and allowed);
+ * throws naming the ones still missing.
+ */
+async function ensureBinaries(
+  pkgOf: Record<string, string>,
+  install: boolean,
+): Promise<Record<string, string>> {
+  const missing = () => Object.keys(pkgOf).filter((b) => !findBin(b));
+  const packages = () => [...new Set(missing().map((b) => pkgOf[b]!))];
   if (missing().length && aptRunning()) {
     // e.g. `apt-get install ... >/tmp/apt.log` started in the background.
     log(
@@ -648,20 +706,19 @@ async function findPeers(install: boolean): Promise<Bins> {
       await sleep(2000);
     }
   }
-  if (missing().length && install) {
-    aptInstall(missing().map((b) => pkgOf[b]));
-  }
+  if (missing().length && install) aptInstall(packages());
   if (missing().length) {
     throw new Error(
       `missing peer binaries: ${missing().join(", ")} ` +
-        `(apt-get install -y ${missing().map((b) => pkgOf[b]).join(" ")})`,
+        `(apt-get install -y ${packages().join(" ")})`,
     );
   }
+  return Object.fromEntries(Object.keys(pkgOf).map((b) => [b, findBin(b)!]));
+}
+
+/** The runtimes' ELF binaries (null where missing). */
+function runtimeBins(): Pick<Bins, "deno" | "bun" | "node"> {
   return {
-    haproxy: findBin("haproxy")!,
-    nginx: findBin("nginx")!,
-    iperf3: findBin("iperf3")!,
-    wrk: findBin("wrk")!,
     deno: resolveRuntime(
       [
         "node_modules/.bin/deno",
@@ -679,6 +736,37 @@ async function findPeers(install: boolean): Promise<Bins> {
       "bun",
     ),
     node: findBin("node"),
+  };
+}
+
+async function findPeers(install: boolean): Promise<Bins> {
+  const b = await ensureBinaries(PEER_PACKAGES, install);
+  return {
+    haproxy: b.haproxy!,
+    nginx: b.nginx!,
+    iperf3: b.iperf3!,
+    wrk: b.wrk!,
+    ...runtimeBins(),
+  };
+}
+
+/** The tunnel section's binaries, plus nginx and wrk for the backend and load. */
+async function findTunnelPeers(
+  install: boolean,
+): Promise<TunnelBins & { nginx: string; wrk: string }> {
+  const b = await ensureBinaries(TUNNEL_PACKAGES, install);
+  const { deno, bun } = runtimeBins();
+  return {
+    nginx: b.nginx!,
+    wrk: b.wrk!,
+    iperf3: b.iperf3!,
+    sshd: b.sshd!,
+    ssh: b.ssh!,
+    sshKeygen: b["ssh-keygen"]!,
+    stunnel: b.stunnel!,
+    openssl: b.openssl!,
+    deno,
+    bun,
   };
 }
 
@@ -956,7 +1044,7 @@ async function startBackend(name: string, argv: string[], port: number): Promise
   return s;
 }
 
-async function startBackends(bins: Bins): Promise<Backends> {
+async function startBackends(bins: Pick<Bins, "nginx" | "iperf3">): Promise<Backends> {
   const httpPort = await freePort();
   const holdPort = await freePort();
   await startBackend("nginx", [
@@ -1402,6 +1490,42 @@ function soakContext(bins: Bins, be: Backends, minutes: number): SoakContext {
   };
 }
 
+/** What the tunnel section needs from this script: peers, backends, child processes. */
+function tunnelContext(
+  bins: TunnelBins & { wrk: string },
+  be: Backends,
+  opts: Options,
+): TunnelContext {
+  return {
+    durationS: opts.durationS,
+    rounds: opts.rounds,
+    tmpDir,
+    httpPort: be.httpPort,
+    bins,
+    selfRuntime: selfRuntime(),
+    log,
+    freePort,
+    run,
+    treeCpu: treeCpuSeconds,
+    wrk: (port, durationS) => wrk(bins.wrk, port, durationS, false),
+    start: async (argv, ports) => {
+      const s = startChild(argv);
+      const name = (argv[0] ?? "").split("/").pop();
+      const died = () =>
+        alive(s.child)
+          ? null
+          : `${name} exited (${s.child.exitCode ?? s.child.signalCode}): ${firstLine(s.output())}`;
+      try {
+        for (const port of ports) await waitListening(s, port, 10_000);
+      } catch (e) {
+        await stopChild(s.child);
+        throw new Error(`${name}: ${(e as Error).message}`);
+      }
+      return { pid: s.pid, output: s.output, stop: () => stopChild(s.child), died };
+    },
+  };
+}
+
 interface ParserResult {
   name: string;
   /** Size of the header parsed or built. */
@@ -1612,7 +1736,9 @@ async function main(): Promise<void> {
       );
     }
     console.log(`${PARSER_SECTION.padEnd(22)} [section] PROXY protocol parse/build, in process`);
-    console.log(`${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs direct relay (--only tunnel)`);
+    console.log(
+      `${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs ssh -L and stunnel (--only tunnel)`,
+    );
     for (const v of SOAK_VARIANTS) {
       console.log(`${v.padEnd(22)} [section] soak, this runtime (--only soak or --only ${v})`);
     }
@@ -1636,6 +1762,7 @@ async function main(): Promise<void> {
   const runTunnel = opts.only !== null && opts.only.some((sel) => selects(sel, TUNNEL_SECTION));
   const soakEngines = soakSelection(opts.only);
   const bins = wantProxies || soakEngines.length ? await findPeers(opts.install) : null;
+  const tunnelBins = runTunnel ? await findTunnelPeers(opts.install) : null;
   const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
   const parserS = opts.durationS / 5;
 
@@ -1668,7 +1795,10 @@ async function main(): Promise<void> {
       : []),
     ...(runParser ? [`${PARSER_SECTION}: ${parserS} s each, in this process (${runner})`] : []),
     ...(runTunnel
-      ? [`${TUNNEL_SECTION}: ${opts.durationS} s bulk per path, relaykit processes on ${runner}`]
+      ? [
+        `${TUNNEL_SECTION}: ${opts.rounds} round(s) over its paths, ${opts.durationS} s per ` +
+        `workload (iperf3 -P 1, -P 8, wrk -t1 -c50 keep-alive), medians`,
+      ]
       : []),
     ...(soakEngines.length
       ? [
@@ -1681,13 +1811,18 @@ async function main(): Promise<void> {
 
   // First, while nothing else runs on the machine.
   const parser = runParser ? benchParser(parserS) : [];
-  const tunnel: TunnelBenchResult[] = runTunnel ? await benchTunnel(opts.durationS, log) : [];
 
   const results: Result[] = [];
-  const be = bins && (specs.length || soakEngines.length) ? await startBackends(bins) : null;
+  const backendBins = bins ?? tunnelBins;
+  const be = backendBins && (specs.length || soakEngines.length || runTunnel)
+    ? await startBackends(backendBins)
+    : null;
   if (be) {
     log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
   }
+  const tunnel: TunnelBenchResult | null = tunnelBins && be
+    ? await benchTunnel(tunnelContext(tunnelBins, be, opts))
+    : null;
   if (bins && be) {
     for (const spec of specs) {
       log(`[${spec.name}] ...`);
@@ -1745,27 +1880,7 @@ async function main(): Promise<void> {
   if (parser.length) {
     out.push("", table([PARSER_SECTION, ...PARSER_COLUMNS], parser.map(parserRow)));
   }
-  if (tunnel.length) {
-    const base = tunnel[0]!;
-    out.push(
-      "",
-      table(
-        [TUNNEL_SECTION, "streams", "bulk MB/s", "rtt p50 µs", "rtt p99 µs"],
-        tunnel.map((r) => [
-          r.name,
-          `${r.streams}`,
-          fmt(r.bulkMBps, 1),
-          fmt(r.rttP50Us, 0),
-          fmt(r.rttP99Us, 0),
-        ]),
-      ),
-      ...tunnel.slice(1).map((r) =>
-        `${r.name} / direct: bulk ${(r.bulkMBps / base.bulkMBps).toFixed(2)}x, rtt p50 ${
-          (r.rttP50Us / base.rttP50Us).toFixed(2)
-        }x, p99 ${(r.rttP99Us / base.rttP99Us).toFixed(2)}x`
-      ),
-    );
-  }
+  if (tunnel) out.push("", ...tunnelReport(tunnel, table));
   if (soak.length) {
     out.push(
       "",
