@@ -289,7 +289,7 @@ function paths(ctx: TunnelContext, files: Files): PathSpec[] {
             `127.0.0.1:${p1}:127.0.0.1:${iperf}`,
             "-L",
             `127.0.0.1:${p2}:127.0.0.1:${http}`,
-            `${os.userInfo().username}@127.0.0.1`,
+            `${files.user}@127.0.0.1`,
           ], [p1, p2]),
         );
         return { iperfPort: p1, httpPort: p2, procs };
@@ -341,6 +341,8 @@ interface Files {
   cert: string;
   key: string;
   secret: string;
+  /** The current user's name (ssh logs in as it). */
+  user: string;
 }
 
 async function makeFiles(ctx: TunnelContext): Promise<Files> {
@@ -353,6 +355,8 @@ async function makeFiles(ctx: TunnelContext): Promise<Files> {
     cert: `${d}/tunnel-cert.pem`,
     key: `${d}/tunnel-key.pem`,
     secret: `${d}/tunnel-secret`,
+    // `id -un`: os.userInfo() says "unknown" on Bun
+    user: (await ctx.run(["id", "-un"], 10_000)).stdout.trim() || os.userInfo().username,
   };
   const must = async (argv: string[]) => {
     const r = await ctx.run(argv, 30_000);
@@ -450,31 +454,36 @@ async function iperf(
   streams: number,
   seconds: number,
 ): Promise<{ gbps: number; bytes: number }> {
-  const r = await ctx.run(
-    [
-      ctx.bins.iperf3,
-      "-c",
-      "127.0.0.1",
-      "-p",
-      `${port}`,
-      "-t",
-      `${seconds}`,
-      "-P",
-      `${streams}`,
-      "-J",
-    ],
-    (seconds + 20) * 1000,
-  );
-  let j;
-  try {
-    j = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(
-      `iperf3 -P ${streams}: ${(r.stderr || r.stdout).trim().split("\n")[0] || "no output"}`,
+  for (let attempt = 1;; attempt++) {
+    const r = await ctx.run(
+      [
+        ctx.bins.iperf3,
+        "-c",
+        "127.0.0.1",
+        "-p",
+        `${port}`,
+        "-t",
+        `${seconds}`,
+        "-P",
+        `${streams}`,
+        "-J",
+      ],
+      (seconds + 20) * 1000,
     );
+    let j;
+    try {
+      j = JSON.parse(r.stdout);
+    } catch {
+      throw new Error((r.stderr || r.stdout).trim().split("\n")[0] || "no output");
+    }
+    // the server may still be finishing the previous test
+    if (j.error && /busy/.test(j.error) && attempt < 3) {
+      await new Promise((res) => setTimeout(res, 1000));
+      continue;
+    }
+    if (j.error) throw new Error(j.error);
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, bytes: j.end.sum_received.bytes };
   }
-  if (j.error) throw new Error(`iperf3 -P ${streams}: ${j.error}`);
-  return { gbps: j.end.sum_received.bits_per_second / 1e9, bytes: j.end.sum_received.bytes };
 }
 
 /** One round of one path: a fresh iperf3 server and path, three measured runs. */
@@ -504,6 +513,7 @@ async function measure(
       }
       const died = path.procs.map((p) => p.died()).find((d) => d !== null);
       if (died) throw new Error(`after ${what}: ${died}`);
+      await new Promise((r) => setTimeout(r, 300)); // let the path settle
     };
     await step("warm-up", async () => void await iperf(ctx, path.iperfPort, 2, 1));
     for (const streams of [1, 8]) {
@@ -656,7 +666,7 @@ export async function benchTunnel(ctx: TunnelContext): Promise<TunnelBenchResult
     durationS: ctx.durationS,
     rounds: ctx.rounds,
     versions: {
-      openssh: await version([ctx.bins.ssh, "-V"], /OpenSSH_(\S+?),/),
+      openssh: await version([ctx.bins.ssh, "-V"], /OpenSSH_([^\s,]+)/),
       stunnel: await version([ctx.bins.stunnel, "-version"], /stunnel (\S+)/),
       openssl: await version([ctx.bins.openssl, "version"], /OpenSSL (\S+)/),
     },
@@ -682,6 +692,9 @@ export function tunnelReport(
   table: (header: string[], rows: string[][]) => string,
 ): string[] {
   const out = [
+    `tunnel peers: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(", ")}; ` +
+    `${r.rounds} round(s), ${r.durationS} s per workload`,
+    "",
     table(
       ["tunnel (medians)", ...TUNNEL_COLUMNS.map((c) => c.title)],
       r.rows.map((row) =>
