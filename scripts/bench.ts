@@ -24,8 +24,9 @@
  *
  * Peers (Debian packages haproxy, nginx-light, iperf3, wrk; for the tunnel
  * section also openssh-server, openssh-client, stunnel4, openssl) are
- * installed with apt-get when missing.  Backends, configs and ports are all created by this
- * script in a temporary directory that is removed on exit.
+ * installed with apt-get when missing.  Backends, configs, keys and ports
+ * are all created by this script in a temporary directory that is removed
+ * on exit.
  *
  * Workloads, for every proxy, each against a freshly started proxy process:
  *   bulk    iperf3 -c through the proxy to `iperf3 -s`          -> Gbit/s
@@ -60,8 +61,8 @@
  *   soak    (only with --only soak, or soak-native / soak-stream for one
  *           engine) for each engine, three relaykit processes (on the
  *           runtime running the bench) under steady mixed load for
- *           --soak-minutes: `forward` to nginx (rate-limited
- *           wrk keep-alive and Connection: close, resets mid-request),
+ *           --soak-minutes: `forward` to nginx (rate-limited wrk
+ *           keep-alive and Connection: close, resets mid-request),
  *           `forward` to a port nobody listens on (refused connects), and
  *           `route` with a script (close requests to nginx, bulk streams
  *           to a sink with byte counts checked, resets while held and
