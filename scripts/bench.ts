@@ -17,7 +17,8 @@
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
- *   --rounds N       rounds of the decision sections (default 3; medians)
+ *   --rounds N       rounds of the decision and tunnel sections (default 3;
+ *                    medians)
  *   --soak-minutes M length of the soak section per variant (default 5;
  *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
@@ -26,9 +27,10 @@
  *   --list           print the proxy table and exit
  *
  * Peers (Debian packages haproxy, nginx-light, iperf3, wrk; for the decision
- * sections microsocks, dante-server, tinyproxy and gcc) are installed with
- * apt-get when missing.  Backends, configs and ports are all created by this
- * script in a temporary directory that is removed on exit.
+ * sections microsocks, dante-server, tinyproxy and gcc; for the tunnel
+ * section openssh-server, openssh-client, stunnel4, openssl) are installed
+ * with apt-get when missing.  Backends, configs, keys and ports are all
+ * created by this script in a temporary directory that is removed on exit.
  *
  * Workloads, for every proxy, each against a freshly started proxy process:
  *   bulk    iperf3 -c through the proxy to `iperf3 -s`          -> Gbit/s
@@ -69,16 +71,24 @@
  *   acceptproxy  relaykit forward --accept-proxy v1 and v2 (the load
  *                generator sends the header) vs plain relaykit forward
  *
- * Sections with relaykit's own processes (on the runtime running the bench):
- *   tunnel  (only with --only tunnel) a relaykit tunnel (client and server
- *           processes) against a direct relay (relaykit forward, stream
- *           engine) to relaykit echo: 8 parallel streams for duration s
- *           (echoed MB/s), then 2,000 64-byte round trips on one stream
- *           (p50/p99 µs); see scripts/bench/tunnel.ts and docs/tunnel.md
+ * Sections with relaykit's own processes:
+ *   tunnel  (only with --only tunnel) relaykit's tunnel (client and server
+ *           processes; TCP and TLS link; on Deno and on Bun) against
+ *           `ssh -L` (a throwaway sshd on loopback, aes128-gcm) and a stunnel
+ *           TLS pair, with a relaykit native forward (no tunnel, on the
+ *           runtime running the bench) as the reference: iperf3 with 1 and
+ *           8 streams (Gbit/s), wrk keep-alive to nginx (req/s, p99), CPU of
+ *           both ends' process trees (CPU s per GB, µs per request); --rounds
+ *           rounds alternate between the paths, medians reported with
+ *           ratios to ssh -L and stunnel and the tunnel's targets (met or
+ *           not met).  Also needs openssh-server, openssh-client, stunnel4
+ *           and openssl; as root it creates /run/sshd if missing.  See
+ *           scripts/bench/tunnel.ts and docs/tunnel.md
  *   soak    (only with --only soak, or soak-native / soak-stream for one
- *           engine) for each engine, three relaykit processes under steady
- *           mixed load for --soak-minutes: `forward` to nginx (rate-limited
- *           wrk keep-alive and Connection: close, resets mid-request),
+ *           engine) for each engine, three relaykit processes (on the
+ *           runtime running the bench) under steady mixed load for
+ *           --soak-minutes: `forward` to nginx (rate-limited wrk
+ *           keep-alive and Connection: close, resets mid-request),
  *           `forward` to a port nobody listens on (refused connects), and
  *           `route` with a script (close requests to nginx, bulk streams
  *           to a sink with byte counts checked, resets while held and
@@ -99,7 +109,13 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
+import {
+  benchTunnel,
+  type TunnelBenchResult,
+  type TunnelBins,
+  type TunnelContext,
+  tunnelReport,
+} from "./bench/tunnel.ts";
 import { PAGE_TOKEN, watchPage } from "./bench/page_watch.ts";
 import {
   benchSoak,
@@ -185,11 +201,11 @@ function parseOptions(args: string[]): Options {
       case "--idle-conns":
         opts.idleConns = Number(arg());
         break;
-      case "--soak-minutes":
-        opts.soakMinutes = Number(arg());
-        break;
       case "--rounds":
         opts.rounds = Number(arg());
+        break;
+      case "--soak-minutes":
+        opts.soakMinutes = Number(arg());
         break;
       case "--json":
         opts.json = arg();
@@ -560,6 +576,15 @@ function cpuSeconds(pids: number[], reaped = false): number {
   return ticks / CLK_TCK;
 }
 
+/**
+ * CPU seconds of the processes and all of their descendants, with the
+ * children each has reaped (cutime+cstime): a child that exits between two
+ * readings is still counted, once.
+ */
+function treeCpuSeconds(roots: number[]): number {
+  return cpuSeconds([...new Set(roots.flatMap(processTree))], true);
+}
+
 /** Sum of VmRSS in bytes. */
 function rssBytes(pids: number[]): number {
   let kb = 0;
@@ -690,12 +715,33 @@ function aptInstall(pkgs: string[]): boolean {
   ]);
 }
 
+/** The peers of the proxy rows, each with the Debian package that has it. */
+const PEER_PACKAGES: Record<string, string> = {
+  haproxy: "haproxy",
+  nginx: "nginx-light",
+  iperf3: "iperf3",
+  wrk: "wrk",
+};
+
+/** What the tunnel section runs, each with the Debian package that has it. */
+const TUNNEL_PACKAGES: Record<string, string> = {
+  nginx: "nginx-light",
+  iperf3: "iperf3",
+  wrk: "wrk",
+  sshd: "openssh-server",
+  ssh: "openssh-client",
+  "ssh-keygen": "openssh-client",
+  stunnel: "stunnel4",
+  openssl: "openssl",
+};
+
 /**
  * Installs the packages (`pkgOf`: binary -> Debian package) of the binaries
  * not on PATH, unless `install` is false; returns the binaries still missing.
  */
 async function ensureBins(pkgOf: Record<string, string>, install: boolean): Promise<string[]> {
   const missing = () => Object.keys(pkgOf).filter((b) => !findBin(b));
+  const packages = () => [...new Set(missing().map((b) => pkgOf[b]!))];
   if (missing().length && aptRunning()) {
     // e.g. `apt-get install ... >/tmp/apt.log` started in the background.
     log(
@@ -707,31 +753,31 @@ async function ensureBins(pkgOf: Record<string, string>, install: boolean): Prom
       await sleep(2000);
     }
   }
-  if (missing().length && install) {
-    aptInstall(missing().map((b) => pkgOf[b] ?? b));
-  }
+  if (missing().length && install) aptInstall(packages());
   return missing();
 }
 
-async function findPeers(install: boolean): Promise<Bins> {
-  const pkgOf: Record<string, string> = {
-    haproxy: "haproxy",
-    nginx: "nginx-light",
-    iperf3: "iperf3",
-    wrk: "wrk",
-  };
+/**
+ * Finds the binaries (installing their packages when missing and allowed);
+ * throws naming the ones still missing.
+ */
+async function ensureBinaries(
+  pkgOf: Record<string, string>,
+  install: boolean,
+): Promise<Record<string, string>> {
   const missing = await ensureBins(pkgOf, install);
   if (missing.length) {
     throw new Error(
       `missing peer binaries: ${missing.join(", ")} ` +
-        `(apt-get install -y ${missing.map((b) => pkgOf[b]).join(" ")})`,
+        `(apt-get install -y ${[...new Set(missing.map((b) => pkgOf[b]))].join(" ")})`,
     );
   }
+  return Object.fromEntries(Object.keys(pkgOf).map((b) => [b, findBin(b)!]));
+}
+
+/** The runtimes' ELF binaries (null where missing). */
+function runtimeBins(): Pick<Bins, "deno" | "bun" | "node"> {
   return {
-    haproxy: findBin("haproxy")!,
-    nginx: findBin("nginx")!,
-    iperf3: findBin("iperf3")!,
-    wrk: findBin("wrk")!,
     deno: resolveRuntime(
       [
         "node_modules/.bin/deno",
@@ -749,6 +795,37 @@ async function findPeers(install: boolean): Promise<Bins> {
       "bun",
     ),
     node: findBin("node"),
+  };
+}
+
+async function findPeers(install: boolean): Promise<Bins> {
+  const b = await ensureBinaries(PEER_PACKAGES, install);
+  return {
+    haproxy: b.haproxy!,
+    nginx: b.nginx!,
+    iperf3: b.iperf3!,
+    wrk: b.wrk!,
+    ...runtimeBins(),
+  };
+}
+
+/** The tunnel section's binaries, plus nginx and wrk for the backend and load. */
+async function findTunnelPeers(
+  install: boolean,
+): Promise<TunnelBins & { nginx: string; wrk: string }> {
+  const b = await ensureBinaries(TUNNEL_PACKAGES, install);
+  const { deno, bun } = runtimeBins();
+  return {
+    nginx: b.nginx!,
+    wrk: b.wrk!,
+    iperf3: b.iperf3!,
+    sshd: b.sshd!,
+    ssh: b.ssh!,
+    sshKeygen: b["ssh-keygen"]!,
+    stunnel: b.stunnel!,
+    openssl: b.openssl!,
+    deno,
+    bun,
   };
 }
 
@@ -1048,7 +1125,7 @@ async function startBackend(name: string, argv: string[], port: number): Promise
   return s;
 }
 
-async function startBackends(bins: Bins): Promise<Backends> {
+async function startBackends(bins: Pick<Bins, "nginx" | "iperf3">): Promise<Backends> {
   const httpPort = await freePort();
   const holdPort = await freePort();
   await startBackend("nginx", [
@@ -1554,6 +1631,42 @@ function decideContext(
   };
 }
 
+/** What the tunnel section needs from this script: peers, backends, child processes. */
+function tunnelContext(
+  bins: TunnelBins & { wrk: string },
+  be: Backends,
+  opts: Options,
+): TunnelContext {
+  return {
+    durationS: opts.durationS,
+    rounds: opts.rounds,
+    tmpDir,
+    httpPort: be.httpPort,
+    bins,
+    selfRuntime: selfRuntime(),
+    log,
+    freePort,
+    run,
+    treeCpu: treeCpuSeconds,
+    wrk: (port, durationS) => wrk(bins.wrk, port, durationS, false),
+    start: async (argv, ports) => {
+      const s = startChild(argv);
+      const name = (argv[0] ?? "").split("/").pop();
+      const died = () =>
+        alive(s.child)
+          ? null
+          : `${name} exited (${s.child.exitCode ?? s.child.signalCode}): ${firstLine(s.output())}`;
+      try {
+        for (const port of ports) await waitListening(s, port, 10_000);
+      } catch (e) {
+        await stopChild(s.child);
+        throw new Error(`${name}: ${(e as Error).message}`);
+      }
+      return { pid: s.pid, output: s.output, stop: () => stopChild(s.child), died };
+    },
+  };
+}
+
 interface ParserResult {
   name: string;
   /** Size of the header parsed or built. */
@@ -1764,7 +1877,9 @@ async function main(): Promise<void> {
       );
     }
     console.log(`${PARSER_SECTION.padEnd(22)} [section] PROXY protocol parse/build, in process`);
-    console.log(`${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs direct relay (--only tunnel)`);
+    console.log(
+      `${TUNNEL_SECTION.padEnd(22)} [section] tunnel vs ssh -L and stunnel (--only tunnel)`,
+    );
     for (const v of SOAK_VARIANTS) {
       console.log(`${v.padEnd(22)} [section] soak, this runtime (--only soak or --only ${v})`);
     }
@@ -1802,6 +1917,7 @@ async function main(): Promise<void> {
   const decideMissing = decideSections.length
     ? await ensureBins(DECIDE_PACKAGES, opts.install)
     : [];
+  const tunnelBins = runTunnel ? await findTunnelPeers(opts.install) : null;
   const specs = bins ? selectProxies(proxyTable(bins), opts.only, sections) : [];
   const parserS = opts.durationS / 5;
 
@@ -1839,7 +1955,10 @@ async function main(): Promise<void> {
       : []),
     ...(runParser ? [`${PARSER_SECTION}: ${parserS} s each, in this process (${runner})`] : []),
     ...(runTunnel
-      ? [`${TUNNEL_SECTION}: ${opts.durationS} s bulk per path, relaykit processes on ${runner}`]
+      ? [
+        `${TUNNEL_SECTION}: ${opts.rounds} round(s) over its paths, ${opts.durationS} s per ` +
+        `workload (iperf3 -P 1, -P 8, wrk -t1 -c50 keep-alive), medians`,
+      ]
       : []),
     ...(soakEngines.length
       ? [
@@ -1858,15 +1977,19 @@ async function main(): Promise<void> {
 
   // First, while nothing else runs on the machine.
   const parser = runParser ? benchParser(parserS) : [];
-  const tunnel: TunnelBenchResult[] = runTunnel ? await benchTunnel(opts.durationS, log) : [];
 
   const results: Result[] = [];
-  const be = bins && (specs.length || soakEngines.length || decideSections.length)
-    ? await startBackends(bins)
-    : null;
+  const backendBins = bins ?? tunnelBins;
+  const be =
+    backendBins && (specs.length || soakEngines.length || decideSections.length || runTunnel)
+      ? await startBackends(backendBins)
+      : null;
   if (be) {
     log(`backends: nginx :${be.httpPort}, hold server :${be.holdPort}, iperf3 -s -1 per run\n`);
   }
+  const tunnel: TunnelBenchResult | null = tunnelBins && be
+    ? await benchTunnel(tunnelContext(tunnelBins, be, opts))
+    : null;
   if (bins && be) {
     for (const spec of specs) {
       log(`[${spec.name}] ...`);
@@ -1933,27 +2056,7 @@ async function main(): Promise<void> {
   if (parser.length) {
     out.push("", table([PARSER_SECTION, ...PARSER_COLUMNS], parser.map(parserRow)));
   }
-  if (tunnel.length) {
-    const base = tunnel[0]!;
-    out.push(
-      "",
-      table(
-        [TUNNEL_SECTION, "streams", "bulk MB/s", "rtt p50 µs", "rtt p99 µs"],
-        tunnel.map((r) => [
-          r.name,
-          `${r.streams}`,
-          fmt(r.bulkMBps, 1),
-          fmt(r.rttP50Us, 0),
-          fmt(r.rttP99Us, 0),
-        ]),
-      ),
-      ...tunnel.slice(1).map((r) =>
-        `${r.name} / direct: bulk ${(r.bulkMBps / base.bulkMBps).toFixed(2)}x, rtt p50 ${
-          (r.rttP50Us / base.rttP50Us).toFixed(2)
-        }x, p99 ${(r.rttP99Us / base.rttP99Us).toFixed(2)}x`
-      ),
-    );
-  }
+  if (tunnel) out.push("", ...tunnelReport(tunnel, table));
   if (decide) {
     out.push(
       "",
