@@ -103,6 +103,8 @@ interface Case {
   ca: string;
   /** The host connected to. @default "localhost" */
   host?: string;
+  /** The server name sent and verified (default: the host connected to). */
+  servername?: string;
   /** Why it fails, or undefined: it verifies. */
   reason: string | undefined;
   /** Whether the runtime itself refuses it (so its error is the cause) on every runtime. */
@@ -159,6 +161,22 @@ const CASES: Case[] = [
     ca: "ca",
     host: "127.0.0.1",
     reason: "name mismatch: certificate is for a.test, connected to 127.0.0.1",
+  },
+  {
+    title: "connected to by address, a servername is the name verified",
+    cert: "atest",
+    ca: "ca",
+    host: "127.0.0.1",
+    servername: "a.test",
+    reason: undefined,
+  },
+  {
+    title: "a servername the certificate is not for: name mismatch",
+    cert: "good",
+    ca: "ca",
+    host: "127.0.0.1",
+    servername: "a.test",
+    reason: "name mismatch: certificate is for localhost, 127.0.0.1, connected to a.test",
   },
   {
     title: "an expired certificate: the date it expired",
@@ -272,7 +290,7 @@ describe("TLS certificate verification", () => {
         const proxy = await TcpProxy.listen({
           listen: { host: "127.0.0.1", port: 0 },
           target: { host: c.host ?? "localhost", port: srv.port },
-          targetTls: { ca: pem(c.ca) },
+          targetTls: { ca: pem(c.ca), ...(c.servername ? { servername: c.servername } : {}) },
           engine,
         });
         const errors: RelaykitError[] = [];
@@ -308,7 +326,7 @@ describe("TLS certificate verification", () => {
           listen: { host: "127.0.0.1", port: 0 },
           to: { host: "127.0.0.1", port: echo.port },
         }],
-        tls: { ca: pem(c.ca) },
+        tls: { ca: pem(c.ca), ...(c.servername ? { servername: c.servername } : {}) },
         reconnectDelay: 50,
         reconnectMaxDelay: 100,
       });

@@ -240,19 +240,27 @@ export function withDenoTls(base: Net): Net {
           }),
         );
       }
-      if (tls.servername !== undefined && tls.servername !== to.host) {
-        // Deno sends the host it connects to as the server name
-        return Promise.reject(
-          errorFor(connectFailure(to), "EINVAL", {
-            cause: new TypeError("on Deno, the TLS server name is the target's host"),
-          }),
-        );
-      }
+      // the name sent and verified: the servername, else the host connected to
+      const name = tls.servername ?? to.host;
       const deadline = options.timeout > 0 ? Date.now() + options.timeout : 0;
       // Deno resolves the name itself (it is also the TLS server name)
       return (async () => {
         const opts: Deno.ConnectTlsOptions = { hostname: to.host, port: to.port };
         if (tls.ca !== undefined) opts.caCerts = [tls.ca];
+        // Deno.connectTls sends the host it connects to as the server name:
+        // another name needs TLS started over a plain connection
+        const open = name === to.host ? () => Deno.connectTls(opts) : async () => {
+          const plain = await Deno.connect({ hostname: to.host, port: to.port });
+          try {
+            return await Deno.startTls(plain, {
+              hostname: name,
+              ...(tls.ca !== undefined ? { caCerts: [tls.ca] } : {}),
+            });
+          } catch (err) {
+            plain.close();
+            throw err;
+          }
+        };
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timeout = new Promise<never>((_, reject) => {
           if (deadline > 0) {
@@ -263,7 +271,7 @@ export function withDenoTls(base: Net): Net {
           }
         });
         const attempt = (async () => {
-          const c = await Deno.connectTls(opts);
+          const c = await open();
           try {
             await c.handshake();
           } catch (err) {
@@ -277,10 +285,10 @@ export function withDenoTls(base: Net): Net {
             const peer = await fetchPeerCertificate(
               to.host,
               to.port,
-              to.host,
+              name,
               Math.min(left, PROBE_MS),
             );
-            throw certificateError(certificateReason(peer, to.host, tls.ca, said), err);
+            throw certificateError(certificateReason(peer, name, tls.ca, said), err);
           }
           return c;
         })();
