@@ -89,8 +89,10 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
     const { version, destination: d, replies } = step;
     const a = await access.admit(d.host, d.port);
     if ("refused" in a) {
+      // every refusal of the address policy, a name that does not resolve
+      // included, is "not allowed" here
       options.onDenied?.(a.refused, conn);
-      return { close: unsentReplies(replies, done, socksReply(version, a.code)) };
+      return { close: unsentReplies(replies, done, socksReply(version, "RK_EDENIED")) };
     }
     return {
       remote: addressPort(a.address, d.port),
@@ -129,8 +131,8 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
     const d = step.destination;
     const a = await access.admit(d.host, d.port);
     if ("refused" in a) {
-      options.onDenied?.(a.refused, conn);
-      return { close: httpConnectReply(a.code) };
+      options.onDenied?.(a.refused, conn); // any refusal of the address policy: 403
+      return { close: httpConnectReply("RK_EDENIED") };
     }
     return {
       remote: addressPort(a.address, d.port),

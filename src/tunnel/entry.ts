@@ -197,8 +197,19 @@ export function serveEntry(conn: NetConn, o: EntryOptions, host: EntryHost): voi
 
   conn.start({
     data: (chunk) => {
-      if (phase === "handshake") onHandshake(chunk);
-      else if (phase === "stream") handed.handlers?.data(chunk);
+      if (phase === "handshake") {
+        try {
+          onHandshake(chunk);
+        } catch (err) {
+          // a fault here ends this one connection, never the process
+          host.refused(`the ${o.kind} handshake failed: ${(err as Error)?.message ?? err}`);
+          clearTimeout(timer);
+          const was = phase as string; // onHandshake may have moved it on
+          phase = "closed";
+          conn.destroy(true);
+          if (was === "stream") handed.handlers?.close("EIO"); // the link ends its stream
+        }
+      } else if (phase === "stream") handed.handlers?.data(chunk);
     },
     end: () => {
       if (phase === "handshake") {
