@@ -15,6 +15,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "./_test.ts";
 import { TunnelClient, type TunnelClientEvents, TunnelServer } from "../mod.ts";
 import { parseConfig } from "../src/config/config.ts";
+import { httpConnectReply, parseHttpConnect } from "../src/protocol/http_connect.ts";
+import { parseSocks, socksReply } from "../src/protocol/socks.ts";
 import { blackHole, curl, freePort, startCli, stopChild, waitFor } from "./_helpers.ts";
 
 /** Send `bytes` to 127.0.0.1:port; everything that comes back until the peer closes. */
@@ -442,5 +444,99 @@ tunnel_clients:
       () => parseConfig(`tunnel_clients:\n  - name: b\n    link: { host: h, port: 1 }\n`, "r.yaml"),
       /r\.yaml:2:5: tunnel_clients\[0\]: needs listeners, socks or http_connect/,
     );
+  });
+});
+
+describe("SOCKS and HTTP CONNECT handshake parsers (shared by the routers and the tunnel entry)", () => {
+  const enc = new TextEncoder();
+
+  test("a SOCKS5 handshake with a password: every prefix asks for more, with the replies due", () => {
+    const users = { alice: "s3cret" };
+    const greeting = [5, 2, 0, 2];
+    const auth = [1, 5, ...enc.encode("alice"), 6, ...enc.encode("s3cret")];
+    const request = [5, 1, 0, 3, 9, ...enc.encode("localhost"), 0x1f, 0x90];
+    const all = new Uint8Array([...greeting, ...auth, ...request, ...enc.encode("GET")]);
+    const end = greeting.length + auth.length + request.length;
+    let replies = 0;
+    for (let n = 0; n < end; n++) {
+      const step = parseSocks(all.subarray(0, n), users);
+      assert.equal(step.kind, "more", `prefix ${n}`);
+      if (step.kind !== "more") return;
+      assert.ok(step.replies.length >= replies, `replies shrank at ${n}`);
+      replies = step.replies.length;
+      if (n >= greeting.length) assert.deepEqual([...step.replies[0]!], [5, 2]);
+      if (n >= greeting.length + auth.length) assert.deepEqual([...step.replies[1]!], [1, 0]);
+    }
+    const done = parseSocks(all, users);
+    assert.equal(done.kind, "connect");
+    if (done.kind !== "connect") return;
+    assert.deepEqual(done.destination, { host: "localhost", port: 8080 });
+    assert.equal(done.version, 5);
+    assert.equal(new TextDecoder().decode(done.rest), "GET");
+    // a wrong password: refused after the method choice
+    const wrong = parseSocks(
+      new Uint8Array([...greeting, 1, 5, ...enc.encode("alice"), 1, 120]),
+      users,
+    );
+    assert.equal(wrong.kind, "refuse");
+    if (wrong.kind === "refuse") assert.deepEqual([...wrong.reply!], [1, 1]);
+  });
+
+  test("SOCKS4a and HTTP CONNECT name their destination; the rest is kept", () => {
+    const four = parseSocks(
+      new Uint8Array([
+        4,
+        1,
+        0,
+        80,
+        0,
+        0,
+        0,
+        9,
+        ...enc.encode("me"),
+        0,
+        ...enc.encode("0x7f.1"),
+        0,
+        42,
+      ]),
+      undefined,
+    );
+    assert.equal(four.kind, "connect");
+    if (four.kind === "connect") {
+      assert.deepEqual(four.destination, { host: "0x7f.1", port: 80 });
+      assert.deepEqual([...four.rest], [42]);
+    }
+    const head = "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n";
+    for (let n = 0; n < head.length; n++) {
+      assert.equal(parseHttpConnect(enc.encode(head.slice(0, n)), undefined).kind, "more");
+    }
+    const c = parseHttpConnect(enc.encode(`${head}hello`), undefined);
+    assert.equal(c.kind, "connect");
+    if (c.kind === "connect") {
+      assert.deepEqual(c.destination, { host: "::1", port: 443 });
+      assert.equal(new TextDecoder().decode(c.rest), "hello");
+    }
+    const auth = parseHttpConnect(enc.encode(head), { bob: "pw" });
+    assert.equal(auth.kind, "refuse");
+    if (auth.kind === "refuse") assert.match(auth.reply, /^HTTP\/1\.1 407 /);
+  });
+
+  test("one table from an outcome's code to the SOCKS reply and the HTTP status", () => {
+    const cases: [string | undefined, number, RegExp][] = [
+      [undefined, 0x00, / 200 /],
+      ["RK_EDENIED", 0x02, / 403 /],
+      ["RK_EROUTE", 0x02, / 403 /],
+      ["ENETUNREACH", 0x03, / 502 /],
+      ["EHOSTUNREACH", 0x04, / 502 /],
+      ["RK_ERESOLVE", 0x04, / 502 /],
+      ["ECONNREFUSED", 0x05, / 502 /],
+      ["ETIMEDOUT", 0x06, / 504 /],
+      ["RK_ELINK_LOST", 0x01, / 502 /],
+    ];
+    for (const [code, five, http] of cases) {
+      assert.equal(socksReply(5, code)[1], five, String(code));
+      assert.equal(socksReply(4, code)[1], code === undefined ? 0x5a : 0x5b, String(code));
+      assert.match(httpConnectReply(code), http, String(code));
+    }
   });
 });

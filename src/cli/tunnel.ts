@@ -300,8 +300,8 @@ export const tunnelClient: Command = {
   about: "Reconnects with backoff while the link is down; a connection that arrives then is " +
     "closed (a warning; SOCKS and HTTP CONNECT clients get a failure reply). A --socks or " +
     "--http-connect client names its destination; the server's rules refuse it (SOCKS5 reply " +
-    "2, SOCKS4 91, HTTP 403) or its connect fails (SOCKS5 3/4/5/6, HTTP 502, or 504 when it " +
-    "timed out).",
+    "0x02, SOCKS4 0x5b, HTTP 403) or its connect fails (SOCKS5 0x03-0x06, HTTP 502, or 504 " +
+    "when it timed out).",
   options: [
     LINK,
     CLIENT_LISTEN,
