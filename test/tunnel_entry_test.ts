@@ -411,6 +411,19 @@ tunnel_clients:
       const rh = await curl(["-p", "-x", `http://127.0.0.1:${h}`, `http://127.0.0.1:${webPort}/c`]);
       assert.equal(rh.body, "hello through the entry (/c)\n", rh.stderr);
       assert.equal(await connectStatus(h, `127.0.0.1:${secretPort}`), 403);
+      const wrong = await curl([
+        "-x",
+        `socks5h://bob:nope@127.0.0.1:${s}`,
+        `http://127.0.0.1:${webPort}/`,
+      ]);
+      assert.notEqual(wrong.code, 0);
+      await waitFor(
+        () =>
+          /branch: 127\.0\.0\.1:\d+: request from .* refused: wrong SOCKS5 user or password for "bob"/
+            .test(run.output.out + run.output.err),
+        5000,
+        "the refusal in the log",
+      );
     } finally {
       await stopChild(run.child);
     }

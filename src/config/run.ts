@@ -569,6 +569,12 @@ export class Runner {
             `${t.name}: refused`,
           ),
       );
+      c.on("entry-refused", (e) =>
+        log(
+          "warn",
+          `${t.name}: ${e.listener}: request from ${e.remote ?? "?"} refused: ${e.what}`,
+          `${t.name}: entry-refused`,
+        ));
       c.on("stopped", (e) =>
         log(
           "error",
