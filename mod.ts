@@ -120,6 +120,7 @@ export {
   TunnelClient,
   type TunnelClientEvents,
   type TunnelClientOptions,
+  type TunnelEntryListener,
   type TunnelListener,
 } from "./src/tunnel/client.ts";
 export { VERSION } from "./src/version.ts";

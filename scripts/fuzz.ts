@@ -3,8 +3,8 @@
  * through the relaykit command (`forward --accept-proxy detect`, `echo`,
  * `route` with each route script in examples/ and with a route module that
  * returns hostile values, `socks` and `http-connect` with users, `tunnel
- * server` with a secret, `run` with a hooks listener and the metrics
- * endpoint) on each engine and runtime, and sends it mutated input: PROXY
+ * server` with a secret, `tunnel client --socks --http-connect` with users,
+ * `run` with a hooks listener and the metrics endpoint) on each engine and runtime, and sends it mutated input: PROXY
  * headers, SOCKS and CONNECT handshakes, tunnel frames (before and after
  * the handshake), HTTP requests, each from a seed corpus with bit flips,
  * truncations, length fields set to 0, the maximum or one past the bytes
@@ -27,7 +27,7 @@
  *     --runtimes bun --case socks:123      replay one case
  *
  * Flags: --count N, --long, --seed S, --kinds K,... (forward, echo, route,
- * route:NAME, route-fuzz, socks, http-connect, tunnel, run), --engines
+ * route:NAME, route-fuzz, socks, http-connect, tunnel, tunnel-entry, run), --engines
  * native,stream, --runtimes deno,bun, --batch N (cases per batch, 64),
  * --concurrency N (connections at once, 16), --parallel N (processes at
  * once, 2), --case SURFACE:INDEX[:hold], --no-hold, --no-shrink,
@@ -55,6 +55,7 @@ import { crc32c } from "../src/protocol/proxy_protocol.ts";
 import { encodeFrame, NONCE_SIZE, TUNNEL_VERSIONS, type TunnelFrame } from "../src/tunnel/frame.ts";
 import { Link } from "../src/tunnel/link.ts";
 import { TunnelClient } from "../src/tunnel/client.ts";
+import { TunnelServer } from "../src/tunnel/server.ts";
 import { CHOICES as ROUTE_CHOICES } from "../test/fixtures/fuzz_route.ts";
 import { CHOICES as HOOK_CHOICES } from "../test/fixtures/fuzz_hooks.ts";
 
@@ -1416,6 +1417,66 @@ function allTargets(o: FuzzOptions): TargetSpec[] {
       async teardown() {
         await client?.close();
         client = undefined;
+      },
+    });
+    // the tunnel client's SOCKS and HTTP CONNECT entry as the process under
+    // test; its server (with the same rules as the routers) in this one
+    let entryServer: TunnelServer | undefined;
+    out.push({
+      kind: "tunnel-entry",
+      engine: undefined,
+      runtime,
+      ports: 3,
+      args: (env, [s, h, link]) => [
+        "tunnel",
+        "client",
+        "--link",
+        `127.0.0.1:${link}`,
+        "--socks",
+        `127.0.0.1:${s}`,
+        "--http-connect",
+        `127.0.0.1:${h}`,
+        "--users",
+        `${SOCKS_USER}:${SOCKS_PASS}`,
+        "--secret-file",
+        env.secretFile,
+        "--keepalive",
+        String(T.keepalive),
+        "--reconnect-max",
+        "200",
+      ],
+      surfaces(env, [s, h, link]) {
+        if (entryServer === undefined) {
+          const a = env.echoPort, x = env.sentinelPort;
+          void TunnelServer.listen({
+            listen: { host: "127.0.0.1", port: link! },
+            allow: [{ cidr: "127.0.0.1/32", port: a }, { cidr: "::1/128", port: a }, { port: x }],
+            deny: [{ cidr: "127.0.0.0/8", port: x }, { cidr: "::1/128", port: x }],
+            secret: env.secret,
+            connectTimeout: T.connect,
+            keepaliveInterval: T.keepalive,
+          }).then((srv) => entryServer = srv);
+        }
+        // the canaries wait for the process's link to come up
+        return [...socksSurfaces(env, s!), ...connectSurfaces(env, h!)].map((surface) => ({
+          ...surface,
+          async canary(rng: Rng) {
+            let last: unknown;
+            for (let i = 0; i < 10; i++) {
+              try {
+                return await surface.canary(rng);
+              } catch (err) {
+                last = err;
+                await sleep(300);
+              }
+            }
+            throw last;
+          },
+        }));
+      },
+      async teardown() {
+        await entryServer?.close();
+        entryServer = undefined;
       },
     });
   }

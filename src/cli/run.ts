@@ -170,6 +170,13 @@ export async function checkConfig(file: string): Promise<string[]> {
       const why = await bindProblem(l.listen.host, l.listen.port);
       if (why !== undefined) at(`tunnel_clients[${i}].listeners[${j}].port`, why);
     }
+    for (const [key, list] of [["socks", t.socks], ["http_connect", t.httpConnect]] as const) {
+      for (const [j, l] of list.entries()) {
+        if (l.listen.port === 0) continue;
+        const why = await bindProblem(l.listen.host, l.listen.port);
+        if (why !== undefined) at(`tunnel_clients[${i}].${key}[${j}].port`, why);
+      }
+    }
   }
   if (config.metrics !== undefined && config.metrics.port !== 0) {
     const why = await bindProblem(config.metrics.host, config.metrics.port);

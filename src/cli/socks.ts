@@ -26,22 +26,29 @@ export const DENY: Opt<import("../proxy/address_policy.ts").AccessRule[]> = rule
   "destinations refused even when allowed",
   "listeners[].socks.deny",
 );
-const USERS = opt({
-  flag: "--users",
-  value: "U:P,...",
-  help: "require authentication (SOCKS5 username/password; HTTP Basic)",
-  config: "listeners[].socks.users",
-  parse(text): Record<string, string> {
-    // no prototype: a user named "__proto__" is a user, not a lost key
-    const table = Object.create(null) as Record<string, string>;
-    for (const pair of text.split(",")) {
-      const colon = pair.indexOf(":");
-      if (colon <= 0) throw new UsageError(`--users: "${pair}" is not USER:PASSWORD`);
-      table[pair.slice(0, colon)] = pair.slice(colon + 1);
-    }
-    return table;
-  },
-});
+/** `--users U:P,...` (the config key it corresponds to differs per command). */
+export function usersOption(config: string, help: string): Opt<Record<string, string>> {
+  return opt({
+    flag: "--users",
+    value: "U:P,...",
+    help,
+    config,
+    parse(text): Record<string, string> {
+      // no prototype: a user named "__proto__" is a user, not a lost key
+      const table = Object.create(null) as Record<string, string>;
+      for (const pair of text.split(",")) {
+        const colon = pair.indexOf(":");
+        if (colon <= 0) throw new UsageError(`--users: "${pair}" is not USER:PASSWORD`);
+        table[pair.slice(0, colon)] = pair.slice(colon + 1);
+      }
+      return table;
+    },
+  });
+}
+const USERS = usersOption(
+  "listeners[].socks.users",
+  "require authentication (SOCKS5 username/password; HTTP Basic)",
+);
 
 function routerCommand(kind: "socks" | "http-connect"): Command {
   return {

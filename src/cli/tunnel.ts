@@ -12,7 +12,12 @@ import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward
 import { parseEndpoint } from "../types.ts";
 import * as settings from "../settings.ts";
 import { formatDestination, parseDestination } from "../tunnel/destination.ts";
-import { TunnelClient, type TunnelClientOptions, type TunnelListener } from "../tunnel/client.ts";
+import {
+  TunnelClient,
+  type TunnelClientOptions,
+  type TunnelEntryListener,
+  type TunnelListener,
+} from "../tunnel/client.ts";
 import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
 import { LISTEN, LOG_OPTIONS, loggerOf, onStop } from "./common.ts";
 import {
@@ -22,10 +27,11 @@ import {
   flag,
   fromSetting,
   opt,
+  parseAddress,
   text,
   UsageError,
 } from "./options.ts";
-import { ALLOW, DENY } from "./socks.ts";
+import { ALLOW, DENY, usersOption } from "./socks.ts";
 
 function readText(path: string, flagName: string): string {
   try {
@@ -229,6 +235,38 @@ const CLIENT_LISTEN = opt({
     };
   },
 });
+/** `--socks` and `--http-connect`: HOST:PORT of an entry listener. */
+function entryOption(f: "--socks" | "--http-connect", help: string, config: string) {
+  return opt({
+    flag: f,
+    value: "HOST:PORT",
+    help,
+    config,
+    repeat: true,
+    parse(text, flagName): { host: string; port: number } {
+      const e = parseAddress(text, flagName);
+      if ("path" in e) throw new UsageError(`${flagName}: "${text}" is not HOST:PORT`);
+      return e;
+    },
+  });
+}
+const SOCKS = entryOption(
+  "--socks",
+  "a SOCKS4, 4a and 5 listener: each connection names its destination, which the server's " +
+    "--allow/--deny decide",
+  "tunnel_clients[].socks",
+);
+const HTTP_CONNECT = entryOption(
+  "--http-connect",
+  "an HTTP CONNECT listener: each CONNECT names its destination, which the server's " +
+    "--allow/--deny decide",
+  "tunnel_clients[].http_connect",
+);
+const ENTRY_USERS = usersOption(
+  "tunnel_clients[].socks[].users, tunnel_clients[].http_connect[].users",
+  "require authentication on the --socks (SOCKS5 username/password) and --http-connect " +
+    "(Basic) listeners",
+);
 const TLS = flag({
   flag: "--tls",
   help: "the link is TLS, verified with the system's CAs",
@@ -257,12 +295,19 @@ const RECONNECT_MAX = fromSetting(
 export const tunnelClient: Command = {
   name: "tunnel client",
   summary: "the near end of a tunnel: listeners whose connections go through the link",
-  usage: "--link HOST:PORT --listen HOST:PORT=DEST... [options]",
+  usage: "--link HOST:PORT (--listen HOST:PORT=DEST | --socks HOST:PORT | --http-connect " +
+    "HOST:PORT)... [options]",
   about: "Reconnects with backoff while the link is down; a connection that arrives then is " +
-    "closed (a warning).",
+    "closed (a warning; SOCKS and HTTP CONNECT clients get a failure reply). A --socks or " +
+    "--http-connect client names its destination; the server's rules refuse it (SOCKS5 reply " +
+    "0x02, SOCKS4 0x5b, HTTP 403) or its connect fails (SOCKS5 0x03-0x06, HTTP 502, or 504 " +
+    "when it timed out).",
   options: [
     LINK,
     CLIENT_LISTEN,
+    SOCKS,
+    HTTP_CONNECT,
+    ENTRY_USERS,
     SECRET_FILE,
     TLS,
     TLS_CA,
@@ -276,8 +321,26 @@ export const tunnelClient: Command = {
     const linkAt = a.need(LINK);
     if ("path" in linkAt) throw new UsageError("--link must be HOST:PORT");
     const listeners = a.all(CLIENT_LISTEN);
-    if (listeners.length === 0) throw new UsageError("--listen HOST:PORT=DEST is required");
-    const options: TunnelClientOptions = { link: linkAt, listeners, ...keepalive(a) };
+    const users = a.get(ENTRY_USERS);
+    const entry = (listen: { host: string; port: number }): TunnelEntryListener =>
+      users === undefined ? { listen } : { listen, users };
+    const socks = a.all(SOCKS).map(entry);
+    const httpConnect = a.all(HTTP_CONNECT).map(entry);
+    if (listeners.length + socks.length + httpConnect.length === 0) {
+      throw new UsageError(
+        "--listen HOST:PORT=DEST, --socks HOST:PORT or --http-connect HOST:PORT is required",
+      );
+    }
+    if (users !== undefined && socks.length + httpConnect.length === 0) {
+      throw new UsageError("--users goes with --socks or --http-connect");
+    }
+    const options: TunnelClientOptions = {
+      link: linkAt,
+      listeners,
+      socks,
+      httpConnect,
+      ...keepalive(a),
+    };
     const ca = a.get(TLS_CA);
     const servername = a.get(TLS_SERVERNAME);
     if (a.has(TLS) || ca !== undefined || servername !== undefined) {
@@ -315,6 +378,11 @@ export const tunnelClient: Command = {
         `${e.listener}: connection from ${e.remote ?? "?"} closed: the link is down`,
         "refused",
       ));
+    c.on(
+      "entry-refused",
+      (e) =>
+        log.warn(`${e.listener}: request from ${e.remote ?? "?"} refused: ${e.what}`, "refused"),
+    );
     c.on("stream-end", (e) => {
       const line = `${e.listener} #${e.id} to ${formatDestination(e.destination)}: ${e.reason}${
         e.error ? ` (${e.error.message})` : ""
@@ -328,9 +396,12 @@ export const tunnelClient: Command = {
       await c.close();
     }, log);
     await new Promise((r) => setTimeout(r, 0));
-    const pairs = c.addresses.map((x, i) =>
-      `${formatEndpoint(x)} -> ${formatDestination(listeners[i]!.to)}`
-    );
+    const kinds = [
+      ...listeners.map((l) => formatDestination(l.to)),
+      ...socks.map(() => "SOCKS"),
+      ...httpConnect.map(() => "HTTP CONNECT"),
+    ];
+    const pairs = c.addresses.map((x, i) => `${formatEndpoint(x)} -> ${kinds[i]}`);
     log.info(
       `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)}${
         options.tls ? " (TLS)" : ""

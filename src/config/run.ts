@@ -23,8 +23,18 @@ import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { plural } from "./plural.ts";
 import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
-import { type Config, ConfigError, type ListenerConfig, parseConfig } from "./config.ts";
-import { TunnelClient, type TunnelClientOptions } from "../tunnel/client.ts";
+import {
+  type Config,
+  ConfigError,
+  type ListenerConfig,
+  parseConfig,
+  type TunnelClientConfig,
+} from "./config.ts";
+import {
+  TunnelClient,
+  type TunnelClientOptions,
+  type TunnelEntryListener,
+} from "../tunnel/client.ts";
 import { formatDestination } from "../tunnel/destination.ts";
 import { TunnelServer, type TunnelServerOptions } from "../tunnel/server.ts";
 import { METRICS_TIMEOUT, type MetricsServer, serveMetrics } from "./metrics_server.ts";
@@ -522,7 +532,14 @@ export class Runner {
       log("info", `${t.name}: tunnel server on ${formatEndpoint(srv.address)}`);
     }
     for (const t of config.tunnelClients) {
-      const o: TunnelClientOptions = { link: t.link, listeners: t.listeners };
+      const entry = (e: TunnelClientConfig["socks"][number]): TunnelEntryListener =>
+        e.users === undefined ? { listen: e.listen } : { listen: e.listen, users: e.users };
+      const o: TunnelClientOptions = {
+        link: t.link,
+        listeners: t.listeners,
+        socks: t.socks.map(entry),
+        httpConnect: t.httpConnect.map(entry),
+      };
       const secret = secretOf(t.secret, t.name);
       if (secret !== undefined) o.secret = secret;
       if (t.tls !== undefined) {
@@ -552,6 +569,12 @@ export class Runner {
             `${t.name}: refused`,
           ),
       );
+      c.on("entry-refused", (e) =>
+        log(
+          "warn",
+          `${t.name}: ${e.listener}: request from ${e.remote ?? "?"} refused: ${e.what}`,
+          `${t.name}: entry-refused`,
+        ));
       c.on("stopped", (e) =>
         log(
           "error",
@@ -561,7 +584,13 @@ export class Runner {
         "info",
         `${t.name}: tunnel client: ${
           c.addresses.map((a, i) =>
-            `${formatEndpoint(a)} -> ${formatDestination(t.listeners[i]!.to)}`
+            `${formatEndpoint(a)} -> ${
+              i < t.listeners.length
+                ? formatDestination(t.listeners[i]!.to)
+                : i < t.listeners.length + t.socks.length
+                ? "SOCKS"
+                : "HTTP CONNECT"
+            }`
           )
             .join(", ")
         } via ${at}`,

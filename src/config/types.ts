@@ -96,6 +96,13 @@ export interface TunnelClientConfig {
     listen: { host: string; port: number };
     to: { host: string; port: number } | { route: string };
   }[];
+  /** SOCKS4/4a/5 listeners: each connection names its destination. */
+  socks: {
+    listen: { host: string; port: number };
+    users: Record<string, string> | undefined;
+  }[];
+  /** HTTP CONNECT listeners: each CONNECT names its destination. */
+  httpConnect: TunnelClientConfig["socks"];
 }
 
 /** A whole config, validated. */

@@ -282,21 +282,26 @@ export class Validator {
     const m = this.keys(node, where, ["allow", "deny", "users"], ["allow"]);
     const options = this.rules(m, where);
     if (m.has("users")) {
-      const um = m.get("users");
-      if (!isMap(um)) {
-        this.at(um, `${where}.users`, "expected a mapping of user names to passwords");
-      } else {
-        // no prototype: a user named "__proto__" is a user, not a lost key
-        const users = Object.create(null) as Record<string, string>;
-        for (const pair of (um as YAMLMap).items) {
-          const user = isScalar(pair.key) ? String(pair.key.value) : "";
-          const pass = this.string(pair.value, `${where}.users.${user}`);
-          if (pass !== undefined) users[user] = pass;
-        }
-        options.users = users;
-      }
+      const users = this.users(m.get("users"), `${where}.users`);
+      if (users !== undefined) options.users = users;
     }
     return options;
+  }
+
+  /** users: { name: password }. */
+  users(node: Node, where: string): Record<string, string> | undefined {
+    if (!isMap(node)) {
+      this.at(node, where, "expected a mapping of user names to passwords");
+      return undefined;
+    }
+    // no prototype: a user named "__proto__" is a user, not a lost key
+    const users = Object.create(null) as Record<string, string>;
+    for (const pair of (node as YAMLMap).items) {
+      const user = isScalar(pair.key) ? String(pair.key.value) : "";
+      const pass = this.string(pair.value, `${where}.${user}`);
+      if (pass !== undefined) users[user] = pass;
+    }
+    return users;
   }
 
   /** allow and deny: lists of { cidr, host, port }. */
@@ -435,7 +440,9 @@ export class Validator {
       "keepalive",
       "reconnect_max",
       "listeners",
-    ], ["name", "link", "listeners"]);
+      "socks",
+      "http_connect",
+    ], ["name", "link"]);
     const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
     const link = m.has("link") ? this.inet(m.get("link"), `${where}.link`, false) : undefined;
     let tls: TunnelClientConfig["tls"];
@@ -473,6 +480,27 @@ export class Validator {
     if (isSeq(list) && list.items.length === 0) {
       this.at(list, `${where}.listeners`, "needs at least one listener");
     }
+    const entries = (key: "socks" | "http_connect"): TunnelClientConfig["socks"] => {
+      const out: TunnelClientConfig["socks"] = [];
+      if (!m.has(key)) return out;
+      const node = m.get(key);
+      for (const [i, l] of this.seq(node, `${where}.${key}`)) {
+        const lw = `${where}.${key}[${i}]`;
+        const lm = this.keys(l, lw, ["address", "port", "users"], ["port"]);
+        const listen = this.endpoint(lm, l, lw, true);
+        const users = lm.has("users") ? this.users(lm.get("users"), `${lw}.users`) : undefined;
+        if (listen !== undefined && "host" in listen) out.push({ listen, users });
+      }
+      if (isSeq(node) && node.items.length === 0) {
+        this.at(node, `${where}.${key}`, "needs at least one listener");
+      }
+      return out;
+    };
+    const socks = entries("socks");
+    const httpConnect = entries("http_connect");
+    if (!m.has("listeners") && !m.has("socks") && !m.has("http_connect")) {
+      this.at(node, where, "needs listeners, socks or http_connect");
+    }
     const secret = this.secret(m, node, where);
     const keepalive = m.has("keepalive")
       ? this.int(m.get("keepalive"), `${where}.keepalive`, 0, 0x7fffffff)
@@ -481,7 +509,7 @@ export class Validator {
       ? this.int(m.get("reconnect_max"), `${where}.reconnect_max`, 100, 0x7fffffff)
       : undefined;
     if (name === undefined || link === undefined) return undefined;
-    return { name, link, secret, tls, keepalive, reconnectMax, listeners };
+    return { name, link, secret, tls, keepalive, reconnectMax, listeners, socks, httpConnect };
   }
 
   listener(node: Node, where: string): { config: ListenerConfig } | undefined {

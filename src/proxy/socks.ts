@@ -13,11 +13,14 @@
  *
  * @module
  */
-import { concatBytes } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
-import { ipv6Text } from "../protocol/ip.ts";
+import {
+  HTTP_CONNECT_ESTABLISHED,
+  httpConnectReply,
+  parseHttpConnect,
+} from "../protocol/http_connect.ts";
+import { parseSocks, socksReply, unsentReplies } from "../protocol/socks.ts";
 import { Access, type AccessRule, addressPort } from "./address_policy.ts";
-import type { RouteResult } from "../decision.ts";
 import type { RouteConnection, RouteFunction } from "./routing.ts";
 
 /**
@@ -45,51 +48,6 @@ export interface RouterOptions {
   onDenied?: (what: string, conn: RouteConnection) => void;
 }
 
-/** Whether `user` is one of `users` (own keys only) with password `pass`. */
-function knownUser(users: Readonly<Record<string, string>>, user: string, pass: string): boolean {
-  return Object.hasOwn(users, user) && users[user] === pass;
-}
-
-/** The user and password of Basic credentials; undefined unless base64 of UTF-8 "USER:PASS". */
-function basicCredentials(token: string): { user: string; pass: string } | undefined {
-  let plain: string;
-  try {
-    const bytes = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
-    plain = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return undefined; // not base64, or not UTF-8
-  }
-  const colon = plain.indexOf(":");
-  return colon > 0 ? { user: plain.slice(0, colon), pass: plain.slice(colon + 1) } : undefined;
-}
-
-/** Where a request wants to go. */
-interface Destination {
-  host: string; // an address or a name
-  port: number;
-}
-
-/** SOCKS4 reply: CD 90 granted, 91 rejected or failed. */
-const socks4Reply = (code: number) => new Uint8Array([0, code, 0, 0, 0, 0, 0, 0]);
-
-/** SOCKS5 reply with a zero IPv4 bound address. */
-const socks5Reply = (code: number) => new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
-
-/** The SOCKS5 reply code for a failed connect. */
-function socks5Failure(err: RelaykitError): number {
-  switch (err.code) {
-    case "ECONNREFUSED":
-      return 5;
-    case "ENETUNREACH":
-      return 3;
-    case "ETIMEDOUT":
-    case "EHOSTUNREACH":
-      return 4;
-    default:
-      return 1;
-  }
-}
-
 /**
  * A SOCKS4/4a/5 router (CONNECT only; other commands get "not supported").
  *
@@ -106,163 +64,45 @@ function socks5Failure(err: RelaykitError): number {
 export function socksRouter(options: RouterOptions = {}): RouteFunction {
   const access = new Access(options.allow, options.deny);
   const users = options.users;
-  const refuse = (conn: RouteConnection, what: string, reply: Uint8Array): RouteResult => {
-    options.onDenied?.(what, conn);
-    return { close: reply };
-  };
   // SOCKS5 replies already sent per connection (method choice, auth), so a
   // client that sends everything at once gets them in front of the last
   // reply instead; bounded: the oldest entries of handshakes that never
   // finished are dropped
-  const sent = new Map<number, Uint8Array[]>();
-  const step = (conn: RouteConnection, bytes: Uint8Array): RouteResult => {
-    const list = sent.get(conn.id) ?? [];
-    list.push(bytes);
-    sent.set(conn.id, list);
-    if (sent.size > 10_000) sent.delete(sent.keys().next().value!);
-    return { send: bytes };
-  };
+  const sent = new Map<number, number>();
   return async (data, conn) => {
     if (data.length === 0) return undefined;
-    let r: RouteResult | undefined;
-    if (data[0] === 4) r = await socks4(data, conn);
-    else if (data[0] === 5) r = await socks5(data, conn);
-    else r = { close: true }; // not SOCKS: nothing sensible to answer
-    if (r !== undefined && !("send" in r)) sent.delete(conn.id);
-    return r;
-  };
-
-  /** The handshake replies not sent yet, in front of the final one. */
-  function unsent(conn: RouteConnection, replies: Uint8Array[], last: Uint8Array): Uint8Array {
-    const done = sent.get(conn.id)?.length ?? 0;
-    return concatBytes([...replies.slice(done), last]);
-  }
-
-  async function connectTo(
-    conn: RouteConnection,
-    d: Destination,
-    rest: Uint8Array,
-    ok: Uint8Array,
-    denied: Uint8Array,
-    failed: (err: RelaykitError) => Uint8Array,
-  ): Promise<RouteResult> {
+    const step = parseSocks(data, users);
+    const done = sent.get(conn.id) ?? 0;
+    if (step.kind === "more") {
+      if (step.replies.length <= done) return undefined;
+      sent.set(conn.id, step.replies.length);
+      if (sent.size > 10_000) sent.delete(sent.keys().next().value!);
+      return { send: unsentReplies(step.replies, done) };
+    }
+    sent.delete(conn.id);
+    if (step.kind === "refuse") {
+      if (step.what !== undefined) options.onDenied?.(step.what, conn);
+      return {
+        close: step.reply === undefined ? true : unsentReplies(step.replies, done, step.reply),
+      };
+    }
+    const { version, destination: d, replies } = step;
     const a = await access.admit(d.host, d.port);
-    if ("refused" in a) return refuse(conn, a.refused, denied);
-    return { remote: addressPort(a.address, d.port), reply: ok, data: rest, failReply: failed };
-  }
-
-  async function socks4(data: Uint8Array, conn: RouteConnection): Promise<RouteResult | undefined> {
-    // VN CD DSTPORT(2) DSTIP(4) USERID NUL [HOST NUL]
-    if (data.length < 9) return undefined;
-    const nul = data.indexOf(0, 8);
-    if (nul < 0) return data.length > 8 + 255 ? { close: socks4Reply(91) } : undefined;
-    const port = (data[2]! << 8) | data[3]!;
-    const ipBytes = data.subarray(4, 8);
-    let host = Array.from(ipBytes).join(".");
-    let end = nul + 1;
-    if (ipBytes[0] === 0 && ipBytes[1] === 0 && ipBytes[2] === 0 && ipBytes[3] !== 0) {
-      // SOCKS4a: the name follows the user id
-      const nul2 = data.indexOf(0, end);
-      if (nul2 < 0) return data.length > end + 255 ? { close: socks4Reply(91) } : undefined;
-      host = new TextDecoder().decode(data.subarray(end, nul2));
-      end = nul2 + 1;
+    if ("refused" in a) {
+      // every refusal of the address policy, a name that does not resolve
+      // included, is "not allowed" here
+      options.onDenied?.(a.refused, conn);
+      return { close: unsentReplies(replies, done, socksReply(version, "RK_EDENIED")) };
     }
-    if (users !== undefined) {
-      return refuse(conn, "SOCKS4 has no passwords and users are required", socks4Reply(91));
-    }
-    if (data[1] !== 1) {
-      return refuse(conn, `SOCKS4 command ${data[1]} is not supported`, socks4Reply(91));
-    }
-    return await connectTo(
-      conn,
-      { host, port },
-      data.subarray(end),
-      socks4Reply(90),
-      socks4Reply(91),
-      () => socks4Reply(91),
-    );
-  }
-
-  async function socks5(data: Uint8Array, conn: RouteConnection): Promise<RouteResult | undefined> {
-    // greeting: VER NMETHODS METHODS...
-    if (data.length < 2) return undefined;
-    const nmethods = data[1]!;
-    let o = 2 + nmethods;
-    if (data.length < o) return undefined;
-    const methods = data.subarray(2, o);
-    const method = users === undefined ? 0 : 2;
-    if (!methods.includes(method)) {
-      return refuse(
-        conn,
-        `no acceptable SOCKS5 method (${users ? "a password is required" : "none offered"})`,
-        new Uint8Array([5, 0xff]),
-      );
-    }
-    const choice = new Uint8Array([5, method]);
-    const replies = [choice];
-    if (method === 2) {
-      // RFC 1929: VER(1) ULEN UNAME PLEN PASSWD
-      if (data.length === o) return step(conn, choice);
-      if (data.length < o + 2) return undefined;
-      if (data[o] !== 1) return { close: new Uint8Array([1, 1]) };
-      const ulen = data[o + 1]!;
-      if (data.length < o + 2 + ulen + 1) return undefined;
-      const plen = data[o + 2 + ulen]!;
-      if (data.length < o + 3 + ulen + plen) return undefined;
-      const dec = new TextDecoder();
-      const user = dec.decode(data.subarray(o + 2, o + 2 + ulen));
-      const pass = dec.decode(data.subarray(o + 3 + ulen, o + 3 + ulen + plen));
-      o += 3 + ulen + plen;
-      if (!knownUser(users!, user, pass)) {
-        const no = unsent(conn, replies, new Uint8Array([1, 1]));
-        return refuse(conn, `wrong SOCKS5 user or password for "${user}"`, no);
-      }
-      const yes = new Uint8Array([1, 0]);
-      if (data.length === o) return step(conn, unsent(conn, replies, yes));
-      replies.push(yes);
-    } else if (data.length === o) {
-      return step(conn, choice);
-    }
-    const reply = (code: number) => unsent(conn, replies, socks5Reply(code));
-    // request: VER CMD RSV ATYP DST.ADDR DST.PORT
-    if (data.length < o + 5) return undefined;
-    if (data[o] !== 5) return { close: reply(1) };
-    const atyp = data[o + 3]!;
-    let host: string;
-    let p: number;
-    if (atyp === 1) {
-      p = o + 8;
-      if (data.length < p + 2) return undefined;
-      host = Array.from(data.subarray(o + 4, o + 8)).join(".");
-    } else if (atyp === 4) {
-      p = o + 20;
-      if (data.length < p + 2) return undefined;
-      host = ipv6Text(data.subarray(o + 4, o + 20));
-    } else if (atyp === 3) {
-      const len = data[o + 4]!;
-      p = o + 5 + len;
-      if (data.length < p + 2) return undefined;
-      host = new TextDecoder().decode(data.subarray(o + 5, p));
-    } else {
-      return refuse(conn, `SOCKS5 address type ${atyp} is not supported`, reply(8));
-    }
-    const port = (data[p]! << 8) | data[p + 1]!;
-    if (data[o + 1] !== 1) {
-      return refuse(conn, `SOCKS5 command ${data[o + 1]} is not supported`, reply(7));
-    }
-    return await connectTo(
-      conn,
-      { host, port },
-      data.subarray(p + 2),
-      reply(0),
-      reply(2),
-      (err) => reply(socks5Failure(err)),
-    );
-  }
+    return {
+      remote: addressPort(a.address, d.port),
+      reply: unsentReplies(replies, done, socksReply(version, undefined)),
+      data: step.rest,
+      failReply: (err: RelaykitError) =>
+        unsentReplies(replies, done, socksReply(version, err.code)),
+    };
+  };
 }
-
-/** The most an HTTP CONNECT request head may take. */
-const HTTP_HEAD_MAX = 16 * 1024;
 
 /**
  * An HTTP CONNECT router (`CONNECT host:port HTTP/1.1`), with Basic proxy
@@ -281,54 +121,24 @@ const HTTP_HEAD_MAX = 16 * 1024;
 export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
   const access = new Access(options.allow, options.deny);
   const users = options.users;
-  const answer = (status: string, extra = "") =>
-    `HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`;
-  const refuse = (conn: RouteConnection, what: string, status: string, extra = ""): RouteResult => {
-    options.onDenied?.(what, conn);
-    return { close: answer(status, extra) };
-  };
   return async (data, conn) => {
-    const text = new TextDecoder("latin1").decode(data);
-    const end = text.indexOf("\r\n\r\n");
-    if (end < 0) {
-      return data.length > HTTP_HEAD_MAX
-        ? { close: answer("431 Request Header Fields Too Large") }
-        : undefined;
+    const step = parseHttpConnect(data, users);
+    if (step.kind === "more") return undefined;
+    if (step.kind === "refuse") {
+      if (step.what !== undefined) options.onDenied?.(step.what, conn);
+      return { close: step.reply };
     }
-    const [line = "", ...headers] = text.slice(0, end).split("\r\n");
-    const m = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(line);
-    if (m === null) return { close: answer("400 Bad Request") };
-    if (m[1] !== "CONNECT") {
-      return refuse(conn, `${m[1]} is not CONNECT`, "405 Method Not Allowed", "Allow: CONNECT\r\n");
+    const d = step.destination;
+    const a = await access.admit(d.host, d.port);
+    if ("refused" in a) {
+      options.onDenied?.(a.refused, conn); // any refusal of the address policy: 403
+      return { close: httpConnectReply("RK_EDENIED") };
     }
-    const target = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(m[2]!);
-    const port = Number(target?.[3]);
-    if (target === null || port < 1 || port > 65535) return { close: answer("400 Bad Request") };
-    if (users !== undefined) {
-      const auth = headers.find((h) => /^proxy-authorization:/i.test(h));
-      const cred = /^proxy-authorization:\s*basic\s+(\S+)/i.exec(auth ?? "")?.[1];
-      const pair = cred === undefined ? undefined : basicCredentials(cred);
-      if (pair === undefined || !knownUser(users, pair.user, pair.pass)) {
-        return refuse(
-          conn,
-          cred === undefined
-            ? "no proxy credentials"
-            : pair === undefined
-            ? "malformed proxy credentials (not base64 of UTF-8 USER:PASSWORD)"
-            : `wrong proxy credentials for "${pair.user}"`,
-          "407 Proxy Authentication Required",
-          'Proxy-Authenticate: Basic realm="relaykit"\r\n',
-        );
-      }
-    }
-    const a = await access.admit(target[1] ?? target[2]!, port);
-    if ("refused" in a) return refuse(conn, a.refused, "403 Forbidden");
     return {
-      remote: addressPort(a.address, port),
-      reply: "HTTP/1.1 200 Connection established\r\n\r\n",
-      data: data.subarray(end + 4), // bytes sent after the head, if any
-      failReply: (err) =>
-        answer(err.code === "ETIMEDOUT" ? "504 Gateway Timeout" : "502 Bad Gateway"),
+      remote: addressPort(a.address, d.port),
+      reply: HTTP_CONNECT_ESTABLISHED,
+      data: step.rest,
+      failReply: (err: RelaykitError) => httpConnectReply(err.code),
     };
   };
 }

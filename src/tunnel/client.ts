@@ -10,6 +10,7 @@ import { RelaykitError } from "../errors.ts";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
+import { type EntryKind, serveEntry } from "./entry.ts";
 import type { TunnelDestination } from "./frame.ts";
 import {
   Link,
@@ -38,6 +39,33 @@ export interface TunnelListener {
 }
 
 /**
+ * A SOCKS or HTTP CONNECT listener of a tunnel client: each connection
+ * names its destination in its request (SOCKS4, 4a or 5; or
+ * `CONNECT host:port`), which the server allows or refuses with its rules.
+ *
+ * @example
+ * ```ts
+ * import type { TunnelEntryListener } from "@relaykit/relaykit";
+ * const socks: TunnelEntryListener = { listen: { host: "127.0.0.1", port: 1080 } };
+ * const withPasswords: TunnelEntryListener = {
+ *   listen: { host: "127.0.0.1", port: 3128 },
+ *   users: { alice: "s3cret" },
+ * };
+ * console.log(socks.listen, Object.keys(withPasswords.users ?? {}));
+ * ```
+ */
+export interface TunnelEntryListener {
+  /** Where to listen. */
+  listen: Endpoint;
+  /**
+   * Username and password pairs; when given, clients must authenticate
+   * (SOCKS5 username/password, which SOCKS4 cannot: refused; HTTP Basic
+   * proxy credentials). @default none: no authentication
+   */
+  users?: Readonly<Record<string, string>>;
+}
+
+/**
  * How a tunnel client reaches its server.
  *
  * @example
@@ -49,14 +77,29 @@ export interface TunnelListener {
  *   secret: "correct horse battery staple",
  *   listeners: [{ listen: { host: "127.0.0.1", port: 15432 }, to: { host: "10.0.0.5", port: 5432 } }],
  * };
- * console.log(options.listeners.length);
+ * console.log(options.listeners?.length);
  * ```
  */
 export interface TunnelClientOptions {
   /** The tunnel server. */
   link: { host: string; port: number };
-  /** The local listeners. */
-  listeners: readonly TunnelListener[];
+  /** The local listeners with a fixed destination. @default none */
+  listeners?: readonly TunnelListener[];
+  /**
+   * SOCKS4, 4a and 5 listeners: each connection names its destination,
+   * which the server's rules allow or refuse. @default none
+   */
+  socks?: readonly TunnelEntryListener[];
+  /**
+   * HTTP CONNECT listeners: each `CONNECT host:port` names its destination,
+   * which the server's rules allow or refuse. @default none
+   */
+  httpConnect?: readonly TunnelEntryListener[];
+  /**
+   * A SOCKS or HTTP CONNECT client must send its whole request within this
+   * many ms. @default 10000
+   */
+  entryTimeout?: number;
   /** Shared secret; the server must prove it knows it too. */
   secret?: string;
   /** Make the link over TLS (`true`: verify against the system's CAs). */
@@ -106,8 +149,18 @@ export interface TunnelClientEvents {
    * `error.code` is "RK_ETUNNEL_AUTH" or "RK_ETUNNEL_VERSION".
    */
   stopped: { reason: "auth-failed" | "version"; error: RelaykitError };
-  /** A local connection was closed at once: the link is down. */
+  /**
+   * A local connection was closed at once (or, on a SOCKS or HTTP CONNECT
+   * listener, answered with a failure): the link is down.
+   */
   refused: { listener: string; remote: string | undefined };
+  /**
+   * A SOCKS or HTTP CONNECT request was refused before it reached the
+   * server (a wrong password, an unsupported command, a malformed or slow
+   * request): `what` says why. Destinations the server refuses end as
+   * streams (`stream-end`, reason "refused").
+   */
+  "entry-refused": { listener: string; remote: string | undefined; what: string };
   /** A stream ended. */
   "stream-end": TunnelStreamEnd & { listener: string };
 }
@@ -156,16 +209,28 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
    */
   static async start(options: TunnelClientOptions): Promise<TunnelClient> {
     const c = new TunnelClient(options);
+    const bind = async (at: Endpoint, onConn: (conn: NetConn, name: string) => void) => {
+      const named = { name: formatEndpoint(at) };
+      const listener = await runtime.net.listen(
+        at,
+        { backlog: 511, reusePort: false },
+        (conn) => onConn(conn, named.name),
+      );
+      named.name = formatEndpoint(listener.address); // the port filled in
+      c.#listeners.push(listener);
+    };
+    const entries: [EntryKind, readonly TunnelEntryListener[] | undefined][] = [
+      ["socks", options.socks],
+      ["http-connect", options.httpConnect],
+    ];
     try {
-      for (const l of options.listeners) {
-        const named = { name: formatEndpoint(l.listen) };
-        const listener = await runtime.net.listen(
-          l.listen,
-          { backlog: 511, reusePort: false },
-          (conn) => c.#accept(conn, l, named.name),
-        );
-        named.name = formatEndpoint(listener.address); // the port filled in
-        c.#listeners.push(listener);
+      for (const l of options.listeners ?? []) {
+        await bind(l.listen, (conn, name) => c.#accept(conn, l, name));
+      }
+      for (const [kind, list] of entries) {
+        for (const l of list ?? []) {
+          await bind(l.listen, (conn, name) => c.#acceptEntry(conn, kind, l, name));
+        }
       }
     } catch (err) {
       for (const l of c.#listeners) l.close();
@@ -175,7 +240,10 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     return c;
   }
 
-  /** The listeners' bound addresses, in the order given. */
+  /**
+   * The listeners' bound addresses: `listeners`, then `socks`, then
+   * `httpConnect`, each in the order given.
+   */
   get addresses(): { host: string; port: number }[] {
     return this.#listeners.map((l) => {
       if ("path" in l.address) throw new TypeError("Tunnel client listeners are TCP");
@@ -259,6 +327,31 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   }
 
   #streamEnds = new Map<number, (e: TunnelStreamEnd) => void>();
+
+  #acceptEntry(conn: NetConn, kind: EntryKind, l: TunnelEntryListener, listener: string): void {
+    const remote = conn.remote === undefined ? undefined : formatEndpoint(conn.remote);
+    if (this.#closed) {
+      conn.destroy(false);
+      return;
+    }
+    serveEntry(conn, {
+      kind,
+      users: l.users,
+      timeoutMs: this.#o.entryTimeout ?? 10_000,
+    }, {
+      open: (destination, c, opened) => {
+        const link = this.#link;
+        if (this.#closed || link === undefined || !link.ready) {
+          this.emit("refused", { listener, remote });
+          return false;
+        }
+        const streamEnd = (e: TunnelStreamEnd) => this.emit("stream-end", { ...e, listener });
+        this.#streamEnds.set(link.open(destination, c, opened), streamEnd);
+        return true;
+      },
+      refused: (what) => this.emit("entry-refused", { listener, remote, what }),
+    });
+  }
 
   #connect(): void {
     if (this.#closed || this.#connecting) return;

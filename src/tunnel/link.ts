@@ -26,11 +26,17 @@ import {
   type Stream,
   streamBacklog,
   type StreamEndReason,
+  type StreamOpened,
   type TunnelStreamEnd,
   type TunnelStreamStats,
 } from "./stream.ts";
 
-export type { StreamEndReason, TunnelStreamEnd, TunnelStreamStats } from "./stream.ts";
+export type {
+  StreamEndReason,
+  StreamOpened,
+  TunnelStreamEnd,
+  TunnelStreamStats,
+} from "./stream.ts";
 
 /** Per-stream window granted to the peer, by default (256 KiB). */
 export const DEFAULT_WINDOW = 256 * 1024;
@@ -458,7 +464,10 @@ export class Link {
         if (this.role !== "client") {
           throw new TunnelProtocolError("state", "OPEN_OK from the client");
         }
-        this.#stream(f.stream, f.type);
+        const s = this.#stream(f.stream, f.type);
+        const opened = s?.opened;
+        if (s !== undefined) s.opened = undefined;
+        opened?.(undefined);
         return;
       }
       case "open-fail": {
@@ -492,13 +501,15 @@ export class Link {
   // Streams
 
   /**
-   * The client side: open a stream to `destination` carrying `conn`.
-   * Returns the stream id.
+   * The client side: open a stream to `destination` carrying `conn`;
+   * `opened` hears how the OPEN went (see StreamOpened). Returns the
+   * stream id.
    */
-  open(destination: TunnelDestination, conn: NetConn): number {
+  open(destination: TunnelDestination, conn: NetConn, opened?: StreamOpened): number {
     if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
     const id = this.#nextId++;
     const s = newStream(id, destination, this.#streamWindow);
+    s.opened = opened;
     this.#streams.set(id, s);
     this.#send({ type: "open", stream: id, destination });
     this.#attachConn(s, conn);
@@ -635,6 +646,7 @@ export class Link {
     s.out = [];
     s.early = [];
     this.#streams.delete(s.id);
+    const owned = this.#settle(s, error);
     if (tellPeer) {
       this.#send({
         type: "rst",
@@ -643,7 +655,7 @@ export class Link {
         message: error?.message ?? "",
       });
     }
-    if (reason !== "done") s.conn?.destroy(reset);
+    if (reason !== "done" && !owned) s.conn?.destroy(reset);
     const end: TunnelStreamEnd = {
       id: s.id,
       destination: s.destination,
@@ -654,6 +666,20 @@ export class Link {
     };
     if (error !== undefined) end.error = error;
     this.#h.streamEnd(end);
+  }
+
+  /**
+   * A stream that ends before its OPEN was answered: tell its `opened`
+   * (which then owns the socket). Returns whether it did.
+   */
+  #settle(s: Stream, error: RelaykitError | undefined): boolean {
+    const opened = s.opened;
+    if (opened === undefined) return false;
+    s.opened = undefined;
+    opened(
+      error ?? linkError("ECONNRESET", `Stream ${s.id} ended before the tunnel peer answered`),
+    );
+    return true;
   }
 
   /** Reset one stream from this side (the owner closes it). */
@@ -724,7 +750,7 @@ export class Link {
     if (s.ended) return;
     s.ended = true;
     this.#streams.delete(s.id);
-    s.conn?.destroy(true);
+    if (!this.#settle(s, error)) s.conn?.destroy(true);
     const end: TunnelStreamEnd = {
       id: s.id,
       destination: s.destination,

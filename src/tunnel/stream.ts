@@ -106,7 +106,18 @@ export interface Stream {
   ended: boolean;
   bytesOut: number;
   bytesIn: number;
+  /** The client side: told once whether OPEN succeeded (see StreamOpened). */
+  opened: StreamOpened | undefined;
 }
+
+/**
+ * Told once, on the client side, how a stream's OPEN went: undefined on
+ * OPEN_OK; on OPEN_FAIL (or the stream ending before either: the link
+ * lost, the socket closed) the error, whose code is the engine-wide one.
+ * When it is called with an error the socket is the callback's to close:
+ * the link does not touch it again.
+ */
+export type StreamOpened = (error: RelaykitError | undefined) => void;
 
 /** A stream just opened, with `window` bytes of credit each way. */
 export function newStream(id: number, destination: TunnelDestination, window: number): Stream {
@@ -129,6 +140,7 @@ export function newStream(id: number, destination: TunnelDestination, window: nu
     ended: false,
     bytesOut: 0,
     bytesIn: 0,
+    opened: undefined,
   };
 }
 
