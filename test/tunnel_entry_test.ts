@@ -401,7 +401,8 @@ tunnel_clients:
     const run = startCli(["run", cfg]);
     try {
       await run.line;
-      await waitFor(() => run.output.out.includes("up (version"), 10_000, "the link");
+      // the client's end (the server may log its end up first)
+      await waitFor(() => /link to \S+ up \(version/.test(run.output.out), 10_000, "the link");
       const r = await curl([
         "-x",
         `socks5h://bob:pw@127.0.0.1:${s}`,

@@ -784,7 +784,9 @@ tunnel_clients:
     );
     const run = startCli(["run", cfg]);
     await run.line;
-    await waitFor(() => run.output.out.includes("up (version 2)"), 10_000, "the link");
+    // the client's end of the link (the server's may say "up" first, and a
+    // client whose link is not up yet closes local connections at once)
+    await waitFor(() => /link to \S+ up \(version 2\)/.test(run.output.out), 10_000, "the link");
     const r = await curl([`http://127.0.0.1:${localPort}/config`]);
     assert.equal(r.body, "hello through the tunnel (/config)\n", r.stderr);
     const exit = await stopChild(run.child);
