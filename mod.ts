@@ -122,4 +122,5 @@ export {
   type TunnelClientOptions,
   type TunnelListener,
 } from "./src/tunnel/client.ts";
+export type { TunnelUpdate } from "./src/tunnel/update.ts";
 export { VERSION } from "./src/version.ts";
