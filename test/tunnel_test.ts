@@ -819,6 +819,311 @@ tunnel_clients:
   });
 });
 
+// ---------------------------------------------------------------------------
+// reload: the sections change under a running link
+
+/**
+ * A stream that keeps writing 8 KiB every 10 ms to an echo and counts what
+ * comes back; finish() ends it and gives what was sent and what came back.
+ */
+async function flow(port: number) {
+  const s = await connect(port);
+  const got = collect(s);
+  const sent: Uint8Array[] = [];
+  let received = 0;
+  s.on("data", (d: Uint8Array) => received += d.length);
+  const timer = setInterval(() => {
+    if (s.destroyed) return;
+    const b = random(8192);
+    sent.push(b);
+    s.write(b);
+  }, 10);
+  return {
+    get received() {
+      return received;
+    },
+    async finish() {
+      clearInterval(timer);
+      if (!s.destroyed) s.end();
+      const r = await got;
+      return { r, sent: concatOne(-1, ...sent) };
+    },
+  };
+}
+
+const local = (port: number) => ({ host: "127.0.0.1", port });
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Four ports free now, all different (freePort may repeat itself). */
+async function freePorts(): Promise<[number, number, number, number]> {
+  const ports = new Set<number>();
+  while (ports.size < 4) ports.add(await freePort());
+  return [...ports] as [number, number, number, number];
+}
+
+/** One round trip through a local port: what came back ("" when refused). */
+async function roundTrip(port: number, what: string): Promise<string> {
+  const s = await connect(port);
+  const got = collect(s);
+  s.end(what);
+  return text((await got).data);
+}
+
+describe("tunnel reload", () => {
+  const dir = mkdtempSync(join(tmpdir(), "relaykit-treload-"));
+  let echo: Awaited<ReturnType<typeof echoServer>>;
+  let other: Awaited<ReturnType<typeof echoServer>>;
+  before(async () => {
+    echo = await echoServer();
+    other = await echoServer();
+  });
+  after(() => {
+    echo.close();
+    other.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("update() keeps the link and its streams: listeners come and go, new rules decide new OPENs", async () => {
+    const so: TunnelServerOptions = { listen: local(0), allow: [{ cidr: "127.0.0.1/32" }] };
+    const srv = await TunnelServer.listen(so);
+    let links = 0;
+    srv.on("link", () => links++);
+    const [pa, pb, pc] = await freePorts();
+    const A = { listen: local(pa), to: local(echo.port) };
+    const B = { listen: local(pb), to: local(other.port) };
+    const C = { listen: local(pc), to: local(echo.port) };
+    const client = await TunnelClient.start({ link: srv.address, listeners: [A, C] });
+    const ends: TunnelClientEvents["stream-end"][] = [];
+    client.on("stream-end", (e) => ends.push(e));
+    try {
+      await client.waitUp(5000);
+      assert.equal(await roundTrip(pc, "via C"), "via C");
+      const f = await flow(pa);
+      await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
+      // echo's port is denied from now on; other's stays allowed
+      assert.deepEqual(await srv.update({ ...so, deny: [{ port: echo.port }] }), [
+        "allow/deny rules changed",
+      ]);
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, B] }), [
+        `listener 127.0.0.1:${pc} removed`,
+        `listener 127.0.0.1:${pb} -> 127.0.0.1:${other.port} added`,
+      ]);
+      assert.deepEqual(client.addresses.map((a) => a.port), [pa, pb]);
+      const at = f.received;
+      assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+      await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
+      assert.equal(await roundTrip(pa, "denied now"), "", "a new stream to echo is refused");
+      await waitFor(() => ends.some((e) => e.reason === "refused"), 3000, "the refusal");
+      assert.equal(ends.find((e) => e.reason === "refused")?.error?.code, "RK_EDENIED");
+      await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
+      const { r, sent } = await f.finish();
+      assert.equal(r.error, undefined);
+      assert.equal(r.data.length, sent.length);
+      assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the update");
+      assert.equal(links, 1, "one link handshake: the link was kept");
+      // nothing changed: nothing to say
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, B] }), []);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  test("a changed secret or address restarts the link with the reason; a keepalive change does not", async () => {
+    const so: TunnelServerOptions = {
+      listen: local(0),
+      allow: [{ cidr: "127.0.0.1/32" }],
+      secret: "one",
+    };
+    const srv = await TunnelServer.listen(so);
+    let links = 0;
+    srv.on("link", () => links++);
+    const co: TunnelClientOptions = {
+      link: srv.address,
+      secret: "one",
+      listeners: [{ listen: local(0), to: local(echo.port) }],
+    };
+    const client = await TunnelClient.start(co);
+    try {
+      await client.waitUp(5000);
+      const port = client.addresses[0]!.port;
+      // keepalive: the running link pings at the new interval
+      assert.equal(client.rttMs, undefined);
+      assert.deepEqual(await client.update({ ...co, keepaliveInterval: 50 }), [
+        "keepalive changed",
+      ]);
+      await waitFor(() => client.rttMs !== undefined, 3000, "a PING at the new interval");
+      assert.equal(links, 1);
+      // the secret: both sides restart, the stream on the old link ends
+      const f = await flow(port);
+      await waitFor(() => f.received > 16 * 1024, 5000, "the stream to flow");
+      const s1 = await srv.stage({ ...so, secret: "two" });
+      const c1 = await client.stage({ ...co, keepaliveInterval: 50, secret: "two" });
+      assert.equal(s1.restart, "secret");
+      assert.equal(c1.restart, "secret");
+      assert.deepEqual(c1.changes, ["link restarted (secret changed)"]);
+      s1.commit();
+      c1.commit();
+      const { r, sent } = await f.finish();
+      assert.ok(r.data.length <= sent.length);
+      assert.equal(sha(r.data), sha(sent.subarray(0, r.data.length)), "a prefix of what was sent");
+      await client.waitUp(5000);
+      await waitFor(() => links === 2, 3000, "a second link");
+      assert.equal(await roundTrip(port, "new link"), "new link");
+      // the server moves: its old port refuses, the client follows
+      const old = srv.address.port;
+      const moved = (await freePorts()).find((p) => p !== old)!;
+      assert.deepEqual(await srv.update({ ...so, secret: "two", listen: local(moved) }), [
+        `listening on 127.0.0.1:${moved}`,
+        "links restarted (listen address changed)",
+      ]);
+      await assert.rejects(connect(old), /ECONNREFUSED/);
+      assert.deepEqual(
+        await client.update({ ...co, keepaliveInterval: 50, secret: "two", link: local(moved) }),
+        ["link restarted (link address changed)"],
+      );
+      await waitFor(() => links === 3 && client.up, 5000, "a link to the new address");
+      assert.equal(await roundTrip(port, "moved"), "moved");
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  const runConfig = (o: {
+    linkPort: number;
+    ports: Record<string, number>;
+    allow: string;
+    secret: string;
+    admin?: number;
+  }) =>
+    `tunnel_servers:
+  - name: edge
+    address: 127.0.0.1
+    port: ${o.linkPort}
+    secret: ${o.secret}
+    allow: [${o.allow}]
+tunnel_clients:
+  - name: branch
+    link: { host: 127.0.0.1, port: ${o.linkPort} }
+    secret: ${o.secret}
+    listeners:
+${
+      Object.entries(o.ports).map(([dest, p]) =>
+        `      - { address: 127.0.0.1, port: ${p}, to: { host: 127.0.0.1, port: ${dest} } }\n`
+      ).join("")
+    }${o.admin === undefined ? "" : `admin: { port: ${o.admin}, token: t0ken-for-tests }\n`}`;
+
+  for (const workers of [undefined, 2]) {
+    const how = workers === undefined ? "" : ` (--workers ${workers})`;
+    test(`SIGHUP applies tunnel sections under a flowing stream, on one link${how}`, async () => {
+      const [linkPort, pa, pb, pc] = await freePorts();
+      const cfg = join(dir, `sighup-${workers ?? 1}.yaml`);
+      const both =
+        `{ cidr: 127.0.0.1/32, port: ${echo.port} }, { cidr: 127.0.0.1/32, port: ${other.port} }`;
+      writeFileSync(
+        cfg,
+        runConfig({
+          linkPort,
+          ports: { [echo.port]: pa, [other.port]: pc },
+          allow: both,
+          secret: "s1",
+        }),
+      );
+      const args = workers === undefined ? [] : ["--workers", String(workers)];
+      const run = startCli(["run", cfg, ...args]);
+      run.line.catch(() => {});
+      const out = () => run.output.out + run.output.err;
+      try {
+        await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+        assert.equal(await roundTrip(pc, "via C"), "via C");
+        const f = await flow(pa);
+        await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
+        // C removed, B added (to other), echo no longer allowed
+        writeFileSync(
+          cfg,
+          runConfig({
+            linkPort,
+            ports: { [echo.port]: pa, [other.port]: pb },
+            allow: `{ cidr: 127.0.0.1/32, port: ${other.port} }`,
+            secret: "s1",
+          }),
+        );
+        process.kill(run.child.pid!, "SIGHUP");
+        await waitFor(
+          () => /relaykit(\[0\])?: reload: \S+ applied/.test(out()),
+          10_000,
+          "the reload",
+        );
+        assert.match(out(), /reload: edge: tunnel server: allow\/deny rules changed/);
+        assert.match(
+          out(),
+          new RegExp(`reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pc} removed`),
+        );
+        assert.match(
+          out(),
+          new RegExp(
+            `reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pb} -> 127\\.0\\.0\\.1:${other.port} added`,
+          ),
+        );
+        const at = f.received;
+        assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+        await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
+        assert.equal(await roundTrip(pa, "denied"), "", "a new stream to echo is refused");
+        await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
+        const { r, sent } = await f.finish();
+        assert.equal(r.error, undefined);
+        assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the reload");
+        assert.equal(out().match(/edge: link from \S+ up/g)?.length, 1, "one link handshake");
+        assert.doesNotMatch(out(), /after a restart|links? restarted/);
+      } finally {
+        await stopChild(run.child);
+      }
+    });
+  }
+
+  test("the admin API's reload restarts a link whose secret changed, and answers what changed", async () => {
+    const [linkPort, pa, adminPort] = await freePorts();
+    const cfg = join(dir, "admin.yaml");
+    const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+    const write = (secret: string) =>
+      writeFileSync(
+        cfg,
+        runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
+      );
+    write("s1");
+    const run = startCli(["run", cfg]);
+    run.line.catch(() => {});
+    const out = () => run.output.out + run.output.err;
+    const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
+    try {
+      await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+      assert.equal(await roundTrip(pa, "first"), "first");
+      write("s2");
+      const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
+        method: "POST",
+        headers: { Authorization: "Bearer t0ken-for-tests" },
+      });
+      const body = await r.json();
+      assert.equal(r.status, 200);
+      assert.equal(body.ok, true);
+      assert.match(body.message, /applied \(0 listeners\); /);
+      assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
+      assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
+      assert.match(
+        out(),
+        /warn relaykit: reload: branch: tunnel client: link restarted \(secret changed\)/,
+      );
+      await waitFor(() => links() === 2, 5000, "a new link");
+      await waitFor(() => /branch: link to .* up[^]*branch: link to .* up/.test(out()), 5000, "up");
+      assert.equal(await roundTrip(pa, "second"), "second");
+      assert.doesNotMatch(out(), /this tunnel client stopped/);
+    } finally {
+      await stopChild(run.child);
+    }
+  });
+});
+
 function concatOne(first: number, ...parts: Uint8Array[]): Uint8Array {
   const head = first < 0 ? [] : [new Uint8Array([first])];
   const all = [...head, ...parts];
