@@ -254,6 +254,7 @@ export class Runner {
   /** Starts one listener with the options of the config applied last. */
   #make: ((l: ListenerConfig, at?: Endpoint, fd?: number) => Promise<TcpProxy>) | undefined;
   #lastReload: { ok: boolean; message: string } | undefined;
+  #reloading: Promise<unknown> = Promise.resolve();
 
   /**
    * @param path The config file.
@@ -426,7 +427,14 @@ export class Runner {
    * Load the file again and apply it. Returns false (and logs why) when it
    * is invalid or a listener cannot start: then nothing changed.
    */
-  async reload(): Promise<boolean> {
+  reload(): Promise<boolean> {
+    // one at a time: a second SIGHUP waits for the first to be applied
+    const next = this.#reloading.then(() => this.#reload());
+    this.#reloading = next.catch(() => {});
+    return next;
+  }
+
+  async #reload(): Promise<boolean> {
     let config: Config;
     try {
       config = loadConfig(this.#path);

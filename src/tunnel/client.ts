@@ -252,17 +252,12 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
       changes.push(`listener ${e.name} -> ${formatDestination(e.spec.to)} added`);
     }
     if (keepalive) changes.push("keepalive changed");
-    for (
-      const [k, what] of [["connectTimeout", "connect timeout"], [
-        "reconnectDelay",
-        "reconnect delay",
-      ], [
-        "reconnectMaxDelay",
-        "reconnect maximum",
-      ]] as const
-    ) {
-      if (differs(was[k], options[k])) changes.push(`${what} changed`);
-    }
+    const later = [
+      ["connectTimeout", "connect timeout"],
+      ["reconnectDelay", "reconnect delay"],
+      ["reconnectMaxDelay", "reconnect maximum"],
+    ] as const; // apply to the connects that follow
+    for (const [k, what] of later) if (differs(was[k], options[k])) changes.push(`${what} changed`);
     const restart = why.length === 0 ? undefined : why.join(", ");
     if (restart !== undefined) changes.push(`link restarted (${restart} changed)`);
     let done = false;
