@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
 import { tmpdir } from "node:os";
@@ -845,7 +846,7 @@ async function flow(port: number) {
     async finish() {
       clearInterval(timer);
       if (!s.destroyed) s.end();
-      const r = await got;
+      const r = await within(got, 5000, "the long stream to end");
       return { r, sent: concatOne(-1, ...sent) };
     },
   };
@@ -861,12 +862,36 @@ async function freePorts(): Promise<[number, number, number, number]> {
   return [...ports] as [number, number, number, number];
 }
 
+/** `p`, or a rejection naming `what` after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** One round trip through a local port: what came back ("" when refused). */
 async function roundTrip(port: number, what: string): Promise<string> {
-  const s = await connect(port);
+  const s = await within(connect(port), 3000, `a connect to ${port}`);
   const got = collect(s);
   s.end(what);
-  return text((await got).data);
+  return text((await within(got, 3000, `"${what}" through ${port}`)).data);
+}
+
+/** SIGTERM, and SIGKILL if it is not gone within 5 s (then the test fails). */
+async function stopRun(child: ChildProcess): Promise<void> {
+  await within(stopChild(child), 5000, "the run to stop").catch((err) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
+}
+
+/** `err` with the end of a command's output (what it logged says why). */
+function withOutput(err: unknown, output: string): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  e.message += `\n--- the command's output (end):\n${output.slice(-4000)}`;
+  return e;
 }
 
 describe("tunnel reload", () => {
@@ -888,11 +913,12 @@ describe("tunnel reload", () => {
     const srv = await TunnelServer.listen(so);
     let links = 0;
     srv.on("link", () => links++);
-    const [pa, pb, pc] = await freePorts();
+    const [pa, pb, pc, pd] = await freePorts();
     const A = { listen: local(pa), to: local(echo.port) };
     const B = { listen: local(pb), to: local(other.port) };
     const C = { listen: local(pc), to: local(echo.port) };
-    const client = await TunnelClient.start({ link: srv.address, listeners: [A, C] });
+    const D = { listen: local(pd), to: local(echo.port) };
+    const client = await TunnelClient.start({ link: srv.address, listeners: [A, C, D] });
     const ends: TunnelClientEvents["stream-end"][] = [];
     client.on("stream-end", (e) => ends.push(e));
     try {
@@ -900,17 +926,23 @@ describe("tunnel reload", () => {
       assert.equal(await roundTrip(pc, "via C"), "via C");
       const f = await flow(pa);
       await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
-      // echo's port is denied from now on; other's stays allowed
-      assert.deepEqual(await srv.update({ ...so, deny: [{ port: echo.port }] }), [
+      // echo's port is denied from now on; other's stays allowed, and is a route too
+      const routes = { o: local(other.port) };
+      assert.deepEqual(await srv.update({ ...so, deny: [{ port: echo.port }], routes }), [
         "allow/deny rules changed",
+        "routes changed",
       ]);
-      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, B] }), [
+      const D2 = { ...D, to: { route: "o" } };
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, D2, B] }), [
         `listener 127.0.0.1:${pc} removed`,
+        `listener 127.0.0.1:${pd} now -> route o`,
         `listener 127.0.0.1:${pb} -> 127.0.0.1:${other.port} added`,
       ]);
-      assert.deepEqual(client.addresses.map((a) => a.port), [pa, pb]);
+      assert.deepEqual(client.addresses.map((a) => a.port), [pa, pd, pb]);
       const at = f.received;
       assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+      // (echo is denied now: an answer can only come from other, by the new route)
+      assert.equal(await roundTrip(pd, "via D"), "via D", "the retargeted listener");
       await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
       assert.equal(await roundTrip(pa, "denied now"), "", "a new stream to echo is refused");
       await waitFor(() => ends.some((e) => e.reason === "refused"), 3000, "the refusal");
@@ -922,7 +954,7 @@ describe("tunnel reload", () => {
       assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the update");
       assert.equal(links, 1, "one link handshake: the link was kept");
       // nothing changed: nothing to say
-      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, B] }), []);
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, D2, B] }), []);
     } finally {
       await client.close();
       await srv.close();
@@ -1076,11 +1108,57 @@ ${
         assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the reload");
         assert.equal(out().match(/edge: link from \S+ up/g)?.length, 1, "one link handshake");
         assert.doesNotMatch(out(), /after a restart|links? restarted/);
+      } catch (err) {
+        throw withOutput(err, out());
       } finally {
-        await stopChild(run.child);
+        await stopRun(run.child);
       }
     });
   }
+
+  test("a reload starts a new section and stops a removed one; one that cannot bind changes nothing", async () => {
+    const [linkPort, pa, pb, taken] = await freePorts();
+    const cfg = join(dir, "sections.yaml");
+    const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+    const first = runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret: "s" });
+    writeFileSync(cfg, first);
+    const run = startCli(["run", cfg]);
+    run.line.catch(() => {});
+    const out = () => run.output.out + run.output.err;
+    const blocker = await server(() => {}, taken);
+    try {
+      await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+      // a listener on a taken port: refused, the running ones untouched
+      writeFileSync(
+        cfg,
+        runConfig({ linkPort, ports: { [echo.port]: taken }, allow, secret: "s" }),
+      );
+      process.kill(run.child.pid!, "SIGHUP");
+      await waitFor(() => /still running the previous config/.test(out()), 10_000, "a refusal");
+      assert.match(out(), /reload: Cannot listen on "127\.0\.0\.1:\d+": Address already in use/);
+      assert.equal(await roundTrip(pa, "still"), "still");
+      // branch goes (GOAWAY), twig comes
+      writeFileSync(
+        cfg,
+        first.replace(/tunnel_clients:\n {2}- name: branch/, "tunnel_clients:\n  - name: twig")
+          .replace(`port: ${pa},`, `port: ${pb},`),
+      );
+      process.kill(run.child.pid!, "SIGHUP");
+      await waitFor(() => /twig: link to .* up/.test(out()), 10_000, "the new section's link");
+      assert.match(out(), /reload: branch: tunnel client stopped/);
+      assert.match(
+        out(),
+        /edge: link from \S+ closed: goaway \(.*the tunnel client is shutting down\)/,
+      );
+      assert.equal(await roundTrip(pb, "twig"), "twig");
+      await assert.rejects(connect(pa), /ECONNREFUSED/, "the removed section's listener is closed");
+    } catch (err) {
+      throw withOutput(err, out());
+    } finally {
+      await blocker.close();
+      await stopRun(run.child);
+    }
+  });
 
   test("the admin API's reload restarts a link whose secret changed, and answers what changed", async () => {
     const [linkPort, pa, adminPort] = await freePorts();
@@ -1118,8 +1196,10 @@ ${
       await waitFor(() => /branch: link to .* up[^]*branch: link to .* up/.test(out()), 5000, "up");
       assert.equal(await roundTrip(pa, "second"), "second");
       assert.doesNotMatch(out(), /this tunnel client stopped/);
+    } catch (err) {
+      throw withOutput(err, out());
     } finally {
-      await stopChild(run.child);
+      await stopRun(run.child);
     }
   });
 });
