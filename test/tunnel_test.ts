@@ -894,6 +894,12 @@ function withOutput(err: unknown, output: string): Error {
   return e;
 }
 
+/**
+ * A run is ready for SIGHUP once it says so: its link may be up earlier,
+ * before its signal handlers are in.
+ */
+const ready = /: running |workers? ready/;
+
 describe("tunnel reload", () => {
   const dir = mkdtempSync(join(tmpdir(), "relaykit-treload-"));
   let echo: Awaited<ReturnType<typeof echoServer>>;
@@ -1067,7 +1073,11 @@ ${
       run.line.catch(() => {});
       const out = () => run.output.out + run.output.err;
       try {
-        await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+        await waitFor(
+          () => /branch: link to .* up/.test(out()) && ready.test(out()),
+          15_000,
+          "the link",
+        );
         assert.equal(await roundTrip(pc, "via C"), "via C");
         const f = await flow(pa);
         await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
@@ -1127,7 +1137,11 @@ ${
     const out = () => run.output.out + run.output.err;
     const blocker = await server(() => {}, taken);
     try {
-      await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+      await waitFor(
+        () => /branch: link to .* up/.test(out()) && ready.test(out()),
+        15_000,
+        "the link",
+      );
       // a listener on a taken port: refused, the running ones untouched
       writeFileSync(
         cfg,
@@ -1175,7 +1189,11 @@ ${
     const out = () => run.output.out + run.output.err;
     const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
     try {
-      await waitFor(() => /branch: link to .* up/.test(out()), 15_000, "the link");
+      await waitFor(
+        () => /branch: link to .* up/.test(out()) && ready.test(out()),
+        15_000,
+        "the link",
+      );
       assert.equal(await roundTrip(pa, "first"), "first");
       write("s2");
       const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
