@@ -896,9 +896,10 @@ function withOutput(err: unknown, output: string): Error {
 
 /**
  * A run is ready for SIGHUP once it says so: its link may be up earlier,
- * before its signal handlers are in.
+ * before its signal handlers are in (with workers: once all of them are).
  */
-const ready = /: running |workers? ready/;
+const readyLine = (workers: number | undefined) =>
+  workers === undefined ? /relaykit: running / : /relaykit: \d+ workers ready/;
 
 describe("tunnel reload", () => {
   const dir = mkdtempSync(join(tmpdir(), "relaykit-treload-"));
@@ -1074,7 +1075,7 @@ ${
       const out = () => run.output.out + run.output.err;
       try {
         await waitFor(
-          () => /branch: link to .* up/.test(out()) && ready.test(out()),
+          () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
           15_000,
           "the link",
         );
@@ -1138,7 +1139,7 @@ ${
     const blocker = await server(() => {}, taken);
     try {
       await waitFor(
-        () => /branch: link to .* up/.test(out()) && ready.test(out()),
+        () => /branch: link to .* up/.test(out()) && readyLine(undefined).test(out()),
         15_000,
         "the link",
       );
@@ -1174,52 +1175,69 @@ ${
     }
   });
 
-  test("the admin API's reload restarts a link whose secret changed, and answers what changed", async () => {
-    const [linkPort, pa, adminPort] = await freePorts();
-    const cfg = join(dir, "admin.yaml");
-    const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
-    const write = (secret: string) =>
-      writeFileSync(
+  for (const workers of [undefined, 2]) {
+    const how = workers === undefined ? "" : ` (--workers ${workers})`;
+    test(`the admin API's reload restarts a link whose secret changed, and answers what changed${how}`, async () => {
+      const [linkPort, pa, adminPort] = await freePorts();
+      const cfg = join(dir, `admin-${workers ?? 1}.yaml`);
+      const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+      const write = (secret: string) =>
+        writeFileSync(
+          cfg,
+          runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
+        );
+      write("s1");
+      const run = startCli([
+        "run",
         cfg,
-        runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
-      );
-    write("s1");
-    const run = startCli(["run", cfg]);
-    run.line.catch(() => {});
-    const out = () => run.output.out + run.output.err;
-    const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
-    try {
-      await waitFor(
-        () => /branch: link to .* up/.test(out()) && ready.test(out()),
-        15_000,
-        "the link",
-      );
-      assert.equal(await roundTrip(pa, "first"), "first");
-      write("s2");
-      const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
-        method: "POST",
-        headers: { Authorization: "Bearer t0ken-for-tests" },
-      });
-      const body = await r.json();
-      assert.equal(r.status, 200);
-      assert.equal(body.ok, true);
-      assert.match(body.message, /applied \(0 listeners\); /);
-      assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
-      assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
-      assert.match(
-        out(),
-        /warn relaykit: reload: branch: tunnel client: link restarted \(secret changed\)/,
-      );
-      await waitFor(() => links() === 2, 5000, "a new link");
-      await waitFor(() => /branch: link to .* up[^]*branch: link to .* up/.test(out()), 5000, "up");
-      assert.equal(await roundTrip(pa, "second"), "second");
-      assert.doesNotMatch(out(), /this tunnel client stopped/);
-    } catch (err) {
-      throw withOutput(err, out());
-    } finally {
-      await stopRun(run.child);
-    }
-  });
+        ...(workers === undefined ? [] : ["--workers", String(workers)]),
+      ]);
+      run.line.catch(() => {});
+      const out = () => run.output.out + run.output.err;
+      const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
+      try {
+        await waitFor(
+          () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+          15_000,
+          "the link",
+        );
+        assert.equal(await roundTrip(pa, "first"), "first");
+        write("s2");
+        const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
+          method: "POST",
+          headers: { Authorization: "Bearer t0ken-for-tests" },
+        });
+        const body = await r.json();
+        assert.equal(r.status, 200);
+        assert.equal(body.ok, true);
+        assert.match(body.message, /applied \(0 listeners\); /);
+        assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
+        assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
+        if (workers !== undefined) {
+          // worker 0 runs the tunnels; the others have no tunnel to change
+          assert.equal(body.per_worker.length, workers);
+          assert.equal(body.per_worker[0].message, body.message);
+          assert.doesNotMatch(body.per_worker[1].message, /tunnel/);
+        }
+        assert.match(
+          out(),
+          /warn relaykit(\[0\])?: reload: branch: tunnel client: link restarted \(secret changed\)/,
+        );
+        await waitFor(() => links() === 2, 5000, "a new link");
+        await waitFor(
+          () => /branch: link to .* up[^]*branch: link to .* up/.test(out()),
+          5000,
+          "up",
+        );
+        assert.equal(await roundTrip(pa, "second"), "second");
+        assert.doesNotMatch(out(), /this tunnel client stopped/);
+      } catch (err) {
+        throw withOutput(err, out());
+      } finally {
+        await stopRun(run.child);
+      }
+    });
+  }
 });
 
 function concatOne(first: number, ...parts: Uint8Array[]): Uint8Array {
