@@ -895,6 +895,12 @@ function withOutput(err: unknown, output: string): Error {
 }
 
 /**
+ * The deadline of a test that starts `relaykit run` and reloads it: above
+ * the sum of its own waits, which fail first and say what they waited for.
+ */
+const SLOW = { timeout: 45_000 };
+
+/**
  * A run is ready for SIGHUP once it says so: its link may be up earlier,
  * before its signal handlers are in (with workers: once all of them are).
  */
@@ -1029,6 +1035,55 @@ describe("tunnel reload", () => {
     }
   });
 
+  test("new TLS settings on the same port: the server binds it anew, both ends restart their link", async () => {
+    writeTestCertificates(dir);
+    const pem = (f: string) => readFileSync(join(dir, f), "utf8");
+    // a port 0 stays the port it was given
+    const so: TunnelServerOptions = { listen: local(0), allow: [{ cidr: "127.0.0.1/32" }] };
+    const srv = await TunnelServer.listen(so);
+    const port = srv.address.port;
+    let links = 0;
+    srv.on("link", () => links++);
+    const co: TunnelClientOptions = {
+      // verified as "localhost" (Deno verifies the name connected to)
+      link: { host: "localhost", port },
+      listeners: [{ listen: local(0), to: local(echo.port) }],
+    };
+    const client = await TunnelClient.start(co);
+    try {
+      await client.waitUp(5000);
+      const local0 = client.addresses[0]!.port;
+      assert.equal(await roundTrip(local0, "plain"), "plain");
+      const s = await srv.stage({ ...so, tls: { cert: pem("cert.pem"), key: pem("key.pem") } });
+      const c = await client.stage({ ...co, tls: { ca: pem("ca.pem") } });
+      assert.equal(s.restart, "TLS");
+      assert.deepEqual(s.changes, ["links restarted (TLS changed)"]);
+      assert.equal(c.restart, "TLS");
+      s.commit();
+      c.commit();
+      await waitFor(() => links === 2 && client.up, 5000, "a link over TLS");
+      assert.equal(srv.address.port, port);
+      assert.equal(await roundTrip(local0, "over TLS"), "over TLS");
+      // a client without TLS no longer gets a link there
+      const plain = await TunnelClient.start({ ...co, listeners: [], reconnectDelay: 5000 });
+      const down = await within(
+        new Promise<TunnelClientEvents["down"]>((r) => plain.on("down", r)),
+        5000,
+        "the plain client to fail",
+      );
+      assert.ok(
+        ["link-lost", "protocol-error", "connect-failed"].includes(down.reason),
+        down.reason,
+      );
+      assert.equal(plain.up, false);
+      await plain.close();
+      assert.equal(links, 2);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
   const runConfig = (o: {
     linkPort: number;
     ports: Record<string, number>;
@@ -1055,188 +1110,204 @@ ${
 
   for (const workers of [undefined, 2]) {
     const how = workers === undefined ? "" : ` (--workers ${workers})`;
-    test(`SIGHUP applies tunnel sections under a flowing stream, on one link${how}`, async () => {
-      const [linkPort, pa, pb, pc] = await freePorts();
-      const cfg = join(dir, `sighup-${workers ?? 1}.yaml`);
-      const both =
-        `{ cidr: 127.0.0.1/32, port: ${echo.port} }, { cidr: 127.0.0.1/32, port: ${other.port} }`;
-      writeFileSync(
-        cfg,
-        runConfig({
-          linkPort,
-          ports: { [echo.port]: pa, [other.port]: pc },
-          allow: both,
-          secret: "s1",
-        }),
-      );
-      const args = workers === undefined ? [] : ["--workers", String(workers)];
-      const run = startCli(["run", cfg, ...args]);
-      run.line.catch(() => {});
-      const out = () => run.output.out + run.output.err;
-      try {
-        await waitFor(
-          () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
-          15_000,
-          "the link",
-        );
-        assert.equal(await roundTrip(pc, "via C"), "via C");
-        const f = await flow(pa);
-        await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
-        // C removed, B added (to other), echo no longer allowed
+    test(
+      `SIGHUP applies tunnel sections under a flowing stream, on one link${how}`,
+      SLOW,
+      async () => {
+        const [linkPort, pa, pb, pc] = await freePorts();
+        const cfg = join(dir, `sighup-${workers ?? 1}.yaml`);
+        const both =
+          `{ cidr: 127.0.0.1/32, port: ${echo.port} }, { cidr: 127.0.0.1/32, port: ${other.port} }`;
         writeFileSync(
           cfg,
           runConfig({
             linkPort,
-            ports: { [echo.port]: pa, [other.port]: pb },
-            allow: `{ cidr: 127.0.0.1/32, port: ${other.port} }`,
+            ports: { [echo.port]: pa, [other.port]: pc },
+            allow: both,
             secret: "s1",
           }),
         );
-        process.kill(run.child.pid!, "SIGHUP");
-        await waitFor(
-          () => /relaykit(\[0\])?: reload: \S+ applied/.test(out()),
-          10_000,
-          "the reload",
-        );
-        assert.match(out(), /reload: edge: tunnel server: allow\/deny rules changed/);
-        assert.match(
-          out(),
-          new RegExp(`reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pc} removed`),
-        );
-        assert.match(
-          out(),
-          new RegExp(
-            `reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pb} -> 127\\.0\\.0\\.1:${other.port} added`,
-          ),
-        );
-        const at = f.received;
-        assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
-        await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
-        assert.equal(await roundTrip(pa, "denied"), "", "a new stream to echo is refused");
-        await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
-        const { r, sent } = await f.finish();
-        assert.equal(r.error, undefined);
-        assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the reload");
-        assert.equal(out().match(/edge: link from \S+ up/g)?.length, 1, "one link handshake");
-        assert.doesNotMatch(out(), /after a restart|links? restarted/);
-      } catch (err) {
-        throw withOutput(err, out());
-      } finally {
-        await stopRun(run.child);
-      }
-    });
+        const args = workers === undefined ? [] : ["--workers", String(workers)];
+        const run = startCli(["run", cfg, ...args]);
+        run.line.catch(() => {});
+        const out = () => run.output.out + run.output.err;
+        try {
+          await waitFor(
+            () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+            15_000,
+            "the link",
+          );
+          assert.equal(await roundTrip(pc, "via C"), "via C");
+          const f = await flow(pa);
+          await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
+          // C removed, B added (to other), echo no longer allowed
+          writeFileSync(
+            cfg,
+            runConfig({
+              linkPort,
+              ports: { [echo.port]: pa, [other.port]: pb },
+              allow: `{ cidr: 127.0.0.1/32, port: ${other.port} }`,
+              secret: "s1",
+            }),
+          );
+          process.kill(run.child.pid!, "SIGHUP");
+          await waitFor(
+            () => /relaykit(\[0\])?: reload: \S+ applied/.test(out()),
+            10_000,
+            "the reload",
+          );
+          assert.match(out(), /reload: edge: tunnel server: allow\/deny rules changed/);
+          assert.match(
+            out(),
+            new RegExp(`reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pc} removed`),
+          );
+          assert.match(
+            out(),
+            new RegExp(
+              `reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pb} -> 127\\.0\\.0\\.1:${other.port} added`,
+            ),
+          );
+          const at = f.received;
+          assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+          await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
+          assert.equal(await roundTrip(pa, "denied"), "", "a new stream to echo is refused");
+          await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
+          const { r, sent } = await f.finish();
+          assert.equal(r.error, undefined);
+          assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the reload");
+          assert.equal(out().match(/edge: link from \S+ up/g)?.length, 1, "one link handshake");
+          assert.doesNotMatch(out(), /after a restart|links? restarted/);
+        } catch (err) {
+          throw withOutput(err, out());
+        } finally {
+          await stopRun(run.child);
+        }
+      },
+    );
   }
 
-  test("a reload starts a new section and stops a removed one; one that cannot bind changes nothing", async () => {
-    const [linkPort, pa, pb, taken] = await freePorts();
-    const cfg = join(dir, "sections.yaml");
-    const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
-    const first = runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret: "s" });
-    writeFileSync(cfg, first);
-    const run = startCli(["run", cfg]);
-    run.line.catch(() => {});
-    const out = () => run.output.out + run.output.err;
-    const blocker = await server(() => {}, taken);
-    try {
-      await waitFor(
-        () => /branch: link to .* up/.test(out()) && readyLine(undefined).test(out()),
-        15_000,
-        "the link",
-      );
-      // a listener on a taken port: refused, the running ones untouched
-      writeFileSync(
-        cfg,
-        runConfig({ linkPort, ports: { [echo.port]: taken }, allow, secret: "s" }),
-      );
-      process.kill(run.child.pid!, "SIGHUP");
-      await waitFor(() => /still running the previous config/.test(out()), 10_000, "a refusal");
-      assert.match(out(), /reload: Cannot listen on "127\.0\.0\.1:\d+": Address already in use/);
-      assert.equal(await roundTrip(pa, "still"), "still");
-      // branch goes (GOAWAY), twig comes
-      writeFileSync(
-        cfg,
-        first.replace(/tunnel_clients:\n {2}- name: branch/, "tunnel_clients:\n  - name: twig")
-          .replace(`port: ${pa},`, `port: ${pb},`),
-      );
-      process.kill(run.child.pid!, "SIGHUP");
-      await waitFor(() => /twig: link to .* up/.test(out()), 10_000, "the new section's link");
-      assert.match(out(), /reload: branch: tunnel client stopped/);
-      assert.match(
-        out(),
-        /edge: link from \S+ closed: goaway \(.*the tunnel client is shutting down\)/,
-      );
-      assert.equal(await roundTrip(pb, "twig"), "twig");
-      await assert.rejects(connect(pa), /ECONNREFUSED/, "the removed section's listener is closed");
-    } catch (err) {
-      throw withOutput(err, out());
-    } finally {
-      await blocker.close();
-      await stopRun(run.child);
-    }
-  });
-
-  for (const workers of [undefined, 2]) {
-    const how = workers === undefined ? "" : ` (--workers ${workers})`;
-    test(`the admin API's reload restarts a link whose secret changed, and answers what changed${how}`, async () => {
-      const [linkPort, pa, adminPort] = await freePorts();
-      const cfg = join(dir, `admin-${workers ?? 1}.yaml`);
+  test(
+    "a reload starts a new section and stops a removed one; one that cannot bind changes nothing",
+    SLOW,
+    async () => {
+      const [linkPort, pa, pb, taken] = await freePorts();
+      const cfg = join(dir, "sections.yaml");
       const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
-      const write = (secret: string) =>
-        writeFileSync(
-          cfg,
-          runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
-        );
-      write("s1");
-      const run = startCli([
-        "run",
-        cfg,
-        ...(workers === undefined ? [] : ["--workers", String(workers)]),
-      ]);
+      const first = runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret: "s" });
+      writeFileSync(cfg, first);
+      const run = startCli(["run", cfg]);
       run.line.catch(() => {});
       const out = () => run.output.out + run.output.err;
-      const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
+      const blocker = await server(() => {}, taken);
       try {
         await waitFor(
-          () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+          () => /branch: link to .* up/.test(out()) && readyLine(undefined).test(out()),
           15_000,
           "the link",
         );
-        assert.equal(await roundTrip(pa, "first"), "first");
-        write("s2");
-        const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
-          method: "POST",
-          headers: { Authorization: "Bearer t0ken-for-tests" },
-        });
-        const body = await r.json();
-        assert.equal(r.status, 200);
-        assert.equal(body.ok, true);
-        assert.match(body.message, /applied \(0 listeners\); /);
-        assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
-        assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
-        if (workers !== undefined) {
-          // worker 0 runs the tunnels; the others have no tunnel to change
-          assert.equal(body.per_worker.length, workers);
-          assert.equal(body.per_worker[0].message, body.message);
-          assert.doesNotMatch(body.per_worker[1].message, /tunnel/);
-        }
+        // a listener on a taken port: refused, the running ones untouched
+        writeFileSync(
+          cfg,
+          runConfig({ linkPort, ports: { [echo.port]: taken }, allow, secret: "s" }),
+        );
+        process.kill(run.child.pid!, "SIGHUP");
+        await waitFor(() => /still running the previous config/.test(out()), 10_000, "a refusal");
+        assert.match(out(), /reload: Cannot listen on "127\.0\.0\.1:\d+": Address already in use/);
+        assert.equal(await roundTrip(pa, "still"), "still");
+        // branch goes (GOAWAY), twig comes
+        writeFileSync(
+          cfg,
+          first.replace(/tunnel_clients:\n {2}- name: branch/, "tunnel_clients:\n  - name: twig")
+            .replace(`port: ${pa},`, `port: ${pb},`),
+        );
+        process.kill(run.child.pid!, "SIGHUP");
+        await waitFor(() => /twig: link to .* up/.test(out()), 10_000, "the new section's link");
+        assert.match(out(), /reload: branch: tunnel client stopped/);
         assert.match(
           out(),
-          /warn relaykit(\[0\])?: reload: branch: tunnel client: link restarted \(secret changed\)/,
+          /edge: link from \S+ closed: goaway \(.*the tunnel client is shutting down\)/,
         );
-        await waitFor(() => links() === 2, 5000, "a new link");
-        await waitFor(
-          () => /branch: link to .* up[^]*branch: link to .* up/.test(out()),
-          5000,
-          "up",
+        assert.equal(await roundTrip(pb, "twig"), "twig");
+        await assert.rejects(
+          connect(pa),
+          /ECONNREFUSED/,
+          "the removed section's listener is closed",
         );
-        assert.equal(await roundTrip(pa, "second"), "second");
-        assert.doesNotMatch(out(), /this tunnel client stopped/);
       } catch (err) {
         throw withOutput(err, out());
       } finally {
+        await blocker.close();
         await stopRun(run.child);
       }
-    });
+    },
+  );
+
+  for (const workers of [undefined, 2]) {
+    const how = workers === undefined ? "" : ` (--workers ${workers})`;
+    test(
+      `the admin API's reload restarts a link whose secret changed, and answers what changed${how}`,
+      SLOW,
+      async () => {
+        const [linkPort, pa, adminPort] = await freePorts();
+        const cfg = join(dir, `admin-${workers ?? 1}.yaml`);
+        const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+        const write = (secret: string) =>
+          writeFileSync(
+            cfg,
+            runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
+          );
+        write("s1");
+        const run = startCli([
+          "run",
+          cfg,
+          ...(workers === undefined ? [] : ["--workers", String(workers)]),
+        ]);
+        run.line.catch(() => {});
+        const out = () => run.output.out + run.output.err;
+        const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
+        try {
+          await waitFor(
+            () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+            15_000,
+            "the link",
+          );
+          assert.equal(await roundTrip(pa, "first"), "first");
+          write("s2");
+          const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
+            method: "POST",
+            headers: { Authorization: "Bearer t0ken-for-tests" },
+          });
+          const body = await r.json();
+          assert.equal(r.status, 200);
+          assert.equal(body.ok, true);
+          assert.match(body.message, /applied \(0 listeners\); /);
+          assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
+          assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
+          if (workers !== undefined) {
+            // worker 0 runs the tunnels; the others have no tunnel to change
+            assert.equal(body.per_worker.length, workers);
+            assert.equal(body.per_worker[0].message, body.message);
+            assert.doesNotMatch(body.per_worker[1].message, /tunnel/);
+          }
+          assert.match(
+            out(),
+            /warn relaykit(\[0\])?: reload: branch: tunnel client: link restarted \(secret changed\)/,
+          );
+          await waitFor(() => links() === 2, 5000, "a new link");
+          await waitFor(
+            () => /branch: link to .* up[^]*branch: link to .* up/.test(out()),
+            5000,
+            "up",
+          );
+          assert.equal(await roundTrip(pa, "second"), "second");
+          assert.doesNotMatch(out(), /this tunnel client stopped/);
+        } catch (err) {
+          throw withOutput(err, out());
+        } finally {
+          await stopRun(run.child);
+        }
+      },
+    );
   }
 });
 

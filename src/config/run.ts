@@ -546,8 +546,9 @@ export class Runner {
       }));
     try {
       for (const t of config.tunnelServers) {
-        // with SO_REUSEPORT, as the listeners: a changed socket binds beside the old one
-        const o: TunnelServerOptions = { listen: t.listen, reusePort: true };
+        // (no SO_REUSEPORT: on Bun it would move the link sockets off Bun.listen;
+        // a TLS change on the same port closes the socket, then binds anew)
+        const o: TunnelServerOptions = { listen: t.listen };
         const secret = secretOf(t.secret, t.name);
         if (secret !== undefined) o.secret = secret;
         if (t.tls !== undefined) o.tls = { cert: read(t.tls.cert), key: read(t.tls.key) };
