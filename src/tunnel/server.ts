@@ -198,7 +198,9 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       try {
         listener = await this.#bind(options, at);
       } catch (err) {
-        if (reopen) this.#listener = await this.#bind(was, at);
+        // the old settings on the socket again (if that fails too, the
+        // first error says why; the server then no longer listens)
+        if (reopen) this.#listener = await this.#bind(was, at).catch(() => this.#listener);
         throw err;
       }
     }
@@ -224,8 +226,12 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       changes,
       restart,
       commit: () => {
-        if (done || this.#closed) return;
+        if (done) return;
         done = true;
+        if (this.#closed) {
+          listener?.close();
+          return;
+        }
         this.#o = options;
         if (access !== undefined) this.#access = access;
         if (routesChanged) this.#routes = routes;
