@@ -123,4 +123,5 @@ export {
   type TunnelEntryListener,
   type TunnelListener,
 } from "./src/tunnel/client.ts";
+export type { TunnelUpdate } from "./src/tunnel/update.ts";
 export { VERSION } from "./src/version.ts";

@@ -4,9 +4,11 @@
  * reader, half-close both ways, a link cut mid-transfer, authentication,
  * version negotiation, TLS, keepalive, refusals; then the command.
  */
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type net from "node:net";
 import { tmpdir } from "node:os";
@@ -819,6 +821,561 @@ tunnel_clients:
       /bad\.yaml:5:\d+: tunnel_clients\[0\]\.listeners\[0\]: give one of to or route, not both/,
     );
   });
+});
+
+// ---------------------------------------------------------------------------
+// reload: the sections change under a running link
+
+/**
+ * A stream that keeps writing 8 KiB every 10 ms to an echo and counts what
+ * comes back; finish() ends it and gives what was sent and what came back.
+ */
+async function flow(port: number) {
+  const s = await connect(port);
+  const got = collect(s);
+  const sent: Uint8Array[] = [];
+  let received = 0;
+  s.on("data", (d: Uint8Array) => received += d.length);
+  const timer = setInterval(() => {
+    if (s.destroyed) return;
+    const b = random(8192);
+    sent.push(b);
+    s.write(b);
+  }, 10);
+  return {
+    get received() {
+      return received;
+    },
+    async finish() {
+      clearInterval(timer);
+      if (!s.destroyed) s.end();
+      const r = await within(got, 5000, "the long stream to end");
+      return { r, sent: concatOne(-1, ...sent) };
+    },
+  };
+}
+
+const local = (port: number) => ({ host: "127.0.0.1", port });
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Four ports free now, all different (freePort may repeat itself). */
+async function freePorts(): Promise<[number, number, number, number]> {
+  const ports = new Set<number>();
+  while (ports.size < 4) ports.add(await freePort());
+  return [...ports] as [number, number, number, number];
+}
+
+/** `p`, or a rejection naming `what` after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** One round trip through a local port: what came back ("" when refused). */
+async function roundTrip(port: number, what: string): Promise<string> {
+  const s = await within(connect(port), 3000, `a connect to ${port}`);
+  const got = collect(s);
+  s.end(what);
+  return text((await within(got, 3000, `"${what}" through ${port}`)).data);
+}
+
+/** SIGTERM, and SIGKILL if it is not gone within 5 s (then the test fails). */
+async function stopRun(child: ChildProcess): Promise<void> {
+  await within(stopChild(child), 5000, "the run to stop").catch((err) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
+}
+
+/** `err` with the end of a command's output (what it logged says why). */
+function withOutput(err: unknown, output: string): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  e.message += `\n--- the command's output (end):\n${output.slice(-4000)}`;
+  return e;
+}
+
+/**
+ * The deadline of a test that starts `relaykit run` and reloads it: above
+ * the sum of its own waits, which fail first and say what they waited for.
+ */
+const SLOW = { timeout: 45_000 };
+
+/**
+ * A run is ready for SIGHUP once it says so: its link may be up earlier,
+ * before its signal handlers are in (with workers: once all of them are).
+ */
+const readyLine = (workers: number | undefined) =>
+  workers === undefined ? /relaykit: running / : /relaykit: \d+ workers ready/;
+
+describe("tunnel reload", () => {
+  const dir = mkdtempSync(join(tmpdir(), "relaykit-treload-"));
+  let echo: Awaited<ReturnType<typeof echoServer>>;
+  let other: Awaited<ReturnType<typeof echoServer>>;
+  before(async () => {
+    echo = await echoServer();
+    other = await echoServer();
+  });
+  after(() => {
+    echo.close();
+    other.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("update() keeps the link and its streams: listeners come and go, new rules decide new OPENs", async () => {
+    const so: TunnelServerOptions = { listen: local(0), allow: [{ cidr: "127.0.0.1/32" }] };
+    const srv = await TunnelServer.listen(so);
+    let links = 0;
+    srv.on("link", () => links++);
+    const [pa, pb, pc, pd] = await freePorts();
+    const A = { listen: local(pa), to: local(echo.port) };
+    const B = { listen: local(pb), to: local(other.port) };
+    const C = { listen: local(pc), to: local(echo.port) };
+    const D = { listen: local(pd), to: local(echo.port) };
+    const client = await TunnelClient.start({ link: srv.address, listeners: [A, C, D] });
+    const ends: TunnelClientEvents["stream-end"][] = [];
+    client.on("stream-end", (e) => ends.push(e));
+    try {
+      await client.waitUp(5000);
+      assert.equal(await roundTrip(pc, "via C"), "via C");
+      const f = await flow(pa);
+      await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
+      // echo's port is denied from now on; other's stays allowed, and is a route too
+      const routes = { o: local(other.port) };
+      assert.deepEqual(await srv.update({ ...so, deny: [{ port: echo.port }], routes }), [
+        "allow/deny rules changed",
+        "routes changed",
+      ]);
+      const D2 = { ...D, to: { route: "o" } };
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, D2, B] }), [
+        `listener 127.0.0.1:${pc} removed`,
+        `listener 127.0.0.1:${pd} now -> route o`,
+        `listener 127.0.0.1:${pb} -> 127.0.0.1:${other.port} added`,
+      ]);
+      assert.deepEqual(client.addresses.map((a) => a.port), [pa, pd, pb]);
+      const at = f.received;
+      assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+      // (echo is denied now: an answer can only come from other, by the new route)
+      assert.equal(await roundTrip(pd, "via D"), "via D", "the retargeted listener");
+      await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
+      assert.equal(await roundTrip(pa, "denied now"), "", "a new stream to echo is refused");
+      await waitFor(() => ends.some((e) => e.reason === "refused"), 3000, "the refusal");
+      assert.equal(ends.find((e) => e.reason === "refused")?.error?.code, "RK_EDENIED");
+      await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
+      const { r, sent } = await f.finish();
+      assert.equal(r.error, undefined);
+      assert.equal(r.data.length, sent.length);
+      assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the update");
+      assert.equal(links, 1, "one link handshake: the link was kept");
+      // nothing changed: nothing to say
+      assert.deepEqual(await client.update({ link: srv.address, listeners: [A, D2, B] }), []);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  test("update() adds and removes SOCKS and HTTP CONNECT entry listeners, and changes their users", async () => {
+    const so: TunnelServerOptions = { listen: local(0), allow: [{ cidr: "127.0.0.1/32" }] };
+    const srv = await TunnelServer.listen(so);
+    let links = 0;
+    srv.on("link", () => links++);
+    const [ps, ph] = await freePorts();
+    const S = { listen: local(ps) };
+    const H = { listen: local(ph) };
+    const client = await TunnelClient.start({ link: srv.address, socks: [S] });
+    // a SOCKS5 CONNECT to echo (no auth), then a byte through it
+    const socks5 = async (port: number) => {
+      const s = await connect(port);
+      const got: Uint8Array[] = [];
+      s.on("data", (d: Uint8Array) => got.push(d));
+      s.on("error", () => {});
+      const req = [5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, echo.port >> 8, echo.port & 255];
+      s.write(new Uint8Array(req));
+      await waitFor(() => Buffer.concat(got).length >= 2 + 10, 5000, "the SOCKS5 replies");
+      const r = Buffer.concat(got);
+      s.destroy();
+      return [r[1], r[3]]; // the method chosen, the CONNECT reply
+    };
+    try {
+      await client.waitUp(5000);
+      assert.deepEqual(await socks5(ps), [0x00, 0x00]);
+      assert.deepEqual(
+        await client.update({
+          link: srv.address,
+          socks: [{ ...S, users: { alice: "pw" } }],
+          httpConnect: [H],
+        }),
+        [
+          `listener 127.0.0.1:${ps} (socks): users changed`,
+          `listener 127.0.0.1:${ph} -> HTTP CONNECT added`,
+        ],
+      );
+      // users now required: no acceptable method (0xff)
+      const s = await connect(ps);
+      const got: Uint8Array[] = [];
+      s.on("data", (d: Uint8Array) => got.push(d));
+      s.on("error", () => {});
+      s.write(new Uint8Array([5, 1, 0]));
+      await waitFor(() => Buffer.concat(got).length >= 2, 5000, "the method choice");
+      assert.equal(Buffer.concat(got)[1], 0xff);
+      s.destroy();
+      const h = await connect(ph);
+      let answer = "";
+      h.on("data", (d: Uint8Array) => answer += new TextDecoder().decode(d));
+      h.on("error", () => {});
+      h.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: x\r\n\r\nping`);
+      await waitFor(() => answer.endsWith("ping"), 5000, "the CONNECT reply and the echo");
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      h.destroy();
+      assert.deepEqual(await client.update({ link: srv.address, httpConnect: [H] }), [
+        `listener 127.0.0.1:${ps} removed`,
+      ]);
+      await assert.rejects(connect(ps), /ECONNREFUSED/, "the removed SOCKS listener refuses");
+      assert.equal(links, 1, "one link handshake: the link was kept");
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  test("a changed secret or address restarts the link with the reason; a keepalive change does not", async () => {
+    const so: TunnelServerOptions = {
+      listen: local(0),
+      allow: [{ cidr: "127.0.0.1/32" }],
+      secret: "one",
+    };
+    const srv = await TunnelServer.listen(so);
+    let links = 0;
+    srv.on("link", () => links++);
+    const co: TunnelClientOptions = {
+      link: srv.address,
+      secret: "one",
+      listeners: [{ listen: local(0), to: local(echo.port) }],
+    };
+    const client = await TunnelClient.start(co);
+    try {
+      await client.waitUp(5000);
+      const port = client.addresses[0]!.port;
+      // keepalive: the running link pings at the new interval
+      assert.equal(client.rttMs, undefined);
+      assert.deepEqual(await client.update({ ...co, keepaliveInterval: 50 }), [
+        "keepalive changed",
+      ]);
+      await waitFor(() => client.rttMs !== undefined, 3000, "a PING at the new interval");
+      assert.equal(links, 1);
+      // the secret: both sides restart, the stream on the old link ends
+      const f = await flow(port);
+      await waitFor(() => f.received > 16 * 1024, 5000, "the stream to flow");
+      const s1 = await srv.stage({ ...so, secret: "two" });
+      const c1 = await client.stage({ ...co, keepaliveInterval: 50, secret: "two" });
+      assert.equal(s1.restart, "secret");
+      assert.equal(c1.restart, "secret");
+      assert.deepEqual(c1.changes, ["link restarted (secret changed)"]);
+      s1.commit();
+      c1.commit();
+      const { r, sent } = await f.finish();
+      assert.ok(r.data.length <= sent.length);
+      assert.equal(sha(r.data), sha(sent.subarray(0, r.data.length)), "a prefix of what was sent");
+      await client.waitUp(5000);
+      await waitFor(() => links === 2, 3000, "a second link");
+      assert.equal(await roundTrip(port, "new link"), "new link");
+      // the server moves: its old port refuses, the client follows
+      const old = srv.address.port;
+      const moved = (await freePorts()).find((p) => p !== old)!;
+      assert.deepEqual(await srv.update({ ...so, secret: "two", listen: local(moved) }), [
+        `listening on 127.0.0.1:${moved}`,
+        "links restarted (listen address changed)",
+      ]);
+      await assert.rejects(connect(old), /ECONNREFUSED/);
+      assert.deepEqual(
+        await client.update({ ...co, keepaliveInterval: 50, secret: "two", link: local(moved) }),
+        ["link restarted (link address changed)"],
+      );
+      await waitFor(() => links === 3 && client.up, 5000, "a link to the new address");
+      assert.equal(await roundTrip(port, "moved"), "moved");
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  test("new TLS settings on the same port: the server binds it anew, both ends restart their link", async () => {
+    writeTestCertificates(dir);
+    const pem = (f: string) => readFileSync(join(dir, f), "utf8");
+    // a port 0 stays the port it was given
+    const so: TunnelServerOptions = { listen: local(0), allow: [{ cidr: "127.0.0.1/32" }] };
+    const srv = await TunnelServer.listen(so);
+    const port = srv.address.port;
+    let links = 0;
+    srv.on("link", () => links++);
+    const co: TunnelClientOptions = {
+      // verified as "localhost" (Deno verifies the name connected to)
+      link: { host: "localhost", port },
+      listeners: [{ listen: local(0), to: local(echo.port) }],
+    };
+    const client = await TunnelClient.start(co);
+    try {
+      await client.waitUp(5000);
+      const local0 = client.addresses[0]!.port;
+      assert.equal(await roundTrip(local0, "plain"), "plain");
+      const s = await srv.stage({ ...so, tls: { cert: pem("cert.pem"), key: pem("key.pem") } });
+      const c = await client.stage({ ...co, tls: { ca: pem("ca.pem") } });
+      assert.equal(s.restart, "TLS");
+      assert.deepEqual(s.changes, ["links restarted (TLS changed)"]);
+      assert.equal(c.restart, "TLS");
+      s.commit();
+      c.commit();
+      await waitFor(() => links === 2 && client.up, 5000, "a link over TLS");
+      assert.equal(srv.address.port, port);
+      assert.equal(await roundTrip(local0, "over TLS"), "over TLS");
+      // a client without TLS no longer gets a link there
+      const plain = await TunnelClient.start({ ...co, listeners: [], reconnectDelay: 5000 });
+      const down = await within(
+        new Promise<TunnelClientEvents["down"]>((r) => plain.on("down", r)),
+        5000,
+        "the plain client to fail",
+      );
+      assert.ok(
+        ["link-lost", "protocol-error", "connect-failed"].includes(down.reason),
+        down.reason,
+      );
+      assert.equal(plain.up, false);
+      await plain.close();
+      assert.equal(links, 2);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  const runConfig = (o: {
+    linkPort: number;
+    ports: Record<string, number>;
+    allow: string;
+    secret: string;
+    admin?: number;
+  }) =>
+    `tunnel_servers:
+  - name: edge
+    address: 127.0.0.1
+    port: ${o.linkPort}
+    secret: ${o.secret}
+    allow: [${o.allow}]
+tunnel_clients:
+  - name: branch
+    link: { host: 127.0.0.1, port: ${o.linkPort} }
+    secret: ${o.secret}
+    listeners:
+${
+      Object.entries(o.ports).map(([dest, p]) =>
+        `      - { address: 127.0.0.1, port: ${p}, to: { host: 127.0.0.1, port: ${dest} } }\n`
+      ).join("")
+    }${o.admin === undefined ? "" : `admin: { port: ${o.admin}, token: t0ken-for-tests }\n`}`;
+
+  for (const workers of [undefined, 2]) {
+    const how = workers === undefined ? "" : ` (--workers ${workers})`;
+    test(
+      `SIGHUP applies tunnel sections under a flowing stream, on one link${how}`,
+      SLOW,
+      async () => {
+        const [linkPort, pa, pb, pc] = await freePorts();
+        const cfg = join(dir, `sighup-${workers ?? 1}.yaml`);
+        const both =
+          `{ cidr: 127.0.0.1/32, port: ${echo.port} }, { cidr: 127.0.0.1/32, port: ${other.port} }`;
+        writeFileSync(
+          cfg,
+          runConfig({
+            linkPort,
+            ports: { [echo.port]: pa, [other.port]: pc },
+            allow: both,
+            secret: "s1",
+          }),
+        );
+        const args = workers === undefined ? [] : ["--workers", String(workers)];
+        const run = startCli(["run", cfg, ...args]);
+        run.line.catch(() => {});
+        const out = () => run.output.out + run.output.err;
+        try {
+          await waitFor(
+            () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+            15_000,
+            "the link",
+          );
+          assert.equal(await roundTrip(pc, "via C"), "via C");
+          const f = await flow(pa);
+          await waitFor(() => f.received > 64 * 1024, 5000, "the stream to flow");
+          // C removed, B added (to other), echo no longer allowed
+          writeFileSync(
+            cfg,
+            runConfig({
+              linkPort,
+              ports: { [echo.port]: pa, [other.port]: pb },
+              allow: `{ cidr: 127.0.0.1/32, port: ${other.port} }`,
+              secret: "s1",
+            }),
+          );
+          process.kill(run.child.pid!, "SIGHUP");
+          await waitFor(
+            () => /relaykit(\[0\])?: reload: \S+ applied/.test(out()),
+            10_000,
+            "the reload",
+          );
+          assert.match(out(), /reload: edge: tunnel server: allow\/deny rules changed/);
+          assert.match(
+            out(),
+            new RegExp(`reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pc} removed`),
+          );
+          assert.match(
+            out(),
+            new RegExp(
+              `reload: branch: tunnel client: listener 127\\.0\\.0\\.1:${pb} -> 127\\.0\\.0\\.1:${other.port} added`,
+            ),
+          );
+          const at = f.received;
+          assert.equal(await roundTrip(pb, "via B"), "via B", "the added listener carries");
+          await assert.rejects(connect(pc), /ECONNREFUSED/, "the removed listener refuses");
+          assert.equal(await roundTrip(pa, "denied"), "", "a new stream to echo is refused");
+          await waitFor(() => f.received > at + 64 * 1024, 5000, "the old stream to flow on");
+          const { r, sent } = await f.finish();
+          assert.equal(r.error, undefined);
+          assert.equal(sha(r.data), sha(sent), "every byte of the old stream, across the reload");
+          assert.equal(out().match(/edge: link from \S+ up/g)?.length, 1, "one link handshake");
+          assert.doesNotMatch(out(), /after a restart|links? restarted/);
+        } catch (err) {
+          throw withOutput(err, out());
+        } finally {
+          await stopRun(run.child);
+        }
+      },
+    );
+  }
+
+  test(
+    "a reload starts a new section and stops a removed one; one that cannot bind changes nothing",
+    SLOW,
+    async () => {
+      const [linkPort, pa, pb, taken] = await freePorts();
+      const cfg = join(dir, "sections.yaml");
+      const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+      const first = runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret: "s" });
+      writeFileSync(cfg, first);
+      const run = startCli(["run", cfg]);
+      run.line.catch(() => {});
+      const out = () => run.output.out + run.output.err;
+      const blocker = await server(() => {}, taken);
+      try {
+        await waitFor(
+          () => /branch: link to .* up/.test(out()) && readyLine(undefined).test(out()),
+          15_000,
+          "the link",
+        );
+        // a listener on a taken port: refused, the running ones untouched
+        writeFileSync(
+          cfg,
+          runConfig({ linkPort, ports: { [echo.port]: taken }, allow, secret: "s" }),
+        );
+        process.kill(run.child.pid!, "SIGHUP");
+        await waitFor(() => /still running the previous config/.test(out()), 10_000, "a refusal");
+        assert.match(out(), /reload: Cannot listen on "127\.0\.0\.1:\d+": Address already in use/);
+        assert.equal(await roundTrip(pa, "still"), "still");
+        // branch goes (GOAWAY), twig comes
+        writeFileSync(
+          cfg,
+          first.replace(/tunnel_clients:\n {2}- name: branch/, "tunnel_clients:\n  - name: twig")
+            .replace(`port: ${pa},`, `port: ${pb},`),
+        );
+        process.kill(run.child.pid!, "SIGHUP");
+        await waitFor(() => /twig: link to .* up/.test(out()), 10_000, "the new section's link");
+        assert.match(out(), /reload: branch: tunnel client stopped/);
+        assert.match(
+          out(),
+          /edge: link from \S+ closed: goaway \(.*the tunnel client is shutting down\)/,
+        );
+        assert.equal(await roundTrip(pb, "twig"), "twig");
+        await assert.rejects(
+          connect(pa),
+          /ECONNREFUSED/,
+          "the removed section's listener is closed",
+        );
+      } catch (err) {
+        throw withOutput(err, out());
+      } finally {
+        await blocker.close();
+        await stopRun(run.child);
+      }
+    },
+  );
+
+  for (const workers of [undefined, 2]) {
+    const how = workers === undefined ? "" : ` (--workers ${workers})`;
+    test(
+      `the admin API's reload restarts a link whose secret changed, and answers what changed${how}`,
+      SLOW,
+      async () => {
+        const [linkPort, pa, adminPort] = await freePorts();
+        const cfg = join(dir, `admin-${workers ?? 1}.yaml`);
+        const allow = `{ cidr: 127.0.0.1/32, port: ${echo.port} }`;
+        const write = (secret: string) =>
+          writeFileSync(
+            cfg,
+            runConfig({ linkPort, ports: { [echo.port]: pa }, allow, secret, admin: adminPort }),
+          );
+        write("s1");
+        const run = startCli([
+          "run",
+          cfg,
+          ...(workers === undefined ? [] : ["--workers", String(workers)]),
+        ]);
+        run.line.catch(() => {});
+        const out = () => run.output.out + run.output.err;
+        const links = () => out().match(/edge: link from \S+ up/g)?.length ?? 0;
+        try {
+          await waitFor(
+            () => /branch: link to .* up/.test(out()) && readyLine(workers).test(out()),
+            15_000,
+            "the link",
+          );
+          assert.equal(await roundTrip(pa, "first"), "first");
+          write("s2");
+          const r = await fetch(`http://127.0.0.1:${adminPort}/api/v1/reload`, {
+            method: "POST",
+            headers: { Authorization: "Bearer t0ken-for-tests" },
+          });
+          const body = await r.json();
+          assert.equal(r.status, 200);
+          assert.equal(body.ok, true);
+          assert.match(body.message, /applied \(0 listeners\); /);
+          assert.match(body.message, /edge: tunnel server: links restarted \(secret changed\)/);
+          assert.match(body.message, /branch: tunnel client: link restarted \(secret changed\)/);
+          if (workers !== undefined) {
+            // worker 0 runs the tunnels; the others have no tunnel to change
+            assert.equal(body.per_worker.length, workers);
+            assert.equal(body.per_worker[0].message, body.message);
+            assert.doesNotMatch(body.per_worker[1].message, /tunnel/);
+          }
+          assert.match(
+            out(),
+            /warn relaykit(\[0\])?: reload: branch: tunnel client: link restarted \(secret changed\)/,
+          );
+          await waitFor(() => links() === 2, 5000, "a new link");
+          await waitFor(
+            () => /branch: link to .* up[^]*branch: link to .* up/.test(out()),
+            5000,
+            "up",
+          );
+          assert.equal(await roundTrip(pa, "second"), "second");
+          assert.doesNotMatch(out(), /this tunnel client stopped/);
+        } catch (err) {
+          throw withOutput(err, out());
+        } finally {
+          await stopRun(run.child);
+        }
+      },
+    );
+  }
 });
 
 function concatOne(first: number, ...parts: Uint8Array[]): Uint8Array {

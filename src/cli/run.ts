@@ -308,6 +308,8 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
       // with workers, the supervisor serves the metrics of all of them; the
       // admin listener serves them when they share its port
       metrics: worker === undefined && admin?.sharesMetrics !== true,
+      // a tunnel is one link: with workers, the first one runs the tunnel sections
+      tunnels: worker === undefined || worker === "0",
       log: (l, line, cause) => log.log(l, line, cause),
       access: (rec) => accessOut?.(jsonLogLine(rec)),
     });

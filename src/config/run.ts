@@ -174,6 +174,25 @@ export interface RunnerOptions {
   log(level: LogLevel, line: string, cause?: string): void;
   /** One record per ended connection, and one per health or operator change. */
   access(record: AccessRecord | EventRecord): void;
+  /**
+   * Run the config's tunnel sections (`false` in all workers but the first:
+   * a tunnel is one link, and its ports are not shared).
+   *
+   * @default true
+   */
+  tunnels?: boolean;
+}
+
+/** A line about a tunnel section that started, changed or stopped. */
+interface TunnelChange {
+  level: LogLevel;
+  line: string;
+}
+
+/** Tunnel sections staged for a start or reload (see Runner's #stageTunnels). */
+interface StagedTunnels {
+  commit(): TunnelChange[];
+  cancel(): void;
 }
 
 interface Running {
@@ -183,6 +202,11 @@ interface Running {
   stopped?: boolean;
   /** Socket-level settings: a change needs a new listening socket. */
   socketKey: string;
+}
+
+/** A tunnel client's `socks` or `http_connect` entry as the client takes it. */
+function entryListener(e: TunnelClientConfig["socks"][number]): TunnelEntryListener {
+  return e.users === undefined ? { listen: e.listen } : { listen: e.listen, users: e.users };
 }
 
 function socketKey(l: ListenerConfig): string {
@@ -230,8 +254,8 @@ export class Runner {
   #metrics: MetricsServer | undefined;
   readonly #metricsTimeout: number;
   #stopping: TcpProxy[] = [];
-  #tunnels: (TunnelServer | TunnelClient)[] = [];
-  #tunnelKey = "";
+  #tunnelServers = new Map<string, { server: TunnelServer }>();
+  #tunnelClients = new Map<string, { config: TunnelClientConfig; client: TunnelClient }>();
   /** Listeners an operator disabled (by name). */
   #disabled = new Set<string>();
   /** Open connections of every watched proxy. */
@@ -239,6 +263,7 @@ export class Runner {
   /** Starts one listener with the options of the config applied last. */
   #make: ((l: ListenerConfig, at?: Endpoint, fd?: number) => Promise<TcpProxy>) | undefined;
   #lastReload: { ok: boolean; message: string } | undefined;
+  #reloading: Promise<unknown> = Promise.resolve();
 
   /**
    * @param path The config file.
@@ -315,13 +340,14 @@ export class Runner {
   /** Load the config and start every listener; throws a ConfigError or a listen error. */
   async start(): Promise<void> {
     const config = loadConfig(this.#path);
-    await this.#apply(config);
+    const tunnels = await this.#stageTunnels(config);
     try {
-      await this.#startTunnels(config);
+      await this.#apply(config);
     } catch (err) {
-      for (const r of this.#running.values()) void r.proxy.abort();
+      tunnels.cancel();
       throw err;
     }
+    for (const c of tunnels.commit()) this.#o.log(c.level, c.line);
     if (config.metrics !== undefined && this.#o.metrics) {
       this.#metrics = await serveMetrics(
         config.metrics,
@@ -410,7 +436,14 @@ export class Runner {
    * Load the file again and apply it. Returns false (and logs why) when it
    * is invalid or a listener cannot start: then nothing changed.
    */
-  async reload(): Promise<boolean> {
+  reload(): Promise<boolean> {
+    // one at a time: a second SIGHUP waits for the first to be applied
+    const next = this.#reloading.then(() => this.#reload());
+    this.#reloading = next.catch(() => {});
+    return next;
+  }
+
+  async #reload(): Promise<boolean> {
     let config: Config;
     try {
       config = loadConfig(this.#path);
@@ -420,20 +453,28 @@ export class Runner {
       this.#lastReload = { ok: false, message: (err as Error).message };
       return false;
     }
+    let tunnels: StagedTunnels;
     try {
-      await this.#apply(config);
+      // what binds first, tunnels then listeners: a failure changes nothing
+      tunnels = await this.#stageTunnels(config);
+      try {
+        await this.#apply(config);
+      } catch (err) {
+        tunnels.cancel();
+        throw err;
+      }
     } catch (err) {
       this.#o.log("error", `reload: ${(err as Error).message}; still running the previous config`);
       this.#lastReload = { ok: false, message: (err as Error).message };
       return false;
     }
+    const changes = tunnels.commit();
+    for (const c of changes) this.#o.log(c.level, `reload: ${c.line}`);
+    const what = changes.length === 0 ? "" : `; ${changes.map((c) => c.line).join("; ")}`;
     this.#lastReload = {
       ok: true,
-      message: `${this.#path} applied (${config.listeners.length} listeners)`,
+      message: `${this.#path} applied (${config.listeners.length} listeners)${what}`,
     };
-    if (JSON.stringify([config.tunnelServers, config.tunnelClients]) !== this.#tunnelKey) {
-      this.#o.log("error", "reload: tunnel sections changed; they take effect after a restart");
-    }
     this.#o.log(
       "info",
       `reload: ${this.#path} applied (${plural(config.listeners.length, "listener")})`,
@@ -449,8 +490,10 @@ export class Runner {
     for (const c of this.#checkers) c.stop();
     this.#checkers = [];
     this.#metrics?.close();
-    for (const t of this.#tunnels) void t.close();
-    this.#tunnels = [];
+    for (const t of this.#tunnelServers.values()) void t.server.close();
+    for (const t of this.#tunnelClients.values()) void t.client.close();
+    this.#tunnelServers.clear();
+    this.#tunnelClients.clear();
     const closing = Promise.all(proxies.map((p) => p.close()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((r) => {
@@ -478,9 +521,15 @@ export class Runner {
     await Promise.all(all.map((p) => p.abort()));
   }
 
-  /** The tunnel servers and clients (started once; a reload leaves them). */
-  async #startTunnels(config: Config): Promise<void> {
-    this.#tunnelKey = JSON.stringify([config.tunnelServers, config.tunnelClients]);
+  /**
+   * Start, change and stop the tunnel sections to match `config` (at start
+   * and on a reload), in two steps like the listeners: what needs a socket
+   * binds now (a failure changes nothing); `commit()` applies the rest and
+   * returns what changed, a line each. A section is matched by its name;
+   * see TunnelServer.stage and TunnelClient.stage for what keeps the link.
+   */
+  async #stageTunnels(config: Config): Promise<StagedTunnels> {
+    if (this.#o.tunnels === false) return { commit: () => [], cancel: () => {} };
     const base = dirname(resolve(this.#path));
     const secretOf = (s: { file: string } | { value: string } | undefined, name: string) => {
       if (s === undefined) return undefined;
@@ -494,108 +543,200 @@ export class Runner {
       }
     };
     const read = (f: string) => readFileSync(resolve(base, f), "utf8");
-    const log = this.#o.log;
-    for (const t of config.tunnelServers) {
-      const o: TunnelServerOptions = { listen: t.listen };
-      const secret = secretOf(t.secret, t.name);
-      if (secret !== undefined) o.secret = secret;
-      if (t.tls !== undefined) o.tls = { cert: read(t.tls.cert), key: read(t.tls.key) };
-      if (t.allow !== undefined) o.allow = t.allow;
-      if (t.deny !== undefined) o.deny = t.deny;
-      if (t.routes !== undefined) o.routes = t.routes;
-      if (t.connectTimeout !== undefined) o.connectTimeout = t.connectTimeout;
-      if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
-      if (t.window !== undefined) o.window = t.window;
-      const srv = await TunnelServer.listen(o);
-      this.#tunnels.push(srv);
-      srv.on(
-        "link",
-        (e) => log("info", `${t.name}: link from ${e.remote} up (version ${e.version})`),
-      );
-      srv.on("link-close", (e) =>
-        log(
-          e.reason === "link-lost" || e.reason === "closed" ? "info" : "error",
-          `${t.name}: link from ${e.remote} closed: ${e.reason}${
-            e.error ? ` (${e.error.message})` : ""
-          }`,
-        ));
-      srv.on("stream-end", (e) => {
-        if (e.error !== undefined) {
-          log(
-            "debug",
-            `${t.name}: ${e.remote} #${e.id} to ${
-              formatDestination(e.destination)
-            }: ${e.reason} (${e.error.message})`,
-          );
+    const steps: StagedTunnels[] = [];
+    const cancel = () => {
+      for (const s of steps) s.cancel();
+    };
+    const changed = (name: string, kind: string, changes: readonly string[], restart?: string) =>
+      changes.map((c): TunnelChange => ({
+        // a restart cuts the link's streams: worth a warning, with why
+        level: restart !== undefined && /restarted/.test(c) ? "warn" : "info",
+        line: `${name}: tunnel ${kind}: ${c}`,
+      }));
+    try {
+      for (const t of config.tunnelServers) {
+        // (no SO_REUSEPORT: on Bun it would move the link sockets off Bun.listen;
+        // a TLS change on the same port closes the socket, then binds anew)
+        const o: TunnelServerOptions = { listen: t.listen };
+        const secret = secretOf(t.secret, t.name);
+        if (secret !== undefined) o.secret = secret;
+        if (t.tls !== undefined) o.tls = { cert: read(t.tls.cert), key: read(t.tls.key) };
+        if (t.allow !== undefined) o.allow = t.allow;
+        if (t.deny !== undefined) o.deny = t.deny;
+        if (t.routes !== undefined) o.routes = t.routes;
+        if (t.connectTimeout !== undefined) o.connectTimeout = t.connectTimeout;
+        if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
+        if (t.window !== undefined) o.window = t.window;
+        const was = this.#tunnelServers.get(t.name);
+        if (was !== undefined) {
+          const staged = await was.server.stage(o);
+          steps.push({
+            commit: () => {
+              staged.commit();
+              return changed(t.name, "server", staged.changes, staged.restart);
+            },
+            cancel: () => staged.cancel(),
+          });
+          continue;
         }
-      });
-      log("info", `${t.name}: tunnel server on ${formatEndpoint(srv.address)}`);
-    }
-    for (const t of config.tunnelClients) {
-      const entry = (e: TunnelClientConfig["socks"][number]): TunnelEntryListener =>
-        e.users === undefined ? { listen: e.listen } : { listen: e.listen, users: e.users };
-      const o: TunnelClientOptions = {
-        link: t.link,
-        listeners: t.listeners,
-        socks: t.socks.map(entry),
-        httpConnect: t.httpConnect.map(entry),
-      };
-      const secret = secretOf(t.secret, t.name);
-      if (secret !== undefined) o.secret = secret;
-      if (t.tls !== undefined) {
-        o.tls = {};
-        if (t.tls.ca !== undefined) o.tls.ca = read(t.tls.ca);
-        if (t.tls.servername !== undefined) o.tls.servername = t.tls.servername;
+        const srv = await TunnelServer.listen(o);
+        steps.push({
+          commit: () => {
+            this.#tunnelServers.set(t.name, { server: srv });
+            this.#watchTunnelServer(t.name, srv);
+            return [{
+              level: "info",
+              line: `${t.name}: tunnel server on ${formatEndpoint(srv.address)}`,
+            }];
+          },
+          cancel: () => void srv.close(),
+        });
       }
-      if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
-      if (t.reconnectMax !== undefined) o.reconnectMaxDelay = t.reconnectMax;
-      const c = await TunnelClient.start(o);
-      this.#tunnels.push(c);
-      const at = formatEndpoint(t.link);
-      c.on("up", (e) => log("info", `${t.name}: link to ${at} up (version ${e.version})`));
-      c.on("down", (e) =>
+      for (const [name, r] of this.#tunnelServers) {
+        if (config.tunnelServers.some((t) => t.name === name)) continue;
+        steps.push({
+          commit: () => {
+            this.#tunnelServers.delete(name);
+            void r.server.close(); // GOAWAY on every link
+            return [{ level: "info", line: `${name}: tunnel server stopped` }];
+          },
+          cancel: () => {},
+        });
+      }
+      for (const t of config.tunnelClients) {
+        const o: TunnelClientOptions = {
+          link: t.link,
+          listeners: t.listeners,
+          socks: t.socks.map(entryListener),
+          httpConnect: t.httpConnect.map(entryListener),
+        };
+        const secret = secretOf(t.secret, t.name);
+        if (secret !== undefined) o.secret = secret;
+        if (t.tls !== undefined) {
+          o.tls = {};
+          if (t.tls.ca !== undefined) o.tls.ca = read(t.tls.ca);
+          if (t.tls.servername !== undefined) o.tls.servername = t.tls.servername;
+        }
+        if (t.keepalive !== undefined) o.keepaliveInterval = t.keepalive;
+        if (t.reconnectMax !== undefined) o.reconnectMaxDelay = t.reconnectMax;
+        const was = this.#tunnelClients.get(t.name);
+        if (was !== undefined && was.client.stoppedBy === undefined) {
+          const staged = await was.client.stage(o);
+          steps.push({
+            commit: () => {
+              staged.commit();
+              was.config = t;
+              return changed(t.name, "client", staged.changes, staged.restart);
+            },
+            cancel: () => staged.cancel(),
+          });
+          continue;
+        }
+        // new, or stopped for good (refused by its server): start it (again)
+        const c = await TunnelClient.start(o);
+        steps.push({
+          commit: () => {
+            const ref = { config: t, client: c };
+            this.#tunnelClients.set(t.name, ref);
+            this.#watchTunnelClient(t.name, ref);
+            return [{
+              level: "info",
+              line: `${t.name}: tunnel client: ${
+                c.addresses.map((a, i) =>
+                  `${formatEndpoint(a)} -> ${
+                    i < t.listeners.length
+                      ? formatDestination(t.listeners[i]!.to)
+                      : i < t.listeners.length + t.socks.length
+                      ? "SOCKS"
+                      : "HTTP CONNECT"
+                  }`
+                )
+                  .join(", ")
+              } via ${formatEndpoint(t.link)}${was === undefined ? "" : " (started again)"}`,
+            }];
+          },
+          cancel: () => void c.close(),
+        });
+      }
+      for (const [name, r] of this.#tunnelClients) {
+        if (config.tunnelClients.some((t) => t.name === name)) continue;
+        steps.push({
+          commit: () => {
+            this.#tunnelClients.delete(name);
+            void r.client.close(); // GOAWAY on its link
+            return [{ level: "info", line: `${name}: tunnel client stopped` }];
+          },
+          cancel: () => {},
+        });
+      }
+    } catch (err) {
+      cancel();
+      throw err;
+    }
+    return { commit: () => steps.flatMap((s) => s.commit()), cancel };
+  }
+
+  #watchTunnelServer(name: string, srv: TunnelServer): void {
+    const log = this.#o.log;
+    srv.on(
+      "link",
+      (e) => log("info", `${name}: link from ${e.remote} up (version ${e.version})`),
+    );
+    srv.on("link-close", (e) =>
+      log(
+        e.reason === "link-lost" || e.reason === "closed" ? "info" : "error",
+        `${name}: link from ${e.remote} closed: ${e.reason}${
+          e.error ? ` (${e.error.message})` : ""
+        }`,
+      ));
+    srv.on("stream-end", (e) => {
+      if (e.error !== undefined) {
         log(
-          "error",
-          `${t.name}: link to ${at} down: ${e.reason}${
-            e.error ? ` (${e.error.message})` : ""
-          }; retrying in ${e.retryInMs} ms`,
-        ));
-      c.on(
-        "refused",
-        (e) =>
-          log(
-            "warn",
-            `${t.name}: ${e.listener}: link down, connection closed`,
-            `${t.name}: refused`,
-          ),
-      );
-      c.on("entry-refused", (e) =>
+          "debug",
+          `${name}: ${e.remote} #${e.id} to ${
+            formatDestination(e.destination)
+          }: ${e.reason} (${e.error.message})`,
+        );
+      }
+    });
+  }
+
+  /** Log a client's events; `ref.config` is the section as reloaded last. */
+  #watchTunnelClient(
+    name: string,
+    ref: { config: TunnelClientConfig; client: TunnelClient },
+  ): void {
+    const log = this.#o.log;
+    const c = ref.client;
+    const at = () => formatEndpoint(ref.config.link);
+    c.on("up", (e) => log("info", `${name}: link to ${at()} up (version ${e.version})`));
+    c.on("down", (e) =>
+      log(
+        "error",
+        `${name}: link to ${at()} down: ${e.reason}${
+          e.error ? ` (${e.error.message})` : ""
+        }; retrying in ${e.retryInMs} ms`,
+      ));
+    c.on(
+      "refused",
+      (e) =>
         log(
           "warn",
-          `${t.name}: ${e.listener}: request from ${e.remote ?? "?"} refused: ${e.what}`,
-          `${t.name}: entry-refused`,
-        ));
-      c.on("stopped", (e) =>
-        log(
-          "error",
-          `${t.name}: link to ${at} refused: ${e.reason} (${e.error.message}); this tunnel client stopped`,
-        ));
+          `${name}: ${e.listener}: link down, connection closed`,
+          `${name}: refused`,
+        ),
+    );
+    c.on("entry-refused", (e) =>
       log(
-        "info",
-        `${t.name}: tunnel client: ${
-          c.addresses.map((a, i) =>
-            `${formatEndpoint(a)} -> ${
-              i < t.listeners.length
-                ? formatDestination(t.listeners[i]!.to)
-                : i < t.listeners.length + t.socks.length
-                ? "SOCKS"
-                : "HTTP CONNECT"
-            }`
-          )
-            .join(", ")
-        } via ${at}`,
-      );
-    }
+        "warn",
+        `${name}: ${e.listener}: request from ${e.remote ?? "?"} refused: ${e.what}`,
+        `${name}: entry-refused`,
+      ));
+    c.on("stopped", (e) =>
+      log(
+        "error",
+        `${name}: link to ${at()} refused: ${e.reason} (${e.error.message}); this tunnel client stopped`,
+      ));
   }
 
   async #apply(config: Config): Promise<void> {

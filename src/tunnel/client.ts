@@ -11,7 +11,9 @@ import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import { type EntryKind, serveEntry } from "./entry.ts";
+import { formatDestination } from "./destination.ts";
 import type { TunnelDestination } from "./frame.ts";
+import { differs, type TunnelUpdate } from "./update.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -36,6 +38,49 @@ export interface TunnelListener {
   listen: Endpoint;
   /** Where its streams go: an address the server may reach, or a route it names. */
   to: TunnelDestination;
+}
+
+/** A local listener as asked for: a fixed destination, or an entry protocol. */
+type EntrySpec =
+  | { kind: "listen"; l: TunnelListener }
+  | { kind: EntryKind; l: TunnelEntryListener };
+
+/** A bound local listener and what its connections ask for (changed by a reload). */
+interface Entry {
+  spec: EntrySpec;
+  /** Its bound address, formatted. */
+  name: string;
+  listener: NetListener;
+}
+
+/** Where a listener's connections go, for the log. */
+function describeSpec(spec: EntrySpec): string {
+  return spec.kind === "listen"
+    ? formatDestination(spec.l.to)
+    : spec.kind === "socks"
+    ? "SOCKS"
+    : "HTTP CONNECT";
+}
+
+/**
+ * Each listener under the key a reload matches it by: its kind and address
+ * as given (so a port 0 matches itself); a repeated address gets "#n".
+ * In the order `listeners`, `socks`, `httpConnect`.
+ */
+function entryKeys(o: TunnelClientOptions): Map<string, EntrySpec> {
+  const keys = new Map<string, EntrySpec>();
+  const all: EntrySpec[] = [
+    ...(o.listeners ?? []).map((l) => ({ kind: "listen" as const, l })),
+    ...(o.socks ?? []).map((l) => ({ kind: "socks" as const, l })),
+    ...(o.httpConnect ?? []).map((l) => ({ kind: "http-connect" as const, l })),
+  ];
+  for (const spec of all) {
+    const base = `${spec.kind} ${formatEndpoint(spec.l.listen)}`;
+    let key = base;
+    for (let n = 2; keys.has(key); n++) key = `${base}#${n}`;
+    keys.set(key, spec);
+  }
+  return keys;
 }
 
 /**
@@ -183,9 +228,12 @@ export interface TunnelClientEvents {
  * ```
  */
 export class TunnelClient extends Emitter<TunnelClientEvents> {
-  readonly #o: TunnelClientOptions;
-  readonly #listeners: NetListener[] = [];
+  #o: TunnelClientOptions;
+  /** The local listeners by key (see {@linkcode entryKeys}), in the order given. */
+  #entries = new Map<string, Entry>();
   #link: Link | undefined;
+  /** Bumped when the link restarts: what an older link or connect reports is ignored. */
+  #gen = 0;
   #closed = false;
   #delay: number;
   #retry: ReturnType<typeof setTimeout> | undefined;
@@ -209,35 +257,139 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
    */
   static async start(options: TunnelClientOptions): Promise<TunnelClient> {
     const c = new TunnelClient(options);
-    const bind = async (at: Endpoint, onConn: (conn: NetConn, name: string) => void) => {
-      const named = { name: formatEndpoint(at) };
-      const listener = await runtime.net.listen(
-        at,
-        { backlog: 511, reusePort: false },
-        (conn) => onConn(conn, named.name),
-      );
-      named.name = formatEndpoint(listener.address); // the port filled in
-      c.#listeners.push(listener);
-    };
-    const entries: [EntryKind, readonly TunnelEntryListener[] | undefined][] = [
-      ["socks", options.socks],
-      ["http-connect", options.httpConnect],
-    ];
-    try {
-      for (const l of options.listeners ?? []) {
-        await bind(l.listen, (conn, name) => c.#accept(conn, l, name));
-      }
-      for (const [kind, list] of entries) {
-        for (const l of list ?? []) {
-          await bind(l.listen, (conn, name) => c.#acceptEntry(conn, kind, l, name));
-        }
-      }
-    } catch (err) {
-      for (const l of c.#listeners) l.close();
-      throw err;
-    }
+    c.#entries = await c.#bindAll(entryKeys(options));
     c.#connect();
     return c;
+  }
+
+  /** Bind a listener for each entry (all or none). */
+  async #bindAll(specs: Map<string, EntrySpec>): Promise<Map<string, Entry>> {
+    const bound = new Map<string, Entry>();
+    try {
+      for (const [key, spec] of specs) {
+        const e: Entry = { spec, name: formatEndpoint(spec.l.listen), listener: undefined! };
+        e.listener = await runtime.net.listen(
+          spec.l.listen,
+          { backlog: 511, reusePort: false },
+          (conn) => this.#accept(conn, e),
+        );
+        e.name = formatEndpoint(e.listener.address); // the port filled in
+        bound.set(key, e);
+      }
+    } catch (err) {
+      for (const e of bound.values()) e.listener.close();
+      throw err;
+    }
+    return bound;
+  }
+
+  /**
+   * Change a running client (a reload), in two steps: new listeners are
+   * bound now; {@link TunnelUpdate.commit} applies the rest. Listeners are
+   * matched by their address: a new one starts, a removed one stops
+   * accepting (its streams go on), one whose destination changed sends its
+   * next connections there. Another link address, secret, TLS settings or
+   * versions restart the link (its streams end, a new one is made at once);
+   * anything else keeps it and its streams up (a new keepalive applies to
+   * it at once).
+   *
+   * @param options The client's new options.
+   * @returns The staged change.
+   * @throws {RelaykitError} when a new listener cannot bind (nothing changed then).
+   */
+  async stage(options: TunnelClientOptions): Promise<TunnelUpdate> {
+    if (this.#closed) throw new TypeError("The tunnel client is closed");
+    const was = this.#o;
+    const specs = entryKeys(options);
+    const fresh = new Map([...specs].filter(([k]) => !this.#entries.has(k)));
+    const added = await this.#bindAll(fresh);
+    const why: string[] = [];
+    if (differs(was.link, options.link)) why.push("link address");
+    if (differs(was.secret, options.secret)) why.push("secret");
+    if (differs(was.tls, options.tls)) why.push("TLS");
+    if (differs(was.versions, options.versions)) why.push("versions");
+    const keepalive = differs(
+      [was.keepaliveInterval, was.keepaliveMisses],
+      [options.keepaliveInterval, options.keepaliveMisses],
+    );
+    const changes: string[] = [];
+    for (const [key, e] of this.#entries) {
+      const spec = specs.get(key);
+      if (spec === undefined) changes.push(`listener ${e.name} removed`);
+      else if (spec.kind === "listen" && e.spec.kind === "listen") {
+        if (differs(spec.l.to, e.spec.l.to)) {
+          changes.push(`listener ${e.name} now -> ${formatDestination(spec.l.to)}`);
+        }
+      } else if (
+        spec.kind !== "listen" && e.spec.kind !== "listen" && differs(spec.l.users, e.spec.l.users)
+      ) {
+        changes.push(`listener ${e.name} (${spec.kind}): users changed`);
+      }
+    }
+    for (const e of added.values()) {
+      changes.push(`listener ${e.name} -> ${describeSpec(e.spec)} added`);
+    }
+    if (keepalive) changes.push("keepalive changed");
+    const later = [
+      ["connectTimeout", "connect timeout"],
+      ["reconnectDelay", "reconnect delay"],
+      ["reconnectMaxDelay", "reconnect maximum"],
+    ] as const; // apply to the connects that follow
+    for (const [k, what] of later) if (differs(was[k], options[k])) changes.push(`${what} changed`);
+    const restart = why.length === 0 ? undefined : why.join(", ");
+    if (restart !== undefined) changes.push(`link restarted (${restart} changed)`);
+    let done = false;
+    return {
+      changes,
+      restart,
+      commit: () => {
+        if (done) return;
+        done = true;
+        if (this.#closed) {
+          for (const e of added.values()) e.listener.close();
+          return;
+        }
+        const next = new Map<string, Entry>();
+        for (const [key, spec] of specs) {
+          const e = this.#entries.get(key) ?? added.get(key)!;
+          e.spec = spec; // kept: its next connections go to the new destination
+          next.set(key, e);
+        }
+        for (const [key, e] of this.#entries) if (!next.has(key)) e.listener.close();
+        this.#entries = next;
+        this.#o = options;
+        if (restart !== undefined) this.#restartLink(restart);
+        else if (keepalive) {
+          this.#link?.setKeepalive(
+            options.keepaliveInterval ?? 10_000,
+            options.keepaliveMisses ?? 3,
+          );
+        }
+      },
+      cancel: () => {
+        if (done) return;
+        done = true;
+        for (const e of added.values()) e.listener.close();
+      },
+    };
+  }
+
+  /** Apply new options at once: {@link TunnelClient.stage}, then commit. */
+  async update(options: TunnelClientOptions): Promise<readonly string[]> {
+    const staged = await this.stage(options);
+    staged.commit();
+    return staged.changes;
+  }
+
+  /** Close the link (GOAWAY, its streams end) and make a new one now. */
+  #restartLink(why: string): void {
+    this.#gen++;
+    clearTimeout(this.#retry);
+    const old = this.#link;
+    this.#link = undefined;
+    old?.close(`the tunnel client's ${why} changed: making a new link`);
+    this.#delay = this.#o.reconnectDelay ?? 100;
+    this.#connect(); // (a connect under way for the old settings makes it when it ends)
   }
 
   /**
@@ -245,7 +397,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
    * `httpConnect`, each in the order given.
    */
   get addresses(): { host: string; port: number }[] {
-    return this.#listeners.map((l) => {
+    return [...this.#entries.values()].map(({ listener: l }) => {
       if ("path" in l.address) throw new TypeError("Tunnel client listeners are TCP");
       return l.address;
     });
@@ -312,8 +464,11 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     return formatEndpoint(this.#o.link);
   }
 
-  #accept(conn: NetConn, l: TunnelListener, listener: string): void {
+  #accept(conn: NetConn, e: Entry): void {
+    const spec = e.spec;
+    if (spec.kind !== "listen") return this.#acceptEntry(conn, spec.kind, spec.l, e.name);
     const link = this.#link;
+    const listener = e.name;
     if (this.#closed || link === undefined || !link.ready) {
       this.emit("refused", {
         listener,
@@ -323,7 +478,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
       return;
     }
     const streamEnd = (e: TunnelStreamEnd) => this.emit("stream-end", { ...e, listener });
-    this.#streamEnds.set(link.open(l.to, conn), streamEnd);
+    this.#streamEnds.set(link.open(spec.l.to, conn), streamEnd);
   }
 
   #streamEnds = new Map<number, (e: TunnelStreamEnd) => void>();
@@ -356,6 +511,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   #connect(): void {
     if (this.#closed || this.#connecting) return;
     this.#connecting = true;
+    const gen = this.#gen;
     const tls = this.#o.tls === true ? {} : this.#o.tls;
     runtime.net.connect(this.#o.link, {
       timeout: this.#o.connectTimeout ?? 10_000,
@@ -364,8 +520,9 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
       tls,
     }).then((conn) => {
       this.#connecting = false;
-      if (this.#closed) {
+      if (this.#closed || gen !== this.#gen) {
         conn.destroy(false);
+        this.#connect(); // the settings changed meanwhile (a no-op once closed)
         return;
       }
       const remote = this.#where();
@@ -392,6 +549,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
           f?.(e);
         },
         close: (reason, error) => {
+          if (gen !== this.#gen) return; // replaced by a restart
           if (reason === "closed" && this.#closed) return;
           if ((reason === "auth-failed" || reason === "version") && !wasReady) {
             this.#stop(
@@ -405,7 +563,8 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
       });
     }, (err: RelaykitError) => {
       this.#connecting = false;
-      this.#down("connect-failed", err, false);
+      if (gen !== this.#gen) this.#connect();
+      else this.#down("connect-failed", err, false);
     });
   }
 
@@ -447,7 +606,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     if (!this.#closed) {
       this.#closed = true;
       clearTimeout(this.#retry);
-      for (const l of this.#listeners) l.close();
+      for (const e of this.#entries.values()) e.listener.close();
       this.#link?.close("the tunnel client is shutting down");
     }
     return Promise.resolve();

@@ -148,26 +148,7 @@ export class Link {
       refused: (code, message) => this.#fail(goawayReason(code), linkError(code, message)),
       ready: () => this.#becomeReady(),
     });
-    const interval = options.keepaliveInterval ?? 10_000;
-    const misses = options.keepaliveMisses ?? 3;
-    if (interval > 0) {
-      this.#timer = setInterval(() => {
-        if (Date.now() - this.#lastRx > interval * misses) {
-          this.#fail(
-            "keepalive-timeout",
-            linkError(
-              "ETIMEDOUT",
-              `Tunnel link to ${this.peer} is dead: no frame for ${interval * misses} ms`,
-            ),
-          );
-          return;
-        }
-        if (this.#state === "ready") {
-          this.#pingSentAt = Date.now();
-          this.#send({ type: "ping", data: new Uint8Array(8) });
-        }
-      }, interval);
-    }
+    this.setKeepalive(options.keepaliveInterval ?? 10_000, options.keepaliveMisses ?? 3);
     const ht = options.handshakeTimeout ?? 10_000;
     this.#handshakeTimer = setTimeout(() => {
       this.#fail(
@@ -182,6 +163,32 @@ export class Link {
       close: (code) => this.#onLinkClose(code),
     });
     this.#handshake.start();
+  }
+
+  /**
+   * PING every `interval` ms (0: never); the link is dead after `misses`
+   * intervals without a frame. Replaces the running timer (a reload).
+   */
+  setKeepalive(interval: number, misses: number): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (interval <= 0 || this.#state === "closed") return;
+    this.#timer = setInterval(() => {
+      if (Date.now() - this.#lastRx > interval * misses) {
+        this.#fail(
+          "keepalive-timeout",
+          linkError(
+            "ETIMEDOUT",
+            `Tunnel link to ${this.peer} is dead: no frame for ${interval * misses} ms`,
+          ),
+        );
+        return;
+      }
+      if (this.#state === "ready") {
+        this.#pingSentAt = Date.now();
+        this.#send({ type: "ping", data: new Uint8Array(8) });
+      }
+    }, interval);
   }
 
   /** "host:port" of the peer. */

@@ -11,6 +11,7 @@ import { Access, type AccessRule } from "../proxy/address_policy.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import type { TunnelDestination } from "./frame.ts";
+import { differs, type TunnelUpdate } from "./update.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -60,6 +61,14 @@ export interface TunnelServerOptions {
   keepaliveMisses?: number;
   /** Protocol versions spoken. @default TUNNEL_VERSIONS */
   versions?: readonly number[];
+  /**
+   * Bind with SO_REUSEPORT, so that a {@link TunnelServer.stage} that changes
+   * the TLS settings binds beside the running socket before that closes.
+   * Without it such a change closes the socket first, then binds anew.
+   *
+   * @default false
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -79,6 +88,11 @@ export interface TunnelServerEvents {
   "link-close": { remote: string; reason: LinkCloseReason; error: RelaykitError | undefined };
   /** A stream ended. */
   "stream-end": TunnelStreamEnd & { remote: string };
+}
+
+/** The routes as a map: own keys only, never a lookup through Object.prototype. */
+function routeMap(r: TunnelServerOptions["routes"]): ReadonlyMap<string, Endpoint> {
+  return r instanceof Map ? new Map(r) : new Map(Object.entries(r ?? {}));
 }
 
 /**
@@ -104,9 +118,9 @@ export interface TunnelServerEvents {
  * ```
  */
 export class TunnelServer extends Emitter<TunnelServerEvents> {
-  readonly #o: TunnelServerOptions;
-  readonly #access: Access;
-  readonly #routes: ReadonlyMap<string, Endpoint>;
+  #o: TunnelServerOptions;
+  #access: Access;
+  #routes: ReadonlyMap<string, Endpoint>;
   #listener: NetListener | undefined;
   readonly #links = new Set<Link>();
   #closed = false;
@@ -115,9 +129,7 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     super();
     this.#o = options;
     this.#access = new Access(options.allow ?? [], options.deny ?? []);
-    const r = options.routes;
-    // own keys only, never a lookup through Object.prototype
-    this.#routes = r instanceof Map ? new Map(r) : new Map(Object.entries(r ?? {}));
+    this.#routes = routeMap(options.routes);
   }
 
   /**
@@ -129,12 +141,134 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
    */
   static async listen(options: TunnelServerOptions): Promise<TunnelServer> {
     const s = new TunnelServer(options);
-    s.#listener = await runtime.net.listen(
-      options.listen,
-      { backlog: 511, reusePort: false, tls: options.tls },
-      (conn) => s.#accept(conn),
-    );
+    s.#listener = await s.#bind(options, options.listen);
     return s;
+  }
+
+  #bind(o: TunnelServerOptions, at: Endpoint): Promise<NetListener> {
+    return runtime.net.listen(
+      at,
+      { backlog: 511, reusePort: o.reusePort ?? false, tls: o.tls },
+      (conn) => this.#accept(conn),
+    );
+  }
+
+  /**
+   * Change a running server (a reload), in two steps: what needs a new
+   * listening socket (another `listen` address, other TLS settings) is
+   * bound now; {@link TunnelUpdate.commit} applies the rest. New rules,
+   * routes and connect timeout decide the OPENs that come after the commit;
+   * open streams stay. A new keepalive applies to the links up now, a new
+   * window to links made later. Another address, TLS settings, secret or
+   * versions restart the links: each one up is closed with a GOAWAY (its
+   * streams end) and its client makes a new one.
+   *
+   * @param options The server's new options.
+   * @returns The staged change.
+   * @throws {RelaykitError} when a new socket cannot bind; {RangeError} for
+   * a bad rule. Nothing changed then.
+   */
+  async stage(options: TunnelServerOptions): Promise<TunnelUpdate> {
+    if (this.#closed) throw new TypeError("The tunnel server is closed");
+    const was = this.#o;
+    const access = differs([was.allow, was.deny], [options.allow, options.deny])
+      ? new Access(options.allow ?? [], options.deny ?? [])
+      : undefined;
+    const routes = routeMap(options.routes);
+    const routesChanged = differs([...this.#routes], [...routes]);
+    const why: string[] = [];
+    const moved = differs(was.listen, options.listen);
+    if (moved) why.push("listen address");
+    if (differs(was.tls, options.tls)) why.push("TLS");
+    if (differs(was.secret, options.secret)) why.push("secret");
+    if (differs(was.versions, options.versions)) why.push("versions");
+    const rebind = moved || differs(was.tls, options.tls) ||
+      (options.reusePort ?? false) !== (was.reusePort ?? false);
+    const here = this.#listener!.address;
+    let listener: NetListener | undefined;
+    let reopen = false; // the running socket was closed to bind the new one
+    if (rebind) {
+      // the same address: its port as bound (a 0 in the options was given one)
+      const at = moved ? options.listen : here;
+      const beside = !moved && (was.reusePort ?? false) && (options.reusePort ?? false);
+      if (!moved && !beside) {
+        this.#listener!.close();
+        reopen = true;
+      }
+      try {
+        listener = await this.#bind(options, at);
+      } catch (err) {
+        // the old settings on the socket again (if that fails too, the
+        // first error says why; the server then no longer listens)
+        if (reopen) this.#listener = await this.#bind(was, at).catch(() => this.#listener);
+        throw err;
+      }
+    }
+    const changes: string[] = [];
+    if (access !== undefined) changes.push("allow/deny rules changed");
+    if (routesChanged) changes.push("routes changed");
+    if (differs(was.connectTimeout, options.connectTimeout)) {
+      changes.push("connect timeout changed");
+    }
+    const keepalive = differs(
+      [was.keepaliveInterval, was.keepaliveMisses],
+      [options.keepaliveInterval, options.keepaliveMisses],
+    );
+    if (keepalive) changes.push("keepalive changed");
+    if (differs(was.window, options.window)) changes.push("window changed (for new links)");
+    if (moved && listener !== undefined) {
+      changes.push(`listening on ${formatEndpoint(listener.address)}`);
+    }
+    const restart = why.length === 0 ? undefined : why.join(", ");
+    if (restart !== undefined) changes.push(`links restarted (${restart} changed)`);
+    let done = false;
+    return {
+      changes,
+      restart,
+      commit: () => {
+        if (done) return;
+        done = true;
+        if (this.#closed) {
+          listener?.close();
+          return;
+        }
+        this.#o = options;
+        if (access !== undefined) this.#access = access;
+        if (routesChanged) this.#routes = routes;
+        if (listener !== undefined) {
+          if (!reopen) this.#listener?.close();
+          this.#listener = listener;
+        }
+        if (restart !== undefined) {
+          for (const l of [...this.#links]) {
+            l.close(`the tunnel server's ${restart} changed: make a new link`);
+          }
+        } else if (keepalive) {
+          for (const l of this.#links) {
+            l.setKeepalive(options.keepaliveInterval ?? 10_000, options.keepaliveMisses ?? 3);
+          }
+        }
+      },
+      cancel: () => {
+        if (done) return;
+        done = true;
+        listener?.close();
+        if (reopen && !this.#closed) {
+          // best effort: the old settings on the socket's address again
+          this.#bind(was, here).then((l) => {
+            if (this.#closed) l.close();
+            else this.#listener = l;
+          }, () => {});
+        }
+      },
+    };
+  }
+
+  /** Apply new options at once: {@link TunnelServer.stage}, then commit. */
+  async update(options: TunnelServerOptions): Promise<readonly string[]> {
+    const staged = await this.stage(options);
+    staged.commit();
+    return staged.changes;
   }
 
   /** The bound address (port filled in). */
