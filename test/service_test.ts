@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { after, test } from "./_test.ts";
 import { mergeMetrics } from "../src/config/supervisor.ts";
@@ -18,6 +19,7 @@ import {
   connect,
   ENGINES,
   freePort,
+  runtimeCommand,
   server,
   sleep,
   startCli,
@@ -400,6 +402,36 @@ for (const [cmd, args] of HANGUP) {
     }
   });
 }
+
+test("run: a SIGHUP while starting is applied once running, not lost", async () => {
+  const [a, b] = [await greeter("a"), await greeter("b")];
+  const port = await freePort();
+  const file = config("hup-start", port, a.port);
+  const [cmd, ...rest] = runtimeCommand(
+    fileURLToPath(new URL("./fixtures/slow_start.ts", import.meta.url).href),
+    [file],
+  );
+  const child = spawn(cmd!, rest, { stdio: "pipe" });
+  let out = "";
+  child.stdout!.on("data", (d: Uint8Array) => out += String(d));
+  child.stderr!.on("data", (d: Uint8Array) => out += String(d));
+  try {
+    await waitFor(() => out.includes("starting"), 10_000, "the start");
+    config("hup-start", port, b.port); // the file changes while starting
+    process.kill(child.pid!, "SIGHUP");
+    await sleep(200);
+    child.stdin!.write("go\n");
+    await waitFor(() => /SIGHUP while starting: reloading now/.test(out), 5000, "the reload");
+    await waitFor(() => /reload: .* applied \(1 listener\)/.test(out), 5000, "its result");
+    const g = await greeting(port);
+    g.s.destroy();
+    assert.equal(g.name, "b", "the file as changed while starting");
+  } finally {
+    child.kill("SIGKILL");
+    await a.close();
+    await b.close();
+  }
+});
 
 test("run: Ctrl-C says what it waits for; a second one says what it closed", async () => {
   const backend = await greeter("b");

@@ -86,6 +86,21 @@ export interface ServeRun {
  * `runner.start()` throws, after telling the supervisor.
  */
 export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
+  const notify = (s: string) => sdNotify(s, (l) => o.log("error", l));
+  // a SIGHUP while starting (the file may have changed since it was read)
+  // is applied once running, not lost
+  let running = false, pending = false;
+  const reload = () => {
+    notify("RELOADING=1");
+    void runner.reload().then((ok) => {
+      notify("READY=1");
+      void tellSupervisor({ t: "reloaded", ok });
+    });
+  };
+  process.on("SIGHUP", () => {
+    if (running) reload();
+    else pending = true;
+  });
   try {
     await runner.start();
     await o.beforeReady?.();
@@ -93,7 +108,6 @@ export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
     await tellSupervisor({ t: "failed", message: (err as Error).message.split("\n")[0]! });
     throw err;
   }
-  const notify = (s: string) => sdNotify(s, (l) => o.log("error", l));
   let exiting = false;
   const exit = () => {
     if (exiting) return;
@@ -115,13 +129,6 @@ export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
     notify("STOPPING=1");
     void runner.stop(0x7fffffff).then(exit);
   });
-  process.on("SIGHUP", () => {
-    notify("RELOADING=1");
-    void runner.reload().then((ok) => {
-      notify("READY=1");
-      void tellSupervisor({ t: "reloaded", ok });
-    });
-  });
   watchSupervisor((pid) => {
     o.log("error", `the supervisor (pid ${pid}) is gone: stopping`);
     void runner.abort().then(() => runner.stop(0)).then(exit);
@@ -131,4 +138,9 @@ export async function serveRunner(runner: Runner, o: ServeRun): Promise<void> {
   o.say(`running ${o.file} (${plural(runner.listeners.size, "listener")})`);
   await tellSupervisor({ t: "ready" });
   notify(`READY=1\nSTATUS=running ${o.file}`);
+  running = true;
+  if (pending) {
+    o.say("SIGHUP while starting: reloading now");
+    reload();
+  }
 }
