@@ -138,23 +138,21 @@ function runQueue(
       runQueue(engine, queues, key, q, hook, failed); // releases the rest
     }
   };
+  // a hook that transferred the lent buffer fails whatever it returned:
+  // the engine's memory may live on in JavaScript
+  const transferred = () =>
+    new RelaykitError(
+      `Hook ${q.ctx.direction} of connection ${q.ctx.id} failed: it transferred its chunk's buffer (keep chunk.slice() instead)`,
+      "RK_EHOOK",
+      { connectionId: q.ctx.id },
+    );
   runHook(hook, chunk, q.ctx).then((out) => {
     const r = calls.hookReturn(token, out);
-    if (r === "kept") {
-      fail(
-        new RelaykitError(
-          `Hook ${q.ctx.direction} of connection ${q.ctx.id} failed: it transferred its chunk's buffer (keep a copy instead)`,
-          "RK_EHOOK",
-          { connectionId: q.ctx.id },
-        ),
-      );
-      return;
-    }
+    if (r === "kept") return fail(transferred());
     if (r === "ended") q.dead = true;
     runQueue(engine, queues, key, q, hook, failed);
   }, (err: RelaykitError) => {
-    calls.hookReturn(token, EMPTY);
-    fail(err);
+    fail(calls.hookReturn(token, EMPTY) === "kept" ? transferred() : err);
   });
 }
 
