@@ -34,6 +34,10 @@
  *   idle    N idle connections (1 byte each) through the proxy to a hold
  *           server; VmRSS growth of the proxy                    -> bytes/conn
  *
+ * The hook rows (bulk only; --only 'relaykit-*-hook'): a TcpProxy with no
+ * hook, a pass-through hook and NosyProxy's rewriting hooks, per engine and
+ * runtime (scripts/bench/hooks.ts), and whether the hook targets are met.
+ *
  * Load generator, backend and proxy share the machine's cores, so only ratios
  * taken within one run are meaningful.
  *
@@ -73,6 +77,7 @@ import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import { benchTunnel, type TunnelBenchResult } from "./bench/tunnel.ts";
+import { hookRows, hookTargets } from "./bench/hooks.ts";
 import {
   benchSoak,
   SOAK_COLUMNS,
@@ -695,6 +700,8 @@ interface ProxySpec {
   compareTo?: string[];
   /** Only run when selected explicitly with --only. */
   optional?: boolean;
+  /** The workloads of this row (default: all). */
+  workloads?: ("bulk" | "rps" | "idle")[];
 }
 
 /** Hard RLIMIT_NOFILE, i.e. what `ulimit -n` in withFdLimit() can reach. */
@@ -862,6 +869,8 @@ function proxyTable(bins: Bins): ProxySpec[] {
         t,
       ) => [bins.node!, "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
     },
+    // bulk through data hooks, per engine and runtime (scripts/bench/hooks.ts)
+    ...hookRows(bins),
   ];
 }
 
@@ -1312,6 +1321,7 @@ async function benchProxy(
     });
   }
   for (const phase of phases) {
+    if (spec.workloads && !spec.workloads.some((w) => w === phase.name)) continue;
     let backend: { port: number; stop(): Promise<void> };
     let t: Target;
     try {
@@ -1736,6 +1746,8 @@ async function main(): Promise<void> {
       ),
     );
   }
+  const hooks = hookTargets(results);
+  if (hooks.lines.length) out.push("", ...hooks.lines);
   const notes = results.flatMap((r) =>
     r.status === "skipped"
       ? [`${r.name}: skipped, ${r.reason}`]
@@ -1792,6 +1804,7 @@ async function main(): Promise<void> {
           idleConns: opts.idleConns,
           results,
           ratios: rs,
+          hookTargets: hooks.targets,
           parserDurationS: runParser ? parserS : null,
           parser,
           tunnel,
