@@ -10,6 +10,7 @@
  *   PENDING  bytes held (in a pipe, or in a buffer); write them to the
  *            destination before reading anything else - this is the whole
  *            of backpressure: a direction never holds more than one chunk
+ *            (a hooked one: at most RK_HOOK_WINDOW batches, see below)
  *   EOF      the source ended (or a graceful close); once PENDING is
  *            flushed, the destination is shut for writing -> DONE
  *   DONE     nothing more will move this way
@@ -626,7 +627,7 @@ static int rk__pump(rk__conn *c, int d) {
   rk__worker *w = c->w;
   if (!dir->active || dir->done)
     return 0;
-  if (dir->hooked)
+  if (dir->hooked && !dir->sendfile) /* a decided file goes out as it is */
     return rk__pump_hooked(c, d);
   for (int budget = RK__PUMP_BUDGET;; budget--) {
     int r = rk__flush(c, d);
@@ -1019,8 +1020,9 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
     free(cmd);
     return -ENOENT;
   }
-  __atomic_store_n(&b->state, RK__BATCH_BACK, __ATOMIC_RELEASE);
+  /* once BACK, the worker may write and recycle it at any moment */
   int32_t id = b->conn_id, dir = b->dir;
+  __atomic_store_n(&b->state, RK__BATCH_BACK, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&e->lend_lock);
   cmd->type = RK__CMD_HOOK_RETURN;
   cmd->arg = dir;
