@@ -349,7 +349,8 @@ for (const engine of ENGINES) {
         const c = await connect(p.port);
         const end = receiveAll(c).then(() => "end", (e: NodeJS.ErrnoException) => e.code);
         void sendRandom(c, 16 * 1024 * 1024, 5).catch(() => {}); // cut off mid-way
-        assert.equal(await end, "ECONNRESET");
+        // reset while still sending: the client's next write or read fails
+        assert.ok(["ECONNRESET", "EPIPE"].includes(String(await end)), "the connection is cut");
         await waitFor(() => errors.length === 1, 5000, "error event");
         const err = errors[0] as Error & { code?: string };
         assert.equal(err.code, "RK_EHOOK");
