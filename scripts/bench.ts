@@ -46,6 +46,10 @@
  * every second (scripts/bench/page_watch.ts); compare them with the rows
  * without it, e.g. --only 'relaykit-native-deno*' (alternate runs: noise).
  *
+ * The hook rows (bulk only; --only 'relaykit-*-hook'): a TcpProxy with no
+ * hook, a pass-through hook and NosyProxy's rewriting hooks, per engine and
+ * runtime (scripts/bench/hooks.ts), and whether the hook targets are met.
+ *
  * Load generator, backend and proxy share the machine's cores, so only ratios
  * taken within one run are meaningful.
  *
@@ -117,6 +121,7 @@ import {
   tunnelReport,
 } from "./bench/tunnel.ts";
 import { PAGE_TOKEN, watchPage } from "./bench/page_watch.ts";
+import { hookRows, hookTargets } from "./bench/hooks.ts";
 import {
   benchSoak,
   SOAK_COLUMNS,
@@ -847,6 +852,8 @@ interface ProxySpec {
    * asks what the page asks, as often (see scripts/bench/page_watch.ts).
    */
   watched?: boolean;
+  /** The workloads of this row (default: all). */
+  workloads?: ("bulk" | "rps" | "idle")[];
 }
 
 /** Hard RLIMIT_NOFILE, i.e. what `ulimit -n` in withFdLimit() can reach. */
@@ -1031,6 +1038,8 @@ function proxyTable(bins: Bins): ProxySpec[] {
         t,
       ) => [bins.node!, "scripts/bench/naive_node_net.mjs", `${l}`, `${t}`],
     },
+    // bulk through data hooks, per engine and runtime (scripts/bench/hooks.ts)
+    ...hookRows(bins),
   ];
 }
 
@@ -1492,6 +1501,7 @@ async function benchProxy(
     });
   }
   for (const phase of phases) {
+    if (spec.workloads && !spec.workloads.some((w) => w === phase.name)) continue;
     let backend: { port: number; stop(): Promise<void> };
     let t: Target;
     try {
@@ -2047,6 +2057,8 @@ async function main(): Promise<void> {
       ),
     );
   }
+  const hooks = hookTargets(results);
+  if (hooks.lines.length) out.push("", ...hooks.lines);
   const notes = results.flatMap((r) =>
     r.status === "skipped"
       ? [`${r.name}: skipped, ${r.reason}`]
@@ -2090,6 +2102,7 @@ async function main(): Promise<void> {
           idleConns: opts.idleConns,
           results,
           ratios: rs,
+          hookTargets: hooks.targets,
           parserDurationS: runParser ? parserS : null,
           parser,
           tunnel,

@@ -217,6 +217,212 @@ for (const engine of ENGINES) {
         await backend.close();
       }
     });
+
+    test("NosyProxy's rewrite over 8 MiB: the hook sees every byte in order, once, one call at a time; the target gets exactly its results", async () => {
+      let got!: Promise<{ bytes: number; sha256: string }>;
+      const backend = await server((s) => got = receiveAll(s));
+      const seen = createHash("sha256"), returned = createHash("sha256");
+      let seenBytes = 0, returnedBytes = 0, inFlight = 0, most = 0, calls = 0;
+      const { p, ends } = await proxy(backend.port, {
+        // in2out of libasyncproxy's NosyProxy: uppercase, one byte shorter
+        aToB: async (chunk) => {
+          most = Math.max(most, ++inFlight);
+          calls++;
+          seen.update(chunk);
+          seenBytes += chunk.length;
+          if (calls % 7 === 0) await sleep(1); // now and then a slow one
+          const out = new Uint8Array(chunk.length - 1);
+          for (let i = 0; i < out.length; i++) {
+            const c = chunk[i]!;
+            out[i] = c >= 0x61 && c <= 0x7a ? c - 32 : c;
+          }
+          returned.update(out);
+          returnedBytes += out.length;
+          inFlight--;
+          return out;
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const size = 8 * 1024 * 1024;
+        await sendRandom(c, size, 23);
+        await waitFor(() => got !== undefined, 5000, "backend connection");
+        await waitFor(() => seenBytes === size, 15_000, "every byte through the hook");
+        for (const s of backend.sockets) s.end();
+        const atServer = await got;
+        assert.equal(most, 1, "one call at a time per direction");
+        assert.equal(
+          seen.digest("hex"),
+          expectedHash(size, 23),
+          "the hook saw the stream in order",
+        );
+        assert.equal(atServer.bytes, returnedBytes);
+        assert.equal(atServer.sha256, returned.digest("hex"));
+        await waitFor(() => ends.length === 1, 5000, "close event");
+        assert.equal(ends[0]!.aToB.read, size);
+        assert.equal(ends[0]!.aToB.written, returnedBytes);
+        c.destroy();
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    });
+
+    test("a hook that holds its chunk: the proxy stops reading (bounded), then every byte arrives", async () => {
+      const backend = await echoServer();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      let id = -1;
+      const { p } = await proxy(backend.port, {
+        aToB: async (_chunk, ctx) => {
+          id = ctx.id;
+          await gate; // every call waits until the test opens the gate
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const size = 24 * 1024 * 1024;
+        const reply = receiveAll(c);
+        const sent = sendRandom(c, size, 31);
+        await waitFor(() => id !== -1, 5000, "the first chunk");
+        await sleep(500);
+        const held = p.stats(id)!.aToB.read;
+        await sleep(200);
+        const later = p.stats(id)!.aToB.read;
+        assert.equal(later, held, "no reading while the hook holds a chunk and the window is full");
+        assert.ok(held <= 2 * 1024 * 1024, `read ${held} bytes ahead of the hook`);
+        release();
+        await sent;
+        const got = await reply;
+        assert.equal(got.bytes, size);
+        assert.equal(got.sha256, expectedHash(size, 31));
+      } finally {
+        release();
+        await p.abort();
+        await backend.close();
+      }
+    });
+
+    test("half-close with batches in flight: the target gets every byte, then the FIN; its answer comes back", async () => {
+      let got!: Promise<{ bytes: number; sha256: string }>;
+      const backend = await server((s) => {
+        got = receiveAll(s);
+        void got.then(() => s.end("done"));
+      });
+      const { p, ends } = await proxy(backend.port, {
+        aToB: async () => {
+          await sleep(1);
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const size = 6 * 1024 * 1024;
+        const reply = readN(c, 4);
+        await sendRandom(c, size, 47); // and end(): the FIN follows the last byte
+        await waitFor(() => got !== undefined, 5000, "backend connection");
+        const atServer = await got;
+        assert.equal(atServer.bytes, size);
+        assert.equal(atServer.sha256, expectedHash(size, 47));
+        assert.equal(await reply, "done");
+        await waitFor(() => ends.length === 1, 5000, "close event");
+        assert.equal(ends[0]!.reason, "done");
+        assert.equal(ends[0]!.aToB.read, size);
+        assert.equal(ends[0]!.aToB.written, size);
+        assert.equal(ends[0]!.bToA.written, 4);
+        c.destroy();
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    });
+
+    test("a hook that throws mid-stream closes that connection with RK_EHOOK; the next one is served", async () => {
+      const backend = await echoServer();
+      let calls = 0, failOn = 3;
+      const { p, errors } = await proxy(backend.port, {
+        aToB: (chunk, ctx) => {
+          if (++calls === failOn) throw new Error(`no more for ${ctx.id}`);
+          return chunk;
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const end = receiveAll(c).then(() => "end", (e: NodeJS.ErrnoException) => e.code);
+        void sendRandom(c, 16 * 1024 * 1024, 5).catch(() => {}); // cut off mid-way
+        // reset while still sending: the client's next write or read fails
+        assert.ok(["ECONNRESET", "EPIPE"].includes(String(await end)), "the connection is cut");
+        await waitFor(() => errors.length === 1, 5000, "error event");
+        const err = errors[0] as Error & { code?: string };
+        assert.equal(err.code, "RK_EHOOK");
+        assert.match(err.message, /Hook aToB of connection \d+ failed: no more for \d+/);
+        await waitFor(() => p.connections === 0, 5000, "connection closed");
+        failOn = -1;
+        const d = await connect(p.port);
+        const size = 3 * 1024 * 1024;
+        const reply = receiveAll(d);
+        await sendRandom(d, size, 6);
+        const got = await reply;
+        assert.equal(got.bytes, size);
+        assert.equal(got.sha256, expectedHash(size, 6));
+        assert.equal(errors.length, 1);
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    });
+
+    if (engine === "native") {
+      test("a hook that transfers its chunk's buffer closes the connection with RK_EHOOK (the native chunk is lent); the next one is served", async () => {
+        const backend = await echoServer();
+        let transfer = true;
+        const kept: ArrayBuffer[] = [];
+        const { p, errors } = await proxy(backend.port, {
+          aToB: (chunk) => {
+            if (transfer) kept.push((chunk.buffer as ArrayBuffer).transfer());
+          },
+        });
+        try {
+          const c = await connect(p.port);
+          const end = receiveAll(c).then(() => "end", (e: NodeJS.ErrnoException) => e.code);
+          c.write("mine now");
+          assert.equal(await end, "ECONNRESET");
+          await waitFor(() => errors.length === 1, 5000, "error event");
+          const err = errors[0] as Error & { code?: string };
+          assert.equal(err.code, "RK_EHOOK");
+          assert.match(err.message, /transferred its chunk's buffer/);
+          assert.equal(dec.decode(new Uint8Array(kept[0]!)), "mine now", "the memory stays valid");
+          transfer = false;
+          const d = await connect(p.port);
+          const reply = readN(d, 5);
+          d.write("hello");
+          assert.equal(await reply, "hello");
+          d.destroy();
+        } finally {
+          await p.abort();
+          await backend.close();
+        }
+      });
+
+      test("a chunk kept past its hook's return reads as empty, never as other bytes", async () => {
+        const backend = await echoServer();
+        const kept: Uint8Array[] = [];
+        const { p } = await proxy(backend.port, {
+          aToB: (chunk) => void kept.push(chunk),
+        });
+        try {
+          const c = await connect(p.port);
+          const reply = readN(c, 5);
+          c.write("hello");
+          assert.equal(await reply, "hello");
+          await waitFor(() => kept.length === 1, 5000, "the hook");
+          assert.equal(kept[0]!.length, 0);
+          c.destroy();
+        } finally {
+          await p.abort();
+          await backend.close();
+        }
+      });
+    }
   });
 }
 

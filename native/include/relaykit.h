@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define RK_VERSION_MAJOR 0
-#define RK_VERSION_MINOR 2
+#define RK_VERSION_MINOR 3
 #define RK_VERSION_PATCH 0
 
 /* Error codes beyond errno. Values are negative like the errno ones. */
@@ -59,8 +59,8 @@ typedef enum {
   RK_EV_LISTENER_CLOSED = 6, /* aux=listener: its fd is closed */
   RK_EV_FD_CONNECTED = 7, /* id=request; word 2 the fd (>=0) or word 3 err */
   RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left */
-  RK_EV_HOOK = 9, /* id=conn, aux=listener or 0, word 6 direction, word 7
-                     length: a chunk waits for rk_hook_take/rk_hook_resume */
+  RK_EV_HOOK = 9, /* id=conn, aux=listener or 0: a batch of a hooked
+                     direction is lent to the host; layout below */
   RK_EV_HOLD = 10, /* id=conn, aux=listener: a held connection waits for a
                       decision; layout below */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
@@ -93,7 +93,9 @@ typedef enum {
  *   RK_HOLD_FIRST only: 7 peer port, 8..11 peer address, 12..15 local
  *   address (the address the client connected to).
  * RK_EV_FD_CONNECTED: 2 the fd (when err is 0), 3 err.
- * RK_EV_HOOK: 6 direction (0 a->b, 1 b->a), 7 length of the chunk.
+ * RK_EV_HOOK: 6 direction (0 a->b, 1 b->a), 7 length of the batch,
+ *   8 its token (for rk_hook_return), 10..11 the address of its bytes
+ *   as (lo, hi).
  */
 #define RK_EVENT_WORDS 16
 
@@ -317,24 +319,42 @@ RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
                                 const char *bind_host);
 
 /* ---- data hooks --------------------------------------------------------
- * A hooked direction reads one chunk (at most 16 KiB), posts RK_EV_HOOK and
- * pauses. The host copies the chunk out with rk_hook_take, and hands back
- * what to send instead (the same, shorter, longer or empty) with
- * rk_hook_resume; then the direction writes it and reads the next chunk.
- * One chunk per direction is with the host at a time: order is kept and
- * memory stays bounded whatever the host does. Directions without a hook
- * are not affected. */
+ * A hooked direction reads its source into batches of at most
+ * RK_HOOK_BATCH_MAX bytes (a batch is posted when it is full or the
+ * source has nothing more for now) and lends each to the host with an
+ * RK_EV_HOOK record: the record gives the batch's token, length and the
+ * address of its bytes, which stay valid and unchanged (the engine neither
+ * reads nor frees them) until the host hands the batch back with
+ * rk_hook_return - also after the connection ended. The host may change
+ * the bytes in place. At most RK_HOOK_WINDOW batches of a direction are
+ * with the host or waiting to be written: then the direction stops
+ * reading its source, so memory stays bounded whatever the host does.
+ * Batches are written in the order they were read, whatever the order of
+ * their returns. Directions without a hook are not affected. */
 
-/* Copy the waiting chunk of direction dir (0: a->b, 1: b->a) into out.
- * Return its length (which may exceed cap: then call again with a bigger
- * buffer), -ENOENT if the connection ended, -EINVAL if no chunk waits.
- * Any thread. */
-RK_EXTERN int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir,
-                               uint8_t *out, int32_t cap);
-/* Send data[0..len) in place of the chunk and resume the direction. The
- * bytes are copied. Any thread. */
-RK_EXTERN int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
-                                 const uint8_t *data, int32_t len);
+/* Most bytes of one batch. */
+#define RK_HOOK_BATCH_MAX (256 * 1024)
+/* Most batches of one direction between reading and writing. */
+#define RK_HOOK_WINDOW 4
+
+/* Flags of rk_hook_return. */
+#define RK_HOOK_LENT 1u /* send bytes [off, off + len) of the batch itself
+                           (a pass-through, or the part the host kept) */
+#define RK_HOOK_KEPT 2u /* the host cannot give the batch's memory back
+                           (something still refers to it): never reuse or
+                           free it. Nothing is sent in its place: the
+                           host should close the connection */
+
+/* Hand batch `token` back and send in its place data[0..len) (copied),
+ * or with RK_HOOK_LENT bytes [off, off + len) of the batch (data is not
+ * read). The same, shorter, longer or empty: all are fine. The batch's
+ * memory must not be touched after this call. Return 0; -ENOENT if the
+ * connection ended (the batch is released all the same); -EINVAL for a
+ * token that is not lent (never lent, or returned already) or a range
+ * outside the batch (the batch stays lent). Any thread. */
+RK_EXTERN int32_t rk_hook_return(int32_t h, uint32_t token,
+                                 const uint8_t *data, int32_t len,
+                                 int32_t off, uint32_t flags);
 /* The peer address of an accepted connection as text ("1.2.3.4:5",
  * "[::1]:5"), written to buf. Return its length or a negative error. */
 RK_EXTERN int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap);

@@ -354,14 +354,10 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_decide_cmd(conn, c);
       break;
     }
-    case RK__CMD_HOOK_RESUME: {
+    case RK__CMD_HOOK_RETURN: {
       rk__conn *conn = rk__worker_find(w, c->id);
-      if (conn != NULL &&
-          __atomic_load_n(&conn->dir[c->arg].hook_pending, __ATOMIC_ACQUIRE))
-        rk__hook_resumed(conn, c->arg, c->data, c->len);
-      else
-        free(c->data);
-      c->data = NULL;
+      if (conn != NULL)
+        rk__hook_returned(conn, c->arg);
       break;
     }
     case RK__CMD_ABORT_LISTENER: {
@@ -460,6 +456,7 @@ int32_t rk_engine_new(int32_t threads, int32_t max_conns) {
   pthread_mutex_init(&e->q_lock, NULL);
   pthread_cond_init(&e->q_cond, NULL);
   pthread_mutex_init(&e->tbl_lock, NULL);
+  rk__lend_init(e);
   pthread_mutex_init(&e->res_lock, NULL);
   pthread_cond_init(&e->res_cond, NULL);
 
@@ -602,6 +599,7 @@ int32_t rk_engine_free(int32_t h) {
     free(l);
     l = next;
   }
+  rk__lend_free(e);
   free(e->workers);
   free(e->q);
   free(e->test_threads);

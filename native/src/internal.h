@@ -74,6 +74,11 @@ static inline int rk__fstat(int fd, struct stat *st) {
 #define RK__POOL_MAX 64
 /* Reads a direction may do in one turn before yielding to other relays. */
 #define RK__PUMP_BUDGET 16
+/* Batches of hooked directions a worker keeps for reuse (RK_HOOK_BATCH_MAX
+ * bytes each): enough for two busy hooked directions' windows. */
+#define RK__BATCH_POOL_MAX 8
+/* Buckets of the token -> lent batch table: a power of two. */
+#define RK__LEND_BUCKETS 4096
 /* Pools not drawn from during a whole sweep interval are emptied, so an
  * idle engine holds no pipes or buffers (and its fd count returns to what
  * it was before any relay ran). */
@@ -102,6 +107,36 @@ typedef struct rk__engine rk__engine;
 typedef struct rk__worker rk__worker;
 typedef struct rk__conn rk__conn;
 typedef struct rk__listener rk__listener;
+typedef struct rk__batch rk__batch;
+
+/* States of a hooked direction's batch (rk__batch.state, atomic). */
+enum {
+  RK__BATCH_LENT = 1,  /* with the host: nobody else touches its bytes */
+  RK__BATCH_RETURNING, /* rk_hook_return is filling in its result */
+  RK__BATCH_BACK,      /* result in: the worker writes it */
+  RK__BATCH_ORPHAN     /* its connection ended while lent: whoever returns
+                          it frees it */
+};
+
+/* A batch of a hooked direction: bytes read from the source, lent to the
+ * host, then what the host gave back, written to the destination. The
+ * bytes follow the struct. While LENT or RETURNING it is in the engine's
+ * lend table (by token) and in its direction's queue; the worker owns it
+ * otherwise. */
+struct rk__batch {
+  uint32_t token;
+  int state;      /* atomic, RK__BATCH_*; LENT -> ORPHAN under lend_lock */
+  int32_t conn_id;
+  int dir;
+  uint32_t len;   /* bytes read into data */
+  uint8_t *out;   /* BACK: what to write (data + something, or malloc'd) */
+  uint32_t out_len, out_off;
+  unsigned out_own : 1; /* out is malloc'd */
+  unsigned kept : 1;    /* the host still refers to data: never free it */
+  rk__batch *next;      /* the direction's queue */
+  rk__batch *lend_next; /* the lend table's chain */
+  uint8_t data[];       /* RK_HOOK_BATCH_MAX bytes */
+};
 
 typedef struct rk__target {
   char *host;
@@ -142,7 +177,8 @@ typedef struct {
   unsigned discard : 1;  /* read and drop (a client after a CLOSE decision) */
   unsigned sendfile : 1; /* the source is a file sent with sendfile(2) */
   uint64_t limit;        /* bytes still to read; UINT64_MAX: no limit */
-  int hook_pending;      /* atomic: a chunk is with the host */
+  rk__batch *hq_head, *hq_tail; /* hooked: batches posted, oldest first */
+  uint32_t hq_n;                 /* hooked: batches in that queue */
   uint64_t rd, wr;      /* atomics: bytes read / written */
 } rk__dir;
 
@@ -231,7 +267,7 @@ enum {
   RK__CMD_START_CONNECT,
   RK__CMD_STOP,
   RK__CMD_ABORT_LISTENER,
-  RK__CMD_HOOK_RESUME,
+  RK__CMD_HOOK_RETURN,
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
   RK__CMD_HOLD_WRITE
@@ -270,6 +306,8 @@ struct rk__worker {
   int npipes; /* atomic: read by stats */
   uint8_t *bufs[RK__POOL_MAX];
   int nbufs;
+  rk__batch *batches[RK__BATCH_POOL_MAX]; /* free hook batches */
+  int nbatches;
   int pool_uses; /* pool takes since the last sweep */
   rk__listener *paused[RK__MAX_PAUSED];
   int npaused;
@@ -311,6 +349,11 @@ struct rk__engine {
   pthread_mutex_t tbl_lock;
   rk__conn *tbl[RK__TABLE_BUCKETS];
   rk__listener *listeners;
+
+  /* batches lent to the host, by token (relay.c) */
+  pthread_mutex_t lend_lock;
+  rk__batch *lend[RK__LEND_BUCKETS];
+  uint32_t next_token; /* under lend_lock */
 
   /* resolver thread */
   pthread_mutex_t res_lock;
@@ -377,7 +420,10 @@ void rk__side_init_sock(rk__side *s, int fd);
 int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s);
 void rk__sweep(rk__worker *w, int64_t now);
 void rk__mark_ready(rk__conn *c);
-void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len);
+void rk__hook_returned(rk__conn *c, int d);
+void rk__lend_init(rk__engine *e);
+void rk__lend_free(rk__engine *e);
+void rk__batch_pool_release(rk__worker *w);
 
 /* pool.c: each worker's pipes and buffers. */
 int rk__pipe_get(rk__worker *w, int p[2]);

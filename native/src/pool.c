@@ -80,4 +80,5 @@ void rk__worker_release_pools(rk__worker *w) {
   }
   while (w->nbufs > 0)
     free(w->bufs[--w->nbufs]);
+  rk__batch_pool_release(w);
 }

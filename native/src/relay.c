@@ -10,6 +10,7 @@
  *   PENDING  bytes held (in a pipe, or in a buffer); write them to the
  *            destination before reading anything else - this is the whole
  *            of backpressure: a direction never holds more than one chunk
+ *            (a hooked one: at most RK_HOOK_WINDOW batches, see below)
  *   EOF      the source ended (or a graceful close); once PENDING is
  *            flushed, the destination is shut for writing -> DONE
  *   DONE     nothing more will move this way
@@ -40,6 +41,16 @@
  * has already closed (RDHUP/HUP), when only EOF itself ends the reading.
  * Regular files cannot be polled: they are always readable.
  *
+ * A hooked direction does not use the pipe or the buffer: it reads its
+ * source into batches of up to RK_HOOK_BATCH_MAX bytes and lends each to
+ * the host (RK_EV_HOOK with the batch's address and token). Its queue
+ * holds the batches between reading and writing, oldest first; a batch
+ * the host handed back (BACK) is written when every older one has been.
+ * It reads only while the queue holds fewer than RK_HOOK_WINDOW batches -
+ * its backpressure - and stays EOF (not DONE) until the queue is empty.
+ * A batch lent when its connection ends is left to the host (ORPHAN):
+ * rk_hook_return frees it, so the host's view of it never dangles.
+ *
  * A connection ends when every active direction is DONE (reason DONE), on
  * an I/O error (RESET: the other TCP peer is reset too, so it learns the
  * stream was cut), on idle timeout, on rk_conn_close, or when the engine
@@ -58,6 +69,8 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static void rk__hook_queue_release(rk__conn *c, rk__dir *dir);
 
 /* ---- connection lifecycle ---------------------------------------------- */
 
@@ -219,6 +232,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
       }
     }
     rk__dir_buf_release(w, dir);
+    rk__hook_queue_release(c, dir);
   }
   rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
@@ -356,32 +370,271 @@ static int rk__flush(rk__conn *c, int d) {
   return 1;
 }
 
+/* Direction d is at EOF and everything it read is out: shut its
+ * destination for writing and mark it DONE. */
+static void rk__dir_finish(rk__conn *c, int d) {
+  rk__dir *dir = &c->dir[d];
+  /* a graceful close of a relay that keeps its fds leaves them as they
+   * are: the owner goes on using them */
+  /* The last direction to finish needs no shutdown on a socket we own:
+   * the relay ends now and close(2) sends the FIN (both sources are at
+   * EOF, so nothing unread turns it into a reset). */
+  rk__side *dst = &c->side[!d];
+  int last = !c->dir[!d].active || c->dir[!d].done;
+  if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)) &&
+      !(last && dst->owned))
+    rk__shut_dst(dst);
+  dir->done = 1;
+  if (c->dir[!d].discard) /* a reply went out: the client has a while */
+    c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
+}
+
+/* ---- hooked directions --------------------------------------------------- */
+
+static rk__batch *rk__batch_get(rk__worker *w) {
+  w->pool_uses++;
+  if (w->nbatches > 0)
+    return w->batches[--w->nbatches];
+  rk__batch *b = malloc(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
+  if (b != NULL) {
+    b->out = NULL;
+    b->out_own = b->kept = 0;
+  }
+  return b;
+}
+
+/* Batches whose memory a host still refers to (RK_HOOK_KEPT): never
+ * reused or freed, kept here for the life of the process. */
+static rk__batch *g_kept;
+static pthread_mutex_t g_kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void rk__batch_keep(rk__batch *b) {
+  pthread_mutex_lock(&g_kept_lock);
+  b->next = g_kept;
+  g_kept = b;
+  pthread_mutex_unlock(&g_kept_lock);
+}
+
+/* A batch the worker owns goes back to the pool (with its result freed);
+ * one the host still refers to is kept for good. */
+static void rk__batch_put(rk__worker *w, rk__batch *b) {
+  if (b->out_own)
+    free(b->out);
+  b->out_own = 0;
+  if (b->kept) {
+    rk__batch_keep(b);
+    return;
+  }
+  if (w->nbatches < RK__BATCH_POOL_MAX)
+    w->batches[w->nbatches++] = b;
+  else
+    free(b);
+}
+
+void rk__batch_pool_release(rk__worker *w) {
+  while (w->nbatches > 0)
+    free(w->batches[--w->nbatches]);
+}
+
+void rk__lend_init(rk__engine *e) { pthread_mutex_init(&e->lend_lock, NULL); }
+
+/* The engine is closed: every connection ended, so what is left in the
+ * table is ORPHAN or still LENT to a host that will not return it. */
+void rk__lend_free(rk__engine *e) {
+  for (int i = 0; i < RK__LEND_BUCKETS; i++) {
+    rk__batch *b = e->lend[i];
+    while (b != NULL) {
+      rk__batch *next = b->lend_next;
+      if (!b->kept)
+        free(b);
+      b = next;
+    }
+    e->lend[i] = NULL;
+  }
+  pthread_mutex_destroy(&e->lend_lock);
+}
+
+/* Lend batch b (b->len bytes) of direction d to the host. */
+static void rk__hook_post(rk__conn *c, int d, rk__batch *b) {
+  rk__engine *e = c->w->e;
+  rk__dir *dir = &c->dir[d];
+  b->conn_id = c->id;
+  b->dir = d;
+  b->out = NULL;
+  b->out_len = b->out_off = 0;
+  b->out_own = b->kept = 0;
+  b->next = NULL;
+  __atomic_store_n(&b->state, RK__BATCH_LENT, __ATOMIC_RELAXED);
+  pthread_mutex_lock(&e->lend_lock);
+  do { /* 0 is never a token; a live one is never reused */
+    b->token = ++e->next_token;
+  } while (b->token == 0);
+  rk__batch **slot = &e->lend[b->token & (RK__LEND_BUCKETS - 1)];
+  b->lend_next = *slot;
+  *slot = b;
+  pthread_mutex_unlock(&e->lend_lock);
+  if (dir->hq_tail != NULL)
+    dir->hq_tail->next = b;
+  else
+    dir->hq_head = b;
+  dir->hq_tail = b;
+  dir->hq_n++;
+  uint32_t rec[RK_EVENT_WORDS] = {
+      RK_EV_HOOK, (uint32_t)c->id,
+      c->listener != NULL ? (uint32_t)c->listener->id : 0};
+  rec[6] = (uint32_t)d;
+  rec[7] = b->len;
+  rec[8] = b->token;
+  uint64_t addr = (uint64_t)(uintptr_t)b->data;
+  rec[10] = (uint32_t)addr;
+  rec[11] = (uint32_t)(addr >> 32);
+  rk__post(e, rec);
+}
+
+/* The connection ends: batches back from the host are freed, lent ones are
+ * left to rk_hook_return. */
+static void rk__hook_queue_release(rk__conn *c, rk__dir *dir) {
+  if (dir->hq_head == NULL)
+    return;
+  rk__worker *w = c->w;
+  rk__batch *back = NULL;
+  pthread_mutex_lock(&w->e->lend_lock);
+  for (rk__batch *b = dir->hq_head, *next; b != NULL; b = next) {
+    next = b->next;
+    int st = __atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
+    if (st == RK__BATCH_LENT || st == RK__BATCH_RETURNING) {
+      __atomic_store_n(&b->state, RK__BATCH_ORPHAN, __ATOMIC_RELEASE);
+    } else {
+      b->next = back;
+      back = b;
+    }
+  }
+  pthread_mutex_unlock(&w->e->lend_lock);
+  while (back != NULL) {
+    rk__batch *next = back->next;
+    rk__batch_put(w, back);
+    back = next;
+  }
+  dir->hq_head = dir->hq_tail = NULL;
+  dir->hq_n = 0;
+}
+
+/* Run hooked direction d: write the batches that came back, in order, and
+ * read the source into new batches while the window has room. Return 0,
+ * or a negative errno. */
+static int rk__pump_hooked(rk__conn *c, int d) {
+  rk__dir *dir = &c->dir[d];
+  rk__side *src = &c->side[d], *dst = &c->side[!d];
+  rk__worker *w = c->w;
+  int full = 0; /* the destination said EAGAIN in this turn */
+  ssize_t n;
+  for (int budget = RK__PUMP_BUDGET;;) {
+    rk__batch *b;
+    if (!full && (dir->buf != NULL || dir->pipe_bytes > 0)) {
+      /* bytes that go out before any batch: a held connection's decided
+       * bytes (the host ran its hook over them already) */
+      int r = rk__flush(c, d);
+      if (r < 0)
+        return r;
+      full = r == 0;
+    }
+    while (!full && (b = dir->hq_head) != NULL &&
+           __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == RK__BATCH_BACK) {
+      while (b->out_off < b->out_len) {
+        RK__RETRY(n, write(dst->wfd, b->out + b->out_off,
+                           b->out_len - b->out_off));
+        if (n < 0) {
+          if (errno != EAGAIN)
+            return -errno;
+          full = 1;
+          break;
+        }
+        b->out_off += (uint32_t)n;
+        RK__ADD(&dir->wr, (uint64_t)n);
+        rk__touch(c);
+      }
+      if (full)
+        break;
+      dir->hq_head = b->next;
+      if (dir->hq_head == NULL)
+        dir->hq_tail = NULL;
+      dir->hq_n--;
+      rk__batch_put(w, b);
+    }
+    dir->blocked = (unsigned)full;
+    if (dir->eof) {
+      if (dir->hq_head == NULL && !full)
+        rk__dir_finish(c, d);
+      return 0; /* else the host still has some */
+    }
+    if (!dir->can_read || dir->hq_n >= RK_HOOK_WINDOW)
+      return 0; /* wait for input, or for a batch to go out */
+    if (budget-- == 0) {
+      rk__mark_ready(c);
+      return 0;
+    }
+    if (dir->limit == 0) {
+      dir->eof = 1;
+      continue;
+    }
+    /* fill one batch: until it is full, the source is drained or ends */
+    if ((b = rk__batch_get(w)) == NULL)
+      return -ENOMEM;
+    b->len = 0;
+    for (;;) {
+      size_t want = RK_HOOK_BATCH_MAX - b->len;
+      if (dir->limit < want)
+        want = (size_t)dir->limit;
+      RK__RETRY(n, read(src->rfd, b->data + b->len, want));
+      if (n < 0) {
+        int err = errno;
+        if (err != EAGAIN) {
+          rk__batch_put(w, b);
+          return -err;
+        }
+        dir->can_read = !src->r_pollable;
+        break;
+      }
+      if (n == 0) {
+        dir->eof = 1;
+        break;
+      }
+      RK__ADD(&dir->rd, (uint64_t)n);
+      if (dir->limit != UINT64_MAX)
+        dir->limit -= (uint64_t)n;
+      rk__touch(c);
+      if (dir->discard) /* read and drop */
+        continue;
+      b->len += (uint32_t)n;
+      if ((size_t)n < want && src->r_pollable && !dir->rdhup) {
+        dir->can_read = 0; /* a short read drains it (see the top) */
+        break;
+      }
+      if (b->len == RK_HOOK_BATCH_MAX || dir->limit == 0)
+        break;
+    }
+    if (b->len > 0)
+      rk__hook_post(c, d, b);
+    else
+      rk__batch_put(w, b);
+  }
+}
+
 /* Run direction d until it blocks. Return 0, or a negative errno. */
 static int rk__pump(rk__conn *c, int d) {
   rk__dir *dir = &c->dir[d];
   rk__side *src = &c->side[d];
   rk__worker *w = c->w;
-  if (!dir->active || dir->done ||
-      __atomic_load_n(&dir->hook_pending, __ATOMIC_ACQUIRE))
-    return 0; /* a chunk is with the host: rk__hook_resumed goes on */
+  if (!dir->active || dir->done)
+    return 0;
+  if (dir->hooked && !dir->sendfile) /* a decided file goes out as it is */
+    return rk__pump_hooked(c, d);
   for (int budget = RK__PUMP_BUDGET;; budget--) {
     int r = rk__flush(c, d);
     if (r <= 0)
       return r;
     if (dir->eof) {
-      /* a graceful close of a relay that keeps its fds leaves them as
-       * they are: the owner goes on using them */
-      /* The last direction to finish needs no shutdown on a socket we
-       * own: the relay ends now and close(2) sends the FIN (both sources
-       * are at EOF, so nothing unread turns it into a reset). */
-      rk__side *dst = &c->side[!d];
-      int last = !c->dir[!d].active || c->dir[!d].done;
-      if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)) &&
-          !(last && dst->owned))
-        rk__shut_dst(dst);
-      dir->done = 1;
-      if (c->dir[!d].discard) /* a reply went out: the client has a while */
-        c->hold_deadline_ms = rk__now_mono() + RK__LINGER_MS;
+      rk__dir_finish(c, d);
       return 0;
     }
     if (!dir->can_read)
@@ -478,19 +731,6 @@ static int rk__pump(rk__conn *c, int d) {
       rk__dir_buf_release(w, dir);
       goto next_read;
     }
-    if (dir->hooked) {
-      /* hand the chunk to the host and pause this direction */
-      if ((size_t)n < want && src->r_pollable && !dir->rdhup)
-        dir->can_read = 0;
-      __atomic_store_n(&dir->hook_pending, 1, __ATOMIC_RELEASE);
-      uint32_t rec[RK_EVENT_WORDS] = {
-          RK_EV_HOOK, (uint32_t)c->id,
-          c->listener != NULL ? (uint32_t)c->listener->id : 0};
-      rec[6] = (uint32_t)d;
-      rec[7] = (uint32_t)n;
-      rk__post(w->e, rec);
-      return 0;
-    }
   next_read:
     if ((size_t)n < want && src->r_pollable && !dir->rdhup)
       dir->can_read = 0;
@@ -579,17 +819,7 @@ void rk__conn_close_cmd(rk__conn *c, int mode) {
   rk__conn_run(c);
 }
 
-void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len) {
-  rk__dir *dir = &c->dir[d];
-  rk__dir_buf_release(c->w, dir); /* the original chunk */
-  if (len > 0) {
-    dir->buf = data;
-    dir->buf_own = 1;
-    dir->buf_len = len;
-  } else {
-    free(data); /* the hook dropped the chunk */
-  }
-  __atomic_store_n(&dir->hook_pending, 0, __ATOMIC_RELEASE);
+void rk__hook_returned(rk__conn *c, int d) {
   rk__touch(c);
   rk__conn_run_dirs(c, 1 << d);
 }
@@ -716,55 +946,92 @@ int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
   return 0;
 }
 
-int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir, uint8_t *out,
-                     int32_t cap) {
+int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
+                       int32_t len, int32_t off, uint32_t flags) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (dir < 0 || dir > 1 || cap < 0)
+  if (len < 0 || (flags & ~(RK_HOOK_LENT | RK_HOOK_KEPT)) != 0 ||
+      (len > 0 && data == NULL && !(flags & RK_HOOK_LENT)))
     return -EINVAL;
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__conn *c = rk__table_find_locked(e, id);
-  int32_t r;
-  if (c == NULL) {
-    r = -ENOENT;
-  } else if (!__atomic_load_n(&c->dir[dir].hook_pending, __ATOMIC_ACQUIRE)) {
-    r = -EINVAL;
-  } else {
-    /* the worker does not touch a pending chunk, and cannot free it while
-     * we hold tbl_lock (it leaves the table first) */
-    rk__dir *d = &c->dir[dir];
-    r = (int32_t)d->buf_len;
-    memcpy(out, d->buf, (size_t)(r < cap ? r : cap));
-  }
-  pthread_mutex_unlock(&e->tbl_lock);
-  return r;
-}
-
-int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
-                       const uint8_t *data, int32_t len) {
-  rk__engine *e = rk__engine_get(h);
-  if (e == NULL)
-    return RK_EBADHANDLE;
-  if (dir < 0 || dir > 1 || len < 0)
-    return -EINVAL;
-  uint8_t *copy = NULL;
-  if (len > 0) {
-    copy = malloc((size_t)len);
-    if (copy == NULL)
-      return -ENOMEM;
-    memcpy(copy, data, (size_t)len);
-  }
   rk__cmd *cmd = calloc(1, sizeof *cmd);
-  if (cmd == NULL) {
-    free(copy);
+  if (cmd == NULL)
     return -ENOMEM;
+  /* take the batch out of the table: from now on only this call may free
+   * it, and only if the connection ends meanwhile (ORPHAN) */
+  pthread_mutex_lock(&e->lend_lock);
+  rk__batch **p = &e->lend[token & (RK__LEND_BUCKETS - 1)];
+  while (*p != NULL && (*p)->token != token)
+    p = &(*p)->lend_next;
+  rk__batch *b = *p;
+  int st = b != NULL ? __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) : 0;
+  if (b == NULL || (st != RK__BATCH_LENT && st != RK__BATCH_ORPHAN) ||
+      ((flags & RK_HOOK_LENT) && !(flags & RK_HOOK_KEPT) &&
+       (off < 0 || (uint64_t)off + (uint64_t)len > b->len))) {
+    pthread_mutex_unlock(&e->lend_lock);
+    free(cmd);
+    return -EINVAL;
   }
-  cmd->type = RK__CMD_HOOK_RESUME;
+  *p = b->lend_next;
+  if (st == RK__BATCH_ORPHAN) {
+    pthread_mutex_unlock(&e->lend_lock);
+    if (flags & RK_HOOK_KEPT)
+      rk__batch_keep(b);
+    else
+      free(b);
+    free(cmd);
+    return -ENOENT;
+  }
+  __atomic_store_n(&b->state, RK__BATCH_RETURNING, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->lend_lock);
+
+  /* the worker does not touch a RETURNING batch: fill in its result */
+  int r = 0;
+  if (flags & RK_HOOK_KEPT) {
+    b->kept = 1;
+    b->out_len = 0;
+  } else if (flags & RK_HOOK_LENT) {
+    b->out = b->data + off;
+    b->out_len = (uint32_t)len;
+  } else if ((uint32_t)len <= RK_HOOK_BATCH_MAX) {
+    if (len > 0)
+      memmove(b->data, data, (size_t)len); /* in place: no allocation */
+    b->out = b->data;
+    b->out_len = (uint32_t)len;
+  } else if ((b->out = malloc((size_t)len)) != NULL) {
+    memcpy(b->out, data, (size_t)len);
+    b->out_own = 1;
+    b->out_len = (uint32_t)len;
+  } else {
+    r = -ENOMEM; /* nothing to send: the connection cannot go on */
+    b->out_len = 0;
+  }
+  b->out_off = 0;
+
+  pthread_mutex_lock(&e->lend_lock);
+  if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == RK__BATCH_ORPHAN) {
+    pthread_mutex_unlock(&e->lend_lock);
+    if (b->out_own)
+      free(b->out);
+    if (b->kept)
+      rk__batch_keep(b);
+    else
+      free(b);
+    free(cmd);
+    return -ENOENT;
+  }
+  /* once BACK, the worker may write and recycle it at any moment */
+  int32_t id = b->conn_id, dir = b->dir;
+  __atomic_store_n(&b->state, RK__BATCH_BACK, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&e->lend_lock);
+  cmd->type = RK__CMD_HOOK_RETURN;
   cmd->arg = dir;
-  cmd->data = copy;
-  cmd->len = (uint32_t)len;
-  return rk__send_to_conn(e, id, cmd);
+  if (r < 0) { /* lost bytes must not pass silently: reset */
+    cmd->type = RK__CMD_CLOSE;
+    cmd->arg = RK_CLOSE_ABORT;
+  }
+  int32_t s = rk__send_to_conn(e, id, cmd);
+  return r < 0 ? r : s;
 }
 
 int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap) {

@@ -48,10 +48,19 @@ export interface HookContext {
 
 /**
  * Sees a chunk and returns the bytes to send instead: the same, shorter,
- * longer or empty (drop), or nothing to pass the chunk on unchanged. May be
- * async: the direction waits (its source is not read) until it settles, so
- * order is kept and memory stays bounded. A hook that throws or rejects
- * closes the connection.
+ * longer or empty (drop), or nothing to pass the chunk on unchanged. It is
+ * called for one chunk of a direction at a time, in order. May be async:
+ * the direction's next chunk waits until it settles, and its source is read
+ * at most a bounded amount ahead (the native engine: 4 chunks of at most
+ * 256 KiB; the stream engine: none), so order is kept and memory stays
+ * bounded. A hook that throws or rejects closes the connection.
+ *
+ * On the native engine the chunk is lent from the engine's memory, without
+ * a copy: the hook may read and change it until it returns (or its promise
+ * settles); after that it reads as empty. Keep `chunk.slice()` to hold on
+ * to bytes. Transferring its buffer (`chunk.buffer.transfer()`,
+ * `structuredClone` with `transfer`, `postMessage`) closes the connection
+ * with `RK_EHOOK`.
  *
  * @example
  * ```ts

@@ -7,9 +7,10 @@
  */
 import { callsOf, type NativeEngine } from "../native/engine.ts";
 import type { NativeEvent } from "../native/events.ts";
-import type { RelaykitError } from "../errors.ts";
+import { RelaykitError } from "../errors.ts";
+import { EMPTY } from "../bytes.ts";
 import { TlsBridge } from "./tls_bridge.ts";
-import { type DataHooks, type HookContext, runHook } from "./hooks.ts";
+import { type DataHook, type DataHooks, type HookContext, runHook } from "./hooks.ts";
 import {
   connectFailure,
   type ConnectionEnd,
@@ -52,10 +53,24 @@ export function nativeStats(engine: NativeEngine, id: number): ConnectionStats |
   return callsOf(engine).connStats(id);
 }
 
+/** The batches of one hooked direction waiting for its hook, oldest first. */
+interface HookQueue {
+  readonly batches: { token: number; chunk: Uint8Array }[];
+  readonly ctx: HookContext;
+  running: boolean;
+  /** The connection failed or ended: release what comes, run nothing. */
+  dead: boolean;
+}
+
+/** Per engine: hooked directions with batches in JavaScript, by id * 2 + direction. */
+const hookQueues = new WeakMap<NativeEngine, Map<number, HookQueue>>();
+
 /**
- * A hooked direction posted a chunk: take it, run the hook, hand back the
- * result (which resumes the direction), or close the connection if the hook
- * failed.
+ * A hooked direction lent a batch: run the hook over it (after the
+ * direction's earlier batches: a hook sees its direction's bytes in order,
+ * one call at a time), hand back the result, or close the connection if the
+ * hook failed. The library reads ahead while batches are here, up to its
+ * window.
  */
 export function nativeHook(
   engine: NativeEngine,
@@ -64,33 +79,81 @@ export function nativeHook(
   failed: (err: RelaykitError) => void,
 ): void {
   const calls = callsOf(engine), id = ev.id, direction = ev.direction;
-  const chunk = calls.hookTake(id, direction, ev.length);
-  if (chunk === undefined) return; // the connection ended meanwhile
+  const chunk = calls.hookLend(ev.token, ev.address, ev.length);
   const hook = hooks[direction];
   if (hook === undefined) { // cannot happen: only hooked directions post
-    calls.hookResume(id, direction, chunk);
+    calls.hookReturn(ev.token, chunk);
     return;
   }
-  let remote: { host: string; port: number } | undefined | null = null;
-  const ctx: HookContext = {
-    id,
-    direction,
-    get remote() {
-      if (remote === null) remote = calls.connPeer(id);
-      return remote;
-    },
-    stats: () => nativeStats(engine, id),
+  let queues = hookQueues.get(engine);
+  if (queues === undefined) hookQueues.set(engine, queues = new Map());
+  const key = id * 2 + (direction === "aToB" ? 0 : 1);
+  let q = queues.get(key);
+  if (q === undefined) {
+    let remote: { host: string; port: number } | undefined | null = null;
+    const ctx: HookContext = {
+      id,
+      direction,
+      get remote() {
+        if (remote === null) remote = calls.connPeer(id);
+        return remote;
+      },
+      stats: () => nativeStats(engine, id),
+    };
+    q = { batches: [], ctx, running: false, dead: false };
+    queues.set(key, q);
+  }
+  q.batches.push({ token: ev.token, chunk });
+  if (!q.running) runQueue(engine, queues, key, q, hook, failed);
+}
+
+function runQueue(
+  engine: NativeEngine,
+  queues: Map<number, HookQueue>,
+  key: number,
+  q: HookQueue,
+  hook: DataHook,
+  failed: (err: RelaykitError) => void,
+): void {
+  const calls = callsOf(engine);
+  const next = q.batches.shift();
+  if (next === undefined) {
+    q.running = false;
+    queues.delete(key);
+    return;
+  }
+  q.running = true;
+  const { token, chunk } = next;
+  if (q.dead) {
+    calls.hookReturn(token, EMPTY);
+    runQueue(engine, queues, key, q, hook, failed);
+    return;
+  }
+  const fail = (err: RelaykitError) => {
+    q.dead = true;
+    try {
+      failed(err);
+    } finally {
+      nativeClose(engine, q.ctx.id, "abort"); // closed even if a listener throws
+      runQueue(engine, queues, key, q, hook, failed); // releases the rest
+    }
   };
-  runHook(hook, chunk, ctx).then(
-    (out) => void calls.hookResume(id, direction, out),
-    (err: RelaykitError) => {
-      try {
-        failed(err);
-      } finally {
-        nativeClose(engine, id, "abort"); // closed even if a listener throws
-      }
-    },
-  );
+  // a hook that transferred the lent buffer fails whatever it returned:
+  // the engine's memory may live on in JavaScript
+  const transferred = () =>
+    new RelaykitError(
+      `Hook ${q.ctx.direction} of connection ${q.ctx.id} failed: it transferred its chunk's buffer (keep chunk.slice() instead)`,
+      "RK_EHOOK",
+      { connectionId: q.ctx.id },
+    );
+  runHook(hook, chunk, q.ctx).then((out) => {
+    const r = calls.hookReturn(token, out);
+    if (r === "kept") return fail(transferred());
+    if (r === "ended") q.dead = true;
+    runQueue(engine, queues, key, q, hook, failed);
+  }, (err: RelaykitError) => {
+    fail(calls.hookReturn(token, EMPTY) === "kept" ? transferred() : err);
+  });
 }
 
 /** Close connection `id` gracefully (flush, FIN) or by aborting (RST). */

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { EngineWakeCalls } from "../runtime/types.ts";
+import type { EngineWakeCalls, NativeLibrary } from "../runtime/types.ts";
 import type { ConnectionStats, Endpoint, FamilyPreference, InetEndpoint } from "../types.ts";
 import { EMPTY } from "../bytes.ts";
 import {
@@ -18,6 +18,7 @@ import {
   EVENT_WORDS,
   EVMASK,
   FAMILY,
+  HOOK_RETURN,
   LISTEN_FLAGS,
   type NativeSymbols,
   RELAY_FLAGS,
@@ -164,6 +165,40 @@ function eventBits(e: ListenerEvents): number {
     (e.close ? EVMASK.CLOSED : 0);
 }
 
+// The intrinsics that detach a lent ArrayBuffer and tell whether something
+// else did, read once: user code cannot redefine them on a lent buffer.
+const abProto = ArrayBuffer.prototype as ArrayBuffer & {
+  transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer;
+};
+const transferAb = abProto.transfer;
+const detachedOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")?.get;
+const bufferOfView = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype) as object,
+  "buffer",
+)!.get!;
+/**
+ * Lending needs a way to take the memory back from JavaScript: detaching
+ * the ArrayBuffer (transfer), and seeing whether someone else did.
+ */
+const CAN_LEND = typeof transferAb === "function" && detachedOf !== undefined;
+
+function isDetached(ab: ArrayBuffer): boolean {
+  return detachedOf!.call(ab) as boolean;
+}
+
+/** What became of a returned hook batch. */
+export type HookReturned =
+  /** The library has the result. */
+  | "ok"
+  /** The connection ended meanwhile: the result went nowhere. */
+  | "ended"
+  /**
+   * Something detached (transferred) the lent buffer, so JavaScript may
+   * still refer to the batch's memory: the library keeps it for good and
+   * sends nothing in its place. The connection must be closed.
+   */
+  | "kept";
+
 /** The bytes a NUL-terminated name needs in the library's error calls. */
 const ERR_BUF = 128;
 
@@ -173,25 +208,29 @@ const ERR_BUF = 128;
  */
 export class NativeCalls {
   readonly #sym: NativeSymbols;
+  readonly #lend: NativeLibrary["lend"];
   readonly #h: number;
+  /** Hook batches lent to JavaScript, by token. */
+  readonly #lent = new Map<number, ArrayBuffer>();
 
   /**
-   * @param sym The bound library.
+   * @param lib The loaded library.
    * @param h The engine handle (rk_engine_new).
    */
-  private constructor(sym: NativeSymbols, h: number) {
-    this.#sym = sym;
+  private constructor(lib: Pick<NativeLibrary, "symbols" | "lend">, h: number) {
+    this.#sym = lib.symbols;
+    this.#lend = lib.lend;
     this.#h = h;
   }
 
   /** A new engine (rk_engine_new): its calls, or a negative code. */
   static engineNew(
-    sym: NativeSymbols,
+    lib: Pick<NativeLibrary, "symbols" | "lend">,
     threads: number,
     maxConnections: number,
   ): NativeCalls | number {
-    const h = sym.rk_engine_new(threads, maxConnections);
-    return h < 0 ? h : new NativeCalls(sym, h);
+    const h = lib.symbols.rk_engine_new(threads, maxConnections);
+    return h < 0 ? h : new NativeCalls(lib, h);
   }
 
   /** The engine handle. */
@@ -412,22 +451,57 @@ export class NativeCalls {
 
   // ---- hooks ---------------------------------------------------------------
 
-  /** The chunk a hook event announced, or undefined if the connection ended. */
-  hookTake(id: number, direction: "aToB" | "bToA", length: number): Uint8Array | undefined {
-    const d = direction === "aToB" ? 0 : 1;
-    let chunk = new Uint8Array(length);
-    const n = this.#sym.rk_hook_take(this.#h, id, d, chunk, chunk.length);
-    if (n < 0) return undefined;
-    if (n > chunk.length) {
-      chunk = new Uint8Array(n);
-      this.#sym.rk_hook_take(this.#h, id, d, chunk, n);
-    }
-    return chunk.subarray(0, n);
+  /**
+   * The bytes of a lent hook batch (`token`, `length` bytes at `address`):
+   * a view of the library's memory where the runtime lets it be taken back
+   * (valid until {@link hookReturn}), else a copy.
+   */
+  hookLend(token: number, address: number, length: number): Uint8Array {
+    const ab = this.#lend(address, length);
+    if (!CAN_LEND) return new Uint8Array(ab).slice();
+    this.#lent.set(token, ab);
+    return new Uint8Array(ab);
   }
 
-  /** Hand a direction's chunk back (resumes it). */
-  hookResume(id: number, direction: "aToB" | "bToA", data: Uint8Array): number {
-    return this.#sym.rk_hook_resume(this.#h, id, direction === "aToB" ? 0 : 1, data, data.length);
+  /**
+   * Hand a hook batch back with what to send in its place (`out` may be
+   * the lent bytes or part of them: then nothing is copied). The lent view
+   * is detached, so nothing in JavaScript can reach the memory afterwards.
+   */
+  hookReturn(token: number, out: Uint8Array): HookReturned {
+    const ab = this.#lent.get(token);
+    let r: number;
+    if (ab === undefined) { // a copy was lent
+      if (!CAN_LEND) r = this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
+      else return "ended"; // released already (the engine closed)
+    } else {
+      this.#lent.delete(token);
+      if (isDetached(ab)) {
+        // transferred by someone else: the memory may live on in JavaScript
+        this.#sym.rk_hook_return(this.#h, token, EMPTY, 0, 0, HOOK_RETURN.KEPT);
+        return "kept";
+      }
+      r = bufferOfView.call(out) === ab
+        ? this.#sym.rk_hook_return(
+          this.#h,
+          token,
+          EMPTY,
+          out.byteLength,
+          out.byteOffset,
+          HOOK_RETURN.LENT,
+        )
+        : this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
+      transferAb!.call(ab, 0); // detach: no view of it reaches the memory now
+    }
+    return r === 0 ? "ok" : "ended"; // -ENOENT (or -ENOMEM: the library reset it)
+  }
+
+  /**
+   * Take back every batch still lent (the engine is closing, before
+   * rk_engine_free releases them).
+   */
+  hookReleaseAll(): void {
+    for (const token of [...this.#lent.keys()]) this.hookReturn(token, EMPTY);
   }
 
   // ---- held connections ----------------------------------------------------

@@ -113,7 +113,7 @@ export class NativeEngine {
     const { lib, path } = nativeLibrary(options.libraryPath);
     this.libraryPath = path;
     const calls = NativeCalls.engineNew(
-      lib.symbols,
+      lib,
       options.threads ?? 0,
       options.maxConnections ?? 0,
     );
@@ -270,6 +270,7 @@ export class NativeEngine {
     this.drain();
     this.#closed = true;
     this.#waker.close();
+    this.#calls.hookReleaseAll(); // before the library frees what it lent
     this.#calls.free();
     if (NativeEngine.#shared === this) NativeEngine.#shared = undefined;
   }

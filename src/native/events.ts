@@ -48,8 +48,19 @@ export type NativeEvent =
   | { type: "listener-drained"; listener: number }
   /** An rk_connect_fd request ended: `fd` when `err` is 0. */
   | { type: "fd-connected"; id: number; fd: number; err: number }
-  /** A chunk of `length` bytes waits for the host's hook. */
-  | { type: "hook"; id: number; listener: number; direction: HookDirection; length: number }
+  /**
+   * A batch of `length` bytes is lent for the host's hook: its bytes are at
+   * `address` until rk_hook_return(`token`).
+   */
+  | {
+    type: "hook";
+    id: number;
+    listener: number;
+    direction: HookDirection;
+    length: number;
+    token: number;
+    address: number;
+  }
   /** A held connection waits for a decision. */
   | {
     type: "hold";
@@ -150,6 +161,9 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         listener: aux,
         direction: w(6) === 1 ? "bToA" : "aToB",
         length: w(7),
+        token: w(8),
+        // a user-space address fits a double exactly (at most 2^53)
+        address: u64(rec, 10),
       };
     case EV.HOLD: {
       const flags = w(4), family = w(6);

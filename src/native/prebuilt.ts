@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
+    "sha256": "81fbba7429796d5ccac44fdd055bd2002637ce276d43e528bcc288f2dbc4ec87",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -40,20 +40,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
-      "size": 59888,
+      "sha256": "f1d1730d3963dff296665457ff3c7cf009815f5c403ff3c3abb801005ef75d42",
+      "size": 59896,
     },
     "linux-arm64-glibc": {
-      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
-      "size": 68032,
+      "sha256": "52dd57b59877b271ed9c9e81045c957f3d40f6dff8d0bfb8604f7031e14a0074",
+      "size": 68040,
     },
     "linux-x64-musl": {
-      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
-      "size": 59648,
+      "sha256": "a6ec5154629628a1063e85ae8535b8e63a9be1c4238cb1aca02449738b977353",
+      "size": 59656,
     },
     "linux-arm64-musl": {
-      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
-      "size": 67776,
+      "sha256": "d41332653cf8f3f1950f01045ae9b435874cdcdbadcebbea87f0da7c800d35ba",
+      "size": 67784,
     },
   },
 };

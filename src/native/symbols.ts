@@ -5,8 +5,9 @@
  * translates them for bun:ffi in one place.
  *
  * Strings travel as NUL-terminated UTF-8 in a Uint8Array ("buffer"), out
- * values as typed arrays ("buffer"), handles as int32: no raw pointer ever
- * reaches JavaScript.
+ * values as typed arrays ("buffer"), handles as int32. The one address
+ * that reaches JavaScript is a hook batch's, in its event record: the
+ * runtime adapter turns it into an ArrayBuffer (NativeLibrary.lend).
  *
  * @module
  */
@@ -98,12 +99,12 @@ export const SYMBOLS = {
     result: "i32",
   },
 
-  // int32_t rk_hook_take(int32_t h, int32_t id, int32_t dir, uint8_t *out,
-  //                      int32_t cap)
-  rk_hook_take: { parameters: ["i32", "i32", "i32", "buffer", "i32"], result: "i32" },
-  // int32_t rk_hook_resume(int32_t h, int32_t id, int32_t dir,
-  //                        const uint8_t *data, int32_t len)
-  rk_hook_resume: { parameters: ["i32", "i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
+  //                        int32_t len, int32_t off, uint32_t flags)
+  rk_hook_return: {
+    parameters: ["i32", "u32", "buffer", "i32", "i32", "u32"],
+    result: "i32",
+  },
   // int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap)
   rk_conn_peer: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
 
@@ -215,6 +216,9 @@ export const STATE = { CONNECTING: 0, RELAYING: 1, CLOSING: 2, HELD: 4 } as cons
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
 
+/** Flags of rk_hook_return (RK_HOOK_*): send part of the lent batch; its memory is kept. */
+export const HOOK_RETURN = { LENT: 1, KEPT: 2 } as const;
+
 /** Relay flags (RK_RELAY_*): keep fds, hooked directions. */
 export const RELAY_FLAGS = { KEEP_FDS: 1, HOOK_AB: 2, HOOK_BA: 4 } as const;
 
@@ -231,4 +235,4 @@ export const FAMILY = {
 } as const;
 
 /** The library version this table was written for, as rk_version() gives. */
-export const NATIVE_VERSION = (0 << 16) | (2 << 8) | 0;
+export const NATIVE_VERSION = (0 << 16) | (3 << 8) | 0;

@@ -53,8 +53,9 @@ export interface RelayOptions {
   engine?: NativeEngine;
   /**
    * Data hooks per direction: `aToB` sees what a sends to b, `bToA` the
-   * reverse. A hooked direction moves one chunk (at most 16 KiB) at a time
-   * through JavaScript; the other keeps splicing natively.
+   * reverse. A hooked direction lends its bytes to JavaScript in chunks of
+   * at most 256 KiB, up to 4 at a time (as DataHook says); the other
+   * keeps splicing natively.
    */
   hooks?: DataHooks;
 }

@@ -104,6 +104,8 @@ export const bunRuntime: Runtime = {
     return {
       symbols,
       watch: (engine, onWake) => bunWaker(engine, onWake),
+      lend: (address, length) =>
+        ffi.toArrayBuffer(address as import("bun:ffi").Pointer, 0, length) as ArrayBuffer,
       close: () => lib.close(),
     };
   },

@@ -72,6 +72,8 @@ export const denoRuntime: Runtime = {
     return {
       symbols,
       watch: (engine, onWake) => denoWaker(engine, onWake),
+      lend: (address, length) =>
+        Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, length),
       close: () => lib.close(),
     };
   },

@@ -42,6 +42,12 @@ export interface NativeLibrary {
    * adapter never names a library function.
    */
   watch(engine: EngineWakeCalls, onWake: () => void): Waker;
+  /**
+   * An ArrayBuffer over `length` bytes of native memory at `address`,
+   * without a copy (a hook batch the library lends). It is valid only while
+   * the library keeps that memory: src/native detaches it before.
+   */
+  lend(address: number, length: number): ArrayBuffer;
   /** Unload. Only when no engine is left. */
   close(): void;
 }
