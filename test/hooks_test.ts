@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { describe, test } from "./_test.ts";
 import { type DataHooks, relay, TcpProxy } from "../mod.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
+import { concatBytes } from "../src/bytes.ts";
 import { closeFd, connectFd, openSocketPair, readFd, shutdownWriteFd, writeFd } from "../mod.ts";
 import {
   concat,
@@ -371,12 +372,44 @@ for (const engine of ENGINES) {
       }
     });
 
+    test("a chunk is the hook's to keep: held past its return, and bytes held back and sent later, arrive whole", async () => {
+      const backend = await echoServer();
+      const kept: Uint8Array[] = [];
+      let held: Uint8Array[] = [];
+      const { p } = await proxy(backend.port, {
+        // holds every chunk back until a newline, then sends them all
+        aToB: (chunk) => {
+          kept.push(chunk);
+          held.push(chunk);
+          if (!chunk.includes(10)) return new Uint8Array(0);
+          const out = concatBytes(held);
+          held = [];
+          return out;
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const reply = readN(c, 12);
+        c.write("hello");
+        await waitFor(() => kept.length === 1, 5000, "the first chunk");
+        await sleep(50);
+        c.write(" world\n");
+        assert.equal(await reply, "hello world\n");
+        assert.equal(dec.decode(kept[0]!), "hello", "a chunk kept past its hook's return");
+        c.destroy();
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    });
+
     if (engine === "native") {
-      test("a hook that transfers its chunk's buffer closes the connection with RK_EHOOK (the native chunk is lent); the next one is served", async () => {
+      test("lent chunks (lend: true): a hook that transfers its chunk's buffer closes the connection with RK_EHOOK; the next one is served", async () => {
         const backend = await echoServer();
         let transfer = true;
         const kept: ArrayBuffer[] = [];
         const { p, errors } = await proxy(backend.port, {
+          lend: true,
           aToB: (chunk) => {
             if (transfer) kept.push((chunk.buffer as ArrayBuffer).transfer());
           },
@@ -403,10 +436,11 @@ for (const engine of ENGINES) {
         }
       });
 
-      test("a chunk kept past its hook's return reads as empty, never as other bytes", async () => {
+      test("lent chunks (lend: true): one kept past its hook's return reads as empty, never as other bytes", async () => {
         const backend = await echoServer();
         const kept: Uint8Array[] = [];
         const { p } = await proxy(backend.port, {
+          lend: true,
           aToB: (chunk) => void kept.push(chunk),
         });
         try {

@@ -8,6 +8,8 @@
  * stream. HOOK is one of
  *   none     no hook (the reference)
  *   pass     a pass-through hook on both directions (returns nothing)
+ *   pass-lent the same with lend: true (chunks lent, not copied, on the
+ *            native engine)
  *   rewrite  NosyProxy's hooks (libasyncproxy's example): what the client
  *            sends is uppercased, what the target answers is reversed, and
  *            each chunk loses its last byte - a new, shorter buffer per
@@ -25,9 +27,11 @@ const [listen, target, engine, mode] = process.argv.slice(2);
 if (
   listen === undefined || target === undefined ||
   (engine !== "native" && engine !== "stream") ||
-  (mode !== "none" && mode !== "pass" && mode !== "rewrite")
+  (mode !== "none" && mode !== "pass" && mode !== "pass-lent" && mode !== "rewrite")
 ) {
-  console.error("usage: hook_proxy.ts LISTEN_PORT TARGET_PORT native|stream none|pass|rewrite");
+  console.error(
+    "usage: hook_proxy.ts LISTEN_PORT TARGET_PORT native|stream none|pass|pass-lent|rewrite",
+  );
   process.exit(2);
 }
 
@@ -48,6 +52,8 @@ function afterIntact(f: (chunk: Uint8Array) => Uint8Array): DataHook {
 const A = 0x61, Z = 0x7a;
 const hooks: DataHooks = mode === "pass"
   ? { aToB: () => {}, bToA: () => {} }
+  : mode === "pass-lent"
+  ? { aToB: () => {}, bToA: () => {}, lend: true }
   : mode === "rewrite"
   ? {
     // in2out: uppercase, one byte shorter

@@ -7,6 +7,9 @@
  * Rows, all matched by `--only 'relaykit-*-hook'`:
  *   relaykit-{native,stream}-{deno,bun}-no-hook       the reference
  *   relaykit-{native,stream}-{deno,bun}-hook          pass-through hook
+ *   relaykit-native-{deno,bun}-lent-hook              the same, lend: true
+ *                                                     (the stream engine
+ *                                                     gives chunks either way)
  *   relaykit-{native,stream}-{deno,bun}-rewrite-hook  NosyProxy's hooks
  *
  * @module
@@ -16,7 +19,12 @@
 const RUNTIMES = ["deno", "bun"] as const;
 const ENGINES = ["native", "stream"] as const;
 /** Row suffix and hook_proxy.ts mode. */
-const MODES = [["no-hook", "none"], ["hook", "pass"], ["rewrite-hook", "rewrite"]] as const;
+const MODES = [
+  ["no-hook", "none"],
+  ["hook", "pass"],
+  ["lent-hook", "pass-lent"],
+  ["rewrite-hook", "rewrite"],
+] as const;
 
 /** A row in the shape of bench.ts's proxy table. */
 export interface HookRow {
@@ -39,9 +47,12 @@ export function hookRows(bins: { deno: string | null; bun: string | null }): Hoo
   for (const rt of RUNTIMES) {
     for (const [suffix, mode] of MODES) {
       for (const engine of ENGINES) {
+        if (mode === "pass-lent" && engine === "stream") continue;
         const compareTo = suffix === "no-hook" ? [] : [
           rowName(rt, "native", "no-hook"),
-          ...(engine === "native" ? [rowName(rt, "stream", suffix)] : []),
+          ...(engine === "native"
+            ? [rowName(rt, "stream", suffix === "lent-hook" ? "hook" : suffix)]
+            : []),
         ];
         rows.push({
           name: rowName(rt, engine, suffix),
@@ -100,6 +111,20 @@ export function hookTargets(
       rt,
       "native pass-through hook / stream pass-through hook",
       native("hook"),
+      stream("hook"),
+      1,
+    );
+    check(
+      rt,
+      "native pass-through hook, lent / native no hook",
+      native("lent-hook"),
+      native("no-hook"),
+      0.5,
+    );
+    check(
+      rt,
+      "native pass-through hook, lent / stream pass-through hook",
+      native("lent-hook"),
       stream("hook"),
       1,
     );

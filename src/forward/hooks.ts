@@ -55,12 +55,8 @@ export interface HookContext {
  * 256 KiB; the stream engine: none), so order is kept and memory stays
  * bounded. A hook that throws or rejects closes the connection.
  *
- * On the native engine the chunk is lent from the engine's memory, without
- * a copy: the hook may read and change it until it returns (or its promise
- * settles); after that it reads as empty. Keep `chunk.slice()` to hold on
- * to bytes. Transferring its buffer (`chunk.buffer.transfer()`,
- * `structuredClone` with `transfer`, `postMessage`) closes the connection
- * with `RK_EHOOK`.
+ * The chunk is the hook's to keep, change or hold on to, unless its hooks
+ * ask for lent chunks ({@linkcode DataHooks.lend}).
  *
  * @example
  * ```ts
@@ -94,6 +90,19 @@ export interface DataHooks {
   aToB?: DataHook;
   /** Bytes from b to a. */
   bToA?: DataHook;
+  /**
+   * Lend the hooks their chunks instead of giving them: on the native
+   * engine a chunk is then the engine's own memory, without a copy, which
+   * the hook may read and change until it returns (or its promise settles)
+   * and which reads as empty after that: keep `chunk.slice()` to hold on to
+   * bytes. Transferring its buffer (`chunk.buffer.transfer()`,
+   * `structuredClone` with `transfer`, `postMessage`) closes the connection
+   * with `RK_EHOOK`. For hooks that only read their chunks, or change and
+   * return them in place; the stream engine gives chunks either way.
+   *
+   * @default false: every chunk is the hook's to keep (a copy on the native engine)
+   */
+  lend?: boolean;
 }
 
 /** What a hook may return, for messages. */

@@ -79,7 +79,7 @@ export function nativeHook(
   failed: (err: RelaykitError) => void,
 ): void {
   const calls = callsOf(engine), id = ev.id, direction = ev.direction;
-  const chunk = calls.hookLend(ev.token, ev.address, ev.length);
+  const chunk = calls.hookLend(ev.token, ev.address, ev.length, hooks.lend === true);
   const hook = hooks[direction];
   if (hook === undefined) { // cannot happen: only hooked directions post
     calls.hookReturn(ev.token, chunk);

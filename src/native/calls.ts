@@ -212,6 +212,8 @@ export class NativeCalls {
   readonly #h: number;
   /** Hook batches lent to JavaScript, by token. */
   readonly #lent = new Map<number, ArrayBuffer>();
+  /** Hook batches given to JavaScript as copies, by token. */
+  readonly #copied = new Set<number>();
 
   /**
    * @param lib The loaded library.
@@ -452,13 +454,17 @@ export class NativeCalls {
   // ---- hooks ---------------------------------------------------------------
 
   /**
-   * The bytes of a lent hook batch (`token`, `length` bytes at `address`):
-   * a view of the library's memory where the runtime lets it be taken back
-   * (valid until {@link hookReturn}), else a copy.
+   * The bytes of a hook batch (`token`, `length` bytes at `address`): with
+   * `lend`, a view of the library's memory where the runtime lets it be
+   * taken back (valid until {@link hookReturn}); else a copy, the hook's to
+   * keep.
    */
-  hookLend(token: number, address: number, length: number): Uint8Array {
+  hookLend(token: number, address: number, length: number, lend: boolean): Uint8Array {
     const ab = this.#lend(address, length);
-    if (!CAN_LEND) return new Uint8Array(ab).slice();
+    if (!lend || !CAN_LEND) {
+      this.#copied.add(token);
+      return new Uint8Array(ab).slice();
+    }
     this.#lent.set(token, ab);
     return new Uint8Array(ab);
   }
@@ -471,9 +477,10 @@ export class NativeCalls {
   hookReturn(token: number, out: Uint8Array): HookReturned {
     const ab = this.#lent.get(token);
     let r: number;
-    if (ab === undefined) { // a copy was lent
-      if (!CAN_LEND) r = this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
-      else return "ended"; // released already (the engine closed)
+    if (ab === undefined) {
+      // a copy was given; or released already (the engine closed)
+      if (!this.#copied.delete(token)) return "ended";
+      r = this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
     } else {
       this.#lent.delete(token);
       if (isDetached(ab)) {
@@ -501,7 +508,7 @@ export class NativeCalls {
    * rk_engine_free releases them).
    */
   hookReleaseAll(): void {
-    for (const token of [...this.#lent.keys()]) this.hookReturn(token, EMPTY);
+    for (const token of [...this.#lent.keys(), ...this.#copied]) this.hookReturn(token, EMPTY);
   }
 
   // ---- held connections ----------------------------------------------------

@@ -224,6 +224,7 @@ function boundHooks(
   const aToB = wrap(hooks.aToB), bToA = wrap(hooks.bToA);
   if (aToB !== undefined) out.aToB = aToB;
   if (bToA !== undefined) out.bToA = bToA;
+  if (hooks.lend === true) out.lend = true;
   return out;
 }
 
