@@ -21,7 +21,10 @@ export interface RouteModule {
   rewriteResponse?: DataHook;
 }
 
-/** A hooks module: `aToB` and/or `bToA` (or `rewriteRequest`/`rewriteResponse`). */
+/**
+ * A hooks module: `aToB` and/or `bToA` (or `rewriteRequest`/`rewriteResponse`),
+ * and `lend` (see DataHooks.lend).
+ */
 export async function loadHooksModule(path: string, generation: number): Promise<DataHooks> {
   const mod = await importFresh(path, generation);
   const aToB = mod.aToB ?? mod.rewriteRequest, bToA = mod.bToA ?? mod.rewriteResponse;
@@ -36,6 +39,10 @@ export async function loadHooksModule(path: string, generation: number): Promise
   const hooks: DataHooks = {};
   if (aToB !== undefined) hooks.aToB = aToB as DataHook;
   if (bToA !== undefined) hooks.bToA = bToA as DataHook;
+  if (mod.lend !== undefined && typeof mod.lend !== "boolean") {
+    throw new Error(`${path}: lend must be true or false`);
+  }
+  if (mod.lend === true) hooks.lend = true;
   return hooks;
 }
 
