@@ -159,8 +159,12 @@ static void *rk__resolver_main(void *arg) {
       e->res_tail = NULL;
     pthread_mutex_unlock(&e->res_lock);
 
+    /* a router's name: every address it has, as the host's lookup lists
+     * them (no AI_ADDRCONFIG: each one is checked, whatever this host
+     * can reach) */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+                             .ai_flags = r->route ? AI_NUMERICSERV
+                                                  : AI_ADDRCONFIG | AI_NUMERICSERV};
     if (r->family == RK_FAMILY_ONLY_V4)
       hints.ai_family = AF_INET;
     else if (r->family == RK_FAMILY_ONLY_V6)
@@ -173,7 +177,7 @@ static void *rk__resolver_main(void *arg) {
       ai = rk__order(ai, r->family);
     rk__cmd *c = calloc(1, sizeof *c);
     if (c != NULL) {
-      c->type = RK__CMD_RESOLVED;
+      c->type = r->route ? RK__CMD_ROUTE_RESOLVED : RK__CMD_RESOLVED;
       c->id = r->conn_id;
       c->ai = ai;
       c->err = err;
@@ -189,6 +193,46 @@ static void *rk__resolver_main(void *arg) {
   return NULL;
 }
 
+/* Queue a request for the resolver thread (started on first use); 0 or a
+ * negative error (then r is freed). */
+static int rk__resolve_queue(rk__engine *e, rk__resolve_req *r) {
+  pthread_mutex_lock(&e->res_lock);
+  if (!e->res_started) {
+    if (pthread_create(&e->res_thread, NULL, rk__resolver_main, e) != 0) {
+      pthread_mutex_unlock(&e->res_lock);
+      free(r->host);
+      free(r);
+      return -EAGAIN;
+    }
+    e->res_started = 1;
+  }
+  if (e->res_tail != NULL)
+    e->res_tail->next = r;
+  else
+    e->res_head = r;
+  e->res_tail = r;
+  pthread_cond_signal(&e->res_cond);
+  pthread_mutex_unlock(&e->res_lock);
+  return 0;
+}
+
+void rk__resolve_name(rk__engine *e, rk__conn *c, const char *name) {
+  rk__resolve_req *r = calloc(1, sizeof *r);
+  if (r != NULL)
+    r->host = strdup(name);
+  if (r == NULL || r->host == NULL) {
+    free(r);
+    rk__route_resolved(c, NULL, -ENOMEM);
+    return;
+  }
+  r->conn_id = c->id;
+  r->worker = c->w->index;
+  r->route = 1;
+  int err = rk__resolve_queue(e, r);
+  if (err != 0)
+    rk__route_resolved(c, NULL, err);
+}
+
 void rk__resolve_submit(rk__engine *e, rk__conn *c) {
   rk__resolve_req *r = calloc(1, sizeof *r);
   if (r != NULL)
@@ -202,24 +246,9 @@ void rk__resolve_submit(rk__engine *e, rk__conn *c) {
   r->worker = c->w->index;
   r->port = c->target->port;
   r->family = c->target->family;
-  pthread_mutex_lock(&e->res_lock);
-  if (!e->res_started) {
-    if (pthread_create(&e->res_thread, NULL, rk__resolver_main, e) != 0) {
-      pthread_mutex_unlock(&e->res_lock);
-      free(r->host);
-      free(r);
-      rk__connect_resolved(c, NULL, -EAGAIN);
-      return;
-    }
-    e->res_started = 1;
-  }
-  if (e->res_tail != NULL)
-    e->res_tail->next = r;
-  else
-    e->res_head = r;
-  e->res_tail = r;
-  pthread_cond_signal(&e->res_cond);
-  pthread_mutex_unlock(&e->res_lock);
+  int err = rk__resolve_queue(e, r);
+  if (err != 0)
+    rk__connect_resolved(c, NULL, err);
 }
 
 void rk__resolver_stop(rk__engine *e) {

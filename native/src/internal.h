@@ -102,6 +102,14 @@ typedef struct rk__engine rk__engine;
 typedef struct rk__worker rk__worker;
 typedef struct rk__conn rk__conn;
 typedef struct rk__listener rk__listener;
+typedef struct rk__router rk__router;
+
+/* A destination address, normalised (router.c). */
+typedef struct {
+  uint8_t len; /* 4 or 16 */
+  uint8_t b[16];
+  int this_host;
+} rk__addr;
 
 typedef struct rk__target {
   char *host;
@@ -196,6 +204,15 @@ struct rk__conn {
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
+  /* a built-in router's connection (router.c) */
+  rk__router *router;      /* the listener's router when accepted, or NULL */
+  uint8_t route_sent;      /* handshake replies already sent */
+  uint8_t route_fail;      /* which failure reply a failed connect gets */
+  uint8_t route_fail_prefix; /* unsent handshake replies before it */
+  uint8_t route_deferred;  /* handed to the host: an ordinary held conn */
+  uint8_t route_resolving; /* a name is with the resolver */
+  uint16_t route_port;
+  rk__addr route_addr;     /* the checked address connected to */
 };
 
 struct rk__listener {
@@ -216,6 +233,8 @@ struct rk__listener {
   int closed_done;   /* atomic: the fd is closed */
   int drain_posted;  /* atomic: RK_EV_LISTENER_DRAINED went out */
   rk__target *target; /* NULL: accept and post only (not used yet) */
+  rk__router *router;  /* atomic: the router new connections use, or NULL */
+  rk__router *routers; /* every router it had (freed with it) */
   rk__engine *e;
   char *unix_path;
   rk__listener *next; /* engine list */
@@ -234,7 +253,8 @@ enum {
   RK__CMD_HOOK_RESUME,
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
-  RK__CMD_HOLD_WRITE
+  RK__CMD_HOLD_WRITE,
+  RK__CMD_ROUTE_RESOLVED
 };
 
 typedef struct rk__cmd {
@@ -283,6 +303,7 @@ typedef struct rk__resolve_req {
   char *host;
   int32_t port;
   int32_t family;
+  int route; /* for a router (RK__CMD_ROUTE_RESOLVED), not a connect */
   struct rk__resolve_req *next;
 } rk__resolve_req;
 
@@ -360,6 +381,7 @@ void rk__ai_free(struct addrinfo *ai);
 int rk__parse_numeric(const char *host, int32_t port, int family,
                       struct addrinfo **out);
 void rk__resolve_submit(rk__engine *e, rk__conn *c);
+void rk__resolve_name(rk__engine *e, rk__conn *c, const char *name);
 void rk__resolver_stop(rk__engine *e);
 void rk__connect_start(rk__conn *c);
 void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
@@ -395,5 +417,13 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
+void rk__hold_post(rk__conn *c, uint32_t flags);
+
+/* router.c: the built-in routers (rk_listener_set_router). */
+void rk__route_start(rk__conn *c);
+void rk__route_input(rk__conn *c, uint32_t flags);
+void rk__route_resolved(rk__conn *c, struct addrinfo *ai, int err);
+int rk__route_connect_failed(rk__conn *c, int err);
+void rk__routers_free(rk__router *rt);
 
 #endif

@@ -17,6 +17,7 @@ import {
   connectionTo,
   type Endpoint,
   type EndReason,
+  type EngineRouter,
   type EventInterest,
   formatEndpoint,
   type ForwardEngine,
@@ -148,8 +149,10 @@ export class NativeForwardEngine implements ForwardEngine {
     // no per-connection events until someone asks (setInterest): a proxy
     // nobody watches costs JavaScript nothing per connection. Held
     // connections always report their end: their owner keeps state.
+    // (held connections report their end whatever this says: their owner
+    // keeps state; a connection a built-in router decides alone does not)
     const holding = spec.hold !== undefined;
-    const events = (i: EventInterest) => ({ ...i, close: i.close || holding });
+    const events = (i: EventInterest) => i;
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       calls.listen(spec.listen, {
@@ -171,6 +174,21 @@ export class NativeForwardEngine implements ForwardEngine {
     // where failures of TLS bridging go: the callbacks, once started (no
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
+    // the built-in router the library runs, for connections it hands over
+    let router = spec.router?.router;
+    const setRouter = (r: ProxySpec["router"]) => {
+      if (!holding) return;
+      e.check(
+        calls.listenerSetRouter(lid, r?.router, {
+          routeLimit: r?.routeLimit ?? 0,
+          connectTimeout: spec.connectTimeout,
+          family: spec.family,
+          bindAddress: spec.bindAddress,
+        }),
+        `Cannot route on "${where}"`,
+      );
+      router = r?.router;
+    };
     try {
       if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
@@ -184,6 +202,7 @@ export class NativeForwardEngine implements ForwardEngine {
           `Cannot proxy to "${formatEndpoint(spec.target)}"`,
         );
       }
+      if (spec.router !== undefined) setRouter(spec.router);
     } catch (err) {
       calls.listenerClose(lid);
       throw err;
@@ -199,7 +218,10 @@ export class NativeForwardEngine implements ForwardEngine {
         if (started) throw new TypeError("A proxy handle starts once");
         started = true;
         report = (err) => cb.reject(err);
-        e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close()));
+        e.onListener(
+          lid,
+          (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close(), () => router),
+        );
         try {
           e.check(calls.listenerStart(lid), `Cannot listen on "${where}"`);
         } catch (err) {
@@ -219,6 +241,7 @@ export class NativeForwardEngine implements ForwardEngine {
       setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, events(i)),
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
+      setRouter,
       readMore: (id, max) => void calls.holdRead(id, max),
       sendHeld: (id, data) => void calls.holdWrite(id, data),
       decide: (id, d) => {
@@ -257,6 +280,7 @@ export class NativeForwardEngine implements ForwardEngine {
     lid: number,
     held: Map<number, { conn: HeldConnection; target?: Endpoint }>,
     closeBridge: () => void,
+    router: () => EngineRouter | undefined,
   ): void {
     const e = this.#engine;
     switch (ev.type) {
@@ -269,6 +293,8 @@ export class NativeForwardEngine implements ForwardEngine {
           if (ev.local !== undefined) conn.local = ev.local;
           h = { conn };
           held.set(ev.id, h);
+          // handed over by the built-in router, after its replies so far
+          if (ev.routed !== undefined) router()?.sent(ev.id, ev.routed);
         }
         const data = callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
@@ -279,6 +305,10 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.held?.(update);
         break;
       }
+      case "route-failed":
+        // the router's failure reply went to the client; it closes
+        cb.reject(e.error(ev.err, connectFailure(ev.target), ev.id));
+        break;
       case "accept":
         cb.open(ev.remote === undefined ? { id: ev.id } : { id: ev.id, remote: ev.remote });
         break;

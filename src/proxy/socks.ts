@@ -16,7 +16,8 @@
 import { concatBytes } from "../bytes.ts";
 import { errorFor, type RelaykitError } from "../errors.ts";
 import { ipv6Text } from "../protocol/ip.ts";
-import { Access, type AccessRule, addressPort } from "./address_policy.ts";
+import { Access, type AccessRule, accessTables, addressPort } from "./address_policy.ts";
+import type { EngineRouter } from "../forward/types.ts";
 import type { RouteResult } from "../decision.ts";
 import type { RouteConnection, RouteFunction } from "./routing.ts";
 
@@ -110,19 +111,17 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
     options.onDenied?.(what, conn);
     return { close: reply };
   };
-  // SOCKS5 replies already sent per connection (method choice, auth), so a
-  // client that sends everything at once gets them in front of the last
-  // reply instead; bounded: the oldest entries of handshakes that never
-  // finished are dropped
-  const sent = new Map<number, Uint8Array[]>();
-  const step = (conn: RouteConnection, bytes: Uint8Array): RouteResult => {
-    const list = sent.get(conn.id) ?? [];
-    list.push(bytes);
-    sent.set(conn.id, list);
+  // how many SOCKS5 handshake replies (method choice, auth result) were
+  // sent per connection, so that a client that sends everything at once
+  // gets the others in front of the last reply instead; bounded: the
+  // oldest entries of handshakes that never finished are dropped
+  const sent = new Map<number, number>();
+  const step = (conn: RouteConnection, replies: Uint8Array[], done: number): RouteResult => {
+    sent.set(conn.id, replies.length);
     if (sent.size > 10_000) sent.delete(sent.keys().next().value!);
-    return { send: bytes };
+    return { send: concatBytes(replies.slice(done)) };
   };
-  return async (data, conn) => {
+  const route: RouteFunction = async (data, conn) => {
     if (data.length === 0) return undefined;
     let r: RouteResult | undefined;
     if (data[0] === 4) r = await socks4(data, conn);
@@ -131,10 +130,12 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
     if (r !== undefined && !("send" in r)) sent.delete(conn.id);
     return r;
   };
+  return withEngineRouter(route, "socks", access, options, (id, n) => {
+    if (n > 0) sent.set(id, n);
+  });
 
-  /** The handshake replies not sent yet, in front of the final one. */
-  function unsent(conn: RouteConnection, replies: Uint8Array[], last: Uint8Array): Uint8Array {
-    const done = sent.get(conn.id)?.length ?? 0;
+  /** The handshake replies not sent yet (`done` were), then the final one. */
+  function unsent(replies: Uint8Array[], done: number, last: Uint8Array): Uint8Array {
     return concatBytes([...replies.slice(done), last]);
   }
 
@@ -200,9 +201,10 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
     }
     const choice = new Uint8Array([5, method]);
     const replies = [choice];
+    const done = sent.get(conn.id) ?? 0;
     if (method === 2) {
       // RFC 1929: VER(1) ULEN UNAME PLEN PASSWD
-      if (data.length === o) return step(conn, choice);
+      if (data.length === o) return step(conn, replies, done);
       if (data.length < o + 2) return undefined;
       if (data[o] !== 1) return { close: new Uint8Array([1, 1]) };
       const ulen = data[o + 1]!;
@@ -214,16 +216,15 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
       const pass = dec.decode(data.subarray(o + 3 + ulen, o + 3 + ulen + plen));
       o += 3 + ulen + plen;
       if (!knownUser(users!, user, pass)) {
-        const no = unsent(conn, replies, new Uint8Array([1, 1]));
+        const no = unsent(replies, done, new Uint8Array([1, 1]));
         return refuse(conn, `wrong SOCKS5 user or password for "${user}"`, no);
       }
-      const yes = new Uint8Array([1, 0]);
-      if (data.length === o) return step(conn, unsent(conn, replies, yes));
-      replies.push(yes);
+      replies.push(new Uint8Array([1, 0]));
+      if (data.length === o) return step(conn, replies, done);
     } else if (data.length === o) {
-      return step(conn, choice);
+      return step(conn, replies, done);
     }
-    const reply = (code: number) => unsent(conn, replies, socks5Reply(code));
+    const reply = (code: number) => unsent(replies, done, socks5Reply(code));
     // request: VER CMD RSV ATYP DST.ADDR DST.PORT
     if (data.length < o + 5) return undefined;
     if (data[o] !== 5) return { close: reply(1) };
@@ -287,7 +288,7 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
     options.onDenied?.(what, conn);
     return { close: answer(status, extra) };
   };
-  return async (data, conn) => {
+  const route: RouteFunction = async (data, conn) => {
     const text = new TextDecoder("latin1").decode(data);
     const end = text.indexOf("\r\n\r\n");
     if (end < 0) {
@@ -331,6 +332,40 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
         answer(err.code === "ETIMEDOUT" ? "504 Gateway Timeout" : "502 Bad Gateway"),
     };
   };
+  return withEngineRouter(route, "http-connect", access, options, () => {});
+}
+
+/** Where a built-in router keeps what the native engine needs to run it. */
+const ENGINE_ROUTER = Symbol("relaykit.engineRouter");
+
+/** `route`, carrying its description for the native engine. */
+function withEngineRouter(
+  route: RouteFunction,
+  kind: EngineRouter["kind"],
+  access: Access,
+  options: RouterOptions,
+  sent: (id: number, n: number) => void,
+): RouteFunction {
+  const { allow, deny } = accessTables(access);
+  const router: EngineRouter = {
+    kind,
+    allow,
+    deny,
+    users: options.users,
+    reports: options.onDenied !== undefined,
+    sent,
+  };
+  Object.defineProperty(route, ENGINE_ROUTER, { value: router });
+  return route;
+}
+
+/**
+ * The native engine's description of `route` if it is a built-in router
+ * (socksRouter, httpConnectRouter): the engine may then run the handshake
+ * and the rules itself, with the same replies and the same decisions.
+ */
+export function engineRouterOf(route: RouteFunction | undefined): EngineRouter | undefined {
+  return (route as { [ENGINE_ROUTER]?: EngineRouter } | undefined)?.[ENGINE_ROUTER];
 }
 
 /** An error for a refused request (for logs that want one). */
