@@ -102,7 +102,9 @@ typedef enum {
 #define RK_EVENT_WORDS 16
 
 /* Which per-connection events a listener posts (rk_listener_set_events).
- * A connection that ends with an error always posts RK_EV_CLOSED. */
+ * A connection that ends with an error always posts RK_EV_CLOSED, and so
+ * does one the host held (RK_LISTEN_HOLD: the host keeps state for it),
+ * unless a built-in router decided it alone. */
 #define RK_EVMASK_ACCEPT 1u
 #define RK_EVMASK_CONNECTED 2u
 #define RK_EVMASK_CLOSED 4u
