@@ -178,6 +178,21 @@ for (const engine of ENGINES) {
       await proxy.close();
     });
 
+    test("reconfigure replaces the router for new connections", async () => {
+      const { proxy, at } = await start("socks", undefined, { quiet: true });
+      const through = async () =>
+        (await curl(["--socks5", at, `http://127.0.0.1:${webPort}/`])).code;
+      assert.equal(await through(), 0);
+      proxy.reconfigure({ route: socksRouter({ allow: [{ port: webPort + 1 }] }) });
+      assert.equal(await through(), 97);
+      proxy.reconfigure({ route: socksRouter({ allow: [{ port: webPort }] }) });
+      assert.equal(await through(), 0);
+      // a route function of one's own: the engine's router steps aside
+      proxy.reconfigure({ route: () => ({ close: "no\n" }) });
+      assert.equal(await through(), 97);
+      await proxy.close();
+    });
+
     test("random and truncated handshakes: each closes, the next client is served", {
       timeout: 60_000,
     }, async () => {
