@@ -713,6 +713,7 @@ typedef struct {
   /* RK__R_DEST */
   const uint8_t *host;
   uint32_t host_len;
+  int host_bytes; /* 4 or 16: host is that many address bytes, not a name */
   uint32_t port;
   uint32_t rest; /* offset of the bytes for the target */
   uint8_t denied[600];
@@ -825,8 +826,8 @@ static void rk__socks4(const rk__router *rt, const uint8_t *d, size_t n,
     s->host_len = (uint32_t)(nul2 - (d + end));
     end = (size_t)(nul2 - d) + 1;
   } else {
-    s->host = d + 4; /* 4 address bytes: host_len 0 marks them */
-    s->host_len = 0;
+    s->host = d + 4;
+    s->host_bytes = 4;
   }
   if (rt->nusers >= 0 || d[1] != 1) {
     s->what = RK__R_REFUSE;
@@ -946,11 +947,11 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
   if (atyp == 1) {
     p = o + 8;
     s->host = d + o + 4;
-    s->host_len = 0; /* 4 address bytes */
+    s->host_bytes = 4;
   } else if (atyp == 4) {
     p = o + 20;
     s->host = d + o + 4;
-    s->host_len = UINT32_MAX; /* 16 address bytes */
+    s->host_bytes = 16;
   } else if (atyp == 3) {
     p = o + 5 + d[o + 4];
     s->host = d + o + 5;
@@ -1229,6 +1230,9 @@ static void rk__parse(const rk__router *rt, const uint8_t *d, size_t n,
   s->out_len = 0;
   s->denied_len = 0;
   s->fail_prefix_len = 0;
+  s->host = NULL;
+  s->host_len = 0;
+  s->host_bytes = 0;
   if (rt->kind == RK_ROUTER_CONNECT) {
     rk__http(rt, d, n, s);
     return;
@@ -1245,12 +1249,8 @@ static void rk__parse(const rk__router *rt, const uint8_t *d, size_t n,
 
 /* The destination of a DEST step, classified. */
 static int rk__dest_host(const rk__step *s, rk__host *h) {
-  if (s->host_len == 0) { /* 4 address bytes */
-    rk__addr_from(&h->addr, s->host, 4);
-    return RK__HOST_ADDRESS;
-  }
-  if (s->host_len == UINT32_MAX) { /* 16 address bytes */
-    rk__addr_from(&h->addr, s->host, 16);
+  if (s->host_bytes != 0) {
+    rk__addr_from(&h->addr, s->host, s->host_bytes);
     return RK__HOST_ADDRESS;
   }
   /* SOCKS names are decoded as UTF-8 (a NUL stays a NUL); CONNECT hosts as
