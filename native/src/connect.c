@@ -3,7 +3,8 @@
  *
  * Theory of operation
  * - Outbound connects are non-blocking. A numeric address is connected at
- *   once; a name goes to the engine's resolver thread (getaddrinfo blocks)
+ *   once; a name goes to the engine's resolver threads (getaddrinfo blocks;
+ *   up to RK__RESOLVERS of them, started when a name finds none idle)
  *   and the connect starts when the answer comes back to the worker. Each
  *   resolved address is tried in order of the family preference until one
  *   connects or the connect deadline passes.
@@ -119,7 +120,7 @@ int rk__parse_numeric(const char *host, int32_t port, int family,
   return 0;
 }
 
-/* ---- resolver thread --------------------------------------------------- */
+/* ---- resolver threads ------------------------------------------------ */
 
 /* Put the preferred family first, keeping the resolver's order within each
  * family. ONLY_V4/ONLY_V6 are applied by getaddrinfo's hints already.
@@ -149,8 +150,10 @@ static void *rk__resolver_main(void *arg) {
   rk__engine *e = arg;
   pthread_mutex_lock(&e->res_lock);
   for (;;) {
+    e->res_idle++;
     while (e->res_head == NULL && !e->res_stop)
       pthread_cond_wait(&e->res_cond, &e->res_lock);
+    e->res_idle--;
     if (e->res_stop)
       break;
     rk__resolve_req *r = e->res_head;
@@ -193,18 +196,22 @@ static void *rk__resolver_main(void *arg) {
   return NULL;
 }
 
-/* Queue a request for the resolver thread (started on first use); 0 or a
- * negative error (then r is freed). */
+/* Queue a request for the resolver threads (one more started if none is
+ * idle); 0 or a negative error (then r is freed). */
 static int rk__resolve_queue(rk__engine *e, rk__resolve_req *r) {
   pthread_mutex_lock(&e->res_lock);
-  if (!e->res_started) {
-    if (pthread_create(&e->res_thread, NULL, rk__resolver_main, e) != 0) {
+  /* one more thread when none waits for work (each request then has one,
+   * up to the limit; beyond it requests queue) */
+  if (e->res_idle == 0 && e->res_started < RK__RESOLVERS) {
+    if (pthread_create(&e->res_threads[e->res_started], NULL,
+                       rk__resolver_main, e) == 0)
+      e->res_started++;
+    else if (e->res_started == 0) {
       pthread_mutex_unlock(&e->res_lock);
       free(r->host);
       free(r);
       return -EAGAIN;
     }
-    e->res_started = 1;
   }
   if (e->res_tail != NULL)
     e->res_tail->next = r;
@@ -255,10 +262,10 @@ void rk__resolver_stop(rk__engine *e) {
   pthread_mutex_lock(&e->res_lock);
   int started = e->res_started;
   e->res_stop = 1;
-  pthread_cond_signal(&e->res_cond);
+  pthread_cond_broadcast(&e->res_cond);
   pthread_mutex_unlock(&e->res_lock);
-  if (started)
-    pthread_join(e->res_thread, NULL);
+  for (int i = 0; i < started; i++)
+    pthread_join(e->res_threads[i], NULL);
   while (e->res_head != NULL) {
     rk__resolve_req *r = e->res_head;
     e->res_head = r->next;

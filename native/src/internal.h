@@ -93,6 +93,9 @@ static inline int rk__fstat(int fd, struct stat *st) {
 #define RK__MAX_PAUSED 64
 /* Listener ids rk_engine_close collects per pass while closing them. */
 #define RK__CLOSE_BATCH 256
+/* Resolver threads an engine starts at most: names looked up at once
+ * (SOCKS names and CONNECT hosts, target names). */
+#define RK__RESOLVERS 4
 /* listen(2) backlog when rk_listen is given none (nginx's and libuv's). */
 #define RK__BACKLOG 511
 
@@ -333,12 +336,13 @@ struct rk__engine {
   rk__conn *tbl[RK__TABLE_BUCKETS];
   rk__listener *listeners;
 
-  /* resolver thread */
+  /* resolver threads (getaddrinfo blocks): started on demand, up to
+   * RK__RESOLVERS, so one slow name does not hold up the others */
   pthread_mutex_t res_lock;
   pthread_cond_t res_cond;
   rk__resolve_req *res_head, *res_tail;
-  int res_started, res_stop;
-  pthread_t res_thread;
+  int res_started, res_stop, res_idle;
+  pthread_t res_threads[RK__RESOLVERS];
 
   /* test posters */
   pthread_t *test_threads;
@@ -373,7 +377,7 @@ int rk__listener_wants(rk__listener *l, uint32_t what);
 void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
                   const struct sockaddr_storage *ss);
 
-/* connect.c: targets, the resolver thread, outbound connects. */
+/* connect.c: targets, the resolver threads, outbound connects. */
 rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
                             int32_t timeout_ms, const char *bind_host);
 void rk__free_target(rk__target *t);

@@ -18,7 +18,7 @@
  *                 (the CLOSE decision of hold.c)
  *   destination   normalise the host as src/proxy/address_policy.ts does;
  *                 an address is checked at once, a name goes to the
- *                 engine's resolver thread and comes back as
+ *                 engine's resolver threads and comes back as
  *                 RK__CMD_ROUTE_RESOLVED, then every address is checked and
  *                 the first allowed one is connected to (the literal, never
  *                 the name again), with the protocol's success reply to the
