@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
+    "sha256": "4a1b81d845215ad844ec0729cd62074094d18015496e255aa5f711532f2b08c6",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -36,24 +36,25 @@ export const PREBUILT: {
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
+      "src/router.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
-      "size": 59888,
+      "sha256": "ee4f139262bafe4014449de019077eac4982d5cb9afc1473454acd1cd17cb54e",
+      "size": 80416,
     },
     "linux-arm64-glibc": {
-      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
-      "size": 68032,
+      "sha256": "bda65691b7cdc33bebe666d95718da4a8144d33e532603fcd05ae8f482e422b9",
+      "size": 133616,
     },
     "linux-x64-musl": {
-      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
-      "size": 59648,
+      "sha256": "bafe49751356bba59504a383ef3ef92a21f416499fe19cd5e249f358260043e1",
+      "size": 80176,
     },
     "linux-arm64-musl": {
-      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
-      "size": 67776,
+      "sha256": "c40eacc66597381010444e8223cbcdf256e58e2271a8ceebc82051a6ced5c61f",
+      "size": 133360,
     },
   },
 };
