@@ -32,7 +32,7 @@ for (const engine of ENGINES) {
     async function start(
       kind: "socks" | "http",
       users?: Record<string, string>,
-      how: { quiet?: boolean } = {},
+      how: { quiet?: boolean; routeLimit?: number; routeTimeout?: number } = {},
     ) {
       if (engine === "native") nativeEngine();
       const denied: string[] = [];
@@ -57,6 +57,8 @@ for (const engine of ENGINES) {
         listen: { host: "127.0.0.1", port: 0 },
         engine,
         route,
+        ...(how.routeLimit !== undefined ? { routeLimit: how.routeLimit } : {}),
+        ...(how.routeTimeout !== undefined ? { routeTimeout: how.routeTimeout } : {}),
       });
       return { proxy, denied, calls, at: `127.0.0.1:${proxy.port}` };
     }
@@ -70,13 +72,19 @@ for (const engine of ENGINES) {
         got = Buffer.concat([got, d]);
         wake();
       });
-      s.on("error", () => {});
-      s.on("close", () => wake());
+      let ended = false;
+      const end = () => {
+        ended = true;
+        wake();
+      };
+      s.on("error", end);
+      s.on("end", end);
+      s.on("close", end);
       let want = 0;
       for (const [bytes, n] of steps) {
         s.write(bytes);
         want += n;
-        while (got.length < want && !s.destroyed) await new Promise<void>((r) => wake = r);
+        while (got.length < want && !ended) await new Promise<void>((r) => wake = r);
       }
       s.end();
       await closed(s);
@@ -176,6 +184,37 @@ for (const engine of ENGINES) {
       );
       assert.equal(typeof errors[0]!.connectionId, "number");
       await proxy.close();
+    });
+
+    test("limits: an oversized CONNECT head, the route limit, the route timeout", async () => {
+      const http = await start("http", undefined, { quiet: true });
+      const big = await talk(http.proxy.port, [[
+        `CONNECT a:1 HTTP/1.1\r\nX: ${"x".repeat(17000)}`,
+        1,
+      ]]);
+      assert.match(big.toString(), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+      await http.proxy.close();
+      const socks = await start("socks", undefined, { quiet: true, routeLimit: 100 });
+      const errors: RelaykitError[] = [];
+      socks.proxy.on("error", (e) => errors.push(e));
+      // a greeting that announces 255 methods, then stops past the limit
+      const long = await talk(socks.proxy.port, [[
+        new Uint8Array([5, 255, ...new Array(120).fill(0)]),
+        1,
+      ]]);
+      assert.equal(long.length, 0);
+      await waitFor(() => errors.length > 0, 5000, "the route limit's error");
+      assert.equal(errors[0]!.code, "RK_EROUTE_LIMIT");
+      await socks.proxy.close();
+      const slow = await start("socks", undefined, { quiet: true, routeTimeout: 300 });
+      const late: RelaykitError[] = [];
+      slow.proxy.on("error", (e) => late.push(e));
+      const t0 = Date.now();
+      assert.equal((await talk(slow.proxy.port, [[new Uint8Array([5, 2, 0]), 1]])).length, 0);
+      assert.ok(Date.now() - t0 >= 250, `closed after ${Date.now() - t0} ms`);
+      await waitFor(() => late.length > 0, 5000, "the route timeout's error");
+      assert.equal(late[0]!.code, "ETIMEDOUT");
+      await slow.proxy.close();
     });
 
     test("reconfigure replaces the router for new connections", async () => {
