@@ -147,12 +147,11 @@ export class NativeForwardEngine implements ForwardEngine {
     const e = this.#engine;
     const calls = callsOf(e);
     // no per-connection events until someone asks (setInterest): a proxy
-    // nobody watches costs JavaScript nothing per connection. Held
-    // connections always report their end: their owner keeps state.
-    // (held connections report their end whatever this says: their owner
-    // keeps state; a connection a built-in router decides alone does not)
+    // nobody watches costs JavaScript nothing per connection. (The library
+    // reports the end of each connection it held for us whatever this
+    // says: we keep state for it; not of those a built-in router decided
+    // alone.)
     const holding = spec.hold !== undefined;
-    const events = (i: EventInterest) => i;
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       calls.listen(spec.listen, {
@@ -162,7 +161,7 @@ export class NativeForwardEngine implements ForwardEngine {
         maxConnections: spec.maxConnections,
         idleTimeout: spec.idleTimeout,
         holdTimeout: spec.hold?.timeout ?? 0,
-        events: events({ open: false, connected: false, close: false }),
+        events: { open: false, connected: false, close: false },
         hooks: spec.hooks,
         adoptFd: spec.fd,
       }),
@@ -238,7 +237,7 @@ export class NativeForwardEngine implements ForwardEngine {
       },
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
-      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, events(i)),
+      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, i),
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
       setRouter,
