@@ -175,8 +175,9 @@ export class NativeForwardEngine implements ForwardEngine {
     let report: ((err: RelaykitError) => void) | undefined;
     // the built-in router the library runs, for connections it hands over
     let router = spec.router?.router;
+    let listening = true; // until stopAccepting: then there is no listener to change
     const setRouter = (r: ProxySpec["router"]) => {
-      if (!holding) return;
+      if (!holding || !listening) return;
       e.check(
         calls.listenerSetRouter(lid, r?.router, {
           routeLimit: r?.routeLimit ?? 0,
@@ -233,6 +234,7 @@ export class NativeForwardEngine implements ForwardEngine {
       stopAccepting: () => {
         if (stopping) return;
         stopping = true;
+        listening = false;
         calls.listenerClose(lid);
       },
       abortAll: () => void calls.listenerAbort(lid),
