@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
-import type net from "node:net";
+import net, { createServer as createNetServer } from "node:net";
 import { after, before, describe, test } from "./_test.ts";
 import {
   httpConnectRouter,
@@ -215,6 +215,34 @@ for (const engine of ENGINES) {
       await waitFor(() => late.length > 0, 5000, "the route timeout's error");
       assert.equal(late[0]!.code, "ETIMEDOUT");
       await slow.proxy.close();
+    });
+
+    test("a target's reset is an error naming the target", async () => {
+      if (engine === "native") nativeEngine();
+      const backend = createNetServer((s) => {
+        s.on("error", () => {});
+        s.write("x");
+        setTimeout(() => s.resetAndDestroy(), 50);
+      });
+      await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
+      const port = (backend.address() as net.AddressInfo).port;
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        route: socksRouter({ allow: [{ cidr: "127.0.0.0/8" }] }),
+      });
+      const errors: RelaykitError[] = [];
+      proxy.on("error", (e) => errors.push(e));
+      const got = await talk(proxy.port, [
+        // (more than comes: read until the reset)
+        [new Uint8Array([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]), 100],
+      ]);
+      assert.deepEqual([...got.subarray(0, 12)], [5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+      await waitFor(() => errors.length > 0, 5000, "the reset's error");
+      assert.equal(errors[0]!.code, "ECONNRESET");
+      assert.match(errors[0]!.message, new RegExp(`to "127\\.0\\.0\\.1:${port}"`));
+      await proxy.close();
+      backend.close();
     });
 
     test("reconfigure replaces the router for new connections", async () => {

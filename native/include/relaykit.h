@@ -67,6 +67,10 @@ typedef enum {
                               built-in router decided failed (the failure
                               reply goes to the client, then it closes);
                               6 family, 7 port, 8..11 the address */
+  RK_EV_ROUTE_TARGET = 12, /* id=conn, aux=listener, err: a connection a
+                              built-in router sent to this target ends with
+                              an error (its RK_EV_CLOSED follows); words as
+                              RK_EV_ROUTE_FAILED */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 

@@ -428,6 +428,7 @@ void rk__route_start(rk__conn *c);
 void rk__route_input(rk__conn *c, uint32_t flags);
 void rk__route_resolved(rk__conn *c, struct addrinfo *ai, int err);
 int rk__route_connect_failed(rk__conn *c, int err);
+void rk__route_ending(rk__conn *c, int err);
 void rk__routers_free(rk__router *rt);
 
 #endif

@@ -24,7 +24,9 @@
  *                 the name again), with the protocol's success reply to the
  *                 client and the bytes after the handshake to the target.
  *                 A failed connect posts RK_EV_ROUTE_FAILED and sends the
- *                 protocol's failure reply.
+ *                 protocol's failure reply; a connection that ends with
+ *                 an error later posts RK_EV_ROUTE_TARGET before its
+ *                 RK_EV_CLOSED (the host names the target in messages).
  *   defer         whatever the host must see: a refusal when the host
  *                 listens for them (RK_ROUTER_REPORT: its router says why),
  *                 a name that is not ASCII (IDNA), a credential that is not
@@ -1443,15 +1445,26 @@ void rk__route_resolved(rk__conn *c, struct addrinfo *ai, int err) {
   free(s);
 }
 
-int rk__route_connect_failed(rk__conn *c, int err) {
-  if (c->router == NULL || c->route_deferred)
-    return 0;
-  uint32_t rec[RK_EVENT_WORDS] = {RK_EV_ROUTE_FAILED, (uint32_t)c->id,
+/* Post the target of a connection the router sent somewhere. */
+static void rk__route_post_target(rk__conn *c, uint32_t type, int err) {
+  uint32_t rec[RK_EVENT_WORDS] = {type, (uint32_t)c->id,
                                   (uint32_t)c->listener->id, (uint32_t)err};
   rec[6] = c->route_addr.len == 4 ? AF_INET : AF_INET6;
   rec[7] = c->route_port;
   memcpy(&rec[8], c->route_addr.b, c->route_addr.len);
   rk__post(c->w->e, rec);
+}
+
+void rk__route_ending(rk__conn *c, int err) {
+  if (c->router != NULL && !c->route_deferred && c->route_addr.len != 0 &&
+      c->kind == RK__KIND_PROXY)
+    rk__route_post_target(c, RK_EV_ROUTE_TARGET, err);
+}
+
+int rk__route_connect_failed(rk__conn *c, int err) {
+  if (c->router == NULL || c->route_deferred)
+    return 0;
+  rk__route_post_target(c, RK_EV_ROUTE_FAILED, err);
   uint8_t out[64];
   uint32_t n = 0;
   if (c->route_fail == RK__FAIL_SOCKS4) {

@@ -310,6 +310,10 @@ export class NativeForwardEngine implements ForwardEngine {
         // the router's failure reply went to the client; it closes
         cb.reject(e.error(ev.err, connectFailure(ev.target), ev.id));
         break;
+      case "route-target":
+        // for the message of the closed event that follows
+        if (!held.has(ev.id)) held.set(ev.id, { conn: { id: ev.id }, target: ev.target });
+        break;
       case "accept":
         cb.open(ev.remote === undefined ? { id: ev.id } : { id: ev.id, remote: ev.remote });
         break;

@@ -228,6 +228,7 @@ export class NativeEngine {
       case "accept":
       case "hold":
       case "route-failed":
+      case "route-target":
       case "rejected":
       case "accept-error":
       case "listener-closed":

@@ -78,6 +78,8 @@ export type NativeEvent =
   }
   /** The connect a built-in router decided failed; the client got the failure reply. */
   | { type: "route-failed"; id: number; listener: number; err: number; target: InetEndpoint }
+  /** A connection a built-in router sent to `target` ends with an error (its closed event follows). */
+  | { type: "route-target"; id: number; listener: number; err: number; target: InetEndpoint }
   /** rk_test_post: event `seq` of thread `thread`. */
   | { type: "test"; thread: number; seq: number };
 
@@ -183,10 +185,12 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
       }
       return ev;
     }
-    case EV.ROUTE_FAILED: {
+    case EV.ROUTE_FAILED:
+    case EV.ROUTE_TARGET: {
       const target = inetAt(rec, w(6), 8, w(7));
       if (target === undefined) return undefined; // cannot happen: always an address
-      return { type: "route-failed", id, listener: aux, err, target };
+      const type = w(0) === EV.ROUTE_FAILED ? "route-failed" : "route-target";
+      return { type, id, listener: aux, err, target };
     }
     case EV.TEST:
       return { type: "test", thread: id, seq: aux };

@@ -198,6 +198,7 @@ export const EV = {
   HOOK: 9,
   HOLD: 10,
   ROUTE_FAILED: 11,
+  ROUTE_TARGET: 12,
   TEST: 99,
 } as const;
 
