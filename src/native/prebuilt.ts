@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "4a1b81d845215ad844ec0729cd62074094d18015496e255aa5f711532f2b08c6",
+    "sha256": "cbd69cc63dee3cdde0ef77f54124b88cd8055c600956b1d5652f89b663764e79",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "ee4f139262bafe4014449de019077eac4982d5cb9afc1473454acd1cd17cb54e",
+      "sha256": "64b3a44b923dd22f94915fe7a074122d1b50a1908fb8a520ec96d65c81e0a3d2",
       "size": 80416,
     },
     "linux-arm64-glibc": {
-      "sha256": "bda65691b7cdc33bebe666d95718da4a8144d33e532603fcd05ae8f482e422b9",
+      "sha256": "d2545c9835cc49e01fef04d1e100f3b219e088ec109f1419fb73f8698d98cc64",
       "size": 133616,
     },
     "linux-x64-musl": {
-      "sha256": "bafe49751356bba59504a383ef3ef92a21f416499fe19cd5e249f358260043e1",
+      "sha256": "b821c4bac97b480d30e1bf7e5bfcfd17f50073063211173e813023d433e25b11",
       "size": 80176,
     },
     "linux-arm64-musl": {
-      "sha256": "c40eacc66597381010444e8223cbcdf256e58e2271a8ceebc82051a6ced5c61f",
+      "sha256": "07ad9d7bd9fef5ddc5ab4022cfe2e1338fd41a29853cdc1a0fd2c6578dfe404d",
       "size": 133360,
     },
   },
