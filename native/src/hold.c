@@ -90,7 +90,7 @@ void rk__hold_start(rk__conn *c) {
   }
   if (c->listener->hold_timeout_ms > 0)
     c->hold_deadline_ms = rk__now_mono() + c->listener->hold_timeout_ms;
-  c->router = __atomic_load_n(&c->listener->router, __ATOMIC_ACQUIRE);
+  c->router = rk__router_take(c->listener);
   if (c->router != NULL) {
     rk__route_start(c);
     return;

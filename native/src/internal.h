@@ -208,7 +208,8 @@ struct rk__conn {
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
   /* a built-in router's connection (router.c) */
-  rk__router *router;      /* the listener's router when accepted, or NULL */
+  rk__router *router;      /* the listener's router when accepted (a
+                              reference), or NULL */
   uint8_t route_sent;      /* handshake replies already sent */
   uint8_t route_fail;      /* which failure reply a failed connect gets */
   uint8_t route_fail_prefix; /* unsent handshake replies before it */
@@ -428,7 +429,8 @@ void rk__route_start(rk__conn *c);
 void rk__route_input(rk__conn *c, uint32_t flags);
 void rk__route_resolved(rk__conn *c, struct addrinfo *ai, int err);
 int rk__route_connect_failed(rk__conn *c, int err);
-void rk__route_ending(rk__conn *c, int err);
-void rk__routers_free(rk__router *rt);
+void rk__route_end(rk__conn *c, int err);
+rk__router *rk__router_take(rk__listener *l);
+void rk__router_unref(rk__router *rt);
 
 #endif

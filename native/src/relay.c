@@ -235,8 +235,8 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
     post = 0; /* nobody asked, and nothing went wrong (the host keeps state
                  for each connection it held: those always report their
                  end; a built-in router's own ones do not) */
-  if (post && err != 0)
-    rk__route_ending(c, err); /* a built-in router's target, for messages */
+  if (c->router != NULL) /* its target (for messages), and its reference */
+    rk__route_end(c, post ? err : 0);
   if (post) {
     uint32_t rec[RK_EVENT_WORDS] = {0};
     rec[0] = c->kind == RK__KIND_CONNECT_FD ? RK_EV_FD_CONNECTED : RK_EV_CLOSED;

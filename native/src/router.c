@@ -75,7 +75,8 @@ struct rk__router {
   int32_t nallow, ndeny, nusers;
   rk__rule *allow, *deny;
   rk__user *users;
-  rk__router *next_all; /* the listener's routers, freed with it */
+  int32_t refs; /* atomic: the listener while it has it, each connection
+                   that started with it */
 };
 
 /* ---- the description --------------------------------------------------- */
@@ -152,12 +153,21 @@ static void rk__router_free(rk__router *rt) {
   free(rt);
 }
 
-void rk__routers_free(rk__router *rt) {
-  while (rt != NULL) {
-    rk__router *next = rt->next_all;
+void rk__router_unref(rk__router *rt) {
+  if (rt != NULL && __atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL) == 0)
     rk__router_free(rt);
-    rt = next;
-  }
+}
+
+/* The listener's router for a new connection, with a reference: taken
+ * under tbl_lock, where rk_listener_set_router swaps it, so the listener's
+ * own reference keeps it alive until ours is counted. */
+rk__router *rk__router_take(rk__listener *l) {
+  pthread_mutex_lock(&l->e->tbl_lock);
+  rk__router *rt = l->router;
+  if (rt != NULL)
+    __atomic_add_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL);
+  pthread_mutex_unlock(&l->e->tbl_lock);
+  return rt;
 }
 
 static rk__rule *rk__rules_read(rk__rd *r, int32_t *count) {
@@ -220,6 +230,7 @@ static rk__router *rk__router_parse(const uint8_t *data, int32_t len) {
   rk__router *rt = calloc(1, sizeof *rt);
   if (rt == NULL)
     return NULL;
+  rt->refs = 1;
   if (rk__u32(&r) != RK__ROUTER_MAGIC)
     r.bad = 1;
   rt->kind = rk__u32(&r);
@@ -1455,10 +1466,11 @@ static void rk__route_post_target(rk__conn *c, uint32_t type, int err) {
   rk__post(c->w->e, rec);
 }
 
-void rk__route_ending(rk__conn *c, int err) {
-  if (c->router != NULL && !c->route_deferred && c->route_addr.len != 0 &&
-      c->kind == RK__KIND_PROXY)
+void rk__route_end(rk__conn *c, int err) {
+  if (err != 0 && !c->route_deferred && c->route_addr.len != 0)
     rk__route_post_target(c, RK_EV_ROUTE_TARGET, err);
+  rk__router_unref(c->router);
+  c->router = NULL;
 }
 
 int rk__route_connect_failed(rk__conn *c, int err) {
@@ -1522,17 +1534,13 @@ int32_t rk_listener_set_router(int32_t h, int32_t lid, const uint8_t *desc,
   } else if (!l->hold) {
     r = -EINVAL;
   } else {
-    if (rt != NULL) {
-      rt->next_all = l->routers;
-      l->routers = rt;
-    }
-    /* the old one stays until the listener is freed: connections that
-     * started with it may still be deciding */
-    __atomic_store_n(&l->router, rt, __ATOMIC_RELEASE);
+    /* the old one lives on while connections that started with it do */
+    rk__router *old = l->router;
+    l->router = rt;
+    rt = old;
   }
   pthread_mutex_unlock(&e->tbl_lock);
-  if (r != 0 && rt != NULL)
-    rk__router_free(rt);
+  rk__router_unref(rt); /* the replaced one, or the unused new one */
   return r;
 }
 

@@ -2813,11 +2813,39 @@ static void t_router(void) {
   }
   for (int i = 0; i < 4; i++)
     join(ft[i]);
+  /* routers replaced 200 times while connections start with them */
+  for (int i = 0; i < 4; i++) {
+    fz[i] = (fuzz_t){ports[0], 800 + i, 60};
+    ft[i] = spawn(fuzz_main, &fz[i]);
+  }
+  router_desc(&d, RK_ROUTER_SOCKS, echo.port, echo.port, 0);
+  for (int i = 0; i < 200; i++) {
+    CHECK_RC(rk_listener_set_router(h, lids[0], d.b, (int32_t)d.n),
+             "rk_listener_set_router");
+    sleep_ms(1);
+  }
+  for (int i = 0; i < 4; i++)
+    join(ft[i]);
   /* still serving */
   route_exchange(ports[0], req, 13, ok5, 12);
   CHECK(atomic_load(&routed.handed) > 0, "no connection was handed over");
   /* without a router the listener holds connections for the host again */
   CHECK_RC(rk_listener_set_router(h, lids[0], NULL, 0), "unset the router");
+  int fd = connect_tcp(ports[0]); /* now held for the host: a plain RK_EV_HOLD */
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  int plain = 0;
+  pthread_mutex_lock(&pump.mu);
+  while (!plain) {
+    for (size_t i = 0; i < pump.n && !plain; i++)
+      plain = pump.recs[i][0] == RK_EV_HOLD &&
+              pump.recs[i][2] == (uint32_t)lids[0] &&
+              (pump.recs[i][4] & (RK_HOLD_FIRST | RK_HOLD_ROUTED)) == RK_HOLD_FIRST;
+    if (!plain && !pump_timedwait(&pump, deadline))
+      break;
+  }
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(plain, "no plain RK_EV_HOLD without the router");
+  close(fd);
   printf("  (%d handed over)\n", atomic_load(&routed.handed));
   engine_end(&pump);
   server_stop(&echo);
@@ -2856,7 +2884,7 @@ static const test_t tests[] = {
     TEST("hooks: a connection ends while its chunk is with the host",
          t_hook_conn_ends_with_chunk_out),
     TEST("built-in routers: SOCKS4a/5 and CONNECT decided in the engine, "
-         "refusals, 600 random handshakes",
+         "refusals, 840 random handshakes, routers replaced under load",
          t_router),
 };
 
