@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "cbd69cc63dee3cdde0ef77f54124b88cd8055c600956b1d5652f89b663764e79",
+    "sha256": "6e7359f01089f5c654c0417fc3db567b3852736284d53732661d01adc7c46e72",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "64b3a44b923dd22f94915fe7a074122d1b50a1908fb8a520ec96d65c81e0a3d2",
+      "sha256": "b3d0fdd58aea2ea0b8c610c510fb1ca68ee736ae34954c22b9b978c04461559f",
       "size": 80416,
     },
     "linux-arm64-glibc": {
-      "sha256": "d2545c9835cc49e01fef04d1e100f3b219e088ec109f1419fb73f8698d98cc64",
+      "sha256": "22a1e868e9696e71df4b6f0bfec48bea43308c68690423aee6b17b6bbcb1e2bf",
       "size": 133616,
     },
     "linux-x64-musl": {
-      "sha256": "b821c4bac97b480d30e1bf7e5bfcfd17f50073063211173e813023d433e25b11",
+      "sha256": "88b2cf601a5937de499077ba9d5c9f7471d37730f2b61d05e5703cfcfeffd0f3",
       "size": 80176,
     },
     "linux-arm64-musl": {
-      "sha256": "07ad9d7bd9fef5ddc5ab4022cfe2e1338fd41a29853cdc1a0fd2c6578dfe404d",
+      "sha256": "784f526c21cffc58d1146b44bc4a852d1c77e8bd9e0291c7f9d4bee2f07489fa",
       "size": 133360,
     },
   },
