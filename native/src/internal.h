@@ -237,8 +237,8 @@ struct rk__listener {
   int closed_done;   /* atomic: the fd is closed */
   int drain_posted;  /* atomic: RK_EV_LISTENER_DRAINED went out */
   rk__target *target; /* NULL: accept and post only (not used yet) */
-  rk__router *router;  /* atomic: the router new connections use, or NULL */
-  rk__router *routers; /* every router it had (freed with it) */
+  rk__router *router;  /* the router new connections use (a reference),
+                          or NULL; under the engine's tbl_lock */
   rk__engine *e;
   char *unix_path;
   rk__listener *next; /* engine list */

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "6e7359f01089f5c654c0417fc3db567b3852736284d53732661d01adc7c46e72",
+    "sha256": "841effc87136f828a88adfa0db42c6e6c2153b1bba2b9f29f6859c8d04e0797e",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "b3d0fdd58aea2ea0b8c610c510fb1ca68ee736ae34954c22b9b978c04461559f",
+      "sha256": "0273d2b96a568259a956347d3804efbd3bae15612b95d245fc8a5b963a7a393c",
       "size": 80416,
     },
     "linux-arm64-glibc": {
-      "sha256": "22a1e868e9696e71df4b6f0bfec48bea43308c68690423aee6b17b6bbcb1e2bf",
+      "sha256": "d91f1cd98c4e3211dc966991ee679c472bdef405be46228d2ff45aea5b7a5129",
       "size": 133616,
     },
     "linux-x64-musl": {
-      "sha256": "88b2cf601a5937de499077ba9d5c9f7471d37730f2b61d05e5703cfcfeffd0f3",
+      "sha256": "f9166f67df0f49d1965cb64446db3c2ffdc63034d8f4f4ca5067b8602a0a25ab",
       "size": 80176,
     },
     "linux-arm64-musl": {
-      "sha256": "784f526c21cffc58d1146b44bc4a852d1c77e8bd9e0291c7f9d4bee2f07489fa",
+      "sha256": "8eca947b74f6273ad8a8bb31d2142fdb9df73fdafa445e01edae8926b61df1ed",
       "size": 133360,
     },
   },
