@@ -21,6 +21,8 @@ import {
   TunnelServer,
 } from "../mod.ts";
 import { ipv6Bytes } from "../src/protocol/ip.ts";
+import { callsOf } from "../src/native/engine.ts";
+import { engineRouterOf } from "../src/proxy/socks.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,71 +31,72 @@ import { concat, ENGINES, freePort, nativeEngine, startCli, waitFor } from "./_h
 // ---------------------------------------------------------------------------
 // normalisation
 
+// [what a client sent, canonical address | "name:<name>" | "invalid", this host?]
+const SPELLINGS: [string, string, boolean?][] = [
+  ["127.0.0.1", "127.0.0.1"],
+  ["0", "0.0.0.0", true],
+  ["0.0.0.0", "0.0.0.0", true],
+  ["0.1.2.3", "0.1.2.3", true],
+  ["::", "::", true],
+  ["[::]", "::", true],
+  ["::0.0.0.0", "::", true],
+  ["::ffff:0.0.0.0", "0.0.0.0", true],
+  ["::ffff:127.0.0.1", "127.0.0.1"],
+  ["::FFFF:7F00:1", "127.0.0.1"],
+  ["[::ffff:7f00:1]", "127.0.0.1"],
+  ["::127.0.0.1", "127.0.0.1"],
+  ["::7f00:1", "127.0.0.1"],
+  ["::2", "0.0.0.2", true],
+  ["::1", "::1"],
+  ["0:0:0:0:0:0:0:1", "::1"],
+  ["2001:DB8::1", "2001:db8::1"],
+  ["0x7f.1", "127.0.0.1"],
+  ["0X7F.1", "127.0.0.1"],
+  ["0x7f000001", "127.0.0.1"],
+  ["2130706433", "127.0.0.1"],
+  ["127.1", "127.0.0.1"],
+  ["127.0.1", "127.0.0.1"],
+  ["017700000001", "127.0.0.1"],
+  ["0177.0.0.1", "127.0.0.1"],
+  ["0x7f.0.0.0x1", "127.0.0.1"],
+  ["127.0.0.1.", "127.0.0.1"],
+  ["１２７.０.０.１", "127.0.0.1"],
+  ["1.2.65535", "1.2.255.255"],
+  ["localhost", "name:localhost"],
+  ["LOCALHOST", "name:localhost"],
+  ["LocalHost.", "name:localhost"],
+  ["WWW.Example.COM.", "name:www.example.com"],
+  ["ｗｗｗ.example.com", "name:www.example.com"],
+  ["_srv.example.com", "name:_srv.example.com"],
+  ["::1%lo", "invalid"],
+  ["::1%1", "invalid"],
+  ["fe80::1%eth0", "invalid"],
+  ["127.0.0.1%00", "invalid"],
+  ["%31%32%37.0.0.1", "invalid"],
+  ["127.0.0.1\0.example.com", "invalid"],
+  ["127.0.0.1 ", "invalid"],
+  [" 127.0.0.1", "invalid"],
+  ["localhost\n", "invalid"],
+  ["08.0.0.1", "invalid"],
+  ["0x", "invalid"],
+  ["0x.1", "invalid"],
+  ["4294967296", "invalid"],
+  ["1.2.3.256", "invalid"],
+  ["0x100.1", "invalid"],
+  ["1.2.3.4.5", "invalid"],
+  ["foo.123", "invalid"],
+  ["foo..example", "invalid"],
+  ["", "invalid"],
+  [".", "invalid"],
+  ["[127.0.0.1]", "invalid"],
+  ["::ffff:127.1", "invalid"],
+  ["1::2::3", "invalid"],
+  ["a".repeat(64) + ".example", "invalid"],
+];
+
 describe("address policy: normalisation", () => {
-  // [what a client sent, canonical address | "name:<name>" | "invalid", this host?]
-  const table: [string, string, boolean?][] = [
-    ["127.0.0.1", "127.0.0.1"],
-    ["0", "0.0.0.0", true],
-    ["0.0.0.0", "0.0.0.0", true],
-    ["0.1.2.3", "0.1.2.3", true],
-    ["::", "::", true],
-    ["[::]", "::", true],
-    ["::0.0.0.0", "::", true],
-    ["::ffff:0.0.0.0", "0.0.0.0", true],
-    ["::ffff:127.0.0.1", "127.0.0.1"],
-    ["::FFFF:7F00:1", "127.0.0.1"],
-    ["[::ffff:7f00:1]", "127.0.0.1"],
-    ["::127.0.0.1", "127.0.0.1"],
-    ["::7f00:1", "127.0.0.1"],
-    ["::2", "0.0.0.2", true],
-    ["::1", "::1"],
-    ["0:0:0:0:0:0:0:1", "::1"],
-    ["2001:DB8::1", "2001:db8::1"],
-    ["0x7f.1", "127.0.0.1"],
-    ["0X7F.1", "127.0.0.1"],
-    ["0x7f000001", "127.0.0.1"],
-    ["2130706433", "127.0.0.1"],
-    ["127.1", "127.0.0.1"],
-    ["127.0.1", "127.0.0.1"],
-    ["017700000001", "127.0.0.1"],
-    ["0177.0.0.1", "127.0.0.1"],
-    ["0x7f.0.0.0x1", "127.0.0.1"],
-    ["127.0.0.1.", "127.0.0.1"],
-    ["１２７.０.０.１", "127.0.0.1"],
-    ["1.2.65535", "1.2.255.255"],
-    ["localhost", "name:localhost"],
-    ["LOCALHOST", "name:localhost"],
-    ["LocalHost.", "name:localhost"],
-    ["WWW.Example.COM.", "name:www.example.com"],
-    ["ｗｗｗ.example.com", "name:www.example.com"],
-    ["_srv.example.com", "name:_srv.example.com"],
-    ["::1%lo", "invalid"],
-    ["::1%1", "invalid"],
-    ["fe80::1%eth0", "invalid"],
-    ["127.0.0.1%00", "invalid"],
-    ["%31%32%37.0.0.1", "invalid"],
-    ["127.0.0.1\0.example.com", "invalid"],
-    ["127.0.0.1 ", "invalid"],
-    [" 127.0.0.1", "invalid"],
-    ["localhost\n", "invalid"],
-    ["08.0.0.1", "invalid"],
-    ["0x", "invalid"],
-    ["0x.1", "invalid"],
-    ["4294967296", "invalid"],
-    ["1.2.3.256", "invalid"],
-    ["0x100.1", "invalid"],
-    ["1.2.3.4.5", "invalid"],
-    ["foo.123", "invalid"],
-    ["foo..example", "invalid"],
-    ["", "invalid"],
-    [".", "invalid"],
-    ["[127.0.0.1]", "invalid"],
-    ["::ffff:127.1", "invalid"],
-    ["1::2::3", "invalid"],
-    ["a".repeat(64) + ".example", "invalid"],
-  ];
   test("every spelling normalises to one canonical form, or is refused", { timeout: 5000 }, () => {
-    for (const [input, want, thisHost = false] of table) {
+    for (const [input, want, thisHost = false] of SPELLINGS) {
       const c = classifyHost(input);
       const got = "address" in c
         ? [c.address.text, c.address.thisHost]
@@ -114,6 +117,198 @@ describe("address policy: normalisation", () => {
 
 // ---------------------------------------------------------------------------
 // matching
+
+// ---------------------------------------------------------------------------
+// one table, two implementations: the TypeScript policy (Access) and the C
+// tables of the native engine's routers (native/src/router.c)
+
+/** How a policy decided: "invalid", "address TEXT THISHOST allowed|refused", "name NAME [dotted] allowed ADDRESS|refused". */
+type Check = (
+  allow: AccessRule[],
+  deny: AccessRule[],
+  host: string,
+  port: number,
+  resolved: string[],
+) => Promise<string>;
+
+// deno-lint-ignore no-control-regex -- ASCII test
+const NOT_ASCII = /[^\x00-\x7f]/;
+
+const POLICIES: [string, Check][] = [
+  ["TypeScript", async (allow, deny, host, port, resolved) => {
+    const c = classifyHost(host);
+    if ("invalid" in c) return "invalid";
+    const r = await new Access(allow, deny).admit(host, port, () => Promise.resolve(resolved));
+    if ("address" in c) {
+      const a = c.address;
+      return `address ${a.text} ${a.thisHost ? 1 : 0} ${"refused" in r ? "refused" : "allowed"}`;
+    }
+    const dotted = c.query.endsWith(".") ? " dotted" : "";
+    return `name ${c.name}${dotted} ${"address" in r ? `allowed ${r.address.text}` : "refused"}`;
+  }],
+  ["C", (allow, deny, host, port, resolved) => {
+    const router = engineRouterOf(socksRouter({ allow, deny }))!;
+    const got = callsOf(nativeEngine()).routerCheck(router, host, port, resolved);
+    // a host that is not ASCII needs IDNA: the C router hands it to TypeScript
+    return Promise.resolve(got === "defer" && NOT_ASCII.test(host) ? "ts" : got);
+  }],
+];
+
+/** [allow, deny, host, port, resolved, decision] */
+const MATCHES: [AccessRule[], AccessRule[], string, number, string[], string][] = [
+  // loopback denied: no spelling of this host
+  ...[
+    ["127.0.0.1", "127.0.0.1 0"],
+    ["127.9.9.9", "127.9.9.9 0"],
+    ["0", "0.0.0.0 1"],
+    ["0.1.2.3", "0.1.2.3 1"],
+    ["::", ":: 1"],
+    ["::1", "::1 0"],
+    ["::ffff:0.0.0.0", "0.0.0.0 1"],
+    ["::127.0.0.1", "127.0.0.1 0"],
+    ["::2", "0.0.0.2 1"],
+    ["0x7f.1", "127.0.0.1 0"],
+    ["017700000001", "127.0.0.1 0"],
+    ["[::1]", "::1 0"],
+    ["10.1.2.3", "10.1.2.3 0", "allowed"],
+  ].map(([h, a, v = "refused"]): [AccessRule[], AccessRule[], string, number, string[], string] => [
+    [{ port: 9001 }],
+    [{ cidr: ["127.0.0.0/8", "::1/128"] }],
+    h!,
+    9001,
+    [],
+    `address ${a} ${v}`,
+  ]),
+  [[{ port: 9001 }], [{ cidr: "127.0.0.0/8" }], "::1%lo", 9001, [], "invalid"],
+  // a deny of either loopback covers the unspecified addresses
+  [[{ port: 1 }], [{ cidr: "127.0.0.1/32" }], "::", 1, [], "address :: 1 refused"],
+  [[{ port: 1 }], [{ cidr: "::1/128" }], "0.0.0.7", 1, [], "address 0.0.0.7 1 refused"],
+  // only a rule naming them reaches the unspecified addresses
+  [[{ port: 1 }], [], "0.0.0.0", 1, [], "address 0.0.0.0 1 refused"],
+  [[{ host: "*" }], [], "0.0.0.0", 1, [], "address 0.0.0.0 1 refused"],
+  [[{ cidr: "0.0.0.0/0" }], [], "0.0.0.0", 1, [], "address 0.0.0.0 1 refused"],
+  [[{ cidr: "0.0.0.0/0" }], [], "10.0.0.1", 1, [], "address 10.0.0.1 0 allowed"],
+  [[{ cidr: "::/0" }], [], "::", 1, [], "address :: 1 refused"],
+  [[{ cidr: "0.0.0.0/8" }], [], "0.9.9.9", 1, [], "address 0.9.9.9 1 allowed"],
+  [[{ cidr: "0.0.0.0/32" }], [], "::ffff:0.0.0.0", 1, [], "address 0.0.0.0 1 allowed"],
+  [[{ cidr: "0.0.0.0/32" }], [], "::", 1, [], "address :: 1 refused"],
+  [[{ cidr: "::/128" }], [], "::", 1, [], "address :: 1 allowed"],
+  [[{ cidr: "::/128" }], [], "0.0.0.0", 1, [], "address 0.0.0.0 1 refused"],
+  // mapped and compatible IPv6 are IPv4, both ways
+  [
+    [{ cidr: "10.0.0.0/8" }],
+    [{ cidr: "10.9.0.0/16" }],
+    "::10.1.2.3",
+    80,
+    [],
+    "address 10.1.2.3 0 allowed",
+  ],
+  [
+    [{ cidr: "10.0.0.0/8" }],
+    [{ cidr: "10.9.0.0/16" }],
+    "::ffff:a09:203",
+    80,
+    [],
+    "address 10.9.2.3 0 refused",
+  ],
+  [[{ cidr: "::ffff:10.0.0.0/8" }], [], "10.0.0.1", 80, [], "address 10.0.0.1 0 allowed"],
+  // name rules match the canonical name; ports and ranges
+  [
+    [{ port: 443 }],
+    [{ host: "*.internal" }],
+    "DB.Internal.",
+    443,
+    ["192.0.2.1"],
+    "name db.internal dotted refused",
+  ],
+  [
+    [{ port: 443 }],
+    [{ host: "Blocked.Example." }],
+    "blocked.example",
+    443,
+    ["192.0.2.1"],
+    "name blocked.example refused",
+  ],
+  [
+    [{ port: 443 }],
+    [{ host: "*.internal" }],
+    "WWW.Example.com.",
+    443,
+    ["192.0.2.1"],
+    "name www.example.com dotted allowed 192.0.2.1",
+  ],
+  [
+    [{ port: "8000-8999" }],
+    [],
+    "a.example",
+    8999,
+    ["192.0.2.1"],
+    "name a.example allowed 192.0.2.1",
+  ],
+  [[{ port: "8000-8999" }], [], "a.example", 9000, ["192.0.2.1"], "name a.example refused"],
+  [
+    [{ host: "*.example", port: [443, "80"] }],
+    [],
+    "x.y.example",
+    80,
+    ["192.0.2.1"],
+    "name x.y.example allowed 192.0.2.1",
+  ],
+  [[{ host: "*.example" }], [], "example", 80, ["192.0.2.1"], "name example refused"],
+  [[{ host: "192.0.2.*" }], [], "192.0.2.5", 80, [], "address 192.0.2.5 0 allowed"],
+  // a name with several addresses: any denied refuses, else the first allowed
+  ...[
+    [["192.0.2.7", "2001:db8::7"], "allowed 192.0.2.7"],
+    [["2001:db8::7", "192.0.2.7"], "allowed 2001:db8::7"],
+    [["198.51.100.1", "192.0.2.7"], "allowed 192.0.2.7"],
+    [["::ffff:192.0.2.9"], "allowed 192.0.2.9"],
+    [["192.0.2.7", "127.0.0.1"], "refused"],
+    [["127.0.0.1", "192.0.2.7"], "refused"],
+    [["192.0.2.7", "::ffff:127.0.0.1"], "refused"],
+    [["192.0.2.7", "0.0.0.0"], "refused"],
+    [["198.51.100.1"], "refused"],
+    [["not an address"], "refused"],
+    [[], "refused"],
+  ].map(([list, v]): [AccessRule[], AccessRule[], string, number, string[], string] => [
+    [{ cidr: ["192.0.2.0/24", "2001:db8::/32"] }],
+    [{ cidr: "127.0.0.0/8" }],
+    "multi.example",
+    80,
+    list as string[],
+    `name multi.example ${v}`,
+  ]),
+];
+
+for (const [impl, check] of POLICIES) {
+  describe(`address policy: the shared table (${impl})`, () => {
+    test("every spelling normalises to one canonical form, or is refused", {
+      timeout: 5000,
+    }, async () => {
+      for (const [input, want, thisHost = false] of SPELLINGS) {
+        const got = await check([{ host: "*" }, { cidr: ["0.0.0.0/8", "::/128"] }], [], input, 1, [
+          "192.0.2.1",
+        ]);
+        const expected = want === "invalid"
+          ? "invalid"
+          : want.startsWith("name:")
+          ? `name ${want.slice(5)}${/\.$/.test(input) ? " dotted" : ""} allowed 192.0.2.1`
+          : `address ${want} ${thisHost ? 1 : 0} allowed`;
+        assert.equal(
+          got,
+          impl === "C" && NOT_ASCII.test(input) ? "ts" : expected,
+          JSON.stringify(input),
+        );
+      }
+    });
+
+    test("allow and deny rules decide the same cases", { timeout: 5000 }, async () => {
+      for (const [allow, deny, host, port, resolved, want] of MATCHES) {
+        const got = await check(allow, deny, host, port, resolved);
+        assert.equal(got, want, JSON.stringify([allow, deny, host, port, resolved]));
+      }
+    });
+  });
+}
 
 describe("address policy: matching", () => {
   const S = 9001;

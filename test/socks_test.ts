@@ -5,10 +5,25 @@
  */
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
-import type net from "node:net";
+import net, { createServer as createNetServer } from "node:net";
 import { after, before, describe, test } from "./_test.ts";
-import { httpConnectRouter, socksRouter, TcpProxy } from "../mod.ts";
-import { closed, connect, curl, ENGINES, freePort, nativeEngine } from "./_helpers.ts";
+import {
+  httpConnectRouter,
+  type RelaykitError,
+  type RouteFunction,
+  socksRouter,
+  TcpProxy,
+} from "../mod.ts";
+import {
+  blackHole,
+  closed,
+  connect,
+  curl,
+  ENGINES,
+  freePort,
+  nativeEngine,
+  waitFor,
+} from "./_helpers.ts";
 
 let web: Server;
 let webPort = 0;
@@ -23,22 +38,361 @@ after(() => web.close());
 
 for (const engine of ENGINES) {
   describe(`SOCKS and HTTP CONNECT routers (${engine} engine)`, () => {
-    async function start(kind: "socks" | "http", users?: Record<string, string>) {
+    async function start(
+      kind: "socks" | "http",
+      users?: Record<string, string>,
+      how: { quiet?: boolean; routeLimit?: number; routeTimeout?: number } = {},
+    ) {
       if (engine === "native") nativeEngine();
       const denied: string[] = [];
       const opts = {
         allow: [{ cidr: "127.0.0.0/8", port: [webPort, deadPort] }],
         deny: [{ host: "*.blocked.test" }],
-        onDenied: (what: string) => void denied.push(what),
+        ...(how.quiet ? {} : { onDenied: (what: string) => void denied.push(what) }),
         ...(users ? { users } : {}),
       };
+      const router = kind === "socks" ? socksRouter(opts) : httpConnectRouter(opts);
+      // counts the calls of the route function (the engine's router, if
+      // any, is still found on it)
+      const calls = { n: 0 };
+      const route = new Proxy(router, {
+        apply: (
+          f,
+          self,
+          args: Parameters<RouteFunction>,
+        ) => (calls.n++, Reflect.apply(f, self, args)),
+      });
       const proxy = await TcpProxy.listen({
         listen: { host: "127.0.0.1", port: 0 },
         engine,
-        route: kind === "socks" ? socksRouter(opts) : httpConnectRouter(opts),
+        route,
+        ...(how.routeLimit !== undefined ? { routeLimit: how.routeLimit } : {}),
+        ...(how.routeTimeout !== undefined ? { routeTimeout: how.routeTimeout } : {}),
       });
-      return { proxy, denied, at: `127.0.0.1:${proxy.port}` };
+      return { proxy, denied, calls, at: `127.0.0.1:${proxy.port}` };
     }
+
+    /** Bytes sent in steps (after each, wait for `want` reply bytes); all replies. */
+    async function talk(port: number, steps: [Uint8Array | string, number][]) {
+      const s = await connect(port);
+      let got = Buffer.alloc(0);
+      let wake = () => {};
+      s.on("data", (d: Uint8Array) => {
+        got = Buffer.concat([got, d]);
+        wake();
+      });
+      let ended = false;
+      const end = () => {
+        ended = true;
+        wake();
+      };
+      s.on("error", end);
+      s.on("end", end);
+      s.on("close", end);
+      let want = 0;
+      for (const [bytes, n] of steps) {
+        s.write(bytes);
+        want += n;
+        while (got.length < want && !ended) await new Promise<void>((r) => wake = r);
+      }
+      s.end();
+      await closed(s);
+      return got;
+    }
+
+    test("the native engine decides handshakes without the route function", async () => {
+      const socks = await start("socks", undefined, { quiet: true });
+      const http = await start("http", { u: "p" }, { quiet: true });
+      for (const flag of ["--socks5", "--socks5-hostname", "--socks4", "--socks4a"]) {
+        const r = await curl([flag, socks.at, `http://localhost:${webPort}/`]);
+        assert.equal(r.body, `hello via localhost:${webPort}\n`, `${flag}: ${r.stderr}`);
+      }
+      // refused (a port no rule allows, a denied name), nobody listening for it
+      assert.equal(
+        (await curl(["--socks5", socks.at, `http://127.0.0.1:${webPort + 1}/`])).code,
+        97,
+      );
+      assert.equal(
+        (await curl(["--socks5-hostname", socks.at, `http://a.blocked.test:${webPort}/`])).code,
+        97,
+      );
+      const ok = await curl(["-p", "-x", `http://u:p@${http.at}`, `http://localhost:${webPort}/`]);
+      assert.equal(ok.body, `hello via localhost:${webPort}\n`, ok.stderr);
+      const status = async (proxyUrl: string, url: string) =>
+        (await curl(["-p", "-x", proxyUrl, "-o", "/dev/null", "-w", "%{http_connect}", url])).body;
+      assert.equal(
+        await status(`http://u:p@${http.at}`, `http://127.0.0.1:${webPort + 1}/`),
+        "403",
+      );
+      assert.equal(await status(`http://u:x@${http.at}`, `http://127.0.0.1:${webPort}/`), "407");
+      const routeCalls = socks.calls.n + http.calls.n;
+      if (engine === "native") assert.equal(routeCalls, 0);
+      else assert.ok(routeCalls >= 10, String(routeCalls));
+      await socks.proxy.close();
+      await http.proxy.close();
+    });
+
+    test("SOCKS5 replies go out once, however the client splits its handshake", async () => {
+      const { proxy } = await start("socks", { al: "pw" }, { quiet: true });
+      const greeting = new Uint8Array([5, 1, 2]);
+      const auth = new Uint8Array([1, 2, 0x61, 0x6c, 2, 0x70, 0x77]);
+      const request = (port: number) =>
+        new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]);
+      const ok = [5, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+      const both = (a: Uint8Array, b: Uint8Array) => Buffer.concat([a, b]);
+      // greeting and auth at once, then the request and an HTTP request
+      const a = await talk(proxy.port, [
+        [both(greeting, auth), 4],
+        [request(webPort), 10],
+        ["GET / HTTP/1.0\r\n\r\n", 1],
+      ]);
+      assert.deepEqual([...a.subarray(0, 14)], [5, 2, 1, 0, ...ok]);
+      assert.match(a.subarray(14).toString(), /hello via/);
+      // the greeting, then auth and request at once to a port nobody listens on
+      const b = await talk(proxy.port, [[greeting, 2], [both(auth, request(deadPort)), 12]]);
+      assert.deepEqual([...b], [5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+      // greeting and auth at once, then a request to a port nobody listens on
+      const c = await talk(proxy.port, [[both(greeting, auth), 4], [request(deadPort), 10]]);
+      assert.deepEqual([...c], [5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+      // a name that needs IDNA, after a two-step handshake: on the native
+      // engine the router hands it to TypeScript, which must not repeat
+      // the replies already sent
+      const idn = Buffer.from("ｌｏｃａｌｈｏｓｔ");
+      const byName = Buffer.concat([
+        Buffer.from([5, 1, 0, 3, idn.length]),
+        idn,
+        Buffer.from([webPort >> 8, webPort & 0xff]),
+      ]);
+      const e = await talk(proxy.port, [
+        [greeting, 2],
+        [auth, 2],
+        [byName, 10],
+        ["GET / HTTP/1.0\r\n\r\n", 1],
+      ]);
+      assert.deepEqual([...e.subarray(0, 14)], [5, 2, 1, 0, ...ok]);
+      assert.match(e.subarray(14).toString(), /hello via/);
+      // everything at once: every reply, in order
+      const d = await talk(proxy.port, [[both(both(greeting, auth), request(deadPort)), 14]]);
+      assert.deepEqual([...d], [5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+      await proxy.close();
+    });
+
+    test("a failed connect is an error naming the checked address", async () => {
+      const { proxy, at } = await start("socks", undefined, { quiet: true });
+      const errors: RelaykitError[] = [];
+      proxy.on("error", (e) => errors.push(e));
+      assert.equal(
+        (await curl(["--socks5-hostname", at, `http://localhost:${deadPort}/`])).code,
+        97,
+      );
+      await waitFor(() => errors.length > 0, 5000, "the error event");
+      assert.equal(errors[0]!.code, "ECONNREFUSED");
+      assert.match(
+        errors[0]!.message,
+        new RegExp(`^Cannot connect to "(127\\.0\\.0\\.1|::1|\\[::1\\]):${deadPort}"`),
+      );
+      assert.equal(typeof errors[0]!.connectionId, "number");
+      await proxy.close();
+    });
+
+    test("limits: an oversized CONNECT head, the route limit, the route timeout", async () => {
+      const http = await start("http", undefined, { quiet: true });
+      const big = await talk(http.proxy.port, [[
+        `CONNECT a:1 HTTP/1.1\r\nX: ${"x".repeat(17000)}`,
+        1,
+      ]]);
+      assert.match(big.toString(), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+      await http.proxy.close();
+      const socks = await start("socks", undefined, { quiet: true, routeLimit: 100 });
+      const errors: RelaykitError[] = [];
+      socks.proxy.on("error", (e) => errors.push(e));
+      // a greeting that announces 255 methods, then stops past the limit
+      const long = await talk(socks.proxy.port, [[
+        new Uint8Array([5, 255, ...new Array(120).fill(0)]),
+        1,
+      ]]);
+      assert.equal(long.length, 0);
+      await waitFor(() => errors.length > 0, 5000, "the route limit's error");
+      assert.equal(errors[0]!.code, "RK_EROUTE_LIMIT");
+      await socks.proxy.close();
+      const slow = await start("socks", undefined, { quiet: true, routeTimeout: 300 });
+      const late: RelaykitError[] = [];
+      slow.proxy.on("error", (e) => late.push(e));
+      const t0 = Date.now();
+      assert.equal((await talk(slow.proxy.port, [[new Uint8Array([5, 2, 0]), 1]])).length, 0);
+      assert.ok(Date.now() - t0 >= 250, `closed after ${Date.now() - t0} ms`);
+      await waitFor(() => late.length > 0, 5000, "the route timeout's error");
+      assert.equal(late[0]!.code, "ETIMEDOUT");
+      await slow.proxy.close();
+    });
+
+    test("a connect that times out: SOCKS5 0x06 (TTL expired), SOCKS4 0x5b, CONNECT 504", async () => {
+      if (engine === "native") nativeEngine();
+      const hole = await blackHole();
+      const p = hole.port;
+      const rules = { allow: [{ cidr: "127.0.0.0/8" }] };
+      const socks = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        connectTimeout: 300,
+        route: socksRouter(rules),
+      });
+      const http = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        connectTimeout: 300,
+        route: httpConnectRouter(rules),
+      });
+      try {
+        const five = await talk(socks.port, [
+          [new Uint8Array([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 0xff]), 12],
+        ]);
+        assert.deepEqual([...five.subarray(0, 4)], [5, 0, 5, 6]);
+        const four = await talk(socks.port, [
+          [new Uint8Array([4, 1, p >> 8, p & 0xff, 127, 0, 0, 1, 0]), 8],
+        ]);
+        assert.deepEqual([...four.subarray(0, 2)], [0, 0x5b]);
+        const c = await talk(http.port, [
+          [new TextEncoder().encode(`CONNECT 127.0.0.1:${p} HTTP/1.1\r\n\r\n`), 12],
+        ]);
+        assert.match(new TextDecoder().decode(c), /^HTTP\/1\.1 504 /);
+      } finally {
+        await socks.close();
+        await http.close();
+        hole.stop();
+      }
+    });
+
+    test("a target's reset is an error naming the target", async () => {
+      if (engine === "native") nativeEngine();
+      const backend = createNetServer((s) => {
+        s.on("error", () => {});
+        s.write("x");
+        setTimeout(() => s.resetAndDestroy(), 50);
+      });
+      await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
+      const port = (backend.address() as net.AddressInfo).port;
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        engine,
+        route: socksRouter({ allow: [{ cidr: "127.0.0.0/8" }] }),
+      });
+      const errors: RelaykitError[] = [];
+      proxy.on("error", (e) => errors.push(e));
+      const got = await talk(proxy.port, [
+        // (more than comes: read until the reset)
+        [new Uint8Array([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]), 100],
+      ]);
+      assert.deepEqual([...got.subarray(0, 12)], [5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+      await waitFor(() => errors.length > 0, 5000, "the reset's error");
+      assert.equal(errors[0]!.code, "ECONNRESET");
+      assert.match(errors[0]!.message, new RegExp(`to "127\\.0\\.0\\.1:${port}"`));
+      await proxy.close();
+      backend.close();
+    });
+
+    test("reconfigure replaces the router for new connections", async () => {
+      const { proxy, at } = await start("socks", undefined, { quiet: true });
+      const through = async () =>
+        (await curl(["--socks5", at, `http://127.0.0.1:${webPort}/`])).code;
+      assert.equal(await through(), 0);
+      proxy.reconfigure({ route: socksRouter({ allow: [{ port: webPort + 1 }] }) });
+      assert.equal(await through(), 97);
+      proxy.reconfigure({ route: socksRouter({ allow: [{ port: webPort }] }) });
+      assert.equal(await through(), 0);
+      // a route function of one's own: the engine's router steps aside
+      proxy.reconfigure({ route: () => ({ close: "no\n" }) });
+      assert.equal(await through(), 97);
+      await proxy.close();
+    });
+
+    test("random and truncated handshakes: each closes, the next client is served", {
+      timeout: 60_000,
+    }, async () => {
+      const socks = await start("socks", { u: "p" });
+      const http = await start("http", { u: "p" });
+      let seed = 23;
+      const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+      const valid = [
+        Buffer.from([
+          5,
+          1,
+          2,
+          1,
+          1,
+          0x75,
+          1,
+          0x70,
+          5,
+          1,
+          0,
+          3,
+          9,
+          ...Buffer.from("localhost"),
+          webPort >> 8,
+          webPort & 0xff,
+        ]),
+        Buffer.from([
+          4,
+          1,
+          webPort >> 8,
+          webPort & 0xff,
+          0,
+          0,
+          0,
+          1,
+          0x75,
+          0,
+          ...Buffer.from("localhost"),
+          0,
+        ]),
+        Buffer.from([5, 1, 0, 5, 1, 0, 4, ...new Array(15).fill(0), 1, 0, 80]),
+      ];
+      const httpValid = Buffer.from(
+        `CONNECT localhost:${webPort} HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n`,
+      );
+      const one = async (port: number, bytes: Uint8Array) => {
+        const s = await connect(port);
+        s.on("error", () => {});
+        s.on("data", () => {});
+        s.write(bytes);
+        if (rand(3) === 0) s.destroy();
+        else s.end();
+        await closed(s);
+      };
+      for (let i = 0; i < 150; i++) {
+        const base = i % 2 === 0 ? valid[rand(valid.length)]! : httpValid;
+        let bytes: Buffer;
+        switch (rand(4)) {
+          case 0: // truncated
+            bytes = base.subarray(0, rand(base.length));
+            break;
+          case 1: { // one byte changed
+            bytes = Buffer.from(base);
+            bytes[rand(bytes.length)] = rand(256);
+            break;
+          }
+          case 2: // random
+            bytes = Buffer.from(Array.from({ length: rand(64) + 1 }, () => rand(256)));
+            break;
+          default: // truncated and changed
+            bytes = Buffer.from(base.subarray(0, rand(base.length) + 1));
+            bytes[rand(bytes.length)] = rand(256);
+        }
+        await one(i % 2 === 0 ? socks.proxy.port : http.proxy.port, bytes);
+      }
+      const r = await curl(["--socks5", `u:p@${socks.at}`, `http://127.0.0.1:${webPort}/`]);
+      assert.equal(r.body, `hello via 127.0.0.1:${webPort}\n`, r.stderr);
+      const h = await curl(["-p", "-x", `http://u:p@${http.at}`, `http://127.0.0.1:${webPort}/`]);
+      assert.equal(h.body, `hello via 127.0.0.1:${webPort}\n`, h.stderr);
+      await waitFor(
+        () => socks.proxy.connections === 0 && http.proxy.connections === 0,
+        10_000,
+        "every connection closed",
+      );
+      await socks.proxy.close();
+      await http.proxy.close();
+    });
 
     test("curl --socks5, --socks5-hostname, --socks4, --socks4a reach the server", async () => {
       const { proxy, at } = await start("socks");

@@ -63,6 +63,14 @@ typedef enum {
                      direction is lent to the host; layout below */
   RK_EV_HOLD = 10, /* id=conn, aux=listener: a held connection waits for a
                       decision; layout below */
+  RK_EV_ROUTE_FAILED = 11, /* id=conn, aux=listener, err: the connect a
+                              built-in router decided failed (the failure
+                              reply goes to the client, then it closes);
+                              6 family, 7 port, 8..11 the address */
+  RK_EV_ROUTE_TARGET = 12, /* id=conn, aux=listener, err: a connection a
+                              built-in router sent to this target ends with
+                              an error (its RK_EV_CLOSED follows); words as
+                              RK_EV_ROUTE_FAILED */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -100,7 +108,9 @@ typedef enum {
 #define RK_EVENT_WORDS 16
 
 /* Which per-connection events a listener posts (rk_listener_set_events).
- * A connection that ends with an error always posts RK_EV_CLOSED. */
+ * A connection that ends with an error always posts RK_EV_CLOSED, and so
+ * does one the host held (RK_LISTEN_HOLD: the host keeps state for it),
+ * unless a built-in router decided it alone. */
 #define RK_EVMASK_ACCEPT 1u
 #define RK_EVMASK_CONNECTED 2u
 #define RK_EVMASK_CLOSED 4u
@@ -123,6 +133,11 @@ typedef enum {
 #define RK_HOLD_FULL 4u  /* the held bytes reached the asked maximum */
 #define RK_HOLD_RETRY 8u /* a CONNECT decided with RK_DECISION_RETRY failed (err
                             in word 3): decide again; nothing was lost */
+#define RK_HOLD_ROUTED 16u /* with RK_HOLD_FIRST: the listener's router
+                              hands the connection to the host (see
+                              rk_listener_set_router); bits 8..15 of the
+                              flags: the handshake replies it already sent */
+#define RK_HOLD_SENT_SHIFT 8
 
 /* Decisions for rk_hold_decide(). */
 #define RK_DECIDE_CONNECT 1 /* connect, then send to_b and relay */
@@ -399,6 +414,37 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                                  const rk_decision_t *decision,
                                  const uint8_t *to_b, int32_t to_b_len,
                                  const uint8_t *to_a, int32_t to_a_len);
+
+/* ---- built-in routers -------------------------------------------------
+ * A RK_LISTEN_HOLD listener may decide its connections itself: a SOCKS4/4a/5
+ * or HTTP CONNECT handshake, checked against allow/deny rules and users,
+ * with names resolved off the workers (native/src/router.c). Such a
+ * connection posts no RK_EV_HOLD unless the router hands it to the host
+ * (RK_HOLD_ROUTED): a refusal with RK_ROUTER_REPORT, a name that needs
+ * IDNA, the client's EOF or the route limit before a decision. */
+
+/* Router kinds and flags (the description's header). */
+#define RK_ROUTER_SOCKS 1u
+#define RK_ROUTER_CONNECT 2u
+#define RK_ROUTER_REPORT 1u /* hand refusals to the host (it reports them) */
+
+/* Give the listener a router from its description (src/native/router.ts
+ * writes it: kind, flags, route limit, connect timeout, family, bind
+ * address, allow and deny rules, users), or none (len 0). Connections
+ * accepted from then on use it. -EINVAL for a malformed description or a
+ * listener without RK_LISTEN_HOLD. Any thread. */
+RK_EXTERN int32_t rk_listener_set_router(int32_t h, int32_t lid,
+                                         const uint8_t *desc, int32_t len);
+/* For tests: classify host[0..host_len) and check it against the rules of
+ * a router description at port; for a name, `resolved` lists the
+ * addresses a resolver gave, comma-separated. Writes "invalid", "defer",
+ * "address TEXT THISHOST allowed|refused" or "name NAME [dotted]
+ * allowed ADDRESS|refused" to out. Return its length or -EINVAL. Any
+ * thread. */
+RK_EXTERN int32_t rk_router_check(const uint8_t *desc, int32_t len,
+                                  const uint8_t *host, int32_t host_len,
+                                  int32_t port, const char *resolved,
+                                  char *out, int32_t cap);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 

@@ -3,7 +3,8 @@
  *
  * Theory of operation
  * - Outbound connects are non-blocking. A numeric address is connected at
- *   once; a name goes to the engine's resolver thread (getaddrinfo blocks)
+ *   once; a name goes to the engine's resolver threads (getaddrinfo blocks;
+ *   up to RK__RESOLVERS of them, started when a name finds none idle)
  *   and the connect starts when the answer comes back to the worker. Each
  *   resolved address is tried in order of the family preference until one
  *   connects or the connect deadline passes.
@@ -119,7 +120,7 @@ int rk__parse_numeric(const char *host, int32_t port, int family,
   return 0;
 }
 
-/* ---- resolver thread --------------------------------------------------- */
+/* ---- resolver threads ------------------------------------------------ */
 
 /* Put the preferred family first, keeping the resolver's order within each
  * family. ONLY_V4/ONLY_V6 are applied by getaddrinfo's hints already.
@@ -149,8 +150,10 @@ static void *rk__resolver_main(void *arg) {
   rk__engine *e = arg;
   pthread_mutex_lock(&e->res_lock);
   for (;;) {
+    e->res_idle++;
     while (e->res_head == NULL && !e->res_stop)
       pthread_cond_wait(&e->res_cond, &e->res_lock);
+    e->res_idle--;
     if (e->res_stop)
       break;
     rk__resolve_req *r = e->res_head;
@@ -159,8 +162,12 @@ static void *rk__resolver_main(void *arg) {
       e->res_tail = NULL;
     pthread_mutex_unlock(&e->res_lock);
 
+    /* a router's name: every address it has, as the host's lookup lists
+     * them (no AI_ADDRCONFIG: each one is checked, whatever this host
+     * can reach) */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+                             .ai_flags = r->route ? AI_NUMERICSERV
+                                                  : AI_ADDRCONFIG | AI_NUMERICSERV};
     if (r->family == RK_FAMILY_ONLY_V4)
       hints.ai_family = AF_INET;
     else if (r->family == RK_FAMILY_ONLY_V6)
@@ -173,7 +180,7 @@ static void *rk__resolver_main(void *arg) {
       ai = rk__order(ai, r->family);
     rk__cmd *c = calloc(1, sizeof *c);
     if (c != NULL) {
-      c->type = RK__CMD_RESOLVED;
+      c->type = r->route ? RK__CMD_ROUTE_RESOLVED : RK__CMD_RESOLVED;
       c->id = r->conn_id;
       c->ai = ai;
       c->err = err;
@@ -189,6 +196,50 @@ static void *rk__resolver_main(void *arg) {
   return NULL;
 }
 
+/* Queue a request for the resolver threads (one more started if none is
+ * idle); 0 or a negative error (then r is freed). */
+static int rk__resolve_queue(rk__engine *e, rk__resolve_req *r) {
+  pthread_mutex_lock(&e->res_lock);
+  /* one more thread when none waits for work (each request then has one,
+   * up to the limit; beyond it requests queue) */
+  if (e->res_idle == 0 && e->res_started < RK__RESOLVERS) {
+    if (pthread_create(&e->res_threads[e->res_started], NULL,
+                       rk__resolver_main, e) == 0)
+      e->res_started++;
+    else if (e->res_started == 0) {
+      pthread_mutex_unlock(&e->res_lock);
+      free(r->host);
+      free(r);
+      return -EAGAIN;
+    }
+  }
+  if (e->res_tail != NULL)
+    e->res_tail->next = r;
+  else
+    e->res_head = r;
+  e->res_tail = r;
+  pthread_cond_signal(&e->res_cond);
+  pthread_mutex_unlock(&e->res_lock);
+  return 0;
+}
+
+void rk__resolve_name(rk__engine *e, rk__conn *c, const char *name) {
+  rk__resolve_req *r = calloc(1, sizeof *r);
+  if (r != NULL)
+    r->host = strdup(name);
+  if (r == NULL || r->host == NULL) {
+    free(r);
+    rk__route_resolved(c, NULL, -ENOMEM);
+    return;
+  }
+  r->conn_id = c->id;
+  r->worker = c->w->index;
+  r->route = 1;
+  int err = rk__resolve_queue(e, r);
+  if (err != 0)
+    rk__route_resolved(c, NULL, err);
+}
+
 void rk__resolve_submit(rk__engine *e, rk__conn *c) {
   rk__resolve_req *r = calloc(1, sizeof *r);
   if (r != NULL)
@@ -202,34 +253,19 @@ void rk__resolve_submit(rk__engine *e, rk__conn *c) {
   r->worker = c->w->index;
   r->port = c->target->port;
   r->family = c->target->family;
-  pthread_mutex_lock(&e->res_lock);
-  if (!e->res_started) {
-    if (pthread_create(&e->res_thread, NULL, rk__resolver_main, e) != 0) {
-      pthread_mutex_unlock(&e->res_lock);
-      free(r->host);
-      free(r);
-      rk__connect_resolved(c, NULL, -EAGAIN);
-      return;
-    }
-    e->res_started = 1;
-  }
-  if (e->res_tail != NULL)
-    e->res_tail->next = r;
-  else
-    e->res_head = r;
-  e->res_tail = r;
-  pthread_cond_signal(&e->res_cond);
-  pthread_mutex_unlock(&e->res_lock);
+  int err = rk__resolve_queue(e, r);
+  if (err != 0)
+    rk__connect_resolved(c, NULL, err);
 }
 
 void rk__resolver_stop(rk__engine *e) {
   pthread_mutex_lock(&e->res_lock);
   int started = e->res_started;
   e->res_stop = 1;
-  pthread_cond_signal(&e->res_cond);
+  pthread_cond_broadcast(&e->res_cond);
   pthread_mutex_unlock(&e->res_lock);
-  if (started)
-    pthread_join(e->res_thread, NULL);
+  for (int i = 0; i < started; i++)
+    pthread_join(e->res_threads[i], NULL);
   while (e->res_head != NULL) {
     rk__resolve_req *r = e->res_head;
     e->res_head = r->next;

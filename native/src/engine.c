@@ -333,6 +333,15 @@ static void rk__run_cmds(rk__worker *w) {
       c->ai = NULL;
       break;
     }
+    case RK__CMD_ROUTE_RESOLVED: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__route_resolved(conn, c->ai, c->err);
+      else
+        rk__ai_free(c->ai);
+      c->ai = NULL;
+      break;
+    }
     case RK__CMD_STOP:
       w->stop = 1;
       break;

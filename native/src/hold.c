@@ -58,7 +58,11 @@ void rk__cmd_free(rk__cmd *cmd) {
   free(cmd);
 }
 
-static void rk__hold_post(rk__conn *c, uint32_t flags) {
+void rk__hold_post(rk__conn *c, uint32_t flags) {
+  if (c->router != NULL && !c->route_deferred) {
+    rk__route_input(c, flags); /* the listener's router decides */
+    return;
+  }
   uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
                                   (uint32_t)c->listener->id};
   rec[4] = flags;
@@ -86,6 +90,11 @@ void rk__hold_start(rk__conn *c) {
   }
   if (c->listener->hold_timeout_ms > 0)
     c->hold_deadline_ms = rk__now_mono() + c->listener->hold_timeout_ms;
+  c->router = rk__router_take(c->listener);
+  if (c->router != NULL) {
+    rk__route_start(c);
+    return;
+  }
   rk__hold_post(c, RK_HOLD_FIRST);
 }
 
@@ -195,6 +204,8 @@ void rk__hold_retry(rk__conn *c, int err) {
   RK__STORE(&c->state, RK__HOLDING);
   if (c->listener->hold_timeout_ms > 0)
     c->hold_deadline_ms = rk__now_mono() + c->listener->hold_timeout_ms;
+  if (rk__route_connect_failed(c, err))
+    return; /* the router's failure reply */
   uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
                                   (uint32_t)c->listener->id, (uint32_t)err,
                                   RK_HOLD_RETRY};

@@ -98,6 +98,9 @@ static inline int rk__fstat(int fd, struct stat *st) {
 #define RK__MAX_PAUSED 64
 /* Listener ids rk_engine_close collects per pass while closing them. */
 #define RK__CLOSE_BATCH 256
+/* Resolver threads an engine starts at most: names looked up at once
+ * (SOCKS names and CONNECT hosts, target names). */
+#define RK__RESOLVERS 4
 /* listen(2) backlog when rk_listen is given none (nginx's and libuv's). */
 #define RK__BACKLOG 511
 
@@ -137,6 +140,15 @@ struct rk__batch {
   rk__batch *lend_next; /* the lend table's chain */
   uint8_t data[];       /* RK_HOOK_BATCH_MAX bytes */
 };
+
+typedef struct rk__router rk__router;
+
+/* A destination address, normalised (router.c). */
+typedef struct {
+  uint8_t len; /* 4 or 16 */
+  uint8_t b[16];
+  int this_host;
+} rk__addr;
 
 typedef struct rk__target {
   char *host;
@@ -232,6 +244,16 @@ struct rk__conn {
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
+  /* a built-in router's connection (router.c) */
+  rk__router *router;      /* the listener's router when accepted (a
+                              reference), or NULL */
+  uint8_t route_sent;      /* handshake replies already sent */
+  uint8_t route_fail;      /* which failure reply a failed connect gets */
+  uint8_t route_fail_prefix; /* unsent handshake replies before it */
+  uint8_t route_deferred;  /* handed to the host: an ordinary held conn */
+  uint8_t route_resolving; /* a name is with the resolver */
+  uint16_t route_port;
+  rk__addr route_addr;     /* the checked address connected to */
 };
 
 struct rk__listener {
@@ -252,6 +274,8 @@ struct rk__listener {
   int closed_done;   /* atomic: the fd is closed */
   int drain_posted;  /* atomic: RK_EV_LISTENER_DRAINED went out */
   rk__target *target; /* NULL: accept and post only (not used yet) */
+  rk__router *router;  /* the router new connections use (a reference),
+                          or NULL; under the engine's tbl_lock */
   rk__engine *e;
   char *unix_path;
   rk__listener *next; /* engine list */
@@ -270,7 +294,8 @@ enum {
   RK__CMD_HOOK_RETURN,
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
-  RK__CMD_HOLD_WRITE
+  RK__CMD_HOLD_WRITE,
+  RK__CMD_ROUTE_RESOLVED
 };
 
 typedef struct rk__cmd {
@@ -321,6 +346,7 @@ typedef struct rk__resolve_req {
   char *host;
   int32_t port;
   int32_t family;
+  int route; /* for a router (RK__CMD_ROUTE_RESOLVED), not a connect */
   struct rk__resolve_req *next;
 } rk__resolve_req;
 
@@ -355,12 +381,13 @@ struct rk__engine {
   rk__batch *lend[RK__LEND_BUCKETS];
   uint32_t next_token; /* under lend_lock */
 
-  /* resolver thread */
+  /* resolver threads (getaddrinfo blocks): started on demand, up to
+   * RK__RESOLVERS, so one slow name does not hold up the others */
   pthread_mutex_t res_lock;
   pthread_cond_t res_cond;
   rk__resolve_req *res_head, *res_tail;
-  int res_started, res_stop;
-  pthread_t res_thread;
+  int res_started, res_stop, res_idle;
+  pthread_t res_threads[RK__RESOLVERS];
 
   /* test posters */
   pthread_t *test_threads;
@@ -395,7 +422,7 @@ int rk__listener_wants(rk__listener *l, uint32_t what);
 void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
                   const struct sockaddr_storage *ss);
 
-/* connect.c: targets, the resolver thread, outbound connects. */
+/* connect.c: targets, the resolver threads, outbound connects. */
 rk__target *rk__copy_target(const char *host, int32_t port, int32_t family,
                             int32_t timeout_ms, const char *bind_host);
 void rk__free_target(rk__target *t);
@@ -403,6 +430,7 @@ void rk__ai_free(struct addrinfo *ai);
 int rk__parse_numeric(const char *host, int32_t port, int family,
                       struct addrinfo **out);
 void rk__resolve_submit(rk__engine *e, rk__conn *c);
+void rk__resolve_name(rk__engine *e, rk__conn *c, const char *name);
 void rk__resolver_stop(rk__engine *e);
 void rk__connect_start(rk__conn *c);
 void rk__connect_resolved(rk__conn *c, struct addrinfo *ai, int err);
@@ -441,5 +469,15 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
+void rk__hold_post(rk__conn *c, uint32_t flags);
+
+/* router.c: the built-in routers (rk_listener_set_router). */
+void rk__route_start(rk__conn *c);
+void rk__route_input(rk__conn *c, uint32_t flags);
+void rk__route_resolved(rk__conn *c, struct addrinfo *ai, int err);
+int rk__route_connect_failed(rk__conn *c, int err);
+void rk__route_end(rk__conn *c, int err);
+rk__router *rk__router_take(rk__listener *l);
+void rk__router_unref(rk__router *rt);
 
 #endif

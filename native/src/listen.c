@@ -45,6 +45,7 @@ void rk__listener_unref(rk__listener *l) {
     *p = l->next;
   pthread_mutex_unlock(&e->tbl_lock);
   rk__free_target(l->target);
+  rk__router_unref(l->router);
   free(l->unix_path);
   free(l);
 }
@@ -183,6 +184,7 @@ static int32_t rk__listener_add(rk__engine *e, int fd, const char *unix_path,
                         : ((struct sockaddr_in *)&ss)->sin_port);
   /* closed_flag is checked where rk_engine_close sets it: a listener is
    * either in the list it closes, or refused */
+  int32_t id = l->id; /* once listed, rk_engine_close may free it */
   pthread_mutex_lock(&e->tbl_lock);
   int closed = e->closed_flag;
   if (!closed) {
@@ -198,7 +200,7 @@ static int32_t rk__listener_add(rk__engine *e, int fd, const char *unix_path,
     free(l);
     return RK_ECLOSED;
   }
-  return l->id;
+  return id;
 }
 
 /* Adopt an inherited listening socket (socket activation): a duplicate of

@@ -244,8 +244,13 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
 
   int post = c->kind != RK__KIND_CONNECT_FD || was_connecting;
   if (c->listener != NULL && err == 0 &&
+      !(c->listener->hold && (c->router == NULL || c->route_deferred)) &&
       !rk__listener_wants(c->listener, RK_EVMASK_CLOSED))
-    post = 0; /* nobody asked, and nothing went wrong */
+    post = 0; /* nobody asked, and nothing went wrong (the host keeps state
+                 for each connection it held: those always report their
+                 end; a built-in router's own ones do not) */
+  if (c->router != NULL) /* its target (for messages), and its reference */
+    rk__route_end(c, post ? err : 0);
   if (post) {
     uint32_t rec[RK_EVENT_WORDS] = {0};
     rec[0] = c->kind == RK__KIND_CONNECT_FD ? RK_EV_FD_CONNECTED : RK_EV_CLOSED;

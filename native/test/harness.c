@@ -2717,6 +2717,289 @@ typedef struct {
     .row_size = sizeof cases[0]                                                \
   }
 
+
+/* ---- built-in routers -------------------------------------------------- */
+
+/* A router description as src/native/router.ts writes it: words little
+ * endian, strings counted. */
+typedef struct {
+  uint8_t b[512];
+  size_t n;
+} desc_t;
+
+static void d_u32(desc_t *d, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    d->b[d->n++] = (uint8_t)(v >> (8 * i));
+}
+
+static void d_str(desc_t *d, const char *s) {
+  d_u32(d, (uint32_t)strlen(s));
+  memcpy(d->b + d->n, s, strlen(s));
+  d->n += strlen(s);
+}
+
+/* kind; allow 127.0.0.0/8 on ports lo..hi; deny names "*.blocked";
+ * users: "u" with password "p" if `users`. */
+static void router_desc(desc_t *d, uint32_t kind, int lo, int hi, int users) {
+  d->n = 0;
+  d_u32(d, 0x524b5231u);
+  d_u32(d, kind);
+  d_u32(d, 0);     /* flags: decide refusals here */
+  d_u32(d, 65536); /* route limit */
+  d_u32(d, 5000);  /* connect timeout */
+  d_u32(d, RK_FAMILY_ANY);
+  d_str(d, "");
+  d_u32(d, 1); /* allow: one rule */
+  d_u32(d, 1);
+  d_u32(d, 4);
+  d_u32(d, 8);
+  const uint8_t net[4] = {127, 0, 0, 0};
+  memcpy(d->b + d->n, net, 4);
+  d->n += 4;
+  d_u32(d, UINT32_MAX); /* no host part */
+  d_u32(d, 1);
+  d_u32(d, (uint32_t)lo);
+  d_u32(d, (uint32_t)hi);
+  d_u32(d, 1); /* deny: one rule */
+  d_u32(d, UINT32_MAX);
+  d_u32(d, 1);
+  d_str(d, "*.blocked");
+  d_u32(d, UINT32_MAX);
+  if (users) {
+    d_u32(d, 1);
+    d_str(d, "u");
+    d_str(d, "p");
+  } else {
+    d_u32(d, UINT32_MAX);
+  }
+}
+
+/* Handed-over connections (RK_HOLD_ROUTED) are closed at once, as a host
+ * that refuses them would. */
+typedef struct {
+  int32_t h;
+  atomic_int handed;
+} routed_t;
+
+static void routed_event(void *ctx, const uint32_t *rec) {
+  routed_t *r = ctx;
+  if (rec[0] == RK_EV_HOLD && (rec[4] & RK_HOLD_ROUTED)) {
+    atomic_fetch_add(&r->handed, 1);
+    rk_decision_t d = {.action = RK_DECIDE_CLOSE, .idle_timeout_ms = -1};
+    rk_hold_decide(r->h, (int32_t)rec[1], NULL, NULL, &d, NULL, 0, NULL, 0);
+  }
+}
+
+/* Send `req` (with `more` after the reply), expect `want` back, then the
+ * echo of `more`. */
+static void route_exchange(int port, const uint8_t *req, size_t n,
+                           const uint8_t *want, size_t wn) {
+  int fd = connect_tcp(port);
+  write_all(fd, req, n);
+  uint8_t got[256];
+  read_exact(fd, got, wn);
+  CHECK(memcmp(got, want, wn) == 0, "reply differs (byte 1: %d)", got[1]);
+  write_all(fd, "ping", 4);
+  read_exact(fd, got, 4);
+  CHECK(memcmp(got, "ping", 4) == 0, "echo");
+  close(fd);
+}
+
+typedef struct {
+  int port;
+  int seed;
+  int n;
+} fuzz_t;
+
+static void *fuzz_main(void *arg) {
+  fuzz_t *f = arg;
+  uint64_t r = seed_for((uint64_t)f->seed);
+  static const uint8_t socks5[] = {5, 2, 0, 2, 1, 1, 'u', 1, 'p', 5, 1, 0,
+                                   3, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o',
+                                   's', 't', 0, 80};
+  static const uint8_t socks4a[] = {4, 1, 0, 80, 0, 0, 0, 1, 'u', 0,
+                                    'l', 'o', 'c', 'a', 'l', 'h', 'o', 's',
+                                    't', 0};
+  static const char http[] = "CONNECT [::1]:80 HTTP/1.1\r\n"
+                             "Proxy-Authorization: Basic dTpw\r\n\r\n";
+  for (int i = 0; i < f->n; i++) {
+    uint8_t buf[128];
+    size_t n;
+    const uint8_t *base = i % 3 == 0   ? socks5
+                          : i % 3 == 1 ? socks4a
+                                       : (const uint8_t *)http;
+    size_t bn = i % 3 == 0   ? sizeof socks5
+                : i % 3 == 1 ? sizeof socks4a
+                             : sizeof http - 1;
+    switch (rnd_below(&r, 4)) {
+    case 0: /* truncated */
+      n = rnd_below(&r, (uint32_t)bn);
+      memcpy(buf, base, n);
+      break;
+    case 1: /* one byte changed */
+      n = bn;
+      memcpy(buf, base, n);
+      buf[rnd_below(&r, (uint32_t)n)] = (uint8_t)rnd(&r);
+      break;
+    case 2: /* random */
+      n = 1 + rnd_below(&r, 64);
+      for (size_t k = 0; k < n; k++)
+        buf[k] = (uint8_t)rnd(&r);
+      break;
+    default: /* truncated and changed */
+      n = 1 + rnd_below(&r, (uint32_t)bn);
+      memcpy(buf, base, n);
+      buf[rnd_below(&r, (uint32_t)n)] = (uint8_t)rnd(&r);
+    }
+    int fd = connect_tcp(f->port);
+    write_full(fd, buf, n);
+    if (rnd_below(&r, 3) == 0) {
+      struct linger lg = {1, 0}; /* a reset */
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    } else {
+      shutdown(fd, SHUT_WR);
+      uint8_t out[512];
+      int err;
+      read_to_end(fd, out, sizeof out, &err);
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+static void t_router(void) {
+  server_t echo;
+  server_start(&echo, echo_fn);
+  routed_t routed = {.h = -1};
+  pump_t pump;
+  int32_t h = engine_new(&pump, routed_event, &routed);
+  routed.h = h; /* before any listener starts: no event before this */
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = 0,
+                           .hold_timeout_ms = 5000};
+  int32_t lids[3];
+  int ports[3];
+  desc_t d;
+  for (int k = 0; k < 3; k++) {
+    lids[k] = rk_listen(h, "127.0.0.1", 0, &opts);
+    CHECK(lids[k] > 0, "rk_listen %d", lids[k]);
+    router_desc(&d, k == 2 ? RK_ROUTER_CONNECT : RK_ROUTER_SOCKS,
+                k == 1 ? 1 : echo.port, k == 1 ? 65535 : echo.port, k != 0);
+    CHECK_RC(rk_listener_set_router(h, lids[k], d.b, (int32_t)d.n),
+             "rk_listener_set_router");
+    CHECK_RC(rk_listener_start(h, lids[k]), "rk_listener_start");
+    ports[k] = rk_listener_port(h, lids[k]);
+  }
+  CHECK(rk_listener_set_router(h, lids[0], d.b, (int32_t)d.n - 1) == -EINVAL,
+        "a truncated description is refused");
+  const uint8_t ok5[12] = {5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+  const uint8_t ep[2] = {(uint8_t)(echo.port >> 8), (uint8_t)echo.port};
+  /* SOCKS5, no auth: greeting and request at once */
+  uint8_t req[64] = {5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, ep[0], ep[1]};
+  route_exchange(ports[0], req, 13, ok5, 12);
+  /* SOCKS4a by name */
+  uint8_t r4[32] = {4, 1, ep[0], ep[1], 0, 0, 0, 1, 'x', 0};
+  memcpy(r4 + 10, "localhost", 10);
+  const uint8_t ok4[8] = {0, 90, 0, 0, 0, 0, 0, 0};
+  route_exchange(ports[0], r4, 20, ok4, 8);
+  /* SOCKS5 with a password, a name */
+  uint8_t r5[64] = {5, 1, 2, 1, 1, 'u', 1, 'p', 5, 1, 0, 3, 9};
+  memcpy(r5 + 13, "localhost", 9);
+  r5[22] = ep[0];
+  r5[23] = ep[1];
+  const uint8_t ok5a[14] = {5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+  route_exchange(ports[1], r5, 24, ok5a, 14);
+  /* HTTP CONNECT */
+  char hr[128];
+  int hn = snprintf(hr, sizeof hr,
+                    "CONNECT 127.0.0.1:%d HTTP/1.1\r\nProxy-Authorization: "
+                    "basic  dTpw\r\n\r\n",
+                    echo.port);
+  const char *ok = "HTTP/1.1 200 Connection established\r\n\r\n";
+  route_exchange(ports[2], (const uint8_t *)hr, (size_t)hn,
+                 (const uint8_t *)ok, strlen(ok));
+  /* refusals: a port no rule allows, a denied name, a wrong password, a
+   * failed connect */
+  struct {
+    int port;
+    uint8_t req[64];
+    size_t n;
+    uint8_t want[16];
+    size_t wn;
+  } no[] = {
+      {ports[0], {5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 1}, 13,
+       {5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0}, 12},
+      {ports[0],
+       {5, 1, 0, 5, 1, 0, 3, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', 0,
+        1},
+       19, {5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0}, 12}, /* a name, resolved */
+      {ports[0], {5, 1, 0, 5, 1, 0, 3, 0, 0, 80}, 10, /* an empty name */
+       {5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0}, 12},
+      {ports[0], {4, 1, 0, 80, 0, 0, 0, 1, 'u', 0, 0}, 11, /* SOCKS4a, "" */
+       {0, 91, 0, 0, 0, 0, 0, 0}, 8},
+      {ports[1], {5, 1, 2, 1, 1, 'u', 1, 'x'}, 8, {5, 2, 1, 1}, 4},
+      {ports[1],
+       {5, 1, 2, 1, 1, 'u', 1, 'p', 5, 1, 0, 1, 127, 0, 0, 1,
+        (uint8_t)(g_dead_port >> 8), (uint8_t)g_dead_port},
+       18, {5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0}, 14},
+  };
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+    int fd = connect_tcp(no[i].port);
+    write_all(fd, no[i].req, no[i].n);
+    uint8_t got[64];
+    int err;
+    size_t n = read_to_end(fd, got, sizeof got, &err);
+    CHECK(n == no[i].wn && memcmp(got, no[i].want, n) == 0,
+          "refusal %zu: %zu bytes (byte 3: %d)", i, n, n > 3 ? got[3] : -1);
+    close(fd);
+  }
+  pump_wait_count(&pump, RK_EV_ROUTE_FAILED, lids[1], 1);
+  /* random and truncated handshakes from 4 threads */
+  fuzz_t fz[4];
+  pthread_t ft[4];
+  for (int i = 0; i < 4; i++) {
+    fz[i] = (fuzz_t){ports[i % 3], 700 + i, 150};
+    ft[i] = spawn(fuzz_main, &fz[i]);
+  }
+  for (int i = 0; i < 4; i++)
+    join(ft[i]);
+  /* routers replaced 200 times while connections start with them */
+  for (int i = 0; i < 4; i++) {
+    fz[i] = (fuzz_t){ports[0], 800 + i, 60};
+    ft[i] = spawn(fuzz_main, &fz[i]);
+  }
+  router_desc(&d, RK_ROUTER_SOCKS, echo.port, echo.port, 0);
+  for (int i = 0; i < 200; i++) {
+    CHECK_RC(rk_listener_set_router(h, lids[0], d.b, (int32_t)d.n),
+             "rk_listener_set_router");
+    sleep_ms(1);
+  }
+  for (int i = 0; i < 4; i++)
+    join(ft[i]);
+  /* still serving */
+  route_exchange(ports[0], req, 13, ok5, 12);
+  CHECK(atomic_load(&routed.handed) > 0, "no connection was handed over");
+  /* without a router the listener holds connections for the host again */
+  CHECK_RC(rk_listener_set_router(h, lids[0], NULL, 0), "unset the router");
+  int fd = connect_tcp(ports[0]); /* now held for the host: a plain RK_EV_HOLD */
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  int plain = 0;
+  pthread_mutex_lock(&pump.mu);
+  while (!plain) {
+    for (size_t i = 0; i < pump.n && !plain; i++)
+      plain = pump.recs[i][0] == RK_EV_HOLD &&
+              pump.recs[i][2] == (uint32_t)lids[0] &&
+              (pump.recs[i][4] & (RK_HOLD_FIRST | RK_HOLD_ROUTED)) == RK_HOLD_FIRST;
+    if (!plain && !pump_timedwait(&pump, deadline))
+      break;
+  }
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(plain, "no plain RK_EV_HOLD without the router");
+  close(fd);
+  printf("  (%d handed over)\n", atomic_load(&routed.handed));
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 static const test_t tests[] = {
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
@@ -2752,6 +3035,9 @@ static const test_t tests[] = {
     TEST("hooks: a direction reads at most a window ahead and writes in "
          "order",
          t_hook_window),
+    TEST("built-in routers: SOCKS4a/5 and CONNECT decided in the engine, "
+         "refusals, 840 random handshakes, routers replaced under load",
+         t_router),
 };
 
 static atomic_llong g_deadline;

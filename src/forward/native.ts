@@ -18,6 +18,7 @@ import {
   connectionTo,
   type Endpoint,
   type EndReason,
+  type EngineRouter,
   type EventInterest,
   formatEndpoint,
   type ForwardEngine,
@@ -209,10 +210,11 @@ export class NativeForwardEngine implements ForwardEngine {
     const e = this.#engine;
     const calls = callsOf(e);
     // no per-connection events until someone asks (setInterest): a proxy
-    // nobody watches costs JavaScript nothing per connection. Held
-    // connections always report their end: their owner keeps state.
+    // nobody watches costs JavaScript nothing per connection. (The library
+    // reports the end of each connection it held for us whatever this
+    // says: we keep state for it; not of those a built-in router decided
+    // alone.)
     const holding = spec.hold !== undefined;
-    const events = (i: EventInterest) => ({ ...i, close: i.close || holding });
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       calls.listen(spec.listen, {
@@ -222,7 +224,7 @@ export class NativeForwardEngine implements ForwardEngine {
         maxConnections: spec.maxConnections,
         idleTimeout: spec.idleTimeout,
         holdTimeout: spec.hold?.timeout ?? 0,
-        events: events({ open: false, connected: false, close: false }),
+        events: { open: false, connected: false, close: false },
         hooks: spec.hooks,
         adoptFd: spec.fd,
       }),
@@ -234,6 +236,22 @@ export class NativeForwardEngine implements ForwardEngine {
     // where failures of TLS bridging go: the callbacks, once started (no
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
+    // the built-in router the library runs, for connections it hands over
+    let router = spec.router?.router;
+    let listening = true; // until stopAccepting: then there is no listener to change
+    const setRouter = (r: ProxySpec["router"]) => {
+      if (!holding || !listening) return;
+      e.check(
+        calls.listenerSetRouter(lid, r?.router, {
+          routeLimit: r?.routeLimit ?? 0,
+          connectTimeout: spec.connectTimeout,
+          family: spec.family,
+          bindAddress: spec.bindAddress,
+        }),
+        `Cannot route on "${where}"`,
+      );
+      router = r?.router;
+    };
     try {
       if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
@@ -247,6 +265,7 @@ export class NativeForwardEngine implements ForwardEngine {
           `Cannot proxy to "${formatEndpoint(spec.target)}"`,
         );
       }
+      if (spec.router !== undefined) setRouter(spec.router);
     } catch (err) {
       calls.listenerClose(lid);
       throw err;
@@ -262,7 +281,10 @@ export class NativeForwardEngine implements ForwardEngine {
         if (started) throw new TypeError("A proxy handle starts once");
         started = true;
         report = (err) => cb.reject(err);
-        e.onListener(lid, (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close()));
+        e.onListener(
+          lid,
+          (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close(), () => router),
+        );
         try {
           e.check(calls.listenerStart(lid), `Cannot listen on "${where}"`);
         } catch (err) {
@@ -275,13 +297,15 @@ export class NativeForwardEngine implements ForwardEngine {
       stopAccepting: () => {
         if (stopping) return;
         stopping = true;
+        listening = false;
         calls.listenerClose(lid);
       },
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
-      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, events(i)),
+      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, i),
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
+      setRouter,
       readMore: (id, max) => void calls.holdRead(id, max),
       sendHeld: (id, data) => void calls.holdWrite(id, data),
       decide: (id, d) => {
@@ -320,6 +344,7 @@ export class NativeForwardEngine implements ForwardEngine {
     lid: number,
     held: Map<number, { conn: HeldConnection; target?: Endpoint }>,
     closeBridge: () => void,
+    router: () => EngineRouter | undefined,
   ): void {
     const e = this.#engine;
     switch (ev.type) {
@@ -332,6 +357,8 @@ export class NativeForwardEngine implements ForwardEngine {
           if (ev.local !== undefined) conn.local = ev.local;
           h = { conn };
           held.set(ev.id, h);
+          // handed over by the built-in router, after its replies so far
+          if (ev.routed !== undefined) router()?.sent(ev.id, ev.routed);
         }
         const data = callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
@@ -342,6 +369,14 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.held?.(update);
         break;
       }
+      case "route-failed":
+        // the router's failure reply went to the client; it closes
+        cb.reject(e.error(ev.err, connectFailure(ev.target), ev.id));
+        break;
+      case "route-target":
+        // for the message of the closed event that follows
+        if (!held.has(ev.id)) held.set(ev.id, { conn: { id: ev.id }, target: ev.target });
+        break;
       case "accept":
         cb.open(ev.remote === undefined ? { id: ev.id } : { id: ev.id, remote: ev.remote });
         break;

@@ -213,6 +213,10 @@ class StreamProxy implements ProxyHandle {
     c.a.write(data);
   }
 
+  setRouter(): void {
+    // the owner's route function decides every connection here
+  }
+
   readMore(id: number, max: number): void {
     const c = this.#conns.get(id);
     if (c === undefined || c.ended || c.state !== "held") return;

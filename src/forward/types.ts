@@ -7,6 +7,9 @@
 import type { HoldDecision } from "../decision.ts";
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
+import type { EngineRouter, RuleTable } from "../native/router.ts";
+
+export type { EngineRouter, RuleTable };
 import type {
   ConnectionEnd,
   ConnectionInfo,
@@ -136,6 +139,13 @@ export interface ProxySpec {
    * ends with "decision-timeout".
    */
   hold?: { timeout: number };
+  /**
+   * With `hold`: a built-in router (SOCKS, HTTP CONNECT) the engine may run
+   * itself, handing over to `held` only what its owner must see. The stream
+   * engine ignores it (its owner's route function decides every
+   * connection, with the same result).
+   */
+  router?: { router: EngineRouter; routeLimit: number } | undefined;
   /** Terminate TLS on the listener (stream engine only). */
   tls?: TlsServerOptions;
 }
@@ -264,6 +274,12 @@ export interface ProxyHandle {
    * connection is still held then, to be decided again.
    */
   decide(id: number, decision: HoldDecision): RelaykitError | undefined;
+  /**
+   * From now on, let the engine run this built-in router on new
+   * connections (undefined: none); see `ProxySpec.router`. Engines that
+   * cannot, ignore it.
+   */
+  setRouter(router: ProxySpec["router"]): void;
 }
 
 /**

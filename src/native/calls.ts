@@ -25,6 +25,7 @@ import {
   STATE,
 } from "./symbols.ts";
 import { DECISION, LISTEN_OPTS, RELAY_OPTS } from "./structs.ts";
+import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -521,6 +522,59 @@ export class NativeCalls {
   /** Write bytes to a held client at once. */
   holdWrite(id: number, data: Uint8Array): number {
     return data.length > 0 ? this.#sym.rk_hold_write(this.#h, id, data, data.length) : 0;
+  }
+
+  /**
+   * Let the listener decide its connections with a built-in router
+   * (undefined: no longer).
+   */
+  listenerSetRouter(
+    lid: number,
+    router: EngineRouter | undefined,
+    how: Omit<RouterConnect, "family" | "bindAddress"> & {
+      family: FamilyPreference;
+      bindAddress: string | undefined;
+    },
+  ): number {
+    if (router === undefined) return this.#sym.rk_listener_set_router(this.#h, lid, EMPTY, 0);
+    const desc = encodeRouter(router, {
+      ...how,
+      family: familyCode(how.family),
+      bindAddress: how.bindAddress ?? "",
+    });
+    return this.#sym.rk_listener_set_router(this.#h, lid, desc, desc.length);
+  }
+
+  /**
+   * How the C router classifies `host` and checks it at `port` against the
+   * router's rules, `resolved` standing for a resolver's answer (tests).
+   */
+  routerCheck(
+    router: EngineRouter,
+    host: string,
+    port: number,
+    resolved: readonly string[],
+  ): string {
+    const desc = encodeRouter(router, {
+      routeLimit: 65536,
+      connectTimeout: 0,
+      family: 0,
+      bindAddress: "",
+    });
+    const h = new TextEncoder().encode(host);
+    const out = new Uint8Array(512);
+    const n = this.#sym.rk_router_check(
+      desc,
+      desc.length,
+      h,
+      h.length,
+      port,
+      cstr(resolved.join(",")),
+      out,
+      out.length,
+    );
+    if (n < 0) throw new RangeError(`rk_router_check: ${n}`);
+    return new TextDecoder().decode(out.subarray(0, Math.min(n, out.length - 1)));
   }
 
   /** The held bytes a hold event announced, or undefined if the connection ended. */

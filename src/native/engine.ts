@@ -227,6 +227,8 @@ export class NativeEngine {
         break;
       case "accept":
       case "hold":
+      case "route-failed":
+      case "route-target":
       case "rejected":
       case "accept-error":
       case "listener-closed":

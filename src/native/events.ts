@@ -7,7 +7,7 @@
  */
 import type { Counters, EndReason, InetEndpoint } from "../types.ts";
 import { ipv6Text } from "../protocol/ip.ts";
-import { END, EV, EVENT_WORDS, HOLD } from "./symbols.ts";
+import { END, EV, EVENT_WORDS, HOLD, HOLD_SENT_SHIFT } from "./symbols.ts";
 
 /** A hooked direction: "aToB" (client to target) or "bToA". */
 export type HookDirection = "aToB" | "bToA";
@@ -78,9 +78,19 @@ export type NativeEvent =
     held: number;
     /** The failed connect's error (retry), or 0. */
     err: number;
+    /**
+     * The listener's built-in router hands the connection over (first is
+     * set too) after sending this many handshake replies; undefined when
+     * no router had it.
+     */
+    routed?: number;
     remote?: InetEndpoint;
     local?: InetEndpoint;
   }
+  /** The connect a built-in router decided failed; the client got the failure reply. */
+  | { type: "route-failed"; id: number; listener: number; err: number; target: InetEndpoint }
+  /** A connection a built-in router sent to `target` ends with an error (its closed event follows). */
+  | { type: "route-target"; id: number; listener: number; err: number; target: InetEndpoint }
   /** rk_test_post: event `seq` of thread `thread`. */
   | { type: "test"; thread: number; seq: number };
 
@@ -180,6 +190,7 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         // word 3 is the local port on a first record, the error on a retry
         err: retry ? err : 0,
       };
+      if ((flags & HOLD.ROUTED) !== 0) ev.routed = (flags >>> HOLD_SENT_SHIFT) & 0xff;
       if (first) {
         const remote = inetAt(rec, family, 8, w(7));
         const local = inetAt(rec, family, 12, w(3));
@@ -187,6 +198,13 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         if (local !== undefined) ev.local = local;
       }
       return ev;
+    }
+    case EV.ROUTE_FAILED:
+    case EV.ROUTE_TARGET: {
+      const target = inetAt(rec, w(6), 8, w(7));
+      if (target === undefined) return undefined; // cannot happen: always an address
+      const type = w(0) === EV.ROUTE_FAILED ? "route-failed" : "route-target";
+      return { type, id, listener: aux, err, target };
     }
     case EV.TEST:
       return { type: "test", thread: id, seq: aux };

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "81fbba7429796d5ccac44fdd055bd2002637ce276d43e528bcc288f2dbc4ec87",
+    "sha256": "df07c86836be1265c85cac1a3c4b1a5e000c369c5248697fa42e86a5eb71b0cb",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -36,24 +36,25 @@ export const PREBUILT: {
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
+      "src/router.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "f1d1730d3963dff296665457ff3c7cf009815f5c403ff3c3abb801005ef75d42",
-      "size": 59896,
+      "sha256": "1de723e32808e8a43f222a7200db51386f51b07140a0eafd552bca2255c1b98c",
+      "size": 84520,
     },
     "linux-arm64-glibc": {
-      "sha256": "52dd57b59877b271ed9c9e81045c957f3d40f6dff8d0bfb8604f7031e14a0074",
-      "size": 68040,
+      "sha256": "1131e78608c26bab75fb3d7b6e9435a718c66f939fcf52b2c559bc476c86be2d",
+      "size": 133624,
     },
     "linux-x64-musl": {
-      "sha256": "a6ec5154629628a1063e85ae8535b8e63a9be1c4238cb1aca02449738b977353",
-      "size": 59656,
+      "sha256": "42c65ae6f978f1ac628fb24c78960032897fc27ab94f8f566fb3ff024c51b8d4",
+      "size": 84280,
     },
     "linux-arm64-musl": {
-      "sha256": "d41332653cf8f3f1950f01045ae9b435874cdcdbadcebbea87f0da7c800d35ba",
-      "size": 67784,
+      "sha256": "4191397c0c31bff9e136e203a4285b5e682b4ccec5f9522d86c45b2ce63b1648",
+      "size": 133368,
     },
   },
 };

@@ -123,6 +123,17 @@ export const SYMBOLS = {
     result: "i32",
   },
 
+  // int32_t rk_listener_set_router(int32_t h, int32_t lid,
+  //   const uint8_t *desc, int32_t len)
+  rk_listener_set_router: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_router_check(const uint8_t *desc, int32_t len,
+  //   const uint8_t *host, int32_t host_len, int32_t port,
+  //   const char *resolved, char *out, int32_t cap)
+  rk_router_check: {
+    parameters: ["buffer", "i32", "buffer", "i32", "i32", "buffer", "buffer", "i32"],
+    result: "i32",
+  },
+
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
   // int32_t rk_fd_socketpair(int32_t *out)
@@ -187,6 +198,8 @@ export const EV = {
   LISTENER_DRAINED: 8,
   HOOK: 9,
   HOLD: 10,
+  ROUTE_FAILED: 11,
+  ROUTE_TARGET: 12,
   TEST: 99,
 } as const;
 
@@ -202,7 +215,9 @@ export const END = {
 } as const;
 
 /** Flags of an RK_EV_HOLD record (RK_HOLD_*). */
-export const HOLD = { FIRST: 1, EOF: 2, FULL: 4, RETRY: 8 } as const;
+export const HOLD = { FIRST: 1, EOF: 2, FULL: 4, RETRY: 8, ROUTED: 16 } as const;
+/** Where the replies a router sent sit in RK_EV_HOLD's flags (RK_HOLD_SENT_SHIFT). */
+export const HOLD_SENT_SHIFT = 8;
 
 /** Decisions of rk_hold_decide (RK_DECIDE_*). */
 export const DECIDE = { CONNECT: 1, CLOSE: 2, FILE: 3 } as const;

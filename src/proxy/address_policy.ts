@@ -32,6 +32,7 @@ import { lookup } from "node:dns/promises";
 import { domainToASCII } from "node:url";
 import { type Cidr, cidrContains, parseCidr } from "../protocol/cidr.ts";
 import { ipv6Bytes, ipv6Text } from "../protocol/ip.ts";
+import type { RuleTable } from "../forward/types.ts";
 
 /**
  * One access rule: every part given must match.
@@ -223,6 +224,8 @@ export type Admission =
 interface CompiledRule {
   cidrs: Cidr[] | undefined;
   hosts: RegExp[] | undefined;
+  /** The name patterns the regular expressions were made from, normalised. */
+  patterns: string[] | undefined;
   ports: [number, number][] | undefined;
 }
 
@@ -246,10 +249,11 @@ function compile(rule: AccessRule): CompiledRule {
     }
     return [lo, hi];
   });
-  const hosts = list(rule.host)?.map((h) =>
-    new RegExp(`^${normalPattern(h).replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
+  const patterns = list(rule.host)?.map(normalPattern);
+  const hosts = patterns?.map((p) =>
+    new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
   );
-  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, ports };
+  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, patterns, ports };
 }
 
 const LOOPBACK = [new Uint8Array([127, 0, 0, 1]), ipv6Bytes("::1")];
@@ -283,6 +287,7 @@ export class Access {
   constructor(allow: readonly AccessRule[] = [], deny: readonly AccessRule[] = []) {
     this.#allow = allow.map(compile);
     this.#deny = deny.map(compile);
+    TABLES.set(this, { allow: this.#allow.map(table), deny: this.#deny.map(table) });
   }
 
   /** Whether rule `r` matches; `addressOk` decides its CIDR part. */
@@ -391,6 +396,26 @@ export class Access {
     }
     return { address: pick, name: c.name };
   }
+}
+
+/** A compiled rule as the native engine's router takes it. */
+function table(r: CompiledRule): RuleTable {
+  const t: { -readonly [K in keyof RuleTable]: RuleTable[K] } = {};
+  if (r.cidrs !== undefined) t.cidrs = r.cidrs.map((c) => ({ bytes: c.bytes, prefix: c.prefix }));
+  if (r.patterns !== undefined) t.hosts = r.patterns;
+  if (r.ports !== undefined) t.ports = r.ports;
+  return t;
+}
+
+const TABLES = new WeakMap<Access, { allow: RuleTable[]; deny: RuleTable[] }>();
+
+/**
+ * The compiled rules of `access`, normalised (CIDRs masked, name patterns
+ * in lower case ASCII): what the native engine's routers check against,
+ * with the semantics of this module (native/src/router.c).
+ */
+export function accessTables(access: Access): { allow: RuleTable[]; deny: RuleTable[] } {
+  return TABLES.get(access)!;
 }
 
 /** The reason shown after "is not allowed" for an address literal. */

@@ -113,6 +113,11 @@ export class Front {
     };
   }
 
+  /** The options new connections use. */
+  get options(): FrontOptions {
+    return this.#o;
+  }
+
   /**
    * New connections from now on use these options; connections already
    * decided (or being decided) keep what they had.

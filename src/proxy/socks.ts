@@ -20,7 +20,8 @@ import {
   parseHttpConnect,
 } from "../protocol/http_connect.ts";
 import { parseSocks, socksReply, unsentReplies } from "../protocol/socks.ts";
-import { Access, type AccessRule, addressPort } from "./address_policy.ts";
+import { Access, type AccessRule, accessTables, addressPort } from "./address_policy.ts";
+import type { EngineRouter } from "../forward/types.ts";
 import type { RouteConnection, RouteFunction } from "./routing.ts";
 
 /**
@@ -69,7 +70,7 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
   // reply instead; bounded: the oldest entries of handshakes that never
   // finished are dropped
   const sent = new Map<number, number>();
-  return async (data, conn) => {
+  const route: RouteFunction = async (data, conn) => {
     if (data.length === 0) return undefined;
     const step = parseSocks(data, users);
     const done = sent.get(conn.id) ?? 0;
@@ -102,6 +103,11 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
         unsentReplies(replies, done, socksReply(version, err.code)),
     };
   };
+  // the native engine tells how many handshake replies it sent before it
+  // handed a connection over
+  return withEngineRouter(route, "socks", access, options, (id, n) => {
+    if (n > 0) sent.set(id, n);
+  });
 }
 
 /**
@@ -121,7 +127,7 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
 export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
   const access = new Access(options.allow, options.deny);
   const users = options.users;
-  return async (data, conn) => {
+  const route: RouteFunction = async (data, conn) => {
     const step = parseHttpConnect(data, users);
     if (step.kind === "more") return undefined;
     if (step.kind === "refuse") {
@@ -141,6 +147,40 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
       failReply: (err: RelaykitError) => httpConnectReply(err.code),
     };
   };
+  return withEngineRouter(route, "http-connect", access, options, () => {});
+}
+
+/** Where a built-in router keeps what the native engine needs to run it. */
+const ENGINE_ROUTER = Symbol("relaykit.engineRouter");
+
+/** `route`, carrying its description for the native engine. */
+function withEngineRouter(
+  route: RouteFunction,
+  kind: EngineRouter["kind"],
+  access: Access,
+  options: RouterOptions,
+  sent: (id: number, n: number) => void,
+): RouteFunction {
+  const { allow, deny } = accessTables(access);
+  const router: EngineRouter = {
+    kind,
+    allow,
+    deny,
+    users: options.users,
+    reports: options.onDenied !== undefined,
+    sent,
+  };
+  Object.defineProperty(route, ENGINE_ROUTER, { value: router });
+  return route;
+}
+
+/**
+ * The native engine's description of `route` if it is a built-in router
+ * (socksRouter, httpConnectRouter): the engine may then run the handshake
+ * and the rules itself, with the same replies and the same decisions.
+ */
+export function engineRouterOf(route: RouteFunction | undefined): EngineRouter | undefined {
+  return (route as { [ENGINE_ROUTER]?: EngineRouter } | undefined)?.[ENGINE_ROUTER];
 }
 
 /** An error for a refused request (for logs that want one). */

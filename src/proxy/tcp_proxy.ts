@@ -25,6 +25,7 @@ import { Backend, type BackendOptions, type Server } from "./balance.ts";
 import type { AcceptProxyOptions } from "./accept_proxy.ts";
 import { checkFrontOptions, decisionTimeout, Front, type FrontOptions } from "./front.ts";
 import type { RouteFunction } from "./routing.ts";
+import { engineRouterOf } from "./socks.ts";
 import { Sessions } from "./session.ts";
 import type { SendProxyOptions } from "../types.ts";
 
@@ -229,6 +230,24 @@ function boundHooks(
 }
 
 /**
+ * The built-in router the engine may run itself for a front with
+ * `options`: only when nothing else happens before the route (a PROXY
+ * header to accept) or after it (a header to send, a client-to-target hook
+ * over the bytes read while deciding), so that the engine's decision is
+ * exactly the route's.
+ */
+function engineRouting(options: FrontOptions): ProxySpec["router"] {
+  const router = engineRouterOf(options.route);
+  if (
+    router === undefined || options.accept !== undefined || options.send !== undefined ||
+    options.hooks.aToB !== undefined
+  ) {
+    return undefined;
+  }
+  return { router, routeLimit: options.routeLimit };
+}
+
+/**
  * Listens on an address and relays each connection to a target. On the
  * native engine no JavaScript runs per byte; JavaScript sees one event when a
  * connection opens and one when it ends.
@@ -404,6 +423,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       };
       front = { options: frontOptions, sessions: new Sessions() };
       spec.hold = { timeout: decisionTimeout(frontOptions) };
+      spec.router = engineRouting(frontOptions);
     }
     spec.hooks = boundHooks(spec.hooks, hookTimeout, front?.sessions);
     const handle = await choice.engine.startProxy(spec);
@@ -474,6 +494,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       accept: options.acceptProxy,
       send: options.sendProxy,
     });
+    this.#handle.setRouter(engineRouting(this.#front.options));
   }
 
   /** The bound TCP port (0 for Unix sockets). */
