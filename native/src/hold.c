@@ -59,6 +59,8 @@ void rk__cmd_free(rk__cmd *cmd) {
 }
 
 static void rk__hold_post(rk__conn *c, uint32_t flags) {
+  if (rk__pp_held(c, &flags))
+    return; /* the engine read the PROXY header itself (proxyhdr.c) */
   uint32_t rec[RK_EVENT_WORDS] = {RK_EV_HOLD, (uint32_t)c->id,
                                   (uint32_t)c->listener->id};
   rec[4] = flags;

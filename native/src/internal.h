@@ -196,6 +196,8 @@ struct rk__conn {
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
+  uint8_t pp_phase;        /* proxyhdr.c: 0 not begun, 1 reading the
+                              header, 2 over (decided, or the host's) */
 };
 
 struct rk__listener {
@@ -220,6 +222,7 @@ struct rk__listener {
   char *unix_path;
   rk__listener *next; /* engine list */
   int64_t paused_until; /* per-worker pause is approximated engine-wide */
+  struct rk__pp_conf *pp; /* rk_listener_set_proxy, or NULL */
 };
 
 enum {
@@ -395,5 +398,12 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
+
+/* proxyhdr.c: PROXY headers read (and sent) by the engine. rk__pp_held
+ * is called where a held connection would post RK_EV_HOLD: non-zero when
+ * it dealt with the connection itself (nothing is posted); it may turn
+ * *flags into RK_HOLD_FIRST to hand the connection to the host. */
+int rk__pp_held(rk__conn *c, uint32_t *flags);
+void rk__pp_conf_free(struct rk__pp_conf *pp);
 
 #endif

@@ -45,6 +45,7 @@ void rk__listener_unref(rk__listener *l) {
     *p = l->next;
   pthread_mutex_unlock(&e->tbl_lock);
   rk__free_target(l->target);
+  rk__pp_conf_free(l->pp);
   free(l->unix_path);
   free(l);
 }

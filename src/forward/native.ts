@@ -7,6 +7,8 @@
  */
 import { callsOf, type NativeEngine } from "../native/engine.ts";
 import type { NativeEvent } from "../native/events.ts";
+import type { NativeCalls } from "../native/calls.ts";
+import type { ProxyHeader } from "../protocol/proxy_protocol.ts";
 import type { RelaykitError } from "../errors.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHooks, type HookContext, runHook } from "./hooks.ts";
@@ -20,9 +22,11 @@ import {
   type EventInterest,
   formatEndpoint,
   type ForwardEngine,
+  type FrontResult,
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
+  type OriginalInfo,
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
@@ -130,6 +134,37 @@ function nativeDecide(
   return undefined;
 }
 
+/** What an RK_EV_PROXY record says, for the proxy's front. */
+function frontResult(ev: Extract<NativeEvent, { type: "proxy" }>, calls: NativeCalls): FrontResult {
+  const id = ev.id;
+  if (ev.err !== 0) {
+    const at = ev.source === undefined ? { id } : { id, remote: ev.source };
+    if (calls.describe(ev.err).name !== "RK_EPROXY") return { ...at, refused: "untrusted" };
+    const text = calls.proxyError(ev.code);
+    const colon = text.indexOf(": ");
+    const code = text.slice(0, colon), message = text.slice(colon + 2);
+    if (code === "EOF") return { ...at, refused: "eof", held: ev.length };
+    return { ...at, refused: "malformed", code, message };
+  }
+  const original: OriginalInfo = { id };
+  if (ev.source !== undefined) original.source = ev.source;
+  if (ev.destination !== undefined) original.destination = ev.destination;
+  if (!ev.header) return { id, original }; // none came; one is sent on
+  const header: ProxyHeader = {
+    version: ev.version,
+    command: ev.command,
+    transport: ev.transport,
+    tlvs: [],
+  };
+  original.header = header;
+  original.tlvs = {};
+  if (ev.fromHeader && ev.source !== undefined && ev.destination !== undefined) {
+    header.source = ev.source;
+    header.destination = ev.destination;
+  }
+  return { id, original };
+}
+
 /** The engine whose relays run in the native library. */
 export class NativeForwardEngine implements ForwardEngine {
   /** Always "native". */
@@ -149,7 +184,14 @@ export class NativeForwardEngine implements ForwardEngine {
     // nobody watches costs JavaScript nothing per connection. Held
     // connections always report their end: their owner keeps state.
     const holding = spec.hold !== undefined;
-    const events = (i: EventInterest) => ({ ...i, close: i.close || holding });
+    // a PROXY header phase the library runs itself: its connections reach
+    // JavaScript only when someone wants their original client
+    let front = holding && spec.front !== undefined && spec.target !== undefined;
+    let interest: EventInterest = { open: false, connected: false, close: false };
+    const events = (i: EventInterest) => ({
+      ...i,
+      close: i.close || i.original === true || (holding && !front),
+    });
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       calls.listen(spec.listen, {
@@ -172,7 +214,18 @@ export class NativeForwardEngine implements ForwardEngine {
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
     try {
-      if (spec.hold === undefined) {
+      if (front) {
+        e.check(
+          calls.listenerSetTarget(lid, {
+            target: spec.target!,
+            family: spec.family,
+            connectTimeout: spec.connectTimeout,
+            bindAddress: spec.bindAddress,
+          }),
+          `Cannot proxy to "${formatEndpoint(spec.target!)}"`,
+        );
+        e.check(calls.listenerSetProxy(lid, spec.front), `Cannot listen on "${where}"`);
+      } else if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
         e.check(
           calls.listenerSetTarget(lid, {
@@ -216,7 +269,17 @@ export class NativeForwardEngine implements ForwardEngine {
       },
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
-      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, events(i)),
+      setInterest: (i: EventInterest) => {
+        interest = i;
+        calls.listenerSetEvents(lid, events(i));
+      },
+      dropFront: () => {
+        if (!front) return;
+        front = false;
+        // ends reported before the first connection the host holds
+        calls.listenerSetEvents(lid, events(interest));
+        calls.listenerSetProxy(lid, undefined);
+      },
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
       readMore: (id, max) => void calls.holdRead(id, max),
@@ -279,6 +342,9 @@ export class NativeForwardEngine implements ForwardEngine {
         cb.held?.(update);
         break;
       }
+      case "proxy":
+        cb.proxied?.(frontResult(ev, callsOf(e)));
+        break;
       case "accept":
         cb.open(ev.remote === undefined ? { id: ev.id } : { id: ev.id, remote: ev.remote });
         break;

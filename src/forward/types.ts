@@ -7,6 +7,7 @@
 import type { HoldDecision } from "../decision.ts";
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
+import type { ProxyFront } from "../native/calls.ts";
 import type {
   ConnectionEnd,
   ConnectionInfo,
@@ -14,8 +15,28 @@ import type {
   Endpoint,
   FamilyPreference,
   InetEndpoint,
+  OriginalInfo,
   TlsServerOptions,
 } from "../types.ts";
+
+export type { ProxyFront } from "../native/calls.ts";
+
+/**
+ * What an engine that reads PROXY headers itself (ProxySpec.front) found
+ * in a client's: the original client, or why the client was closed.
+ *
+ * @example
+ * ```ts
+ * import { type FrontResult } from "@relaykit/relaykit/internals";
+ * const seen = (r: FrontResult) => "original" in r ? r.original.source : r.refused;
+ * console.log(typeof seen);
+ * ```
+ */
+export type FrontResult =
+  | { id: number; original: OriginalInfo }
+  | { id: number; remote?: InetEndpoint; refused: "untrusted" }
+  | { id: number; remote?: InetEndpoint; refused: "eof"; held: number }
+  | { id: number; remote?: InetEndpoint; refused: "malformed"; code: string; message: string };
 
 export type {
   ConnectionEnd,
@@ -136,6 +157,13 @@ export interface ProxySpec {
    * ends with "decision-timeout".
    */
   hold?: { timeout: number };
+  /**
+   * With `hold` and `target`: the PROXY header phase, for an engine that
+   * runs it itself (the native one, in C) and connects to `target` without
+   * asking `held`; it reports each header (or refusal) to `proxied`. An
+   * engine that cannot ignores it and holds as usual.
+   */
+  front?: ProxyFront;
   /** Terminate TLS on the listener (stream engine only). */
   tls?: TlsServerOptions;
 }
@@ -171,6 +199,8 @@ export interface ProxyCallbacks {
   hookFailed(error: RelaykitError): void;
   /** A held connection was accepted or sent more (ProxySpec.hold). */
   held?(update: HeldUpdate): void;
+  /** The engine read a client's PROXY header itself, or refused it (ProxySpec.front). */
+  proxied?(result: FrontResult): void;
   /** The listening socket is closed. */
   stopped(): void;
   /** Closed, and its last connection has ended: nothing more will come. */
@@ -194,6 +224,8 @@ export interface EventInterest {
   connected: boolean;
   /** Each connection that ended, also cleanly. */
   close: boolean;
+  /** The original client of each PROXY header an engine reads itself (ProxySpec.front). */
+  original?: boolean;
 }
 
 /**
@@ -249,6 +281,11 @@ export interface ProxyHandle {
   setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */
   closeConnection(id: number, mode: "graceful" | "abort"): void;
+  /**
+   * Stop running ProxySpec.front in the engine: every new connection is
+   * held for `held` from now on (after the front's options changed).
+   */
+  dropFront?(): void;
   /** Live counters of one connection, or undefined once it ended. */
   connectionStats(id: number): ConnectionStats | undefined;
   /**

@@ -227,6 +227,7 @@ export class NativeEngine {
         break;
       case "accept":
       case "hold":
+      case "proxy":
       case "rejected":
       case "accept-error":
       case "listener-closed":

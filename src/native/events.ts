@@ -70,6 +70,31 @@ export type NativeEvent =
     remote?: InetEndpoint;
     local?: InetEndpoint;
   }
+  /**
+   * The engine read a client's PROXY header itself (rk_listener_set_proxy),
+   * or refused the client (`err`, then `code` and the client's address as
+   * `source`).
+   */
+  | {
+    type: "proxy";
+    id: number;
+    listener: number;
+    /** 0, or the code of the refusal (RK_EPROXY, RK_EPROXY_UNTRUSTED). */
+    err: number;
+    /** A refusal: the parser's code (NativeCalls.proxyError), or 0. */
+    code: number;
+    /** A refusal: the bytes held; else the header's length. */
+    length: number;
+    /** A header came (else none came, and one is sent on). */
+    header: boolean;
+    version: 1 | 2;
+    command: "proxy" | "local";
+    transport: "stream" | "dgram" | "unspec";
+    /** `source` and `destination` are the header's (else the connection's own). */
+    fromHeader: boolean;
+    source?: InetEndpoint;
+    destination?: InetEndpoint;
+  }
   /** rk_test_post: event `seq` of thread `thread`. */
   | { type: "test"; thread: number; seq: number };
 
@@ -84,6 +109,9 @@ const REASONS: Record<number, EndReason> = {
 };
 
 const AF_INET = 2, AF_INET6 = 10;
+
+/** The transports of an RK_EV_PROXY record. */
+const TRANSPORTS = ["unspec", "stream", "dgram"] as const;
 
 /** A 64-bit counter from two record words at `i` (low, high). */
 function u64(rec: Uint32Array, i: number): number {
@@ -172,6 +200,27 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         if (remote !== undefined) ev.remote = remote;
         if (local !== undefined) ev.local = local;
       }
+      return ev;
+    }
+    case EV.PROXY: {
+      const h = w(4), family = w(6), ports = w(7);
+      const ev: NativeEvent = {
+        type: "proxy",
+        id,
+        listener: aux,
+        err,
+        code: err === 0 ? 0 : h,
+        length: w(5),
+        header: err === 0 && (h & 0xf) !== 0,
+        version: (h & 0xf) === 1 ? 1 : 2,
+        command: ((h >> 4) & 0xf) === 1 ? "proxy" : "local",
+        transport: TRANSPORTS[(h >> 8) & 0xf] ?? "unspec",
+        fromHeader: err === 0 && (h & 0x1000) !== 0,
+      };
+      const source = inetAt(rec, family, 8, ports & 0xffff);
+      const destination = inetAt(rec, family, 12, ports >>> 16);
+      if (source !== undefined) ev.source = source;
+      if (destination !== undefined && err === 0) ev.destination = destination;
       return ev;
     }
     case EV.TEST:

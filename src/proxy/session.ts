@@ -417,6 +417,13 @@ export class Session {
 /** A listener's sessions by connection id, from the first update until the end. */
 export class Sessions {
   readonly #byId = new Map<number, Session>();
+  /** Who the clients are whose PROXY headers the engine read itself. */
+  readonly #originals = new Map<number, OriginalInfo>();
+
+  /** Connection `id` (no session: the engine read its header) is `info`. */
+  addOriginal(id: number, info: OriginalInfo): void {
+    this.#originals.set(id, info);
+  }
 
   /** The session of connection `id`, while it is open. */
   get(id: number): Session | undefined {
@@ -430,7 +437,7 @@ export class Sessions {
 
   /** The original addresses of connection `id`, while it is open. */
   original(id: number): OriginalInfo | undefined {
-    return this.#byId.get(id)?.original;
+    return this.#byId.get(id)?.original ?? this.#originals.get(id);
   }
 
   /**
@@ -439,7 +446,13 @@ export class Sessions {
    */
   ended(end: ConnectionEnd): void {
     const s = this.#byId.get(end.id);
-    if (s === undefined) return;
+    if (s === undefined) {
+      const original = this.#originals.get(end.id);
+      if (original === undefined) return;
+      this.#originals.delete(end.id);
+      end.original = original;
+      return;
+    }
     this.#byId.delete(end.id);
     const original = s.original;
     if (original !== undefined) end.original = original;
