@@ -408,8 +408,8 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
  * header timeout is the listener's hold timeout. A header the host must
  * see whole (with TLVs or Unix addresses, when RK_EVMASK_ORIGINAL is
  * posted) is handed to the host as an RK_EV_HOLD with RK_HOLD_FIRST and
- * the bytes read so far; so is every connection after rk_listener_set_proxy
- * with NULL options. */
+ * the bytes read so far; so is every connection after
+ * rk_listener_drop_proxy. */
 
 #define RK_PROXY_DETECT 0 /* a v1 or v2 header, or none */
 #define RK_PROXY_V1 1     /* a v1 header, required */
@@ -434,14 +434,16 @@ typedef struct {
  * bytes each (address length 4 or 16, prefix length in bits, 16 address
  * bytes masked to the prefix); a Unix socket client is always trusted.
  * tlvs: encoded TLVs to send (v2), tlv_split bytes of them before the
- * UNIQUE_ID TLV and the rest after it. Before rk_listener_start; NULL
- * options any time: the host decides every connection from now on. Any
+ * UNIQUE_ID TLV and the rest after it. Before rk_listener_start. Any
  * thread. */
 RK_EXTERN int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
                                         const rk_proxy_opts_t *opts,
                                         const uint8_t *ranges,
                                         int32_t ranges_len,
                                         const uint8_t *tlvs, int32_t tlvs_len);
+/* Stop reading PROXY headers on the listener: the host decides every
+ * connection accepted from now on. Any time, any thread. */
+RK_EXTERN int32_t rk_listener_drop_proxy(int32_t h, int32_t lid);
 /* Parse a PROXY header at the start of buf[0..len) as the engine does
  * (mode RK_PROXY_*). Return 0 (need out[0] more bytes), 1 (no
  * header), 2 (a header of out[0] bytes: out[1] version, out[2] command,

@@ -882,39 +882,38 @@ int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  struct rk__pp_conf *pp = NULL;
-  if (opts != NULL) {
-    if (opts->mode < RK_PROXY_DETECT || opts->mode > RK_PROXY_NONE ||
-        (opts->send_version != 0 && opts->send_version != 1 &&
-         opts->send_version != 2) ||
-        ranges_len < 0 || ranges_len % RK__RANGE_BYTES != 0 ||
-        (ranges_len > 0 && ranges == NULL) || tlvs_len < 0 ||
-        tlvs_len > 0xffff || (tlvs_len > 0 && tlvs == NULL) ||
-        opts->tlv_split > (uint32_t)tlvs_len)
+  if (opts == NULL)
+    return -EINVAL;
+  if (opts->mode < RK_PROXY_DETECT || opts->mode > RK_PROXY_NONE ||
+      (opts->send_version != 0 && opts->send_version != 1 &&
+       opts->send_version != 2) ||
+      ranges_len < 0 || ranges_len % RK__RANGE_BYTES != 0 ||
+      (ranges_len > 0 && ranges == NULL) || tlvs_len < 0 ||
+      tlvs_len > 0xffff || (tlvs_len > 0 && tlvs == NULL) ||
+      opts->tlv_split > (uint32_t)tlvs_len)
+    return -EINVAL;
+  for (int32_t i = 0; i < ranges_len; i += RK__RANGE_BYTES)
+    if ((ranges[i] != 4 && ranges[i] != 16) || ranges[i + 1] > ranges[i] * 8)
       return -EINVAL;
-    for (int32_t i = 0; i < ranges_len; i += RK__RANGE_BYTES)
-      if ((ranges[i] != 4 && ranges[i] != 16) || ranges[i + 1] > ranges[i] * 8)
-        return -EINVAL;
-    pp = calloc(1, sizeof *pp);
-    if (pp == NULL)
-      return -ENOMEM;
-    pp->mode = opts->mode;
-    pp->flags = opts->flags;
-    pp->send_version = opts->send_version;
-    pp->tlv_split = opts->tlv_split;
-    pp->nranges = ranges_len / RK__RANGE_BYTES;
-    pp->ranges = malloc(ranges_len > 0 ? (size_t)ranges_len : 1);
-    pp->tlvs = malloc(tlvs_len > 0 ? (size_t)tlvs_len : 1);
-    pp->tlvs_len = (uint32_t)tlvs_len;
-    if (pp->ranges == NULL || pp->tlvs == NULL) {
-      rk__pp_conf_free(pp);
-      return -ENOMEM;
-    }
-    if (ranges_len > 0)
-      memcpy(pp->ranges, ranges, (size_t)ranges_len);
-    if (tlvs_len > 0)
-      memcpy(pp->tlvs, tlvs, (size_t)tlvs_len);
+  struct rk__pp_conf *pp = calloc(1, sizeof *pp);
+  if (pp == NULL)
+    return -ENOMEM;
+  pp->mode = opts->mode;
+  pp->flags = opts->flags;
+  pp->send_version = opts->send_version;
+  pp->tlv_split = opts->tlv_split;
+  pp->nranges = ranges_len / RK__RANGE_BYTES;
+  pp->ranges = malloc(ranges_len > 0 ? (size_t)ranges_len : 1);
+  pp->tlvs = malloc(tlvs_len > 0 ? (size_t)tlvs_len : 1);
+  pp->tlvs_len = (uint32_t)tlvs_len;
+  if (pp->ranges == NULL || pp->tlvs == NULL) {
+    rk__pp_conf_free(pp);
+    return -ENOMEM;
   }
+  if (ranges_len > 0)
+    memcpy(pp->ranges, ranges, (size_t)ranges_len);
+  if (tlvs_len > 0)
+    memcpy(pp->tlvs, tlvs, (size_t)tlvs_len);
   int32_t r = 0;
   pthread_mutex_lock(&e->tbl_lock);
   rk__listener *l = e->listeners;
@@ -922,10 +921,6 @@ int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
     l = l->next;
   if (l == NULL) {
     r = -ENOENT;
-  } else if (pp == NULL) {
-    /* workers may be reading it: it stays until the listener is freed */
-    if (l->pp != NULL)
-      __atomic_store_n(&l->pp->off, 1, __ATOMIC_RELEASE);
   } else if (l->started || !l->hold) {
     r = -EINVAL;
   } else {
@@ -936,6 +931,21 @@ int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
   pthread_mutex_unlock(&e->tbl_lock);
   rk__pp_conf_free(pp); /* the replaced one, or the unused copy */
   return r;
+}
+
+int32_t rk_listener_drop_proxy(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = e->listeners;
+  while (l != NULL && l->id != lid)
+    l = l->next;
+  /* workers may be reading it: it stays until the listener is freed */
+  if (l != NULL && l->pp != NULL)
+    __atomic_store_n(&l->pp->off, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l == NULL ? -ENOENT : 0;
 }
 
 int32_t rk_proxy_parse(const uint8_t *buf, int32_t len, int32_t mode,

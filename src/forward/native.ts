@@ -224,7 +224,7 @@ export class NativeForwardEngine implements ForwardEngine {
           }),
           `Cannot proxy to "${formatEndpoint(spec.target!)}"`,
         );
-        e.check(calls.listenerSetProxy(lid, spec.front), `Cannot listen on "${where}"`);
+        e.check(calls.listenerSetProxy(lid, spec.front!), `Cannot listen on "${where}"`);
       } else if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
         e.check(
@@ -278,7 +278,7 @@ export class NativeForwardEngine implements ForwardEngine {
         front = false;
         // ends reported before the first connection the host holds
         calls.listenerSetEvents(lid, events(interest));
-        calls.listenerSetProxy(lid, undefined);
+        calls.listenerDropProxy(lid);
       },
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),

@@ -377,19 +377,13 @@ export class NativeCalls {
     );
   }
 
-  /** Read PROXY headers in the library (undefined: the host decides from now on). */
-  listenerSetProxy(lid: number, front: ProxyFront | undefined): number {
-    if (front === undefined) {
-      return this.#sym.rk_listener_set_proxy(
-        this.#h,
-        lid,
-        null as unknown as Uint8Array,
-        EMPTY,
-        0,
-        EMPTY,
-        0,
-      );
-    }
+  /** Stop reading PROXY headers in the library: the host decides from now on. */
+  listenerDropProxy(lid: number): number {
+    return this.#sym.rk_listener_drop_proxy(this.#h, lid);
+  }
+
+  /** Read PROXY headers in the library (before listenerStart). */
+  listenerSetProxy(lid: number, front: ProxyFront): number {
     const ranges = new Uint8Array(front.trusted.length * RANGE_BYTES);
     front.trusted.forEach((r, i) => {
       ranges[i * RANGE_BYTES] = r.bytes.length;

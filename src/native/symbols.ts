@@ -129,6 +129,8 @@ export const SYMBOLS = {
     parameters: ["i32", "i32", "buffer", "buffer", "i32", "buffer", "i32"],
     result: "i32",
   },
+  // int32_t rk_listener_drop_proxy(int32_t h, int32_t lid)
+  rk_listener_drop_proxy: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_proxy_parse(const uint8_t *buf, int32_t len, int32_t mode,
   //                        int32_t *out)
   rk_proxy_parse: { parameters: ["buffer", "i32", "i32", "buffer"], result: "i32" },
