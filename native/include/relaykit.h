@@ -227,7 +227,8 @@ typedef struct {
  * sizeof, out[1..] <- each field's offset in declaration order; or the
  * name of a timing constant ("sweep_ms": how often workers check
  * deadlines, "linger_ms": how long a closed held client may keep sending):
- * out[0] <- its value. Return the number of values (which may exceed cap),
+ * out[0] <- its value; "proxy_limits": the longest v1 and v2 PROXY header
+ * and the first read of one. Return the number of values (which may exceed cap),
  * or -ENOENT for an unknown name. Any thread. */
 RK_EXTERN int32_t rk_layout(const char *name, int32_t *out, int32_t cap);
 

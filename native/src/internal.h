@@ -404,6 +404,12 @@ void rk__cmd_free(rk__cmd *cmd);
  * it dealt with the connection itself (nothing is posted); it may turn
  * *flags into RK_HOLD_FIRST to hand the connection to the host. */
 int rk__pp_held(rk__conn *c, uint32_t *flags);
+/* Its limits, as src/protocol/proxy_protocol.ts (V1_MAX, V2_MAX) and
+ * src/proxy/accept_proxy.ts (FIRST_READ) give them (rk_layout
+ * "proxy_limits"; a test compares). */
+#define RK__V1_MAX 107     /* the longest v1 header, CRLF included */
+#define RK__V2_MAX 16384   /* the longest v2 header buffered */
+#define RK__FIRST_READ 536 /* the first read of a header */
 void rk__pp_conf_free(struct rk__pp_conf *pp);
 
 #endif

@@ -58,6 +58,9 @@ static const int32_t rk__proxy_layout[] = {
 };
 
 static const int32_t rk__sweep_ms[] = {RK__SWEEP_MS};
+/* proxyhdr.c's limits: v1 and v2 maximum, first read */
+static const int32_t rk__proxy_limits[] = {RK__V1_MAX, RK__V2_MAX,
+                                           RK__FIRST_READ};
 static const int32_t rk__linger_ms[] = {RK__LINGER_MS};
 
 #define RK__ENTRY(name, table)                                                 \
@@ -73,6 +76,7 @@ static const struct {
     RK__ENTRY("rk_decision_t", rk__decision_layout),
     RK__ENTRY("rk_proxy_opts_t", rk__proxy_layout),
     RK__ENTRY("sweep_ms", rk__sweep_ms),
+    RK__ENTRY("proxy_limits", rk__proxy_limits),
     RK__ENTRY("linger_ms", rk__linger_ms),
 };
 

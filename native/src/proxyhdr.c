@@ -36,13 +36,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* ---- limits (src/protocol/proxy_protocol.ts owns them) ----------------- */
+/* ---- limits (src/protocol/proxy_protocol.ts owns them; RK__V1_MAX,
+ * RK__V2_MAX and RK__FIRST_READ are in internal.h for rk_layout) -------- */
 
-#define RK__V1_MAX 107     /* the longest v1 header, CRLF included */
-#define RK__V2_MAX 16384   /* the longest v2 header buffered */
 #define RK__AUTHORITY_MAX 255
 #define RK__UNIQUE_ID_MAX 128
-#define RK__FIRST_READ 536 /* the first read (accept_proxy.ts FIRST_READ) */
 #define RK__RANGE_BYTES 18 /* one trusted range in rk_listener_set_proxy */
 
 /* Parser codes: the ProxyProtocolError codes of proxy_protocol.ts, and EOF

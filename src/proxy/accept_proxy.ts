@@ -58,7 +58,7 @@ export const HEADER_TIMEOUT_MS = 5000;
 
 /** The first read: what the spec suggests a receiver reads at once. Bytes
  * past the header are not lost: they go to the target after it. */
-const FIRST_READ = 536;
+export const FIRST_READ = 536;
 
 /** "Connection 5 from 10.0.0.1:4000", for messages. */
 export function describeConn(conn: HeldConnection): string {
