@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import type net from "node:net";
 import { describe, test } from "./_test.ts";
 import { Front } from "../src/proxy/front.ts";
+import { ProxyAcceptance } from "../src/proxy/accept_proxy.ts";
 import {
   buildProxyHeader,
   decodeTlvs,
@@ -35,6 +36,14 @@ const held = Front.prototype.held;
 Front.prototype.held = function (this: Front, u) {
   heldUpdates++;
   return held.call(this, u);
+};
+
+/** Header steps run by the TypeScript front (JavaScript reading a header). */
+let headerSteps = 0;
+const step = ProxyAcceptance.prototype.step;
+ProxyAcceptance.prototype.step = function (this: ProxyAcceptance, u) {
+  headerSteps++;
+  return step.call(this, u);
 };
 
 /** A target that records what each connection sent, then closes. */
@@ -203,6 +212,36 @@ for (const engine of ENGINES) {
       assert.equal(dec.decode(await target.got[0]!), "after");
       await untrusted.proxy.close();
       await strict.proxy.close();
+      await target.close();
+    });
+
+    test("with a route function the header is read by the engine, the route sees what follows", async () => {
+      const target = await recorder();
+      const seen: { data: string; source: unknown }[] = [];
+      const { proxy, originals, errors } = await watchedProxy(engine, {
+        route: (data, conn) => {
+          const text = dec.decode(data);
+          seen.push({ data: text, source: conn.original?.source });
+          return text.includes("\n") ? { remote: `127.0.0.1:${target.port}` } : undefined;
+        },
+        acceptProxy: { mode: "detect" },
+      }, { original: true });
+      const before = headerSteps;
+      await exchange(proxy.port, [V1 + "GET /a\n"]);
+      await exchange(proxy.port, [V2_V6, "GET /b\n"]);
+      await exchange(proxy.port, ["GET /c\n"]); // no header
+      assert.equal(await exchange(proxy.port, ["PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"]), "");
+      const got = await Promise.all(target.got.slice(0, 3));
+      assert.deepEqual(got.map((b) => dec.decode(b)).sort(), ["GET /a\n", "GET /b\n", "GET /c\n"]);
+      assert.ok(seen.every((s) => !s.data.startsWith("PROXY")), JSON.stringify(seen));
+      const a = seen.find((s) => s.data.startsWith("GET /a"));
+      assert.deepEqual(a?.source, { host: "192.0.2.1", port: 56324 });
+      await waitFor(() => originals.length === 2 && errors.length === 1, 5000, "events");
+      assert.deepEqual(originals.map((o) => o.header?.version).sort(), [1, 2]);
+      assert.equal(errors[0]?.code, "RK_EPROXY");
+      if (engine === "native") assert.equal(headerSteps - before, 0, "header steps in JavaScript");
+      else assert.ok(headerSteps - before >= 4, "the stream engine reads headers in TypeScript");
+      await proxy.close();
       await target.close();
     });
 

@@ -102,7 +102,10 @@ typedef enum {
  *   on from the connection's addresses): version | command << 4
  *   (0 LOCAL, 1 PROXY) | transport << 8 (0 unspec, 1 stream, 2 dgram) |
  *   1 << 12 when words 6..15 are the header's addresses (else they are the
- *   connection's own, IPv4-mapped ones as IPv4); 5 bytes held (error) or
+ *   connection's own, IPv4-mapped ones as IPv4) | 1 << 13 when the
+ *   connection is handed to the host next (no target: an RK_EV_HOLD with
+ *   RK_HOLD_FIRST follows, the header at the front of what is held);
+ *   5 bytes held (error) or
  *   the header's length; 6 address family (0: none), 7 source port |
  *   destination port << 16, 8..11 source, 12..15 destination address.
  * RK_EV_FD_CONNECTED: 2 the fd (when err is 0), 3 err.
@@ -397,18 +400,21 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                                  const uint8_t *to_a, int32_t to_a_len);
 
 /* ---- PROXY protocol headers -------------------------------------------
- * A held listener (RK_LISTEN_HOLD) with a target (rk_listener_set_target)
- * and rk_listener_set_proxy reads each client's PROXY header (v1 or v2,
- * the rules of HAProxy's proxy-protocol.txt with relaykit's limits) on its
- * worker, and connects to the target without asking the host: it sends a
- * PROXY header of its own first when told to, then what the client sent
- * after its header. An accepted header (or one sent on) posts RK_EV_PROXY
+ * A held listener (RK_LISTEN_HOLD) with rk_listener_set_proxy reads each
+ * client's PROXY header (v1 or v2, the rules of HAProxy's
+ * proxy-protocol.txt with relaykit's limits) on its worker. With a target
+ * (rk_listener_set_target) it then connects without asking the host: it
+ * sends a PROXY header of its own first when told to, then what the client
+ * sent after its header. Without one it hands the connection to the host
+ * once the header is read (RK_EV_PROXY, then RK_EV_HOLD with
+ * RK_HOLD_FIRST and the bytes held, header included), so that the host
+ * decides without parsing it. An accepted header (or one sent on) posts RK_EV_PROXY
  * when the listener posts RK_EVMASK_ORIGINAL; a client outside the trusted ranges, a
  * malformed header or a client that ends inside it posts RK_EV_PROXY with
  * the error and is closed (RK_END_CLOSED, as a CLOSE decision). The
  * header timeout is the listener's hold timeout. A header the host must
- * see whole (with TLVs or Unix addresses, when RK_EVMASK_ORIGINAL is
- * posted) is handed to the host as an RK_EV_HOLD with RK_HOLD_FIRST and
+ * see whole (with TLVs or Unix addresses: without a target, or when
+ * RK_EVMASK_ORIGINAL is posted) is handed to the host as an RK_EV_HOLD with RK_HOLD_FIRST and
  * the bytes read so far; so is every connection after
  * rk_listener_drop_proxy. */
 

@@ -744,27 +744,34 @@ static void rk__pp_refuse(rk__conn *c, int32_t err, int code) {
   rk__hold_decide_cmd(c, &cmd);
 }
 
+/* RK_EV_PROXY for an accepted header h (NULL: none came), when the host
+ * asked for originals and there is one to tell (a header came, or one is
+ * sent on), or always when the connection is handed to the host (which
+ * then knows what is held is the header and what follows). */
+static void rk__pp_tell(rk__conn *c, const rk__pp_result *h, int handed) {
+  rk__listener *l = c->listener;
+  if (!handed && !((h != NULL || l->pp->send_version != 0) &&
+                   rk__listener_wants(l, RK_EVMASK_ORIGINAL)))
+    return;
+  rk__pp_ends e;
+  rk__pp_ends_of(c, h, &e);
+  uint32_t w4 = (uint32_t)handed << 13;
+  if (h != NULL) {
+    int own = h->command == 1 && (h->family == 1 || h->family == 2);
+    w4 |= (uint32_t)h->version | (uint32_t)h->command << 4 |
+          (uint32_t)h->transport << 8 | (uint32_t)own << 12;
+  }
+  rk__pp_post(c, 0, w4, h != NULL ? h->n : 0, &e);
+}
+
 /* Connect to the listener's target: the header to send, then what the
- * client sent after its own header (consume bytes). Who the client is goes
- * to the host first when it asked: from the header h, or (no header, one
- * sent on) the connection's own addresses. */
+ * client sent after its own header (consume bytes). */
 static void rk__pp_connect(rk__conn *c, uint32_t consume,
                            const rk__pp_result *h) {
   rk__listener *l = c->listener;
   const struct rk__pp_conf *pp = l->pp;
   c->pp_phase = 2;
-  if ((h != NULL || pp->send_version != 0) &&
-      rk__listener_wants(l, RK_EVMASK_ORIGINAL)) {
-    rk__pp_ends e;
-    rk__pp_ends_of(c, h, &e);
-    uint32_t w4 = 0;
-    if (h != NULL) {
-      int own = h->command == 1 && (h->family == 1 || h->family == 2);
-      w4 = (uint32_t)h->version | (uint32_t)h->command << 4 |
-           (uint32_t)h->transport << 8 | (uint32_t)own << 12;
-    }
-    rk__pp_post(c, 0, w4, h != NULL ? h->n : 0, &e);
-  }
+  rk__pp_tell(c, h, 0);
   rk__cmd *cmd = calloc(1, sizeof *cmd);
   if (cmd == NULL) {
     rk__conn_end(c, RK_END_RESET, -ENOMEM);
@@ -803,10 +810,24 @@ static void rk__pp_connect(rk__conn *c, uint32_t consume,
   rk__cmd_free(cmd);
 }
 
+/* The header phase is over (h: the header, or NULL: none). With a target,
+ * connect; without one, hand the connection to the host with what is held
+ * (an RK_HOLD_FIRST post, after the RK_EV_PROXY that says what it is). */
+static int rk__pp_done(rk__conn *c, uint32_t *flags, const rk__pp_result *h) {
+  if (c->listener->target != NULL) {
+    rk__pp_connect(c, h != NULL ? h->n : 0, h);
+    return 1;
+  }
+  c->pp_phase = 2;
+  rk__pp_tell(c, h, 1);
+  *flags = RK_HOLD_FIRST | (*flags & RK_HOLD_EOF);
+  return 0;
+}
+
 int rk__pp_held(rk__conn *c, uint32_t *flags) {
   rk__listener *l = c->listener;
   struct rk__pp_conf *pp = l == NULL ? NULL : l->pp;
-  if (pp == NULL || c->pp_phase == 2 || l->target == NULL)
+  if (pp == NULL || c->pp_phase == 2)
     return 0;
   if (c->pp_phase == 0) {
     if (!(*flags & RK_HOLD_FIRST) || __atomic_load_n(&pp->off, __ATOMIC_ACQUIRE)) {
@@ -814,15 +835,12 @@ int rk__pp_held(rk__conn *c, uint32_t *flags) {
       return 0;
     }
     c->pp_phase = 1;
-    if (pp->mode == RK_PROXY_NONE) {
-      rk__pp_connect(c, 0, NULL); /* no header to read: only one to send */
-      return 1;
-    }
+    if (pp->mode == RK_PROXY_NONE) /* no header to read: only one to send */
+      return rk__pp_done(c, flags, NULL);
     if (!rk__trusted(pp, &c->peer)) {
       if (pp->flags & RK_PROXY_UNTRUSTED_PASS)
-        rk__pp_connect(c, 0, NULL);
-      else
-        rk__pp_refuse(c, RK_EPROXY_UNTRUSTED, 0);
+        return rk__pp_done(c, flags, NULL);
+      rk__pp_refuse(c, RK_EPROXY_UNTRUSTED, 0);
       return 1;
     }
     rk__hold_read_cmd(c, RK__FIRST_READ);
@@ -847,20 +865,16 @@ int rk__pp_held(rk__conn *c, uint32_t *flags) {
     rk__hold_read_cmd(c, max);
     return 1;
   }
-  if (k == RK__PP_NONE) {
-    rk__pp_connect(c, 0, NULL);
-    return 1;
+  if (k == RK__PP_NONE)
+    return rk__pp_done(c, flags, NULL);
+  if ((r.tlv_len > 0 || r.family == 3) &&
+      (l->target == NULL || rk__listener_wants(l, RK_EVMASK_ORIGINAL))) {
+    /* the host's parser gives it the whole header */
+    c->pp_phase = 2;
+    *flags = RK_HOLD_FIRST | (*flags & RK_HOLD_EOF);
+    return 0;
   }
-  if (rk__listener_wants(l, RK_EVMASK_ORIGINAL)) {
-    if (r.tlv_len > 0 || r.family == 3) {
-      /* the host's parser gives it the whole header */
-      c->pp_phase = 2;
-      *flags = RK_HOLD_FIRST;
-      return 0;
-    }
-  }
-  rk__pp_connect(c, r.n, &r);
-  return 1;
+  return rk__pp_done(c, flags, &r);
 }
 
 /* ---- public ------------------------------------------------------------ */

@@ -149,7 +149,8 @@ function frontResult(ev: Extract<NativeEvent, { type: "proxy" }>, calls: NativeC
   const original: OriginalInfo = { id };
   if (ev.source !== undefined) original.source = ev.source;
   if (ev.destination !== undefined) original.destination = ev.destination;
-  if (!ev.header) return { id, original }; // none came; one is sent on
+  const length = ev.length, handed = ev.handed;
+  if (!ev.header) return { id, original, length, handed }; // none came
   const header: ProxyHeader = {
     version: ev.version,
     command: ev.command,
@@ -162,7 +163,7 @@ function frontResult(ev: Extract<NativeEvent, { type: "proxy" }>, calls: NativeC
     header.source = ev.source;
     header.destination = ev.destination;
   }
-  return { id, original };
+  return { id, original, length, handed };
 }
 
 /** The engine whose relays run in the native library. */
@@ -186,11 +187,13 @@ export class NativeForwardEngine implements ForwardEngine {
     const holding = spec.hold !== undefined;
     // a PROXY header phase the library runs itself: its connections reach
     // JavaScript only when someone wants their original client
-    let front = holding && spec.front !== undefined && spec.target !== undefined;
+    let front = holding && spec.front !== undefined;
+    // ... and connects to the target itself: JavaScript holds nothing
+    const decides = front && spec.front!.decides && spec.target !== undefined;
     let interest: EventInterest = { open: false, connected: false, close: false };
     const events = (i: EventInterest) => ({
       ...i,
-      close: i.close || i.original === true || (holding && !front),
+      close: i.close || i.original === true || (holding && !(front && decides)),
     });
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
@@ -214,7 +217,7 @@ export class NativeForwardEngine implements ForwardEngine {
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
     try {
-      if (front) {
+      if (decides) {
         e.check(
           calls.listenerSetTarget(lid, {
             target: spec.target!,
@@ -224,6 +227,8 @@ export class NativeForwardEngine implements ForwardEngine {
           }),
           `Cannot proxy to "${formatEndpoint(spec.target!)}"`,
         );
+      }
+      if (front) {
         e.check(calls.listenerSetProxy(lid, spec.front!), `Cannot listen on "${where}"`);
       } else if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");

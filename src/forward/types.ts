@@ -33,7 +33,12 @@ export type { ProxyFront } from "../native/calls.ts";
  * ```
  */
 export type FrontResult =
-  | { id: number; original: OriginalInfo }
+  /**
+   * A header was read (or none came: `original.header` is undefined),
+   * `length` bytes. `handed`: the connection comes to `held` next, the
+   * header at the front of its bytes; else the engine connected it.
+   */
+  | { id: number; original: OriginalInfo; length: number; handed: boolean }
   | { id: number; remote?: InetEndpoint; refused: "untrusted" }
   | { id: number; remote?: InetEndpoint; refused: "eof"; held: number }
   | { id: number; remote?: InetEndpoint; refused: "malformed"; code: string; message: string };
@@ -158,10 +163,11 @@ export interface ProxySpec {
    */
   hold?: { timeout: number };
   /**
-   * With `hold` and `target`: the PROXY header phase, for an engine that
-   * runs it itself (the native one, in C) and connects to `target` without
-   * asking `held`; it reports each header (or refusal) to `proxied`. An
-   * engine that cannot ignores it and holds as usual.
+   * With `hold`: the PROXY header phase, for an engine that runs it itself
+   * (the native one, in C), reporting each header (or refusal) to
+   * `proxied`; with `front.decides` it then connects to `target` without
+   * asking `held`, else it hands the connection to `held` with the header
+   * read. An engine that cannot ignores it and holds as usual.
    */
   front?: ProxyFront;
   /** Terminate TLS on the listener (stream engine only). */

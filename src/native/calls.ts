@@ -82,6 +82,11 @@ export interface ListenerEvents {
  * what to accept from whom, and the header to send on.
  */
 export interface ProxyFront {
+  /**
+   * The library connects to the listener's target itself after the header;
+   * else it hands each connection to the host once the header is read.
+   */
+  decides: boolean;
   /** Which header to accept ("none": no header phase, only the one sent on). */
   mode: "detect" | "v1" | "v2" | "none";
   /** The trusted source ranges: 4 or 16 address bytes masked to the prefix. */

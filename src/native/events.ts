@@ -92,6 +92,8 @@ export type NativeEvent =
     transport: "stream" | "dgram" | "unspec";
     /** `source` and `destination` are the header's (else the connection's own). */
     fromHeader: boolean;
+    /** The connection is handed to the host next (a first hold event follows). */
+    handed: boolean;
     source?: InetEndpoint;
     destination?: InetEndpoint;
   }
@@ -216,6 +218,7 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         command: ((h >> 4) & 0xf) === 1 ? "proxy" : "local",
         transport: TRANSPORTS[(h >> 8) & 0xf] ?? "unspec",
         fromHeader: err === 0 && (h & 0x1000) !== 0,
+        handed: err === 0 && (h & 0x2000) !== 0,
       };
       const source = inetAt(rec, family, 8, ports & 0xffff);
       const destination = inetAt(rec, family, 12, ports >>> 16);

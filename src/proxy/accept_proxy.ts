@@ -117,14 +117,17 @@ export function endedError(conn: HeldConnection, length: number): RelaykitError 
 
 /**
  * The header phase as an engine runs it itself (ProxySpec.front): what to
- * accept from whom, and `send` (built by the caller), or undefined.
+ * accept from whom, `send` (built by the caller) and whether the engine
+ * then connects by itself (`decides`).
  */
 export function engineAccept(
   accept: AcceptProxyOptions | undefined,
   send: ProxyFront["send"],
+  decides: boolean,
 ): ProxyFront {
   const trusted = (accept?.trusted ?? LOOPBACK).map(parseCidr);
   return {
+    decides,
     mode: accept?.mode ?? "none",
     trusted: trusted.map((c) => ({ bytes: c.bytes, prefix: c.prefix })),
     untrusted: accept?.untrusted ?? "refuse",

@@ -34,7 +34,7 @@ import {
 import type { Backend } from "./balance.ts";
 import type { RouteFunction } from "./routing.ts";
 import { checkSendProxy, engineSendProxy } from "./send_proxy.ts";
-import { Session, type Sessions, type SessionSetup } from "./session.ts";
+import { type HeaderRead, Session, type Sessions, type SessionSetup } from "./session.ts";
 
 /** What the front needs from its proxy. */
 export interface FrontOptions {
@@ -83,19 +83,22 @@ export function decisionTimeout(options: FrontOptions): number {
 
 /**
  * The front of `options` as an engine may run it itself (ProxySpec.front):
- * only a PROXY header to accept and/or send on the way to a fixed target,
- * where nothing the user wrote runs before the relay. Undefined otherwise.
+ * all of it (`decides`) when it is only a PROXY header to accept and/or
+ * send on the way to a fixed target, where nothing the user wrote runs
+ * before the relay; else the header to accept, after which the sessions
+ * decide; undefined without a header to accept.
  */
 export function engineFront(options: FrontOptions): ProxyFront | undefined {
   const o = options;
-  if (
-    o.target === undefined || o.route !== undefined || o.backend !== undefined ||
-    o.targetTls !== undefined || o.hooks.aToB !== undefined ||
-    (o.accept === undefined && o.send === undefined)
-  ) return undefined;
   const send = o.send === undefined ? undefined : engineSendProxy(o.send);
-  if (o.send !== undefined && send === undefined) return undefined;
-  return engineAccept(o.accept, send);
+  if (
+    o.target !== undefined && o.route === undefined && o.backend === undefined &&
+    o.targetTls === undefined && o.hooks.aToB === undefined &&
+    (o.accept !== undefined || o.send !== undefined) &&
+    (o.send === undefined || send !== undefined)
+  ) return engineAccept(o.accept, send, true);
+  // the engine reads the header; the sessions decide with it read
+  return o.accept === undefined ? undefined : engineAccept(o.accept, undefined, false);
 }
 
 /** The held connections of one listener, a Session each. */
@@ -105,6 +108,8 @@ export class Front {
   readonly #handle: ProxyHandle;
   readonly #report: FrontReports;
   readonly #sessions: Sessions;
+  /** Headers the engine read of connections whose first held update is next. */
+  readonly #read = new Map<number, HeaderRead>();
 
   /**
    * @param options What to accept and send, and where connections go.
@@ -159,6 +164,11 @@ export class Front {
   /** The engine read a client's PROXY header itself (engineFront), or refused the client. */
   proxied(r: FrontResult): void {
     if ("original" in r) {
+      if (r.handed) {
+        // its session starts with the header read (held is called next)
+        this.#read.set(r.id, { header: r.original.header, length: r.length });
+        return;
+      }
       this.#sessions.addOriginal(r.id, r.original);
       if (r.original.header !== undefined) this.#report.onOriginal(r.original);
       return;
@@ -178,7 +188,9 @@ export class Front {
     let s = this.#sessions.get(u.conn.id);
     if (s === undefined) {
       if (!u.first) return; // cannot happen: it ended already
-      s = new Session(this.#setup, this.#handle, u.conn);
+      const read = this.#read.get(u.conn.id);
+      this.#read.delete(u.conn.id);
+      s = new Session(this.#setup, this.#handle, u.conn, read);
       this.#sessions.add(u.conn.id, s);
     }
     s.held(u);

@@ -75,6 +75,13 @@ function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
   return b?.length === 4 ? { host: b.join("."), port: e.port } : e;
 }
 
+/** A PROXY header the engine read before the session began (none came: undefined). */
+export interface HeaderRead {
+  header: ProxyHeader | undefined;
+  /** Its length: the held bytes it takes up. */
+  length: number;
+}
+
 /** One held connection, from its first update until it ends. */
 export class Session {
   readonly #s: SessionSetup;
@@ -91,15 +98,20 @@ export class Session {
   /** The backend's servers tried, and the one leased. */
   #tour: Tour | undefined;
 
+  /** The header the engine read, until the first update uses it. */
+  #read: HeaderRead | undefined;
+
   /**
    * @param setup The listener's configuration when the connection came.
    * @param handle The engine's proxy.
    * @param conn The connection.
+   * @param read The PROXY header the engine read itself, if it did.
    */
-  constructor(setup: SessionSetup, handle: ProxyHandle, conn: HeldConnection) {
+  constructor(setup: SessionSetup, handle: ProxyHandle, conn: HeldConnection, read?: HeaderRead) {
     this.#s = setup;
     this.#h = handle;
     this.#conn = conn;
+    this.#read = read;
   }
 
   /** Who the client is, when it sent a header or one is sent on. */
@@ -139,6 +151,13 @@ export class Session {
     if (u.retry !== undefined) return this.#retry(u, u.retry);
     if (this.#phase === "routing") return void this.#route(u);
     if (this.#phase !== "header") return;
+    const read = this.#read;
+    if (read !== undefined) {
+      // the engine read (and checked) the header: it is at the front of u.data
+      this.#read = undefined;
+      const h = read.header;
+      return this.#headerDone(u, h, read.length, h === undefined ? undefined : {});
+    }
     const step = this.#s.acceptance.step(u);
     switch (step.step) {
       case "read":
