@@ -2228,7 +2228,9 @@ static size_t proxy_exchange(int port, const void *msg, size_t len,
 
 /* A listener with a PROXY front: v1 and v2 headers are read and a v1 one
  * sent on with the original addresses; a malformed header, an untrusted
- * source and a late header are refused; no RK_EV_HOLD ever goes out. */
+ * source and a late header are refused; no RK_EV_HOLD goes out but for a
+ * listener without a target, whose connection is handed over after its
+ * header. */
 static void t_proxy_headers(void) {
   server_t echo;
   server_start(&echo, echo_fn);
@@ -2284,6 +2286,39 @@ static void t_proxy_headers(void) {
   n = read_to_end(late, buf, sizeof buf, &err);
   close(late);
   CHECK(n == 0, "late header answered with %zu bytes", n);
+  /* without a target: the header read, the connection handed over */
+  int32_t lh = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lh > 0, "rk_listen: %d", lh);
+  uint8_t loop[18] = {4, 8, 127};
+  rk_proxy_opts_t ph = {.mode = RK_PROXY_V1};
+  CHECK_RC(rk_listener_set_proxy(h, lh, &ph, loop, 18, NULL, 0),
+           "rk_listener_set_proxy");
+  CHECK_RC(rk_listener_start(h, lh), "rk_listener_start");
+  int hc = connect_tcp(rk_listener_port(h, lh));
+  write_all(hc, "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET", 48);
+  uint32_t pr[RK_EVENT_WORDS], hr[RK_EVENT_WORDS];
+  pump_wait_count(&pump, RK_EV_HOLD, lh, 1);
+  pthread_mutex_lock(&pump.mu);
+  const uint32_t *p1 = NULL;
+  for (size_t i = 0; i < pump.n; i++)
+    if (pump.recs[i][2] == (uint32_t)lh && pump.recs[i][0] == RK_EV_PROXY)
+      p1 = pump.recs[i];
+  CHECK(p1 != NULL, "no RK_EV_PROXY of the listener without a target");
+  memcpy(pr, p1, sizeof pr);
+  memcpy(hr, pump_find_locked(&pump, RK_EV_HOLD, (int32_t)pr[1]), sizeof hr);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(pr[2] == (uint32_t)lh && pr[3] == 0 && (pr[4] & 0x2000) && pr[5] == 45 &&
+            pr[7] == (56324u | 443u << 16),
+        "handed header: listener %u err %d word4 %x length %u", pr[2],
+        (int32_t)pr[3], pr[4], pr[5]);
+  CHECK((hr[4] & RK_HOLD_FIRST) && hr[5] >= 45, "hold after the header: %x %u",
+        hr[4], hr[5]);
+  uint8_t held[64];
+  CHECK(rk_hold_take(h, (int32_t)hr[1], held, sizeof held) == (int32_t)hr[5] &&
+            memcmp(held + 45, "GET", hr[5] - 45) == 0,
+        "held bytes");
+  CHECK_RC(rk_conn_close(h, (int32_t)hr[1], RK_CLOSE_ABORT), "rk_conn_close");
+  close(hc);
   pump_wait_count(&pump, RK_EV_PROXY, lids[0], 3);
   pump_wait_count(&pump, RK_EV_PROXY, lids[1], 1);
   pump_wait_count(&pump, RK_EV_CLOSED, lids[0], 4);
@@ -2298,11 +2333,12 @@ static void t_proxy_headers(void) {
       bad += strncmp(text, "V1_BAD_ADDRESS: ", 16) == 0;
     }
     untrusted += r[0] == RK_EV_PROXY && (int32_t)r[3] == RK_EPROXY_UNTRUSTED;
-    origins += r[0] == RK_EV_PROXY && r[3] == 0 && r[7] == (56324u | 443u << 16);
+    origins += r[0] == RK_EV_PROXY && r[2] == (uint32_t)lids[0] && r[3] == 0 &&
+               r[7] == (56324u | 443u << 16);
     timeouts += r[0] == RK_EV_CLOSED && r[4] == RK_END_HOLD_TIMEOUT;
   }
   pthread_mutex_unlock(&pump.mu);
-  CHECK(holds == 0, "%zu hold events", holds);
+  CHECK(holds == 1, "%zu hold events", holds); /* the handed one */
   CHECK(bad == 1 && untrusted == 1 && timeouts == 1 && origins == 1,
         "bad %zu untrusted %zu timeouts %zu origins %zu", bad, untrusted,
         timeouts, origins);
@@ -2724,8 +2760,8 @@ static const test_t tests[] = {
          "from decider threads",
          t_hold_routing),
     TEST("held connections end after the hold timeout", t_hold_timeout),
-    TEST("PROXY headers read by the engine: through, refused, late; no hold "
-         "event",
+    TEST("PROXY headers read by the engine: through, refused, late, handed "
+         "over",
          t_proxy_headers),
     TEST("PROXY parser on random bytes and prefixes", t_proxy_parse_fuzz),
     TABLE(t_hook_streams, hook_cases),
