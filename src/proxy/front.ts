@@ -34,7 +34,7 @@ import {
 import type { Backend } from "./balance.ts";
 import type { RouteFunction } from "./routing.ts";
 import { checkSendProxy, engineSendProxy } from "./send_proxy.ts";
-import { type HeaderRead, Session, type Sessions, type SessionSetup } from "./session.ts";
+import { Session, type Sessions, type SessionSetup } from "./session.ts";
 
 /** What the front needs from its proxy. */
 export interface FrontOptions {
@@ -108,8 +108,6 @@ export class Front {
   readonly #handle: ProxyHandle;
   readonly #report: FrontReports;
   readonly #sessions: Sessions;
-  /** Headers the engine read of connections whose first held update is next. */
-  readonly #read = new Map<number, HeaderRead>();
 
   /**
    * @param options What to accept and send, and where connections go.
@@ -166,7 +164,7 @@ export class Front {
     if ("original" in r) {
       if (r.handed) {
         // its session starts with the header read (held is called next)
-        this.#read.set(r.id, { header: r.original.header, length: r.length });
+        this.#sessions.addRead(r.id, { header: r.original.header, length: r.length });
         return;
       }
       this.#sessions.addOriginal(r.id, r.original);
@@ -188,9 +186,7 @@ export class Front {
     let s = this.#sessions.get(u.conn.id);
     if (s === undefined) {
       if (!u.first) return; // cannot happen: it ended already
-      const read = this.#read.get(u.conn.id);
-      this.#read.delete(u.conn.id);
-      s = new Session(this.#setup, this.#handle, u.conn, read);
+      s = new Session(this.#setup, this.#handle, u.conn, this.#sessions.takeRead(u.conn.id));
       this.#sessions.add(u.conn.id, s);
     }
     s.held(u);

@@ -439,6 +439,21 @@ export class Sessions {
   /** Who the clients are whose PROXY headers the engine read itself. */
   readonly #originals = new Map<number, OriginalInfo>();
 
+  /** Headers the engine read of connections whose first held update is next. */
+  readonly #read = new Map<number, HeaderRead>();
+
+  /** The engine read connection `id`'s header; its session starts with it. */
+  addRead(id: number, read: HeaderRead): void {
+    this.#read.set(id, read);
+  }
+
+  /** The header the engine read of connection `id`, once. */
+  takeRead(id: number): HeaderRead | undefined {
+    const r = this.#read.get(id);
+    this.#read.delete(id);
+    return r;
+  }
+
   /** Connection `id` (no session: the engine read its header) is `info`. */
   addOriginal(id: number, info: OriginalInfo): void {
     this.#originals.set(id, info);
@@ -464,6 +479,7 @@ export class Sessions {
    * had, and its session gives back what it holds.
    */
   ended(end: ConnectionEnd): void {
+    this.#read.delete(end.id); // ended before its session began
     const s = this.#byId.get(end.id);
     if (s === undefined) {
       const original = this.#originals.get(end.id);
