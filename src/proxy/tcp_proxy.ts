@@ -518,7 +518,12 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     return this.#sessions?.get(id)?.server;
   }
 
-  /** Who open connection `id` really is, once its PROXY header was handled. */
+  /**
+   * Who open connection `id` really is, once its PROXY header was handled.
+   * Where the native engine reads headers without JavaScript (a fixed
+   * target), it is known while the proxy has `original`, `open` or `close`
+   * listeners, hooks or `onError`; otherwise undefined there.
+   */
   originalOf(id: number): OriginalInfo | undefined {
     return this.#sessions?.original(id);
   }
