@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
+    "sha256": "b34804d3cc23685038f59d965eb6c7e47b2d2c11fc585237ff3f5fac60b5f01b",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,25 +35,26 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
+      "src/proxyhdr.c",
       "src/relay.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
-      "size": 59888,
+      "sha256": "c791b24dba2c70418fb61124743ccd3ec330c099b7a10f836bbce068e870f4ce",
+      "size": 76288,
     },
     "linux-arm64-glibc": {
-      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
-      "size": 68032,
+      "sha256": "39efad9a707f47784beedffa26efd0af95a0560c51fc087e2b9a94c7ddb8bfb5",
+      "size": 68048,
     },
     "linux-x64-musl": {
-      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
-      "size": 59648,
+      "sha256": "e3234fbfe83e9bb64cfd5d9457b2518b666227aa39d425d5b1e9c7f498384734",
+      "size": 76056,
     },
     "linux-arm64-musl": {
-      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
-      "size": 67776,
+      "sha256": "616f64c03ebac8702db5efc8155f50089cdf14a3874dbc093e84529b85cb5d6a",
+      "size": 67800,
     },
   },
 };
