@@ -18,10 +18,12 @@
 export {
   type EventInterest,
   type ForwardEngine,
+  type FrontResult,
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
   type ProxyCallbacks,
+  type ProxyFront,
   type ProxyHandle,
   type ProxySpec,
 } from "./src/forward/types.ts";

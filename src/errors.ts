@@ -114,8 +114,6 @@ export const ERROR_TEXT: Readonly<Record<string, string>> = {
  * reports them (and must not name them with another meaning).
  */
 export const HOST_ONLY_CODES: ReadonlySet<string> = new Set([
-  "RK_EPROXY",
-  "RK_EPROXY_UNTRUSTED",
   "RK_EROUTE",
   "RK_EHOOK",
   "RK_EROUTE_LIMIT",

@@ -5,6 +5,8 @@ import { decodeEvent } from "../src/native/events.ts";
 import { DECISION, STRUCTS } from "../src/native/structs.ts";
 import { EV, EVENT_WORDS, HOLD } from "../src/native/symbols.ts";
 import { ERROR_TEXT, HOST_ONLY_CODES, normalizeCode } from "../src/errors.ts";
+import { V1_MAX, V2_MAX } from "../src/protocol/proxy_protocol.ts";
+import { FIRST_READ } from "../src/proxy/accept_proxy.ts";
 import { LINGER_MS, SWEEP_MS } from "../src/forward/stream.ts";
 import { nativeEngine } from "./_helpers.ts";
 
@@ -89,6 +91,11 @@ describe("the native boundary", () => {
       const to = normalizeCode(c);
       assert.ok(named.has(to), `${c} maps to ${to}, which the library does not name`);
     }
+  });
+
+  test("the PROXY header limits of the C parser are the TypeScript ones", () => {
+    const calls = callsOf(nativeEngine());
+    assert.deepEqual(calls.layout("proxy_limits"), [V1_MAX, V2_MAX, FIRST_READ]);
   });
 
   test("the stream engine's sweep and linger intervals are the library's", () => {

@@ -11,13 +11,13 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { describe, test } from "./_test.ts";
+import { parseBoth } from "./_proxy_twin.ts";
 import { ipv6Bytes, ipv6Text } from "../src/protocol/ip.ts";
 import {
   buildProxyHeader,
   decodeTlvs,
   type InetAddress,
   type ParseMode,
-  parseProxyHeader,
   type ParseResult,
   type ProxyHeader,
   ProxyProtocolError,
@@ -193,7 +193,7 @@ function checkResult(r: ParseResult, buf: Uint8Array, mode: ParseMode, ctx: Ctx)
 function outcome(buf: Uint8Array, mode: ParseMode, ctx: Ctx): Outcome {
   let result: ParseResult;
   try {
-    result = parseProxyHeader(buf, mode);
+    result = parseBoth(buf, mode);
   } catch (e) {
     if (!(e instanceof ProxyProtocolError)) {
       assert.fail(`${ctx()}\nthrew something else than ProxyProtocolError: ${String(e)}`);

@@ -3,11 +3,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "./_test.ts";
+import { parseBoth } from "./_proxy_twin.ts";
 import {
   buildProxyHeader,
   crc32c,
   decodeTlvs,
-  parseProxyHeader,
   type ProxyHeader,
   ProxyProtocolError,
   TLV,
@@ -21,13 +21,13 @@ const bytes = (s: string) => enc.encode(s);
 const V2_SIG = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 
 function header(buf: Uint8Array, mode: "detect" | "v1" | "v2" = "detect") {
-  const r = parseProxyHeader(buf, mode);
+  const r = parseBoth(buf, mode);
   assert.equal(r.kind, "header");
   return r as { kind: "header"; header: ProxyHeader; length: number };
 }
 
 function rejects(buf: Uint8Array, code: string, mode: "detect" | "v1" | "v2" = "detect") {
-  assert.throws(() => parseProxyHeader(buf, mode), (e: unknown) => {
+  assert.throws(() => parseBoth(buf, mode), (e: unknown) => {
     assert.ok(e instanceof ProxyProtocolError);
     assert.equal(e.code, code);
     return true;
@@ -56,7 +56,7 @@ describe("PROXY protocol v1", () => {
   test("asks for more bytes, one step at a time, until the header is complete", () => {
     const line = bytes("PROXY TCP4 10.0.0.1 10.0.0.2 1000 2000\r\n");
     for (let n = 0; n < line.length; n++) {
-      const r = parseProxyHeader(line.subarray(0, n));
+      const r = parseBoth(line.subarray(0, n));
       assert.equal(r.kind, "need", `at ${n} bytes`);
     }
     assert.equal(header(line).length, line.length);
@@ -214,7 +214,7 @@ describe("PROXY protocol v2", () => {
       tlvs: [{ type: TLV.AUTHORITY, value: bytes("a.example") }],
     });
     for (let n = 0; n < b.length; n++) {
-      assert.equal(parseProxyHeader(b.subarray(0, n)).kind, "need", `at ${n} bytes`);
+      assert.equal(parseBoth(b.subarray(0, n)).kind, "need", `at ${n} bytes`);
     }
     const withPayload = new Uint8Array([...b, ...bytes("payload")]);
     assert.equal(header(withPayload).length, b.length);
@@ -259,18 +259,18 @@ describe("PROXY protocol v2", () => {
 
 describe("PROXY protocol detection", () => {
   test("the no-op mode never finds a header, even a valid one", () => {
-    assert.deepEqual(parseProxyHeader(bytes("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), "none"), {
+    assert.deepEqual(parseBoth(bytes("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), "none"), {
       kind: "none",
     });
-    assert.deepEqual(parseProxyHeader(new Uint8Array(V2_SIG), "none"), { kind: "none" });
+    assert.deepEqual(parseBoth(new Uint8Array(V2_SIG), "none"), { kind: "none" });
   });
 
   test("detect finds v1, v2 or nothing; a fixed mode requires its version", () => {
     assert.equal(header(bytes("PROXY UNKNOWN\r\n")).header.version, 1);
-    assert.deepEqual(parseProxyHeader(bytes("GET / HTTP/1.1\r\n")), { kind: "none" });
-    assert.deepEqual(parseProxyHeader(new Uint8Array([0x16, 0x03, 0x01])), { kind: "none" });
-    assert.equal(parseProxyHeader(bytes("PRO")).kind, "need");
-    assert.equal(parseProxyHeader(new Uint8Array(V2_SIG.slice(0, 5))).kind, "need");
+    assert.deepEqual(parseBoth(bytes("GET / HTTP/1.1\r\n")), { kind: "none" });
+    assert.deepEqual(parseBoth(new Uint8Array([0x16, 0x03, 0x01])), { kind: "none" });
+    assert.equal(parseBoth(bytes("PRO")).kind, "need");
+    assert.equal(parseBoth(new Uint8Array(V2_SIG.slice(0, 5))).kind, "need");
     rejects(bytes("GET / HTTP/1.1\r\n"), "NO_HEADER", "v1");
     rejects(bytes("PROXY UNKNOWN\r\n"), "NO_HEADER", "v2");
   });
@@ -309,7 +309,7 @@ describe("PROXY protocol vectors (test/fixtures/proxy_vectors.ts)", () => {
         if (v.code === "NO_HEADER" && mode === "detect") continue; // detect: payload, not a header
         let r;
         try {
-          r = parseProxyHeader(v.relaykit === "wait" ? v.bytes : input, mode);
+          r = parseBoth(v.relaykit === "wait" ? v.bytes : input, mode);
         } catch (e) {
           assert.ok(e instanceof ProxyProtocolError, String(e));
           assert.equal(v.relaykit, "refuse", `${mode}: refused (${e.code}: ${e.message})`);

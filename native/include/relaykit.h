@@ -41,7 +41,9 @@ extern "C" {
   XX(ERESOLVE, -4001, "name resolution failed")                                \
   XX(ELIMIT, -4002, "connection limit reached")                                \
   XX(ECLOSED, -4003, "engine is closed")                                       \
-  XX(EBADHANDLE, -4004, "no such engine handle")
+  XX(EBADHANDLE, -4004, "no such engine handle")                              \
+  XX(EPROXY, -4005, "PROXY protocol error")                                    \
+  XX(EPROXY_UNTRUSTED, -4006, "PROXY protocol header from an untrusted address")
 
 typedef enum {
 #define XX(name, value, text) RK_##name = value,
@@ -71,6 +73,8 @@ typedef enum {
                               built-in router sent to this target ends with
                               an error (its RK_EV_CLOSED follows); words as
                               RK_EV_ROUTE_FAILED */
+  RK_EV_PROXY = 13, /* id=conn, aux=listener: the engine read the client's
+                      PROXY header (rk_listener_set_proxy); layout below */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -100,6 +104,18 @@ typedef enum {
  *   4 RK_HOLD_* flags, 5 bytes held so far, 6 address family;
  *   RK_HOLD_FIRST only: 7 peer port, 8..11 peer address, 12..15 local
  *   address (the address the client connected to).
+ * RK_EV_PROXY: 3 err: 0, RK_EPROXY or RK_EPROXY_UNTRUSTED (the connection
+ *   is then closed: no CONNECT follows); 4 err == RK_EPROXY: the RK_PP_*
+ *   code (rk_proxy_error_r), else the header (0: none, a header is sent
+ *   on from the connection's addresses): version | command << 4
+ *   (0 LOCAL, 1 PROXY) | transport << 8 (0 unspec, 1 stream, 2 dgram) |
+ *   1 << 12 when words 6..15 are the header's addresses (else they are the
+ *   connection's own, IPv4-mapped ones as IPv4) | 1 << 13 when the
+ *   connection is handed to the host next (no target: an RK_EV_HOLD with
+ *   RK_HOLD_FIRST follows, the header at the front of what is held);
+ *   5 bytes held (error) or
+ *   the header's length; 6 address family (0: none), 7 source port |
+ *   destination port << 16, 8..11 source, 12..15 destination address.
  * RK_EV_FD_CONNECTED: 2 the fd (when err is 0), 3 err.
  * RK_EV_HOOK: 6 direction (0 a->b, 1 b->a), 7 length of the batch,
  *   8 its token (for rk_hook_return), 10..11 the address of its bytes
@@ -114,7 +130,9 @@ typedef enum {
 #define RK_EVMASK_ACCEPT 1u
 #define RK_EVMASK_CONNECTED 2u
 #define RK_EVMASK_CLOSED 4u
-#define RK_EVMASK_ALL 7u
+#define RK_EVMASK_ORIGINAL 8u /* RK_EV_PROXY for each accepted header
+                                (errors always post) */
+#define RK_EVMASK_ALL 15u
 
 /* Flags for rk_listen(). */
 #define RK_LISTEN_REUSEADDR 1u
@@ -229,7 +247,8 @@ typedef struct {
  * sizeof, out[1..] <- each field's offset in declaration order; or the
  * name of a timing constant ("sweep_ms": how often workers check
  * deadlines, "linger_ms": how long a closed held client may keep sending):
- * out[0] <- its value. Return the number of values (which may exceed cap),
+ * out[0] <- its value; "proxy_limits": the longest v1 and v2 PROXY header
+ * and the first read of one. Return the number of values (which may exceed cap),
  * or -ENOENT for an unknown name. Any thread. */
 RK_EXTERN int32_t rk_layout(const char *name, int32_t *out, int32_t cap);
 
@@ -445,6 +464,72 @@ RK_EXTERN int32_t rk_router_check(const uint8_t *desc, int32_t len,
                                   const uint8_t *host, int32_t host_len,
                                   int32_t port, const char *resolved,
                                   char *out, int32_t cap);
+
+/* ---- PROXY protocol headers -------------------------------------------
+ * A held listener (RK_LISTEN_HOLD) with rk_listener_set_proxy reads each
+ * client's PROXY header (v1 or v2, the rules of HAProxy's
+ * proxy-protocol.txt with relaykit's limits) on its worker. With a target
+ * (rk_listener_set_target) it then connects without asking the host: it
+ * sends a PROXY header of its own first when told to, then what the client
+ * sent after its header. Without one it hands the connection to the host
+ * once the header is read (RK_EV_PROXY, then RK_EV_HOLD with
+ * RK_HOLD_FIRST and the bytes held, header included), so that the host
+ * decides without parsing it. An accepted header (or one sent on) posts RK_EV_PROXY
+ * when the listener posts RK_EVMASK_ORIGINAL; a client outside the trusted ranges, a
+ * malformed header or a client that ends inside it posts RK_EV_PROXY with
+ * the error and is closed (RK_END_CLOSED, as a CLOSE decision). The
+ * header timeout is the listener's hold timeout. A header the host must
+ * see whole (with TLVs or Unix addresses: without a target, or when
+ * RK_EVMASK_ORIGINAL is posted) is handed to the host as an RK_EV_HOLD with RK_HOLD_FIRST and
+ * the bytes read so far; so is every connection after
+ * rk_listener_drop_proxy. */
+
+#define RK_PROXY_DETECT 0 /* a v1 or v2 header, or none */
+#define RK_PROXY_V1 1     /* a v1 header, required */
+#define RK_PROXY_V2 2     /* a v2 header, required */
+#define RK_PROXY_NONE 3   /* no header phase: only the header sent on */
+
+#define RK_PROXY_UNTRUSTED_PASS 1u /* relay untrusted clients as they are
+                                      (else close them) */
+#define RK_PROXY_SEND_CRC32C 2u    /* send v2: append a CRC32C TLV */
+#define RK_PROXY_SEND_UNIQUE_ID 4u /* send v2: a random UNIQUE_ID TLV (32
+                                      hex digits) */
+
+/* Options of rk_listener_set_proxy(). */
+typedef struct {
+  int32_t mode;         /* RK_PROXY_DETECT, _V1, _V2 or _NONE */
+  uint32_t flags;       /* RK_PROXY_* */
+  int32_t send_version; /* the header to send to the target: 0 none, 1, 2 */
+  uint32_t tlv_split;   /* send v2: bytes of `tlvs` before the UNIQUE_ID */
+} rk_proxy_opts_t;
+
+/* Accept PROXY headers on a listener. ranges: the trusted sources, 18
+ * bytes each (address length 4 or 16, prefix length in bits, 16 address
+ * bytes masked to the prefix); a Unix socket client is always trusted.
+ * tlvs: encoded TLVs to send (v2), tlv_split bytes of them before the
+ * UNIQUE_ID TLV and the rest after it. Before rk_listener_start. Any
+ * thread. */
+RK_EXTERN int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
+                                        const rk_proxy_opts_t *opts,
+                                        const uint8_t *ranges,
+                                        int32_t ranges_len,
+                                        const uint8_t *tlvs, int32_t tlvs_len);
+/* Stop reading PROXY headers on the listener: the host decides every
+ * connection accepted from now on. Any time, any thread. */
+RK_EXTERN int32_t rk_listener_drop_proxy(int32_t h, int32_t lid);
+/* Parse a PROXY header at the start of buf[0..len) as the engine does
+ * (mode RK_PROXY_*). Return 0 (need out[0] more bytes), 1 (no
+ * header), 2 (a header of out[0] bytes: out[1] version, out[2] command,
+ * out[3] transport, out[4] family (0 none, 1 IPv4, 2 IPv6, 3 Unix),
+ * out[5] source port, out[6] destination port, out[7] offset and out[8]
+ * length of its TLVs) or a negative RK_PP_* code for a malformed header.
+ * out has room for 9 values. Any thread. */
+RK_EXTERN int32_t rk_proxy_parse(const uint8_t *buf, int32_t len, int32_t mode,
+                                 int32_t *out);
+/* The name and text of an RK_PP_* code ("V1_TOO_LONG: PROXY v1 header
+ * longer than 107 bytes") into buf (NUL-terminated, truncated to len).
+ * Return the number of bytes written. Any thread. */
+RK_EXTERN int32_t rk_proxy_error_r(int32_t code, char *buf, int32_t len);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 

@@ -59,6 +59,8 @@ void rk__cmd_free(rk__cmd *cmd) {
 }
 
 void rk__hold_post(rk__conn *c, uint32_t flags) {
+  if (rk__pp_held(c, &flags))
+    return; /* the engine read the PROXY header itself (proxyhdr.c) */
   if (c->router != NULL && !c->route_deferred) {
     rk__route_input(c, flags); /* the listener's router decides */
     return;

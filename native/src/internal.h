@@ -254,6 +254,10 @@ struct rk__conn {
   uint8_t route_resolving; /* a name is with the resolver */
   uint16_t route_port;
   rk__addr route_addr;     /* the checked address connected to */
+  uint8_t pp_phase;        /* proxyhdr.c: 0 not begun, 1 reading the
+                              header, 2 over (decided, or the host's) */
+  uint8_t pp_decided;      /* proxyhdr.c decided it (connected or
+                              refused): never held for the host */
 };
 
 struct rk__listener {
@@ -280,6 +284,7 @@ struct rk__listener {
   char *unix_path;
   rk__listener *next; /* engine list */
   int64_t paused_until; /* per-worker pause is approximated engine-wide */
+  struct rk__pp_conf *pp; /* rk_listener_set_proxy, or NULL */
 };
 
 enum {
@@ -479,5 +484,18 @@ int rk__route_connect_failed(rk__conn *c, int err);
 void rk__route_end(rk__conn *c, int err);
 rk__router *rk__router_take(rk__listener *l);
 void rk__router_unref(rk__router *rt);
+
+/* proxyhdr.c: PROXY headers read (and sent) by the engine. rk__pp_held
+ * is called where a held connection would post RK_EV_HOLD: non-zero when
+ * it dealt with the connection itself (nothing is posted); it may turn
+ * *flags into RK_HOLD_FIRST to hand the connection to the host. */
+int rk__pp_held(rk__conn *c, uint32_t *flags);
+/* Its limits, as src/protocol/proxy_protocol.ts (V1_MAX, V2_MAX) and
+ * src/proxy/accept_proxy.ts (FIRST_READ) give them (rk_layout
+ * "proxy_limits"; a test compares). */
+#define RK__V1_MAX 107     /* the longest v1 header, CRLF included */
+#define RK__V2_MAX 16384   /* the longest v2 header buffered */
+#define RK__FIRST_READ 536 /* the first read of a header */
+void rk__pp_conf_free(struct rk__pp_conf *pp);
 
 #endif

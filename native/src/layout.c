@@ -11,6 +11,7 @@
 _Static_assert(sizeof(rk_listen_opts_t) == 32, "rk_listen_opts_t changed");
 _Static_assert(sizeof(rk_relay_opts_t) == 8, "rk_relay_opts_t changed");
 _Static_assert(sizeof(rk_decision_t) == 48, "rk_decision_t changed");
+_Static_assert(sizeof(rk_proxy_opts_t) == 16, "rk_proxy_opts_t changed");
 _Static_assert(offsetof(rk_decision_t, offset) % 8 == 0,
                "rk_decision_t: 64-bit fields must be aligned on every ABI");
 
@@ -48,7 +49,18 @@ static const int32_t rk__decision_layout[] = {
     RK__OFF(rk_decision_t, length),
 };
 
+static const int32_t rk__proxy_layout[] = {
+    (int32_t)sizeof(rk_proxy_opts_t),
+    RK__OFF(rk_proxy_opts_t, mode),
+    RK__OFF(rk_proxy_opts_t, flags),
+    RK__OFF(rk_proxy_opts_t, send_version),
+    RK__OFF(rk_proxy_opts_t, tlv_split),
+};
+
 static const int32_t rk__sweep_ms[] = {RK__SWEEP_MS};
+/* proxyhdr.c's limits: v1 and v2 maximum, first read */
+static const int32_t rk__proxy_limits[] = {RK__V1_MAX, RK__V2_MAX,
+                                           RK__FIRST_READ};
 static const int32_t rk__linger_ms[] = {RK__LINGER_MS};
 
 #define RK__ENTRY(name, table)                                                 \
@@ -62,7 +74,9 @@ static const struct {
     RK__ENTRY("rk_listen_opts_t", rk__listen_layout),
     RK__ENTRY("rk_relay_opts_t", rk__relay_layout),
     RK__ENTRY("rk_decision_t", rk__decision_layout),
+    RK__ENTRY("rk_proxy_opts_t", rk__proxy_layout),
     RK__ENTRY("sweep_ms", rk__sweep_ms),
+    RK__ENTRY("proxy_limits", rk__proxy_limits),
     RK__ENTRY("linger_ms", rk__linger_ms),
 };
 

@@ -46,6 +46,7 @@ void rk__listener_unref(rk__listener *l) {
   pthread_mutex_unlock(&e->tbl_lock);
   rk__free_target(l->target);
   rk__router_unref(l->router);
+  rk__pp_conf_free(l->pp);
   free(l->unix_path);
   free(l);
 }

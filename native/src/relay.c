@@ -244,11 +244,13 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
 
   int post = c->kind != RK__KIND_CONNECT_FD || was_connecting;
   if (c->listener != NULL && err == 0 &&
-      !(c->listener->hold && (c->router == NULL || c->route_deferred)) &&
+      !(c->listener->hold && (c->router == NULL || c->route_deferred) &&
+        !c->pp_decided) &&
       !rk__listener_wants(c->listener, RK_EVMASK_CLOSED))
     post = 0; /* nobody asked, and nothing went wrong (the host keeps state
                  for each connection it held: those always report their
-                 end; a built-in router's own ones do not) */
+                 end; those a built-in router or the PROXY header phase
+                 decided alone do not) */
   if (c->router != NULL) /* its target (for messages), and its reference */
     rk__route_end(c, post ? err : 0);
   if (post) {

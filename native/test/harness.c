@@ -2212,6 +2212,169 @@ static void t_hold_timeout(void) {
 }
 
 /* ======================================================================== */
+/* PROXY headers read by the engine (proxyhdr.c)                           */
+
+/* Send `len` bytes, end, and read the answer to the end. */
+static size_t proxy_exchange(int port, const void *msg, size_t len,
+                             uint8_t *out, size_t cap) {
+  int fd = connect_tcp(port);
+  write_all(fd, msg, len);
+  shutdown(fd, SHUT_WR);
+  int err;
+  size_t n = read_to_end(fd, out, cap, &err);
+  close(fd);
+  return n;
+}
+
+/* A listener with a PROXY front: v1 and v2 headers are read and a v1 one
+ * sent on with the original addresses; a malformed header, an untrusted
+ * source and a late header are refused; no RK_EV_HOLD goes out but for a
+ * listener without a target, whose connection is handed over after its
+ * header. */
+static void t_proxy_headers(void) {
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 300};
+  int32_t lids[2];
+  for (int k = 0; k < 2; k++) {
+    lids[k] = rk_listen(h, "127.0.0.1", 0, &opts);
+    CHECK(lids[k] > 0, "rk_listen: %d", lids[k]);
+    CHECK_RC(rk_listener_set_target(h, lids[k], "127.0.0.1", echo.port,
+                                    RK_FAMILY_ANY, 5000, NULL),
+             "rk_listener_set_target");
+    /* trusted: 127.0.0.0/8 (first listener), 10.0.0.0/8 (second) */
+    uint8_t range[18] = {4, 8, k == 0 ? 127 : 10};
+    rk_proxy_opts_t po = {.mode = RK_PROXY_DETECT, .send_version = 1};
+    CHECK_RC(rk_listener_set_proxy(h, lids[k], &po, range, 18, NULL, 0),
+             "rk_listener_set_proxy");
+    CHECK_RC(rk_listener_start(h, lids[k]), "rk_listener_start");
+    CHECK(rk_listener_set_proxy(h, lids[k], &po, range, 18, NULL, 0) ==
+              -EINVAL,
+          "set_proxy after start");
+  }
+  int port = rk_listener_port(h, lids[0]);
+  uint8_t buf[512];
+  static const char v1[] = "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n";
+  size_t n = proxy_exchange(port, "PROXY TCP4 192.0.2.1 198.51.100.2 56324 "
+                                  "443\r\nhello",
+                            sizeof v1 - 1 + 5, buf, sizeof buf);
+  CHECK(n == sizeof v1 - 1 + 5 && memcmp(buf, v1, sizeof v1 - 1) == 0 &&
+            memcmp(buf + n - 5, "hello", 5) == 0,
+        "v1 through: %zu bytes", n);
+  uint8_t v2[16 + 36 + 1] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a,
+                             0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x21,
+                             0x00, 36};
+  v2[16] = 0x20, v2[17] = 0x01, v2[18] = 0x0d, v2[19] = 0xb8, v2[31] = 7;
+  v2[32] = 0x20, v2[33] = 0x01, v2[34] = 0x0d, v2[35] = 0xb8, v2[47] = 1;
+  v2[48] = 0x0f, v2[49] = 0xa0, v2[50] = 0, v2[51] = 80, v2[52] = 'x';
+  static const char want2[] = "PROXY TCP6 2001:db8::7 2001:db8::1 4000 80\r\nx";
+  n = proxy_exchange(port, v2, sizeof v2, buf, sizeof buf);
+  CHECK(n == sizeof want2 - 1 && memcmp(buf, want2, n) == 0,
+        "v2 through: %zu bytes \"%.*s\"", n, (int)n, buf);
+  n = proxy_exchange(port, "PROXY TCP4 1.2.3 4.5.6.7 1 2\r\nx", 31, buf,
+                     sizeof buf);
+  CHECK(n == 0, "malformed header answered with %zu bytes", n);
+  n = proxy_exchange(rk_listener_port(h, lids[1]), v1, sizeof v1 - 1, buf,
+                     sizeof buf);
+  CHECK(n == 0, "untrusted source answered with %zu bytes", n);
+  int late = connect_tcp(port);
+  write_all(late, "PROX", 4);
+  int err;
+  n = read_to_end(late, buf, sizeof buf, &err);
+  close(late);
+  CHECK(n == 0, "late header answered with %zu bytes", n);
+  /* without a target: the header read, the connection handed over */
+  int32_t lh = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lh > 0, "rk_listen: %d", lh);
+  uint8_t loop[18] = {4, 8, 127};
+  rk_proxy_opts_t ph = {.mode = RK_PROXY_V1};
+  CHECK_RC(rk_listener_set_proxy(h, lh, &ph, loop, 18, NULL, 0),
+           "rk_listener_set_proxy");
+  CHECK_RC(rk_listener_start(h, lh), "rk_listener_start");
+  int hc = connect_tcp(rk_listener_port(h, lh));
+  write_all(hc, "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET", 48);
+  uint32_t pr[RK_EVENT_WORDS], hr[RK_EVENT_WORDS];
+  pump_wait_count(&pump, RK_EV_HOLD, lh, 1);
+  pthread_mutex_lock(&pump.mu);
+  const uint32_t *p1 = NULL;
+  for (size_t i = 0; i < pump.n; i++)
+    if (pump.recs[i][2] == (uint32_t)lh && pump.recs[i][0] == RK_EV_PROXY)
+      p1 = pump.recs[i];
+  CHECK(p1 != NULL, "no RK_EV_PROXY of the listener without a target");
+  memcpy(pr, p1, sizeof pr);
+  memcpy(hr, pump_find_locked(&pump, RK_EV_HOLD, (int32_t)pr[1]), sizeof hr);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(pr[2] == (uint32_t)lh && pr[3] == 0 && (pr[4] & 0x2000) && pr[5] == 45 &&
+            pr[7] == (56324u | 443u << 16),
+        "handed header: listener %u err %d word4 %x length %u", pr[2],
+        (int32_t)pr[3], pr[4], pr[5]);
+  CHECK((hr[4] & RK_HOLD_FIRST) && hr[5] >= 45, "hold after the header: %x %u",
+        hr[4], hr[5]);
+  uint8_t held[64];
+  CHECK(rk_hold_take(h, (int32_t)hr[1], held, sizeof held) == (int32_t)hr[5] &&
+            memcmp(held + 45, "GET", hr[5] - 45) == 0,
+        "held bytes");
+  CHECK_RC(rk_conn_close(h, (int32_t)hr[1], RK_CLOSE_ABORT), "rk_conn_close");
+  close(hc);
+  pump_wait_count(&pump, RK_EV_PROXY, lids[0], 3);
+  pump_wait_count(&pump, RK_EV_PROXY, lids[1], 1);
+  pump_wait_count(&pump, RK_EV_CLOSED, lids[0], 4);
+  pthread_mutex_lock(&pump.mu);
+  size_t holds = pump_count_locked(&pump, RK_EV_HOLD, -1, -1);
+  size_t bad = 0, untrusted = 0, timeouts = 0, origins = 0;
+  for (size_t i = 0; i < pump.n; i++) {
+    const uint32_t *r = pump.recs[i];
+    if (r[0] == RK_EV_PROXY && (int32_t)r[3] == RK_EPROXY) {
+      char text[128];
+      rk_proxy_error_r((int32_t)r[4], text, sizeof text);
+      bad += strncmp(text, "V1_BAD_ADDRESS: ", 16) == 0;
+    }
+    untrusted += r[0] == RK_EV_PROXY && (int32_t)r[3] == RK_EPROXY_UNTRUSTED;
+    origins += r[0] == RK_EV_PROXY && r[2] == (uint32_t)lids[0] && r[3] == 0 &&
+               r[7] == (56324u | 443u << 16);
+    timeouts += r[0] == RK_EV_CLOSED && r[4] == RK_END_HOLD_TIMEOUT;
+  }
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(holds == 1, "%zu hold events", holds); /* the handed one */
+  CHECK(bad == 1 && untrusted == 1 && timeouts == 1 && origins == 1,
+        "bad %zu untrusted %zu timeouts %zu origins %zu", bad, untrusted,
+        timeouts, origins);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
+/* The parser on random bytes and on every prefix of good headers: a result
+ * or a code, never a read past the input (ASan watches). */
+static void t_proxy_parse_fuzz(void) {
+  uint64_t r = seed_for(811);
+  int32_t out[9];
+  for (int i = 0; i < 20000; i++) {
+    size_t len = (size_t)rnd_below(&r, 300);
+    uint8_t *b = random_bytes(len, &r, 0);
+    if (len > 12 && i % 2 == 0)
+      memcpy(b, i % 4 == 0 ? "PROXY TCP6 " : "\r\n\r\n\0\r\nQUIT\n", 12);
+    int32_t k = rk_proxy_parse(b, (int32_t)len, i % 4, out);
+    CHECK(k >= -16 && k <= 2, "result %d", k);
+    free(b);
+  }
+  static const char v1[] = "PROXY TCP6 ::1 2001:db8::1 1 65535\r\n";
+  for (size_t n = 0; n < sizeof v1 - 1; n++) {
+    uint8_t *b = malloc(n + 1);
+    memcpy(b, v1, n);
+    CHECK(rk_proxy_parse(b, (int32_t)n, RK_PROXY_DETECT, out) == 0,
+          "prefix of %zu bytes", n);
+    free(b);
+  }
+  CHECK(rk_proxy_parse((const uint8_t *)v1, sizeof v1 - 1, RK_PROXY_V1, out) ==
+                2 &&
+            out[0] == (int32_t)sizeof v1 - 1 && out[4] == 2 && out[6] == 65535,
+        "v1 TCP6 header");
+}
+
+/* ======================================================================== */
 /* hooks                                                                    */
 /* ======================================================================== */
 
@@ -3029,6 +3192,10 @@ static const test_t tests[] = {
          "from decider threads",
          t_hold_routing),
     TEST("held connections end after the hold timeout", t_hold_timeout),
+    TEST("PROXY headers read by the engine: through, refused, late, handed "
+         "over",
+         t_proxy_headers),
+    TEST("PROXY parser on random bytes and prefixes", t_proxy_parse_fuzz),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

@@ -9,6 +9,8 @@ import { callsOf, type NativeEngine } from "../native/engine.ts";
 import type { NativeEvent } from "../native/events.ts";
 import { RelaykitError } from "../errors.ts";
 import { EMPTY } from "../bytes.ts";
+import type { NativeCalls } from "../native/calls.ts";
+import type { ProxyHeader } from "../protocol/proxy_protocol.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "./hooks.ts";
 import {
@@ -22,9 +24,11 @@ import {
   type EventInterest,
   formatEndpoint,
   type ForwardEngine,
+  type FrontResult,
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
+  type OriginalInfo,
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
@@ -194,6 +198,38 @@ function nativeDecide(
   return undefined;
 }
 
+/** What an RK_EV_PROXY record says, for the proxy's front. */
+function frontResult(ev: Extract<NativeEvent, { type: "proxy" }>, calls: NativeCalls): FrontResult {
+  const id = ev.id;
+  if (ev.err !== 0) {
+    const at = ev.source === undefined ? { id } : { id, remote: ev.source };
+    if (calls.describe(ev.err).name !== "RK_EPROXY") return { ...at, refused: "untrusted" };
+    const text = calls.proxyError(ev.code);
+    const colon = text.indexOf(": ");
+    const code = text.slice(0, colon), message = text.slice(colon + 2);
+    if (code === "EOF") return { ...at, refused: "eof", held: ev.length };
+    return { ...at, refused: "malformed", code, message };
+  }
+  const original: OriginalInfo = { id };
+  if (ev.source !== undefined) original.source = ev.source;
+  if (ev.destination !== undefined) original.destination = ev.destination;
+  const length = ev.length, handed = ev.handed;
+  if (!ev.header) return { id, original, length, handed }; // none came
+  const header: ProxyHeader = {
+    version: ev.version,
+    command: ev.command,
+    transport: ev.transport,
+    tlvs: [],
+  };
+  original.header = header;
+  original.tlvs = {};
+  if (ev.fromHeader && ev.source !== undefined && ev.destination !== undefined) {
+    header.source = ev.source;
+    header.destination = ev.destination;
+  }
+  return { id, original, length, handed };
+}
+
 /** The engine whose relays run in the native library. */
 export class NativeForwardEngine implements ForwardEngine {
   /** Always "native". */
@@ -215,6 +251,14 @@ export class NativeForwardEngine implements ForwardEngine {
     // says: we keep state for it; not of those a built-in router decided
     // alone.)
     const holding = spec.hold !== undefined;
+    // a PROXY header phase the library runs itself: its connections reach
+    // JavaScript only when someone wants their original client
+    let front = holding && spec.front !== undefined;
+    // ... and connects to the target itself: JavaScript holds nothing
+    const decides = front && spec.front!.decides && spec.target !== undefined;
+    let interest: EventInterest = { open: false, connected: false, close: false };
+    // the stored originals are let go at each end
+    const events = (i: EventInterest) => ({ ...i, close: i.close || i.original === true });
     const where = formatEndpoint(spec.listen);
     const lid = e.check(
       calls.listen(spec.listen, {
@@ -224,7 +268,7 @@ export class NativeForwardEngine implements ForwardEngine {
         maxConnections: spec.maxConnections,
         idleTimeout: spec.idleTimeout,
         holdTimeout: spec.hold?.timeout ?? 0,
-        events: { open: false, connected: false, close: false },
+        events: events(interest),
         hooks: spec.hooks,
         adoptFd: spec.fd,
       }),
@@ -253,7 +297,20 @@ export class NativeForwardEngine implements ForwardEngine {
       router = r?.router;
     };
     try {
-      if (spec.hold === undefined) {
+      if (decides) {
+        e.check(
+          calls.listenerSetTarget(lid, {
+            target: spec.target!,
+            family: spec.family,
+            connectTimeout: spec.connectTimeout,
+            bindAddress: spec.bindAddress,
+          }),
+          `Cannot proxy to "${formatEndpoint(spec.target!)}"`,
+        );
+      }
+      if (front) {
+        e.check(calls.listenerSetProxy(lid, spec.front!), `Cannot listen on "${where}"`);
+      } else if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
         e.check(
           calls.listenerSetTarget(lid, {
@@ -302,7 +359,17 @@ export class NativeForwardEngine implements ForwardEngine {
       },
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
-      setInterest: (i: EventInterest) => void calls.listenerSetEvents(lid, i),
+      setInterest: (i: EventInterest) => {
+        interest = i;
+        calls.listenerSetEvents(lid, events(i));
+      },
+      dropFront: () => {
+        if (!front) return;
+        front = false;
+        // ends reported before the first connection the host holds
+        calls.listenerSetEvents(lid, events(interest));
+        calls.listenerDropProxy(lid);
+      },
       closeConnection: (id, mode) => nativeClose(e, id, mode),
       connectionStats: (id) => nativeStats(e, id),
       setRouter,
@@ -376,6 +443,9 @@ export class NativeForwardEngine implements ForwardEngine {
       case "route-target":
         // for the message of the closed event that follows
         if (!held.has(ev.id)) held.set(ev.id, { conn: { id: ev.id }, target: ev.target });
+        break;
+      case "proxy":
+        cb.proxied?.(frontResult(ev, callsOf(e)));
         break;
       case "accept":
         cb.open(ev.remote === undefined ? { id: ev.id } : { id: ev.id, remote: ev.remote });

@@ -8,8 +8,7 @@ import type { HoldDecision } from "../decision.ts";
 import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "./hooks.ts";
 import type { EngineRouter, RuleTable } from "../native/router.ts";
-
-export type { EngineRouter, RuleTable };
+import type { ProxyFront } from "../native/calls.ts";
 import type {
   ConnectionEnd,
   ConnectionInfo,
@@ -17,8 +16,35 @@ import type {
   Endpoint,
   FamilyPreference,
   InetEndpoint,
+  OriginalInfo,
   TlsServerOptions,
 } from "../types.ts";
+
+export type { EngineRouter, RuleTable };
+
+export type { ProxyFront } from "../native/calls.ts";
+
+/**
+ * What an engine that reads PROXY headers itself (ProxySpec.front) found
+ * in a client's: the original client, or why the client was closed.
+ *
+ * @example
+ * ```ts
+ * import { type FrontResult } from "@relaykit/relaykit/internals";
+ * const seen = (r: FrontResult) => "original" in r ? r.original.source : r.refused;
+ * console.log(typeof seen);
+ * ```
+ */
+export type FrontResult =
+  /**
+   * A header was read (or none came: `original.header` is undefined),
+   * `length` bytes. `handed`: the connection comes to `held` next, the
+   * header at the front of its bytes; else the engine connected it.
+   */
+  | { id: number; original: OriginalInfo; length: number; handed: boolean }
+  | { id: number; remote?: InetEndpoint; refused: "untrusted" }
+  | { id: number; remote?: InetEndpoint; refused: "eof"; held: number }
+  | { id: number; remote?: InetEndpoint; refused: "malformed"; code: string; message: string };
 
 export type {
   ConnectionEnd,
@@ -146,6 +172,14 @@ export interface ProxySpec {
    * connection, with the same result).
    */
   router?: { router: EngineRouter; routeLimit: number } | undefined;
+  /**
+   * With `hold`: the PROXY header phase, for an engine that runs it itself
+   * (the native one, in C), reporting each header (or refusal) to
+   * `proxied`; with `front.decides` it then connects to `target` without
+   * asking `held`, else it hands the connection to `held` with the header
+   * read. An engine that cannot ignores it and holds as usual.
+   */
+  front?: ProxyFront;
   /** Terminate TLS on the listener (stream engine only). */
   tls?: TlsServerOptions;
 }
@@ -181,6 +215,8 @@ export interface ProxyCallbacks {
   hookFailed(error: RelaykitError): void;
   /** A held connection was accepted or sent more (ProxySpec.hold). */
   held?(update: HeldUpdate): void;
+  /** The engine read a client's PROXY header itself, or refused it (ProxySpec.front). */
+  proxied?(result: FrontResult): void;
   /** The listening socket is closed. */
   stopped(): void;
   /** Closed, and its last connection has ended: nothing more will come. */
@@ -204,6 +240,8 @@ export interface EventInterest {
   connected: boolean;
   /** Each connection that ended, also cleanly. */
   close: boolean;
+  /** The original client of each PROXY header an engine reads itself (ProxySpec.front). */
+  original?: boolean;
 }
 
 /**
@@ -259,6 +297,11 @@ export interface ProxyHandle {
   setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */
   closeConnection(id: number, mode: "graceful" | "abort"): void;
+  /**
+   * Stop running ProxySpec.front in the engine: every new connection is
+   * held for `held` from now on (after the front's options changed).
+   */
+  dropFront?(): void;
   /** Live counters of one connection, or undefined once it ended. */
   connectionStats(id: number): ConnectionStats | undefined;
   /**

@@ -21,10 +21,11 @@ import {
   HOOK_RETURN,
   LISTEN_FLAGS,
   type NativeSymbols,
+  PROXY,
   RELAY_FLAGS,
   STATE,
 } from "./symbols.ts";
-import { DECISION, LISTEN_OPTS, RELAY_OPTS } from "./structs.ts";
+import { DECISION, LISTEN_OPTS, PROXY_OPTS, RELAY_OPTS } from "./structs.ts";
 import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts";
 
 const encoder = new TextEncoder();
@@ -74,7 +75,68 @@ export interface ListenerEvents {
   connected: boolean;
   /** Each connection that ended, also cleanly (errors always post). */
   close: boolean;
+  /** Each PROXY header the engine read itself (refusals always post). */
+  original?: boolean;
 }
+
+/**
+ * A PROXY header phase the library runs itself (rk_listener_set_proxy):
+ * what to accept from whom, and the header to send on.
+ */
+export interface ProxyFront {
+  /**
+   * The library connects to the listener's target itself after the header;
+   * else it hands each connection to the host once the header is read.
+   */
+  decides: boolean;
+  /** Which header to accept ("none": no header phase, only the one sent on). */
+  mode: "detect" | "v1" | "v2" | "none";
+  /** The trusted source ranges: 4 or 16 address bytes masked to the prefix. */
+  trusted: readonly { bytes: Uint8Array; prefix: number }[];
+  /** A client outside `trusted`: closed, or relayed as it is. */
+  untrusted: "refuse" | "no-header";
+  /** The header to send to the target, if any. */
+  send?: {
+    version: 1 | 2;
+    /** v2: append a CRC32C TLV. */
+    crc32c: boolean;
+    /** v2: a random UNIQUE_ID TLV between `tlvsBefore` and `tlvsAfter`. */
+    uniqueId: boolean;
+    /** v2: encoded TLVs before the UNIQUE_ID. */
+    tlvsBefore: Uint8Array;
+    /** v2: encoded TLVs after it. */
+    tlvsAfter: Uint8Array;
+  } | undefined;
+}
+
+/** What rk_proxy_parse found (the native parser, for tests against the TypeScript one). */
+export type NativeParse =
+  | { kind: "need"; bytes: number }
+  | { kind: "none" }
+  | {
+    kind: "header";
+    length: number;
+    version: number;
+    command: number;
+    transport: number;
+    family: number;
+    sourcePort: number;
+    destinationPort: number;
+    tlvOffset: number;
+    tlvLength: number;
+  }
+  | { kind: "error"; code: string };
+
+/** RK_PROXY_* by mode. */
+const PROXY_MODES = {
+  detect: PROXY.DETECT,
+  v1: PROXY.V1,
+  v2: PROXY.V2,
+  none: PROXY.NONE,
+} as const;
+
+/** Size of one trusted range in rk_listener_set_proxy. */
+const RANGE_BYTES = 18;
 
 /** Options of {@link NativeCalls.listen} (rk_listen_opts_t). */
 export interface ListenOptions {
@@ -163,7 +225,7 @@ function hookBits(hooks: HookedDirections): number {
 /** RK_EVMASK_* for the events asked for. */
 function eventBits(e: ListenerEvents): number {
   return (e.open ? EVMASK.ACCEPT : 0) | (e.connected ? EVMASK.CONNECTED : 0) |
-    (e.close ? EVMASK.CLOSED : 0);
+    (e.close ? EVMASK.CLOSED : 0) | (e.original ? EVMASK.ORIGINAL : 0);
 }
 
 // The intrinsics that detach a lent ArrayBuffer and tell whether something
@@ -360,6 +422,78 @@ export class NativeCalls {
       t.connectTimeout,
       cstr(t.bindAddress ?? ""),
     );
+  }
+
+  /** Stop reading PROXY headers in the library: the host decides from now on. */
+  listenerDropProxy(lid: number): number {
+    return this.#sym.rk_listener_drop_proxy(this.#h, lid);
+  }
+
+  /** Read PROXY headers in the library (before listenerStart). */
+  listenerSetProxy(lid: number, front: ProxyFront): number {
+    const ranges = new Uint8Array(front.trusted.length * RANGE_BYTES);
+    front.trusted.forEach((r, i) => {
+      ranges[i * RANGE_BYTES] = r.bytes.length;
+      ranges[i * RANGE_BYTES + 1] = r.prefix;
+      ranges.set(r.bytes, i * RANGE_BYTES + 2);
+    });
+    const send = front.send;
+    const tlvs = new Uint8Array((send?.tlvsBefore.length ?? 0) + (send?.tlvsAfter.length ?? 0));
+    if (send !== undefined) {
+      tlvs.set(send.tlvsBefore);
+      tlvs.set(send.tlvsAfter, send.tlvsBefore.length);
+    }
+    const opts = PROXY_OPTS.encode({
+      mode: PROXY_MODES[front.mode],
+      flags: (front.untrusted === "no-header" ? PROXY.UNTRUSTED_PASS : 0) |
+        (send?.crc32c ? PROXY.SEND_CRC32C : 0) | (send?.uniqueId ? PROXY.SEND_UNIQUE_ID : 0),
+      send_version: send?.version ?? 0,
+      tlv_split: send?.tlvsBefore.length ?? 0,
+    });
+    return this.#sym.rk_listener_set_proxy(
+      this.#h,
+      lid,
+      opts,
+      ranges,
+      ranges.length,
+      tlvs,
+      tlvs.length,
+    );
+  }
+
+  /** The native PROXY header parser (rk_proxy_parse) over `buf`. */
+  proxyParse(buf: Uint8Array, mode: "detect" | "v1" | "v2" | "none"): NativeParse {
+    const out = new Int32Array(9);
+    const k = this.#sym.rk_proxy_parse(
+      buf.length > 0 ? buf : new Uint8Array(1),
+      buf.length,
+      PROXY_MODES[mode],
+      out,
+    );
+    if (k < 0) return { kind: "error", code: this.proxyError(-k).split(":")[0] ?? "" };
+    if (k === 0) return { kind: "need", bytes: out[0] ?? 0 };
+    if (k === 1) return { kind: "none" };
+    const [length = 0, version = 0, command = 0, transport = 0, family = 0] = out;
+    const [, , , , , sourcePort = 0, destinationPort = 0, tlvOffset = 0, tlvLength = 0] = out;
+    return {
+      kind: "header",
+      length,
+      version,
+      command,
+      transport,
+      family,
+      sourcePort,
+      destinationPort,
+      tlvOffset,
+      tlvLength,
+    };
+  }
+
+  /** "CODE: text" of a native PROXY parser code (an RK_EV_PROXY refusal's). */
+  proxyError(code: number): string {
+    const buf = new Uint8Array(ERR_BUF);
+    const n = this.#sym.rk_proxy_error_r(code, buf, buf.length);
+    return decoder.decode(buf.subarray(0, n));
   }
 
   /** Start accepting. */

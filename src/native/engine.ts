@@ -229,6 +229,7 @@ export class NativeEngine {
       case "hold":
       case "route-failed":
       case "route-target":
+      case "proxy":
       case "rejected":
       case "accept-error":
       case "listener-closed":

@@ -91,6 +91,33 @@ export type NativeEvent =
   | { type: "route-failed"; id: number; listener: number; err: number; target: InetEndpoint }
   /** A connection a built-in router sent to `target` ends with an error (its closed event follows). */
   | { type: "route-target"; id: number; listener: number; err: number; target: InetEndpoint }
+  /**
+   * The engine read a client's PROXY header itself (rk_listener_set_proxy),
+   * or refused the client (`err`, then `code` and the client's address as
+   * `source`).
+   */
+  | {
+    type: "proxy";
+    id: number;
+    listener: number;
+    /** 0, or the code of the refusal (RK_EPROXY, RK_EPROXY_UNTRUSTED). */
+    err: number;
+    /** A refusal: the parser's code (NativeCalls.proxyError), or 0. */
+    code: number;
+    /** A refusal: the bytes held; else the header's length. */
+    length: number;
+    /** A header came (else none came, and one is sent on). */
+    header: boolean;
+    version: 1 | 2;
+    command: "proxy" | "local";
+    transport: "stream" | "dgram" | "unspec";
+    /** `source` and `destination` are the header's (else the connection's own). */
+    fromHeader: boolean;
+    /** The connection is handed to the host next (a first hold event follows). */
+    handed: boolean;
+    source?: InetEndpoint;
+    destination?: InetEndpoint;
+  }
   /** rk_test_post: event `seq` of thread `thread`. */
   | { type: "test"; thread: number; seq: number };
 
@@ -105,6 +132,9 @@ const REASONS: Record<number, EndReason> = {
 };
 
 const AF_INET = 2, AF_INET6 = 10;
+
+/** The transports of an RK_EV_PROXY record. */
+const TRANSPORTS = ["unspec", "stream", "dgram"] as const;
 
 /** A 64-bit counter from two record words at `i` (low, high). */
 function u64(rec: Uint32Array, i: number): number {
@@ -205,6 +235,28 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
       if (target === undefined) return undefined; // cannot happen: always an address
       const type = w(0) === EV.ROUTE_FAILED ? "route-failed" : "route-target";
       return { type, id, listener: aux, err, target };
+    }
+    case EV.PROXY: {
+      const h = w(4), family = w(6), ports = w(7);
+      const ev: NativeEvent = {
+        type: "proxy",
+        id,
+        listener: aux,
+        err,
+        code: err === 0 ? 0 : h,
+        length: w(5),
+        header: err === 0 && (h & 0xf) !== 0,
+        version: (h & 0xf) === 1 ? 1 : 2,
+        command: ((h >> 4) & 0xf) === 1 ? "proxy" : "local",
+        transport: TRANSPORTS[(h >> 8) & 0xf] ?? "unspec",
+        fromHeader: err === 0 && (h & 0x1000) !== 0,
+        handed: err === 0 && (h & 0x2000) !== 0,
+      };
+      const source = inetAt(rec, family, 8, ports & 0xffff);
+      const destination = inetAt(rec, family, 12, ports >>> 16);
+      if (source !== undefined) ev.source = source;
+      if (destination !== undefined && err === 0) ev.destination = destination;
+      return ev;
     }
     case EV.TEST:
       return { type: "test", thread: id, seq: aux };

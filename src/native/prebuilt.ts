@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "df07c86836be1265c85cac1a3c4b1a5e000c369c5248697fa42e86a5eb71b0cb",
+    "sha256": "b34804d3cc23685038f59d965eb6c7e47b2d2c11fc585237ff3f5fac60b5f01b",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,26 +35,26 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
+      "src/proxyhdr.c",
       "src/relay.c",
-      "src/router.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1de723e32808e8a43f222a7200db51386f51b07140a0eafd552bca2255c1b98c",
-      "size": 84520,
+      "sha256": "c791b24dba2c70418fb61124743ccd3ec330c099b7a10f836bbce068e870f4ce",
+      "size": 76288,
     },
     "linux-arm64-glibc": {
-      "sha256": "1131e78608c26bab75fb3d7b6e9435a718c66f939fcf52b2c559bc476c86be2d",
-      "size": 133624,
+      "sha256": "39efad9a707f47784beedffa26efd0af95a0560c51fc087e2b9a94c7ddb8bfb5",
+      "size": 68048,
     },
     "linux-x64-musl": {
-      "sha256": "42c65ae6f978f1ac628fb24c78960032897fc27ab94f8f566fb3ff024c51b8d4",
-      "size": 84280,
+      "sha256": "e3234fbfe83e9bb64cfd5d9457b2518b666227aa39d425d5b1e9c7f498384734",
+      "size": 76056,
     },
     "linux-arm64-musl": {
-      "sha256": "4191397c0c31bff9e136e203a4285b5e682b4ccec5f9522d86c45b2ce63b1648",
-      "size": 133368,
+      "sha256": "616f64c03ebac8702db5efc8155f50089cdf14a3874dbc093e84529b85cb5d6a",
+      "size": 67800,
     },
   },
 };

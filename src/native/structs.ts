@@ -99,5 +99,18 @@ export const DECISION = defineStruct("rk_decision_t", [
   ["length", "i64"],
 ]);
 
+/** rk_proxy_opts_t: options of rk_listener_set_proxy. */
+export const PROXY_OPTS = defineStruct("rk_proxy_opts_t", [
+  ["mode", "i32"],
+  ["flags", "u32"],
+  ["send_version", "i32"],
+  ["tlv_split", "u32"],
+]);
+
 /** Every struct that crosses the boundary (for the layout test). */
-export const STRUCTS: readonly StructLayout<string>[] = [LISTEN_OPTS, RELAY_OPTS, DECISION];
+export const STRUCTS: readonly StructLayout<string>[] = [
+  LISTEN_OPTS,
+  RELAY_OPTS,
+  DECISION,
+  PROXY_OPTS,
+];

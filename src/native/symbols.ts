@@ -133,6 +133,20 @@ export const SYMBOLS = {
     parameters: ["buffer", "i32", "buffer", "i32", "i32", "buffer", "buffer", "i32"],
     result: "i32",
   },
+  // int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
+  //   const rk_proxy_opts_t *opts, const uint8_t *ranges, int32_t ranges_len,
+  //   const uint8_t *tlvs, int32_t tlvs_len)
+  rk_listener_set_proxy: {
+    parameters: ["i32", "i32", "buffer", "buffer", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_listener_drop_proxy(int32_t h, int32_t lid)
+  rk_listener_drop_proxy: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_proxy_parse(const uint8_t *buf, int32_t len, int32_t mode,
+  //                        int32_t *out)
+  rk_proxy_parse: { parameters: ["buffer", "i32", "i32", "buffer"], result: "i32" },
+  // int32_t rk_proxy_error_r(int32_t code, char *buf, int32_t len)
+  rk_proxy_error_r: { parameters: ["i32", "buffer", "i32"], result: "i32" },
 
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
@@ -200,6 +214,7 @@ export const EV = {
   HOLD: 10,
   ROUTE_FAILED: 11,
   ROUTE_TARGET: 12,
+  PROXY: 13,
   TEST: 99,
 } as const;
 
@@ -229,7 +244,19 @@ export const DECISION_FLAGS = { RETRY: 1 } as const;
 export const STATE = { CONNECTING: 0, RELAYING: 1, CLOSING: 2, HELD: 4 } as const;
 
 /** Per-connection events a listener posts (RK_EVMASK_*). */
-export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4 } as const;
+export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4, ORIGINAL: 8 } as const;
+
+/** PROXY header modes and flags of rk_listener_set_proxy (RK_PROXY_*). */
+export const PROXY = {
+  DETECT: 0,
+  V1: 1,
+  V2: 2,
+  /** rk_proxy_parse only: never a header. */
+  NONE: 3,
+  UNTRUSTED_PASS: 1,
+  SEND_CRC32C: 2,
+  SEND_UNIQUE_ID: 4,
+} as const;
 
 /** Flags of rk_hook_return (RK_HOOK_*): send part of the lent batch; its memory is kept. */
 export const HOOK_RETURN = { LENT: 1, KEPT: 2 } as const;

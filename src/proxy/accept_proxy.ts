@@ -6,7 +6,7 @@
  * @module
  */
 import { errorFor, type RelaykitError } from "../errors.ts";
-import type { HeldConnection, HeldUpdate } from "../forward/types.ts";
+import type { HeldConnection, HeldUpdate, ProxyFront } from "../forward/types.ts";
 import { type Cidr, inRanges, parseCidr } from "../protocol/cidr.ts";
 import {
   type DecodedTlvs,
@@ -58,7 +58,7 @@ export const HEADER_TIMEOUT_MS = 5000;
 
 /** The first read: what the spec suggests a receiver reads at once. Bytes
  * past the header are not lost: they go to the target after it. */
-const FIRST_READ = 536;
+export const FIRST_READ = 536;
 
 /** "Connection 5 from 10.0.0.1:4000", for messages. */
 export function describeConn(conn: HeldConnection): string {
@@ -86,6 +86,53 @@ export function checkAcceptProxy(accept: AcceptProxyOptions): void {
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
     throw new RangeError(`acceptProxy.timeout must be a non-negative integer, not ${timeout}`);
   }
+}
+
+/** The error of a client outside the trusted ranges. */
+export function untrustedError(conn: HeldConnection): RelaykitError {
+  return errorFor(
+    `${describeConn(conn)}: PROXY header not accepted`,
+    "RK_EPROXY_UNTRUSTED",
+    { connectionId: conn.id },
+  );
+}
+
+/** The error of a malformed header (`code` and `message` of a ProxyProtocolError). */
+export function malformedError(conn: HeldConnection, e: ProxyProtocolError): RelaykitError {
+  return errorFor(
+    `${describeConn(conn)}: bad PROXY header (${e.code}: ${e.message})`,
+    "RK_EPROXY",
+    { connectionId: conn.id, cause: e },
+  );
+}
+
+/** The error of a client that ended after `length` bytes, inside its header. */
+export function endedError(conn: HeldConnection, length: number): RelaykitError {
+  return errorFor(
+    `${describeConn(conn)}: the client ended inside its PROXY header (${length} bytes)`,
+    "RK_EPROXY",
+    { connectionId: conn.id },
+  );
+}
+
+/**
+ * The header phase as an engine runs it itself (ProxySpec.front): what to
+ * accept from whom, `send` (built by the caller) and whether the engine
+ * then connects by itself (`decides`).
+ */
+export function engineAccept(
+  accept: AcceptProxyOptions | undefined,
+  send: ProxyFront["send"],
+  decides: boolean,
+): ProxyFront {
+  const trusted = (accept?.trusted ?? LOOPBACK).map(parseCidr);
+  return {
+    decides,
+    mode: accept?.mode ?? "none",
+    trusted: trusted.map((c) => ({ bytes: c.bytes, prefix: c.prefix })),
+    untrusted: accept?.untrusted ?? "refuse",
+    send,
+  };
 }
 
 /** What to do after one update of a connection in its header phase. */
@@ -124,23 +171,18 @@ export class ProxyAcceptance {
   /** What the bytes of update `u` mean for the header. */
   step(u: HeldUpdate): HeaderStep {
     const accept = this.#accept;
-    const id = u.conn.id;
     if (accept === undefined) return NONE;
     if (u.first) {
       const host = u.conn.remote?.host;
       // a Unix socket peer is this machine: trusted like loopback
       if (host === undefined || inRanges(host, this.#trusted)) {
-        return { step: "read", max: FIRST_READ };
+        // bytes already read: an engine handed over a header it read
+        if (u.data.length === 0) return { step: "read", max: FIRST_READ };
+      } else if (accept.untrusted === "no-header") {
+        return NONE;
+      } else {
+        return { step: "refuse", error: untrustedError(u.conn) };
       }
-      if (accept.untrusted === "no-header") return NONE;
-      return {
-        step: "refuse",
-        error: errorFor(
-          `${describeConn(u.conn)}: PROXY header not accepted`,
-          "RK_EPROXY_UNTRUSTED",
-          { connectionId: id },
-        ),
-      };
     }
     let r;
     let tlvs: DecodedTlvs | undefined;
@@ -149,29 +191,10 @@ export class ProxyAcceptance {
       // the TLVs are checked here too: a header is good only whole
       if (r.kind === "header") tlvs = decodeTlvs(r.header.tlvs);
     } catch (e) {
-      const pe = e as ProxyProtocolError;
-      return {
-        step: "refuse",
-        error: errorFor(
-          `${describeConn(u.conn)}: bad PROXY header (${pe.code}: ${pe.message})`,
-          "RK_EPROXY",
-          { connectionId: id, cause: e },
-        ),
-      };
+      return { step: "refuse", error: malformedError(u.conn, e as ProxyProtocolError) };
     }
     if (r.kind === "need") {
-      if (u.eof) {
-        return {
-          step: "refuse",
-          error: errorFor(
-            `${
-              describeConn(u.conn)
-            }: the client ended inside its PROXY header (${u.data.length} bytes)`,
-            "RK_EPROXY",
-            { connectionId: id },
-          ),
-        };
-      }
+      if (u.eof) return { step: "refuse", error: endedError(u.conn, u.data.length) };
       return { step: "read", max: Math.min(Math.max(u.data.length + r.bytes, FIRST_READ), V2_MAX) };
     }
     if (r.kind === "none") return NONE;

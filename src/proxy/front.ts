@@ -13,16 +13,27 @@ import type { RelaykitError } from "../errors.ts";
 import type { DataHooks } from "../forward/hooks.ts";
 import type {
   Endpoint,
+  FrontResult,
   HeldUpdate,
   OriginalInfo,
+  ProxyFront,
   ProxyHandle,
   TlsClientOptions,
 } from "../forward/types.ts";
+import { ProxyProtocolError } from "../protocol/proxy_protocol.ts";
 import type { SendProxyOptions } from "../types.ts";
-import { type AcceptProxyOptions, checkAcceptProxy, ProxyAcceptance } from "./accept_proxy.ts";
+import {
+  type AcceptProxyOptions,
+  checkAcceptProxy,
+  endedError,
+  engineAccept,
+  malformedError,
+  ProxyAcceptance,
+  untrustedError,
+} from "./accept_proxy.ts";
 import type { Backend } from "./balance.ts";
 import type { RouteFunction } from "./routing.ts";
-import { checkSendProxy } from "./send_proxy.ts";
+import { checkSendProxy, engineSendProxy } from "./send_proxy.ts";
 import { Session, type Sessions, type SessionSetup } from "./session.ts";
 
 /** What the front needs from its proxy. */
@@ -68,6 +79,26 @@ export function decisionTimeout(options: FrontOptions): number {
   const header = new ProxyAcceptance(options.accept).timeout;
   const route = options.route === undefined ? 0 : options.routeTimeout;
   return header === 0 || route === 0 ? Math.max(header, route) : header + route;
+}
+
+/**
+ * The front of `options` as an engine may run it itself (ProxySpec.front):
+ * all of it (`decides`) when it is only a PROXY header to accept and/or
+ * send on the way to a fixed target, where nothing the user wrote runs
+ * before the relay; else the header to accept, after which the sessions
+ * decide; undefined without a header to accept.
+ */
+export function engineFront(options: FrontOptions): ProxyFront | undefined {
+  const o = options;
+  const send = o.send === undefined ? undefined : engineSendProxy(o.send);
+  if (
+    o.target !== undefined && o.route === undefined && o.backend === undefined &&
+    o.targetTls === undefined && o.hooks.aToB === undefined &&
+    (o.accept !== undefined || o.send !== undefined) &&
+    (o.send === undefined || send !== undefined)
+  ) return engineAccept(o.accept, send, true);
+  // the engine reads the header; the sessions decide with it read
+  return o.accept === undefined ? undefined : engineAccept(o.accept, undefined, false);
 }
 
 /** The held connections of one listener, a Session each. */
@@ -127,8 +158,32 @@ export class Front {
   ): void {
     const next = { ...this.#o, ...options };
     checkFrontOptions(next.accept, next.send);
+    // new connections are held for the new options' sessions from now on
+    this.#handle.dropFront?.();
     this.#setup = this.#setupOf(next);
     this.#o = next;
+  }
+
+  /** The engine read a client's PROXY header itself (engineFront), or refused the client. */
+  proxied(r: FrontResult): void {
+    if ("original" in r) {
+      if (r.handed) {
+        // its session starts with the header read (held is called next)
+        this.#sessions.addRead(r.id, { header: r.original.header, length: r.length });
+        return;
+      }
+      this.#sessions.addOriginal(r.id, r.original);
+      if (r.original.header !== undefined) this.#report.onOriginal(r.original);
+      return;
+    }
+    const conn = r.remote === undefined ? { id: r.id } : { id: r.id, remote: r.remote };
+    this.#report.onError(
+      r.refused === "untrusted"
+        ? untrustedError(conn)
+        : r.refused === "eof"
+        ? endedError(conn, r.held)
+        : malformedError(conn, new ProxyProtocolError(r.code, r.message)),
+    );
   }
 
   /** A held connection was accepted or sent more. */
@@ -136,7 +191,7 @@ export class Front {
     let s = this.#sessions.get(u.conn.id);
     if (s === undefined) {
       if (!u.first) return; // cannot happen: it ended already
-      s = new Session(this.#setup, this.#handle, u.conn);
+      s = new Session(this.#setup, this.#handle, u.conn, this.#sessions.takeRead(u.conn.id));
       this.#sessions.add(u.conn.id, s);
     }
     s.held(u);

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import type { OriginalInfo } from "../forward/types.ts";
-import { buildProxyHeader, type ProxyHeader, TLV } from "../protocol/proxy_protocol.ts";
+import { EMPTY } from "../bytes.ts";
+import type { OriginalInfo, ProxyFront } from "../forward/types.ts";
+import { buildProxyHeader, type ProxyHeader, TLV, type Tlv } from "../protocol/proxy_protocol.ts";
 import type { SendProxyOptions } from "../types.ts";
 
 /** Check sendProxy options up front, so a typo fails `listen`, not a connection. */
@@ -53,4 +54,48 @@ export function buildSendProxy(send: SendProxyOptions, info: OriginalInfo): Uint
     header.tlvs.push(...more);
   }
   return buildProxyHeader(header, { crc32c: send.crc32c ?? false });
+}
+
+/** The encoded TLVs of `tlvs`, by the one builder (a LOCAL v2 header's tail). */
+function tlvBytes(tlvs: Tlv[]): Uint8Array {
+  if (tlvs.length === 0) return EMPTY;
+  return buildProxyHeader({ version: 2, command: "local", transport: "stream", tlvs }).subarray(16);
+}
+
+/**
+ * The header of `send` as an engine builds it itself for each connection
+ * (ProxySpec.front): the same bytes as {@link buildSendProxy}, the UNIQUE_ID
+ * drawn per connection. Undefined when a function of the connection
+ * decides a part of it, or a TLV cannot be encoded.
+ */
+export function engineSendProxy(send: SendProxyOptions): ProxyFront["send"] {
+  const { authority, uniqueId, tlvs } = send;
+  if (
+    typeof authority === "function" || typeof uniqueId === "function" ||
+    typeof tlvs === "function"
+  ) return undefined;
+  const crc32c = send.version === 2 && (send.crc32c ?? false);
+  const plain = {
+    version: send.version,
+    crc32c,
+    uniqueId: false,
+    tlvsBefore: EMPTY,
+    tlvsAfter: EMPTY,
+  };
+  if (send.version === 1) return plain;
+  try {
+    const before = authority === undefined
+      ? []
+      : [{ type: TLV.AUTHORITY, value: new TextEncoder().encode(authority) }];
+    // buildProxyHeader drops the caller's CRC32C TLVs when it adds its own
+    const after = (tlvs ?? []).filter((t) => !(crc32c && t.type === TLV.CRC32C));
+    return {
+      ...plain,
+      uniqueId: uniqueId === true,
+      tlvsBefore: tlvBytes(before),
+      tlvsAfter: tlvBytes(after),
+    };
+  } catch {
+    return undefined;
+  }
 }

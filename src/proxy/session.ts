@@ -75,6 +75,13 @@ function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
   return b?.length === 4 ? { host: b.join("."), port: e.port } : e;
 }
 
+/** A PROXY header the engine read before the session began (none came: undefined). */
+export interface HeaderRead {
+  header: ProxyHeader | undefined;
+  /** Its length: the held bytes it takes up. */
+  length: number;
+}
+
 /** One held connection, from its first update until it ends. */
 export class Session {
   readonly #s: SessionSetup;
@@ -91,15 +98,20 @@ export class Session {
   /** The backend's servers tried, and the one leased. */
   #tour: Tour | undefined;
 
+  /** The header the engine read, until the first update uses it. */
+  #read: HeaderRead | undefined;
+
   /**
    * @param setup The listener's configuration when the connection came.
    * @param handle The engine's proxy.
    * @param conn The connection.
+   * @param read The PROXY header the engine read itself, if it did.
    */
-  constructor(setup: SessionSetup, handle: ProxyHandle, conn: HeldConnection) {
+  constructor(setup: SessionSetup, handle: ProxyHandle, conn: HeldConnection, read?: HeaderRead) {
     this.#s = setup;
     this.#h = handle;
     this.#conn = conn;
+    this.#read = read;
   }
 
   /** Who the client is, when it sent a header or one is sent on. */
@@ -139,6 +151,13 @@ export class Session {
     if (u.retry !== undefined) return this.#retry(u, u.retry);
     if (this.#phase === "routing") return void this.#route(u);
     if (this.#phase !== "header") return;
+    const read = this.#read;
+    if (read !== undefined) {
+      // the engine read (and checked) the header: it is at the front of u.data
+      this.#read = undefined;
+      const h = read.header;
+      return this.#headerDone(u, h, read.length, h === undefined ? undefined : {});
+    }
     const step = this.#s.acceptance.step(u);
     switch (step.step) {
       case "read":
@@ -417,6 +436,28 @@ export class Session {
 /** A listener's sessions by connection id, from the first update until the end. */
 export class Sessions {
   readonly #byId = new Map<number, Session>();
+  /** Who the clients are whose PROXY headers the engine read itself. */
+  readonly #originals = new Map<number, OriginalInfo>();
+
+  /** Headers the engine read of connections whose first held update is next. */
+  readonly #read = new Map<number, HeaderRead>();
+
+  /** The engine read connection `id`'s header; its session starts with it. */
+  addRead(id: number, read: HeaderRead): void {
+    this.#read.set(id, read);
+  }
+
+  /** The header the engine read of connection `id`, once. */
+  takeRead(id: number): HeaderRead | undefined {
+    const r = this.#read.get(id);
+    this.#read.delete(id);
+    return r;
+  }
+
+  /** Connection `id` (no session: the engine read its header) is `info`. */
+  addOriginal(id: number, info: OriginalInfo): void {
+    this.#originals.set(id, info);
+  }
 
   /** The session of connection `id`, while it is open. */
   get(id: number): Session | undefined {
@@ -430,7 +471,7 @@ export class Sessions {
 
   /** The original addresses of connection `id`, while it is open. */
   original(id: number): OriginalInfo | undefined {
-    return this.#byId.get(id)?.original;
+    return this.#byId.get(id)?.original ?? this.#originals.get(id);
   }
 
   /**
@@ -438,8 +479,15 @@ export class Sessions {
    * had, and its session gives back what it holds.
    */
   ended(end: ConnectionEnd): void {
+    this.#read.delete(end.id); // ended before its session began
     const s = this.#byId.get(end.id);
-    if (s === undefined) return;
+    if (s === undefined) {
+      const original = this.#originals.get(end.id);
+      if (original === undefined) return;
+      this.#originals.delete(end.id);
+      end.original = original;
+      return;
+    }
     this.#byId.delete(end.id);
     const original = s.original;
     if (original !== undefined) end.original = original;

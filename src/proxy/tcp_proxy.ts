@@ -23,7 +23,13 @@ import type { NativeEngine } from "../native/engine.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "../forward/hooks.ts";
 import { Backend, type BackendOptions, type Server } from "./balance.ts";
 import type { AcceptProxyOptions } from "./accept_proxy.ts";
-import { checkFrontOptions, decisionTimeout, Front, type FrontOptions } from "./front.ts";
+import {
+  checkFrontOptions,
+  decisionTimeout,
+  engineFront,
+  Front,
+  type FrontOptions,
+} from "./front.ts";
 import type { RouteFunction } from "./routing.ts";
 import { engineRouterOf } from "./socks.ts";
 import { Sessions } from "./session.ts";
@@ -275,12 +281,14 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   readonly #front: Front | undefined;
   readonly #sessions: Sessions | undefined;
   readonly #onError: TcpProxyOptions["onError"];
+  /** Hooks or onError see who each client is: the engine always tells. */
+  readonly #alwaysOriginal: boolean;
   #closing: Promise<void> | undefined;
 
   private constructor(
     choice: { name: "native" | "stream"; reason: string | undefined },
     handle: ProxyHandle,
-    front: { options: FrontOptions; sessions: Sessions } | undefined,
+    front: { options: FrontOptions; sessions: Sessions; alwaysOriginal: boolean } | undefined,
     onError: TcpProxyOptions["onError"],
   ) {
     super();
@@ -294,8 +302,10 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       onOriginal: (info) => this.emit("original", info),
       onError: (err) => this.#fail(err),
     });
+    this.#alwaysOriginal = front?.alwaysOriginal ?? false;
     let drained!: () => void;
     this.#drained = new Promise<void>((r) => drained = r);
+    if (front !== undefined) this.#updateInterest(); // before the first connection
     handle.start(this.#callbacks(drained));
   }
 
@@ -304,6 +314,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     const front = this.#front, sessions = this.#sessions;
     return {
       held: (u) => front?.held(u),
+      proxied: (r) => front?.proxied(r),
       open: (info) => this.emit("open", info),
       connected: (id) => this.emit("connect", id),
       close: (end) => {
@@ -404,7 +415,9 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     }
     const targetTls = options.targetTls === true ? {} : options.targetTls;
     const hookTimeout = nonNegative("hookTimeout", options.hookTimeout, 10_000);
-    let front: { options: FrontOptions; sessions: Sessions } | undefined;
+    let front:
+      | { options: FrontOptions; sessions: Sessions; alwaysOriginal: boolean }
+      | undefined;
     if (
       options.acceptProxy !== undefined || options.sendProxy !== undefined ||
       options.route !== undefined || targetTls !== undefined || backend !== undefined
@@ -421,9 +434,16 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         hooks: spec.hooks,
         hookTimeout,
       };
-      front = { options: frontOptions, sessions: new Sessions() };
+      const hooked = spec.hooks.aToB !== undefined || spec.hooks.bToA !== undefined;
+      front = {
+        options: frontOptions,
+        sessions: new Sessions(),
+        alwaysOriginal: hooked || options.onError !== undefined,
+      };
       spec.hold = { timeout: decisionTimeout(frontOptions) };
       spec.router = engineRouting(frontOptions);
+      const inEngine = engineFront(frontOptions);
+      if (inEngine !== undefined) spec.front = inEngine;
     }
     spec.hooks = boundHooks(spec.hooks, hookTimeout, front?.sessions);
     const handle = await choice.engine.startProxy(spec);
@@ -464,6 +484,9 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       open: this.hasListeners("open"),
       connected: this.hasListeners("connect"),
       close: this.hasListeners("close"),
+      // who each client is: for "original", the ends and whoever asks later
+      original: this.#alwaysOriginal || this.hasListeners("original") ||
+        this.hasListeners("close") || this.hasListeners("open"),
     });
   }
 
@@ -517,7 +540,12 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     return this.#sessions?.get(id)?.server;
   }
 
-  /** Who open connection `id` really is, once its PROXY header was handled. */
+  /**
+   * Who open connection `id` really is, once its PROXY header was handled.
+   * Where the native engine reads headers without JavaScript (a fixed
+   * target), it is known while the proxy has `original`, `open` or `close`
+   * listeners, hooks or `onError`; otherwise undefined there.
+   */
   originalOf(id: number): OriginalInfo | undefined {
     return this.#sessions?.original(id);
   }
