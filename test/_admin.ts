@@ -22,17 +22,40 @@ export function greeter(name: string): ReturnType<typeof server> {
 export async function greeting(port: number): Promise<{ name: string; s: net.Socket }> {
   const s = await connect(port);
   s.on("error", () => {});
-  const name = await new Promise<string>((r, j) => {
-    s.once("data", (d) => r(String(d).trim()));
-    s.once("close", () => j(new Error("closed before a greeting")));
-  });
-  return { name, s };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const name = await new Promise<string>((r, j) => {
+      s.once("data", (d) => r(String(d).trim()));
+      s.once("close", () => j(new Error("closed before a greeting")));
+      timer = setTimeout(() => {
+        s.destroy();
+        j(new Error(`no greeting through port ${port} in ${IO_MS} ms`));
+      }, IO_MS);
+    });
+    return { name, s };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-/** Send `text` and read it echoed back. */
+/** How long a greeting or an echo may take before the test says which hung. */
+const IO_MS = 10_000;
+
+/** Send `text` and read it echoed back (its first chunk). */
 export async function echo(s: net.Socket, text: string): Promise<string> {
   s.write(text);
-  return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await new Promise<string>((r, j) => {
+      s.once("data", (d) => r(String(d)));
+      timer = setTimeout(
+        () => j(new Error(`no echo of ${text.length} bytes in ${IO_MS} ms`)),
+        IO_MS,
+      );
+    });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface Run {

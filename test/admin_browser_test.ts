@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, describe, test } from "./_test.ts";
-import { ENGINES, stopChild, waitFor } from "./_helpers.ts";
+import { ENGINES, sleep, stopChild, waitFor } from "./_helpers.ts";
 import { echo, greeter, greeting, startRun, TOKEN } from "./_admin.ts";
 import { launchChromium } from "./_browser.ts";
 
@@ -146,7 +146,12 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           await page.waitForSelector(row, { timeout: 10_000 });
           const gone = new Promise((r) => victim.s.once("close", r));
           await page.click(`${row} button[data-action="close"]`);
-          await gone;
+          await Promise.race([
+            gone,
+            sleep(10_000).then(() => {
+              throw new Error("the close button did not end the connection in 10 s");
+            }),
+          ]);
           assert.deepEqual(errors, [], "no console errors");
           await page.close();
           // a wrong token: refused, nothing shown, logged
@@ -174,7 +179,8 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           );
         } finally {
           loading = false;
-          await load.catch(() => {});
+          // (bounded: a hung load must not hide the failure above)
+          await Promise.race([load.catch(() => {}), sleep(15_000)]);
           for (const s of sockets) s.destroy();
           await chromium.close();
           run.cli.child.kill("SIGKILL");
