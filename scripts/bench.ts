@@ -43,8 +43,9 @@
  *
  * Rows ending in -page (only with --only) run the native rows with the stats
  * page open: the proxy serves --admin and this script asks what the page asks
- * every second (scripts/bench/page_watch.ts); compare them with the rows
- * without it, e.g. --only 'relaykit-native-deno*' (alternate runs: noise).
+ * every second (scripts/bench/page_watch.ts); rows ending in -admin serve
+ * --admin with nobody asking; compare them with the rows without it, e.g.
+ * --only 'relaykit-native-deno*' (alternate runs: noise).
  *
  * The hook rows (bulk only; --only 'relaykit-*-hook'): a TcpProxy with no
  * hook, a pass-through hook and NosyProxy's rewriting hooks, per engine and
@@ -848,10 +849,11 @@ interface ProxySpec {
   /** Only run when selected explicitly with --only. */
   optional?: boolean;
   /**
-   * The stats page is open on it: the proxy serves `--admin` and this script
-   * asks what the page asks, as often (see scripts/bench/page_watch.ts).
+   * It serves `--admin`: "page", with the stats page open (this script asks
+   * what the page asks, as often: scripts/bench/page_watch.ts); "idle",
+   * with nobody asking.
    */
-  watched?: boolean;
+  admin?: "page" | "idle";
   /** The workloads of this row (default: all). */
   workloads?: ("bulk" | "rps" | "idle")[];
 }
@@ -936,11 +938,11 @@ function proxyTable(bins: Bins): ProxySpec[] {
       argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
     },
-    // the same, with the stats page open (issue: the page costs nothing measurable)
+    // the same, with the stats page open, and with --admin and nobody asking
     {
       name: "relaykit-native-deno-page",
       optional: true,
-      watched: true,
+      admin: "page",
       needs: "deno",
       argv: relaykit("deno", "native", ["--threads", "1"]),
       compareTo: ["haproxy", "relaykit-native-deno"],
@@ -948,7 +950,23 @@ function proxyTable(bins: Bins): ProxySpec[] {
     {
       name: "relaykit-native-bun-page",
       optional: true,
-      watched: true,
+      admin: "page",
+      needs: "bun",
+      argv: relaykit("bun", "native", ["--threads", "1"]),
+      compareTo: ["haproxy", "relaykit-native-bun"],
+    },
+    {
+      name: "relaykit-native-deno-admin",
+      optional: true,
+      admin: "idle",
+      needs: "deno",
+      argv: relaykit("deno", "native", ["--threads", "1"]),
+      compareTo: ["haproxy", "relaykit-native-deno"],
+    },
+    {
+      name: "relaykit-native-bun-admin",
+      optional: true,
+      admin: "idle",
       needs: "bun",
       argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy", "relaykit-native-bun"],
@@ -1208,10 +1226,10 @@ async function startTarget(
     };
   }
   const port = await freePort();
-  const adminPort = spec.watched ? await freePort() : 0;
+  const adminPort = spec.admin !== undefined ? await freePort() : 0;
   const argv = [
     ...spec.argv(port, backendPort),
-    ...(spec.watched ? ["--admin", `127.0.0.1:${adminPort}`] : []),
+    ...(spec.admin !== undefined ? ["--admin", `127.0.0.1:${adminPort}`] : []),
   ];
   res.argv = argv;
   const s = startChild(argv);
@@ -1234,7 +1252,7 @@ async function startTarget(
   res.measuredProcess = `pid ${owner} (${comm})` +
     (owner === s.pid ? "" : `, child of spawned pid ${s.pid}`);
   await sleep(200);
-  const watch = spec.watched ? await watchPage(adminPort) : undefined;
+  const watch = spec.admin === "page" ? await watchPage(adminPort) : undefined;
   return {
     port,
     pids: () => processTree(owner),
