@@ -426,6 +426,7 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
 /* Router kinds and flags (the description's header). */
 #define RK_ROUTER_SOCKS 1u
 #define RK_ROUTER_CONNECT 2u
+#define RK_ROUTER_TABLE 3u /* a static routing table: Host, SNI, prefix */
 #define RK_ROUTER_REPORT 1u /* hand refusals to the host (it reports them) */
 
 /* Give the listener a router from its description (src/native/router.ts

@@ -20,8 +20,11 @@ import { loadHooksModule, loadRouteModule, type RouteModule } from "../proxy/rou
 import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
 import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
+import { routeTable, type RouteTableEntry } from "../proxy/route_table.ts";
+import type { RouteFunction } from "../proxy/routing.ts";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { plural } from "./plural.ts";
+import type { BackendConfig, RouteEntryConfig } from "./types.ts";
 import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
 import {
   type Config,
@@ -293,7 +296,8 @@ export class Runner {
     }
     return [...this.#running].map(([name, r]) => ({
       name,
-      route: r.config.backend ?? r.config.router?.kind ?? "route",
+      route: r.config.backend ?? r.config.router?.kind ??
+        (r.config.routes !== undefined ? "routes" : "route"),
       limit: r.config.maxConnections ?? 0,
       proxy: r.proxy,
       disabled: this.#disabled.has(name),
@@ -780,13 +784,17 @@ export class Runner {
     const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
       const r = l.router;
-      const route = r === undefined ? routes.get(l.name) : {
-        route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
-          ...r.options,
-          onDenied: (what, conn) =>
-            this.#o.log("warn", `${l.name}: #${conn.id} refused: ${what}`, `${l.name}: refused`),
-        }),
-      };
+      const route = l.routes !== undefined
+        ? { route: tableRoute(l.routes, backends, config.backends) }
+        : r === undefined
+        ? routes.get(l.name)
+        : {
+          route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
+            ...r.options,
+            onDenied: (what, conn) =>
+              this.#o.log("warn", `${l.name}: #${conn.id} refused: ${what}`, `${l.name}: refused`),
+          }),
+        };
       return {
         ...(l.backend !== undefined ? { backend: backends.get(l.backend)! } : {}),
         ...(route !== undefined ? { route: route.route } : {}),
@@ -943,4 +951,35 @@ export class Runner {
       this.#o.access(rec);
     });
   }
+}
+
+/**
+ * A listener's routing table as a route function. An entry whose backend
+ * has one server at an address, no health checks and no connect timeout of
+ * its own goes to that address (the native engine connects itself); other
+ * backends are balanced per connection by their Backend.
+ */
+function tableRoute(
+  entries: readonly RouteEntryConfig[],
+  backends: ReadonlyMap<string, Backend>,
+  configs: readonly BackendConfig[],
+): RouteFunction {
+  return routeTable(entries.map((e) => {
+    const out: RouteTableEntry = { ...e.match };
+    if (e.connectTimeout !== undefined) out.connectTimeout = e.connectTimeout;
+    if (!("backend" in e.to)) {
+      out.to = { host: e.to.host, port: e.to.port };
+      return out;
+    }
+    const name = e.to.backend;
+    const c = configs.find((x) => x.name === name)!;
+    const only = c.servers.length === 1 ? c.servers[0]!.address : undefined;
+    if (only !== undefined && "host" in only && c.healthCheck === undefined) {
+      out.to = only;
+      if (out.connectTimeout === undefined && c.connectTimeout !== undefined) {
+        out.connectTimeout = c.connectTimeout;
+      }
+    } else out.backend = backends.get(name)!;
+    return out;
+  }));
 }
