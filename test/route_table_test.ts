@@ -14,6 +14,8 @@ import { after, before, describe, test } from "./_test.ts";
 import { Backend, type RelaykitError, type RouteFunction, routeTable, TcpProxy } from "../mod.ts";
 import { httpHost, tlsSni } from "../src/protocol/first_bytes.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
+import { engineRouterOf } from "../src/proxy/socks.ts";
+import { callsOf } from "../src/native/engine.ts";
 import { ENGINES, freePort, nativeEngine, startCli, stopChild, waitFor } from "./_helpers.ts";
 
 const enc = new TextEncoder();
@@ -190,6 +192,90 @@ describe("first bytes parsers", () => {
     assert.equal(tlsSni(clientHello("a b")).kind, "bad");
   });
 });
+
+/** A small deterministic generator (xorshift32). */
+function random(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+if (ENGINES.includes("native")) {
+  describe("routing table: the C matcher against the TypeScript one", () => {
+    test("every case, cut at every length and mutated, decides the same in C and in TypeScript", () => {
+      const route = table();
+      const engineRouter = engineRouterOf(route)!;
+      const calls = callsOf(nativeEngine());
+      const ts = (d: Uint8Array): string => {
+        let r;
+        try {
+          r = route(d, { id: 1 });
+        } catch {
+          return "defer";
+        }
+        if (r === undefined || r === null) return "wait";
+        const remote = (r as { remote: { host: string; port: number } }).remote;
+        return remote.port === ports.M ? "defer" : `connect ${remote.host} ${remote.port} 0`;
+      };
+      const join = (parts: (Uint8Array | string)[]) => {
+        const bufs = parts.map((p) => typeof p === "string" ? enc.encode(p) : p);
+        const out = new Uint8Array(bufs.reduce((n, b) => n + b.length, 0));
+        let o = 0;
+        for (const b of bufs) out.set(b, o), o += b.length;
+        return out;
+      };
+      const inputs = CASES.map((c) => join(c.send));
+      inputs.push(
+        get("Host: [::1]:80\r\n"),
+        get("Host: [::1\r\n"),
+        get("Host:\r\n"),
+        get(" Host: a.test\r\n"),
+        get("Ho st: a.test\r\n"),
+        enc.encode("GET  / HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        enc.encode("GET / HTTP/2\r\nHost: a.test\r\n\r\n"),
+        enc.encode("G".repeat(40)),
+      );
+      const rnd = random(23);
+      let checked = 0;
+      const same = (d: Uint8Array, how: string) => {
+        const c = calls.routerTableCheck(engineRouter, d);
+        const t = ts(d);
+        checked++;
+        if (c !== t) {
+          assert.fail(
+            `${how}: C says ${c}, TypeScript ${t} for ${
+              JSON.stringify(new TextDecoder("latin1").decode(d.subarray(0, 200)))
+            }`,
+          );
+        }
+      };
+      for (const [i, input] of inputs.entries()) {
+        const step = input.length > 2048 ? 509 : 1;
+        for (let n = 0; n <= input.length; n += step) {
+          same(input.subarray(0, n), `input ${i} cut at ${n}`);
+        }
+        for (let k = 0; k < 300; k++) {
+          const d = input.slice();
+          const flips = 1 + Math.floor(rnd() * 3);
+          for (let f = 0; f < flips && d.length > 0; f++) {
+            const at = Math.floor(rnd() * Math.min(d.length, 600));
+            d[at] = rnd() < 0.5
+              ? Math.floor(rnd() * 256)
+              : [0, 10, 13, 32, 58, 0xff][Math.floor(rnd() * 6)]!;
+          }
+          same(d, `input ${i} mutation ${k}`);
+        }
+      }
+      assert.ok(checked > 5000, `${checked} checked`);
+    });
+  });
+}
 
 for (const engine of ENGINES) {
   describe(`routing table (${engine} engine)`, () => {

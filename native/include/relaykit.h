@@ -447,6 +447,14 @@ RK_EXTERN int32_t rk_router_check(const uint8_t *desc, int32_t len,
                                   int32_t port, const char *resolved,
                                   char *out, int32_t cap);
 
+/* For tests: what a routing table description (RK_ROUTER_TABLE) decides
+ * for the first bytes data[0..n): writes "wait", "defer" (the host
+ * decides or reports) or "connect HOST PORT TIMEOUT" to out. Return its
+ * length or -EINVAL. Any thread. */
+RK_EXTERN int32_t rk_router_table_check(const uint8_t *desc, int32_t len,
+                                        const uint8_t *data, int32_t n,
+                                        char *out, int32_t cap);
+
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 
 /* out[0], out[1] <- a pipe (read end, write end), close-on-exec. */

@@ -1986,3 +1986,33 @@ int32_t rk_router_check(const uint8_t *desc, int32_t len, const uint8_t *host,
   rk__router_free(rt);
   return n;
 }
+
+int32_t rk_router_table_check(const uint8_t *desc, int32_t len,
+                              const uint8_t *data, int32_t n, char *out,
+                              int32_t cap) {
+  if (desc == NULL || len <= 0 || n < 0 || (n > 0 && data == NULL) ||
+      out == NULL || cap <= 0)
+    return -EINVAL;
+  rk__router *rt = rk__router_parse(desc, len);
+  if (rt == NULL || rt->kind != RK_ROUTER_TABLE) {
+    if (rt != NULL)
+      rk__router_free(rt);
+    return -EINVAL;
+  }
+  const rk__entry *en = NULL;
+  int what = rk__table_decide(rt, data, (size_t)n, &en);
+  rk__host h;
+  int r;
+  if (what == RK__T_WAIT)
+    r = snprintf(out, (size_t)cap, "wait");
+  else if (what == RK__T_DEFER ||
+           rk__classify((const uint8_t *)en->host, strlen(en->host), &h) !=
+               RK__HOST_ADDRESS)
+    r = snprintf(out, (size_t)cap, "defer");
+  else
+    r = snprintf(out, (size_t)cap, "connect %s %u %d", en->host, en->port,
+                 en->connect_timeout >= 0 ? en->connect_timeout
+                                          : rt->connect_timeout);
+  rk__router_free(rt);
+  return r;
+}
