@@ -1670,7 +1670,7 @@ static int rk__table_decide(const rk__router *rt, const uint8_t *d, size_t n,
       matched = 1;
     } else if (en->match == RK__MATCH_PREFIX) {
       size_t m = en->pattern_len < n ? en->pattern_len : n;
-      int same = memcmp(en->pattern, d, m) == 0;
+      int same = m == 0 || memcmp(en->pattern, d, m) == 0;
       if (same && n < en->pattern_len)
         return RK__T_WAIT;
       matched = same;
