@@ -589,7 +589,14 @@ export class NativeCalls {
       bindAddress: "",
     });
     const out = new Uint8Array(512);
-    const n = this.#sym.rk_router_table_check(desc, desc.length, data, data.length, out, out.length);
+    const n = this.#sym.rk_router_table_check(
+      desc,
+      desc.length,
+      data,
+      data.length,
+      out,
+      out.length,
+    );
     if (n < 0) throw new RangeError(`rk_router_table_check: ${n}`);
     return new TextDecoder().decode(out.subarray(0, Math.min(n, out.length - 1)));
   }
