@@ -448,6 +448,22 @@ backends:
         5000,
         "the error logged",
       );
+      // a reload switches the table of the running listener (the engine's too)
+      writeFileSync(
+        file,
+        `listeners:
+  - name: web
+    address: 127.0.0.1
+    port: ${port}
+    routes:
+      - { host: a.test, to: { host: 127.0.0.1, port: ${ports.W} } }
+`,
+      );
+      // process.kill: Deno's ChildProcess.kill sends one signal in a child's life
+      process.kill(cli.child.pid!, "SIGHUP");
+      await waitFor(() => /reload: .* applied/.test(cli.output.out), 10_000, "the reload");
+      assert.equal(await exchange(port, [get("Host: a.test\r\n")]), "W");
+      assert.equal(await exchange(port, ["SSH-2.0-x\r\n"]), "");
     } finally {
       await stopChild(cli.child);
     }
