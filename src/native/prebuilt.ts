@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "df07c86836be1265c85cac1a3c4b1a5e000c369c5248697fa42e86a5eb71b0cb",
+    "sha256": "3551e74c35b9a878216b921a384a4745d8f44c99816017ebfcfdd65b870e7293",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1de723e32808e8a43f222a7200db51386f51b07140a0eafd552bca2255c1b98c",
-      "size": 84520,
+      "sha256": "0a00d76945931ca075872fe3365737cb816631bf9cdaacebc1ec1c8bd250ae44",
+      "size": 88616,
     },
     "linux-arm64-glibc": {
-      "sha256": "1131e78608c26bab75fb3d7b6e9435a718c66f939fcf52b2c559bc476c86be2d",
+      "sha256": "04541dc3e0aa4311bf27d1136a56bb8175f5ba4f5625b39aea1632b764d053b6",
       "size": 133624,
     },
     "linux-x64-musl": {
-      "sha256": "42c65ae6f978f1ac628fb24c78960032897fc27ab94f8f566fb3ff024c51b8d4",
-      "size": 84280,
+      "sha256": "f5f38b8b0f106b40743a435bc0d58c86462e62121fa64fc2b86623f5e4ea3730",
+      "size": 88376,
     },
     "linux-arm64-musl": {
-      "sha256": "4191397c0c31bff9e136e203a4285b5e682b4ccec5f9522d86c45b2ce63b1648",
+      "sha256": "5df46a46fd6bb522ecff985b3ba55b2e31b0c62f50d3e105d63aad96a94cb3fb",
       "size": 133368,
     },
   },
