@@ -105,6 +105,7 @@ const patternOf = (what: string, p: string): string => {
 export function routeTable(entries: readonly RouteTableEntry[]): RouteFunction {
   const enc = new TextEncoder();
   const rules: TableRule[] = [];
+  const names: string[] = []; // the name patterns, as text
   for (const e of entries) {
     const kinds = (["host", "sni", "prefix", "default"] as const).filter((k) => e[k] !== undefined);
     if (kinds.length !== 1) {
@@ -117,12 +118,13 @@ export function routeTable(entries: readonly RouteTableEntry[]): RouteFunction {
     const pattern = match === "default"
       ? new Uint8Array(0)
       : match === "prefix"
-      ? (typeof e.prefix === "string" ? enc.encode(e.prefix) : e.prefix!)
+      ? (typeof e.prefix === "string" ? enc.encode(e.prefix) : e.prefix!.slice())
       : enc.encode(patternOf(match, e[match]!));
     if (match === "prefix" && pattern.length === 0) {
       throw new TypeError("Routing table: a prefix needs at least one byte");
     }
     rules.push({ match, pattern, to: fixedTarget(e), connectTimeout: e.connectTimeout });
+    names.push(new TextDecoder().decode(pattern));
   }
   const route: RouteFunction = (data, conn) => {
     let http: FirstBytes | undefined, tls: FirstBytes | undefined;
@@ -145,7 +147,7 @@ export function routeTable(entries: readonly RouteTableEntry[]): RouteFunction {
             connectionId: conn.id,
           });
         }
-        hit = f.kind === "name" && nameMatches(new TextDecoder().decode(r.pattern), f.name);
+        hit = f.kind === "name" && nameMatches(names[i]!, f.name);
       }
       if (!hit) continue;
       const e = entries[i]!;
