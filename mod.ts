@@ -55,6 +55,7 @@ export {
   systemResolver,
 } from "./src/proxy/address_policy.ts";
 export { httpConnectRouter, type RouterOptions, socksRouter } from "./src/proxy/socks.ts";
+export { routeTable, type RouteTableEntry } from "./src/proxy/route_table.ts";
 export { type EnginePreference } from "./src/forward/select.ts";
 export { TcpProxy, type TcpProxyEvents, type TcpProxyOptions } from "./src/proxy/tcp_proxy.ts";
 export {

@@ -70,9 +70,9 @@
  * See scripts/bench/decide.ts.
  *   socks        relaykit socks vs microsocks and dante: SOCKS5 CONNECT
  *   connect      relaykit http-connect vs tinyproxy: HTTP CONNECT
- *   hostroute    relaykit route with a JavaScript route function vs haproxy
- *                mode tcp switching on req.hdr(host) (the config file has
- *                no Host routing table yet: that target is not measured)
+ *   hostroute    relaykit run with a config routing table (decided in C)
+ *                and relaykit route with a JavaScript route function vs
+ *                haproxy mode tcp switching on req.hdr(host)
  *   acceptproxy  relaykit forward --accept-proxy v1 and v2 (the load
  *                generator sends the header) vs plain relaykit forward
  *

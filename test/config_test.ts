@@ -93,7 +93,7 @@ backends:
     balance: fastest
 `),
       [
-        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout, hooks, socks, http_connect`,
+        `relaykit.yaml:4:5: listeners[0].adress: unknown key (did you mean "address"?); known: name, address, port, path, backend, route, accept_proxy, tls, max_connections, idle_timeout, connect_timeout, hooks, socks, http_connect, routes`,
         `relaykit.yaml:7:14: listeners[1].backend: no backend named "nope" (backends: "foo")`,
         `relaykit.yaml:8:11: listeners[1].port: expected an integer from 0 to 65535, not "7000"`,
         `relaykit.yaml:11:11: listeners[2].port: "0.0.0.0:8000" is also listener "moo"'s address`,

@@ -445,6 +445,7 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
 /* Router kinds and flags (the description's header). */
 #define RK_ROUTER_SOCKS 1u
 #define RK_ROUTER_CONNECT 2u
+#define RK_ROUTER_TABLE 3u /* a static routing table: Host, SNI, prefix */
 #define RK_ROUTER_REPORT 1u /* hand refusals to the host (it reports them) */
 
 /* Give the listener a router from its description (src/native/router.ts
@@ -464,6 +465,14 @@ RK_EXTERN int32_t rk_router_check(const uint8_t *desc, int32_t len,
                                   const uint8_t *host, int32_t host_len,
                                   int32_t port, const char *resolved,
                                   char *out, int32_t cap);
+
+/* For tests: what a routing table description (RK_ROUTER_TABLE) decides
+ * for the first bytes data[0..n): writes "wait", "defer" (the host
+ * decides or reports) or "connect HOST PORT TIMEOUT" to out. Return its
+ * length or -EINVAL. Any thread. */
+RK_EXTERN int32_t rk_router_table_check(const uint8_t *desc, int32_t len,
+                                        const uint8_t *data, int32_t n,
+                                        char *out, int32_t cap);
 
 /* ---- PROXY protocol headers -------------------------------------------
  * A held listener (RK_LISTEN_HOLD) with rk_listener_set_proxy reads each

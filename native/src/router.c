@@ -68,6 +68,19 @@ typedef struct {
   uint32_t ulen, plen;
 } rk__user;
 
+/* A routing table's entry (RK_ROUTER_TABLE). */
+enum { RK__MATCH_PREFIX = 1, RK__MATCH_HOST, RK__MATCH_SNI, RK__MATCH_DEFAULT };
+
+typedef struct {
+  uint32_t match;
+  uint8_t *pattern; /* prefix bytes, or a lower case name pattern (NUL after) */
+  uint32_t pattern_len;
+  int fixed;        /* connect to host:port here; else the host decides */
+  char *host;
+  uint32_t port;
+  int32_t connect_timeout; /* -1: the router's */
+} rk__entry;
+
 struct rk__router {
   uint32_t kind, flags, limit;
   int32_t connect_timeout, family;
@@ -75,6 +88,8 @@ struct rk__router {
   int32_t nallow, ndeny, nusers;
   rk__rule *allow, *deny;
   rk__user *users;
+  int32_t nentries; /* RK_ROUTER_TABLE */
+  rk__entry *entries;
   int32_t refs; /* atomic: the listener while it has it, each connection
                    that started with it */
 };
@@ -149,6 +164,11 @@ static void rk__router_free(rk__router *rt) {
     free(rt->users[i].p);
   }
   free(rt->users);
+  for (int32_t i = 0; rt->entries != NULL && i < rt->nentries; i++) {
+    free(rt->entries[i].pattern);
+    free(rt->entries[i].host);
+  }
+  free(rt->entries);
   free(rt->bind_host);
   free(rt);
 }
@@ -244,7 +264,8 @@ static rk__router *rk__router_parse(const uint8_t *data, int32_t len) {
     free(rt->bind_host);
     rt->bind_host = NULL;
   }
-  if ((rt->kind != RK_ROUTER_SOCKS && rt->kind != RK_ROUTER_CONNECT) ||
+  if ((rt->kind != RK_ROUTER_SOCKS && rt->kind != RK_ROUTER_CONNECT &&
+       rt->kind != RK_ROUTER_TABLE) ||
       rt->limit == 0 || rt->connect_timeout < 0 || rt->family < 0 ||
       rt->family > RK_FAMILY_ONLY_V6)
     r.bad = 1;
@@ -263,6 +284,32 @@ static rk__router *rk__router_parse(const uint8_t *data, int32_t len) {
     }
   } else {
     rt->nusers = -1; /* no users: no authentication */
+  }
+  if (rt->kind == RK_ROUTER_TABLE && !r.bad) {
+    int32_t ne = rk__count(&r, 100000);
+    if (ne < 0)
+      r.bad = 1;
+    if (!r.bad && (rt->entries = calloc((size_t)ne + 1, sizeof *rt->entries)) == NULL)
+      r.bad = 1;
+    if (!r.bad)
+      rt->nentries = ne;
+    for (int32_t i = 0; i < rt->nentries && !r.bad; i++) {
+      rk__entry *en = &rt->entries[i];
+      en->match = rk__u32(&r);
+      en->pattern = rk__bytes(&r, &en->pattern_len);
+      en->fixed = (int)rk__u32(&r);
+      uint32_t hl = 0;
+      en->host = (char *)rk__bytes(&r, &hl);
+      en->port = rk__u32(&r);
+      uint32_t t = rk__u32(&r);
+      en->connect_timeout = t == UINT32_MAX ? -1 : (int32_t)t;
+      if (en->match < RK__MATCH_PREFIX || en->match > RK__MATCH_DEFAULT ||
+          (en->match == RK__MATCH_PREFIX && en->pattern_len == 0) ||
+          (en->fixed != 0 && en->fixed != 1) ||
+          (en->fixed && (hl == 0 || en->port == 0 || en->port > 65535)) ||
+          en->connect_timeout < -1)
+        r.bad = 1;
+    }
   }
   if (r.bad || r.left != 0) {
     rk__router_free(rt);
@@ -1282,9 +1329,9 @@ static void rk__route_defer(rk__conn *c, uint32_t flags) {
 
 /* Decide as the host would with rk_hold_decide. */
 static void rk__route_decide(rk__conn *c, int action, const char *host,
-                             uint32_t port, const uint8_t *to_b,
-                             uint32_t to_b_len, const uint8_t *to_a,
-                             uint32_t to_a_len) {
+                             uint32_t port, int32_t timeout,
+                             const uint8_t *to_b, uint32_t to_b_len,
+                             const uint8_t *to_a, uint32_t to_a_len) {
   const rk__router *rt = c->router;
   rk__cmd *cmd = calloc(1, sizeof *cmd);
   if (cmd == NULL) {
@@ -1307,8 +1354,8 @@ static void rk__route_decide(rk__conn *c, int action, const char *host,
   if (action == RK_DECIDE_CONNECT) {
     cmd->decision.flags = RK_DECISION_RETRY;
     cmd->decision.port = (int32_t)port;
-    cmd->target = rk__copy_target(host, (int32_t)port, rt->family,
-                                  rt->connect_timeout, rt->bind_host);
+    cmd->target = rk__copy_target(host, (int32_t)port, rt->family, timeout,
+                                  rt->bind_host);
   }
   if (cmd->data == NULL || cmd->data2 == NULL ||
       (action == RK_DECIDE_CONNECT && cmd->target == NULL)) {
@@ -1325,7 +1372,7 @@ static void rk__route_refuse(rk__conn *c, const uint8_t *reply, uint32_t len) {
     rk__route_defer(c, 0); /* the host's router says why */
     return;
   }
-  rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, NULL, 0, reply, len);
+  rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, 0, NULL, 0, reply, len);
 }
 
 /* Connect to the checked address a. */
@@ -1337,7 +1384,8 @@ static void rk__route_connect(rk__conn *c, const rk__step *s,
   c->route_port = (uint16_t)s->port;
   c->route_fail = (uint8_t)s->fail;
   c->route_fail_prefix = (uint8_t)(s->fail_prefix_len / 2);
-  rk__route_decide(c, RK_DECIDE_CONNECT, text, s->port, c->hold_buf + s->rest,
+  rk__route_decide(c, RK_DECIDE_CONNECT, text, s->port,
+                   c->router->connect_timeout, c->hold_buf + s->rest,
                    c->hold_len - s->rest, s->out, s->out_len);
 }
 
@@ -1346,8 +1394,345 @@ static void rk__route_step(rk__conn *c, rk__step *s) {
   rk__parse(c->router, c->hold_buf, c->hold_len, c->route_sent, s);
 }
 
+
+/* ---- routing tables (src/protocol/first_bytes.ts, route_table.ts) ------ */
+
+/* The most an HTTP request head may take before its Host is read, and a
+ * TLS record (first_bytes.ts HEAD_MAX, TLS_RECORD_MAX). */
+#define RK__TABLE_HEAD_MAX (16 * 1024)
+#define RK__TLS_RECORD_MAX (16 * 1024)
+
+/* A first-bytes parser's answer (first_bytes.ts FirstBytes). */
+enum { RK__FB_NAME = 1, RK__FB_NONE, RK__FB_MORE, RK__FB_BAD };
+
+typedef struct {
+  int kind;
+  char name[256];
+} rk__fb;
+
+/* first_bytes.ts tableName: 1 and the lower case name in out, or 0. */
+static int rk__table_name(const uint8_t *t, size_t n, char out[256]) {
+  if (n == 0 || n > 255)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = t[i];
+    if (c >= 'A' && c <= 'Z')
+      c |= 0x20;
+    else if (!((c >= 'a' && c <= 'z') || rk__is_digit(c) || c == '-' ||
+               c == '_' || c == '.'))
+      return 0;
+    out[i] = (char)c;
+  }
+  if (out[n - 1] == '.')
+    n--;
+  out[n] = 0;
+  return n > 0;
+}
+
+static int rk__digits_1_5(const uint8_t *t, size_t n) {
+  if (n < 1 || n > 5)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!rk__is_digit(t[i]))
+      return 0;
+  return 1;
+}
+
+/* The Host's name from its value t[0..n) (first_bytes.ts httpHost). */
+static void rk__host_value(const uint8_t *t, size_t n, rk__fb *f) {
+  f->kind = RK__FB_BAD;
+  if (n == 0) {
+    f->kind = RK__FB_NONE;
+    return;
+  }
+  if (t[0] == '[') {
+    const uint8_t *close = memchr(t, ']', n);
+    if (close == NULL)
+      return;
+    size_t ci = (size_t)(close - t);
+    const uint8_t *after = close + 1;
+    size_t an = n - ci - 1;
+    if (ci < 2 || ci > 256 ||
+        !(an == 0 || (after[0] == ':' && rk__digits_1_5(after + 1, an - 1))))
+      return;
+    for (size_t i = 1; i < ci; i++) {
+      uint8_t c = t[i];
+      if (c >= 'A' && c <= 'F')
+        c |= 0x20;
+      if (!(rk__is_digit(c) || (c >= 'a' && c <= 'f') || c == ':' || c == '.'))
+        return;
+      f->name[i - 1] = (char)c;
+    }
+    f->name[ci - 1] = 0;
+    f->kind = RK__FB_NAME;
+    return;
+  }
+  const uint8_t *colon = memchr(t, ':', n);
+  if (colon != NULL) {
+    size_t ci = (size_t)(colon - t);
+    if (!rk__digits_1_5(colon + 1, n - ci - 1))
+      return;
+    n = ci;
+  }
+  if (rk__table_name(t, n, f->name))
+    f->kind = RK__FB_NAME;
+}
+
+static void rk__http_host(const uint8_t *d, size_t n, rk__fb *f) {
+  f->kind = RK__FB_MORE;
+  if (n == 0)
+    return;
+  size_t i = 0;
+  while (i < n && d[i] >= 'A' && d[i] <= 'Z')
+    i++;
+  if (i == n) {
+    f->kind = i > 32 ? RK__FB_NONE : RK__FB_MORE;
+    return;
+  }
+  if (i == 0 || d[i] != ' ') {
+    f->kind = RK__FB_NONE;
+    return;
+  }
+  size_t scan = n < RK__TABLE_HEAD_MAX ? n : RK__TABLE_HEAD_MAX;
+  size_t end = 0;
+  int found = 0;
+  for (size_t k = 0; k + 3 < scan; k++) {
+    if (d[k] == '\r' && d[k + 1] == '\n' && d[k + 2] == '\r' && d[k + 3] == '\n') {
+      end = k;
+      found = 1;
+      break;
+    }
+  }
+  size_t ll = 0;
+  while (ll + 1 < n && !(d[ll] == '\r' && d[ll + 1] == '\n'))
+    ll++;
+  if (ll + 1 < n) {
+    /* ^[A-Z]+ [^\s]+ HTTP\/1\.[01]$ */
+    static const char v10[] = " HTTP/1.0", v11[] = " HTTP/1.1";
+    size_t sl = sizeof v10 - 1;
+    int ok = ll > i + 1 + sl && (memcmp(d + ll - sl, v10, sl) == 0 ||
+                                 memcmp(d + ll - sl, v11, sl) == 0);
+    for (size_t k = i + 1; ok && k < ll - sl; k++)
+      ok = !rk__ws(d[k]);
+    if (!ok) {
+      f->kind = RK__FB_NONE;
+      return;
+    }
+  }
+  if (!found) {
+    f->kind = n >= RK__TABLE_HEAD_MAX ? RK__FB_BAD : RK__FB_MORE;
+    return;
+  }
+  const uint8_t *host = NULL;
+  size_t host_len = 0;
+  size_t pos = ll + 2;
+  while (pos < end + 2) {
+    size_t j = pos;
+    while (!(d[j] == '\r' && d[j + 1] == '\n'))
+      j++;
+    if (d[pos] == ' ' || d[pos] == '\t') {
+      f->kind = RK__FB_BAD; /* folded header line */
+      return;
+    }
+    size_t colon = pos;
+    while (colon < j && d[colon] != ':')
+      colon++;
+    if (colon == j || colon == pos) {
+      f->kind = RK__FB_BAD; /* a header line without a name */
+      return;
+    }
+    for (size_t k = pos; k < colon; k++) {
+      if (rk__ws(d[k])) {
+        f->kind = RK__FB_BAD;
+        return;
+      }
+    }
+    if (colon - pos == 4 && rk__prefix_ci(d + pos, 4, "host")) {
+      if (host != NULL) {
+        f->kind = RK__FB_BAD; /* Host given twice */
+        return;
+      }
+      size_t a = colon + 1, b = j;
+      while (a < b && (d[a] == ' ' || d[a] == '\t'))
+        a++;
+      while (b > a && (d[b - 1] == ' ' || d[b - 1] == '\t'))
+        b--;
+      host = d + a;
+      host_len = b - a;
+    }
+    pos = j + 2;
+  }
+  if (host == NULL) {
+    f->kind = RK__FB_NONE;
+    return;
+  }
+  rk__host_value(host, host_len, f);
+}
+
+/* first_bytes.ts tlsSni. */
+static void rk__tls_sni(const uint8_t *d, size_t n, rk__fb *f) {
+  f->kind = RK__FB_MORE;
+  if (n == 0)
+    return;
+  if (d[0] != 0x16) {
+    f->kind = RK__FB_NONE;
+    return;
+  }
+  if (n < 5)
+    return;
+  size_t rlen = (size_t)d[3] << 8 | d[4];
+  f->kind = RK__FB_BAD;
+  if (d[1] != 3 || rlen < 4 || rlen > RK__TLS_RECORD_MAX)
+    return;
+  if (n < 5 + rlen) {
+    f->kind = RK__FB_MORE;
+    return;
+  }
+  if (d[5] != 1)
+    return;
+  size_t hlen = (size_t)d[6] << 16 | (size_t)d[7] << 8 | d[8];
+  if (4 + hlen > rlen)
+    return;
+  size_t end = 9 + hlen, p = 9 + 2 + 32;
+  if (p + 1 > end)
+    return;
+  p += 1 + (size_t)d[p];
+  if (p + 2 > end)
+    return;
+  p += 2 + ((size_t)d[p] << 8 | d[p + 1]);
+  if (p + 1 > end)
+    return;
+  p += 1 + (size_t)d[p];
+  if (p > end)
+    return;
+  if (p == end) {
+    f->kind = RK__FB_NONE;
+    return;
+  }
+  if (p + 2 > end)
+    return;
+  size_t xend = p + 2 + ((size_t)d[p] << 8 | d[p + 1]);
+  if (xend > end)
+    return;
+  p += 2;
+  while (p < xend) {
+    if (p + 4 > xend)
+      return;
+    size_t type = (size_t)d[p] << 8 | d[p + 1];
+    size_t len = (size_t)d[p + 2] << 8 | d[p + 3];
+    p += 4;
+    if (p + len > xend)
+      return;
+    if (type == 0) {
+      if (len < 2)
+        return;
+      size_t lend = p + 2 + ((size_t)d[p] << 8 | d[p + 1]);
+      if (lend > p + len)
+        return;
+      size_t q = p + 2;
+      while (q < lend) {
+        if (q + 3 > lend)
+          return;
+        uint8_t nt = d[q];
+        size_t nl = (size_t)d[q + 1] << 8 | d[q + 2];
+        q += 3;
+        if (q + nl > lend)
+          return;
+        if (nt == 0) {
+          if (rk__table_name(d + q, nl, f->name))
+            f->kind = RK__FB_NAME;
+          return;
+        }
+        q += nl;
+      }
+      f->kind = RK__FB_NONE;
+      return;
+    }
+    p += len;
+  }
+  f->kind = RK__FB_NONE;
+}
+
+enum { RK__T_WAIT = 1, RK__T_DEFER, RK__T_CONNECT };
+
+/* The first entry that matches d[0..n) (route_table.ts routeTable):
+ * RK__T_WAIT while an entry before it cannot tell yet, RK__T_CONNECT for
+ * a fixed address (*hit), RK__T_DEFER for everything the host decides or
+ * reports (a backend, malformed first bytes, no entry matching). */
+static int rk__table_decide(const rk__router *rt, const uint8_t *d, size_t n,
+                            const rk__entry **hit) {
+  rk__fb http, tls;
+  int have_http = 0, have_tls = 0;
+  for (int32_t i = 0; i < rt->nentries; i++) {
+    const rk__entry *en = &rt->entries[i];
+    int matched = 0;
+    if (en->match == RK__MATCH_DEFAULT) {
+      matched = 1;
+    } else if (en->match == RK__MATCH_PREFIX) {
+      size_t m = en->pattern_len < n ? en->pattern_len : n;
+      int same = m == 0 || memcmp(en->pattern, d, m) == 0;
+      if (same && n < en->pattern_len)
+        return RK__T_WAIT;
+      matched = same;
+    } else {
+      rk__fb *f = en->match == RK__MATCH_HOST ? &http : &tls;
+      int *have = en->match == RK__MATCH_HOST ? &have_http : &have_tls;
+      if (!*have) {
+        if (en->match == RK__MATCH_HOST)
+          rk__http_host(d, n, f);
+        else
+          rk__tls_sni(d, n, f);
+        *have = 1;
+      }
+      if (f->kind == RK__FB_MORE)
+        return RK__T_WAIT;
+      if (f->kind == RK__FB_BAD)
+        return RK__T_DEFER; /* the host's table names the error */
+      matched = f->kind == RK__FB_NAME &&
+                rk__glob((const char *)en->pattern, f->name);
+    }
+    if (matched) {
+      *hit = en;
+      return en->fixed ? RK__T_CONNECT : RK__T_DEFER;
+    }
+  }
+  return RK__T_DEFER; /* no entry matches: the host's table says so */
+}
+
+static void rk__table_input(rk__conn *c, uint32_t flags) {
+  const rk__router *rt = c->router;
+  const rk__entry *en = NULL;
+  int what = rk__table_decide(rt, c->hold_buf, c->hold_len, &en);
+  if (what == RK__T_WAIT) {
+    if (c->hold_len >= rt->limit || (flags & RK_HOLD_EOF)) {
+      rk__route_defer(c, flags);
+      return;
+    }
+    c->hold_max = rt->limit;
+    return;
+  }
+  rk__host h;
+  if (what == RK__T_DEFER ||
+      rk__classify((const uint8_t *)en->host, strlen(en->host), &h) !=
+          RK__HOST_ADDRESS) {
+    rk__route_defer(c, flags);
+    return;
+  }
+  c->route_addr = h.addr;
+  c->route_port = (uint16_t)en->port;
+  c->route_fail = 0;
+  rk__route_decide(c, RK_DECIDE_CONNECT, en->host, en->port,
+                   en->connect_timeout >= 0 ? en->connect_timeout
+                                            : rt->connect_timeout,
+                   c->hold_buf, c->hold_len, NULL, 0);
+}
+
 void rk__route_input(rk__conn *c, uint32_t flags) {
   const rk__router *rt = c->router;
+  if (rt->kind == RK_ROUTER_TABLE) {
+    rk__table_input(c, flags);
+    return;
+  }
   rk__step *s = malloc(sizeof *s);
   if (s == NULL) {
     rk__conn_end(c, RK_END_RESET, -ENOMEM);
@@ -1373,7 +1758,7 @@ void rk__route_input(rk__conn *c, uint32_t flags) {
     c->hold_max = rt->limit;
     break;
   case RK__R_CLOSE:
-    rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, NULL, 0, s->out, s->out_len);
+    rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, 0, NULL, 0, s->out, s->out_len);
     break;
   case RK__R_REFUSE:
     rk__route_refuse(c, s->out, s->out_len);
@@ -1479,7 +1864,9 @@ int rk__route_connect_failed(rk__conn *c, int err) {
   rk__route_post_target(c, RK_EV_ROUTE_FAILED, err);
   uint8_t out[64];
   uint32_t n = 0;
-  if (c->route_fail == RK__FAIL_SOCKS4) {
+  if (c->router->kind == RK_ROUTER_TABLE) {
+    /* no reply: the connection closes, the host reports the failure */
+  } else if (c->route_fail == RK__FAIL_SOCKS4) {
     rk__socks4_reply(out, 91);
     n = 8;
   } else if (c->route_fail == RK__FAIL_SOCKS5) {
@@ -1506,12 +1893,14 @@ int rk__route_connect_failed(rk__conn *c, int err) {
     memcpy(out, tmp.out, tmp.out_len < sizeof out ? tmp.out_len : sizeof out);
     n = tmp.out_len < sizeof out ? tmp.out_len : (uint32_t)sizeof out;
   }
-  rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, NULL, 0, out, n);
+  rk__route_decide(c, RK_DECIDE_CLOSE, NULL, 0, 0, NULL, 0, out, n);
   return 1;
 }
 
 void rk__route_start(rk__conn *c) {
   c->hold_max = c->router->limit;
+  if (c->router->kind == RK_ROUTER_TABLE)
+    rk__table_input(c, 0); /* a table may decide on no bytes (default) */
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -1596,4 +1985,34 @@ int32_t rk_router_check(const uint8_t *desc, int32_t len, const uint8_t *host,
   }
   rk__router_free(rt);
   return n;
+}
+
+int32_t rk_router_table_check(const uint8_t *desc, int32_t len,
+                              const uint8_t *data, int32_t n, char *out,
+                              int32_t cap) {
+  if (desc == NULL || len <= 0 || n < 0 || (n > 0 && data == NULL) ||
+      out == NULL || cap <= 0)
+    return -EINVAL;
+  rk__router *rt = rk__router_parse(desc, len);
+  if (rt == NULL || rt->kind != RK_ROUTER_TABLE) {
+    if (rt != NULL)
+      rk__router_free(rt);
+    return -EINVAL;
+  }
+  const rk__entry *en = NULL;
+  int what = rk__table_decide(rt, data, (size_t)n, &en);
+  rk__host h;
+  int r;
+  if (what == RK__T_WAIT)
+    r = snprintf(out, (size_t)cap, "wait");
+  else if (what == RK__T_DEFER ||
+           rk__classify((const uint8_t *)en->host, strlen(en->host), &h) !=
+               RK__HOST_ADDRESS)
+    r = snprintf(out, (size_t)cap, "defer");
+  else
+    r = snprintf(out, (size_t)cap, "connect %s %u %d", en->host, en->port,
+                 en->connect_timeout >= 0 ? en->connect_timeout
+                                          : rt->connect_timeout);
+  rk__router_free(rt);
+  return r;
 }

@@ -3163,6 +3163,194 @@ static void t_router(void) {
   server_stop(&echo);
 }
 
+/* ---- routing tables ---------------------------------------------------- */
+
+static void d_bytes(desc_t *d, const void *b, size_t n) {
+  d_u32(d, (uint32_t)n);
+  memcpy(d->b + d->n, b, n);
+  d->n += n;
+}
+
+/* A table: prefix "SSH-", Host "a.test", SNI "*.x.test" to 127.0.0.1:port;
+ * Host "b.test" for the host to decide; no default. */
+static void table_desc(desc_t *d, int port) {
+  d->n = 0;
+  d_u32(d, 0x524b5231u);
+  d_u32(d, RK_ROUTER_TABLE);
+  d_u32(d, 0);
+  d_u32(d, 65536);
+  d_u32(d, 5000);
+  d_u32(d, RK_FAMILY_ANY);
+  d_str(d, "");
+  d_u32(d, 0); /* no allow rules */
+  d_u32(d, 0); /* no deny rules */
+  d_u32(d, UINT32_MAX);
+  d_u32(d, 4);
+  const char *pat[4] = {"SSH-", "a.test", "*.x.test", "b.test"};
+  const uint32_t match[4] = {1, 2, 3, 2};
+  for (int i = 0; i < 4; i++) {
+    d_u32(d, match[i]);
+    d_bytes(d, pat[i], strlen(pat[i]));
+    d_u32(d, i < 3);
+    d_str(d, i < 3 ? "127.0.0.1" : "");
+    d_u32(d, i < 3 ? (uint32_t)port : 0);
+    d_u32(d, UINT32_MAX);
+  }
+}
+
+/* A TLS record with a ClientHello naming `sni`. */
+static size_t client_hello(uint8_t *out, const char *sni) {
+  size_t nl = strlen(sni), o = 0;
+  uint8_t body[300];
+  size_t b = 0;
+  body[b++] = 3;
+  body[b++] = 3;
+  memset(body + b, 7, 32);
+  b += 32;
+  body[b++] = 0;
+  body[b++] = 0;
+  body[b++] = 2;
+  body[b++] = 0x13;
+  body[b++] = 1;
+  body[b++] = 1;
+  body[b++] = 0;
+  size_t ext = 9 + nl;
+  body[b++] = (uint8_t)(ext >> 8);
+  body[b++] = (uint8_t)ext;
+  const uint8_t head[9] = {0, 0, (uint8_t)((nl + 5) >> 8), (uint8_t)(nl + 5),
+                           (uint8_t)((nl + 3) >> 8), (uint8_t)(nl + 3), 0,
+                           (uint8_t)(nl >> 8), (uint8_t)nl};
+  memcpy(body + b, head, 9);
+  b += 9;
+  memcpy(body + b, sni, nl);
+  b += nl;
+  size_t hs = b + 4;
+  const uint8_t rec[9] = {0x16, 3, 1, (uint8_t)(hs >> 8), (uint8_t)hs, 1, 0,
+                          (uint8_t)(b >> 8), (uint8_t)b};
+  memcpy(out, rec, 9);
+  o = 9;
+  memcpy(out + o, body, b);
+  return o + b;
+}
+
+typedef struct {
+  int port;
+  int seed;
+  int n;
+} table_fuzz_t;
+
+static void *table_fuzz_main(void *arg) {
+  table_fuzz_t *f = arg;
+  uint64_t r = seed_for((uint64_t)f->seed);
+  static const char http[] = "GET / HTTP/1.1\r\nUser-Agent: x\r\nHost: a.test:80"
+                             "\r\nAccept: */*\r\n\r\n";
+  uint8_t tls[300];
+  size_t tn = client_hello(tls, "w.x.test");
+  for (int i = 0; i < f->n; i++) {
+    uint8_t buf[400];
+    const uint8_t *base = i % 2 ? tls : (const uint8_t *)http;
+    size_t bn = i % 2 ? tn : sizeof http - 1, n = bn;
+    memcpy(buf, base, bn);
+    switch (rnd_below(&r, 3)) {
+    case 0:
+      n = rnd_below(&r, (uint32_t)bn);
+      break;
+    case 1:
+      for (int k = 0; k < 3; k++)
+        buf[rnd_below(&r, (uint32_t)bn)] = (uint8_t)rnd(&r);
+      break;
+    default:
+      n = 1 + rnd_below(&r, (uint32_t)bn);
+      buf[rnd_below(&r, (uint32_t)n)] = (uint8_t)rnd(&r);
+    }
+    int fd = connect_tcp(f->port);
+    write_full(fd, buf, n);
+    shutdown(fd, SHUT_WR);
+    uint8_t out[512];
+    int err;
+    read_to_end(fd, out, sizeof out, &err);
+    close(fd);
+  }
+  return NULL;
+}
+
+static void t_table(void) {
+  server_t echo;
+  server_start(&echo, echo_fn);
+  routed_t routed = {.h = -1};
+  pump_t pump;
+  int32_t h = engine_new(&pump, routed_event, &routed);
+  routed.h = h;
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = 0,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen %d", lid);
+  desc_t d;
+  table_desc(&d, echo.port);
+  CHECK_RC(rk_listener_set_router(h, lid, d.b, (int32_t)d.n),
+           "rk_listener_set_router");
+  CHECK(rk_listener_set_router(h, lid, d.b, (int32_t)d.n - 3) == -EINVAL,
+        "a truncated table is refused");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  int port = rk_listener_port(h, lid);
+  /* decided here: the whole head goes to the echo server and comes back */
+  static const char req[] = "GET / HTTP/1.1\r\nHOST: A.test:8080\r\n\r\n";
+  uint8_t tls[300];
+  size_t tn = client_hello(tls, "w.X.test");
+  const struct {
+    const uint8_t *b;
+    size_t n;
+    size_t split;
+  } ok[] = {{(const uint8_t *)req, sizeof req - 1, 20},
+            {tls, tn, 7},
+            {(const uint8_t *)"SSH-2.0-x\r\n", 11, 2}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    int fd = connect_tcp(port);
+    write_all(fd, ok[i].b, ok[i].split);
+    sleep_ms(20);
+    write_all(fd, ok[i].b + ok[i].split, ok[i].n - ok[i].split);
+    uint8_t got[400];
+    read_exact(fd, got, ok[i].n);
+    CHECK(memcmp(got, ok[i].b, ok[i].n) == 0, "table case %zu: echo differs",
+          i);
+    close(fd);
+  }
+  /* handed to the host: a backend entry, no entry matching, Host twice */
+  int before = atomic_load(&routed.handed);
+  const char *host[] = {"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n",
+                        "GET / HTTP/1.1\r\nHost: c.test\r\n\r\n",
+                        "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n"};
+  for (int i = 0; i < 3; i++) {
+    int fd = connect_tcp(port);
+    write_all(fd, host[i], strlen(host[i]));
+    uint8_t got[16];
+    int err;
+    size_t n = read_to_end(fd, got, sizeof got, &err);
+    CHECK(n == 0, "handed-over case %d answered %zu bytes", i, n);
+    close(fd);
+  }
+  CHECK(atomic_load(&routed.handed) - before == 3, "%d handed over",
+        atomic_load(&routed.handed) - before);
+  table_fuzz_t fz[4];
+  pthread_t ft[4];
+  for (int i = 0; i < 4; i++) {
+    fz[i] = (table_fuzz_t){port, 900 + i, 150};
+    ft[i] = spawn(table_fuzz_main, &fz[i]);
+  }
+  for (int i = 0; i < 4; i++)
+    join(ft[i]);
+  /* still serving */
+  int fd = connect_tcp(port);
+  write_all(fd, req, sizeof req - 1);
+  uint8_t got[64];
+  read_exact(fd, got, sizeof req - 1);
+  CHECK(memcmp(got, req, sizeof req - 1) == 0, "still serving");
+  close(fd);
+  printf("  (%d handed over)\n", atomic_load(&routed.handed));
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 static const test_t tests[] = {
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
@@ -3205,6 +3393,9 @@ static const test_t tests[] = {
     TEST("built-in routers: SOCKS4a/5 and CONNECT decided in the engine, "
          "refusals, 840 random handshakes, routers replaced under load",
          t_router),
+    TEST("a routing table decides Host, SNI and prefix in C, hands the rest "
+         "over, and survives mutated first bytes",
+         t_table),
 };
 
 static atomic_llong g_deadline;

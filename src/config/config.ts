@@ -39,6 +39,7 @@ import type {
   TunnelServerConfig,
 } from "./types.ts";
 import { Validator } from "./validate.ts";
+import { distance } from "../spelling.ts";
 import { type Node, resolveAliases } from "./yaml.ts";
 
 export type {
@@ -183,6 +184,28 @@ export function parseConfig(text: string, file: string): Config {
           `no backend named "${backendNode.value}" (backends: ${known})`,
         );
       }
+    }
+    const routesNode = v.valueNode(node, "routes");
+    for (const [j, e] of isSeq(routesNode) ? v.seq(routesNode, "") : []) {
+      const b = v.valueNode(e, "backend");
+      if (!isScalar(b) || typeof b.value !== "string") continue;
+      if (config.backends.find((x) => x.name === b.value)?.sendProxy !== undefined) {
+        at(
+          b,
+          `${where}.routes[${j}].backend`,
+          `backend "${b.value}" sends a PROXY header, which a routing table cannot (yet)`,
+        );
+      }
+      if (names.has(b.value)) continue;
+      const near = [...names].find((n) => distance(n, String(b.value)) <= 2);
+      const known = [...names].map((n) => `"${n}"`).join(", ") || "none";
+      at(
+        b,
+        `${where}.routes[${j}].backend`,
+        `no backend named "${b.value}"${
+          near === undefined ? "" : ` (did you mean "${near}"?)`
+        } (backends: ${known})`,
+      );
     }
     const l = v.listener(node, where)?.config;
     if (l === undefined) continue;

@@ -20,8 +20,11 @@ import { loadHooksModule, loadRouteModule, type RouteModule } from "../proxy/rou
 import type { DataHooks } from "../forward/hooks.ts";
 import { HealthChecker } from "../proxy/health.ts";
 import { httpConnectRouter, socksRouter } from "../proxy/socks.ts";
+import { routeTable, type RouteTableEntry } from "../proxy/route_table.ts";
+import type { RouteFunction } from "../proxy/routing.ts";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { plural } from "./plural.ts";
+import type { BackendConfig, RouteEntryConfig } from "./types.ts";
 import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
 import {
   type Config,
@@ -293,7 +296,8 @@ export class Runner {
     }
     return [...this.#running].map(([name, r]) => ({
       name,
-      route: r.config.backend ?? r.config.router?.kind ?? "route",
+      route: r.config.backend ?? r.config.router?.kind ??
+        (r.config.routes !== undefined ? "routes" : "route"),
       limit: r.config.maxConnections ?? 0,
       proxy: r.proxy,
       disabled: this.#disabled.has(name),
@@ -780,13 +784,17 @@ export class Runner {
     const { routes, hooks } = await loadModules(config, this.#path, generation - 1);
     const where = (l: ListenerConfig) => {
       const r = l.router;
-      const route = r === undefined ? routes.get(l.name) : {
-        route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
-          ...r.options,
-          onDenied: (what, conn) =>
-            this.#o.log("warn", `${l.name}: #${conn.id} refused: ${what}`, `${l.name}: refused`),
-        }),
-      };
+      const route = l.routes !== undefined
+        ? { route: tableRoute(l.routes, backends) }
+        : r === undefined
+        ? routes.get(l.name)
+        : {
+          route: (r.kind === "socks" ? socksRouter : httpConnectRouter)({
+            ...r.options,
+            onDenied: (what, conn) =>
+              this.#o.log("warn", `${l.name}: #${conn.id} refused: ${what}`, `${l.name}: refused`),
+          }),
+        };
       return {
         ...(l.backend !== undefined ? { backend: backends.get(l.backend)! } : {}),
         ...(route !== undefined ? { route: route.route } : {}),
@@ -943,4 +951,28 @@ export class Runner {
       this.#o.access(rec);
     });
   }
+}
+
+/**
+ * A listener's routing table as a route function. An entry with an address
+ * (`to`) is decided by the native engine itself; an entry with a backend is
+ * balanced per connection by its Backend (server states, counters,
+ * failover), in JavaScript.
+ */
+function tableRoute(
+  entries: readonly RouteEntryConfig[],
+  backends: ReadonlyMap<string, Backend>,
+): RouteFunction {
+  return routeTable(entries.map((e) => {
+    const out: RouteTableEntry = { ...e.match };
+    if (e.connectTimeout !== undefined) out.connectTimeout = e.connectTimeout;
+    if (!("backend" in e.to)) {
+      out.to = { host: e.to.host, port: e.to.port };
+      return out;
+    }
+    // a backend's servers have states the admin API changes (drain, maint),
+    // counters and failover: its Backend decides each connection
+    out.backend = backends.get(e.to.backend)!;
+    return out;
+  }));
 }

@@ -41,12 +41,23 @@ export interface ListenerConfig {
   hooks: string | undefined;
   /** Where `route` and `hooks` are in the file (a module that cannot load is reported there). */
   modulesAt: { route?: ConfigPlace; hooks?: ConfigPlace };
+  /** A static routing table instead of a backend or route (`routes:`). */
+  routes: RouteEntryConfig[] | undefined;
   /** A built-in router instead of a backend or route. */
   router: { kind: "socks" | "http-connect"; options: RouterOptions } | undefined;
   acceptProxy: AcceptProxyOptions | undefined;
   tls: { cert: string; key: string } | undefined;
   maxConnections: number | undefined;
   idleTimeout: number | undefined;
+  connectTimeout: number | undefined;
+}
+
+/** One entry of a listener's routing table, validated. */
+export interface RouteEntryConfig {
+  /** What it matches: a Host or SNI name pattern, a prefix of bytes, or anything. */
+  match: { host: string } | { sni: string } | { prefix: string } | { default: true };
+  /** Where it goes: a backend's name, or an address. */
+  to: { backend: string } | { host: string; port: number };
   connectTimeout: number | undefined;
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { distance } from "../spelling.ts";
+import { tableName } from "../protocol/first_bytes.ts";
 import { isMap, isScalar, isSeq, type YAMLMap } from "yaml";
 import type { Endpoint } from "../forward/types.ts";
 import { BALANCE_MODES } from "../proxy/balance.ts";
@@ -20,6 +21,7 @@ import type {
   BackendConfig,
   ConfigPlace,
   ListenerConfig,
+  RouteEntryConfig,
   ServerConfig,
   TunnelClientConfig,
   TunnelServerConfig,
@@ -332,6 +334,85 @@ export class Validator {
     return options;
   }
 
+  /**
+   * A routing table: a list of { host | sni | prefix | default, backend |
+   * to, connect_timeout }.
+   */
+  routes(node: Node, where: string): RouteEntryConfig[] | undefined {
+    const out: RouteEntryConfig[] = [];
+    const list = this.seq(node, where);
+    if (isSeq(node) && node.items.length === 0) this.at(node, where, "needs at least one entry");
+    for (const [i, e] of list) {
+      const w = `${where}[${i}]`;
+      const em = this.keys(e, w, [
+        "host",
+        "sni",
+        "prefix",
+        "default",
+        "backend",
+        "to",
+        "connect_timeout",
+      ]);
+      if (!isMap(e)) continue;
+      const matches = ["host", "sni", "prefix", "default"].filter((k) => em.has(k));
+      const tos = ["backend", "to"].filter((k) => em.has(k));
+      if (matches.length !== 1) {
+        this.at(
+          e,
+          w,
+          matches.length === 0
+            ? "needs one of host, sni, prefix or default"
+            : `give one of ${matches.join(", ")}, not several`,
+        );
+      }
+      if (tos.length !== 1) {
+        this.at(
+          e,
+          w,
+          tos.length === 0
+            ? "needs backend (a backend's name) or to ({ host, port })"
+            : "give one of backend or to, not both",
+        );
+      }
+      let match: RouteEntryConfig["match"] | undefined;
+      if (em.has("host") || em.has("sni")) {
+        const k = em.has("host") ? "host" : "sni";
+        const p = this.string(em.get(k), `${w}.${k}`);
+        if (p !== undefined) {
+          if (tableName(p.replace(/\*/g, "x")) === undefined) {
+            this.at(
+              em.get(k),
+              `${w}.${k}`,
+              `"${p}" is not a host name pattern (letters, digits, "-", "_", "." and "*")`,
+            );
+          } else match = k === "host" ? { host: p } : { sni: p };
+        }
+      } else if (em.has("prefix")) {
+        const p = this.string(em.get("prefix"), `${w}.prefix`);
+        if (p !== undefined) match = { prefix: p };
+      } else if (em.has("default")) {
+        if (this.bool(em.get("default"), `${w}.default`) === true) match = { default: true };
+        else if (isScalar(em.get("default"))) {
+          this.at(em.get("default"), `${w}.default`, "only true");
+        }
+      }
+      let to: RouteEntryConfig["to"] | undefined;
+      if (em.has("backend")) {
+        const b = this.string(em.get("backend"), `${w}.backend`);
+        if (b !== undefined) to = { backend: b };
+      } else if (em.has("to")) {
+        to = this.inet(em.get("to"), `${w}.to`, false);
+      }
+      const connectTimeout = em.has("connect_timeout")
+        ? this.setting(em.get("connect_timeout"), `${w}.connect_timeout`, settings.millis)
+        : undefined;
+      if (match !== undefined && to !== undefined && matches.length === 1 && tos.length === 1) {
+        out.push({ match, to, connectTimeout });
+      }
+    }
+    return out;
+  }
+
   bool(node: Node, where: string): boolean | undefined {
     if (isScalar(node) && typeof node.value === "boolean") return node.value;
     this.at(node, where, `expected true or false, not ${describe(node)}`);
@@ -528,6 +609,7 @@ export class Validator {
       "hooks",
       "socks",
       "http_connect",
+      "routes",
     ], ["name"]);
     const name = m.has("name") ? this.string(m.get("name"), `${where}.name`) : undefined;
     const listen = this.endpoint(m, node, where, true);
@@ -535,13 +617,13 @@ export class Validator {
       ? this.string(m.get("backend"), `${where}.backend`)
       : undefined;
     const route = m.has("route") ? this.string(m.get("route"), `${where}.route`) : undefined;
-    const kinds = ["backend", "route", "socks", "http_connect"].filter((k) => m.has(k));
+    const kinds = ["backend", "route", "routes", "socks", "http_connect"].filter((k) => m.has(k));
     if (kinds.length !== 1) {
       this.at(
         node,
         where,
         kinds.length === 0
-          ? "needs one of backend, route, socks or http_connect"
+          ? "needs one of backend, route, routes, socks or http_connect"
           : `give one of ${kinds.join(", ")}, not several`,
       );
     }
@@ -605,6 +687,7 @@ export class Validator {
         route,
         hooks,
         modulesAt,
+        routes: m.has("routes") ? this.routes(m.get("routes"), `${where}.routes`) : undefined,
         router,
         acceptProxy,
         tls,

@@ -711,6 +711,30 @@ export class NativeCalls {
     return new TextDecoder().decode(out.subarray(0, Math.min(n, out.length - 1)));
   }
 
+  /**
+   * What the C routing table of `router` decides for the first bytes
+   * `data`: "wait", "defer" or "connect HOST PORT TIMEOUT" (tests).
+   */
+  routerTableCheck(router: EngineRouter, data: Uint8Array): string {
+    const desc = encodeRouter(router, {
+      routeLimit: 65536,
+      connectTimeout: 0,
+      family: 0,
+      bindAddress: "",
+    });
+    const out = new Uint8Array(512);
+    const n = this.#sym.rk_router_table_check(
+      desc,
+      desc.length,
+      data,
+      data.length,
+      out,
+      out.length,
+    );
+    if (n < 0) throw new RangeError(`rk_router_table_check: ${n}`);
+    return new TextDecoder().decode(out.subarray(0, Math.min(n, out.length - 1)));
+  }
+
   /** The held bytes a hold event announced, or undefined if the connection ended. */
   holdTake(id: number, length: number): Uint8Array | undefined {
     let data = new Uint8Array(length);

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "b34804d3cc23685038f59d965eb6c7e47b2d2c11fc585237ff3f5fac60b5f01b",
+    "sha256": "3551e74c35b9a878216b921a384a4745d8f44c99816017ebfcfdd65b870e7293",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,26 +35,26 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
-      "src/proxyhdr.c",
       "src/relay.c",
+      "src/router.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "c791b24dba2c70418fb61124743ccd3ec330c099b7a10f836bbce068e870f4ce",
-      "size": 76288,
+      "sha256": "0a00d76945931ca075872fe3365737cb816631bf9cdaacebc1ec1c8bd250ae44",
+      "size": 88616,
     },
     "linux-arm64-glibc": {
-      "sha256": "39efad9a707f47784beedffa26efd0af95a0560c51fc087e2b9a94c7ddb8bfb5",
-      "size": 68048,
+      "sha256": "04541dc3e0aa4311bf27d1136a56bb8175f5ba4f5625b39aea1632b764d053b6",
+      "size": 133624,
     },
     "linux-x64-musl": {
-      "sha256": "e3234fbfe83e9bb64cfd5d9457b2518b666227aa39d425d5b1e9c7f498384734",
-      "size": 76056,
+      "sha256": "f5f38b8b0f106b40743a435bc0d58c86462e62121fa64fc2b86623f5e4ea3730",
+      "size": 88376,
     },
     "linux-arm64-musl": {
-      "sha256": "616f64c03ebac8702db5efc8155f50089cdf14a3874dbc093e84529b85cb5d6a",
-      "size": 67800,
+      "sha256": "5df46a46fd6bb522ecff985b3ba55b2e31b0c62f50d3e105d63aad96a94cb3fb",
+      "size": 133368,
     },
   },
 };

@@ -9,6 +9,18 @@
  * @module
  */
 
+/** One entry of a routing table (src/proxy/route_table.ts). */
+export interface TableRule {
+  /** What it matches on. */
+  readonly match: "prefix" | "host" | "sni" | "default";
+  /** The prefix's bytes, or the name pattern's (lower case ASCII). */
+  readonly pattern: Uint8Array;
+  /** A fixed address the engine connects to itself, or undefined (the host decides). */
+  readonly to: { readonly host: string; readonly port: number } | undefined;
+  /** Connect timeout in ms, or undefined for the listener's. */
+  readonly connectTimeout: number | undefined;
+}
+
 /** One compiled access rule: each part given must match. */
 export interface RuleTable {
   /** Address ranges (4 or 16 bytes, masked) and their prefix lengths. */
@@ -21,14 +33,16 @@ export interface RuleTable {
 
 /** A built-in router that the native engine may run itself. */
 export interface EngineRouter {
-  /** Which handshake. */
-  readonly kind: "socks" | "http-connect";
+  /** Which handshake, or a routing table. */
+  readonly kind: "socks" | "http-connect" | "table";
   /** Destinations allowed. */
   readonly allow: readonly RuleTable[];
   /** Destinations refused even if allowed. */
   readonly deny: readonly RuleTable[];
   /** Username and password pairs; when given, clients must authenticate. */
   readonly users: Readonly<Record<string, string>> | undefined;
+  /** A routing table's entries (kind "table"). */
+  readonly table?: readonly TableRule[];
   /** Someone listens for refusals: the engine hands them to the router. */
   readonly reports: boolean;
   /**
@@ -40,8 +54,10 @@ export interface EngineRouter {
 
 /** The description's first word (RK__ROUTER_MAGIC, "RKR1"). */
 const MAGIC = 0x524b5231;
-/** RK_ROUTER_SOCKS, RK_ROUTER_CONNECT. */
-const KINDS = { socks: 1, "http-connect": 2 } as const;
+/** RK_ROUTER_SOCKS, RK_ROUTER_CONNECT, RK_ROUTER_TABLE. */
+const KINDS = { socks: 1, "http-connect": 2, table: 3 } as const;
+/** A table entry's match kinds (router.c RK__MATCH_*). */
+const MATCHES = { prefix: 1, host: 2, sni: 3, default: 4 } as const;
 /** RK_ROUTER_REPORT. */
 const REPORT = 1;
 /** A part a rule does not have. */
@@ -107,6 +123,19 @@ export function encodeRouter(r: EngineRouter, how: RouterConnect): Uint8Array {
     const names = Object.keys(r.users);
     u32(names.length);
     for (const name of names) text(name), text(r.users[name]!);
+  }
+  if (r.kind === "table") {
+    const table = r.table ?? [];
+    u32(table.length);
+    for (const e of table) {
+      u32(MATCHES[e.match]);
+      bytes(e.pattern);
+      // a fixed address: the engine connects itself; else the host decides
+      u32(e.to === undefined ? 0 : 1);
+      text(e.to?.host ?? "");
+      u32(e.to?.port ?? 0);
+      u32(e.connectTimeout ?? ABSENT);
+    }
   }
   return new Uint8Array(parts);
 }

@@ -147,6 +147,12 @@ export const SYMBOLS = {
   rk_proxy_parse: { parameters: ["buffer", "i32", "i32", "buffer"], result: "i32" },
   // int32_t rk_proxy_error_r(int32_t code, char *buf, int32_t len)
   rk_proxy_error_r: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_router_table_check(const uint8_t *desc, int32_t len,
+  //   const uint8_t *data, int32_t n, char *out, int32_t cap)
+  rk_router_table_check: {
+    parameters: ["buffer", "i32", "buffer", "i32", "buffer", "i32"],
+    result: "i32",
+  },
 
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },

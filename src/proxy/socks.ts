@@ -105,7 +105,7 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
   };
   // the native engine tells how many handshake replies it sent before it
   // handed a connection over
-  return withEngineRouter(route, "socks", access, options, (id, n) => {
+  return withAccessRouter(route, "socks", access, options, (id, n) => {
     if (n > 0) sent.set(id, n);
   });
 }
@@ -147,14 +147,14 @@ export function httpConnectRouter(options: RouterOptions = {}): RouteFunction {
       failReply: (err: RelaykitError) => httpConnectReply(err.code),
     };
   };
-  return withEngineRouter(route, "http-connect", access, options, () => {});
+  return withAccessRouter(route, "http-connect", access, options, () => {});
 }
 
 /** Where a built-in router keeps what the native engine needs to run it. */
 const ENGINE_ROUTER = Symbol("relaykit.engineRouter");
 
 /** `route`, carrying its description for the native engine. */
-function withEngineRouter(
+function withAccessRouter(
   route: RouteFunction,
   kind: EngineRouter["kind"],
   access: Access,
@@ -162,14 +162,18 @@ function withEngineRouter(
   sent: (id: number, n: number) => void,
 ): RouteFunction {
   const { allow, deny } = accessTables(access);
-  const router: EngineRouter = {
+  return withEngineRouter(route, {
     kind,
     allow,
     deny,
     users: options.users,
     reports: options.onDenied !== undefined,
     sent,
-  };
+  });
+}
+
+/** `route`, carrying `router`: the description the native engine runs instead of it. */
+export function withEngineRouter(route: RouteFunction, router: EngineRouter): RouteFunction {
   Object.defineProperty(route, ENGINE_ROUTER, { value: router });
   return route;
 }
