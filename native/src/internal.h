@@ -96,7 +96,7 @@ static inline int rk__fstat(int fd, struct stat *st) {
 /* listen(2) backlog when rk_listen is given none (nginx's and libuv's). */
 #define RK__BACKLOG 511
 
-enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE };
+enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE, RK__TAG_TUNNEL };
 
 typedef struct rk__engine rk__engine;
 typedef struct rk__worker rk__worker;
@@ -234,7 +234,8 @@ enum {
   RK__CMD_HOOK_RESUME,
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
-  RK__CMD_HOLD_WRITE
+  RK__CMD_HOLD_WRITE,
+  RK__CMD_CALL /* fn(worker, cmd): a unit's own command (tunnel.c) */
 };
 
 typedef struct rk__cmd {
@@ -252,6 +253,8 @@ typedef struct rk__cmd {
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
   rk_decision_t decision; /* HOLD_DECIDE: what rk_hold_decide was given,
                              length resolved for FILE */
+  void (*fn)(rk__worker *w, struct rk__cmd *cmd); /* CALL; must not free
+                                                     cmd */
   struct rk__cmd *next;
 } rk__cmd;
 
@@ -275,6 +278,7 @@ struct rk__worker {
   int npaused;
   int64_t next_sweep;
   int stop;
+  void *tunnels; /* tunnel.c's state of this worker, or NULL */
 };
 
 typedef struct rk__resolve_req {
@@ -395,5 +399,10 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
+
+/* tunnel.c: the tunnel's data plane (rk_tunnel_*). */
+void rk__tunnel_event(void *p, uint32_t events);
+void rk__tunnel_reap(rk__worker *w);
+void rk__tunnel_worker_stop(rk__worker *w);
 
 #endif
