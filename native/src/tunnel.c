@@ -28,6 +28,8 @@
 #define RK__TUN_RX_MAX (1024 * 1024)
 #define RK__TUN_IN_CAP (256 * 1024)
 #define RK__TUN_BUCKETS 1024
+/* Reads one stream may do before the others get a turn (64 KiB). */
+#define RK__TUN_TURN 4
 
 enum { RK__TK_LINK = 1, RK__TK_STREAM = 2 };
 enum {
@@ -69,7 +71,8 @@ struct rk__tun {
   rk__engine *e;
   rk__worker *w;
   int fd;
-  int attached, server, closing, dead, congested, can_read, can_write;
+  int attached, server, closing, dead, freed, congested, can_read, can_write;
+  int rr; /* the bucket rk__uncongest served last */
   uint32_t window;
   uint8_t *in;
   uint32_t in_off, in_len;
@@ -390,10 +393,11 @@ static void rk__ts_deliver(rk__tstream *s, const uint8_t *p, uint32_t n) {
 /* Read the stream's socket into DATA frames, as credit and the link allow. */
 static void rk__ts_pump_out(rk__tstream *s) {
   rk__tun *t = s->t;
+  int budget = RK__TUN_TURN;
   while (!s->ended && s->fd >= 0 && s->can_read && !s->eof && s->credit > 0 &&
          !t->dead) {
-    if (t->out_len >= RK__TUN_LINK_HIGH) {
-      t->congested = 1;
+    if (t->out_len >= RK__TUN_LINK_HIGH || budget-- == 0) {
+      t->congested = 1; /* more to read: rk__uncongest comes back */
       return;
     }
     uint32_t want = s->credit < RK__TUN_MAXPAY ? s->credit : RK__TUN_MAXPAY;
@@ -430,6 +434,9 @@ static void rk__ts_pump_out(rk__tstream *s) {
 /* ---- the link ----------------------------------------------------------- */
 
 static void rk__tun_free(rk__tun *t) {
+  if (t->freed)
+    return;
+  t->freed = 1;
   pthread_mutex_lock(&g_tun_lock);
   rk__tun **p = &g_tuns;
   while (*p != NULL && *p != t)
@@ -447,7 +454,9 @@ static void rk__tun_free(rk__tun *t) {
   ws->dead = t;
 }
 
-/* Reset every stream, close the link socket (reset: rst), free. */
+/* Reset every stream and close the link socket (reset: rst). The tunnel
+ * stays findable, its bytes for the host takeable, until rk__tun_free (the
+ * host's rk_tunnel_close, or the worker's end). */
 static void rk__tun_destroy(rk__tun *t, int rst) {
   if (t->dead)
     return;
@@ -462,7 +471,6 @@ static void rk__tun_destroy(rk__tun *t, int rst) {
     close(t->fd);
     t->fd = -1;
   }
-  rk__tun_free(t);
 }
 
 static void rk__link_fail(rk__tun *t, int err, int midframe) {
@@ -654,6 +662,7 @@ static void rk__link_flush(rk__tun *t) {
     /* graceful close asked: everything went out, FIN now */
     shutdown(t->fd, SHUT_WR);
     rk__tun_destroy(t, 0);
+    rk__tun_free(t); /* the host closed it: nobody takes anything */
   }
 }
 
@@ -726,13 +735,20 @@ static void rk__uncongest(rk__tun *t) {
   if (!t->congested || t->dead || t->out_len >= RK__TUN_LINK_HIGH)
     return;
   t->congested = 0;
-  for (int b = 0; b < RK__TUN_BUCKETS && !t->dead && !t->congested; b++) {
+  /* round robin: from the bucket after the last one served */
+  for (int i = 0; i < RK__TUN_BUCKETS && !t->dead; i++) {
+    int b = (t->rr + 1 + i) % RK__TUN_BUCKETS;
     rk__tstream *s = t->tbl[b];
-    while (s != NULL && !t->dead && !t->congested) {
+    while (s != NULL && !t->dead) {
       rk__tstream *next = s->hnext;
-      if (s->can_read && s->credit > 0 && !s->eof)
+      if (s->can_read && s->credit > 0 && !s->eof && s->fd >= 0)
         rk__ts_pump_out(s);
       s = next;
+    }
+    if (t->out_len >= RK__TUN_LINK_HIGH) {
+      t->rr = b;
+      t->congested = 1;
+      return;
     }
   }
 }
@@ -742,7 +758,7 @@ static void rk__tun_run(rk__tun *t) {
   if (t->dead)
     return;
   rk__link_read(t);
-  for (int round = 0; round < 64 && !t->dead; round++) {
+  for (;;) {
     rk__link_flush(t);
     if (t->dead || !t->congested || t->out_len >= RK__TUN_LINK_HIGH)
       return;
@@ -802,8 +818,12 @@ enum {
   RK__TOP_ACCEPT,
   RK__TOP_STREAM_CLOSE,
   RK__TOP_CLOSE,
-  RK__TOP_RESUME
+  RK__TOP_RESUME,
+  RK__TOP_TAKE
 };
+
+static rk__cmd *rk__tcmd(int op, int32_t tid, int32_t arg, int32_t err,
+                         const uint8_t *data, int32_t len);
 
 static rk__tun *rk__tun_find_w(rk__worker *w, int32_t id) {
   rk__tun_wstate *ws = rk__wstate(w);
@@ -871,7 +891,7 @@ static void rk__ts_start(rk__tun *t, rk__tstream *s, int fd) {
   rk__ts_maybe_done(s);
 }
 
-/* cmd: id tunnel, arg stream id, err fd / conn id / mode, data frame bytes,
+/* cmd: decision.port tunnel, arg stream id, err fd / conn id / mode, data frame bytes,
  * len2 window (ATTACH) */
 static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
   int op = (int)c->decision.action;
@@ -892,81 +912,53 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
     rk__tun_start(w, t, fd);
     return;
   }
-  if (op == RK__TOP_OPEN && c->err > 0 && c->data2 == NULL) {
-    /* first on the held connection's worker: take its socket, then on to
-     * the tunnel's worker */
+  if (op == RK__TOP_TAKE) {
+    /* on the held connection's worker: take its socket, then on to the
+     * tunnel's worker (after the OPEN, which went there directly) */
     int fd = rk__take_held(w, c->err);
     rk__worker *tw = (rk__worker *)(uintptr_t)c->decision.offset;
-    c->err = fd;
-    c->data2 = malloc(1); /* marks "taken" */
-    c->len2 = 0;
-    rk__cmd *copy = malloc(sizeof *copy);
-    if (copy == NULL || c->data2 == NULL) {
+    rk__cmd *next = rk__tcmd(RK__TOP_ACCEPT, c->decision.port, c->arg, fd, NULL,
+                             0);
+    if (next == NULL) {
       if (fd >= 0)
         close(fd);
-      free(copy);
       return;
     }
-    *copy = *c;
-    c->data = NULL;
-    c->data2 = NULL;
-    copy->next = NULL;
-    rk__send(tw, copy);
+    rk__send(tw, next);
     return;
   }
-  rk__tun *t = rk__tun_find_w(w, c->id);
+  rk__tun *t = rk__tun_find_w(w, c->decision.port);
   if (op == RK__TOP_OPEN) {
-    int fd = c->err;
-    if (t == NULL || t->dead) {
-      if (fd >= 0) {
-        rk__abort_fd(fd);
-        close(fd);
+    if (t == NULL || t->dead)
+      return;
+    uint32_t sid = (uint32_t)c->arg;
+    if (sid > t->max_sid)
+      t->max_sid = sid;
+    if (rk__ts_find(t, sid) == NULL) {
+      rk__tstream *s = calloc(1, sizeof *s);
+      if (s == NULL) {
+        rk__link_fail(t, -ENOMEM, 0);
+        return;
       }
-      return;
+      s->tag = RK__TAG_TUNNEL;
+      s->kind = RK__TK_STREAM;
+      s->t = t;
+      s->sid = sid;
+      s->fd = -1; /* until its socket comes (RK__TOP_ACCEPT) */
+      s->allowed = s->credit = t->window;
+      s->start_mono = rk__now_mono();
+      rk__ts_add(t, s);
     }
-    if (fd < 0) {
-      /* the local connection went before it could be carried */
-      if (c->len > 0)
-        rk__out_put(t, c->data, c->len);
-      uint8_t p[1 + 6 + 64];
-      const char *code = "ECONNRESET";
-      const char *msg = "the local connection went away";
-      size_t cl = strlen(code), ml = strlen(msg);
-      p[0] = (uint8_t)cl;
-      memcpy(p + 1, code, cl);
-      memcpy(p + 1 + cl, msg, ml);
-      rk__out_frame(t, FT_RST, (uint32_t)c->arg, p, (uint32_t)(1 + cl + ml));
-      if ((uint32_t)c->arg > t->max_sid)
-        t->max_sid = (uint32_t)c->arg;
-      rk__tun_post(t, RK_TEV_STREAM_END, (uint32_t)c->arg, fd, RK_TEND_RESET,
-                   0, 0);
-      rk__tun_run(t);
-      return;
-    }
-    rk__tstream *s = calloc(1, sizeof *s);
-    if (s == NULL) {
-      close(fd);
-      return;
-    }
-    s->tag = RK__TAG_TUNNEL;
-    s->kind = RK__TK_STREAM;
-    s->t = t;
-    s->sid = (uint32_t)c->arg;
-    s->fd = -1;
-    s->allowed = s->credit = t->window;
-    s->start_mono = rk__now_mono();
-    if (s->sid > t->max_sid)
-      t->max_sid = s->sid;
-    rk__ts_add(t, s);
     if (c->len > 0)
       rk__out_put(t, c->data, c->len); /* OPEN, before any DATA */
-    rk__ts_start(t, s, fd);
     rk__tun_run(t);
     return;
   }
   if (t == NULL || t->dead) {
     if (op == RK__TOP_ACCEPT && c->err >= 0)
       close(c->err);
+    if (op == RK__TOP_CLOSE && t != NULL)
+      rk__tun_free(t); /* the host is done with a tunnel that ended */
     return;
   }
   switch (op) {
@@ -1016,6 +1008,11 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
       }
       break;
     }
+    if (c->err < 0) {
+      /* the local connection went before it could be carried */
+      rk__ts_fail(s, c->err);
+      break;
+    }
     if (c->len > 0)
       rk__out_put(t, c->data, c->len); /* OPEN_OK, before any DATA */
     rk__ts_start(t, s, c->err);
@@ -1033,6 +1030,7 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
     if (c->err == RK_CLOSE_ABORT) {
       t->closing = 1;
       rk__tun_destroy(t, 1);
+      rk__tun_free(t);
       return;
     }
     t->closing = 2;
@@ -1077,6 +1075,7 @@ void rk__tunnel_worker_stop(rk__worker *w) {
     rk__tun *t = ws->live;
     t->closing = 1; /* no LINK_END: the engine's closing is the news */
     rk__tun_destroy(t, 1);
+    rk__tun_free(t);
   }
   rk__tunnel_reap(w);
   free(ws);
@@ -1104,7 +1103,7 @@ static rk__cmd *rk__tcmd(int op, int32_t tid, int32_t arg, int32_t err,
   c->type = RK__CMD_CALL;
   c->fn = rk__tun_cmd;
   c->decision.action = op;
-  c->id = tid;
+  c->decision.port = tid; /* not id: rk__send_to_conn sets that */
   c->arg = arg;
   c->err = err;
   if (len > 0) {
@@ -1265,12 +1264,19 @@ int32_t rk_tunnel_open(int32_t h, int32_t tid, int32_t sid, int32_t conn_id,
   rk__worker *tw = NULL;
   if (rk__tun_lookup(e, tid, &tw) == NULL)
     return -ENOENT;
-  rk__cmd *c = rk__tcmd(RK__TOP_OPEN, tid, sid, conn_id, frame, len);
-  if (c == NULL)
-    return -ENOMEM;
-  c->decision.offset = (int64_t)(uintptr_t)tw;
-  /* to the held connection's worker first */
-  return rk__send_to_conn(e, conn_id, c);
+  /* the OPEN and the stream, in the order streams are opened */
+  int32_t r = rk__tun_send(e, tid, rk__tcmd(RK__TOP_OPEN, tid, sid, -1, frame,
+                                            len));
+  if (r < 0)
+    return r;
+  /* then the socket, from the held connection's worker */
+  rk__cmd *c = rk__tcmd(RK__TOP_TAKE, tid, sid, conn_id, NULL, 0);
+  if (c != NULL)
+    c->decision.offset = (int64_t)(uintptr_t)tw;
+  r = c == NULL ? -ENOMEM : rk__send_to_conn(e, conn_id, c);
+  if (r < 0) /* the stream fails on its worker: RST, RK_TEV_STREAM_END */
+    rk__tun_send(e, tid, rk__tcmd(RK__TOP_ACCEPT, tid, sid, r, NULL, 0));
+  return 0;
 }
 
 int32_t rk_tunnel_accept(int32_t h, int32_t tid, int32_t sid, int32_t fd,

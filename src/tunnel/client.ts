@@ -10,7 +10,16 @@ import { RelaykitError } from "../errors.ts";
 import { type Endpoint, formatEndpoint, type TlsClientOptions } from "../forward/types.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
+import type { EnginePreference } from "../forward/select.ts";
+import type { NativeEngine } from "../native/engine.ts";
 import type { TunnelDestination } from "./frame.ts";
+import {
+  nativeConnect,
+  type NativeHeld,
+  NativeHoldListener,
+  NativeLinkConn,
+  tunnelEngine,
+} from "./native.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -73,6 +82,13 @@ export interface TunnelClientOptions {
   keepaliveMisses?: number;
   /** Protocol versions offered. @default TUNNEL_VERSIONS */
   versions?: readonly number[];
+  /**
+   * Where the link's and the streams' bytes move: "native" in the C
+   * library's workers, "stream" on the runtime's sockets; "auto" (default,
+   * or RELAYKIT_ENGINE) picks native when the library loads. A TLS link
+   * runs on the stream engine.
+   */
+  engine?: EnginePreference;
 }
 
 /**
@@ -139,11 +155,18 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   #stopped: RelaykitError | undefined;
   #connecting = false;
+  readonly #native: NativeEngine | undefined;
 
   private constructor(options: TunnelClientOptions) {
     super();
     this.#o = options;
     this.#delay = options.reconnectDelay ?? 100;
+    this.#native = tunnelEngine(options.engine, options.tls !== undefined);
+  }
+
+  /** The engine that moves the tunnel's bytes. */
+  get engine(): "native" | "stream" {
+    return this.#native !== undefined ? "native" : "stream";
   }
 
   /**
@@ -159,6 +182,17 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     try {
       for (const l of options.listeners) {
         const named = { name: formatEndpoint(l.listen) };
+        const native = c.#native;
+        if (native !== undefined && !("path" in l.listen)) {
+          const nl: NativeHoldListener = NativeHoldListener.listen(
+            native,
+            l.listen,
+            (held, remote) => c.#acceptNative(nl, held, remote, l, named.name),
+          );
+          named.name = formatEndpoint(nl.address);
+          c.#listeners.push(nl);
+          continue;
+        }
         const listener = await runtime.net.listen(
           l.listen,
           { backlog: 511, reusePort: false },
@@ -258,18 +292,45 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     this.#streamEnds.set(link.open(l.to, conn), streamEnd);
   }
 
+  #acceptNative(
+    nl: NativeHoldListener,
+    held: NativeHeld,
+    remote: { host: string; port: number } | undefined,
+    l: TunnelListener,
+    listener: string,
+  ): void {
+    const link = this.#link;
+    if (this.#closed || link === undefined || !link.ready || !link.native) {
+      this.emit("refused", {
+        listener,
+        remote: remote === undefined ? undefined : formatEndpoint(remote),
+      });
+      nl.refuse(held);
+      return;
+    }
+    const streamEnd = (e: TunnelStreamEnd) => this.emit("stream-end", { ...e, listener });
+    this.#streamEnds.set(link.open(l.to, held), streamEnd);
+  }
+
   #streamEnds = new Map<number, (e: TunnelStreamEnd) => void>();
 
   #connect(): void {
     if (this.#closed || this.#connecting) return;
     this.#connecting = true;
     const tls = this.#o.tls === true ? {} : this.#o.tls;
-    runtime.net.connect(this.#o.link, {
-      timeout: this.#o.connectTimeout ?? 10_000,
-      family: "any",
-      bindAddress: undefined,
-      tls,
-    }).then((conn) => {
+    const timeout = this.#o.connectTimeout ?? 10_000;
+    const native = this.#native;
+    const connecting: Promise<NetConn> = native !== undefined
+      ? nativeConnect(native, this.#o.link, timeout).then((fd) =>
+        new NativeLinkConn(native, fd, this.#o.link)
+      )
+      : runtime.net.connect(this.#o.link, {
+        timeout,
+        family: "any",
+        bindAddress: undefined,
+        tls,
+      });
+    connecting.then((conn) => {
       this.#connecting = false;
       if (this.#closed) {
         conn.destroy(false);

@@ -21,6 +21,7 @@ import {
   TunnelProtocolError,
 } from "./frame.ts";
 import { Handshake, looksLikeTls } from "./handshake.ts";
+import { type NativeConnected, type NativeHeld, NativeLinkConn } from "./native.ts";
 import {
   newStream,
   type Stream,
@@ -106,7 +107,9 @@ export class Link {
   readonly role: "client" | "server";
   readonly #conn: NetConn;
   readonly #h: LinkHandlers;
-  readonly #decoder = new FrameDecoder();
+  #decoder = new FrameDecoder();
+  /** The native data plane, once the handshake is done on a native link. */
+  #nat: NativeLinkConn | undefined;
   readonly #handshake: Handshake;
   #state: "handshake" | "ready" | "closed" = "handshake";
   #streamWindow: number; // the initial credit each way, once agreed
@@ -146,6 +149,8 @@ export class Link {
     const misses = options.keepaliveMisses ?? 3;
     if (interval > 0) {
       this.#timer = setInterval(() => {
+        const natRx = this.#nat?.lastRx();
+        if (natRx !== undefined && natRx > this.#lastRx) this.#lastRx = natRx;
         if (Date.now() - this.#lastRx > interval * misses) {
           this.#fail(
             "keepalive-timeout",
@@ -191,6 +196,11 @@ export class Link {
     return this.#state === "ready";
   }
 
+  /** Whether the native engine carries the streams. */
+  get native(): boolean {
+    return this.#nat !== undefined;
+  }
+
   /** Whether the link is closed. */
   get closed(): boolean {
     return this.#state === "closed";
@@ -212,19 +222,24 @@ export class Link {
    */
   streamBacklog(id: number): number | undefined {
     const s = this.#streams.get(id);
-    return s === undefined ? undefined : streamBacklog(s);
+    if (s === undefined) return undefined;
+    if (s.native) return this.#nat?.streamStats(id)?.[2] ?? 0;
+    return streamBacklog(s);
   }
 
   /** Counters of the open streams. */
   streamStats(): TunnelStreamStats[] {
-    return [...this.#streams.values()].map((s) => ({
-      id: s.id,
-      destination: s.destination,
-      bytesOut: s.bytesOut,
-      bytesIn: s.bytesIn,
-      backlog: this.streamBacklog(s.id) ?? 0,
-      credit: s.credit,
-    }));
+    return [...this.#streams.values()].map((s) => {
+      const n = s.native ? this.#nat?.streamStats(s.id) : undefined;
+      return {
+        id: s.id,
+        destination: s.destination,
+        bytesOut: n?.[0] ?? s.bytesOut,
+        bytesIn: n?.[1] ?? s.bytesIn,
+        backlog: n?.[2] ?? this.streamBacklog(s.id) ?? 0,
+        credit: n?.[3] ?? s.credit,
+      };
+    });
   }
 
   /** The largest backlog of any stream. */
@@ -350,6 +365,28 @@ export class Link {
     this.#state = "ready";
     this.#streamWindow = this.#handshake.window;
     clearTimeout(this.#handshakeTimer);
+    if (this.#conn instanceof NativeLinkConn) {
+      // the engine parses frames from now on: what was read past the
+      // handshake first
+      const nat = this.#conn;
+      const parts = this.#inbox.map((f) => encodeFrame(f));
+      parts.push(this.#decoder.takeRest());
+      this.#inbox = [];
+      this.#decoder = new FrameDecoder();
+      const replay = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let o = 0;
+      for (const p of parts) {
+        replay.set(p, o);
+        o += p.length;
+      }
+      this.#nat = nat;
+      nat.attach(this.role === "server", this.#streamWindow, replay, {
+        streamEnd: (id, how, code, bytesOut, bytesIn) =>
+          this.#nativeStreamEnd(id, how, code, bytesOut, bytesIn),
+        protocol: (problem, message) =>
+          this.#protocolError(new TunnelProtocolError(problem, message)),
+      });
+    }
     this.#h.ready?.(this.#handshake.version);
   }
 
@@ -442,15 +479,19 @@ export class Link {
         }
         this.#lastPeerId = f.stream;
         if (this.#streams.size >= MAX_STREAMS) {
-          this.#send({
+          const fail: TunnelFrame = {
             type: "open-fail",
             stream: f.stream,
             code: "RK_ELIMIT",
             message: `more than ${MAX_STREAMS} streams on one link`,
-          });
+          };
+          if (this.#nat !== undefined) this.#nat.closeStream(f.stream, true, encodeFrame(fail));
+          else this.#send(fail);
           return;
         }
-        this.#streams.set(f.stream, newStream(f.stream, f.destination, this.#streamWindow));
+        const opened = newStream(f.stream, f.destination, this.#streamWindow);
+        opened.native = this.#nat !== undefined;
+        this.#streams.set(f.stream, opened);
         this.#h.open?.(f.stream, f.destination);
         return;
       }
@@ -495,20 +536,71 @@ export class Link {
    * The client side: open a stream to `destination` carrying `conn`.
    * Returns the stream id.
    */
-  open(destination: TunnelDestination, conn: NetConn): number {
+  open(destination: TunnelDestination, conn: NetConn | NativeHeld): number {
     if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
     const id = this.#nextId++;
     const s = newStream(id, destination, this.#streamWindow);
     this.#streams.set(id, s);
+    if ("native" in conn) {
+      const nat = this.#nat;
+      if (nat === undefined) throw new RelaykitError("The tunnel link is not native", "EINVAL");
+      s.native = true;
+      const r = nat.open(id, conn, encodeFrame({ type: "open", stream: id, destination }));
+      if (r < 0) {
+        // the OPEN never went: the stream ends here (after the caller knows its id)
+        s.nativeGone = true;
+        queueMicrotask(() =>
+          this.#endStream(
+            s,
+            "reset",
+            linkError("ECONNRESET", `Stream ${id}'s local connection went away`),
+            false,
+            false,
+          )
+        );
+      }
+      return id;
+    }
     this.#send({ type: "open", stream: id, destination });
     this.#attachConn(s, conn);
     return id;
   }
 
+  /** A stream the native engine ended (FIN both ways, or its socket failed). */
+  #nativeStreamEnd(
+    id: number,
+    how: "done" | "reset",
+    code: string | undefined,
+    bytesOut: number,
+    bytesIn: number,
+  ): void {
+    const s = this.#streams.get(id);
+    if (s === undefined || s.ended) return;
+    s.nativeGone = true;
+    s.bytesOut = bytesOut;
+    s.bytesIn = bytesIn;
+    if (how === "done") this.#endStream(s, "done", undefined, false, false);
+    else {
+      const c = code ?? "ECONNRESET";
+      this.#endStream(
+        s,
+        "reset",
+        linkError(c, `Stream ${id}'s socket failed (${c})`),
+        false,
+        false,
+      );
+    }
+  }
+
   /** The server side: the stream's destination is connected. */
-  attach(id: number, conn: NetConn): boolean {
+  attach(id: number, conn: NetConn | NativeConnected): boolean {
     const s = this.#streams.get(id);
     if (s === undefined || s.ended) return false;
+    if ("native" in conn) {
+      if (this.#nat === undefined) return false;
+      this.#nat.accept(id, conn, encodeFrame({ type: "open-ok", stream: id }));
+      return true;
+    }
     this.#send({ type: "open-ok", stream: id });
     this.#attachConn(s, conn);
     const early = s.early;
@@ -522,7 +614,16 @@ export class Link {
   refuse(id: number, error: RelaykitError, reason: "connect-failed" | "refused"): void {
     const s = this.#streams.get(id);
     if (s === undefined || s.ended) return;
-    this.#send({ type: "open-fail", stream: id, code: error.code, message: error.message });
+    const fail: TunnelFrame = {
+      type: "open-fail",
+      stream: id,
+      code: error.code,
+      message: error.message,
+    };
+    if (s.native && this.#nat !== undefined) {
+      s.nativeGone = true;
+      this.#nat.closeStream(id, true, encodeFrame(fail));
+    } else this.#send(fail);
     this.#endStream(s, reason, error, false, false);
   }
 
@@ -635,15 +736,23 @@ export class Link {
     s.out = [];
     s.early = [];
     this.#streams.delete(s.id);
-    if (tellPeer) {
-      this.#send({
+    const rst: TunnelFrame | undefined = tellPeer
+      ? {
         type: "rst",
         stream: s.id,
         code: error?.code ?? "ECONNRESET",
         message: error?.message ?? "",
-      });
+      }
+      : undefined;
+    if (s.native) {
+      if (!s.nativeGone) {
+        s.nativeGone = true;
+        this.#nat?.closeStream(s.id, reset, rst === undefined ? undefined : encodeFrame(rst));
+      }
+    } else {
+      if (rst !== undefined) this.#send(rst);
+      if (reason !== "done") s.conn?.destroy(reset);
     }
-    if (reason !== "done") s.conn?.destroy(reset);
     const end: TunnelStreamEnd = {
       id: s.id,
       destination: s.destination,

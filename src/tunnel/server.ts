@@ -10,7 +10,17 @@ import { type Endpoint, formatEndpoint, type TlsServerOptions } from "../forward
 import { Access, type AccessRule } from "../proxy/address_policy.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
+import type { EnginePreference } from "../forward/select.ts";
+import type { NativeEngine } from "../native/engine.ts";
 import type { TunnelDestination } from "./frame.ts";
+import {
+  nativeConnect,
+  type NativeConnected,
+  nativeDiscard,
+  NativeHoldListener,
+  NativeLinkConn,
+  tunnelEngine,
+} from "./native.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -60,6 +70,13 @@ export interface TunnelServerOptions {
   keepaliveMisses?: number;
   /** Protocol versions spoken. @default TUNNEL_VERSIONS */
   versions?: readonly number[];
+  /**
+   * Where the links' and the streams' bytes move: "native" in the C
+   * library's workers, "stream" on the runtime's sockets; "auto" (default,
+   * or RELAYKIT_ENGINE) picks native when the library loads. A TLS server
+   * runs on the stream engine.
+   */
+  engine?: EnginePreference;
 }
 
 /**
@@ -110,10 +127,14 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   #listener: NetListener | undefined;
   readonly #links = new Set<Link>();
   #closed = false;
+  readonly #native: NativeEngine | undefined;
 
   private constructor(options: TunnelServerOptions) {
     super();
     this.#o = options;
+    this.#native = "path" in options.listen
+      ? undefined
+      : tunnelEngine(options.engine, options.tls !== undefined);
     this.#access = new Access(options.allow ?? [], options.deny ?? []);
     const r = options.routes;
     // own keys only, never a lookup through Object.prototype
@@ -129,6 +150,23 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
    */
   static async listen(options: TunnelServerOptions): Promise<TunnelServer> {
     const s = new TunnelServer(options);
+    const native = s.#native;
+    if (native !== undefined && !("path" in options.listen)) {
+      s.#listener = NativeHoldListener.listen(native, options.listen, (held, remote) => {
+        if (s.#closed) {
+          (s.#listener as NativeHoldListener).refuse(held);
+          return;
+        }
+        let conn: NativeLinkConn;
+        try {
+          conn = new NativeLinkConn(native, { connId: held.connId }, remote);
+        } catch {
+          return; // the connection went already
+        }
+        s.#accept(conn);
+      });
+      return s;
+    }
     s.#listener = await runtime.net.listen(
       options.listen,
       { backlog: 511, reusePort: false, tls: options.tls },
@@ -145,6 +183,11 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   }
 
   /** Links up now. */
+  /** The engine that moves the tunnel's bytes. */
+  get engine(): "native" | "stream" {
+    return this.#native !== undefined ? "native" : "stream";
+  }
+
   get links(): number {
     return [...this.#links].filter((l) => l.ready).length;
   }
@@ -224,13 +267,13 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       // the checked address literal: nothing resolves the name again
       target = { host: a.address.text, port: d.port };
     }
-    let conn: NetConn;
+    let conn: NetConn | NativeConnected;
+    const native = this.#native;
     try {
-      conn = await runtime.net.connect(target, {
-        timeout: this.#o.connectTimeout ?? 10_000,
-        family: "any",
-        bindAddress: undefined,
-      });
+      const timeout = this.#o.connectTimeout ?? 10_000;
+      conn = native !== undefined
+        ? await nativeConnect(native, target, timeout)
+        : await runtime.net.connect(target, { timeout, family: "any", bindAddress: undefined });
     } catch (err) {
       const e = err instanceof RelaykitError
         ? err
@@ -238,7 +281,11 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       link.refuse(id, e, "connect-failed");
       return;
     }
-    if (!link.attach(id, conn)) conn.destroy(true);
+    if (!link.attach(id, conn)) {
+      if ("native" in conn) {
+        if (native !== undefined) nativeDiscard(native, conn);
+      } else conn.destroy(true);
+    }
   }
 
   /** Stop accepting and close every link (its streams end with "closed"). */

@@ -106,6 +106,10 @@ export interface Stream {
   ended: boolean;
   bytesOut: number;
   bytesIn: number;
+  /** Carried by the native engine (conn is undefined; counters live there). */
+  native: boolean;
+  /** The native engine dropped it already. */
+  nativeGone: boolean;
 }
 
 /** A stream just opened, with `window` bytes of credit each way. */
@@ -129,6 +133,8 @@ export function newStream(id: number, destination: TunnelDestination, window: nu
     ended: false,
     bytesOut: 0,
     bytesIn: 0,
+    native: false,
+    nativeGone: false,
   };
 }
 
