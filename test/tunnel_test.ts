@@ -43,6 +43,7 @@ import {
   sleep,
   startCli,
   stopChild,
+  useEngine,
   waitFor,
   writeTestCertificates,
 } from "./_helpers.ts";
@@ -313,21 +314,15 @@ async function stallingEcho(
   };
 }
 
-// Each engine in turn: RELAYKIT_ENGINE makes every tunnel of the block pick it.
+// Each engine in turn: every tunnel of the block picks it.
 for (const engine of ENGINES) {
   describe(`tunnel (${engine} engine)`, () => {
+    useEngine(engine);
     let echo: Awaited<ReturnType<typeof echoServer>>;
-    let saved: string | undefined;
     before(async () => {
-      saved = process.env.RELAYKIT_ENGINE;
-      process.env.RELAYKIT_ENGINE = engine;
       echo = await echoServer();
     });
-    after(() => {
-      if (saved === undefined) delete process.env.RELAYKIT_ENGINE;
-      else process.env.RELAYKIT_ENGINE = saved;
-      echo.close();
-    });
+    after(() => echo.close());
 
     test("200 concurrent streams of 16-256 KiB come back intact through one link", async () => {
       const p = await pair(echo.port);
