@@ -57,7 +57,9 @@ typedef struct rk__tstream {
   /* socket -> link */
   uint32_t credit;
   unsigned fin_recv : 1, fin_sent : 1, eof : 1, shut : 1, can_read : 1,
-      can_write : 1, ended : 1;
+      can_write : 1, ended : 1, rst : 1; /* rst: its socket is gone (reset
+                                             by the peer, or the link lost);
+                                             late frames are dropped */
   uint64_t bytes_in, bytes_out; /* atomics: read by rk_tunnel_stream_stats */
   int64_t start_mono;
   struct rk__tstream *hnext; /* bucket chain */
@@ -232,6 +234,22 @@ static void rk__abort_fd(int fd) {
 }
 
 /* ---- streams ------------------------------------------------------------ */
+
+/* Close (rst: reset) the stream's socket but keep the stream: its counters
+ * stay readable until the host drops it. */
+static void rk__ts_drop_socket(rk__tstream *s, int rst) {
+  if (s->fd >= 0) {
+    if (rst)
+      rk__abort_fd(s->fd);
+    epoll_ctl(s->t->w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    close(s->fd);
+    s->fd = -1;
+  }
+  free(s->ibuf);
+  s->ibuf = NULL;
+  s->ilen = s->ioff = s->icap = 0;
+  s->rst = 1;
+}
 
 /* Free a stream (after the epoll batch: an event may still name it).
  * rst: reset its socket rather than close it. */
@@ -437,6 +455,9 @@ static void rk__tun_free(rk__tun *t) {
   if (t->freed)
     return;
   t->freed = 1;
+  for (int b = 0; b < RK__TUN_BUCKETS; b++)
+    while (t->tbl[b] != NULL)
+      rk__ts_free(t->tbl[b], 1);
   pthread_mutex_lock(&g_tun_lock);
   rk__tun **p = &g_tuns;
   while (*p != NULL && *p != t)
@@ -462,8 +483,8 @@ static void rk__tun_destroy(rk__tun *t, int rst) {
     return;
   t->dead = 1;
   for (int b = 0; b < RK__TUN_BUCKETS; b++)
-    while (t->tbl[b] != NULL)
-      rk__ts_free(t->tbl[b], 1);
+    for (rk__tstream *s = t->tbl[b]; s != NULL; s = s->hnext)
+      rk__ts_drop_socket(s, 1); /* counters readable until rk__tun_free */
   if (t->fd >= 0) {
     if (rst)
       rk__abort_fd(t->fd);
@@ -544,6 +565,8 @@ static int rk__frame(rk__tun *t, const uint8_t *f, uint32_t len) {
     rk__tstream *s = rk__ts_find(t, sid);
     if (s == NULL)
       return rk__unknown(t, sid);
+    if (s->rst)
+      return 0; /* its socket is gone: late frames */
     if (type == FT_DATA) {
       if (s->fin_recv) {
         rk__protocol(t, RK_TPROB_DATA_AFTER_FIN, sid, 0, 0);
@@ -604,8 +627,8 @@ static int rk__frame(rk__tun *t, const uint8_t *f, uint32_t len) {
     rk__ts_add(t, s);
   } else if (type == FT_RST) {
     rk__tstream *s = rk__ts_find(t, sid);
-    if (s != NULL)
-      rk__ts_free(s, 1); /* the host reports it from the frame */
+    if (s != NULL) /* the host reports it from the frame, then drops it */
+      rk__ts_drop_socket(s, 1);
   }
   if (rk__to_host(t, f, RK__TUN_HDR + len) < 0) {
     rk__link_fail(t, -ENOMEM, 0);
@@ -1001,7 +1024,7 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
     break;
   case RK__TOP_ACCEPT: {
     rk__tstream *s = rk__ts_find(t, (uint32_t)c->arg);
-    if (s == NULL || s->fd >= 0) {
+    if (s == NULL || s->fd >= 0 || s->rst) {
       if (c->err >= 0) {
         rk__abort_fd(c->err);
         close(c->err);

@@ -733,6 +733,7 @@ export class Link {
   ): void {
     if (s.ended) return;
     s.ended = true;
+    this.#nativeCounters(s);
     s.out = [];
     s.early = [];
     this.#streams.delete(s.id);
@@ -829,9 +830,19 @@ export class Link {
     this.#h.close(reason, error);
   }
 
+  /** A native stream's counters, read from the engine before it drops the stream. */
+  #nativeCounters(s: Stream): void {
+    if (!s.native || s.nativeGone) return;
+    const n = this.#nat?.streamStats(s.id);
+    if (n === undefined) return;
+    s.bytesOut = n[0];
+    s.bytesIn = n[1];
+  }
+
   #endStreamClosed(s: Stream, reason: StreamEndReason, error: RelaykitError): void {
     if (s.ended) return;
     s.ended = true;
+    this.#nativeCounters(s);
     this.#streams.delete(s.id);
     s.conn?.destroy(true);
     const end: TunnelStreamEnd = {

@@ -196,10 +196,11 @@ export class NativeLinkConn implements NetConn {
         return;
       }
       case "tunnel-link-end": {
-        this.#calls.tunnelClose(this.id, "abort"); // frees what is left of it
-        this.#finish();
+        // the owner reads the streams' last counters, then what is left goes
         if (ev.err === 0 && !ev.midFrame) this.#h?.end();
         else this.#h?.close(ev.err === 0 ? "ECONNRESET" : this.#calls.describe(ev.err).name);
+        this.#calls.tunnelClose(this.id, "abort");
+        this.#finish();
         return;
       }
       case "tunnel-stream-end":
