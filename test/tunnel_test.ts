@@ -479,6 +479,31 @@ for (const engine of ENGINES) {
       await dest.close();
     });
 
+    test("a destination that resets mid-stream resets the local connection, named on both sides", async () => {
+      // reads a little, then resets (RST)
+      const resetting = net.createServer((c) => {
+        c.on("error", () => {});
+        c.once("data", () => c.resetAndDestroy());
+      });
+      await new Promise<void>((r) => resetting.listen(0, "127.0.0.1", r));
+      const p = await pair((resetting.address() as net.AddressInfo).port);
+      await sleep(50);
+      const fds = fdCount();
+      const s = await connect(p.port);
+      const r = collect(s);
+      void writeAll(s, random(4 * 1024 * 1024), false);
+      const res = await r;
+      assert.equal(res.error, "ECONNRESET", "the local connection is reset, not ended");
+      await waitFor(() => p.serverEnds.length === 1 && p.clientEnds.length === 1, 5000, "ends");
+      for (const e of [p.serverEnds[0]!, p.clientEnds[0]!]) {
+        assert.equal(e.reason, "reset");
+        assert.match(e.error?.code ?? "", /^(ECONNRESET|EPIPE)$/);
+      }
+      await waitFor(() => fdCount() <= fds, 5000, `fds back to ${fds} (now ${fdCount()})`);
+      await p.close();
+      resetting.close();
+    });
+
     test("a link cut mid-transfer ends every stream with link-lost, leaks no fd, and reconnects", async () => {
       // a destination that stops after 256 KiB: no stream can finish before the cut
       const stalling = await stallingEcho(256 * 1024);
