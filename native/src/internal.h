@@ -2,7 +2,8 @@
  * each unit's internal functions listed under it. The units: engine.c
  * (engines, workers, commands, event queue), listen.c (listeners and
  * accept), connect.c (targets, resolver, connect), relay.c (relaying),
- * pool.c (pipes and buffers), hold.c (held connections), fd.c, errors.c
+ * pool.c (pipes and buffers), hold.c (held connections), tunnel.c (the
+ * tunnel's data plane), fd.c, errors.c
  * and layout.c (public helpers only: rk_layout reports the option structs'
  * layout and the timing constants hosts must agree with). */
 #ifndef RK_INTERNAL_H

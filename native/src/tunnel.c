@@ -1237,9 +1237,11 @@ int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out, int32_t cap) {
   /* t cannot be freed while g_tun_lock is held (rk__tun_free takes it) */
   pthread_mutex_lock(&t->lock);
   size_t n = t->rx_len < (size_t)cap ? t->rx_len : (size_t)cap;
-  memcpy(out, t->rx, n);
-  memmove(t->rx, t->rx + n, t->rx_len - n);
-  t->rx_len -= n;
+  if (n > 0) {
+    memcpy(out, t->rx, n);
+    memmove(t->rx, t->rx + n, t->rx_len - n);
+    t->rx_len -= n;
+  }
   int resume = 0;
   if (t->rx_len == 0)
     t->rx_posted = 0;

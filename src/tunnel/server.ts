@@ -182,12 +182,12 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return a;
   }
 
-  /** Links up now. */
   /** The engine that moves the tunnel's bytes. */
   get engine(): "native" | "stream" {
     return this.#native !== undefined ? "native" : "stream";
   }
 
+  /** Links up now. */
   get links(): number {
     return [...this.#links].filter((l) => l.ready).length;
   }
