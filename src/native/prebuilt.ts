@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
+    "sha256": "1337d812a86c7ae3e7a3a2af73d4985eafc4cc6296717b890d3ec7c71cad4b39",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -36,24 +36,25 @@ export const PREBUILT: {
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
+      "src/tunnel.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
-      "size": 59888,
+      "sha256": "e22dfd3de2c27be5de8614ee161d6e722e30cc432a475c6b489dc63defa455cf",
+      "size": 76288,
     },
     "linux-arm64-glibc": {
-      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
-      "size": 68032,
+      "sha256": "42ba2f18b14ef48c146fe246d42e03a90ac01d0409890f8176daa9ca0446a02c",
+      "size": 133584,
     },
     "linux-x64-musl": {
-      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
-      "size": 59648,
+      "sha256": "3b2b64b50cf40bfb609a1b53d955288c8db2eaf67f4c41c533ee8f306a89d113",
+      "size": 80144,
     },
     "linux-arm64-musl": {
-      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
-      "size": 67776,
+      "sha256": "ce9572f783d19121e4abb07e8176e2a39ce3d6dfba192700821c41ccc46706ef",
+      "size": 133328,
     },
   },
 };
