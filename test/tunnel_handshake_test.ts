@@ -571,6 +571,19 @@ for (const engine of ENGINES) {
           ),
         ), "flow-control"],
       ["an OPEN id reused", "up", () => F(open1(), open1()), "state"],
+      // ids past 2^31 cross the native boundary unsigned
+      [
+        "FIN twice on the highest stream id",
+        "up",
+        () =>
+          F(
+            { type: "open", stream: 0xffffffff, destination: { route: "web" } },
+            { type: "data", stream: 0xffffffff, data: new Uint8Array(5) },
+            { type: "fin", stream: 0xffffffff },
+            { type: "fin", stream: 0xffffffff },
+          ),
+        "state",
+      ],
       ["a second HELLO", "up", () => F(hello()), "state"],
       ["OPEN_OK from the client", "up", () => F({ type: "open-ok", stream: 1 }), "state"],
       [

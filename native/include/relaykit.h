@@ -462,18 +462,18 @@ RK_EXTERN int32_t rk_tunnel_attach(int32_t h, int32_t tid, int32_t flags,
 /* The client side: send frame (the OPEN), then carry held connection
  * conn_id's socket as stream sid. If the connection went first, an RST
  * follows the OPEN and RK_TEV_STREAM_END reports it. */
-RK_EXTERN int32_t rk_tunnel_open(int32_t h, int32_t tid, int32_t sid,
+RK_EXTERN int32_t rk_tunnel_open(int32_t h, int32_t tid, uint32_t sid,
                                  int32_t conn_id, const uint8_t *frame,
                                  int32_t len);
 /* The server side: send frame (the OPEN_OK), then carry the connected
  * socket fd (owned from now on) as stream sid, the DATA and FIN held for
  * it first. */
-RK_EXTERN int32_t rk_tunnel_accept(int32_t h, int32_t tid, int32_t sid,
+RK_EXTERN int32_t rk_tunnel_accept(int32_t h, int32_t tid, uint32_t sid,
                                    int32_t fd, const uint8_t *frame,
                                    int32_t len);
 /* Send frame (OPEN_FAIL, RST or nothing) and drop stream sid: its socket
  * is closed (RK_CLOSE_GRACEFUL) or reset (RK_CLOSE_ABORT). No event. */
-RK_EXTERN int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, int32_t sid,
+RK_EXTERN int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, uint32_t sid,
                                          int32_t mode, const uint8_t *frame,
                                          int32_t len);
 /* Reset every stream (no events) and close the link: RK_CLOSE_GRACEFUL once
@@ -483,7 +483,7 @@ RK_EXTERN int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode);
  * and written to the link, streams. sid > 0: out[0..3] <- that stream's
  * bytes socket->link, link->socket, bytes its socket has not taken, credit.
  * -ENOENT when gone. */
-RK_EXTERN int32_t rk_tunnel_stats(int32_t h, int32_t tid, int32_t sid,
+RK_EXTERN int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid,
                                   double *out);
 
 /* ---- systemd ----------------------------------------------------------- */

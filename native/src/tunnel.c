@@ -1279,12 +1279,12 @@ int32_t rk_tunnel_attach(int32_t h, int32_t tid, int32_t flags,
   return rk__tun_send(e, tid, c);
 }
 
-int32_t rk_tunnel_open(int32_t h, int32_t tid, int32_t sid, int32_t conn_id,
+int32_t rk_tunnel_open(int32_t h, int32_t tid, uint32_t sid, int32_t conn_id,
                        const uint8_t *frame, int32_t len) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (sid <= 0 || conn_id <= 0 || len < 0)
+  if (sid == 0 || conn_id <= 0 || len < 0)
     return -EINVAL;
   rk__worker *tw = NULL;
   if (rk__tun_lookup(e, tid, &tw) == NULL)
@@ -1304,24 +1304,24 @@ int32_t rk_tunnel_open(int32_t h, int32_t tid, int32_t sid, int32_t conn_id,
   return 0;
 }
 
-int32_t rk_tunnel_accept(int32_t h, int32_t tid, int32_t sid, int32_t fd,
+int32_t rk_tunnel_accept(int32_t h, int32_t tid, uint32_t sid, int32_t fd,
                          const uint8_t *frame, int32_t len) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (sid <= 0 || fd < 0 || len < 0)
+  if (sid == 0 || fd < 0 || len < 0)
     return -EINVAL;
   return rk__tun_send(e, tid, rk__tcmd(RK__TOP_ACCEPT, tid, sid, fd, frame,
                                        len));
 }
 
-int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, int32_t sid,
+int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, uint32_t sid,
                                int32_t mode, const uint8_t *frame,
                                int32_t len) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  if (sid <= 0 || len < 0)
+  if (sid == 0 || len < 0)
     return -EINVAL;
   return rk__tun_send(e, tid, rk__tcmd(RK__TOP_STREAM_CLOSE, tid, sid,
                                        mode & 1, frame, len));
@@ -1334,7 +1334,7 @@ int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode) {
   return rk__tun_send(e, tid, rk__tcmd(RK__TOP_CLOSE, tid, 0, mode, NULL, 0));
 }
 
-int32_t rk_tunnel_stats(int32_t h, int32_t tid, int32_t sid, double *out) {
+int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid, double *out) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;

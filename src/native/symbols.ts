@@ -134,28 +134,28 @@ export const SYMBOLS = {
     parameters: ["i32", "i32", "i32", "i32", "buffer", "i32"],
     result: "i32",
   },
-  // int32_t rk_tunnel_open(int32_t h, int32_t tid, int32_t sid,
+  // int32_t rk_tunnel_open(int32_t h, int32_t tid, uint32_t sid,
   //   int32_t conn_id, const uint8_t *frame, int32_t len)
   rk_tunnel_open: {
-    parameters: ["i32", "i32", "i32", "i32", "buffer", "i32"],
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
     result: "i32",
   },
-  // int32_t rk_tunnel_accept(int32_t h, int32_t tid, int32_t sid, int32_t fd,
+  // int32_t rk_tunnel_accept(int32_t h, int32_t tid, uint32_t sid, int32_t fd,
   //   const uint8_t *frame, int32_t len)
   rk_tunnel_accept: {
-    parameters: ["i32", "i32", "i32", "i32", "buffer", "i32"],
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
     result: "i32",
   },
-  // int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, int32_t sid,
+  // int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, uint32_t sid,
   //   int32_t mode, const uint8_t *frame, int32_t len)
   rk_tunnel_stream_close: {
-    parameters: ["i32", "i32", "i32", "i32", "buffer", "i32"],
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
     result: "i32",
   },
   // int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode)
   rk_tunnel_close: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  // int32_t rk_tunnel_stats(int32_t h, int32_t tid, int32_t sid, double *out)
-  rk_tunnel_stats: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid, double *out)
+  rk_tunnel_stats: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
 
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },

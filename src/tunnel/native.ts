@@ -187,6 +187,18 @@ export class NativeLinkConn implements NetConn {
   }
 
   #event(ev: NativeEvent): void {
+    try {
+      this.#handle(ev);
+    } catch (err) {
+      // nothing a peer sends may end the process: this link goes instead
+      if (this.#done) return;
+      this.#calls.tunnelClose(this.id, "abort");
+      this.#finish();
+      this.#h?.close(err instanceof RelaykitError ? err.code : "EIO");
+    }
+  }
+
+  #handle(ev: NativeEvent): void {
     switch (ev.type) {
       case "tunnel-rx": {
         const bytes = this.#calls.tunnelTake(this.id);
