@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define RK__TUN_HDR 10
@@ -28,8 +29,12 @@
 #define RK__TUN_RX_MAX (1024 * 1024)
 #define RK__TUN_IN_CAP (256 * 1024)
 #define RK__TUN_BUCKETS 1024
-/* Reads one stream may do before the others get a turn (64 KiB). */
-#define RK__TUN_TURN 4
+/* Frames one read of a stream's socket fills (readv), and reads a stream
+ * may do before the others get a turn: 64 KiB, 256 KiB. */
+#define RK__TUN_READ_FRAMES 4
+#define RK__TUN_TURN 1
+/* DATA frames for one stream written with one sendmsg. */
+#define RK__TUN_WRITEV 16
 
 enum { RK__TK_LINK = 1, RK__TK_STREAM = 2 };
 enum {
@@ -75,6 +80,11 @@ struct rk__tun {
   int fd;
   int attached, server, closing, dead, freed, congested, can_read, can_write;
   int rr; /* the bucket rk__uncongest served last */
+  /* DATA being gathered for one stream's socket (rk__ts_deliver) */
+  rk__tstream *pend_s;
+  struct iovec pend_iov[RK__TUN_WRITEV];
+  int pend_n;
+  size_t pend_len;
   uint32_t window;
   uint8_t *in;
   uint32_t in_off, in_len;
@@ -382,26 +392,69 @@ static int rk__ts_hold(rk__tstream *s, const uint8_t *p, uint32_t n) {
   return 0;
 }
 
-/* DATA from the link for the stream's socket. */
-static void rk__ts_deliver(rk__tstream *s, const uint8_t *p, uint32_t n) {
-  if (s->fd >= 0 && s->ilen == 0 && s->can_write) {
-    ssize_t r;
-    RK__RETRY(r, send(s->fd, p, n, MSG_NOSIGNAL));
-    if (r < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        rk__ts_fail(s, -errno);
-        return;
-      }
-      s->can_write = 0;
-      r = 0;
-    } else if ((uint32_t)r < n) {
-      s->can_write = 0;
+/* Write the DATA gathered for one stream (views into the link's read
+ * buffer) with one sendmsg; what the socket does not take is held. */
+static void rk__pend_flush(rk__tun *t) {
+  rk__tstream *s = t->pend_s;
+  if (s == NULL)
+    return;
+  int cnt = t->pend_n;
+  size_t total = t->pend_len;
+  t->pend_s = NULL;
+  t->pend_n = 0;
+  t->pend_len = 0;
+  if (s->ended || s->fd < 0)
+    return;
+  struct msghdr mh = {.msg_iov = t->pend_iov, .msg_iovlen = (size_t)cnt};
+  ssize_t r;
+  RK__RETRY(r, sendmsg(s->fd, &mh, MSG_NOSIGNAL));
+  if (r < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      rk__ts_fail(s, -errno);
+      return;
     }
-    s->consumed += (uint32_t)r;
-    p += r;
-    n -= (uint32_t)r;
+    s->can_write = 0;
+    r = 0;
+  } else if ((size_t)r < total) {
+    s->can_write = 0;
   }
-  if (n > 0 && rk__ts_hold(s, p, n) < 0) {
+  s->consumed += (uint32_t)r;
+  size_t skip = (size_t)r;
+  for (int i = 0; i < cnt; i++) {
+    size_t l = t->pend_iov[i].iov_len;
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    if (rk__ts_hold(s, (const uint8_t *)t->pend_iov[i].iov_base + skip,
+                    (uint32_t)(l - skip)) < 0) {
+      rk__ts_fail(s, -ENOMEM);
+      return;
+    }
+    skip = 0;
+  }
+  rk__ts_grant(s);
+}
+
+/* DATA from the link for the stream's socket: gathered while consecutive
+ * frames are for the same writable stream, held when its socket is full. */
+static void rk__ts_deliver(rk__tstream *s, const uint8_t *p, uint32_t n) {
+  rk__tun *t = s->t;
+  if (t->pend_s != NULL && t->pend_s != s)
+    rk__pend_flush(t);
+  if (s->ended)
+    return;
+  if (s->fd >= 0 && s->ilen == 0 && s->can_write) {
+    t->pend_s = s;
+    t->pend_iov[t->pend_n].iov_base = (void *)(uintptr_t)p;
+    t->pend_iov[t->pend_n].iov_len = n;
+    t->pend_n++;
+    t->pend_len += n;
+    if (t->pend_n == RK__TUN_WRITEV)
+      rk__pend_flush(t);
+    return;
+  }
+  if (rk__ts_hold(s, p, n) < 0) {
     rk__ts_fail(s, -ENOMEM);
     return;
   }
@@ -418,17 +471,37 @@ static void rk__ts_pump_out(rk__tstream *s) {
       t->congested = 1; /* more to read: rk__uncongest comes back */
       return;
     }
-    uint32_t want = s->credit < RK__TUN_MAXPAY ? s->credit : RK__TUN_MAXPAY;
-    if (!rk__out_room(t, RK__TUN_HDR + want)) {
+    /* one readv fills up to RK__TUN_READ_FRAMES frames in place, a gap
+     * left before each payload for its header */
+    uint32_t want = s->credit < RK__TUN_READ_FRAMES * RK__TUN_MAXPAY
+                        ? s->credit
+                        : RK__TUN_READ_FRAMES * RK__TUN_MAXPAY;
+    uint32_t nframes = (want + RK__TUN_MAXPAY - 1) / RK__TUN_MAXPAY;
+    if (!rk__out_room(t, nframes * RK__TUN_HDR + want)) {
       rk__link_fail(t, -ENOBUFS, 0);
       return;
     }
-    uint8_t *h = t->out + t->out_off + t->out_len;
+    uint8_t *base = t->out + t->out_off + t->out_len;
+    struct iovec iov[RK__TUN_READ_FRAMES];
+    uint32_t left = want;
+    for (uint32_t k = 0; k < nframes; k++) {
+      uint32_t part = left < RK__TUN_MAXPAY ? left : RK__TUN_MAXPAY;
+      iov[k].iov_base = base + k * (RK__TUN_HDR + RK__TUN_MAXPAY) + RK__TUN_HDR;
+      iov[k].iov_len = part;
+      left -= part;
+    }
     ssize_t n;
-    RK__RETRY(n, read(s->fd, h + RK__TUN_HDR, want));
+    RK__RETRY(n, readv(s->fd, iov, (int)nframes));
     if (n > 0) {
-      rk__hdr(h, FT_DATA, s->sid, (uint32_t)n);
-      t->out_len += RK__TUN_HDR + (size_t)n;
+      size_t got = (size_t)n;
+      for (uint32_t k = 0; k < nframes && got > 0; k++) {
+        uint32_t part = got < iov[k].iov_len ? (uint32_t)got
+                                               : (uint32_t)iov[k].iov_len;
+        rk__hdr(base + k * (RK__TUN_HDR + RK__TUN_MAXPAY), FT_DATA, s->sid,
+                part);
+        t->out_len += RK__TUN_HDR + part;
+        got -= part;
+      }
       s->credit -= (uint32_t)n;
       RK__ADD(&s->bytes_out, (uint64_t)n);
       continue;
@@ -555,6 +628,9 @@ static int rk__unknown(rk__tun *t, uint32_t sid) {
 static int rk__frame(rk__tun *t, const uint8_t *f, uint32_t len) {
   int type = f[0], flags = f[1];
   uint32_t sid = rk__get32(f + 2);
+  /* DATA gathered for a stream goes before any other frame is acted on */
+  if (t->pend_s != NULL && !(type == FT_DATA && sid == t->pend_s->sid))
+    rk__pend_flush(t);
   const uint8_t *p = f + RK__TUN_HDR;
   if (type == FT_DATA || type == FT_WINDOW || type == FT_FIN) {
     if (flags != 0 || sid == 0 || (type == FT_DATA && len == 0) ||
@@ -644,15 +720,18 @@ static void rk__parse(rk__tun *t) {
     uint32_t len = rk__get32(f + 6);
     if (len > RK__TUN_MAXPAY) {
       rk__protocol(t, RK_TPROB_OVERSIZE, rk__get32(f + 2), len, 0);
-      return;
+      break;
     }
     if (t->in_len < RK__TUN_HDR + len)
       break;
     t->in_off += RK__TUN_HDR + len;
     t->in_len -= RK__TUN_HDR + len;
     if (rk__frame(t, f, len) < 0)
-      return;
+      break;
   }
+  rk__pend_flush(t); /* before the buffer moves */
+  if (t->dead)
+    return;
   if (t->in_len == 0)
     t->in_off = 0;
   else if (t->in_off > RK__TUN_IN_CAP / 2) {
