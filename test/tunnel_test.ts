@@ -736,6 +736,59 @@ for (const engine of ENGINES) {
   });
 }
 
+describe("tunnel engines on one wire", () => {
+  let echo: Awaited<ReturnType<typeof echoServer>>;
+  before(async () => {
+    echo = await echoServer();
+  });
+  after(() => echo.close());
+
+  const pairs: ["native" | "stream", "native" | "stream"][] = ENGINES.includes("native")
+    ? [["native", "stream"], ["stream", "native"]]
+    : [];
+  for (const [serverEngine, clientEngine] of pairs) {
+    test(`a ${clientEngine} client and a ${serverEngine} server carry streams intact`, async () => {
+      const p = await pair(echo.port, { engine: serverEngine }, { engine: clientEngine });
+      assert.equal(p.server.engine, serverEngine);
+      assert.equal(p.client.engine, clientEngine);
+      const sent = Array.from({ length: 8 }, () => random(1024 * 1024));
+      const rs = await Promise.all(sent.map(async (data) => {
+        const s = await connect(p.port);
+        const got = collect(s);
+        void writeAll(s, data);
+        return await got;
+      }));
+      for (const [i, r] of rs.entries()) {
+        assert.equal(r.error, undefined);
+        assert.equal(sha(r.data), sha(sent[i]!), `stream ${i}`);
+      }
+      await waitFor(() => p.serverEnds.length === 8 && p.clientEnds.length === 8, 5000, "ends");
+      assert.ok([...p.serverEnds, ...p.clientEnds].every((e) => e.reason === "done"));
+      assert.ok(p.clientEnds.every((e) => e.bytesOut === 1024 * 1024 && e.bytesIn === 1024 * 1024));
+      await p.close();
+    });
+  }
+
+  test("a TLS link runs on the stream engine; the native engine refuses one", async () => {
+    await assert.rejects(
+      TunnelClient.start({
+        link: { host: "127.0.0.1", port: 1 },
+        listeners: [],
+        tls: true,
+        engine: "native",
+      }),
+      /plain TCP links/,
+    );
+    const c = await TunnelClient.start({
+      link: { host: "127.0.0.1", port: 1 },
+      listeners: [],
+      tls: true,
+    });
+    assert.equal(c.engine, "stream");
+    await c.close();
+  });
+});
+
 describe("tunnel over TLS, and the command", () => {
   const dir = mkdtempSync(join(tmpdir(), "relaykit-tunnel-"));
   let web: Server;

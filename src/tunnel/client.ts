@@ -161,7 +161,10 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     super();
     this.#o = options;
     this.#delay = options.reconnectDelay ?? 100;
-    this.#native = tunnelEngine(options.engine, options.tls !== undefined);
+    // a Unix socket listener runs on the runtime's sockets: then all of it does
+    this.#native = options.listeners.some((l) => "path" in l.listen)
+      ? undefined
+      : tunnelEngine(options.engine, options.tls !== undefined);
   }
 
   /** The engine that moves the tunnel's bytes. */

@@ -561,6 +561,11 @@ export class Link {
       }
       return id;
     }
+    if (this.#nat !== undefined) {
+      // the engine would take this stream's frames for a protocol error
+      this.#streams.delete(id);
+      throw new RelaykitError("A native tunnel link carries native connections only", "EINVAL");
+    }
     this.#send({ type: "open", stream: id, destination });
     this.#attachConn(s, conn);
     return id;
@@ -600,6 +605,11 @@ export class Link {
       if (this.#nat === undefined) return false;
       this.#nat.accept(id, conn, encodeFrame({ type: "open-ok", stream: id }));
       return true;
+    }
+    if (this.#nat !== undefined) {
+      const e = new RelaykitError("A native tunnel link carries native connections only", "EINVAL");
+      this.refuse(id, e, "connect-failed");
+      return false;
     }
     this.#send({ type: "open-ok", stream: id });
     this.#attachConn(s, conn);
