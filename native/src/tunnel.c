@@ -958,7 +958,6 @@ static int rk__take_held(rk__worker *w, int32_t id) {
 }
 
 static void rk__tun_start(rk__worker *w, rk__tun *t, int fd) {
-  t->w = w;
   t->fd = fd;
   rk__tun_wstate *ws = rk__wstate(w);
   t->wnext = ws->live;
@@ -1004,7 +1003,6 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
       fd = rk__take_held(w, c->arg);
       if (fd < 0) {
         rk__tun_wstate *ws = rk__wstate(w);
-        t->w = w;
         t->wnext = ws->live;
         ws->live = t;
         rk__link_fail(t, fd, 0);
@@ -1289,7 +1287,7 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
   }
   if (w == NULL)
     w = rk__pick_worker(e);
-  t->w = w;
+  t->w = w; /* never changes: the host's calls read it */
   pthread_mutex_lock(&g_tun_lock);
   t->gnext = g_tuns;
   g_tuns = t;
