@@ -58,6 +58,8 @@ typedef struct rk__tstream {
   uint8_t *ibuf;
   uint32_t ioff, ilen, icap;
   uint32_t allowed;  /* credit the peer still has */
+  /* ilen and credit are stored atomically (RK__STORE): rk_tunnel_stats
+   * reads them from the host's thread */
   uint32_t consumed; /* taken by the socket, not granted back yet */
   /* socket -> link */
   uint32_t credit;
@@ -257,7 +259,8 @@ static void rk__ts_drop_socket(rk__tstream *s, int rst) {
   }
   free(s->ibuf);
   s->ibuf = NULL;
-  s->ilen = s->ioff = s->icap = 0;
+  RK__STORE(&s->ilen, 0);
+  s->ioff = s->icap = 0;
   s->rst = 1;
 }
 
@@ -301,8 +304,8 @@ static void rk__ts_end(rk__tstream *s, int how, int err) {
   rec[9] = (uint32_t)(out >> 32);
   rec[10] = (uint32_t)in;
   rec[11] = (uint32_t)(in >> 32);
+  rk__ts_free(s, how != RK_TEND_DONE); /* gone from stats before the news */
   rk__post(t->e, rec);
-  rk__ts_free(s, how != RK_TEND_DONE);
 }
 
 /* The stream's socket failed: RST to the peer, the host told, a reset. */
@@ -357,7 +360,7 @@ static int rk__ts_flush_in(rk__tstream *s) {
       return -errno;
     }
     s->ioff += (uint32_t)n;
-    s->ilen -= (uint32_t)n;
+    RK__STORE(&s->ilen, s->ilen - (uint32_t)n); /* read by stats */
     s->consumed += (uint32_t)n;
   }
   if (s->ilen == 0)
@@ -388,7 +391,7 @@ static int rk__ts_hold(rk__tstream *s, const uint8_t *p, uint32_t n) {
     }
   }
   memcpy(s->ibuf + s->ioff + s->ilen, p, n);
-  s->ilen += n;
+  RK__STORE(&s->ilen, s->ilen + n);
   return 0;
 }
 
@@ -502,7 +505,7 @@ static void rk__ts_pump_out(rk__tstream *s) {
         t->out_len += RK__TUN_HDR + part;
         got -= part;
       }
-      s->credit -= (uint32_t)n;
+      RK__STORE(&s->credit, s->credit - (uint32_t)n);
       RK__ADD(&s->bytes_out, (uint64_t)n);
       continue;
     }
@@ -665,7 +668,7 @@ static int rk__frame(rk__tun *t, const uint8_t *f, uint32_t len) {
         rk__protocol(t, RK_TPROB_CREDIT_OVERFLOW, sid, 0, 0);
         return -1;
       }
-      s->credit += c;
+      RK__STORE(&s->credit, s->credit + c);
       rk__ts_pump_out(s);
     } else {
       if (s->fin_recv) {

@@ -2664,6 +2664,13 @@ static void t_tunnel_streams(void) {
                               10),
              "rk_tunnel_accept");
   }
+  double st[4];
+  for (int i = 0; i < N; i++) { /* from this thread while workers move bytes */
+    int32_t r = rk_tunnel_stats(h, a, (uint32_t)i + 1, st);
+    CHECK(r == 0 || r == -ENOENT, "rk_tunnel_stats: %d", r);
+    CHECK(r < 0 || (st[2] <= 65536 && st[3] <= 65536), "backlog %g credit %g",
+          st[2], st[3]);
+  }
   streams_run(ss, N);
   for (int i = 0; i < N; i++) {
     CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "stream %d: %zu of %zu", i,
@@ -2677,6 +2684,9 @@ static void t_tunnel_streams(void) {
     CHECK(rec[6] == RK_TEND_DONE, "server stream %d ended %u", i, rec[6]);
     stream_free(&ss[i]);
   }
+  CHECK_RC(rk_tunnel_stats(h, a, 0, st), "rk_tunnel_stats (link)");
+  CHECK(st[1] > 0 && st[2] > 0 && st[3] == 0, "link counters %g %g %g", st[1],
+        st[2], st[3]);
   /* the client side got N OPEN_OKs */
   have = 0;
   deadline = now_ms() + EVENT_TIMEOUT_MS;
