@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "1337d812a86c7ae3e7a3a2af73d4985eafc4cc6296717b890d3ec7c71cad4b39",
+    "sha256": "00ad58203438872cc4b7df54bd12dc281f48bfd84934a42f75df6e117c23d014",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,20 +41,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "e22dfd3de2c27be5de8614ee161d6e722e30cc432a475c6b489dc63defa455cf",
-      "size": 76288,
+      "sha256": "b123e951329718574fe25104dfc1304721e3fba59815eb3fafbbde735b5a0526",
+      "size": 76304,
     },
     "linux-arm64-glibc": {
-      "sha256": "42ba2f18b14ef48c146fe246d42e03a90ac01d0409890f8176daa9ca0446a02c",
-      "size": 133584,
+      "sha256": "d25a61f0e87697cb726420342032bcba51acf84db34be6ec2b04a3f8a3b9b3e6",
+      "size": 133600,
     },
     "linux-x64-musl": {
-      "sha256": "3b2b64b50cf40bfb609a1b53d955288c8db2eaf67f4c41c533ee8f306a89d113",
-      "size": 80144,
+      "sha256": "5fe4829c728c1cca0f0b942e37421c94f83f1bcca55f93cfa8907106e6a00643",
+      "size": 80160,
     },
     "linux-arm64-musl": {
-      "sha256": "ce9572f783d19121e4abb07e8176e2a39ce3d6dfba192700821c41ccc46706ef",
-      "size": 133328,
+      "sha256": "b16c0d8a75855722d83f35e5fb73204d432a51a2b8b850c1d91813e2d6423d75",
+      "size": 133344,
     },
   },
 };
