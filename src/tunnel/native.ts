@@ -304,7 +304,11 @@ export class NativeHoldListener implements NetListener {
     const port = calls.listenerPort(id);
     const l = new NativeHoldListener(engine, id, { host: at.host, port });
     engine.onListener(id, (ev) => {
-      if (ev.type === "hold" && ev.first) accept({ native: "held", connId: ev.id }, ev.remote);
+      if (ev.type === "hold" && ev.first) {
+        // one accepted just before the close is refused, never left held
+        if (l.#closed) calls.holdDecide(ev.id, { action: "close" });
+        else accept({ native: "held", connId: ev.id }, ev.remote);
+      } else if (ev.type === "listener-drained") engine.offListener(id);
     });
     const r = calls.listenerStart(id);
     if (r < 0) {
@@ -324,9 +328,8 @@ export class NativeHoldListener implements NetListener {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // its handler stays until the listener drained (see listen)
     this.#calls.listenerClose(this.#id);
-    // the listener-closed event still comes; nothing else is listened to
-    setTimeout(() => this.#engine.offListener(this.#id), 0);
     this.#engine.unref();
   }
 }
