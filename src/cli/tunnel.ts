@@ -187,6 +187,7 @@ export const tunnelServer: Command = {
     }, log);
     await new Promise((r) => setTimeout(r, 0));
     const extras = [
+      `${srv.engine} engine`,
       options.tls ? "TLS" : "",
       secret !== undefined ? "shared secret" : "",
       options.routes ? `routes: ${[...routes.keys()].join(", ")}` : "",
@@ -332,9 +333,9 @@ export const tunnelClient: Command = {
       `${formatEndpoint(x)} -> ${formatDestination(listeners[i]!.to)}`
     );
     log.info(
-      `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)}${
-        options.tls ? " (TLS)" : ""
-      }`,
+      `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)} (${
+        options.tls ? "TLS, " : ""
+      }${c.engine} engine)`,
     );
   },
 };
