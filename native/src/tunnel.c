@@ -48,6 +48,28 @@ enum {
 
 typedef struct rk__tun rk__tun;
 
+/* The link's transport, the seam for an encrypted link: plain TCP here. A
+ * TLS module gives a tunnel its own pair (same contract as read(2) and
+ * send(2): a count, 0 at EOF, -1 with errno, EAGAIN when it must wait; a
+ * TLS read that needs the socket writable, or the reverse, reports EAGAIN
+ * and the worker retries on the next event, as both are watched). */
+typedef struct {
+  ssize_t (*recv)(void *ctx, int fd, uint8_t *buf, size_t len);
+  ssize_t (*send)(void *ctx, int fd, const uint8_t *buf, size_t len);
+  void *ctx;
+} rk__tun_transport;
+
+static ssize_t rk__plain_recv(void *ctx, int fd, uint8_t *buf, size_t len) {
+  (void)ctx;
+  return read(fd, buf, len);
+}
+
+static ssize_t rk__plain_send(void *ctx, int fd, const uint8_t *buf,
+                              size_t len) {
+  (void)ctx;
+  return send(fd, buf, len, MSG_NOSIGNAL);
+}
+
 typedef struct rk__tstream {
   int tag;  /* RK__TAG_TUNNEL; first field, see the worker's dispatch */
   int kind; /* RK__TK_STREAM */
@@ -80,6 +102,7 @@ struct rk__tun {
   rk__engine *e;
   rk__worker *w;
   int fd;
+  rk__tun_transport tp;
   int attached, server, closing, dead, freed, congested, can_read, can_write;
   int rr; /* the bucket rk__uncongest served last */
   /* DATA being gathered for one stream's socket (rk__ts_deliver) */
@@ -746,7 +769,7 @@ static void rk__parse(rk__tun *t) {
 static void rk__link_flush(rk__tun *t) {
   while (!t->dead && t->out_len > 0 && t->can_write) {
     ssize_t n;
-    RK__RETRY(n, send(t->fd, t->out + t->out_off, t->out_len, MSG_NOSIGNAL));
+    RK__RETRY(n, t->tp.send(t->tp.ctx, t->fd, t->out + t->out_off, t->out_len));
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         t->can_write = 0;
@@ -785,7 +808,8 @@ static void rk__link_read(rk__tun *t) {
       }
       ssize_t n;
       size_t room = RK__TUN_IN_CAP - t->in_off - t->in_len;
-      RK__RETRY(n, read(t->fd, t->in + t->in_off + t->in_len, room));
+      RK__RETRY(n, t->tp.recv(t->tp.ctx, t->fd, t->in + t->in_off + t->in_len,
+                              room));
       if (n > 0) {
         RK__STORE(&t->last_rx_real, rk__now_real());
         RK__ADD(&t->link_in, (uint64_t)n);
@@ -812,7 +836,7 @@ static void rk__link_read(rk__tun *t) {
       return;
     uint8_t buf[16 * 1024];
     ssize_t n;
-    RK__RETRY(n, read(t->fd, buf, sizeof buf));
+    RK__RETRY(n, t->tp.recv(t->tp.ctx, t->fd, buf, sizeof buf));
     if (n > 0) {
       RK__STORE(&t->last_rx_real, rk__now_real());
       RK__ADD(&t->link_in, (uint64_t)n);
@@ -1268,6 +1292,8 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
   t->id = rk__new_id(e);
   t->e = e;
   t->fd = -1;
+  t->tp.recv = rk__plain_recv;
+  t->tp.send = rk__plain_send;
   t->out = out;
   t->out_cap = 64 * 1024;
   t->window = 256 * 1024;
