@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "00ad58203438872cc4b7df54bd12dc281f48bfd84934a42f75df6e117c23d014",
+    "sha256": "5c8e415d4d319b5efb9ee0fb3b5995d784871ddf5a95e50a64d1c9f7916e4aca",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "b123e951329718574fe25104dfc1304721e3fba59815eb3fafbbde735b5a0526",
+      "sha256": "f8403850ab5048a96a3967b4e28ba557a96a355e3cbd3d89b274c9eaced32784",
       "size": 76304,
     },
     "linux-arm64-glibc": {
-      "sha256": "d25a61f0e87697cb726420342032bcba51acf84db34be6ec2b04a3f8a3b9b3e6",
+      "sha256": "447b44fd6d4dba74a8455b1aeabb1c60e43d0bf7c0f060d3d18b8ba764968eda",
       "size": 133600,
     },
     "linux-x64-musl": {
-      "sha256": "5fe4829c728c1cca0f0b942e37421c94f83f1bcca55f93cfa8907106e6a00643",
+      "sha256": "5261379c5a40c80eb6c911d595cf3fde9b624f27cf8bc28ae84c5f70a2531aac",
       "size": 80160,
     },
     "linux-arm64-musl": {
-      "sha256": "b16c0d8a75855722d83f35e5fb73204d432a51a2b8b850c1d91813e2d6423d75",
+      "sha256": "3d7aeab4220ac5cf2d3228229f8af61b6db009b5694318d09d471ec136da3437",
       "size": 133344,
     },
   },
