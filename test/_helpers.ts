@@ -10,6 +10,7 @@ import process from "node:process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { after, before } from "./_test.ts";
 import { NativeEngine } from "../src/native/engine.ts";
 import { TcpProxy, type TcpProxyOptions } from "../src/proxy/tcp_proxy.ts";
 import type { ConnectionEnd, OriginalInfo } from "../src/types.ts";
@@ -22,6 +23,23 @@ import { runtime } from "../src/runtime/detect.ts";
 export const ENGINES: readonly ("native" | "stream")[] = runtime.ffi
   ? ["native", "stream"]
   : ["stream"];
+
+/**
+ * Make every engine choice of the enclosing describe block ("auto", as
+ * tunnels and proxies without an `engine` option make it) pick `engine`:
+ * RELAYKIT_ENGINE is set before its tests and restored after.
+ */
+export function useEngine(engine: "native" | "stream"): void {
+  let saved: string | undefined;
+  before(() => {
+    saved = process.env.RELAYKIT_ENGINE;
+    process.env.RELAYKIT_ENGINE = engine;
+  });
+  after(() => {
+    if (saved === undefined) delete process.env.RELAYKIT_ENGINE;
+    else process.env.RELAYKIT_ENGINE = saved;
+  });
+}
 
 /** The native engine shared by the tests. Fails (never skips) without the library. */
 export function nativeEngine(): NativeEngine {

@@ -75,6 +75,7 @@ typedef enum {
                               RK_EV_ROUTE_FAILED */
   RK_EV_PROXY = 13, /* id=conn, aux=listener: the engine read the client's
                       PROXY header (rk_listener_set_proxy); layout below */
+  RK_EV_TUNNEL = 14, /* id=tunnel, word 4 RK_TEV_*; layout below */
   RK_EV_TEST = 99         /* id=thread index, aux=sequence number */
 } rk_event_type_t;
 
@@ -122,6 +123,32 @@ typedef enum {
  *   as (lo, hi).
  */
 #define RK_EVENT_WORDS 16
+
+/* RK_EV_TUNNEL (rk_tunnel_*): word 1 the tunnel, 4 one of: */
+#define RK_TEV_RX 1 /* bytes for the host wait: rk_tunnel_take (posted again
+                       once a take emptied them) */
+#define RK_TEV_STREAM_END 2 /* 2 stream id, 3 err, 5 duration in ms, 6
+                               RK_TEND_*, 8..9 bytes socket->link, 10..11
+                               bytes link->socket (u64 lo, hi) */
+#define RK_TEV_LINK_END 3   /* 3 err (0: the peer closed it), 6 1 when it
+                               closed inside a frame; the tunnel is gone */
+#define RK_TEV_PROTOCOL 4   /* 2 stream id, 6 RK_TPROB_*, 7 and 8 details:
+                               the peer broke the protocol; the tunnel
+                               reads no more (the host says GOAWAY and
+                               closes it) */
+/* How a stream ended (word 6 of RK_TEV_STREAM_END). */
+#define RK_TEND_DONE 1  /* FIN both ways, every byte delivered */
+#define RK_TEND_RESET 2 /* its socket failed (err): RST sent, socket reset */
+/* Protocol errors (word 6 of RK_TEV_PROTOCOL; 7, 8 as noted). */
+#define RK_TPROB_MALFORMED 1        /* 7 frame type, 8 length */
+#define RK_TPROB_STATE 2            /* a stream frame for a stream never
+                                       opened */
+#define RK_TPROB_FLOW 3             /* 7 DATA length, 8 the credit left */
+#define RK_TPROB_OVERSIZE 4         /* 7 length */
+#define RK_TPROB_UNKNOWN_TYPE 5     /* 7 type */
+#define RK_TPROB_DATA_AFTER_FIN 6
+#define RK_TPROB_SECOND_FIN 7
+#define RK_TPROB_CREDIT_OVERFLOW 8
 
 /* Which per-connection events a listener posts (rk_listener_set_events).
  * A connection that ends with an error always posts RK_EV_CLOSED, and so
@@ -561,6 +588,63 @@ RK_EXTERN int32_t rk_fd_close(int32_t fd);
  * listening stream socket, -ENOTSOCK if not a socket. Any thread. */
 RK_EXTERN int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len,
                                  int32_t *port);
+
+/* ---- tunnel data plane -----------------------------------------------
+ * One link socket carrying the streams of the relaykit tunnel (wire format
+ * in docs/tunnel.md). A tunnel starts raw: every byte read from the link is
+ * for the host (RK_TEV_RX, rk_tunnel_take), which runs the handshake and
+ * writes with rk_tunnel_send. rk_tunnel_attach then makes the worker parse
+ * frames: DATA, WINDOW and FIN of the streams it carries move between the
+ * link and the streams' sockets here, with per-stream credit; every other
+ * frame reaches the host whole through RK_TEV_RX (RST after the stream's
+ * socket was reset; OPEN on a server after the stream was set up to hold
+ * DATA until rk_tunnel_accept or rk_tunnel_stream_close). Frames the host
+ * sends are encoded by the host. Any thread, calls for one tunnel from one
+ * thread. */
+
+/* A tunnel on the link socket fd (which it then owns), or on the socket of
+ * held connection conn_id (one of fd, conn_id; the connection ends, reason
+ * RK_END_CLOSED, and must not have been asked to read). Return its id. */
+RK_EXTERN int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id);
+/* Copy up to cap of the bytes waiting for the host into out and drop them.
+ * Return the number copied (call again while it equals cap). */
+RK_EXTERN int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out,
+                                 int32_t cap);
+/* Queue bytes (whole frames, after the handshake) on the link. */
+RK_EXTERN int32_t rk_tunnel_send(int32_t h, int32_t tid, const uint8_t *data,
+                                 int32_t len);
+/* The handshake is done: parse frames from now on. flags bit 0: the server
+ * side. window: each stream's initial credit both ways. replay: bytes the
+ * host took past the handshake, parsed first (then the bytes not taken). */
+RK_EXTERN int32_t rk_tunnel_attach(int32_t h, int32_t tid, int32_t flags,
+                                   int32_t window, const uint8_t *replay,
+                                   int32_t len);
+/* The client side: send frame (the OPEN), then carry held connection
+ * conn_id's socket as stream sid. If the connection went first, an RST
+ * follows the OPEN and RK_TEV_STREAM_END reports it. */
+RK_EXTERN int32_t rk_tunnel_open(int32_t h, int32_t tid, uint32_t sid,
+                                 int32_t conn_id, const uint8_t *frame,
+                                 int32_t len);
+/* The server side: send frame (the OPEN_OK), then carry the connected
+ * socket fd (owned from now on) as stream sid, the DATA and FIN held for
+ * it first. */
+RK_EXTERN int32_t rk_tunnel_accept(int32_t h, int32_t tid, uint32_t sid,
+                                   int32_t fd, const uint8_t *frame,
+                                   int32_t len);
+/* Send frame (OPEN_FAIL, RST or nothing) and drop stream sid: its socket
+ * is closed (RK_CLOSE_GRACEFUL) or reset (RK_CLOSE_ABORT). No event. */
+RK_EXTERN int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, uint32_t sid,
+                                         int32_t mode, const uint8_t *frame,
+                                         int32_t len);
+/* Reset every stream (no events) and close the link: RK_CLOSE_GRACEFUL once
+ * what was queued went out, RK_CLOSE_ABORT now with a reset. */
+RK_EXTERN int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode);
+/* sid 0: out[0..3] <- last link read (ms since the epoch), bytes read from
+ * and written to the link, streams. sid > 0: out[0..3] <- that stream's
+ * bytes socket->link, link->socket, bytes its socket has not taken, credit.
+ * -ENOENT when gone. */
+RK_EXTERN int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid,
+                                  double *out);
 
 /* ---- systemd ----------------------------------------------------------- */
 

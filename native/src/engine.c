@@ -345,6 +345,9 @@ static void rk__run_cmds(rk__worker *w) {
     case RK__CMD_STOP:
       w->stop = 1;
       break;
+    case RK__CMD_CALL:
+      c->fn(w, c);
+      break;
     case RK__CMD_HOLD_READ: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)
@@ -412,6 +415,8 @@ static void *rk__worker_main(void *arg) {
         rk__conn_event(p, (int)(evs[i].data.u64 & 1), evs[i].events);
       else if (tag == RK__TAG_LISTENER)
         rk__accept(w, p);
+      else if (tag == RK__TAG_TUNNEL)
+        rk__tunnel_event(p, evs[i].events);
       else
         rk__run_cmds(w);
     }
@@ -426,6 +431,7 @@ static void *rk__worker_main(void *arg) {
         rk__conn_run(c);
     }
     rk__free_dead(w);
+    rk__tunnel_reap(w);
     int64_t now = rk__now_mono();
     if (now >= w->next_sweep) {
       rk__sweep(w, now);
@@ -434,7 +440,8 @@ static void *rk__worker_main(void *arg) {
     }
     rk__free_dead(w);
   }
-  /* Engine closing: end every connection still here. */
+  /* Engine closing: end every tunnel and connection still here. */
+  rk__tunnel_worker_stop(w);
   while (w->conns != NULL)
     rk__conn_end(w->conns, RK_END_ENGINE_CLOSED, 0);
   rk__free_dead(w);

@@ -2,7 +2,8 @@
  * each unit's internal functions listed under it. The units: engine.c
  * (engines, workers, commands, event queue), listen.c (listeners and
  * accept), connect.c (targets, resolver, connect), relay.c (relaying),
- * pool.c (pipes and buffers), hold.c (held connections), fd.c, errors.c
+ * pool.c (pipes and buffers), hold.c (held connections), tunnel.c (the
+ * tunnel's data plane), fd.c, errors.c
  * and layout.c (public helpers only: rk_layout reports the option structs'
  * layout and the timing constants hosts must agree with). */
 #ifndef RK_INTERNAL_H
@@ -104,7 +105,7 @@ static inline int rk__fstat(int fd, struct stat *st) {
 /* listen(2) backlog when rk_listen is given none (nginx's and libuv's). */
 #define RK__BACKLOG 511
 
-enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE };
+enum { RK__TAG_CONN = 1, RK__TAG_LISTENER, RK__TAG_WAKE, RK__TAG_TUNNEL };
 
 typedef struct rk__engine rk__engine;
 typedef struct rk__worker rk__worker;
@@ -300,7 +301,8 @@ enum {
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
   RK__CMD_HOLD_WRITE,
-  RK__CMD_ROUTE_RESOLVED
+  RK__CMD_ROUTE_RESOLVED,
+  RK__CMD_CALL /* fn(worker, cmd): a unit's own command (tunnel.c) */
 };
 
 typedef struct rk__cmd {
@@ -318,6 +320,8 @@ typedef struct rk__cmd {
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
   rk_decision_t decision; /* HOLD_DECIDE: what rk_hold_decide was given,
                              length resolved for FILE */
+  void (*fn)(rk__worker *w, struct rk__cmd *cmd); /* CALL; must not free
+                                                     cmd */
   struct rk__cmd *next;
 } rk__cmd;
 
@@ -343,6 +347,7 @@ struct rk__worker {
   int npaused;
   int64_t next_sweep;
   int stop;
+  void *tunnels; /* tunnel.c's state of this worker, or NULL */
 };
 
 typedef struct rk__resolve_req {
@@ -497,5 +502,10 @@ int rk__pp_held(rk__conn *c, uint32_t *flags);
 #define RK__V2_MAX 16384   /* the longest v2 header buffered */
 #define RK__FIRST_READ 536 /* the first read of a header */
 void rk__pp_conf_free(struct rk__pp_conf *pp);
+
+/* tunnel.c: the tunnel's data plane (rk_tunnel_*). */
+void rk__tunnel_event(void *p, uint32_t events);
+void rk__tunnel_reap(rk__worker *w);
+void rk__tunnel_worker_stop(rk__worker *w);
 
 #endif

@@ -3351,6 +3351,151 @@ static void t_table(void) {
   server_stop(&echo);
 }
 
+/* ======================================================================== */
+/* tunnel data plane                                                        */
+
+/* The first RK_EV_TUNNEL of kind sub for tunnel tid and stream sid. */
+static int tun_find(pump_t *p, int32_t tid, uint32_t sub, uint32_t sid,
+                    uint32_t *out) {
+  int found = 0;
+  pthread_mutex_lock(&p->mu);
+  for (size_t i = 0; i < p->n && !found; i++) {
+    const uint32_t *r = p->recs[i];
+    if (r[0] == RK_EV_TUNNEL && r[1] == (uint32_t)tid && r[4] == sub &&
+        r[2] == sid) {
+      memcpy(out, r, RK_EVENT_WORDS * sizeof(uint32_t));
+      found = 1;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  return found;
+}
+
+static void tun_wait(pump_t *p, int32_t tid, uint32_t sub, uint32_t sid,
+                     uint32_t *out) {
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (!tun_find(p, tid, sub, sid, out)) {
+    CHECK(now_ms() < deadline, "no tunnel event %u for stream %u", sub, sid);
+    sleep_ms(5);
+  }
+}
+
+static void tun_hdr(uint8_t *f, int type, uint32_t sid, uint32_t len) {
+  f[0] = (uint8_t)type;
+  f[1] = 0;
+  for (int i = 0; i < 4; i++) {
+    f[2 + i] = (uint8_t)(sid >> (24 - 8 * i));
+    f[6 + i] = (uint8_t)(len >> (24 - 8 * i));
+  }
+}
+
+/* Two tunnels on a socketpair (no handshake: attached at once); held
+ * connections carried as streams to an echo server: every byte comes back,
+ * each stream ends DONE on both sides, control frames reach the host. */
+static void t_tunnel_streams(void) {
+  enum { N = 12 };
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  server_t echo;
+  server_start(&echo, echo_fn);
+  int sv[2];
+  socketpair_or_die(sv);
+  int32_t a = rk_tunnel_new(h, sv[0], 0), b = rk_tunnel_new(h, sv[1], 0);
+  CHECK(a > 0 && b > 0, "rk_tunnel_new: %d %d", a, b);
+  CHECK_RC(rk_tunnel_attach(h, a, 0, 65536, NULL, 0), "attach a");
+  CHECK_RC(rk_tunnel_attach(h, b, 1, 65536, NULL, 0), "attach b");
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
+  int32_t lid = listen_to(h, 0, &opts);
+  int port = rk_listener_port(h, lid);
+  stream_t ss[N];
+  memset(ss, 0, sizeof ss);
+  for (int i = 0; i < N; i++) {
+    stream_random(&ss[i], 900 + (uint64_t)i, 0);
+    ss[i].fd = connect_tcp(port);
+  }
+  pump_wait_count(&pump, RK_EV_HOLD, lid, N);
+  int32_t ids[N];
+  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    uint8_t open[12];
+    tun_hdr(open, 5, (uint32_t)i + 1, 2);
+    open[10] = 2;
+    open[11] = 'e';
+    CHECK_RC(rk_tunnel_open(h, a, (uint32_t)i + 1, ids[i], open, 12),
+             "rk_tunnel_open");
+  }
+  /* the server side: N OPENs, in order */
+  uint8_t got[N * 12];
+  size_t have = 0;
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (have < sizeof got) {
+    int32_t n = rk_tunnel_take(h, b, got + have, (int32_t)(sizeof got - have));
+    CHECK(n >= 0, "rk_tunnel_take: %d", n);
+    have += (size_t)n;
+    CHECK(now_ms() < deadline, "OPENs: %zu bytes", have);
+    if (n == 0)
+      sleep_ms(5);
+  }
+  for (int i = 0; i < N; i++) {
+    const uint8_t *f = got + i * 12;
+    CHECK(f[0] == 5 && f[5] == i + 1, "frame %d: type %u stream %u", i, f[0],
+          f[5]);
+    uint8_t ok[10];
+    tun_hdr(ok, 6, (uint32_t)i + 1, 0);
+    CHECK_RC(rk_tunnel_accept(h, b, (uint32_t)i + 1, connect_tcp(echo.port), ok,
+                              10),
+             "rk_tunnel_accept");
+  }
+  double st[4];
+  for (int i = 0; i < N; i++) { /* from this thread while workers move bytes */
+    int32_t r = rk_tunnel_stats(h, a, (uint32_t)i + 1, st);
+    CHECK(r == 0 || r == -ENOENT, "rk_tunnel_stats: %d", r);
+    CHECK(r < 0 || (st[2] <= 65536 && st[3] <= 65536), "backlog %g credit %g",
+          st[2], st[3]);
+  }
+  streams_run(ss, N);
+  for (int i = 0; i < N; i++) {
+    CHECK(ss[i].eof && ss[i].got == ss[i].exp_len, "stream %d: %zu of %zu", i,
+          ss[i].got, ss[i].exp_len);
+    uint32_t rec[RK_EVENT_WORDS];
+    tun_wait(&pump, a, RK_TEV_STREAM_END, (uint32_t)i + 1, rec);
+    CHECK(rec[6] == RK_TEND_DONE, "client stream %d ended %u", i, rec[6]);
+    CHECK(rec_u64(rec, 8) == ss[i].out_len && rec_u64(rec, 10) == ss[i].out_len,
+          "client stream %d counters", i);
+    tun_wait(&pump, b, RK_TEV_STREAM_END, (uint32_t)i + 1, rec);
+    CHECK(rec[6] == RK_TEND_DONE, "server stream %d ended %u", i, rec[6]);
+    stream_free(&ss[i]);
+  }
+  CHECK_RC(rk_tunnel_stats(h, a, 0, st), "rk_tunnel_stats (link)");
+  CHECK(st[1] > 0 && st[2] > 0 && st[3] == 0, "link counters %g %g %g", st[1],
+        st[2], st[3]);
+  /* the client side got N OPEN_OKs */
+  have = 0;
+  deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (have < N * 10) {
+    int32_t n = rk_tunnel_take(h, a, got + have, (int32_t)(N * 10 - have));
+    CHECK(n >= 0, "rk_tunnel_take: %d", n);
+    have += (size_t)n;
+    CHECK(now_ms() < deadline, "OPEN_OKs: %zu bytes", have);
+    if (n == 0)
+      sleep_ms(5);
+  }
+  /* a protocol error: DATA for a stream never opened */
+  uint8_t bad[11];
+  tun_hdr(bad, 8, 999, 1);
+  bad[10] = 'x';
+  CHECK_RC(rk_tunnel_send(h, a, bad, 11), "rk_tunnel_send");
+  uint32_t rec[RK_EVENT_WORDS];
+  tun_wait(&pump, b, RK_TEV_PROTOCOL, 999, rec);
+  CHECK(rec[6] == RK_TPROB_STATE, "problem %u", rec[6]);
+  /* the host closes b; a sees its link end */
+  CHECK_RC(rk_tunnel_close(h, b, RK_CLOSE_ABORT), "close b");
+  tun_wait(&pump, a, RK_TEV_LINK_END, 0, rec);
+  CHECK_RC(rk_tunnel_close(h, a, RK_CLOSE_ABORT), "close a");
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 static const test_t tests[] = {
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
@@ -3396,6 +3541,8 @@ static const test_t tests[] = {
     TEST("a routing table decides Host, SNI and prefix in C, hands the rest "
          "over, and survives mutated first bytes",
          t_table),
+    TEST("tunnel: held connections carried as streams over a socketpair link",
+         t_tunnel_streams),
 };
 
 static atomic_llong g_deadline;

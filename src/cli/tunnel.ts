@@ -193,6 +193,7 @@ export const tunnelServer: Command = {
     }, log);
     await new Promise((r) => setTimeout(r, 0));
     const extras = [
+      `${srv.engine} engine`,
       options.tls ? "TLS" : "",
       secret !== undefined ? "shared secret" : "",
       options.routes ? `routes: ${[...routes.keys()].join(", ")}` : "",
@@ -403,9 +404,9 @@ export const tunnelClient: Command = {
     ];
     const pairs = c.addresses.map((x, i) => `${formatEndpoint(x)} -> ${kinds[i]}`);
     log.info(
-      `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)}${
-        options.tls ? " (TLS)" : ""
-      }`,
+      `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)} (${
+        options.tls ? "TLS, " : ""
+      }${c.engine} engine)`,
     );
   },
 };

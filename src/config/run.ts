@@ -24,7 +24,7 @@ import { routeTable, type RouteTableEntry } from "../proxy/route_table.ts";
 import type { RouteFunction } from "../proxy/routing.ts";
 import { TcpProxy, type TcpProxyOptions } from "../proxy/tcp_proxy.ts";
 import { plural } from "./plural.ts";
-import type { BackendConfig, RouteEntryConfig } from "./types.ts";
+import type { RouteEntryConfig } from "./types.ts";
 import { type InheritedSocket, inheritedSockets, matchSocket } from "./systemd.ts";
 import {
   type Config,

@@ -795,6 +795,67 @@ export class NativeCalls {
     );
   }
 
+  // ---- tunnels ---------------------------------------------------------------
+
+  /** rk_tunnel_new on a link socket `fd` or held connection `connId`: a tunnel id or a negative code. */
+  tunnelNew(from: { fd: number } | { connId: number }): number {
+    return "fd" in from
+      ? this.#sym.rk_tunnel_new(this.#h, from.fd, 0)
+      : this.#sym.rk_tunnel_new(this.#h, -1, from.connId);
+  }
+
+  /** The bytes tunnel `tid` holds for the host, or a negative code. */
+  tunnelTake(tid: number): Uint8Array | number {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = new Uint8Array(64 * 1024);
+      const n = this.#sym.rk_tunnel_take(this.#h, tid, buf, buf.length);
+      if (n < 0) return total > 0 ? concat(parts, total) : n;
+      parts.push(buf.subarray(0, n));
+      total += n;
+      if (n < buf.length) break;
+    }
+    return concat(parts, total);
+  }
+
+  /** Queue bytes on tunnel `tid`'s link. */
+  tunnelSend(tid: number, data: Uint8Array): number {
+    return data.length > 0 ? this.#sym.rk_tunnel_send(this.#h, tid, data, data.length) : 0;
+  }
+
+  /** rk_tunnel_attach: frames from now on. */
+  tunnelAttach(tid: number, server: boolean, window: number, replay: Uint8Array): number {
+    return this.#sym.rk_tunnel_attach(this.#h, tid, server ? 1 : 0, window, replay, replay.length);
+  }
+
+  /** rk_tunnel_open: send `frame`, carry held connection `connId` as stream `sid`. */
+  tunnelOpen(tid: number, sid: number, connId: number, frame: Uint8Array): number {
+    return this.#sym.rk_tunnel_open(this.#h, tid, sid, connId, frame, frame.length);
+  }
+
+  /** rk_tunnel_accept: send `frame`, carry connected socket `fd` as stream `sid`. */
+  tunnelAccept(tid: number, sid: number, fd: number, frame: Uint8Array): number {
+    return this.#sym.rk_tunnel_accept(this.#h, tid, sid, fd, frame, frame.length);
+  }
+
+  /** rk_tunnel_stream_close: send `frame` (may be empty), drop stream `sid`. */
+  tunnelStreamClose(tid: number, sid: number, reset: boolean, frame: Uint8Array): number {
+    return this.#sym.rk_tunnel_stream_close(this.#h, tid, sid, reset ? 1 : 0, frame, frame.length);
+  }
+
+  /** rk_tunnel_close. */
+  tunnelClose(tid: number, mode: "graceful" | "abort"): number {
+    return this.#sym.rk_tunnel_close(this.#h, tid, mode === "abort" ? 1 : 0);
+  }
+
+  /** Link counters (sid 0) or a stream's, or undefined once gone. */
+  tunnelStats(tid: number, sid: number): [number, number, number, number] | undefined {
+    const out = new Float64Array(4);
+    if (this.#sym.rk_tunnel_stats(this.#h, tid, sid, out) < 0) return undefined;
+    return [out[0] ?? 0, out[1] ?? 0, out[2] ?? 0, out[3] ?? 0];
+  }
+
   // ---- fd helpers (no engine) ----------------------------------------------
 
   /** [read end, write end] of a new pipe, or a negative code. */
@@ -837,4 +898,15 @@ export class NativeCalls {
   fdClose(fd: number): number {
     return this.#sym.rk_fd_close(fd);
   }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -242,6 +242,10 @@ export class NativeEngine {
         h = ev.listener !== 0 ? this.#byListener.get(ev.listener) : this.#byConn.get(ev.id);
         break;
       case "fd-connected":
+      case "tunnel-rx":
+      case "tunnel-stream-end":
+      case "tunnel-link-end":
+      case "tunnel-protocol":
         h = this.#byConn.get(ev.id);
         break;
     }

@@ -7,7 +7,7 @@
  */
 import type { Counters, EndReason, InetEndpoint } from "../types.ts";
 import { ipv6Text } from "../protocol/ip.ts";
-import { END, EV, EVENT_WORDS, HOLD, HOLD_SENT_SHIFT } from "./symbols.ts";
+import { END, EV, EVENT_WORDS, HOLD, HOLD_SENT_SHIFT, TEND, TEV } from "./symbols.ts";
 
 /** A hooked direction: "aToB" (client to target) or "bToA". */
 export type HookDirection = "aToB" | "bToA";
@@ -118,6 +118,25 @@ export type NativeEvent =
     source?: InetEndpoint;
     destination?: InetEndpoint;
   }
+  /** Tunnel `id` has bytes for the host (rk_tunnel_take). */
+  | { type: "tunnel-rx"; id: number }
+  /** A stream of tunnel `id` ended in the engine (its socket failed, or FIN both ways). */
+  | {
+    type: "tunnel-stream-end";
+    id: number;
+    stream: number;
+    /** "done": FIN both ways; "reset": its socket failed with `err` (RST sent). */
+    how: "done" | "reset";
+    err: number;
+    durationMs: number;
+    /** Bytes from the stream's socket to the link, and from the link to it. */
+    bytesOut: number;
+    bytesIn: number;
+  }
+  /** Tunnel `id`'s link ended (`err` 0: the peer closed it); the tunnel is gone. */
+  | { type: "tunnel-link-end"; id: number; err: number; midFrame: boolean }
+  /** The peer of tunnel `id` broke the protocol (RK_TPROB_* `problem`, details a, b). */
+  | { type: "tunnel-protocol"; id: number; stream: number; problem: number; a: number; b: number }
   /** rk_test_post: event `seq` of thread `thread`. */
   | { type: "test"; thread: number; seq: number };
 
@@ -258,6 +277,28 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
       if (destination !== undefined && err === 0) ev.destination = destination;
       return ev;
     }
+    case EV.TUNNEL:
+      switch (w(4)) {
+        case TEV.RX:
+          return { type: "tunnel-rx", id };
+        case TEV.STREAM_END:
+          return {
+            type: "tunnel-stream-end",
+            id,
+            stream: aux,
+            how: w(6) === TEND.DONE ? "done" : "reset",
+            err,
+            durationMs: w(5),
+            bytesOut: u64(rec, 8),
+            bytesIn: u64(rec, 10),
+          };
+        case TEV.LINK_END:
+          return { type: "tunnel-link-end", id, err, midFrame: w(6) === 1 };
+        case TEV.PROTOCOL:
+          return { type: "tunnel-protocol", id, stream: aux, problem: w(6), a: w(7), b: w(8) };
+        default:
+          return undefined;
+      }
     case EV.TEST:
       return { type: "test", thread: id, seq: aux };
     default:

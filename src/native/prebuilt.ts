@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "3551e74c35b9a878216b921a384a4745d8f44c99816017ebfcfdd65b870e7293",
+    "sha256": "5c8e415d4d319b5efb9ee0fb3b5995d784871ddf5a95e50a64d1c9f7916e4aca",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -36,25 +36,25 @@ export const PREBUILT: {
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
-      "src/router.c",
+      "src/tunnel.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "0a00d76945931ca075872fe3365737cb816631bf9cdaacebc1ec1c8bd250ae44",
-      "size": 88616,
+      "sha256": "f8403850ab5048a96a3967b4e28ba557a96a355e3cbd3d89b274c9eaced32784",
+      "size": 76304,
     },
     "linux-arm64-glibc": {
-      "sha256": "04541dc3e0aa4311bf27d1136a56bb8175f5ba4f5625b39aea1632b764d053b6",
-      "size": 133624,
+      "sha256": "447b44fd6d4dba74a8455b1aeabb1c60e43d0bf7c0f060d3d18b8ba764968eda",
+      "size": 133600,
     },
     "linux-x64-musl": {
-      "sha256": "f5f38b8b0f106b40743a435bc0d58c86462e62121fa64fc2b86623f5e4ea3730",
-      "size": 88376,
+      "sha256": "5261379c5a40c80eb6c911d595cf3fde9b624f27cf8bc28ae84c5f70a2531aac",
+      "size": 80160,
     },
     "linux-arm64-musl": {
-      "sha256": "5df46a46fd6bb522ecff985b3ba55b2e31b0c62f50d3e105d63aad96a94cb3fb",
-      "size": 133368,
+      "sha256": "3d7aeab4220ac5cf2d3228229f8af61b6db009b5694318d09d471ec136da3437",
+      "size": 133344,
     },
   },
 };

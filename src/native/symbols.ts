@@ -153,6 +153,40 @@ export const SYMBOLS = {
     parameters: ["buffer", "i32", "buffer", "i32", "buffer", "i32"],
     result: "i32",
   },
+  // int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id)
+  rk_tunnel_new: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out, int32_t cap)
+  rk_tunnel_take: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_tunnel_send(int32_t h, int32_t tid, const uint8_t *data, int32_t len)
+  rk_tunnel_send: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_tunnel_attach(int32_t h, int32_t tid, int32_t flags,
+  //   int32_t window, const uint8_t *replay, int32_t len)
+  rk_tunnel_attach: {
+    parameters: ["i32", "i32", "i32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_tunnel_open(int32_t h, int32_t tid, uint32_t sid,
+  //   int32_t conn_id, const uint8_t *frame, int32_t len)
+  rk_tunnel_open: {
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_tunnel_accept(int32_t h, int32_t tid, uint32_t sid, int32_t fd,
+  //   const uint8_t *frame, int32_t len)
+  rk_tunnel_accept: {
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_tunnel_stream_close(int32_t h, int32_t tid, uint32_t sid,
+  //   int32_t mode, const uint8_t *frame, int32_t len)
+  rk_tunnel_stream_close: {
+    parameters: ["i32", "i32", "u32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode)
+  rk_tunnel_close: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid, double *out)
+  rk_tunnel_stats: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
 
   // int32_t rk_fd_pipe(int32_t *out)
   rk_fd_pipe: { parameters: ["buffer"], result: "i32" },
@@ -221,7 +255,26 @@ export const EV = {
   ROUTE_FAILED: 11,
   ROUTE_TARGET: 12,
   PROXY: 13,
+  TUNNEL: 14,
   TEST: 99,
+} as const;
+
+/** Kinds of RK_EV_TUNNEL record (RK_TEV_*, word 4). */
+export const TEV = { RX: 1, STREAM_END: 2, LINK_END: 3, PROTOCOL: 4 } as const;
+
+/** How a tunnel stream ended (RK_TEND_*). */
+export const TEND = { DONE: 1, RESET: 2 } as const;
+
+/** Protocol errors a tunnel found (RK_TPROB_*). */
+export const TPROB = {
+  MALFORMED: 1,
+  STATE: 2,
+  FLOW: 3,
+  OVERSIZE: 4,
+  UNKNOWN_TYPE: 5,
+  DATA_AFTER_FIN: 6,
+  SECOND_FIN: 7,
+  CREDIT_OVERFLOW: 8,
 } as const;
 
 /** Why a connection ended (rk_end_reason_t). */

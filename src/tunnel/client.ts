@@ -12,8 +12,17 @@ import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import { type EntryKind, serveEntry } from "./entry.ts";
 import { formatDestination } from "./destination.ts";
+import type { EnginePreference } from "../forward/select.ts";
+import type { NativeEngine } from "../native/engine.ts";
 import type { TunnelDestination } from "./frame.ts";
 import { differs, type TunnelUpdate } from "./update.ts";
+import {
+  nativeConnect,
+  type NativeHeld,
+  NativeHoldListener,
+  NativeLinkConn,
+  tunnelEngine,
+} from "./native.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -51,6 +60,17 @@ interface Entry {
   /** Its bound address, formatted. */
   name: string;
   listener: NetListener;
+}
+
+/**
+ * Whether a client with these listeners runs on the runtime's sockets
+ * whatever the engine: a Unix socket listener, and the SOCKS and HTTP
+ * CONNECT entries (their handshakes are read there), keep the whole client
+ * there, since a native link carries native connections only.
+ */
+function runtimeOnly(o: TunnelClientOptions): boolean {
+  return (o.listeners ?? []).some((l) => "path" in l.listen) ||
+    (o.socks?.length ?? 0) > 0 || (o.httpConnect?.length ?? 0) > 0;
 }
 
 /** Where a listener's connections go, for the log. */
@@ -161,6 +181,13 @@ export interface TunnelClientOptions {
   keepaliveMisses?: number;
   /** Protocol versions offered. @default TUNNEL_VERSIONS */
   versions?: readonly number[];
+  /**
+   * Where the link's and the streams' bytes move: "native" in the C
+   * library's workers, "stream" on the runtime's sockets; "auto" (default,
+   * or RELAYKIT_ENGINE) picks native when the library loads. A TLS link
+   * runs on the stream engine.
+   */
+  engine?: EnginePreference;
 }
 
 /**
@@ -240,11 +267,20 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   #stopped: RelaykitError | undefined;
   #connecting = false;
+  readonly #native: NativeEngine | undefined;
 
   private constructor(options: TunnelClientOptions) {
     super();
     this.#o = options;
     this.#delay = options.reconnectDelay ?? 100;
+    this.#native = runtimeOnly(options)
+      ? undefined
+      : tunnelEngine(options.engine, options.tls !== undefined);
+  }
+
+  /** The engine that moves the tunnel's bytes. */
+  get engine(): "native" | "stream" {
+    return this.#native !== undefined ? "native" : "stream";
   }
 
   /**
@@ -268,11 +304,21 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     try {
       for (const [key, spec] of specs) {
         const e: Entry = { spec, name: formatEndpoint(spec.l.listen), listener: undefined! };
-        e.listener = await runtime.net.listen(
-          spec.l.listen,
-          { backlog: 511, reusePort: false },
-          (conn) => this.#accept(conn, e),
-        );
+        const native = this.#native;
+        if (native !== undefined && spec.kind === "listen" && !("path" in spec.l.listen)) {
+          const nl: NativeHoldListener = NativeHoldListener.listen(
+            native,
+            spec.l.listen,
+            (held, remote) => this.#acceptNative(nl, held, remote, e),
+          );
+          e.listener = nl;
+        } else {
+          e.listener = await runtime.net.listen(
+            spec.l.listen,
+            { backlog: 511, reusePort: false },
+            (conn) => this.#accept(conn, e),
+          );
+        }
         e.name = formatEndpoint(e.listener.address); // the port filled in
         bound.set(key, e);
       }
@@ -300,6 +346,12 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   async stage(options: TunnelClientOptions): Promise<TunnelUpdate> {
     if (this.#closed) throw new TypeError("The tunnel client is closed");
     const was = this.#o;
+    if (this.#native !== undefined && runtimeOnly(options)) {
+      throw new RangeError(
+        "this tunnel client runs on the native engine, which takes no SOCKS, HTTP CONNECT or " +
+          "Unix socket listeners: restart it to add them",
+      );
+    }
     const specs = entryKeys(options);
     const fresh = new Map([...specs].filter(([k]) => !this.#entries.has(k)));
     const added = await this.#bindAll(fresh);
@@ -481,6 +533,28 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     this.#streamEnds.set(link.open(spec.l.to, conn), streamEnd);
   }
 
+  #acceptNative(
+    nl: NativeHoldListener,
+    held: NativeHeld,
+    remote: { host: string; port: number } | undefined,
+    e: Entry,
+  ): void {
+    const spec = e.spec;
+    if (spec.kind !== "listen") return nl.refuse(held); // cannot happen: bound on the runtime
+    const listener = e.name;
+    const link = this.#link;
+    if (this.#closed || link === undefined || !link.ready || !link.native) {
+      this.emit("refused", {
+        listener,
+        remote: remote === undefined ? undefined : formatEndpoint(remote),
+      });
+      nl.refuse(held);
+      return;
+    }
+    const streamEnd = (end: TunnelStreamEnd) => this.emit("stream-end", { ...end, listener });
+    this.#streamEnds.set(link.open(spec.l.to, held), streamEnd);
+  }
+
   #streamEnds = new Map<number, (e: TunnelStreamEnd) => void>();
 
   #acceptEntry(conn: NetConn, kind: EntryKind, l: TunnelEntryListener, listener: string): void {
@@ -513,12 +587,19 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     this.#connecting = true;
     const gen = this.#gen;
     const tls = this.#o.tls === true ? {} : this.#o.tls;
-    runtime.net.connect(this.#o.link, {
-      timeout: this.#o.connectTimeout ?? 10_000,
-      family: "any",
-      bindAddress: undefined,
-      tls,
-    }).then((conn) => {
+    const timeout = this.#o.connectTimeout ?? 10_000;
+    const native = this.#native;
+    const connecting: Promise<NetConn> = native !== undefined
+      ? nativeConnect(native, this.#o.link, timeout).then((fd) =>
+        new NativeLinkConn(native, fd, this.#o.link)
+      )
+      : runtime.net.connect(this.#o.link, {
+        timeout,
+        family: "any",
+        bindAddress: undefined,
+        tls,
+      });
+    connecting.then((conn) => {
       this.#connecting = false;
       if (this.#closed || gen !== this.#gen) {
         conn.destroy(false);

@@ -457,6 +457,13 @@ export class FrameDecoder {
     return out;
   }
 
+  /** Take the bytes of a partial frame out (the decoder is empty after). */
+  takeRest(): Uint8Array {
+    const rest = this.#rest;
+    this.#rest = new Uint8Array(0);
+    return rest;
+  }
+
   /**
    * The link ended: a partial frame left over is a truncated frame.
    *

@@ -21,6 +21,7 @@ import {
   TunnelProtocolError,
 } from "./frame.ts";
 import { Handshake, looksLikeTls } from "./handshake.ts";
+import { type NativeConnected, type NativeHeld, NativeLinkConn } from "./native.ts";
 import {
   newStream,
   type Stream,
@@ -112,7 +113,9 @@ export class Link {
   readonly role: "client" | "server";
   readonly #conn: NetConn;
   readonly #h: LinkHandlers;
-  readonly #decoder = new FrameDecoder();
+  #decoder = new FrameDecoder();
+  /** The native data plane, once the handshake is done on a native link. */
+  #nat: NativeLinkConn | undefined;
   readonly #handshake: Handshake;
   #state: "handshake" | "ready" | "closed" = "handshake";
   #streamWindow: number; // the initial credit each way, once agreed
@@ -174,6 +177,9 @@ export class Link {
     this.#timer = undefined;
     if (interval <= 0 || this.#state === "closed") return;
     this.#timer = setInterval(() => {
+      // a native link's frames are read by the engine: its last one counts
+      const natRx = this.#nat?.lastRx();
+      if (natRx !== undefined && natRx > this.#lastRx) this.#lastRx = natRx;
       if (Date.now() - this.#lastRx > interval * misses) {
         this.#fail(
           "keepalive-timeout",
@@ -204,6 +210,11 @@ export class Link {
     return this.#state === "ready";
   }
 
+  /** Whether the native engine carries the streams. */
+  get native(): boolean {
+    return this.#nat !== undefined;
+  }
+
   /** Whether the link is closed. */
   get closed(): boolean {
     return this.#state === "closed";
@@ -225,19 +236,24 @@ export class Link {
    */
   streamBacklog(id: number): number | undefined {
     const s = this.#streams.get(id);
-    return s === undefined ? undefined : streamBacklog(s);
+    if (s === undefined) return undefined;
+    if (s.native) return this.#nat?.streamStats(id)?.[2] ?? 0;
+    return streamBacklog(s);
   }
 
   /** Counters of the open streams. */
   streamStats(): TunnelStreamStats[] {
-    return [...this.#streams.values()].map((s) => ({
-      id: s.id,
-      destination: s.destination,
-      bytesOut: s.bytesOut,
-      bytesIn: s.bytesIn,
-      backlog: this.streamBacklog(s.id) ?? 0,
-      credit: s.credit,
-    }));
+    return [...this.#streams.values()].map((s) => {
+      const n = s.native ? this.#nat?.streamStats(s.id) : undefined;
+      return {
+        id: s.id,
+        destination: s.destination,
+        bytesOut: n?.[0] ?? s.bytesOut,
+        bytesIn: n?.[1] ?? s.bytesIn,
+        backlog: n?.[2] ?? this.streamBacklog(s.id) ?? 0,
+        credit: n?.[3] ?? s.credit,
+      };
+    });
   }
 
   /** The largest backlog of any stream. */
@@ -363,6 +379,28 @@ export class Link {
     this.#state = "ready";
     this.#streamWindow = this.#handshake.window;
     clearTimeout(this.#handshakeTimer);
+    if (this.#conn instanceof NativeLinkConn) {
+      // the engine parses frames from now on: what was read past the
+      // handshake first
+      const nat = this.#conn;
+      const parts = this.#inbox.map((f) => encodeFrame(f));
+      parts.push(this.#decoder.takeRest());
+      this.#inbox = [];
+      this.#decoder = new FrameDecoder();
+      const replay = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let o = 0;
+      for (const p of parts) {
+        replay.set(p, o);
+        o += p.length;
+      }
+      this.#nat = nat;
+      nat.attach(this.role === "server", this.#streamWindow, replay, {
+        streamEnd: (id, how, code, bytesOut, bytesIn) =>
+          this.#nativeStreamEnd(id, how, code, bytesOut, bytesIn),
+        protocol: (problem, message) =>
+          this.#protocolError(new TunnelProtocolError(problem, message)),
+      });
+    }
     this.#h.ready?.(this.#handshake.version);
   }
 
@@ -455,15 +493,19 @@ export class Link {
         }
         this.#lastPeerId = f.stream;
         if (this.#streams.size >= MAX_STREAMS) {
-          this.#send({
+          const fail: TunnelFrame = {
             type: "open-fail",
             stream: f.stream,
             code: "RK_ELIMIT",
             message: `more than ${MAX_STREAMS} streams on one link`,
-          });
+          };
+          if (this.#nat !== undefined) this.#nat.closeStream(f.stream, true, encodeFrame(fail));
+          else this.#send(fail);
           return;
         }
-        this.#streams.set(f.stream, newStream(f.stream, f.destination, this.#streamWindow));
+        const opened = newStream(f.stream, f.destination, this.#streamWindow);
+        opened.native = this.#nat !== undefined;
+        this.#streams.set(f.stream, opened);
         this.#h.open?.(f.stream, f.destination);
         return;
       }
@@ -512,21 +554,86 @@ export class Link {
    * `opened` hears how the OPEN went (see StreamOpened). Returns the
    * stream id.
    */
-  open(destination: TunnelDestination, conn: NetConn, opened?: StreamOpened): number {
+  open(
+    destination: TunnelDestination,
+    conn: NetConn | NativeHeld,
+    opened?: StreamOpened,
+  ): number {
     if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
     const id = this.#nextId++;
     const s = newStream(id, destination, this.#streamWindow);
     s.opened = opened;
     this.#streams.set(id, s);
+    if ("native" in conn) {
+      const nat = this.#nat;
+      if (nat === undefined) throw new RelaykitError("The tunnel link is not native", "EINVAL");
+      s.native = true;
+      const r = nat.open(id, conn, encodeFrame({ type: "open", stream: id, destination }));
+      if (r < 0) {
+        // the OPEN never went: the stream ends here (after the caller knows its id)
+        s.nativeGone = true;
+        queueMicrotask(() =>
+          this.#endStream(
+            s,
+            "reset",
+            linkError("ECONNRESET", `Stream ${id}'s local connection went away`),
+            false,
+            false,
+          )
+        );
+      }
+      return id;
+    }
+    if (this.#nat !== undefined) {
+      // the engine would take this stream's frames for a protocol error
+      this.#streams.delete(id);
+      throw new RelaykitError("A native tunnel link carries native connections only", "EINVAL");
+    }
     this.#send({ type: "open", stream: id, destination });
     this.#attachConn(s, conn);
     return id;
   }
 
+  /** A stream the native engine ended (FIN both ways, or its socket failed). */
+  #nativeStreamEnd(
+    id: number,
+    how: "done" | "reset",
+    code: string | undefined,
+    bytesOut: number,
+    bytesIn: number,
+  ): void {
+    const s = this.#streams.get(id);
+    if (s === undefined || s.ended) return;
+    s.nativeGone = true;
+    s.bytesOut = bytesOut;
+    s.bytesIn = bytesIn;
+    if (how === "done") this.#endStream(s, "done", undefined, false, false);
+    else {
+      const c = code ?? "ECONNRESET";
+      this.#endStream(
+        s,
+        "reset",
+        linkError(c, `Stream ${id}'s socket failed (${c})`),
+        false,
+        false,
+      );
+    }
+  }
+
   /** The server side: the stream's destination is connected. */
-  attach(id: number, conn: NetConn): boolean {
+  attach(id: number, conn: NetConn | NativeConnected): boolean {
     const s = this.#streams.get(id);
     if (s === undefined || s.ended) return false;
+    if ("native" in conn) {
+      if (this.#nat === undefined) return false;
+      this.#nat.accept(id, conn, encodeFrame({ type: "open-ok", stream: id }));
+      return true;
+    }
+    if (this.#nat !== undefined) {
+      const e = new RelaykitError("A native tunnel link carries native connections only", "EINVAL");
+      this.refuse(id, e, "connect-failed");
+      return false;
+    }
     this.#send({ type: "open-ok", stream: id });
     this.#attachConn(s, conn);
     const early = s.early;
@@ -540,7 +647,16 @@ export class Link {
   refuse(id: number, error: RelaykitError, reason: "connect-failed" | "refused"): void {
     const s = this.#streams.get(id);
     if (s === undefined || s.ended) return;
-    this.#send({ type: "open-fail", stream: id, code: error.code, message: error.message });
+    const fail: TunnelFrame = {
+      type: "open-fail",
+      stream: id,
+      code: error.code,
+      message: error.message,
+    };
+    if (s.native && this.#nat !== undefined) {
+      s.nativeGone = true;
+      this.#nat.closeStream(id, true, encodeFrame(fail));
+    } else this.#send(fail);
     this.#endStream(s, reason, error, false, false);
   }
 
@@ -650,19 +766,28 @@ export class Link {
   ): void {
     if (s.ended) return;
     s.ended = true;
+    this.#nativeCounters(s);
     s.out = [];
     s.early = [];
     this.#streams.delete(s.id);
     const owned = this.#settle(s, error);
-    if (tellPeer) {
-      this.#send({
+    const rst: TunnelFrame | undefined = tellPeer
+      ? {
         type: "rst",
         stream: s.id,
         code: error?.code ?? "ECONNRESET",
         message: error?.message ?? "",
-      });
+      }
+      : undefined;
+    if (s.native) {
+      if (!s.nativeGone) {
+        s.nativeGone = true;
+        this.#nat?.closeStream(s.id, reset, rst === undefined ? undefined : encodeFrame(rst));
+      }
+    } else {
+      if (rst !== undefined) this.#send(rst);
+      if (reason !== "done" && !owned) s.conn?.destroy(reset);
     }
-    if (reason !== "done" && !owned) s.conn?.destroy(reset);
     const end: TunnelStreamEnd = {
       id: s.id,
       destination: s.destination,
@@ -753,9 +878,19 @@ export class Link {
     this.#h.close(reason, error);
   }
 
+  /** A native stream's counters, read from the engine before it drops the stream. */
+  #nativeCounters(s: Stream): void {
+    if (!s.native || s.nativeGone) return;
+    const n = this.#nat?.streamStats(s.id);
+    if (n === undefined) return;
+    s.bytesOut = n[0];
+    s.bytesIn = n[1];
+  }
+
   #endStreamClosed(s: Stream, reason: StreamEndReason, error: RelaykitError): void {
     if (s.ended) return;
     s.ended = true;
+    this.#nativeCounters(s);
     this.#streams.delete(s.id);
     if (!this.#settle(s, error)) s.conn?.destroy(true);
     const end: TunnelStreamEnd = {

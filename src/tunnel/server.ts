@@ -10,8 +10,18 @@ import { type Endpoint, formatEndpoint, type TlsServerOptions } from "../forward
 import { Access, type AccessRule } from "../proxy/address_policy.ts";
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
+import type { EnginePreference } from "../forward/select.ts";
+import type { NativeEngine } from "../native/engine.ts";
 import type { TunnelDestination } from "./frame.ts";
 import { differs, type TunnelUpdate } from "./update.ts";
+import {
+  nativeConnect,
+  type NativeConnected,
+  nativeDiscard,
+  NativeHoldListener,
+  NativeLinkConn,
+  tunnelEngine,
+} from "./native.ts";
 import {
   Link,
   type LinkCloseReason,
@@ -69,6 +79,13 @@ export interface TunnelServerOptions {
    * @default false
    */
   reusePort?: boolean;
+  /**
+   * Where the links' and the streams' bytes move: "native" in the C
+   * library's workers, "stream" on the runtime's sockets; "auto" (default,
+   * or RELAYKIT_ENGINE) picks native when the library loads. A TLS server
+   * runs on the stream engine.
+   */
+  engine?: EnginePreference;
 }
 
 /**
@@ -124,10 +141,14 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   #listener: NetListener | undefined;
   readonly #links = new Set<Link>();
   #closed = false;
+  readonly #native: NativeEngine | undefined;
 
   private constructor(options: TunnelServerOptions) {
     super();
     this.#o = options;
+    this.#native = "path" in options.listen
+      ? undefined
+      : tunnelEngine(options.engine, options.tls !== undefined);
     this.#access = new Access(options.allow ?? [], options.deny ?? []);
     this.#routes = routeMap(options.routes);
   }
@@ -145,8 +166,26 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return s;
   }
 
-  #bind(o: TunnelServerOptions, at: Endpoint): Promise<NetListener> {
-    return runtime.net.listen(
+  async #bind(o: TunnelServerOptions, at: Endpoint): Promise<NetListener> {
+    const native = this.#native;
+    if (native !== undefined && !("path" in at) && o.tls === undefined) {
+      // links accepted by the engine, their bytes moved by it
+      const l: NativeHoldListener = NativeHoldListener.listen(native, at, (held, remote) => {
+        if (this.#closed) {
+          l.refuse(held);
+          return;
+        }
+        let conn: NativeLinkConn;
+        try {
+          conn = new NativeLinkConn(native, { connId: held.connId }, remote);
+        } catch {
+          return; // the connection went already
+        }
+        this.#accept(conn);
+      });
+      return l;
+    }
+    return await runtime.net.listen(
       at,
       { backlog: 511, reusePort: o.reusePort ?? false, tls: o.tls },
       (conn) => this.#accept(conn),
@@ -278,6 +317,11 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return a;
   }
 
+  /** The engine that moves the tunnel's bytes. */
+  get engine(): "native" | "stream" {
+    return this.#native !== undefined ? "native" : "stream";
+  }
+
   /** Links up now. */
   get links(): number {
     return [...this.#links].filter((l) => l.ready).length;
@@ -358,13 +402,13 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       // the checked address literal: nothing resolves the name again
       target = { host: a.address.text, port: d.port };
     }
-    let conn: NetConn;
+    let conn: NetConn | NativeConnected;
+    const native = this.#native;
     try {
-      conn = await runtime.net.connect(target, {
-        timeout: this.#o.connectTimeout ?? 10_000,
-        family: "any",
-        bindAddress: undefined,
-      });
+      const timeout = this.#o.connectTimeout ?? 10_000;
+      conn = native !== undefined
+        ? await nativeConnect(native, target, timeout)
+        : await runtime.net.connect(target, { timeout, family: "any", bindAddress: undefined });
     } catch (err) {
       const e = err instanceof RelaykitError
         ? err
@@ -372,7 +416,11 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       link.refuse(id, e, "connect-failed");
       return;
     }
-    if (!link.attach(id, conn)) conn.destroy(true);
+    if (!link.attach(id, conn)) {
+      if ("native" in conn) {
+        if (native !== undefined) nativeDiscard(native, conn);
+      } else conn.destroy(true);
+    }
   }
 
   /** Stop accepting and close every link (its streams end with "closed"). */

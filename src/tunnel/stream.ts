@@ -108,6 +108,10 @@ export interface Stream {
   bytesIn: number;
   /** The client side: told once whether OPEN succeeded (see StreamOpened). */
   opened: StreamOpened | undefined;
+  /** Carried by the native engine (conn is undefined; counters live there). */
+  native: boolean;
+  /** The native engine dropped it already. */
+  nativeGone: boolean;
 }
 
 /**
@@ -141,6 +145,8 @@ export function newStream(id: number, destination: TunnelDestination, window: nu
     bytesOut: 0,
     bytesIn: 0,
     opened: undefined,
+    native: false,
+    nativeGone: false,
   };
 }
 
