@@ -304,6 +304,11 @@ export function connectFailure(target: Endpoint): string {
   return `Cannot connect to "${formatEndpoint(target)}"`;
 }
 
+/** The start of every message about a listener that cannot bind `at`. */
+export function listenFailure(at: Endpoint): string {
+  return `Cannot listen on "${formatEndpoint(at)}"`;
+}
+
 /**
  * Parse "HOST:PORT", "[V6]:PORT", ":PORT" (all IPv4 interfaces),
  * "unix:/path" or "/path" into an endpoint.

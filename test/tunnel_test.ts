@@ -1249,6 +1249,9 @@ describe("tunnel reload", () => {
       // verified as "localhost" (Deno verifies the name connected to)
       link: { host: "localhost", port },
       listeners: [{ listen: local(0), to: local(echo.port) }],
+      // a TLS link runs on the runtime's sockets: a client that may turn to
+      // TLS starts there (a native one refuses the change, below)
+      engine: "stream",
     };
     const client = await TunnelClient.start(co);
     try {
@@ -1279,6 +1282,17 @@ describe("tunnel reload", () => {
       assert.equal(plain.up, false);
       await plain.close();
       assert.equal(links, 2);
+      if (ENGINES.includes("native")) {
+        const native = await TunnelClient.start({ ...co, listeners: [], engine: "native" });
+        try {
+          await assert.rejects(
+            native.stage({ ...co, listeners: [], tls: { ca: pem("ca.pem") } }),
+            /runs on the native engine, which takes no TLS link .*: restart it/,
+          );
+        } finally {
+          await native.close();
+        }
+      }
     } finally {
       await client.close();
       await srv.close();

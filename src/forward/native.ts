@@ -28,6 +28,7 @@ import {
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
+  listenFailure,
   type OriginalInfo,
   type ProxyCallbacks,
   type ProxyHandle,
@@ -272,7 +273,7 @@ export class NativeForwardEngine implements ForwardEngine {
         hooks: spec.hooks,
         adoptFd: spec.fd,
       }),
-      `Cannot listen on "${where}"`,
+      listenFailure(spec.listen),
     );
     let bridge: TlsBridge | undefined; // for TLS targets, started on first use
     // per held connection: what it was, and where it was sent (for messages)
@@ -309,7 +310,7 @@ export class NativeForwardEngine implements ForwardEngine {
         );
       }
       if (front) {
-        e.check(calls.listenerSetProxy(lid, spec.front!), `Cannot listen on "${where}"`);
+        e.check(calls.listenerSetProxy(lid, spec.front!), listenFailure(spec.listen));
       } else if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
         e.check(
@@ -343,7 +344,7 @@ export class NativeForwardEngine implements ForwardEngine {
           (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close(), () => router),
         );
         try {
-          e.check(calls.listenerStart(lid), `Cannot listen on "${where}"`);
+          e.check(calls.listenerStart(lid), listenFailure(spec.listen));
         } catch (err) {
           e.offListener(lid);
           calls.listenerClose(lid);

@@ -60,7 +60,7 @@ export type {
   TlsClientOptions,
   TlsServerOptions,
 } from "../types.ts";
-export { connectFailure, connectionTo, formatEndpoint } from "../types.ts";
+export { connectFailure, connectionTo, formatEndpoint, listenFailure } from "../types.ts";
 export type { HoldDecision } from "../decision.ts";
 
 /**

@@ -9,7 +9,7 @@
  */
 /// <reference types="bun-types" />
 import { errorFor, type RelaykitError } from "../errors.ts";
-import { type Endpoint, formatEndpoint } from "../types.ts";
+import { type Endpoint, formatEndpoint, listenFailure } from "../types.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { codeError, codeOf, connectEach, nodeNetWith } from "./node_net.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
@@ -221,7 +221,7 @@ export const bunNet: Net = {
       }
     } catch (err) {
       return Promise.reject(
-        errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(err), { cause: err }),
+        errorFor(listenFailure(at), codeOf(err), { cause: err }),
       );
     }
     const address: Endpoint = "path" in at ? at : { host: at.host, port };

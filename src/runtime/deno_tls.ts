@@ -9,7 +9,7 @@
  * @module
  */
 import { errorFor } from "../errors.ts";
-import { connectFailure, type Endpoint, formatEndpoint } from "../types.ts";
+import { connectFailure, type Endpoint, formatEndpoint, listenFailure } from "../types.ts";
 import { codeOf } from "./node_net.ts";
 import {
   certificateError,
@@ -198,7 +198,7 @@ export function withDenoTls(base: Net): Net {
         });
       } catch (err) {
         return Promise.reject(
-          errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(err), { cause: err }),
+          errorFor(listenFailure(at), codeOf(err), { cause: err }),
         );
       }
       (async () => {

@@ -11,7 +11,13 @@ import { isIP } from "node:net";
 import net from "node:net";
 import tls from "node:tls";
 import { errorFor, normalizeCode, type RelaykitError } from "../errors.ts";
-import { connectFailure, type Endpoint, type FamilyPreference, formatEndpoint } from "../types.ts";
+import {
+  connectFailure,
+  type Endpoint,
+  type FamilyPreference,
+  formatEndpoint,
+  listenFailure,
+} from "../types.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { certificateError, certificateReason, extraFault, reasonOf } from "./tls_verify.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
@@ -271,7 +277,7 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined; libuv?: boolean 
         });
       let server: net.Server | undefined = create();
       await start(server, "path" in at ? 0 : at.port).catch((e) => {
-        throw errorFor(`Cannot listen on "${formatEndpoint(at)}"`, codeOf(e), { cause: e });
+        throw errorFor(listenFailure(at), codeOf(e), { cause: e });
       });
       const addr = server.address();
       const address: Endpoint = "path" in at

@@ -346,10 +346,11 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   async stage(options: TunnelClientOptions): Promise<TunnelUpdate> {
     if (this.#closed) throw new TypeError("The tunnel client is closed");
     const was = this.#o;
-    if (this.#native !== undefined && runtimeOnly(options)) {
+    if (this.#native !== undefined && (runtimeOnly(options) || options.tls !== undefined)) {
+      // (its listeners hand their sockets to the engine, which speaks plain TCP)
       throw new RangeError(
-        "this tunnel client runs on the native engine, which takes no SOCKS, HTTP CONNECT or " +
-          "Unix socket listeners: restart it to add them",
+        "this tunnel client runs on the native engine, which takes no TLS link and no SOCKS, " +
+          "HTTP CONNECT or Unix socket listeners: restart it to use them",
       );
     }
     const specs = entryKeys(options);

@@ -15,7 +15,7 @@ import type { Endpoint } from "../forward/types.ts";
 import { callsOf, NativeEngine, type NativeEvent } from "../native/engine.ts";
 import type { NativeCalls } from "../native/calls.ts";
 import type { NetConn, NetHandlers, NetListener } from "../runtime/types.ts";
-import type { InetEndpoint } from "../types.ts";
+import { type InetEndpoint, listenFailure } from "../types.ts";
 
 /** A local connection held by a native listener, to be carried as a stream. */
 export interface NativeHeld {
@@ -300,7 +300,7 @@ export class NativeHoldListener implements NetListener {
       events: { open: false, connected: false, close: false },
       hooks: {},
     });
-    if (id < 0) throw engine.error(id, `Cannot listen on ${at.host}:${at.port}`);
+    if (id < 0) throw engine.error(id, listenFailure(at));
     const port = calls.listenerPort(id);
     const l = new NativeHoldListener(engine, id, { host: at.host, port });
     engine.onListener(id, (ev) => {
@@ -314,7 +314,7 @@ export class NativeHoldListener implements NetListener {
     if (r < 0) {
       calls.listenerClose(id);
       engine.offListener(id);
-      throw engine.error(r, `Cannot listen on ${at.host}:${at.port}`);
+      throw engine.error(r, listenFailure(at));
     }
     engine.ref();
     return l;

@@ -403,7 +403,9 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
       target = { host: a.address.text, port: d.port };
     }
     let conn: NetConn | NativeConnected;
-    const native = this.#native;
+    // the engine carries the streams of its own links only (a TLS link, or
+    // one accepted after a reload turned to TLS, runs on the runtime)
+    const native = link.native ? this.#native : undefined;
     try {
       const timeout = this.#o.connectTimeout ?? 10_000;
       conn = native !== undefined
