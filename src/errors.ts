@@ -89,6 +89,8 @@ export const ERROR_TEXT: Readonly<Record<string, string>> = {
   ENETUNREACH: "unreachable",
   RK_ERESOLVE: "name resolution failed",
   RK_ELIMIT: "connection limit reached",
+  RK_ETLS: "TLS handshake or record failed",
+  RK_ENOTLS: "native TLS is not available",
   RK_EPROXY: "PROXY protocol error",
   RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
   RK_EROUTE: "no route",

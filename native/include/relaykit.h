@@ -41,7 +41,9 @@ extern "C" {
   XX(ERESOLVE, -4001, "name resolution failed")                                \
   XX(ELIMIT, -4002, "connection limit reached")                                \
   XX(ECLOSED, -4003, "engine is closed")                                       \
-  XX(EBADHANDLE, -4004, "no such engine handle")
+  XX(EBADHANDLE, -4004, "no such engine handle")                              \
+  XX(ETLS, -4005, "TLS handshake or record failed")                            \
+  XX(ENOTLS, -4006, "native TLS is not available")
 
 typedef enum {
 #define XX(name, value, text) RK_##name = value,
@@ -401,6 +403,48 @@ RK_EXTERN int32_t rk_fd_close(int32_t fd);
  * listening stream socket, -ENOTSOCK if not a socket. Any thread. */
 RK_EXTERN int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len,
                                  int32_t *port);
+
+/* ---- TLS ---------------------------------------------------------------
+ * TLS in the worker threads with OpenSSL 3, loaded at run time: the
+ * library has no link-time dependency on it and loads where it is absent;
+ * then every call below returns RK_ENOTLS and rk_tls_load says why.
+ * Contexts are process-wide handles (not per engine). A listener with a
+ * server context terminates TLS on every accepted connection: the relay
+ * reads and writes that side through TLS (plain bytes to the target,
+ * counters count plain bytes); a peer's close_notify is its EOF, and our
+ * EOF towards it is a close_notify then FIN (half-close both ways). A
+ * failed handshake or a bad record ends that one connection (RK_EV_CLOSED,
+ * reason RK_END_RESET, err RK_ETLS). Inside the library the same TLS side is a transport any module
+ * can use (src/internal.h, "the TLS seam"). */
+
+/* Load OpenSSL once per process: `path` (NULL or "": "libssl.so.3") counts
+ * only on the first call. Return 1 when TLS is available, 0 when not, with
+ * the reason ("native TLS needs libssl.so.3: <dlerror>") in reason (cap
+ * bytes, NUL-terminated; "" when available). Any thread. */
+RK_EXTERN int32_t rk_tls_load(const char *path, char *reason, int32_t cap);
+/* A server context from a PEM certificate chain (leaf first) and its PEM
+ * private key (unencrypted). TLS 1.2 and 1.3. Return a context handle > 0,
+ * or RK_ENOTLS, RK_ETLS (unreadable or mismatched; the words in err, cap
+ * bytes). Any thread. */
+RK_EXTERN int32_t rk_tls_server_ctx(const char *cert_pem, const char *key_pem,
+                                    char *err, int32_t cap);
+/* A client context that trusts the certificates of ca_pem (NULL or "": the
+ * system's roots) and verifies the peer's certificate when verify != 0
+ * (its name is checked against the server name each connection gives).
+ * Return a handle > 0 or a negative error (words in err). Any thread. */
+RK_EXTERN int32_t rk_tls_client_ctx(const char *ca_pem, int32_t verify,
+                                    char *err, int32_t cap);
+/* Drop a context handle; listeners and connections using it keep their own
+ * reference. Any thread. */
+RK_EXTERN int32_t rk_tls_ctx_free(int32_t ctx);
+/* Terminate TLS with server context ctx on every connection the listener
+ * accepts from now on. Before rk_listener_start; not with RK_LISTEN_HOLD
+ * (-EOPNOTSUPP). Any thread. */
+RK_EXTERN int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx);
+/* Process-wide TLS counters into out[0..5] as doubles: handshakes done,
+ * handshakes failed, TLS sides open, plain bytes read, plain bytes written,
+ * 1 if OpenSSL is loaded. Any thread. */
+RK_EXTERN int32_t rk_tls_stats(double *out);
 
 /* ---- systemd ----------------------------------------------------------- */
 

@@ -598,6 +598,7 @@ int32_t rk_engine_free(int32_t h) {
     if (l->fd >= 0)
       close(l->fd);
     rk__free_target(l->target);
+    rk__tls_ctx_unref(l->tls_ctx);
     free(l->unix_path);
     free(l);
     l = next;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "../include/relaykit.h"
 
@@ -102,6 +103,7 @@ typedef struct rk__engine rk__engine;
 typedef struct rk__worker rk__worker;
 typedef struct rk__conn rk__conn;
 typedef struct rk__listener rk__listener;
+typedef struct rk__tls rk__tls;
 
 typedef struct rk__target {
   char *host;
@@ -120,6 +122,7 @@ typedef struct {
   unsigned r_pollable : 1; /* 0: a regular file, always readable */
   unsigned r_registered : 1, w_registered : 1;
   unsigned owned : 1; /* a socket we made: no dups, close() deregisters */
+  rk__tls *tls;       /* non-NULL: this side speaks TLS (tls.c) */
 } rk__side;
 
 /* One direction: bytes read from side d and written to side !d. */
@@ -216,6 +219,7 @@ struct rk__listener {
   int closed_done;   /* atomic: the fd is closed */
   int drain_posted;  /* atomic: RK_EV_LISTENER_DRAINED went out */
   rk__target *target; /* NULL: accept and post only (not used yet) */
+  void *tls_ctx;      /* server SSL_CTX (a reference), or NULL */
   rk__engine *e;
   char *unix_path;
   rk__listener *next; /* engine list */
@@ -395,5 +399,44 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__cmd_free(rk__cmd *cmd);
+
+/* tls.c: OpenSSL loaded at run time; contexts; the TLS seam.
+ *
+ * The TLS seam: a transport over one connected non-blocking socket, for
+ * any module of the library (the relay uses it for a TLS side; a tunnel
+ * link can use it the same way). All calls for one rk__tls come from one
+ * thread (the worker that owns the socket); different ones may run on
+ * different threads at once.
+ * - rk__tls_ctx_ref(handle): a reference to a context of rk_tls_*_ctx
+ *   (NULL if there is none or TLS is not loaded); rk__tls_ctx_unref drops
+ *   it. rk__tls_new takes its own reference to the context.
+ * - rk__tls_new(ctx, fd, server, servername): wrap fd (not owned: the
+ *   caller closes it after rk__tls_free). server: accept; else connect,
+ *   with servername (a name: SNI and the certificate's name; an address:
+ *   the certificate's IP) - may be NULL. NULL on failure (out of memory).
+ * - rk__tls_read / rk__tls_write: like read(2)/write(2) on plaintext, but
+ *   -EAGAIN comes with *want = EPOLLIN or EPOLLOUT: the socket event to
+ *   wait for (a read may need to write during a handshake and vice versa).
+ *   A read returns 0 at the peer's close_notify or a bare FIN; at most one
+ *   record (16 KiB) per read, and more may be buffered inside: read again
+ *   until -EAGAIN, or check rk__tls_pending after a write. Writes may be
+ *   partial; retry with the rest (the buffer may move). Errors: RK_ETLS (when
+ *   a certificate did not verify, rk__tls_verify_text says why), or a
+ *   negative errno of the socket.
+ * - rk__tls_shutdown: send close_notify once (0, or -EAGAIN with *want);
+ *   reading goes on (half-close). Then shutdown(SHUT_WR)/close the fd.
+ * - rk__tls_free: release the session (sends nothing). */
+int32_t rk_tls_load(const char *path, char *reason, int32_t cap);
+void *rk__tls_ctx_ref(int32_t id);
+void rk__tls_ctx_unref(void *ctx);
+rk__tls *rk__tls_new(void *ctx, int fd, int server, const char *servername);
+void rk__tls_free(rk__tls *t);
+ssize_t rk__tls_read(rk__tls *t, void *buf, size_t len, uint32_t *want);
+ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
+                      uint32_t *want);
+int rk__tls_shutdown(rk__tls *t, uint32_t *want);
+int rk__tls_pending(const rk__tls *t);
+int rk__tls_established(const rk__tls *t);
+const char *rk__tls_verify_text(const rk__tls *t);
 
 #endif

@@ -45,6 +45,7 @@ void rk__listener_unref(rk__listener *l) {
     *p = l->next;
   pthread_mutex_unlock(&e->tbl_lock);
   rk__free_target(l->target);
+  rk__tls_ctx_unref(l->tls_ctx);
   free(l->unix_path);
   free(l);
 }
@@ -350,6 +351,34 @@ int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
   return r;
 }
 
+int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (!rk_tls_load(NULL, NULL, 0))
+    return RK_ENOTLS;
+  void *c = rk__tls_ctx_ref(ctx);
+  if (c == NULL)
+    return -ENOENT;
+  int32_t r = 0;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL) {
+    r = -ENOENT;
+  } else if (l->hold) {
+    r = -EOPNOTSUPP; /* held bytes are read before any TLS */
+  } else if (l->started) {
+    r = -EINVAL; /* the workers read it from now on */
+  } else {
+    void *old = l->tls_ctx;
+    l->tls_ctx = c;
+    c = old;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__tls_ctx_unref(c); /* the replaced one, or the unused reference */
+  return r;
+}
+
 int32_t rk_listener_start(int32_t h, int32_t lid) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
@@ -485,12 +514,19 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
     rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
+    if (l->tls_ctx != NULL) {
+      /* TLS on the client's side: both directions go through buffers */
+      c->side[0].tls = rk__tls_new(l->tls_ctx, fd, 1, NULL);
+      c->dir[0].nosplice = c->dir[1].nosplice = 1;
+    }
     c->w = w;
     rk__table_add(e, c);
     rk__conn_attach(c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
       rk__post_accept(e, c, l->id);
-    if (l->hold) {
+    if (l->tls_ctx != NULL && c->side[0].tls == NULL) {
+      rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    } else if (l->hold) {
       c->state = RK__HOLDING;
       rk__hold_start(c);
     } else {

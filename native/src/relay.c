@@ -171,6 +171,8 @@ static void rk__abort_sock(int fd) {
 
 static void rk__side_close(rk__worker *w, rk__conn *c, rk__side *s, int rst) {
   int keep = (c->flags & RK_RELAY_KEEP_FDS) != 0;
+  rk__tls_free(s->tls); /* before its fd goes */
+  s->tls = NULL;
   /* close() takes a socket we made out of the epoll set by itself; an fd we
    * were given may have duplicates that keep it registered, so those are
    * removed explicitly (an event must never name a freed connection) */
@@ -299,8 +301,20 @@ static int rk__flush(rk__conn *c, int d) {
   ssize_t n;
   for (;;) {
     if (dir->buf != NULL && dir->buf_off < dir->buf_len) {
-      RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
-                         dir->buf_len - dir->buf_off));
+      if (dst->tls != NULL) {
+        uint32_t want;
+        n = rk__tls_write(dst->tls, dir->buf + dir->buf_off,
+                          dir->buf_len - dir->buf_off, &want);
+        if (n < 0) {
+          if (n != -EAGAIN)
+            return (int)n;
+          dir->blocked = 1; /* any event of the TLS side runs us again */
+          return 0;
+        }
+      } else {
+        RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
+                           dir->buf_len - dir->buf_off));
+      }
       if (n < 0) {
         if (errno != EAGAIN)
           return -errno;
@@ -376,6 +390,14 @@ static int rk__pump(rk__conn *c, int d) {
        * are at EOF, so nothing unread turns it into a reset). */
       rk__side *dst = &c->side[!d];
       int last = !c->dir[!d].active || c->dir[!d].done;
+      if (dst->tls != NULL) {
+        /* the end of this direction is a close_notify first */
+        uint32_t want;
+        if (rk__tls_shutdown(dst->tls, &want) == -EAGAIN) {
+          dir->blocked = 1;
+          return 0;
+        }
+      }
       if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)) &&
           !(last && dst->owned))
         rk__shut_dst(dst);
@@ -420,7 +442,31 @@ static int rk__pump(rk__conn *c, int d) {
     if (dir->limit < want)
       want = (size_t)dir->limit;
     ssize_t n;
-    if (dir->splice) {
+    if (src->tls != NULL) {
+      /* one record at most per read, and more may wait inside TLS: only
+       * -EAGAIN says the source is drained */
+      if (dir->buf == NULL && (dir->buf = rk__buf_get(w)) == NULL)
+        return -ENOMEM;
+      uint32_t wait;
+      n = rk__tls_read(src->tls, dir->buf, want, &wait);
+      if (n < 0) {
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        if (n != -EAGAIN)
+          return (int)n;
+        if (wait == EPOLLIN)
+          dir->can_read = 0;
+        return 0; /* EPOLLOUT: the side's next event runs us again */
+      }
+      if (n == 0) {
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        dir->eof = 1;
+        continue;
+      }
+      dir->buf_off = 0;
+      dir->buf_len = (uint32_t)n;
+    } else if (dir->splice) {
       if (dir->pipe[0] < 0 && rk__pipe_get(w, dir->pipe) < 0) {
         dir->splice = 0; /* out of fds for pipes: read/write still works */
         continue;
@@ -480,7 +526,7 @@ static int rk__pump(rk__conn *c, int d) {
     }
     if (dir->hooked) {
       /* hand the chunk to the host and pause this direction */
-      if ((size_t)n < want && src->r_pollable && !dir->rdhup)
+      if ((size_t)n < want && src->r_pollable && !dir->rdhup && !src->tls)
         dir->can_read = 0;
       __atomic_store_n(&dir->hook_pending, 1, __ATOMIC_RELEASE);
       uint32_t rec[RK_EVENT_WORDS] = {
@@ -492,7 +538,7 @@ static int rk__pump(rk__conn *c, int d) {
       return 0;
     }
   next_read:
-    if ((size_t)n < want && src->r_pollable && !dir->rdhup)
+    if ((size_t)n < want && src->r_pollable && !dir->rdhup && !src->tls)
       dir->can_read = 0;
   }
 }
@@ -522,8 +568,20 @@ static void rk__conn_run_dirs(rk__conn *c, int mask) {
     }
   }
   if ((!c->dir[0].active || c->dir[0].done) &&
-      (!c->dir[1].active || c->dir[1].done))
+      (!c->dir[1].active || c->dir[1].done)) {
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
+    return;
+  }
+  /* A TLS write (handshake, or a key update) may have read records that
+   * now wait inside TLS with no socket edge to come for them. */
+  for (int s = 0; s < 2; s++) {
+    rk__dir *dir = &c->dir[s];
+    if (c->side[s].tls != NULL && !dir->can_read && dir->active &&
+        !dir->eof && rk__tls_pending(c->side[s].tls)) {
+      dir->can_read = 1;
+      rk__mark_ready(c);
+    }
+  }
 }
 
 void rk__conn_run(rk__conn *c) { rk__conn_run_dirs(c, 3); }
@@ -561,6 +619,8 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   }
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->dir[!side].blocked)
     mask |= 1 << !side;
+  if (s->tls != NULL)
+    mask = 3; /* TLS reads may wait for output, writes for input */
   if (mask != 0)
     rk__conn_run_dirs(c, mask);
 }

@@ -7,7 +7,7 @@
  */
 import { callsOf, type NativeEngine } from "../native/engine.ts";
 import type { NativeEvent } from "../native/events.ts";
-import type { RelaykitError } from "../errors.ts";
+import { RelaykitError } from "../errors.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHooks, type HookContext, runHook } from "./hooks.ts";
 import {
@@ -26,6 +26,7 @@ import {
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
+  type TlsServerOptions,
 } from "./types.ts";
 
 type Closed = Extract<NativeEvent, { type: "closed" }>;
@@ -172,6 +173,7 @@ export class NativeForwardEngine implements ForwardEngine {
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
     try {
+      if (spec.tls !== undefined) this.#terminateTls(lid, spec.tls, where);
       if (spec.hold === undefined) {
         if (spec.target === undefined) throw new TypeError("A proxy needs a target or hold");
         e.check(
@@ -248,6 +250,25 @@ export class NativeForwardEngine implements ForwardEngine {
         return nativeDecide(e, id, d, spec);
       },
     });
+  }
+
+  /** Make listener `lid` terminate TLS in the library (OpenSSL 3 at run time). */
+  #terminateTls(lid: number, tls: TlsServerOptions, where: string): void {
+    const e = this.#engine, calls = callsOf(e);
+    const what = `Cannot terminate TLS on "${where}"`;
+    const why = e.tlsUnavailable();
+    if (why !== undefined) throw new RelaykitError(`${what}: ${why}`, "RK_ENOTLS");
+    const ctx = calls.tlsServerContext(tls.cert, tls.key);
+    if (typeof ctx !== "number") {
+      const err = e.error(ctx.code, what);
+      throw new RelaykitError(
+        ctx.detail === "" ? err.message : `${err.message}: ${ctx.detail}`,
+        err.code,
+      );
+    }
+    const r = calls.listenerSetTls(lid, ctx);
+    calls.tlsContextFree(ctx); // the listener keeps its own reference
+    e.check(r, what);
   }
 
   #onEvent(

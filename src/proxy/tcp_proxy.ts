@@ -5,7 +5,7 @@
  */
 import { Emitter } from "../emitter.ts";
 import { describeValue, RelaykitError } from "../errors.ts";
-import { chooseEngine, type EnginePreference } from "../forward/select.ts";
+import { chooseEngine, chooseTlsEngine, type EnginePreference } from "../forward/select.ts";
 import type {
   ConnectionEnd,
   ConnectionInfo,
@@ -78,8 +78,11 @@ export interface TcpProxyOptions {
   ) => void | Promise<void>;
   /**
    * Terminate TLS on the listener: certificate chain and key, as PEM text or
-   * file paths. The native engine moves plain TCP only, so such a listener
-   * runs on the runtime's TLS (the stream engine).
+   * file paths. The native engine terminates it in its worker threads when
+   * OpenSSL 3 (libssl.so.3) loads and the listener needs no decision on the
+   * client's bytes (no route, backend, PROXY header or TLS to the target);
+   * otherwise the listener runs on the runtime's TLS (the stream engine),
+   * and `engineReason` says why.
    */
   tls?: { cert: string; key: string };
   /**
@@ -367,28 +370,19 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         ...(options.rewriteResponse ? { bToA: options.rewriteResponse } : {}),
       },
     };
+    const targetTls = options.targetTls === true ? {} : options.targetTls;
+    const decides = options.acceptProxy !== undefined || options.sendProxy !== undefined ||
+      options.route !== undefined || targetTls !== undefined || backend !== undefined;
     let choice;
     if (options.tls !== undefined) {
-      if (options.engine === "native") {
-        throw new TypeError(
-          'TLS termination runs on the runtime\'s TLS: use engine "auto" or "stream"',
-        );
-      }
       spec.tls = { cert: pem(options.tls.cert, "tls.cert"), key: pem(options.tls.key, "tls.key") };
-      choice = {
-        engine: chooseEngine("stream").engine,
-        reason: "TLS termination runs on the runtime's TLS",
-      };
+      choice = chooseTlsEngine(options.engine, options.nativeEngine, decides);
     } else {
       choice = chooseEngine(options.engine, options.nativeEngine);
     }
-    const targetTls = options.targetTls === true ? {} : options.targetTls;
     const hookTimeout = nonNegative("hookTimeout", options.hookTimeout, 10_000);
     let front: { options: FrontOptions; sessions: Sessions } | undefined;
-    if (
-      options.acceptProxy !== undefined || options.sendProxy !== undefined ||
-      options.route !== undefined || targetTls !== undefined || backend !== undefined
-    ) {
+    if (decides) {
       const frontOptions: FrontOptions = {
         accept: options.acceptProxy,
         send: options.sendProxy,
