@@ -2170,6 +2170,56 @@ static void t_hold_routing(void) {
 
 /* An undecided connection ends after the listener's hold timeout; one
  * closed by the host while held ends with RK_END_CLOSED. */
+/* TLS without a peer: loading, contexts and where a listener refuses TLS.
+ * (TLS relays themselves are tested from TypeScript, with real clients.) */
+static void t_tls_api(void) {
+  char why[512];
+  int loaded = rk_tls_load(NULL, why, sizeof why);
+  CHECK(loaded == 0 || loaded == 1, "rk_tls_load: %d", loaded);
+  CHECK(rk_tls_load("/ignored/after/the/first/call", NULL, 0) == loaded,
+        "the first load is final");
+  char err[256];
+  if (!loaded) {
+    CHECK(strncmp(why, "native TLS needs libssl.so.3: ", 30) == 0, "%s", why);
+    CHECK(rk_tls_server_ctx("x", "y", err, sizeof err) == RK_ENOTLS, "no TLS");
+    CHECK(rk_tls_client_ctx(NULL, 1, err, sizeof err) == RK_ENOTLS, "no TLS");
+    return;
+  }
+  CHECK(why[0] == '\0', "no reason when loaded: %s", why);
+  int32_t r = rk_tls_server_ctx("not a certificate", "no key", err, sizeof err);
+  CHECK(r == RK_ETLS, "garbage PEM: %d %s", r, rk_err_name(r));
+  CHECK(strstr(err, "certificate is not PEM") != NULL, "%s", err);
+  r = rk_tls_client_ctx("not a CA", 1, err, sizeof err);
+  CHECK(r == -EINVAL && strstr(err, "no certificate") != NULL, "%d %s", r, err);
+  int32_t ctx = rk_tls_client_ctx(NULL, 1, err, sizeof err); /* system roots */
+  CHECK(ctx > 0, "client context: %d %s", ctx, err);
+  double st[6];
+  CHECK_RC(rk_tls_stats(st), "rk_tls_stats");
+  CHECK(st[5] == 1, "loaded in the stats");
+
+  int32_t h = rk_engine_new(1, 0);
+  CHECK_RC(h, "rk_engine_new");
+  rk_listen_opts_t held = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
+  int32_t lh = rk_listen(h, "127.0.0.1", 0, &held);
+  CHECK_RC(lh, "rk_listen held");
+  r = rk_listener_set_tls(h, lh, ctx);
+  CHECK(r == -EOPNOTSUPP, "TLS on a held listener: %d", r);
+  int32_t l = rk_listen(h, "127.0.0.1", 0, NULL);
+  CHECK_RC(l, "rk_listen");
+  CHECK(rk_listener_set_tls(h, l, 999) == -ENOENT, "unknown context");
+  CHECK(rk_listener_set_tls(h, 12345, ctx) == -ENOENT, "unknown listener");
+  CHECK_RC(rk_listener_set_tls(h, l, ctx), "rk_listener_set_tls");
+  /* the listener holds its own reference: the handle may go at once */
+  CHECK_RC(rk_tls_ctx_free(ctx), "rk_tls_ctx_free");
+  CHECK(rk_tls_ctx_free(ctx) == -ENOENT, "freed twice");
+  CHECK_RC(rk_listener_set_target(h, l, "127.0.0.1", 9, 0, 1000, NULL),
+           "set target");
+  CHECK_RC(rk_listener_start(h, l), "rk_listener_start");
+  CHECK(rk_listener_set_tls(h, l, 1) != 0, "not after start");
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+}
+
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -2597,6 +2647,7 @@ static const test_t tests[] = {
          "from decider threads",
          t_hold_routing),
     TEST("held connections end after the hold timeout", t_hold_timeout),
+    TEST("TLS: loading, contexts, and listeners that take TLS", t_tls_api),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its chunk is with the host",
          t_hook_conn_ends_with_chunk_out),
