@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7bb39eb17693cb47dc5f98e965dc5cdf4a391b319d635ca1579560e32b28ec0a",
+    "sha256": "d76e6d6da7d992ad08d648b5ea43ae1deb00432aa683afb8b282b4e9c6de4fb2",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -36,24 +36,25 @@ export const PREBUILT: {
       "src/listen.c",
       "src/pool.c",
       "src/relay.c",
+      "src/tls.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1ce25e6d246143316d206b58c9e78ba6c0de0a9983b803daa789e28d3994cfb3",
-      "size": 59888,
+      "sha256": "95ea230b61b9a9014131df2349587818e6edd7780052ba937ac96c04937d63bc",
+      "size": 72208,
     },
     "linux-arm64-glibc": {
-      "sha256": "f3326f8ba5de878f284ca7713408b2e86571a78ebad0f484dbaaadedf30be9a1",
-      "size": 68032,
+      "sha256": "05601120a07bddd02b0e1eaa211382f98a8f9c19e834e74ddb160289b13729b9",
+      "size": 68064,
     },
     "linux-x64-musl": {
-      "sha256": "cdbfaae751ae956ec0a2c1ed847a3ce8a366897cbd65112f4934abc29a60c854",
-      "size": 59648,
+      "sha256": "5dbcc54a1bcdc0d4c6f65e35853295df8ad8b03c295beffa3b508e7b23d835ea",
+      "size": 71968,
     },
     "linux-arm64-musl": {
-      "sha256": "834a597658a4acfd84cc1a1cb468abacffd940a2e393685a92783a9ae146e6e6",
-      "size": 67776,
+      "sha256": "e97c733c593fd73a8928d494807d9c4d9072f07e7445e2bc5a6bbdb4f41b4d99",
+      "size": 67808,
     },
   },
 };
