@@ -121,7 +121,6 @@ export const HOST_ONLY_CODES: ReadonlySet<string> = new Set([
   "RK_EROUTE",
   "RK_EHOOK",
   "RK_EROUTE_LIMIT",
-  "CERT_UNTRUSTED",
 ]);
 
 /**

@@ -1,8 +1,9 @@
 /**
  * TLS: terminated on a listener (in the C library with OpenSSL on the
  * native engine, the runtime's TLS on the stream engine), and originated
- * to a target or a route's remote on both engines (the native engine
- * bridges that side to the runtime's TLS). Certificates come from openssl.
+ * to a target or a route's remote on both engines (in the library too on
+ * the native engine; without OpenSSL it bridges that side to the runtime's
+ * TLS). Certificates come from openssl.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -196,12 +197,17 @@ describe("TLS", () => {
     }
   }
 
-  test("TLS termination uses the runtime's TLS when OpenSSL cannot be loaded", async () => {
+  test("without OpenSSL, TLS termination and TLS to a target use the runtime's TLS", async () => {
     const echo = await echoServer();
     const child = spawn(
       runtimeCommand(FIXTURE)[0]!,
-      runtimeCommand(FIXTURE, [join(dir, "cert.pem"), join(dir, "key.pem"), String(echo.port)])
-        .slice(1),
+      runtimeCommand(FIXTURE, [
+        join(dir, "cert.pem"),
+        join(dir, "key.pem"),
+        String(echo.port),
+        String(tlsPort),
+        join(dir, "ca.pem"),
+      ]).slice(1),
       {
         env: { ...process.env, RELAYKIT_LIBSSL: "/nonexistent/libssl.so.3" },
         stdio: ["pipe", "pipe", "inherit"],
@@ -216,7 +222,13 @@ describe("TLS", () => {
         });
         child.once("exit", (code) => reject(new Error(`the proxy exited (${code})`)));
       });
-      const info = JSON.parse(line) as { engine: string; reason?: string; port: number };
+      const info = JSON.parse(line) as {
+        engine: string;
+        reason?: string;
+        port: number;
+        toTls: number;
+        toTlsEngine: string;
+      };
       if (ENGINES.includes("native")) {
         assert.equal(info.engine, "stream");
         assert.match(
@@ -226,6 +238,9 @@ describe("TLS", () => {
       }
       const input = new Uint8Array(300_000).map((_, i) => i & 0xff);
       assert.deepEqual(new Uint8Array(await socatTls(info.port, input)), input);
+      // TLS to a target: the native engine's client side, TLS on the bridge
+      assert.equal(info.toTlsEngine, ENGINES.includes("native") ? "native" : "stream");
+      await integrity(await connect(info.toTls), 300_000, 9);
     } finally {
       child.stdin!.end();
       await new Promise((r) => child.exitCode === null ? child.once("exit", r) : r(0));
@@ -249,6 +264,7 @@ describe("TLS", () => {
   for (const engine of ENGINES) {
     test(`TLS to a target, and to a route's remote (${engine})`, async () => {
       if (engine === "native") nativeEngine();
+      const before = engine === "native" ? nativeEngine().tlsStats() : undefined;
       const toTarget = await TcpProxy.listen({
         listen: { host: "127.0.0.1", port: 0 },
         target: { host: "127.0.0.1", port: tlsPort },
@@ -257,6 +273,12 @@ describe("TLS", () => {
       });
       assert.equal(toTarget.engine, engine);
       await integrity(await connect(toTarget.port), 2 * 1024 * 1024, 5);
+      if (before !== undefined) {
+        // TLS in the library (not the bridge): its counters moved
+        const now = nativeEngine().tlsStats();
+        assert.ok(now.handshakes > before.handshakes, "a handshake in the library");
+        assert.ok(now.bytesOut - before.bytesOut >= 2 * 1024 * 1024, "plain bytes written in C");
+      }
       const routed = await TcpProxy.listen({
         listen: { host: "127.0.0.1", port: 0 },
         route: () => ({ remote: { host: "127.0.0.1", port: tlsPort }, tls: { ca } }),

@@ -51,6 +51,11 @@ typedef enum {
 #undef XX
 } rk_errno_t;
 
+/* A TLS peer's certificate did not verify. Its name is "CERT_UNTRUSTED"
+ * (no RK_ prefix): the code every runtime's TLS reports for it too. */
+#define RK_ECERT_UNTRUSTED (-4007)
+#define RK_ECERT_UNTRUSTED_TEXT "the TLS peer's certificate does not verify"
+
 /* Event types in the event queue (word 0 of a record). */
 typedef enum {
   RK_EV_ACCEPT = 1,       /* id=conn, aux=listener; words 6..11 peer address */
@@ -382,6 +387,17 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                                  const uint8_t *to_b, int32_t to_b_len,
                                  const uint8_t *to_a, int32_t to_a_len);
 
+/* Make the next CONNECT decision of held connection id speak TLS to the
+ * target with client context ctx (rk_tls_client_ctx), sending servername
+ * as SNI and checking the certificate against it (a name, or an IP
+ * address; NULL or "": no SNI and no name check). Call it right before
+ * rk_hold_decide, from the same thread. A failed connect that holds the
+ * connection again (RK_DECISION_RETRY) forgets it. A handshake that fails
+ * ends the connection with RK_END_CONNECT_FAILED and RK_ETLS, or
+ * RK_ECERT_UNTRUSTED when the certificate does not verify. */
+RK_EXTERN int32_t rk_hold_set_tls(int32_t h, int32_t id, int32_t ctx,
+                                  const char *servername);
+
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 
 /* out[0], out[1] <- a pipe (read end, write end), close-on-exec. */
@@ -441,6 +457,16 @@ RK_EXTERN int32_t rk_tls_ctx_free(int32_t ctx);
  * accepts from now on. Before rk_listener_start; not with RK_LISTEN_HOLD
  * (-EOPNOTSUPP). Any thread. */
 RK_EXTERN int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx);
+/* Why connection id of engine h ended with RK_ECERT_UNTRUSTED: the
+ * verification error's name ("CERT_HAS_EXPIRED", "HOSTNAME_MISMATCH", ...,
+ * else OpenSSL's words) into said (said_cap bytes), and the peer's
+ * certificate (DER) into der. Return the DER's length (which may exceed
+ * cap: then call again with a bigger buffer; the failure is forgotten once
+ * read whole), or -ENOENT. The library keeps the last 32 such failures.
+ * Any thread. */
+RK_EXTERN int32_t rk_tls_cert_failure(int32_t h, int32_t id, char *said,
+                                      int32_t said_cap, uint8_t *der,
+                                      int32_t cap);
 /* Process-wide TLS counters into out[0..5] as doubles: handshakes done,
  * handshakes failed, TLS sides open, plain bytes read, plain bytes written,
  * 1 if OpenSSL is loaded. Any thread. */

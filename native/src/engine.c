@@ -348,6 +348,12 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_write_cmd(conn, c->data, c->len);
       break;
     }
+    case RK__CMD_HOLD_TLS: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__hold_tls_cmd(conn, c);
+      break;
+    }
     case RK__CMD_HOLD_DECIDE: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)

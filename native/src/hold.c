@@ -55,7 +55,28 @@ void rk__cmd_free(rk__cmd *cmd) {
   free(cmd->data);
   free(cmd->data2);
   rk__free_target(cmd->target);
+  rk__tls_ctx_unref(cmd->tls_ctx);
   free(cmd);
+}
+
+/* rk_hold_set_tls reached the worker: the next CONNECT speaks TLS. */
+void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd) {
+  if (c->state != RK__HOLDING)
+    return; /* decided already: too late, cmd is freed by the caller */
+  rk__hold_tls_drop(c);
+  c->tls_ctx = cmd->tls_ctx;
+  c->tls_name = (char *)cmd->data;
+  cmd->tls_ctx = NULL;
+  cmd->data = NULL;
+}
+
+/* Forget the TLS for the target (the connection ends, or a failed connect
+ * goes back to the host, which says again what the next one speaks). */
+void rk__hold_tls_drop(rk__conn *c) {
+  rk__tls_ctx_unref(c->tls_ctx);
+  free(c->tls_name);
+  c->tls_ctx = NULL;
+  c->tls_name = NULL;
 }
 
 static void rk__hold_post(rk__conn *c, uint32_t flags) {
@@ -184,6 +205,7 @@ void rk__hold_read_cmd(rk__conn *c, uint32_t max) {
 }
 
 void rk__hold_retry(rk__conn *c, int err) {
+  rk__hold_tls_drop(c);
   rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
   if (c->owns_target)
@@ -304,6 +326,30 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
 
 /* ---- public ------------------------------------------------------------ */
 
+
+int32_t rk_hold_set_tls(int32_t h, int32_t id, int32_t ctx,
+                        const char *servername) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (!rk_tls_load(NULL, NULL, 0))
+    return RK_ENOTLS;
+  void *c = rk__tls_ctx_ref(ctx); /* here: the host may free the handle */
+  if (c == NULL)
+    return -ENOENT;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  char *name = strdup(servername != NULL ? servername : "");
+  if (cmd == NULL || name == NULL) {
+    free(cmd);
+    free(name);
+    rk__tls_ctx_unref(c);
+    return -ENOMEM;
+  }
+  cmd->type = RK__CMD_HOLD_TLS;
+  cmd->tls_ctx = c;
+  cmd->data = (uint8_t *)name;
+  return rk__send_to_conn(e, id, cmd);
+}
 
 int32_t rk_hold_read(int32_t h, int32_t id, int32_t max) {
   rk__engine *e = rk__engine_get(h);

@@ -199,6 +199,9 @@ struct rk__conn {
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
+  void *tls_ctx;           /* rk_hold_set_tls: the target side speaks TLS
+                              with this client SSL_CTX (a reference) */
+  char *tls_name;          /* and this server name (or NULL) */
 };
 
 struct rk__listener {
@@ -238,7 +241,8 @@ enum {
   RK__CMD_HOOK_RESUME,
   RK__CMD_HOLD_READ,
   RK__CMD_HOLD_DECIDE,
-  RK__CMD_HOLD_WRITE
+  RK__CMD_HOLD_WRITE,
+  RK__CMD_HOLD_TLS
 };
 
 typedef struct rk__cmd {
@@ -254,6 +258,7 @@ typedef struct rk__cmd {
   uint8_t *data2; /* HOLD_DECIDE: malloc'd bytes to a */
   uint32_t len2;
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
+  void *tls_ctx;      /* HOLD_TLS: a client SSL_CTX reference (owned) */
   rk_decision_t decision; /* HOLD_DECIDE: what rk_hold_decide was given,
                              length resolved for FILE */
   struct rk__cmd *next;
@@ -398,6 +403,8 @@ void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
+void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__hold_tls_drop(rk__conn *c);
 void rk__cmd_free(rk__cmd *cmd);
 
 /* tls.c: OpenSSL loaded at run time; contexts; the TLS seam.
@@ -420,9 +427,9 @@ void rk__cmd_free(rk__cmd *cmd);
  *   A read returns 0 at the peer's close_notify or a bare FIN; at most one
  *   record (16 KiB) per read, and more may be buffered inside: read again
  *   until -EAGAIN, or check rk__tls_pending after a write. Writes may be
- *   partial; retry with the rest (the buffer may move). Errors: RK_ETLS (when
- *   a certificate did not verify, rk__tls_verify_text says why), or a
- *   negative errno of the socket.
+ *   partial; retry with the rest (the buffer may move). Errors: RK_ETLS,
+ *   RK_ECERT_UNTRUSTED (the peer's certificate did not verify;
+ *   rk__tls_verify_text says why), or a negative errno of the socket.
  * - rk__tls_shutdown: send close_notify once (0, or -EAGAIN with *want);
  *   reading goes on (half-close). Then shutdown(SHUT_WR)/close the fd.
  * - rk__tls_free: release the session (sends nothing). */
@@ -438,5 +445,7 @@ int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
 int rk__tls_established(const rk__tls *t);
 const char *rk__tls_verify_text(const rk__tls *t);
+/* Keep why t's peer certificate failed for rk_tls_cert_failure(engine, id). */
+void rk__tls_keep_failure(int32_t engine, int32_t id, rk__tls *t);
 
 #endif

@@ -205,6 +205,9 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   RK__STORE(&c->state, RK__DEAD);
   rk__table_del(e, c);
 
+  if (err == RK_ECERT_UNTRUSTED) /* why, for the host to read */
+    for (int s = 0; s < 2; s++)
+      rk__tls_keep_failure(e->handle, c->id, c->side[s].tls);
   /* Side a of an accepted connection whose peer was reset, or any abort,
    * resets the TCP peers; a clean end closes normally. */
   int rst = reason == RK_END_RESET || c->abort_rst;
@@ -226,6 +229,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   c->ai_list = c->ai_next = NULL;
   free(c->hold_buf);
   c->hold_buf = NULL;
+  rk__hold_tls_drop(c);
   if (c->owns_target)
     rk__free_target(c->target);
   c->target = NULL;
@@ -547,6 +551,12 @@ static int rk__pump(rk__conn *c, int d) {
  * its whole reply (CLOSE or FILE decision) went out: then it was only
  * lingering, and its going away is the expected end. */
 static void rk__conn_fail(rk__conn *c, int err) {
+  if (c->side[1].tls != NULL && !rk__tls_established(c->side[1].tls)) {
+    /* TLS to the target failed before its handshake was done: the
+     * connect failed (a certificate that does not verify, say) */
+    rk__conn_end(c, RK_END_CONNECT_FAILED, err);
+    return;
+  }
   if (c->dir[0].discard && c->dir[1].done) {
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
     return;

@@ -22,7 +22,7 @@
  * - A peer's close_notify, and a TCP FIN without one, are the end of its
  *   stream (EOF); rk__tls_shutdown sends our close_notify (half-close: the
  *   other direction goes on). Alerts, bad records and certificates that do
- *   not verify end that one connection with RK_ETLS.
+ *   not verify end that one connection with RK_ETLS (RK_ECERT_UNTRUSTED).
  * - kTLS is not used: OpenSSL would need it per socket and the kernel's
  *   "tls" ULP, which this code does not count on; the bulk is SSL_read and
  *   SSL_write through the worker's 16 KiB buffers.
@@ -55,6 +55,7 @@ typedef struct x509_st X509;
 typedef struct evp_pkey_st EVP_PKEY;
 typedef struct x509_store_st X509_STORE;
 typedef struct X509_VERIFY_PARAM_st X509_VERIFY_PARAM;
+typedef struct x509_store_ctx_st X509_STORE_CTX;
 
 /* Values from OpenSSL 3's ssl.h, tls1.h, prov_ssl.h (stable ABI). */
 #define RK__SSL_ERROR_SSL 1
@@ -76,6 +77,8 @@ typedef struct X509_VERIFY_PARAM_st X509_VERIFY_PARAM;
 #define RK__TLSEXT_NAMETYPE_host_name 0
 #define RK__TLS1_2_VERSION 0x0303
 #define RK__X509_V_OK 0
+#define RK__X509_V_ERR_INVALID_CA 79
+#define RK__X509_CHECK_FLAG_NEVER_CHECK_SUBJECT 0x20
 
 /* Every function, as a pointer resolved by name. */
 #define RK__SSL_FUNCS(XX)                                                      \
@@ -106,7 +109,10 @@ typedef struct X509_VERIFY_PARAM_st X509_VERIFY_PARAM;
   XX(int, SSL_set1_host, (SSL *, const char *))                               \
   XX(X509_VERIFY_PARAM *, SSL_get0_param, (SSL *))                            \
   XX(long, SSL_get_verify_result, (const SSL *))                              \
-  XX(int, SSL_is_init_finished, (const SSL *))
+  XX(int, SSL_is_init_finished, (const SSL *))                                \
+  XX(int, SSL_set_ex_data, (SSL *, int, void *))                              \
+  XX(void *, SSL_get_ex_data, (const SSL *, int))                             \
+  XX(int, SSL_get_ex_data_X509_STORE_CTX_idx, (void))
 
 #define RK__CRYPTO_FUNCS(XX)                                                   \
   XX(BIO *, BIO_new_mem_buf, (const void *, int))                             \
@@ -122,7 +128,16 @@ typedef struct X509_VERIFY_PARAM_st X509_VERIFY_PARAM;
   XX(unsigned long, ERR_get_error, (void))                                    \
   XX(unsigned long, ERR_peek_last_error, (void))                              \
   XX(void, ERR_error_string_n, (unsigned long, char *, size_t))               \
-  XX(void, ERR_clear_error, (void))
+  XX(void, ERR_clear_error, (void))                                           \
+  XX(void *, X509_STORE_CTX_get_ex_data, (const X509_STORE_CTX *, int))       \
+  XX(X509 *, X509_STORE_CTX_get0_cert, (const X509_STORE_CTX *))              \
+  XX(int, X509_STORE_CTX_get_error, (const X509_STORE_CTX *))                 \
+  XX(void, X509_STORE_CTX_set_error, (X509_STORE_CTX *, int))                 \
+  XX(int, X509_STORE_CTX_get_error_depth, (const X509_STORE_CTX *))           \
+  XX(X509 *, X509_STORE_CTX_get_current_cert, (const X509_STORE_CTX *))       \
+  XX(int, X509_check_ca, (X509 *))                                            \
+  XX(int, i2d_X509, (const X509 *, unsigned char **))                         \
+  XX(void, X509_VERIFY_PARAM_set_hostflags, (X509_VERIFY_PARAM *, unsigned int))
 
 static struct {
 #define XX(ret, name, args) ret(*name) args;
@@ -198,6 +213,44 @@ static void rk__tls_errtext(char *buf, int32_t cap, const char *dflt) {
   else
     snprintf(buf, (size_t)cap, "%s", dflt);
   S.ERR_clear_error();
+}
+
+/* One TLS side (see "the TLS seam" in internal.h). */
+struct rk__tls {
+  SSL *ssl;
+  unsigned done : 1;      /* handshake finished (counted) */
+  unsigned shut_sent : 1; /* our close_notify is out */
+  unsigned failed : 1;    /* counted as a failure */
+  int verify;             /* X509_V_ERR_* of a failed verify, else 0 */
+  uint8_t *peer_der;      /* the peer's certificate (DER), once seen */
+  int32_t peer_len;
+};
+
+/* Called by OpenSSL for each step of verifying the peer's chain: keep the
+ * peer's own certificate (to say later why it failed), and refuse what the
+ * verification policy refuses beyond OpenSSL (src/runtime/tls_verify.ts):
+ * a certificate marked CA:TRUE as the server's own. (A name only in the
+ * subject's CN is refused by the host flags of rk__tls_new.) */
+static int rk__tls_verify_cb(int ok, X509_STORE_CTX *x) {
+  SSL *ssl = S.X509_STORE_CTX_get_ex_data(x, S.SSL_get_ex_data_X509_STORE_CTX_idx());
+  rk__tls *t = ssl != NULL ? S.SSL_get_ex_data(ssl, 0) : NULL;
+  X509 *leaf = S.X509_STORE_CTX_get0_cert(x);
+  if (t != NULL && t->peer_der == NULL && leaf != NULL) {
+    int n = S.i2d_X509(leaf, NULL);
+    if (n > 0 && (t->peer_der = malloc((size_t)n)) != NULL) {
+      unsigned char *p = t->peer_der;
+      t->peer_len = S.i2d_X509(leaf, &p);
+    }
+  }
+  X509 *cur = S.X509_STORE_CTX_get_current_cert(x);
+  if (ok && S.X509_STORE_CTX_get_error_depth(x) == 0 && cur != NULL &&
+      S.X509_check_ca(cur) == 1) {
+    S.X509_STORE_CTX_set_error(x, RK__X509_V_ERR_INVALID_CA);
+    ok = 0;
+  }
+  if (!ok && t != NULL && t->verify == 0)
+    t->verify = S.X509_STORE_CTX_get_error(x);
+  return ok;
 }
 
 /* ---- contexts ---------------------------------------------------------- */
@@ -383,7 +436,7 @@ int32_t rk_tls_client_ctx(const char *ca_pem, int32_t verify, char *err,
     S.ERR_clear_error();
   }
   S.SSL_CTX_set_verify(ctx, verify ? RK__SSL_VERIFY_PEER : RK__SSL_VERIFY_NONE,
-                       NULL);
+                       (void *)rk__tls_verify_cb);
   return rk__ctx_put(ctx);
 }
 
@@ -399,14 +452,6 @@ int32_t rk_tls_stats(double *out) {
 
 /* ---- one TLS side: the transport seam ---------------------------------- */
 
-struct rk__tls {
-  SSL *ssl;
-  unsigned done : 1;      /* handshake finished (counted) */
-  unsigned shut_sent : 1; /* our close_notify is out */
-  unsigned failed : 1;    /* counted as a failure */
-  long verify;            /* X509 result of a failed verify, else 0 */
-};
-
 rk__tls *rk__tls_new(void *ctx, int fd, int server, const char *servername) {
   if (ctx == NULL || !g_loaded)
     return NULL;
@@ -421,9 +466,13 @@ rk__tls *rk__tls_new(void *ctx, int fd, int server, const char *servername) {
     free(t);
     return NULL;
   }
+  S.SSL_set_ex_data(t->ssl, 0, t); /* for rk__tls_verify_cb */
   if (server) {
     S.SSL_set_accept_state(t->ssl);
   } else {
+    /* names from the subjectAltName only, as webpki (no CN fallback) */
+    S.X509_VERIFY_PARAM_set_hostflags(S.SSL_get0_param(t->ssl),
+                                      RK__X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     if (servername != NULL && servername[0]) {
       /* SNI for names only (RFC 6066: not for IP literals); the name or
        * address the certificate must be for */
@@ -450,6 +499,7 @@ void rk__tls_free(rk__tls *t) {
   S.SSL_free(t->ssl);
   S.ERR_clear_error();
   RK__ADD(&g_sessions, -1);
+  free(t->peer_der);
   free(t);
 }
 
@@ -487,8 +537,11 @@ static int rk__tls_result(rk__tls *t, int r, uint32_t *want, int reading) {
       t->failed = 1;
       RK__ADD(&g_failures, 1);
     }
-    if (v != RK__X509_V_OK)
-      t->verify = v; /* rk__tls_verify_text says why */
+    if (v != RK__X509_V_OK || t->verify != 0) {
+      if (t->verify == 0)
+        t->verify = (int)v; /* rk__tls_verify_text says why */
+      return RK_ECERT_UNTRUSTED;
+    }
     return RK_ETLS;
   }
   }
@@ -548,4 +601,81 @@ int rk__tls_established(const rk__tls *t) { return t->done; }
 
 const char *rk__tls_verify_text(const rk__tls *t) {
   return t->verify != 0 ? S.X509_verify_cert_error_string(t->verify) : NULL;
+}
+
+/* ---- why a certificate failed, for the host ------------------------------ */
+
+/* Symbolic names of the verification errors the host's policy tells apart
+ * (the names Node and Bun report); others go as OpenSSL's words. */
+static const struct {
+  int code;
+  const char *name;
+} rk__x509_names[] = {
+    {9, "CERT_NOT_YET_VALID"},
+    {10, "CERT_HAS_EXPIRED"},
+    {18, "DEPTH_ZERO_SELF_SIGNED_CERT"},
+    {19, "SELF_SIGNED_CERT_IN_CHAIN"},
+    {20, "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"},
+    {21, "UNABLE_TO_VERIFY_LEAF_SIGNATURE"},
+    {62, "HOSTNAME_MISMATCH"},
+    {64, "IP_ADDRESS_MISMATCH"},
+    {RK__X509_V_ERR_INVALID_CA, "INVALID_CA"},
+};
+
+/* Failures kept for the host to read once, newest over oldest: one per
+ * connection that ended with RK_ECERT_UNTRUSTED (read right after its
+ * RK_EV_CLOSED), so a host that never reads holds this many at most. */
+#define RK__KEPT_FAILURES 32
+
+static struct {
+  int32_t engine, id;
+  char said[96];
+  uint8_t *der;
+  int32_t len;
+} g_kept[RK__KEPT_FAILURES];
+static unsigned g_kept_next;
+static pthread_mutex_t g_kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rk__tls_keep_failure(int32_t engine, int32_t id, rk__tls *t) {
+  if (t == NULL || t->verify == 0)
+    return;
+  const char *said = NULL;
+  for (size_t i = 0; i < sizeof rk__x509_names / sizeof rk__x509_names[0]; i++)
+    if (rk__x509_names[i].code == t->verify)
+      said = rk__x509_names[i].name;
+  if (said == NULL)
+    said = S.X509_verify_cert_error_string(t->verify);
+  pthread_mutex_lock(&g_kept_lock);
+  unsigned k = g_kept_next++ % RK__KEPT_FAILURES;
+  free(g_kept[k].der);
+  g_kept[k].engine = engine;
+  g_kept[k].id = id;
+  snprintf(g_kept[k].said, sizeof g_kept[k].said, "%s", said);
+  g_kept[k].der = t->peer_der; /* taken over */
+  g_kept[k].len = t->peer_der != NULL ? t->peer_len : 0;
+  t->peer_der = NULL;
+  pthread_mutex_unlock(&g_kept_lock);
+}
+
+int32_t rk_tls_cert_failure(int32_t h, int32_t id, char *said, int32_t said_cap,
+                            uint8_t *der, int32_t cap) {
+  int32_t r = -ENOENT;
+  pthread_mutex_lock(&g_kept_lock);
+  for (int k = 0; k < RK__KEPT_FAILURES; k++) {
+    if (g_kept[k].id != id || g_kept[k].engine != h || g_kept[k].id == 0)
+      continue;
+    r = g_kept[k].len;
+    if (said != NULL && said_cap > 0)
+      snprintf(said, (size_t)said_cap, "%s", g_kept[k].said);
+    if (der != NULL && g_kept[k].der != NULL)
+      memcpy(der, g_kept[k].der, (size_t)(r < cap ? r : cap));
+    if (r <= cap) { /* read: forget it */
+      free(g_kept[k].der);
+      g_kept[k].der = NULL;
+      g_kept[k].id = 0;
+    }
+    break;
+  }
+  pthread_mutex_unlock(&g_kept_lock);
+  return r;
 }

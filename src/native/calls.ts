@@ -286,6 +286,41 @@ export class NativeCalls {
     return r > 0 ? r : { code: r, detail: cText(buf) };
   }
 
+  /**
+   * A client context: trust `ca` (PEM; undefined: the system's roots), and
+   * verify the peer's certificate unless `verify` is false. Its handle, or
+   * a negative code and OpenSSL's words.
+   */
+  tlsClientContext(
+    ca: string | undefined,
+    verify: boolean,
+  ): number | { code: number; detail: string } {
+    const buf = new Uint8Array(TLS_TEXT);
+    const r = this.#sym.rk_tls_client_ctx(cstr(ca ?? ""), verify ? 1 : 0, buf, buf.length);
+    return r > 0 ? r : { code: r, detail: cText(buf) };
+  }
+
+  /**
+   * Why connection `id` ended with CERT_UNTRUSTED: the verification
+   * error's name and the peer's certificate (DER), once; undefined when
+   * the library kept nothing.
+   */
+  tlsCertFailure(id: number): { said: string; der: Uint8Array } | undefined {
+    const said = new Uint8Array(ERR_BUF);
+    let der = new Uint8Array(4096);
+    let n = this.#sym.rk_tls_cert_failure(this.#h, id, said, said.length, der, der.length);
+    if (n > der.length) {
+      der = new Uint8Array(n);
+      n = this.#sym.rk_tls_cert_failure(this.#h, id, said, said.length, der, der.length);
+    }
+    return n < 0 ? undefined : { said: cText(said), der: der.slice(0, n) };
+  }
+
+  /** The next CONNECT decision of held connection `id` speaks TLS (rk_hold_set_tls). */
+  holdSetTls(id: number, ctx: number, servername: string): number {
+    return this.#sym.rk_hold_set_tls(this.#h, id, ctx, cstr(servername));
+  }
+
   /** Drop a context handle (listeners keep their own reference). */
   tlsContextFree(ctx: number): number {
     return this.#sym.rk_tls_ctx_free(ctx);
