@@ -87,7 +87,8 @@ export interface TcpProxyOptions {
   tls?: { cert: string; key: string };
   /**
    * Speak TLS to `target` (`true` or options). On the native engine the
-   * client side stays native and the TLS side runs on the runtime's TLS.
+   * library speaks it (OpenSSL 3, loaded at run time); without OpenSSL the
+   * TLS side runs on the runtime's TLS through a loopback bridge.
    */
   targetTls?: true | TlsClientOptions;
   /** A streaming rewrite of what clients send (the `aToB` hook). */
