@@ -167,11 +167,18 @@ describe("TLS", () => {
       server.close();
     });
 
-    test(`a failed TLS handshake closes that one connection with a named error (${engine})`, async () => {
-      const echo = await echoServer();
+    test(`a failed TLS handshake closes that one connection with a named error, before any connect (${engine})`, async () => {
+      // an echo server that counts its clients
+      let clients = 0;
+      const echo = createServer((c) => {
+        clients++;
+        c.on("error", () => {});
+        c.pipe(c);
+      });
+      await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
       const proxy = await TcpProxy.listen({
         listen: { host: "127.0.0.1", port: 0 },
-        target: { host: "127.0.0.1", port: echo.port },
+        target: { host: "127.0.0.1", port: (echo.address() as AddressInfo).port },
         tls: { cert, key },
         engine,
       });
@@ -197,8 +204,9 @@ describe("TLS", () => {
       // the native engine knows the connection; the stream engine's
       // runtime never handed it over
       if (engine === "native") assert.equal(typeof errors[0]!.connectionId, "number");
+      assert.equal(clients, 1, "the target saw only the client that spoke TLS");
       await proxy.close();
-      await echo.close();
+      echo.close();
     });
   }
 

@@ -197,6 +197,8 @@ struct rk__conn {
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
+  unsigned tls_accepting : 1; /* RK__CONNECTING: the client's TLS handshake
+                                 runs; the target connect starts after */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
   void *tls_ctx;           /* rk_hold_set_tls: the target side speaks TLS
@@ -387,6 +389,7 @@ int rk__side_register(rk__worker *w, rk__conn *c, rk__side *s);
 void rk__sweep(rk__worker *w, int64_t now);
 void rk__mark_ready(rk__conn *c);
 void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len);
+void rk__tls_accept_step(rk__conn *c);
 
 /* pool.c: each worker's pipes and buffers. */
 int rk__pipe_get(rk__worker *w, int p[2]);
@@ -430,6 +433,9 @@ void rk__cmd_free(rk__cmd *cmd);
  *   partial; retry with the rest (the buffer may move). Errors: RK_ETLS,
  *   RK_ECERT_UNTRUSTED (the peer's certificate did not verify;
  *   rk__tls_verify_text says why), or a negative errno of the socket.
+ * - rk__tls_handshake: drive the handshake alone (0 when done, -EAGAIN
+ *   with *want, or an error: RK_ETLS also for an EOF before its end); the
+ *   first read or write does it too.
  * - rk__tls_shutdown: send close_notify once (0, or -EAGAIN with *want);
  *   reading goes on (half-close). Then shutdown(SHUT_WR)/close the fd.
  * - rk__tls_free: release the session (sends nothing). */
@@ -441,6 +447,7 @@ void rk__tls_free(rk__tls *t);
 ssize_t rk__tls_read(rk__tls *t, void *buf, size_t len, uint32_t *want);
 ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
                       uint32_t *want);
+int rk__tls_handshake(rk__tls *t, uint32_t *want);
 int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
 int rk__tls_established(const rk__tls *t);

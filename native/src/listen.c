@@ -526,6 +526,15 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       rk__post_accept(e, c, l->id);
     if (l->tls_ctx != NULL && c->side[0].tls == NULL) {
       rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    } else if (c->side[0].tls != NULL) {
+      /* the client's handshake first: the target sees only clients that
+       * speak TLS with us */
+      c->tls_accepting = 1;
+      int r = rk__side_register(w, c, &c->side[0]);
+      if (r < 0)
+        rk__conn_end(c, RK_END_RESET, r);
+      else
+        rk__tls_accept_step(c);
     } else if (l->hold) {
       c->state = RK__HOLDING;
       rk__hold_start(c);

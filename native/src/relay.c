@@ -600,7 +600,10 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   if (c->state == RK__DEAD)
     return;
   if (c->state == RK__CONNECTING) {
-    rk__connect_event(c, side, events);
+    if (c->tls_accepting)
+      rk__tls_accept_step(c);
+    else
+      rk__connect_event(c, side, events);
     return;
   }
   if (c->state == RK__HOLDING) {
@@ -664,6 +667,24 @@ void rk__hook_resumed(rk__conn *c, int d, uint8_t *data, uint32_t len) {
   rk__conn_run_dirs(c, 1 << d);
 }
 
+/* The client's TLS handshake on a TLS listener, before any connect: go on
+ * with it on each event of the client; once done, connect to the target
+ * (the client side stays registered; what the client sent after its
+ * handshake waits inside TLS or in the kernel until the relay reads it). */
+void rk__tls_accept_step(rk__conn *c) {
+  uint32_t want;
+  int r = rk__tls_handshake(c->side[0].tls, &want);
+  if (r == -EAGAIN)
+    return;
+  if (r < 0) {
+    rk__conn_end(c, RK_END_RESET, r);
+    return;
+  }
+  c->tls_accepting = 0;
+  rk__touch(c);
+  rk__connect_start(c);
+}
+
 void rk__sweep(rk__worker *w, int64_t now) {
   if (w->pool_uses == 0)
     rk__worker_release_pools(w);
@@ -671,7 +692,11 @@ void rk__sweep(rk__worker *w, int64_t now) {
   rk__conn *c = w->conns;
   while (c != NULL) {
     rk__conn *next = c->next;
-    if (c->state == RK__CONNECTING) {
+    if (c->state == RK__CONNECTING && c->tls_accepting) {
+      if (c->idle_timeout_ms > 0 &&
+          now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms)
+        rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);
+    } else if (c->state == RK__CONNECTING) {
       if (c->connect_deadline_ms != 0 && now >= c->connect_deadline_ms)
         rk__connect_event(c, 1, 0); /* 0 events: the deadline passed */
     } else if (c->state == RK__HOLDING) {

@@ -103,6 +103,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(int, SSL_read, (SSL *, void *, int))                                     \
   XX(int, SSL_write, (SSL *, const void *, int))                              \
   XX(int, SSL_shutdown, (SSL *))                                              \
+  XX(int, SSL_do_handshake, (SSL *))                                          \
   XX(int, SSL_get_error, (const SSL *, int))                                  \
   XX(int, SSL_has_pending, (const SSL *))                                     \
   XX(long, SSL_ctrl, (SSL *, int, long, void *))                              \
@@ -572,6 +573,22 @@ ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
     return r;
   }
   return rk__tls_result(t, r, want, 0);
+}
+
+int rk__tls_handshake(rk__tls *t, uint32_t *want) {
+  errno = 0;
+  int r = S.SSL_do_handshake(t->ssl);
+  rk__tls_check_done(t);
+  if (r == 1)
+    return 0;
+  int e = rk__tls_result(t, r, want, 1);
+  if (e == -EAGAIN)
+    return e;
+  if (!t->failed) { /* the peer went away, or its socket failed */
+    t->failed = 1;
+    RK__ADD(&g_failures, 1);
+  }
+  return e == 0 ? RK_ETLS : e; /* an EOF before the end of a handshake */
 }
 
 int rk__tls_shutdown(rk__tls *t, uint32_t *want) {
