@@ -65,6 +65,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
 #define RK__SSL_ERROR_ZERO_RETURN 6
 #define RK__SSL_CTRL_EXTRA_CHAIN_CERT 14
 #define RK__SSL_CTRL_MODE 33
+#define RK__SSL_CTRL_SET_READ_AHEAD 41
 #define RK__SSL_CTRL_SET_TLSEXT_HOSTNAME 55
 #define RK__SSL_CTRL_SET_MIN_PROTO_VERSION 123
 #define RK__SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
@@ -89,6 +90,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(int, SSL_CTX_up_ref, (SSL_CTX *))                                        \
   XX(long, SSL_CTX_ctrl, (SSL_CTX *, int, long, void *))                      \
   XX(uint64_t, SSL_CTX_set_options, (SSL_CTX *, uint64_t))                    \
+  XX(void, SSL_CTX_set_default_read_buffer_len, (SSL_CTX *, size_t))          \
   XX(int, SSL_CTX_use_certificate, (SSL_CTX *, X509 *))                       \
   XX(int, SSL_CTX_use_PrivateKey, (SSL_CTX *, EVP_PKEY *))                    \
   XX(int, SSL_CTX_check_private_key, (const SSL_CTX *))                       \
@@ -256,6 +258,9 @@ static int rk__tls_verify_cb(int ok, X509_STORE_CTX *x) {
 
 /* ---- contexts ---------------------------------------------------------- */
 
+/* OpenSSL's read buffer with read-ahead: four full records. */
+#define RK__TLS_READ_BUF (4 * (16384 + 2048))
+
 /* Contexts one process may have at once; handles index the table. */
 #define RK__MAX_TLS_CTX 1024
 
@@ -321,6 +326,10 @@ static SSL_CTX *rk__ctx_new(int server) {
                      RK__SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                      RK__SSL_MODE_RELEASE_BUFFERS,
                  NULL);
+  /* read ahead into a buffer of several records: one read(2) for a burst
+   * of records instead of two per record (header, then body) */
+  S.SSL_CTX_ctrl(ctx, RK__SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+  S.SSL_CTX_set_default_read_buffer_len(ctx, RK__TLS_READ_BUF);
   /* a FIN without close_notify is an end, as on the runtimes' TLS; no
    * renegotiation (a client-driven CPU sink on a server) */
   S.SSL_CTX_set_options(ctx, RK__SSL_OP_IGNORE_UNEXPECTED_EOF |
