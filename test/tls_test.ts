@@ -141,6 +141,23 @@ describe("TLS", () => {
       await echo.close();
     });
 
+    test(`a data hook sees the plain bytes of a TLS listener's connections (${engine})`, async () => {
+      const echo = await echoServer();
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        target: { host: "127.0.0.1", port: echo.port },
+        tls: { cert, key },
+        rewriteResponse: (chunk) => chunk.map((b) => b >= 0x61 && b <= 0x7a ? b - 0x20 : b),
+        engine,
+      });
+      assert.equal(proxy.engine, engine);
+      const input = new TextEncoder().encode("hello, tls\n".repeat(5000));
+      const out = new Uint8Array(await socatTls(proxy.port, input));
+      assert.equal(new TextDecoder().decode(out), "HELLO, TLS\n".repeat(5000));
+      await proxy.close();
+      await echo.close();
+    });
+
     test(`TLS termination passes each half-close on and moves 24 MiB intact (${engine})`, async () => {
       const server = await replyAtEnd();
       const proxy = await TcpProxy.listen({
