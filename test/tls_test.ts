@@ -22,11 +22,13 @@ import {
   echoServer,
   ENGINES,
   expectedHash,
+  fdCount,
   freePort,
   nativeEngine,
   receiveAll,
   runtimeCommand,
   sendRandom,
+  sleep,
   waitFor,
   writeTestCertificates,
 } from "./_helpers.ts";
@@ -224,6 +226,70 @@ describe("TLS", () => {
       assert.equal(clients, 1, "the target saw only the client that spoke TLS");
       await proxy.close();
       echo.close();
+    });
+  }
+
+  // (the native engine's own: where it exists)
+  if (ENGINES.includes("native")) {
+    test("native TLS frees every TLS side and fd after good, garbage and refused peers", async () => {
+      const tls = () => nativeEngine().tlsStats();
+      const echo = await echoServer();
+      const terminating = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        target: { host: "127.0.0.1", port: echo.port },
+        tls: { cert, key },
+        engine: "native",
+      });
+      const refusing = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        target: { host: "127.0.0.1", port: tlsPort },
+        targetTls: true, // the test certificate is not among the system's CAs
+        engine: "native",
+      });
+      const errors: RelaykitError[] = [];
+      terminating.on("error", (e) => errors.push(e));
+      refusing.on("error", (e) => errors.push(e));
+      await socatTls(terminating.port, new Uint8Array(1000)); // warm-up
+      await waitFor(() => tls().open === 0, 5000, "no TLS side open after the warm-up");
+      await sleep(200);
+      const baseline = fdCount();
+      const closed = (s: net.Socket) =>
+        new Promise((r) => {
+          s.on("error", () => {});
+          s.once("close", r);
+          s.resume();
+        });
+      await Promise.all([
+        ...Array.from(
+          { length: 8 },
+          (_, i) => socatTls(terminating.port, new Uint8Array(i * 9999)),
+        ),
+        ...Array.from({ length: 20 }, async () => { // garbage instead of a ClientHello
+          const s = await connect(terminating.port);
+          s.end("not TLS at all\r\n");
+          await closed(s);
+        }),
+        ...Array.from({ length: 20 }, async () => { // gone before its handshake
+          const s = await connect(terminating.port);
+          s.destroy();
+        }),
+        ...Array.from({ length: 10 }, async () => { // the target's certificate is refused
+          const s = await connect(refusing.port);
+          s.end("x");
+          await closed(s);
+        }),
+      ]);
+      await waitFor(() => tls().open === 0, 5000, "every TLS side freed");
+      let now = fdCount();
+      await waitFor(() => (now = fdCount()) <= baseline, 5000, `fd count ${baseline} (now ${now})`);
+      await waitFor(() => errors.length >= 30, 5000, "the errors");
+      assert.ok(
+        errors.every((e) => ["RK_ETLS", "CERT_UNTRUSTED"].includes(e.code)),
+        "named errors",
+      );
+      await terminating.close();
+      await refusing.close();
+      await echo.close();
     });
   }
 
