@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "d76e6d6da7d992ad08d648b5ea43ae1deb00432aa683afb8b282b4e9c6de4fb2",
+    "sha256": "1fcac6a5d517d02d736da238d707e50472c0b786e8901e6834411cd7c05406b5",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,20 +41,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "95ea230b61b9a9014131df2349587818e6edd7780052ba937ac96c04937d63bc",
-      "size": 72208,
+      "sha256": "7ce92c56ea81b43d5193810c78889b99792a942336287d390c3aa200b3c69513",
+      "size": 76304,
     },
     "linux-arm64-glibc": {
-      "sha256": "05601120a07bddd02b0e1eaa211382f98a8f9c19e834e74ddb160289b13729b9",
-      "size": 68064,
+      "sha256": "03f457f19a3ce21cbe26ea00c9dccca87f16954d97c32defe2caed8450e93a11",
+      "size": 133600,
     },
     "linux-x64-musl": {
-      "sha256": "5dbcc54a1bcdc0d4c6f65e35853295df8ad8b03c295beffa3b508e7b23d835ea",
-      "size": 71968,
+      "sha256": "d4b0cab92131a3d27a814ad4100efaf4e88b5b81f84e3919cc8f5bfb5e2f3fee",
+      "size": 80160,
     },
     "linux-arm64-musl": {
-      "sha256": "e97c733c593fd73a8928d494807d9c4d9072f07e7445e2bc5a6bbdb4f41b4d99",
-      "size": 67808,
+      "sha256": "d88920dd28277ca708bf6e72fced6773ecdfb86e3795b7ae54bae7925b1bf6e0",
+      "size": 133344,
     },
   },
 };
