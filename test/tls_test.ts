@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import type net from "node:net";
 import process from "node:process";
@@ -156,6 +156,43 @@ describe("TLS", () => {
       const input = new TextEncoder().encode("hello, tls\n".repeat(5000));
       const out = new Uint8Array(await socatTls(proxy.port, input));
       assert.equal(new TextDecoder().decode(out), "HELLO, TLS\n".repeat(5000));
+      await proxy.close();
+      await echo.close();
+    });
+
+    test(`a TLS listener routes on the plain first bytes, to a file, a target or a TLS target (${engine})`, async () => {
+      const echo = await echoServer();
+      const before = engine === "native" ? nativeEngine().tlsStats() : undefined;
+      const file = join(dir, "reply.bin");
+      const body = new Uint8Array(700_000).map((_, i) => (i * 7) & 0xff);
+      writeFileSync(file, body);
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        tls: { cert, key },
+        route: (data) => {
+          if (data.length === 0) return undefined; // the first bytes, please
+          const first = String.fromCharCode(data[0]!);
+          if (first === "F") return { file, reply: "FILE\n" };
+          if (first === "T") return { remote: { host: "127.0.0.1", port: tlsPort }, tls: { ca } };
+          return { remote: { host: "127.0.0.1", port: echo.port } };
+        },
+        engine,
+      });
+      assert.equal(proxy.engine, engine);
+      const errors: RelaykitError[] = [];
+      proxy.on("error", (e) => errors.push(e));
+      const plain = new Uint8Array(400_000).map((_, i) => 0x41 + (i % 26)); // "ABC...": echo
+      assert.deepEqual(new Uint8Array(await socatTls(proxy.port, plain)), plain);
+      const viaTls = new Uint8Array(400_000).map((_, i) => 0x54 + (i % 3)); // "T..": TLS echo
+      assert.deepEqual(new Uint8Array(await socatTls(proxy.port, viaTls)), viaTls);
+      const got = new Uint8Array(await socatTls(proxy.port, new TextEncoder().encode("F\n")));
+      assert.equal(new TextDecoder().decode(got.subarray(0, 5)), "FILE\n");
+      assert.deepEqual(got.subarray(5), body);
+      assert.deepEqual(errors, []);
+      if (before !== undefined) {
+        const now = nativeEngine().tlsStats(); // 3 clients and 1 target in C
+        assert.ok(now.handshakes - before.handshakes >= 4, "handshakes in the library");
+      }
       await proxy.close();
       await echo.close();
     });
@@ -344,16 +381,17 @@ describe("TLS", () => {
     }
   });
 
-  test("engine native with a TLS listener that decides per connection is an error", async () => {
+  test("engine native with a TLS listener after an accepted PROXY header is an error", async () => {
     nativeEngine();
     await assert.rejects(
       TcpProxy.listen({
         listen: { host: "127.0.0.1", port: 0 },
-        route: () => ({ remote: { host: "127.0.0.1", port: 1 } }),
+        target: { host: "127.0.0.1", port: 1 },
+        acceptProxy: { mode: "v2" },
         engine: "native",
         tls: { cert, key },
       }),
-      /TLS termination with a route, backend, PROXY header or TLS target runs on the runtime's TLS: use engine "auto" or "stream"/,
+      /TLS termination after an accepted PROXY header runs on the runtime's TLS: use engine "auto" or "stream"/,
     );
   });
 

@@ -454,8 +454,10 @@ RK_EXTERN int32_t rk_tls_client_ctx(const char *ca_pem, int32_t verify,
  * reference. Any thread. */
 RK_EXTERN int32_t rk_tls_ctx_free(int32_t ctx);
 /* Terminate TLS with server context ctx on every connection the listener
- * accepts from now on. Before rk_listener_start; not with RK_LISTEN_HOLD
- * (-EOPNOTSUPP). Any thread. */
+ * accepts from now on: the client's handshake first, then the target
+ * connect (or, with RK_LISTEN_HOLD, the RK_EV_HOLD with RK_HOLD_FIRST:
+ * held bytes, rk_hold_write and the decisions' to_a are plain bytes inside
+ * TLS). Before rk_listener_start. Any thread. */
 RK_EXTERN int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx);
 /* Why connection id of engine h ended with RK_ECERT_UNTRUSTED: the
  * verification error's name ("CERT_HAS_EXPIRED", "HOSTNAME_MISMATCH", ...,

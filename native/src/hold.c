@@ -100,7 +100,8 @@ static void rk__hold_post(rk__conn *c, uint32_t flags) {
 }
 
 void rk__hold_start(rk__conn *c) {
-  int r = rk__side_register(c->w, c, &c->side[0]);
+  /* (registered already after a TLS handshake) */
+  int r = c->side[0].r_registered ? 0 : rk__side_register(c->w, c, &c->side[0]);
   if (r < 0) {
     rk__conn_end(c, RK_END_RESET, r);
     return;
@@ -131,7 +132,22 @@ static void rk__hold_pump(rk__conn *c) {
       c->hold_cap = c->hold_len + room;
     }
     ssize_t n;
-    RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
+    if (c->side[0].tls != NULL) {
+      /* records may wait inside TLS: only -EAGAIN says drained */
+      uint32_t want;
+      n = rk__tls_read(c->side[0].tls, c->hold_buf + c->hold_len, room, &want);
+      if (n == -EAGAIN) {
+        if (want == EPOLLIN)
+          dir->can_read = 0;
+        break; /* EPOLLOUT: the next event of the client pumps again */
+      }
+      if (n < 0) {
+        rk__conn_end(c, RK_END_RESET, (int)n);
+        return;
+      }
+    } else {
+      RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
+    }
     if (n < 0) {
       if (errno != EAGAIN) {
         rk__conn_end(c, RK_END_RESET, -errno);
@@ -148,7 +164,7 @@ static void rk__hold_pump(rk__conn *c) {
     RK__ADD(&dir->rd, (uint64_t)n);
     RK__STORE(&c->last_mono_ms, rk__now_mono());
     got = 1;
-    if ((uint32_t)n < room && !dir->rdhup) {
+    if ((uint32_t)n < room && !dir->rdhup && c->side[0].tls == NULL) {
       dir->can_read = 0; /* drained: the next bytes raise a new edge */
       break;
     }
@@ -185,7 +201,16 @@ void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len) {
   uint32_t off = 0;
   while (off < len) {
     ssize_t n;
-    RK__RETRY(n, write(c->side[0].wfd, data + off, len - off));
+    if (c->side[0].tls != NULL) {
+      uint32_t want;
+      n = rk__tls_write(c->side[0].tls, data + off, len - off, &want);
+      if (n < 0) { /* as below: -EAGAIN is a client that does not read */
+        rk__conn_end(c, RK_END_RESET, (int)n);
+        return;
+      }
+    } else {
+      RK__RETRY(n, write(c->side[0].wfd, data + off, len - off));
+    }
     if (n < 0) {
       /* EAGAIN: the client does not read even a handshake reply */
       rk__conn_end(c, RK_END_RESET, -errno);
@@ -275,7 +300,8 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
       rk__side_init(&c->side[1], cmd->arg, -1);
       c->side[1].r_pollable = 0;
       cmd->arg = -1;
-      c->dir[1].sendfile = 1;
+      /* to a TLS client: read and SSL_write, not sendfile(2) */
+      c->dir[1].sendfile = c->side[0].tls == NULL;
       c->dir[1].limit = (uint64_t)d->length;
       RK__STORE(&c->state, RK__RELAYING);
     }

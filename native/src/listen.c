@@ -365,8 +365,6 @@ int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx) {
   rk__listener *l = rk__listener_find_locked(e, lid);
   if (l == NULL) {
     r = -ENOENT;
-  } else if (l->hold) {
-    r = -EOPNOTSUPP; /* held bytes are read before any TLS */
   } else if (l->started) {
     r = -EINVAL; /* the workers read it from now on */
   } else {

@@ -682,6 +682,11 @@ void rk__tls_accept_step(rk__conn *c) {
   }
   c->tls_accepting = 0;
   rk__touch(c);
+  if (c->listener != NULL && c->listener->hold) {
+    RK__STORE(&c->state, RK__HOLDING);
+    rk__hold_start(c);
+    return;
+  }
   rk__connect_start(c);
 }
 

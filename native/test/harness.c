@@ -2173,6 +2173,7 @@ static void t_hold_routing(void) {
 /* TLS without a peer: loading, contexts and where a listener refuses TLS.
  * (TLS relays themselves are tested from TypeScript, with real clients.) */
 static void t_tls_api(void) {
+  /* (TLS on held listeners: t_tls_relay) */
   char why[512];
   int loaded = rk_tls_load(NULL, why, sizeof why);
   CHECK(loaded == 0 || loaded == 1, "rk_tls_load: %d", loaded);
@@ -2199,11 +2200,6 @@ static void t_tls_api(void) {
 
   int32_t h = rk_engine_new(1, 0);
   CHECK_RC(h, "rk_engine_new");
-  rk_listen_opts_t held = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
-  int32_t lh = rk_listen(h, "127.0.0.1", 0, &held);
-  CHECK_RC(lh, "rk_listen held");
-  r = rk_listener_set_tls(h, lh, ctx);
-  CHECK(r == -EOPNOTSUPP, "TLS on a held listener: %d", r);
   int32_t l = rk_listen(h, "127.0.0.1", 0, NULL);
   CHECK_RC(l, "rk_listen");
   CHECK(rk_listener_set_tls(h, l, 999) == -ENOENT, "unknown context");

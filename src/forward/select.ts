@@ -94,13 +94,13 @@ export function chooseEngine(
 
 /**
  * Pick an engine for a listener that terminates TLS: the native engine
- * when it can speak TLS itself (OpenSSL 3 loads) and the listener needs no
- * decision on the client's bytes before TLS (a route, backend, PROXY
- * header or TLS to the target); the stream engine otherwise, saying why.
+ * when it can speak TLS itself (OpenSSL 3 loads) and nothing comes before
+ * the client's TLS (a PROXY header to accept); the stream engine
+ * otherwise, saying why.
  *
  * @param preference As for {@link chooseEngine}.
  * @param native The native engine to use instead of the shared one.
- * @param decides Whether the listener decides per connection (holds it).
+ * @param proxyHeader Whether a PROXY header is accepted before the TLS.
  * @throws when "native" is asked for and cannot terminate TLS.
  *
  * @example
@@ -113,13 +113,13 @@ export function chooseEngine(
 export function chooseTlsEngine(
   preference: EnginePreference = "auto",
   native: NativeEngine | undefined,
-  decides: boolean,
+  proxyHeader: boolean,
 ): EngineChoice {
   const pref = preference === "auto" ? envPreference() ?? "auto" : preference;
   const choice = chooseEngine(pref, native);
   if (choice.reason !== undefined) return choice; // the stream engine already
-  const why = decides
-    ? "TLS termination with a route, backend, PROXY header or TLS target runs on the runtime's TLS"
+  const why = proxyHeader
+    ? "TLS termination after an accepted PROXY header runs on the runtime's TLS"
     : (native ?? NativeEngine.shared()).tlsUnavailable();
   if (why === undefined) return choice;
   if (pref === "native") throw new TypeError(`${why}: use engine "auto" or "stream"`);

@@ -79,10 +79,9 @@ export interface TcpProxyOptions {
   /**
    * Terminate TLS on the listener: certificate chain and key, as PEM text or
    * file paths. The native engine terminates it in its worker threads when
-   * OpenSSL 3 (libssl.so.3) loads and the listener needs no decision on the
-   * client's bytes (no route, backend, PROXY header or TLS to the target);
-   * otherwise the listener runs on the runtime's TLS (the stream engine),
-   * and `engineReason` says why.
+   * OpenSSL 3 (libssl.so.3) loads and no PROXY header is accepted before
+   * the TLS (`acceptProxy`); otherwise the listener runs on the runtime's
+   * TLS (the stream engine), and `engineReason` says why.
    */
   tls?: { cert: string; key: string };
   /**
@@ -377,7 +376,11 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     let choice;
     if (options.tls !== undefined) {
       spec.tls = { cert: pem(options.tls.cert, "tls.cert"), key: pem(options.tls.key, "tls.key") };
-      choice = chooseTlsEngine(options.engine, options.nativeEngine, decides);
+      choice = chooseTlsEngine(
+        options.engine,
+        options.nativeEngine,
+        options.acceptProxy !== undefined,
+      );
     } else {
       choice = chooseEngine(options.engine, options.nativeEngine);
     }
