@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "1fcac6a5d517d02d736da238d707e50472c0b786e8901e6834411cd7c05406b5",
+    "sha256": "c7e9979658df634ddf78e56fe562cc471894a2054053630373cf496513028491",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,19 +41,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "7ce92c56ea81b43d5193810c78889b99792a942336287d390c3aa200b3c69513",
+      "sha256": "2cf12407f83c1e7c44a5765ff7e0dc5283761b3215cc0a0add1c2c7c99b9b41b",
       "size": 76304,
     },
     "linux-arm64-glibc": {
-      "sha256": "03f457f19a3ce21cbe26ea00c9dccca87f16954d97c32defe2caed8450e93a11",
+      "sha256": "d48a1bb144f2d2440b8b971d102aa7e0c104a2cebad737b5535514cab5c3b741",
       "size": 133600,
     },
     "linux-x64-musl": {
-      "sha256": "d4b0cab92131a3d27a814ad4100efaf4e88b5b81f84e3919cc8f5bfb5e2f3fee",
+      "sha256": "1cca345bf6e32337958184e88a5c868f4be70518e23ba0b19cf4d686cc0730ce",
       "size": 80160,
     },
     "linux-arm64-musl": {
-      "sha256": "d88920dd28277ca708bf6e72fced6773ecdfb86e3795b7ae54bae7925b1bf6e0",
+      "sha256": "9a1fa4cc60b6c5122ed1249a77e13b98614b83c92943a372902d1050060154ba",
       "size": 133344,
     },
   },
