@@ -39,7 +39,10 @@
 
 #ifdef RK__GLIBC_BASE
 /* dlopen and friends moved from libdl into libc in glibc 2.34: bind them to
- * the version every glibc of the architecture has (see internal.h). */
+ * the version every glibc of the architecture has (see internal.h). Before
+ * 2.34 they are libdl.so.2's, which the library does not name: they are
+ * found in the host process, which has libdl loaded to load this library
+ * (Deno and Bun do; a host without it gets an unresolved dlopen). */
 __asm__(".symver dlopen,dlopen@" RK__GLIBC_BASE);
 __asm__(".symver dlsym,dlsym@" RK__GLIBC_BASE);
 __asm__(".symver dlerror,dlerror@" RK__GLIBC_BASE);

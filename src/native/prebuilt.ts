@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "c7e9979658df634ddf78e56fe562cc471894a2054053630373cf496513028491",
+    "sha256": "773c342e237cbd9863481e74d4dd2eb12ea86efc2b233ebb59f86b3633ee1bf9",
     "files": [
       "Makefile",
       "include/relaykit.h",
