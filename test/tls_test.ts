@@ -16,9 +16,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "./_test.ts";
-import { type ConnectionEnd, type RelaykitError, TcpProxy } from "../mod.ts";
+import { connect as tlsConnect } from "node:tls";
+import {
+  type ConnectionEnd,
+  httpConnectRouter,
+  type RelaykitError,
+  socksRouter,
+  TcpProxy,
+} from "../mod.ts";
 import {
   connect,
+  curl,
   echoServer,
   ENGINES,
   expectedHash,
@@ -393,6 +401,179 @@ describe("TLS", () => {
       }),
       /TLS termination after an accepted PROXY header runs on the runtime's TLS: use engine "auto" or "stream"/,
     );
+  });
+
+  for (const engine of ENGINES) {
+    test(`data hooks on both directions between a TLS client and a TLS target move 6 MiB in batches, and the half-close (${engine})`, async () => {
+      if (engine === "native") nativeEngine();
+      // a -> b: letters change case; b -> a: back again (the target echoes)
+      const flip = (chunk: Uint8Array) =>
+        chunk.map((b) => (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ? b ^ 0x20 : b);
+      const seen = { aToB: 0, bToA: 0, upper: 0 };
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        target: { host: "127.0.0.1", port: tlsPort },
+        targetTls: { ca },
+        tls: { cert, key },
+        rewriteRequest: (chunk) => {
+          seen.aToB += chunk.length;
+          return flip(chunk);
+        },
+        rewriteResponse: (chunk) => {
+          seen.bToA += chunk.length;
+          // what the target sent back is what the request hook made of it
+          seen.upper += chunk.filter((b) => b >= 0x41 && b <= 0x5a).length;
+          return flip(chunk);
+        },
+        engine,
+      });
+      assert.equal(proxy.engine, engine);
+      const errors: RelaykitError[] = [];
+      proxy.on("error", (e) => errors.push(e));
+      const closes: ConnectionEnd[] = [];
+      proxy.on("close", (c) => closes.push(c));
+      const input = new Uint8Array(6 * 1024 * 1024).map((_, i) =>
+        0x61 + ((i * 7 + (i >> 10)) % 26)
+      );
+      // socat ends after its EOF came back: the client's close_notify went
+      // through both hooks' directions to the target and the target's back
+      const out = new Uint8Array(await socatTls(proxy.port, input));
+      assert.equal(out.length, input.length);
+      assert.ok(out.every((v, i) => v === input[i]), "the bytes came back as sent");
+      assert.equal(seen.aToB, input.length);
+      assert.equal(seen.bToA, input.length);
+      assert.equal(seen.upper, input.length, "the target got what the request hook made");
+      await waitFor(() => closes.length === 1, 5000, "the close event");
+      assert.equal(closes[0]!.error, undefined);
+      assert.equal(closes[0]!.aToB.written, input.length);
+      assert.equal(closes[0]!.bToA.written, input.length);
+      assert.deepEqual(errors, []);
+      await proxy.close();
+    });
+
+    test(`SOCKS5 and HTTP CONNECT inside a TLS listener (${engine}: the routers decide inside the TLS)`, async () => {
+      if (engine === "native") nativeEngine();
+      const echo = await echoServer();
+      const rules = { allow: [{ cidr: "127.0.0.0/8", port: echo.port }] };
+      // counts the calls of the route function: none when the library's
+      // router decides
+      const calls = { n: 0 };
+      const counted = (r: ReturnType<typeof socksRouter>) =>
+        new Proxy(r, {
+          apply: (f, self, args: Parameters<typeof r>) => (calls.n++, Reflect.apply(f, self, args)),
+        });
+      const socks = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        tls: { cert, key },
+        route: counted(socksRouter(rules)),
+        engine,
+      });
+      const http = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        tls: { cert, key },
+        route: counted(httpConnectRouter(rules)),
+        engine,
+      });
+      assert.equal(socks.engine, engine);
+      assert.equal(http.engine, engine);
+      try {
+        // SOCKS5 greeting and request in one write right after the
+        // handshake (they may arrive with its last flight), then data
+        const s = tlsConnect({ host: "127.0.0.1", port: socks.port, ca, servername: "localhost" });
+        s.on("error", () => {});
+        await new Promise<void>((r, j) => {
+          s.once("secureConnect", r);
+          s.once("error", j);
+        });
+        const got: Uint8Array[] = [];
+        let n = 0;
+        s.on("data", (d: Uint8Array) => {
+          got.push(d);
+          n += d.length;
+        });
+        const p = echo.port;
+        s.write(new Uint8Array([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 0xff]));
+        await waitFor(() => n >= 12, 5000, "the SOCKS5 replies");
+        s.write("ping through socks\n");
+        await waitFor(() => n >= 12 + 19, 5000, "the echo");
+        const all = Buffer.concat(got);
+        assert.deepEqual([...all.subarray(0, 2)], [5, 0]);
+        assert.deepEqual([...all.subarray(2, 4)], [5, 0], "SOCKS5 success");
+        assert.equal(String(all.subarray(12)), "ping through socks\n");
+        s.destroy();
+        // HTTP CONNECT through an HTTPS proxy (curl's TLS to the proxy)
+        const r = await curl([
+          "-p",
+          "-x",
+          `https://127.0.0.1:${http.port}`,
+          "--proxy-cacert",
+          join(dir, "ca.pem"),
+          "-o",
+          "/dev/null",
+          "-w",
+          "%{http_connect}",
+          `telnet://127.0.0.1:${echo.port + 1}`,
+        ]);
+        assert.equal(r.body, "403", `a port no rule allows: ${r.stderr}`);
+        if (engine === "native") assert.equal(calls.n, 0, "decided in the library");
+        else assert.ok(calls.n >= 2, String(calls.n));
+      } finally {
+        await socks.close();
+        await http.close();
+        await echo.close();
+      }
+    });
+
+    test(`a PROXY header sent on from a TLS listener (${engine})`, async () => {
+      if (engine === "native") nativeEngine();
+      const server = createServer({ allowHalfOpen: true }, (c) => {
+        const parts: Uint8Array[] = [];
+        c.on("data", (d: Uint8Array) => parts.push(d));
+        c.on("end", () => c.end(Buffer.concat(parts)));
+        c.on("error", () => {});
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const proxy = await TcpProxy.listen({
+        listen: { host: "127.0.0.1", port: 0 },
+        target: { host: "127.0.0.1", port: (server.address() as AddressInfo).port },
+        sendProxy: { version: 1 },
+        tls: { cert, key },
+        engine,
+      });
+      assert.equal(proxy.engine, engine);
+      if (engine === "native") assert.equal(proxy.engineReason, undefined);
+      const out = String(await socatTls(proxy.port, new TextEncoder().encode("hello\n")));
+      assert.match(
+        out,
+        new RegExp(`^PROXY TCP4 127\\.0\\.0\\.1 127\\.0\\.0\\.1 \\d+ ${proxy.port}\r\nhello\n$`),
+      );
+      await proxy.close();
+      server.close();
+    });
+  }
+
+  test("a native TLS listener takes no PROXY header later either (reconfigure)", async () => {
+    nativeEngine();
+    const proxy = await TcpProxy.listen({
+      listen: { host: "127.0.0.1", port: 0 },
+      target: { host: "127.0.0.1", port: 1 },
+      sendProxy: { version: 1 },
+      engine: "native",
+      tls: { cert, key },
+    });
+    try {
+      assert.equal(proxy.engine, "native");
+      assert.throws(
+        () =>
+          proxy.reconfigure({
+            target: { host: "127.0.0.1", port: 1 },
+            acceptProxy: { mode: "v1" },
+          }),
+        /TLS termination after an accepted PROXY header runs on the runtime's TLS/,
+      );
+    } finally {
+      await proxy.close();
+    }
   });
 
   for (const engine of ENGINES) {
