@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "b34804d3cc23685038f59d965eb6c7e47b2d2c11fc585237ff3f5fac60b5f01b",
+    "sha256": "46de403aa1ae424f65fc8691a79c3e38f67724ddb5a24ed73f6d0ff078570115",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -37,24 +37,26 @@ export const PREBUILT: {
       "src/pool.c",
       "src/proxyhdr.c",
       "src/relay.c",
+      "src/router.c",
+      "src/tls.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "c791b24dba2c70418fb61124743ccd3ec330c099b7a10f836bbce068e870f4ce",
-      "size": 76288,
+      "sha256": "3fa745896e6cee8c8e84bc08bd9ca8aae8029d2ef46f8d7127931d702a67b594",
+      "size": 117328,
     },
     "linux-arm64-glibc": {
-      "sha256": "39efad9a707f47784beedffa26efd0af95a0560c51fc087e2b9a94c7ddb8bfb5",
-      "size": 68048,
+      "sha256": "22528a56dae0b48f23d0c1163497d80c94646753f816fc9dc5f4a085e2940adf",
+      "size": 133664,
     },
     "linux-x64-musl": {
-      "sha256": "e3234fbfe83e9bb64cfd5d9457b2518b666227aa39d425d5b1e9c7f498384734",
-      "size": 76056,
+      "sha256": "b6a72a38d271239fe009ac9daaa0aacd84c4ed80f705e7e29dc78f4abddaba9e",
+      "size": 113000,
     },
     "linux-arm64-musl": {
-      "sha256": "616f64c03ebac8702db5efc8155f50089cdf14a3874dbc093e84529b85cb5d6a",
-      "size": 67800,
+      "sha256": "4bd60eaab87d2f10686e7a323a45aff5086f175464cacf9b6b08948839017876",
+      "size": 133416,
     },
   },
 };
