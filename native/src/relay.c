@@ -51,6 +51,13 @@
  * A batch lent when its connection ends is left to the host (ORPHAN):
  * rk_hook_return frees it, so the host's view of it never dangles.
  *
+ * A TLS side (rk__tls, tls.c) is read and written through rk__tls_read
+ * and rk__tls_write, on both paths, plain and hooked: its directions never
+ * splice, a read from it is short by nature (one record) so only -EAGAIN
+ * says it is drained, and any event of the side runs both directions (a
+ * TLS read may wait for output, a write for input). A direction whose
+ * destination is a TLS side ends with its close_notify, then the FIN.
+ *
  * A connection ends when every active direction is DONE (reason DONE), on
  * an I/O error (RESET: the other TCP peer is reset too, so it learns the
  * stream was cut), on idle timeout, on rk_conn_close, or when the engine

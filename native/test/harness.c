@@ -2245,9 +2245,9 @@ static void *tls_writer_main(void *arg) {
  * terminates TLS -> an echo backend. Every byte and half-close checked,
  * then a name that the certificate does not have. Needs the openssl
  * command for a certificate. */
-static void t_tls_relay(void) {
-  if (!rk_tls_load(NULL, NULL, 0))
-    return; /* t_tls_api checks the unloaded branch */
+/* A self-signed certificate for localhost and 127.0.0.1, and its key (PEM,
+ * malloc'd). Needs the openssl command. */
+static void tls_test_cert(char **cert, char **key) {
   char dir[] = "/tmp/rk-harness-tls-XXXXXX";
   CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
   char cmd[1024], path[256];
@@ -2259,12 +2259,19 @@ static void t_tls_relay(void) {
            dir);
   CHECK(system(cmd) == 0, "openssl req failed (the openssl command is needed)");
   snprintf(path, sizeof path, "%s/cert.pem", dir);
-  char *cert = slurp(path);
+  *cert = slurp(path);
   unlink(path);
   snprintf(path, sizeof path, "%s/key.pem", dir);
-  char *key = slurp(path);
+  *key = slurp(path);
   unlink(path);
   rmdir(dir);
+}
+
+static void t_tls_relay(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* t_tls_api checks the unloaded branch */
+  char *cert, *key;
+  tls_test_cert(&cert, &key);
 
   char err[256];
   int32_t sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
@@ -2798,6 +2805,100 @@ static void t_hook_streams(const void *row) {
   server_stop(&back);
   for (int i = 0; i < n; i++)
     stream_free(&ss[i]);
+}
+
+/* TLS sides on hooked directions: plain clients -> a held listener whose
+ * CONNECTs speak TLS -> a TLS listener with both directions hooked (a->b
+ * upper-cased in place, b->a doubled into new bytes, on host threads) ->
+ * an echo. Batches are read from and written to the TLS side through
+ * rk__tls_read/rk__tls_write; each client's half-close goes on as
+ * close_notify then FIN, and the echo's end comes back the same way. */
+static void t_tls_hooked(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* t_tls_api checks the unloaded branch */
+  char *cert, *key;
+  tls_test_cert(&cert, &key);
+  char err[256];
+  int32_t sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
+  CHECK(sctx > 0, "server context: %d %s", sctx, err);
+  int32_t cctx = rk_tls_client_ctx(cert, 1, err, sizeof err);
+  CHECK(cctx > 0, "client context: %d %s", cctx, err);
+  hookenv_t *he = hookenv_new();
+  int32_t h = he->hk.h;
+  atomic_store(&he->hk.mode[0], HOOK_UPPER);
+  atomic_store(&he->hk.mode[1], HOOK_DOUBLE);
+  server_t echo;
+  server_start(&echo, echo_fn);
+  rk_listen_opts_t topts = {.events = RK_EVMASK_ALL,
+                            .hooks = RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA};
+  int32_t tl = rk_listen(h, "127.0.0.1", 0, &topts);
+  CHECK_RC(tl, "rk_listen");
+  CHECK_RC(rk_listener_set_tls(h, tl, sctx), "rk_listener_set_tls");
+  CHECK_RC(rk_listener_set_target(h, tl, "127.0.0.1", echo.port, 0, 5000, NULL),
+           "rk_listener_set_target");
+  CHECK_RC(rk_listener_start(h, tl), "rk_listener_start");
+  int tls_port = rk_listener_port(h, tl);
+  rk_listen_opts_t held = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
+  int32_t hl = listen_to(h, 0, &held);
+  int hold_port = rk_listener_port(h, hl);
+
+  enum { N = 3, BYTES = 1024 * 1024 + 4099 };
+  uint8_t *data = malloc(BYTES), *mid = malloc(BYTES);
+  uint8_t *want = malloc(2 * BYTES), *back = malloc(2 * BYTES + 1);
+  CHECK(data && mid && want && back, "out of memory");
+  uint64_t seed = g_seed ^ 0x7154;
+  for (size_t i = 0; i < BYTES; i++)
+    data[i] = (uint8_t)('a' + rnd(&seed) % 30); /* letters, and a few more */
+  size_t m = transform(HOOK_UPPER, data, BYTES, mid);
+  size_t want_len = transform(HOOK_DOUBLE, mid, m, want);
+  int chunks0 = atomic_load(&he->hk.chunks);
+  for (int k = 0; k < N; k++) {
+    int fd = connect_tcp(hold_port);
+    pump_wait_count(&he->pump, RK_EV_HOLD, hl, (size_t)k + 1);
+    int32_t ids[N];
+    CHECK(pump_accepted(&he->pump, hl, ids, NULL, N) == (size_t)k + 1, "ids");
+    int32_t id = ids[k];
+    CHECK_RC(rk_hold_set_tls(h, id, cctx, "localhost"), "rk_hold_set_tls");
+    rk_decision_t d = {.action = RK_DECIDE_CONNECT, .port = tls_port,
+                       .connect_timeout_ms = 5000, .idle_timeout_ms = -1,
+                       .length = -1};
+    CHECK_RC(rk_hold_decide(h, id, "127.0.0.1", NULL, &d, NULL, 0, NULL, 0),
+             "rk_hold_decide");
+    tls_writer_t w = {fd, data, BYTES};
+    pthread_t t = spawn(tls_writer_main, &w);
+    int rerr;
+    size_t got = read_to_end(fd, back, 2 * BYTES + 1, &rerr);
+    join(t);
+    CHECK(got == want_len && memcmp(back, want, want_len) == 0,
+          "connection %d: %zu of %zu bytes came back as the hooks made them",
+          k, got, want_len);
+    close(fd);
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&he->pump, id, RK_END_DONE, rec);
+    CHECK(rec_u64(rec, 8) == BYTES && rec_u64(rec, 14) == want_len,
+          "counters %llu %llu", (unsigned long long)rec_u64(rec, 8),
+          (unsigned long long)rec_u64(rec, 14));
+  }
+  /* the TLS listener's connections ended cleanly too (hooked, both ways) */
+  pump_wait_count(&he->pump, RK_EV_CLOSED, tl, N);
+  engine_wait_idle(h);
+  int chunks = atomic_load(&he->hk.chunks) - chunks0;
+  CHECK(chunks >= 2 * N * (BYTES / RK_HOOK_BATCH_MAX + 1),
+        "%d batches for %d x %d bytes both ways", chunks, N, BYTES);
+  double st[6];
+  rk_tls_stats(st);
+  CHECK(st[2] == 0, "TLS sides still open: %g", st[2]);
+  CHECK_RC(rk_tls_ctx_free(sctx), "free server context");
+  CHECK_RC(rk_tls_ctx_free(cctx), "free client context");
+  printf("  (%d batches)\n", chunks);
+  hookenv_end(he);
+  server_stop(&echo);
+  free(data);
+  free(mid);
+  free(want);
+  free(back);
+  free(cert);
+  free(key);
 }
 
 /* A connection that ends while its chunk is with the host: take and
@@ -3381,6 +3482,9 @@ static const test_t tests[] = {
     TEST("TLS both ways in the library: 4 x 3 MiB echoed through TLS, "
          "half-close, a refused name",
          t_tls_relay),
+    TEST("TLS sides on hooked directions: 3 x 1 MiB upper-cased and doubled "
+         "in batches, both ways through TLS, half-close",
+         t_tls_hooked),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

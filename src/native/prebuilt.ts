@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "46de403aa1ae424f65fc8691a79c3e38f67724ddb5a24ed73f6d0ff078570115",
+    "sha256": "471250358335643bd8257cf82964dbc20ef3117adcc43baff6710433f13c861c",
     "files": [
       "Makefile",
       "include/relaykit.h",

@@ -499,6 +499,8 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    * handled) without touching the listening socket: connections from now on
    * follow the new options; established ones go on as they were. Only for a
    * proxy started with a `backend`, `route`, `acceptProxy` or `sendProxy`.
+   * A proxy that terminates TLS in the native engine takes no `acceptProxy`
+   * (a TypeError): the header would come before the TLS.
    */
   reconfigure(
     options: Pick<TcpProxyOptions, "target" | "backend" | "route" | "acceptProxy" | "sendProxy">,
