@@ -33,9 +33,10 @@ export {
   type EngineKind,
   type FileDecision,
 } from "./src/decision.ts";
-export { chooseEngine, type EngineChoice } from "./src/forward/select.ts";
+export { chooseEngine, chooseTlsEngine, type EngineChoice } from "./src/forward/select.ts";
 export { type Handler, type NativeEvent } from "./src/native/engine.ts";
 export { type HookDirection } from "./src/native/events.ts";
+export { type EngineRouter, type RuleTable } from "./src/native/router.ts";
 export { OPEN_FLAGS } from "./src/native/fds.ts";
 export { Emitter } from "./src/emitter.ts";
 export {

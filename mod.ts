@@ -76,7 +76,7 @@ export {
   type HookContext,
 } from "./src/forward/hooks.ts";
 export { NativeEngine, type NativeEngineOptions } from "./src/native/engine.ts";
-export { type NativeEngineStats } from "./src/native/calls.ts";
+export { type NativeEngineStats, type NativeTlsStats } from "./src/native/calls.ts";
 export {
   closeFd,
   connectFd,

@@ -63,8 +63,8 @@ export type RouteResult =
     /** Idle timeout in ms for this route. */
     idleTimeout?: number;
     /**
-     * Speak TLS to the remote. On the native engine those bytes run on the
-     * runtime's TLS; the client side stays native.
+     * Speak TLS to the remote. On the native engine the library speaks it
+     * when OpenSSL 3 loads, else the runtime's TLS carries those bytes.
      */
     tls?: boolean | TlsClientOptions;
     /**
@@ -112,7 +112,7 @@ export interface ConnectDecision {
   connectTimeout?: number;
   /** Idle timeout in ms (0: none). @default the proxy's */
   idleTimeout?: number;
-  /** Speak TLS to the target (the runtime's TLS carries those bytes). */
+  /** Speak TLS to the target (the library's TLS, or the runtime's). */
   tls?: TlsClientOptions;
   /** If the connect fails, hold the connection again (`HeldUpdate.retry`). */
   retry?: boolean;

@@ -89,6 +89,8 @@ export const ERROR_TEXT: Readonly<Record<string, string>> = {
   ENETUNREACH: "unreachable",
   RK_ERESOLVE: "name resolution failed",
   RK_ELIMIT: "connection limit reached",
+  RK_ETLS: "TLS handshake or record failed",
+  RK_ENOTLS: "native TLS is not available",
   RK_EPROXY: "PROXY protocol error",
   RK_EPROXY_UNTRUSTED: "PROXY protocol header from an untrusted address",
   RK_EROUTE: "no route",
@@ -117,7 +119,6 @@ export const HOST_ONLY_CODES: ReadonlySet<string> = new Set([
   "RK_EROUTE",
   "RK_EHOOK",
   "RK_EROUTE_LIMIT",
-  "CERT_UNTRUSTED",
 ]);
 
 /**

@@ -43,13 +43,20 @@ extern "C" {
   XX(ECLOSED, -4003, "engine is closed")                                       \
   XX(EBADHANDLE, -4004, "no such engine handle")                              \
   XX(EPROXY, -4005, "PROXY protocol error")                                    \
-  XX(EPROXY_UNTRUSTED, -4006, "PROXY protocol header from an untrusted address")
+  XX(EPROXY_UNTRUSTED, -4006, "PROXY protocol header from an untrusted address")\
+  XX(ETLS, -4007, "TLS handshake or record failed")                            \
+  XX(ENOTLS, -4008, "native TLS is not available")
 
 typedef enum {
 #define XX(name, value, text) RK_##name = value,
   RK_ERRNO_MAP(XX)
 #undef XX
 } rk_errno_t;
+
+/* A TLS peer's certificate did not verify. Its name is "CERT_UNTRUSTED"
+ * (no RK_ prefix): the code every runtime's TLS reports for it too. */
+#define RK_ECERT_UNTRUSTED (-4009)
+#define RK_ECERT_UNTRUSTED_TEXT "the TLS peer's certificate does not verify"
 
 /* Event types in the event queue (word 0 of a record). */
 typedef enum {
@@ -544,7 +551,8 @@ typedef struct {
  * bytes masked to the prefix); a Unix socket client is always trusted.
  * tlvs: encoded TLVs to send (v2), tlv_split bytes of them before the
  * UNIQUE_ID TLV and the rest after it. Before rk_listener_start. Any
- * thread. */
+ * thread. A header to read (mode other than RK_PROXY_NONE) on a listener
+ * that terminates TLS (rk_listener_set_tls): -EINVAL. */
 RK_EXTERN int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
                                         const rk_proxy_opts_t *opts,
                                         const uint8_t *ranges,
@@ -566,6 +574,16 @@ RK_EXTERN int32_t rk_proxy_parse(const uint8_t *buf, int32_t len, int32_t mode,
  * longer than 107 bytes") into buf (NUL-terminated, truncated to len).
  * Return the number of bytes written. Any thread. */
 RK_EXTERN int32_t rk_proxy_error_r(int32_t code, char *buf, int32_t len);
+/* Make the next CONNECT decision of held connection id speak TLS to the
+ * target with client context ctx (rk_tls_client_ctx), sending servername
+ * as SNI and checking the certificate against it (a name, or an IP
+ * address; NULL or "": no SNI and no name check). Call it right before
+ * rk_hold_decide, from the same thread. A failed connect that holds the
+ * connection again (RK_DECISION_RETRY) forgets it. A handshake that fails
+ * ends the connection with RK_END_CONNECT_FAILED and RK_ETLS, or
+ * RK_ECERT_UNTRUSTED when the certificate does not verify. */
+RK_EXTERN int32_t rk_hold_set_tls(int32_t h, int32_t id, int32_t ctx,
+                                  const char *servername);
 
 /* ---- fd helpers (synchronous, for callers without raw fds) -------------- */
 
@@ -645,6 +663,63 @@ RK_EXTERN int32_t rk_tunnel_close(int32_t h, int32_t tid, int32_t mode);
  * -ENOENT when gone. */
 RK_EXTERN int32_t rk_tunnel_stats(int32_t h, int32_t tid, uint32_t sid,
                                   double *out);
+
+/* ---- TLS ---------------------------------------------------------------
+ * TLS in the worker threads with OpenSSL 3, loaded at run time: the
+ * library has no link-time dependency on it and loads where it is absent;
+ * then every call below returns RK_ENOTLS and rk_tls_load says why.
+ * Contexts are process-wide handles (not per engine). A listener with a
+ * server context terminates TLS on every accepted connection: the relay
+ * reads and writes that side through TLS (plain bytes to the target,
+ * counters count plain bytes); a peer's close_notify is its EOF, and our
+ * EOF towards it is a close_notify then FIN (half-close both ways). A
+ * failed handshake or a bad record ends that one connection (RK_EV_CLOSED,
+ * reason RK_END_RESET, err RK_ETLS). Inside the library the same TLS side is a transport any module
+ * can use (src/internal.h, "the TLS seam"). */
+
+/* Load OpenSSL once per process: `path` (NULL or "": "libssl.so.3") counts
+ * only on the first call. Return 1 when TLS is available, 0 when not, with
+ * the reason ("native TLS needs libssl.so.3: <dlerror>") in reason (cap
+ * bytes, NUL-terminated; "" when available). Any thread. */
+RK_EXTERN int32_t rk_tls_load(const char *path, char *reason, int32_t cap);
+/* A server context from a PEM certificate chain (leaf first) and its PEM
+ * private key (unencrypted). TLS 1.2 and 1.3. Return a context handle > 0,
+ * or RK_ENOTLS, RK_ETLS (unreadable or mismatched; the words in err, cap
+ * bytes). Any thread. */
+RK_EXTERN int32_t rk_tls_server_ctx(const char *cert_pem, const char *key_pem,
+                                    char *err, int32_t cap);
+/* A client context that trusts the certificates of ca_pem (NULL or "": the
+ * system's roots) and verifies the peer's certificate when verify != 0
+ * (its name is checked against the server name each connection gives).
+ * Return a handle > 0 or a negative error (words in err). Any thread. */
+RK_EXTERN int32_t rk_tls_client_ctx(const char *ca_pem, int32_t verify,
+                                    char *err, int32_t cap);
+/* Drop a context handle; listeners and connections using it keep their own
+ * reference. Any thread. */
+RK_EXTERN int32_t rk_tls_ctx_free(int32_t ctx);
+/* Terminate TLS with server context ctx on every connection the listener
+ * accepts from now on: the client's handshake first, then the target
+ * connect (or, with RK_LISTEN_HOLD, the RK_EV_HOLD with RK_HOLD_FIRST:
+ * held bytes, rk_hold_write and the decisions' to_a are plain bytes inside
+ * TLS). Before rk_listener_start. Any thread. A listener that reads
+ * PROXY headers (rk_listener_set_proxy with a mode other than
+ * RK_PROXY_NONE) cannot: -EINVAL, either way round. The built-in routers
+ * and a PROXY header only sent on work inside the TLS. */
+RK_EXTERN int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx);
+/* Why connection id of engine h ended with RK_ECERT_UNTRUSTED: the
+ * verification error's name ("CERT_HAS_EXPIRED", "HOSTNAME_MISMATCH", ...,
+ * else OpenSSL's words) into said (said_cap bytes), and the peer's
+ * certificate (DER) into der. Return the DER's length (which may exceed
+ * cap: then call again with a bigger buffer; the failure is forgotten once
+ * read whole), or -ENOENT. The library keeps the last 32 such failures.
+ * Any thread. */
+RK_EXTERN int32_t rk_tls_cert_failure(int32_t h, int32_t id, char *said,
+                                      int32_t said_cap, uint8_t *der,
+                                      int32_t cap);
+/* Process-wide TLS counters into out[0..5] as doubles: handshakes done,
+ * handshakes failed, TLS sides open, plain bytes read, plain bytes written,
+ * 1 if OpenSSL is loaded. Any thread. */
+RK_EXTERN int32_t rk_tls_stats(double *out);
 
 /* ---- systemd ----------------------------------------------------------- */
 

@@ -316,6 +316,21 @@ static void rk__connect_done(rk__conn *c) {
     rk__conn_end(c, RK_END_DONE, 0);
     return;
   }
+  if (c->tls_ctx != NULL) {
+    /* TLS to the target: both directions through buffers; the handshake
+     * starts with the first read or write of the relay */
+    const char *name = c->tls_name != NULL && c->tls_name[0] ? c->tls_name
+                                                              : NULL;
+    c->side[1].tls = rk__tls_new(c->tls_ctx, fd, 0, name);
+    if (c->side[1].tls == NULL) {
+      rk__conn_end(c, RK_END_RESET, -ENOMEM);
+      return;
+    }
+    for (int d = 0; d < 2; d++) {
+      c->dir[d].nosplice = 1;
+      c->dir[d].splice = 0;
+    }
+  }
   c->dir[0].active = c->dir[1].active = 1;
   c->dir[0].can_read = 1; /* the client's input edges while connecting (or
                              held) were not acted on */

@@ -360,6 +360,12 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_write_cmd(conn, c->data, c->len);
       break;
     }
+    case RK__CMD_HOLD_TLS: {
+      rk__conn *conn = rk__worker_find(w, c->id);
+      if (conn != NULL)
+        rk__hold_tls_cmd(conn, c);
+      break;
+    }
     case RK__CMD_HOLD_DECIDE: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)
@@ -611,6 +617,7 @@ int32_t rk_engine_free(int32_t h) {
     if (l->fd >= 0)
       close(l->fd);
     rk__free_target(l->target);
+    rk__tls_ctx_unref(l->tls_ctx);
     free(l->unix_path);
     free(l);
     l = next;

@@ -49,6 +49,8 @@ const char *rk_err_name(int32_t err) {
     return #name;
     RK__ERRNO_NAMES(XX)
 #undef XX
+  case RK_ECERT_UNTRUSTED:
+    return "CERT_UNTRUSTED";
   default:
     return err == 0 ? "OK" : "UNKNOWN";
   }
@@ -91,6 +93,8 @@ const char *rk_strerror(int32_t err) {
     return text;
     RK__ERRNO_TEXTS(XX)
 #undef XX
+  case RK_ECERT_UNTRUSTED:
+    return RK_ECERT_UNTRUSTED_TEXT;
   default:
     break;
   }

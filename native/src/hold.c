@@ -55,7 +55,28 @@ void rk__cmd_free(rk__cmd *cmd) {
   free(cmd->data);
   free(cmd->data2);
   rk__free_target(cmd->target);
+  rk__tls_ctx_unref(cmd->tls_ctx);
   free(cmd);
+}
+
+/* rk_hold_set_tls reached the worker: the next CONNECT speaks TLS. */
+void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd) {
+  if (c->state != RK__HOLDING)
+    return; /* decided already: too late, cmd is freed by the caller */
+  rk__hold_tls_drop(c);
+  c->tls_ctx = cmd->tls_ctx;
+  c->tls_name = (char *)cmd->data;
+  cmd->tls_ctx = NULL;
+  cmd->data = NULL;
+}
+
+/* Forget the TLS for the target (the connection ends, or a failed connect
+ * goes back to the host, which says again what the next one speaks). */
+void rk__hold_tls_drop(rk__conn *c) {
+  rk__tls_ctx_unref(c->tls_ctx);
+  free(c->tls_name);
+  c->tls_ctx = NULL;
+  c->tls_name = NULL;
 }
 
 void rk__hold_post(rk__conn *c, uint32_t flags) {
@@ -84,8 +105,11 @@ void rk__hold_post(rk__conn *c, uint32_t flags) {
   rk__post(c->w->e, rec);
 }
 
+static void rk__hold_pump(rk__conn *c);
+
 void rk__hold_start(rk__conn *c) {
-  int r = rk__side_register(c->w, c, &c->side[0]);
+  /* (registered already after a TLS handshake) */
+  int r = c->side[0].r_registered ? 0 : rk__side_register(c->w, c, &c->side[0]);
   if (r < 0) {
     rk__conn_end(c, RK_END_RESET, r);
     return;
@@ -95,6 +119,10 @@ void rk__hold_start(rk__conn *c) {
   c->router = rk__router_take(c->listener);
   if (c->router != NULL) {
     rk__route_start(c);
+    /* what came with the client's TLS handshake may wait inside TLS (or
+     * in the socket, its edge spent on the handshake): read it now */
+    if (c->side[0].tls != NULL)
+      rk__hold_pump(c);
     return;
   }
   rk__hold_post(c, RK_HOLD_FIRST);
@@ -121,7 +149,22 @@ static void rk__hold_pump(rk__conn *c) {
       c->hold_cap = c->hold_len + room;
     }
     ssize_t n;
-    RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
+    if (c->side[0].tls != NULL) {
+      /* records may wait inside TLS: only -EAGAIN says drained */
+      uint32_t want;
+      n = rk__tls_read(c->side[0].tls, c->hold_buf + c->hold_len, room, &want);
+      if (n == -EAGAIN) {
+        if (want == EPOLLIN)
+          dir->can_read = 0;
+        break; /* EPOLLOUT: the next event of the client pumps again */
+      }
+      if (n < 0) {
+        rk__conn_end(c, RK_END_RESET, (int)n);
+        return;
+      }
+    } else {
+      RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
+    }
     if (n < 0) {
       if (errno != EAGAIN) {
         rk__conn_end(c, RK_END_RESET, -errno);
@@ -138,7 +181,7 @@ static void rk__hold_pump(rk__conn *c) {
     RK__ADD(&dir->rd, (uint64_t)n);
     RK__STORE(&c->last_mono_ms, rk__now_mono());
     got = 1;
-    if ((uint32_t)n < room && !dir->rdhup) {
+    if ((uint32_t)n < room && !dir->rdhup && c->side[0].tls == NULL) {
       dir->can_read = 0; /* drained: the next bytes raise a new edge */
       break;
     }
@@ -175,7 +218,16 @@ void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len) {
   uint32_t off = 0;
   while (off < len) {
     ssize_t n;
-    RK__RETRY(n, write(c->side[0].wfd, data + off, len - off));
+    if (c->side[0].tls != NULL) {
+      uint32_t want;
+      n = rk__tls_write(c->side[0].tls, data + off, len - off, &want);
+      if (n < 0) { /* as below: -EAGAIN is a client that does not read */
+        rk__conn_end(c, RK_END_RESET, (int)n);
+        return;
+      }
+    } else {
+      RK__RETRY(n, write(c->side[0].wfd, data + off, len - off));
+    }
     if (n < 0) {
       /* EAGAIN: the client does not read even a handshake reply */
       rk__conn_end(c, RK_END_RESET, -errno);
@@ -195,6 +247,7 @@ void rk__hold_read_cmd(rk__conn *c, uint32_t max) {
 }
 
 void rk__hold_retry(rk__conn *c, int err) {
+  rk__hold_tls_drop(c);
   rk__ai_free(c->ai_list);
   c->ai_list = c->ai_next = NULL;
   if (c->owns_target)
@@ -266,7 +319,8 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
       rk__side_init(&c->side[1], cmd->arg, -1);
       c->side[1].r_pollable = 0;
       cmd->arg = -1;
-      c->dir[1].sendfile = 1;
+      /* to a TLS client: read and SSL_write, not sendfile(2) */
+      c->dir[1].sendfile = c->side[0].tls == NULL;
       c->dir[1].limit = (uint64_t)d->length;
       RK__STORE(&c->state, RK__RELAYING);
     }
@@ -317,6 +371,30 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
 
 /* ---- public ------------------------------------------------------------ */
 
+
+int32_t rk_hold_set_tls(int32_t h, int32_t id, int32_t ctx,
+                        const char *servername) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (!rk_tls_load(NULL, NULL, 0))
+    return RK_ENOTLS;
+  void *c = rk__tls_ctx_ref(ctx); /* here: the host may free the handle */
+  if (c == NULL)
+    return -ENOENT;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  char *name = strdup(servername != NULL ? servername : "");
+  if (cmd == NULL || name == NULL) {
+    free(cmd);
+    free(name);
+    rk__tls_ctx_unref(c);
+    return -ENOMEM;
+  }
+  cmd->type = RK__CMD_HOLD_TLS;
+  cmd->tls_ctx = c;
+  cmd->data = (uint8_t *)name;
+  return rk__send_to_conn(e, id, cmd);
+}
 
 int32_t rk_hold_read(int32_t h, int32_t id, int32_t max) {
   rk__engine *e = rk__engine_get(h);

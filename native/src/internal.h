@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "../include/relaykit.h"
 
@@ -150,6 +151,7 @@ typedef struct {
   uint8_t b[16];
   int this_host;
 } rk__addr;
+typedef struct rk__tls rk__tls;
 
 typedef struct rk__target {
   char *host;
@@ -168,6 +170,7 @@ typedef struct {
   unsigned r_pollable : 1; /* 0: a regular file, always readable */
   unsigned r_registered : 1, w_registered : 1;
   unsigned owned : 1; /* a socket we made: no dups, close() deregisters */
+  rk__tls *tls;       /* non-NULL: this side speaks TLS (tls.c) */
 } rk__side;
 
 /* One direction: bytes read from side d and written to side !d. */
@@ -243,6 +246,8 @@ struct rk__conn {
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
+  unsigned tls_accepting : 1; /* RK__CONNECTING: the client's TLS handshake
+                                 runs; the target connect starts after */
   uint32_t to_b_len;       /* the host's to_b at the front of dir[0]'s
                               bytes, replaced by a retry's own to_b */
   /* a built-in router's connection (router.c) */
@@ -259,6 +264,9 @@ struct rk__conn {
                               header, 2 over (decided, or the host's) */
   uint8_t pp_decided;      /* proxyhdr.c decided it (connected or
                               refused): never held for the host */
+  void *tls_ctx;           /* rk_hold_set_tls: the target side speaks TLS
+                              with this client SSL_CTX (a reference) */
+  char *tls_name;          /* and this server name (or NULL) */
 };
 
 struct rk__listener {
@@ -281,6 +289,7 @@ struct rk__listener {
   rk__target *target; /* NULL: accept and post only (not used yet) */
   rk__router *router;  /* the router new connections use (a reference),
                           or NULL; under the engine's tbl_lock */
+  void *tls_ctx;      /* server SSL_CTX (a reference), or NULL */
   rk__engine *e;
   char *unix_path;
   rk__listener *next; /* engine list */
@@ -302,6 +311,7 @@ enum {
   RK__CMD_HOLD_DECIDE,
   RK__CMD_HOLD_WRITE,
   RK__CMD_ROUTE_RESOLVED,
+  RK__CMD_HOLD_TLS,
   RK__CMD_CALL /* fn(worker, cmd): a unit's own command (tunnel.c) */
 };
 
@@ -318,6 +328,7 @@ typedef struct rk__cmd {
   uint8_t *data2; /* HOLD_DECIDE: malloc'd bytes to a */
   uint32_t len2;
   rk__target *target; /* HOLD_DECIDE: where to connect (owned) */
+  void *tls_ctx;      /* HOLD_TLS: a client SSL_CTX reference (owned) */
   rk_decision_t decision; /* HOLD_DECIDE: what rk_hold_decide was given,
                              length resolved for FILE */
   void (*fn)(rk__worker *w, struct rk__cmd *cmd); /* CALL; must not free
@@ -462,6 +473,7 @@ void rk__hook_returned(rk__conn *c, int d);
 void rk__lend_init(rk__engine *e);
 void rk__lend_free(rk__engine *e);
 void rk__batch_pool_release(rk__worker *w);
+void rk__tls_accept_step(rk__conn *c);
 
 /* pool.c: each worker's pipes and buffers. */
 int rk__pipe_get(rk__worker *w, int p[2]);
@@ -478,6 +490,8 @@ void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
+void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__hold_tls_drop(rk__conn *c);
 void rk__cmd_free(rk__cmd *cmd);
 void rk__hold_post(rk__conn *c, uint32_t flags);
 
@@ -502,6 +516,54 @@ int rk__pp_held(rk__conn *c, uint32_t *flags);
 #define RK__V2_MAX 16384   /* the longest v2 header buffered */
 #define RK__FIRST_READ 536 /* the first read of a header */
 void rk__pp_conf_free(struct rk__pp_conf *pp);
+/* Non-zero when pp reads a header from the client (a mode other than
+ * RK_PROXY_NONE): then the listener cannot terminate TLS. */
+int rk__pp_reads(const struct rk__pp_conf *pp);
+
+/* tls.c: OpenSSL loaded at run time; contexts; the TLS seam.
+ *
+ * The TLS seam: a transport over one connected non-blocking socket, for
+ * any module of the library (the relay uses it for a TLS side; a tunnel
+ * link can use it the same way). All calls for one rk__tls come from one
+ * thread (the worker that owns the socket); different ones may run on
+ * different threads at once.
+ * - rk__tls_ctx_ref(handle): a reference to a context of rk_tls_*_ctx
+ *   (NULL if there is none or TLS is not loaded); rk__tls_ctx_unref drops
+ *   it. rk__tls_new takes its own reference to the context.
+ * - rk__tls_new(ctx, fd, server, servername): wrap fd (not owned: the
+ *   caller closes it after rk__tls_free). server: accept; else connect,
+ *   with servername (a name: SNI and the certificate's name; an address:
+ *   the certificate's IP) - may be NULL. NULL on failure (out of memory).
+ * - rk__tls_read / rk__tls_write: like read(2)/write(2) on plaintext, but
+ *   -EAGAIN comes with *want = EPOLLIN or EPOLLOUT: the socket event to
+ *   wait for (a read may need to write during a handshake and vice versa).
+ *   A read returns 0 at the peer's close_notify or a bare FIN; at most one
+ *   record (16 KiB) per read, and more may be buffered inside: read again
+ *   until -EAGAIN, or check rk__tls_pending after a write. Writes may be
+ *   partial; retry with the rest (the buffer may move). Errors: RK_ETLS,
+ *   RK_ECERT_UNTRUSTED (the peer's certificate did not verify;
+ *   rk__tls_verify_text says why), or a negative errno of the socket.
+ * - rk__tls_handshake: drive the handshake alone (0 when done, -EAGAIN
+ *   with *want, or an error: RK_ETLS also for an EOF before its end); the
+ *   first read or write does it too.
+ * - rk__tls_shutdown: send close_notify once (0, or -EAGAIN with *want);
+ *   reading goes on (half-close). Then shutdown(SHUT_WR)/close the fd.
+ * - rk__tls_free: release the session (sends nothing). */
+int32_t rk_tls_load(const char *path, char *reason, int32_t cap);
+void *rk__tls_ctx_ref(int32_t id);
+void rk__tls_ctx_unref(void *ctx);
+rk__tls *rk__tls_new(void *ctx, int fd, int server, const char *servername);
+void rk__tls_free(rk__tls *t);
+ssize_t rk__tls_read(rk__tls *t, void *buf, size_t len, uint32_t *want);
+ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
+                      uint32_t *want);
+int rk__tls_handshake(rk__tls *t, uint32_t *want);
+int rk__tls_shutdown(rk__tls *t, uint32_t *want);
+int rk__tls_pending(const rk__tls *t);
+int rk__tls_established(const rk__tls *t);
+const char *rk__tls_verify_text(const rk__tls *t);
+/* Keep why t's peer certificate failed for rk_tls_cert_failure(engine, id). */
+void rk__tls_keep_failure(int32_t engine, int32_t id, rk__tls *t);
 
 /* tunnel.c: the tunnel's data plane (rk_tunnel_*). */
 void rk__tunnel_event(void *p, uint32_t events);

@@ -47,6 +47,7 @@ void rk__listener_unref(rk__listener *l) {
   rk__free_target(l->target);
   rk__router_unref(l->router);
   rk__pp_conf_free(l->pp);
+  rk__tls_ctx_unref(l->tls_ctx);
   free(l->unix_path);
   free(l);
 }
@@ -353,6 +354,34 @@ int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
   return r;
 }
 
+int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (!rk_tls_load(NULL, NULL, 0))
+    return RK_ENOTLS;
+  void *c = rk__tls_ctx_ref(ctx);
+  if (c == NULL)
+    return -ENOENT;
+  int32_t r = 0;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL) {
+    r = -ENOENT;
+  } else if (l->started) {
+    r = -EINVAL; /* the workers read it from now on */
+  } else if (rk__pp_reads(l->pp)) {
+    r = -EINVAL; /* a PROXY header read before the TLS: not in the library */
+  } else {
+    void *old = l->tls_ctx;
+    l->tls_ctx = c;
+    c = old;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  rk__tls_ctx_unref(c); /* the replaced one, or the unused reference */
+  return r;
+}
+
 int32_t rk_listener_start(int32_t h, int32_t lid) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
@@ -488,12 +517,28 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       c->dir[1].hooked = c->dir[1].nosplice = 1;
     c->state = RK__CONNECTING;
     rk__side_init_sock(&c->side[0], fd); /* TCP_NODELAY: from the listener */
+    if (l->tls_ctx != NULL) {
+      /* TLS on the client's side: both directions go through buffers */
+      c->side[0].tls = rk__tls_new(l->tls_ctx, fd, 1, NULL);
+      c->dir[0].nosplice = c->dir[1].nosplice = 1;
+    }
     c->w = w;
     rk__table_add(e, c);
     rk__conn_attach(c);
     if (rk__listener_wants(l, RK_EVMASK_ACCEPT))
       rk__post_accept(e, c, l->id);
-    if (l->hold) {
+    if (l->tls_ctx != NULL && c->side[0].tls == NULL) {
+      rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    } else if (c->side[0].tls != NULL) {
+      /* the client's handshake first: the target sees only clients that
+       * speak TLS with us */
+      c->tls_accepting = 1;
+      int r = rk__side_register(w, c, &c->side[0]);
+      if (r < 0)
+        rk__conn_end(c, RK_END_RESET, r);
+      else
+        rk__tls_accept_step(c);
+    } else if (l->hold) {
       c->state = RK__HOLDING;
       rk__hold_start(c);
     } else {

@@ -881,6 +881,10 @@ int rk__pp_held(rk__conn *c, uint32_t *flags) {
 
 /* ---- public ------------------------------------------------------------ */
 
+int rk__pp_reads(const struct rk__pp_conf *pp) {
+  return pp != NULL && pp->mode != RK_PROXY_NONE;
+}
+
 void rk__pp_conf_free(struct rk__pp_conf *pp) {
   if (pp == NULL)
     return;
@@ -935,8 +939,9 @@ int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
     l = l->next;
   if (l == NULL) {
     r = -ENOENT;
-  } else if (l->started || !l->hold) {
-    r = -EINVAL;
+  } else if (l->started || !l->hold ||
+             (l->tls_ctx != NULL && opts->mode != RK_PROXY_NONE)) {
+    r = -EINVAL; /* a header before the TLS: the TLS side reads only TLS */
   } else {
     struct rk__pp_conf *old = l->pp;
     l->pp = pp;

@@ -51,6 +51,13 @@
  * A batch lent when its connection ends is left to the host (ORPHAN):
  * rk_hook_return frees it, so the host's view of it never dangles.
  *
+ * A TLS side (rk__tls, tls.c) is read and written through rk__tls_read
+ * and rk__tls_write, on both paths, plain and hooked: its directions never
+ * splice, a read from it is short by nature (one record) so only -EAGAIN
+ * says it is drained, and any event of the side runs both directions (a
+ * TLS read may wait for output, a write for input). A direction whose
+ * destination is a TLS side ends with its close_notify, then the FIN.
+ *
  * A connection ends when every active direction is DONE (reason DONE), on
  * an I/O error (RESET: the other TCP peer is reset too, so it learns the
  * stream was cut), on idle timeout, on rk_conn_close, or when the engine
@@ -184,6 +191,8 @@ static void rk__abort_sock(int fd) {
 
 static void rk__side_close(rk__worker *w, rk__conn *c, rk__side *s, int rst) {
   int keep = (c->flags & RK_RELAY_KEEP_FDS) != 0;
+  rk__tls_free(s->tls); /* before its fd goes */
+  s->tls = NULL;
   /* close() takes a socket we made out of the epoll set by itself; an fd we
    * were given may have duplicates that keep it registered, so those are
    * removed explicitly (an event must never name a freed connection) */
@@ -216,6 +225,9 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   RK__STORE(&c->state, RK__DEAD);
   rk__table_del(e, c);
 
+  if (err == RK_ECERT_UNTRUSTED) /* why, for the host to read */
+    for (int s = 0; s < 2; s++)
+      rk__tls_keep_failure(e->handle, c->id, c->side[s].tls);
   /* Side a of an accepted connection whose peer was reset, or any abort,
    * resets the TCP peers; a clean end closes normally. */
   int rst = reason == RK_END_RESET || c->abort_rst;
@@ -238,6 +250,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   c->ai_list = c->ai_next = NULL;
   free(c->hold_buf);
   c->hold_buf = NULL;
+  rk__hold_tls_drop(c);
   if (c->owns_target)
     rk__free_target(c->target);
   c->target = NULL;
@@ -320,8 +333,20 @@ static int rk__flush(rk__conn *c, int d) {
   ssize_t n;
   for (;;) {
     if (dir->buf != NULL && dir->buf_off < dir->buf_len) {
-      RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
-                         dir->buf_len - dir->buf_off));
+      if (dst->tls != NULL) {
+        uint32_t want;
+        n = rk__tls_write(dst->tls, dir->buf + dir->buf_off,
+                          dir->buf_len - dir->buf_off, &want);
+        if (n < 0) {
+          if (n != -EAGAIN)
+            return (int)n;
+          dir->blocked = 1; /* any event of the TLS side runs us again */
+          return 0;
+        }
+      } else {
+        RK__RETRY(n, write(dst->wfd, dir->buf + dir->buf_off,
+                           dir->buf_len - dir->buf_off));
+      }
       if (n < 0) {
         if (errno != EAGAIN)
           return -errno;
@@ -377,8 +402,10 @@ static int rk__flush(rk__conn *c, int d) {
   return 1;
 }
 
-/* Direction d is at EOF and everything it read is out: shut its
- * destination for writing and mark it DONE. */
+/* Direction d is at EOF and everything it read is out: end its
+ * destination (a TLS one's close_notify first, then the FIN) and mark it
+ * DONE - unless the close_notify waits for room (dir->blocked: the side's
+ * next event runs it again). */
 static void rk__dir_finish(rk__conn *c, int d) {
   rk__dir *dir = &c->dir[d];
   /* a graceful close of a relay that keeps its fds leaves them as they
@@ -388,6 +415,14 @@ static void rk__dir_finish(rk__conn *c, int d) {
    * EOF, so nothing unread turns it into a reset). */
   rk__side *dst = &c->side[!d];
   int last = !c->dir[!d].active || c->dir[!d].done;
+  if (dst->tls != NULL) {
+    /* the end of this direction is a close_notify first */
+    uint32_t want;
+    if (rk__tls_shutdown(dst->tls, &want) == -EAGAIN) {
+      dir->blocked = 1;
+      return;
+    }
+  }
   if (!(c->user_closed && (c->flags & RK_RELAY_KEEP_FDS)) &&
       !(last && dst->owned))
     rk__shut_dst(dst);
@@ -548,13 +583,25 @@ static int rk__pump_hooked(rk__conn *c, int d) {
     while (!full && (b = dir->hq_head) != NULL &&
            __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == RK__BATCH_BACK) {
       while (b->out_off < b->out_len) {
-        RK__RETRY(n, write(dst->wfd, b->out + b->out_off,
-                           b->out_len - b->out_off));
-        if (n < 0) {
-          if (errno != EAGAIN)
-            return -errno;
-          full = 1;
-          break;
+        if (dst->tls != NULL) {
+          uint32_t want;
+          n = rk__tls_write(dst->tls, b->out + b->out_off,
+                            b->out_len - b->out_off, &want);
+          if (n < 0) {
+            if (n != -EAGAIN)
+              return (int)n;
+            full = 1; /* any event of the TLS side runs us again */
+            break;
+          }
+        } else {
+          RK__RETRY(n, write(dst->wfd, b->out + b->out_off,
+                             b->out_len - b->out_off));
+          if (n < 0) {
+            if (errno != EAGAIN)
+              return -errno;
+            full = 1;
+            break;
+          }
         }
         b->out_off += (uint32_t)n;
         RK__ADD(&dir->wr, (uint64_t)n);
@@ -588,19 +635,38 @@ static int rk__pump_hooked(rk__conn *c, int d) {
     if ((b = rk__batch_get(w)) == NULL)
       return -ENOMEM;
     b->len = 0;
+    int wait_out = 0; /* a TLS read waits for the side to be writable */
     for (;;) {
       size_t want = RK_HOOK_BATCH_MAX - b->len;
       if (dir->limit < want)
         want = (size_t)dir->limit;
-      RK__RETRY(n, read(src->rfd, b->data + b->len, want));
-      if (n < 0) {
-        int err = errno;
-        if (err != EAGAIN) {
-          rk__batch_put(w, b);
-          return -err;
+      if (src->tls != NULL) {
+        /* one record at most per read, and more may wait inside TLS:
+         * only -EAGAIN says the source is drained */
+        uint32_t wait;
+        n = rk__tls_read(src->tls, b->data + b->len, want, &wait);
+        if (n < 0) {
+          if (n != -EAGAIN) {
+            rk__batch_put(w, b);
+            return (int)n;
+          }
+          if (wait == EPOLLIN)
+            dir->can_read = 0;
+          else
+            wait_out = 1; /* the side's next event runs us again */
+          break;
         }
-        dir->can_read = !src->r_pollable;
-        break;
+      } else {
+        RK__RETRY(n, read(src->rfd, b->data + b->len, want));
+        if (n < 0) {
+          int err = errno;
+          if (err != EAGAIN) {
+            rk__batch_put(w, b);
+            return -err;
+          }
+          dir->can_read = !src->r_pollable;
+          break;
+        }
       }
       if (n == 0) {
         dir->eof = 1;
@@ -613,7 +679,8 @@ static int rk__pump_hooked(rk__conn *c, int d) {
       if (dir->discard) /* read and drop */
         continue;
       b->len += (uint32_t)n;
-      if ((size_t)n < want && src->r_pollable && !dir->rdhup) {
+      if ((size_t)n < want && src->r_pollable && !dir->rdhup &&
+          src->tls == NULL) {
         dir->can_read = 0; /* a short read drains it (see the top) */
         break;
       }
@@ -624,6 +691,8 @@ static int rk__pump_hooked(rk__conn *c, int d) {
       rk__hook_post(c, d, b);
     else
       rk__batch_put(w, b);
+    if (wait_out)
+      return 0;
   }
 }
 
@@ -680,7 +749,31 @@ static int rk__pump(rk__conn *c, int d) {
     if (dir->limit < want)
       want = (size_t)dir->limit;
     ssize_t n;
-    if (dir->splice) {
+    if (src->tls != NULL) {
+      /* one record at most per read, and more may wait inside TLS: only
+       * -EAGAIN says the source is drained */
+      if (dir->buf == NULL && (dir->buf = rk__buf_get(w)) == NULL)
+        return -ENOMEM;
+      uint32_t wait;
+      n = rk__tls_read(src->tls, dir->buf, want, &wait);
+      if (n < 0) {
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        if (n != -EAGAIN)
+          return (int)n;
+        if (wait == EPOLLIN)
+          dir->can_read = 0;
+        return 0; /* EPOLLOUT: the side's next event runs us again */
+      }
+      if (n == 0) {
+        rk__buf_put(w, dir->buf);
+        dir->buf = NULL;
+        dir->eof = 1;
+        continue;
+      }
+      dir->buf_off = 0;
+      dir->buf_len = (uint32_t)n;
+    } else if (dir->splice) {
       if (dir->pipe[0] < 0 && rk__pipe_get(w, dir->pipe) < 0) {
         dir->splice = 0; /* out of fds for pipes: read/write still works */
         continue;
@@ -739,7 +832,7 @@ static int rk__pump(rk__conn *c, int d) {
       goto next_read;
     }
   next_read:
-    if ((size_t)n < want && src->r_pollable && !dir->rdhup)
+    if ((size_t)n < want && src->r_pollable && !dir->rdhup && !src->tls)
       dir->can_read = 0;
   }
 }
@@ -748,6 +841,12 @@ static int rk__pump(rk__conn *c, int d) {
  * its whole reply (CLOSE or FILE decision) went out: then it was only
  * lingering, and its going away is the expected end. */
 static void rk__conn_fail(rk__conn *c, int err) {
+  if (c->side[1].tls != NULL && !rk__tls_established(c->side[1].tls)) {
+    /* TLS to the target failed before its handshake was done: the
+     * connect failed (a certificate that does not verify, say) */
+    rk__conn_end(c, RK_END_CONNECT_FAILED, err);
+    return;
+  }
   if (c->dir[0].discard && c->dir[1].done) {
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
     return;
@@ -769,8 +868,20 @@ static void rk__conn_run_dirs(rk__conn *c, int mask) {
     }
   }
   if ((!c->dir[0].active || c->dir[0].done) &&
-      (!c->dir[1].active || c->dir[1].done))
+      (!c->dir[1].active || c->dir[1].done)) {
     rk__conn_end(c, c->state == RK__CLOSING ? RK_END_CLOSED : RK_END_DONE, 0);
+    return;
+  }
+  /* A TLS write (handshake, or a key update) may have read records that
+   * now wait inside TLS with no socket edge to come for them. */
+  for (int s = 0; s < 2; s++) {
+    rk__dir *dir = &c->dir[s];
+    if (c->side[s].tls != NULL && !dir->can_read && dir->active &&
+        !dir->eof && rk__tls_pending(c->side[s].tls)) {
+      dir->can_read = 1;
+      rk__mark_ready(c);
+    }
+  }
 }
 
 void rk__conn_run(rk__conn *c) { rk__conn_run_dirs(c, 3); }
@@ -779,7 +890,10 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   if (c->state == RK__DEAD)
     return;
   if (c->state == RK__CONNECTING) {
-    rk__connect_event(c, side, events);
+    if (c->tls_accepting)
+      rk__tls_accept_step(c);
+    else
+      rk__connect_event(c, side, events);
     return;
   }
   if (c->state == RK__HOLDING) {
@@ -808,6 +922,8 @@ void rk__conn_event(rk__conn *c, int side, uint32_t events) {
   }
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->dir[!side].blocked)
     mask |= 1 << !side;
+  if (s->tls != NULL)
+    mask = 3; /* TLS reads may wait for output, writes for input */
   if (mask != 0)
     rk__conn_run_dirs(c, mask);
 }
@@ -831,6 +947,29 @@ void rk__hook_returned(rk__conn *c, int d) {
   rk__conn_run_dirs(c, 1 << d);
 }
 
+/* The client's TLS handshake on a TLS listener, before any connect: go on
+ * with it on each event of the client; once done, connect to the target
+ * (the client side stays registered; what the client sent after its
+ * handshake waits inside TLS or in the kernel until the relay reads it). */
+void rk__tls_accept_step(rk__conn *c) {
+  uint32_t want;
+  int r = rk__tls_handshake(c->side[0].tls, &want);
+  if (r == -EAGAIN)
+    return;
+  if (r < 0) {
+    rk__conn_end(c, RK_END_RESET, r);
+    return;
+  }
+  c->tls_accepting = 0;
+  rk__touch(c);
+  if (c->listener != NULL && c->listener->hold) {
+    RK__STORE(&c->state, RK__HOLDING);
+    rk__hold_start(c);
+    return;
+  }
+  rk__connect_start(c);
+}
+
 void rk__sweep(rk__worker *w, int64_t now) {
   if (w->pool_uses == 0)
     rk__worker_release_pools(w);
@@ -838,7 +977,11 @@ void rk__sweep(rk__worker *w, int64_t now) {
   rk__conn *c = w->conns;
   while (c != NULL) {
     rk__conn *next = c->next;
-    if (c->state == RK__CONNECTING) {
+    if (c->state == RK__CONNECTING && c->tls_accepting) {
+      if (c->idle_timeout_ms > 0 &&
+          now - RK__LOAD(&c->last_mono_ms) >= c->idle_timeout_ms)
+        rk__conn_end(c, RK_END_IDLE_TIMEOUT, -ETIMEDOUT);
+    } else if (c->state == RK__CONNECTING) {
       if (c->connect_deadline_ms != 0 && now >= c->connect_deadline_ms)
         rk__connect_event(c, 1, 0); /* 0 events: the deadline passed */
     } else if (c->state == RK__HOLDING) {

@@ -2170,6 +2170,194 @@ static void t_hold_routing(void) {
 
 /* An undecided connection ends after the listener's hold timeout; one
  * closed by the host while held ends with RK_END_CLOSED. */
+/* TLS without a peer: loading, contexts and where a listener refuses TLS.
+ * (TLS relays themselves are tested from TypeScript, with real clients.) */
+static void t_tls_api(void) {
+  /* (TLS on held listeners: t_tls_relay) */
+  char why[512];
+  int loaded = rk_tls_load(NULL, why, sizeof why);
+  CHECK(loaded == 0 || loaded == 1, "rk_tls_load: %d", loaded);
+  CHECK(rk_tls_load("/ignored/after/the/first/call", NULL, 0) == loaded,
+        "the first load is final");
+  char err[256];
+  if (!loaded) {
+    CHECK(strncmp(why, "native TLS needs libssl.so.3: ", 30) == 0, "%s", why);
+    CHECK(rk_tls_server_ctx("x", "y", err, sizeof err) == RK_ENOTLS, "no TLS");
+    CHECK(rk_tls_client_ctx(NULL, 1, err, sizeof err) == RK_ENOTLS, "no TLS");
+    return;
+  }
+  CHECK(why[0] == '\0', "no reason when loaded: %s", why);
+  int32_t r = rk_tls_server_ctx("not a certificate", "no key", err, sizeof err);
+  CHECK(r == RK_ETLS, "garbage PEM: %d %s", r, rk_err_name(r));
+  CHECK(strstr(err, "certificate is not PEM") != NULL, "%s", err);
+  r = rk_tls_client_ctx("not a CA", 1, err, sizeof err);
+  CHECK(r == -EINVAL && strstr(err, "no certificate") != NULL, "%d %s", r, err);
+  int32_t ctx = rk_tls_client_ctx(NULL, 1, err, sizeof err); /* system roots */
+  CHECK(ctx > 0, "client context: %d %s", ctx, err);
+  double st[6];
+  CHECK_RC(rk_tls_stats(st), "rk_tls_stats");
+  CHECK(st[5] == 1, "loaded in the stats");
+
+  int32_t h = rk_engine_new(1, 0);
+  CHECK_RC(h, "rk_engine_new");
+  int32_t l = rk_listen(h, "127.0.0.1", 0, NULL);
+  CHECK_RC(l, "rk_listen");
+  CHECK(rk_listener_set_tls(h, l, 999) == -ENOENT, "unknown context");
+  CHECK(rk_listener_set_tls(h, 12345, ctx) == -ENOENT, "unknown listener");
+  CHECK_RC(rk_listener_set_tls(h, l, ctx), "rk_listener_set_tls");
+  /* the listener holds its own reference: the handle may go at once */
+  CHECK_RC(rk_tls_ctx_free(ctx), "rk_tls_ctx_free");
+  CHECK(rk_tls_ctx_free(ctx) == -ENOENT, "freed twice");
+  CHECK_RC(rk_listener_set_target(h, l, "127.0.0.1", 9, 0, 1000, NULL),
+           "set target");
+  CHECK_RC(rk_listener_start(h, l), "rk_listener_start");
+  CHECK(rk_listener_set_tls(h, l, 1) != 0, "not after start");
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+}
+
+/* Read a whole small file into a NUL-terminated malloc'd string. */
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  CHECK(f != NULL, "%s: %s", path, strerror(errno));
+  char *b = calloc(1, 65536);
+  size_t n = fread(b, 1, 65535, f);
+  fclose(f);
+  CHECK(n > 0, "%s is empty", path);
+  return b;
+}
+
+typedef struct {
+  int fd;
+  const uint8_t *buf;
+  size_t n;
+} tls_writer_t;
+
+static void *tls_writer_main(void *arg) {
+  tls_writer_t *w = arg;
+  write_all(w->fd, w->buf, w->n);
+  shutdown(w->fd, SHUT_WR);
+  return NULL;
+}
+
+/* Both TLS ends in the library, with data: plain clients -> a held
+ * listener whose CONNECTs speak TLS (rk_hold_set_tls) -> a listener that
+ * terminates TLS -> an echo backend. Every byte and half-close checked,
+ * then a name that the certificate does not have. Needs the openssl
+ * command for a certificate. */
+/* A self-signed certificate for localhost and 127.0.0.1, and its key (PEM,
+ * malloc'd). Needs the openssl command. */
+static void tls_test_cert(char **cert, char **key) {
+  char dir[] = "/tmp/rk-harness-tls-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+  char cmd[1024], path[256];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && openssl req -x509 -newkey ec -pkeyopt "
+           "ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
+           "-days 2 -subj /CN=localhost -addext basicConstraints=CA:FALSE "
+           "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null",
+           dir);
+  CHECK(system(cmd) == 0, "openssl req failed (the openssl command is needed)");
+  snprintf(path, sizeof path, "%s/cert.pem", dir);
+  *cert = slurp(path);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/key.pem", dir);
+  *key = slurp(path);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void t_tls_relay(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* t_tls_api checks the unloaded branch */
+  char *cert, *key;
+  tls_test_cert(&cert, &key);
+
+  char err[256];
+  int32_t sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
+  CHECK(sctx > 0, "server context: %d %s", sctx, err);
+  int32_t cctx = rk_tls_client_ctx(cert, 1, err, sizeof err);
+  CHECK(cctx > 0, "client context: %d %s", cctx, err);
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t tl = rk_listen(h, "127.0.0.1", 0, NULL);
+  CHECK_RC(tl, "rk_listen");
+  CHECK_RC(rk_listener_set_tls(h, tl, sctx), "rk_listener_set_tls");
+  CHECK_RC(rk_listener_set_target(h, tl, "127.0.0.1", echo.port, 0, 5000, NULL),
+           "rk_listener_set_target");
+  CHECK_RC(rk_listener_start(h, tl), "rk_listener_start");
+  int tls_port = rk_listener_port(h, tl);
+  rk_listen_opts_t held = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
+  int32_t hl = listen_to(h, 0, &held);
+  int hold_port = rk_listener_port(h, hl);
+  double st0[6], st1[6];
+  rk_tls_stats(st0);
+
+  enum { N = 4, BYTES = 3 * 1024 * 1024 + 17 };
+  uint8_t *data = malloc(BYTES), *back = malloc(BYTES + 1);
+  uint64_t seed = g_seed;
+  for (size_t i = 0; i < BYTES; i++)
+    data[i] = (uint8_t)rnd(&seed);
+  for (int k = 0; k < N + 1; k++) {
+    int fd = connect_tcp(hold_port);
+    pump_wait_count(&pump, RK_EV_HOLD, hl, (size_t)k + 1);
+    int32_t ids[N + 1];
+    CHECK(pump_accepted(&pump, hl, ids, NULL, N + 1) == (size_t)k + 1, "ids");
+    int32_t id = ids[k];
+    const char *name = k < N ? "localhost" : "other.test"; /* last: refused */
+    CHECK_RC(rk_hold_set_tls(h, id, cctx, name), "rk_hold_set_tls");
+    rk_decision_t d = {.action = RK_DECIDE_CONNECT, .port = tls_port,
+                       .connect_timeout_ms = 5000, .idle_timeout_ms = -1,
+                       .length = -1};
+    CHECK_RC(rk_hold_decide(h, id, "127.0.0.1", NULL, &d, NULL, 0, NULL, 0),
+             "rk_hold_decide");
+    if (k == N) {
+      uint32_t rec[RK_EVENT_WORDS];
+      expect_closed(&pump, id, RK_END_CONNECT_FAILED, rec);
+      CHECK((int32_t)rec[3] == RK_ECERT_UNTRUSTED, "err %d %s",
+            (int32_t)rec[3], rk_err_name((int32_t)rec[3]));
+      CHECK(strcmp(rk_err_name(RK_ECERT_UNTRUSTED), "CERT_UNTRUSTED") == 0,
+            "the name");
+      char said[96];
+      uint8_t der[4096];
+      int32_t n = rk_tls_cert_failure(h, id, said, sizeof said, der, sizeof der);
+      CHECK(n > 100 && strcmp(said, "HOSTNAME_MISMATCH") == 0, "%d %s", n, said);
+      CHECK(rk_tls_cert_failure(h, id, said, sizeof said, der, sizeof der) ==
+                -ENOENT, "read once");
+      close(fd);
+      break;
+    }
+    tls_writer_t w = {fd, data, BYTES};
+    pthread_t t = spawn(tls_writer_main, &w);
+    int rerr;
+    size_t got = read_to_end(fd, back, BYTES + 1, &rerr);
+    join(t);
+    CHECK(got == BYTES && memcmp(back, data, BYTES) == 0,
+          "connection %d: %zu of %d bytes came back intact", k, got, BYTES);
+    close(fd);
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, id, RK_END_DONE, rec);
+    CHECK(rec_u64(rec, 8) == BYTES && rec_u64(rec, 14) == BYTES,
+          "counters %llu %llu", (unsigned long long)rec_u64(rec, 8),
+          (unsigned long long)rec_u64(rec, 14));
+  }
+  engine_wait_idle(h);
+  rk_tls_stats(st1);
+  CHECK(st1[0] - st0[0] >= 2 * N, "handshakes: %g", st1[0] - st0[0]);
+  CHECK(st1[1] - st0[1] >= 1, "failures: %g", st1[1] - st0[1]);
+  CHECK(st1[2] == 0, "TLS sides still open: %g", st1[2]);
+  CHECK_RC(rk_tls_ctx_free(sctx), "free server context");
+  CHECK_RC(rk_tls_ctx_free(cctx), "free client context");
+  engine_end(&pump);
+  server_stop(&echo);
+  free(data);
+  free(back);
+  free(cert);
+  free(key);
+}
+
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -2617,6 +2805,100 @@ static void t_hook_streams(const void *row) {
   server_stop(&back);
   for (int i = 0; i < n; i++)
     stream_free(&ss[i]);
+}
+
+/* TLS sides on hooked directions: plain clients -> a held listener whose
+ * CONNECTs speak TLS -> a TLS listener with both directions hooked (a->b
+ * upper-cased in place, b->a doubled into new bytes, on host threads) ->
+ * an echo. Batches are read from and written to the TLS side through
+ * rk__tls_read/rk__tls_write; each client's half-close goes on as
+ * close_notify then FIN, and the echo's end comes back the same way. */
+static void t_tls_hooked(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* t_tls_api checks the unloaded branch */
+  char *cert, *key;
+  tls_test_cert(&cert, &key);
+  char err[256];
+  int32_t sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
+  CHECK(sctx > 0, "server context: %d %s", sctx, err);
+  int32_t cctx = rk_tls_client_ctx(cert, 1, err, sizeof err);
+  CHECK(cctx > 0, "client context: %d %s", cctx, err);
+  hookenv_t *he = hookenv_new();
+  int32_t h = he->hk.h;
+  atomic_store(&he->hk.mode[0], HOOK_UPPER);
+  atomic_store(&he->hk.mode[1], HOOK_DOUBLE);
+  server_t echo;
+  server_start(&echo, echo_fn);
+  rk_listen_opts_t topts = {.events = RK_EVMASK_ALL,
+                            .hooks = RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA};
+  int32_t tl = rk_listen(h, "127.0.0.1", 0, &topts);
+  CHECK_RC(tl, "rk_listen");
+  CHECK_RC(rk_listener_set_tls(h, tl, sctx), "rk_listener_set_tls");
+  CHECK_RC(rk_listener_set_target(h, tl, "127.0.0.1", echo.port, 0, 5000, NULL),
+           "rk_listener_set_target");
+  CHECK_RC(rk_listener_start(h, tl), "rk_listener_start");
+  int tls_port = rk_listener_port(h, tl);
+  rk_listen_opts_t held = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
+  int32_t hl = listen_to(h, 0, &held);
+  int hold_port = rk_listener_port(h, hl);
+
+  enum { N = 3, BYTES = 1024 * 1024 + 4099 };
+  uint8_t *data = malloc(BYTES), *mid = malloc(BYTES);
+  uint8_t *want = malloc(2 * BYTES), *back = malloc(2 * BYTES + 1);
+  CHECK(data && mid && want && back, "out of memory");
+  uint64_t seed = g_seed ^ 0x7154;
+  for (size_t i = 0; i < BYTES; i++)
+    data[i] = (uint8_t)('a' + rnd(&seed) % 30); /* letters, and a few more */
+  size_t m = transform(HOOK_UPPER, data, BYTES, mid);
+  size_t want_len = transform(HOOK_DOUBLE, mid, m, want);
+  int chunks0 = atomic_load(&he->hk.chunks);
+  for (int k = 0; k < N; k++) {
+    int fd = connect_tcp(hold_port);
+    pump_wait_count(&he->pump, RK_EV_HOLD, hl, (size_t)k + 1);
+    int32_t ids[N];
+    CHECK(pump_accepted(&he->pump, hl, ids, NULL, N) == (size_t)k + 1, "ids");
+    int32_t id = ids[k];
+    CHECK_RC(rk_hold_set_tls(h, id, cctx, "localhost"), "rk_hold_set_tls");
+    rk_decision_t d = {.action = RK_DECIDE_CONNECT, .port = tls_port,
+                       .connect_timeout_ms = 5000, .idle_timeout_ms = -1,
+                       .length = -1};
+    CHECK_RC(rk_hold_decide(h, id, "127.0.0.1", NULL, &d, NULL, 0, NULL, 0),
+             "rk_hold_decide");
+    tls_writer_t w = {fd, data, BYTES};
+    pthread_t t = spawn(tls_writer_main, &w);
+    int rerr;
+    size_t got = read_to_end(fd, back, 2 * BYTES + 1, &rerr);
+    join(t);
+    CHECK(got == want_len && memcmp(back, want, want_len) == 0,
+          "connection %d: %zu of %zu bytes came back as the hooks made them",
+          k, got, want_len);
+    close(fd);
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&he->pump, id, RK_END_DONE, rec);
+    CHECK(rec_u64(rec, 8) == BYTES && rec_u64(rec, 14) == want_len,
+          "counters %llu %llu", (unsigned long long)rec_u64(rec, 8),
+          (unsigned long long)rec_u64(rec, 14));
+  }
+  /* the TLS listener's connections ended cleanly too (hooked, both ways) */
+  pump_wait_count(&he->pump, RK_EV_CLOSED, tl, N);
+  engine_wait_idle(h);
+  int chunks = atomic_load(&he->hk.chunks) - chunks0;
+  CHECK(chunks >= 2 * N * (BYTES / RK_HOOK_BATCH_MAX + 1),
+        "%d batches for %d x %d bytes both ways", chunks, N, BYTES);
+  double st[6];
+  rk_tls_stats(st);
+  CHECK(st[2] == 0, "TLS sides still open: %g", st[2]);
+  CHECK_RC(rk_tls_ctx_free(sctx), "free server context");
+  CHECK_RC(rk_tls_ctx_free(cctx), "free client context");
+  printf("  (%d batches)\n", chunks);
+  hookenv_end(he);
+  server_stop(&echo);
+  free(data);
+  free(mid);
+  free(want);
+  free(back);
+  free(cert);
+  free(key);
 }
 
 /* A connection that ends while its chunk is with the host: take and
@@ -3529,6 +3811,13 @@ static const test_t tests[] = {
          "over",
          t_proxy_headers),
     TEST("PROXY parser on random bytes and prefixes", t_proxy_parse_fuzz),
+    TEST("TLS: loading, contexts, and listeners that take TLS", t_tls_api),
+    TEST("TLS both ways in the library: 4 x 3 MiB echoed through TLS, "
+         "half-close, a refused name",
+         t_tls_relay),
+    TEST("TLS sides on hooked directions: 3 x 1 MiB upper-cased and doubled "
+         "in batches, both ways through TLS, half-close",
+         t_tls_hooked),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

@@ -7,10 +7,12 @@
  */
 import { callsOf, type NativeEngine } from "../native/engine.ts";
 import type { NativeEvent } from "../native/events.ts";
-import { RelaykitError } from "../errors.ts";
 import { EMPTY } from "../bytes.ts";
 import type { NativeCalls } from "../native/calls.ts";
 import type { ProxyHeader } from "../protocol/proxy_protocol.ts";
+import { X509Certificate } from "node:crypto";
+import { errorFor, RelaykitError } from "../errors.ts";
+import { certificateReason } from "../runtime/tls_verify.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "./hooks.ts";
 import {
@@ -33,6 +35,8 @@ import {
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
+  type TlsClientOptions,
+  type TlsServerOptions,
 } from "./types.ts";
 
 type Closed = Extract<NativeEvent, { type: "closed" }>;
@@ -231,6 +235,23 @@ function frontResult(ev: Extract<NativeEvent, { type: "proxy" }>, calls: NativeC
   return { id, original, length, handed };
 }
 
+/**
+ * Why a listener that reads PROXY headers does not terminate TLS in the
+ * library: the header comes before the TLS, and the library's TLS side reads
+ * only TLS.
+ */
+export const TLS_AFTER_PROXY =
+  "TLS termination after an accepted PROXY header runs on the runtime's TLS";
+
+/** What a proxy keeps about a held connection until it ends. */
+interface HeldState {
+  conn: HeldConnection;
+  /** Where it was sent (for messages). */
+  target?: Endpoint;
+  /** TLS to the target in the library: the name verified and the CAs given. */
+  tls?: { name: string; ca: string | undefined };
+}
+
 /** The engine whose relays run in the native library. */
 export class NativeForwardEngine implements ForwardEngine {
   /** Always "native". */
@@ -276,8 +297,36 @@ export class NativeForwardEngine implements ForwardEngine {
       listenFailure(spec.listen),
     );
     let bridge: TlsBridge | undefined; // for TLS targets, started on first use
+    // client TLS contexts of the library by CA and verification, made on
+    // first use and freed with the listener; undefined when TLS is not
+    // available in the library (then the bridge carries TLS)
+    const clientContexts = new Map<string, number | { code: string; message: string }>();
+    let libraryTls: boolean | undefined;
+    const clientTls = (o: TlsClientOptions) => {
+      libraryTls ??= e.tlsUnavailable() === undefined;
+      if (!libraryTls) return undefined;
+      const verify = o.rejectUnauthorized !== false;
+      const key = `${verify}\n${o.ca ?? ""}`;
+      let ctx = clientContexts.get(key);
+      if (ctx === undefined) {
+        const r = calls.tlsClientContext(o.ca, verify);
+        if (typeof r === "number") ctx = r;
+        else {
+          const err = e.error(r.code, "TLS");
+          ctx = { code: err.code, message: r.detail === "" ? err.message : r.detail };
+        }
+        clientContexts.set(key, ctx);
+      }
+      return ctx;
+    };
+    const freeClientContexts = () => {
+      for (const ctx of clientContexts.values()) {
+        if (typeof ctx === "number") calls.tlsContextFree(ctx);
+      }
+      clientContexts.clear();
+    };
     // per held connection: what it was, and where it was sent (for messages)
-    const held = new Map<number, { conn: HeldConnection; target?: Endpoint }>();
+    const held = new Map<number, HeldState>();
     // where failures of TLS bridging go: the callbacks, once started (no
     // connection, hence no decision, comes before)
     let report: ((err: RelaykitError) => void) | undefined;
@@ -298,6 +347,15 @@ export class NativeForwardEngine implements ForwardEngine {
       router = r?.router;
     };
     try {
+      if (spec.tls !== undefined) {
+        if (spec.front !== undefined && spec.front.mode !== "none") {
+          throw new RelaykitError(
+            `Cannot terminate TLS on "${where}": ${TLS_AFTER_PROXY}`,
+            "RK_ENOTLS",
+          );
+        }
+        this.#terminateTls(lid, spec.tls, where);
+      }
       if (decides) {
         e.check(
           calls.listenerSetTarget(lid, {
@@ -341,7 +399,11 @@ export class NativeForwardEngine implements ForwardEngine {
         report = (err) => cb.reject(err);
         e.onListener(
           lid,
-          (ev) => this.#onEvent(ev, spec, cb, lid, held, () => bridge?.close(), () => router),
+          (ev) =>
+            this.#onEvent(ev, spec, cb, lid, held, () => {
+              bridge?.close();
+              freeClientContexts();
+            }, () => router),
         );
         try {
           e.check(calls.listenerStart(lid), listenFailure(spec.listen));
@@ -380,8 +442,28 @@ export class NativeForwardEngine implements ForwardEngine {
         const h = held.get(id);
         if (h === undefined) return undefined; // ended meanwhile, or decided already
         if (d.action === "connect") h.target = d.target;
+        if (d.action === "connect" && d.tls !== undefined && clientTls(d.tls) !== undefined) {
+          // TLS in the library, on the worker that relays the connection
+          const ctx = clientTls(d.tls)!;
+          if (typeof ctx !== "number") {
+            report?.(
+              new RelaykitError(`${connectFailure(d.target)}: ${ctx.message}`, ctx.code, {
+                connectionId: id,
+              }),
+            );
+            nativeClose(e, id, "abort");
+            return undefined;
+          }
+          const t = d.target;
+          const name = d.tls.servername ?? ("host" in t ? t.host.replace(/^\[(.*)\]$/, "$1") : "");
+          if (calls.holdSetTls(id, ctx, name) < 0) return undefined; // it ended meanwhile
+          h.tls = { name, ca: d.tls.ca };
+          const { tls: _, ...plain } = d;
+          return nativeDecide(e, id, plain, spec);
+        }
         if (d.action === "connect" && d.tls !== undefined) {
-          // TLS runs on the runtime's sockets: connect natively to the bridge
+          // no TLS in the library (OpenSSL did not load): TLS runs on the
+          // runtime's sockets, and the connection connects natively to the bridge
           bridge ??= new TlsBridge((err) => report?.(err));
           const timeout = d.connectTimeout ?? spec.connectTimeout;
           bridge.prepare(id, d.target, d.tls, timeout).then(({ port, preamble }) => {
@@ -405,12 +487,31 @@ export class NativeForwardEngine implements ForwardEngine {
     });
   }
 
+  /** Make listener `lid` terminate TLS in the library (OpenSSL 3 at run time). */
+  #terminateTls(lid: number, tls: TlsServerOptions, where: string): void {
+    const e = this.#engine, calls = callsOf(e);
+    const what = `Cannot terminate TLS on "${where}"`;
+    const why = e.tlsUnavailable();
+    if (why !== undefined) throw new RelaykitError(`${what}: ${why}`, "RK_ENOTLS");
+    const ctx = calls.tlsServerContext(tls.cert, tls.key);
+    if (typeof ctx !== "number") {
+      const err = e.error(ctx.code, what);
+      throw new RelaykitError(
+        ctx.detail === "" ? err.message : `${err.message}: ${ctx.detail}`,
+        err.code,
+      );
+    }
+    const r = calls.listenerSetTls(lid, ctx);
+    calls.tlsContextFree(ctx); // the listener keeps its own reference
+    e.check(r, what);
+  }
+
   #onEvent(
     ev: NativeEvent,
     spec: ProxySpec,
     cb: ProxyCallbacks,
     lid: number,
-    held: Map<number, { conn: HeldConnection; target?: Endpoint }>,
+    held: Map<number, HeldState>,
     closeBridge: () => void,
     router: () => EngineRouter | undefined,
   ): void {
@@ -458,22 +559,36 @@ export class NativeForwardEngine implements ForwardEngine {
         nativeHook(e, ev, spec.hooks, (err) => cb.hookFailed(err));
         break;
       case "closed": {
-        const target = held.get(ev.id)?.target ?? spec.target;
+        const h = held.get(ev.id);
+        const target = h?.target ?? spec.target;
         held.delete(ev.id);
-        cb.close(
-          endOf(
-            e,
-            ev,
-            (reason) =>
-              reason === "connect-failed"
-                ? connectFailure(target!)
-                : reason === "idle-timeout"
-                ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
-                : reason === "decision-timeout"
-                ? `Connection ${ev.id} undecided after ${spec.hold?.timeout} ms`
-                : `${connectionTo(ev.id, target)} failed`,
-          ),
+        const end = endOf(
+          e,
+          ev,
+          (reason) =>
+            reason === "connect-failed"
+              ? connectFailure(target!)
+              : reason === "idle-timeout"
+              ? `Connection ${ev.id} idle for ${spec.idleTimeout} ms`
+              : reason === "decision-timeout"
+              ? `Connection ${ev.id} undecided after ${spec.hold?.timeout} ms`
+              : `${connectionTo(ev.id, target)} failed`,
         );
+        if (end.error?.code === "CERT_UNTRUSTED" && h?.tls !== undefined) {
+          // why, in the words of the one verification policy
+          const f = callsOf(e).tlsCertFailure(ev.id);
+          if (f !== undefined) {
+            let peer: X509Certificate | undefined;
+            try {
+              peer = new X509Certificate(f.der);
+            } catch { /* unreadable: the library's words */ }
+            end.error = errorFor(connectFailure(target!), "CERT_UNTRUSTED", {
+              connectionId: ev.id,
+              detail: certificateReason(peer, h.tls.name, h.tls.ca, f.said),
+            });
+          }
+        }
+        cb.close(end);
         break;
       }
       case "rejected":

@@ -7,7 +7,7 @@
  */
 import process from "node:process";
 import { NativeEngine } from "../native/engine.ts";
-import { NativeForwardEngine } from "./native.ts";
+import { NativeForwardEngine, TLS_AFTER_PROXY } from "./native.ts";
 import { StreamForwardEngine } from "./stream.ts";
 import type { ForwardEngine } from "./types.ts";
 
@@ -90,4 +90,36 @@ export function chooseEngine(
     const why = err instanceof Error ? err.message : String(err);
     return stream(`the native engine is unavailable: ${why}`);
   }
+}
+
+/**
+ * Pick an engine for a listener that terminates TLS: the native engine
+ * when it can speak TLS itself (OpenSSL 3 loads) and nothing comes before
+ * the client's TLS (a PROXY header to accept); the stream engine
+ * otherwise, saying why.
+ *
+ * @param preference As for {@link chooseEngine}.
+ * @param native The native engine to use instead of the shared one.
+ * @param proxyHeader Whether a PROXY header is accepted before the TLS.
+ * @throws when "native" is asked for and cannot terminate TLS.
+ *
+ * @example
+ * ```ts
+ * import { chooseTlsEngine } from "@relaykit/relaykit/internals";
+ * const choice = chooseTlsEngine("auto", undefined, false);
+ * console.log(choice.engine.name, choice.reason ?? "TLS in the native engine");
+ * ```
+ */
+export function chooseTlsEngine(
+  preference: EnginePreference = "auto",
+  native: NativeEngine | undefined,
+  proxyHeader: boolean,
+): EngineChoice {
+  const pref = preference === "auto" ? envPreference() ?? "auto" : preference;
+  const choice = chooseEngine(pref, native);
+  if (choice.reason !== undefined) return choice; // the stream engine already
+  const why = proxyHeader ? TLS_AFTER_PROXY : (native ?? NativeEngine.shared()).tlsUnavailable();
+  if (why === undefined) return choice;
+  if (pref === "native") throw new TypeError(`${why}: use engine "auto" or "stream"`);
+  return stream(why);
 }

@@ -128,6 +128,9 @@ class StreamProxy implements ProxyHandle {
         onAcceptError: (code) => {
           if (door.proxy !== undefined) door.proxy.#acceptError(code);
         },
+        onHandshakeError: () => {
+          if (door.proxy !== undefined) door.proxy.#handshakeError();
+        },
       },
       (conn) => door.proxy === undefined ? conn.destroy(true) : door.proxy.#accept(conn),
     );
@@ -410,6 +413,16 @@ class StreamProxy implements ProxyHandle {
         new RelaykitError(err.message, err.code, { connectionId: c.id, cause: err }),
       );
     });
+  }
+
+  /** A client's TLS handshake failed (the runtime closed that client). */
+  #handshakeError(): void {
+    this.#cb.reject(
+      errorFor(
+        `TLS handshake with a client on "${formatEndpoint(this.#listener.address)}"`,
+        "RK_ETLS",
+      ),
+    );
   }
 
   #acceptError(code: string): void {

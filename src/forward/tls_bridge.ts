@@ -1,6 +1,7 @@
 /**
- * TLS for the native engine's connections. The C library moves plain bytes;
- * a connection routed to a TLS target is connected natively to this
+ * TLS for the native engine's connections where the C library cannot speak
+ * it (OpenSSL 3 did not load). A connection routed to a TLS target is then
+ * connected natively to this
  * bridge instead: a stream-engine listener on loopback that reads a one-line
  * preamble with a one-time token, then connects to the real target with the
  * runtime's TLS and relays. The client side of the connection stays native;

@@ -31,6 +31,12 @@ import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The NUL-terminated text C wrote into `buf`. */
+function cText(buf: Uint8Array): string {
+  const n = buf.indexOf(0);
+  return decoder.decode(n < 0 ? buf : buf.subarray(0, n));
+}
+
 /** A string as NUL-terminated UTF-8 for the C side. */
 export function cstr(s: string): Uint8Array {
   const b = new Uint8Array(encoder.encode(s).length + 1);
@@ -218,6 +224,25 @@ export interface NativeEngineStats {
   threads: number;
 }
 
+/** Process-wide TLS counters (rk_tls_stats). */
+export interface NativeTlsStats {
+  /** Handshakes completed. */
+  handshakes: number;
+  /** Handshakes that failed. */
+  failures: number;
+  /** TLS sides open now. */
+  open: number;
+  /** Plain bytes read from TLS peers. */
+  bytesIn: number;
+  /** Plain bytes written to TLS peers. */
+  bytesOut: number;
+  /** Whether OpenSSL is loaded. */
+  loaded: boolean;
+}
+
+/** Room for OpenSSL's words about a failure. */
+const TLS_TEXT = 512;
+
 function hookBits(hooks: HookedDirections): number {
   return (hooks.aToB ? RELAY_FLAGS.HOOK_AB : 0) | (hooks.bToA ? RELAY_FLAGS.HOOK_BA : 0);
 }
@@ -344,6 +369,73 @@ export class NativeCalls {
       n = this.#sym.rk_layout(cstr(name), out, out.length);
     }
     return Array.from(out.subarray(0, n));
+  }
+
+  // ---- TLS (process-wide) -----------------------------------------------
+
+  /**
+   * rk_tls_load: load OpenSSL once (`path` counts on the first call only;
+   * "" is libssl.so.3). Undefined when TLS is available, else why not.
+   */
+  tlsLoad(path: string): string | undefined {
+    const buf = new Uint8Array(TLS_TEXT);
+    const r = this.#sym.rk_tls_load(cstr(path), buf, buf.length);
+    return r === 1 ? undefined : cText(buf);
+  }
+
+  /** A server context from PEM text: its handle, or a negative code and OpenSSL's words. */
+  tlsServerContext(cert: string, key: string): number | { code: number; detail: string } {
+    const buf = new Uint8Array(TLS_TEXT);
+    const r = this.#sym.rk_tls_server_ctx(cstr(cert), cstr(key), buf, buf.length);
+    return r > 0 ? r : { code: r, detail: cText(buf) };
+  }
+
+  /**
+   * A client context: trust `ca` (PEM; undefined: the system's roots), and
+   * verify the peer's certificate unless `verify` is false. Its handle, or
+   * a negative code and OpenSSL's words.
+   */
+  tlsClientContext(
+    ca: string | undefined,
+    verify: boolean,
+  ): number | { code: number; detail: string } {
+    const buf = new Uint8Array(TLS_TEXT);
+    const r = this.#sym.rk_tls_client_ctx(cstr(ca ?? ""), verify ? 1 : 0, buf, buf.length);
+    return r > 0 ? r : { code: r, detail: cText(buf) };
+  }
+
+  /**
+   * Why connection `id` ended with CERT_UNTRUSTED: the verification
+   * error's name and the peer's certificate (DER), once; undefined when
+   * the library kept nothing.
+   */
+  tlsCertFailure(id: number): { said: string; der: Uint8Array } | undefined {
+    const said = new Uint8Array(ERR_BUF);
+    let der = new Uint8Array(4096);
+    let n = this.#sym.rk_tls_cert_failure(this.#h, id, said, said.length, der, der.length);
+    if (n > der.length) {
+      der = new Uint8Array(n);
+      n = this.#sym.rk_tls_cert_failure(this.#h, id, said, said.length, der, der.length);
+    }
+    return n < 0 ? undefined : { said: cText(said), der: der.slice(0, n) };
+  }
+
+  /** The next CONNECT decision of held connection `id` speaks TLS (rk_hold_set_tls). */
+  holdSetTls(id: number, ctx: number, servername: string): number {
+    return this.#sym.rk_hold_set_tls(this.#h, id, ctx, cstr(servername));
+  }
+
+  /** Drop a context handle (listeners keep their own reference). */
+  tlsContextFree(ctx: number): number {
+    return this.#sym.rk_tls_ctx_free(ctx);
+  }
+
+  /** Process-wide TLS counters. */
+  tlsStats(): NativeTlsStats {
+    const out = new Float64Array(6);
+    this.#sym.rk_tls_stats(out);
+    const [handshakes = 0, failures = 0, open = 0, bytesIn = 0, bytesOut = 0, loaded = 0] = out;
+    return { handshakes, failures, open, bytesIn, bytesOut, loaded: loaded === 1 };
   }
 
   // ---- engine ------------------------------------------------------------
@@ -494,6 +586,11 @@ export class NativeCalls {
     const buf = new Uint8Array(ERR_BUF);
     const n = this.#sym.rk_proxy_error_r(code, buf, buf.length);
     return decoder.decode(buf.subarray(0, n));
+  }
+
+  /** Terminate TLS with server context `ctx` on every accepted connection. */
+  listenerSetTls(lid: number, ctx: number): number {
+    return this.#sym.rk_listener_set_tls(this.#h, lid, ctx);
   }
 
   /** Start accepting. */

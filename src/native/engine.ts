@@ -12,9 +12,9 @@
  */
 import { RelaykitError } from "../errors.ts";
 import type { NativeLibrary, Waker } from "../runtime/types.ts";
-import { NativeCalls, type NativeEngineStats } from "./calls.ts";
+import { NativeCalls, type NativeEngineStats, type NativeTlsStats } from "./calls.ts";
 import { decodeEvent, type NativeEvent } from "./events.ts";
-import { loadNative } from "./load.ts";
+import { libsslOverride, loadNative } from "./load.ts";
 import { EVENT_WORDS } from "./symbols.ts";
 
 export type { NativeEvent } from "./events.ts";
@@ -265,6 +265,20 @@ export class NativeEngine {
     const s = this.#calls.stats();
     if (typeof s === "number") throw this.error(s, "Cannot read engine stats");
     return s;
+  }
+
+  /**
+   * Why this engine cannot speak TLS itself, or undefined when it can: it
+   * loads OpenSSL 3 (libssl.so.3, or RELAYKIT_LIBSSL) once per process, at
+   * the first call.
+   */
+  tlsUnavailable(): string | undefined {
+    return this.#calls.tlsLoad(libsslOverride() ?? "");
+  }
+
+  /** Process-wide counters of the native TLS (handshakes, bytes). */
+  tlsStats(): NativeTlsStats {
+    return this.#calls.tlsStats();
   }
 
   /**

@@ -108,6 +108,15 @@ function env(name: string): string | undefined {
 }
 
 /**
+ * The libssl the native engine loads for TLS instead of libssl.so.3
+ * (RELAYKIT_LIBSSL): another OpenSSL 3 build, or - for tests - a path that
+ * does not exist, which makes native TLS unavailable.
+ */
+export function libsslOverride(): string | undefined {
+  return env("RELAYKIT_LIBSSL");
+}
+
+/**
  * The cache directory: RELAYKIT_CACHE, else $XDG_CACHE_HOME/relaykit, else
  * ~/.cache/relaykit, else relaykit in the temporary directory. Undefined
  * (with the flag to add) when Deno may not read these variables.

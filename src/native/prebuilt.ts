@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "5c8e415d4d319b5efb9ee0fb3b5995d784871ddf5a95e50a64d1c9f7916e4aca",
+    "sha256": "471250358335643bd8257cf82964dbc20ef3117adcc43baff6710433f13c861c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,26 +35,28 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
+      "src/proxyhdr.c",
       "src/relay.c",
-      "src/tunnel.c",
+      "src/router.c",
+      "src/tls.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "f8403850ab5048a96a3967b4e28ba557a96a355e3cbd3d89b274c9eaced32784",
-      "size": 76304,
+      "sha256": "3fa745896e6cee8c8e84bc08bd9ca8aae8029d2ef46f8d7127931d702a67b594",
+      "size": 117328,
     },
     "linux-arm64-glibc": {
-      "sha256": "447b44fd6d4dba74a8455b1aeabb1c60e43d0bf7c0f060d3d18b8ba764968eda",
-      "size": 133600,
+      "sha256": "22528a56dae0b48f23d0c1163497d80c94646753f816fc9dc5f4a085e2940adf",
+      "size": 133664,
     },
     "linux-x64-musl": {
-      "sha256": "5261379c5a40c80eb6c911d595cf3fde9b624f27cf8bc28ae84c5f70a2531aac",
-      "size": 80160,
+      "sha256": "b6a72a38d271239fe009ac9daaa0aacd84c4ed80f705e7e29dc78f4abddaba9e",
+      "size": 113000,
     },
     "linux-arm64-musl": {
-      "sha256": "3d7aeab4220ac5cf2d3228229f8af61b6db009b5694318d09d471ec136da3437",
-      "size": 133344,
+      "sha256": "4bd60eaab87d2f10686e7a323a45aff5086f175464cacf9b6b08948839017876",
+      "size": 133416,
     },
   },
 };

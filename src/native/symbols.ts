@@ -206,6 +206,30 @@ export const SYMBOLS = {
   rk_fd_sockname: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   // int32_t rk_sd_notify(const char *path, const char *state)
   rk_sd_notify: { parameters: ["buffer", "buffer"], result: "i32" },
+
+  // int32_t rk_tls_load(const char *path, char *reason, int32_t cap)
+  rk_tls_load: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+  // int32_t rk_tls_server_ctx(const char *cert_pem, const char *key_pem,
+  //                           char *err, int32_t cap)
+  rk_tls_server_ctx: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "i32" },
+  // int32_t rk_tls_client_ctx(const char *ca_pem, int32_t verify, char *err,
+  //                           int32_t cap)
+  rk_tls_client_ctx: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_tls_ctx_free(int32_t ctx)
+  rk_tls_ctx_free: { parameters: ["i32"], result: "i32" },
+  // int32_t rk_listener_set_tls(int32_t h, int32_t lid, int32_t ctx)
+  rk_listener_set_tls: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_hold_set_tls(int32_t h, int32_t id, int32_t ctx,
+  //                         const char *servername)
+  rk_hold_set_tls: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int32_t rk_tls_cert_failure(int32_t h, int32_t id, char *said,
+  //   int32_t said_cap, uint8_t *der, int32_t cap)
+  rk_tls_cert_failure: {
+    parameters: ["i32", "i32", "buffer", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  // int32_t rk_tls_stats(double *out)
+  rk_tls_stats: { parameters: ["buffer"], result: "i32" },
 } as const satisfies Record<string, SymbolDef>;
 
 /** The table's type. */

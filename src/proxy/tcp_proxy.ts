@@ -5,7 +5,8 @@
  */
 import { Emitter } from "../emitter.ts";
 import { describeValue, RelaykitError } from "../errors.ts";
-import { chooseEngine, type EnginePreference } from "../forward/select.ts";
+import { chooseEngine, chooseTlsEngine, type EnginePreference } from "../forward/select.ts";
+import { TLS_AFTER_PROXY } from "../forward/native.ts";
 import type {
   ConnectionEnd,
   ConnectionInfo,
@@ -85,13 +86,16 @@ export interface TcpProxyOptions {
   ) => void | Promise<void>;
   /**
    * Terminate TLS on the listener: certificate chain and key, as PEM text or
-   * file paths. The native engine moves plain TCP only, so such a listener
-   * runs on the runtime's TLS (the stream engine).
+   * file paths. The native engine terminates it in its worker threads when
+   * OpenSSL 3 (libssl.so.3) loads and no PROXY header is accepted before
+   * the TLS (`acceptProxy`); otherwise the listener runs on the runtime's
+   * TLS (the stream engine), and `engineReason` says why.
    */
   tls?: { cert: string; key: string };
   /**
    * Speak TLS to `target` (`true` or options). On the native engine the
-   * client side stays native and the TLS side runs on the runtime's TLS.
+   * library speaks it (OpenSSL 3, loaded at run time); without OpenSSL the
+   * TLS side runs on the runtime's TLS through a loopback bridge.
    */
   targetTls?: true | TlsClientOptions;
   /** A streaming rewrite of what clients send (the `aToB` hook). */
@@ -283,6 +287,8 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   readonly #onError: TcpProxyOptions["onError"];
   /** Hooks or onError see who each client is: the engine always tells. */
   readonly #alwaysOriginal: boolean;
+  /** TLS is terminated in the native engine: no PROXY header can come first. */
+  readonly #nativeTls: boolean;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -290,6 +296,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     handle: ProxyHandle,
     front: { options: FrontOptions; sessions: Sessions; alwaysOriginal: boolean } | undefined,
     onError: TcpProxyOptions["onError"],
+    nativeTls: boolean,
   ) {
     super();
     this.engine = choice.name;
@@ -303,6 +310,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       onError: (err) => this.#fail(err),
     });
     this.#alwaysOriginal = front?.alwaysOriginal ?? false;
+    this.#nativeTls = nativeTls;
     let drained!: () => void;
     this.#drained = new Promise<void>((r) => drained = r);
     if (front !== undefined) this.#updateInterest(); // before the first connection
@@ -398,30 +406,25 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         ...(options.rewriteResponse ? { bToA: options.rewriteResponse } : {}),
       },
     };
+    const targetTls = options.targetTls === true ? {} : options.targetTls;
+    const decides = options.acceptProxy !== undefined || options.sendProxy !== undefined ||
+      options.route !== undefined || targetTls !== undefined || backend !== undefined;
     let choice;
     if (options.tls !== undefined) {
-      if (options.engine === "native") {
-        throw new TypeError(
-          'TLS termination runs on the runtime\'s TLS: use engine "auto" or "stream"',
-        );
-      }
       spec.tls = { cert: pem(options.tls.cert, "tls.cert"), key: pem(options.tls.key, "tls.key") };
-      choice = {
-        engine: chooseEngine("stream").engine,
-        reason: "TLS termination runs on the runtime's TLS",
-      };
+      choice = chooseTlsEngine(
+        options.engine,
+        options.nativeEngine,
+        options.acceptProxy !== undefined,
+      );
     } else {
       choice = chooseEngine(options.engine, options.nativeEngine);
     }
-    const targetTls = options.targetTls === true ? {} : options.targetTls;
     const hookTimeout = nonNegative("hookTimeout", options.hookTimeout, 10_000);
     let front:
       | { options: FrontOptions; sessions: Sessions; alwaysOriginal: boolean }
       | undefined;
-    if (
-      options.acceptProxy !== undefined || options.sendProxy !== undefined ||
-      options.route !== undefined || targetTls !== undefined || backend !== undefined
-    ) {
+    if (decides) {
       const frontOptions: FrontOptions = {
         accept: options.acceptProxy,
         send: options.sendProxy,
@@ -452,6 +455,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       handle,
       front,
       options.onError,
+      options.tls !== undefined && choice.engine.name === "native",
     );
   }
 
@@ -495,6 +499,8 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    * handled) without touching the listening socket: connections from now on
    * follow the new options; established ones go on as they were. Only for a
    * proxy started with a `backend`, `route`, `acceptProxy` or `sendProxy`.
+   * A proxy that terminates TLS in the native engine takes no `acceptProxy`
+   * (a TypeError): the header would come before the TLS.
    */
   reconfigure(
     options: Pick<TcpProxyOptions, "target" | "backend" | "route" | "acceptProxy" | "sendProxy">,
@@ -509,6 +515,9 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       : new Backend(options.backend);
     if (backend === undefined && options.route === undefined && options.target === undefined) {
       throw new TypeError("reconfigure needs a target, a backend or a route");
+    }
+    if (this.#nativeTls && options.acceptProxy !== undefined) {
+      throw new TypeError(`${TLS_AFTER_PROXY}: this proxy terminates TLS in the native engine`);
     }
     this.#front.update({
       target: options.target,

@@ -213,7 +213,10 @@ export function withDenoTls(base: Net): Net {
             continue; // a failed handshake concerns that client only
           }
           // the handshake, off the accept loop
-          c.handshake().then(() => onConn(new DenoTlsConn(c)), () => c.close());
+          c.handshake().then(() => onConn(new DenoTlsConn(c)), () => {
+            c.close();
+            options.onHandshakeError?.();
+          });
         }
       })();
       const addr = listener.addr as Deno.NetAddr;

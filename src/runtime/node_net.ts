@@ -254,7 +254,10 @@ export function nodeNetWith(opts: { watch: FdWatch | undefined; libuv?: boolean 
             (s) => onConn(new NodeConn(s, libuv)),
           );
         // a failed handshake concerns that client only
-        server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
+        server.on("tlsClientError", (_err: Error, s: net.Socket) => {
+          s.destroy();
+          options.onHandshakeError?.();
+        });
         return server;
       };
       const start = (server: net.Server, port: number) =>

@@ -108,6 +108,8 @@ export interface Net {
       tls?: TlsServerOptions | undefined;
       /** accept(2) failed (EMFILE...): the listener waits until it can go on. */
       onAcceptError?: ((code: string) => void) | undefined;
+      /** `tls`: a client's handshake failed (that client is closed). */
+      onHandshakeError?: (() => void) | undefined;
       /**
        * An inherited listening socket (socket activation) to accept on
        * instead of binding `at`; it is closed with the listener.
