@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "471250358335643bd8257cf82964dbc20ef3117adcc43baff6710433f13c861c",
+    "sha256": "42a67c3e810755c853e9cb0a0fa562d919d663e559e39a84eac520fcef23d431",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -39,24 +39,25 @@ export const PREBUILT: {
       "src/relay.c",
       "src/router.c",
       "src/tls.c",
+      "src/tunnel.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "3fa745896e6cee8c8e84bc08bd9ca8aae8029d2ef46f8d7127931d702a67b594",
-      "size": 117328,
+      "sha256": "6703236fcf08e7e6b2ba5377fc2a62eac0fb6a9bd3fda9d3e8c7e964da62dacd",
+      "size": 141928,
     },
     "linux-arm64-glibc": {
-      "sha256": "22528a56dae0b48f23d0c1163497d80c94646753f816fc9dc5f4a085e2940adf",
-      "size": 133664,
+      "sha256": "e5e374d839d40f815ba13f76b2c6d7dfe1675b56eece1d19363f00e344923262",
+      "size": 133688,
     },
     "linux-x64-musl": {
-      "sha256": "b6a72a38d271239fe009ac9daaa0aacd84c4ed80f705e7e29dc78f4abddaba9e",
-      "size": 113000,
+      "sha256": "5aed09c20be53f74a76edcd838fa951a5d73af21b00aaab1bef18e8519cb85c8",
+      "size": 137600,
     },
     "linux-arm64-musl": {
-      "sha256": "4bd60eaab87d2f10686e7a323a45aff5086f175464cacf9b6b08948839017876",
-      "size": 133416,
+      "sha256": "c1593299ac63bd28b60c5d1686f8e3772c15be4263cedeb7ea9edd9c0c422d0e",
+      "size": 133440,
     },
   },
 };
