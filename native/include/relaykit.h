@@ -415,6 +415,28 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                                  const uint8_t *to_b, int32_t to_b_len,
                                  const uint8_t *to_a, int32_t to_a_len);
 
+/* Many hold commands in one call, each worker woken once: the host's
+ * rk_hold_read, rk_hold_write and rk_hold_decide (CONNECT or CLOSE; FILE
+ * opens its file, so it goes through rk_hold_decide) of one turn, packed
+ * into buf as records, carried out in order. Each record starts with four
+ * uint32 words (RK_HOLD_OP_HEAD bytes): op (RK_HOLD_OP_*), connection id,
+ * size (bytes of the whole record, a multiple of 8) and arg:
+ *   RK_HOLD_OP_READ    arg = max (as rk_hold_read)
+ *   RK_HOLD_OP_WRITE   arg = byte count; the bytes follow the head
+ *   RK_HOLD_OP_DECIDE  arg = 0; an rk_decision_t follows the head, then
+ *                      four uint32 lengths (host, bind host, to_b, to_a),
+ *                      then those bytes (the host names without NUL)
+ * A record for a connection that has ended is skipped; one that fails
+ * otherwise (a bad value, out of memory) aborts its connection (its
+ * RK_EV_CLOSED follows). Return the number of records carried out, or
+ * -EINVAL if a record's size is malformed (the records before it are
+ * carried out, none after it). Any thread. */
+RK_EXTERN int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len);
+#define RK_HOLD_OP_READ 1
+#define RK_HOLD_OP_WRITE 2
+#define RK_HOLD_OP_DECIDE 3
+#define RK_HOLD_OP_HEAD 16
+
 /* ---- built-in routers -------------------------------------------------
  * A RK_LISTEN_HOLD listener may decide its connections itself: a SOCKS4/4a/5
  * or HTTP CONNECT handshake, checked against allow/deny rules and users,

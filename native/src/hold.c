@@ -412,13 +412,12 @@ static int rk__open_range(const char *path, const rk_decision_t *d,
 }
 
 
-int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
-                       const char *bind_host, const rk_decision_t *decision,
-                       const uint8_t *to_b, int32_t to_b_len,
-                       const uint8_t *to_a, int32_t to_a_len) {
-  rk__engine *e = rk__engine_get(h);
-  if (e == NULL)
-    return RK_EBADHANDLE;
+/* Check a decision and build its command (RK__CMD_HOLD_DECIDE). */
+static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
+                                  const rk_decision_t *decision,
+                                  const uint8_t *to_b, int32_t to_b_len,
+                                  const uint8_t *to_a, int32_t to_a_len,
+                                  rk__cmd **out) {
   if (decision == NULL || to_b_len < 0 || to_a_len < 0 ||
       (to_b_len > 0 && to_b == NULL) || (to_a_len > 0 && to_a == NULL))
     return -EINVAL;
@@ -462,5 +461,130 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
     rk__cmd_free(cmd);
     return -ENOMEM;
   }
+  *out = cmd;
+  return 0;
+}
+
+int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
+                       const char *bind_host, const rk_decision_t *decision,
+                       const uint8_t *to_b, int32_t to_b_len,
+                       const uint8_t *to_a, int32_t to_a_len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__cmd *cmd = NULL;
+  int32_t r = rk__decide_cmd_new(host, bind_host, decision, to_b, to_b_len,
+                                 to_a, to_a_len, &cmd);
+  if (r < 0)
+    return r;
   return rk__send_to_conn(e, id, cmd);
+}
+
+/* A NUL-terminated copy of n bytes. */
+static char *rk__dup_str(const uint8_t *s, uint32_t n) {
+  char *copy = malloc((size_t)n + 1);
+  if (copy != NULL) {
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+  }
+  return copy;
+}
+
+/* The command of one rk_hold_submit record, or a negative code. */
+static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
+                              uint32_t arg, rk__cmd **out) {
+  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+  uint32_t room = size - RK_HOLD_OP_HEAD;
+  if (op == RK_HOLD_OP_READ) {
+    if (arg == 0 || arg > INT32_MAX)
+      return -EINVAL;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd == NULL)
+      return -ENOMEM;
+    cmd->type = RK__CMD_HOLD_READ;
+    cmd->arg = (int32_t)arg;
+    *out = cmd;
+    return 0;
+  }
+  if (op == RK_HOLD_OP_WRITE) {
+    if (arg == 0 || arg > room)
+      return -EINVAL;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd == NULL)
+      return -ENOMEM;
+    cmd->type = RK__CMD_HOLD_WRITE;
+    cmd->data = rk__dup_bytes(p, (int32_t)arg);
+    cmd->len = arg;
+    if (cmd->data == NULL) {
+      free(cmd);
+      return -ENOMEM;
+    }
+    *out = cmd;
+    return 0;
+  }
+  if (op != RK_HOLD_OP_DECIDE)
+    return -EINVAL;
+  rk_decision_t d;
+  uint32_t lens[4];
+  if (room < sizeof d + sizeof lens)
+    return -EINVAL;
+  memcpy(&d, p, sizeof d);
+  memcpy(lens, p + sizeof d, sizeof lens);
+  p += sizeof d + sizeof lens;
+  room -= (uint32_t)(sizeof d + sizeof lens);
+  uint64_t total = (uint64_t)lens[0] + lens[1] + lens[2] + lens[3];
+  if (total > room || lens[2] > INT32_MAX || lens[3] > INT32_MAX ||
+      d.action == RK_DECIDE_FILE) /* FILE opens its file: rk_hold_decide */
+    return -EINVAL;
+  char *host = rk__dup_str(p, lens[0]);
+  char *bind = rk__dup_str(p + lens[0], lens[1]);
+  int32_t r = -ENOMEM;
+  if (host != NULL && bind != NULL)
+    r = rk__decide_cmd_new(host, bind, &d, p + lens[0] + lens[1],
+                           (int32_t)lens[2], p + lens[0] + lens[1] + lens[2],
+                           (int32_t)lens[3], out);
+  free(host);
+  free(bind);
+  return r;
+}
+
+int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (len < 0 || (len > 0 && buf == NULL))
+    return -EINVAL;
+  uint8_t *woken = calloc((size_t)e->nworkers, 1);
+  if (woken == NULL)
+    return -ENOMEM;
+  int32_t done = 0, bad = 0;
+  uint32_t off = 0;
+  while (off < (uint32_t)len) {
+    uint32_t head[4];
+    if ((uint32_t)len - off < RK_HOLD_OP_HEAD) {
+      bad = -EINVAL;
+      break;
+    }
+    memcpy(head, buf + off, sizeof head);
+    uint32_t op = head[0], size = head[2], arg = head[3];
+    int32_t id = (int32_t)head[1];
+    if (size < RK_HOLD_OP_HEAD || size % 8 != 0 || size > (uint32_t)len - off) {
+      bad = -EINVAL; /* the records after this one cannot be found */
+      break;
+    }
+    rk__cmd *cmd = NULL;
+    int32_t r = rk__submit_cmd(buf + off, op, size, arg, &cmd);
+    if (r == 0)
+      r = rk__send_to_conn_later(e, id, cmd, woken);
+    if (r == 0)
+      done++;
+    else if (r != -ENOENT)
+      rk_conn_close(h, id, RK_CLOSE_ABORT); /* not left held without end */
+    off += size;
+  }
+  for (int i = 0; i < e->nworkers; i++)
+    if (woken[i])
+      rk__wake(&e->workers[i]);
+  free(woken);
+  return bad < 0 ? bad : done;
 }

@@ -405,6 +405,9 @@ int32_t rk__new_id(rk__engine *e);
 rk__worker *rk__pick_worker(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
 void rk__send(rk__worker *w, rk__cmd *c);
+void rk__wake(rk__worker *w);
+int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
+                               uint8_t *woken);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
 int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
