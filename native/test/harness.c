@@ -1919,10 +1919,39 @@ static void decide(router_t *rt, int32_t id, int32_t action, int port,
                      .connect_timeout_ms = 5000,
                      .idle_timeout_ms = -1,
                      .consume = (uint32_t)consume};
-  CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, &o,
-                          (const uint8_t *)to_b, (int32_t)strlen(to_b),
-                          (const uint8_t *)to_a, (int32_t)strlen(to_a)),
-           "rk_hold_decide");
+  if (id & 1) { /* every other one through rk_hold_submit */
+    uint8_t buf[512] = {0};
+    uint32_t lens[4] = {9, 0, (uint32_t)strlen(to_b), (uint32_t)strlen(to_a)};
+    uint32_t size = RK_HOLD_OP_HEAD + sizeof o + sizeof lens + lens[0] +
+                    lens[2] + lens[3];
+    size = (size + 7) & ~7u;
+    CHECK(size <= sizeof buf, "decision record of %u bytes", size);
+    uint32_t head[4] = {RK_HOLD_OP_DECIDE, (uint32_t)id, size, 0};
+    uint8_t *p = buf;
+    memcpy(p, head, sizeof head);
+    p += sizeof head;
+    memcpy(p, &o, sizeof o);
+    p += sizeof o;
+    memcpy(p, lens, sizeof lens);
+    p += sizeof lens;
+    memcpy(p, "127.0.0.1", 9);
+    p += 9;
+    memcpy(p, to_b, lens[2]);
+    p += lens[2];
+    memcpy(p, to_a, lens[3]);
+    /* a record for no connection first: skipped, the next one runs */
+    uint8_t two[16 + sizeof buf];
+    uint32_t none[4] = {RK_HOLD_OP_READ, 0x7ffffff0u, 16, 64};
+    memcpy(two, none, sizeof none);
+    memcpy(two + 16, buf, size);
+    int32_t r = rk_hold_submit(rt->h, two, (int32_t)(16 + size));
+    CHECK(r == 1, "rk_hold_submit carried out %d records, not 1", r);
+  } else {
+    CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, &o,
+                            (const uint8_t *)to_b, (int32_t)strlen(to_b),
+                            (const uint8_t *)to_a, (int32_t)strlen(to_a)),
+             "rk_hold_decide");
+  }
   atomic_fetch_add(&rt->decisions, 1);
 }
 
@@ -2208,6 +2237,21 @@ static void t_hold_timeout(void) {
   CHECK(rk_hold_read(h, ids[0], 10) == -ENOENT, "hold_read after the end");
   uint8_t b[4];
   CHECK(rk_hold_take(h, ids[0], b, 4) == -ENOENT, "hold_take after the end");
+  /* rk_hold_submit: records for ended connections are skipped; a size that
+   * is not a record's stops the batch */
+  uint32_t recs[8] = {RK_HOLD_OP_READ, (uint32_t)ids[0], 16, 10,
+                      RK_HOLD_OP_READ, (uint32_t)ids[1], 16, 10};
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == 0, "ended: skipped");
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 0) == 0, "empty batch");
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 24) == -EINVAL, "cut record");
+  recs[2] = 12;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size 12");
+  recs[2] = 0;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size 0");
+  recs[2] = 0xfffffff8u;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size huge");
+  CHECK(rk_hold_submit(-1, (const uint8_t *)recs, 32) == RK_EBADHANDLE,
+        "bad handle");
   engine_end(&pump);
 }
 
