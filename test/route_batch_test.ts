@@ -128,6 +128,42 @@ for (const engine of ENGINES) {
       },
     );
 
+    test("a client that speaks at once: the route is still asked first with none", async () => {
+      const t = await target();
+      const seen: string[] = [];
+      const { proxy } = await watchedProxy(engine, {
+        route: (data) => {
+          const text = dec.decode(data);
+          seen.push(text);
+          if (text === "") return { send: "banner|" }; // a server that speaks first
+          if (text.startsWith("close")) return { close: `got ${text}|` };
+          return undefined;
+        },
+      });
+      const s = await connect(proxy.port);
+      const got: Uint8Array[] = [];
+      s.on("data", (d: Uint8Array) => got.push(d));
+      s.end(enc.encode("close me"));
+      await closed(s);
+      assert.equal(dec.decode(Buffer.concat(got)), "banner|got close me|");
+      assert.equal(seen[0], "", "asked first with none");
+      assert.equal(seen.at(-1), "close me");
+      // a decision on none: what came already is sent after the route's data
+      const replace = await watchedProxy(engine, {
+        route: (data) =>
+          data.length === 0 ? { remote: `127.0.0.1:${t.port}`, data: "first|" } : undefined,
+      });
+      const r = await connect(replace.proxy.port);
+      const back: Uint8Array[] = [];
+      r.on("data", (d: Uint8Array) => back.push(d));
+      r.end(enc.encode("then the client"));
+      await closed(r);
+      assert.equal(dec.decode(Buffer.concat(back)), "t:first|then the client");
+      await replace.proxy.close();
+      await proxy.close();
+      await t.close();
+    });
+
     test("a decision for a connection that ended meanwhile is dropped, the next ones run", async () => {
       const t = await target();
       let release!: () => void;

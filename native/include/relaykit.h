@@ -305,6 +305,15 @@ RK_EXTERN int32_t rk_listener_close(int32_t h, int32_t lid);
 /* Change which per-connection events the listener posts (RK_EVMASK_*).
  * Takes effect for events posted after the call. Any thread. */
 RK_EXTERN int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask);
+/* RK_LISTEN_HOLD: read what a new connection's client has already sent, up
+ * to max bytes, before its first RK_EV_HOLD (which then has RK_HOLD_FIRST
+ * with those bytes held, and RK_HOLD_EOF or RK_HOLD_FULL as they apply).
+ * Only what is there at once: a client that has sent nothing yet gets its
+ * first RK_EV_HOLD at once, as with 0 (the default: read nothing before).
+ * Saves the host a round trip per connection where clients speak first.
+ * Takes effect for connections accepted after the call. Any thread. */
+RK_EXTERN int32_t rk_listener_set_hold_first(int32_t h, int32_t lid,
+                                             int32_t max);
 /* Abort every connection of the listener (reset, reason RK_END_CLOSED).
  * Any thread. */
 RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);

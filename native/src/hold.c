@@ -4,7 +4,9 @@
  * Theory of operation
  * A listener with RK_LISTEN_HOLD accepts as usual but connects nowhere.
  * Each connection starts in RK__HOLDING: its socket is registered, and
- * RK_EV_HOLD goes out at once with the client's and the local address. From
+ * RK_EV_HOLD goes out at once with the client's and the local address (and,
+ * with rk_listener_set_hold_first, what the client has already sent, up to
+ * that maximum: one round trip less where clients speak first). From
  * then on the host drives it:
  *   rk_hold_read   read until at least one byte more, EOF, or the asked
  *                  maximum, then post RK_EV_HOLD again (and stop reading:
@@ -82,6 +84,9 @@ void rk__hold_post(rk__conn *c, uint32_t flags) {
   rk__post(c->w->e, rec);
 }
 
+static int rk__hold_fill(rk__conn *c);
+static uint32_t rk__hold_flags(rk__conn *c);
+
 void rk__hold_start(rk__conn *c) {
   int r = rk__side_register(c->w, c, &c->side[0]);
   if (r < 0) {
@@ -95,16 +100,24 @@ void rk__hold_start(rk__conn *c) {
     rk__route_start(c);
     return;
   }
-  rk__hold_post(c, RK_HOLD_FIRST);
+  uint32_t first = __atomic_load_n(&c->listener->hold_first, __ATOMIC_RELAXED);
+  uint32_t flags = 0;
+  if (first > 0) { /* what the client already sent comes with the first post */
+    c->hold_max = first;
+    c->dir[0].can_read = 1; /* try once: EAGAIN clears it */
+    if (rk__hold_fill(c) < 0)
+      return;
+    flags = rk__hold_flags(c);
+  }
+  rk__hold_post(c, RK_HOLD_FIRST | flags);
 }
 
-/* Read what was asked for, if anything was; post once something came. */
-static void rk__hold_pump(rk__conn *c) {
+/* Read what was asked for, if anything was, without posting: 1 if bytes
+ * came, 0 if none, -1 if the connection ended. */
+static int rk__hold_fill(rk__conn *c) {
   rk__dir *dir = &c->dir[0];
   int fd = c->side[0].rfd;
   int got = 0;
-  if (c->hold_max == 0)
-    return; /* not asked to read */
   while (dir->can_read && !dir->eof && c->hold_len < c->hold_max) {
     uint32_t room = c->hold_max - c->hold_len;
     if (room > RK__BUF_SIZE)
@@ -113,7 +126,7 @@ static void rk__hold_pump(rk__conn *c) {
       uint8_t *b = realloc(c->hold_buf, c->hold_len + room);
       if (b == NULL) {
         rk__conn_end(c, RK_END_RESET, -ENOMEM);
-        return;
+        return -1;
       }
       c->hold_buf = b;
       c->hold_cap = c->hold_len + room;
@@ -123,7 +136,7 @@ static void rk__hold_pump(rk__conn *c) {
     if (n < 0) {
       if (errno != EAGAIN) {
         rk__conn_end(c, RK_END_RESET, -errno);
-        return;
+        return -1;
       }
       dir->can_read = 0;
       break;
@@ -141,8 +154,23 @@ static void rk__hold_pump(rk__conn *c) {
       break;
     }
   }
-  uint32_t flags = (dir->eof ? RK_HOLD_EOF : 0) |
-                   (c->hold_len >= c->hold_max ? RK_HOLD_FULL : 0);
+  return got;
+}
+
+/* EOF and FULL as they stand. */
+static uint32_t rk__hold_flags(rk__conn *c) {
+  return (c->dir[0].eof ? RK_HOLD_EOF : 0) |
+         (c->hold_max > 0 && c->hold_len >= c->hold_max ? RK_HOLD_FULL : 0);
+}
+
+/* Read what was asked for, if anything was; post once something came. */
+static void rk__hold_pump(rk__conn *c) {
+  if (c->hold_max == 0)
+    return; /* not asked to read */
+  int got = rk__hold_fill(c);
+  if (got < 0)
+    return;
+  uint32_t flags = rk__hold_flags(c);
   if (got || flags != 0)
     rk__hold_post(c, flags);
 }

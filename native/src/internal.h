@@ -266,6 +266,8 @@ struct rk__listener {
   uint32_t hooks; /* RK_RELAY_HOOK_* for its connections */
   int hold;       /* RK_LISTEN_HOLD */
   int32_t hold_timeout_ms;
+  uint32_t hold_first; /* atomic: bytes to read before the first RK_EV_HOLD
+                         (rk_listener_set_hold_first) */
   int32_t active; /* atomic */
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */

@@ -2199,6 +2199,74 @@ static void t_hold_routing(void) {
 
 /* An undecided connection ends after the listener's hold timeout; one
  * closed by the host while held ends with RK_END_CLOSED. */
+/* rk_listener_set_hold_first: what clients sent before they were accepted
+ * comes with the first RK_EV_HOLD (up to the maximum, with FULL);
+ * a client that sent nothing gets its first event at once, with none. */
+static void t_hold_first(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen: %d", lid);
+  CHECK(rk_listener_set_hold_first(h, lid, -1) == -EINVAL, "negative max");
+  CHECK(rk_listener_set_hold_first(h, 0x7ffffff0, 8) == -ENOENT, "no listener");
+  CHECK_RC(rk_listener_set_hold_first(h, lid, 8), "rk_listener_set_hold_first");
+  int port = rk_listener_port(h, lid);
+  /* in the backlog before the listener accepts: 0 sent "hello", 1 nothing,
+   * 2 "bye" and EOF, 3 more than the maximum */
+  int fds[4];
+  for (int i = 0; i < 4; i++)
+    fds[i] = connect_tcp(port);
+  write_all(fds[0], "hello", 5);
+  write_all(fds[2], "bye", 3);
+  shutdown(fds[2], SHUT_WR);
+  write_all(fds[3], "0123456789abcdef", 16);
+  usleep(50 * 1000);
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 4);
+  int32_t acc[4], ids[4];
+  int ports[4];
+  CHECK(pump_accepted(&pump, lid, acc, ports, 4) == 4, "accept events");
+  for (int i = 0; i < 4; i++) { /* workers post in their own order */
+    ids[i] = 0;
+    for (int j = 0; j < 4; j++)
+      if (ports[j] == local_port(fds[i]))
+        ids[i] = acc[j];
+    CHECK(ids[i] != 0, "client %d accepted", i);
+  }
+  static const struct {
+    const char *held;
+    uint32_t flags;
+  } want[4] = {{"hello", 0}, {"", 0}, {"bye", 0}, {"01234567", RK_HOLD_FULL}};
+  for (int i = 0; i < 4; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_HOLD, ids[i], rec);
+    uint32_t n = (uint32_t)strlen(want[i].held);
+    /* (EOF may come with the bytes or with the next read) */
+    CHECK((rec[4] & (RK_HOLD_FIRST | RK_HOLD_FULL)) ==
+                  (RK_HOLD_FIRST | want[i].flags) && rec[5] == n,
+          "client %d: flags %#x, %u held", i, rec[4], rec[5]);
+    uint8_t buf[16];
+    CHECK(rk_hold_take(h, ids[i], buf, sizeof buf) == (int32_t)n &&
+              memcmp(buf, want[i].held, n) == 0,
+          "client %d: held bytes", i);
+  }
+  /* the one that sent nothing reads on as asked */
+  write_all(fds[1], "late", 4);
+  CHECK_RC(rk_hold_read(h, ids[1], 8), "rk_hold_read");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 5);
+  for (int i = 0; i < 4; i++) {
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+    close(fds[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+  }
+  engine_end(&pump);
+}
+
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -3073,6 +3141,9 @@ static const test_t tests[] = {
          "from decider threads",
          t_hold_routing),
     TEST("held connections end after the hold timeout", t_hold_timeout),
+    TEST("held connections: what the client sent before its accept comes "
+         "with the first hold event",
+         t_hold_first),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

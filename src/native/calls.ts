@@ -417,6 +417,15 @@ export class NativeCalls {
     return this.#sym.rk_listener_set_events(this.#h, lid, eventBits(events));
   }
 
+  /** Read up to `max` bytes a held client already sent before its first hold event. */
+  listenerSetHoldFirst(lid: number, max: number): number {
+    return this.#sym.rk_listener_set_hold_first(
+      this.#h,
+      lid,
+      Math.max(0, Math.min(max, 0x7fffffff)),
+    );
+  }
+
   /** Abort every connection of the listener. */
   listenerAbort(lid: number): number {
     return this.#sym.rk_listener_abort(this.#h, lid);

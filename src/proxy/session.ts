@@ -266,9 +266,28 @@ export class Session {
   async #routeOnce(u: HeldUpdate): Promise<void> {
     const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
     if (s.route === undefined) return; // cannot happen: no route phase without one
+    if (u.ahead && u.data.length > consume) {
+      // the engine read what the client had already sent along with the
+      // first update: the route is still asked first with none of it
+      const none: HeldUpdate = { ...u, data: u.data.subarray(0, consume), eof: false };
+      delete none.ahead;
+      const d = await askRoute(s.route, none, consume, this.#info);
+      if (this.#phase !== "routing") return;
+      if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
+        return this.#act(none, d);
+      }
+      // a step: answer, then ask again at once with the bytes already here
+      if (d.action === "send") h.sendHeld(id, d.send);
+    }
     const d: RouteDecision | RouteFailure = await askRoute(s.route, u, consume, this.#info);
     // ended or refused meanwhile (the decision timeout): nothing left to do
     if (this.#phase !== "routing") return;
+    return this.#act(u, d);
+  }
+
+  /** Carry out the route's answer `d` to update `u`. */
+  async #act(u: HeldUpdate, d: RouteDecision | RouteFailure): Promise<void> {
+    const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
     if (d instanceof RouteFailure) return this.#fault("RK_EROUTE", d.what, d.error);
     switch (d.action) {
       case "wait":

@@ -422,7 +422,14 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         hookTimeout,
       };
       front = { options: frontOptions, sessions: new Sessions() };
-      spec.hold = { timeout: decisionTimeout(frontOptions) };
+      spec.hold = {
+        timeout: decisionTimeout(frontOptions),
+        // a route asked first with none, then at once with what is there
+        // (a PROXY header is read step by step: no read-ahead)
+        first: frontOptions.route !== undefined && frontOptions.accept === undefined
+          ? frontOptions.routeLimit
+          : 0,
+      };
       spec.router = engineRouting(frontOptions);
     }
     spec.hooks = boundHooks(spec.hooks, hookTimeout, front?.sessions);
