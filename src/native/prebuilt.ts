@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "df07c86836be1265c85cac1a3c4b1a5e000c369c5248697fa42e86a5eb71b0cb",
+    "sha256": "fc58bce86d218581b920e1465d96e7dcc6bc17b483ef2dd221a22d630d46229e",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -41,20 +41,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1de723e32808e8a43f222a7200db51386f51b07140a0eafd552bca2255c1b98c",
-      "size": 84520,
+      "sha256": "1c8d099816c8d210ee7fe0b09ad01240de0bee72ef829300ac722cf090631920",
+      "size": 84528,
     },
     "linux-arm64-glibc": {
-      "sha256": "1131e78608c26bab75fb3d7b6e9435a718c66f939fcf52b2c559bc476c86be2d",
-      "size": 133624,
+      "sha256": "e4d44bf349ceb50909f19ef863aa5a2a045c2ec359f4f80a1758c74b691624b5",
+      "size": 133632,
     },
     "linux-x64-musl": {
-      "sha256": "42c65ae6f978f1ac628fb24c78960032897fc27ab94f8f566fb3ff024c51b8d4",
-      "size": 84280,
+      "sha256": "fa94e87383c5ba75d40aa628abedeb2286372afb1e68dee791d891348dde33dd",
+      "size": 88384,
     },
     "linux-arm64-musl": {
-      "sha256": "4191397c0c31bff9e136e203a4285b5e682b4ccec5f9522d86c45b2ce63b1648",
-      "size": 133368,
+      "sha256": "a5f01d01266be5e65af059990c08d9ac980bef208ba8f05ea324348a73c27313",
+      "size": 133376,
     },
   },
 };
