@@ -2184,12 +2184,15 @@ static void t_hold_routing(void) {
             atomic_load(&rt->writes) == PER_KIND,
         "retries %d writes %d", atomic_load(&rt->retries),
         atomic_load(&rt->writes));
-  engine_end(&pump);
+  /* the deciders first: a decider may still be returning from its last
+   * call when the connection it decided has already ended */
   for (int i = 0; i < HOLD_DECIDERS; i++) {
     wq_stop(&rt->q[i]);
     join(dt[i]);
-    wq_free(&rt->q[i]);
   }
+  engine_end(&pump);
+  for (int i = 0; i < HOLD_DECIDERS; i++)
+    wq_free(&rt->q[i]);
   printf("  (%d decisions)\n", atomic_load(&rt->decisions));
   free(rt);
   unlink(path);
