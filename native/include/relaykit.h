@@ -358,6 +358,15 @@ RK_EXTERN int32_t rk_listener_close(int32_t h, int32_t lid);
 /* Change which per-connection events the listener posts (RK_EVMASK_*).
  * Takes effect for events posted after the call. Any thread. */
 RK_EXTERN int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask);
+/* RK_LISTEN_HOLD: read what a new connection's client has already sent, up
+ * to max bytes, before its first RK_EV_HOLD (which then has RK_HOLD_FIRST
+ * with those bytes held, and RK_HOLD_EOF or RK_HOLD_FULL as they apply).
+ * Only what is there at once: a client that has sent nothing yet gets its
+ * first RK_EV_HOLD at once, as with 0 (the default: read nothing before).
+ * Saves the host a round trip per connection where clients speak first.
+ * Takes effect for connections accepted after the call. Any thread. */
+RK_EXTERN int32_t rk_listener_set_hold_first(int32_t h, int32_t lid,
+                                             int32_t max);
 /* Abort every connection of the listener (reset, reason RK_END_CLOSED).
  * Any thread. */
 RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);
@@ -467,6 +476,28 @@ RK_EXTERN int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
                                  const rk_decision_t *decision,
                                  const uint8_t *to_b, int32_t to_b_len,
                                  const uint8_t *to_a, int32_t to_a_len);
+
+/* Many hold commands in one call, each worker woken once: the host's
+ * rk_hold_read, rk_hold_write and rk_hold_decide (CONNECT or CLOSE; FILE
+ * opens its file, so it goes through rk_hold_decide) of one turn, packed
+ * into buf as records, carried out in order. Each record starts with four
+ * uint32 words (RK_HOLD_OP_HEAD bytes): op (RK_HOLD_OP_*), connection id,
+ * size (bytes of the whole record, a multiple of 8) and arg:
+ *   RK_HOLD_OP_READ    arg = max (as rk_hold_read)
+ *   RK_HOLD_OP_WRITE   arg = byte count; the bytes follow the head
+ *   RK_HOLD_OP_DECIDE  arg = 0; an rk_decision_t follows the head, then
+ *                      four uint32 lengths (host, bind host, to_b, to_a),
+ *                      then those bytes (the host names without NUL)
+ * A record for a connection that has ended is skipped; one that fails
+ * otherwise (a bad value, out of memory) aborts its connection (its
+ * RK_EV_CLOSED follows). Return the number of records carried out, or
+ * -EINVAL if a record's size is malformed (the records before it are
+ * carried out, none after it). Any thread. */
+RK_EXTERN int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len);
+#define RK_HOLD_OP_READ 1
+#define RK_HOLD_OP_WRITE 2
+#define RK_HOLD_OP_DECIDE 3
+#define RK_HOLD_OP_HEAD 16
 
 /* ---- built-in routers -------------------------------------------------
  * A RK_LISTEN_HOLD listener may decide its connections itself: a SOCKS4/4a/5

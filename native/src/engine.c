@@ -223,7 +223,8 @@ rk__conn *rk__table_find_locked(rk__engine *e, int32_t id) {
 
 /* ---- commands ---------------------------------------------------------- */
 
-void rk__send(rk__worker *w, rk__cmd *c) {
+/* Append c to w's command list without waking w (rk__wake follows). */
+static void rk__enqueue(rk__worker *w, rk__cmd *c) {
   c->next = NULL;
   pthread_mutex_lock(&w->cmd_lock);
   if (w->cmd_tail != NULL)
@@ -232,10 +233,18 @@ void rk__send(rk__worker *w, rk__cmd *c) {
     w->cmd_head = c;
   w->cmd_tail = c;
   pthread_mutex_unlock(&w->cmd_lock);
+}
+
+void rk__wake(rk__worker *w) {
   uint64_t one = 1;
   ssize_t r;
   RK__RETRY(r, write(w->evfd, &one, sizeof one));
   (void)r; /* EAGAIN: the counter is already non-zero, the worker wakes */
+}
+
+void rk__send(rk__worker *w, rk__cmd *c) {
+  rk__enqueue(w, c);
+  rk__wake(w);
 }
 
 /* Hand a connection made on a host thread to a worker: pick the worker,
@@ -271,6 +280,24 @@ int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
   }
   cmd->id = id;
   rk__send(w, cmd);
+  return 0;
+}
+
+/* As rk__send_to_conn, but leave the worker to wake: its index is marked in
+ * woken (nworkers flags) and the caller wakes every marked worker once. */
+int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
+                               uint8_t *woken) {
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__conn *c = rk__table_find_locked(e, id);
+  rk__worker *w = c != NULL ? c->w : NULL;
+  pthread_mutex_unlock(&e->tbl_lock);
+  if (w == NULL) {
+    rk__cmd_free(cmd);
+    return -ENOENT;
+  }
+  cmd->id = id;
+  rk__enqueue(w, cmd);
+  woken[w->index] = 1;
   return 0;
 }
 

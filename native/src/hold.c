@@ -4,7 +4,9 @@
  * Theory of operation
  * A listener with RK_LISTEN_HOLD accepts as usual but connects nowhere.
  * Each connection starts in RK__HOLDING: its socket is registered, and
- * RK_EV_HOLD goes out at once with the client's and the local address. From
+ * RK_EV_HOLD goes out at once with the client's and the local address (and,
+ * with rk_listener_set_hold_first, what the client has already sent, up to
+ * that maximum: one round trip less where clients speak first). From
  * then on the host drives it:
  *   rk_hold_read   read until at least one byte more, EOF, or the asked
  *                  maximum, then post RK_EV_HOLD again (and stop reading:
@@ -106,6 +108,8 @@ void rk__hold_post(rk__conn *c, uint32_t flags) {
 }
 
 static void rk__hold_pump(rk__conn *c);
+static int rk__hold_fill(rk__conn *c);
+static uint32_t rk__hold_flags(rk__conn *c);
 
 void rk__hold_start(rk__conn *c) {
   /* (registered already after a TLS handshake) */
@@ -125,16 +129,24 @@ void rk__hold_start(rk__conn *c) {
       rk__hold_pump(c);
     return;
   }
-  rk__hold_post(c, RK_HOLD_FIRST);
+  uint32_t first = __atomic_load_n(&c->listener->hold_first, __ATOMIC_RELAXED);
+  uint32_t flags = 0;
+  if (first > 0) { /* what the client already sent comes with the first post */
+    c->hold_max = first;
+    c->dir[0].can_read = 1; /* try once: EAGAIN clears it */
+    if (rk__hold_fill(c) < 0)
+      return;
+    flags = rk__hold_flags(c);
+  }
+  rk__hold_post(c, RK_HOLD_FIRST | flags);
 }
 
-/* Read what was asked for, if anything was; post once something came. */
-static void rk__hold_pump(rk__conn *c) {
+/* Read what was asked for, if anything was, without posting: 1 if bytes
+ * came, 0 if none, -1 if the connection ended. */
+static int rk__hold_fill(rk__conn *c) {
   rk__dir *dir = &c->dir[0];
   int fd = c->side[0].rfd;
   int got = 0;
-  if (c->hold_max == 0)
-    return; /* not asked to read */
   while (dir->can_read && !dir->eof && c->hold_len < c->hold_max) {
     uint32_t room = c->hold_max - c->hold_len;
     if (room > RK__BUF_SIZE)
@@ -143,7 +155,7 @@ static void rk__hold_pump(rk__conn *c) {
       uint8_t *b = realloc(c->hold_buf, c->hold_len + room);
       if (b == NULL) {
         rk__conn_end(c, RK_END_RESET, -ENOMEM);
-        return;
+        return -1;
       }
       c->hold_buf = b;
       c->hold_cap = c->hold_len + room;
@@ -160,7 +172,7 @@ static void rk__hold_pump(rk__conn *c) {
       }
       if (n < 0) {
         rk__conn_end(c, RK_END_RESET, (int)n);
-        return;
+        return -1;
       }
     } else {
       RK__RETRY(n, read(fd, c->hold_buf + c->hold_len, room));
@@ -168,7 +180,7 @@ static void rk__hold_pump(rk__conn *c) {
     if (n < 0) {
       if (errno != EAGAIN) {
         rk__conn_end(c, RK_END_RESET, -errno);
-        return;
+        return -1;
       }
       dir->can_read = 0;
       break;
@@ -186,8 +198,23 @@ static void rk__hold_pump(rk__conn *c) {
       break;
     }
   }
-  uint32_t flags = (dir->eof ? RK_HOLD_EOF : 0) |
-                   (c->hold_len >= c->hold_max ? RK_HOLD_FULL : 0);
+  return got;
+}
+
+/* EOF and FULL as they stand. */
+static uint32_t rk__hold_flags(rk__conn *c) {
+  return (c->dir[0].eof ? RK_HOLD_EOF : 0) |
+         (c->hold_max > 0 && c->hold_len >= c->hold_max ? RK_HOLD_FULL : 0);
+}
+
+/* Read what was asked for, if anything was; post once something came. */
+static void rk__hold_pump(rk__conn *c) {
+  if (c->hold_max == 0)
+    return; /* not asked to read */
+  int got = rk__hold_fill(c);
+  if (got < 0)
+    return;
+  uint32_t flags = rk__hold_flags(c);
   if (got || flags != 0)
     rk__hold_post(c, flags);
 }
@@ -492,13 +519,12 @@ static int rk__open_range(const char *path, const rk_decision_t *d,
 }
 
 
-int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
-                       const char *bind_host, const rk_decision_t *decision,
-                       const uint8_t *to_b, int32_t to_b_len,
-                       const uint8_t *to_a, int32_t to_a_len) {
-  rk__engine *e = rk__engine_get(h);
-  if (e == NULL)
-    return RK_EBADHANDLE;
+/* Check a decision and build its command (RK__CMD_HOLD_DECIDE). */
+static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
+                                  const rk_decision_t *decision,
+                                  const uint8_t *to_b, int32_t to_b_len,
+                                  const uint8_t *to_a, int32_t to_a_len,
+                                  rk__cmd **out) {
   if (decision == NULL || to_b_len < 0 || to_a_len < 0 ||
       (to_b_len > 0 && to_b == NULL) || (to_a_len > 0 && to_a == NULL))
     return -EINVAL;
@@ -542,5 +568,130 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
     rk__cmd_free(cmd);
     return -ENOMEM;
   }
+  *out = cmd;
+  return 0;
+}
+
+int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
+                       const char *bind_host, const rk_decision_t *decision,
+                       const uint8_t *to_b, int32_t to_b_len,
+                       const uint8_t *to_a, int32_t to_a_len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  rk__cmd *cmd = NULL;
+  int32_t r = rk__decide_cmd_new(host, bind_host, decision, to_b, to_b_len,
+                                 to_a, to_a_len, &cmd);
+  if (r < 0)
+    return r;
   return rk__send_to_conn(e, id, cmd);
+}
+
+/* A NUL-terminated copy of n bytes. */
+static char *rk__dup_str(const uint8_t *s, uint32_t n) {
+  char *copy = malloc((size_t)n + 1);
+  if (copy != NULL) {
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+  }
+  return copy;
+}
+
+/* The command of one rk_hold_submit record, or a negative code. */
+static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
+                              uint32_t arg, rk__cmd **out) {
+  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+  uint32_t room = size - RK_HOLD_OP_HEAD;
+  if (op == RK_HOLD_OP_READ) {
+    if (arg == 0 || arg > INT32_MAX)
+      return -EINVAL;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd == NULL)
+      return -ENOMEM;
+    cmd->type = RK__CMD_HOLD_READ;
+    cmd->arg = (int32_t)arg;
+    *out = cmd;
+    return 0;
+  }
+  if (op == RK_HOLD_OP_WRITE) {
+    if (arg == 0 || arg > room)
+      return -EINVAL;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd == NULL)
+      return -ENOMEM;
+    cmd->type = RK__CMD_HOLD_WRITE;
+    cmd->data = rk__dup_bytes(p, (int32_t)arg);
+    cmd->len = arg;
+    if (cmd->data == NULL) {
+      free(cmd);
+      return -ENOMEM;
+    }
+    *out = cmd;
+    return 0;
+  }
+  if (op != RK_HOLD_OP_DECIDE)
+    return -EINVAL;
+  rk_decision_t d;
+  uint32_t lens[4];
+  if (room < sizeof d + sizeof lens)
+    return -EINVAL;
+  memcpy(&d, p, sizeof d);
+  memcpy(lens, p + sizeof d, sizeof lens);
+  p += sizeof d + sizeof lens;
+  room -= (uint32_t)(sizeof d + sizeof lens);
+  uint64_t total = (uint64_t)lens[0] + lens[1] + lens[2] + lens[3];
+  if (total > room || lens[2] > INT32_MAX || lens[3] > INT32_MAX ||
+      d.action == RK_DECIDE_FILE) /* FILE opens its file: rk_hold_decide */
+    return -EINVAL;
+  char *host = rk__dup_str(p, lens[0]);
+  char *bind = rk__dup_str(p + lens[0], lens[1]);
+  int32_t r = -ENOMEM;
+  if (host != NULL && bind != NULL)
+    r = rk__decide_cmd_new(host, bind, &d, p + lens[0] + lens[1],
+                           (int32_t)lens[2], p + lens[0] + lens[1] + lens[2],
+                           (int32_t)lens[3], out);
+  free(host);
+  free(bind);
+  return r;
+}
+
+int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (len < 0 || (len > 0 && buf == NULL))
+    return -EINVAL;
+  uint8_t *woken = calloc((size_t)e->nworkers, 1);
+  if (woken == NULL)
+    return -ENOMEM;
+  int32_t done = 0, bad = 0;
+  uint32_t off = 0;
+  while (off < (uint32_t)len) {
+    uint32_t head[4];
+    if ((uint32_t)len - off < RK_HOLD_OP_HEAD) {
+      bad = -EINVAL;
+      break;
+    }
+    memcpy(head, buf + off, sizeof head);
+    uint32_t op = head[0], size = head[2], arg = head[3];
+    int32_t id = (int32_t)head[1];
+    if (size < RK_HOLD_OP_HEAD || size % 8 != 0 || size > (uint32_t)len - off) {
+      bad = -EINVAL; /* the records after this one cannot be found */
+      break;
+    }
+    rk__cmd *cmd = NULL;
+    int32_t r = rk__submit_cmd(buf + off, op, size, arg, &cmd);
+    if (r == 0)
+      r = rk__send_to_conn_later(e, id, cmd, woken);
+    if (r == 0)
+      done++;
+    else if (r != -ENOENT)
+      rk_conn_close(h, id, RK_CLOSE_ABORT); /* not left held without end */
+    off += size;
+  }
+  for (int i = 0; i < e->nworkers; i++)
+    if (woken[i])
+      rk__wake(&e->workers[i]);
+  free(woken);
+  return bad < 0 ? bad : done;
 }

@@ -279,6 +279,8 @@ struct rk__listener {
   uint32_t hooks; /* RK_RELAY_HOOK_* for its connections */
   int hold;       /* RK_LISTEN_HOLD */
   int32_t hold_timeout_ms;
+  uint32_t hold_first; /* atomic: bytes to read before the first RK_EV_HOLD
+                         (rk_listener_set_hold_first) */
   int32_t active; /* atomic */
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */
@@ -426,6 +428,9 @@ int32_t rk__new_id(rk__engine *e);
 rk__worker *rk__pick_worker(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
 void rk__send(rk__worker *w, rk__cmd *c);
+void rk__wake(rk__worker *w);
+int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
+                               uint8_t *woken);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
 int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);

@@ -1919,10 +1919,39 @@ static void decide(router_t *rt, int32_t id, int32_t action, int port,
                      .connect_timeout_ms = 5000,
                      .idle_timeout_ms = -1,
                      .consume = (uint32_t)consume};
-  CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, &o,
-                          (const uint8_t *)to_b, (int32_t)strlen(to_b),
-                          (const uint8_t *)to_a, (int32_t)strlen(to_a)),
-           "rk_hold_decide");
+  if (id & 1) { /* every other one through rk_hold_submit */
+    uint8_t buf[512] = {0};
+    uint32_t lens[4] = {9, 0, (uint32_t)strlen(to_b), (uint32_t)strlen(to_a)};
+    uint32_t size = RK_HOLD_OP_HEAD + sizeof o + sizeof lens + lens[0] +
+                    lens[2] + lens[3];
+    size = (size + 7) & ~7u;
+    CHECK(size <= sizeof buf, "decision record of %u bytes", size);
+    uint32_t head[4] = {RK_HOLD_OP_DECIDE, (uint32_t)id, size, 0};
+    uint8_t *p = buf;
+    memcpy(p, head, sizeof head);
+    p += sizeof head;
+    memcpy(p, &o, sizeof o);
+    p += sizeof o;
+    memcpy(p, lens, sizeof lens);
+    p += sizeof lens;
+    memcpy(p, "127.0.0.1", 9);
+    p += 9;
+    memcpy(p, to_b, lens[2]);
+    p += lens[2];
+    memcpy(p, to_a, lens[3]);
+    /* a record for no connection first: skipped, the next one runs */
+    uint8_t two[16 + sizeof buf];
+    uint32_t none[4] = {RK_HOLD_OP_READ, 0x7ffffff0u, 16, 64};
+    memcpy(two, none, sizeof none);
+    memcpy(two + 16, buf, size);
+    int32_t r = rk_hold_submit(rt->h, two, (int32_t)(16 + size));
+    CHECK(r == 1, "rk_hold_submit carried out %d records, not 1", r);
+  } else {
+    CHECK_RC(rk_hold_decide(rt->h, id, "127.0.0.1", NULL, &o,
+                            (const uint8_t *)to_b, (int32_t)strlen(to_b),
+                            (const uint8_t *)to_a, (int32_t)strlen(to_a)),
+             "rk_hold_decide");
+  }
   atomic_fetch_add(&rt->decisions, 1);
 }
 
@@ -2155,12 +2184,15 @@ static void t_hold_routing(void) {
             atomic_load(&rt->writes) == PER_KIND,
         "retries %d writes %d", atomic_load(&rt->retries),
         atomic_load(&rt->writes));
-  engine_end(&pump);
+  /* the deciders first: a decider may still be returning from its last
+   * call when the connection it decided has already ended */
   for (int i = 0; i < HOLD_DECIDERS; i++) {
     wq_stop(&rt->q[i]);
     join(dt[i]);
-    wq_free(&rt->q[i]);
   }
+  engine_end(&pump);
+  for (int i = 0; i < HOLD_DECIDERS; i++)
+    wq_free(&rt->q[i]);
   printf("  (%d decisions)\n", atomic_load(&rt->decisions));
   free(rt);
   unlink(path);
@@ -2358,6 +2390,74 @@ static void t_tls_relay(void) {
   free(key);
 }
 
+/* rk_listener_set_hold_first: what clients sent before they were accepted
+ * comes with the first RK_EV_HOLD (up to the maximum, with FULL);
+ * a client that sent nothing gets its first event at once, with none. */
+static void t_hold_first(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen: %d", lid);
+  CHECK(rk_listener_set_hold_first(h, lid, -1) == -EINVAL, "negative max");
+  CHECK(rk_listener_set_hold_first(h, 0x7ffffff0, 8) == -ENOENT, "no listener");
+  CHECK_RC(rk_listener_set_hold_first(h, lid, 8), "rk_listener_set_hold_first");
+  int port = rk_listener_port(h, lid);
+  /* in the backlog before the listener accepts: 0 sent "hello", 1 nothing,
+   * 2 "bye" and EOF, 3 more than the maximum */
+  int fds[4];
+  for (int i = 0; i < 4; i++)
+    fds[i] = connect_tcp(port);
+  write_all(fds[0], "hello", 5);
+  write_all(fds[2], "bye", 3);
+  shutdown(fds[2], SHUT_WR);
+  write_all(fds[3], "0123456789abcdef", 16);
+  usleep(50 * 1000);
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 4);
+  int32_t acc[4], ids[4];
+  int ports[4];
+  CHECK(pump_accepted(&pump, lid, acc, ports, 4) == 4, "accept events");
+  for (int i = 0; i < 4; i++) { /* workers post in their own order */
+    ids[i] = 0;
+    for (int j = 0; j < 4; j++)
+      if (ports[j] == local_port(fds[i]))
+        ids[i] = acc[j];
+    CHECK(ids[i] != 0, "client %d accepted", i);
+  }
+  static const struct {
+    const char *held;
+    uint32_t flags;
+  } want[4] = {{"hello", 0}, {"", 0}, {"bye", 0}, {"01234567", RK_HOLD_FULL}};
+  for (int i = 0; i < 4; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    pump_get(&pump, RK_EV_HOLD, ids[i], rec);
+    uint32_t n = (uint32_t)strlen(want[i].held);
+    /* (EOF may come with the bytes or with the next read) */
+    CHECK((rec[4] & (RK_HOLD_FIRST | RK_HOLD_FULL)) ==
+                  (RK_HOLD_FIRST | want[i].flags) && rec[5] == n,
+          "client %d: flags %#x, %u held", i, rec[4], rec[5]);
+    uint8_t buf[16];
+    CHECK(rk_hold_take(h, ids[i], buf, sizeof buf) == (int32_t)n &&
+              memcmp(buf, want[i].held, n) == 0,
+          "client %d: held bytes", i);
+  }
+  /* the one that sent nothing reads on as asked */
+  write_all(fds[1], "late", 4);
+  CHECK_RC(rk_hold_read(h, ids[1], 8), "rk_hold_read");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 5);
+  for (int i = 0; i < 4; i++) {
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+    close(fds[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    uint32_t rec[RK_EVENT_WORDS];
+    expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+  }
+  engine_end(&pump);
+}
+
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -2396,6 +2496,21 @@ static void t_hold_timeout(void) {
   CHECK(rk_hold_read(h, ids[0], 10) == -ENOENT, "hold_read after the end");
   uint8_t b[4];
   CHECK(rk_hold_take(h, ids[0], b, 4) == -ENOENT, "hold_take after the end");
+  /* rk_hold_submit: records for ended connections are skipped; a size that
+   * is not a record's stops the batch */
+  uint32_t recs[8] = {RK_HOLD_OP_READ, (uint32_t)ids[0], 16, 10,
+                      RK_HOLD_OP_READ, (uint32_t)ids[1], 16, 10};
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == 0, "ended: skipped");
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 0) == 0, "empty batch");
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 24) == -EINVAL, "cut record");
+  recs[2] = 12;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size 12");
+  recs[2] = 0;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size 0");
+  recs[2] = 0xfffffff8u;
+  CHECK(rk_hold_submit(h, (const uint8_t *)recs, 32) == -EINVAL, "size huge");
+  CHECK(rk_hold_submit(-1, (const uint8_t *)recs, 32) == RK_EBADHANDLE,
+        "bad handle");
   engine_end(&pump);
 }
 
@@ -3818,6 +3933,9 @@ static const test_t tests[] = {
     TEST("TLS sides on hooked directions: 3 x 1 MiB upper-cased and doubled "
          "in batches, both ways through TLS, half-close",
          t_tls_hooked),
+    TEST("held connections: what the client sent before its accept comes "
+         "with the first hold event",
+         t_hold_first),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

@@ -382,6 +382,9 @@ export class NativeForwardEngine implements ForwardEngine {
         );
       }
       if (spec.router !== undefined) setRouter(spec.router);
+      if (spec.hold?.first) {
+        e.check(calls.listenerSetHoldFirst(lid, spec.hold.first), `Cannot listen on "${where}"`);
+      }
     } catch (err) {
       calls.listenerClose(lid);
       throw err;
@@ -532,6 +535,8 @@ export class NativeForwardEngine implements ForwardEngine {
         const data = callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
         const update: HeldUpdate = { conn: h.conn, data, first: ev.first, eof: ev.eof };
+        // read ahead of the first update (spec.hold.first), not a router's hand-over
+        if (ev.first && ev.routed === undefined && data.length > 0) update.ahead = true;
         if (ev.retry) {
           update.retry = e.error(ev.err, connectFailure(h.target ?? spec.listen), ev.id);
         }

@@ -95,10 +95,15 @@ export interface HeldConnection {
 export interface HeldUpdate {
   /** The connection. */
   conn: HeldConnection;
-  /** Every byte the client sent so far (none at first). */
+  /** Every byte the client sent so far (none at first, unless `ahead`). */
   data: Uint8Array;
-  /** Just accepted: nothing was read yet. */
+  /** Just accepted: nothing was read yet (unless `ahead`). */
   first: boolean;
+  /**
+   * A first update that already holds what the client had sent when it
+   * was accepted (`ProxySpec.hold.first`): nobody has seen "nothing yet".
+   */
+  ahead?: true;
   /** The client finished sending. */
   eof: boolean;
   /**
@@ -164,7 +169,15 @@ export interface ProxySpec {
    * connecting to `target`; undecided after `timeout` ms (0: never), it
    * ends with "decision-timeout".
    */
-  hold?: { timeout: number };
+  hold?: {
+    timeout: number;
+    /**
+     * Read up to this many bytes the client has already sent before the
+     * first update (`HeldUpdate.ahead`), saving a round trip where clients
+     * speak first; 0 or undefined: none. An engine may ignore it.
+     */
+    first?: number;
+  };
   /**
    * With `hold`: a built-in router (SOCKS, HTTP CONNECT) the engine may run
    * itself, handing over to `held` only what its owner must see. The stream

@@ -27,6 +27,7 @@ import {
 } from "./symbols.ts";
 import { DECISION, LISTEN_OPTS, PROXY_OPTS, RELAY_OPTS } from "./structs.ts";
 import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts";
+import { type DecisionFields, HoldBatch } from "./_hold_batch.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -295,7 +296,11 @@ const ERR_BUF = 128;
  * global calls (fd helpers, errors) need no handle but go through here too.
  */
 export class NativeCalls {
-  readonly #sym: NativeSymbols;
+  /** The symbols as they are: only for calls that may overtake the batch. */
+  readonly #raw: NativeSymbols;
+  /** Hold commands of this turn, not yet submitted. */
+  readonly #batch = new HoldBatch();
+  #flushQueued = false;
   readonly #lend: NativeLibrary["lend"];
   readonly #h: number;
   /** Hook batches lent to JavaScript, by token. */
@@ -308,9 +313,44 @@ export class NativeCalls {
    * @param h The engine handle (rk_engine_new).
    */
   private constructor(lib: Pick<NativeLibrary, "symbols" | "lend">, h: number) {
-    this.#sym = lib.symbols;
+    this.#raw = lib.symbols;
     this.#lend = lib.lend;
     this.#h = h;
+  }
+
+  /**
+   * The symbols, for every call but the batched ones: the hold commands
+   * waiting in the batch go first, so the library sees all calls in the
+   * order JavaScript made them.
+   */
+  get #sym(): NativeSymbols {
+    if (this.#batch.pending) this.flush();
+    return this.#raw;
+  }
+
+  /**
+   * Submit the hold commands of this turn (rk_hold_submit): one call, one
+   * wake of each worker concerned. Runs by itself at the end of the turn
+   * (a microtask), after the drain, and before any other call.
+   */
+  flush(): void {
+    const batch = this.#batch;
+    if (!batch.pending) return;
+    const bytes = batch.bytes();
+    batch.clear(); // before the call: a failure must not submit them twice
+    // a record for a connection that ended is skipped by the library; one
+    // it cannot carry out aborts its connection (whose CLOSED event tells)
+    this.#raw.rk_hold_submit(this.#h, bytes, bytes.length);
+  }
+
+  /** Queue the flush for the end of this turn once there is something. */
+  #queued(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.flush();
+    });
   }
 
   /** A new engine (rk_engine_new): its calls, or a negative code. */
@@ -608,6 +648,15 @@ export class NativeCalls {
     return this.#sym.rk_listener_set_events(this.#h, lid, eventBits(events));
   }
 
+  /** Read up to `max` bytes a held client already sent before its first hold event. */
+  listenerSetHoldFirst(lid: number, max: number): number {
+    return this.#sym.rk_listener_set_hold_first(
+      this.#h,
+      lid,
+      Math.max(0, Math.min(max, 0x7fffffff)),
+    );
+  }
+
   /** Abort every connection of the listener. */
   listenerAbort(lid: number): number {
     return this.#sym.rk_listener_abort(this.#h, lid);
@@ -746,13 +795,16 @@ export class NativeCalls {
   // ---- held connections ----------------------------------------------------
 
   /** Read up to `max` more bytes from a held client. */
-  holdRead(id: number, max: number): number {
-    return this.#sym.rk_hold_read(this.#h, id, Math.max(1, max));
+  holdRead(id: number, max: number): void {
+    this.#batch.read(id, Math.max(1, Math.min(max, 0x7fffffff)));
+    this.#queued();
   }
 
   /** Write bytes to a held client at once. */
-  holdWrite(id: number, data: Uint8Array): number {
-    return data.length > 0 ? this.#sym.rk_hold_write(this.#h, id, data, data.length) : 0;
+  holdWrite(id: number, data: Uint8Array): void {
+    if (data.length === 0) return;
+    this.#batch.write(id, data);
+    this.#queued();
   }
 
   /**
@@ -836,20 +888,27 @@ export class NativeCalls {
   holdTake(id: number, length: number): Uint8Array | undefined {
     let data = new Uint8Array(length);
     if (length === 0) return data;
-    const n = this.#sym.rk_hold_take(this.#h, id, data, data.length);
+    // not after the batch: the bytes are those the hold event announced,
+    // whatever this turn asked of the connection since
+    const n = this.#raw.rk_hold_take(this.#h, id, data, data.length);
     if (n < 0) return undefined;
     if (n > data.length) {
       data = new Uint8Array(n);
-      this.#sym.rk_hold_take(this.#h, id, data, n);
+      this.#raw.rk_hold_take(this.#h, id, data, n);
     }
     return data.subarray(0, n);
   }
 
-  /** rk_hold_decide with an rk_decision_t. */
+  /**
+   * A held connection's decision: CONNECT and CLOSE join this turn's batch
+   * (0; a connection that cannot carry one out is aborted, and its CLOSED
+   * event tells), FILE opens its file now (rk_hold_decide: a negative code
+   * if it cannot).
+   */
   holdDecide(id: number, d: NativeDecision): number {
     const toA = d.toClient ?? EMPTY;
     let host = "", bind = "", toB = EMPTY;
-    let fields: Parameters<typeof DECISION.encode>[0];
+    let fields: DecisionFields;
     const none = { port: 0, family: 0, connect_timeout_ms: 0, consume: 0, flags: 0 };
     if (d.action === "connect") {
       let port;
@@ -878,6 +937,11 @@ export class NativeCalls {
       };
     } else {
       fields = { ...none, action: DECIDE.CLOSE, idle_timeout_ms: -1, offset: 0, length: 0 };
+    }
+    if (d.action !== "file") {
+      this.#batch.decide(id, fields, host, bind, toB, toA);
+      this.#queued();
+      return 0;
     }
     return this.#sym.rk_hold_decide(
       this.#h,

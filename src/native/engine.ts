@@ -216,6 +216,8 @@ export class NativeEngine {
       }
       if (n < BATCH) break;
     }
+    // what the handlers asked of held connections, in one call
+    this.#calls.flush();
     return total;
   }
 

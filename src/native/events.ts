@@ -154,6 +154,8 @@ const AF_INET = 2, AF_INET6 = 10;
 
 /** The transports of an RK_EV_PROXY record. */
 const TRANSPORTS = ["unspec", "stream", "dgram"] as const;
+/** Host byte order: a record's address bytes sit in its words so. */
+const LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** A 64-bit counter from two record words at `i` (low, high). */
 function u64(rec: Uint32Array, i: number): number {
@@ -167,6 +169,10 @@ function inetAt(
   word: number,
   port: number,
 ): InetEndpoint | undefined {
+  if (family === AF_INET && LITTLE) { // the common case, without a view
+    const a = rec[word] ?? 0;
+    return { host: `${a & 255}.${(a >>> 8) & 255}.${(a >>> 16) & 255}.${a >>> 24}`, port };
+  }
   const bytes = new Uint8Array(rec.buffer, rec.byteOffset + word * 4, 16);
   if (family === AF_INET) return { host: bytes.subarray(0, 4).join("."), port };
   if (family === AF_INET6) return { host: ipv6Text(bytes), port };

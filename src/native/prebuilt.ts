@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "42a67c3e810755c853e9cb0a0fa562d919d663e559e39a84eac520fcef23d431",
+    "sha256": "fc58bce86d218581b920e1465d96e7dcc6bc17b483ef2dd221a22d630d46229e",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,29 +35,26 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
-      "src/proxyhdr.c",
       "src/relay.c",
       "src/router.c",
-      "src/tls.c",
-      "src/tunnel.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "6703236fcf08e7e6b2ba5377fc2a62eac0fb6a9bd3fda9d3e8c7e964da62dacd",
-      "size": 141928,
+      "sha256": "1c8d099816c8d210ee7fe0b09ad01240de0bee72ef829300ac722cf090631920",
+      "size": 84528,
     },
     "linux-arm64-glibc": {
-      "sha256": "e5e374d839d40f815ba13f76b2c6d7dfe1675b56eece1d19363f00e344923262",
-      "size": 133688,
+      "sha256": "e4d44bf349ceb50909f19ef863aa5a2a045c2ec359f4f80a1758c74b691624b5",
+      "size": 133632,
     },
     "linux-x64-musl": {
-      "sha256": "5aed09c20be53f74a76edcd838fa951a5d73af21b00aaab1bef18e8519cb85c8",
-      "size": 137600,
+      "sha256": "fa94e87383c5ba75d40aa628abedeb2286372afb1e68dee791d891348dde33dd",
+      "size": 88384,
     },
     "linux-arm64-musl": {
-      "sha256": "c1593299ac63bd28b60c5d1686f8e3772c15be4263cedeb7ea9edd9c0c422d0e",
-      "size": 133440,
+      "sha256": "a5f01d01266be5e65af059990c08d9ac980bef208ba8f05ea324348a73c27313",
+      "size": 133376,
     },
   },
 };

@@ -29,6 +29,8 @@ export interface StructLayout<F extends string> {
   readonly fields: readonly { name: F; type: FieldType; offset: number }[];
   /** The bytes of one struct with every field given (reserved ones 0). */
   encode(values: Readonly<Record<Given<F>, number>>): Uint8Array;
+  /** Write the struct at byte `at` of `view` (reserved fields 0). */
+  encodeInto(view: DataView, at: number, values: Readonly<Record<Given<F>, number>>): void;
 }
 
 /** Lay out a struct from its fields in declaration order. */
@@ -46,24 +48,32 @@ export function defineStruct<const F extends string>(
     return at;
   });
   const size = Math.ceil(offset / align) * align;
+  const encodeInto: StructLayout<F>["encodeInto"] = (view, at, values) => {
+    for (const f of laid) {
+      const v = f.name === "reserved" ? 0 : (values as Record<string, number>)[f.name];
+      if (typeof v !== "number" || !Number.isInteger(v)) {
+        throw new TypeError(`${name}.${f.name} must be an integer, not ${v}`);
+      }
+      const o = at + f.offset;
+      if (f.type === "i64") {
+        if (v === 0 || v === -1) { // the usual values, without a BigInt
+          view.setInt32(o, v, LITTLE);
+          view.setInt32(o + 4, v, LITTLE);
+        } else view.setBigInt64(o, BigInt(v), LITTLE);
+      } else if (f.type === "u32") view.setUint32(o, v >>> 0, LITTLE);
+      else view.setInt32(o, v | 0, LITTLE);
+    }
+  };
   return {
     name,
     size,
     fields: laid,
     encode(values) {
       const bytes = new Uint8Array(size);
-      const view = new DataView(bytes.buffer);
-      for (const f of laid) {
-        const v = f.name === "reserved" ? 0 : (values as Record<string, number>)[f.name];
-        if (typeof v !== "number" || !Number.isInteger(v)) {
-          throw new TypeError(`${name}.${f.name} must be an integer, not ${v}`);
-        }
-        if (f.type === "i64") view.setBigInt64(f.offset, BigInt(v), LITTLE);
-        else if (f.type === "u32") view.setUint32(f.offset, v >>> 0, LITTLE);
-        else view.setInt32(f.offset, v | 0, LITTLE);
-      }
+      encodeInto(new DataView(bytes.buffer), 0, values);
       return bytes;
     },
+    encodeInto,
   };
 }
 

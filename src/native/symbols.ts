@@ -77,6 +77,8 @@ export const SYMBOLS = {
   rk_listener_close: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask)
   rk_listener_set_events: { parameters: ["i32", "i32", "u32"], result: "i32" },
+  // int32_t rk_listener_set_hold_first(int32_t h, int32_t lid, int32_t max)
+  rk_listener_set_hold_first: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int32_t rk_listener_abort(int32_t h, int32_t lid)
   rk_listener_abort: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_active(int32_t h, int32_t lid)
@@ -122,6 +124,8 @@ export const SYMBOLS = {
     parameters: ["i32", "i32", "buffer", "buffer", "buffer", "buffer", "i32", "buffer", "i32"],
     result: "i32",
   },
+  // int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len)
+  rk_hold_submit: { parameters: ["i32", "buffer", "i32"], result: "i32" },
 
   // int32_t rk_listener_set_router(int32_t h, int32_t lid,
   //   const uint8_t *desc, int32_t len)
@@ -319,6 +323,9 @@ export const HOLD_SENT_SHIFT = 8;
 
 /** Decisions of rk_hold_decide (RK_DECIDE_*). */
 export const DECIDE = { CONNECT: 1, CLOSE: 2, FILE: 3 } as const;
+
+/** Record types of rk_hold_submit (RK_HOLD_OP_*). */
+export const HOLD_OP = { READ: 1, WRITE: 2, DECIDE: 3 } as const;
 
 /** Flags of rk_decision_t (RK_DECISION_*). */
 export const DECISION_FLAGS = { RETRY: 1 } as const;

@@ -57,26 +57,55 @@ export class RouteFailure {
 
 /**
  * Ask `route` about the bytes after the header (`consume` of them) and check
- * its answer.
+ * its answer: at once when the route answers at once (no promise turn
+ * between a synchronous route and its decision), else when its promise or
+ * other thenable settles (its `then` is read once, as `await` does).
  *
  * @returns The decision, or the failure (a throw, a rejection, a bad result).
  */
-export async function askRoute(
+export function askRoute(
   route: RouteFunction,
   u: HeldUpdate,
   consume: number,
   original: OriginalInfo | undefined,
-): Promise<RouteDecision | RouteFailure> {
+): RouteDecision | RouteFailure | Promise<RouteDecision | RouteFailure> {
   const conn: RouteConnection = { id: u.conn.id };
   if (u.conn.remote !== undefined) conn.remote = u.conn.remote;
   if (u.conn.local !== undefined) conn.local = u.conn.local;
   if (original?.header !== undefined) conn.original = original;
+  let result: unknown;
+  let then: unknown;
   try {
-    return checkRouteResult(await route(u.data.subarray(consume), conn));
+    result = route(u.data.subarray(consume), conn);
+    if ((typeof result === "object" && result !== null) || typeof result === "function") {
+      then = (result as { then?: unknown }).then;
+    }
   } catch (e) {
-    const what = e instanceof TypeError && e.name === "RouteResultError"
-      ? "bad route"
-      : "the route function failed";
-    return new RouteFailure(what, e);
+    return failure(e);
   }
+  if (typeof then !== "function") return checked(result);
+  const thenable = result;
+  return new Promise<unknown>((resolve, reject) =>
+    (then as (ok: (v: unknown) => void, no: (e: unknown) => void) => void).call(
+      thenable,
+      resolve,
+      reject,
+    )
+  ).then(checked, failure);
+}
+
+/** The decision a result stands for, or why it is none. */
+function checked(result: unknown): RouteDecision | RouteFailure {
+  try {
+    return checkRouteResult(result);
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+function failure(e: unknown): RouteFailure {
+  const what = e instanceof TypeError && e.name === "RouteResultError"
+    ? "bad route"
+    : "the route function failed";
+  return new RouteFailure(what, e);
 }

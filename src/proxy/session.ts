@@ -70,7 +70,9 @@ interface ConnectOptions {
 
 /** "::ffff:10.1.2.3" -> "10.1.2.3"; anything else unchanged. */
 function plain(e: InetEndpoint | undefined): InetEndpoint | undefined {
-  if (e === undefined) return undefined;
+  // only an IPv4-mapped or -compatible IPv6 address changes (the engines
+  // give IPv4 addresses as dotted quads already)
+  if (e === undefined || !e.host.includes(":")) return e;
   const b = addressBytes(e.host);
   return b?.length === 4 ? { host: b.join("."), port: e.port } : e;
 }
@@ -285,9 +287,30 @@ export class Session {
   async #routeOnce(u: HeldUpdate): Promise<void> {
     const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
     if (s.route === undefined) return; // cannot happen: no route phase without one
-    const d: RouteDecision | RouteFailure = await askRoute(s.route, u, consume, this.#info);
+    if (u.ahead && u.data.length > consume) {
+      // the engine read what the client had already sent along with the
+      // first update: the route is still asked first with none of it
+      const none: HeldUpdate = { ...u, data: u.data.subarray(0, consume), eof: false };
+      delete none.ahead;
+      let d = askRoute(s.route, none, consume, this.#info);
+      if (d instanceof Promise) d = await d;
+      if (this.#phase !== "routing") return;
+      if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
+        return this.#act(none, d);
+      }
+      // a step: answer, then ask again at once with the bytes already here
+      if (d.action === "send") h.sendHeld(id, d.send);
+    }
+    let d = askRoute(s.route, u, consume, this.#info);
+    if (d instanceof Promise) d = await d; // a route that answers at once decides at once
     // ended or refused meanwhile (the decision timeout): nothing left to do
     if (this.#phase !== "routing") return;
+    return this.#act(u, d);
+  }
+
+  /** Carry out the route's answer `d` to update `u`. */
+  async #act(u: HeldUpdate, d: RouteDecision | RouteFailure): Promise<void> {
+    const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
     if (d instanceof RouteFailure) return this.#fault("RK_EROUTE", d.what, d.error);
     switch (d.action) {
       case "wait":

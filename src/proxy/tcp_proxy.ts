@@ -443,7 +443,14 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
         sessions: new Sessions(),
         alwaysOriginal: hooked || options.onError !== undefined,
       };
-      spec.hold = { timeout: decisionTimeout(frontOptions) };
+      spec.hold = {
+        timeout: decisionTimeout(frontOptions),
+        // a route asked first with none, then at once with what is there
+        // (a PROXY header is read step by step: no read-ahead)
+        first: frontOptions.route !== undefined && frontOptions.accept === undefined
+          ? frontOptions.routeLimit
+          : 0,
+      };
       spec.router = engineRouting(frontOptions);
       const inEngine = engineFront(frontOptions);
       if (inEngine !== undefined) spec.front = inEngine;
