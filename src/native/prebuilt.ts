@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "fc58bce86d218581b920e1465d96e7dcc6bc17b483ef2dd221a22d630d46229e",
+    "sha256": "d67b835b0b7123ece26dcf010b155653be44e62414745c36c328cd386967e80a",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -35,26 +35,29 @@ export const PREBUILT: {
       "src/layout.c",
       "src/listen.c",
       "src/pool.c",
+      "src/proxyhdr.c",
       "src/relay.c",
       "src/router.c",
+      "src/tls.c",
+      "src/tunnel.c",
     ],
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "1c8d099816c8d210ee7fe0b09ad01240de0bee72ef829300ac722cf090631920",
-      "size": 84528,
+      "sha256": "7511f5639477be7e2cdd79ae1d71b778e5ee089aa3e723eaabe3e2f5d352ff55",
+      "size": 141936,
     },
     "linux-arm64-glibc": {
-      "sha256": "e4d44bf349ceb50909f19ef863aa5a2a045c2ec359f4f80a1758c74b691624b5",
-      "size": 133632,
+      "sha256": "38af176e953efd3c22a41e856d2c186ad6f0b4450179ca44d906ddaab1ed1ea3",
+      "size": 133696,
     },
     "linux-x64-musl": {
-      "sha256": "fa94e87383c5ba75d40aa628abedeb2286372afb1e68dee791d891348dde33dd",
-      "size": 88384,
+      "sha256": "fb9aea8654dce7295f8474c0d6d1e19ba096fddfb297a8985753fad1d5817648",
+      "size": 137608,
     },
     "linux-arm64-musl": {
-      "sha256": "a5f01d01266be5e65af059990c08d9ac980bef208ba8f05ea324348a73c27313",
-      "size": 133376,
+      "sha256": "e56963d66655d61ef0d4c5fa821e836b1124f40777f79a01333648542f5a01ed",
+      "size": 133448,
     },
   },
 };
