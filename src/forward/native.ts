@@ -535,8 +535,11 @@ export class NativeForwardEngine implements ForwardEngine {
         const data = callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
         const update: HeldUpdate = { conn: h.conn, data, first: ev.first, eof: ev.eof };
-        // read ahead of the first update (spec.hold.first), not a router's hand-over
-        if (ev.first && ev.routed === undefined && data.length > 0) update.ahead = true;
+        // read ahead of the first update (spec.hold.first), not a router's
+        // hand-over, nor the bytes around a PROXY header the engine read
+        if (
+          ev.first && ev.routed === undefined && data.length > 0 && (spec.hold?.first ?? 0) > 0
+        ) update.ahead = true;
         if (ev.retry) {
           update.retry = e.error(ev.err, connectFailure(h.target ?? spec.listen), ev.id);
         }
