@@ -36,7 +36,7 @@ export {
 export { chooseEngine, chooseTlsEngine, type EngineChoice } from "./src/forward/select.ts";
 export { type Handler, type NativeEvent } from "./src/native/engine.ts";
 export { type HookDirection } from "./src/native/events.ts";
-export { type EngineRouter, type RuleTable } from "./src/native/router.ts";
+export { type EngineRouter, type RuleTable, type TableRule } from "./src/native/router.ts";
 export { OPEN_FLAGS } from "./src/native/fds.ts";
 export { Emitter } from "./src/emitter.ts";
 export {

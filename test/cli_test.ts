@@ -257,7 +257,12 @@ describe("relaykit command", () => {
         echo.output.out,
         /PROXY v2 stream \[2001:db8::7\]:4000 -> \[2001:db8::8\]:5432 \[authority=db\.example unique_id=[0-9a-f]{32}\]/,
       );
-      await waitFor(() => /client \[2001:db8::7\]:4000/.test(fwd!.output.out), 5000, "close line");
+      await waitFor(() => /client \[2001:db8::7\]:4000/.test(fwd!.output.out), 5000, "close line")
+        .catch((err: Error) => {
+          throw new Error(
+            `${err.message}; the forward printed:\n${fwd!.output.out}${fwd!.output.err}`,
+          );
+        });
       assert.match(fwd.output.out, /PROXY v1 stream \[2001:db8::7\]:4000 -> \[2001:db8::8\]:5432/);
     } finally {
       echo.child.kill("SIGKILL");

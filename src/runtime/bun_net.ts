@@ -9,7 +9,7 @@
  */
 /// <reference types="bun-types" />
 import { errorFor, type RelaykitError } from "../errors.ts";
-import { type Endpoint, formatEndpoint, listenFailure } from "../types.ts";
+import { type Endpoint, listenFailure } from "../types.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { codeError, codeOf, connectEach, nodeNetWith } from "./node_net.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";

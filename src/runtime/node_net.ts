@@ -11,13 +11,7 @@ import { isIP } from "node:net";
 import net from "node:net";
 import tls from "node:tls";
 import { errorFor, normalizeCode, type RelaykitError } from "../errors.ts";
-import {
-  connectFailure,
-  type Endpoint,
-  type FamilyPreference,
-  formatEndpoint,
-  listenFailure,
-} from "../types.ts";
+import { connectFailure, type Endpoint, type FamilyPreference, listenFailure } from "../types.ts";
 import { FdWatch } from "./fd_watch.ts";
 import { certificateError, certificateReason, extraFault, reasonOf } from "./tls_verify.ts";
 import type { Net, NetConn, NetHandlers, NetListener } from "./types.ts";
