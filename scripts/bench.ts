@@ -938,39 +938,18 @@ function proxyTable(bins: Bins): ProxySpec[] {
       argv: relaykit("bun", "native", ["--threads", "1"]),
       compareTo: ["haproxy"],
     },
-    // the same, with the stats page open, and with --admin and nobody asking
-    {
-      name: "relaykit-native-deno-page",
-      optional: true,
-      admin: "page",
-      needs: "deno",
-      argv: relaykit("deno", "native", ["--threads", "1"]),
-      compareTo: ["haproxy", "relaykit-native-deno"],
-    },
-    {
-      name: "relaykit-native-bun-page",
-      optional: true,
-      admin: "page",
-      needs: "bun",
-      argv: relaykit("bun", "native", ["--threads", "1"]),
-      compareTo: ["haproxy", "relaykit-native-bun"],
-    },
-    {
-      name: "relaykit-native-deno-admin",
-      optional: true,
-      admin: "idle",
-      needs: "deno",
-      argv: relaykit("deno", "native", ["--threads", "1"]),
-      compareTo: ["haproxy", "relaykit-native-deno"],
-    },
-    {
-      name: "relaykit-native-bun-admin",
-      optional: true,
-      admin: "idle",
-      needs: "bun",
-      argv: relaykit("bun", "native", ["--threads", "1"]),
-      compareTo: ["haproxy", "relaykit-native-bun"],
-    },
+    // the same, with the stats page open (-page), and with --admin and
+    // nobody asking (-admin)
+    ...(["page", "idle"] as const).flatMap((admin) =>
+      (["deno", "bun"] as const).map((rt): ProxySpec => ({
+        name: `relaykit-native-${rt}-${admin === "page" ? "page" : "admin"}`,
+        optional: true,
+        admin,
+        needs: rt,
+        argv: relaykit(rt, "native", ["--threads", "1"]),
+        compareTo: ["haproxy", `relaykit-native-${rt}`],
+      }))
+    ),
     {
       // every connection held and decided by a route function in JavaScript
       // (the first-bytes path of PROXY headers and routing), then native

@@ -521,6 +521,10 @@ int rk__pp_held(rk__conn *c, uint32_t *flags);
 #define RK__V2_MAX 16384   /* the longest v2 header buffered */
 #define RK__FIRST_READ 536 /* the first read of a header */
 void rk__pp_conf_free(struct rk__pp_conf *pp);
+/* An IPv6 address as text (src/protocol/ip.ts ipv6Text: lowercase groups,
+ * the first longest run of two or more zero groups as "::"), into out (at
+ * least 40 bytes). Return its length. The routers use it too. */
+int rk__ipv6_text(const uint8_t b[16], char *out);
 /* Non-zero when pp reads a header from the client (a mode other than
  * RK_PROXY_NONE): then the listener cannot terminate TLS. */
 int rk__pp_reads(const struct rk__pp_conf *pp);

@@ -234,9 +234,8 @@ static int rk__ipv6(const char *s, size_t n, uint8_t out[16]) {
   return 1;
 }
 
-/* ip.ts ipv6Text: lowercase groups, the first longest run of two or more
- * zero groups as "::". Return the length written (at most 39). */
-static int rk__ipv6_text(const uint8_t b[16], char *out) {
+/* (internal.h) */
+int rk__ipv6_text(const uint8_t b[16], char *out) {
   unsigned g[8];
   for (int i = 0; i < 8; i++)
     g[i] = (unsigned)(b[2 * i] << 8 | b[2 * i + 1]);

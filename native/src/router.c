@@ -351,35 +351,9 @@ static void rk__addr_text(const rk__addr *a, char *out, size_t cap) {
     snprintf(out, cap, "%u.%u.%u.%u", a->b[0], a->b[1], a->b[2], a->b[3]);
     return;
   }
-  unsigned g[8];
-  for (int i = 0; i < 8; i++)
-    g[i] = (unsigned)a->b[2 * i] << 8 | a->b[2 * i + 1];
-  int best = -1, best_len = 1;
-  for (int i = 0; i < 8;) {
-    if (g[i] != 0) {
-      i++;
-      continue;
-    }
-    int j = i;
-    while (j < 8 && g[j] == 0)
-      j++;
-    if (j - i > best_len) {
-      best = i;
-      best_len = j - i;
-    }
-    i = j;
-  }
-  size_t o = 0;
-  out[0] = 0;
-  for (int i = 0; i < 8 && o < cap; i++) {
-    if (i == best) {
-      o += (size_t)snprintf(out + o, cap - o, "::");
-      i += best_len - 1;
-      continue;
-    }
-    int sep = i > 0 && i != best + best_len;
-    o += (size_t)snprintf(out + o, cap - o, "%s%x", sep ? ":" : "", g[i]);
-  }
+  char text[48];
+  rk__ipv6_text(a->b, text);
+  snprintf(out, cap, "%s", text);
 }
 
 static int rk__is_digit(int c) { return c >= '0' && c <= '9'; }

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "d67b835b0b7123ece26dcf010b155653be44e62414745c36c328cd386967e80a",
+    "sha256": "979f7f8c338b92340d2257e93baf685b6c7d650af2b51cdc936b57011739a5f4",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "7511f5639477be7e2cdd79ae1d71b778e5ee089aa3e723eaabe3e2f5d352ff55",
+      "sha256": "b0d5d8a21862784a03d321b127db96ee0b3c088e7fd91ce9374d4a2a80a4cac0",
       "size": 141936,
     },
     "linux-arm64-glibc": {
-      "sha256": "38af176e953efd3c22a41e856d2c186ad6f0b4450179ca44d906ddaab1ed1ea3",
+      "sha256": "2d9a40aedc241686d0179393b0861afac7c108bdb7484995ec7d4578c0f602e1",
       "size": 133696,
     },
     "linux-x64-musl": {
-      "sha256": "fb9aea8654dce7295f8474c0d6d1e19ba096fddfb297a8985753fad1d5817648",
+      "sha256": "0389af7ca5be60e490702b402c0d6144fe3c05c54ed1f490cd4e9c28f5eb3b0d",
       "size": 137608,
     },
     "linux-arm64-musl": {
-      "sha256": "e56963d66655d61ef0d4c5fa821e836b1124f40777f79a01333648542f5a01ed",
+      "sha256": "79466eadf116a85efdba97ceac50f220f039e0488f3b8dff9886e39fae99a8c8",
       "size": 133448,
     },
   },
