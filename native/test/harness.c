@@ -3811,8 +3811,20 @@ static void t_tunnel_streams(void) {
     ss[i].fd = connect_tcp(port);
   }
   pump_wait_count(&pump, RK_EV_HOLD, lid, N);
+  int32_t accepted[N];
+  int ports[N];
+  CHECK(pump_accepted(&pump, lid, accepted, ports, N) == N, "accept events");
+  /* stream i+1 carries ss[i]'s connection (the workers may accept them in
+   * another order): matched by the client's port */
   int32_t ids[N];
-  CHECK(pump_accepted(&pump, lid, ids, NULL, N) == N, "accept events");
+  for (int i = 0; i < N; i++) {
+    int port_i = local_port(ss[i].fd);
+    ids[i] = -1;
+    for (int k = 0; k < N; k++)
+      if (ports[k] == port_i)
+        ids[i] = accepted[k];
+    CHECK(ids[i] > 0, "no accept event from port %d", port_i);
+  }
   for (int i = 0; i < N; i++) {
     uint8_t open[12];
     tun_hdr(open, 5, (uint32_t)i + 1, 2);
@@ -3858,7 +3870,9 @@ static void t_tunnel_streams(void) {
     tun_wait(&pump, a, RK_TEV_STREAM_END, (uint32_t)i + 1, rec);
     CHECK(rec[6] == RK_TEND_DONE, "client stream %d ended %u", i, rec[6]);
     CHECK(rec_u64(rec, 8) == ss[i].out_len && rec_u64(rec, 10) == ss[i].out_len,
-          "client stream %d counters", i);
+          "client stream %d counters: out %llu in %llu, sent %zu", i,
+          (unsigned long long)rec_u64(rec, 8),
+          (unsigned long long)rec_u64(rec, 10), ss[i].out_len);
     tun_wait(&pump, b, RK_TEV_STREAM_END, (uint32_t)i + 1, rec);
     CHECK(rec[6] == RK_TEND_DONE, "server stream %d ended %u", i, rec[6]);
     stream_free(&ss[i]);
