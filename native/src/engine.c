@@ -269,11 +269,17 @@ int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd) {
 }
 
 /* Find connection id and send it cmd; frees cmd when there is none. */
-int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
+/* The worker of connection id, or NULL when there is none. */
+static rk__worker *rk__conn_worker(rk__engine *e, int32_t id) {
   pthread_mutex_lock(&e->tbl_lock);
   rk__conn *c = rk__table_find_locked(e, id);
   rk__worker *w = c != NULL ? c->w : NULL;
   pthread_mutex_unlock(&e->tbl_lock);
+  return w;
+}
+
+int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
+  rk__worker *w = rk__conn_worker(e, id);
   if (w == NULL) {
     rk__cmd_free(cmd);
     return -ENOENT;
@@ -287,10 +293,7 @@ int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
  * woken (nworkers flags) and the caller wakes every marked worker once. */
 int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
                                uint8_t *woken) {
-  pthread_mutex_lock(&e->tbl_lock);
-  rk__conn *c = rk__table_find_locked(e, id);
-  rk__worker *w = c != NULL ? c->w : NULL;
-  pthread_mutex_unlock(&e->tbl_lock);
+  rk__worker *w = rk__conn_worker(e, id);
   if (w == NULL) {
     rk__cmd_free(cmd);
     return -ENOENT;

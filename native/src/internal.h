@@ -445,6 +445,8 @@ void rk__listeners_resume(rk__worker *w, int64_t now);
 void rk__listener_unref(rk__listener *l);
 void rk__listener_check_drained(rk__listener *l);
 int rk__listener_wants(rk__listener *l, uint32_t what);
+/* Listener lid of e, or NULL; the caller holds e->tbl_lock. */
+rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid);
 void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
                   const struct sockaddr_storage *ss);
 

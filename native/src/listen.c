@@ -75,7 +75,7 @@ static int rk__broadcast(rk__engine *e, int type, rk__listener *l) {
   return 0;
 }
 
-static rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
+rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
   rk__listener *l = e->listeners;
   while (l != NULL && l->id != lid)
     l = l->next;

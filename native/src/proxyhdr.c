@@ -933,9 +933,7 @@ int32_t rk_listener_set_proxy(int32_t h, int32_t lid,
     memcpy(pp->tlvs, tlvs, (size_t)tlvs_len);
   int32_t r = 0;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   if (l == NULL) {
     r = -ENOENT;
   } else if (l->started || !l->hold ||
@@ -956,9 +954,7 @@ int32_t rk_listener_drop_proxy(int32_t h, int32_t lid) {
   if (e == NULL)
     return RK_EBADHANDLE;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   /* workers may be reading it: it stays until the listener is freed */
   if (l != NULL && l->pp != NULL)
     __atomic_store_n(&l->pp->off, 1, __ATOMIC_RELEASE);

@@ -1891,9 +1891,7 @@ int32_t rk_listener_set_router(int32_t h, int32_t lid, const uint8_t *desc,
     return -EINVAL;
   int32_t r = 0;
   pthread_mutex_lock(&e->tbl_lock);
-  rk__listener *l = e->listeners;
-  while (l != NULL && l->id != lid)
-    l = l->next;
+  rk__listener *l = rk__listener_find_locked(e, lid);
   if (l == NULL) {
     r = -ENOENT;
   } else if (!l->hold) {

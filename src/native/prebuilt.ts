@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "979f7f8c338b92340d2257e93baf685b6c7d650af2b51cdc936b57011739a5f4",
+    "sha256": "a86c6d4ef3d557af440d5a291eaa076d852db2c82214b05370381ba8bed51707",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "b0d5d8a21862784a03d321b127db96ee0b3c088e7fd91ce9374d4a2a80a4cac0",
+      "sha256": "61ce87d578f3ef17ee1c05cd09eddefa820995a44da50b2addbe82ef1a8b494e",
       "size": 141936,
     },
     "linux-arm64-glibc": {
-      "sha256": "2d9a40aedc241686d0179393b0861afac7c108bdb7484995ec7d4578c0f602e1",
+      "sha256": "7ca53667b86a594b9c1d30e6ed9a29a16a2c1920924e161ba48b3d2ae226affb",
       "size": 133696,
     },
     "linux-x64-musl": {
-      "sha256": "0389af7ca5be60e490702b402c0d6144fe3c05c54ed1f490cd4e9c28f5eb3b0d",
+      "sha256": "8313a25d8ca948c6f9650675d9cb055fcf3de78abef0118782bfa8efbc812d6b",
       "size": 137608,
     },
     "linux-arm64-musl": {
-      "sha256": "79466eadf116a85efdba97ceac50f220f039e0488f3b8dff9886e39fae99a8c8",
+      "sha256": "74e823419dc060298c729aa5430292528445c7272d5691485cf071ca581361db",
       "size": 133448,
     },
   },
