@@ -34,7 +34,10 @@ export {
   type FamilyPreference,
   formatEndpoint,
   type InetEndpoint,
+  type ListenerTotals,
+  type OpenConnection,
   type OriginalInfo,
+  type ProxyTotals,
   type TlsClientOptions,
   type TlsServerOptions,
 } from "./src/forward/types.ts";

@@ -202,6 +202,7 @@ if (built) {
     "test/tls_test.ts",
     "test/balance_test.ts",
     "test/socks_test.ts",
+    "test/totals_test.ts",
   ];
   run("native tests under Deno, ASan+UBSan library", bin("deno"), ["test", "-A", ...nativeTests], {
     env: senv,

@@ -118,6 +118,65 @@ export interface ConnectionStats extends Counters {
 }
 
 /**
+ * An open connection as {@linkcode TcpProxy.openConnections} lists it: its
+ * live counters, with its id and client.
+ *
+ * @example
+ * ```ts
+ * import { type OpenConnection, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * const open: OpenConnection[] = proxy.openConnections(); // none yet
+ * console.log(open.length);
+ * await proxy.close();
+ * ```
+ */
+export interface OpenConnection extends ConnectionStats {
+  /** Engine-wide connection id. */
+  id: number;
+  /** The client's address (absent for Unix sockets). */
+  remote?: { host: string; port: number };
+}
+
+/**
+ * A proxy's counters since it started, kept by its engine whether or not
+ * anyone listens for per-connection events (final once it has closed).
+ *
+ * @example
+ * ```ts
+ * import { type ProxyTotals, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * const t: ProxyTotals = proxy.totals();
+ * console.log(t.accepted, t.ended, t.bytesUp);
+ * await proxy.close();
+ * ```
+ */
+export interface ProxyTotals {
+  /** Connections accepted (not those refused at a limit). */
+  accepted: number;
+  /** Connections that ended. */
+  ended: number;
+  /** Connections open now. */
+  open: number;
+  /** The most open at once. */
+  peak: number;
+  /** Bytes the ended connections wrote to their targets. */
+  bytesUp: number;
+  /** Bytes the ended connections wrote to their clients. */
+  bytesDown: number;
+  /** Connections whose target could not be reached, by error code. */
+  connectFailures: Record<string, number>;
+}
+
+/** {@linkcode ProxyTotals} as an engine keeps them (connect failures are counted above it). */
+export type ListenerTotals = Omit<ProxyTotals, "connectFailures">;
+
+/**
  * A connection that was accepted.
  *
  * @example

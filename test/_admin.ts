@@ -96,6 +96,7 @@ export async function startRun(
   name: string,
   config: (port: number, adminPort: number) => string,
   args: string[] = [],
+  o: { accessLog?: boolean } = {},
 ): Promise<Run> {
   // two ports that are free now, and not the same one twice
   const port = await freePort();
@@ -105,7 +106,14 @@ export async function startRun(
   const accessLog = join(dir, `${name}.access.log`);
   writeFileSync(file, config(port, adminPort));
   writeFileSync(accessLog, "");
-  const cli = startCli(["run", file, "--access-log", accessLog, ...args]);
+  // without an access log the listeners report nothing per connection:
+  // the counters come from the engines
+  const cli = startCli([
+    "run",
+    file,
+    ...(o.accessLog === false ? [] : ["--access-log", accessLog]),
+    ...args,
+  ]);
   // a run that ends at once (a mistake) fails here, with its message
   let exited: string | undefined;
   cli.line.catch((err: Error) => exited = err.message);

@@ -71,8 +71,11 @@ describe("admin API routes", () => {
   test("every read route, tokens, 401 logged, 405 for an action over GET, shared /metrics", async () => {
     const [a, b] = [await greeter("a"), await greeter("b")];
     writeFileSync(join(dir, "tokens"), `# operators\nops:${TOKEN}\nviewer:v1ew\n`);
-    const run = await startRun(dir, "routes", (port, adminPort) =>
-      `listeners:
+    const run = await startRun(
+      dir,
+      "routes",
+      (port, adminPort) =>
+        `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app, max_connections: 3 }
 backends:
   - name: app
@@ -81,7 +84,10 @@ backends:
       - { host: 127.0.0.1, port: ${b.port}, name: b }
 admin: { port: ${adminPort}, token_file: ./tokens }
 metrics: { address: 127.0.0.1, port: ${adminPort} }
-`);
+`,
+      [],
+      { accessLog: false },
+    ); // the counters without per-connection reports
     const open: net.Socket[] = [];
     try {
       for (let i = 0; i < 3; i++) open.push((await greeting(run.port)).s);
@@ -160,6 +166,21 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
       assert.match(await html.text(), /<title>relaykit/);
       const metrics = await (await fetch(`http://127.0.0.1:${run.adminPort}/metrics`)).text();
       assert.match(metrics, /relaykit_listener_connections_active\{listener="web"\} 3/);
+      // an ended connection's bytes stay counted
+      open.shift()!.end();
+      let l0: any;
+      for (const t0 = Date.now(); Date.now() - t0 < 5_000;) {
+        l0 = (await run.get("/api/v1/listeners")).body[0];
+        if (l0.total === 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(
+        [l0.total, l0.current, l0.opened, l0.bytes_in],
+        [1, 2, 3, 5],
+        "after one end",
+      );
+      assert.ok(l0.bytes_out >= 2 + 5, `bytes_out ${l0.bytes_out}: a greeting and the echo`);
+      assert.equal((await run.get("/api/v1/connections")).body.total, 2);
     } finally {
       for (const s of open) s.destroy();
       run.cli.child.kill("SIGKILL");
@@ -493,8 +514,11 @@ for (const engine of ENGINES) {
   describe(`admin with --workers 2 (${engine} engine)`, () => {
     test("reads cover every worker, actions reach every worker", { timeout: 60_000 }, async () => {
       const [a, b] = [await greeter("a"), await greeter("b")];
-      const run = await startRun(dir, `workers-${engine}`, (port, adminPort) =>
-        `listeners:
+      const run = await startRun(
+        dir,
+        `workers-${engine}`,
+        (port, adminPort) =>
+          `listeners:
   - { name: web, address: 127.0.0.1, port: ${port}, backend: app }
 backends:
   - name: app
@@ -502,7 +526,10 @@ backends:
       - { host: 127.0.0.1, port: ${a.port}, name: a }
       - { host: 127.0.0.1, port: ${b.port}, name: b }
 admin: { port: ${adminPort}, token: ${TOKEN} }
-`, ["--workers", "2", "--engine", engine]);
+`,
+        ["--workers", "2", "--engine", engine],
+        { accessLog: false },
+      );
       const held: net.Socket[] = [];
       try {
         await waitFor(

@@ -67,7 +67,8 @@ typedef enum {
   RK_EV_ACCEPT_ERROR = 5, /* aux=listener, err: accept(2) failed (EMFILE...) */
   RK_EV_LISTENER_CLOSED = 6, /* aux=listener: its fd is closed */
   RK_EV_FD_CONNECTED = 7, /* id=request; word 2 the fd (>=0) or word 3 err */
-  RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left */
+  RK_EV_LISTENER_DRAINED = 8, /* aux=listener: closed and no connection left;
+                                 its final counters (rk_listener_counters) */
   RK_EV_HOOK = 9, /* id=conn, aux=listener or 0: a batch of a hooked
                      direction is lent to the host; layout below */
   RK_EV_HOLD = 10, /* id=conn, aux=listener: a held connection waits for a
@@ -372,6 +373,24 @@ RK_EXTERN int32_t rk_listener_set_hold_first(int32_t h, int32_t lid,
 RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);
 /* Number of open connections of the listener, or a negative error. */
 RK_EXTERN int32_t rk_listener_active(int32_t h, int32_t lid);
+/* The listener's counters into out (RK_EVENT_WORDS words, the layout of
+ * RK_EV_LISTENER_DRAINED, which carries them final): 4..5 connections
+ * accepted, 6..7 ended, 8..9 bytes written to the targets and 10..11 to the
+ * clients by those that ended, 12 the most open at once, 13 open now.
+ * Kept whatever rk_listener_set_events says. Any thread. */
+RK_EXTERN int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out);
+/* The listener's open connections, one pass: up to max records of
+ * RK_CONN_WORDS words into out (layout below). Return how many are open
+ * (more than max: call again with room for them), or a negative error.
+ * Any thread; holds the connection table's lock for the pass. */
+RK_EXTERN int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out,
+                                    int32_t max);
+#define RK_CONN_WORDS 20
+/* Record of rk_listener_conns: 0 id, 1 state (RK_STATE_*), 2..3 started (ms
+ * since the epoch), 4..5 bytes written a->b, 6 the client's address family,
+ * 7 its port, 8..11 its address, 12..13 bytes written b->a, 14..15 bytes
+ * read a->b, 16..17 read b->a, 18..19 last activity (ms since the epoch).
+ * 64-bit values: low word first. */
 
 /* ---- connections ------------------------------------------------------- */
 

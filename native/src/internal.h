@@ -282,6 +282,11 @@ struct rk__listener {
   uint32_t hold_first; /* atomic: bytes to read before the first RK_EV_HOLD
                          (rk_listener_set_hold_first) */
   int32_t active; /* atomic */
+  int32_t peak;   /* atomic: the most open at once */
+  /* atomics: connections accepted and ended, bytes written to the target
+   * and to the client by those that ended (rk_listener_counters) */
+  int64_t n_accepted, n_ended;
+  uint64_t bytes_up, bytes_down;
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
   int32_t detach_left; /* atomic: workers still to detach on close */
   int started, closing;
@@ -447,6 +452,11 @@ void rk__listener_check_drained(rk__listener *l);
 int rk__listener_wants(rk__listener *l, uint32_t what);
 /* Listener lid of e, or NULL; the caller holds e->tbl_lock. */
 rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid);
+/* A 64-bit value into two record words (low, high). */
+static inline void rk__put_u64(uint32_t *rec, int word, uint64_t v) {
+  rec[word] = (uint32_t)v;
+  rec[word + 1] = (uint32_t)(v >> 32);
+}
 void rk__put_addr(uint32_t *rec, int port_word, int addr_word,
                   const struct sockaddr_storage *ss);
 

@@ -85,11 +85,23 @@ rk__listener *rk__listener_find_locked(rk__engine *e, int32_t lid) {
 /* Once l is closed and has no connection left, say so, exactly once.
  * Called after each of its connections ends and when its fd is closed;
  * sequentially consistent atomics make sure one of the two sees both. */
+/* Its counters into words 4..12 of a record (RK_EV_LISTENER_DRAINED and
+ * rk_listener_counters: the layout in relaykit.h). */
+static void rk__listener_totals(rk__listener *l, uint32_t *rec) {
+  rk__put_u64(rec, 4, (uint64_t)RK__LOAD(&l->n_accepted));
+  rk__put_u64(rec, 6, (uint64_t)RK__LOAD(&l->n_ended));
+  rk__put_u64(rec, 8, RK__LOAD(&l->bytes_up));
+  rk__put_u64(rec, 10, RK__LOAD(&l->bytes_down));
+  rec[12] = (uint32_t)RK__LOAD(&l->peak);
+  rec[13] = (uint32_t)RK__LOAD(&l->active);
+}
+
 void rk__listener_check_drained(rk__listener *l) {
   if (__atomic_load_n(&l->closed_done, __ATOMIC_SEQ_CST) &&
       __atomic_load_n(&l->active, __ATOMIC_SEQ_CST) == 0 &&
       __atomic_exchange_n(&l->drain_posted, 1, __ATOMIC_SEQ_CST) == 0) {
     uint32_t rec[RK_EVENT_WORDS] = {RK_EV_LISTENER_DRAINED, 0, (uint32_t)l->id};
+    rk__listener_totals(l, rec);
     rk__post(l->e, rec);
   }
 }
@@ -129,6 +141,66 @@ int32_t rk_listener_active(int32_t h, int32_t lid) {
   pthread_mutex_lock(&e->tbl_lock);
   rk__listener *l = rk__listener_find_locked(e, lid);
   int32_t n = l == NULL ? -ENOENT : __atomic_load_n(&l->active, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return n;
+}
+
+int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (out == NULL)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l != NULL) {
+    memset(out, 0, RK_EVENT_WORDS * sizeof *out);
+    rk__listener_totals(l, out);
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l == NULL ? -ENOENT : 0;
+}
+
+int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (max < 0 || (max > 0 && out == NULL))
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l == NULL) {
+    pthread_mutex_unlock(&e->tbl_lock);
+    return -ENOENT;
+  }
+  /* A connection is in the table from its accept until its end, with its
+   * listener, peer and start set before it goes in; its counters and state
+   * are atomics. One pass, under the lock that adds and removes. */
+  int32_t n = 0;
+  int64_t mono = rk__now_mono(), real = rk__now_real();
+  for (size_t b = 0; b < RK__TABLE_BUCKETS; b++) {
+    for (rk__conn *c = e->tbl[b]; c != NULL; c = c->tbl_next) {
+      if (c->listener != l)
+        continue;
+      if (n < max) {
+        uint32_t *r = out + (size_t)n * RK_CONN_WORDS;
+        memset(r, 0, RK_CONN_WORDS * sizeof *r);
+        r[0] = (uint32_t)c->id;
+        r[1] = (uint32_t)RK__LOAD(&c->state);
+        rk__put_u64(r, 2, (uint64_t)c->start_real_ms);
+        rk__put_u64(r, 4, RK__LOAD(&c->dir[0].wr));
+        r[6] = c->peer.ss_family;
+        rk__put_addr(r, 7, 8, &c->peer);
+        rk__put_u64(r, 12, RK__LOAD(&c->dir[1].wr));
+        rk__put_u64(r, 14, RK__LOAD(&c->dir[0].rd));
+        rk__put_u64(r, 16, RK__LOAD(&c->dir[1].rd));
+        rk__put_u64(r, 18,
+                    (uint64_t)(real - (mono - RK__LOAD(&c->last_mono_ms))));
+      }
+      if (n < INT32_MAX)
+        n++;
+    }
+  }
   pthread_mutex_unlock(&e->tbl_lock);
   return n;
 }
@@ -520,6 +592,11 @@ void rk__accept(rk__worker *w, rk__listener *l) {
       close(fd);
       continue;
     }
+    RK__ADD(&l->n_accepted, 1);
+    for (int32_t peak = RK__LOAD(&l->peak); lactive > peak &&
+         !__atomic_compare_exchange_n(&l->peak, &peak, lactive, 1,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED);)
+      ;
     memcpy(&c->peer, &ss, sizeof ss);
     __atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
     c->listener = l;

@@ -179,11 +179,6 @@ void rk__mark_ready(rk__conn *c) {
   }
 }
 
-static void rk__put_u64(uint32_t *rec, int word, uint64_t v) {
-  rec[word] = (uint32_t)v;
-  rec[word + 1] = (uint32_t)(v >> 32);
-}
-
 static void rk__abort_sock(int fd) {
   struct linger lg = {1, 0}; /* close() sends RST */
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -288,6 +283,11 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
     RK__ADD(&e->closed, 1);
   }
   if (c->listener != NULL) {
+    /* counted before active drops: a drained listener's counters are final */
+    rk__listener *l = c->listener;
+    RK__ADD(&l->n_ended, 1);
+    RK__ADD(&l->bytes_up, RK__LOAD(&c->dir[0].wr));
+    RK__ADD(&l->bytes_down, RK__LOAD(&c->dir[1].wr));
     __atomic_sub_fetch(&c->listener->active, 1, __ATOMIC_SEQ_CST);
     rk__listener_check_drained(c->listener);
     rk__listener_unref(c->listener);

@@ -929,10 +929,32 @@ static void t_relay_many_clients(void) {
   CHECK_RC(rk_engine_stats(h, st), "rk_engine_stats");
   CHECK(st[1] == N && st[2] == N && st[3] == 0, "accepted %g closed %g "
         "rejected %g", st[1], st[2], st[3]);
+  /* the listener's own counters: every byte of every ended connection */
+  uint64_t sent = 0;
+  for (int i = 0; i < N; i++)
+    sent += ss[i].out_len;
+  uint32_t tot[RK_EVENT_WORDS];
+  CHECK_RC(rk_listener_counters(h, lid, tot), "rk_listener_counters");
+  CHECK(rec_u64(tot, 4) == N && rec_u64(tot, 6) == N &&
+            rec_u64(tot, 8) == sent && rec_u64(tot, 10) == sent &&
+            tot[12] >= 1 && tot[12] <= N && tot[13] == 0,
+        "counters: accepted %llu ended %llu up %llu down %llu (sent %llu) "
+        "peak %u open %u", (unsigned long long)rec_u64(tot, 4),
+        (unsigned long long)rec_u64(tot, 6),
+        (unsigned long long)rec_u64(tot, 8),
+        (unsigned long long)rec_u64(tot, 10), (unsigned long long)sent,
+        tot[12], tot[13]);
+  CHECK(rk_listener_conns(h, lid, NULL, 0) == 0, "open connections listed");
+  CHECK(rk_listener_conns(h, lid, NULL, -1) == -EINVAL, "max < 0");
+  CHECK(rk_listener_conns(h, lid, NULL, 1) == -EINVAL, "no room");
+  CHECK(rk_listener_conns(h, lid + 1000, NULL, 0) == -ENOENT, "no listener");
+  CHECK(rk_listener_counters(h, lid + 1000, tot) == -ENOENT, "no listener");
   CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
   uint32_t drained[RK_EVENT_WORDS];
   pump_get(&pump, RK_EV_LISTENER_DRAINED, -1, drained);
   CHECK(drained[2] == (uint32_t)lid, "drained listener %u", drained[2]);
+  CHECK(memcmp(drained + 4, tot + 4, 10 * sizeof *tot) == 0,
+        "the drained record carries the final counters");
   engine_end(&pump);
   server_stop(&echo);
   for (int i = 0; i < N; i++)

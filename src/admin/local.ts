@@ -1,8 +1,7 @@
 /**
- * The admin API of one process: reads come from the runner's counters and
- * its registry of open connections; per-connection byte counters are read
- * only for the connections a request returns (and summed for the totals),
- * so nothing runs per connection while nobody asks.
+ * The admin API of one process: reads come from the engines' counters and
+ * their lists of open connections (TcpProxy.totals, openConnections), read
+ * when a request asks, so nothing runs per connection while nobody asks.
  *
  * @module
  */
@@ -64,6 +63,11 @@ export function openFds(): number {
   }
   fdsAt = now;
   return fdsCount;
+}
+
+/** Open connections of a listener, on all its proxies. */
+function current(v: ListenerView): number {
+  return v.live.reduce((n, p) => n + p.connections, 0);
 }
 
 function iso(ms: number): string {
@@ -132,7 +136,7 @@ export class LocalSource implements AdminSource {
   readonly #started = Date.now();
   /** Totals at earlier requests, for rates (only while someone asks). */
   #samples: { at: number; totals: Map<string, [number, number, number]> }[] = [];
-  #liveCache: { at: number; value: LiveBytes; open: number } | undefined;
+  #liveCache: { at: number; value: LiveBytes; open: number; ended: number } | undefined;
 
   /**
    * @param runner The running config.
@@ -167,10 +171,17 @@ export class LocalSource implements AdminSource {
   #liveBytes(views: ListenerView[]): LiveBytes {
     const now = Date.now();
     const c = this.#liveCache;
-    if (c !== undefined && now - c.at < liveCacheMs(c.open)) return c.value;
+    // a connection that ended since the pass has its bytes in the totals
+    // now: the pass is redone, or they would count twice (with many open,
+    // for a while: they then count twice until the pass is redone)
+    const ended = views.reduce((n, v) => n + v.stats.total, 0);
+    if (
+      c !== undefined && now - c.at < liveCacheMs(c.open) &&
+      (c.ended === ended || c.open > 1_000)
+    ) return c.value;
     const value = this.#sumLive(views);
-    const open = views.reduce((n, v) => n + v.live.reduce((k, l) => k + l.conns.size, 0), 0);
-    this.#liveCache = { at: now, value, open };
+    const open = views.reduce((n, v) => n + current(v), 0);
+    this.#liveCache = { at: now, value, open, ended };
     return value;
   }
 
@@ -179,13 +190,11 @@ export class LocalSource implements AdminSource {
     const servers = new Map<Server, [number, number]>();
     for (const v of views) {
       const sum: [number, number] = [0, 0];
-      for (const { proxy, conns } of v.live) {
-        for (const id of conns.keys()) {
-          const st = proxy.stats(id);
-          if (st === undefined) continue;
+      for (const proxy of v.live) {
+        for (const st of proxy.openConnections()) {
           sum[0] += st.aToB.written;
           sum[1] += st.bToA.written;
-          const s = proxy.serverOf(id);
+          const s = proxy.serverOf(st.id);
           if (s !== undefined) {
             const t = servers.get(s) ?? [0, 0];
             t[0] += st.aToB.written;
@@ -240,7 +249,7 @@ export class LocalSource implements AdminSource {
         engine: v.proxy.engine,
         state: v.disabled ? "disabled" : "enabled",
         route: v.route,
-        current: v.live.reduce((n, l) => n + l.conns.size, 0),
+        current: current(v),
         peak: v.stats.peak,
         limit: v.limit,
         opened: v.stats.opened,
@@ -275,8 +284,11 @@ export class LocalSource implements AdminSource {
     for (const v of this.#runner.adminView()) {
       if (q.listener !== undefined && v.name !== q.listener) continue;
       const route = v.route;
-      for (const { proxy, conns } of v.live) {
-        for (const [id, c] of conns) {
+      for (const proxy of v.live) {
+        // oldest first, as they were opened: pages stay put while more open
+        const open = proxy.openConnections().sort((a, b) => a.id - b.id);
+        for (const c of open) {
+          const id = c.id;
           const s = q.server !== undefined || q.client !== undefined
             ? proxy.serverOf(id)
             : undefined;
@@ -285,6 +297,7 @@ export class LocalSource implements AdminSource {
             if (full !== q.server && route !== q.server) continue;
             if (s === undefined) continue;
           }
+          const client = c.remote === undefined ? null : formatEndpoint(c.remote);
           const original = q.client !== undefined || (total >= q.offset && out.length < q.limit)
             ? proxy.originalOf(id)
             : undefined;
@@ -292,25 +305,23 @@ export class LocalSource implements AdminSource {
             ? formatEndpoint(original.source)
             : null;
           if (
-            q.client !== undefined && !(c.client ?? "").includes(q.client) &&
+            q.client !== undefined && !(client ?? "").includes(q.client) &&
             !(orig ?? "").includes(q.client)
           ) continue;
           total++;
           if (total <= q.offset || out.length >= q.limit) continue;
-          // counters are read only for the page that is returned
-          const st = proxy.stats(id);
           const server = s ?? proxy.serverOf(id);
           out.push({
             id,
             listener: v.name,
-            client: c.client ?? null,
+            client,
             original_client: orig,
             server: server === undefined ? null : `${route}/${server.name}`,
             route,
-            age_ms: now - c.opened,
-            bytes_in: st?.aToB.written ?? 0,
-            bytes_out: st?.bToA.written ?? 0,
-            state: st?.state ?? "closing",
+            age_ms: Math.max(0, now - c.startedAt),
+            bytes_in: c.aToB.written,
+            bytes_out: c.bToA.written,
+            state: c.state,
             engine: proxy.engine,
           });
         }
@@ -361,8 +372,9 @@ export class LocalSource implements AdminSource {
 
   closeConnection(id: number, _worker: number | undefined, who: Actor): Promise<ActionResult> {
     for (const v of this.#runner.adminView()) {
-      for (const { proxy, conns } of v.live) {
-        if (!conns.has(id)) continue;
+      for (const proxy of v.live) {
+        // (ids are engine-wide: ask each proxy for its own)
+        if (!proxy.openConnections().some((c) => c.id === id)) continue;
         proxy.closeConnection(id, "abort");
         const message = `connection #${id} of listener "${v.name}" closed`;
         this.#record("close-connection", `${v.name}#${id}`, who);

@@ -4,15 +4,13 @@
  * connections and closing them. They have no config file and no backends:
  * reload answers that, and a listener is not switched off and on here.
  *
+ * Its counters and open connections are read from the proxy when a
+ * request asks ({@linkcode TcpProxy.totals}, {@linkcode TcpProxy.openConnections}):
+ * nothing is reported per connection while nobody asks.
+ *
  * @module
  */
-import { formatEndpoint } from "../forward/types.ts";
-import {
-  type ListenerStats,
-  type ListenerView,
-  type LiveConnection,
-  newListenerStats,
-} from "../config/run.ts";
+import { type ListenerView, statsOf } from "../config/run.ts";
 import type { Backend } from "../proxy/balance.ts";
 import type { TcpProxy } from "../proxy/tcp_proxy.ts";
 import type { AdminTarget } from "./local.ts";
@@ -24,44 +22,30 @@ export class ProxyTarget implements AdminTarget {
   readonly #route: string;
   readonly #limit: number;
   readonly #command: string;
-  readonly #conns = new Map<number, LiveConnection>();
-  readonly #stats: ListenerStats = newListenerStats();
+  /** Errors by code: "error" events come whatever the interest. */
+  readonly #errors = new Map<string, number>();
   readonly backends: ReadonlyMap<string, Backend> = new Map();
   #lastReload: { ok: boolean; message: string } | undefined;
 
   /**
    * @param proxy The proxy.
    * @param o Its name in the API, where it sends connections ("forward",
-   *   "socks", "route"…), its connection limit, and the command's name.
+   *   "socks", "route"…), its connection limit, the command's name, and
+   *   whether it reads PROXY headers (then the original client of each
+   *   connection is kept for the connection list).
    */
   constructor(
     proxy: TcpProxy,
-    o: { name: string; route: string; limit: number; command: string },
+    o: { name: string; route: string; limit: number; command: string; original?: boolean },
   ) {
     this.#proxy = proxy;
     this.#name = o.name;
     this.#route = o.route;
     this.#limit = o.limit;
     this.#command = o.command;
-    const st = this.#stats;
-    proxy.on("open", (c) => {
-      this.#conns.set(c.id, {
-        opened: Date.now(),
-        client: c.remote === undefined ? undefined : formatEndpoint(c.remote),
-      });
-      st.opened++;
-      if (this.#conns.size > st.peak) st.peak = this.#conns.size;
-    });
-    proxy.on("close", (e) => {
-      this.#conns.delete(e.id);
-      st.total++;
-      st.up += e.aToB.written;
-      st.down += e.bToA.written;
-      if (e.reason === "connect-failed" && e.error !== undefined) {
-        st.failures.set(e.error.code, (st.failures.get(e.error.code) ?? 0) + 1);
-      }
-    });
-    proxy.on("error", (err) => st.errors.set(err.code, (st.errors.get(err.code) ?? 0) + 1));
+    proxy.on("error", (err) => this.#errors.set(err.code, (this.#errors.get(err.code) ?? 0) + 1));
+    // originalOf(id) answers while someone listens for originals
+    if (o.original === true) proxy.on("original", () => {});
   }
 
   get listeners(): ReadonlyMap<string, TcpProxy> {
@@ -75,8 +59,8 @@ export class ProxyTarget implements AdminTarget {
       limit: this.#limit,
       proxy: this.#proxy,
       disabled: false,
-      stats: this.#stats,
-      live: [{ proxy: this.#proxy, conns: this.#conns }],
+      stats: statsOf([this.#proxy], undefined, this.#errors),
+      live: [this.#proxy],
     }];
   }
 

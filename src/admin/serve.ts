@@ -190,7 +190,14 @@ export async function serveSupervisorAdmin(
 export async function serveProxyAdmin(
   proxy: TcpProxy,
   flag: string | undefined,
-  o: { command: string; route: string; limit: number; log(level: LogLevel, line: string): void },
+  o: {
+    command: string;
+    route: string;
+    limit: number;
+    /** The proxy reads PROXY headers: the connection list shows who sent them. */
+    original: boolean;
+    log(level: LogLevel, line: string): void;
+  },
 ): Promise<HttpServer | undefined> {
   if (flag === undefined) return undefined;
   const token = process.env[TOKEN_ENV];

@@ -368,6 +368,7 @@ export async function runProxy(
     command: { forwarding: "forward", routing: "route" }[command] ?? command,
     route: options.target !== undefined ? formatEndpoint(options.target) : command,
     limit: options.maxConnections ?? 0,
+    original: options.acceptProxy !== undefined,
     log: (l, line) => log.log(l, line),
   }).catch(async (err: Error) => {
     await proxy.abort();

@@ -311,7 +311,8 @@ accepting and reset what is left after --grace MS; SIGQUIT waits for the last co
       // a tunnel is one link: with workers, the first one runs the tunnel sections
       tunnels: worker === undefined || worker === "0",
       log: (l, line, cause) => log.log(l, line, cause),
-      access: (rec) => accessOut?.(jsonLogLine(rec)),
+      // without an access log, nothing is reported per connection
+      ...(accessOut !== undefined ? { access: (rec) => accessOut(jsonLogLine(rec)) } : {}),
     });
     log.reopenOn(["SIGUSR2", "SIGHUP"]);
     const adminOptions = {

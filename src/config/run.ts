@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileErrorReason } from "../errors.ts";
 import type { EnginePreference } from "../forward/select.ts";
-import type { ConnectionEnd, Endpoint } from "../forward/types.ts";
+import type { ConnectionEnd, Endpoint, ProxyTotals } from "../forward/types.ts";
 import { formatEndpoint } from "../forward/types.ts";
 import type { NativeEngine } from "../native/engine.ts";
 import { Backend } from "../proxy/balance.ts";
@@ -134,14 +134,6 @@ export interface EventRecord {
   reason?: string;
 }
 
-/** A connection that is open, as the runner keeps it for the admin API. */
-export interface LiveConnection {
-  /** When it opened, ms since the Unix epoch. */
-  opened: number;
-  /** The client's address, "host:port". */
-  client: string | undefined;
-}
-
 /** A listener as the admin API sees it (see {@linkcode Runner.adminView}). */
 export interface ListenerView {
   name: string;
@@ -153,8 +145,8 @@ export interface ListenerView {
   /** Disabled by an operator: not accepting. */
   disabled: boolean;
   stats: ListenerStats;
-  /** Its open connections, by proxy (a reload may leave an older one draining). */
-  live: { proxy: TcpProxy; conns: ReadonlyMap<number, LiveConnection> }[];
+  /** Its proxies whose connections are open or may be (a reload may leave an older one draining). */
+  live: TcpProxy[];
 }
 
 /** What the runner reports. */
@@ -175,8 +167,12 @@ export interface RunnerOptions {
    * repeat without end (a dead backend): the log may summarise them.
    */
   log(level: LogLevel, line: string, cause?: string): void;
-  /** One record per ended connection, and one per health or operator change. */
-  access(record: AccessRecord | EventRecord): void;
+  /**
+   * One record per ended connection, and one per health or operator change.
+   * Without it, no listener reports its connections one by one: the
+   * counters come from the engine.
+   */
+  access?(record: AccessRecord | EventRecord): void;
   /**
    * Run the config's tunnel sections (`false` in all workers but the first:
    * a tunnel is one link, and its ports are not shared).
@@ -245,6 +241,64 @@ export function newListenerStats(): ListenerStats {
   return { total: 0, opened: 0, peak: 0, up: 0, down: 0, failures: new Map(), errors: new Map() };
 }
 
+/** Add a proxy's totals to a listener's counters (the peak is the highest of one proxy). */
+function addTotals(into: ListenerStats, t: ProxyTotals): void {
+  into.total += t.ended;
+  into.opened += t.accepted;
+  into.peak = Math.max(into.peak, t.peak);
+  into.up += t.bytesUp;
+  into.down += t.bytesDown;
+  for (const [code, n] of Object.entries(t.connectFailures)) {
+    into.failures.set(code, (into.failures.get(code) ?? 0) + n);
+  }
+}
+
+/**
+ * A listener's counters: those of `proxies` read now, added to `retired`
+ * (the totals of its earlier proxies), with its errors by code.
+ */
+export function statsOf(
+  proxies: Iterable<TcpProxy>,
+  retired: ListenerStats | undefined,
+  errors: Map<string, number>,
+): ListenerStats {
+  const st = newListenerStats();
+  if (retired !== undefined) {
+    st.total = retired.total;
+    st.opened = retired.opened;
+    st.peak = retired.peak;
+    st.up = retired.up;
+    st.down = retired.down;
+    for (const [code, n] of retired.failures) st.failures.set(code, n);
+  }
+  for (const p of proxies) addTotals(st, p.totals());
+  st.errors = errors;
+  return st;
+}
+
+/** A no-op listener for "original": see keepOriginals. */
+const ORIGINALS = (): void => {};
+
+/**
+ * While a proxy reads PROXY headers, listen for their originals (with a
+ * no-op): `originalOf(id)` then answers for the admin's connection list.
+ * Nothing is listened for otherwise (each would cost an event per connection).
+ */
+function keepOriginals(proxy: TcpProxy, on: boolean): void {
+  if (on) proxy.on("original", ORIGINALS);
+  else proxy.off("original", ORIGINALS);
+}
+
+/** A listener's proxies and counters, across reloads. */
+interface Watched {
+  /** Its proxies until they have drained. */
+  proxies: Set<TcpProxy>;
+  /** The totals of its proxies that have drained. */
+  retired: ListenerStats;
+  /** Errors by code ("error" events come whatever the interest). */
+  errors: Map<string, number>;
+}
+
 /** Runs a config file's listeners. */
 export class Runner {
   readonly #path: string;
@@ -253,7 +307,8 @@ export class Runner {
   #generation = 0;
   #backends = new Map<string, Backend>();
   #checkers: HealthChecker[] = [];
-  #stats = new Map<string, ListenerStats>();
+  /** Every listener name seen, with its proxies and counters. */
+  #watched = new Map<string, Watched>();
   #metrics: MetricsServer | undefined;
   readonly #metricsTimeout: number;
   #stopping: TcpProxy[] = [];
@@ -261,8 +316,6 @@ export class Runner {
   #tunnelClients = new Map<string, { config: TunnelClientConfig; client: TunnelClient }>();
   /** Listeners an operator disabled (by name). */
   #disabled = new Set<string>();
-  /** Open connections of every watched proxy. */
-  #live = new Map<TcpProxy, { name: string; conns: Map<number, LiveConnection> }>();
   /** Starts one listener with the options of the config applied last. */
   #make: ((l: ListenerConfig, at?: Endpoint, fd?: number) => Promise<TcpProxy>) | undefined;
   #lastReload: { ok: boolean; message: string } | undefined;
@@ -290,10 +343,6 @@ export class Runner {
 
   /** The listeners with their counters and open connections, for the admin API. */
   adminView(): ListenerView[] {
-    const running = new Set([...this.#running.values()].map((r) => r.proxy));
-    for (const [p, l] of this.#live) {
-      if (!running.has(p) && l.conns.size === 0) this.#live.delete(p);
-    }
     return [...this.#running].map(([name, r]) => ({
       name,
       route: r.config.backend ?? r.config.router?.kind ??
@@ -301,12 +350,15 @@ export class Runner {
       limit: r.config.maxConnections ?? 0,
       proxy: r.proxy,
       disabled: this.#disabled.has(name),
-      stats: this.#stats.get(name)!,
-      live: [...this.#live].filter(([, l]) => l.name === name).map(([proxy, l]) => ({
-        proxy,
-        conns: l.conns,
-      })),
+      stats: this.#statsOf(name),
+      live: [...this.#watched.get(name)?.proxies ?? []],
     }));
+  }
+
+  /** The counters of listener `name`, read now. */
+  #statsOf(name: string): ListenerStats {
+    const w = this.#watched.get(name);
+    return w === undefined ? newListenerStats() : statsOf(w.proxies, w.retired, w.errors);
   }
 
   /** How the last reload went, if there was one. */
@@ -375,7 +427,7 @@ export class Runner {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, v] of rows) lines.push(`${name}{${labels}} ${v}`);
     };
-    const ls = [...this.#stats.entries()];
+    const ls = [...this.#watched.keys()].map((n) => [n, this.#statsOf(n)] as const);
     const l = (n: string) => `listener="${esc(n)}"`;
     metric(
       "relaykit_listener_connections_active",
@@ -821,7 +873,7 @@ export class Runner {
       if (route?.rewriteRequest !== undefined) options.rewriteRequest = route.rewriteRequest;
       if (route?.rewriteResponse !== undefined) options.rewriteResponse = route.rewriteResponse;
       const proxy = await TcpProxy.listen(options);
-      this.#watch(l.name, proxy);
+      this.#watch(l, proxy);
       return proxy;
     };
     const next = new Map<string, Running>();
@@ -861,7 +913,7 @@ export class Runner {
               c.up ? "up" : `down (${c.reason})`
             }`,
           );
-          this.#o.access({
+          this.#o.access?.({
             time: new Date().toISOString(),
             event: "health",
             action: c.up ? "up" : "down",
@@ -877,6 +929,7 @@ export class Runner {
       const r = next.get(l.name)!;
       if (!started.includes(r.proxy) && !this.#disabled.has(l.name)) {
         r.proxy.reconfigure(where(l));
+        keepOriginals(r.proxy, l.acceptProxy !== undefined);
         r.config = l;
       }
     }
@@ -894,25 +947,32 @@ export class Runner {
     }
   }
 
-  #watch(name: string, proxy: TcpProxy): void {
-    const clients = new Map<number, LiveConnection>();
-    this.#live.set(proxy, { name, conns: clients });
-    let stats = this.#stats.get(name);
-    if (stats === undefined) {
-      this.#stats.set(name, stats = newListenerStats());
+  #watch(l: ListenerConfig, proxy: TcpProxy): void {
+    const name = l.name;
+    let w = this.#watched.get(name);
+    if (w === undefined) {
+      this.#watched.set(
+        name,
+        w = { proxies: new Set(), retired: newListenerStats(), errors: new Map() },
+      );
     }
-    const st = stats;
+    const watched = w;
+    watched.proxies.add(proxy);
+    // once it has drained its totals are final: they move to the retired ones
+    void proxy.drained().then(() => {
+      if (!watched.proxies.delete(proxy)) return;
+      addTotals(watched.retired, proxy.totals());
+    });
     proxy.on("error", (err) => {
-      st.errors.set(err.code, (st.errors.get(err.code) ?? 0) + 1);
+      watched.errors.set(err.code, (watched.errors.get(err.code) ?? 0) + 1);
       this.#o.log("warn", `${name}: ${err.message}`, `${name}: ${err.code}`);
     });
+    keepOriginals(proxy, l.acceptProxy !== undefined);
+    const access = this.#o.access;
+    if (access === undefined) return; // nothing per connection
+    const clients = new Map<number, string>();
     proxy.on("open", (c) => {
-      clients.set(c.id, {
-        opened: Date.now(),
-        client: c.remote === undefined ? undefined : formatEndpoint(c.remote),
-      });
-      st.opened++;
-      if (clients.size > st.peak) st.peak = clients.size;
+      if (c.remote !== undefined) clients.set(c.id, formatEndpoint(c.remote));
     });
     proxy.on("close", (e: ConnectionEnd) => {
       const rec: AccessRecord = {
@@ -924,23 +984,8 @@ export class Runner {
         bytes_down: e.bToA.written,
         end: e.reason,
       };
-      const client = clients.get(e.id)?.client;
+      const client = clients.get(e.id);
       clients.delete(e.id);
-      if (clients.size === 0 && this.#running.get(name)?.proxy !== proxy) this.#live.delete(proxy);
-      st.total++;
-      st.up += e.aToB.written;
-      st.down += e.bToA.written;
-      if (e.server !== undefined) {
-        const backend = this.#backends.get(this.#running.get(name)?.config.backend ?? "");
-        const server = backend?.servers.find((s) => s.name === e.server);
-        if (server !== undefined) {
-          server.bytesUp += e.aToB.written;
-          server.bytesDown += e.bToA.written;
-        }
-      }
-      if (e.reason === "connect-failed" && e.error !== undefined) {
-        st.failures.set(e.error.code, (st.failures.get(e.error.code) ?? 0) + 1);
-      }
       if (client !== undefined) rec.client = client;
       const src = e.original?.source;
       if (e.original?.header !== undefined && src !== undefined) {
@@ -948,7 +993,7 @@ export class Runner {
       }
       if (e.server !== undefined) rec.server = e.server;
       if (e.error !== undefined) rec.error = `${e.error.code}: ${e.error.message}`;
-      this.#o.access(rec);
+      access(rec);
     });
   }
 }

@@ -30,6 +30,7 @@ import {
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
+  type ListenerTotals,
   listenFailure,
   type OriginalInfo,
   type ProxyCallbacks,
@@ -252,6 +253,16 @@ interface HeldState {
   tls?: { name: string; ca: string | undefined };
 }
 
+/** The counters of a listener the library no longer knows (cannot be read). */
+const NO_TOTALS: ListenerTotals = {
+  accepted: 0,
+  ended: 0,
+  open: 0,
+  peak: 0,
+  bytesUp: 0,
+  bytesDown: 0,
+};
+
 /** The engine whose relays run in the native library. */
 export class NativeForwardEngine implements ForwardEngine {
   /** Always "native". */
@@ -394,20 +405,21 @@ export class NativeForwardEngine implements ForwardEngine {
       : { host: spec.listen.host, port: calls.listenerPort(lid) };
     let started = false;
     let stopping = false;
+    let final: ListenerTotals | undefined;
     return Promise.resolve({
       address: bound,
       start: (cb: ProxyCallbacks) => {
         if (started) throw new TypeError("A proxy handle starts once");
         started = true;
         report = (err) => cb.reject(err);
-        e.onListener(
-          lid,
-          (ev) =>
-            this.#onEvent(ev, spec, cb, lid, held, () => {
-              bridge?.close();
-              freeClientContexts();
-            }, () => router),
-        );
+        e.onListener(lid, (ev) => {
+          // the last event of the listener, with its counters final
+          if (ev.type === "listener-drained") final = ev.totals;
+          this.#onEvent(ev, spec, cb, lid, held, () => {
+            bridge?.close();
+            freeClientContexts();
+          }, () => router);
+        });
         try {
           e.check(calls.listenerStart(lid), listenFailure(spec.listen));
         } catch (err) {
@@ -425,6 +437,8 @@ export class NativeForwardEngine implements ForwardEngine {
       },
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
+      totals: () => final ?? calls.listenerCounters(lid) ?? NO_TOTALS,
+      openConnections: () => final !== undefined ? [] : calls.listenerConns(lid),
       setInterest: (i: EventInterest) => {
         interest = i;
         calls.listenerSetEvents(lid, events(i));

@@ -28,6 +28,8 @@ import {
   type HeldConnection,
   type HeldUpdate,
   type HoldDecision,
+  type ListenerTotals,
+  type OpenConnection,
   type ProxyCallbacks,
   type ProxyHandle,
   type ProxySpec,
@@ -110,6 +112,7 @@ class StreamProxy implements ProxyHandle {
   #cb: ProxyCallbacks = UNSTARTED;
   #started = false;
   readonly #conns = new Map<number, StreamConnection>();
+  readonly #totals = { accepted: 0, ended: 0, peak: 0, bytesUp: 0, bytesDown: 0 };
   #interest: EventInterest = { open: false, connected: false, close: false };
   #stopped = false;
   #drainedSent = false;
@@ -450,6 +453,8 @@ class StreamProxy implements ProxyHandle {
     }
     const c = new StreamConnection(nextId++, a);
     this.#conns.set(c.id, c);
+    this.#totals.accepted++;
+    if (this.#conns.size > this.#totals.peak) this.#totals.peak = this.#conns.size;
     if (this.#interest.open) {
       this.#cb.open(a.remote === undefined ? { id: c.id } : { id: c.id, remote: a.remote });
     }
@@ -626,12 +631,17 @@ class StreamProxy implements ProxyHandle {
   #report(c: StreamConnection): void {
     if (!this.#conns.delete(c.id)) return;
     this.#heldInfo.delete(c.id);
+    const counters = c.final ?? c.counters();
+    const t = this.#totals;
+    t.ended++;
+    t.bytesUp += counters.aToB.written;
+    t.bytesDown += counters.bToA.written;
     if (c.error !== undefined || this.#interest.close || this.#spec.hold !== undefined) {
       const end = {
         id: c.id,
         reason: c.reason,
         durationMs: Date.now() - c.startedAt,
-        ...(c.final ?? c.counters()),
+        ...counters,
       };
       this.#cb.close(c.error === undefined ? end : { ...end, error: c.error });
     }
@@ -737,12 +747,31 @@ class StreamProxy implements ProxyHandle {
   connectionStats(id: number): ConnectionStats | undefined {
     const c = this.#conns.get(id);
     if (c === undefined || c.ended) return undefined;
+    return StreamProxy.#statsOf(c);
+  }
+
+  static #statsOf(c: StreamConnection): ConnectionStats {
     return {
       ...c.counters(),
       startedAt: c.startedAt,
       lastActivityAt: c.lastActivityAt,
       state: c.state,
     };
+  }
+
+  totals(): ListenerTotals {
+    return { ...this.#totals, open: this.#conns.size };
+  }
+
+  openConnections(): OpenConnection[] {
+    const out: OpenConnection[] = [];
+    for (const c of this.#conns.values()) {
+      if (c.ended) continue;
+      const o: OpenConnection = { id: c.id, ...StreamProxy.#statsOf(c) };
+      if (c.a.remote !== undefined) o.remote = c.a.remote;
+      out.push(o);
+    }
+    return out;
   }
 }
 

@@ -16,6 +16,8 @@ import type {
   Endpoint,
   FamilyPreference,
   InetEndpoint,
+  ListenerTotals,
+  OpenConnection,
   OriginalInfo,
   TlsServerOptions,
 } from "../types.ts";
@@ -56,7 +58,10 @@ export type {
   EndReason,
   FamilyPreference,
   InetEndpoint,
+  ListenerTotals,
+  OpenConnection,
   OriginalInfo,
+  ProxyTotals,
   TlsClientOptions,
   TlsServerOptions,
 } from "../types.ts";
@@ -306,6 +311,10 @@ export interface ProxyHandle {
   abortAll(): void;
   /** Number of open connections. */
   activeConnections(): number;
+  /** The listener's counters, kept without per-connection events (final once drained). */
+  totals(): ListenerTotals;
+  /** The open connections, read in one pass. */
+  openConnections(): OpenConnection[];
   /** Which per-connection events to report from now on. */
   setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */

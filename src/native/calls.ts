@@ -10,7 +10,14 @@
  * @module
  */
 import type { EngineWakeCalls, NativeLibrary } from "../runtime/types.ts";
-import type { ConnectionStats, Endpoint, FamilyPreference, InetEndpoint } from "../types.ts";
+import type {
+  ConnectionStats,
+  Endpoint,
+  FamilyPreference,
+  InetEndpoint,
+  ListenerTotals,
+  OpenConnection,
+} from "../types.ts";
 import { EMPTY } from "../bytes.ts";
 import {
   DECIDE,
@@ -23,8 +30,9 @@ import {
   type NativeSymbols,
   PROXY,
   RELAY_FLAGS,
-  STATE,
+  STATE_NAMES,
 } from "./symbols.ts";
+import { CONN_WORDS, listenerTotals, openConnectionAt } from "./events.ts";
 import { DECISION, LISTEN_OPTS, PROXY_OPTS, RELAY_OPTS } from "./structs.ts";
 import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts";
 import { type DecisionFields, HoldBatch } from "./_hold_batch.ts";
@@ -667,6 +675,28 @@ export class NativeCalls {
     return this.#sym.rk_listener_active(this.#h, lid);
   }
 
+  /** The listener's counters, or undefined once it is gone. */
+  listenerCounters(lid: number): ListenerTotals | undefined {
+    const out = new Uint32Array(EVENT_WORDS);
+    return this.#sym.rk_listener_counters(this.#h, lid, out) < 0 ? undefined : listenerTotals(out);
+  }
+
+  /** The listener's open connections, in one pass (none once it is gone). */
+  listenerConns(lid: number): OpenConnection[] {
+    let room = 64;
+    for (;;) {
+      const out = new Uint32Array(room * CONN_WORDS);
+      const n = this.#sym.rk_listener_conns(this.#h, lid, out, room);
+      if (n < 0) return [];
+      if (n <= room) {
+        const list: OpenConnection[] = [];
+        for (let i = 0; i < n; i++) list.push(openConnectionAt(out, i * CONN_WORDS));
+        return list;
+      }
+      room = n + (n >> 3) + 16; // more opened meanwhile: some room for them
+    }
+  }
+
   // ---- connections ---------------------------------------------------------
 
   /** rk_relay_fds with its options struct: a connection id or a negative code. */
@@ -696,13 +726,7 @@ export class NativeCalls {
       bToA: { read: br, written: bw },
       startedAt,
       lastActivityAt,
-      state: s === STATE.CONNECTING
-        ? "connecting"
-        : s === STATE.RELAYING
-        ? "relaying"
-        : s === STATE.HELD
-        ? "held"
-        : "closing",
+      state: STATE_NAMES[s] ?? "closing",
     };
   }
 

@@ -201,6 +201,8 @@ export class NativeEngine {
     this.#onTest = h;
   }
 
+  #delivered = 0;
+
   /** Copy every queued event out and dispatch it. Returns the count. */
   drain(): number {
     if (this.#closed) return 0;
@@ -218,7 +220,16 @@ export class NativeEngine {
     }
     // what the handlers asked of held connections, in one call
     this.#calls.flush();
+    this.#delivered += total;
     return total;
+  }
+
+  /**
+   * Event records delivered to JavaScript so far: what crossed from the
+   * workers (a proxy nobody watches adds none per connection).
+   */
+  get delivered(): number {
+    return this.#delivered;
   }
 
   #dispatch(ev: NativeEvent): void {

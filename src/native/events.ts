@@ -5,9 +5,15 @@
  *
  * @module
  */
-import type { Counters, EndReason, InetEndpoint } from "../types.ts";
+import type {
+  Counters,
+  EndReason,
+  InetEndpoint,
+  ListenerTotals,
+  OpenConnection,
+} from "../types.ts";
 import { ipv6Text } from "../protocol/ip.ts";
-import { END, EV, EVENT_WORDS, HOLD, HOLD_SENT_SHIFT, TEND, TEV } from "./symbols.ts";
+import { END, EV, EVENT_WORDS, HOLD, HOLD_SENT_SHIFT, STATE_NAMES, TEND, TEV } from "./symbols.ts";
 
 /** A hooked direction: "aToB" (client to target) or "bToA". */
 export type HookDirection = "aToB" | "bToA";
@@ -45,7 +51,7 @@ export type NativeEvent =
   /** The listener's fd is closed. */
   | { type: "listener-closed"; listener: number }
   /** The listener is closed and its last connection has ended. */
-  | { type: "listener-drained"; listener: number }
+  | { type: "listener-drained"; listener: number; totals: ListenerTotals }
   /** An rk_connect_fd request ended: `fd` when `err` is 0. */
   | { type: "fd-connected"; id: number; fd: number; err: number }
   /**
@@ -179,6 +185,38 @@ function inetAt(
   return undefined;
 }
 
+/** A listener's counters from words 4..13 (RK_EV_LISTENER_DRAINED, rk_listener_counters). */
+export function listenerTotals(rec: Uint32Array): ListenerTotals {
+  return {
+    accepted: u64(rec, 4),
+    ended: u64(rec, 6),
+    bytesUp: u64(rec, 8),
+    bytesDown: u64(rec, 10),
+    peak: rec[12] ?? 0,
+    open: rec[13] ?? 0,
+  };
+}
+
+/** The words of one rk_listener_conns record. */
+export const CONN_WORDS = 20;
+
+/** The open connection in the rk_listener_conns record at word `at` of `out`. */
+export function openConnectionAt(out: Uint32Array, at: number): OpenConnection {
+  const rec = out.subarray(at, at + CONN_WORDS);
+  const remote = inetAt(rec, rec[6] ?? 0, 8, rec[7] ?? 0);
+  const s = rec[1] ?? 0;
+  const c: OpenConnection = {
+    id: rec[0] ?? 0,
+    aToB: { read: u64(rec, 14), written: u64(rec, 4) },
+    bToA: { read: u64(rec, 16), written: u64(rec, 12) },
+    startedAt: u64(rec, 2),
+    lastActivityAt: u64(rec, 18),
+    state: STATE_NAMES[s] ?? "closing",
+  };
+  if (remote !== undefined) c.remote = remote;
+  return c;
+}
+
 /**
  * Decode the record at `rec[0..EVENT_WORDS)` (the words are copied where
  * they are kept). Undefined for a type this table does not know.
@@ -216,7 +254,7 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
     case EV.LISTENER_CLOSED:
       return { type: "listener-closed", listener: aux };
     case EV.LISTENER_DRAINED:
-      return { type: "listener-drained", listener: aux };
+      return { type: "listener-drained", listener: aux, totals: listenerTotals(rec) };
     case EV.FD_CONNECTED:
       return { type: "fd-connected", id, fd: aux | 0, err };
     case EV.HOOK:

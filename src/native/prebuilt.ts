@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a86c6d4ef3d557af440d5a291eaa076d852db2c82214b05370381ba8bed51707",
+    "sha256": "747f6a88f44984845ea51ce199a85a194140e12507b389670b85eba32499ccd1",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "61ce87d578f3ef17ee1c05cd09eddefa820995a44da50b2addbe82ef1a8b494e",
+      "sha256": "e6c8f1952b413c0202d69773e93b1a3b814992e61ae633e9424fa49f4df164f8",
       "size": 141936,
     },
     "linux-arm64-glibc": {
-      "sha256": "7ca53667b86a594b9c1d30e6ed9a29a16a2c1920924e161ba48b3d2ae226affb",
+      "sha256": "902089d161ddfaceb1f2edde4d2251a728f363ae8026743b18c2720645299cfc",
       "size": 133696,
     },
     "linux-x64-musl": {
-      "sha256": "8313a25d8ca948c6f9650675d9cb055fcf3de78abef0118782bfa8efbc812d6b",
+      "sha256": "01b631a6e434ed85ab408cbe74f16ef51f84ef36be6a8dc6edffb275b9288070",
       "size": 137608,
     },
     "linux-arm64-musl": {
-      "sha256": "74e823419dc060298c729aa5430292528445c7272d5691485cf071ca581361db",
+      "sha256": "48cbd9fea6ec714ad8e152a795b6b73562aa6701162eec05cba342895c156e8e",
       "size": 133448,
     },
   },

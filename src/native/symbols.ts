@@ -83,6 +83,10 @@ export const SYMBOLS = {
   rk_listener_abort: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_active(int32_t h, int32_t lid)
   rk_listener_active: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out)
+  rk_listener_counters: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max)
+  rk_listener_conns: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
 
   // int32_t rk_relay_fds(int32_t h, int32_t ra, int32_t wa, int32_t rb,
   //                      int32_t wb, const rk_relay_opts_t *opts)
@@ -332,6 +336,10 @@ export const DECISION_FLAGS = { RETRY: 1 } as const;
 
 /** Connection states of rk_conn_stats (RK_STATE_*). */
 export const STATE = { CONNECTING: 0, RELAYING: 1, CLOSING: 2, HELD: 4 } as const;
+
+/** The name of each RK_STATE_* value (anything else: "closing"). */
+export const STATE_NAMES: Readonly<Record<number, "connecting" | "relaying" | "closing" | "held">> =
+  { 0: "connecting", 1: "relaying", 2: "closing", 4: "held" };
 
 /** Per-connection events a listener posts (RK_EVMASK_*). */
 export const EVMASK = { ACCEPT: 1, CONNECTED: 2, CLOSED: 4, ORIGINAL: 8 } as const;

@@ -137,7 +137,7 @@ export class Server {
   weight: number;
   /** What an operator set: only a `ready` server gets new connections. */
   admin: ServerAdminState = "ready";
-  /** Bytes from clients to it, of its connections that ended (kept by `relaykit run`). */
+  /** Bytes from clients to it, of its connections that ended. */
   bytesUp = 0;
   /** Bytes from it back to clients, likewise. */
   bytesDown = 0;

@@ -515,7 +515,11 @@ export class Sessions {
     const original = s.original;
     if (original !== undefined) end.original = original;
     const server = s.server;
-    if (server !== undefined) end.server = server.name;
+    if (server !== undefined) {
+      end.server = server.name;
+      server.bytesUp += end.aToB.written;
+      server.bytesDown += end.bToA.written;
+    }
     s.end();
   }
 }

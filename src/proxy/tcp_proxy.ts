@@ -34,7 +34,7 @@ import {
 import type { RouteFunction } from "./routing.ts";
 import { engineRouterOf } from "./socks.ts";
 import { Sessions } from "./session.ts";
-import type { SendProxyOptions } from "../types.ts";
+import type { OpenConnection, ProxyTotals, SendProxyOptions } from "../types.ts";
 
 /**
  * Options of {@link TcpProxy.listen}.
@@ -290,6 +290,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** TLS is terminated in the native engine: no PROXY header can come first. */
   readonly #nativeTls: boolean;
   #closing: Promise<void> | undefined;
+  readonly #connectFailures: Record<string, number> = {};
 
   private constructor(
     choice: { name: "native" | "stream"; reason: string | undefined },
@@ -326,6 +327,11 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       open: (info) => this.emit("open", info),
       connected: (id) => this.emit("connect", id),
       close: (end) => {
+        // reported whatever the interest: every connection that ends with an error is
+        if (end.reason === "connect-failed" && end.error !== undefined) {
+          const f = this.#connectFailures;
+          f[end.error.code] = (f[end.error.code] ?? 0) + 1;
+        }
         sessions?.ended(end);
         if (end.error !== undefined) this.#fail(end.error, end.original);
         this.emit("close", end);
@@ -546,6 +552,22 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     return this.#handle.activeConnections();
   }
 
+  /**
+   * The proxy's counters since it started: kept by the engine without any
+   * per-connection event, so reading them costs nothing per connection.
+   */
+  totals(): ProxyTotals {
+    return { ...this.#handle.totals(), connectFailures: { ...this.#connectFailures } };
+  }
+
+  /**
+   * Every open connection with its client, age and counters, read in one
+   * pass (on the native engine, one call into the library).
+   */
+  openConnections(): OpenConnection[] {
+    return this.#handle.openConnections();
+  }
+
   /** Live counters of connection `id`, or undefined once it ended. */
   stats(id: number): ConnectionStats | undefined {
     return this.#handle.connectionStats(id);
@@ -579,6 +601,14 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     this.#handle.stopAccepting();
     this.#closing ??= this.#drained;
     return this.#closing;
+  }
+
+  /**
+   * Resolves once the proxy has closed and its last connection has ended
+   * (its {@linkcode totals} are final then). It does not close it.
+   */
+  drained(): Promise<void> {
+    return this.#drained;
   }
 
   /** Stop accepting and reset every open connection now. */
