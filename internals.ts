@@ -16,6 +16,7 @@
  * @module
  */
 export {
+  ArraySnapshot,
   type EventInterest,
   type ForwardEngine,
   type FrontResult,

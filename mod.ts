@@ -26,6 +26,7 @@ export { NativeLoadError, RelaykitError } from "./src/errors.ts";
 export {
   type ConnectionEnd,
   type ConnectionInfo,
+  type ConnectionSnapshot,
   type ConnectionStats,
   type Counters,
   type DirectionCounters,

@@ -141,6 +141,38 @@ export interface OpenConnection extends ConnectionStats {
 }
 
 /**
+ * The open connections of a proxy read in one pass
+ * ({@linkcode TcpProxy.snapshot}): ids and byte counts without an object
+ * per connection; `at(i)` makes connection `i` in full.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectionSnapshot, TcpProxy } from "@relaykit/relaykit";
+ * const proxy = await TcpProxy.listen({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   target: { host: "127.0.0.1", port: 9 },
+ * });
+ * const snap: ConnectionSnapshot = proxy.snapshot();
+ * let up = 0;
+ * for (let i = 0; i < snap.size; i++) up += snap.up(i);
+ * console.log(snap.size, up);
+ * await proxy.close();
+ * ```
+ */
+export interface ConnectionSnapshot {
+  /** How many connections were open. */
+  readonly size: number;
+  /** The id of connection `i` (0 ≤ i < size; in no particular order). */
+  id(i: number): number;
+  /** Bytes connection `i` had written to its target. */
+  up(i: number): number;
+  /** Bytes connection `i` had written to its client. */
+  down(i: number): number;
+  /** Connection `i` in full. */
+  at(i: number): OpenConnection;
+}
+
+/**
  * A proxy's counters since it started, kept by its engine whether or not
  * anyone listens for per-connection events (final once it has closed).
  *

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
+const REPO = fileURLToPath(new URL("../..", import.meta.url).href).replace(/\/$/, "");
 const HELPER = `${REPO}/scripts/bench/idle_helper.mjs`;
 const TOKEN = "admin-scale";
 

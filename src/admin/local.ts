@@ -11,6 +11,7 @@ import { formatEndpoint } from "../forward/types.ts";
 import type { AccessRecord, EventRecord, ListenerView, LogLevel } from "../config/run.ts";
 import type { Backend, Server } from "../proxy/balance.ts";
 import type { TcpProxy } from "../proxy/tcp_proxy.ts";
+import type { ConnectionSnapshot, OpenConnection } from "../types.ts";
 import { runtime } from "../runtime/detect.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -63,6 +64,25 @@ export function openFds(): number {
   }
   fdsAt = now;
   return fdsCount;
+}
+
+/** Indices below 2^20 fit beside a 31-bit id in a double's 53 bits. */
+const INDEX = 2 ** 20;
+
+/**
+ * The indices of a snapshot's connections, oldest (lowest id) first: the
+ * order they opened in, so pages stay put while more open. Sorted as
+ * numbers, without an object per connection.
+ */
+function oldestFirst(s: ConnectionSnapshot): Iterable<number> {
+  const n = s.size;
+  if (n >= INDEX) return Array.from({ length: n }, (_, i) => i).sort((a, b) => s.id(a) - s.id(b));
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = s.id(i) * INDEX + i;
+  keys.sort();
+  const order = new Uint32Array(n);
+  for (let j = 0; j < n; j++) order[j] = keys[j]! % INDEX;
+  return order;
 }
 
 /** Open connections of a listener, on all its proxies. */
@@ -188,17 +208,22 @@ export class LocalSource implements AdminSource {
   #sumLive(views: ListenerView[]): LiveBytes {
     const listeners = new Map<string, [number, number]>();
     const servers = new Map<Server, [number, number]>();
+    const backed = this.#runner.backends.size > 0; // else no connection has a server
     for (const v of views) {
       const sum: [number, number] = [0, 0];
       for (const proxy of v.live) {
-        for (const st of proxy.openConnections()) {
-          sum[0] += st.aToB.written;
-          sum[1] += st.bToA.written;
-          const s = proxy.serverOf(st.id);
+        // one pass, no object per connection
+        const snap = proxy.snapshot();
+        for (let i = 0; i < snap.size; i++) {
+          const up = snap.up(i), down = snap.down(i);
+          sum[0] += up;
+          sum[1] += down;
+          if (!backed) continue;
+          const s = proxy.serverOf(snap.id(i));
           if (s !== undefined) {
             const t = servers.get(s) ?? [0, 0];
-            t[0] += st.aToB.written;
-            t[1] += st.bToA.written;
+            t[0] += up;
+            t[1] += down;
             servers.set(s, t);
           }
         }
@@ -285,10 +310,10 @@ export class LocalSource implements AdminSource {
       if (q.listener !== undefined && v.name !== q.listener) continue;
       const route = v.route;
       for (const proxy of v.live) {
-        // oldest first, as they were opened: pages stay put while more open
-        const open = proxy.openConnections().sort((a, b) => a.id - b.id);
-        for (const c of open) {
-          const id = c.id;
+        const snap = proxy.snapshot();
+        for (const i of oldestFirst(snap)) {
+          const id = snap.id(i);
+          let c: OpenConnection | undefined; // made for the page (or a client filter) only
           const s = q.server !== undefined || q.client !== undefined
             ? proxy.serverOf(id)
             : undefined;
@@ -297,10 +322,10 @@ export class LocalSource implements AdminSource {
             if (full !== q.server && route !== q.server) continue;
             if (s === undefined) continue;
           }
-          const client = c.remote === undefined ? null : formatEndpoint(c.remote);
-          const original = q.client !== undefined || (total >= q.offset && out.length < q.limit)
-            ? proxy.originalOf(id)
-            : undefined;
+          const shown = total >= q.offset && out.length < q.limit;
+          if (q.client !== undefined || shown) c = snap.at(i);
+          const client = c?.remote === undefined ? null : formatEndpoint(c.remote);
+          const original = q.client !== undefined || shown ? proxy.originalOf(id) : undefined;
           const orig = original?.header !== undefined && original.source !== undefined
             ? formatEndpoint(original.source)
             : null;
@@ -309,7 +334,7 @@ export class LocalSource implements AdminSource {
             !(orig ?? "").includes(q.client)
           ) continue;
           total++;
-          if (total <= q.offset || out.length >= q.limit) continue;
+          if (c === undefined || total <= q.offset || out.length >= q.limit) continue;
           const server = s ?? proxy.serverOf(id);
           out.push({
             id,
@@ -374,7 +399,10 @@ export class LocalSource implements AdminSource {
     for (const v of this.#runner.adminView()) {
       for (const proxy of v.live) {
         // (ids are engine-wide: ask each proxy for its own)
-        if (!proxy.openConnections().some((c) => c.id === id)) continue;
+        const snap = proxy.snapshot();
+        let has = false;
+        for (let i = 0; i < snap.size && !has; i++) has = snap.id(i) === id;
+        if (!has) continue;
         proxy.closeConnection(id, "abort");
         const message = `connection #${id} of listener "${v.name}" closed`;
         this.#record("close-connection", `${v.name}#${id}`, who);

@@ -16,6 +16,7 @@ import { certificateReason } from "../runtime/tls_verify.ts";
 import { TlsBridge } from "./tls_bridge.ts";
 import { type DataHook, type DataHooks, type HookContext, runHook } from "./hooks.ts";
 import {
+  ArraySnapshot,
   connectFailure,
   type ConnectionEnd,
   type ConnectionStats,
@@ -263,6 +264,9 @@ const NO_TOTALS: ListenerTotals = {
   bytesDown: 0,
 };
 
+/** The open connections of a listener that has drained. */
+const NO_CONNECTIONS = new ArraySnapshot([]);
+
 /** The engine whose relays run in the native library. */
 export class NativeForwardEngine implements ForwardEngine {
   /** Always "native". */
@@ -438,7 +442,7 @@ export class NativeForwardEngine implements ForwardEngine {
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
       totals: () => final ?? calls.listenerCounters(lid) ?? NO_TOTALS,
-      openConnections: () => final !== undefined ? [] : calls.listenerConns(lid),
+      snapshot: () => final !== undefined ? NO_CONNECTIONS : calls.listenerConns(lid),
       setInterest: (i: EventInterest) => {
         interest = i;
         calls.listenerSetEvents(lid, events(i));

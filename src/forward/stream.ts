@@ -17,6 +17,8 @@ import { type Direction as HookDirection, type HookContext, runHook } from "./ho
 import { runtime } from "../runtime/detect.ts";
 import type { NetConn, NetListener } from "../runtime/types.ts";
 import {
+  ArraySnapshot,
+  type ConnectionSnapshot,
   type ConnectionStats,
   connectionTo,
   type Counters,
@@ -763,7 +765,7 @@ class StreamProxy implements ProxyHandle {
     return { ...this.#totals, open: this.#conns.size };
   }
 
-  openConnections(): OpenConnection[] {
+  snapshot(): ConnectionSnapshot {
     const out: OpenConnection[] = [];
     for (const c of this.#conns.values()) {
       if (c.ended) continue;
@@ -771,7 +773,7 @@ class StreamProxy implements ProxyHandle {
       if (c.a.remote !== undefined) o.remote = c.a.remote;
       out.push(o);
     }
-    return out;
+    return new ArraySnapshot(out);
   }
 }
 

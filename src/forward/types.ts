@@ -12,6 +12,7 @@ import type { ProxyFront } from "../native/calls.ts";
 import type {
   ConnectionEnd,
   ConnectionInfo,
+  ConnectionSnapshot,
   ConnectionStats,
   Endpoint,
   FamilyPreference,
@@ -51,6 +52,7 @@ export type FrontResult =
 export type {
   ConnectionEnd,
   ConnectionInfo,
+  ConnectionSnapshot,
   ConnectionStats,
   Counters,
   DirectionCounters,
@@ -66,6 +68,50 @@ export type {
   TlsServerOptions,
 } from "../types.ts";
 export { connectFailure, connectionTo, formatEndpoint, listenFailure } from "../types.ts";
+
+/**
+ * A snapshot over connections already made as objects (the stream engine's,
+ * and none).
+ *
+ * @example
+ * ```ts
+ * import { ArraySnapshot } from "@relaykit/relaykit/internals";
+ * console.log(new ArraySnapshot([]).size); // 0
+ * ```
+ */
+export class ArraySnapshot implements ConnectionSnapshot {
+  readonly #list: readonly OpenConnection[];
+
+  /** @param list The connections. */
+  constructor(list: readonly OpenConnection[]) {
+    this.#list = list;
+  }
+
+  /** How many. */
+  get size(): number {
+    return this.#list.length;
+  }
+
+  /** Connection `i`'s id. */
+  id(i: number): number {
+    return this.#list[i]!.id;
+  }
+
+  /** Bytes connection `i` wrote to its target. */
+  up(i: number): number {
+    return this.#list[i]!.aToB.written;
+  }
+
+  /** Bytes connection `i` wrote to its client. */
+  down(i: number): number {
+    return this.#list[i]!.bToA.written;
+  }
+
+  /** Connection `i`. */
+  at(i: number): OpenConnection {
+    return this.#list[i]!;
+  }
+}
 export type { HoldDecision } from "../decision.ts";
 
 /**
@@ -314,7 +360,7 @@ export interface ProxyHandle {
   /** The listener's counters, kept without per-connection events (final once drained). */
   totals(): ListenerTotals;
   /** The open connections, read in one pass. */
-  openConnections(): OpenConnection[];
+  snapshot(): ConnectionSnapshot;
   /** Which per-connection events to report from now on. */
   setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */

@@ -16,7 +16,6 @@ import type {
   FamilyPreference,
   InetEndpoint,
   ListenerTotals,
-  OpenConnection,
 } from "../types.ts";
 import { EMPTY } from "../bytes.ts";
 import {
@@ -32,7 +31,7 @@ import {
   RELAY_FLAGS,
   STATE_NAMES,
 } from "./symbols.ts";
-import { CONN_WORDS, listenerTotals, openConnectionAt } from "./events.ts";
+import { CONN_WORDS, listenerTotals, RecordSnapshot } from "./events.ts";
 import { DECISION, LISTEN_OPTS, PROXY_OPTS, RELAY_OPTS } from "./structs.ts";
 import { encodeRouter, type EngineRouter, type RouterConnect } from "./router.ts";
 import { type DecisionFields, HoldBatch } from "./_hold_batch.ts";
@@ -315,6 +314,8 @@ export class NativeCalls {
   readonly #lent = new Map<number, ArrayBuffer>();
   /** Hook batches given to JavaScript as copies, by token. */
   readonly #copied = new Set<number>();
+  /** Where rk_listener_conns writes (grown to the most asked for). */
+  #connBuf = new Uint32Array(64 * CONN_WORDS);
 
   /**
    * @param lib The loaded library.
@@ -682,18 +683,16 @@ export class NativeCalls {
   }
 
   /** The listener's open connections, in one pass (none once it is gone). */
-  listenerConns(lid: number): OpenConnection[] {
-    let room = 64;
+  listenerConns(lid: number): RecordSnapshot {
     for (;;) {
-      const out = new Uint32Array(room * CONN_WORDS);
-      const n = this.#sym.rk_listener_conns(this.#h, lid, out, room);
-      if (n < 0) return [];
-      if (n <= room) {
-        const list: OpenConnection[] = [];
-        for (let i = 0; i < n; i++) list.push(openConnectionAt(out, i * CONN_WORDS));
-        return list;
-      }
-      room = n + (n >> 3) + 16; // more opened meanwhile: some room for them
+      const buf = this.#connBuf;
+      const room = buf.length / CONN_WORDS;
+      const n = this.#sym.rk_listener_conns(this.#h, lid, buf, room);
+      if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0);
+      // the records are copied out: the buffer serves the next call
+      if (n <= room) return new RecordSnapshot(buf.slice(0, n * CONN_WORDS), n);
+      // more than there is room for: room for them and some more opening meanwhile
+      this.#connBuf = new Uint32Array((n + (n >> 3) + 16) * CONN_WORDS);
     }
   }
 

@@ -6,6 +6,7 @@
  * @module
  */
 import type {
+  ConnectionSnapshot,
   Counters,
   EndReason,
   InetEndpoint,
@@ -199,6 +200,37 @@ export function listenerTotals(rec: Uint32Array): ListenerTotals {
 
 /** The words of one rk_listener_conns record. */
 export const CONN_WORDS = 20;
+
+/** Open connections over rk_listener_conns records (`n` of them in `words`). */
+export class RecordSnapshot implements ConnectionSnapshot {
+  readonly size: number;
+  readonly #w: Uint32Array;
+
+  /**
+   * @param words The records, kept (a copy the caller gives away).
+   * @param n How many.
+   */
+  constructor(words: Uint32Array, n: number) {
+    this.#w = words;
+    this.size = n;
+  }
+
+  id(i: number): number {
+    return this.#w[i * CONN_WORDS] ?? 0;
+  }
+
+  up(i: number): number {
+    return u64(this.#w, i * CONN_WORDS + 4);
+  }
+
+  down(i: number): number {
+    return u64(this.#w, i * CONN_WORDS + 12);
+  }
+
+  at(i: number): OpenConnection {
+    return openConnectionAt(this.#w, i * CONN_WORDS);
+  }
+}
 
 /** The open connection in the rk_listener_conns record at word `at` of `out`. */
 export function openConnectionAt(out: Uint32Array, at: number): OpenConnection {

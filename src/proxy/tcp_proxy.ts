@@ -34,7 +34,12 @@ import {
 import type { RouteFunction } from "./routing.ts";
 import { engineRouterOf } from "./socks.ts";
 import { Sessions } from "./session.ts";
-import type { OpenConnection, ProxyTotals, SendProxyOptions } from "../types.ts";
+import type {
+  ConnectionSnapshot,
+  OpenConnection,
+  ProxyTotals,
+  SendProxyOptions,
+} from "../types.ts";
 
 /**
  * Options of {@link TcpProxy.listen}.
@@ -565,7 +570,17 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    * pass (on the native engine, one call into the library).
    */
   openConnections(): OpenConnection[] {
-    return this.#handle.openConnections();
+    const s = this.#handle.snapshot();
+    return Array.from({ length: s.size }, (_, i) => s.at(i));
+  }
+
+  /**
+   * The open connections read in one pass, without an object per
+   * connection until one is asked for: what {@linkcode openConnections}
+   * builds on, for a caller that sums or pages many.
+   */
+  snapshot(): ConnectionSnapshot {
+    return this.#handle.snapshot();
   }
 
   /** Live counters of connection `id`, or undefined once it ended. */
