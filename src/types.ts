@@ -143,7 +143,8 @@ export interface OpenConnection extends ConnectionStats {
 /**
  * The open connections of a proxy read in one pass
  * ({@linkcode TcpProxy.snapshot}): ids and byte counts without an object
- * per connection; `at(i)` makes connection `i` in full.
+ * per connection; `at(i)` makes connection `i` in full. Read it at once:
+ * the next snapshot on the same engine reuses its memory.
  *
  * @example
  * ```ts
@@ -162,7 +163,7 @@ export interface OpenConnection extends ConnectionStats {
 export interface ConnectionSnapshot {
   /** How many connections were open. */
   readonly size: number;
-  /** The id of connection `i` (0 ≤ i < size; in no particular order). */
+  /** The id of connection `i` (0 ≤ i < size; oldest, the lowest id, first). */
   id(i: number): number;
   /** Bytes connection `i` had written to its target. */
   up(i: number): number;
@@ -197,11 +198,11 @@ export interface ProxyTotals {
   open: number;
   /** The most open at once. */
   peak: number;
-  /** Bytes the ended connections wrote to their targets. */
+  /** Bytes its connections wrote to their targets (the open ones' so far too). */
   bytesUp: number;
-  /** Bytes the ended connections wrote to their clients. */
+  /** Bytes its connections wrote to their clients (likewise). */
   bytesDown: number;
-  /** Connections whose target could not be reached, by error code. */
+  /** Connections whose target could not be reached, by error code (counted as their ends reach JavaScript). */
   connectFailures: Record<string, number>;
 }
 

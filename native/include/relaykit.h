@@ -376,13 +376,15 @@ RK_EXTERN int32_t rk_listener_active(int32_t h, int32_t lid);
 /* The listener's counters into out (RK_EVENT_WORDS words, the layout of
  * RK_EV_LISTENER_DRAINED, which carries them final): 4..5 connections
  * accepted, 6..7 ended, 8..9 bytes written to the targets and 10..11 to the
- * clients by those that ended, 12 the most open at once, 13 open now.
- * Kept whatever rk_listener_set_events says. Any thread. */
+ * clients by all its connections (open ones so far), 12 the most open at
+ * once, 13 open now. Kept whatever rk_listener_set_events says. Any
+ * thread. */
 RK_EXTERN int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out);
 /* The listener's open connections, one pass: up to max records of
- * RK_CONN_WORDS words into out (layout below). Return how many are open
- * (more than max: call again with room for them), or a negative error.
- * Any thread; holds the connection table's lock for the pass. */
+ * RK_CONN_WORDS words into out (layout below), oldest (lowest id) first.
+ * Return how many are open (more than max: call again with room for them),
+ * or a negative error. Any thread; holds the connection table's lock for
+ * the pass, not for the sort. */
 RK_EXTERN int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out,
                                     int32_t max);
 #define RK_CONN_WORDS 20

@@ -261,7 +261,7 @@ void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len) {
       return;
     }
     off += (uint32_t)n;
-    RK__ADD(&c->dir[1].wr, (uint64_t)n);
+    rk__wrote(c, &c->dir[1], (uint64_t)n);
   }
 }
 

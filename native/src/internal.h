@@ -283,8 +283,8 @@ struct rk__listener {
                          (rk_listener_set_hold_first) */
   int32_t active; /* atomic */
   int32_t peak;   /* atomic: the most open at once */
-  /* atomics: connections accepted and ended, bytes written to the target
-   * and to the client by those that ended (rk_listener_counters) */
+  /* atomics: connections accepted and ended, bytes written to the targets
+   * and to the clients by all its connections (rk_listener_counters) */
   int64_t n_accepted, n_ended;
   uint64_t bytes_up, bytes_down;
   int32_t refs;   /* atomic: workers holding it + 1 while open + conns */
@@ -590,5 +590,14 @@ void rk__tls_keep_failure(int32_t engine, int32_t id, rk__tls *t);
 void rk__tunnel_event(void *p, uint32_t events);
 void rk__tunnel_reap(rk__worker *w);
 void rk__tunnel_worker_stop(rk__worker *w);
+
+/* n bytes of direction dir of c were written: its counter and its
+ * listener's (rk_listener_counters). */
+static inline void rk__wrote(rk__conn *c, rk__dir *dir, uint64_t n) {
+  RK__ADD(&dir->wr, n);
+  rk__listener *l = c->listener;
+  if (l != NULL)
+    RK__ADD(dir == &c->dir[0] ? &l->bytes_up : &l->bytes_down, n);
+}
 
 #endif

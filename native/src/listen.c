@@ -161,6 +161,11 @@ int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out) {
   return l == NULL ? -ENOENT : 0;
 }
 
+static int rk__by_id(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
 int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
@@ -202,6 +207,9 @@ int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
     }
   }
   pthread_mutex_unlock(&e->tbl_lock);
+  /* oldest first (ids grow as connections open), sorted outside the lock */
+  qsort(out, (size_t)(n < max ? n : max), RK_CONN_WORDS * sizeof *out,
+        rk__by_id);
   return n;
 }
 

@@ -284,10 +284,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
   }
   if (c->listener != NULL) {
     /* counted before active drops: a drained listener's counters are final */
-    rk__listener *l = c->listener;
-    RK__ADD(&l->n_ended, 1);
-    RK__ADD(&l->bytes_up, RK__LOAD(&c->dir[0].wr));
-    RK__ADD(&l->bytes_down, RK__LOAD(&c->dir[1].wr));
+    RK__ADD(&c->listener->n_ended, 1);
     __atomic_sub_fetch(&c->listener->active, 1, __ATOMIC_SEQ_CST);
     rk__listener_check_drained(c->listener);
     rk__listener_unref(c->listener);
@@ -354,7 +351,7 @@ static int rk__flush(rk__conn *c, int d) {
         return 0;
       }
       dir->buf_off += (uint32_t)n;
-      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__wrote(c, dir, (uint64_t)n);
       rk__touch(c);
       continue;
     }
@@ -373,7 +370,7 @@ static int rk__flush(rk__conn *c, int d) {
         continue; /* drained through the buffer below */
       }
       dir->pipe_bytes -= (uint32_t)n;
-      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__wrote(c, dir, (uint64_t)n);
       rk__touch(c);
       continue;
     }
@@ -604,7 +601,7 @@ static int rk__pump_hooked(rk__conn *c, int d) {
           }
         }
         b->out_off += (uint32_t)n;
-        RK__ADD(&dir->wr, (uint64_t)n);
+        rk__wrote(c, dir, (uint64_t)n);
         rk__touch(c);
       }
       if (full)
@@ -740,7 +737,7 @@ static int rk__pump(rk__conn *c, int d) {
       }
       dir->limit -= (uint64_t)n;
       RK__ADD(&dir->rd, (uint64_t)n);
-      RK__ADD(&dir->wr, (uint64_t)n);
+      rk__wrote(c, dir, (uint64_t)n);
       rk__touch(c);
       continue;
     }

@@ -6,12 +6,12 @@
  * @module
  */
 import process from "node:process";
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { formatEndpoint } from "../forward/types.ts";
 import type { AccessRecord, EventRecord, ListenerView, LogLevel } from "../config/run.ts";
 import type { Backend, Server } from "../proxy/balance.ts";
 import type { TcpProxy } from "../proxy/tcp_proxy.ts";
-import type { ConnectionSnapshot, OpenConnection } from "../types.ts";
+import type { OpenConnection } from "../types.ts";
 import { runtime } from "../runtime/detect.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -30,19 +30,16 @@ import {
 } from "./types.ts";
 
 /**
- * How long one pass over the open connections' counters serves later reads,
- * in ms: 250, and half a millisecond per open connection above 500 (at
- * 10,000 open connections a pass costs tens of ms and is redone every 5 s).
+ * How long one pass over the open connections' counters (for the servers'
+ * bytes) serves later reads, in ms: 250, and half a millisecond per open
+ * connection above 500.
  */
 function liveCacheMs(open: number): number {
   return Math.max(250, open / 2);
 }
 
-/** Bytes of the open connections, by listener and by server. */
-interface LiveBytes {
-  listeners: Map<string, [number, number]>;
-  servers: Map<Server, [number, number]>;
-}
+/** Bytes of the open connections, by server. */
+type LiveBytes = Map<Server, [number, number]>;
 
 /** The window over which rates are computed, in ms. */
 const RATE_WINDOW = 5_000;
@@ -50,11 +47,18 @@ const RATE_WINDOW = 5_000;
 let fdsAt = 0, fdsCount = 0;
 
 /**
- * Open fds of this process (0 where /proc is not there). Listing
- * /proc/self/fd takes time with many connections open: the count is kept
- * for a second per 1,000 fds.
+ * Open fds of this process (0 where /proc is not there). Linux 6.2 and
+ * later give their number as the size of /proc/self/fd, without listing it;
+ * elsewhere the listing, which takes time and memory with many connections
+ * open, is kept for a second per 1,000 fds.
  */
 export function openFds(): number {
+  try {
+    const n = statSync("/proc/self/fd").size;
+    if (n > 0) return n;
+  } catch {
+    return 0;
+  }
   const now = Date.now();
   if (now - fdsAt < Math.max(200, fdsCount)) return fdsCount;
   try {
@@ -64,25 +68,6 @@ export function openFds(): number {
   }
   fdsAt = now;
   return fdsCount;
-}
-
-/** Indices below 2^20 fit beside a 31-bit id in a double's 53 bits. */
-const INDEX = 2 ** 20;
-
-/**
- * The indices of a snapshot's connections, oldest (lowest id) first: the
- * order they opened in, so pages stay put while more open. Sorted as
- * numbers, without an object per connection.
- */
-function oldestFirst(s: ConnectionSnapshot): Iterable<number> {
-  const n = s.size;
-  if (n >= INDEX) return Array.from({ length: n }, (_, i) => i).sort((a, b) => s.id(a) - s.id(b));
-  const keys = new Float64Array(n);
-  for (let i = 0; i < n; i++) keys[i] = s.id(i) * INDEX + i;
-  keys.sort();
-  const order = new Uint32Array(n);
-  for (let j = 0; j < n; j++) order[j] = keys[j]! % INDEX;
-  return order;
 }
 
 /** Open connections of a listener, on all its proxies. */
@@ -187,8 +172,12 @@ export class LocalSource implements AdminSource {
     });
   }
 
-  /** Bytes of every open connection, by listener and by server (one pass serves a /stats). */
+  /**
+   * Bytes of every open connection by server (one pass serves a /stats;
+   * none without backends: a listener's bytes come with its totals).
+   */
   #liveBytes(views: ListenerView[]): LiveBytes {
+    if (this.#runner.backends.size === 0) return new Map();
     const now = Date.now();
     const c = this.#liveCache;
     // a connection that ended since the pass has its bytes in the totals
@@ -206,31 +195,22 @@ export class LocalSource implements AdminSource {
   }
 
   #sumLive(views: ListenerView[]): LiveBytes {
-    const listeners = new Map<string, [number, number]>();
-    const servers = new Map<Server, [number, number]>();
-    const backed = this.#runner.backends.size > 0; // else no connection has a server
+    const servers: LiveBytes = new Map();
     for (const v of views) {
-      const sum: [number, number] = [0, 0];
       for (const proxy of v.live) {
         // one pass, no object per connection
         const snap = proxy.snapshot();
         for (let i = 0; i < snap.size; i++) {
-          const up = snap.up(i), down = snap.down(i);
-          sum[0] += up;
-          sum[1] += down;
-          if (!backed) continue;
           const s = proxy.serverOf(snap.id(i));
-          if (s !== undefined) {
-            const t = servers.get(s) ?? [0, 0];
-            t[0] += up;
-            t[1] += down;
-            servers.set(s, t);
-          }
+          if (s === undefined) continue;
+          const t = servers.get(s) ?? [0, 0];
+          t[0] += snap.up(i);
+          t[1] += snap.down(i);
+          servers.set(s, t);
         }
       }
-      listeners.set(v.name, sum);
     }
-    return { listeners, servers };
+    return servers;
   }
 
   #rates(now: number, totals: Map<string, [number, number, number]>): Map<string, Rates> {
@@ -258,13 +238,9 @@ export class LocalSource implements AdminSource {
 
   listeners(): Promise<ListenerInfo[]> {
     const views = this.#runner.adminView();
-    const live = this.#liveBytes(views).listeners;
     const now = Date.now();
     const totals = new Map<string, [number, number, number]>();
-    for (const v of views) {
-      const [li, lo] = live.get(v.name) ?? [0, 0]; // a listener newer than the last pass
-      totals.set(v.name, [v.stats.opened, v.stats.up + li, v.stats.down + lo]);
-    }
+    for (const v of views) totals.set(v.name, [v.stats.opened, v.stats.up, v.stats.down]);
     const rates = this.#rates(now, totals);
     return Promise.resolve(views.map((v): ListenerInfo => {
       const [, bytesIn, bytesOut] = totals.get(v.name)!;
@@ -289,7 +265,7 @@ export class LocalSource implements AdminSource {
   }
 
   backends(): Promise<BackendInfo[]> {
-    const live = this.#liveBytes(this.#runner.adminView()).servers;
+    const live = this.#liveBytes(this.#runner.adminView());
     return Promise.resolve([...this.#runner.backends.values()].map((b) => {
       const servers = b.servers.map((s) => serverInfo(b.name, s, live));
       return {
@@ -309,46 +285,57 @@ export class LocalSource implements AdminSource {
     for (const v of this.#runner.adminView()) {
       if (q.listener !== undefined && v.name !== q.listener) continue;
       const route = v.route;
+      const info = (proxy: TcpProxy, c: OpenConnection): ConnInfo => {
+        const original = proxy.originalOf(c.id);
+        const server = proxy.serverOf(c.id);
+        return {
+          id: c.id,
+          listener: v.name,
+          client: c.remote === undefined ? null : formatEndpoint(c.remote),
+          original_client: original?.header !== undefined && original.source !== undefined
+            ? formatEndpoint(original.source)
+            : null,
+          server: server === undefined ? null : `${route}/${server.name}`,
+          route,
+          age_ms: Math.max(0, now - c.startedAt),
+          bytes_in: c.aToB.written,
+          bytes_out: c.bToA.written,
+          state: c.state,
+          engine: proxy.engine,
+        };
+      };
       for (const proxy of v.live) {
+        // oldest first: pages stay put while more open
         const snap = proxy.snapshot();
-        for (const i of oldestFirst(snap)) {
+        if (q.server === undefined && q.client === undefined) {
+          // no filter: only the page's connections are read in full
+          const from = Math.max(0, q.offset - total);
+          for (let i = from; i < snap.size && out.length < q.limit; i++) {
+            out.push(info(proxy, snap.at(i)));
+          }
+          total += snap.size;
+          continue;
+        }
+        for (let i = 0; i < snap.size; i++) {
           const id = snap.id(i);
-          let c: OpenConnection | undefined; // made for the page (or a client filter) only
-          const s = q.server !== undefined || q.client !== undefined
-            ? proxy.serverOf(id)
-            : undefined;
+          const s = proxy.serverOf(id);
           if (q.server !== undefined) {
             const full = s === undefined ? "" : `${route}/${s.name}`;
             if (full !== q.server && route !== q.server) continue;
             if (s === undefined) continue;
           }
-          const shown = total >= q.offset && out.length < q.limit;
-          if (q.client !== undefined || shown) c = snap.at(i);
-          const client = c?.remote === undefined ? null : formatEndpoint(c.remote);
-          const original = q.client !== undefined || shown ? proxy.originalOf(id) : undefined;
-          const orig = original?.header !== undefined && original.source !== undefined
-            ? formatEndpoint(original.source)
-            : null;
-          if (
-            q.client !== undefined && !(client ?? "").includes(q.client) &&
-            !(orig ?? "").includes(q.client)
-          ) continue;
+          let c: ConnInfo | undefined;
+          if (q.client !== undefined) {
+            c = info(proxy, snap.at(i));
+            if (
+              !(c.client ?? "").includes(q.client) && !(c.original_client ?? "").includes(q.client)
+            ) {
+              continue;
+            }
+          }
           total++;
-          if (c === undefined || total <= q.offset || out.length >= q.limit) continue;
-          const server = s ?? proxy.serverOf(id);
-          out.push({
-            id,
-            listener: v.name,
-            client,
-            original_client: orig,
-            server: server === undefined ? null : `${route}/${server.name}`,
-            route,
-            age_ms: Math.max(0, now - c.startedAt),
-            bytes_in: c.aToB.written,
-            bytes_out: c.bToA.written,
-            state: c.state,
-            engine: proxy.engine,
-          });
+          if (total <= q.offset || out.length >= q.limit) continue;
+          out.push(c ?? info(proxy, snap.at(i)));
         }
       }
     }

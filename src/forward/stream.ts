@@ -114,6 +114,7 @@ class StreamProxy implements ProxyHandle {
   #cb: ProxyCallbacks = UNSTARTED;
   #started = false;
   readonly #conns = new Map<number, StreamConnection>();
+  /** Connections accepted and ended, the most open at once, bytes of those that ended. */
   readonly #totals = { accepted: 0, ended: 0, peak: 0, bytesUp: 0, bytesDown: 0 };
   #interest: EventInterest = { open: false, connected: false, close: false };
   #stopped = false;
@@ -762,7 +763,14 @@ class StreamProxy implements ProxyHandle {
   }
 
   totals(): ListenerTotals {
-    return { ...this.#totals, open: this.#conns.size };
+    // the ended connections' bytes, and the open ones' so far
+    const t = { ...this.#totals, open: this.#conns.size };
+    for (const c of this.#conns.values()) {
+      const n = c.final ?? c.counters();
+      t.bytesUp += n.aToB.written;
+      t.bytesDown += n.bToA.written;
+    }
+    return t;
   }
 
   snapshot(): ConnectionSnapshot {

@@ -82,7 +82,11 @@ export { connectFailure, connectionTo, formatEndpoint, listenFailure } from "../
 export class ArraySnapshot implements ConnectionSnapshot {
   readonly #list: readonly OpenConnection[];
 
-  /** @param list The connections. */
+  /**
+   * A snapshot of `list`, in its order.
+   *
+   * @param list The connections.
+   */
   constructor(list: readonly OpenConnection[]) {
     this.#list = list;
   }
@@ -359,7 +363,10 @@ export interface ProxyHandle {
   activeConnections(): number;
   /** The listener's counters, kept without per-connection events (final once drained). */
   totals(): ListenerTotals;
-  /** The open connections, read in one pass. */
+  /**
+   * The open connections, read in one pass: valid until the next
+   * `snapshot()` of any proxy on the same engine (read it at once).
+   */
   snapshot(): ConnectionSnapshot;
   /** Which per-connection events to report from now on. */
   setInterest(interest: EventInterest): void;

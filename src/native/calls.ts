@@ -682,15 +682,18 @@ export class NativeCalls {
     return this.#sym.rk_listener_counters(this.#h, lid, out) < 0 ? undefined : listenerTotals(out);
   }
 
-  /** The listener's open connections, in one pass (none once it is gone). */
+  /**
+   * The listener's open connections, in one pass (none once it is gone),
+   * over one buffer of this engine: valid until the next call (read it at
+   * once). Nothing is allocated per connection.
+   */
   listenerConns(lid: number): RecordSnapshot {
     for (;;) {
       const buf = this.#connBuf;
       const room = buf.length / CONN_WORDS;
       const n = this.#sym.rk_listener_conns(this.#h, lid, buf, room);
       if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0);
-      // the records are copied out: the buffer serves the next call
-      if (n <= room) return new RecordSnapshot(buf.slice(0, n * CONN_WORDS), n);
+      if (n <= room) return new RecordSnapshot(buf.subarray(0, n * CONN_WORDS), n);
       // more than there is room for: room for them and some more opening meanwhile
       this.#connBuf = new Uint32Array((n + (n >> 3) + 16) * CONN_WORDS);
     }

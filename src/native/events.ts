@@ -201,13 +201,13 @@ export function listenerTotals(rec: Uint32Array): ListenerTotals {
 /** The words of one rk_listener_conns record. */
 export const CONN_WORDS = 20;
 
-/** Open connections over rk_listener_conns records (`n` of them in `words`). */
+/** Open connections over rk_listener_conns records (`n` of them in `words`, not copied). */
 export class RecordSnapshot implements ConnectionSnapshot {
   readonly size: number;
   readonly #w: Uint32Array;
 
   /**
-   * @param words The records, kept (a copy the caller gives away).
+   * @param words The records (read where they are).
    * @param n How many.
    */
   constructor(words: Uint32Array, n: number) {

@@ -577,7 +577,10 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /**
    * The open connections read in one pass, without an object per
    * connection until one is asked for: what {@linkcode openConnections}
-   * builds on, for a caller that sums or pages many.
+   * builds on, for a caller that sums or pages many. On the native engine
+   * it reads the engine's buffer where the library wrote them: it is valid
+   * until the next `snapshot()` or `openConnections()` of any proxy on the
+   * same engine, so read it at once (`at(i)` makes a lasting copy).
    */
   snapshot(): ConnectionSnapshot {
     return this.#handle.snapshot();
