@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a86c6d4ef3d557af440d5a291eaa076d852db2c82214b05370381ba8bed51707",
+    "sha256": "d135899fc2cc688b5e3b01d430e9806b5b7fb91f6d8eef2efe521b1ab4e0beef",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "61ce87d578f3ef17ee1c05cd09eddefa820995a44da50b2addbe82ef1a8b494e",
+      "sha256": "c053981c3a28fd4179378e81503bf875559c41a3ff1cd2880317dffa7ce877d3",
       "size": 141936,
     },
     "linux-arm64-glibc": {
-      "sha256": "7ca53667b86a594b9c1d30e6ed9a29a16a2c1920924e161ba48b3d2ae226affb",
+      "sha256": "45277ca78591591b5dd504cbb023ed1bb6de77e24ed04359418d505f249f07e8",
       "size": 133696,
     },
     "linux-x64-musl": {
-      "sha256": "8313a25d8ca948c6f9650675d9cb055fcf3de78abef0118782bfa8efbc812d6b",
+      "sha256": "bf78d480c4415e1ff3297e191c76ed17378ea70cd14e00ffa6666db1629d6f65",
       "size": 137608,
     },
     "linux-arm64-musl": {
-      "sha256": "74e823419dc060298c729aa5430292528445c7272d5691485cf071ca581361db",
+      "sha256": "3348bc0afad98e9dd72abea5478d3430895204c6250ce5a2fe8973150c1f2de8",
       "size": 133448,
     },
   },
