@@ -404,6 +404,35 @@ for (const engine of ENGINES) {
     });
 
     if (engine === "native") {
+      test("a copied chunk is a plain Uint8Array whose buffer holds its bytes and nothing else", async () => {
+        const backend = await echoServer();
+        const seen: Uint8Array[] = [];
+        const { p } = await proxy(backend.port, { aToB: (chunk) => void seen.push(chunk) });
+        try {
+          const c = await connect(p.port);
+          const size = 2 * 1024 * 1024;
+          const reply = receiveAll(c);
+          await sendRandom(c, size, 31);
+          const got = await reply;
+          assert.equal(got.bytes, size);
+          assert.equal(got.sha256, expectedHash(size, 31));
+          assert.ok(seen.length > 0);
+          for (const chunk of seen) {
+            assert.equal(Object.getPrototypeOf(chunk), Uint8Array.prototype);
+            assert.equal(chunk.byteOffset, 0);
+            assert.equal(chunk.buffer.byteLength, chunk.length);
+          }
+          // what the hook kept is what went through, byte for byte
+          assert.equal(
+            createHash("sha256").update(concatBytes(seen)).digest("hex"),
+            expectedHash(size, 31),
+          );
+        } finally {
+          await p.abort();
+          await backend.close();
+        }
+      });
+
       test("lent chunks (lend: true): a hook that transfers its chunk's buffer closes the connection with RK_EHOOK; the next one is served", async () => {
         const backend = await echoServer();
         let transfer = true;

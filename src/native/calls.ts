@@ -309,6 +309,7 @@ export class NativeCalls {
   readonly #batch = new HoldBatch();
   #flushQueued = false;
   readonly #lend: NativeLibrary["lend"];
+  readonly #copy: NativeLibrary["copy"];
   readonly #h: number;
   /** Hook batches lent to JavaScript, by token. */
   readonly #lent = new Map<number, ArrayBuffer>();
@@ -321,9 +322,10 @@ export class NativeCalls {
    * @param lib The loaded library.
    * @param h The engine handle (rk_engine_new).
    */
-  private constructor(lib: Pick<NativeLibrary, "symbols" | "lend">, h: number) {
+  private constructor(lib: Pick<NativeLibrary, "symbols" | "lend" | "copy">, h: number) {
     this.#raw = lib.symbols;
     this.#lend = lib.lend;
+    this.#copy = lib.copy;
     this.#h = h;
   }
 
@@ -364,7 +366,7 @@ export class NativeCalls {
 
   /** A new engine (rk_engine_new): its calls, or a negative code. */
   static engineNew(
-    lib: Pick<NativeLibrary, "symbols" | "lend">,
+    lib: Pick<NativeLibrary, "symbols" | "lend" | "copy">,
     threads: number,
     maxConnections: number,
   ): NativeCalls | number {
@@ -767,11 +769,11 @@ export class NativeCalls {
    * keep.
    */
   hookLend(token: number, address: number, length: number, lend: boolean): Uint8Array {
-    const ab = this.#lend(address, length);
     if (!lend || !CAN_LEND) {
       this.#copied.add(token);
-      return new Uint8Array(ab).slice();
+      return this.#copy(address, length);
     }
+    const ab = this.#lend(address, length);
     this.#lent.set(token, ab);
     return new Uint8Array(ab);
   }

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "747f6a88f44984845ea51ce199a85a194140e12507b389670b85eba32499ccd1",
+    "sha256": "3b39553a27ea7510511cec0f158cbfff81b71a28f9eb4d83a99a1655dda9b7d4",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "e6c8f1952b413c0202d69773e93b1a3b814992e61ae633e9424fa49f4df164f8",
-      "size": 141936,
+      "sha256": "c3c301027b7601af6488880fbc44016101391aa350069d027d23a383e2c1e661",
+      "size": 141944,
     },
     "linux-arm64-glibc": {
-      "sha256": "902089d161ddfaceb1f2edde4d2251a728f363ae8026743b18c2720645299cfc",
-      "size": 133696,
+      "sha256": "e9462b971f13448ba40a8a865f2d0d7013357a3bbd4e5b7f153db289f8c52837",
+      "size": 133704,
     },
     "linux-x64-musl": {
-      "sha256": "01b631a6e434ed85ab408cbe74f16ef51f84ef36be6a8dc6edffb275b9288070",
-      "size": 137608,
+      "sha256": "3d1a4649458013d56219b4b081cceb66a77b648694df84e09e04f8c24c26c9d5",
+      "size": 137616,
     },
     "linux-arm64-musl": {
-      "sha256": "48cbd9fea6ec714ad8e152a795b6b73562aa6701162eec05cba342895c156e8e",
-      "size": 133448,
+      "sha256": "8e8d0008f23577aeb5e2cdfa7c4f80fda33a315371bcdcc481c22023bd5c917f",
+      "size": 133456,
     },
   },
 };

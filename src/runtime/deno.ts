@@ -69,11 +69,13 @@ export const denoRuntime: Runtime = {
     // Deno infers the bound types from the table itself; assigning them to
     // the shared NativeSymbols type checks that both views agree.
     const symbols: NativeSymbols = lib.symbols;
+    const lend = (address: number, length: number) =>
+      Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, length);
     return {
       symbols,
       watch: (engine, onWake) => denoWaker(engine, onWake),
-      lend: (address, length) =>
-        Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, length),
+      lend,
+      copy: (address, length) => new Uint8Array(lend(address, length)).slice(),
       close: () => lib.close(),
     };
   },

@@ -48,6 +48,12 @@ export interface NativeLibrary {
    * the library keeps that memory: src/native detaches it before.
    */
   lend(address: number, length: number): ArrayBuffer;
+  /**
+   * A copy of `length` bytes of native memory at `address` (a hook batch
+   * the library lends), in a Uint8Array whose ArrayBuffer holds nothing
+   * else: the caller's to keep.
+   */
+  copy(address: number, length: number): Uint8Array;
   /** Unload. Only when no engine is left. */
   close(): void;
 }
