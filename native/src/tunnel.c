@@ -120,7 +120,7 @@ struct rk__tun {
   void *tls_ctx;
   char *tls_name;
   rk__tls *tls;
-  int tls_server, tls_up;
+  int tls_server, tls_up, tls_peeked;
   int rd_wants_out, wr_wants_in; /* a TLS read waits for EPOLLOUT, a write
                                     for EPOLLIN */
   int attached, server, closing, dead, freed, congested, can_read, can_write;
@@ -643,14 +643,19 @@ static void rk__tun_destroy(rk__tun *t, int rst) {
   }
 }
 
-static void rk__link_fail(rk__tun *t, int err, int midframe) {
+/* The link ended (err): the host told, the socket reset (rst) or closed. */
+static void rk__link_end(rk__tun *t, int err, int midframe, int rst) {
   if (t->dead)
     return;
   if (err == RK_ECERT_UNTRUSTED) /* why, for rk_tls_cert_failure */
     rk__tls_keep_failure(t->e->handle, t->id, t->tls);
   if (!t->closing)
     rk__tun_post(t, RK_TEV_LINK_END, 0, err, (uint32_t)midframe, 0, 0);
-  rk__tun_destroy(t, 1);
+  rk__tun_destroy(t, rst);
+}
+
+static void rk__link_fail(rk__tun *t, int err, int midframe) {
+  rk__link_end(t, err, midframe, 1);
 }
 
 static void rk__protocol(rk__tun *t, int problem, uint32_t sid, uint32_t a,
@@ -948,12 +953,40 @@ static void rk__uncongest(rk__tun *t) {
 static int rk__tun_tls_step(rk__tun *t) {
   if (t->tls == NULL || t->tls_up)
     return !t->dead;
+  if (t->tls_server && !t->tls_peeked) {
+    /* OpenSSL answers bytes that are not TLS with no alert at all: a
+     * client that does not speak TLS would see only a close. What does
+     * not start like a handshake record (0x16) gets a fatal
+     * protocol_version alert instead (RFC 8446, 6.2), after its bytes
+     * were read (so the close is a FIN, not a reset that could overtake
+     * the alert). */
+    uint8_t b;
+    ssize_t n;
+    RK__RETRY(n, recv(t->fd, &b, 1, MSG_PEEK));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (n == 1 && b != 0x16) {
+      static const uint8_t alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70};
+      uint8_t sink[4096];
+      for (int i = 0; i < 16; i++) { /* at most 64 KiB */
+        RK__RETRY(n, read(t->fd, sink, sizeof sink));
+        if (n <= 0)
+          break;
+      }
+      RK__RETRY(n, send(t->fd, alert, sizeof alert, MSG_NOSIGNAL));
+      rk__link_end(t, RK_ETLS, 0, 0);
+      return 0;
+    }
+    t->tls_peeked = 1; /* a handshake, an EOF or an error: OpenSSL's */
+  }
   uint32_t want = 0;
   int r = rk__tls_handshake(t->tls, &want);
   if (r == -EAGAIN)
     return 0;
   if (r < 0) {
-    rk__link_fail(t, r, 0);
+    /* closed, not reset: the alert OpenSSL wrote reaches the peer (a
+     * client without TLS learns from it that this side speaks TLS) */
+    rk__link_end(t, r, 0, 0);
     return 0;
   }
   t->tls_up = 1;
