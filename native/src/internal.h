@@ -571,6 +571,10 @@ ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
 int rk__tls_handshake(rk__tls *t, uint32_t *want);
 int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
+/* Keep t's record buffers between reads and writes (a long-lived bulk
+ * side, a tunnel link: no malloc and free per burst); a side that may sit
+ * idle releases them (the default). */
+void rk__tls_keep_buffers(rk__tls *t);
 int rk__tls_established(const rk__tls *t);
 const char *rk__tls_verify_text(const rk__tls *t);
 /* Keep why t's peer certificate failed for rk_tls_cert_failure(engine, id). */
