@@ -575,6 +575,13 @@ int rk__tls_pending(const rk__tls *t);
  * side, a tunnel link: no malloc and free per burst); a side that may sit
  * idle releases them (the default). */
 void rk__tls_keep_buffers(rk__tls *t);
+/* Gather t's records in a buffer of size bytes, written to the socket when
+ * full or on rk__tls_flush (a bulk side: one write(2) for several records
+ * instead of one each). Then the caller must rk__tls_flush once it has no
+ * more to write now (0, -EAGAIN with *want, or an error); a handshake and
+ * a close_notify flush themselves. 0, or -ENOMEM (writes stay as they were). */
+int rk__tls_batch_writes(rk__tls *t, int size);
+int rk__tls_flush(rk__tls *t, uint32_t *want);
 int rk__tls_established(const rk__tls *t);
 const char *rk__tls_verify_text(const rk__tls *t);
 /* Keep why t's peer certificate failed for rk_tls_cert_failure(engine, id). */

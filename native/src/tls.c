@@ -54,6 +54,7 @@ typedef struct ssl_st SSL;
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_method_st SSL_METHOD;
 typedef struct bio_st BIO;
+typedef struct bio_method_st BIO_METHOD;
 typedef struct x509_st X509;
 typedef struct evp_pkey_st EVP_PKEY;
 typedef struct x509_store_st X509_STORE;
@@ -69,6 +70,10 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
 #define RK__SSL_CTRL_EXTRA_CHAIN_CERT 14
 #define RK__SSL_CTRL_MODE 33
 #define RK__SSL_CTRL_CLEAR_MODE 78
+#define RK__BIO_CTRL_FLUSH 11
+#define RK__BIO_CTRL_WPENDING 13
+#define RK__BIO_C_SET_BUFF_SIZE 117
+#define RK__BIO_FLAGS_SHOULD_RETRY 0x08
 #define RK__SSL_CTRL_SET_READ_AHEAD 41
 #define RK__SSL_CTRL_SET_TLSEXT_HOSTNAME 55
 #define RK__SSL_CTRL_SET_MIN_PROTO_VERSION 123
@@ -105,6 +110,8 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(SSL *, SSL_new, (SSL_CTX *))                                             \
   XX(void, SSL_free, (SSL *))                                                 \
   XX(int, SSL_set_fd, (SSL *, int))                                           \
+  XX(BIO *, SSL_get_wbio, (const SSL *))                                      \
+  XX(void, SSL_set0_wbio, (SSL *, BIO *))                                     \
   XX(void, SSL_set_accept_state, (SSL *))                                     \
   XX(void, SSL_set_connect_state, (SSL *))                                    \
   XX(int, SSL_read, (SSL *, void *, int))                                     \
@@ -124,6 +131,12 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
 
 #define RK__CRYPTO_FUNCS(XX)                                                   \
   XX(BIO *, BIO_new_mem_buf, (const void *, int))                             \
+  XX(const BIO_METHOD *, BIO_f_buffer, (void))                                \
+  XX(BIO *, BIO_new, (const BIO_METHOD *))                                    \
+  XX(BIO *, BIO_push, (BIO *, BIO *))                                         \
+  XX(long, BIO_ctrl, (BIO *, int, long, void *))                              \
+  XX(int, BIO_up_ref, (BIO *))                                                \
+  XX(int, BIO_test_flags, (const BIO *, int))                                 \
   XX(int, BIO_free, (BIO *))                                                  \
   XX(X509 *, PEM_read_bio_X509, (BIO *, X509 **, void *, void *))             \
   XX(EVP_PKEY *, PEM_read_bio_PrivateKey, (BIO *, EVP_PKEY **, void *,        \
@@ -229,6 +242,7 @@ struct rk__tls {
   unsigned done : 1;      /* handshake finished (counted) */
   unsigned shut_sent : 1; /* our close_notify is out */
   unsigned failed : 1;    /* counted as a failure */
+  unsigned batched : 1;   /* writes gather in a buffer BIO (rk__tls_flush) */
   int verify;             /* X509_V_ERR_* of a failed verify, else 0 */
   uint8_t *peer_der;      /* the peer's certificate (DER), once seen */
   int32_t peer_len;
@@ -637,6 +651,42 @@ int rk__tls_pending(const rk__tls *t) { return S.SSL_has_pending(t->ssl); }
 void rk__tls_keep_buffers(rk__tls *t) {
   S.SSL_ctrl(t->ssl, RK__SSL_CTRL_CLEAR_MODE, RK__SSL_MODE_RELEASE_BUFFERS,
              NULL);
+}
+
+int rk__tls_batch_writes(rk__tls *t, int size) {
+  BIO *sock = S.SSL_get_wbio(t->ssl);
+  BIO *buf = S.BIO_new(S.BIO_f_buffer());
+  int which = 1; /* the write buffer's size (BIO_set_write_buffer_size) */
+  if (sock == NULL || buf == NULL ||
+      S.BIO_ctrl(buf, RK__BIO_C_SET_BUFF_SIZE, size, &which) != 1) {
+    if (buf != NULL)
+      S.BIO_free(buf);
+    S.ERR_clear_error();
+    return -ENOMEM; /* writes stay unbatched */
+  }
+  S.BIO_up_ref(sock); /* the chain's reference; SSL_set0_wbio drops the
+                         one it held as the write side */
+  S.BIO_push(buf, sock);
+  S.SSL_set0_wbio(t->ssl, buf);
+  t->batched = 1;
+  return 0;
+}
+
+int rk__tls_flush(rk__tls *t, uint32_t *want) {
+  if (!t->batched)
+    return 0;
+  BIO *b = S.SSL_get_wbio(t->ssl);
+  if (S.BIO_ctrl(b, RK__BIO_CTRL_WPENDING, 0, NULL) <= 0)
+    return 0;
+  errno = 0;
+  if (S.BIO_ctrl(b, RK__BIO_CTRL_FLUSH, 0, NULL) > 0)
+    return 0;
+  if (S.BIO_test_flags(b, RK__BIO_FLAGS_SHOULD_RETRY)) {
+    *want = EPOLLOUT;
+    return -EAGAIN;
+  }
+  S.ERR_clear_error();
+  return errno != 0 ? -errno : -EPIPE;
 }
 
 int rk__tls_established(const rk__tls *t) { return t->done; }

@@ -47,6 +47,10 @@
 #define RK__TUN_TURN 1
 /* DATA frames for one stream written with one sendmsg. */
 #define RK__TUN_WRITEV 16
+/* A TLS link's records gather up to this before a write(2) (eight full
+ * records and their overhead), and what is left once the write queue is
+ * empty goes at once: fewer, larger writes on the link. */
+#define RK__TUN_TLS_WBUF (128 * 1024 + 8 * 64)
 
 enum { RK__TK_LINK = 1, RK__TK_STREAM = 2 };
 enum {
@@ -843,12 +847,27 @@ static void rk__link_flush(rk__tun *t) {
     t->out_off = 0;
   if (t->dead)
     return;
+  if (t->tls != NULL && t->tls_up && t->can_write && t->out_len == 0) {
+    /* the records gathered go out now (rk__tls_batch_writes) */
+    uint32_t want = 0;
+    int r = rk__tls_flush(t->tls, &want);
+    if (r == -EAGAIN) {
+      t->can_write = 0;
+      t->wr_wants_in = want == EPOLLIN;
+      return;
+    }
+    if (r < 0) {
+      rk__link_fail(t, r, 0);
+      return;
+    }
+  }
   if (t->closing == 2 && t->out_len == 0) {
     /* graceful close asked: everything went out, close_notify (TLS) and
      * FIN now */
     if (t->tls != NULL && t->tls_up) {
       uint32_t want = 0;
-      if (rk__tls_shutdown(t->tls, &want) == -EAGAIN) {
+      if (rk__tls_shutdown(t->tls, &want) == -EAGAIN ||
+          rk__tls_flush(t->tls, &want) == -EAGAIN) {
         t->can_write = 0; /* again on the next event */
         t->wr_wants_in = want == EPOLLIN;
         return;
@@ -1127,6 +1146,7 @@ static void rk__tun_start(rk__worker *w, rk__tun *t, int fd) {
       return;
     }
     rk__tls_keep_buffers(t->tls); /* one link, bytes all the time */
+    rk__tls_batch_writes(t->tls, RK__TUN_TLS_WBUF);
     t->tp.recv = rk__tls_recv;
     t->tp.send = rk__tls_send;
     t->tp.ctx = t;
