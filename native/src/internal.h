@@ -571,10 +571,11 @@ ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
 int rk__tls_handshake(rk__tls *t, uint32_t *want);
 int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
-/* Keep t's record buffers between reads and writes (a long-lived bulk
- * side, a tunnel link: no malloc and free per burst); a side that may sit
- * idle releases them (the default). */
-void rk__tls_keep_buffers(rk__tls *t);
+/* t is a long-lived bulk side (a tunnel link): it keeps its record buffers
+ * between reads and writes (no malloc and free per burst; a side that may
+ * sit idle releases them, the default) and reads up to eight records with
+ * one read(2) (four by default). Before its first read. */
+void rk__tls_bulk(rk__tls *t);
 /* Gather t's records in a buffer of size bytes, written to the socket when
  * full or on rk__tls_flush (a bulk side: one write(2) for several records
  * instead of one each). Then the caller must rk__tls_flush once it has no

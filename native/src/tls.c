@@ -110,6 +110,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(SSL *, SSL_new, (SSL_CTX *))                                             \
   XX(void, SSL_free, (SSL *))                                                 \
   XX(int, SSL_set_fd, (SSL *, int))                                           \
+  XX(void, SSL_set_default_read_buffer_len, (SSL *, size_t))                  \
   XX(BIO *, SSL_get_wbio, (const SSL *))                                      \
   XX(void, SSL_set0_wbio, (SSL *, BIO *))                                     \
   XX(void, SSL_set_accept_state, (SSL *))                                     \
@@ -648,9 +649,10 @@ int rk__tls_shutdown(rk__tls *t, uint32_t *want) {
 
 int rk__tls_pending(const rk__tls *t) { return S.SSL_has_pending(t->ssl); }
 
-void rk__tls_keep_buffers(rk__tls *t) {
+void rk__tls_bulk(rk__tls *t) {
   S.SSL_ctrl(t->ssl, RK__SSL_CTRL_CLEAR_MODE, RK__SSL_MODE_RELEASE_BUFFERS,
              NULL);
+  S.SSL_set_default_read_buffer_len(t->ssl, 2 * RK__TLS_READ_BUF);
 }
 
 int rk__tls_batch_writes(rk__tls *t, int size) {

@@ -1145,7 +1145,7 @@ static void rk__tun_start(rk__worker *w, rk__tun *t, int fd) {
       rk__link_fail(t, -ENOMEM, 0);
       return;
     }
-    rk__tls_keep_buffers(t->tls); /* one link, bytes all the time */
+    rk__tls_bulk(t->tls); /* one link, bytes all the time */
     rk__tls_batch_writes(t->tls, RK__TUN_TLS_WBUF);
     t->tp.recv = rk__tls_recv;
     t->tp.send = rk__tls_send;
