@@ -174,6 +174,24 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return s;
   }
 
+  /**
+   * Bind `at` again. When its running socket was just closed (`reopen`),
+   * the port may still be in use for a moment (the native engine closes a
+   * listener on its workers, not at once): tried again for up to 2 s.
+   */
+  async #rebind(o: TunnelServerOptions, at: Endpoint, reopen: boolean): Promise<NetListener> {
+    const until = Date.now() + 2000;
+    for (;;) {
+      try {
+        return await this.#bind(o, at);
+      } catch (err) {
+        const inUse = err instanceof RelaykitError && err.code === "EADDRINUSE";
+        if (!reopen || !inUse || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
   async #bind(o: TunnelServerOptions, at: Endpoint): Promise<NetListener> {
     const native = this.#native;
     // (a server started without TLS and reloaded to TLS: in the engine too
@@ -259,7 +277,7 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
         reopen = true;
       }
       try {
-        listener = await this.#bind(options, at);
+        listener = await this.#rebind(options, at, reopen);
       } catch (err) {
         // the old settings on the socket again (if that fails too, the
         // first error says why; the server then no longer listens)
