@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a86c6d4ef3d557af440d5a291eaa076d852db2c82214b05370381ba8bed51707",
+    "sha256": "a15c5251d70b900d0e79ea89bded8ac0225cf1db2504673b38bb227318a1e34c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "61ce87d578f3ef17ee1c05cd09eddefa820995a44da50b2addbe82ef1a8b494e",
-      "size": 141936,
+      "sha256": "b6307e1aa1718a407619e36a08c897a55455cc969edd4c12795305650c9b1825",
+      "size": 146040,
     },
     "linux-arm64-glibc": {
-      "sha256": "7ca53667b86a594b9c1d30e6ed9a29a16a2c1920924e161ba48b3d2ae226affb",
-      "size": 133696,
+      "sha256": "7308eb3b2a7c86ad9849d80ab073655cc21483b2804c0dd290cfdae7d7651ec1",
+      "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "8313a25d8ca948c6f9650675d9cb055fcf3de78abef0118782bfa8efbc812d6b",
-      "size": 137608,
+      "sha256": "676848a9ca4b88dc98a1079a3c8e5cddaae7e6382e48babe4d762678beef1c88",
+      "size": 141712,
     },
     "linux-arm64-musl": {
-      "sha256": "74e823419dc060298c729aa5430292528445c7272d5691485cf071ca581361db",
-      "size": 133448,
+      "sha256": "255334b5ec774215fad8b428979649b60913d6bbc6168f94bd40f525d4da32c2",
+      "size": 133456,
     },
   },
 };
