@@ -41,6 +41,7 @@ import {
   ENGINES,
   fdCount,
   freePort,
+  nativeEngine,
   server,
   sleep,
   startCli,
@@ -111,6 +112,36 @@ interface Pair {
   close(): Promise<void>;
 }
 
+/** TLS on the links {@link pair} makes, while a block's {@link useLinkTls} says so. */
+let pairTls: { so: Partial<TunnelServerOptions>; co: Partial<TunnelClientOptions> } | undefined;
+
+/** A test certificate (for localhost and 127.0.0.1), its key and CA, written once. */
+let testPems: { cert: string; key: string; ca: string } | undefined;
+function pems(): { cert: string; key: string; ca: string } {
+  if (testPems === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "relaykit-tunnel-pem-"));
+    try {
+      writeTestCertificates(dir);
+      const f = (n: string) => readFileSync(join(dir, n), "utf8");
+      testPems = { cert: f("cert.pem"), key: f("key.pem"), ca: f("ca.pem") };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return testPems;
+}
+
+/** The links {@link pair} makes in the enclosing block speak TLS (verified against the test CA). */
+function useLinkTls(): void {
+  before(() => {
+    const { cert, key, ca } = pems();
+    pairTls = { so: { tls: { cert, key } }, co: { tls: { ca } } };
+  });
+  after(() => {
+    pairTls = undefined;
+  });
+}
+
 async function pair(
   destPort: number,
   so: Partial<TunnelServerOptions> = {},
@@ -119,6 +150,7 @@ async function pair(
   const srv = await TunnelServer.listen({
     listen: { host: "127.0.0.1", port: 0 },
     allow: [{ cidr: "127.0.0.0/8" }],
+    ...pairTls?.so,
     ...so,
   });
   const client = await TunnelClient.start({
@@ -126,6 +158,7 @@ async function pair(
       listen: { host: "127.0.0.1", port: 0 },
       to: { host: "127.0.0.1", port: destPort },
     }],
+    ...pairTls?.co,
     ...co,
     link: co.link?.host ? { host: co.link.host, port: srv.address.port } : srv.address,
   });
@@ -316,10 +349,12 @@ async function stallingEcho(
   };
 }
 
-// Each engine in turn: every tunnel of the block picks it.
-for (const engine of ENGINES) {
-  describe(`tunnel (${engine} engine)`, () => {
+// Each engine in turn, with plain and with TLS links: every tunnel of the
+// block picks it (a TLS link too: the native engine speaks TLS itself).
+for (const [engine, tls] of ENGINES.flatMap((e) => [[e, false], [e, true]] as const)) {
+  describe(`tunnel (${engine} engine${tls ? ", TLS links" : ""})`, () => {
     useEngine(engine);
+    if (tls) useLinkTls();
     let echo: Awaited<ReturnType<typeof echoServer>>;
     before(async () => {
       echo = await echoServer();
@@ -745,51 +780,235 @@ describe("tunnel engines on one wire", () => {
   });
   after(() => echo.close());
 
-  const pairs: ["native" | "stream", "native" | "stream"][] = ENGINES.includes("native")
-    ? [["native", "stream"], ["stream", "native"]]
+  const pairs: ["native" | "stream", "native" | "stream", boolean][] = ENGINES.includes("native")
+    ? [["native", "stream", false], ["stream", "native", false], ["native", "stream", true], [
+      "stream",
+      "native",
+      true,
+    ]]
     : [];
-  for (const [serverEngine, clientEngine] of pairs) {
-    test(`a ${clientEngine} client and a ${serverEngine} server carry streams intact`, async () => {
-      const p = await pair(echo.port, { engine: serverEngine }, { engine: clientEngine });
-      assert.equal(p.server.engine, serverEngine);
-      assert.equal(p.client.engine, clientEngine);
-      const sent = Array.from({ length: 8 }, () => random(1024 * 1024));
-      const rs = await Promise.all(sent.map(async (data) => {
-        const s = await connect(p.port);
-        const got = collect(s);
-        void writeAll(s, data);
-        return await got;
-      }));
-      for (const [i, r] of rs.entries()) {
-        assert.equal(r.error, undefined);
-        assert.equal(sha(r.data), sha(sent[i]!), `stream ${i}`);
-      }
-      await waitFor(() => p.serverEnds.length === 8 && p.clientEnds.length === 8, 5000, "ends");
-      assert.ok([...p.serverEnds, ...p.clientEnds].every((e) => e.reason === "done"));
-      assert.ok(p.clientEnds.every((e) => e.bytesOut === 1024 * 1024 && e.bytesIn === 1024 * 1024));
-      await p.close();
-    });
+  for (const [serverEngine, clientEngine, tls] of pairs) {
+    test(
+      `a ${clientEngine} client and a ${serverEngine} server carry streams intact${
+        tls ? " over TLS" : ""
+      }`,
+      async () => {
+        const { cert, key, ca } = pems();
+        const p = await pair(
+          echo.port,
+          { engine: serverEngine, ...(tls ? { tls: { cert, key } } : {}) },
+          { engine: clientEngine, ...(tls ? { tls: { ca } } : {}) },
+        );
+        assert.equal(p.server.engine, serverEngine);
+        assert.equal(p.client.engine, clientEngine);
+        const sent = Array.from({ length: 8 }, () => random(1024 * 1024));
+        const rs = await Promise.all(sent.map(async (data) => {
+          const s = await connect(p.port);
+          const got = collect(s);
+          void writeAll(s, data);
+          return await got;
+        }));
+        for (const [i, r] of rs.entries()) {
+          assert.equal(r.error, undefined);
+          assert.equal(sha(r.data), sha(sent[i]!), `stream ${i}`);
+        }
+        await waitFor(() => p.serverEnds.length === 8 && p.clientEnds.length === 8, 5000, "ends");
+        assert.ok([...p.serverEnds, ...p.clientEnds].every((e) => e.reason === "done"));
+        assert.ok(
+          p.clientEnds.every((e) => e.bytesOut === 1024 * 1024 && e.bytesIn === 1024 * 1024),
+        );
+        await p.close();
+      },
+    );
   }
 
-  test("a TLS link runs on the stream engine; the native engine refuses one", async () => {
-    await assert.rejects(
-      TunnelClient.start({
-        link: { host: "127.0.0.1", port: 1 },
-        listeners: [],
-        tls: true,
-        engine: "native",
-      }),
-      /plain TCP links/,
-    );
-    const c = await TunnelClient.start({
-      link: { host: "127.0.0.1", port: 1 },
-      listeners: [],
-      tls: true,
-    });
-    assert.equal(c.engine, "stream");
-    await c.close();
+  test("without OpenSSL a TLS tunnel runs on the stream engine and says why; engine native refuses", async () => {
+    const { cert, key } = pems();
+    const dir = mkdtempSync(join(tmpdir(), "relaykit-tunnel-nossl-"));
+    writeFileSync(join(dir, "cert.pem"), cert);
+    writeFileSync(join(dir, "key.pem"), key);
+    const env = { RELAYKIT_LIBSSL: "/nonexistent/libssl.so.3" };
+    const args = ["tunnel", "server", "--listen", "127.0.0.1:0", "--allow", "127.0.0.1"];
+    const tlsArgs = ["--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem")];
+    try {
+      const srv = startCli([...args, ...tlsArgs], env);
+      const line = await srv.line;
+      if (ENGINES.includes("native")) {
+        assert.match(
+          line,
+          /stream engine: native TLS needs libssl\.so\.3: \/nonexistent\/libssl\.so\.3: /,
+        );
+      } else assert.match(line, /stream engine/);
+      await stopChild(srv.child);
+      if (ENGINES.includes("native")) {
+        const refused = startCli([...args, ...tlsArgs], { ...env, RELAYKIT_ENGINE: "native" });
+        refused.line.catch(() => {}); // it prints nothing: it exits
+        const exit = await new Promise((r) => refused.child.once("close", r));
+        assert.notEqual(exit, 0);
+        assert.match(refused.output.err, /native TLS needs libssl\.so\.3/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
+
+// (the native engine only: where it does not load, the suite above covers TLS links)
+if (ENGINES.includes("native")) {
+  describe("tunnel TLS links in the native engine", () => {
+    let echo: Awaited<ReturnType<typeof echoServer>>;
+    before(async () => {
+      echo = await echoServer();
+    });
+    after(() => echo.close());
+    const tlsPair = (co: Partial<TunnelClientOptions> = {}) => {
+      const { cert, key, ca } = pems();
+      return pair(echo.port, { engine: "native", tls: { cert, key } }, {
+        engine: "native",
+        tls: { ca },
+        ...co,
+      });
+    };
+
+    test("both ends native: 1 and 8 streams come back intact, through OpenSSL in the engine", async () => {
+      const before = nativeEngine().tlsStats();
+      const p = await tlsPair();
+      try {
+        assert.equal(p.server.engine, "native");
+        assert.equal(p.client.engine, "native");
+        assert.equal(p.client.engineReason, undefined);
+        // both ends of the link are TLS sides of the engine
+        assert.ok(nativeEngine().tlsStats().handshakes >= before.handshakes + 2);
+        for (const n of [1, 8]) {
+          const sent = Array.from(
+            { length: n },
+            () => random(n === 1 ? 4 * 1024 * 1024 : 512 * 1024),
+          );
+          const rs = await Promise.all(sent.map(async (data) => {
+            const s = await connect(p.port);
+            const got = collect(s);
+            void writeAll(s, data);
+            return await got;
+          }));
+          for (const [i, r] of rs.entries()) {
+            assert.equal(r.error, undefined);
+            assert.equal(sha(r.data), sha(sent[i]!), `stream ${i} of ${n}`);
+          }
+        }
+        // every byte went through the engine's TLS, both ways, on both ends
+        const after = nativeEngine().tlsStats();
+        assert.ok(after.bytesOut - before.bytesOut >= 2 * 8 * 1024 * 1024, "TLS bytes written");
+        assert.ok(after.bytesIn - before.bytesIn >= 2 * 8 * 1024 * 1024, "TLS bytes read");
+      } finally {
+        await p.close();
+      }
+    });
+
+    test("half-close crosses a native TLS link both ways", async () => {
+      const reply = random(300 * 1024);
+      const dest = await server((s) => {
+        const parts: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => parts.push(d));
+        s.on("end", () => {
+          // saw EOF: answers after it with what it got, then its own bytes
+          s.write(sha(concatOne(-1, ...parts)));
+          void writeAll(s, reply);
+        });
+      });
+      const { cert, key, ca } = pems();
+      const p = await pair(dest.port, { engine: "native", tls: { cert, key } }, {
+        engine: "native",
+        tls: { ca },
+      });
+      try {
+        const up = random(200 * 1024);
+        const s = await connect(p.port);
+        const got = collect(s);
+        await writeAll(s, up);
+        const r = await got;
+        const head = sha(up);
+        assert.equal(new TextDecoder().decode(r.data.subarray(0, head.length)), head);
+        assert.equal(sha(r.data.subarray(head.length)), sha(reply));
+        assert.ok(r.ended);
+      } finally {
+        await p.close();
+        dest.close();
+      }
+    });
+
+    for (
+      const [what, tls, why] of [
+        ["an unknown CA", {}, /unknown CA: CN=localhost is issued by CN=relaykit test CA/],
+        [
+          "another server name",
+          { servername: "wrong.example" },
+          /name mismatch: certificate is for localhost, 127\.0\.0\.1, connected to wrong\.example/,
+        ],
+      ] as const
+    ) {
+      test(`a native client refuses a server certificate for ${what} (CERT_UNTRUSTED)`, async () => {
+        const { cert, key, ca } = pems();
+        const srv = await TunnelServer.listen({
+          listen: { host: "127.0.0.1", port: 0 },
+          tls: { cert, key },
+          engine: "native",
+        });
+        const c = await TunnelClient.start({
+          link: { host: "localhost", port: srv.address.port },
+          listeners: [],
+          tls: { ...("servername" in tls ? { ca } : {}), ...tls },
+          engine: "native",
+          reconnectDelay: 5000,
+        });
+        try {
+          assert.equal(c.engine, "native");
+          const down = await new Promise<TunnelClientEvents["down"]>((r) => c.on("down", r));
+          assert.equal(down.reason, "connect-failed");
+          assert.equal(down.error?.code, "CERT_UNTRUSTED");
+          assert.match(down.error!.message, why);
+          assert.equal(c.up, false);
+        } finally {
+          await c.close();
+          await srv.close();
+        }
+      });
+    }
+
+    test("a peer that sends no TLS handshake loses just its link, with RK_ETLS", async () => {
+      const p = await tlsPair();
+      const closes: TunnelServerEvents["link-close"][] = [];
+      p.server.on("link-close", (e) => closes.push(e));
+      try {
+        // a client that speaks plain bytes to the TLS server
+        const raw = await connect(p.server.address.port);
+        const gone = collect(raw);
+        raw.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        await gone;
+        await waitFor(() => closes.length === 1, 5000, "the link's close");
+        assert.equal(closes[0]!.error?.code, "RK_ETLS");
+        // a server that answers a native TLS client with garbage
+        const liar = await server((s) => s.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
+        const c = await TunnelClient.start({
+          link: { host: "127.0.0.1", port: liar.port },
+          listeners: [],
+          tls: true,
+          engine: "native",
+          reconnectDelay: 5000,
+        });
+        const down = await new Promise<TunnelClientEvents["down"]>((r) => c.on("down", r));
+        assert.equal(down.reason, "connect-failed");
+        assert.equal(down.error?.code, "RK_ETLS");
+        await c.close();
+        liar.close();
+        // the good link stayed up and still carries streams
+        assert.equal(p.client.up, true);
+        assert.equal(await roundTrip(p.port, "still here"), "still here");
+      } finally {
+        await p.close();
+      }
+    });
+  });
+}
 
 describe("tunnel over TLS, and the command", () => {
   const dir = mkdtempSync(join(tmpdir(), "relaykit-tunnel-"));
@@ -1266,8 +1485,7 @@ describe("tunnel reload", () => {
       // verified as "localhost" (Deno verifies the name connected to)
       link: { host: "localhost", port },
       listeners: [{ listen: local(0), to: local(echo.port) }],
-      // a TLS link runs on the runtime's sockets: a client that may turn to
-      // TLS starts there (a native one refuses the change, below)
+      // (a native client, below)
       engine: "stream",
     };
     const client = await TunnelClient.start(co);
@@ -1300,12 +1518,18 @@ describe("tunnel reload", () => {
       await plain.close();
       assert.equal(links, 2);
       if (ENGINES.includes("native")) {
-        const native = await TunnelClient.start({ ...co, listeners: [], engine: "native" });
+        // a native client turns to TLS too: the engine speaks it itself
+        const nco: TunnelClientOptions = { ...co, engine: "native", reconnectDelay: 50 };
+        const native = await TunnelClient.start(nco);
         try {
-          await assert.rejects(
-            native.stage({ ...co, listeners: [], tls: { ca: pem("ca.pem") } }),
-            /runs on the native engine, which takes no TLS link .*: restart it/,
-          );
+          assert.equal(native.engine, "native");
+          const u = await native.stage({ ...nco, tls: { ca: pem("ca.pem") } });
+          assert.equal(u.restart, "TLS");
+          u.commit();
+          await native.waitUp(5000);
+          assert.equal(native.engine, "native");
+          const port1 = native.addresses[0]!.port;
+          assert.equal(await roundTrip(port1, "native over TLS"), "native over TLS");
         } finally {
           await native.close();
         }

@@ -144,6 +144,8 @@ typedef enum {
                                the peer broke the protocol; the tunnel
                                reads no more (the host says GOAWAY and
                                closes it) */
+#define RK_TEV_TLS_UP 5     /* a TLS link's handshake is done
+                               (rk_tunnel_new_tls): its bytes flow */
 /* How a stream ended (word 6 of RK_TEV_STREAM_END). */
 #define RK_TEND_DONE 1  /* FIN both ways, every byte delivered */
 #define RK_TEND_RESET 2 /* its socket failed (err): RST sent, socket reset */
@@ -676,6 +678,18 @@ RK_EXTERN int32_t rk_fd_sockname(int32_t fd, char *host, int32_t len,
  * held connection conn_id (one of fd, conn_id; the connection ends, reason
  * RK_END_CLOSED, and must not have been asked to read). Return its id. */
 RK_EXTERN int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id);
+/* rk_tunnel_new for a link that speaks TLS in the worker: with context ctx
+ * (rk_tls_server_ctx when flags bit 0 is set, the link's server side; else
+ * rk_tls_client_ctx, sending and verifying servername, a name or an
+ * address literal). The handshake runs first (RK_TEV_TLS_UP when done);
+ * then every link byte goes through TLS, the host's handshake bytes too.
+ * One that fails ends the link: RK_TEV_LINK_END with RK_ETLS, or
+ * RK_ECERT_UNTRUSTED (why: rk_tls_cert_failure with the tunnel's id).
+ * The tunnel holds its own reference to ctx. RK_ENOTLS without OpenSSL,
+ * -ENOENT for an unknown ctx. */
+RK_EXTERN int32_t rk_tunnel_new_tls(int32_t h, int32_t fd, int32_t conn_id,
+                                    int32_t ctx, int32_t flags,
+                                    const char *servername);
 /* Copy up to cap of the bytes waiting for the host into out and drop them.
  * Return the number copied (call again while it equals cap). */
 RK_EXTERN int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out,

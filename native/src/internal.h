@@ -581,6 +581,18 @@ ssize_t rk__tls_write(rk__tls *t, const void *buf, size_t len,
 int rk__tls_handshake(rk__tls *t, uint32_t *want);
 int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
+/* t is a long-lived bulk side (a tunnel link): it keeps its record buffers
+ * between reads and writes (no malloc and free per burst; a side that may
+ * sit idle releases them, the default) and reads up to eight records with
+ * one read(2) (four by default). Before its first read. */
+void rk__tls_bulk(rk__tls *t);
+/* Gather t's records in a buffer of size bytes, written to the socket when
+ * full or on rk__tls_flush (a bulk side: one write(2) for several records
+ * instead of one each). Then the caller must rk__tls_flush once it has no
+ * more to write now (0, -EAGAIN with *want, or an error); a handshake and
+ * a close_notify flush themselves. 0, or -ENOMEM (writes stay as they were). */
+int rk__tls_batch_writes(rk__tls *t, int size);
+int rk__tls_flush(rk__tls *t, uint32_t *want);
 int rk__tls_established(const rk__tls *t);
 const char *rk__tls_verify_text(const rk__tls *t);
 /* Keep why t's peer certificate failed for rk_tls_cert_failure(engine, id). */

@@ -11,7 +11,19 @@
  * answers with frames of its own. Memory is bounded: a stream holds at most
  * the credit it granted, the link's write queue stops stream reads past
  * RK__TUN_LINK_HIGH and ends the link past RK__TUN_LINK_MAX, and the bytes
- * waiting for the host stop link reads past RK__TUN_RX_MAX. */
+ * waiting for the host stop link reads past RK__TUN_RX_MAX.
+ *
+ * A link may speak TLS (rk_tunnel_new_tls): the worker runs the handshake
+ * on the link socket first (non-blocking, on the socket's events), posts
+ * RK_TEV_TLS_UP, and from then on every link byte, the host's handshake
+ * bytes as well as the frames, goes through the TLS seam of tls.c. A TLS
+ * read drains what OpenSSL buffered (it reads until the socket has no
+ * more), a TLS write may be partial and is retried from the write queue;
+ * a read that needs the socket writable, or a write that needs it
+ * readable, is retried on that event. A handshake or record that fails
+ * ends the link with RK_ETLS (RK_ECERT_UNTRUSTED, the reason kept for
+ * rk_tls_cert_failure); a graceful close sends close_notify before the
+ * FIN. */
 #include "internal.h"
 
 #include <fcntl.h>
@@ -35,6 +47,10 @@
 #define RK__TUN_TURN 1
 /* DATA frames for one stream written with one sendmsg. */
 #define RK__TUN_WRITEV 16
+/* A TLS link's records gather up to this before a write(2) (eight full
+ * records and their overhead), and what is left once the write queue is
+ * empty goes at once: fewer, larger writes on the link. */
+#define RK__TUN_TLS_WBUF (128 * 1024 + 8 * 64)
 
 enum { RK__TK_LINK = 1, RK__TK_STREAM = 2 };
 enum {
@@ -103,6 +119,14 @@ struct rk__tun {
   rk__worker *w;
   int fd;
   rk__tun_transport tp;
+  /* TLS (rk_tunnel_new_tls): the context until the worker starts the
+   * link, then the session; tls_up once its handshake is done */
+  void *tls_ctx;
+  char *tls_name;
+  rk__tls *tls;
+  int tls_server, tls_up, tls_peeked;
+  int rd_wants_out, wr_wants_in; /* a TLS read waits for EPOLLOUT, a write
+                                    for EPOLLIN */
   int attached, server, closing, dead, freed, congested, can_read, can_write;
   int rr; /* the bucket rk__uncongest served last */
   /* DATA being gathered for one stream's socket (rk__ts_deliver) */
@@ -129,6 +153,34 @@ struct rk__tun {
   rk__tun *wnext;   /* worker's list */
   rk__tun *dnext;   /* worker's dead list */
 };
+
+/* The TLS transport: the rk__tls seam as read(2)/send(2) (ctx: the
+ * tunnel). What a call waits for, when not its own direction, is noted for
+ * rk__tunnel_event. */
+static ssize_t rk__tls_recv(void *ctx, int fd, uint8_t *buf, size_t len) {
+  rk__tun *t = ctx;
+  (void)fd;
+  uint32_t want = 0;
+  ssize_t r = rk__tls_read(t->tls, buf, len, &want);
+  t->rd_wants_out = r == -EAGAIN && want == EPOLLOUT;
+  if (r >= 0)
+    return r;
+  errno = (int)-r;
+  return -1;
+}
+
+static ssize_t rk__tls_send(void *ctx, int fd, const uint8_t *buf,
+                            size_t len) {
+  rk__tun *t = ctx;
+  (void)fd;
+  uint32_t want = 0;
+  ssize_t r = rk__tls_write(t->tls, buf, len, &want);
+  t->wr_wants_in = r == -EAGAIN && want == EPOLLIN;
+  if (r >= 0)
+    return r;
+  errno = (int)-r;
+  return -1;
+}
 
 /* Every tunnel of every engine, for the host's calls (found by engine and
  * id). Entries are removed by their worker before it frees them. */
@@ -584,6 +636,8 @@ static void rk__tun_destroy(rk__tun *t, int rst) {
   for (int b = 0; b < RK__TUN_BUCKETS; b++)
     for (rk__tstream *s = t->tbl[b]; s != NULL; s = s->hnext)
       rk__ts_drop_socket(s, 1); /* counters readable until rk__tun_free */
+  rk__tls_free(t->tls); /* sends nothing: a reset or a closed socket */
+  t->tls = NULL;
   if (t->fd >= 0) {
     if (rst)
       rk__abort_fd(t->fd);
@@ -593,12 +647,19 @@ static void rk__tun_destroy(rk__tun *t, int rst) {
   }
 }
 
-static void rk__link_fail(rk__tun *t, int err, int midframe) {
+/* The link ended (err): the host told, the socket reset (rst) or closed. */
+static void rk__link_end(rk__tun *t, int err, int midframe, int rst) {
   if (t->dead)
     return;
+  if (err == RK_ECERT_UNTRUSTED) /* why, for rk_tls_cert_failure */
+    rk__tls_keep_failure(t->e->handle, t->id, t->tls);
   if (!t->closing)
     rk__tun_post(t, RK_TEV_LINK_END, 0, err, (uint32_t)midframe, 0, 0);
-  rk__tun_destroy(t, 1);
+  rk__tun_destroy(t, rst);
+}
+
+static void rk__link_fail(rk__tun *t, int err, int midframe) {
+  rk__link_end(t, err, midframe, 1);
 }
 
 static void rk__protocol(rk__tun *t, int problem, uint32_t sid, uint32_t a,
@@ -786,8 +847,32 @@ static void rk__link_flush(rk__tun *t) {
     t->out_off = 0;
   if (t->dead)
     return;
+  if (t->tls != NULL && t->tls_up && t->can_write && t->out_len == 0) {
+    /* the records gathered go out now (rk__tls_batch_writes) */
+    uint32_t want = 0;
+    int r = rk__tls_flush(t->tls, &want);
+    if (r == -EAGAIN) {
+      t->can_write = 0;
+      t->wr_wants_in = want == EPOLLIN;
+      return;
+    }
+    if (r < 0) {
+      rk__link_fail(t, r, 0);
+      return;
+    }
+  }
   if (t->closing == 2 && t->out_len == 0) {
-    /* graceful close asked: everything went out, FIN now */
+    /* graceful close asked: everything went out, close_notify (TLS) and
+     * FIN now */
+    if (t->tls != NULL && t->tls_up) {
+      uint32_t want = 0;
+      if (rk__tls_shutdown(t->tls, &want) == -EAGAIN ||
+          rk__tls_flush(t->tls, &want) == -EAGAIN) {
+        t->can_write = 0; /* again on the next event */
+        t->wr_wants_in = want == EPOLLIN;
+        return;
+      }
+    }
     shutdown(t->fd, SHUT_WR);
     rk__tun_destroy(t, 0);
     rk__tun_free(t); /* the host closed it: nobody takes anything */
@@ -882,7 +967,56 @@ static void rk__uncongest(rk__tun *t) {
   }
 }
 
+/* Drive a TLS link's handshake: 1 once done (or no TLS), else 0 (it
+ * waits for the socket, or failed and the link ended). */
+static int rk__tun_tls_step(rk__tun *t) {
+  if (t->tls == NULL || t->tls_up)
+    return !t->dead;
+  if (t->tls_server && !t->tls_peeked) {
+    /* OpenSSL answers bytes that are not TLS with no alert at all: a
+     * client that does not speak TLS would see only a close. What does
+     * not start like a handshake record (0x16) gets a fatal
+     * protocol_version alert instead (RFC 8446, 6.2), after its bytes
+     * were read (so the close is a FIN, not a reset that could overtake
+     * the alert). */
+    uint8_t b;
+    ssize_t n;
+    RK__RETRY(n, recv(t->fd, &b, 1, MSG_PEEK));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (n == 1 && b != 0x16) {
+      static const uint8_t alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70};
+      uint8_t sink[4096];
+      for (int i = 0; i < 16; i++) { /* at most 64 KiB */
+        RK__RETRY(n, read(t->fd, sink, sizeof sink));
+        if (n <= 0)
+          break;
+      }
+      RK__RETRY(n, send(t->fd, alert, sizeof alert, MSG_NOSIGNAL));
+      rk__link_end(t, RK_ETLS, 0, 0);
+      return 0;
+    }
+    t->tls_peeked = 1; /* a handshake, an EOF or an error: OpenSSL's */
+  }
+  uint32_t want = 0;
+  int r = rk__tls_handshake(t->tls, &want);
+  if (r == -EAGAIN)
+    return 0;
+  if (r < 0) {
+    /* closed, not reset: the alert OpenSSL wrote reaches the peer (a
+     * client without TLS learns from it that this side speaks TLS) */
+    rk__link_end(t, r, 0, 0);
+    return 0;
+  }
+  t->tls_up = 1;
+  t->can_read = t->can_write = 1;
+  rk__tun_post(t, RK_TEV_TLS_UP, 0, 0, 0, 0, 0);
+  return 1;
+}
+
 static void rk__tun_run(rk__tun *t) {
+  if (!rk__tun_tls_step(t))
+    return;
   rk__link_flush(t);
   if (t->dead)
     return;
@@ -901,10 +1035,16 @@ void rk__tunnel_event(void *p, uint32_t events) {
     rk__tun *t = p;
     if (t->dead)
       return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       t->can_read = 1;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+      if (t->wr_wants_in)
+        t->can_write = 1;
+    }
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
       t->can_write = 1;
+      if (t->rd_wants_out)
+        t->can_read = 1;
+    }
     rk__tun_run(t);
     return;
   }
@@ -996,6 +1136,20 @@ static void rk__tun_start(rk__worker *w, rk__tun *t, int fd) {
   if (r < 0) {
     rk__link_fail(t, r, 0);
     return;
+  }
+  if (t->tls_ctx != NULL) {
+    t->tls = rk__tls_new(t->tls_ctx, fd, t->tls_server, t->tls_name);
+    rk__tls_ctx_unref(t->tls_ctx); /* the session holds its own */
+    t->tls_ctx = NULL;
+    if (t->tls == NULL) {
+      rk__link_fail(t, -ENOMEM, 0);
+      return;
+    }
+    rk__tls_bulk(t->tls); /* one link, bytes all the time */
+    rk__tls_batch_writes(t->tls, RK__TUN_TLS_WBUF);
+    t->tp.recv = rk__tls_recv;
+    t->tp.send = rk__tls_send;
+    t->tp.ctx = t;
   }
   rk__tun_run(t);
 }
@@ -1154,7 +1308,8 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
     break;
   }
   case RK__TOP_CLOSE:
-    if (c->err == RK_CLOSE_ABORT) {
+    /* (a TLS link whose handshake is not done has nothing to finish) */
+    if (c->err == RK_CLOSE_ABORT || (t->tls != NULL && !t->tls_up)) {
       t->closing = 1;
       rk__tun_destroy(t, 1);
       rk__tun_free(t);
@@ -1187,6 +1342,8 @@ void rk__tunnel_reap(rk__worker *w) {
     rk__tun *t = ws->dead;
     ws->dead = t->dnext;
     pthread_mutex_destroy(&t->lock);
+    rk__tls_ctx_unref(t->tls_ctx); /* a link that never started */
+    free(t->tls_name);
     free(t->in);
     free(t->out);
     free(t->rx);
@@ -1261,7 +1418,8 @@ static int32_t rk__tun_send(rk__engine *e, int32_t tid, rk__cmd *c) {
   return 0;
 }
 
-int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
+static int32_t rk__tunnel_new(int32_t h, int32_t fd, int32_t conn_id,
+                              int32_t ctx, int server, const char *name) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
@@ -1278,6 +1436,19 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
     if (w == NULL)
       return -ENOENT;
   }
+  void *tls_ctx = NULL;
+  char *tls_name = NULL;
+  if (ctx != 0) {
+    if (rk_tls_load(NULL, NULL, 0) != 1)
+      return RK_ENOTLS;
+    if ((tls_ctx = rk__tls_ctx_ref(ctx)) == NULL)
+      return -ENOENT;
+    if (!server && name != NULL && name[0] &&
+        (tls_name = strdup(name)) == NULL) {
+      rk__tls_ctx_unref(tls_ctx);
+      return -ENOMEM;
+    }
+  }
   rk__tun *t = calloc(1, sizeof *t);
   rk__cmd *c = calloc(1, sizeof *c);
   uint8_t *out = malloc(64 * 1024);
@@ -1285,8 +1456,13 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
     free(t);
     free(c);
     free(out);
+    free(tls_name);
+    rk__tls_ctx_unref(tls_ctx);
     return -ENOMEM;
   }
+  t->tls_ctx = tls_ctx;
+  t->tls_name = tls_name;
+  t->tls_server = server;
   t->tag = RK__TAG_TUNNEL;
   t->kind = RK__TK_LINK;
   t->id = rk__new_id(e);
@@ -1309,6 +1485,8 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
   if (e->closed_flag) {
     pthread_mutex_unlock(&e->tbl_lock);
     pthread_mutex_destroy(&t->lock);
+    rk__tls_ctx_unref(tls_ctx);
+    free(tls_name);
     free(t);
     free(c);
     free(out);
@@ -1324,6 +1502,17 @@ int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
   rk__send(w, c);
   pthread_mutex_unlock(&e->tbl_lock);
   return t->id;
+}
+
+int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id) {
+  return rk__tunnel_new(h, fd, conn_id, 0, 0, NULL);
+}
+
+int32_t rk_tunnel_new_tls(int32_t h, int32_t fd, int32_t conn_id, int32_t ctx,
+                          int32_t flags, const char *servername) {
+  if (ctx <= 0)
+    return -EINVAL;
+  return rk__tunnel_new(h, fd, conn_id, ctx, flags & 1, servername);
 }
 
 int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out, int32_t cap) {

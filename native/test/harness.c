@@ -3810,8 +3810,9 @@ static void tun_hdr(uint8_t *f, int type, uint32_t sid, uint32_t len) {
 
 /* Two tunnels on a socketpair (no handshake: attached at once); held
  * connections carried as streams to an echo server: every byte comes back,
- * each stream ends DONE on both sides, control frames reach the host. */
-static void t_tunnel_streams(void) {
+ * each stream ends DONE on both sides, control frames reach the host.
+ * tls: the link speaks TLS (rk_tunnel_new_tls), verified as "localhost". */
+static void tunnel_streams(int tls) {
   enum { N = 12 };
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -3819,8 +3820,31 @@ static void t_tunnel_streams(void) {
   server_start(&echo, echo_fn);
   int sv[2];
   socketpair_or_die(sv);
-  int32_t a = rk_tunnel_new(h, sv[0], 0), b = rk_tunnel_new(h, sv[1], 0);
+  int32_t a, b, sctx = 0, cctx = 0;
+  double tls0[6];
+  rk_tls_stats(tls0);
+  if (tls) {
+    char *cert, *key, err[256];
+    tls_test_cert(&cert, &key);
+    sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
+    cctx = rk_tls_client_ctx(cert, 1, err, sizeof err);
+    CHECK(sctx > 0 && cctx > 0, "contexts: %d %d %s", sctx, cctx, err);
+    free(cert);
+    free(key);
+    a = rk_tunnel_new_tls(h, sv[0], 0, cctx, 0, "localhost");
+    b = rk_tunnel_new_tls(h, sv[1], 0, sctx, 1, NULL);
+    CHECK_RC(rk_tls_ctx_free(sctx), "the tunnels hold their own");
+    CHECK_RC(rk_tls_ctx_free(cctx), "the tunnels hold their own");
+  } else {
+    a = rk_tunnel_new(h, sv[0], 0);
+    b = rk_tunnel_new(h, sv[1], 0);
+  }
   CHECK(a > 0 && b > 0, "rk_tunnel_new: %d %d", a, b);
+  if (tls) {
+    uint32_t up[RK_EVENT_WORDS];
+    tun_wait(&pump, a, RK_TEV_TLS_UP, 0, up);
+    tun_wait(&pump, b, RK_TEV_TLS_UP, 0, up);
+  }
   CHECK_RC(rk_tunnel_attach(h, a, 0, 65536, NULL, 0), "attach a");
   CHECK_RC(rk_tunnel_attach(h, b, 1, 65536, NULL, 0), "attach b");
   rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL};
@@ -3902,6 +3926,14 @@ static void t_tunnel_streams(void) {
   CHECK_RC(rk_tunnel_stats(h, a, 0, st), "rk_tunnel_stats (link)");
   CHECK(st[1] > 0 && st[2] > 0 && st[3] == 0, "link counters %g %g %g", st[1],
         st[2], st[3]);
+  if (tls) { /* every link byte went through TLS, both ways */
+    double tls1[6];
+    rk_tls_stats(tls1);
+    CHECK(tls1[0] - tls0[0] >= 2 && tls1[3] - tls0[3] >= st[1] &&
+              tls1[4] - tls0[4] >= st[2],
+          "TLS counters: handshakes %g, in %g, out %g; link in %g out %g",
+          tls1[0] - tls0[0], tls1[3] - tls0[3], tls1[4] - tls0[4], st[1], st[2]);
+  }
   /* the client side got N OPEN_OKs */
   have = 0;
   deadline = now_ms() + EVENT_TIMEOUT_MS;
@@ -3927,6 +3959,82 @@ static void t_tunnel_streams(void) {
   CHECK_RC(rk_tunnel_close(h, a, RK_CLOSE_ABORT), "close a");
   engine_end(&pump);
   server_stop(&echo);
+}
+
+static void t_tunnel_streams(void) { tunnel_streams(0); }
+
+static void t_tunnel_streams_tls(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* t_tls_api checks the unloaded branch */
+  tunnel_streams(1);
+}
+
+/* A TLS link that cannot be: a certificate for another name ends the
+ * client's link with RK_ECERT_UNTRUSTED (why kept for the host); a peer
+ * that sends no TLS handshake ends the server's with RK_ETLS, after a TLS
+ * alert that tells it so. */
+static void t_tunnel_tls_refused(void) {
+  if (!rk_tls_load(NULL, NULL, 0)) {
+    pump_t pump;
+    int32_t h = engine_new(&pump, NULL, NULL);
+    int sv[2];
+    socketpair_or_die(sv);
+    CHECK(rk_tunnel_new_tls(h, sv[0], 0, 1, 1, NULL) == RK_ENOTLS, "no TLS");
+    close(sv[0]);
+    close(sv[1]);
+    engine_end(&pump);
+    return;
+  }
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  char *cert, *key, err[256];
+  tls_test_cert(&cert, &key);
+  int32_t sctx = rk_tls_server_ctx(cert, key, err, sizeof err);
+  int32_t cctx = rk_tls_client_ctx(cert, 1, err, sizeof err);
+  CHECK(sctx > 0 && cctx > 0, "contexts: %d %d %s", sctx, cctx, err);
+  free(cert);
+  free(key);
+  int sv[2];
+  socketpair_or_die(sv);
+  CHECK(rk_tunnel_new_tls(h, sv[0], 0, 0, 0, "x") == -EINVAL, "no context");
+  CHECK(rk_tunnel_new_tls(h, sv[0], 0, 999, 0, "x") == -ENOENT, "unknown");
+  int32_t a = rk_tunnel_new_tls(h, sv[0], 0, cctx, 0, "other.test");
+  int32_t b = rk_tunnel_new_tls(h, sv[1], 0, sctx, 1, NULL);
+  CHECK(a > 0 && b > 0, "rk_tunnel_new_tls: %d %d", a, b);
+  uint32_t rec[RK_EVENT_WORDS];
+  tun_wait(&pump, a, RK_TEV_LINK_END, 0, rec);
+  CHECK((int32_t)rec[3] == RK_ECERT_UNTRUSTED, "client: %d %s",
+        (int32_t)rec[3], rk_err_name((int32_t)rec[3]));
+  char said[96];
+  uint8_t der[4096];
+  int32_t n = rk_tls_cert_failure(h, a, said, sizeof said, der, sizeof der);
+  CHECK(n > 100 && strcmp(said, "HOSTNAME_MISMATCH") == 0, "%d %s", n, said);
+  tun_wait(&pump, b, RK_TEV_LINK_END, 0, rec);
+  CHECK((int32_t)rec[3] != 0, "server: %d", (int32_t)rec[3]);
+  CHECK(!tun_find(&pump, a, RK_TEV_TLS_UP, 0, rec), "never up");
+  CHECK_RC(rk_tunnel_close(h, a, RK_CLOSE_ABORT), "close a");
+  CHECK_RC(rk_tunnel_close(h, b, RK_CLOSE_ABORT), "close b");
+  /* plain bytes to a TLS server side */
+  socketpair_or_die(sv);
+  int32_t c = rk_tunnel_new_tls(h, sv[1], 0, sctx, 1, NULL);
+  CHECK(c > 0, "rk_tunnel_new_tls: %d", c);
+  const char hello[] = "GET / HTTP/1.1\r\n\r\n";
+  CHECK(write(sv[0], hello, sizeof hello - 1) == (ssize_t)(sizeof hello - 1),
+        "write");
+  tun_wait(&pump, c, RK_TEV_LINK_END, 0, rec);
+  CHECK((int32_t)rec[3] == RK_ETLS, "garbage: %d %s", (int32_t)rec[3],
+        rk_err_name((int32_t)rec[3]));
+  uint8_t alert[16];
+  ssize_t got = 0, r;
+  while ((r = read(sv[0], alert + got, sizeof alert - (size_t)got)) > 0)
+    got += r;
+  CHECK(got == 7 && alert[0] == 0x15 && alert[1] == 3 && alert[5] == 2,
+        "the alert: %zd bytes, first %u", got, got > 0 ? alert[0] : 0);
+  close(sv[0]);
+  CHECK_RC(rk_tunnel_close(h, c, RK_CLOSE_ABORT), "close c");
+  CHECK_RC(rk_tls_ctx_free(sctx), "free");
+  CHECK_RC(rk_tls_ctx_free(cctx), "free");
+  engine_end(&pump);
 }
 
 static const test_t tests[] = {
@@ -3986,6 +4094,10 @@ static const test_t tests[] = {
          t_table),
     TEST("tunnel: held connections carried as streams over a socketpair link",
          t_tunnel_streams),
+    TEST("tunnel: the same over a TLS link (rk_tunnel_new_tls)",
+         t_tunnel_streams_tls),
+    TEST("tunnel: a TLS link refuses a wrong name and a peer without TLS",
+         t_tunnel_tls_refused),
 };
 
 static atomic_llong g_deadline;

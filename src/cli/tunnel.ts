@@ -193,7 +193,9 @@ export const tunnelServer: Command = {
     }, log);
     await new Promise((r) => setTimeout(r, 0));
     const extras = [
-      `${srv.engine} engine`,
+      srv.engineReason === undefined
+        ? `${srv.engine} engine`
+        : `stream engine: ${srv.engineReason}`,
       options.tls ? "TLS" : "",
       secret !== undefined ? "shared secret" : "",
       options.routes ? `routes: ${[...routes.keys()].join(", ")}` : "",
@@ -406,7 +408,9 @@ export const tunnelClient: Command = {
     log.info(
       `tunnel client: ${pairs.join(", ")} via ${formatEndpoint(linkAt)} (${
         options.tls ? "TLS, " : ""
-      }${c.engine} engine)`,
+      }${
+        c.engineReason === undefined ? `${c.engine} engine` : `stream engine: ${c.engineReason}`
+      })`,
     );
   },
 };

@@ -232,6 +232,15 @@ export interface NativeEngineStats {
   threads: number;
 }
 
+/**
+ * A tunnel link that speaks TLS in the engine (rk_tunnel_new_tls): the
+ * server side with a server context, or the client side with a client
+ * context and the name to send and verify.
+ */
+export type NativeTunnelTls =
+  | { ctx: number; server: true }
+  | { ctx: number; servername: string };
+
 /** Process-wide TLS counters (rk_tls_stats). */
 export interface NativeTlsStats {
   /** Handshakes completed. */
@@ -987,10 +996,13 @@ export class NativeCalls {
   // ---- tunnels ---------------------------------------------------------------
 
   /** rk_tunnel_new on a link socket `fd` or held connection `connId`: a tunnel id or a negative code. */
-  tunnelNew(from: { fd: number } | { connId: number }): number {
-    return "fd" in from
-      ? this.#sym.rk_tunnel_new(this.#h, from.fd, 0)
-      : this.#sym.rk_tunnel_new(this.#h, -1, from.connId);
+  tunnelNew(from: { fd: number } | { connId: number }, tls?: NativeTunnelTls): number {
+    const fd = "fd" in from ? from.fd : -1;
+    const conn = "fd" in from ? 0 : from.connId;
+    if (tls === undefined) return this.#sym.rk_tunnel_new(this.#h, fd, conn);
+    const name = "server" in tls ? "" : tls.servername;
+    const flags = "server" in tls ? 1 : 0;
+    return this.#sym.rk_tunnel_new_tls(this.#h, fd, conn, tls.ctx, flags, cstr(name));
   }
 
   /** The bytes tunnel `tid` holds for the host, or a negative code. */

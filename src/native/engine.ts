@@ -259,6 +259,7 @@ export class NativeEngine {
       case "tunnel-stream-end":
       case "tunnel-link-end":
       case "tunnel-protocol":
+      case "tunnel-tls-up":
         h = this.#byConn.get(ev.id);
         break;
     }

@@ -142,6 +142,8 @@ export type NativeEvent =
   }
   /** Tunnel `id`'s link ended (`err` 0: the peer closed it); the tunnel is gone. */
   | { type: "tunnel-link-end"; id: number; err: number; midFrame: boolean }
+  /** The TLS handshake of tunnel `id`'s link is done (rk_tunnel_new_tls). */
+  | { type: "tunnel-tls-up"; id: number }
   /** The peer of tunnel `id` broke the protocol (RK_TPROB_* `problem`, details a, b). */
   | { type: "tunnel-protocol"; id: number; stream: number; problem: number; a: number; b: number }
   /** rk_test_post: event `seq` of thread `thread`. */
@@ -370,6 +372,8 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
           };
         case TEV.LINK_END:
           return { type: "tunnel-link-end", id, err, midFrame: w(6) === 1 };
+        case TEV.TLS_UP:
+          return { type: "tunnel-tls-up", id };
         case TEV.PROTOCOL:
           return { type: "tunnel-protocol", id, stream: aux, problem: w(6), a: w(7), b: w(8) };
         default:

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "3b39553a27ea7510511cec0f158cbfff81b71a28f9eb4d83a99a1655dda9b7d4",
+    "sha256": "fff3c46f69a44262ec133f7f537d4aa0a7f083803533843e974794794f3a8f68",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "c3c301027b7601af6488880fbc44016101391aa350069d027d23a383e2c1e661",
-      "size": 141944,
+      "sha256": "38b1802c7ef40fe3936fe151e17a5c8fd41f1f61b5fcae6f9e950b12d9fc7aa6",
+      "size": 146048,
     },
     "linux-arm64-glibc": {
-      "sha256": "e9462b971f13448ba40a8a865f2d0d7013357a3bbd4e5b7f153db289f8c52837",
-      "size": 133704,
+      "sha256": "24f046c19bbf9c5539b4b195b459afe114706442edd41ecfaefa339a7707147c",
+      "size": 199248,
     },
     "linux-x64-musl": {
-      "sha256": "3d1a4649458013d56219b4b081cceb66a77b648694df84e09e04f8c24c26c9d5",
-      "size": 137616,
+      "sha256": "7818ce466f91ed0b2864c4d8922d760632e6d501bb40a3f96e44e82ebd73df4c",
+      "size": 141720,
     },
     "linux-arm64-musl": {
-      "sha256": "8e8d0008f23577aeb5e2cdfa7c4f80fda33a315371bcdcc481c22023bd5c917f",
-      "size": 133456,
+      "sha256": "e0c3ece7326ff00fe2ee12f9f08bee0d336190d17568827bebf1a639c2b9a1f2",
+      "size": 199000,
     },
   },
 };

@@ -163,6 +163,12 @@ export const SYMBOLS = {
   },
   // int32_t rk_tunnel_new(int32_t h, int32_t fd, int32_t conn_id)
   rk_tunnel_new: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_tunnel_new_tls(int32_t h, int32_t fd, int32_t conn_id,
+  //   int32_t ctx, int32_t flags, const char *servername)
+  rk_tunnel_new_tls: {
+    parameters: ["i32", "i32", "i32", "i32", "i32", "buffer"],
+    result: "i32",
+  },
   // int32_t rk_tunnel_take(int32_t h, int32_t tid, uint8_t *out, int32_t cap)
   rk_tunnel_take: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   // int32_t rk_tunnel_send(int32_t h, int32_t tid, const uint8_t *data, int32_t len)
@@ -292,7 +298,7 @@ export const EV = {
 } as const;
 
 /** Kinds of RK_EV_TUNNEL record (RK_TEV_*, word 4). */
-export const TEV = { RX: 1, STREAM_END: 2, LINK_END: 3, PROTOCOL: 4 } as const;
+export const TEV = { RX: 1, STREAM_END: 2, LINK_END: 3, PROTOCOL: 4, TLS_UP: 5 } as const;
 
 /** How a tunnel stream ended (RK_TEND_*). */
 export const TEND = { DONE: 1, RESET: 2 } as const;

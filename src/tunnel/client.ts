@@ -21,6 +21,8 @@ import {
   type NativeHeld,
   NativeHoldListener,
   NativeLinkConn,
+  nativeTls,
+  nativeTlsLink,
   tunnelEngine,
 } from "./native.ts";
 import {
@@ -185,7 +187,9 @@ export interface TunnelClientOptions {
    * Where the link's and the streams' bytes move: "native" in the C
    * library's workers, "stream" on the runtime's sockets; "auto" (default,
    * or RELAYKIT_ENGINE) picks native when the library loads. A TLS link
-   * runs on the stream engine.
+   * needs the library's TLS too (OpenSSL 3, loaded at run time): without
+   * it "auto" runs on the stream engine ({@link TunnelClient.engineReason}
+   * says why) and "native" throws.
    */
   engine?: EnginePreference;
 }
@@ -268,19 +272,30 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   #stopped: RelaykitError | undefined;
   #connecting = false;
   readonly #native: NativeEngine | undefined;
+  readonly #engineReason: string | undefined;
 
   private constructor(options: TunnelClientOptions) {
     super();
     this.#o = options;
     this.#delay = options.reconnectDelay ?? 100;
-    this.#native = runtimeOnly(options)
-      ? undefined
+    const choice = runtimeOnly(options)
+      ? {
+        native: undefined,
+        reason: "SOCKS, HTTP CONNECT and Unix socket listeners run on the runtime's sockets",
+      }
       : tunnelEngine(options.engine, options.tls !== undefined);
+    this.#native = choice.native;
+    this.#engineReason = choice.reason;
   }
 
   /** The engine that moves the tunnel's bytes. */
   get engine(): "native" | "stream" {
     return this.#native !== undefined ? "native" : "stream";
+  }
+
+  /** Why the tunnel runs on the stream engine (undefined on the native one). */
+  get engineReason(): string | undefined {
+    return this.#engineReason;
   }
 
   /**
@@ -346,11 +361,16 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
   async stage(options: TunnelClientOptions): Promise<TunnelUpdate> {
     if (this.#closed) throw new TypeError("The tunnel client is closed");
     const was = this.#o;
-    if (this.#native !== undefined && (runtimeOnly(options) || options.tls !== undefined)) {
-      // (its listeners hand their sockets to the engine, which speaks plain TCP)
+    const native = this.#native;
+    if (
+      native !== undefined &&
+      (runtimeOnly(options) || (options.tls !== undefined && !nativeTls(native)))
+    ) {
+      // (its listeners hand their sockets to the engine; a TLS link there
+      // needs the engine's TLS)
       throw new RangeError(
-        "this tunnel client runs on the native engine, which takes no TLS link and no SOCKS, " +
-          "HTTP CONNECT or Unix socket listeners: restart it to use them",
+        "this tunnel client runs on the native engine, which takes no SOCKS, HTTP CONNECT or " +
+          "Unix socket listeners (and no TLS link without OpenSSL 3): restart it to use them",
       );
     }
     const specs = entryKeys(options);
@@ -590,9 +610,13 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
     const tls = this.#o.tls === true ? {} : this.#o.tls;
     const timeout = this.#o.connectTimeout ?? 10_000;
     const native = this.#native;
+    const deadline = timeout > 0 ? Date.now() + timeout : 0;
+    const link = this.#o.link;
     const connecting: Promise<NetConn> = native !== undefined
-      ? nativeConnect(native, this.#o.link, timeout).then((fd) =>
-        new NativeLinkConn(native, fd, this.#o.link)
+      ? nativeConnect(native, link, timeout).then((fd) =>
+        tls === undefined
+          ? new NativeLinkConn(native, fd, link)
+          : nativeTlsLink(native, fd, link, tls, deadline)
       )
       : runtime.net.connect(this.#o.link, {
         timeout,

@@ -9,13 +9,15 @@
  *
  * @module
  */
-import { RelaykitError } from "../errors.ts";
-import { chooseEngine, type EnginePreference } from "../forward/select.ts";
-import type { Endpoint } from "../forward/types.ts";
+import { X509Certificate } from "node:crypto";
+import { errorFor, RelaykitError } from "../errors.ts";
+import { chooseEngine, chooseTlsEngine, type EnginePreference } from "../forward/select.ts";
+import type { Endpoint, TlsClientOptions, TlsServerOptions } from "../forward/types.ts";
 import { callsOf, NativeEngine, type NativeEvent } from "../native/engine.ts";
-import type { NativeCalls } from "../native/calls.ts";
+import type { NativeCalls, NativeTunnelTls } from "../native/calls.ts";
+import { certificateReason } from "../runtime/tls_verify.ts";
 import type { NetConn, NetHandlers, NetListener } from "../runtime/types.ts";
-import { type InetEndpoint, listenFailure } from "../types.ts";
+import { connectFailure, formatEndpoint, type InetEndpoint, listenFailure } from "../types.ts";
 
 /** A local connection held by a native listener, to be carried as a stream. */
 export interface NativeHeld {
@@ -48,26 +50,47 @@ export interface NativeLinkHandlers {
 
 const EMPTY = new Uint8Array(0);
 
+/** The engine a tunnel runs on, and why not the native one. */
+export interface TunnelEngineChoice {
+  /** The native engine, or undefined for the stream engine. */
+  native: NativeEngine | undefined;
+  /** Why the stream engine (undefined on the native one). */
+  reason: string | undefined;
+}
+
 /**
- * The native engine for a tunnel, or undefined for the stream engine: as
- * `preference` asks ("auto": native when the library loads), never for a
- * TLS link (the native tunnel carries plain TCP links).
+ * The engine for a tunnel, as `preference` asks ("auto": native when the
+ * library loads). A TLS link needs the library's TLS too (OpenSSL 3, loaded
+ * at run time): without it "auto" gives the stream engine (the reason says
+ * why) and "native" throws.
+ *
+ * @throws when "native" is asked for and the library (or its TLS) cannot load.
  */
 export function tunnelEngine(
   preference: EnginePreference | undefined,
   tls: boolean,
-): NativeEngine | undefined {
-  if (tls) {
-    if (preference === "native") {
-      throw new RelaykitError(
-        "The native tunnel carries plain TCP links; a TLS link runs on the stream engine",
-        "EINVAL",
-      );
-    }
-    return undefined;
-  }
-  const choice = chooseEngine(preference ?? "auto");
-  return choice.engine.name === "native" ? NativeEngine.shared() : undefined;
+): TunnelEngineChoice {
+  const choice = tls
+    ? chooseTlsEngine(preference ?? "auto", undefined, false)
+    : chooseEngine(preference ?? "auto");
+  return choice.engine.name === "native"
+    ? { native: NativeEngine.shared(), reason: undefined }
+    : { native: undefined, reason: choice.reason };
+}
+
+/** Whether the native engine speaks TLS itself (OpenSSL 3 loaded). */
+export function nativeTls(engine: NativeEngine): boolean {
+  return engine.tlsUnavailable() === undefined;
+}
+
+/** How a TLS link ended before its handshake was done. */
+interface TlsFailure {
+  /** The code (CERT_UNTRUSTED, RK_ETLS, an errno name). */
+  code: string;
+  /** The engine's words for it. */
+  message: string;
+  /** For CERT_UNTRUSTED: OpenSSL's verdict and the peer's certificate. */
+  cert?: { said: string; der: Uint8Array } | undefined;
 }
 
 /** A link socket whose data plane runs in the native engine. */
@@ -83,9 +106,18 @@ export class NativeLinkConn implements NetConn {
   #native: NativeLinkHandlers | undefined;
   #done = false;
   #written = 0;
+  /** A TLS link whose handshake is not done yet: settles {@link secured}. */
+  #secure: { resolve: () => void; reject: (f: TlsFailure) => void } | undefined;
+  /**
+   * Settled once the link's TLS handshake is done (at once without TLS);
+   * rejected with the {@link TlsFailure} when the link ends first.
+   */
+  readonly secured: Promise<void>;
 
   /**
-   * A tunnel on a connected link socket `fd` or a held connection.
+   * A tunnel on a connected link socket `fd` or a held connection; with
+   * `tls`, the engine runs a TLS handshake on it first and every link byte
+   * goes through that TLS.
    *
    * @throws {RelaykitError} when the engine refuses it.
    */
@@ -93,16 +125,22 @@ export class NativeLinkConn implements NetConn {
     engine: NativeEngine,
     from: { fd: number } | { connId: number },
     remote: InetEndpoint | undefined,
+    tls?: NativeTunnelTls,
   ) {
     this.#engine = engine;
     this.#calls = callsOf(engine);
     this.remote = remote;
-    const id = this.#calls.tunnelNew(from);
+    const id = this.#calls.tunnelNew(from, tls);
     if (id < 0) {
       if ("fd" in from) this.#calls.fdClose(from.fd);
       throw engine.error(id, "Cannot start the tunnel link");
     }
     this.id = id;
+    if (tls === undefined) this.secured = Promise.resolve();
+    else {
+      this.secured = new Promise((resolve, reject) => this.#secure = { resolve, reject });
+      this.secured.catch(() => {}); // a server's link: its owner hears of it by close
+    }
     engine.onConnection(id, (ev) => this.#event(ev));
     engine.ref();
   }
@@ -144,6 +182,8 @@ export class NativeLinkConn implements NetConn {
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#secure?.reject({ code: "ECANCELED", message: "the link was closed" });
+    this.#secure = undefined;
     this.#engine.offConnection(this.id);
     this.#engine.unref();
   }
@@ -207,7 +247,21 @@ export class NativeLinkConn implements NetConn {
         else this.#h.data(bytes);
         return;
       }
+      case "tunnel-tls-up":
+        this.#secure?.resolve();
+        this.#secure = undefined;
+        return;
       case "tunnel-link-end": {
+        if (this.#secure !== undefined) {
+          // the TLS handshake failed (or the peer went before its end)
+          const { name, message } = this.#calls.describe(ev.err || -104);
+          this.#secure.reject({
+            code: name,
+            message,
+            cert: name === "CERT_UNTRUSTED" ? this.#calls.tlsCertFailure(this.id) : undefined,
+          });
+          this.#secure = undefined;
+        }
         // the owner reads the streams' last counters, then what is left goes
         if (ev.err === 0 && !ev.midFrame) this.#h?.end();
         else this.#h?.close(ev.err === 0 ? "ECONNRESET" : this.#calls.describe(ev.err).name);
@@ -271,6 +325,7 @@ export class NativeHoldListener implements NetListener {
   readonly #calls: NativeCalls;
   readonly #id: number;
   #closed = false;
+  #release: (() => void) | undefined;
 
   private constructor(engine: NativeEngine, id: number, address: Endpoint) {
     this.#engine = engine;
@@ -288,6 +343,7 @@ export class NativeHoldListener implements NetListener {
     engine: NativeEngine,
     at: { host: string; port: number },
     accept: (held: NativeHeld, remote: InetEndpoint | undefined) => void,
+    release?: () => void,
   ): NativeHoldListener {
     const calls = callsOf(engine);
     const id = calls.listen(at, {
@@ -316,6 +372,7 @@ export class NativeHoldListener implements NetListener {
       engine.offListener(id);
       throw engine.error(r, listenFailure(at));
     }
+    l.#release = release;
     engine.ref();
     return l;
   }
@@ -331,6 +388,8 @@ export class NativeHoldListener implements NetListener {
     // its handler stays until the listener drained (see listen)
     this.#calls.listenerClose(this.#id);
     this.#engine.unref();
+    this.#release?.();
+    this.#release = undefined;
   }
 }
 
@@ -364,4 +423,100 @@ export function nativeConnect(
 /** Close a connected socket nobody will carry. */
 export function nativeDiscard(engine: NativeEngine, conn: NativeConnected): void {
   callsOf(engine).fdClose(conn.fd);
+}
+
+/**
+ * A server TLS context of the engine for links accepted on `at`, from the
+ * tunnel server's TLS options (free it with {@link nativeTlsFree}).
+ *
+ * @throws {RelaykitError} when the certificate or key is refused.
+ */
+export function nativeTlsServer(
+  engine: NativeEngine,
+  at: Endpoint,
+  tls: TlsServerOptions,
+): number {
+  const r = callsOf(engine).tlsServerContext(tls.cert, tls.key);
+  if (typeof r === "number") return r;
+  const err = engine.error(r.code, `Cannot serve TLS on "${formatEndpoint(at)}"`);
+  throw r.detail === ""
+    ? err
+    : new RelaykitError(`Cannot serve TLS on "${formatEndpoint(at)}": ${r.detail}`, err.code);
+}
+
+/** Free a TLS context of the engine (links made with it keep their own). */
+export function nativeTlsFree(engine: NativeEngine, ctx: number): void {
+  callsOf(engine).tlsContextFree(ctx);
+}
+
+/**
+ * The client side of a TLS link in the engine, on the connected socket
+ * `conn` to `link`: the handshake done by `deadline` (ms since the epoch,
+ * 0: none), the server's certificate verified as the runtime's TLS does
+ * (the name: `servername`, else the link's host; the CAs given, else the
+ * system's; no check with `rejectUnauthorized: false`).
+ *
+ * @throws {RelaykitError} CERT_UNTRUSTED (why, in the message), RK_ETLS,
+ * ETIMEDOUT, or the socket's error.
+ */
+export async function nativeTlsLink(
+  engine: NativeEngine,
+  conn: NativeConnected,
+  link: Endpoint,
+  tls: TlsClientOptions,
+  deadline: number,
+): Promise<NativeLinkConn> {
+  const calls = callsOf(engine);
+  const what = connectFailure(link);
+  const verify = tls.rejectUnauthorized !== false;
+  const name = tls.servername ?? ("host" in link ? link.host.replace(/^\[(.*)\]$/, "$1") : "");
+  if (verify && name === "") {
+    calls.fdClose(conn.fd);
+    throw errorFor(what, "EINVAL", { detail: "TLS over a Unix socket needs a servername" });
+  }
+  const ctx = calls.tlsClientContext(tls.ca, verify);
+  if (typeof ctx !== "number") {
+    calls.fdClose(conn.fd);
+    const err = engine.error(ctx.code, what);
+    throw ctx.detail === "" ? err : new RelaykitError(`${what}: ${ctx.detail}`, err.code);
+  }
+  let c: NativeLinkConn;
+  try {
+    c = new NativeLinkConn(engine, conn, "host" in link ? link : undefined, {
+      ctx,
+      servername: name,
+    });
+  } finally {
+    calls.tlsContextFree(ctx); // the link holds its own reference
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      if (deadline > 0) {
+        timer = setTimeout(
+          () => reject({ code: "ETIMEDOUT", message: "the TLS handshake timed out" }),
+          Math.max(0, deadline - Date.now()),
+        );
+      }
+      c.secured.then(resolve, reject);
+    });
+  } catch (f) {
+    c.destroy(true);
+    const { code, message, cert } = f as TlsFailure;
+    if (code === "CERT_UNTRUSTED") {
+      let peer: X509Certificate | undefined;
+      try {
+        if (cert !== undefined) peer = new X509Certificate(cert.der);
+      } catch { /* unreadable: OpenSSL's words */ }
+      throw errorFor(what, code, {
+        detail: certificateReason(peer, name, tls.ca, cert?.said ?? message),
+      });
+    }
+    throw code === "ETIMEDOUT"
+      ? errorFor(what, code, { detail: message })
+      : new RelaykitError(`${what}: ${message}`, code);
+  } finally {
+    clearTimeout(timer);
+  }
+  return c;
 }

@@ -20,6 +20,9 @@ import {
   nativeDiscard,
   NativeHoldListener,
   NativeLinkConn,
+  nativeTls,
+  nativeTlsFree,
+  nativeTlsServer,
   tunnelEngine,
 } from "./native.ts";
 import {
@@ -83,7 +86,9 @@ export interface TunnelServerOptions {
    * Where the links' and the streams' bytes move: "native" in the C
    * library's workers, "stream" on the runtime's sockets; "auto" (default,
    * or RELAYKIT_ENGINE) picks native when the library loads. A TLS server
-   * runs on the stream engine.
+   * needs the library's TLS too (OpenSSL 3, loaded at run time): without
+   * it "auto" runs on the stream engine ({@link TunnelServer.engineReason}
+   * says why) and "native" throws.
    */
   engine?: EnginePreference;
 }
@@ -142,13 +147,16 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   readonly #links = new Set<Link>();
   #closed = false;
   readonly #native: NativeEngine | undefined;
+  readonly #engineReason: string | undefined;
 
   private constructor(options: TunnelServerOptions) {
     super();
     this.#o = options;
-    this.#native = "path" in options.listen
-      ? undefined
+    const choice = "path" in options.listen
+      ? { native: undefined, reason: "a Unix socket link runs on the runtime's sockets" }
       : tunnelEngine(options.engine, options.tls !== undefined);
+    this.#native = choice.native;
+    this.#engineReason = choice.reason;
     this.#access = new Access(options.allow ?? [], options.deny ?? []);
     this.#routes = routeMap(options.routes);
   }
@@ -166,23 +174,57 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
     return s;
   }
 
+  /**
+   * Bind `at` again. When its running socket was just closed (`reopen`),
+   * the port may still be in use for a moment (the native engine closes a
+   * listener on its workers, not at once): tried again for up to 2 s.
+   */
+  async #rebind(o: TunnelServerOptions, at: Endpoint, reopen: boolean): Promise<NetListener> {
+    const until = Date.now() + 2000;
+    for (;;) {
+      try {
+        return await this.#bind(o, at);
+      } catch (err) {
+        const inUse = err instanceof RelaykitError && err.code === "EADDRINUSE";
+        if (!reopen || !inUse || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
   async #bind(o: TunnelServerOptions, at: Endpoint): Promise<NetListener> {
     const native = this.#native;
-    if (native !== undefined && !("path" in at) && o.tls === undefined) {
-      // links accepted by the engine, their bytes moved by it
-      const l: NativeHoldListener = NativeHoldListener.listen(native, at, (held, remote) => {
-        if (this.#closed) {
-          l.refuse(held);
-          return;
-        }
-        let conn: NativeLinkConn;
-        try {
-          conn = new NativeLinkConn(native, { connId: held.connId }, remote);
-        } catch {
-          return; // the connection went already
-        }
-        this.#accept(conn);
-      });
+    // (a server started without TLS and reloaded to TLS: in the engine too
+    // when it speaks TLS, else on the runtime)
+    if (
+      native !== undefined && !("path" in at) && (o.tls === undefined || nativeTls(native))
+    ) {
+      // links accepted by the engine, their bytes (and TLS) moved by it
+      const ctx = o.tls === undefined ? undefined : nativeTlsServer(native, at, o.tls);
+      let l: NativeHoldListener;
+      try {
+        l = NativeHoldListener.listen(native, at, (held, remote) => {
+          if (this.#closed) {
+            l.refuse(held);
+            return;
+          }
+          let conn: NativeLinkConn;
+          try {
+            conn = new NativeLinkConn(
+              native,
+              { connId: held.connId },
+              remote,
+              ctx === undefined ? undefined : { ctx, server: true },
+            );
+          } catch {
+            return; // the connection went already
+          }
+          this.#accept(conn);
+        }, ctx === undefined ? undefined : () => nativeTlsFree(native, ctx));
+      } catch (err) {
+        if (ctx !== undefined) nativeTlsFree(native, ctx);
+        throw err;
+      }
       return l;
     }
     return await runtime.net.listen(
@@ -235,7 +277,7 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
         reopen = true;
       }
       try {
-        listener = await this.#bind(options, at);
+        listener = await this.#rebind(options, at, reopen);
       } catch (err) {
         // the old settings on the socket again (if that fails too, the
         // first error says why; the server then no longer listens)
@@ -320,6 +362,11 @@ export class TunnelServer extends Emitter<TunnelServerEvents> {
   /** The engine that moves the tunnel's bytes. */
   get engine(): "native" | "stream" {
     return this.#native !== undefined ? "native" : "stream";
+  }
+
+  /** Why the links run on the stream engine (undefined on the native one). */
+  get engineReason(): string | undefined {
+    return this.#engineReason;
   }
 
   /** Links up now. */
