@@ -208,8 +208,9 @@ int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
   }
   pthread_mutex_unlock(&e->tbl_lock);
   /* oldest first (ids grow as connections open), sorted outside the lock */
-  qsort(out, (size_t)(n < max ? n : max), RK_CONN_WORDS * sizeof *out,
-        rk__by_id);
+  int32_t got = n < max ? n : max;
+  if (got > 1)
+    qsort(out, (size_t)got, RK_CONN_WORDS * sizeof *out, rk__by_id);
   return n;
 }
 

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "fff3c46f69a44262ec133f7f537d4aa0a7f083803533843e974794794f3a8f68",
+    "sha256": "bf8b590d01168b38451e84753ff24825cbf0ed64eca58bb440ce3c2f22cd9702",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "38b1802c7ef40fe3936fe151e17a5c8fd41f1f61b5fcae6f9e950b12d9fc7aa6",
+      "sha256": "3a52318499df03a795b5a07e1b4f7a7e8558bf5ac592c9985c6a9faeb25044e6",
       "size": 146048,
     },
     "linux-arm64-glibc": {
-      "sha256": "24f046c19bbf9c5539b4b195b459afe114706442edd41ecfaefa339a7707147c",
+      "sha256": "f81929d990f0a0c0a0bd4dae9d02931441ff3b5657d5c19932cd394d8c9a2b07",
       "size": 199248,
     },
     "linux-x64-musl": {
-      "sha256": "7818ce466f91ed0b2864c4d8922d760632e6d501bb40a3f96e44e82ebd73df4c",
+      "sha256": "ccb6175ae97452bd80bf56e1b525c9196dd8c41647eb657dd7d72d39076eb95b",
       "size": 141720,
     },
     "linux-arm64-musl": {
-      "sha256": "e0c3ece7326ff00fe2ee12f9f08bee0d336190d17568827bebf1a639c2b9a1f2",
+      "sha256": "c896e57e2a9f4d51865ca64387e57dd0a9280ebcccbd59ec6d59b673a55d3bba",
       "size": 199000,
     },
   },
