@@ -388,8 +388,8 @@ export async function runProxy(
   // Signal handlers are installed by the event loop: give it a turn, so
   // that once the line below is out, SIGTERM is handled (not fatal).
   await new Promise((r) => setTimeout(r, 0));
-  log.info(`${what.replace("%", formatEndpoint(proxy.address))} (${engineLine(proxy, threads)})`);
-  sdNotify("READY=1", (line) => log.error(line));
+  // listened for before the line that says it is ready: a connection that
+  // comes at once is reported like the others (the engine accepts already)
   proxy.on("error", (err) => log.warn(err.message, err.code));
   if (log.enabled("debug")) {
     proxy.on(
@@ -404,5 +404,7 @@ export async function runProxy(
         }`,
       ));
   }
+  log.info(`${what.replace("%", formatEndpoint(proxy.address))} (${engineLine(proxy, threads)})`);
+  sdNotify("READY=1", (line) => log.error(line));
   return proxy;
 }
