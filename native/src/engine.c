@@ -444,6 +444,7 @@ static void *rk__worker_main(void *arg) {
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
+    int cmds = 0;
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
       int tag = *(int *)p;
@@ -454,8 +455,12 @@ static void *rk__worker_main(void *arg) {
       else if (tag == RK__TAG_TUNNEL)
         rk__tunnel_event(p, evs[i].events);
       else
-        rk__run_cmds(w);
+        cmds = 1;
     }
+    /* Commands after the batch's other events: a listener a command lets
+     * go (and may free) can have an event later in the same batch. */
+    if (cmds)
+      rk__run_cmds(w);
     /* Relays that used up their turn get another, after everyone else. */
     rk__conn *ready = w->ready;
     w->ready = NULL;

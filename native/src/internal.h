@@ -612,4 +612,11 @@ static inline void rk__wrote(rk__conn *c, rk__dir *dir, uint64_t n) {
     RK__ADD(dir == &c->dir[0] ? &l->bytes_up : &l->bytes_down, n);
 }
 
+/* When c last moved a byte, in ms since the epoch, from the monotonic time
+ * it keeps (never before it started: the two clocks are read apart). */
+static inline int64_t rk__last_real_ms(rk__conn *c, int64_t mono, int64_t real) {
+  int64_t t = real - (mono - RK__LOAD(&c->last_mono_ms));
+  return t < c->start_real_ms ? c->start_real_ms : t;
+}
+
 #endif

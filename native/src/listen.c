@@ -199,8 +199,7 @@ int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
         rk__put_u64(r, 12, RK__LOAD(&c->dir[1].wr));
         rk__put_u64(r, 14, RK__LOAD(&c->dir[0].rd));
         rk__put_u64(r, 16, RK__LOAD(&c->dir[1].rd));
-        rk__put_u64(r, 18,
-                    (uint64_t)(real - (mono - RK__LOAD(&c->last_mono_ms))));
+        rk__put_u64(r, 18, (uint64_t)rk__last_real_ms(c, mono, real));
       }
       if (n < INT32_MAX)
         n++;

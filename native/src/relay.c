@@ -1085,8 +1085,7 @@ int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
   out[2] = (double)RK__LOAD(&c->dir[1].rd);
   out[3] = (double)RK__LOAD(&c->dir[1].wr);
   out[4] = (double)c->start_real_ms;
-  int64_t now_mono = rk__now_mono();
-  out[5] = (double)(rk__now_real() - (now_mono - RK__LOAD(&c->last_mono_ms)));
+  out[5] = (double)rk__last_real_ms(c, rk__now_mono(), rk__now_real());
   out[6] = RK__LOAD(&c->state);
   out[7] = c->listener != NULL ? c->listener->id : 0;
   pthread_mutex_unlock(&e->tbl_lock);

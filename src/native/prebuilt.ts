@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "bf8b590d01168b38451e84753ff24825cbf0ed64eca58bb440ce3c2f22cd9702",
+    "sha256": "a2a52f4b3a4a932690c7976126c6f52266163c821dc6bff7c9ec32c2145db533",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "3a52318499df03a795b5a07e1b4f7a7e8558bf5ac592c9985c6a9faeb25044e6",
+      "sha256": "fbda83e2702020442317b0d6b24530b3f139dc719322b288cb8aa8614ae363e8",
       "size": 146048,
     },
     "linux-arm64-glibc": {
-      "sha256": "f81929d990f0a0c0a0bd4dae9d02931441ff3b5657d5c19932cd394d8c9a2b07",
+      "sha256": "eb9d3d1597e0e0752186e6d94b6daf198e2a56706928edd3f7cbceadbde19ca0",
       "size": 199248,
     },
     "linux-x64-musl": {
-      "sha256": "ccb6175ae97452bd80bf56e1b525c9196dd8c41647eb657dd7d72d39076eb95b",
+      "sha256": "436c962a94fbaac5f0fffecb8f72c760edbd0f8330dec81ed838fbbb14ccf695",
       "size": 141720,
     },
     "linux-arm64-musl": {
-      "sha256": "c896e57e2a9f4d51865ca64387e57dd0a9280ebcccbd59ec6d59b673a55d3bba",
+      "sha256": "cefd65fecb35ce1dbff7e0a7dfde6027e558abf6b3980752787c90082d4f4aa1",
       "size": 199000,
     },
   },
