@@ -161,8 +161,10 @@ export interface OpenConnection extends ConnectionStats {
  * ```
  */
 export interface ConnectionSnapshot {
-  /** How many connections were open. */
+  /** How many connections it has. */
   readonly size: number;
+  /** How many were open (more than `size` when only the oldest were asked for). */
+  readonly total: number;
   /** The id of connection `i` (0 ≤ i < size; oldest, the lowest id, first). */
   id(i: number): number;
   /** Bytes connection `i` had written to its target. */

@@ -104,6 +104,14 @@ for (const engine of ENGINES) {
           assert.ok(c.lastActivityAt >= c.startedAt, "last activity after the start");
           assert.deepEqual(proxy.stats(c.id)?.aToB, c.aToB, "the same counters as stats(id)");
         }
+        // the oldest only, with how many are open
+        const two = proxy.snapshot(2);
+        assert.deepEqual([two.size, two.total], [2, 3]);
+        assert.deepEqual([two.id(0), two.id(1)], [open[0]!.id, open[1]!.id]);
+        assert.deepEqual([two.up(1), two.down(1)], [2, 2]);
+        const none = proxy.snapshot(0);
+        assert.deepEqual([none.size, none.total], [0, 3]);
+        assert.equal(proxy.snapshot(10).size, 3);
         let t = proxy.totals();
         assert.deepEqual([t.accepted, t.open, t.ended, t.peak], [3, 3, 0, 3]);
         assert.deepEqual([t.bytesUp, t.bytesDown], [6, 6], "the open connections' bytes so far");

@@ -382,11 +382,11 @@ RK_EXTERN int32_t rk_listener_active(int32_t h, int32_t lid);
  * once, 13 open now. Kept whatever rk_listener_set_events says. Any
  * thread. */
 RK_EXTERN int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out);
-/* The listener's open connections, one pass: up to max records of
- * RK_CONN_WORDS words into out (layout below), oldest (lowest id) first.
- * Return how many are open (more than max: call again with room for them),
- * or a negative error. Any thread; holds the connection table's lock for
- * the pass, not for the sort. */
+/* The listener's open connections, one pass: the max oldest (lowest ids)
+ * as records of RK_CONN_WORDS words into out (layout below), oldest first.
+ * Return how many are open (more than max: those left out are newer), or
+ * a negative error. Allocates nothing. Any thread; holds the connection
+ * table's lock for the pass, not for the sort. */
 RK_EXTERN int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out,
                                     int32_t max);
 #define RK_CONN_WORDS 20

@@ -161,9 +161,47 @@ int32_t rk_listener_counters(int32_t h, int32_t lid, uint32_t *out) {
   return l == NULL ? -ENOENT : 0;
 }
 
-static int rk__by_id(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
+/* Records of rk_listener_conns, keyed by their word 0 (the id). */
+static void rk__rec_swap(uint32_t *a, uint32_t *b) {
+  uint32_t t[RK_CONN_WORDS];
+  memcpy(t, a, sizeof t);
+  memcpy(a, b, sizeof t);
+  memcpy(b, t, sizeof t);
+}
+
+/* Restore the max-heap (by id) of the n records r below record i. */
+static void rk__rec_sift(uint32_t *r, size_t n, size_t i) {
+  for (;;) {
+    size_t m = i, a = 2 * i + 1, b = a + 1;
+    if (a < n && r[a * RK_CONN_WORDS] > r[m * RK_CONN_WORDS])
+      m = a;
+    if (b < n && r[b * RK_CONN_WORDS] > r[m * RK_CONN_WORDS])
+      m = b;
+    if (m == i)
+      return;
+    rk__rec_swap(r + i * RK_CONN_WORDS, r + m * RK_CONN_WORDS);
+    i = m;
+  }
+}
+
+static void rk__rec_heapify(uint32_t *r, size_t n) {
+  for (size_t i = n / 2; i-- > 0;)
+    rk__rec_sift(r, n, i);
+}
+
+static void rk__conn_record(uint32_t *r, rk__conn *c, int64_t mono,
+                            int64_t real) {
+  memset(r, 0, RK_CONN_WORDS * sizeof *r);
+  r[0] = (uint32_t)c->id;
+  r[1] = (uint32_t)RK__LOAD(&c->state);
+  rk__put_u64(r, 2, (uint64_t)c->start_real_ms);
+  rk__put_u64(r, 4, RK__LOAD(&c->dir[0].wr));
+  r[6] = c->peer.ss_family;
+  rk__put_addr(r, 7, 8, &c->peer);
+  rk__put_u64(r, 12, RK__LOAD(&c->dir[1].wr));
+  rk__put_u64(r, 14, RK__LOAD(&c->dir[0].rd));
+  rk__put_u64(r, 16, RK__LOAD(&c->dir[1].rd));
+  rk__put_u64(r, 18, (uint64_t)rk__last_real_ms(c, mono, real));
 }
 
 int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
@@ -180,36 +218,37 @@ int32_t rk_listener_conns(int32_t h, int32_t lid, uint32_t *out, int32_t max) {
   }
   /* A connection is in the table from its accept until its end, with its
    * listener, peer and start set before it goes in; its counters and state
-   * are atomics. One pass, under the lock that adds and removes. */
+   * are atomics. One pass, under the lock that adds and removes, keeping
+   * the max oldest: once out is full it is a max-heap by id, and a record
+   * older than its root replaces it. Nothing is allocated. */
   int32_t n = 0;
+  size_t kept = 0, room = (size_t)max;
   int64_t mono = rk__now_mono(), real = rk__now_real();
   for (size_t b = 0; b < RK__TABLE_BUCKETS; b++) {
     for (rk__conn *c = e->tbl[b]; c != NULL; c = c->tbl_next) {
       if (c->listener != l)
         continue;
-      if (n < max) {
-        uint32_t *r = out + (size_t)n * RK_CONN_WORDS;
-        memset(r, 0, RK_CONN_WORDS * sizeof *r);
-        r[0] = (uint32_t)c->id;
-        r[1] = (uint32_t)RK__LOAD(&c->state);
-        rk__put_u64(r, 2, (uint64_t)c->start_real_ms);
-        rk__put_u64(r, 4, RK__LOAD(&c->dir[0].wr));
-        r[6] = c->peer.ss_family;
-        rk__put_addr(r, 7, 8, &c->peer);
-        rk__put_u64(r, 12, RK__LOAD(&c->dir[1].wr));
-        rk__put_u64(r, 14, RK__LOAD(&c->dir[0].rd));
-        rk__put_u64(r, 16, RK__LOAD(&c->dir[1].rd));
-        rk__put_u64(r, 18, (uint64_t)rk__last_real_ms(c, mono, real));
-      }
       if (n < INT32_MAX)
         n++;
+      if (kept < room) {
+        rk__conn_record(out + kept * RK_CONN_WORDS, c, mono, real);
+        if (++kept == room)
+          rk__rec_heapify(out, kept);
+      } else if (room > 0 && (uint32_t)c->id < out[0]) {
+        rk__conn_record(out, c, mono, real);
+        rk__rec_sift(out, kept, 0);
+      }
     }
   }
   pthread_mutex_unlock(&e->tbl_lock);
-  /* oldest first (ids grow as connections open), sorted outside the lock */
-  int32_t got = n < max ? n : max;
-  if (got > 1)
-    qsort(out, (size_t)got, RK_CONN_WORDS * sizeof *out, rk__by_id);
+  /* oldest first (ids grow as connections open): a heapsort in place,
+   * outside the lock */
+  if (kept < room)
+    rk__rec_heapify(out, kept);
+  for (size_t end = kept; end > 1; end--) {
+    rk__rec_swap(out, out + (end - 1) * RK_CONN_WORDS);
+    rk__rec_sift(out, end - 1, 0);
+  }
   return n;
 }
 

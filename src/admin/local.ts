@@ -306,16 +306,22 @@ export class LocalSource implements AdminSource {
       };
       for (const proxy of v.live) {
         // oldest first: pages stay put while more open
-        const snap = proxy.snapshot();
         if (q.server === undefined && q.client === undefined) {
-          // no filter: only the page's connections are read in full
+          // no filter: only as many as the page reaches are read, and only
+          // the page's connections in full
+          if (out.length >= q.limit) {
+            total += proxy.connections;
+            continue;
+          }
           const from = Math.max(0, q.offset - total);
+          const snap = proxy.snapshot(from + q.limit - out.length);
           for (let i = from; i < snap.size && out.length < q.limit; i++) {
             out.push(info(proxy, snap.at(i)));
           }
-          total += snap.size;
+          total += snap.total;
           continue;
         }
+        const snap = proxy.snapshot();
         for (let i = 0; i < snap.size; i++) {
           const id = snap.id(i);
           const s = proxy.serverOf(id);

@@ -442,7 +442,7 @@ export class NativeForwardEngine implements ForwardEngine {
       abortAll: () => void calls.listenerAbort(lid),
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
       totals: () => final ?? calls.listenerCounters(lid) ?? NO_TOTALS,
-      snapshot: () => final !== undefined ? NO_CONNECTIONS : calls.listenerConns(lid),
+      snapshot: (first) => final !== undefined ? NO_CONNECTIONS : calls.listenerConns(lid, first),
       setInterest: (i: EventInterest) => {
         interest = i;
         calls.listenerSetEvents(lid, events(i));

@@ -773,15 +773,17 @@ class StreamProxy implements ProxyHandle {
     return t;
   }
 
-  snapshot(): ConnectionSnapshot {
+  snapshot(first = Infinity): ConnectionSnapshot {
     const out: OpenConnection[] = [];
+    let total = 0;
     for (const c of this.#conns.values()) {
       if (c.ended) continue;
+      if (total++ >= first) continue; // (in the order they opened)
       const o: OpenConnection = { id: c.id, ...StreamProxy.#statsOf(c) };
       if (c.a.remote !== undefined) o.remote = c.a.remote;
       out.push(o);
     }
-    return new ArraySnapshot(out);
+    return new ArraySnapshot(out, total);
   }
 }
 

@@ -81,14 +81,18 @@ export { connectFailure, connectionTo, formatEndpoint, listenFailure } from "../
  */
 export class ArraySnapshot implements ConnectionSnapshot {
   readonly #list: readonly OpenConnection[];
+  /** How many were open. */
+  readonly total: number;
 
   /**
    * A snapshot of `list`, in its order.
    *
    * @param list The connections.
+   * @param total How many were open (`list` may be the oldest of them).
    */
-  constructor(list: readonly OpenConnection[]) {
+  constructor(list: readonly OpenConnection[], total = list.length) {
     this.#list = list;
+    this.total = total;
   }
 
   /** How many. */
@@ -364,10 +368,11 @@ export interface ProxyHandle {
   /** The listener's counters, kept without per-connection events (final once drained). */
   totals(): ListenerTotals;
   /**
-   * The open connections, read in one pass: valid until the next
-   * `snapshot()` of any proxy on the same engine (read it at once).
+   * The open connections, oldest first, read in one pass: all of them or
+   * the `first` oldest. Valid until the next `snapshot()` of any proxy on
+   * the same engine (read it at once).
    */
-  snapshot(): ConnectionSnapshot;
+  snapshot(first?: number): ConnectionSnapshot;
   /** Which per-connection events to report from now on. */
   setInterest(interest: EventInterest): void;
   /** Close one connection: graceful (flush, then FIN) or abort (reset). */

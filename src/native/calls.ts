@@ -694,17 +694,29 @@ export class NativeCalls {
   }
 
   /**
-   * The listener's open connections, in one pass (none once it is gone),
-   * over one buffer of this engine: valid until the next call (read it at
-   * once). Nothing is allocated per connection.
+   * The listener's open connections, oldest first, in one pass (none once
+   * it is gone): all of them, or the `first` oldest. Over one buffer of
+   * this engine: valid until the next call (read it at once). Nothing is
+   * allocated per connection.
    */
-  listenerConns(lid: number): RecordSnapshot {
+  listenerConns(lid: number, first?: number): RecordSnapshot {
+    if (first !== undefined) {
+      const want = Math.max(0, Math.min(first, 0x7fffffff));
+      if (this.#connBuf.length < want * CONN_WORDS) {
+        this.#connBuf = new Uint32Array(want * CONN_WORDS);
+      }
+      const buf = this.#connBuf;
+      const n = this.#sym.rk_listener_conns(this.#h, lid, buf, want);
+      if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0, 0);
+      const got = Math.min(n, want);
+      return new RecordSnapshot(buf.subarray(0, got * CONN_WORDS), got, n);
+    }
     for (;;) {
       const buf = this.#connBuf;
       const room = buf.length / CONN_WORDS;
       const n = this.#sym.rk_listener_conns(this.#h, lid, buf, room);
-      if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0);
-      if (n <= room) return new RecordSnapshot(buf.subarray(0, n * CONN_WORDS), n);
+      if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0, 0);
+      if (n <= room) return new RecordSnapshot(buf.subarray(0, n * CONN_WORDS), n, n);
       // more than there is room for: room for them and some more opening meanwhile
       this.#connBuf = new Uint32Array((n + (n >> 3) + 16) * CONN_WORDS);
     }

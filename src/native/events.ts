@@ -206,15 +206,18 @@ export const CONN_WORDS = 20;
 /** Open connections over rk_listener_conns records (`n` of them in `words`, not copied). */
 export class RecordSnapshot implements ConnectionSnapshot {
   readonly size: number;
+  readonly total: number;
   readonly #w: Uint32Array;
 
   /**
    * @param words The records (read where they are).
    * @param n How many.
+   * @param total How many were open.
    */
-  constructor(words: Uint32Array, n: number) {
+  constructor(words: Uint32Array, n: number, total: number) {
     this.#w = words;
     this.size = n;
+    this.total = total;
   }
 
   id(i: number): number {

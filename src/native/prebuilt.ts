@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a2a52f4b3a4a932690c7976126c6f52266163c821dc6bff7c9ec32c2145db533",
+    "sha256": "177de997c87e03b3affa1d2bd27b31941ffd5f4c9257fcfe7314f77ce5bd17b3",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "fbda83e2702020442317b0d6b24530b3f139dc719322b288cb8aa8614ae363e8",
-      "size": 146048,
+      "sha256": "0f3dcc885623f948d0107ac40eab5cb01cb550440f0bf0885c9a9f268b414863",
+      "size": 146040,
     },
     "linux-arm64-glibc": {
-      "sha256": "eb9d3d1597e0e0752186e6d94b6daf198e2a56706928edd3f7cbceadbde19ca0",
-      "size": 199248,
+      "sha256": "a870a04d290295b2abe5ebb821e9f1509fbd660cebaf45f145f90076b4e7fa46",
+      "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "436c962a94fbaac5f0fffecb8f72c760edbd0f8330dec81ed838fbbb14ccf695",
-      "size": 141720,
+      "sha256": "127d93a54cd6db67916a806fe64a56352348794a2b1c20736a51f756164bf3a6",
+      "size": 141712,
     },
     "linux-arm64-musl": {
-      "sha256": "cefd65fecb35ce1dbff7e0a7dfde6027e558abf6b3980752787c90082d4f4aa1",
-      "size": 199000,
+      "sha256": "586fde93f2cc2038350ee001f3718046c0229cef30033d76ab0beecf9661c957",
+      "size": 198992,
     },
   },
 };

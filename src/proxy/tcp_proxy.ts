@@ -581,9 +581,11 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
    * it reads the engine's buffer where the library wrote them: it is valid
    * until the next `snapshot()` or `openConnections()` of any proxy on the
    * same engine, so read it at once (`at(i)` makes a lasting copy).
+   *
+   * @param first Only the `first` oldest (its `total` still counts all).
    */
-  snapshot(): ConnectionSnapshot {
-    return this.#handle.snapshot();
+  snapshot(first?: number): ConnectionSnapshot {
+    return this.#handle.snapshot(first);
   }
 
   /** Live counters of connection `id`, or undefined once it ended. */
