@@ -883,6 +883,83 @@ static int32_t listen_to(int32_t h, int target_port,
   return lid;
 }
 
+/* Wait until the engine has at most n connections open. */
+static void engine_wait_below(int32_t h, double n) {
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  double st[8];
+  for (;;) {
+    CHECK_RC(rk_engine_stats(h, st), "rk_engine_stats");
+    if (st[0] <= n)
+      return;
+    CHECK(now_ms() < deadline, "%g connections still active", st[0]);
+    sleep_ms(1);
+  }
+}
+
+/* rk_listener_conns keeps the oldest, also when the table walk meets newer
+ * connections before older ones: ids sit in buckets by id % 16384, so a
+ * connection 16,383 ids after another is walked first. Ids are used up
+ * with relays that end at once (a pipe at its end, to /dev/null). */
+static void t_listener_conns_oldest(void) {
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t lid = listen_to(h, echo.port, NULL);
+  int port = rk_listener_port(h, lid);
+  uint32_t rec[3 * RK_CONN_WORDS];
+  int fa = connect_tcp(port);
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (rk_listener_conns(h, lid, rec, 1) < 1) {
+    CHECK(now_ms() < deadline, "the first connection is never listed");
+    sleep_ms(2);
+  }
+  uint32_t a = rec[0];
+  for (int i = 0;; i++) {
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+    close(p[1]);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    CHECK(null >= 0, "/dev/null: %s", strerror(errno));
+    int32_t id = rk_relay_fds(h, p[0], -1, -1, null, NULL);
+    CHECK(id > 0, "rk_relay_fds: %d %s", id, rk_err_name(id));
+    if ((uint32_t)id >= a + 16382)
+      break;
+    if (i % 256 == 255)
+      engine_wait_below(h, 64); /* their fds back before more */
+  }
+  engine_wait_below(h, 1);
+  int fb = connect_tcp(port), fc = connect_tcp(port);
+  deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (rk_listener_conns(h, lid, NULL, 0) < 3) {
+    CHECK(now_ms() < deadline, "three connections are never listed");
+    sleep_ms(2);
+  }
+  uint32_t all[3];
+  CHECK(rk_listener_conns(h, lid, rec, 3) == 3, "three open");
+  for (int i = 0; i < 3; i++)
+    all[i] = rec[i * RK_CONN_WORDS];
+  CHECK(all[0] == a && all[1] > a + 16000 && all[2] > all[1],
+        "oldest first: %u %u %u (the first %u)", all[0], all[1], all[2], a);
+  CHECK((all[1] % 16384) < (a % 16384) || (all[1] % 16384) == (a % 16384),
+        "the second is walked before the first: bucket %u, the first's %u",
+        all[1] % 16384, a % 16384);
+  for (int max = 1; max <= 2; max++) {
+    memset(rec, 0xff, sizeof rec);
+    CHECK(rk_listener_conns(h, lid, rec, max) == 3, "three open (max %d)", max);
+    for (int i = 0; i < max; i++)
+      CHECK(rec[i * RK_CONN_WORDS] == all[i], "max %d: record %d is %u, not %u",
+            max, i, rec[i * RK_CONN_WORDS], all[i]);
+    CHECK(rec[max * RK_CONN_WORDS] == 0xffffffffu, "max %d: wrote past it", max);
+  }
+  close(fa);
+  close(fb);
+  close(fc);
+  engine_wait_idle(h);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 /* 64 clients on 8 threads through a listener to an echo backend; every
  * byte checked, every connection's events and counters checked. */
 static void t_relay_many_clients(void) {
@@ -4040,6 +4117,8 @@ static void t_tunnel_tls_refused(void) {
 static const test_t tests[] = {
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
+    TEST("rk_listener_conns keeps the oldest, whatever order the walk meets them",
+         t_listener_conns_oldest),
     TABLE(t_relay_backend, backend_cases),
     TEST("relay ends an idle connection after the idle timeout",
          t_relay_idle_timeout),
