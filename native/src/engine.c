@@ -437,6 +437,16 @@ static void rk__free_dead(rk__worker *w) {
   }
 }
 
+/* Whether this worker let listener p go (RK__CMD_UNLISTEN) in the batch
+ * being handled: its event, later in the same batch, is stale, and another
+ * worker may have freed it since. */
+static int rk__worker_let_go(rk__worker *w, const void *p) {
+  for (int i = 0; i < w->ngone; i++)
+    if (w->gone[i] == p)
+      return 1;
+  return 0;
+}
+
 static void *rk__worker_main(void *arg) {
   rk__worker *w = arg;
   struct epoll_event evs[RK__EPOLL_BATCH];
@@ -444,9 +454,11 @@ static void *rk__worker_main(void *arg) {
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
-    int cmds = 0;
+    w->ngone = 0;
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
+      if (w->ngone > 0 && rk__worker_let_go(w, p))
+        continue; /* a listener let go earlier in this batch: maybe freed */
       int tag = *(int *)p;
       if (tag == RK__TAG_CONN)
         rk__conn_event(p, (int)(evs[i].data.u64 & 1), evs[i].events);
@@ -455,12 +467,8 @@ static void *rk__worker_main(void *arg) {
       else if (tag == RK__TAG_TUNNEL)
         rk__tunnel_event(p, evs[i].events);
       else
-        cmds = 1;
+        rk__run_cmds(w);
     }
-    /* Commands after the batch's other events: a listener a command lets
-     * go (and may free) can have an event later in the same batch. */
-    if (cmds)
-      rk__run_cmds(w);
     /* Relays that used up their turn get another, after everyone else. */
     rk__conn *ready = w->ready;
     w->ready = NULL;
@@ -644,6 +652,7 @@ int32_t rk_engine_free(int32_t h) {
     }
     close(w->epfd);
     close(w->evfd);
+    free(w->gone);
     pthread_mutex_destroy(&w->cmd_lock);
   }
   rk__listener *l = e->listeners;

@@ -363,6 +363,10 @@ struct rk__worker {
   int pool_uses; /* pool takes since the last sweep */
   rk__listener *paused[RK__MAX_PAUSED];
   int npaused;
+  /* listeners let go in the epoll batch being handled (their later events
+   * in it are skipped); grown as needed, emptied at each batch */
+  const void **gone;
+  int ngone, gone_cap;
   int64_t next_sweep;
   int stop;
   void *tunnels; /* tunnel.c's state of this worker, or NULL */

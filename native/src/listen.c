@@ -694,6 +694,18 @@ void rk__listener_attach(rk__worker *w, rk__listener *l) {
 
 void rk__listener_detach(rk__worker *w, rk__listener *l) {
   epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+  /* an event of l later in this batch must not be handled: remembered by
+   * address, never read (see rk__worker_main) */
+  if (w->ngone == w->gone_cap) {
+    int cap = w->gone_cap > 0 ? w->gone_cap * 2 : 8;
+    const void **g = realloc(w->gone, (size_t)cap * sizeof *g);
+    if (g != NULL) {
+      w->gone = g;
+      w->gone_cap = cap;
+    }
+  }
+  if (w->ngone < w->gone_cap)
+    w->gone[w->ngone++] = l;
   for (int i = 0; i < w->npaused; i++) {
     if (w->paused[i] == l) {
       w->paused[i] = w->paused[--w->npaused];
