@@ -332,12 +332,8 @@ static void rk__connect_done(rk__conn *c) {
     }
   }
   c->dir[0].active = c->dir[1].active = 1;
-  /* The client's input edges while connecting set can_read (see
-   * rk__connect_event), and so did those while held, until a read drained
-   * it (hold.c): a read now could only find nothing. Unless bytes may wait
-   * where no edge tells: in TLS, or in a socket not yet watched. */
-  if (c->side[0].tls != NULL || !c->side[0].r_registered)
-    c->dir[0].can_read = 1;
+  c->dir[0].can_read = 1; /* the client's input edges while connecting (or
+                             held) were not acted on */
   int r = 0; /* side 1 stays registered from the connect */
   if (!c->side[0].r_registered)
     r = rk__side_register(w, c, &c->side[0]);
@@ -463,9 +459,7 @@ void rk__connect_event(rk__conn *c, int side, uint32_t events) {
   if (side == 0) {
     /* The client while we connect: only an error matters (its data waits
      * in the kernel, its EOF is read once the relay runs - remember that
-     * they came, since these edges will not come again). */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-      c->dir[0].can_read = 1;
+     * it came, since this edge will not come again). */
     if (events & (EPOLLRDHUP | EPOLLHUP))
       c->dir[0].rdhup = 1;
     if (events & (EPOLLERR | EPOLLHUP)) {

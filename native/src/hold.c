@@ -365,25 +365,14 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   if (old_skip > old_len)
     old_skip = old_len;
   uint32_t kept = old_len - old_skip;
-  if (cmd->len == 0 && old == NULL && rest > 0) {
-    /* only the client's bytes after what is consumed: the held buffer
-     * itself becomes the direction's (no copy into a new one) */
-    memmove(c->hold_buf, c->hold_buf + consume, rest);
-    rk__dir_own_release(&c->dir[0]);
-    c->dir[0].buf = c->hold_buf;
-    c->dir[0].buf_own = 1;
-    c->dir[0].buf_off = 0;
-    c->dir[0].buf_len = rest;
-    c->hold_buf = NULL;
-  } else if (cmd->len > 0 || rest > 0) {
+  if (cmd->len > 0 || rest > 0) {
     uint32_t blen = cmd->len + kept + rest;
     uint8_t *b = malloc(blen);
     if (b == NULL) {
       rk__conn_end(c, RK_END_RESET, -ENOMEM);
       return;
     }
-    if (cmd->len > 0)
-      memcpy(b, cmd->data, cmd->len);
+    memcpy(b, cmd->data, cmd->len);
     if (kept > 0)
       memcpy(b + cmd->len, old + old_skip, kept);
     if (rest > 0)
@@ -399,14 +388,9 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   free(c->hold_buf);
   c->hold_buf = NULL;
   c->hold_len = c->hold_cap = 0;
-  if (cmd->target != NULL) {
-    c->target = cmd->target;
-    c->owns_target = 1;
-    cmd->target = NULL;
-  } else { /* the listener's own: it outlives c, which holds a reference */
-    c->target = c->listener->target;
-    c->owns_target = 0;
-  }
+  c->target = cmd->target;
+  c->owns_target = 1;
+  cmd->target = NULL;
   c->retry_ok = (d->flags & RK_DECISION_RETRY) != 0;
   RK__STORE(&c->state, RK__CONNECTING);
   rk__connect_start(c);

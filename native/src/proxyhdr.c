@@ -764,9 +764,8 @@ static void rk__pp_tell(rk__conn *c, const rk__pp_result *h, int handed) {
   rk__pp_post(c, 0, w4, h != NULL ? h->n : 0, &e);
 }
 
-/* Connect to the listener's target (borrowed: a NULL cmd target), the
- * header to send, then what the client sent after its own header (consume
- * bytes). */
+/* Connect to the listener's target: the header to send, then what the
+ * client sent after its own header (consume bytes). */
 static void rk__pp_connect(rk__conn *c, uint32_t consume,
                            const rk__pp_result *h) {
   rk__listener *l = c->listener;
@@ -774,33 +773,42 @@ static void rk__pp_connect(rk__conn *c, uint32_t consume,
   c->pp_phase = 2;
   c->pp_decided = 1;
   rk__pp_tell(c, h, 0);
-  rk__cmd cmd;
-  memset(&cmd, 0, sizeof cmd);
-  cmd.type = RK__CMD_HOLD_DECIDE;
-  cmd.arg = -1;
+  rk__cmd *cmd = calloc(1, sizeof *cmd);
+  if (cmd == NULL) {
+    rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    return;
+  }
+  cmd->type = RK__CMD_HOLD_DECIDE;
+  cmd->arg = -1;
+  const rk__target *t = l->target;
+  cmd->target = rk__copy_target(t->host, t->port, t->family, t->timeout_ms,
+                                t->bind_host);
+  int32_t n = 0;
   if (pp->send_version != 0) {
     rk__pp_ends e;
     rk__pp_ends_of(c, h, &e);
-    int32_t n = rk__pp_build(pp, &e, &cmd.data);
-    if (n < 0) {
-      free(cmd.data);
-      if (n != -ENOMEM)
-        rk__pp_refuse(c, RK_EPROXY, 0); /* cannot build the header */
-      else
-        rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    n = rk__pp_build(pp, &e, &cmd->data);
+  } else {
+    cmd->data = malloc(1);
+  }
+  if (cmd->target == NULL || n < 0 || cmd->data == NULL) {
+    rk__cmd_free(cmd);
+    if (n < 0 && n != -ENOMEM) {
+      rk__pp_refuse(c, RK_EPROXY, 0); /* cannot build the header */
       return;
     }
-    cmd.len = (uint32_t)n;
+    rk__conn_end(c, RK_END_RESET, -ENOMEM);
+    return;
   }
-  const rk__target *t = l->target;
-  cmd.decision.action = RK_DECIDE_CONNECT;
-  cmd.decision.port = t->port;
-  cmd.decision.family = t->family;
-  cmd.decision.connect_timeout_ms = t->timeout_ms;
-  cmd.decision.idle_timeout_ms = -1;
-  cmd.decision.consume = consume;
-  rk__hold_decide_cmd(c, &cmd);
-  free(cmd.data);
+  cmd->len = (uint32_t)n;
+  cmd->decision.action = RK_DECIDE_CONNECT;
+  cmd->decision.port = t->port;
+  cmd->decision.family = t->family;
+  cmd->decision.connect_timeout_ms = t->timeout_ms;
+  cmd->decision.idle_timeout_ms = -1;
+  cmd->decision.consume = consume;
+  rk__hold_decide_cmd(c, cmd);
+  rk__cmd_free(cmd);
 }
 
 /* The header phase is over (h: the header, or NULL: none). With a target,

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "177de997c87e03b3affa1d2bd27b31941ffd5f4c9257fcfe7314f77ce5bd17b3",
+    "sha256": "627d9e6725558389ac2185cb9fa84a04217cf4a48797c1e936ca1c492eed8862",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "0f3dcc885623f948d0107ac40eab5cb01cb550440f0bf0885c9a9f268b414863",
+      "sha256": "e3eaceddfce0d7b2a4025dad4ac4dea47045b08172fc98c5bef524611e5b9a58",
       "size": 146040,
     },
     "linux-arm64-glibc": {
-      "sha256": "a870a04d290295b2abe5ebb821e9f1509fbd660cebaf45f145f90076b4e7fa46",
+      "sha256": "bda743e928cdad98ef6eaac12a09b05543ea12a31e7569d7fb1eb3b5b9b7999a",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "127d93a54cd6db67916a806fe64a56352348794a2b1c20736a51f756164bf3a6",
+      "sha256": "0567909f9686f8cd8f351ed769a4e1ca699b1b25bd7a842f9b90f3b77bbf02f6",
       "size": 141712,
     },
     "linux-arm64-musl": {
-      "sha256": "586fde93f2cc2038350ee001f3718046c0229cef30033d76ab0beecf9661c957",
+      "sha256": "3ce42619c02e62b70dea33323a9a9a0932d6675e21fe86ef7f5417ab8aa0b63b",
       "size": 198992,
     },
   },
