@@ -80,6 +80,17 @@ async function writeAll(s: net.Socket, data: Uint8Array, end = true): Promise<vo
 }
 
 /** Everything a socket receives until it ends or closes. */
+/** Send `data` through `port` (to an echo behind it) and collect what comes back. */
+async function echoed(
+  port: number,
+  data: Uint8Array,
+): Promise<{ data: Uint8Array; ended: boolean; error?: string }> {
+  const s = await connect(port);
+  const got = collect(s);
+  void writeAll(s, data);
+  return await got;
+}
+
 function collect(s: net.Socket): Promise<{ data: Uint8Array; ended: boolean; error?: string }> {
   const parts: Uint8Array[] = [];
   let ended = false;
@@ -802,12 +813,7 @@ describe("tunnel engines on one wire", () => {
         assert.equal(p.server.engine, serverEngine);
         assert.equal(p.client.engine, clientEngine);
         const sent = Array.from({ length: 8 }, () => random(1024 * 1024));
-        const rs = await Promise.all(sent.map(async (data) => {
-          const s = await connect(p.port);
-          const got = collect(s);
-          void writeAll(s, data);
-          return await got;
-        }));
+        const rs = await Promise.all(sent.map((data) => echoed(p.port, data)));
         for (const [i, r] of rs.entries()) {
           assert.equal(r.error, undefined);
           assert.equal(sha(r.data), sha(sent[i]!), `stream ${i}`);
@@ -884,12 +890,7 @@ if (ENGINES.includes("native")) {
             { length: n },
             () => random(n === 1 ? 4 * 1024 * 1024 : 512 * 1024),
           );
-          const rs = await Promise.all(sent.map(async (data) => {
-            const s = await connect(p.port);
-            const got = collect(s);
-            void writeAll(s, data);
-            return await got;
-          }));
+          const rs = await Promise.all(sent.map((data) => echoed(p.port, data)));
           for (const [i, r] of rs.entries()) {
             assert.equal(r.error, undefined);
             assert.equal(sha(r.data), sha(sent[i]!), `stream ${i} of ${n}`);
