@@ -700,24 +700,21 @@ export class NativeCalls {
    * allocated per connection.
    */
   listenerConns(lid: number, first?: number): RecordSnapshot {
-    if (first !== undefined) {
-      const want = Math.max(0, Math.min(first, 0x7fffffff));
-      if (this.#connBuf.length < want * CONN_WORDS) {
-        this.#connBuf = new Uint32Array(want * CONN_WORDS);
-      }
-      const buf = this.#connBuf;
-      const n = this.#sym.rk_listener_conns(this.#h, lid, buf, want);
-      if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0, 0);
-      const got = Math.min(n, want);
-      return new RecordSnapshot(buf.subarray(0, got * CONN_WORDS), got, n);
+    const want = first === undefined ? undefined : Math.max(0, Math.min(first, 0x7fffffff));
+    if (want !== undefined && this.#connBuf.length < want * CONN_WORDS) {
+      this.#connBuf = new Uint32Array(want * CONN_WORDS);
     }
     for (;;) {
       const buf = this.#connBuf;
-      const room = buf.length / CONN_WORDS;
+      const room = want ?? buf.length / CONN_WORDS;
       const n = this.#sym.rk_listener_conns(this.#h, lid, buf, room);
       if (n < 0) return new RecordSnapshot(buf.subarray(0, 0), 0, 0);
-      if (n <= room) return new RecordSnapshot(buf.subarray(0, n * CONN_WORDS), n, n);
-      // more than there is room for: room for them and some more opening meanwhile
+      if (want !== undefined || n <= room) {
+        const got = Math.min(n, room);
+        return new RecordSnapshot(buf.subarray(0, got * CONN_WORDS), got, n);
+      }
+      // all were asked for, and more are open than there is room for: room
+      // for them and some more opening meanwhile
       this.#connBuf = new Uint32Array((n + (n >> 3) + 16) * CONN_WORDS);
     }
   }
