@@ -137,6 +137,10 @@ metrics: { address: 127.0.0.1, port: ${adminPort} }
       const toA = (await run.get("/api/v1/connections?server=app/a")).body;
       assert.ok(toA.connections.every((c: any) => c.server === "app/a"));
       assert.equal((await run.get("/api/v1/connections?listener=nope")).body.total, 0);
+      // a page far past the end: empty, with the count (nothing sized by the offset)
+      const far = await run.get("/api/v1/connections?offset=999999999&limit=50");
+      assert.equal(far.status, 200);
+      assert.deepEqual([far.body.total, far.body.connections.length], [3, 0]);
       const stats = (await run.get("/api/v1/stats")).body;
       assert.deepEqual(Object.keys(stats).sort(), ["backends", "listeners", "process", "time"]);
       // tokens

@@ -112,6 +112,9 @@ for (const engine of ENGINES) {
         const none = proxy.snapshot(0);
         assert.deepEqual([none.size, none.total], [0, 3]);
         assert.equal(proxy.snapshot(10).size, 3);
+        // a count far past what is open sizes nothing by it
+        const far = proxy.snapshot(1e9 + 50);
+        assert.deepEqual([far.size, far.total], [3, 3]);
         let t = proxy.totals();
         assert.deepEqual([t.accepted, t.open, t.ended, t.peak], [3, 3, 0, 3]);
         assert.deepEqual([t.bytesUp, t.bytesDown], [6, 6], "the open connections' bytes so far");

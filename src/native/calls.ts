@@ -700,7 +700,12 @@ export class NativeCalls {
    * allocated per connection.
    */
   listenerConns(lid: number, first?: number): RecordSnapshot {
-    const want = first === undefined ? undefined : Math.max(0, Math.min(first, 0x7fffffff));
+    // never room for more than are open (and some opening meanwhile): a
+    // page far past the end must not size the buffer
+    const open = Math.max(0, this.#sym.rk_listener_active(this.#h, lid));
+    const want = first === undefined
+      ? undefined
+      : Math.max(0, Math.min(first, open + (open >> 3) + 16));
     if (want !== undefined && this.#connBuf.length < want * CONN_WORDS) {
       this.#connBuf = new Uint32Array(want * CONN_WORDS);
     }
