@@ -386,6 +386,20 @@ export function formatEndpoint(e: Endpoint): string {
     : `${e.host}:${e.port}`;
 }
 
+/**
+ * Whether two endpoints name one socket address: the same path, or the same
+ * port on hosts that are equal once brackets, case, "" or "*" (any) and
+ * "localhost" are put aside.
+ */
+export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  if ("path" in a || "path" in b) return "path" in a && "path" in b && a.path === b.path;
+  const norm = (h: string) => {
+    const x = h.replace(/^\[|\]$/g, "").toLowerCase();
+    return x === "" || x === "*" ? "0.0.0.0" : x === "localhost" ? "127.0.0.1" : x;
+  };
+  return a.port === b.port && norm(a.host) === norm(b.host);
+}
+
 /** "Connection 5 to "host:port"", or without a target when it had none yet. */
 export function connectionTo(id: number, target: Endpoint | undefined): string {
   return target === undefined

@@ -346,6 +346,11 @@ RK_EXTERN int32_t rk_listen(int32_t h, const char *host, int32_t port,
                             const rk_listen_opts_t *opts);
 /* The bound port (0 for Unix sockets) or a negative error. Any thread. */
 RK_EXTERN int32_t rk_listener_port(int32_t h, int32_t lid);
+/* A new fd for the listener's socket (F_DUPFD_CLOEXEC), which the caller
+ * owns: another listener adopting it (RK_LISTEN_ADOPT) accepts from the same
+ * queue, so that closing this one afterwards resets nothing that was waiting
+ * to be accepted. -ENOENT once the listener is closing. Any thread. */
+RK_EXTERN int32_t rk_listener_dup(int32_t h, int32_t lid);
 /* Make every accepted connection connect to the target and relay. Must be
  * called before rk_listener_start. target->host is copied. Any thread. */
 RK_EXTERN int32_t rk_listener_set_target(int32_t h, int32_t lid,

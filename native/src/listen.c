@@ -458,6 +458,24 @@ int32_t rk_listener_port(int32_t h, int32_t lid) {
   return port;
 }
 
+int32_t rk_listener_dup(int32_t h, int32_t lid) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  /* a closing listener's fd is closed by its last worker, without tbl_lock:
+   * only one that is not closing is sure to hold it */
+  int32_t r = -ENOENT;
+  if (l != NULL && !l->closing && l->fd >= 0) {
+    r = fcntl(l->fd, F_DUPFD_CLOEXEC, 3);
+    if (r < 0)
+      r = -errno;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return r;
+}
+
 int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
                                int32_t port, int32_t family,
                                int32_t timeout_ms, const char *bind_host) {

@@ -960,6 +960,55 @@ static void t_listener_conns_oldest(void) {
   server_stop(&echo);
 }
 
+/* rk_listener_dup: a second listener adopts the first one's socket, the
+ * first closes, and clients that queue on the socket before the second
+ * starts accepting are all served (none is reset with the first's close). */
+static void t_listener_dup(void) {
+  enum { N = 8 };
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int32_t old = listen_to(h, echo.port, NULL);
+  int port = rk_listener_port(h, old);
+  int fd = rk_listener_dup(h, old);
+  CHECK(fd > 2, "rk_listener_dup: %d %s", fd, rk_err_name(fd));
+  CHECK(local_port(fd) == port, "the duplicate is bound to %d, not %d",
+        local_port(fd), port);
+  rk_listen_opts_t o = {.events = RK_EVMASK_ALL, .flags = RK_LISTEN_ADOPT,
+                        .adopt_fd = fd};
+  int32_t lid = rk_listen(h, "127.0.0.1", port, &o);
+  CHECK(lid > 0, "rk_listen (adopt): %d %s", lid, rk_err_name(lid));
+  close(fd); /* the new listener holds its own */
+  CHECK_RC(rk_listener_set_target(h, lid, "127.0.0.1", echo.port,
+                                  RK_FAMILY_ANY, 5000, NULL),
+           "rk_listener_set_target");
+  CHECK_RC(rk_listener_close(h, old), "rk_listener_close");
+  CHECK(rk_listener_dup(h, old) == -ENOENT, "a closing listener gives no fd");
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (rk_listener_port(h, old) != -ENOENT) { /* its fd closed, freed */
+    CHECK(now_ms() < deadline, "the old listener is never freed");
+    sleep_ms(2);
+  }
+  int c[N];
+  for (int i = 0; i < N; i++) { /* queued: nobody accepts yet */
+    c[i] = connect_tcp(port);
+    write_all(c[i], "hello", 5);
+  }
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  for (int i = 0; i < N; i++) {
+    uint8_t got[5];
+    read_exact(c[i], got, 5);
+    CHECK(memcmp(got, "hello", 5) == 0, "client %d: echo differs", i);
+    close(c[i]);
+  }
+  CHECK(rk_listener_dup(RK_EBADHANDLE, lid) == RK_EBADHANDLE, "bad handle");
+  CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
+  engine_wait_idle(h);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
 /* 64 clients on 8 threads through a listener to an echo backend; every
  * byte checked, every connection's events and counters checked. */
 static void t_relay_many_clients(void) {
@@ -4120,6 +4169,9 @@ static const test_t tests[] = {
     TEST("rk_listener_conns keeps the oldest, whatever order the walk meets them",
          t_listener_conns_oldest),
     TABLE(t_relay_backend, backend_cases),
+    TEST("rk_listener_dup: an adopting listener serves the clients queued "
+         "when the old one closed",
+         t_listener_dup),
     TEST("relay ends an idle connection after the idle timeout",
          t_relay_idle_timeout),
     TEST("rk_conn_close from another thread while data flows",

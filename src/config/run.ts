@@ -853,12 +853,14 @@ export class Runner {
         ...(l.acceptProxy !== undefined ? { acceptProxy: l.acceptProxy } : {}),
       };
     };
-    const make = async (l: ListenerConfig, at?: Endpoint, fd?: number) => {
+    const make = async (l: ListenerConfig, at?: Endpoint, fd?: number, replaces?: TcpProxy) => {
       const options: TcpProxyOptions = {
         listen: at ?? l.listen,
         engine: this.#o.engine,
-        // a changed listener binds beside the old one before that stops
+        // a changed listener takes the old one's socket (native), or binds
+        // beside it, before that one stops
         reusePort: true,
+        ...(replaces !== undefined ? { replaces } : {}),
         ...where(l),
       };
       if (this.#o.nativeEngine !== undefined) options.nativeEngine = this.#o.nativeEngine;
@@ -893,7 +895,12 @@ export class Runner {
         }
         const inherited = matchSocket(inheritedSockets(), l.name, l.listen);
         if (inherited !== undefined) fromSystemd.set(l.name, inherited);
-        const proxy = await make(l, undefined, inherited?.fd);
+        const proxy = await make(
+          l,
+          undefined,
+          inherited?.fd,
+          old?.stopped === true ? undefined : old?.proxy,
+        );
         started.push(proxy);
         next.set(l.name, { config: l, proxy, socketKey: socketKey(l) });
       }

@@ -15,6 +15,7 @@ import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { listeningAddress, notifySocket } from "../native/system.ts";
 import type { Endpoint } from "../forward/types.ts";
+import { sameEndpoint } from "../types.ts";
 
 let warned = false;
 
@@ -85,20 +86,7 @@ export function matchSocket(
 ): InheritedSocket | undefined {
   const byName = name === undefined ? undefined : sockets.find((s) => s.name === name);
   if (byName !== undefined) return byName;
-  return sockets.find((s) => {
-    const a = s.address;
-    if (a === undefined) return false;
-    if ("path" in a || "path" in at) return "path" in a && "path" in at && a.path === at.path;
-    return a.port === at.port && sameHost(a.host, at.host);
-  });
-}
-
-function sameHost(a: string, b: string): boolean {
-  const norm = (h: string) => {
-    const x = h.replace(/^\[|\]$/g, "").toLowerCase();
-    return x === "" || x === "*" ? "0.0.0.0" : x === "localhost" ? "127.0.0.1" : x;
-  };
-  return norm(a) === norm(b);
+  return sockets.find((s) => s.address !== undefined && sameEndpoint(s.address, at));
 }
 
 /** The address of a listening socket: through the native library, else /proc. */

@@ -297,20 +297,28 @@ export class NativeForwardEngine implements ForwardEngine {
     // the stored originals are let go at each end
     const events = (i: EventInterest) => ({ ...i, close: i.close || i.original === true });
     const where = formatEndpoint(spec.listen);
-    const lid = e.check(
-      calls.listen(spec.listen, {
-        backlog: spec.backlog,
-        reusePort: spec.reusePort,
-        hold: holding,
-        maxConnections: spec.maxConnections,
-        idleTimeout: spec.idleTimeout,
-        holdTimeout: spec.hold?.timeout ?? 0,
-        events: events(interest),
-        hooks: spec.hooks,
-        adoptFd: spec.fd,
-      }),
-      listenFailure(spec.listen),
-    );
+    // the socket of the proxy this one replaces: adopted (the library
+    // accepts on its own duplicate), so this one is closed again at once
+    const taken = spec.fd === undefined ? spec.replaces?.dupListener?.() : undefined;
+    let lid: number;
+    try {
+      lid = e.check(
+        calls.listen(spec.listen, {
+          backlog: spec.backlog,
+          reusePort: spec.reusePort,
+          hold: holding,
+          maxConnections: spec.maxConnections,
+          idleTimeout: spec.idleTimeout,
+          holdTimeout: spec.hold?.timeout ?? 0,
+          events: events(interest),
+          hooks: spec.hooks,
+          adoptFd: spec.fd ?? taken,
+        }),
+        listenFailure(spec.listen),
+      );
+    } finally {
+      if (taken !== undefined) calls.fdClose(taken);
+    }
     let bridge: TlsBridge | undefined; // for TLS targets, started on first use
     // client TLS contexts of the library by CA and verification, made on
     // first use and freed with the listener; undefined when TLS is not
@@ -440,6 +448,11 @@ export class NativeForwardEngine implements ForwardEngine {
         calls.listenerClose(lid);
       },
       abortAll: () => void calls.listenerAbort(lid),
+      dupListener: () => {
+        if (!listening || "path" in spec.listen) return undefined;
+        const fd = calls.listenerDup(lid);
+        return fd >= 0 ? fd : undefined;
+      },
       activeConnections: () => Math.max(0, calls.listenerActive(lid)),
       totals: () => final ?? calls.listenerCounters(lid) ?? NO_TOTALS,
       snapshot: (first) => final !== undefined ? NO_CONNECTIONS : calls.listenerConns(lid, first),

@@ -210,6 +210,12 @@ export interface ProxySpec {
    * and closes it with the listener.
    */
   fd?: number | undefined;
+  /**
+   * A running proxy on the same address whose socket this one takes over
+   * (its dupListener), when it has one to give: the two accept from one
+   * queue, so closing the old one resets nobody waiting to be accepted.
+   */
+  replaces?: ProxyHandle | undefined;
   /** Concurrent connections on this listener; 0 is no limit. */
   maxConnections: number;
   /** Close a connection after this many ms without a byte moving; 0 is never. */
@@ -365,6 +371,12 @@ export interface ProxyHandle {
   abortAll(): void;
   /** Number of open connections. */
   activeConnections(): number;
+  /**
+   * A new fd for the listening socket, owned by the caller (see
+   * TcpProxyOptions.replaces), or undefined: the stream engine's sockets
+   * have none to give, and a listener that stopped accepting keeps none.
+   */
+  dupListener?(): number | undefined;
   /** The listener's counters, kept without per-connection events (final once drained). */
   totals(): ListenerTotals;
   /**

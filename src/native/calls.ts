@@ -562,6 +562,11 @@ export class NativeCalls {
     return this.#sym.rk_listener_port(this.#h, lid);
   }
 
+  /** A new fd for the listener's socket, owned by the caller, or a negative code. */
+  listenerDup(lid: number): number {
+    return this.#sym.rk_listener_dup(this.#h, lid);
+  }
+
   /** Make every accepted connection connect to `t`. */
   listenerSetTarget(lid: number, t: ConnectTarget): number {
     const [host, port] = hostPort(t.target);

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "627d9e6725558389ac2185cb9fa84a04217cf4a48797c1e936ca1c492eed8862",
+    "sha256": "5a875dc77bcc92a4159415676f6bb14032aa0e3abd3727a6d9547633bba53a3c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "e3eaceddfce0d7b2a4025dad4ac4dea47045b08172fc98c5bef524611e5b9a58",
+      "sha256": "6d409f1461171c80c73d307290c567c1b8a64d468b14af8c3d5f5795f7447c46",
       "size": 146040,
     },
     "linux-arm64-glibc": {
-      "sha256": "bda743e928cdad98ef6eaac12a09b05543ea12a31e7569d7fb1eb3b5b9b7999a",
+      "sha256": "7efbc9a9773b851bf94da8896aba9c2bcbabb924e75c1e2e53d3ffa2b945c9be",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "0567909f9686f8cd8f351ed769a4e1ca699b1b25bd7a842f9b90f3b77bbf02f6",
+      "sha256": "7bd3da8e1c20dafdd23240c315acfd94f6d24ac29c39edd777b77d551a2c78e1",
       "size": 141712,
     },
     "linux-arm64-musl": {
-      "sha256": "3ce42619c02e62b70dea33323a9a9a0932d6675e21fe86ef7f5417ab8aa0b63b",
+      "sha256": "4f3296463328efb8411d6ea7a571ee1d48a1631ca110477356b11c9a315aed5b",
       "size": 198992,
     },
   },

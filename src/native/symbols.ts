@@ -65,6 +65,8 @@ export const SYMBOLS = {
   rk_listen: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   // int32_t rk_listener_port(int32_t h, int32_t lid)
   rk_listener_port: { parameters: ["i32", "i32"], result: "i32" },
+  // int32_t rk_listener_dup(int32_t h, int32_t lid)
+  rk_listener_dup: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_set_target(int32_t h, int32_t lid, const char *host,
   //   int32_t port, int32_t family, int32_t timeout_ms, const char *bind_host)
   rk_listener_set_target: {

@@ -40,6 +40,7 @@ import type {
   ProxyTotals,
   SendProxyOptions,
 } from "../types.ts";
+import { sameEndpoint } from "../types.ts";
 
 /**
  * Options of {@link TcpProxy.listen}.
@@ -120,6 +121,15 @@ export interface TcpProxyOptions {
    * from systemd) instead of binding `listen`, which then only names it.
    */
   fd?: number;
+  /**
+   * A running proxy on the same address that this one replaces (a restart
+   * with new settings): on the native engine the new proxy accepts from the
+   * old one's socket, so closing the old one afterwards resets no client
+   * that was waiting to be accepted. Elsewhere (the stream engine, a Unix
+   * socket, another address) the new proxy binds beside it, which needs
+   * `reusePort` on both.
+   */
+  replaces?: TcpProxy;
   /** Concurrent connections; more are closed at once. 0 is none. @default 0 */
   maxConnections?: number;
   /** Close a connection idle this many ms. 0 is never. @default 0 */
@@ -406,6 +416,9 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       backlog: nonNegative("backlog", options.backlog, 511),
       reusePort: options.reusePort ?? false,
       ...(options.fd !== undefined ? { fd: options.fd } : {}),
+      ...(options.replaces !== undefined && sameEndpoint(options.listen, options.replaces.address)
+        ? { replaces: options.replaces.#handle }
+        : {}),
       maxConnections: nonNegative("maxConnections", options.maxConnections, 0),
       idleTimeout: nonNegative("idleTimeout", options.idleTimeout, 0),
       connectTimeout: nonNegative("connectTimeout", options.connectTimeout, 10_000),
