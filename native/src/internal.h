@@ -169,7 +169,9 @@ typedef struct {
   unsigned is_sock : 1;
   unsigned r_pollable : 1; /* 0: a regular file, always readable */
   unsigned r_registered : 1, w_registered : 1;
-  unsigned owned : 1; /* a socket we made: no dups, close() deregisters */
+  unsigned owned : 1; /* a socket we made: its close() sends the FIN (a
+                        * child forked by the host holds a copy only until
+                        * its exec) */
   rk__tls *tls;       /* non-NULL: this side speaks TLS (tls.c) */
 } rk__side;
 

@@ -188,10 +188,12 @@ static void rk__side_close(rk__worker *w, rk__conn *c, rk__side *s, int rst) {
   int keep = (c->flags & RK_RELAY_KEEP_FDS) != 0;
   rk__tls_free(s->tls); /* before its fd goes */
   s->tls = NULL;
-  /* close() takes a socket we made out of the epoll set by itself; an fd we
-   * were given may have duplicates that keep it registered, so those are
-   * removed explicitly (an event must never name a freed connection) */
-  if (s->r_registered && (keep || !s->owned))
+  /* Removed from the epoll set before close(): close() removes it only when
+   * no other fd names the same socket, and one may: an fd we were given,
+   * or any socket of ours while the host process forks (a child spawned by
+   * the runtime holds a copy of every fd until its exec). An event must
+   * never name a freed connection. */
+  if (s->r_registered)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rfd, NULL);
   if (s->w_registered && s->wfd != s->rfd)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->wfd, NULL);

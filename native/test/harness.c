@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1004,6 +1005,66 @@ static void t_listener_dup(void) {
   }
   CHECK(rk_listener_dup(RK_EBADHANDLE, lid) == RK_EBADHANDLE, "bad handle");
   CHECK_RC(rk_listener_close(h, lid), "rk_listener_close");
+  engine_wait_idle(h);
+  engine_end(&pump);
+  server_stop(&echo);
+}
+
+/* A child forked by the host process holds a copy of every fd until it
+ * execs or exits, so the worker's close() of a connection's socket does not
+ * take it out of the epoll set: the bytes and FIN that reach a freed
+ * connection's sockets afterwards must find no registration naming it
+ * (under ASan, a use-after-free otherwise). */
+static void t_fork_holds_fds(void) {
+  enum { N = 16 };
+  int bport = 0;
+  int bl = listen_tcp(&bport); /* the backend: this thread, by hand */
+  server_t echo;
+  server_start(&echo, echo_fn);
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t o = {.events = RK_EVMASK_ALL, .idle_timeout_ms = 100};
+  int32_t lid = listen_to(h, bport, &o);
+  int port = rk_listener_port(h, lid);
+  int c[N], b[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = connect_tcp(port);
+    write_all(c[i], "hello", 5);
+    b[i] = accept4(bl, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(b[i] >= 0, "accept: %s", strerror(errno));
+    set_timeouts(b[i]);
+    uint8_t got[5];
+    read_exact(b[i], got, 5);
+  }
+  pid_t child = fork();
+  CHECK(child >= 0, "fork: %s", strerror(errno));
+  if (child == 0) { /* holds the copies, as a spawn does until its exec */
+    struct timespec ts = {0, 600 * 1000000L};
+    nanosleep(&ts, NULL);
+    _exit(0);
+  }
+  /* idle: the worker ends each connection and closes both its sockets,
+   * which the child keeps alive (no FIN goes out) */
+  engine_wait_idle(h);
+  sleep_ms(50); /* freed by now */
+  for (int i = 0; i < N; i++) { /* bytes and a FIN to the freed ones */
+    write_all(b[i], "late", 4);
+    write_all(c[i], "late", 4);
+    close(b[i]);
+    close(c[i]);
+  }
+  sleep_ms(200);
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+  close(bl);
+  /* the engine still works */
+  int32_t lid2 = listen_to(h, echo.port, NULL);
+  int d = connect_tcp(rk_listener_port(h, lid2));
+  write_all(d, "again", 5);
+  uint8_t got[5];
+  read_exact(d, got, 5);
+  CHECK(memcmp(got, "again", 5) == 0, "echo after the child");
+  close(d);
   engine_wait_idle(h);
   engine_end(&pump);
   server_stop(&echo);
@@ -4172,6 +4233,9 @@ static const test_t tests[] = {
     TEST("rk_listener_dup: an adopting listener serves the clients queued "
          "when the old one closed",
          t_listener_dup),
+    TEST("a forked child holding copies of the fds: no event reaches a freed "
+         "connection",
+         t_fork_holds_fds),
     TEST("relay ends an idle connection after the idle timeout",
          t_relay_idle_timeout),
     TEST("rk_conn_close from another thread while data flows",

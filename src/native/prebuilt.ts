@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "5a875dc77bcc92a4159415676f6bb14032aa0e3abd3727a6d9547633bba53a3c",
+    "sha256": "63e0cfa5e7e035cb4124580da322424a752c80edf5171add23d2268db36609d7",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "6d409f1461171c80c73d307290c567c1b8a64d468b14af8c3d5f5795f7447c46",
+      "sha256": "d3460d607c86e29153bb42315b4795dd213d5641e6bf3f18e3279cd835ad9af4",
       "size": 146040,
     },
     "linux-arm64-glibc": {
-      "sha256": "7efbc9a9773b851bf94da8896aba9c2bcbabb924e75c1e2e53d3ffa2b945c9be",
+      "sha256": "05360cb1f827b5aa05514002c31e6108a18dc12bd96a6229fbb1962e36d8405d",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "7bd3da8e1c20dafdd23240c315acfd94f6d24ac29c39edd777b77d551a2c78e1",
+      "sha256": "88148af52269448a9b678cb5fdcca09ba8783affacb03c64b5bc57d707eed0e2",
       "size": 141712,
     },
     "linux-arm64-musl": {
-      "sha256": "4f3296463328efb8411d6ea7a571ee1d48a1631ca110477356b11c9a315aed5b",
+      "sha256": "c88b1699a3052467e0cee277c81cef004da10e3be4bbbebb01b46b356f0497df",
       "size": 198992,
     },
   },
