@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "./_test.ts";
-import { type DataHooks, relay, TcpProxy } from "../mod.ts";
+import { type DataHook, type DataHooks, relay, TcpProxy } from "../mod.ts";
+import { callHook } from "../src/forward/hooks.ts";
 import type { ConnectionEnd } from "../src/forward/types.ts";
 import { concatBytes } from "../src/bytes.ts";
 import { closeFd, connectFd, openSocketPair, readFd, shutdownWriteFd, writeFd } from "../mod.ts";
@@ -39,6 +40,36 @@ function readN(s: import("node:net").Socket, n: number): Promise<string> {
     s.on("data", on);
   });
 }
+
+describe("callHook", () => {
+  const ctx = { id: 7, direction: "aToB", remote: undefined, stats: () => undefined } as const;
+  const chunk = enc.encode("abc");
+
+  test("a synchronous hook's bytes come back at once, not in a promise", () => {
+    assert.equal(callHook(() => {}, chunk, ctx), chunk);
+    const out = callHook(() => enc.encode("xyz"), chunk, ctx, 1000);
+    assert.ok(out instanceof Uint8Array);
+    assert.equal(dec.decode(out), "xyz");
+  });
+
+  test("an async hook settles in a promise; a failure is a rejected promise with RK_EHOOK, never a throw", async () => {
+    const later = callHook(() => Promise.resolve(enc.encode("later")), chunk, ctx);
+    assert.ok(later instanceof Promise);
+    assert.equal(dec.decode(await later), "later");
+    const cases: DataHook[] = [
+      () => {
+        throw new Error("boom");
+      },
+      () => "not bytes" as never,
+      () => Promise.reject(new Error("late boom")),
+    ];
+    for (const hook of cases) {
+      const out = callHook(hook, chunk, ctx);
+      assert.ok(out instanceof Promise);
+      await assert.rejects(out, (e: unknown) => (e as { code?: string }).code === "RK_EHOOK");
+    }
+  });
+});
 
 for (const engine of ENGINES) {
   describe(`${engine} engine: data hooks`, () => {
@@ -106,6 +137,30 @@ for (const engine of ENGINES) {
         c.destroy();
         assert.equal(ends[0]!.aToB.read, size);
         assert.equal(ends[0]!.aToB.written, expected.length, "counters tell read from written");
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    });
+
+    test("a hook that changes its chunk in place and returns nothing: the target gets the changed bytes", async () => {
+      let got!: Promise<{ bytes: number; sha256: string }>;
+      const backend = await server((s) => got = receiveAll(s));
+      const { p } = await proxy(backend.port, {
+        aToB: (chunk) => {
+          for (let i = 0; i < chunk.length; i++) if (chunk[i] === 0x78) chunk[i] = 0x79; // x -> y
+        },
+      });
+      try {
+        const c = await connect(p.port);
+        const text = "axbxcx".repeat(100_000);
+        c.end(text);
+        await waitFor(() => got !== undefined, 5000, "backend connection");
+        const atServer = await got;
+        const changed = enc.encode(text.replaceAll("x", "y"));
+        assert.equal(atServer.bytes, changed.length);
+        assert.equal(atServer.sha256, createHash("sha256").update(changed).digest("hex"));
+        c.destroy();
       } finally {
         await p.abort();
         await backend.close();

@@ -122,11 +122,28 @@ export function runHook(
   ctx: HookContext,
   timeout = 0,
 ): Promise<Uint8Array> {
-  const name = `Hook ${ctx.direction} of connection ${ctx.id}`;
+  const out = callHook(hook, chunk, ctx, timeout);
+  return out instanceof Promise ? out : Promise.resolve(out);
+}
+
+/**
+ * {@linkcode runHook}, but the bytes to send come back at once (not in a
+ * promise) when the hook returned them without a promise: a synchronous
+ * hook costs no promise and no turn of the microtask queue per chunk. A
+ * failure, even a synchronous one, is always a rejected promise. Never
+ * throws.
+ */
+export function callHook(
+  hook: DataHook,
+  chunk: Uint8Array,
+  ctx: HookContext,
+  timeout = 0,
+): Uint8Array | Promise<Uint8Array> {
+  const name = () => `Hook ${ctx.direction} of connection ${ctx.id}`;
   const fail = (err: unknown) =>
     Promise.reject(
       err instanceof RelaykitError && err.code === "RK_EHOOK" ? err : new RelaykitError(
-        `${name} failed: ${err instanceof Error ? err.message : describeValue(err)}`,
+        `${name()} failed: ${err instanceof Error ? err.message : describeValue(err)}`,
         "RK_EHOOK",
         { cause: err, connectionId: ctx.id },
       ),
@@ -136,7 +153,7 @@ export function runHook(
     const bytes = plainBytes(out);
     if (bytes === undefined) {
       throw new RelaykitError(
-        `${name} returned ${describeValue(out)}; expected ${HOOK_EXPECTED}`,
+        `${name()} returned ${describeValue(out)}; expected ${HOOK_EXPECTED}`,
         "RK_EHOOK",
         { connectionId: ctx.id },
       );
@@ -145,7 +162,7 @@ export function runHook(
   };
   try {
     const out: unknown = hook(chunk, ctx);
-    if (!isThenable(out)) return Promise.resolve(check(out));
+    if (!isThenable(out)) return check(out);
     const settled = Promise.resolve(out).then(check);
     if (timeout <= 0) return settled.catch(fail);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -153,7 +170,7 @@ export function runHook(
       timer = setTimeout(
         () =>
           reject(
-            new RelaykitError(`${name} did not settle within ${timeout} ms`, "RK_EHOOK", {
+            new RelaykitError(`${name()} did not settle within ${timeout} ms`, "RK_EHOOK", {
               connectionId: ctx.id,
             }),
           ),

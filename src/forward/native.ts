@@ -14,7 +14,7 @@ import { X509Certificate } from "node:crypto";
 import { errorFor, RelaykitError } from "../errors.ts";
 import { certificateReason } from "../runtime/tls_verify.ts";
 import { TlsBridge } from "./tls_bridge.ts";
-import { type DataHook, type DataHooks, type HookContext, runHook } from "./hooks.ts";
+import { callHook, type DataHook, type DataHooks, type HookContext } from "./hooks.ts";
 import {
   ArraySnapshot,
   connectFailure,
@@ -128,19 +128,14 @@ function runQueue(
   failed: (err: RelaykitError) => void,
 ): void {
   const calls = callsOf(engine);
-  const next = q.batches.shift();
-  if (next === undefined) {
-    q.running = false;
-    queues.delete(key);
-    return;
-  }
-  q.running = true;
-  const { token, chunk } = next;
-  if (q.dead) {
-    calls.hookReturn(token, EMPTY);
-    runQueue(engine, queues, key, q, hook, failed);
-    return;
-  }
+  // a hook that transferred the lent buffer fails whatever it returned:
+  // the engine's memory may live on in JavaScript
+  const transferred = () =>
+    new RelaykitError(
+      `Hook ${q.ctx.direction} of connection ${q.ctx.id} failed: it transferred its chunk's buffer (keep chunk.slice() instead)`,
+      "RK_EHOOK",
+      { connectionId: q.ctx.id },
+    );
   const fail = (err: RelaykitError) => {
     q.dead = true;
     try {
@@ -150,22 +145,38 @@ function runQueue(
       runQueue(engine, queues, key, q, hook, failed); // releases the rest
     }
   };
-  // a hook that transferred the lent buffer fails whatever it returned:
-  // the engine's memory may live on in JavaScript
-  const transferred = () =>
-    new RelaykitError(
-      `Hook ${q.ctx.direction} of connection ${q.ctx.id} failed: it transferred its chunk's buffer (keep chunk.slice() instead)`,
-      "RK_EHOOK",
-      { connectionId: q.ctx.id },
-    );
-  runHook(hook, chunk, q.ctx).then((out) => {
-    const r = calls.hookReturn(token, out);
-    if (r === "kept") return fail(transferred());
-    if (r === "ended") q.dead = true;
-    runQueue(engine, queues, key, q, hook, failed);
-  }, (err: RelaykitError) => {
-    fail(calls.hookReturn(token, EMPTY) === "kept" ? transferred() : err);
-  });
+  // batches whose hook returns at once go back in this loop: no promise,
+  // no turn of the microtask queue per batch
+  for (;;) {
+    const next = q.batches.shift();
+    if (next === undefined) {
+      q.running = false;
+      queues.delete(key);
+      return;
+    }
+    q.running = true;
+    const { token, chunk } = next;
+    if (q.dead) {
+      calls.hookReturn(token, EMPTY);
+      continue;
+    }
+    const out = callHook(hook, chunk, q.ctx);
+    if (!(out instanceof Promise)) {
+      const r = calls.hookReturn(token, out);
+      if (r === "kept") return fail(transferred());
+      if (r === "ended") q.dead = true;
+      continue;
+    }
+    out.then((out) => {
+      const r = calls.hookReturn(token, out);
+      if (r === "kept") return fail(transferred());
+      if (r === "ended") q.dead = true;
+      runQueue(engine, queues, key, q, hook, failed);
+    }, (err: RelaykitError) => {
+      fail(calls.hookReturn(token, EMPTY) === "kept" ? transferred() : err);
+    });
+    return;
+  }
 }
 
 /** Close connection `id` gracefully (flush, FIN) or by aborting (RST). */

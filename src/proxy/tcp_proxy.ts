@@ -21,7 +21,7 @@ import type {
 } from "../forward/types.ts";
 import { readFileSync } from "node:fs";
 import type { NativeEngine } from "../native/engine.ts";
-import { type DataHook, type DataHooks, type HookContext, runHook } from "../forward/hooks.ts";
+import { callHook, type DataHook, type DataHooks, type HookContext } from "../forward/hooks.ts";
 import { Backend, type BackendOptions, type Server } from "./balance.ts";
 import type { AcceptProxyOptions } from "./accept_proxy.ts";
 import {
@@ -236,10 +236,10 @@ function boundHooks(
   const wrap = (hook: DataHook | undefined): DataHook | undefined => {
     if (hook === undefined) return undefined;
     if (sessions === undefined) {
-      return timeout === 0 ? hook : (chunk, ctx) => runHook(hook, chunk, ctx, timeout);
+      return timeout === 0 ? hook : (chunk, ctx) => callHook(hook, chunk, ctx, timeout);
     }
     return (chunk, ctx) =>
-      runHook(
+      callHook(
         hook,
         chunk,
         Object.create(ctx, { original: { value: sessions.original(ctx.id) } }) as HookContext,
