@@ -217,9 +217,12 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
         readFileSync(run.accessLog, "utf8").split("\n").find((l) => l.includes('"health"'))!,
       );
       assert.deepEqual([ev.action, ev.target, ev.reason], ["down", "app/dead", "ECONNREFUSED"]);
-      assert.match(
-        run.cli.output.out + run.cli.output.err,
-        /server "dead" is down \(ECONNREFUSED\)/,
+      // the log line comes through a pipe: maybe after the access log's write
+      await waitFor(
+        () =>
+          /server "dead" is down \(ECONNREFUSED\)/.test(run.cli.output.out + run.cli.output.err),
+        5_000,
+        "the log line",
       );
       const dead = (await run.get("/api/v1/servers")).body[1];
       assert.deepEqual([dead.state, dead.up, dead.health.ok, dead.health.reason], [
@@ -350,9 +353,13 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           ["server-weight", "app/b", 0, "admin"],
           ["close-connection", `web#${mine.id}`, undefined, "admin"],
         ]);
-        assert.match(
-          run.cli.output.out + run.cli.output.err,
-          /admin: server "app\/a": state drain \(by "admin" from 127\.0\.0\.1:\d+\)/,
+        await waitFor(
+          () =>
+            /admin: server "app\/a": state drain \(by "admin" from 127\.0\.0\.1:\d+\)/.test(
+              run.cli.output.out + run.cli.output.err,
+            ),
+          5_000,
+          "the log line",
         );
       } finally {
         for (const s of held) s.destroy();
@@ -594,14 +601,17 @@ admin: { port: ${adminPort}, token: ${TOKEN} }
           "drain",
           "kept across reload",
         );
-        assert.match(
-          run.cli.output.out + run.cli.output.err,
-          /relaykit\[0\]: admin: server "app\/a": state drain \(by "admin"/,
-        );
-        assert.match(
-          run.cli.output.out + run.cli.output.err,
-          /relaykit\[1\]: admin: server "app\/a": state drain \(by "admin"/,
-        );
+        // each worker's line comes through its pipe and the supervisor's
+        for (const w of [0, 1]) {
+          const line = new RegExp(
+            `relaykit\\[${w}\\]: admin: server "app/a": state drain \\(by "admin"`,
+          );
+          await waitFor(
+            () => line.test(run.cli.output.out + run.cli.output.err),
+            5_000,
+            `worker ${w}'s line`,
+          );
+        }
       } finally {
         for (const s of held) s.destroy();
         await stopChild(run.cli.child);
