@@ -366,7 +366,12 @@ test("--workers: a worker stops by itself once its supervisor is killed", async 
     assert.equal(pids().length, 2);
     cli.child.kill("SIGKILL");
     await waitFor(() => pids().every((p) => !alive(p)), 5_000, "workers gone");
-    assert.match(cli.output.err, /the supervisor \(pid \d+\) is gone: stopping/);
+    // written by a worker before it exits, read from the pipe after
+    await waitFor(
+      () => /the supervisor \(pid \d+\) is gone: stopping/.test(cli.output.err),
+      5_000,
+      "the workers' line",
+    );
   } finally {
     for (const p of pids()) {
       try {
