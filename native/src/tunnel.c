@@ -51,10 +51,10 @@
  * records and their overhead), and what is left once the write queue is
  * empty goes at once: fewer, larger writes on the link. */
 #define RK__TUN_TLS_WBUF (128 * 1024 + 8 * 64)
-/* On a TLS link a DATA frame is at most one record's plaintext (16384
- * bytes with its header), so a burst of frames fills whole records and no
- * short record carries a frame's tail. */
-#define RK__TUN_TLS_PAY (16384 - RK__TUN_HDR)
+/* On a TLS link a DATA frame is at most one record's plaintext with its
+ * header (RK__TLS_BULK_RECORD), so a burst of frames fills whole records
+ * and no short record carries a frame's tail. */
+#define RK__TUN_TLS_PAY (RK__TLS_BULK_RECORD - RK__TUN_HDR)
 /* Link bytes gathered before they are parsed: a TLS read returns one
  * record, and DATA for a stream goes to its socket in one write per parse
  * (fewer writes, fewer wakeups of its reader). */
