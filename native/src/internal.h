@@ -589,17 +589,12 @@ int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
 /* t is a long-lived bulk side (a tunnel link): it keeps its record buffers
  * between reads and writes (no malloc and free per burst; a side that may
- * sit idle releases them, the default), reads through a buffer of many
- * records filled with one read(2), and writes full records of
- * RK__TLS_BULK_RECORD bytes. Before its first read. (Not for a side that
- * counts on rk__tls_pending: bytes in that buffer are not pending.) */
+ * sit idle releases them, the default) and reads through a buffer of many
+ * records filled with one read(2). Before its first read. (Not for a side
+ * that counts on rk__tls_pending: bytes in that buffer are not pending.) */
 void rk__tls_bulk(rk__tls *t);
-/* The plaintext of a bulk side's full records (rk__tls_bulk): with TLS
- * 1.3's 22 bytes of header, type and tag a record is 16400 bytes on the
- * wire, a multiple of 8, so the peer's records stay aligned in its
- * read-ahead buffer (OpenSSL moves the rest of that buffer for each record
- * that is not). */
-#define RK__TLS_BULK_RECORD 16378
+/* The plaintext of a full TLS record (what one SSL_write puts in each). */
+#define RK__TLS_RECORD 16384
 /* Gather t's records in a buffer of size bytes, written to the socket when
  * full or on rk__tls_flush (a bulk side: one write(2) for several records
  * instead of one each). Then the caller must rk__tls_flush once it has no

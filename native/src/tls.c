@@ -75,7 +75,6 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
 #define RK__BIO_C_SET_BUFF_SIZE 117
 #define RK__BIO_FLAGS_SHOULD_RETRY 0x08
 #define RK__SSL_CTRL_SET_READ_AHEAD 41
-#define RK__SSL_CTRL_SET_MAX_SEND_FRAGMENT 52
 #define RK__SSL_CTRL_SET_TLSEXT_HOSTNAME 55
 #define RK__SSL_CTRL_SET_MIN_PROTO_VERSION 123
 #define RK__SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
@@ -661,8 +660,6 @@ int rk__tls_pending(const rk__tls *t) { return S.SSL_has_pending(t->ssl); }
 
 void rk__tls_bulk(rk__tls *t) {
   S.SSL_ctrl(t->ssl, RK__SSL_CTRL_CLEAR_MODE, RK__SSL_MODE_RELEASE_BUFFERS,
-             NULL);
-  S.SSL_ctrl(t->ssl, RK__SSL_CTRL_SET_MAX_SEND_FRAGMENT, RK__TLS_BULK_RECORD,
              NULL);
   BIO *sock = S.SSL_get_rbio(t->ssl);
   BIO *buf = S.BIO_new(S.BIO_f_buffer());

@@ -52,9 +52,9 @@
  * empty goes at once: fewer, larger writes on the link. */
 #define RK__TUN_TLS_WBUF (128 * 1024 + 8 * 64)
 /* On a TLS link a DATA frame is at most one record's plaintext with its
- * header (RK__TLS_BULK_RECORD), so a burst of frames fills whole records
- * and no short record carries a frame's tail. */
-#define RK__TUN_TLS_PAY (RK__TLS_BULK_RECORD - RK__TUN_HDR)
+ * header, so a burst of frames fills whole records and no short record
+ * carries a frame's tail. */
+#define RK__TUN_TLS_PAY (RK__TLS_RECORD - RK__TUN_HDR)
 /* Link bytes gathered before they are parsed: a TLS read returns one
  * record, and DATA for a stream goes to its socket in one write per parse
  * (fewer writes, fewer wakeups of its reader). */
@@ -870,7 +870,9 @@ static void rk__parse(rk__tun *t) {
   }
 }
 
-static void rk__link_flush(rk__tun *t) {
+/* Write the queue to the link. more: more is about to be queued (the
+ * records a TLS link gathered wait for it, and a graceful close too). */
+static void rk__link_flush(rk__tun *t, int more) {
   while (!t->dead && t->out_len > 0 && t->can_write) {
     ssize_t n;
     RK__RETRY(n, t->tp.send(t->tp.ctx, t->fd, t->out + t->out_off, t->out_len));
@@ -889,6 +891,8 @@ static void rk__link_flush(rk__tun *t) {
   if (t->out_len == 0)
     t->out_off = 0;
   if (t->dead)
+    return;
+  if (more)
     return;
   if (t->tls != NULL && t->tls_up && t->can_write && t->out_len == 0) {
     /* the records gathered go out now (rk__tls_batch_writes) */
@@ -1063,14 +1067,18 @@ static int rk__tun_tls_step(rk__tun *t) {
 static void rk__tun_run(rk__tun *t) {
   if (!rk__tun_tls_step(t))
     return;
-  rk__link_flush(t);
+  rk__link_flush(t, 1);
   if (t->dead)
     return;
   rk__link_read(t);
   for (;;) {
-    rk__link_flush(t);
-    if (t->dead || t->qhead == NULL || t->out_len >= RK__TUN_LINK_HIGH)
+    int more = !t->dead && t->qhead != NULL;
+    rk__link_flush(t, more);
+    if (t->dead || t->qhead == NULL || t->out_len >= RK__TUN_LINK_HIGH) {
+      if (more)
+        rk__link_flush(t, 0);
       return;
+    }
     rk__uncongest(t);
   }
 }
