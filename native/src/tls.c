@@ -25,7 +25,10 @@
  *   not verify end that one connection with RK_ETLS (RK_ECERT_UNTRUSTED).
  * - kTLS is not used: OpenSSL would need it per socket and the kernel's
  *   "tls" ULP, which this code does not count on; the bulk is SSL_read and
- *   SSL_write through the worker's 16 KiB buffers.
+ *   SSL_write through the worker's buffers. A relay's side reads ahead
+ *   with OpenSSL's own buffer; a tunnel link (rk__tls_bulk) reads through a
+ *   buffer BIO below OpenSSL and writes through another (one read(2) and
+ *   one write(2) for many records).
  */
 #include "internal.h"
 
