@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "63e0cfa5e7e035cb4124580da322424a752c80edf5171add23d2268db36609d7",
+    "sha256": "e4c8e01a3b5c3a22136a5ea718c21cfc2def655507f439115ebae39606c74a5f",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "d3460d607c86e29153bb42315b4795dd213d5641e6bf3f18e3279cd835ad9af4",
-      "size": 146040,
+      "sha256": "00cc83de9fb3879541b1c3c1111174131ab665b600443adb5b3aedef0ee0f781",
+      "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "05360cb1f827b5aa05514002c31e6108a18dc12bd96a6229fbb1962e36d8405d",
+      "sha256": "6c7fd7298b3e0c84b3cf38e5c20a9791ed6e047aa948a2a3b56663f58cd25d52",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "88148af52269448a9b678cb5fdcca09ba8783affacb03c64b5bc57d707eed0e2",
-      "size": 141712,
+      "sha256": "5cfea26def802d21387ba4fe06cd6e4dd8c36739d58d671cf0ddbc6a8d729952",
+      "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "c88b1699a3052467e0cee277c81cef004da10e3be4bbbebb01b46b356f0497df",
+      "sha256": "598a4caff3077b9637923ca7687a596cea609539e409a828fbd9177f8a094570",
       "size": 198992,
     },
   },
