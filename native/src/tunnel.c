@@ -954,6 +954,8 @@ static void rk__link_read(rk__tun *t) {
             room - (size_t)n < RK__TUN_HDR + RK__TUN_MAXPAY) {
           fresh = 0;
           rk__parse(t);
+          if (t->out_len > 0 && !t->dead) /* credit back before more reads */
+            rk__link_flush(t, 0);
         }
         continue;
       }
