@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "e4c8e01a3b5c3a22136a5ea718c21cfc2def655507f439115ebae39606c74a5f",
+    "sha256": "d0c8412c42ad6fddf868e04b62d2907196130a68186ef9cff3cc83dcd0130cbf",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "00cc83de9fb3879541b1c3c1111174131ab665b600443adb5b3aedef0ee0f781",
+      "sha256": "feb8de64d350bc8e87161973e7378ef15828fb7d414611386ae399e63b2e7911",
       "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "6c7fd7298b3e0c84b3cf38e5c20a9791ed6e047aa948a2a3b56663f58cd25d52",
+      "sha256": "48dcd9eca297bd3b4579baa89cb1b2b24747ec6612749ea354941cc370720c02",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "5cfea26def802d21387ba4fe06cd6e4dd8c36739d58d671cf0ddbc6a8d729952",
+      "sha256": "0b9b615fde5eff79d43195eb41ff3484ed3a107e4beb74deb173604e1329277a",
       "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "598a4caff3077b9637923ca7687a596cea609539e409a828fbd9177f8a094570",
+      "sha256": "a33da0b60a2504d8a8765afaf5e8b6b3a77af4bdcf4df0972dd217625e20b4ad",
       "size": 198992,
     },
   },
