@@ -589,9 +589,12 @@ int rk__tls_shutdown(rk__tls *t, uint32_t *want);
 int rk__tls_pending(const rk__tls *t);
 /* t is a long-lived bulk side (a tunnel link): it keeps its record buffers
  * between reads and writes (no malloc and free per burst; a side that may
- * sit idle releases them, the default) and reads up to eight records with
- * one read(2) (four by default). Before its first read. */
+ * sit idle releases them, the default) and reads through a buffer of many
+ * records filled with one read(2). Before its first read. (Not for a side
+ * that counts on rk__tls_pending: bytes in that buffer are not pending.) */
 void rk__tls_bulk(rk__tls *t);
+/* The plaintext of a full TLS record (what one SSL_write puts in each). */
+#define RK__TLS_RECORD 16384
 /* Gather t's records in a buffer of size bytes, written to the socket when
  * full or on rk__tls_flush (a bulk side: one write(2) for several records
  * instead of one each). Then the caller must rk__tls_flush once it has no

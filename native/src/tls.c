@@ -25,7 +25,10 @@
  *   not verify end that one connection with RK_ETLS (RK_ECERT_UNTRUSTED).
  * - kTLS is not used: OpenSSL would need it per socket and the kernel's
  *   "tls" ULP, which this code does not count on; the bulk is SSL_read and
- *   SSL_write through the worker's 16 KiB buffers.
+ *   SSL_write through the worker's buffers. A relay's side reads ahead
+ *   with OpenSSL's own buffer; a tunnel link (rk__tls_bulk) reads through a
+ *   buffer BIO below OpenSSL and writes through another (one read(2) and
+ *   one write(2) for many records).
  */
 #include "internal.h"
 
@@ -113,6 +116,8 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(void, SSL_set_default_read_buffer_len, (SSL *, size_t))                  \
   XX(BIO *, SSL_get_wbio, (const SSL *))                                      \
   XX(void, SSL_set0_wbio, (SSL *, BIO *))                                     \
+  XX(BIO *, SSL_get_rbio, (const SSL *))                                      \
+  XX(void, SSL_set0_rbio, (SSL *, BIO *))                                     \
   XX(void, SSL_set_accept_state, (SSL *))                                     \
   XX(void, SSL_set_connect_state, (SSL *))                                    \
   XX(int, SSL_read, (SSL *, void *, int))                                     \
@@ -649,10 +654,36 @@ int rk__tls_shutdown(rk__tls *t, uint32_t *want) {
 
 int rk__tls_pending(const rk__tls *t) { return S.SSL_has_pending(t->ssl); }
 
+/* A bulk side's reads: records come whole from a buffer below OpenSSL,
+ * filled with one read(2) of this size. (With OpenSSL's own read-ahead,
+ * OpenSSL 3.0 moves what is left of its buffer to the front before each
+ * record: with k records per read that copies each byte (k - 1) / 2 times.
+ * The buffer copies each byte once.) */
+#define RK__TLS_BULK_RBUF (256 * 1024)
+
 void rk__tls_bulk(rk__tls *t) {
   S.SSL_ctrl(t->ssl, RK__SSL_CTRL_CLEAR_MODE, RK__SSL_MODE_RELEASE_BUFFERS,
              NULL);
-  S.SSL_set_default_read_buffer_len(t->ssl, 2 * RK__TLS_READ_BUF);
+  BIO *sock = S.SSL_get_rbio(t->ssl);
+  BIO *buf = S.BIO_new(S.BIO_f_buffer());
+  int which = 0; /* the read buffer's size (BIO_set_read_buffer_size) */
+  if (sock == NULL || buf == NULL ||
+      S.BIO_ctrl(buf, RK__BIO_C_SET_BUFF_SIZE, RK__TLS_BULK_RBUF, &which) !=
+          1) {
+    if (buf != NULL)
+      S.BIO_free(buf);
+    S.ERR_clear_error();
+    /* reads stay OpenSSL's, with read-ahead into a larger buffer */
+    S.SSL_set_default_read_buffer_len(t->ssl, 2 * RK__TLS_READ_BUF);
+    return;
+  }
+  S.BIO_up_ref(sock); /* the chain's reference; SSL_set0_rbio drops the one
+                         it held as the read side */
+  S.BIO_push(buf, sock);
+  S.SSL_set0_rbio(t->ssl, buf);
+  /* OpenSSL reads a record's header, then its body, from the buffer */
+  S.SSL_ctrl(t->ssl, RK__SSL_CTRL_SET_READ_AHEAD, 0, NULL);
+  S.SSL_set_default_read_buffer_len(t->ssl, 0);
 }
 
 int rk__tls_batch_writes(rk__tls *t, int size) {

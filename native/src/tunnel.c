@@ -51,6 +51,14 @@
  * records and their overhead), and what is left once the write queue is
  * empty goes at once: fewer, larger writes on the link. */
 #define RK__TUN_TLS_WBUF (128 * 1024 + 8 * 64)
+/* On a TLS link a DATA frame is at most one record's plaintext with its
+ * header, so a burst of frames fills whole records and no short record
+ * carries a frame's tail. */
+#define RK__TUN_TLS_PAY (RK__TLS_RECORD - RK__TUN_HDR)
+/* Link bytes gathered before they are parsed: a TLS read returns one
+ * record, and DATA for a stream goes to its socket in one write per parse
+ * (fewer writes, fewer wakeups of its reader). */
+#define RK__TUN_GATHER (64 * 1024)
 
 enum { RK__TK_LINK = 1, RK__TK_STREAM = 2 };
 enum {
@@ -109,6 +117,9 @@ typedef struct rk__tstream {
   int64_t start_mono;
   struct rk__tstream *hnext; /* bucket chain */
   struct rk__tstream *dnext; /* worker's dead list */
+  /* in the link's queue of streams with more to read (rk__uncongest) */
+  struct rk__tstream *qnext, *qprev;
+  int queued;
 } rk__tstream;
 
 struct rk__tun {
@@ -127,8 +138,10 @@ struct rk__tun {
   int tls_server, tls_up, tls_peeked;
   int rd_wants_out, wr_wants_in; /* a TLS read waits for EPOLLOUT, a write
                                     for EPOLLIN */
-  int attached, server, closing, dead, freed, congested, can_read, can_write;
-  int rr; /* the bucket rk__uncongest served last */
+  int attached, server, closing, dead, freed, can_read, can_write;
+  /* streams stopped by a full link or at the end of their turn, with more
+   * to read: served in turn by rk__uncongest (first in, first out) */
+  rk__tstream *qhead, *qtail;
   /* DATA being gathered for one stream's socket (rk__ts_deliver) */
   rk__tstream *pend_s;
   struct iovec pend_iov[RK__TUN_WRITEV];
@@ -315,6 +328,35 @@ static int rk__reg_fd(rk__worker *w, int fd, void *p) {
   return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
 }
 
+/* Queue a stream with more to read for its next turn (once). */
+static void rk__q_add(rk__tun *t, rk__tstream *s) {
+  if (s->queued)
+    return;
+  s->queued = 1;
+  s->qnext = NULL;
+  s->qprev = t->qtail;
+  if (t->qtail != NULL)
+    t->qtail->qnext = s;
+  else
+    t->qhead = s;
+  t->qtail = s;
+}
+
+static void rk__q_del(rk__tun *t, rk__tstream *s) {
+  if (!s->queued)
+    return;
+  s->queued = 0;
+  if (s->qprev != NULL)
+    s->qprev->qnext = s->qnext;
+  else
+    t->qhead = s->qnext;
+  if (s->qnext != NULL)
+    s->qnext->qprev = s->qprev;
+  else
+    t->qtail = s->qprev;
+  s->qnext = s->qprev = NULL;
+}
+
 static void rk__abort_fd(int fd) {
   struct linger lg = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -347,6 +389,7 @@ static void rk__ts_free(rk__tstream *s, int rst) {
   s->ended = 1;
   rk__tun *t = s->t;
   rk__ts_del(t, s);
+  rk__q_del(t, s);
   if (s->fd >= 0) {
     if (rst)
       rk__abort_fd(s->fd);
@@ -546,15 +589,16 @@ static void rk__ts_pump_out(rk__tstream *s) {
   while (!s->ended && s->fd >= 0 && s->can_read && !s->eof && s->credit > 0 &&
          !t->dead) {
     if (t->out_len >= RK__TUN_LINK_HIGH || budget-- == 0) {
-      t->congested = 1; /* more to read: rk__uncongest comes back */
+      rk__q_add(t, s); /* more to read: rk__uncongest comes back */
       return;
     }
     /* one readv fills up to RK__TUN_READ_FRAMES frames in place, a gap
      * left before each payload for its header */
-    uint32_t want = s->credit < RK__TUN_READ_FRAMES * RK__TUN_MAXPAY
+    uint32_t pay = t->tls != NULL ? RK__TUN_TLS_PAY : RK__TUN_MAXPAY;
+    uint32_t want = s->credit < RK__TUN_READ_FRAMES * pay
                         ? s->credit
-                        : RK__TUN_READ_FRAMES * RK__TUN_MAXPAY;
-    uint32_t nframes = (want + RK__TUN_MAXPAY - 1) / RK__TUN_MAXPAY;
+                        : RK__TUN_READ_FRAMES * pay;
+    uint32_t nframes = (want + pay - 1) / pay;
     if (!rk__out_room(t, nframes * RK__TUN_HDR + want)) {
       rk__link_fail(t, -ENOBUFS, 0);
       return;
@@ -563,8 +607,8 @@ static void rk__ts_pump_out(rk__tstream *s) {
     struct iovec iov[RK__TUN_READ_FRAMES];
     uint32_t left = want;
     for (uint32_t k = 0; k < nframes; k++) {
-      uint32_t part = left < RK__TUN_MAXPAY ? left : RK__TUN_MAXPAY;
-      iov[k].iov_base = base + k * (RK__TUN_HDR + RK__TUN_MAXPAY) + RK__TUN_HDR;
+      uint32_t part = left < pay ? left : pay;
+      iov[k].iov_base = base + k * (RK__TUN_HDR + pay) + RK__TUN_HDR;
       iov[k].iov_len = part;
       left -= part;
     }
@@ -575,8 +619,7 @@ static void rk__ts_pump_out(rk__tstream *s) {
       for (uint32_t k = 0; k < nframes && got > 0; k++) {
         uint32_t part = got < iov[k].iov_len ? (uint32_t)got
                                                : (uint32_t)iov[k].iov_len;
-        rk__hdr(base + k * (RK__TUN_HDR + RK__TUN_MAXPAY), FT_DATA, s->sid,
-                part);
+        rk__hdr(base + k * (RK__TUN_HDR + pay), FT_DATA, s->sid, part);
         t->out_len += RK__TUN_HDR + part;
         got -= part;
       }
@@ -827,7 +870,9 @@ static void rk__parse(rk__tun *t) {
   }
 }
 
-static void rk__link_flush(rk__tun *t) {
+/* Write the queue to the link. more: more is about to be queued (the
+ * records a TLS link gathered wait for it, and a graceful close too). */
+static void rk__link_flush(rk__tun *t, int more) {
   while (!t->dead && t->out_len > 0 && t->can_write) {
     ssize_t n;
     RK__RETRY(n, t->tp.send(t->tp.ctx, t->fd, t->out + t->out_off, t->out_len));
@@ -846,6 +891,8 @@ static void rk__link_flush(rk__tun *t) {
   if (t->out_len == 0)
     t->out_off = 0;
   if (t->dead)
+    return;
+  if (more)
     return;
   if (t->tls != NULL && t->tls_up && t->can_write && t->out_len == 0) {
     /* the records gathered go out now (rk__tls_batch_writes) */
@@ -880,13 +927,14 @@ static void rk__link_flush(rk__tun *t) {
 }
 
 static void rk__link_read(rk__tun *t) {
+  uint32_t fresh = 0; /* bytes read and not parsed yet (attached) */
   while (!t->dead && t->can_read && !t->closing) {
     if (t->attached) {
       pthread_mutex_lock(&t->lock);
       int paused = t->rx_paused;
       pthread_mutex_unlock(&t->lock);
       if (paused)
-        return;
+        return; /* (set only by a parse: nothing is left unparsed) */
       if (t->in_off + t->in_len >= RK__TUN_IN_CAP) {
         memmove(t->in, t->in + t->in_off, t->in_len);
         t->in_off = 0;
@@ -896,11 +944,28 @@ static void rk__link_read(rk__tun *t) {
       RK__RETRY(n, t->tp.recv(t->tp.ctx, t->fd, t->in + t->in_off + t->in_len,
                               room));
       if (n > 0) {
-        RK__STORE(&t->last_rx_real, rk__now_real());
+        if (fresh == 0) /* (once per batch: the clock is not free) */
+          RK__STORE(&t->last_rx_real, rk__now_real());
         RK__ADD(&t->link_in, (uint64_t)n);
         t->in_len += (uint32_t)n;
-        rk__parse(t);
+        fresh += (uint32_t)n;
+        /* parse once a batch is in, or when the buffer is nearly full */
+        if (fresh >= RK__TUN_GATHER ||
+            room - (size_t)n < RK__TUN_HDR + RK__TUN_MAXPAY) {
+          fresh = 0;
+          rk__parse(t);
+          if (t->out_len > 0 && !t->dead) /* credit back before more reads */
+            rk__link_flush(t, 0);
+        }
         continue;
+      }
+      if (fresh > 0) { /* what came before the end, error or wait first */
+        int e = errno;
+        fresh = 0;
+        rk__parse(t);
+        if (t->dead || t->closing)
+          return;
+        errno = e;
       }
       if (n == 0) {
         rk__link_fail(t, 0, t->in_len > 0);
@@ -944,26 +1009,13 @@ static void rk__link_read(rk__tun *t) {
   }
 }
 
-/* Streams stopped by a full link get their turn once it drained. */
+/* Streams stopped by a full link get their turn once it drained, in the
+ * order they stopped (one that reads its turn again goes to the end). */
 static void rk__uncongest(rk__tun *t) {
-  if (!t->congested || t->dead || t->out_len >= RK__TUN_LINK_HIGH)
-    return;
-  t->congested = 0;
-  /* round robin: from the bucket after the last one served */
-  for (int i = 0; i < RK__TUN_BUCKETS && !t->dead; i++) {
-    int b = (t->rr + 1 + i) % RK__TUN_BUCKETS;
-    rk__tstream *s = t->tbl[b];
-    while (s != NULL && !t->dead) {
-      rk__tstream *next = s->hnext;
-      if (s->can_read && s->credit > 0 && !s->eof && s->fd >= 0)
-        rk__ts_pump_out(s);
-      s = next;
-    }
-    if (t->out_len >= RK__TUN_LINK_HIGH) {
-      t->rr = b;
-      t->congested = 1;
-      return;
-    }
+  while (t->qhead != NULL && !t->dead && t->out_len < RK__TUN_LINK_HIGH) {
+    rk__tstream *s = t->qhead;
+    rk__q_del(t, s);
+    rk__ts_pump_out(s);
   }
 }
 
@@ -1017,14 +1069,18 @@ static int rk__tun_tls_step(rk__tun *t) {
 static void rk__tun_run(rk__tun *t) {
   if (!rk__tun_tls_step(t))
     return;
-  rk__link_flush(t);
+  rk__link_flush(t, 1);
   if (t->dead)
     return;
   rk__link_read(t);
   for (;;) {
-    rk__link_flush(t);
-    if (t->dead || !t->congested || t->out_len >= RK__TUN_LINK_HIGH)
+    int more = !t->dead && t->qhead != NULL;
+    rk__link_flush(t, more);
+    if (t->dead || t->qhead == NULL || t->out_len >= RK__TUN_LINK_HIGH) {
+      if (more)
+        rk__link_flush(t, 0);
       return;
+    }
     rk__uncongest(t);
   }
 }

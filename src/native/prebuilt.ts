@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "63e0cfa5e7e035cb4124580da322424a752c80edf5171add23d2268db36609d7",
+    "sha256": "d0c8412c42ad6fddf868e04b62d2907196130a68186ef9cff3cc83dcd0130cbf",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "d3460d607c86e29153bb42315b4795dd213d5641e6bf3f18e3279cd835ad9af4",
-      "size": 146040,
+      "sha256": "feb8de64d350bc8e87161973e7378ef15828fb7d414611386ae399e63b2e7911",
+      "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "05360cb1f827b5aa05514002c31e6108a18dc12bd96a6229fbb1962e36d8405d",
+      "sha256": "48dcd9eca297bd3b4579baa89cb1b2b24747ec6612749ea354941cc370720c02",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "88148af52269448a9b678cb5fdcca09ba8783affacb03c64b5bc57d707eed0e2",
-      "size": 141712,
+      "sha256": "0b9b615fde5eff79d43195eb41ff3484ed3a107e4beb74deb173604e1329277a",
+      "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "c88b1699a3052467e0cee277c81cef004da10e3be4bbbebb01b46b356f0497df",
+      "sha256": "a33da0b60a2504d8a8765afaf5e8b6b3a77af4bdcf4df0972dd217625e20b4ad",
       "size": 198992,
     },
   },
