@@ -242,19 +242,37 @@ function integer(v: unknown, what: string, max: number): number | undefined {
   return v;
 }
 
+/** Checked `remote` strings, frozen (a route names the same few again and again). */
+const parsed = new Map<string, Endpoint>();
+/** How many checked strings are kept; past it the cache starts over. */
+const PARSED_MAX = 1024;
+
 function endpoint(v: unknown): Endpoint {
   if (typeof v === "string") {
-    if (v.length > PATH_MAX + 5) {
-      bad(`remote is ${describeValue(v)}; expected at most ${PATH_MAX + 5} characters`);
-    }
-    let e: Endpoint;
-    try {
-      e = parseEndpoint(v, "remote");
-    } catch {
-      bad(`remote is ${describeValue(v)}; expected "host:port", "[v6]:port" or "unix:/path"`);
-    }
-    return "path" in e ? { path: path(e.path, "remote") } : { host: host(e.host), port: e.port };
+    const known = parsed.get(v);
+    if (known !== undefined) return known;
+    const e = Object.freeze(endpointOfString(v));
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(v, e);
+    return e;
   }
+  return endpointOfObject(v);
+}
+
+function endpointOfString(v: string): Endpoint {
+  if (v.length > PATH_MAX + 5) {
+    bad(`remote is ${describeValue(v)}; expected at most ${PATH_MAX + 5} characters`);
+  }
+  let e: Endpoint;
+  try {
+    e = parseEndpoint(v, "remote");
+  } catch {
+    bad(`remote is ${describeValue(v)}; expected "host:port", "[v6]:port" or "unix:/path"`);
+  }
+  return "path" in e ? { path: path(e.path, "remote") } : { host: host(e.host), port: e.port };
+}
+
+function endpointOfObject(v: unknown): Endpoint {
   if (typeof v !== "object" || v === null || plainBytes(v) !== undefined || Array.isArray(v)) {
     bad(
       `remote is ${

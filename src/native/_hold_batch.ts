@@ -58,13 +58,13 @@ export class HoldBatch {
     const at = this.#len, buf = this.#buf, view = this.#view;
     DECISION.encodeInto(view, at + HEAD, fields);
     let p = at + DECIDE_FIXED;
-    const hostLen = encoder.encodeInto(host, buf.subarray(p)).written;
+    const hostLen = utf8Into(host, buf, p);
     p += hostLen;
-    const bindLen = encoder.encodeInto(bind, buf.subarray(p)).written;
+    const bindLen = utf8Into(bind, buf, p);
     p += bindLen;
-    buf.set(toB, p);
+    if (toB.length > 0) buf.set(toB, p);
     p += toB.length;
-    buf.set(toA, p);
+    if (toA.length > 0) buf.set(toA, p);
     p += toA.length;
     const lens = at + HEAD + DECISION.size;
     view.setUint32(lens, hostLen, LITTLE);
@@ -111,6 +111,21 @@ export class HoldBatch {
     this.#buf = bigger;
     this.#view = new DataView(bigger.buffer);
   }
+}
+
+/**
+ * Write `s` as UTF-8 at `at` of `buf` (room for 3 bytes per code unit):
+ * the bytes written. An ASCII name (the usual host) is copied here, without
+ * the encoder's call and view.
+ */
+function utf8Into(s: string, buf: Uint8Array, at: number): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return encoder.encodeInto(s, buf.subarray(at)).written;
+    buf[at + i] = c;
+  }
+  return n;
 }
 
 /** A record's size: a multiple of 8. */

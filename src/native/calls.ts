@@ -68,6 +68,9 @@ function familyCode(f: FamilyPreference): number {
   return code;
 }
 
+/** The decision fields only a CONNECT sets. */
+const NOT_CONNECT = { port: 0, family: 0, connect_timeout_ms: 0, consume: 0, flags: 0 } as const;
+
 /** Host and port as C takes them: a Unix path has port -1. */
 function hostPort(e: Endpoint): [string, number] {
   return "path" in e ? [e.path, -1] : [e.host, e.port];
@@ -965,7 +968,6 @@ export class NativeCalls {
     const toA = d.toClient ?? EMPTY;
     let host = "", bind = "", toB = EMPTY;
     let fields: DecisionFields;
-    const none = { port: 0, family: 0, connect_timeout_ms: 0, consume: 0, flags: 0 };
     if (d.action === "connect") {
       let port;
       [host, port] = hostPort(d.target);
@@ -985,14 +987,14 @@ export class NativeCalls {
     } else if (d.action === "file") {
       host = d.path;
       fields = {
-        ...none,
+        ...NOT_CONNECT,
         action: DECIDE.FILE,
         idle_timeout_ms: -1,
         offset: d.offset ?? 0,
         length: d.length ?? -1,
       };
     } else {
-      fields = { ...none, action: DECIDE.CLOSE, idle_timeout_ms: -1, offset: 0, length: 0 };
+      fields = { ...NOT_CONNECT, action: DECIDE.CLOSE, idle_timeout_ms: -1, offset: 0, length: 0 };
     }
     if (d.action !== "file") {
       this.#batch.decide(id, fields, host, bind, toB, toA);

@@ -265,51 +265,81 @@ export class Session {
     this.#h.decide(this.#conn.id, d);
   }
 
-  /** Ask the route function about what the client sent after its header. */
-  async #route(u: HeldUpdate): Promise<void> {
+  /**
+   * Ask the route function about what the client sent after its header: a
+   * route that answers at once is carried out at once, with no promise.
+   */
+  #route(u: HeldUpdate): void {
+    let p: void | Promise<void>;
     try {
-      await this.#routeOnce(u);
+      p = this.#routeOnce(u);
     } catch (e) {
-      // the barrier of the route phase: nothing rejects out of here
-      if (this.#phase === "routing") return this.#fault("RK_EROUTE", "bad route", e);
-      // past the decision: the connection is no longer held
-      this.#h.closeConnection(this.#conn.id, "graceful");
-      const why = e instanceof Error ? e.message : describeValue(e);
-      this.#s.report.error(
-        new RelaykitError(`${describeConn(this.#conn)}: the route failed: ${why}`, "RK_EROUTE", {
-          connectionId: this.#conn.id,
-          cause: e,
-        }),
-      );
+      return this.#routeFailed(e);
     }
+    if (p !== undefined) p.catch((e) => this.#routeFailed(e));
   }
 
-  async #routeOnce(u: HeldUpdate): Promise<void> {
-    const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
+  /** The barrier of the route phase: nothing throws or rejects out of it. */
+  #routeFailed(e: unknown): void {
+    if (this.#phase === "routing") return this.#fault("RK_EROUTE", "bad route", e);
+    // past the decision: the connection is no longer held
+    this.#h.closeConnection(this.#conn.id, "graceful");
+    const why = e instanceof Error ? e.message : describeValue(e);
+    this.#s.report.error(
+      new RelaykitError(`${describeConn(this.#conn)}: the route failed: ${why}`, "RK_EROUTE", {
+        connectionId: this.#conn.id,
+        cause: e,
+      }),
+    );
+  }
+
+  #routeOnce(u: HeldUpdate): void | Promise<void> {
+    const s = this.#s, consume = this.#consume;
     if (s.route === undefined) return; // cannot happen: no route phase without one
     if (u.ahead && u.data.length > consume) {
       // the engine read what the client had already sent along with the
       // first update: the route is still asked first with none of it
-      const none: HeldUpdate = { ...u, data: u.data.subarray(0, consume), eof: false };
-      delete none.ahead;
-      let d = askRoute(s.route, none, consume, this.#info);
-      if (d instanceof Promise) d = await d;
-      if (this.#phase !== "routing") return;
-      if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
-        return this.#act(none, d);
-      }
-      // a step: answer, then ask again at once with the bytes already here
-      if (d.action === "send") h.sendHeld(id, d.send);
+      const { ahead: _, ...rest } = u;
+      const none: HeldUpdate = { ...rest, data: u.data.subarray(0, consume), eof: false };
+      const d = askRoute(s.route, none, consume, this.#info);
+      if (d instanceof Promise) return d.then((d) => this.#answeredNone(u, none, d));
+      return this.#answeredNone(u, none, d);
     }
-    let d = askRoute(s.route, u, consume, this.#info);
-    if (d instanceof Promise) d = await d; // a route that answers at once decides at once
+    return this.#ask(u);
+  }
+
+  /** The route answered `d` about none of the bytes read ahead (`none`). */
+  #answeredNone(
+    u: HeldUpdate,
+    none: HeldUpdate,
+    d: RouteDecision | RouteFailure,
+  ): void | Promise<void> {
+    if (this.#phase !== "routing") return;
+    if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
+      return this.#act(none, d);
+    }
+    // a step: answer, then ask again at once with the bytes already here
+    if (d.action === "send") this.#h.sendHeld(this.#conn.id, d.send);
+    return this.#ask(u);
+  }
+
+  /** Ask the route about update `u`. */
+  #ask(u: HeldUpdate): void | Promise<void> {
+    const d = askRoute(this.#s.route!, u, this.#consume, this.#info);
+    // a route that answers at once decides at once
+    if (d instanceof Promise) return d.then((d) => this.#answered(u, d));
+    return this.#answered(u, d);
+  }
+
+  /** The route answered `d` about update `u`. */
+  #answered(u: HeldUpdate, d: RouteDecision | RouteFailure): void | Promise<void> {
     // ended or refused meanwhile (the decision timeout): nothing left to do
     if (this.#phase !== "routing") return;
     return this.#act(u, d);
   }
 
   /** Carry out the route's answer `d` to update `u`. */
-  async #act(u: HeldUpdate, d: RouteDecision | RouteFailure): Promise<void> {
+  #act(u: HeldUpdate, d: RouteDecision | RouteFailure): void | Promise<void> {
     const s = this.#s, h = this.#h, id = this.#conn.id, consume = this.#consume;
     if (d instanceof RouteFailure) return this.#fault("RK_EROUTE", d.what, d.error);
     switch (d.action) {
@@ -347,7 +377,7 @@ export class Session {
         this.#phase = "decided";
         this.#failReply = d.failReply;
         const replace = d.data;
-        await this.#connect(
+        return this.#connect(
           u,
           d.target,
           replace,
@@ -360,7 +390,6 @@ export class Session {
             retry: d.failReply !== undefined,
           },
         );
-        return;
       }
       default: {
         // a decision the engine carries out as it is
@@ -372,13 +401,13 @@ export class Session {
   }
 
   /** Connect to `target`: the PROXY header to send, then `replace` or the held bytes. */
-  async #connect(
+  #connect(
     u: HeldUpdate,
     target: Endpoint,
     replace: Uint8Array | undefined,
     consume: number,
     how: ConnectOptions | undefined,
-  ): Promise<void> {
+  ): void | Promise<void> {
     const s = this.#s, h = this.#h, id = this.#conn.id;
     const info = this.#info ?? { id };
     let toTarget: Uint8Array = EMPTY;
@@ -401,35 +430,38 @@ export class Session {
     const rest = replace ?? u.data.subarray(consume);
     const hook = s.hooks.aToB;
     if (hook !== undefined && rest.length > 0) {
-      try {
-        const out = await runHook(hook, rest, {
-          id,
-          direction: "aToB",
-          remote: this.#conn.remote,
-          original: info,
-          stats: () => h.connectionStats(id),
-        }, s.hookTimeout);
-        toTarget = concatBytes([toTarget, out]);
-      } catch (e) {
-        h.closeConnection(id, "abort");
-        s.report.error(e as RelaykitError);
-        return;
-      }
-    } else if (replace !== undefined) {
-      toTarget = concatBytes([toTarget, replace]);
+      return runHook(hook, rest, {
+        id,
+        direction: "aToB",
+        remote: this.#conn.remote,
+        original: info,
+        stats: () => h.connectionStats(id),
+      }, s.hookTimeout).then(
+        (out) => this.#connectNow(target, concatBytes([toTarget, out]), u.data.length, how),
+        (e) => {
+          h.closeConnection(id, "abort");
+          s.report.error(e as RelaykitError);
+        },
+      );
     }
-    const d: ConnectDecision = {
-      action: "connect",
-      target,
-      toTarget,
-      consume: hook !== undefined || replace !== undefined ? u.data.length : consume,
-    };
+    if (replace !== undefined) toTarget = concatBytes([toTarget, replace]);
+    this.#connectNow(target, toTarget, replace !== undefined ? u.data.length : consume, how);
+  }
+
+  /** Decide the connect: `toTarget` first, then the held bytes past `consume`. */
+  #connectNow(
+    target: Endpoint,
+    toTarget: Uint8Array,
+    consume: number,
+    how: ConnectOptions | undefined,
+  ): void {
+    const d: ConnectDecision = { action: "connect", target, toTarget, consume };
     if (how?.connectTimeout !== undefined) d.connectTimeout = how.connectTimeout;
     if (how?.idleTimeout !== undefined) d.idleTimeout = how.idleTimeout;
     if (how?.toClient !== undefined) d.toClient = how.toClient;
     if (how?.tls !== undefined) d.tls = how.tls;
     if (how?.retry) d.retry = true;
-    h.decide(id, d);
+    this.#h.decide(this.#conn.id, d);
   }
 
   /** Close the held connection, then report why. */
