@@ -54,7 +54,8 @@ export function endOf(
     id: ev.id,
     reason: ev.reason,
     durationMs: ev.durationMs,
-    ...ev.counters,
+    aToB: ev.counters.aToB,
+    bToA: ev.counters.bToA,
   };
   if (ev.err !== 0) end.error = engine.error(ev.err, describe(ev.reason), ev.id);
   return end;

@@ -299,8 +299,13 @@ export class Session {
     if (u.ahead && u.data.length > consume) {
       // the engine read what the client had already sent along with the
       // first update: the route is still asked first with none of it
-      const { ahead: _, ...rest } = u;
-      const none: HeldUpdate = { ...rest, data: u.data.subarray(0, consume), eof: false };
+      const none: HeldUpdate = {
+        conn: u.conn,
+        data: u.data.subarray(0, consume),
+        first: u.first,
+        eof: false,
+      };
+      if (u.retry !== undefined) none.retry = u.retry;
       const d = askRoute(s.route, none, consume, this.#info);
       if (d instanceof Promise) return d.then((d) => this.#answeredNone(u, none, d));
       return this.#answeredNone(u, none, d);
@@ -377,18 +382,16 @@ export class Session {
         this.#phase = "decided";
         this.#failReply = d.failReply;
         const replace = d.data;
+        const how: ConnectOptions = { tls: d.tls, retry: d.failReply !== undefined };
+        if (d.connectTimeout !== undefined) how.connectTimeout = d.connectTimeout;
+        if (d.idleTimeout !== undefined) how.idleTimeout = d.idleTimeout;
+        if (d.reply !== undefined) how.toClient = d.reply;
         return this.#connect(
           u,
           d.target,
           replace,
           replace === undefined ? consume : u.data.length,
-          {
-            ...(d.connectTimeout !== undefined ? { connectTimeout: d.connectTimeout } : {}),
-            ...(d.idleTimeout !== undefined ? { idleTimeout: d.idleTimeout } : {}),
-            ...(d.reply !== undefined ? { toClient: d.reply } : {}),
-            tls: d.tls,
-            retry: d.failReply !== undefined,
-          },
+          how,
         );
       }
       default: {
