@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { closed, connect, ENGINES, server, waitFor, watchedProxy } from "./_helpers.ts";
+import { HoldBatch } from "../src/native/_hold_batch.ts";
+import { DECISION } from "../src/native/structs.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -199,3 +201,49 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe("the decision batch's records", () => {
+  test("carry each name as UTF-8, ASCII or not, with its length", () => {
+    const names = ["127.0.0.1", "b\u00fccher.test", "a.test", "\u{1F600}.test", ""];
+    const b = new HoldBatch();
+    const fields = {
+      action: 1,
+      flags: 0,
+      port: 80,
+      family: 0,
+      connect_timeout_ms: 0,
+      idle_timeout_ms: -1,
+      consume: 0,
+      offset: 0,
+      length: 0,
+    };
+    for (const [i, host] of names.entries()) {
+      b.decide(
+        i + 1,
+        fields,
+        host,
+        i % 2 === 0 ? "" : "127.0.0.1",
+        enc.encode("to"),
+        new Uint8Array(),
+      );
+    }
+    const bytes = b.bytes();
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    let at = 0;
+    for (const [i, host] of names.entries()) {
+      assert.equal(view.getInt32(at + 4, true), i + 1);
+      const lens = at + 16 + DECISION.size;
+      const hostLen = view.getUint32(lens, true), bindLen = view.getUint32(lens + 4, true);
+      const toB = view.getUint32(lens + 8, true);
+      let p = lens + 16;
+      assert.equal(dec.decode(bytes.subarray(p, p + hostLen)), host);
+      assert.equal(hostLen, enc.encode(host).length);
+      p += hostLen;
+      assert.equal(dec.decode(bytes.subarray(p, p + bindLen)), i % 2 === 0 ? "" : "127.0.0.1");
+      p += bindLen;
+      assert.equal(dec.decode(bytes.subarray(p, p + toB)), "to");
+      at += view.getUint32(at + 8, true);
+    }
+    assert.equal(at, bytes.length);
+  });
+});
