@@ -54,8 +54,6 @@ export type Handler = (ev: NativeEvent) => void;
 
 /** Records copied per drain call. */
 const BATCH = 4096;
-/** Drain calls after one that emptied the queue, per wake-up. */
-const AGAIN = 4;
 
 let callsOfEngine: (e: NativeEngine) => NativeCalls;
 
@@ -208,7 +206,7 @@ export class NativeEngine {
   /** Copy every queued event out and dispatch it. Returns the count. */
   drain(): number {
     if (this.#closed) return 0;
-    let total = 0, again = 0;
+    let total = 0;
     const buf = this.#buf;
     for (;;) {
       const n = this.#calls.drain(buf, BATCH);
@@ -218,12 +216,7 @@ export class NativeEngine {
         const ev = decodeEvent(buf.subarray(i * EVENT_WORDS, (i + 1) * EVENT_WORDS));
         if (ev !== undefined) this.#dispatch(ev);
       }
-      if (n < BATCH) {
-        // the queue was emptied: what came while these ran is taken now,
-        // without another wake-up (a few times, then the event loop's turn)
-        if (++again > AGAIN) break;
-        this.#calls.flush();
-      }
+      if (n < BATCH) break;
     }
     // what the handlers asked of held connections, in one call
     this.#calls.flush();
