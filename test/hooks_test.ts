@@ -87,6 +87,26 @@ for (const engine of ENGINES) {
       return { p, ends, errors };
     }
 
+    /** Send `text` through a proxy with `aToB` and check the target got exactly `expected`. */
+    async function arrivesAs(aToB: DataHook, text: string, expected: string) {
+      let got!: Promise<{ bytes: number; sha256: string }>;
+      const backend = await server((s) => got = receiveAll(s));
+      const { p } = await proxy(backend.port, { aToB });
+      try {
+        const c = await connect(p.port);
+        c.end(text);
+        await waitFor(() => got !== undefined, 5000, "backend connection");
+        const atServer = await got;
+        const want = enc.encode(expected);
+        assert.equal(atServer.bytes, want.length);
+        assert.equal(atServer.sha256, createHash("sha256").update(want).digest("hex"));
+        c.destroy();
+      } finally {
+        await p.abort();
+        await backend.close();
+      }
+    }
+
     test("NosyProxy: uppercases what the client sends and reverses what the server answers", async () => {
       const seenByServer: string[] = [];
       const backend = await server((s) => {
@@ -144,49 +164,23 @@ for (const engine of ENGINES) {
     });
 
     test("a hook that changes its chunk in place and returns nothing: the target gets the changed bytes", async () => {
-      let got!: Promise<{ bytes: number; sha256: string }>;
-      const backend = await server((s) => got = receiveAll(s));
-      const { p } = await proxy(backend.port, {
-        aToB: (chunk) => {
+      const text = "axbxcx".repeat(100_000);
+      await arrivesAs(
+        (chunk) => {
           for (let i = 0; i < chunk.length; i++) if (chunk[i] === 0x78) chunk[i] = 0x79; // x -> y
         },
-      });
-      try {
-        const c = await connect(p.port);
-        const text = "axbxcx".repeat(100_000);
-        c.end(text);
-        await waitFor(() => got !== undefined, 5000, "backend connection");
-        const atServer = await got;
-        const changed = enc.encode(text.replaceAll("x", "y"));
-        assert.equal(atServer.bytes, changed.length);
-        assert.equal(atServer.sha256, createHash("sha256").update(changed).digest("hex"));
-        c.destroy();
-      } finally {
-        await p.abort();
-        await backend.close();
-      }
+        text,
+        text.replaceAll("x", "y"),
+      );
     });
 
     test("a hook that drops bytes: they never reach the target", async () => {
-      let got!: Promise<{ bytes: number; sha256: string }>;
-      const backend = await server((s) => got = receiveAll(s));
-      const { p } = await proxy(backend.port, {
-        aToB: (chunk) => chunk.filter((b) => b !== 0x78), // drop every "x"
-      });
-      try {
-        const c = await connect(p.port);
-        const text = "axbxcx".repeat(50_000);
-        c.end(text);
-        await waitFor(() => got !== undefined, 5000, "backend connection");
-        const atServer = await got;
-        const kept = enc.encode(text.replaceAll("x", ""));
-        assert.equal(atServer.bytes, kept.length);
-        assert.equal(atServer.sha256, createHash("sha256").update(kept).digest("hex"));
-        c.destroy();
-      } finally {
-        await p.abort();
-        await backend.close();
-      }
+      const text = "axbxcx".repeat(50_000);
+      await arrivesAs(
+        (chunk) => chunk.filter((b) => b !== 0x78), // drop every "x"
+        text,
+        text.replaceAll("x", ""),
+      );
     });
 
     test("an async hook with a delay keeps order and every byte", async () => {
