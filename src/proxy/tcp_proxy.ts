@@ -34,13 +34,13 @@ import {
 import type { RouteFunction } from "./routing.ts";
 import { engineRouterOf } from "./socks.ts";
 import { Sessions } from "./session.ts";
-import type {
-  ConnectionSnapshot,
-  OpenConnection,
-  ProxyTotals,
-  SendProxyOptions,
+import {
+  type ConnectionSnapshot,
+  type OpenConnection,
+  type ProxyTotals,
+  sameEndpoint,
+  type SendProxyOptions,
 } from "../types.ts";
-import { sameEndpoint } from "../types.ts";
 
 /**
  * Options of {@link TcpProxy.listen}.
