@@ -732,12 +732,22 @@ for (const [engine, tls] of ENGINES.flatMap((e) => [[e, false], [e, true]] as co
       });
       const ends: TunnelClientEvents["stream-end"][] = [];
       client.on("stream-end", (e) => ends.push(e));
+      // what else the client saw, named if the ends do not all come
+      const seen: string[] = [];
+      client.on("refused", (e) => seen.push(`refused on ${e.listener}`));
+      client.on("down", (e) => seen.push(`down: ${e.reason} ${e.error?.message ?? ""}`));
+      client.on("up", () => seen.push("up"));
       await client.waitUp(3000);
       for (const a of client.addresses.slice(0, 3)) {
+        const t0 = Date.now();
         const r = await collect(await connect(a.port));
         assert.equal(r.data.length, 0);
+        seen.push(`port ${a.port} closed after ${Date.now() - t0} ms`);
       }
-      await waitFor(() => ends.length === 3, 3000, "three ends");
+      await waitFor(() => ends.length === 3, 3000, "three ends").catch((err: Error) => {
+        const got = ends.map((e) => `${e.id} ${e.reason} ${e.error?.code}`).join(", ");
+        throw new Error(`${err.message}; ends: ${got}; seen: ${seen.join("; ")}`);
+      });
       assert.deepEqual(
         ends.map((e) => [e.reason, e.error?.code]),
         [["refused", "RK_EDENIED"], ["connect-failed", "ECONNREFUSED"], ["refused", "RK_EROUTE"]],
