@@ -201,6 +201,22 @@ for (const engine of ENGINES) {
       },
     );
 
+    test("a wrong proof sent with the client's FIN ends that link as refused, not as lost", async () => {
+      const seen = closes.length;
+      const p = await Raw.to(srv.address.port);
+      const h = hello();
+      p.send(h);
+      const ack = await p.frame(1, "HELLO_ACK");
+      const transcript = cat(encodeFrame(h), encodeFrame(ack));
+      // the proof is checked while the end is already read: the end waits
+      p.sock.end(encodeFrame({ type: "auth", proof: mac("guess", CLIENT_LABEL, transcript) }));
+      await waitFor(() => closes.length > seen, 3000, "the link's end");
+      assert.deepEqual(
+        closes.slice(seen).map((c) => [c.reason, c.error?.code]),
+        [["auth-failed", "RK_ETUNNEL_AUTH"]],
+      );
+    });
+
     test(
       "proofs are as docs/tunnel.md says; the server's comes only after the client's, and a proof replayed on another link fails",
       async () => {

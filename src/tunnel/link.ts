@@ -128,6 +128,12 @@ export class Link {
   #congested = false;
   #inbox: TunnelFrame[] = [];
   #busy = false;
+  /**
+   * The link's end (or failure), when it came while frames read before it
+   * still wait in the inbox: it is acted on after them, so a refusal the
+   * peer sent before closing is what the link ends with.
+   */
+  #endAfterInbox: (() => void) | undefined;
   #lastRx = Date.now();
   #timer: ReturnType<typeof setInterval> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -361,6 +367,14 @@ export class Link {
     } finally {
       this.#busy = false;
     }
+    const end = this.#endAfterInbox;
+    this.#endAfterInbox = undefined;
+    end?.();
+  }
+
+  /** Whether frames read before now are still to be acted on. */
+  #inboxWaiting(): boolean {
+    return this.#busy || this.#inbox.length > 0;
   }
 
   /** Refuse the peer in the handshake: tell it why (GOAWAY), then close. */
@@ -825,6 +839,10 @@ export class Link {
 
   #onLinkEnd(): void {
     if (this.#state === "closed") return;
+    if (this.#inboxWaiting()) {
+      this.#endAfterInbox ??= () => this.#onLinkEnd();
+      return;
+    }
     try {
       this.#decoder.end();
     } catch (err) {
@@ -848,6 +866,10 @@ export class Link {
 
   #onLinkClose(code: string | undefined): void {
     if (this.#state === "closed") return;
+    if (this.#inboxWaiting()) {
+      this.#endAfterInbox ??= () => this.#onLinkClose(code);
+      return;
+    }
     this.#fail(
       "link-lost",
       linkError(code ?? "ECONNRESET", `Tunnel link to ${this.peer} lost (${code ?? "closed"})`),
