@@ -744,7 +744,7 @@ for (const [engine, tls] of ENGINES.flatMap((e) => [[e, false], [e, true]] as co
         assert.equal(r.data.length, 0);
         seen.push(`port ${a.port} closed after ${Date.now() - t0} ms`);
       }
-      await waitFor(() => ends.length === 3, 3000, "three ends").catch((err: Error) => {
+      await waitFor(() => ends.length >= 3, 3000, "three ends").catch((err: Error) => {
         const got = ends.map((e) => `${e.id} ${e.reason} ${e.error?.code}`).join(", ");
         throw new Error(`${err.message}; ends: ${got}; seen: ${seen.join("; ")}`);
       });
