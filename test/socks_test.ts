@@ -174,6 +174,11 @@ for (const engine of ENGINES) {
       // everything at once: every reply, in order
       const d = await talk(proxy.port, [[both(both(greeting, auth), request(deadPort)), 14]]);
       assert.deepEqual([...d], [5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+      // greeting and a password message of the wrong version at once: the
+      // method choice, then the refusal (RFC 1929 status 1)
+      const badAuth = new Uint8Array([5, ...auth.subarray(1)]);
+      const f = await talk(proxy.port, [[both(greeting, badAuth), 4]]);
+      assert.deepEqual([...f], [5, 2, 1, 1]);
       await proxy.close();
     });
 

@@ -914,6 +914,8 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
     if (d[o] != 1) {
       const uint8_t bad[2] = {1, 1};
       s->what = RK__R_CLOSE;
+      for (int i = done; i < 1; i++)
+        rk__out(s, replies[i], 2); /* the method choice, if not sent yet */
       rk__out(s, bad, 2);
       return;
     }
