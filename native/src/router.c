@@ -1510,6 +1510,12 @@ static void rk__http_host(const uint8_t *d, size_t n, rk__fb *f) {
       f->kind = RK__FB_BAD; /* folded header line */
       return;
     }
+    for (size_t k = pos; k < j; k++) {
+      if (d[k] == '\r' || d[k] == '\n') {
+        f->kind = RK__FB_BAD; /* a bare CR or LF in a header line */
+        return;
+      }
+    }
     size_t colon = pos;
     while (colon < j && d[colon] != ':')
       colon++;
@@ -1537,6 +1543,32 @@ static void rk__http_host(const uint8_t *d, size_t n, rk__fb *f) {
       host_len = b - a;
     }
     pos = j + 2;
+  }
+  /* an absolute-form target ("scheme://authority", then '/', '?', '#' or
+   * its end): a server reads its name, not Host's (RFC 9112 3.2.2) */
+  size_t t = i + 1, te = t;
+  while (te < ll && d[te] != ' ')
+    te++;
+  size_t k = t;
+  if (k < te && ((d[k] | 0x20) >= 'a' && (d[k] | 0x20) <= 'z')) {
+    k++;
+    while (k < te && (((d[k] | 0x20) >= 'a' && (d[k] | 0x20) <= 'z') ||
+                      rk__is_digit(d[k]) || d[k] == '+' || d[k] == '.' ||
+                      d[k] == '-'))
+      k++;
+    if (k + 3 <= te && d[k] == ':' && d[k + 1] == '/' && d[k + 2] == '/') {
+      size_t a = k + 3, b = a;
+      while (b < te && d[b] != '/' && d[b] != '?' && d[b] != '#')
+        b++;
+      if (memchr(d + a, '@', b - a) != NULL) {
+        f->kind = RK__FB_BAD; /* user info in the target */
+        return;
+      }
+      rk__host_value(d + a, b - a, f);
+      if (f->kind != RK__FB_NAME)
+        f->kind = RK__FB_BAD;
+      return;
+    }
   }
   if (host == NULL) {
     f->kind = RK__FB_NONE;
