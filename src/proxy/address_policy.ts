@@ -13,7 +13,10 @@
  *   (control bytes, spaces, `%`, an IPv6 zone id, a last label that is a
  *   number but not an address) is refused without a lookup.
  * - IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) IPv6
- *   addresses are IPv4 addresses.
+ *   addresses are IPv4 addresses, in rules too: a range written inside
+ *   `::/96` (`::127.0.0.2`, `::7f00:0/104`) also holds the IPv4 addresses
+ *   it spells, as a destination spelt so is checked as IPv4 (not those in
+ *   `0.0.0.0/8`, which only a rule naming them reaches).
  * - The unspecified addresses (`0.0.0.0/8`, `::`) land on this host when
  *   connected to. A deny rule that covers a loopback address (127.0.0.1 or
  *   ::1) covers them, and only an allow rule whose range lies inside
@@ -253,7 +256,23 @@ function compile(rule: AccessRule): CompiledRule {
   const hosts = patterns?.map((p) =>
     new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
   );
-  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, patterns, ports };
+  return { cidrs: list(rule.cidr)?.flatMap(ruleRanges), hosts, patterns, ports };
+}
+
+/**
+ * The ranges of a rule's CIDR text as destinations are normalised: a range
+ * inside the IPv4-compatible block `::/96` also holds its IPv4 twin
+ * (`::7f00:2/128` is `127.0.0.2/32` too), unless the twin lies in
+ * `0.0.0.0/8` (`::/128`, `::1/128`: IPv6's own, and this host's
+ * addresses, which only a rule naming them reaches).
+ */
+function ruleRanges(text: string): Cidr[] {
+  const c = parseCidr(text);
+  if (c.bytes.length !== 16 || c.prefix < 96 || c.bytes.subarray(0, 12).some((x) => x !== 0)) {
+    return [c];
+  }
+  const twin: Cidr = { text, bytes: c.bytes.slice(12), prefix: c.prefix - 96 };
+  return twin.prefix >= 8 && twin.bytes[0] === 0 ? [c] : [c, twin];
 }
 
 const LOOPBACK = [new Uint8Array([127, 0, 0, 1]), ipv6Bytes("::1")];
