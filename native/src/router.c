@@ -876,6 +876,19 @@ static void rk__socks4(const rk__router *rt, const uint8_t *d, size_t n,
   s->fail = RK__FAIL_SOCKS4;
 }
 
+/* Read on, with the handshake replies due so far (the first `due`) that
+ * are not sent yet, as socks.ts's "more" step carries them. */
+static void rk__socks5_more(rk__step *s, const uint8_t (*replies)[2],
+                            int done, int due) {
+  s->what = RK__R_WAIT;
+  if (done >= due)
+    return;
+  s->what = RK__R_SEND;
+  for (int i = done; i < due; i++)
+    rk__out(s, replies[i], 2);
+  s->sent_after = due;
+}
+
 static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
                        int done, rk__step *s) {
   /* greeting: VER NMETHODS METHODS... */
@@ -900,15 +913,8 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
   int nreplies = 1;
   if (method == 2) {
     /* RFC 1929: VER(1) ULEN UNAME PLEN PASSWD */
-    if (n == o) {
-      s->what = RK__R_SEND;
-      for (int i = done; i < 1; i++)
-        rk__out(s, replies[i], 2);
-      s->sent_after = 1;
-      return;
-    }
     if (n < o + 2) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     if (d[o] != 1) {
@@ -921,12 +927,12 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
     }
     size_t ulen = d[o + 1];
     if (n < o + 2 + ulen + 1) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     size_t plen = d[o + 2 + ulen];
     if (n < o + 3 + ulen + plen) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     const uint8_t *u = d + o + 2, *p = d + o + 3 + ulen;
@@ -943,20 +949,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
       rk__out(s, no, 2);
       return;
     }
-    if (n == o) {
-      s->what = RK__R_SEND;
-      for (int i = done; i < 2; i++)
-        rk__out(s, replies[i], 2);
-      s->sent_after = 2;
-      return;
-    }
     nreplies = 2;
-  } else if (n == o) {
-    s->what = RK__R_SEND;
-    for (int i = done; i < 1; i++)
-      rk__out(s, replies[i], 2);
-    s->sent_after = 1;
-    return;
   }
   /* reply(code): the unsent replies, then the code's */
   uint8_t pre[4];
@@ -968,7 +961,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
   uint8_t r[10];
   /* request: VER CMD RSV ATYP DST.ADDR DST.PORT */
   if (n < o + 5) {
-    s->what = RK__R_WAIT;
+    rk__socks5_more(s, replies, done, nreplies);
     return;
   }
   if (d[o] != 5) {
@@ -1000,7 +993,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
     return;
   }
   if (n < p + 2) {
-    s->what = RK__R_WAIT;
+    rk__socks5_more(s, replies, done, nreplies);
     return;
   }
   s->port = (uint32_t)d[p] << 8 | d[p + 1];
