@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "d0c8412c42ad6fddf868e04b62d2907196130a68186ef9cff3cc83dcd0130cbf",
+    "sha256": "7dcc57a9e7aad9b8b7a2a092eed30177aa232d5f7c7a3ef8b4c7ef4805dbe797",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "feb8de64d350bc8e87161973e7378ef15828fb7d414611386ae399e63b2e7911",
+      "sha256": "c8688f5af5b3a54af89c7d084e894dc3cb2a6286d07114157b7958f3af99f314",
       "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "48dcd9eca297bd3b4579baa89cb1b2b24747ec6612749ea354941cc370720c02",
+      "sha256": "9dd2fe05c7c94fb7720842265c762cec000cb9151c9967ce65f9efe2dfebeedf",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "0b9b615fde5eff79d43195eb41ff3484ed3a107e4beb74deb173604e1329277a",
+      "sha256": "bd485ce3cedbb10ba4aee9a1b82e8e99347698d0a44e0c244ac4e6b267ce46bf",
       "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "a33da0b60a2504d8a8765afaf5e8b6b3a77af4bdcf4df0972dd217625e20b4ad",
+      "sha256": "1da088cd712b6cbd4f7c2d5031f6c554382e6d2cb151d20a5b6d2a94aa3616ab",
       "size": 198992,
     },
   },
