@@ -282,6 +282,42 @@ const MATCHES: [AccessRule[], AccessRule[], string, number, string[], string][] 
   ],
   [[{ host: "*.example" }], [], "example", 80, ["192.0.2.1"], "name example refused"],
   [[{ host: "192.0.2.*" }], [], "192.0.2.5", 80, [], "address 192.0.2.5 0 allowed"],
+  // a pattern of digits, dots and stars is an address pattern: it matches
+  // the address (a literal, or what a name resolves to), never a name
+  // that merely starts with digits
+  [
+    [{ host: "192.0.2.*" }],
+    [],
+    "192.0.2.attacker.example",
+    80,
+    ["10.1.2.3"],
+    "name 192.0.2.attacker.example refused",
+  ],
+  [
+    [{ host: "192.0.2.*" }],
+    [],
+    "db.example",
+    80,
+    ["192.0.2.9"],
+    "name db.example allowed 192.0.2.9",
+  ],
+  [
+    [{ port: 80 }],
+    [{ host: "10.*" }],
+    "intranet.example",
+    80,
+    ["10.1.2.3"],
+    "name intranet.example refused",
+  ],
+  [
+    [{ port: 80 }],
+    [{ host: "10.*" }],
+    "10.example",
+    80,
+    ["192.0.2.1"],
+    "name 10.example allowed 192.0.2.1",
+  ],
+  [[{ host: "*" }], [], "10.example", 80, ["192.0.2.1"], "name 10.example allowed 192.0.2.1"],
   // a name with several addresses: any denied refuses, else the first allowed
   ...[
     [["192.0.2.7", "2001:db8::7"], "allowed 192.0.2.7"],

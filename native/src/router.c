@@ -671,6 +671,21 @@ static int rk__cidr_ok(const rk__cidr *c, const rk__addr *a, int how) {
   return rk__cidr_contains(c, a->b, a->len);
 }
 
+/* address_policy.ts isAddressPattern: digits, dots and stars with a digit,
+ * or a colon anywhere; matched against the address, never a name. */
+static int rk__address_pattern(const char *p) {
+  int digit = 0, other = 0;
+  for (; *p; p++) {
+    if (*p == ':')
+      return 1;
+    if (rk__is_digit(*p))
+      digit = 1;
+    else if (*p != '.' && *p != '*')
+      other = 1;
+  }
+  return digit && !other;
+}
+
 static int rk__rule_matches(const rk__rule *r, const char *name,
                             const rk__addr *a, uint32_t port, int how) {
   if (r->nport >= 0) {
@@ -689,13 +704,12 @@ static int rk__rule_matches(const rk__rule *r, const char *name,
   }
   if (r->nhost >= 0) {
     char text[64];
-    if (name == NULL) {
-      rk__addr_text(a, text, sizeof text);
-      name = text;
-    }
+    rk__addr_text(a, text, sizeof text);
     int hit = 0;
     for (int32_t i = 0; i < r->nhost && !hit; i++)
-      hit = rk__glob(r->host[i], name);
+      hit = rk__glob(r->host[i], name == NULL || rk__address_pattern(r->host[i])
+                                     ? text
+                                     : name);
     if (!hit)
       return 0;
   }

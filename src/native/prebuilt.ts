@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7dcc57a9e7aad9b8b7a2a092eed30177aa232d5f7c7a3ef8b4c7ef4805dbe797",
+    "sha256": "15c8404c5cae8d8a0a9634e7c1bd421ba7fc3c3f3237b8d5631267da2fbcda3c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "c8688f5af5b3a54af89c7d084e894dc3cb2a6286d07114157b7958f3af99f314",
+      "sha256": "d77e2ae32ff3701337e4a17ca7a6bb53680eff312ac74a7428f5f3d873ea0b46",
       "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "9dd2fe05c7c94fb7720842265c762cec000cb9151c9967ce65f9efe2dfebeedf",
+      "sha256": "9444f1156d384dea07df86451885ba29e72fabed64bf6cd53b20789cb38f47c2",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "bd485ce3cedbb10ba4aee9a1b82e8e99347698d0a44e0c244ac4e6b267ce46bf",
+      "sha256": "644616720f4f2d7fe03d2c021e2107e8725ce047cd9a2d8a0d9f849a3850e0cd",
       "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "1da088cd712b6cbd4f7c2d5031f6c554382e6d2cb151d20a5b6d2a94aa3616ab",
+      "sha256": "b8981ea0930084625a6ea8c456a7e5910b6f88cd1865a0f765fe9d256e336316",
       "size": 198992,
     },
   },

@@ -21,6 +21,9 @@
  *   connected to. A deny rule that covers a loopback address (127.0.0.1 or
  *   ::1) covers them, and only an allow rule whose range lies inside
  *   `0.0.0.0/8` or is `::/128` reaches them.
+ * - A `host:` pattern of digits, dots and stars (`192.0.2.*`), or one with
+ *   a colon, is an address pattern: it matches the address (a literal, or
+ *   each one a name resolves to), never a name that starts with digits.
  * - A name is resolved once; every address it resolves to is checked. If a
  *   deny rule matches any of them the request is refused: the name points at
  *   a denied place, and which of its addresses a resolver lists first is no
@@ -50,7 +53,10 @@ import type { RuleTable } from "../forward/types.ts";
 export interface AccessRule {
   /** Address ranges, e.g. "10.0.0.0/8". */
   cidr?: string | readonly string[];
-  /** Name patterns, e.g. "*.example.com" ("*" matches any labels). */
+  /**
+   * Name patterns, e.g. "*.example.com" ("*" matches any labels); one of
+   * digits, dots and stars ("192.0.2.*") or with a colon matches addresses.
+   */
   host?: string | readonly string[];
   /** Ports: 443, "8000-8999", or a list. */
   port?: number | string | readonly (number | string)[];
@@ -227,6 +233,8 @@ export type Admission =
 interface CompiledRule {
   cidrs: Cidr[] | undefined;
   hosts: RegExp[] | undefined;
+  /** Per pattern: an address pattern (matched against the address only). */
+  addressOnly: boolean[] | undefined;
   /** The name patterns the regular expressions were made from, normalised. */
   patterns: string[] | undefined;
   ports: [number, number][] | undefined;
@@ -234,6 +242,17 @@ interface CompiledRule {
 
 const list = <T>(v: T | readonly T[] | undefined): T[] | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? [...v] : [v as T];
+
+/**
+ * Whether a normalised `host:` pattern is an address pattern: digits, dots
+ * and stars with a digit among them (`192.0.2.*`), or anything with a colon
+ * (`2001:db8::*`). It matches the address, a literal or what a name
+ * resolves to, never the name: `192.0.2.*` must not admit a name such as
+ * `192.0.2.attacker.example` that points anywhere.
+ */
+function isAddressPattern(p: string): boolean {
+  return /^[0-9.*]*[0-9][0-9.*]*$/.test(p) || p.includes(":");
+}
 
 /** A name pattern in the form names are matched in (lower case ASCII, no trailing dot). */
 function normalPattern(p: string): string {
@@ -256,7 +275,8 @@ function compile(rule: AccessRule): CompiledRule {
   const hosts = patterns?.map((p) =>
     new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
   );
-  return { cidrs: list(rule.cidr)?.flatMap(ruleRanges), hosts, patterns, ports };
+  const addressOnly = patterns?.map(isAddressPattern);
+  return { cidrs: list(rule.cidr)?.flatMap(ruleRanges), hosts, addressOnly, patterns, ports };
 }
 
 /**
@@ -321,7 +341,10 @@ export class Access {
       return false;
     }
     if (r.cidrs !== undefined && !r.cidrs.some(addressOk)) return false;
-    if (r.hosts !== undefined && !r.hosts.some((h) => h.test(name ?? a.text))) return false;
+    if (
+      r.hosts !== undefined &&
+      !r.hosts.some((h, i) => h.test(r.addressOnly?.[i] ? a.text : name ?? a.text))
+    ) return false;
     return true;
   }
 
