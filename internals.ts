@@ -42,6 +42,7 @@ export { OPEN_FLAGS } from "./src/native/fds.ts";
 export { Emitter } from "./src/emitter.ts";
 export {
   decodeFrame,
+  destinationProblem,
   encodeFrame,
   FRAME_HEADER_SIZE,
   FRAME_TYPES,

@@ -212,6 +212,32 @@ const MATCHES: [AccessRule[], AccessRule[], string, number, string[], string][] 
     "address 10.9.2.3 0 refused",
   ],
   [[{ cidr: "::ffff:10.0.0.0/8" }], [], "10.0.0.1", 80, [], "address 10.0.0.1 0 allowed"],
+  // a rule written as IPv4-compatible IPv6 is the IPv4 range too: the
+  // destinations it names are normalised to IPv4 before any rule sees them
+  ...[
+    ["127.0.0.2", "127.0.0.2 0 refused"],
+    ["::127.0.0.2", "127.0.0.2 0 refused"],
+    ["::7f00:2", "127.0.0.2 0 refused"],
+    ["::ffff:127.0.0.2", "127.0.0.2 0 refused"],
+    ["0x7f.2", "127.0.0.2 0 refused"],
+    ["127.0.0.3", "127.0.0.3 0 allowed"],
+    ["::127.0.0.3", "127.0.0.3 0 allowed"],
+  ].flatMap(([h, want]) =>
+    ["::127.0.0.2", "::7f00:2/128", "0:0:0:0:0:0:127.0.0.2/128"].map((
+      deny,
+    ): [AccessRule[], AccessRule[], string, number, string[], string] => [
+      [{ cidr: "127.0.0.0/8" }],
+      [{ cidr: deny }],
+      h!,
+      80,
+      [],
+      `address ${want}`,
+    ])
+  ),
+  [[{ cidr: "::10.0.0.0/104" }], [], "10.1.2.3", 80, [], "address 10.1.2.3 0 allowed"],
+  [[{ cidr: "::10.0.0.0/104" }], [], "11.1.2.3", 80, [], "address 11.1.2.3 0 refused"],
+  [[{ cidr: "::/0" }], [], "10.1.2.3", 80, [], "address 10.1.2.3 0 refused"],
+  [[{ cidr: "::/128" }], [], "::", 1, [], "address :: 1 allowed"],
   // name rules match the canonical name; ports and ranges
   [
     [{ port: 443 }],
@@ -256,6 +282,42 @@ const MATCHES: [AccessRule[], AccessRule[], string, number, string[], string][] 
   ],
   [[{ host: "*.example" }], [], "example", 80, ["192.0.2.1"], "name example refused"],
   [[{ host: "192.0.2.*" }], [], "192.0.2.5", 80, [], "address 192.0.2.5 0 allowed"],
+  // a pattern of digits, dots and stars is an address pattern: it matches
+  // the address (a literal, or what a name resolves to), never a name
+  // that merely starts with digits
+  [
+    [{ host: "192.0.2.*" }],
+    [],
+    "192.0.2.attacker.example",
+    80,
+    ["10.1.2.3"],
+    "name 192.0.2.attacker.example refused",
+  ],
+  [
+    [{ host: "192.0.2.*" }],
+    [],
+    "db.example",
+    80,
+    ["192.0.2.9"],
+    "name db.example allowed 192.0.2.9",
+  ],
+  [
+    [{ port: 80 }],
+    [{ host: "10.*" }],
+    "intranet.example",
+    80,
+    ["10.1.2.3"],
+    "name intranet.example refused",
+  ],
+  [
+    [{ port: 80 }],
+    [{ host: "10.*" }],
+    "10.example",
+    80,
+    ["192.0.2.1"],
+    "name 10.example allowed 192.0.2.1",
+  ],
+  [[{ host: "*" }], [], "10.example", 80, ["192.0.2.1"], "name 10.example allowed 192.0.2.1"],
   // a name with several addresses: any denied refuses, else the first allowed
   ...[
     [["192.0.2.7", "2001:db8::7"], "allowed 192.0.2.7"],

@@ -100,6 +100,46 @@ const CASES: Case[] = [
     want: /Host header given twice/,
   },
   { name: "Host that is not a name", send: [get("Host: a/b\r\n")], want: /malformed Host/ },
+  // a server reads the name of an absolute-form target, not Host (RFC 9112 3.2.2)
+  {
+    name: "absolute-form target: its name, not Host's",
+    send: ["GET http://A.test:8080/x?y HTTP/1.1\r\nHost: c.test\r\n\r\n"],
+    want: "A",
+    native: true,
+  },
+  {
+    name: "absolute-form target to another name than Host: routed by the target",
+    send: ["GET https://c.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"],
+    want: "D",
+    native: true,
+  },
+  {
+    name: "absolute-form target without a path",
+    send: ["GET http://a.test HTTP/1.1\r\nHost: c.test\r\n\r\n"],
+    want: "A",
+    native: true,
+  },
+  {
+    name: "absolute-form target with user info",
+    send: ["GET http://a.test@c.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"],
+    want: /malformed request target/,
+  },
+  {
+    name: "absolute-form target without a name",
+    send: ["GET http:///x HTTP/1.1\r\nHost: a.test\r\n\r\n"],
+    want: /malformed request target/,
+  },
+  // a server that ends lines at a bare LF would see another Host than this one
+  {
+    name: "bare LF inside a header line",
+    send: ["GET / HTTP/1.1\r\nX: y\nHost: c.test\r\nHost: a.test\r\n\r\n"],
+    want: /bare CR or LF in a header line/,
+  },
+  {
+    name: "bare CR inside a header line",
+    send: ["GET / HTTP/1.1\r\nX: y\rHost: c.test\r\nHost: a.test\r\n\r\n"],
+    want: /bare CR or LF in a header line/,
+  },
   { name: "Host with a bad port", send: [get("Host: a.test:80x\r\n")], want: /malformed Host/ },
   {
     name: "oversized request head",

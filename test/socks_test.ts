@@ -174,6 +174,23 @@ for (const engine of ENGINES) {
       // everything at once: every reply, in order
       const d = await talk(proxy.port, [[both(both(greeting, auth), request(deadPort)), 14]]);
       assert.deepEqual([...d], [5, 2, 1, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+      // each step's reply is due as soon as its step is whole, whatever
+      // part of the next came with it: greeting and part of the password
+      // message, then the rest and part of the request, then the rest
+      const req = request(webPort);
+      const g = await talk(proxy.port, [
+        [both(greeting, auth.subarray(0, 3)), 2],
+        [both(auth.subarray(3), req.subarray(0, 3)), 2],
+        [req.subarray(3), 10],
+        ["GET / HTTP/1.0\r\n\r\n", 1],
+      ]);
+      assert.deepEqual([...g.subarray(0, 14)], [5, 2, 1, 0, ...ok]);
+      assert.match(g.subarray(14).toString(), /hello via/);
+      // greeting and a password message of the wrong version at once: the
+      // method choice, then the refusal (RFC 1929 status 1)
+      const badAuth = new Uint8Array([5, ...auth.subarray(1)]);
+      const f = await talk(proxy.port, [[both(greeting, badAuth), 4]]);
+      assert.deepEqual([...f], [5, 2, 1, 1]);
       await proxy.close();
     });
 

@@ -17,7 +17,7 @@ import { TunnelClient, type TunnelClientEvents, TunnelServer } from "../mod.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { httpConnectReply, parseHttpConnect } from "../src/protocol/http_connect.ts";
 import { parseSocks, socksReply } from "../src/protocol/socks.ts";
-import { blackHole, curl, freePort, startCli, stopChild, waitFor } from "./_helpers.ts";
+import { blackHole, concat, curl, freePort, startCli, stopChild, waitFor } from "./_helpers.ts";
 
 /** Send `bytes` to 127.0.0.1:port; everything that comes back until the peer closes. */
 function exchange(port: number, bytes: Uint8Array | string, ms = 8000): Promise<Uint8Array> {
@@ -293,6 +293,37 @@ describe("tunnel client SOCKS and HTTP CONNECT entry", () => {
     assert.equal((await exchange(httpPort, "CONNECT 127.0.0.1:80 HTTP/1.1\r\n", 5000)).length, 0);
     assert.ok(Date.now() - t0 >= 900, `closed after ${Date.now() - t0} ms`);
     assert.equal(ends.length, streams, "a refused request opened a stream");
+  });
+
+  test("destinations an OPEN cannot carry (port 0, an empty or 256-byte host) get the refusal; no stream is left behind", async () => {
+    const before = entryRefused.length;
+    const streams = client.streams;
+    const long = "a".repeat(256);
+    // SOCKS5: port 0, an empty name, a 255-byte name that is fine on the wire (refused by the server)
+    for (const req of [socks5Request("127.0.0.1", 0), socks5Request("", webPort)]) {
+      const r = await exchange(socksPort, req);
+      assert.deepEqual([...r.subarray(0, 4)], [5, 0, 5, 2], `${[...req]} got ${[...r]}`);
+    }
+    // SOCKS4 port 0, SOCKS4a with an empty name: 91
+    for (const req of [[4, 1, 0, 0, 127, 0, 0, 1, 0], [4, 1, 0, 80, 0, 0, 0, 1, 0, 0]]) {
+      const r = await exchange(socksPort, new Uint8Array(req));
+      assert.deepEqual([...r], [0, 91, 0, 0, 0, 0, 0, 0], `${req} got ${[...r]}`);
+    }
+    // HTTP CONNECT to a host longer than an OPEN carries (in bytes: 128 x "é" is 256)
+    for (const host of [long, "é".repeat(128)]) {
+      const r = await exchange(httpPort, `CONNECT ${host}:${webPort} HTTP/1.1\r\n\r\n`);
+      assert.match(new TextDecoder().decode(r), /^HTTP\/1\.1 403 /);
+    }
+    assert.equal(entryRefused.length, before + 6, JSON.stringify(entryRefused.slice(before)));
+    for (const e of entryRefused.slice(before)) {
+      assert.match(e.what, /cannot be sent to the tunnel server/, e.what);
+    }
+    assert.equal(client.streams, streams, "a refused destination left a stream on the link");
+    // the link still carries the next client
+    const req = new TextEncoder().encode("GET /next HTTP/1.0\r\n\r\n");
+    const r = await exchange(socksPort, concat([socks5Request("127.0.0.1", webPort), req]));
+    assert.deepEqual([...r.subarray(0, 4)], [5, 0, 5, 0]);
+    assert.match(new TextDecoder().decode(r.subarray(12)), /hello through the entry \(\/next\)/);
   });
 
   test("a SOCKS client whose request arrives with its first bytes gets the reply first", async () => {

@@ -671,6 +671,21 @@ static int rk__cidr_ok(const rk__cidr *c, const rk__addr *a, int how) {
   return rk__cidr_contains(c, a->b, a->len);
 }
 
+/* address_policy.ts isAddressPattern: digits, dots and stars with a digit,
+ * or a colon anywhere; matched against the address, never a name. */
+static int rk__address_pattern(const char *p) {
+  int digit = 0, other = 0;
+  for (; *p; p++) {
+    if (*p == ':')
+      return 1;
+    if (rk__is_digit(*p))
+      digit = 1;
+    else if (*p != '.' && *p != '*')
+      other = 1;
+  }
+  return digit && !other;
+}
+
 static int rk__rule_matches(const rk__rule *r, const char *name,
                             const rk__addr *a, uint32_t port, int how) {
   if (r->nport >= 0) {
@@ -689,13 +704,12 @@ static int rk__rule_matches(const rk__rule *r, const char *name,
   }
   if (r->nhost >= 0) {
     char text[64];
-    if (name == NULL) {
-      rk__addr_text(a, text, sizeof text);
-      name = text;
-    }
+    rk__addr_text(a, text, sizeof text);
     int hit = 0;
     for (int32_t i = 0; i < r->nhost && !hit; i++)
-      hit = rk__glob(r->host[i], name);
+      hit = rk__glob(r->host[i], name == NULL || rk__address_pattern(r->host[i])
+                                     ? text
+                                     : name);
     if (!hit)
       return 0;
   }
@@ -876,6 +890,19 @@ static void rk__socks4(const rk__router *rt, const uint8_t *d, size_t n,
   s->fail = RK__FAIL_SOCKS4;
 }
 
+/* Read on, with the handshake replies due so far (the first `due`) that
+ * are not sent yet, as socks.ts's "more" step carries them. */
+static void rk__socks5_more(rk__step *s, const uint8_t (*replies)[2],
+                            int done, int due) {
+  s->what = RK__R_WAIT;
+  if (done >= due)
+    return;
+  s->what = RK__R_SEND;
+  for (int i = done; i < due; i++)
+    rk__out(s, replies[i], 2);
+  s->sent_after = due;
+}
+
 static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
                        int done, rk__step *s) {
   /* greeting: VER NMETHODS METHODS... */
@@ -900,31 +927,26 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
   int nreplies = 1;
   if (method == 2) {
     /* RFC 1929: VER(1) ULEN UNAME PLEN PASSWD */
-    if (n == o) {
-      s->what = RK__R_SEND;
-      for (int i = done; i < 1; i++)
-        rk__out(s, replies[i], 2);
-      s->sent_after = 1;
-      return;
-    }
     if (n < o + 2) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     if (d[o] != 1) {
       const uint8_t bad[2] = {1, 1};
       s->what = RK__R_CLOSE;
+      for (int i = done; i < 1; i++)
+        rk__out(s, replies[i], 2); /* the method choice, if not sent yet */
       rk__out(s, bad, 2);
       return;
     }
     size_t ulen = d[o + 1];
     if (n < o + 2 + ulen + 1) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     size_t plen = d[o + 2 + ulen];
     if (n < o + 3 + ulen + plen) {
-      s->what = RK__R_WAIT;
+      rk__socks5_more(s, replies, done, 1);
       return;
     }
     const uint8_t *u = d + o + 2, *p = d + o + 3 + ulen;
@@ -941,20 +963,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
       rk__out(s, no, 2);
       return;
     }
-    if (n == o) {
-      s->what = RK__R_SEND;
-      for (int i = done; i < 2; i++)
-        rk__out(s, replies[i], 2);
-      s->sent_after = 2;
-      return;
-    }
     nreplies = 2;
-  } else if (n == o) {
-    s->what = RK__R_SEND;
-    for (int i = done; i < 1; i++)
-      rk__out(s, replies[i], 2);
-    s->sent_after = 1;
-    return;
   }
   /* reply(code): the unsent replies, then the code's */
   uint8_t pre[4];
@@ -966,7 +975,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
   uint8_t r[10];
   /* request: VER CMD RSV ATYP DST.ADDR DST.PORT */
   if (n < o + 5) {
-    s->what = RK__R_WAIT;
+    rk__socks5_more(s, replies, done, nreplies);
     return;
   }
   if (d[o] != 5) {
@@ -998,7 +1007,7 @@ static void rk__socks5(const rk__router *rt, const uint8_t *d, size_t n,
     return;
   }
   if (n < p + 2) {
-    s->what = RK__R_WAIT;
+    rk__socks5_more(s, replies, done, nreplies);
     return;
   }
   s->port = (uint32_t)d[p] << 8 | d[p + 1];
@@ -1508,6 +1517,12 @@ static void rk__http_host(const uint8_t *d, size_t n, rk__fb *f) {
       f->kind = RK__FB_BAD; /* folded header line */
       return;
     }
+    for (size_t k = pos; k < j; k++) {
+      if (d[k] == '\r' || d[k] == '\n') {
+        f->kind = RK__FB_BAD; /* a bare CR or LF in a header line */
+        return;
+      }
+    }
     size_t colon = pos;
     while (colon < j && d[colon] != ':')
       colon++;
@@ -1535,6 +1550,32 @@ static void rk__http_host(const uint8_t *d, size_t n, rk__fb *f) {
       host_len = b - a;
     }
     pos = j + 2;
+  }
+  /* an absolute-form target ("scheme://authority", then '/', '?', '#' or
+   * its end): a server reads its name, not Host's (RFC 9112 3.2.2) */
+  size_t t = i + 1, te = t;
+  while (te < ll && d[te] != ' ')
+    te++;
+  size_t k = t;
+  if (k < te && ((d[k] | 0x20) >= 'a' && (d[k] | 0x20) <= 'z')) {
+    k++;
+    while (k < te && (((d[k] | 0x20) >= 'a' && (d[k] | 0x20) <= 'z') ||
+                      rk__is_digit(d[k]) || d[k] == '+' || d[k] == '.' ||
+                      d[k] == '-'))
+      k++;
+    if (k + 3 <= te && d[k] == ':' && d[k + 1] == '/' && d[k + 2] == '/') {
+      size_t a = k + 3, b = a;
+      while (b < te && d[b] != '/' && d[b] != '?' && d[b] != '#')
+        b++;
+      if (memchr(d + a, '@', b - a) != NULL) {
+        f->kind = RK__FB_BAD; /* user info in the target */
+        return;
+      }
+      rk__host_value(d + a, b - a, f);
+      if (f->kind != RK__FB_NAME)
+        f->kind = RK__FB_BAD;
+      return;
+    }
   }
   if (host == NULL) {
     f->kind = RK__FB_NONE;

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "d0c8412c42ad6fddf868e04b62d2907196130a68186ef9cff3cc83dcd0130cbf",
+    "sha256": "15c8404c5cae8d8a0a9634e7c1bd421ba7fc3c3f3237b8d5631267da2fbcda3c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "feb8de64d350bc8e87161973e7378ef15828fb7d414611386ae399e63b2e7911",
+      "sha256": "d77e2ae32ff3701337e4a17ca7a6bb53680eff312ac74a7428f5f3d873ea0b46",
       "size": 150136,
     },
     "linux-arm64-glibc": {
-      "sha256": "48dcd9eca297bd3b4579baa89cb1b2b24747ec6612749ea354941cc370720c02",
+      "sha256": "9444f1156d384dea07df86451885ba29e72fabed64bf6cd53b20789cb38f47c2",
       "size": 199240,
     },
     "linux-x64-musl": {
-      "sha256": "0b9b615fde5eff79d43195eb41ff3484ed3a107e4beb74deb173604e1329277a",
+      "sha256": "644616720f4f2d7fe03d2c021e2107e8725ce047cd9a2d8a0d9f849a3850e0cd",
       "size": 145808,
     },
     "linux-arm64-musl": {
-      "sha256": "a33da0b60a2504d8a8765afaf5e8b6b3a77af4bdcf4df0972dd217625e20b4ad",
+      "sha256": "b8981ea0930084625a6ea8c456a7e5910b6f88cd1865a0f765fe9d256e336316",
       "size": 198992,
     },
   },

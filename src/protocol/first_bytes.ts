@@ -74,12 +74,36 @@ const latin1 = (d: Uint8Array, from: number, to: number) => {
 };
 
 /**
+ * The name of a Host value or of an absolute-form target's authority
+ * ("name", "name:port", "[v6]", "[v6]:port"); undefined if it is not one.
+ */
+function authorityName(text: string): string | undefined {
+  const port = (p: string) => /^[0-9]{1,5}$/.test(p);
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    const after = text.slice(close + 1);
+    if (close < 2 || close > 256 || !(after === "" || (after[0] === ":" && port(after.slice(1))))) {
+      return undefined;
+    }
+    const v6 = text.slice(1, close).toLowerCase();
+    return /^[0-9a-f:.]+$/.test(v6) ? v6 : undefined;
+  }
+  const c = text.indexOf(":");
+  if (c >= 0 && !port(text.slice(c + 1))) return undefined;
+  return tableName(c >= 0 ? text.slice(0, c) : text);
+}
+
+/**
  * The Host of an HTTP/1.x request head (`METHOD target HTTP/1.x`, header
- * lines, an empty line): its name without the port, lower case. "none" for
- * bytes that are not such a request (the method is upper-case letters) or a
- * head without Host; "bad" for a head over HEAD_MAX bytes, a header line
- * without a name, folded lines, two Host headers, or a Host that is not a
- * name with an optional port.
+ * lines, an empty line): its name without the port, lower case; for an
+ * absolute-form target (`http://name:port/path`) the target's name
+ * instead, as a server reads it (RFC 9112 3.2.2). "none" for bytes that
+ * are not such a request (the method is upper-case letters) or a head
+ * without Host; "bad" for a head over HEAD_MAX bytes, a header line without
+ * a name, a bare CR or LF in a header line (a server that ends lines there
+ * would read other headers), folded lines, two Host headers, a Host that
+ * is not a name with an optional port, or an absolute-form target without
+ * a name or with user info.
  */
 export function httpHost(d: Uint8Array): FirstBytes {
   if (d.length === 0) return MORE;
@@ -109,6 +133,9 @@ export function httpHost(d: Uint8Array): FirstBytes {
     let j = pos;
     while (!(d[j] === 13 && d[j + 1] === 10)) j++;
     if (d[pos] === 0x20 || d[pos] === 0x09) return bad("folded header line");
+    for (let k = pos; k < j; k++) {
+      if (d[k] === 13 || d[k] === 10) return bad("bare CR or LF in a header line");
+    }
     let colon = pos;
     while (colon < j && d[colon] !== 0x3a) colon++;
     if (colon === j || colon === pos) return bad("header line without a name");
@@ -123,24 +150,15 @@ export function httpHost(d: Uint8Array): FirstBytes {
     }
     pos = j + 2;
   }
+  // an absolute-form target: "scheme://authority", then "/", "?", "#" or its end
+  const target = /^[A-Z]+ ([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#\s]*)/.exec(latin1(d, 0, ll))?.[1];
+  if (target !== undefined) {
+    const authority = target.slice(target.indexOf("//") + 2);
+    const name = authority.includes("@") ? undefined : authorityName(authority);
+    return name === undefined ? bad("malformed request target") : { kind: "name", name };
+  }
   if (host === undefined || host === "") return NONE;
-  let text = host;
-  const port = (p: string) => /^[0-9]{1,5}$/.test(p);
-  if (text.startsWith("[")) {
-    const close = text.indexOf("]");
-    const after = text.slice(close + 1);
-    if (close < 2 || close > 256 || !(after === "" || (after[0] === ":" && port(after.slice(1))))) {
-      return bad("malformed Host header");
-    }
-    text = text.slice(1, close).toLowerCase();
-    return /^[0-9a-f:.]+$/.test(text) ? { kind: "name", name: text } : bad("malformed Host header");
-  }
-  const c = text.indexOf(":");
-  if (c >= 0) {
-    if (!port(text.slice(c + 1))) return bad("malformed Host header");
-    text = text.slice(0, c);
-  }
-  const name = tableName(text);
+  const name = authorityName(host);
   return name === undefined ? bad("malformed Host header") : { kind: "name", name };
 }
 

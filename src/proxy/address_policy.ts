@@ -13,11 +13,17 @@
  *   (control bytes, spaces, `%`, an IPv6 zone id, a last label that is a
  *   number but not an address) is refused without a lookup.
  * - IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) IPv6
- *   addresses are IPv4 addresses.
+ *   addresses are IPv4 addresses, in rules too: a range written inside
+ *   `::/96` (`::127.0.0.2`, `::7f00:0/104`) also holds the IPv4 addresses
+ *   it spells, as a destination spelt so is checked as IPv4 (not those in
+ *   `0.0.0.0/8`, which only a rule naming them reaches).
  * - The unspecified addresses (`0.0.0.0/8`, `::`) land on this host when
  *   connected to. A deny rule that covers a loopback address (127.0.0.1 or
  *   ::1) covers them, and only an allow rule whose range lies inside
  *   `0.0.0.0/8` or is `::/128` reaches them.
+ * - A `host:` pattern of digits, dots and stars (`192.0.2.*`), or one with
+ *   a colon, is an address pattern: it matches the address (a literal, or
+ *   each one a name resolves to), never a name that starts with digits.
  * - A name is resolved once; every address it resolves to is checked. If a
  *   deny rule matches any of them the request is refused: the name points at
  *   a denied place, and which of its addresses a resolver lists first is no
@@ -47,7 +53,10 @@ import type { RuleTable } from "../forward/types.ts";
 export interface AccessRule {
   /** Address ranges, e.g. "10.0.0.0/8". */
   cidr?: string | readonly string[];
-  /** Name patterns, e.g. "*.example.com" ("*" matches any labels). */
+  /**
+   * Name patterns, e.g. "*.example.com" ("*" matches any labels); one of
+   * digits, dots and stars ("192.0.2.*") or with a colon matches addresses.
+   */
   host?: string | readonly string[];
   /** Ports: 443, "8000-8999", or a list. */
   port?: number | string | readonly (number | string)[];
@@ -224,6 +233,8 @@ export type Admission =
 interface CompiledRule {
   cidrs: Cidr[] | undefined;
   hosts: RegExp[] | undefined;
+  /** Per pattern: an address pattern (matched against the address only). */
+  addressOnly: boolean[] | undefined;
   /** The name patterns the regular expressions were made from, normalised. */
   patterns: string[] | undefined;
   ports: [number, number][] | undefined;
@@ -231,6 +242,17 @@ interface CompiledRule {
 
 const list = <T>(v: T | readonly T[] | undefined): T[] | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? [...v] : [v as T];
+
+/**
+ * Whether a normalised `host:` pattern is an address pattern: digits, dots
+ * and stars with a digit among them (`192.0.2.*`), or anything with a colon
+ * (`2001:db8::*`). It matches the address, a literal or what a name
+ * resolves to, never the name: `192.0.2.*` must not admit a name such as
+ * `192.0.2.attacker.example` that points anywhere.
+ */
+function isAddressPattern(p: string): boolean {
+  return /^[0-9.*]*[0-9][0-9.*]*$/.test(p) || p.includes(":");
+}
 
 /** A name pattern in the form names are matched in (lower case ASCII, no trailing dot). */
 function normalPattern(p: string): string {
@@ -253,7 +275,24 @@ function compile(rule: AccessRule): CompiledRule {
   const hosts = patterns?.map((p) =>
     new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
   );
-  return { cidrs: list(rule.cidr)?.map(parseCidr), hosts, patterns, ports };
+  const addressOnly = patterns?.map(isAddressPattern);
+  return { cidrs: list(rule.cidr)?.flatMap(ruleRanges), hosts, addressOnly, patterns, ports };
+}
+
+/**
+ * The ranges of a rule's CIDR text as destinations are normalised: a range
+ * inside the IPv4-compatible block `::/96` also holds its IPv4 twin
+ * (`::7f00:2/128` is `127.0.0.2/32` too), unless the twin lies in
+ * `0.0.0.0/8` (`::/128`, `::1/128`: IPv6's own, and this host's
+ * addresses, which only a rule naming them reaches).
+ */
+function ruleRanges(text: string): Cidr[] {
+  const c = parseCidr(text);
+  if (c.bytes.length !== 16 || c.prefix < 96 || c.bytes.subarray(0, 12).some((x) => x !== 0)) {
+    return [c];
+  }
+  const twin: Cidr = { text, bytes: c.bytes.slice(12), prefix: c.prefix - 96 };
+  return twin.prefix >= 8 && twin.bytes[0] === 0 ? [c] : [c, twin];
 }
 
 const LOOPBACK = [new Uint8Array([127, 0, 0, 1]), ipv6Bytes("::1")];
@@ -302,7 +341,10 @@ export class Access {
       return false;
     }
     if (r.cidrs !== undefined && !r.cidrs.some(addressOk)) return false;
-    if (r.hosts !== undefined && !r.hosts.some((h) => h.test(name ?? a.text))) return false;
+    if (
+      r.hosts !== undefined &&
+      !r.hosts.some((h, i) => h.test(r.addressOnly?.[i] ? a.text : name ?? a.text))
+    ) return false;
     return true;
   }
 

@@ -31,6 +31,7 @@ import {
   unsentReplies,
 } from "../protocol/socks.ts";
 import type { NetConn, NetHandlers } from "../runtime/types.ts";
+import { destinationProblem } from "./frame.ts";
 import type { StreamOpened } from "./stream.ts";
 
 /** The entry protocols a tunnel client listener can speak. */
@@ -140,6 +141,13 @@ export function serveEntry(conn: NetConn, o: EntryOptions, host: EntryHost): voi
     rest: Uint8Array,
     reply: (code: string | undefined) => Uint8Array | string,
   ) => {
+    const problem = destinationProblem(d);
+    if (problem !== undefined) {
+      // the server could not be asked: refused, as its rules refuse a host that is not one
+      host.refused(`the destination cannot be sent to the tunnel server: ${problem}`);
+      finish(reply("RK_EDENIED"));
+      return;
+    }
     clearTimeout(timer);
     phase = "stream";
     const opened: StreamOpened = (error) => {

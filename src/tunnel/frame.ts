@@ -158,6 +158,29 @@ function reasonBytes(code: string, message: string): Uint8Array {
   return out;
 }
 
+/**
+ * Why `d` cannot travel in an OPEN frame (a host or route name is 1 to 255
+ * bytes of UTF-8, a port 1 to 65535), or undefined if it can.
+ *
+ * @example
+ * ```ts
+ * import { destinationProblem } from "@relaykit/relaykit/internals";
+ * console.log(destinationProblem({ host: "db", port: 0 })); // "0" is not a port from 1 to 65535
+ * ```
+ */
+export function destinationProblem(d: TunnelDestination): string | undefined {
+  if ("route" in d) {
+    const n = enc.encode(d.route).length;
+    return n < 1 || n > 255 ? "A route name is 1 to 255 bytes" : undefined;
+  }
+  const n = enc.encode(d.host).length;
+  if (n < 1 || n > 255) return "A host is 1 to 255 bytes";
+  if (!Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
+    return `"${d.port}" is not a port from 1 to 65535`;
+  }
+  return undefined;
+}
+
 function payloadOf(f: TunnelFrame): { stream: number; flags: number; payload: Uint8Array } {
   switch (f.type) {
     case "hello": {
@@ -190,19 +213,16 @@ function payloadOf(f: TunnelFrame): { stream: number; flags: number; payload: Ui
       return { stream: 0, flags: 0, payload: f.proof };
     case "open": {
       const d = f.destination;
+      const problem = destinationProblem(d);
+      if (problem !== undefined) throw new RangeError(problem);
       if ("route" in d) {
         const r = enc.encode(d.route);
-        if (r.length < 1 || r.length > 255) throw new RangeError("A route name is 1 to 255 bytes");
         const p = new Uint8Array(1 + r.length);
         p[0] = 2;
         p.set(r, 1);
         return { stream: f.stream, flags: 0, payload: p };
       }
       const h = enc.encode(d.host);
-      if (h.length < 1 || h.length > 255) throw new RangeError("A host is 1 to 255 bytes");
-      if (!Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
-        throw new RangeError(`"${d.port}" is not a port from 1 to 65535`);
-      }
       const p = new Uint8Array(3 + h.length);
       p[0] = 1;
       new DataView(p.buffer).setUint16(1, d.port);

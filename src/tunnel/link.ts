@@ -12,6 +12,7 @@
 import { RelaykitError } from "../errors.ts";
 import type { NetConn } from "../runtime/types.ts";
 import {
+  destinationProblem,
   encodeFrame,
   FrameDecoder,
   MAX_FRAME_PAYLOAD,
@@ -574,6 +575,9 @@ export class Link {
     opened?: StreamOpened,
   ): number {
     if (this.#state !== "ready") throw new RelaykitError("The tunnel link is not up", "ENOTCONN");
+    const problem = destinationProblem(destination);
+    // before the stream exists: a throw leaves nothing behind
+    if (problem !== undefined) throw new RangeError(problem);
     const id = this.#nextId++;
     const s = newStream(id, destination, this.#streamWindow);
     s.opened = opened;
