@@ -19,6 +19,26 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * Where the first CR LF at or after `from` starts in `d`, or -1. The CRs are
+ * found by the typed array's own indexOf, so a head that comes a byte at a
+ * time costs a fast scan per byte, not a loop in JavaScript.
+ */
+export function indexOfCrlf(d: Uint8Array, from = 0): number {
+  for (let i = d.indexOf(13, from); i >= 0 && i + 1 < d.length; i = d.indexOf(13, i + 1)) {
+    if (d[i + 1] === 10) return i;
+  }
+  return -1;
+}
+
+/** Where the empty line that ends an HTTP head (CR LF CR LF) starts in `d`, or -1. */
+export function indexOfHeadEnd(d: Uint8Array): number {
+  for (let i = indexOfCrlf(d); i >= 0 && i + 3 < d.length; i = indexOfCrlf(d, i + 2)) {
+    if (d[i + 2] === 13 && d[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
 const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const intrinsic = (name: PropertyKey) =>
   Object.getOwnPropertyDescriptor(typedArrayProto, name)!.get! as (this: unknown) => unknown;

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "./_test.ts";
 import { Backend, type RelaykitError, type RouteFunction, routeTable, TcpProxy } from "../mod.ts";
 import { httpHost, tlsSni } from "../src/protocol/first_bytes.ts";
+import { indexOfCrlf, indexOfHeadEnd } from "../src/bytes.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
 import { engineRouterOf } from "../src/proxy/socks.ts";
 import { callsOf } from "../src/native/engine.ts";
@@ -220,6 +221,21 @@ function table(): RouteFunction {
 }
 
 describe("first bytes parsers", () => {
+  test("CR LF and the end of a head are found where they are, and only there", () => {
+    const b = (s: string) => new TextEncoder().encode(s);
+    assert.equal(indexOfCrlf(b("")), -1);
+    assert.equal(indexOfCrlf(b("\r")), -1);
+    assert.equal(indexOfCrlf(b("a\rb\r")), -1);
+    assert.equal(indexOfCrlf(b("a\r\r\n")), 2);
+    assert.equal(indexOfCrlf(b("\r\nx\r\n"), 1), 3);
+    assert.equal(indexOfHeadEnd(b("GET / HTTP/1.1\r\nHost: a\r\n")), -1);
+    assert.equal(indexOfHeadEnd(b("GET / HTTP/1.1\r\nHost: a\r\n\r")), -1);
+    assert.equal(indexOfHeadEnd(b("GET / HTTP/1.1\r\n\r\n")), 14);
+    assert.equal(indexOfHeadEnd(b("a\r\r\n\r\n")), 2);
+    assert.equal(indexOfHeadEnd(b("a\r\n\n\r\n\r\n")), 4);
+    assert.equal(indexOfHeadEnd(b("\r\n\r\n")), 0);
+  });
+
   test("Host and SNI parsers answer more, none, a name or bad", () => {
     assert.deepEqual(httpHost(enc.encode("GE")), { kind: "more" });
     assert.deepEqual(httpHost(enc.encode("GET / HTTP/1.1\r\nHost: a")), { kind: "more" });

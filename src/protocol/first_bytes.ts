@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { indexOfCrlf, indexOfHeadEnd } from "../bytes.ts";
 
 /** The most an HTTP request head may take before its Host is read. */
 export const HEAD_MAX = 16 * 1024;
@@ -112,18 +113,10 @@ export function httpHost(d: Uint8Array): FirstBytes {
   while (i < d.length && d[i]! >= 0x41 && d[i]! <= 0x5a) i++;
   if (i === d.length) return i > 32 ? NONE : MORE;
   if (i === 0 || d[i] !== 0x20) return NONE;
-  const scan = Math.min(d.length, HEAD_MAX);
-  let end = -1;
-  for (let k = 0; k + 3 < scan; k++) {
-    if (d[k] === 13 && d[k + 1] === 10 && d[k + 2] === 13 && d[k + 3] === 10) {
-      end = k;
-      break;
-    }
-  }
+  const end = indexOfHeadEnd(d.length > HEAD_MAX ? d.subarray(0, HEAD_MAX) : d);
   // the request line, once whole, says whether it is HTTP/1.x at all
-  let ll = 0;
-  while (ll + 1 < d.length && !(d[ll] === 13 && d[ll + 1] === 10)) ll++;
-  if (ll + 1 < d.length) {
+  const ll = indexOfCrlf(d);
+  if (ll >= 0) {
     if (!/^[A-Z]+ [^\s]+ HTTP\/1\.[01]$/.test(latin1(d, 0, ll))) return NONE;
   }
   if (end < 0) return d.length >= HEAD_MAX ? bad(`request head over ${HEAD_MAX} bytes`) : MORE;

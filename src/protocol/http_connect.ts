@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { indexOfHeadEnd } from "../bytes.ts";
 import { knownUser, type RequestedDestination } from "./socks.ts";
 
 /** The most an HTTP CONNECT request head may take. */
@@ -82,8 +83,8 @@ export function parseHttpConnect(
   data: Uint8Array,
   users: Readonly<Record<string, string>> | undefined,
 ): HttpConnectStep {
-  const text = new TextDecoder("latin1").decode(data);
-  const end = text.indexOf("\r\n\r\n");
+  // the end of the head first: what came so far is decoded only once whole
+  const end = indexOfHeadEnd(data);
   if (end < 0) {
     return data.length > HTTP_CONNECT_HEAD_MAX
       ? {
@@ -98,7 +99,8 @@ export function parseHttpConnect(
     reply: httpAnswer("400 Bad Request"),
     what: undefined,
   };
-  const [line = "", ...headers] = text.slice(0, end).split("\r\n");
+  const head = new TextDecoder("latin1").decode(data.subarray(0, end));
+  const [line = "", ...headers] = head.split("\r\n");
   const m = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(line);
   if (m === null) return bad;
   if (m[1] !== "CONNECT") {
