@@ -66,6 +66,12 @@ rk__worker *rk__pick_worker(rk__engine *e) {
 
 /* ---- event queue ------------------------------------------------------- */
 
+/* The engine whose worker runs on this thread, while the worker handles a
+ * batch of epoll events: what it posts meanwhile wakes the host once, at
+ * the batch's end, not at the first record (the host would drain that one
+ * while the worker posts the next ones, and be woken again for them). */
+static __thread rk__engine *rk__batching;
+
 void rk__post(rk__engine *e, const uint32_t *rec) {
   void (*cb)(void) = NULL;
   pthread_mutex_lock(&e->q_lock);
@@ -91,10 +97,33 @@ void rk__post(rk__engine *e, const uint32_t *rec) {
   memcpy(e->q + slot * RK_EVENT_WORDS, rec, RK_EVENT_WORDS * sizeof(uint32_t));
   e->q_len++;
   if (e->q_len == 1) {
-    pthread_cond_broadcast(&e->q_cond);
-    if (e->q_armed && e->notify != NULL) {
-      e->q_armed = 0;
-      cb = e->notify;
+    if (rk__batching == e) {
+      e->q_deferred = 1; /* told once, at the end of the worker's batch */
+    } else {
+      pthread_cond_broadcast(&e->q_cond);
+      if (e->q_armed && e->notify != NULL) {
+        e->q_armed = 0;
+        cb = e->notify;
+      }
+    }
+  }
+  pthread_mutex_unlock(&e->q_lock);
+  if (cb != NULL)
+    cb();
+}
+
+void rk__post_flush(rk__engine *e) {
+  void (*cb)(void) = NULL;
+  pthread_mutex_lock(&e->q_lock);
+  if (e->q_deferred) {
+    e->q_deferred = 0;
+    /* (a drain may have emptied the queue since: nothing to tell then) */
+    if (e->q_len > 0) {
+      pthread_cond_broadcast(&e->q_cond);
+      if (e->q_armed && e->notify != NULL) {
+        e->q_armed = 0;
+        cb = e->notify;
+      }
     }
   }
   pthread_mutex_unlock(&e->q_lock);
@@ -454,6 +483,7 @@ static void *rk__worker_main(void *arg) {
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
+    rk__batching = w->e;
     w->ngone = 0;
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
@@ -488,6 +518,8 @@ static void *rk__worker_main(void *arg) {
       w->next_sweep = now + RK__SWEEP_MS;
     }
     rk__free_dead(w);
+    rk__batching = NULL;
+    rk__post_flush(w->e);
   }
   /* Engine closing: end every tunnel and connection still here. */
   rk__tunnel_worker_stop(w);

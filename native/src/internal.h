@@ -402,6 +402,8 @@ struct rk__engine {
   size_t q_cap, q_head, q_len; /* in records */
   int q_armed;
   int q_woken;
+  int q_deferred; /* a worker's batch made the queue non-empty: it tells
+                     the host at the batch's end (rk__post_flush) */
   int waiters;
   void (*notify)(void);
 
@@ -438,6 +440,8 @@ int64_t rk__now_real(void);
 int32_t rk__new_id(rk__engine *e);
 rk__worker *rk__pick_worker(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
+/* The calling worker's batch is over: tell the host of what it posted. */
+void rk__post_flush(rk__engine *e);
 void rk__send(rk__worker *w, rk__cmd *c);
 void rk__wake(rk__worker *w);
 int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
