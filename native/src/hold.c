@@ -489,6 +489,45 @@ int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
   return r;
 }
 
+int32_t rk_engine_drain_held(int32_t h, uint32_t *out, int32_t max_events,
+                             uint8_t *held, int32_t held_cap,
+                             int32_t *spans) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  /* checked before any record leaves the queue */
+  if (spans == NULL || held_cap < 0 || (held_cap > 0 && held == NULL))
+    return -EINVAL;
+  int32_t n = rk_engine_drain(h, out, max_events);
+  if (n <= 0)
+    return n;
+  for (int32_t i = 0; i < n; i++)
+    spans[2 * i] = -1, spans[2 * i + 1] = 0;
+  uint32_t used = 0, cap = (uint32_t)held_cap;
+  /* after q_lock is let go (a worker may post while it holds tbl_lock):
+   * the host has not seen these records yet, so it has asked nothing of
+   * their connections since, and the held bytes are those announced */
+  pthread_mutex_lock(&e->tbl_lock);
+  for (int32_t i = 0; i < n; i++) {
+    const uint32_t *rec = out + (size_t)i * RK_EVENT_WORDS;
+    if (rec[0] != RK_EV_HOLD)
+      continue;
+    rk__conn *c = rk__table_find_locked(e, (int32_t)rec[1]);
+    if (c == NULL || !__atomic_load_n(&c->hold_posted, __ATOMIC_ACQUIRE))
+      continue; /* rk_hold_take says so */
+    uint32_t len = c->hold_len;
+    if (len > cap - used)
+      continue; /* too many: rk_hold_take copies them */
+    if (len > 0)
+      memcpy(held + used, c->hold_buf, len);
+    spans[2 * i] = (int32_t)used;
+    spans[2 * i + 1] = (int32_t)len;
+    used += len;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return n;
+}
+
 /* Open a file for a FILE decision and seek to d->offset; the length is
  * d->length (-1: to the end), checked against the file's size. */
 static int rk__open_range(const char *path, const rk_decision_t *d,

@@ -575,7 +575,7 @@ export class NativeForwardEngine implements ForwardEngine {
           // handed over by the built-in router, after its replies so far
           if (ev.routed !== undefined) router()?.sent(ev.id, ev.routed);
         }
-        const data = callsOf(e).holdTake(ev.id, ev.held);
+        const data = ev.data ?? callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
         const update: HeldUpdate = { conn: h.conn, data, first: ev.first, eof: ev.eof };
         // read ahead of the first update (spec.hold.first), not a router's
