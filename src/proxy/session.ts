@@ -301,7 +301,7 @@ export class Session {
       // first update: the route is still asked first with none of it
       const none: HeldUpdate = {
         conn: u.conn,
-        data: u.data.subarray(0, consume),
+        data: consume === 0 ? new Uint8Array(0) : u.data.subarray(0, consume),
         first: u.first,
         eof: false,
       };
@@ -430,8 +430,8 @@ export class Session {
       }
     }
     // bytes read while deciding go through the client-to-target hook too
-    const rest = replace ?? u.data.subarray(consume);
     const hook = s.hooks.aToB;
+    const rest = hook === undefined ? EMPTY : replace ?? u.data.subarray(consume);
     if (hook !== undefined && rest.length > 0) {
       return runHook(hook, rest, {
         id,
