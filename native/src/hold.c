@@ -365,14 +365,25 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   if (old_skip > old_len)
     old_skip = old_len;
   uint32_t kept = old_len - old_skip;
-  if (cmd->len > 0 || rest > 0) {
+  if (cmd->len == 0 && kept == 0 && consume == 0 && rest > 0) {
+    /* the held bytes as they are (the usual route): the buffer itself,
+     * cut to their size (in place) while it waits for the connect */
+    uint8_t *b = rest < c->hold_cap ? realloc(c->hold_buf, rest) : NULL;
+    rk__dir_own_release(&c->dir[0]);
+    c->dir[0].buf = b != NULL ? b : c->hold_buf;
+    c->dir[0].buf_own = 1;
+    c->dir[0].buf_off = 0;
+    c->dir[0].buf_len = rest;
+    c->hold_buf = NULL;
+  } else if (cmd->len > 0 || rest > 0) {
     uint32_t blen = cmd->len + kept + rest;
     uint8_t *b = malloc(blen);
     if (b == NULL) {
       rk__conn_end(c, RK_END_RESET, -ENOMEM);
       return;
     }
-    memcpy(b, cmd->data, cmd->len);
+    if (cmd->len > 0)
+      memcpy(b, cmd->data, cmd->len);
     if (kept > 0)
       memcpy(b + cmd->len, old + old_skip, kept);
     if (rest > 0)
@@ -595,14 +606,16 @@ static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
   cmd->decision = *d;
   cmd->arg = fd;
   cmd->decision.length = (int64_t)length;
-  cmd->data = rk__dup_bytes(to_b, to_b_len);
+  /* none: NULL (the usual decision sends nothing of its own) */
+  cmd->data = to_b_len > 0 ? rk__dup_bytes(to_b, to_b_len) : NULL;
   cmd->len = (uint32_t)to_b_len;
-  cmd->data2 = rk__dup_bytes(to_a, to_a_len);
+  cmd->data2 = to_a_len > 0 ? rk__dup_bytes(to_a, to_a_len) : NULL;
   cmd->len2 = (uint32_t)to_a_len;
   if (action == RK_DECIDE_CONNECT)
     cmd->target = rk__copy_target(host, d->port, d->family,
                                   d->connect_timeout_ms, bind_host);
-  if (cmd->data == NULL || cmd->data2 == NULL ||
+  if ((to_b_len > 0 && cmd->data == NULL) ||
+      (to_a_len > 0 && cmd->data2 == NULL) ||
       (action == RK_DECIDE_CONNECT && cmd->target == NULL)) {
     rk__cmd_free(cmd);
     return -ENOMEM;
@@ -626,9 +639,11 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
   return rk__send_to_conn(e, id, cmd);
 }
 
-/* A NUL-terminated copy of n bytes. */
-static char *rk__dup_str(const uint8_t *s, uint32_t n) {
-  char *copy = malloc((size_t)n + 1);
+/* A NUL-terminated copy of n bytes: in `room` (room_len bytes) when it
+ * fits, else malloc'd (then the caller frees it). */
+static char *rk__dup_str(const uint8_t *s, uint32_t n, char *room,
+                         size_t room_len) {
+  char *copy = (size_t)n < room_len ? room : malloc((size_t)n + 1);
   if (copy != NULL) {
     memcpy(copy, s, n);
     copy[n] = '\0';
@@ -682,15 +697,19 @@ static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
   if (total > room || lens[2] > INT32_MAX || lens[3] > INT32_MAX ||
       d.action == RK_DECIDE_FILE) /* FILE opens its file: rk_hold_decide */
     return -EINVAL;
-  char *host = rk__dup_str(p, lens[0]);
-  char *bind = rk__dup_str(p + lens[0], lens[1]);
+  /* the usual names need no allocation of their own (the target copies them) */
+  char host_room[256], bind_room[64];
+  char *host = rk__dup_str(p, lens[0], host_room, sizeof host_room);
+  char *bind = rk__dup_str(p + lens[0], lens[1], bind_room, sizeof bind_room);
   int32_t r = -ENOMEM;
   if (host != NULL && bind != NULL)
     r = rk__decide_cmd_new(host, bind, &d, p + lens[0] + lens[1],
                            (int32_t)lens[2], p + lens[0] + lens[1] + lens[2],
                            (int32_t)lens[3], out);
-  free(host);
-  free(bind);
+  if (host != host_room)
+    free(host);
+  if (bind != bind_room)
+    free(bind);
   return r;
 }
 
@@ -700,7 +719,11 @@ int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
     return RK_EBADHANDLE;
   if (len < 0 || (len > 0 && buf == NULL))
     return -EINVAL;
-  uint8_t *woken = calloc((size_t)e->nworkers, 1);
+  /* which workers to wake at the end: on the stack for the usual pools */
+  uint8_t woken_room[64] = {0};
+  uint8_t *woken = e->nworkers <= (int)sizeof woken_room
+                       ? woken_room
+                       : calloc((size_t)e->nworkers, 1);
   if (woken == NULL)
     return -ENOMEM;
   int32_t done = 0, bad = 0;
@@ -731,6 +754,7 @@ int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
   for (int i = 0; i < e->nworkers; i++)
     if (woken[i])
       rk__wake(&e->workers[i]);
-  free(woken);
+  if (woken != woken_room)
+    free(woken);
   return bad < 0 ? bad : done;
 }
