@@ -178,6 +178,14 @@ function u64(rec: Uint32Array, i: number): number {
   return (rec[i] ?? 0) + (rec[i + 1] ?? 0) * 2 ** 32;
 }
 
+/**
+ * IPv4 addresses as text, by their record word: a listener's own address
+ * and the clients that come again are made text once (a few hundred at
+ * most; then it starts over).
+ */
+const v4Text = new Map<number, string>();
+const V4_TEXT_MAX = 256;
+
 /** An address of family `family` from the 16 record bytes at word `word`. */
 function inetAt(
   rec: Uint32Array,
@@ -187,7 +195,13 @@ function inetAt(
 ): InetEndpoint | undefined {
   if (family === AF_INET && LITTLE) { // the common case, without a view
     const a = rec[word] ?? 0;
-    return { host: `${a & 255}.${(a >>> 8) & 255}.${(a >>> 16) & 255}.${a >>> 24}`, port };
+    let host = v4Text.get(a);
+    if (host === undefined) {
+      host = `${a & 255}.${(a >>> 8) & 255}.${(a >>> 16) & 255}.${a >>> 24}`;
+      if (v4Text.size >= V4_TEXT_MAX) v4Text.clear();
+      v4Text.set(a, host);
+    }
+    return { host, port };
   }
   const bytes = new Uint8Array(rec.buffer, rec.byteOffset + word * 4, 16);
   if (family === AF_INET) return { host: bytes.subarray(0, 4).join("."), port };
