@@ -299,7 +299,7 @@ int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd) {
 
 /* Find connection id and send it cmd; frees cmd when there is none. */
 /* The worker of connection id, or NULL when there is none. */
-static rk__worker *rk__conn_worker(rk__engine *e, int32_t id) {
+rk__worker *rk__conn_worker(rk__engine *e, int32_t id) {
   pthread_mutex_lock(&e->tbl_lock);
   rk__conn *c = rk__table_find_locked(e, id);
   rk__worker *w = c != NULL ? c->w : NULL;
@@ -318,24 +318,9 @@ int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
   return 0;
 }
 
-/* As rk__send_to_conn, but leave the worker to wake: its index is marked in
- * woken (nworkers flags) and the caller wakes every marked worker once. */
-int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
-                               uint8_t *woken) {
-  rk__worker *w = rk__conn_worker(e, id);
-  if (w == NULL) {
-    rk__cmd_free(cmd);
-    return -ENOENT;
-  }
-  cmd->id = id;
-  rk__enqueue(w, cmd);
-  woken[w->index] = 1;
-  return 0;
-}
-
 /* The live connection `id` of this worker, or NULL. The pointer stays valid
  * on this thread: only the owning worker frees its connections. */
-static rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
+rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
   pthread_mutex_lock(&w->e->tbl_lock);
   rk__conn *c = rk__table_find_locked(w->e, id);
   if (c != NULL && c->w != w)
@@ -425,6 +410,9 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_tls_cmd(conn, c);
       break;
     }
+    case RK__CMD_HOLD_BATCH:
+      rk__hold_batch_run(w, c);
+      break;
     case RK__CMD_HOLD_DECIDE: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)

@@ -569,6 +569,17 @@ static int rk__open_range(const char *path, const rk_decision_t *d,
 }
 
 
+/* Whether a decision's values make sense: 0 or -EINVAL. */
+static int32_t rk__decide_check(const rk_decision_t *d) {
+  int32_t action = d->action;
+  if (action == RK_DECIDE_CONNECT)
+    return d->port > 65535 || d->family < 0 || d->family > RK_FAMILY_ONLY_V6 ||
+                   d->connect_timeout_ms < 0
+               ? -EINVAL
+               : 0;
+  return action == RK_DECIDE_CLOSE || action == RK_DECIDE_FILE ? 0 : -EINVAL;
+}
+
 /* Check a decision and build its command (RK__CMD_HOLD_DECIDE). */
 static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
                                   const rk_decision_t *decision,
@@ -580,13 +591,8 @@ static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
     return -EINVAL;
   const rk_decision_t *d = decision;
   int32_t action = d->action;
-  if (action == RK_DECIDE_CONNECT) {
-    if (host == NULL || d->port > 65535 || d->family < 0 ||
-        d->family > RK_FAMILY_ONLY_V6 || d->connect_timeout_ms < 0)
-      return -EINVAL;
-  } else if (action != RK_DECIDE_CLOSE && action != RK_DECIDE_FILE) {
+  if (rk__decide_check(d) < 0 || (action == RK_DECIDE_CONNECT && host == NULL))
     return -EINVAL;
-  }
   int fd = -1;
   uint64_t length = 0;
   if (action == RK_DECIDE_FILE) {
@@ -651,52 +657,40 @@ static char *rk__dup_str(const uint8_t *s, uint32_t n, char *room,
   return copy;
 }
 
-/* The command of one rk_hold_submit record, or a negative code. */
-static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
-                              uint32_t arg, rk__cmd **out) {
-  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+/* Whether one rk_hold_submit record can be carried out: 0 or -EINVAL.
+ * Checked on the host's thread, so that a bad record aborts its connection
+ * there, as a bad call would fail. */
+static int32_t rk__submit_check(const uint8_t *rec, uint32_t op, uint32_t size,
+                                uint32_t arg) {
   uint32_t room = size - RK_HOLD_OP_HEAD;
-  if (op == RK_HOLD_OP_READ) {
-    if (arg == 0 || arg > INT32_MAX)
-      return -EINVAL;
-    rk__cmd *cmd = calloc(1, sizeof *cmd);
-    if (cmd == NULL)
-      return -ENOMEM;
-    cmd->type = RK__CMD_HOLD_READ;
-    cmd->arg = (int32_t)arg;
-    *out = cmd;
-    return 0;
-  }
-  if (op == RK_HOLD_OP_WRITE) {
-    if (arg == 0 || arg > room)
-      return -EINVAL;
-    rk__cmd *cmd = calloc(1, sizeof *cmd);
-    if (cmd == NULL)
-      return -ENOMEM;
-    cmd->type = RK__CMD_HOLD_WRITE;
-    cmd->data = rk__dup_bytes(p, (int32_t)arg);
-    cmd->len = arg;
-    if (cmd->data == NULL) {
-      free(cmd);
-      return -ENOMEM;
-    }
-    *out = cmd;
-    return 0;
-  }
+  if (op == RK_HOLD_OP_READ)
+    return arg == 0 || arg > INT32_MAX ? -EINVAL : 0;
+  if (op == RK_HOLD_OP_WRITE)
+    return arg == 0 || arg > room ? -EINVAL : 0;
   if (op != RK_HOLD_OP_DECIDE)
     return -EINVAL;
   rk_decision_t d;
   uint32_t lens[4];
   if (room < sizeof d + sizeof lens)
     return -EINVAL;
-  memcpy(&d, p, sizeof d);
-  memcpy(lens, p + sizeof d, sizeof lens);
-  p += sizeof d + sizeof lens;
+  memcpy(&d, rec + RK_HOLD_OP_HEAD, sizeof d);
+  memcpy(lens, rec + RK_HOLD_OP_HEAD + sizeof d, sizeof lens);
   room -= (uint32_t)(sizeof d + sizeof lens);
   uint64_t total = (uint64_t)lens[0] + lens[1] + lens[2] + lens[3];
   if (total > room || lens[2] > INT32_MAX || lens[3] > INT32_MAX ||
       d.action == RK_DECIDE_FILE) /* FILE opens its file: rk_hold_decide */
     return -EINVAL;
+  return rk__decide_check(&d);
+}
+
+/* The command of a checked DECIDE record, or -ENOMEM. */
+static int32_t rk__submit_decide(const uint8_t *rec, rk__cmd **out) {
+  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+  rk_decision_t d;
+  uint32_t lens[4];
+  memcpy(&d, p, sizeof d);
+  memcpy(lens, p + sizeof d, sizeof lens);
+  p += sizeof d + sizeof lens;
   /* the usual names need no allocation of their own (the target copies them) */
   char host_room[256], bind_room[64];
   char *host = rk__dup_str(p, lens[0], host_room, sizeof host_room);
@@ -713,21 +707,62 @@ static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
   return r;
 }
 
+/* The records of an rk_hold_submit reached worker w (RK__CMD_HOLD_BATCH:
+ * checked records, this worker's among them): carry out its connections'
+ * ones in order. What a decision allocates is allocated here, on the
+ * thread that frees it. */
+void rk__hold_batch_run(rk__worker *w, rk__cmd *batch) {
+  uint32_t off = 0;
+  while (off + RK_HOLD_OP_HEAD <= batch->len) {
+    const uint8_t *rec = batch->data + off;
+    uint32_t head[4];
+    memcpy(head, rec, sizeof head);
+    off += head[2];
+    rk__conn *c = rk__worker_find(w, (int32_t)head[1]);
+    if (c == NULL)
+      continue; /* another worker's, or it ended meanwhile */
+    if (head[0] == RK_HOLD_OP_READ) {
+      rk__hold_read_cmd(c, head[3]);
+    } else if (head[0] == RK_HOLD_OP_WRITE) {
+      rk__hold_write_cmd(c, rec + RK_HOLD_OP_HEAD, head[3]);
+    } else {
+      rk__cmd *cmd = NULL;
+      int32_t r = rk__submit_decide(rec, &cmd);
+      if (r < 0) {
+        if (c->state == RK__HOLDING)
+          rk__conn_end(c, RK_END_RESET, r);
+        continue;
+      }
+      rk__hold_decide_cmd(c, cmd);
+      rk__cmd_free(cmd); /* and what the connection did not take over */
+    }
+  }
+}
+
 int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
   if (len < 0 || (len > 0 && buf == NULL))
     return -EINVAL;
-  /* which workers to wake at the end: on the stack for the usual pools */
+  if (len == 0)
+    return 0;
+  /* the records that can be carried out, for connections that are there,
+   * copied once; each worker concerned gets them in one command and is
+   * woken once (the workers marked on the stack for the usual pools) */
   uint8_t woken_room[64] = {0};
   uint8_t *woken = e->nworkers <= (int)sizeof woken_room
                        ? woken_room
                        : calloc((size_t)e->nworkers, 1);
-  if (woken == NULL)
+  uint8_t *ok = malloc((size_t)len);
+  if (woken == NULL || ok == NULL) {
+    if (woken != woken_room)
+      free(woken);
+    free(ok);
     return -ENOMEM;
+  }
   int32_t done = 0, bad = 0;
-  uint32_t off = 0;
+  uint32_t off = 0, kept = 0;
   while (off < (uint32_t)len) {
     uint32_t head[4];
     if ((uint32_t)len - off < RK_HOLD_OP_HEAD) {
@@ -741,20 +776,46 @@ int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
       bad = -EINVAL; /* the records after this one cannot be found */
       break;
     }
-    rk__cmd *cmd = NULL;
-    int32_t r = rk__submit_cmd(buf + off, op, size, arg, &cmd);
-    if (r == 0)
-      r = rk__send_to_conn_later(e, id, cmd, woken);
-    if (r == 0)
-      done++;
-    else if (r != -ENOENT)
+    if (rk__submit_check(buf + off, op, size, arg) < 0) {
       rk_conn_close(h, id, RK_CLOSE_ABORT); /* not left held without end */
+    } else {
+      rk__worker *w = rk__conn_worker(e, id);
+      if (w != NULL) {
+        memcpy(ok + kept, buf + off, size);
+        kept += size;
+        woken[w->index] = 1;
+        done++;
+      }
+    }
     off += size;
   }
-  for (int i = 0; i < e->nworkers; i++)
-    if (woken[i])
-      rk__wake(&e->workers[i]);
+  int32_t r = bad < 0 ? bad : done;
+  for (int i = 0; i < e->nworkers; i++) {
+    if (!woken[i])
+      continue;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    uint8_t *copy = cmd == NULL ? NULL : malloc(kept);
+    if (copy == NULL) { /* their connections are not left held without end */
+      free(cmd);
+      for (uint32_t o = 0; o < kept;) {
+        uint32_t head[4];
+        memcpy(head, ok + o, sizeof head);
+        rk__worker *w = rk__conn_worker(e, (int32_t)head[1]);
+        if (w == &e->workers[i])
+          rk_conn_close(h, (int32_t)head[1], RK_CLOSE_ABORT);
+        o += head[2];
+      }
+      r = -ENOMEM;
+      continue;
+    }
+    memcpy(copy, ok, kept);
+    cmd->type = RK__CMD_HOLD_BATCH;
+    cmd->data = copy;
+    cmd->len = kept;
+    rk__send(&e->workers[i], cmd);
+  }
+  free(ok);
   if (woken != woken_room)
     free(woken);
-  return bad < 0 ? bad : done;
+  return r;
 }

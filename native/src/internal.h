@@ -321,7 +321,8 @@ enum {
   RK__CMD_HOLD_WRITE,
   RK__CMD_ROUTE_RESOLVED,
   RK__CMD_HOLD_TLS,
-  RK__CMD_CALL /* fn(worker, cmd): a unit's own command (tunnel.c) */
+  RK__CMD_CALL, /* fn(worker, cmd): a unit's own command (tunnel.c) */
+  RK__CMD_HOLD_BATCH /* rk_hold_submit's checked records (data, len) */
 };
 
 typedef struct rk__cmd {
@@ -443,9 +444,11 @@ void rk__post(rk__engine *e, const uint32_t *rec);
 /* The calling worker's batch is over: tell the host of what it posted. */
 void rk__post_flush(rk__engine *e);
 void rk__send(rk__worker *w, rk__cmd *c);
+/* The worker of connection id, or NULL when there is none. Any thread. */
+rk__worker *rk__conn_worker(rk__engine *e, int32_t id);
+/* Worker w's live connection id, or NULL. On w's thread. */
+rk__conn *rk__worker_find(rk__worker *w, int32_t id);
 void rk__wake(rk__worker *w);
-int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
-                               uint8_t *woken);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
 int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
@@ -515,6 +518,7 @@ void rk__hold_start(rk__conn *c);
 void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__hold_batch_run(rk__worker *w, rk__cmd *batch);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd);
