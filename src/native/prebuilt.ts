@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "d0c8412c42ad6fddf868e04b62d2907196130a68186ef9cff3cc83dcd0130cbf",
+    "sha256": "318ce02a1ecaa64874f408ad73d7af5ef52f1736274618d5bbe761d2a26a80e0",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "feb8de64d350bc8e87161973e7378ef15828fb7d414611386ae399e63b2e7911",
-      "size": 150136,
+      "sha256": "9b538492394314e34210ad3304f0951f36cb4cf549c330279ea3c15fb1594f74",
+      "size": 150224,
     },
     "linux-arm64-glibc": {
-      "sha256": "48dcd9eca297bd3b4579baa89cb1b2b24747ec6612749ea354941cc370720c02",
-      "size": 199240,
+      "sha256": "9eafe6b632c4751778c92967d54a440f95eeb98b167196ba1045fb990ed7afe9",
+      "size": 199328,
     },
     "linux-x64-musl": {
-      "sha256": "0b9b615fde5eff79d43195eb41ff3484ed3a107e4beb74deb173604e1329277a",
-      "size": 145808,
+      "sha256": "51e248ffe9bcf6fdd8af5a32540b52174e079e1c996e159f57964f53a9574fab",
+      "size": 149992,
     },
     "linux-arm64-musl": {
-      "sha256": "a33da0b60a2504d8a8765afaf5e8b6b3a77af4bdcf4df0972dd217625e20b4ad",
-      "size": 198992,
+      "sha256": "7a5e349511c16bbb5998228b3166115882e68276443d427b68ee991a61c88b39",
+      "size": 199088,
     },
   },
 };
