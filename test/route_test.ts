@@ -170,6 +170,47 @@ for (const engine of ENGINES) {
       await t.close();
     });
 
+    test("a route that waits for the client is asked with none first, and one that then answers before the client speaks is still asked", async () => {
+      const t = await named("t");
+      let serverFirst = false;
+      const calls = new Map<number, number[]>();
+      const { proxy } = await start(engine, (data, conn) => {
+        calls.set(conn.id, [...(calls.get(conn.id) ?? []), data.length]);
+        if (data.length === 0) return serverFirst ? { close: "hello\n" } : undefined;
+        return { remote: { host: "127.0.0.1", port: t.port } };
+      });
+      // clients that speak a little after they connect: nothing is there at
+      // the accept (after the first wait the engine may wait for their bytes)
+      const late = async () => {
+        const s = await connect(proxy.port);
+        const chunks: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => chunks.push(d));
+        await sleep(30);
+        s.end("abc");
+        await closed(s);
+        return dec.decode(Buffer.concat(chunks));
+      };
+      for (let i = 0; i < 3; i++) assert.equal(await late(), "t:abc");
+      for (const [id, lengths] of calls) {
+        assert.equal(lengths[0], 0, `connection ${id} asked first with none: ${lengths}`);
+        assert.equal(lengths.at(-1), 3, `then with the bytes: ${lengths}`);
+      }
+      // now the route answers before the client speaks: a client that sends
+      // nothing still gets its greeting, and the ones after it too
+      serverFirst = true;
+      for (let i = 0; i < 2; i++) {
+        const s = await connect(proxy.port);
+        const chunks: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => chunks.push(d));
+        s.on("error", () => {});
+        s.on("end", () => s.end()); // the greeting, then the proxy's FIN
+        await closed(s);
+        assert.equal(dec.decode(Buffer.concat(chunks)), "hello\n");
+      }
+      await proxy.close();
+      await t.close();
+    });
+
     test("remote with data and reply (SOCKS4-style), async route", async () => {
       const t = await named("t");
       const { proxy } = await start(engine, async (data) => {

@@ -386,6 +386,14 @@ RK_EXTERN int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask);
  * Takes effect for connections accepted after the call. Any thread. */
 RK_EXTERN int32_t rk_listener_set_hold_first(int32_t h, int32_t lid,
                                              int32_t max);
+/* With rk_listener_set_hold_first: a client that has sent nothing yet when
+ * it is accepted gets its first RK_EV_HOLD once it sends (with what it
+ * sent, up to that maximum) or ends, not at once - or, if it sends
+ * nothing, after 100 to 200 ms (the sweep), with none. For a host whose
+ * decisions wait for the client's first bytes anyway: one event, not two.
+ * on: 1 or 0 (the default). Takes effect for connections accepted after
+ * the call. Any thread. */
+RK_EXTERN int32_t rk_listener_set_hold_wait(int32_t h, int32_t lid, int32_t on);
 /* Abort every connection of the listener (reset, reason RK_END_CLOSED).
  * Any thread. */
 RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);

@@ -82,6 +82,10 @@ void rk__hold_tls_drop(rk__conn *c) {
 }
 
 void rk__hold_post(rk__conn *c, uint32_t flags) {
+  if (c->first_due_ms != 0) { /* the first event waited for bytes */
+    c->first_due_ms = 0;
+    flags |= RK_HOLD_FIRST;
+  }
   if (rk__pp_held(c, &flags))
     return; /* the engine read the PROXY header itself (proxyhdr.c) */
   if (c->router != NULL && !c->route_deferred) {
@@ -137,8 +141,20 @@ void rk__hold_start(rk__conn *c) {
     if (rk__hold_fill(c) < 0)
       return;
     flags = rk__hold_flags(c);
+    if (c->hold_len == 0 && flags == 0 &&
+        __atomic_load_n(&c->listener->hold_wait, __ATOMIC_RELAXED)) {
+      /* nothing yet: the first event waits for the first bytes (the
+       * client's event pumps; hold_max stays), or for the sweep */
+      c->first_due_ms = rk__now_mono() + RK__SWEEP_MS;
+      return;
+    }
   }
   rk__hold_post(c, RK_HOLD_FIRST | flags);
+}
+
+void rk__hold_sweep(rk__conn *c, int64_t now) {
+  if (c->first_due_ms != 0 && now >= c->first_due_ms)
+    rk__hold_post(c, rk__hold_flags(c)); /* FIRST, with none */
 }
 
 /* Read what was asked for, if anything was, without posting: 1 if bytes

@@ -247,6 +247,8 @@ struct rk__conn {
   uint32_t hold_max;       /* > 0: reading was asked for, up to this many */
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
+  int64_t first_due_ms; /* > 0: the first RK_EV_HOLD waits for the client's
+                           first bytes until then (rk_listener_set_hold_wait) */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   unsigned tls_accepting : 1; /* RK__CONNECTING: the client's TLS handshake
                                  runs; the target connect starts after */
@@ -283,6 +285,7 @@ struct rk__listener {
   int32_t hold_timeout_ms;
   uint32_t hold_first; /* atomic: bytes to read before the first RK_EV_HOLD
                          (rk_listener_set_hold_first) */
+  int hold_wait; /* atomic: rk_listener_set_hold_wait */
   int32_t active; /* atomic */
   int32_t peak;   /* atomic: the most open at once */
   /* atomics: connections accepted and ended, bytes written to the targets
@@ -519,6 +522,8 @@ void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
 void rk__hold_batch_run(rk__worker *w, rk__cmd *batch);
+/* The sweep: a first RK_EV_HOLD that waited long enough for bytes goes out. */
+void rk__hold_sweep(rk__conn *c, int64_t now);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd);

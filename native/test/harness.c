@@ -2667,6 +2667,80 @@ static void t_hold_first(void) {
   engine_end(&pump);
 }
 
+/* rk_listener_set_hold_wait: clients that sent nothing at their accept get
+ * their first RK_EV_HOLD with their first bytes, or at their EOF, or - if
+ * they stay silent - with none after the sweep. */
+static void t_hold_wait(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen: %d", lid);
+  CHECK(rk_listener_set_hold_wait(h, lid, 2) == -EINVAL, "on is 0 or 1");
+  CHECK(rk_listener_set_hold_wait(h, 0x7ffffff0, 1) == -ENOENT, "no listener");
+  CHECK(rk_listener_set_hold_wait(-1, lid, 1) == RK_EBADHANDLE, "bad handle");
+  CHECK_RC(rk_listener_set_hold_first(h, lid, 64), "hold first");
+  CHECK_RC(rk_listener_set_hold_wait(h, lid, 1), "hold wait");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  int port = rk_listener_port(h, lid);
+  int fds[3];
+  for (int i = 0; i < 3; i++)
+    fds[i] = connect_tcp(port);
+  pump_wait_count(&pump, RK_EV_ACCEPT, lid, 3);
+  int64_t accepted = now_ms();
+  int32_t acc[3], ids[3];
+  int ports[3];
+  CHECK(pump_accepted(&pump, lid, acc, ports, 3) == 3, "accept events");
+  for (int i = 0; i < 3; i++) {
+    ids[i] = 0;
+    for (int j = 0; j < 3; j++)
+      if (ports[j] == local_port(fds[i]))
+        ids[i] = acc[j];
+    CHECK(ids[i] != 0, "client %d accepted", i);
+  }
+  usleep(30 * 1000);
+  pthread_mutex_lock(&pump.mu);
+  size_t early = pump_count_locked(&pump, RK_EV_HOLD, -1, lid);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(early == 0, "no hold event before bytes: %zu", early);
+  write_all(fds[0], "hello", 5); /* 0: bytes */
+  shutdown(fds[1], SHUT_WR);     /* 1: EOF; 2: silent */
+  uint32_t rec[RK_EVENT_WORDS];
+  pump_get(&pump, RK_EV_HOLD, ids[0], rec);
+  CHECK(rec[4] == RK_HOLD_FIRST && rec[5] == 5, "bytes: flags %#x, %u held",
+        rec[4], rec[5]);
+  uint8_t buf[16];
+  CHECK(rk_hold_take(h, ids[0], buf, sizeof buf) == 5 &&
+            memcmp(buf, "hello", 5) == 0,
+        "the first bytes");
+  CHECK(rec[7] == (uint32_t)local_port(fds[0]), "with the client's address");
+  pump_get(&pump, RK_EV_HOLD, ids[1], rec);
+  CHECK((rec[4] & (RK_HOLD_FIRST | RK_HOLD_EOF)) ==
+                (RK_HOLD_FIRST | RK_HOLD_EOF) && rec[5] == 0,
+        "EOF: flags %#x, %u held", rec[4], rec[5]);
+  pump_get(&pump, RK_EV_HOLD, ids[2], rec);
+  int64_t waited = now_ms() - accepted;
+  CHECK(rec[4] == RK_HOLD_FIRST && rec[5] == 0 && waited >= 60,
+        "silent: flags %#x, %u held, after %lld ms", rec[4], rec[5],
+        (long long)waited);
+  pthread_mutex_lock(&pump.mu);
+  size_t holds = pump_count_locked(&pump, RK_EV_HOLD, -1, lid);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(holds == 3, "one hold event each: %zu", holds);
+  /* the silent one reads on as asked, as any held connection */
+  write_all(fds[2], "late", 4);
+  CHECK_RC(rk_hold_read(h, ids[2], 8), "rk_hold_read");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 4);
+  for (int i = 0; i < 3; i++) {
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+    close(fds[i]);
+  }
+  for (int i = 0; i < 3; i++)
+    expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+  engine_end(&pump);
+}
+
 /* rk_engine_drain_held: the bytes of each RK_EV_HOLD come with the drain,
  * as long as they fit; those that do not (and an ended connection's) are
  * left to rk_hold_take. Drained here, on this thread (no pump). */
@@ -4410,6 +4484,9 @@ static const test_t tests[] = {
     TEST("held connections: what the client sent before its accept comes "
          "with the first hold event",
          t_hold_first),
+    TEST("held connections: with rk_listener_set_hold_wait the first hold "
+         "event waits for the client's first bytes, its EOF or the sweep",
+         t_hold_wait),
     TEST("held connections: the drain carries each hold event's bytes when "
          "they fit, rk_hold_take has the rest",
          t_drain_held),

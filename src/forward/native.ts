@@ -429,6 +429,8 @@ export class NativeForwardEngine implements ForwardEngine {
       : { host: spec.listen.host, port: calls.listenerPort(lid) };
     let started = false;
     let stopping = false;
+    /** Whether first updates wait for the client's bytes (firstAnswered). */
+    let firstWait: "unknown" | "on" | "off" = "unknown";
     let final: ListenerTotals | undefined;
     return Promise.resolve({
       address: bound,
@@ -483,6 +485,13 @@ export class NativeForwardEngine implements ForwardEngine {
       connectionStats: (id) => nativeStats(e, id),
       setRouter,
       readMore: (id, max) => void calls.holdRead(id, max),
+      firstAnswered: (waited) => {
+        // on at the first wait, off for good at the first other answer
+        if (firstWait === "off" || (waited && firstWait === "on")) return;
+        if ((spec.hold?.first ?? 0) === 0) return; // nothing read ahead: nothing to wait for
+        firstWait = waited ? "on" : "off";
+        calls.listenerSetHoldWait(lid, waited);
+      },
       sendHeld: (id, data) => void calls.holdWrite(id, data),
       decide: (id, d) => {
         const h = held.get(id);

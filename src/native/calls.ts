@@ -692,6 +692,14 @@ export class NativeCalls {
     );
   }
 
+  /**
+   * Whether a client that has sent nothing at its accept gets its first
+   * hold event only with its first bytes (or its EOF, or after the sweep).
+   */
+  listenerSetHoldWait(lid: number, on: boolean): number {
+    return this.#sym.rk_listener_set_hold_wait(this.#h, lid, on ? 1 : 0);
+  }
+
   /** Abort every connection of the listener. */
   listenerAbort(lid: number): number {
     return this.#sym.rk_listener_abort(this.#h, lid);

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "318ce02a1ecaa64874f408ad73d7af5ef52f1736274618d5bbe761d2a26a80e0",
+    "sha256": "a42fb20268baec98b3c7360264f97847907427fe095cb8f6d8ef5fbe96e5b6f2",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "9b538492394314e34210ad3304f0951f36cb4cf549c330279ea3c15fb1594f74",
+      "sha256": "4686447fd17850028ef4b2ba84e8fe6d41dfcca835dad7633a4afe9691d5d0dc",
       "size": 150224,
     },
     "linux-arm64-glibc": {
-      "sha256": "9eafe6b632c4751778c92967d54a440f95eeb98b167196ba1045fb990ed7afe9",
+      "sha256": "d8ee6f4af775aa124e942fca6ab2a1090d1b2643c20f35c23324a741fc5198e0",
       "size": 199328,
     },
     "linux-x64-musl": {
-      "sha256": "51e248ffe9bcf6fdd8af5a32540b52174e079e1c996e159f57964f53a9574fab",
+      "sha256": "16d6022a9b36c769836086a6f11afa600703b1c14db50a6274cd5d0d8f014373",
       "size": 149992,
     },
     "linux-arm64-musl": {
-      "sha256": "7a5e349511c16bbb5998228b3166115882e68276443d427b68ee991a61c88b39",
+      "sha256": "a1fdadaea598119f54a5f7d03206fdae1d653620be7c9efb1dc0812946a5aab1",
       "size": 199088,
     },
   },

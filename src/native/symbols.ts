@@ -87,6 +87,8 @@ export const SYMBOLS = {
   rk_listener_set_events: { parameters: ["i32", "i32", "u32"], result: "i32" },
   // int32_t rk_listener_set_hold_first(int32_t h, int32_t lid, int32_t max)
   rk_listener_set_hold_first: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_listener_set_hold_wait(int32_t h, int32_t lid, int32_t on)
+  rk_listener_set_hold_wait: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int32_t rk_listener_abort(int32_t h, int32_t lid)
   rk_listener_abort: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_active(int32_t h, int32_t lid)

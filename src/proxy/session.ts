@@ -320,6 +320,7 @@ export class Session {
     d: RouteDecision | RouteFailure,
   ): void | Promise<void> {
     if (this.#phase !== "routing") return;
+    this.#firstAnswered(d);
     if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
       return this.#act(none, d);
     }
@@ -340,7 +341,14 @@ export class Session {
   #answered(u: HeldUpdate, d: RouteDecision | RouteFailure): void | Promise<void> {
     // ended or refused meanwhile (the decision timeout): nothing left to do
     if (this.#phase !== "routing") return;
+    if (u.first && u.data.length === this.#consume && !u.eof) this.#firstAnswered(d);
     return this.#act(u, d);
+  }
+
+  /** Tell the engine how the route answered a first update with no bytes. */
+  #firstAnswered(d: RouteDecision | RouteFailure): void {
+    if (d instanceof RouteFailure) return; // says nothing of what it needs
+    this.#h.firstAnswered?.(d.action === "wait");
   }
 
   /** Carry out the route's answer `d` to update `u`. */
