@@ -111,6 +111,106 @@ for (const engine of ENGINES) {
       await b.close();
     });
 
+    test("the route sees each client's bytes intact, kept as given: small, larger than a drain carries, in two pieces", async () => {
+      const t = await named("t");
+      // what each client sends: a tag byte, then a pattern of its own (ASCII:
+      // the target answers with a string)
+      const payload = (tag: number, n: number) =>
+        new Uint8Array(n).map((_, i) => i === 0 ? tag : 33 + (i * 31 + tag * 7 + (i >> 8)) % 90);
+      const sent = new Map<number, Uint8Array>([
+        [1, payload(1, 300)],
+        [2, payload(2, 100 * 1024)], // more than one drain carries (64 KiB)
+        [3, payload(3, 5000)],
+        [4, payload(4, 2000)],
+      ]);
+      const seen: { tag: number; data: Uint8Array; copy: Uint8Array }[] = [];
+      const { proxy } = await start(engine, async (data) => {
+        if (data.length === 0) return undefined;
+        const want = sent.get(data[0]!)!;
+        seen.push({ tag: data[0]!, data, copy: data.slice() });
+        await sleep(1); // others' events are drained meanwhile
+        if (data.length < want.length) return undefined;
+        return { remote: { host: "127.0.0.1", port: t.port } };
+      }, { routeLimit: 200_000 });
+      const replies = await Promise.all([
+        exchange(proxy.port, [sent.get(1)!]),
+        exchange(proxy.port, [sent.get(2)!]),
+        exchange(proxy.port, [sent.get(3)!.subarray(0, 1000), sent.get(3)!.subarray(1000)], 50),
+        exchange(proxy.port, [sent.get(4)!.subarray(0, 1), sent.get(4)!.subarray(1)], 50),
+      ]);
+      for (const [i, tag] of [1, 2, 3, 4].entries()) {
+        const want = sent.get(tag)!;
+        const got = replies[i]!;
+        assert.equal(dec.decode(got.subarray(0, 2)), "t:");
+        assert.equal(got.length - 2, want.length, `client ${tag}: all bytes reached the target`);
+        assert.ok(
+          got.subarray(2).every((v, j) => v === want[j]),
+          `client ${tag}: intact at the target`,
+        );
+      }
+      for (const s of seen) {
+        const want = sent.get(s.tag)!;
+        assert.ok(s.data.length <= want.length);
+        assert.ok(
+          s.copy.every((v, j) => v === want[j]),
+          `client ${s.tag}: the route saw its bytes`,
+        );
+        assert.ok(
+          s.data.every((v, j) => v === s.copy[j]),
+          `client ${s.tag}: what it kept is unchanged`,
+        );
+      }
+      const calls = (tag: number) => seen.filter((s) => s.tag === tag).length;
+      assert.ok(
+        calls(3) >= 2 && calls(4) >= 2,
+        `two pieces: asked again (${calls(3)}, ${calls(4)})`,
+      );
+      assert.ok(seen.some((s) => s.tag === 2 && s.data.length > 64 * 1024), "a big first read");
+      await proxy.close();
+      await t.close();
+    });
+
+    test("a route that waits for the client is asked with none first, and one that then answers before the client speaks is still asked", async () => {
+      const t = await named("t");
+      let serverFirst = false;
+      const calls = new Map<number, number[]>();
+      const { proxy } = await start(engine, (data, conn) => {
+        calls.set(conn.id, [...(calls.get(conn.id) ?? []), data.length]);
+        if (data.length === 0) return serverFirst ? { close: "hello\n" } : undefined;
+        return { remote: { host: "127.0.0.1", port: t.port } };
+      });
+      // clients that speak a little after they connect: nothing is there at
+      // the accept (after the first wait the engine may wait for their bytes)
+      const late = async () => {
+        const s = await connect(proxy.port);
+        const chunks: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => chunks.push(d));
+        await sleep(30);
+        s.end("abc");
+        await closed(s);
+        return dec.decode(Buffer.concat(chunks));
+      };
+      for (let i = 0; i < 3; i++) assert.equal(await late(), "t:abc");
+      for (const [id, lengths] of calls) {
+        assert.equal(lengths[0], 0, `connection ${id} asked first with none: ${lengths}`);
+        assert.equal(lengths.at(-1), 3, `then with the bytes: ${lengths}`);
+      }
+      // now the route answers before the client speaks: a client that sends
+      // nothing still gets its greeting, and the ones after it too
+      serverFirst = true;
+      for (let i = 0; i < 2; i++) {
+        const s = await connect(proxy.port);
+        const chunks: Uint8Array[] = [];
+        s.on("data", (d: Uint8Array) => chunks.push(d));
+        s.on("error", () => {});
+        s.on("end", () => s.end()); // the greeting, then the proxy's FIN
+        await closed(s);
+        assert.equal(dec.decode(Buffer.concat(chunks)), "hello\n");
+      }
+      await proxy.close();
+      await t.close();
+    });
+
     test("remote with data and reply (SOCKS4-style), async route", async () => {
       const t = await named("t");
       const { proxy } = await start(engine, async (data) => {

@@ -328,6 +328,17 @@ RK_EXTERN int32_t rk_engine_set_notify(int32_t h, void (*cb)(void));
 /* Copy up to max_events records (RK_EVENT_WORDS words each) into out and
  * remove them from the queue. Return the number copied. Any thread. */
 RK_EXTERN int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events);
+/* rk_engine_drain, and the bytes each RK_EV_HOLD record copied announces,
+ * as rk_hold_take would copy them, carried in `held` (held_cap bytes) so
+ * that they cost no call of their own: spans[2i] is the offset in `held`
+ * of record i's bytes and spans[2i+1] their length, or spans[2i] is -1
+ * when they are not carried (not an RK_EV_HOLD record; its connection
+ * ended, or has moved on; or its bytes did not fit in what was left of
+ * `held`: rk_hold_take them, which tells which). spans has room for
+ * 2 * max_events. The host's draining thread, as rk_hold_take. */
+RK_EXTERN int32_t rk_engine_drain_held(int32_t h, uint32_t *out,
+                                       int32_t max_events, uint8_t *held,
+                                       int32_t held_cap, int32_t *spans);
 /* Engine counters into out[0..7] as doubles: active connections, accepted
  * total, closed total, rejected total, queued events, listeners, pipes in
  * pools, worker threads. Any thread. */
@@ -375,6 +386,14 @@ RK_EXTERN int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask);
  * Takes effect for connections accepted after the call. Any thread. */
 RK_EXTERN int32_t rk_listener_set_hold_first(int32_t h, int32_t lid,
                                              int32_t max);
+/* With rk_listener_set_hold_first: a client that has sent nothing yet when
+ * it is accepted gets its first RK_EV_HOLD once it sends (with what it
+ * sent, up to that maximum) or ends, not at once - or, if it sends
+ * nothing, after 100 to 200 ms (the sweep), with none. For a host whose
+ * decisions wait for the client's first bytes anyway: one event, not two.
+ * on: 1 or 0 (the default). Takes effect for connections accepted after
+ * the call. Any thread. */
+RK_EXTERN int32_t rk_listener_set_hold_wait(int32_t h, int32_t lid, int32_t on);
 /* Abort every connection of the listener (reset, reason RK_END_CLOSED).
  * Any thread. */
 RK_EXTERN int32_t rk_listener_abort(int32_t h, int32_t lid);

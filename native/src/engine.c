@@ -66,6 +66,12 @@ rk__worker *rk__pick_worker(rk__engine *e) {
 
 /* ---- event queue ------------------------------------------------------- */
 
+/* The engine whose worker runs on this thread, while the worker handles a
+ * batch of epoll events: what it posts meanwhile wakes the host once, at
+ * the batch's end, not at the first record (the host would drain that one
+ * while the worker posts the next ones, and be woken again for them). */
+static __thread rk__engine *rk__batching;
+
 void rk__post(rk__engine *e, const uint32_t *rec) {
   void (*cb)(void) = NULL;
   pthread_mutex_lock(&e->q_lock);
@@ -91,10 +97,33 @@ void rk__post(rk__engine *e, const uint32_t *rec) {
   memcpy(e->q + slot * RK_EVENT_WORDS, rec, RK_EVENT_WORDS * sizeof(uint32_t));
   e->q_len++;
   if (e->q_len == 1) {
-    pthread_cond_broadcast(&e->q_cond);
-    if (e->q_armed && e->notify != NULL) {
-      e->q_armed = 0;
-      cb = e->notify;
+    if (rk__batching == e) {
+      e->q_deferred = 1; /* told once, at the end of the worker's batch */
+    } else {
+      pthread_cond_broadcast(&e->q_cond);
+      if (e->q_armed && e->notify != NULL) {
+        e->q_armed = 0;
+        cb = e->notify;
+      }
+    }
+  }
+  pthread_mutex_unlock(&e->q_lock);
+  if (cb != NULL)
+    cb();
+}
+
+void rk__post_flush(rk__engine *e) {
+  void (*cb)(void) = NULL;
+  pthread_mutex_lock(&e->q_lock);
+  if (e->q_deferred) {
+    e->q_deferred = 0;
+    /* (a drain may have emptied the queue since: nothing to tell then) */
+    if (e->q_len > 0) {
+      pthread_cond_broadcast(&e->q_cond);
+      if (e->q_armed && e->notify != NULL) {
+        e->q_armed = 0;
+        cb = e->notify;
+      }
     }
   }
   pthread_mutex_unlock(&e->q_lock);
@@ -270,7 +299,7 @@ int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd) {
 
 /* Find connection id and send it cmd; frees cmd when there is none. */
 /* The worker of connection id, or NULL when there is none. */
-static rk__worker *rk__conn_worker(rk__engine *e, int32_t id) {
+rk__worker *rk__conn_worker(rk__engine *e, int32_t id) {
   pthread_mutex_lock(&e->tbl_lock);
   rk__conn *c = rk__table_find_locked(e, id);
   rk__worker *w = c != NULL ? c->w : NULL;
@@ -289,24 +318,9 @@ int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd) {
   return 0;
 }
 
-/* As rk__send_to_conn, but leave the worker to wake: its index is marked in
- * woken (nworkers flags) and the caller wakes every marked worker once. */
-int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
-                               uint8_t *woken) {
-  rk__worker *w = rk__conn_worker(e, id);
-  if (w == NULL) {
-    rk__cmd_free(cmd);
-    return -ENOENT;
-  }
-  cmd->id = id;
-  rk__enqueue(w, cmd);
-  woken[w->index] = 1;
-  return 0;
-}
-
 /* The live connection `id` of this worker, or NULL. The pointer stays valid
  * on this thread: only the owning worker frees its connections. */
-static rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
+rk__conn *rk__worker_find(rk__worker *w, int32_t id) {
   pthread_mutex_lock(&w->e->tbl_lock);
   rk__conn *c = rk__table_find_locked(w->e, id);
   if (c != NULL && c->w != w)
@@ -396,6 +410,9 @@ static void rk__run_cmds(rk__worker *w) {
         rk__hold_tls_cmd(conn, c);
       break;
     }
+    case RK__CMD_HOLD_BATCH:
+      rk__hold_batch_run(w, c);
+      break;
     case RK__CMD_HOLD_DECIDE: {
       rk__conn *conn = rk__worker_find(w, c->id);
       if (conn != NULL)
@@ -454,6 +471,7 @@ static void *rk__worker_main(void *arg) {
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
+    rk__batching = w->e;
     w->ngone = 0;
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
@@ -488,6 +506,8 @@ static void *rk__worker_main(void *arg) {
       w->next_sweep = now + RK__SWEEP_MS;
     }
     rk__free_dead(w);
+    rk__batching = NULL;
+    rk__post_flush(w->e);
   }
   /* Engine closing: end every tunnel and connection still here. */
   rk__tunnel_worker_stop(w);

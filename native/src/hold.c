@@ -82,6 +82,10 @@ void rk__hold_tls_drop(rk__conn *c) {
 }
 
 void rk__hold_post(rk__conn *c, uint32_t flags) {
+  if (c->first_due_ms != 0) { /* the first event waited for bytes */
+    c->first_due_ms = 0;
+    flags |= RK_HOLD_FIRST;
+  }
   if (rk__pp_held(c, &flags))
     return; /* the engine read the PROXY header itself (proxyhdr.c) */
   if (c->router != NULL && !c->route_deferred) {
@@ -137,8 +141,20 @@ void rk__hold_start(rk__conn *c) {
     if (rk__hold_fill(c) < 0)
       return;
     flags = rk__hold_flags(c);
+    if (c->hold_len == 0 && flags == 0 &&
+        __atomic_load_n(&c->listener->hold_wait, __ATOMIC_RELAXED)) {
+      /* nothing yet: the first event waits for the first bytes (the
+       * client's event pumps; hold_max stays), or for the sweep */
+      c->first_due_ms = rk__now_mono() + RK__SWEEP_MS;
+      return;
+    }
   }
   rk__hold_post(c, RK_HOLD_FIRST | flags);
+}
+
+void rk__hold_sweep(rk__conn *c, int64_t now) {
+  if (c->first_due_ms != 0 && now >= c->first_due_ms)
+    rk__hold_post(c, rk__hold_flags(c)); /* FIRST, with none */
 }
 
 /* Read what was asked for, if anything was, without posting: 1 if bytes
@@ -365,14 +381,25 @@ void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd) {
   if (old_skip > old_len)
     old_skip = old_len;
   uint32_t kept = old_len - old_skip;
-  if (cmd->len > 0 || rest > 0) {
+  if (cmd->len == 0 && kept == 0 && consume == 0 && rest > 0) {
+    /* the held bytes as they are (the usual route): the buffer itself,
+     * cut to their size (in place) while it waits for the connect */
+    uint8_t *b = rest < c->hold_cap ? realloc(c->hold_buf, rest) : NULL;
+    rk__dir_own_release(&c->dir[0]);
+    c->dir[0].buf = b != NULL ? b : c->hold_buf;
+    c->dir[0].buf_own = 1;
+    c->dir[0].buf_off = 0;
+    c->dir[0].buf_len = rest;
+    c->hold_buf = NULL;
+  } else if (cmd->len > 0 || rest > 0) {
     uint32_t blen = cmd->len + kept + rest;
     uint8_t *b = malloc(blen);
     if (b == NULL) {
       rk__conn_end(c, RK_END_RESET, -ENOMEM);
       return;
     }
-    memcpy(b, cmd->data, cmd->len);
+    if (cmd->len > 0)
+      memcpy(b, cmd->data, cmd->len);
     if (kept > 0)
       memcpy(b + cmd->len, old + old_skip, kept);
     if (rest > 0)
@@ -489,6 +516,45 @@ int32_t rk_hold_take(int32_t h, int32_t id, uint8_t *out, int32_t cap) {
   return r;
 }
 
+int32_t rk_engine_drain_held(int32_t h, uint32_t *out, int32_t max_events,
+                             uint8_t *held, int32_t held_cap,
+                             int32_t *spans) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  /* checked before any record leaves the queue */
+  if (spans == NULL || held_cap < 0 || (held_cap > 0 && held == NULL))
+    return -EINVAL;
+  int32_t n = rk_engine_drain(h, out, max_events);
+  if (n <= 0)
+    return n;
+  for (int32_t i = 0; i < n; i++)
+    spans[2 * i] = -1, spans[2 * i + 1] = 0;
+  uint32_t used = 0, cap = (uint32_t)held_cap;
+  /* after q_lock is let go (a worker may post while it holds tbl_lock):
+   * the host has not seen these records yet, so it has asked nothing of
+   * their connections since, and the held bytes are those announced */
+  pthread_mutex_lock(&e->tbl_lock);
+  for (int32_t i = 0; i < n; i++) {
+    const uint32_t *rec = out + (size_t)i * RK_EVENT_WORDS;
+    if (rec[0] != RK_EV_HOLD)
+      continue;
+    rk__conn *c = rk__table_find_locked(e, (int32_t)rec[1]);
+    if (c == NULL || !__atomic_load_n(&c->hold_posted, __ATOMIC_ACQUIRE))
+      continue; /* rk_hold_take says so */
+    uint32_t len = c->hold_len;
+    if (len > cap - used)
+      continue; /* too many: rk_hold_take copies them */
+    if (len > 0)
+      memcpy(held + used, c->hold_buf, len);
+    spans[2 * i] = (int32_t)used;
+    spans[2 * i + 1] = (int32_t)len;
+    used += len;
+  }
+  pthread_mutex_unlock(&e->tbl_lock);
+  return n;
+}
+
 /* Open a file for a FILE decision and seek to d->offset; the length is
  * d->length (-1: to the end), checked against the file's size. */
 static int rk__open_range(const char *path, const rk_decision_t *d,
@@ -519,6 +585,17 @@ static int rk__open_range(const char *path, const rk_decision_t *d,
 }
 
 
+/* Whether a decision's values make sense: 0 or -EINVAL. */
+static int32_t rk__decide_check(const rk_decision_t *d) {
+  int32_t action = d->action;
+  if (action == RK_DECIDE_CONNECT)
+    return d->port > 65535 || d->family < 0 || d->family > RK_FAMILY_ONLY_V6 ||
+                   d->connect_timeout_ms < 0
+               ? -EINVAL
+               : 0;
+  return action == RK_DECIDE_CLOSE || action == RK_DECIDE_FILE ? 0 : -EINVAL;
+}
+
 /* Check a decision and build its command (RK__CMD_HOLD_DECIDE). */
 static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
                                   const rk_decision_t *decision,
@@ -530,13 +607,8 @@ static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
     return -EINVAL;
   const rk_decision_t *d = decision;
   int32_t action = d->action;
-  if (action == RK_DECIDE_CONNECT) {
-    if (host == NULL || d->port > 65535 || d->family < 0 ||
-        d->family > RK_FAMILY_ONLY_V6 || d->connect_timeout_ms < 0)
-      return -EINVAL;
-  } else if (action != RK_DECIDE_CLOSE && action != RK_DECIDE_FILE) {
+  if (rk__decide_check(d) < 0 || (action == RK_DECIDE_CONNECT && host == NULL))
     return -EINVAL;
-  }
   int fd = -1;
   uint64_t length = 0;
   if (action == RK_DECIDE_FILE) {
@@ -556,14 +628,16 @@ static int32_t rk__decide_cmd_new(const char *host, const char *bind_host,
   cmd->decision = *d;
   cmd->arg = fd;
   cmd->decision.length = (int64_t)length;
-  cmd->data = rk__dup_bytes(to_b, to_b_len);
+  /* none: NULL (the usual decision sends nothing of its own) */
+  cmd->data = to_b_len > 0 ? rk__dup_bytes(to_b, to_b_len) : NULL;
   cmd->len = (uint32_t)to_b_len;
-  cmd->data2 = rk__dup_bytes(to_a, to_a_len);
+  cmd->data2 = to_a_len > 0 ? rk__dup_bytes(to_a, to_a_len) : NULL;
   cmd->len2 = (uint32_t)to_a_len;
   if (action == RK_DECIDE_CONNECT)
     cmd->target = rk__copy_target(host, d->port, d->family,
                                   d->connect_timeout_ms, bind_host);
-  if (cmd->data == NULL || cmd->data2 == NULL ||
+  if ((to_b_len > 0 && cmd->data == NULL) ||
+      (to_a_len > 0 && cmd->data2 == NULL) ||
       (action == RK_DECIDE_CONNECT && cmd->target == NULL)) {
     rk__cmd_free(cmd);
     return -ENOMEM;
@@ -587,9 +661,11 @@ int32_t rk_hold_decide(int32_t h, int32_t id, const char *host,
   return rk__send_to_conn(e, id, cmd);
 }
 
-/* A NUL-terminated copy of n bytes. */
-static char *rk__dup_str(const uint8_t *s, uint32_t n) {
-  char *copy = malloc((size_t)n + 1);
+/* A NUL-terminated copy of n bytes: in `room` (room_len bytes) when it
+ * fits, else malloc'd (then the caller frees it). */
+static char *rk__dup_str(const uint8_t *s, uint32_t n, char *room,
+                         size_t room_len) {
+  char *copy = (size_t)n < room_len ? room : malloc((size_t)n + 1);
   if (copy != NULL) {
     memcpy(copy, s, n);
     copy[n] = '\0';
@@ -597,62 +673,86 @@ static char *rk__dup_str(const uint8_t *s, uint32_t n) {
   return copy;
 }
 
-/* The command of one rk_hold_submit record, or a negative code. */
-static int32_t rk__submit_cmd(const uint8_t *rec, uint32_t op, uint32_t size,
-                              uint32_t arg, rk__cmd **out) {
-  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+/* Whether one rk_hold_submit record can be carried out: 0 or -EINVAL.
+ * Checked on the host's thread, so that a bad record aborts its connection
+ * there, as a bad call would fail. */
+static int32_t rk__submit_check(const uint8_t *rec, uint32_t op, uint32_t size,
+                                uint32_t arg) {
   uint32_t room = size - RK_HOLD_OP_HEAD;
-  if (op == RK_HOLD_OP_READ) {
-    if (arg == 0 || arg > INT32_MAX)
-      return -EINVAL;
-    rk__cmd *cmd = calloc(1, sizeof *cmd);
-    if (cmd == NULL)
-      return -ENOMEM;
-    cmd->type = RK__CMD_HOLD_READ;
-    cmd->arg = (int32_t)arg;
-    *out = cmd;
-    return 0;
-  }
-  if (op == RK_HOLD_OP_WRITE) {
-    if (arg == 0 || arg > room)
-      return -EINVAL;
-    rk__cmd *cmd = calloc(1, sizeof *cmd);
-    if (cmd == NULL)
-      return -ENOMEM;
-    cmd->type = RK__CMD_HOLD_WRITE;
-    cmd->data = rk__dup_bytes(p, (int32_t)arg);
-    cmd->len = arg;
-    if (cmd->data == NULL) {
-      free(cmd);
-      return -ENOMEM;
-    }
-    *out = cmd;
-    return 0;
-  }
+  if (op == RK_HOLD_OP_READ)
+    return arg == 0 || arg > INT32_MAX ? -EINVAL : 0;
+  if (op == RK_HOLD_OP_WRITE)
+    return arg == 0 || arg > room ? -EINVAL : 0;
   if (op != RK_HOLD_OP_DECIDE)
     return -EINVAL;
   rk_decision_t d;
   uint32_t lens[4];
   if (room < sizeof d + sizeof lens)
     return -EINVAL;
-  memcpy(&d, p, sizeof d);
-  memcpy(lens, p + sizeof d, sizeof lens);
-  p += sizeof d + sizeof lens;
+  memcpy(&d, rec + RK_HOLD_OP_HEAD, sizeof d);
+  memcpy(lens, rec + RK_HOLD_OP_HEAD + sizeof d, sizeof lens);
   room -= (uint32_t)(sizeof d + sizeof lens);
   uint64_t total = (uint64_t)lens[0] + lens[1] + lens[2] + lens[3];
   if (total > room || lens[2] > INT32_MAX || lens[3] > INT32_MAX ||
       d.action == RK_DECIDE_FILE) /* FILE opens its file: rk_hold_decide */
     return -EINVAL;
-  char *host = rk__dup_str(p, lens[0]);
-  char *bind = rk__dup_str(p + lens[0], lens[1]);
+  return rk__decide_check(&d);
+}
+
+/* The command of a checked DECIDE record, or -ENOMEM. */
+static int32_t rk__submit_decide(const uint8_t *rec, rk__cmd **out) {
+  const uint8_t *p = rec + RK_HOLD_OP_HEAD;
+  rk_decision_t d;
+  uint32_t lens[4];
+  memcpy(&d, p, sizeof d);
+  memcpy(lens, p + sizeof d, sizeof lens);
+  p += sizeof d + sizeof lens;
+  /* the usual names need no allocation of their own (the target copies them) */
+  char host_room[256], bind_room[64];
+  char *host = rk__dup_str(p, lens[0], host_room, sizeof host_room);
+  char *bind = rk__dup_str(p + lens[0], lens[1], bind_room, sizeof bind_room);
   int32_t r = -ENOMEM;
   if (host != NULL && bind != NULL)
     r = rk__decide_cmd_new(host, bind, &d, p + lens[0] + lens[1],
                            (int32_t)lens[2], p + lens[0] + lens[1] + lens[2],
                            (int32_t)lens[3], out);
-  free(host);
-  free(bind);
+  if (host != host_room)
+    free(host);
+  if (bind != bind_room)
+    free(bind);
   return r;
+}
+
+/* The records of an rk_hold_submit reached worker w (RK__CMD_HOLD_BATCH:
+ * checked records, this worker's among them): carry out its connections'
+ * ones in order. What a decision allocates is allocated here, on the
+ * thread that frees it. */
+void rk__hold_batch_run(rk__worker *w, rk__cmd *batch) {
+  uint32_t off = 0;
+  while (off + RK_HOLD_OP_HEAD <= batch->len) {
+    const uint8_t *rec = batch->data + off;
+    uint32_t head[4];
+    memcpy(head, rec, sizeof head);
+    off += head[2];
+    rk__conn *c = rk__worker_find(w, (int32_t)head[1]);
+    if (c == NULL)
+      continue; /* another worker's, or it ended meanwhile */
+    if (head[0] == RK_HOLD_OP_READ) {
+      rk__hold_read_cmd(c, head[3]);
+    } else if (head[0] == RK_HOLD_OP_WRITE) {
+      rk__hold_write_cmd(c, rec + RK_HOLD_OP_HEAD, head[3]);
+    } else {
+      rk__cmd *cmd = NULL;
+      int32_t r = rk__submit_decide(rec, &cmd);
+      if (r < 0) {
+        if (c->state == RK__HOLDING)
+          rk__conn_end(c, RK_END_RESET, r);
+        continue;
+      }
+      rk__hold_decide_cmd(c, cmd);
+      rk__cmd_free(cmd); /* and what the connection did not take over */
+    }
+  }
 }
 
 int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
@@ -661,11 +761,24 @@ int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
     return RK_EBADHANDLE;
   if (len < 0 || (len > 0 && buf == NULL))
     return -EINVAL;
-  uint8_t *woken = calloc((size_t)e->nworkers, 1);
-  if (woken == NULL)
+  if (len == 0)
+    return 0;
+  /* the records that can be carried out, for connections that are there,
+   * copied once; each worker concerned gets them in one command and is
+   * woken once (the workers marked on the stack for the usual pools) */
+  uint8_t woken_room[64] = {0};
+  uint8_t *woken = e->nworkers <= (int)sizeof woken_room
+                       ? woken_room
+                       : calloc((size_t)e->nworkers, 1);
+  uint8_t *ok = malloc((size_t)len);
+  if (woken == NULL || ok == NULL) {
+    if (woken != woken_room)
+      free(woken);
+    free(ok);
     return -ENOMEM;
+  }
   int32_t done = 0, bad = 0;
-  uint32_t off = 0;
+  uint32_t off = 0, kept = 0;
   while (off < (uint32_t)len) {
     uint32_t head[4];
     if ((uint32_t)len - off < RK_HOLD_OP_HEAD) {
@@ -679,19 +792,46 @@ int32_t rk_hold_submit(int32_t h, const uint8_t *buf, int32_t len) {
       bad = -EINVAL; /* the records after this one cannot be found */
       break;
     }
-    rk__cmd *cmd = NULL;
-    int32_t r = rk__submit_cmd(buf + off, op, size, arg, &cmd);
-    if (r == 0)
-      r = rk__send_to_conn_later(e, id, cmd, woken);
-    if (r == 0)
-      done++;
-    else if (r != -ENOENT)
+    if (rk__submit_check(buf + off, op, size, arg) < 0) {
       rk_conn_close(h, id, RK_CLOSE_ABORT); /* not left held without end */
+    } else {
+      rk__worker *w = rk__conn_worker(e, id);
+      if (w != NULL) {
+        memcpy(ok + kept, buf + off, size);
+        kept += size;
+        woken[w->index] = 1;
+        done++;
+      }
+    }
     off += size;
   }
-  for (int i = 0; i < e->nworkers; i++)
-    if (woken[i])
-      rk__wake(&e->workers[i]);
-  free(woken);
-  return bad < 0 ? bad : done;
+  int32_t r = bad < 0 ? bad : done;
+  for (int i = 0; i < e->nworkers; i++) {
+    if (!woken[i])
+      continue;
+    rk__cmd *cmd = calloc(1, sizeof *cmd);
+    uint8_t *copy = cmd == NULL ? NULL : malloc(kept);
+    if (copy == NULL) { /* their connections are not left held without end */
+      free(cmd);
+      for (uint32_t o = 0; o < kept;) {
+        uint32_t head[4];
+        memcpy(head, ok + o, sizeof head);
+        rk__worker *w = rk__conn_worker(e, (int32_t)head[1]);
+        if (w == &e->workers[i])
+          rk_conn_close(h, (int32_t)head[1], RK_CLOSE_ABORT);
+        o += head[2];
+      }
+      r = -ENOMEM;
+      continue;
+    }
+    memcpy(copy, ok, kept);
+    cmd->type = RK__CMD_HOLD_BATCH;
+    cmd->data = copy;
+    cmd->len = kept;
+    rk__send(&e->workers[i], cmd);
+  }
+  free(ok);
+  if (woken != woken_room)
+    free(woken);
+  return r;
 }

@@ -247,6 +247,8 @@ struct rk__conn {
   uint32_t hold_max;       /* > 0: reading was asked for, up to this many */
   int hold_posted;         /* atomic: an RK_EV_HOLD waits for the host */
   int64_t hold_deadline_ms; /* 0: none */
+  int64_t first_due_ms; /* > 0: the first RK_EV_HOLD waits for the client's
+                           first bytes until then (rk_listener_set_hold_wait) */
   unsigned retry_ok : 1;   /* a failed connect goes back to the host */
   unsigned tls_accepting : 1; /* RK__CONNECTING: the client's TLS handshake
                                  runs; the target connect starts after */
@@ -283,6 +285,7 @@ struct rk__listener {
   int32_t hold_timeout_ms;
   uint32_t hold_first; /* atomic: bytes to read before the first RK_EV_HOLD
                          (rk_listener_set_hold_first) */
+  int hold_wait; /* atomic: rk_listener_set_hold_wait */
   int32_t active; /* atomic */
   int32_t peak;   /* atomic: the most open at once */
   /* atomics: connections accepted and ended, bytes written to the targets
@@ -321,7 +324,8 @@ enum {
   RK__CMD_HOLD_WRITE,
   RK__CMD_ROUTE_RESOLVED,
   RK__CMD_HOLD_TLS,
-  RK__CMD_CALL /* fn(worker, cmd): a unit's own command (tunnel.c) */
+  RK__CMD_CALL, /* fn(worker, cmd): a unit's own command (tunnel.c) */
+  RK__CMD_HOLD_BATCH /* rk_hold_submit's checked records (data, len) */
 };
 
 typedef struct rk__cmd {
@@ -402,6 +406,8 @@ struct rk__engine {
   size_t q_cap, q_head, q_len; /* in records */
   int q_armed;
   int q_woken;
+  int q_deferred; /* a worker's batch made the queue non-empty: it tells
+                     the host at the batch's end (rk__post_flush) */
   int waiters;
   void (*notify)(void);
 
@@ -438,10 +444,14 @@ int64_t rk__now_real(void);
 int32_t rk__new_id(rk__engine *e);
 rk__worker *rk__pick_worker(rk__engine *e);
 void rk__post(rk__engine *e, const uint32_t *rec);
+/* The calling worker's batch is over: tell the host of what it posted. */
+void rk__post_flush(rk__engine *e);
 void rk__send(rk__worker *w, rk__cmd *c);
+/* The worker of connection id, or NULL when there is none. Any thread. */
+rk__worker *rk__conn_worker(rk__engine *e, int32_t id);
+/* Worker w's live connection id, or NULL. On w's thread. */
+rk__conn *rk__worker_find(rk__worker *w, int32_t id);
 void rk__wake(rk__worker *w);
-int32_t rk__send_to_conn_later(rk__engine *e, int32_t id, rk__cmd *cmd,
-                               uint8_t *woken);
 int32_t rk__send_to_conn(rk__engine *e, int32_t id, rk__cmd *cmd);
 int32_t rk__conn_publish(rk__engine *e, rk__conn *c, rk__cmd *cmd);
 void rk__table_add(rk__engine *e, rk__conn *c);
@@ -511,6 +521,9 @@ void rk__hold_start(rk__conn *c);
 void rk__hold_event(rk__conn *c, int side, uint32_t events);
 void rk__hold_read_cmd(rk__conn *c, uint32_t max);
 void rk__hold_decide_cmd(rk__conn *c, rk__cmd *cmd);
+void rk__hold_batch_run(rk__worker *w, rk__cmd *batch);
+/* The sweep: a first RK_EV_HOLD that waited long enough for bytes goes out. */
+void rk__hold_sweep(rk__conn *c, int64_t now);
 void rk__hold_retry(rk__conn *c, int err);
 void rk__hold_write_cmd(rk__conn *c, const uint8_t *data, uint32_t len);
 void rk__hold_tls_cmd(rk__conn *c, rk__cmd *cmd);

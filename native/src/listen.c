@@ -120,6 +120,20 @@ int32_t rk_listener_set_events(int32_t h, int32_t lid, uint32_t mask) {
   return l == NULL ? -ENOENT : 0;
 }
 
+int32_t rk_listener_set_hold_wait(int32_t h, int32_t lid, int32_t on) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  if (on != 0 && on != 1)
+    return -EINVAL;
+  pthread_mutex_lock(&e->tbl_lock);
+  rk__listener *l = rk__listener_find_locked(e, lid);
+  if (l != NULL)
+    __atomic_store_n(&l->hold_wait, on, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&e->tbl_lock);
+  return l == NULL ? -ENOENT : 0;
+}
+
 int32_t rk_listener_set_hold_first(int32_t h, int32_t lid, int32_t max) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)

@@ -986,6 +986,8 @@ void rk__sweep(rk__worker *w, int64_t now) {
     } else if (c->state == RK__HOLDING) {
       if (c->hold_deadline_ms != 0 && now >= c->hold_deadline_ms)
         rk__conn_end(c, RK_END_HOLD_TIMEOUT, -ETIMEDOUT);
+      else
+        rk__hold_sweep(c, now);
     } else if (c->dir[0].discard && c->hold_deadline_ms != 0 &&
                now >= c->hold_deadline_ms) {
       /* after a CLOSE or FILE decision: the client had its reply and its

@@ -2667,6 +2667,215 @@ static void t_hold_first(void) {
   engine_end(&pump);
 }
 
+/* rk_listener_set_hold_wait: clients that sent nothing at their accept get
+ * their first RK_EV_HOLD with their first bytes, or at their EOF, or - if
+ * they stay silent - with none after the sweep. */
+static void t_hold_wait(void) {
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen: %d", lid);
+  CHECK(rk_listener_set_hold_wait(h, lid, 2) == -EINVAL, "on is 0 or 1");
+  CHECK(rk_listener_set_hold_wait(h, 0x7ffffff0, 1) == -ENOENT, "no listener");
+  CHECK(rk_listener_set_hold_wait(-1, lid, 1) == RK_EBADHANDLE, "bad handle");
+  CHECK_RC(rk_listener_set_hold_first(h, lid, 64), "hold first");
+  CHECK_RC(rk_listener_set_hold_wait(h, lid, 1), "hold wait");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  int port = rk_listener_port(h, lid);
+  int fds[3];
+  for (int i = 0; i < 3; i++)
+    fds[i] = connect_tcp(port);
+  pump_wait_count(&pump, RK_EV_ACCEPT, lid, 3);
+  int64_t accepted = now_ms();
+  int32_t acc[3], ids[3];
+  int ports[3];
+  CHECK(pump_accepted(&pump, lid, acc, ports, 3) == 3, "accept events");
+  for (int i = 0; i < 3; i++) {
+    ids[i] = 0;
+    for (int j = 0; j < 3; j++)
+      if (ports[j] == local_port(fds[i]))
+        ids[i] = acc[j];
+    CHECK(ids[i] != 0, "client %d accepted", i);
+  }
+  usleep(30 * 1000);
+  pthread_mutex_lock(&pump.mu);
+  size_t early = pump_count_locked(&pump, RK_EV_HOLD, -1, lid);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(early == 0, "no hold event before bytes: %zu", early);
+  write_all(fds[0], "hello", 5); /* 0: bytes */
+  shutdown(fds[1], SHUT_WR);     /* 1: EOF; 2: silent */
+  uint32_t rec[RK_EVENT_WORDS];
+  pump_get(&pump, RK_EV_HOLD, ids[0], rec);
+  CHECK(rec[4] == RK_HOLD_FIRST && rec[5] == 5, "bytes: flags %#x, %u held",
+        rec[4], rec[5]);
+  uint8_t buf[16];
+  CHECK(rk_hold_take(h, ids[0], buf, sizeof buf) == 5 &&
+            memcmp(buf, "hello", 5) == 0,
+        "the first bytes");
+  CHECK(rec[7] == (uint32_t)local_port(fds[0]), "with the client's address");
+  pump_get(&pump, RK_EV_HOLD, ids[1], rec);
+  CHECK((rec[4] & (RK_HOLD_FIRST | RK_HOLD_EOF)) ==
+                (RK_HOLD_FIRST | RK_HOLD_EOF) && rec[5] == 0,
+        "EOF: flags %#x, %u held", rec[4], rec[5]);
+  pump_get(&pump, RK_EV_HOLD, ids[2], rec);
+  int64_t waited = now_ms() - accepted;
+  CHECK(rec[4] == RK_HOLD_FIRST && rec[5] == 0 && waited >= 60,
+        "silent: flags %#x, %u held, after %lld ms", rec[4], rec[5],
+        (long long)waited);
+  pthread_mutex_lock(&pump.mu);
+  size_t holds = pump_count_locked(&pump, RK_EV_HOLD, -1, lid);
+  pthread_mutex_unlock(&pump.mu);
+  CHECK(holds == 3, "one hold event each: %zu", holds);
+  /* the silent one reads on as asked, as any held connection */
+  write_all(fds[2], "late", 4);
+  CHECK_RC(rk_hold_read(h, ids[2], 8), "rk_hold_read");
+  pump_wait_count(&pump, RK_EV_HOLD, lid, 4);
+  for (int i = 0; i < 3; i++) {
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+    close(fds[i]);
+  }
+  for (int i = 0; i < 3; i++)
+    expect_closed(&pump, ids[i], RK_END_CLOSED, rec);
+  engine_end(&pump);
+}
+
+/* rk_engine_drain_held: the bytes of each RK_EV_HOLD come with the drain,
+ * as long as they fit; those that do not (and an ended connection's) are
+ * left to rk_hold_take. Drained here, on this thread (no pump). */
+static void t_drain_held(void) {
+  int32_t h = rk_engine_new(1, 0);
+  CHECK(h >= 0, "rk_engine_new: %d", h);
+  rk_listen_opts_t opts = {.flags = RK_LISTEN_HOLD, .events = RK_EVMASK_ALL,
+                           .hold_timeout_ms = 5000};
+  int32_t lid = rk_listen(h, "127.0.0.1", 0, &opts);
+  CHECK(lid > 0, "rk_listen: %d", lid);
+  CHECK_RC(rk_listener_set_hold_first(h, lid, 4096), "hold first");
+  int port = rk_listener_port(h, lid);
+  /* 0 sends "hello", 1 nothing, 2 more than the area holds, 3 "bye" */
+  enum { BIG = 3000, AREA = 64 };
+  static uint8_t big[BIG];
+  for (int i = 0; i < BIG; i++)
+    big[i] = (uint8_t)(i * 7 + 1);
+  int fds[4];
+  for (int i = 0; i < 4; i++)
+    fds[i] = connect_tcp(port);
+  write_all(fds[0], "hello", 5);
+  write_all(fds[2], big, BIG);
+  write_all(fds[3], "bye", 3);
+  usleep(50 * 1000);
+  uint32_t out[64 * RK_EVENT_WORDS];
+  uint8_t held[AREA];
+  int32_t spans[2 * 64];
+  CHECK(rk_engine_drain_held(h, out, 64, held, AREA, NULL) == -EINVAL,
+        "no spans");
+  CHECK(rk_engine_drain_held(h, out, 64, NULL, AREA, spans) == -EINVAL,
+        "no area");
+  CHECK(rk_engine_drain_held(-1, out, 64, held, AREA, spans) == RK_EBADHANDLE,
+        "bad handle");
+  CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
+  int32_t ids[4] = {0};
+  uint32_t lens[4] = {0};
+  int holds = 0, accepts = 0;
+  int32_t accepted[4];
+  int accepted_port[4];
+  int64_t deadline = now_ms() + 5000;
+  while (holds < 4 && now_ms() < deadline) {
+    rk_engine_wait(h, 100);
+    /* a small area: "hello" and "bye" fit, the big one does not */
+    int32_t n = rk_engine_drain_held(h, out, 64, held, AREA, spans);
+    CHECK(n >= 0, "rk_engine_drain_held: %d", n);
+    for (int32_t i = 0; i < n; i++) {
+      const uint32_t *rec = out + (size_t)i * RK_EVENT_WORDS;
+      if (rec[0] == RK_EV_ACCEPT) {
+        CHECK(spans[2 * i] == -1, "an accept carries nothing");
+        CHECK(accepts < 4, "accepts");
+        accepted[accepts] = (int32_t)rec[1];
+        accepted_port[accepts++] = (int)rec[7];
+        continue;
+      }
+      if (rec[0] != RK_EV_HOLD)
+        continue;
+      int k = -1;
+      for (int j = 0; j < accepts; j++)
+        if (accepted[j] == (int32_t)rec[1])
+          for (int m = 0; m < 4; m++)
+            if (local_port(fds[m]) == accepted_port[j])
+              k = m;
+      CHECK(k >= 0, "hold of a known client");
+      ids[k] = (int32_t)rec[1];
+      lens[k] = rec[5];
+      holds++;
+      if (k == 2) {
+        CHECK(rec[5] > AREA && spans[2 * i] == -1,
+              "%u bytes do not fit: not carried (%d)", rec[5], spans[2 * i]);
+        uint8_t *b = malloc(rec[5]);
+        CHECK(rk_hold_take(h, ids[k], b, (int32_t)rec[5]) == (int32_t)rec[5] &&
+                  memcmp(b, big, rec[5]) == 0,
+              "rk_hold_take has them");
+        free(b);
+        continue;
+      }
+      static const char *const want[4] = {"hello", "", NULL, "bye"};
+      uint32_t wn = (uint32_t)strlen(want[k]);
+      CHECK(spans[2 * i] >= 0 && spans[2 * i + 1] == (int32_t)wn &&
+                rec[5] == wn &&
+                spans[2 * i] + spans[2 * i + 1] <= AREA &&
+                memcmp(held + spans[2 * i], want[k], wn) == 0,
+            "client %d: carried %d at %d, %u announced", k, spans[2 * i + 1],
+            spans[2 * i], rec[5]);
+    }
+  }
+  CHECK(holds == 4, "4 hold events: %d", holds);
+  /* a connection that ended before its event was drained: not carried */
+  write_all(fds[1], "late", 4);
+  CHECK_RC(rk_hold_read(h, ids[1], 8), "rk_hold_read");
+  int got = 0;
+  deadline = now_ms() + 5000;
+  while (!got && now_ms() < deadline) {
+    rk_engine_wait(h, 100);
+    int32_t n = rk_engine_drain_held(h, out, 64, held, AREA, spans);
+    for (int32_t i = 0; i < n; i++) {
+      const uint32_t *rec = out + (size_t)i * RK_EVENT_WORDS;
+      if (rec[0] == RK_EV_HOLD && (int32_t)rec[1] == ids[1]) {
+        CHECK(spans[2 * i] >= 0 && spans[2 * i + 1] == 4 &&
+                  memcmp(held + spans[2 * i], "late", 4) == 0,
+              "the second read carried");
+        got = 1;
+      }
+    }
+  }
+  CHECK(got, "second hold event");
+  CHECK_RC(rk_hold_read(h, ids[3], 8), "rk_hold_read");
+  write_all(fds[3], "!", 1);
+  usleep(50 * 1000); /* its event is queued: end it before the drain */
+  CHECK_RC(rk_conn_close(h, ids[3], RK_CLOSE_ABORT), "rk_conn_close");
+  usleep(50 * 1000);
+  got = 0;
+  int seen = 0;
+  deadline = now_ms() + 5000;
+  while (!got && now_ms() < deadline) {
+    rk_engine_wait(h, 100);
+    int32_t n = rk_engine_drain_held(h, out, 64, held, AREA, spans);
+    for (int32_t i = 0; i < n; i++) {
+      const uint32_t *rec = out + (size_t)i * RK_EVENT_WORDS;
+      if (rec[0] == RK_EV_HOLD && (int32_t)rec[1] == ids[3]) {
+        CHECK(spans[2 * i] == -1, "an ended connection's bytes: not carried");
+        seen = 1;
+      }
+      if (rec[0] == RK_EV_CLOSED && (int32_t)rec[1] == ids[3])
+        got = 1;
+    }
+  }
+  CHECK(got && seen, "hold event (%d) and closed event (%d)", seen, got);
+  for (int i = 0; i < 4; i++)
+    close(fds[i]);
+  (void)lens;
+  CHECK_RC(rk_engine_close(h), "rk_engine_close");
+  CHECK_RC(rk_engine_free(h), "rk_engine_free");
+}
+
 static void t_hold_timeout(void) {
   pump_t pump;
   int32_t h = engine_new(&pump, NULL, NULL);
@@ -4275,6 +4484,12 @@ static const test_t tests[] = {
     TEST("held connections: what the client sent before its accept comes "
          "with the first hold event",
          t_hold_first),
+    TEST("held connections: with rk_listener_set_hold_wait the first hold "
+         "event waits for the client's first bytes, its EOF or the sweep",
+         t_hold_wait),
+    TEST("held connections: the drain carries each hold event's bytes when "
+         "they fit, rk_hold_take has the rest",
+         t_drain_held),
     TABLE(t_hook_streams, hook_cases),
     TEST("hooks: a connection ends while its batch is lent to the host",
          t_hook_conn_ends_with_chunk_out),

@@ -429,6 +429,8 @@ export class NativeForwardEngine implements ForwardEngine {
       : { host: spec.listen.host, port: calls.listenerPort(lid) };
     let started = false;
     let stopping = false;
+    /** Whether first updates wait for the client's bytes (firstAnswered). */
+    let firstWait: "unknown" | "on" | "off" = "unknown";
     let final: ListenerTotals | undefined;
     return Promise.resolve({
       address: bound,
@@ -483,6 +485,13 @@ export class NativeForwardEngine implements ForwardEngine {
       connectionStats: (id) => nativeStats(e, id),
       setRouter,
       readMore: (id, max) => void calls.holdRead(id, max),
+      firstAnswered: (waited) => {
+        // on at the first wait, off for good at the first other answer
+        if (firstWait === "off" || (waited && firstWait === "on")) return;
+        if ((spec.hold?.first ?? 0) === 0) return; // nothing read ahead: nothing to wait for
+        firstWait = waited ? "on" : "off";
+        calls.listenerSetHoldWait(lid, waited);
+      },
       sendHeld: (id, data) => void calls.holdWrite(id, data),
       decide: (id, d) => {
         const h = held.get(id);
@@ -575,7 +584,7 @@ export class NativeForwardEngine implements ForwardEngine {
           // handed over by the built-in router, after its replies so far
           if (ev.routed !== undefined) router()?.sent(ev.id, ev.routed);
         }
-        const data = callsOf(e).holdTake(ev.id, ev.held);
+        const data = ev.data ?? callsOf(e).holdTake(ev.id, ev.held);
         if (data === undefined) return; // it ended meanwhile; its CLOSED follows
         const update: HeldUpdate = { conn: h.conn, data, first: ev.first, eof: ev.eof };
         // read ahead of the first update (spec.hold.first), not a router's

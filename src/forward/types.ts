@@ -404,6 +404,15 @@ export interface ProxyHandle {
   /** Send a few bytes (a handshake's reply) to a held client; it stays held. */
   sendHeld(id: number, data: Uint8Array): void;
   /**
+   * The route answered a first update with none of the client's bytes by
+   * waiting (true) or otherwise (false). After a wait, an engine may hold
+   * back the first update of later clients that have sent nothing yet
+   * until their first bytes come (the route would wait again): one update,
+   * not two; the first other answer stops that for good, since a route that
+   * answers before the client speaks must be asked at once.
+   */
+  firstAnswered?(waited: boolean): void;
+  /**
    * Decide where a held connection goes (once). Returns the error when the
    * decision cannot even start (a file that cannot be opened); the
    * connection is still held then, to be decided again.

@@ -508,10 +508,17 @@ export class NativeCalls {
     return this.#sym.rk_engine_threads(this.#h);
   }
 
-  /** Copy up to `max` records into `buf`; the number copied. */
-  drain(buf: Uint32Array, max: number): number {
-    if (buf.length < max * EVENT_WORDS) throw new RangeError("Event buffer too small");
-    return this.#sym.rk_engine_drain(this.#h, buf, max);
+  /**
+   * Copy up to `max` records into `buf`, and the bytes of their hold events
+   * into `held` as they fit (rk_engine_drain_held: record i's at
+   * `spans[2i]`, `spans[2i + 1]` long, or `spans[2i]` is -1 and holdTake
+   * has them); the number copied.
+   */
+  drain(buf: Uint32Array, max: number, held: Uint8Array, spans: Int32Array): number {
+    if (buf.length < max * EVENT_WORDS || spans.length < 2 * max) {
+      throw new RangeError("Event buffer too small");
+    }
+    return this.#sym.rk_engine_drain_held(this.#h, buf, max, held, held.length, spans);
   }
 
   /** Engine counters, or a negative code. */
@@ -683,6 +690,14 @@ export class NativeCalls {
       lid,
       Math.max(0, Math.min(max, 0x7fffffff)),
     );
+  }
+
+  /**
+   * Whether a client that has sent nothing at its accept gets its first
+   * hold event only with its first bytes (or its EOF, or after the sweep).
+   */
+  listenerSetHoldWait(lid: number, on: boolean): number {
+    return this.#sym.rk_listener_set_hold_wait(this.#h, lid, on ? 1 : 0);
   }
 
   /** Abort every connection of the listener. */
@@ -943,7 +958,10 @@ export class NativeCalls {
     return new TextDecoder().decode(out.subarray(0, Math.min(n, out.length - 1)));
   }
 
-  /** The held bytes a hold event announced, or undefined if the connection ended. */
+  /**
+   * The held bytes a hold event announced, or undefined if the connection
+   * ended: for an event whose bytes the drain did not carry.
+   */
   holdTake(id: number, length: number): Uint8Array | undefined {
     let data = new Uint8Array(length);
     if (length === 0) return data;

@@ -54,6 +54,11 @@ export type Handler = (ev: NativeEvent) => void;
 
 /** Records copied per drain call. */
 const BATCH = 4096;
+/**
+ * Bytes of hold events carried per drain call (a route's usual first
+ * request; more held bytes are taken with a call of their own).
+ */
+const HELD_BYTES = 64 * 1024;
 
 let callsOfEngine: (e: NativeEngine) => NativeCalls;
 
@@ -98,6 +103,8 @@ export class NativeEngine {
   readonly #calls: NativeCalls;
   readonly #waker: Waker;
   readonly #buf = new Uint32Array(BATCH * EVENT_WORDS);
+  readonly #held = new Uint8Array(HELD_BYTES);
+  readonly #spans = new Int32Array(2 * BATCH);
   readonly #byConn = new Map<number, Handler>();
   readonly #byListener = new Map<number, Handler>();
   #onTest: Handler | undefined;
@@ -207,13 +214,18 @@ export class NativeEngine {
   drain(): number {
     if (this.#closed) return 0;
     let total = 0;
-    const buf = this.#buf;
+    const buf = this.#buf, held = this.#held, spans = this.#spans;
     for (;;) {
-      const n = this.#calls.drain(buf, BATCH);
+      const n = this.#calls.drain(buf, BATCH, held, spans);
       if (n <= 0) break;
       total += n;
       for (let i = 0; i < n; i++) {
-        const ev = decodeEvent(buf.subarray(i * EVENT_WORDS, (i + 1) * EVENT_WORDS));
+        const ev = decodeEvent(buf, i * EVENT_WORDS);
+        const at = spans[2 * i] ?? -1;
+        if (at >= 0 && ev?.type === "hold") {
+          // a copy of its own: whoever gets it may keep it
+          ev.data = held.slice(at, at + (spans[2 * i + 1] ?? 0));
+        }
         if (ev !== undefined) this.#dispatch(ev);
       }
       if (n < BATCH) break;

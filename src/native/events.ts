@@ -81,8 +81,10 @@ export type NativeEvent =
     full: boolean;
     /** A CONNECT decided with retry failed with `err`: decide again. */
     retry: boolean;
-    /** Bytes held so far (rk_hold_take copies them). */
+    /** Bytes held so far (`data`, or rk_hold_take copies them). */
     held: number;
+    /** The held bytes, when the drain carried them (a copy of their own). */
+    data?: Uint8Array;
     /** The failed connect's error (retry), or 0. */
     err: number;
     /**
@@ -166,10 +168,23 @@ const TRANSPORTS = ["unspec", "stream", "dgram"] as const;
 /** Host byte order: a record's address bytes sit in its words so. */
 const LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** Record word `i` (a closure per record costs JavaScriptCore dearly). */
+function word(rec: Uint32Array, i: number): number {
+  return rec[i] ?? 0;
+}
+
 /** A 64-bit counter from two record words at `i` (low, high). */
 function u64(rec: Uint32Array, i: number): number {
   return (rec[i] ?? 0) + (rec[i + 1] ?? 0) * 2 ** 32;
 }
+
+/**
+ * IPv4 addresses as text, by their record word: a listener's own address
+ * and the clients that come again are made text once (a few hundred at
+ * most; then it starts over).
+ */
+const v4Text = new Map<number, string>();
+const V4_TEXT_MAX = 256;
 
 /** An address of family `family` from the 16 record bytes at word `word`. */
 function inetAt(
@@ -180,7 +195,13 @@ function inetAt(
 ): InetEndpoint | undefined {
   if (family === AF_INET && LITTLE) { // the common case, without a view
     const a = rec[word] ?? 0;
-    return { host: `${a & 255}.${(a >>> 8) & 255}.${(a >>> 16) & 255}.${a >>> 24}`, port };
+    let host = v4Text.get(a);
+    if (host === undefined) {
+      host = `${a & 255}.${(a >>> 8) & 255}.${(a >>> 16) & 255}.${a >>> 24}`;
+      if (v4Text.size >= V4_TEXT_MAX) v4Text.clear();
+      v4Text.set(a, host);
+    }
+    return { host, port };
   }
   const bytes = new Uint8Array(rec.buffer, rec.byteOffset + word * 4, 16);
   if (family === AF_INET) return { host: bytes.subarray(0, 4).join("."), port };
@@ -188,15 +209,18 @@ function inetAt(
   return undefined;
 }
 
-/** A listener's counters from words 4..13 (RK_EV_LISTENER_DRAINED, rk_listener_counters). */
-export function listenerTotals(rec: Uint32Array): ListenerTotals {
+/**
+ * A listener's counters from words 4..13 of the record at `at`
+ * (RK_EV_LISTENER_DRAINED, rk_listener_counters).
+ */
+export function listenerTotals(rec: Uint32Array, at = 0): ListenerTotals {
   return {
-    accepted: u64(rec, 4),
-    ended: u64(rec, 6),
-    bytesUp: u64(rec, 8),
-    bytesDown: u64(rec, 10),
-    peak: rec[12] ?? 0,
-    open: rec[13] ?? 0,
+    accepted: u64(rec, at + 4),
+    ended: u64(rec, at + 6),
+    bytesUp: u64(rec, at + 8),
+    bytesDown: u64(rec, at + 10),
+    peak: rec[at + 12] ?? 0,
+    open: rec[at + 13] ?? 0,
   };
 }
 
@@ -255,16 +279,16 @@ export function openConnectionAt(out: Uint32Array, at: number): OpenConnection {
 }
 
 /**
- * Decode the record at `rec[0..EVENT_WORDS)` (the words are copied where
- * they are kept). Undefined for a type this table does not know.
+ * Decode the record at `rec[at..at + EVENT_WORDS)` (the words are copied
+ * where they are kept; read in place, without a view per record).
+ * Undefined for a type this table does not know.
  */
-export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
-  if (rec.length < EVENT_WORDS) return undefined;
-  const w = (i: number) => rec[i] ?? 0;
-  const id = w(1), aux = w(2), err = w(3) | 0;
-  switch (w(0)) {
+export function decodeEvent(rec: Uint32Array, at = 0): NativeEvent | undefined {
+  if (rec.length < at + EVENT_WORDS) return undefined;
+  const id = word(rec, at + 1), aux = word(rec, at + 2), err = word(rec, at + 3) | 0;
+  switch (word(rec, at)) {
     case EV.ACCEPT: {
-      const remote = inetAt(rec, w(6), 8, w(7));
+      const remote = inetAt(rec, word(rec, at + 6), at + 8, word(rec, at + 7));
       return remote === undefined
         ? { type: "accept", id, listener: aux }
         : { type: "accept", id, listener: aux, remote };
@@ -276,12 +300,12 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         type: "closed",
         id,
         listener: aux,
-        reason: REASONS[w(4)] ?? "reset",
+        reason: REASONS[word(rec, at + 4)] ?? "reset",
         err,
-        durationMs: w(5),
+        durationMs: word(rec, at + 5),
         counters: {
-          aToB: { read: u64(rec, 8), written: u64(rec, 10) },
-          bToA: { read: u64(rec, 12), written: u64(rec, 14) },
+          aToB: { read: u64(rec, at + 8), written: u64(rec, at + 10) },
+          bToA: { read: u64(rec, at + 12), written: u64(rec, at + 14) },
         },
       };
     case EV.REJECTED:
@@ -291,7 +315,7 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
     case EV.LISTENER_CLOSED:
       return { type: "listener-closed", listener: aux };
     case EV.LISTENER_DRAINED:
-      return { type: "listener-drained", listener: aux, totals: listenerTotals(rec) };
+      return { type: "listener-drained", listener: aux, totals: listenerTotals(rec, at) };
     case EV.FD_CONNECTED:
       return { type: "fd-connected", id, fd: aux | 0, err };
     case EV.HOOK:
@@ -299,14 +323,14 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         type: "hook",
         id,
         listener: aux,
-        direction: w(6) === 1 ? "bToA" : "aToB",
-        length: w(7),
-        token: w(8),
+        direction: word(rec, at + 6) === 1 ? "bToA" : "aToB",
+        length: word(rec, at + 7),
+        token: word(rec, at + 8),
         // a user-space address fits a double exactly (at most 2^53)
-        address: u64(rec, 10),
+        address: u64(rec, at + 10),
       };
     case EV.HOLD: {
-      const flags = w(4), family = w(6);
+      const flags = word(rec, at + 4), family = word(rec, at + 6);
       const first = (flags & HOLD.FIRST) !== 0, retry = (flags & HOLD.RETRY) !== 0;
       const ev: NativeEvent = {
         type: "hold",
@@ -316,14 +340,14 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         eof: (flags & HOLD.EOF) !== 0,
         full: (flags & HOLD.FULL) !== 0,
         retry,
-        held: w(5),
+        held: word(rec, at + 5),
         // word 3 is the local port on a first record, the error on a retry
         err: retry ? err : 0,
       };
       if ((flags & HOLD.ROUTED) !== 0) ev.routed = (flags >>> HOLD_SENT_SHIFT) & 0xff;
       if (first) {
-        const remote = inetAt(rec, family, 8, w(7));
-        const local = inetAt(rec, family, 12, w(3));
+        const remote = inetAt(rec, family, at + 8, word(rec, at + 7));
+        const local = inetAt(rec, family, at + 12, word(rec, at + 3));
         if (remote !== undefined) ev.remote = remote;
         if (local !== undefined) ev.local = local;
       }
@@ -331,20 +355,20 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
     }
     case EV.ROUTE_FAILED:
     case EV.ROUTE_TARGET: {
-      const target = inetAt(rec, w(6), 8, w(7));
+      const target = inetAt(rec, word(rec, at + 6), at + 8, word(rec, at + 7));
       if (target === undefined) return undefined; // cannot happen: always an address
-      const type = w(0) === EV.ROUTE_FAILED ? "route-failed" : "route-target";
+      const type = word(rec, at) === EV.ROUTE_FAILED ? "route-failed" : "route-target";
       return { type, id, listener: aux, err, target };
     }
     case EV.PROXY: {
-      const h = w(4), family = w(6), ports = w(7);
+      const h = word(rec, at + 4), family = word(rec, at + 6), ports = word(rec, at + 7);
       const ev: NativeEvent = {
         type: "proxy",
         id,
         listener: aux,
         err,
         code: err === 0 ? 0 : h,
-        length: w(5),
+        length: word(rec, at + 5),
         header: err === 0 && (h & 0xf) !== 0,
         version: (h & 0xf) === 1 ? 1 : 2,
         command: ((h >> 4) & 0xf) === 1 ? "proxy" : "local",
@@ -352,14 +376,14 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
         fromHeader: err === 0 && (h & 0x1000) !== 0,
         handed: err === 0 && (h & 0x2000) !== 0,
       };
-      const source = inetAt(rec, family, 8, ports & 0xffff);
-      const destination = inetAt(rec, family, 12, ports >>> 16);
+      const source = inetAt(rec, family, at + 8, ports & 0xffff);
+      const destination = inetAt(rec, family, at + 12, ports >>> 16);
       if (source !== undefined) ev.source = source;
       if (destination !== undefined && err === 0) ev.destination = destination;
       return ev;
     }
     case EV.TUNNEL:
-      switch (w(4)) {
+      switch (word(rec, at + 4)) {
         case TEV.RX:
           return { type: "tunnel-rx", id };
         case TEV.STREAM_END:
@@ -367,18 +391,25 @@ export function decodeEvent(rec: Uint32Array): NativeEvent | undefined {
             type: "tunnel-stream-end",
             id,
             stream: aux,
-            how: w(6) === TEND.DONE ? "done" : "reset",
+            how: word(rec, at + 6) === TEND.DONE ? "done" : "reset",
             err,
-            durationMs: w(5),
-            bytesOut: u64(rec, 8),
-            bytesIn: u64(rec, 10),
+            durationMs: word(rec, at + 5),
+            bytesOut: u64(rec, at + 8),
+            bytesIn: u64(rec, at + 10),
           };
         case TEV.LINK_END:
-          return { type: "tunnel-link-end", id, err, midFrame: w(6) === 1 };
+          return { type: "tunnel-link-end", id, err, midFrame: word(rec, at + 6) === 1 };
         case TEV.TLS_UP:
           return { type: "tunnel-tls-up", id };
         case TEV.PROTOCOL:
-          return { type: "tunnel-protocol", id, stream: aux, problem: w(6), a: w(7), b: w(8) };
+          return {
+            type: "tunnel-protocol",
+            id,
+            stream: aux,
+            problem: word(rec, at + 6),
+            a: word(rec, at + 7),
+            b: word(rec, at + 8),
+          };
         default:
           return undefined;
       }

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "15c8404c5cae8d8a0a9634e7c1bd421ba7fc3c3f3237b8d5631267da2fbcda3c",
+    "sha256": "cbb6070f7f375651599644d21ee4ea59d13037b451eb956c4f7d23138e70ecd1",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "d77e2ae32ff3701337e4a17ca7a6bb53680eff312ac74a7428f5f3d873ea0b46",
-      "size": 150136,
+      "sha256": "eb49beddeb9b06bff7996ffb748d010e52bee1fae2ae6f69c9bea0f626bd4515",
+      "size": 150224,
     },
     "linux-arm64-glibc": {
-      "sha256": "9444f1156d384dea07df86451885ba29e72fabed64bf6cd53b20789cb38f47c2",
-      "size": 199240,
+      "sha256": "8f17476416dc7b480a338ce669c5234131ef0f2a99156c1b3191df59bdbc7f63",
+      "size": 199328,
     },
     "linux-x64-musl": {
-      "sha256": "644616720f4f2d7fe03d2c021e2107e8725ce047cd9a2d8a0d9f849a3850e0cd",
-      "size": 145808,
+      "sha256": "c0e2911627d75775d8786017553ad6a02d594cdf4996a6e55b49c67c357ecc0c",
+      "size": 149992,
     },
     "linux-arm64-musl": {
-      "sha256": "b8981ea0930084625a6ea8c456a7e5910b6f88cd1865a0f765fe9d256e336316",
-      "size": 198992,
+      "sha256": "953deb8259364651daac105534f247957af7090af8358701d17523cc8c89e5b3",
+      "size": 199088,
     },
   },
 };

@@ -55,6 +55,12 @@ export const SYMBOLS = {
   rk_engine_set_notify: { parameters: ["i32", "function"], result: "i32" },
   // int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events)
   rk_engine_drain: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int32_t rk_engine_drain_held(int32_t h, uint32_t *out, int32_t max_events,
+  //                              uint8_t *held, int32_t held_cap, int32_t *spans)
+  rk_engine_drain_held: {
+    parameters: ["i32", "buffer", "i32", "buffer", "i32", "buffer"],
+    result: "i32",
+  },
   // int32_t rk_engine_stats(int32_t h, double *out)
   rk_engine_stats: { parameters: ["i32", "buffer"], result: "i32" },
   // int32_t rk_test_post(int32_t h, int32_t threads, int32_t count)
@@ -81,6 +87,8 @@ export const SYMBOLS = {
   rk_listener_set_events: { parameters: ["i32", "i32", "u32"], result: "i32" },
   // int32_t rk_listener_set_hold_first(int32_t h, int32_t lid, int32_t max)
   rk_listener_set_hold_first: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int32_t rk_listener_set_hold_wait(int32_t h, int32_t lid, int32_t on)
+  rk_listener_set_hold_wait: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int32_t rk_listener_abort(int32_t h, int32_t lid)
   rk_listener_abort: { parameters: ["i32", "i32"], result: "i32" },
   // int32_t rk_listener_active(int32_t h, int32_t lid)

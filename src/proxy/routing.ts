@@ -76,7 +76,8 @@ export function askRoute(
   let result: unknown;
   let then: unknown;
   try {
-    result = route(u.data.subarray(consume), conn);
+    // (no view when there is no header to skip: a view costs Bun dearly)
+    result = route(consume === 0 ? u.data : u.data.subarray(consume), conn);
     if ((typeof result === "object" && result !== null) || typeof result === "function") {
       then = (result as { then?: unknown }).then;
     }

@@ -301,7 +301,7 @@ export class Session {
       // first update: the route is still asked first with none of it
       const none: HeldUpdate = {
         conn: u.conn,
-        data: u.data.subarray(0, consume),
+        data: consume === 0 ? new Uint8Array(0) : u.data.subarray(0, consume),
         first: u.first,
         eof: false,
       };
@@ -320,6 +320,7 @@ export class Session {
     d: RouteDecision | RouteFailure,
   ): void | Promise<void> {
     if (this.#phase !== "routing") return;
+    this.#firstAnswered(d);
     if (d instanceof RouteFailure || (d.action !== "wait" && d.action !== "send")) {
       return this.#act(none, d);
     }
@@ -340,7 +341,14 @@ export class Session {
   #answered(u: HeldUpdate, d: RouteDecision | RouteFailure): void | Promise<void> {
     // ended or refused meanwhile (the decision timeout): nothing left to do
     if (this.#phase !== "routing") return;
+    if (u.first && u.data.length === this.#consume && !u.eof) this.#firstAnswered(d);
     return this.#act(u, d);
+  }
+
+  /** Tell the engine how the route answered a first update with no bytes. */
+  #firstAnswered(d: RouteDecision | RouteFailure): void {
+    if (d instanceof RouteFailure) return; // says nothing of what it needs
+    this.#h.firstAnswered?.(d.action === "wait");
   }
 
   /** Carry out the route's answer `d` to update `u`. */
@@ -430,8 +438,8 @@ export class Session {
       }
     }
     // bytes read while deciding go through the client-to-target hook too
-    const rest = replace ?? u.data.subarray(consume);
     const hook = s.hooks.aToB;
+    const rest = hook === undefined ? EMPTY : replace ?? u.data.subarray(consume);
     if (hook !== undefined && rest.length > 0) {
       return runHook(hook, rest, {
         id,
