@@ -288,6 +288,76 @@ for (const engine of ENGINES) {
       },
     );
 
+    test("an OPEN the server never answers ends its stream after openTimeout, reset at both ends", async () => {
+      const frames: TunnelFrame[][] = [];
+      const fake = await rawServer(async (p) => {
+        const h = await p.frame(1, "HELLO");
+        assert.ok(h.type === "hello");
+        p.send({ type: "hello-ack", version: h.versions.at(-1)!, window: DEFAULT_WINDOW });
+        frames.push([]);
+        const mine = frames.at(-1)!;
+        const poll = setInterval(() => mine.splice(0, mine.length, ...p.frames().slice(1)), 20);
+        await p.done;
+        clearInterval(poll);
+      });
+      const client = await TunnelClient.start({
+        link: { host: "127.0.0.1", port: fake.port },
+        listeners: [{ listen: { host: "127.0.0.1", port: 0 }, to: { host: "127.0.0.1", port: 9 } }],
+        httpConnect: [{ listen: { host: "127.0.0.1", port: 0 } }],
+        openTimeout: 300,
+      });
+      const ends: TunnelClientEvents["stream-end"][] = [];
+      client.on("stream-end", (e) => ends.push(e));
+      try {
+        await client.waitUp(3000);
+        // a fixed destination: the local connection is reset
+        const t0 = Date.now();
+        const s = await connect(client.addresses[0]!.port);
+        const reset = await Promise.race([
+          new Promise<string>((r) => {
+            s.on("error", (e: NodeJS.ErrnoException) => r(e.code ?? "error"));
+            s.on("close", () => r("closed"));
+          }),
+          sleep(3000).then(() => "still open after 3 s"),
+        ]);
+        assert.ok(Date.now() - t0 >= 250, "not before the timeout");
+        assert.match(reset, /ECONNRESET|closed/);
+        // an HTTP CONNECT client: 504, as for the server's own connect timeout
+        const c = await connect(client.addresses[1]!.port);
+        const answer = new Promise<string>((r) => {
+          let text = "";
+          c.on("data", (d: Uint8Array) => text += new TextDecoder().decode(d));
+          c.on("end", () => r(text)); // the reply, then FIN
+          c.on("error", () => {});
+        });
+        c.write("CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n");
+        assert.match(
+          await Promise.race([answer, sleep(3000).then(() => "no answer in 3 s")]),
+          /^HTTP\/1\.1 504 /,
+        );
+        await waitFor(() => ends.length === 2, 3000, "two stream ends");
+        for (const e of ends) {
+          assert.equal(e.reason, "connect-failed");
+          assert.equal(e.error?.code, "ETIMEDOUT");
+          assert.match(e.error!.message, /did not answer stream \d+'s OPEN in 300 ms/);
+        }
+        // the server is told: OPEN, then RST, for each stream
+        await waitFor(() => frames[0]!.filter((f) => f.type === "rst").length === 2, 3000, "RSTs");
+        assert.deepEqual(
+          frames[0]!.filter((f) => f.type === "open" || f.type === "rst").map((f) =>
+            f.type === "rst"
+              ? `rst ${f.stream} ${f.code}`
+              : `${f.type} ${(f as { stream: number }).stream}`
+          ),
+          ["open 1", "rst 1 ETIMEDOUT", "open 2", "rst 2 ETIMEDOUT"],
+        );
+        assert.equal(client.up, true, "the link stays up");
+      } finally {
+        await client.close();
+        fake.close();
+      }
+    });
+
     test(
       "a version 1 client is refused with both versions named, before anything about the secret",
       async () => {

@@ -167,6 +167,14 @@ export interface TunnelClientOptions {
    * many ms. @default 10000
    */
   entryTimeout?: number;
+  /**
+   * A stream whose OPEN the server has answered neither way after this many
+   * ms ends as "connect-failed" (ETIMEDOUT; a SOCKS client gets 0x06, an
+   * HTTP CONNECT client 504) and is reset at the server (0: never). Longer
+   * than the server's own connect timeout, so that its answer comes first.
+   * @default 30000
+   */
+  openTimeout?: number;
   /** Shared secret; the server must prove it knows it too. */
   secret?: string;
   /** Make the link over TLS (`true`: verify against the system's CAs). */
@@ -640,6 +648,7 @@ export class TunnelClient extends Emitter<TunnelClientEvents> {
         versions: this.#o.versions,
         keepaliveInterval: this.#o.keepaliveInterval,
         keepaliveMisses: this.#o.keepaliveMisses,
+        openTimeout: this.#o.openTimeout,
       }, {
         ready: (version) => {
           wasReady = true;

@@ -80,6 +80,12 @@ export interface LinkOptions {
   keepaliveMisses?: number | undefined;
   /** Give up a handshake after this many ms. @default 10000 */
   handshakeTimeout?: number | undefined;
+  /**
+   * The client side: a stream whose OPEN the peer has answered neither way
+   * after this many ms ends (ETIMEDOUT) and is reset at the peer (0: never).
+   * @default 30000
+   */
+  openTimeout?: number | undefined;
 }
 
 /** What the owner of a link hears. */
@@ -129,6 +135,7 @@ export class Link {
   #congested = false;
   #inbox: TunnelFrame[] = [];
   #busy = false;
+  readonly #openTimeout: number;
   /**
    * The link's end (or failure), when it came while frames read before it
    * still wait in the inbox: it is acted on after them, so a refusal the
@@ -149,6 +156,7 @@ export class Link {
     this.#h = h;
     const window = options.window ?? DEFAULT_WINDOW;
     this.#streamWindow = window;
+    this.#openTimeout = options.openTimeout ?? 30_000;
     const versions = options.versions ?? TUNNEL_VERSIONS;
     this.#handshake = new Handshake(role, { secret: options.secret, versions, window }, {
       peer: () => this.peer,
@@ -530,7 +538,10 @@ export class Link {
         }
         const s = this.#stream(f.stream, f.type);
         const opened = s?.opened;
-        if (s !== undefined) s.opened = undefined;
+        if (s !== undefined) {
+          s.opened = undefined;
+          clearTimeout(s.openTimer);
+        }
         opened?.(undefined);
         return;
       }
@@ -582,6 +593,18 @@ export class Link {
     const s = newStream(id, destination, this.#streamWindow);
     s.opened = opened;
     this.#streams.set(id, s);
+    if (this.#openTimeout > 0) {
+      const ms = this.#openTimeout;
+      s.openTimer = setTimeout(() => {
+        this.#endStream(
+          s,
+          "connect-failed",
+          linkError("ETIMEDOUT", `The tunnel peer did not answer stream ${id}'s OPEN in ${ms} ms`),
+          true,
+          true,
+        );
+      }, ms);
+    }
     if ("native" in conn) {
       const nat = this.#nat;
       if (nat === undefined) throw new RelaykitError("The tunnel link is not native", "EINVAL");
@@ -784,6 +807,7 @@ export class Link {
   ): void {
     if (s.ended) return;
     s.ended = true;
+    clearTimeout(s.openTimer);
     this.#nativeCounters(s);
     s.out = [];
     s.early = [];
@@ -916,6 +940,7 @@ export class Link {
   #endStreamClosed(s: Stream, reason: StreamEndReason, error: RelaykitError): void {
     if (s.ended) return;
     s.ended = true;
+    clearTimeout(s.openTimer);
     this.#nativeCounters(s);
     this.#streams.delete(s.id);
     if (!this.#settle(s, error)) s.conn?.destroy(true);

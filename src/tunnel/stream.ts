@@ -112,6 +112,8 @@ export interface Stream {
   native: boolean;
   /** The native engine dropped it already. */
   nativeGone: boolean;
+  /** The client side: ends the stream if its OPEN is not answered in time. */
+  openTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -147,6 +149,7 @@ export function newStream(id: number, destination: TunnelDestination, window: nu
     opened: undefined,
     native: false,
     nativeGone: false,
+    openTimer: undefined,
   };
 }
 
