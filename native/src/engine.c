@@ -69,8 +69,16 @@ rk__worker *rk__pick_worker(rk__engine *e) {
 /* The engine whose worker runs on this thread, while the worker handles a
  * batch of epoll events: what it posts meanwhile wakes the host once, at
  * the batch's end, not at the first record (the host would drain that one
- * while the worker posts the next ones, and be woken again for them). */
-static __thread rk__engine *rk__batching;
+ * while the worker posts the next ones, and be woken again for them). A
+ * pthread key, not __thread: the library then needs no ld.so of its own
+ * (__tls_get_addr), which test/prebuilt_test.ts holds it to. */
+static pthread_key_t rk__batching;
+static pthread_once_t rk__batching_once = PTHREAD_ONCE_INIT;
+static int rk__batching_ok;
+
+static void rk__batching_make(void) {
+  rk__batching_ok = pthread_key_create(&rk__batching, NULL) == 0;
+}
 
 void rk__post(rk__engine *e, const uint32_t *rec) {
   void (*cb)(void) = NULL;
@@ -97,7 +105,7 @@ void rk__post(rk__engine *e, const uint32_t *rec) {
   memcpy(e->q + slot * RK_EVENT_WORDS, rec, RK_EVENT_WORDS * sizeof(uint32_t));
   e->q_len++;
   if (e->q_len == 1) {
-    if (rk__batching == e) {
+    if (rk__batching_ok && pthread_getspecific(rk__batching) == (void *)e) {
       e->q_deferred = 1; /* told once, at the end of the worker's batch */
     } else {
       pthread_cond_broadcast(&e->q_cond);
@@ -471,7 +479,8 @@ static void *rk__worker_main(void *arg) {
   while (!w->stop) {
     int timeout = w->ready != NULL ? 0 : RK__SWEEP_MS;
     int n = epoll_wait(w->epfd, evs, RK__EPOLL_BATCH, timeout);
-    rk__batching = w->e;
+    if (rk__batching_ok)
+      pthread_setspecific(rk__batching, w->e);
     w->ngone = 0;
     for (int i = 0; i < n; i++) {
       void *p = (void *)(uintptr_t)(evs[i].data.u64 & ~(uint64_t)1);
@@ -506,7 +515,8 @@ static void *rk__worker_main(void *arg) {
       w->next_sweep = now + RK__SWEEP_MS;
     }
     rk__free_dead(w);
-    rk__batching = NULL;
+    if (rk__batching_ok)
+      pthread_setspecific(rk__batching, NULL);
     rk__post_flush(w->e);
   }
   /* Engine closing: end every tunnel and connection still here. */
@@ -524,6 +534,8 @@ int32_t rk_engine_new(int32_t threads, int32_t max_conns) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? (int32_t)n : 1;
   }
+  /* before any worker posts (without the key, every post wakes the host) */
+  pthread_once(&rk__batching_once, rk__batching_make);
   rk__engine *e = calloc(1, sizeof *e);
   if (e == NULL)
     return -ENOMEM;

@@ -24,7 +24,8 @@
 /* The prebuilt glibc libraries promise to load on glibc 2.17 and later
  * (scripts/build_prebuilt.ts checks no symbol needs a newer version). Two
  * kinds of symbol that newer glibc headers bind to newer versions:
- * - pthread_create, pthread_join and pthread_once moved into libc in 2.34:
+ * - pthread_create, pthread_join, pthread_once and the pthread_key calls
+ *   moved into libc in 2.34:
  *   bind them to the version every glibc of the architecture has
  *   (libpthread's before 2.34);
  * - fstat is a libc symbol only since 2.33 (before, an inline call of
@@ -39,6 +40,9 @@
 __asm__(".symver pthread_create,pthread_create@" RK__GLIBC_BASE);
 __asm__(".symver pthread_join,pthread_join@" RK__GLIBC_BASE);
 __asm__(".symver pthread_once,pthread_once@" RK__GLIBC_BASE);
+__asm__(".symver pthread_key_create,pthread_key_create@" RK__GLIBC_BASE);
+__asm__(".symver pthread_getspecific,pthread_getspecific@" RK__GLIBC_BASE);
+__asm__(".symver pthread_setspecific,pthread_setspecific@" RK__GLIBC_BASE);
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>

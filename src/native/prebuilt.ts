@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "cbb6070f7f375651599644d21ee4ea59d13037b451eb956c4f7d23138e70ecd1",
+    "sha256": "6e6a1b0d12fdde88ef9c1720a09e847bbd6dccd01c9ca5492e63867fe7d3ab5c",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,20 +44,20 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "eb49beddeb9b06bff7996ffb748d010e52bee1fae2ae6f69c9bea0f626bd4515",
-      "size": 150224,
+      "sha256": "5f10b02d808a64a227d0af9d60def97e325d0101e7d743124142da0211d86d5f",
+      "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "8f17476416dc7b480a338ce669c5234131ef0f2a99156c1b3191df59bdbc7f63",
-      "size": 199328,
+      "sha256": "0fe260eaad7ae508f946fb79fa4045c74213e292d484a926b1375f9a4ce6bdd8",
+      "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "c0e2911627d75775d8786017553ad6a02d594cdf4996a6e55b49c67c357ecc0c",
-      "size": 149992,
+      "sha256": "685637b8c3e20f38aa40fd5a6c656837e255fc28860295f2928f02fc63c8bfe0",
+      "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "953deb8259364651daac105534f247957af7090af8358701d17523cc8c89e5b3",
-      "size": 199088,
+      "sha256": "16107cafc985dd95bd24dfa7f213c57556abd6e352a93ecaa730464cca223cc9",
+      "size": 199024,
     },
   },
 };
