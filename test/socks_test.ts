@@ -585,3 +585,20 @@ for (const engine of ENGINES) {
     );
   });
 }
+
+describe("socksRouter's memory of replies sent", () => {
+  test("a live handshake keeps it however many others are left unfinished", async () => {
+    const route = socksRouter({ allow: [{ port: 80 }] });
+    const greeting = new Uint8Array([5, 1, 0]);
+    const request = new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, 0, 80]);
+    const live = { id: 1 };
+    assert.deepEqual(await route(greeting, live), { send: new Uint8Array([5, 0]) });
+    // more unfinished handshakes than any count-bounded memory would keep
+    for (let id = 2; id < 20_002; id++) await route(greeting, { id });
+    const r = await route(new Uint8Array([...greeting, ...request]), live);
+    assert.ok(typeof r === "object" && r !== null && "reply" in r);
+    // the method choice went out already: the success reply alone
+    assert.deepEqual([...(r.reply as Uint8Array)].slice(0, 2), [5, 0]);
+    assert.equal((r.reply as Uint8Array).length, 10, "no second method choice in front");
+  });
+});

@@ -49,6 +49,23 @@ export type RouteFunction = (
   conn: RouteConnection,
 ) => RouteResult | undefined | null | Promise<RouteResult | undefined | null>;
 
+/**
+ * What a route is told of connection `c` (with `original` when it sent a
+ * PROXY header). Made once per connection, so that every call of the route
+ * for one connection gets the same object (a router may keep what it knows
+ * of a connection in a WeakMap keyed by it, gone with the connection).
+ */
+export function routeConnection(
+  c: { id: number; remote?: InetEndpoint; local?: InetEndpoint },
+  original: OriginalInfo | undefined,
+): RouteConnection {
+  const conn: RouteConnection = { id: c.id };
+  if (c.remote !== undefined) conn.remote = c.remote;
+  if (c.local !== undefined) conn.local = c.local;
+  if (original?.header !== undefined) conn.original = original;
+  return conn;
+}
+
 /** A route function's failure, told apart from a result that failed the check. */
 export class RouteFailure {
   /** `what` failed ("bad route" or "the route function failed") with `error`. */
@@ -67,12 +84,8 @@ export function askRoute(
   route: RouteFunction,
   u: HeldUpdate,
   consume: number,
-  original: OriginalInfo | undefined,
+  conn: RouteConnection,
 ): RouteDecision | RouteFailure | Promise<RouteDecision | RouteFailure> {
-  const conn: RouteConnection = { id: u.conn.id };
-  if (u.conn.remote !== undefined) conn.remote = u.conn.remote;
-  if (u.conn.local !== undefined) conn.local = u.conn.local;
-  if (original?.header !== undefined) conn.original = original;
   let result: unknown;
   let then: unknown;
   try {

@@ -26,7 +26,13 @@ import { type DecodedTlvs, decodeTlvs, type ProxyHeader } from "../protocol/prox
 import type { SendProxyOptions } from "../types.ts";
 import { describeConn, type ProxyAcceptance } from "./accept_proxy.ts";
 import { type Backend, type Server, Tour } from "./balance.ts";
-import { askRoute, RouteFailure, type RouteFunction } from "./routing.ts";
+import {
+  askRoute,
+  type RouteConnection,
+  routeConnection,
+  RouteFailure,
+  type RouteFunction,
+} from "./routing.ts";
 import { buildSendProxy } from "./send_proxy.ts";
 
 /** What a listener's sessions are started with: its configuration at that moment. */
@@ -102,6 +108,8 @@ export class Session {
 
   /** The header the engine read, until the first update uses it. */
   #read: HeaderRead | undefined;
+  /** What the route is told of this connection: one object for every call. */
+  #routeConn: RouteConnection | undefined;
 
   /**
    * @param setup The listener's configuration when the connection came.
@@ -306,7 +314,7 @@ export class Session {
         eof: false,
       };
       if (u.retry !== undefined) none.retry = u.retry;
-      const d = askRoute(s.route, none, consume, this.#info);
+      const d = askRoute(s.route, none, consume, this.#routeConnection());
       if (d instanceof Promise) return d.then((d) => this.#answeredNone(u, none, d));
       return this.#answeredNone(u, none, d);
     }
@@ -329,9 +337,14 @@ export class Session {
     return this.#ask(u);
   }
 
+  /** What the route is told of this connection (its header is read by now). */
+  #routeConnection(): RouteConnection {
+    return this.#routeConn ??= routeConnection(this.#conn, this.#info);
+  }
+
   /** Ask the route about update `u`. */
   #ask(u: HeldUpdate): void | Promise<void> {
-    const d = askRoute(this.#s.route!, u, this.#consume, this.#info);
+    const d = askRoute(this.#s.route!, u, this.#consume, this.#routeConnection());
     // a route that answers at once decides at once
     if (d instanceof Promise) return d.then((d) => this.#answered(u, d));
     return this.#answered(u, d);

@@ -67,20 +67,27 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
   const users = options.users;
   // SOCKS5 replies already sent per connection (method choice, auth), so a
   // client that sends everything at once gets them in front of the last
-  // reply instead; bounded: the oldest entries of handshakes that never
-  // finished are dropped
-  const sent = new Map<number, number>();
+  // reply instead. Keyed by the connection's object (the same for every
+  // call of one connection): an entry goes with its connection, however
+  // many handshakes are left unfinished.
+  const sent = new WeakMap<RouteConnection, number>();
+  // what the native engine sent before it handed a connection over, until
+  // the route's first call for it (bounded: the oldest are dropped)
+  const handed = new Map<number, number>();
   const route: RouteFunction = async (data, conn) => {
     if (data.length === 0) return undefined;
     const step = parseSocks(data, users);
-    const done = sent.get(conn.id) ?? 0;
+    let done = sent.get(conn);
+    if (done === undefined) {
+      done = handed.get(conn.id) ?? 0;
+      handed.delete(conn.id);
+    }
     if (step.kind === "more") {
       if (step.replies.length <= done) return undefined;
-      sent.set(conn.id, step.replies.length);
-      if (sent.size > 10_000) sent.delete(sent.keys().next().value!);
+      sent.set(conn, step.replies.length);
       return { send: unsentReplies(step.replies, done) };
     }
-    sent.delete(conn.id);
+    sent.delete(conn);
     if (step.kind === "refuse") {
       if (step.what !== undefined) options.onDenied?.(step.what, conn);
       return {
@@ -106,7 +113,9 @@ export function socksRouter(options: RouterOptions = {}): RouteFunction {
   // the native engine tells how many handshake replies it sent before it
   // handed a connection over
   return withAccessRouter(route, "socks", access, options, (id, n) => {
-    if (n > 0) sent.set(id, n);
+    if (n <= 0) return;
+    handed.set(id, n);
+    if (handed.size > 10_000) handed.delete(handed.keys().next().value!);
   });
 }
 
