@@ -9,7 +9,9 @@ import { checkRouteResult, type RouteDecision, type RouteResult } from "../decis
 import type { HeldUpdate, InetEndpoint, OriginalInfo } from "../forward/types.ts";
 
 /**
- * Who is connecting, as a route function sees it.
+ * Who is connecting, as a route function sees it: the same object for
+ * every call about one connection (a WeakMap keyed by it keeps what a route
+ * knows of a connection, and lets it go with the connection).
  *
  * @example
  * ```ts
