@@ -80,6 +80,17 @@ static void rk__batching_make(void) {
   rk__batching_ok = pthread_key_create(&rk__batching, NULL) == 0;
 }
 
+/* Tell the host that the queue holds events (q_lock held): wake the waiters,
+ * and return the notify callback to call once the lock is released, if it
+ * is armed (NULL otherwise). */
+static void (*rk__tell_locked(rk__engine *e))(void) {
+  pthread_cond_broadcast(&e->q_cond);
+  if (!e->q_armed || e->notify == NULL)
+    return NULL;
+  e->q_armed = 0;
+  return e->notify;
+}
+
 void rk__post(rk__engine *e, const uint32_t *rec) {
   void (*cb)(void) = NULL;
   pthread_mutex_lock(&e->q_lock);
@@ -105,15 +116,10 @@ void rk__post(rk__engine *e, const uint32_t *rec) {
   memcpy(e->q + slot * RK_EVENT_WORDS, rec, RK_EVENT_WORDS * sizeof(uint32_t));
   e->q_len++;
   if (e->q_len == 1) {
-    if (rk__batching_ok && pthread_getspecific(rk__batching) == (void *)e) {
+    if (rk__batching_ok && pthread_getspecific(rk__batching) == (void *)e)
       e->q_deferred = 1; /* told once, at the end of the worker's batch */
-    } else {
-      pthread_cond_broadcast(&e->q_cond);
-      if (e->q_armed && e->notify != NULL) {
-        e->q_armed = 0;
-        cb = e->notify;
-      }
-    }
+    else
+      cb = rk__tell_locked(e);
   }
   pthread_mutex_unlock(&e->q_lock);
   if (cb != NULL)
@@ -126,13 +132,8 @@ void rk__post_flush(rk__engine *e) {
   if (e->q_deferred) {
     e->q_deferred = 0;
     /* (a drain may have emptied the queue since: nothing to tell then) */
-    if (e->q_len > 0) {
-      pthread_cond_broadcast(&e->q_cond);
-      if (e->q_armed && e->notify != NULL) {
-        e->q_armed = 0;
-        cb = e->notify;
-      }
-    }
+    if (e->q_len > 0)
+      cb = rk__tell_locked(e);
   }
   pthread_mutex_unlock(&e->q_lock);
   if (cb != NULL)

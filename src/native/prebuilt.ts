@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "6e6a1b0d12fdde88ef9c1720a09e847bbd6dccd01c9ca5492e63867fe7d3ab5c",
+    "sha256": "8bb8199bbd936b5c5791c3a96ec6b0cf48fc47ebece81ef2006f866b32e5e822",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "5f10b02d808a64a227d0af9d60def97e325d0101e7d743124142da0211d86d5f",
+      "sha256": "255697ab4d55511389335efd6899298d2a3c924dfb912d7ef6143f042124c92b",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "0fe260eaad7ae508f946fb79fa4045c74213e292d484a926b1375f9a4ce6bdd8",
+      "sha256": "c1d3351527bf554456d0f977d4ac7a30b9b6fe66aa2203c6d9a85e3f9a56ff15",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "685637b8c3e20f38aa40fd5a6c656837e255fc28860295f2928f02fc63c8bfe0",
+      "sha256": "4fd43c1326956ff80df65ae71919d7a434b17633a1ed39990b94622443d6a2ab",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "16107cafc985dd95bd24dfa7f213c57556abd6e352a93ecaa730464cca223cc9",
+      "sha256": "03648f5f877d997448efa499ea97556b2602dc910b6f084b0b7270bb4430f852",
       "size": 199024,
     },
   },
