@@ -704,12 +704,17 @@ static int rk__rule_matches(const rk__rule *r, const char *name,
   }
   if (r->nhost >= 0) {
     char text[64];
-    rk__addr_text(a, text, sizeof text);
+    text[0] = '\0'; /* the address as text, made when a pattern needs it */
     int hit = 0;
-    for (int32_t i = 0; i < r->nhost && !hit; i++)
-      hit = rk__glob(r->host[i], name == NULL || rk__address_pattern(r->host[i])
-                                     ? text
-                                     : name);
+    for (int32_t i = 0; i < r->nhost && !hit; i++) {
+      const char *subject = name;
+      if (name == NULL || rk__address_pattern(r->host[i])) {
+        if (text[0] == '\0')
+          rk__addr_text(a, text, sizeof text);
+        subject = text;
+      }
+      hit = rk__glob(r->host[i], subject);
+    }
     if (!hit)
       return 0;
   }

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "8bb8199bbd936b5c5791c3a96ec6b0cf48fc47ebece81ef2006f866b32e5e822",
+    "sha256": "1bf0722d91f5dc6fb53d50a6ecf977c5cdc944428323f6452d8fa595e95a7f59",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "255697ab4d55511389335efd6899298d2a3c924dfb912d7ef6143f042124c92b",
+      "sha256": "16ea1ee5df91a147f69d302d2ce062bb9cc5e499215eea9a2bad097442136e63",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "c1d3351527bf554456d0f977d4ac7a30b9b6fe66aa2203c6d9a85e3f9a56ff15",
+      "sha256": "1d2e9efa697c73e440d94ebe6d0315ecbbc0f77bfcdcb506a8f487fe1dbaf8a8",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "4fd43c1326956ff80df65ae71919d7a434b17633a1ed39990b94622443d6a2ab",
+      "sha256": "2874924e8db46519271f643d0abf6aa904791562bfb9f743ac7205e002802d6e",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "03648f5f877d997448efa499ea97556b2602dc910b6f084b0b7270bb4430f852",
+      "sha256": "22ba6abe8ff8cfde0c585cdafa74868e1bd70ae3fc5b334c26e184e56af768eb",
       "size": 199024,
     },
   },
