@@ -123,8 +123,7 @@ export function httpHost(d: Uint8Array): FirstBytes {
   let host: string | undefined;
   let pos = ll + 2;
   while (pos < end + 2) {
-    let j = pos;
-    while (!(d[j] === 13 && d[j + 1] === 10)) j++;
+    const j = indexOfCrlf(d, pos); // found: the head's end is a CR LF at or after pos
     if (d[pos] === 0x20 || d[pos] === 0x09) return bad("folded header line");
     for (let k = pos; k < j; k++) {
       if (d[k] === 13 || d[k] === 10) return bad("bare CR or LF in a header line");
