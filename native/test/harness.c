@@ -2776,7 +2776,6 @@ static void t_drain_held(void) {
         "bad handle");
   CHECK_RC(rk_listener_start(h, lid), "rk_listener_start");
   int32_t ids[4] = {0};
-  uint32_t lens[4] = {0};
   int holds = 0, accepts = 0;
   int32_t accepted[4];
   int accepted_port[4];
@@ -2805,7 +2804,6 @@ static void t_drain_held(void) {
               k = m;
       CHECK(k >= 0, "hold of a known client");
       ids[k] = (int32_t)rec[1];
-      lens[k] = rec[5];
       holds++;
       if (k == 2) {
         CHECK(rec[5] > AREA && spans[2 * i] == -1,
@@ -2871,7 +2869,6 @@ static void t_drain_held(void) {
   CHECK(got && seen, "hold event (%d) and closed event (%d)", seen, got);
   for (int i = 0; i < 4; i++)
     close(fds[i]);
-  (void)lens;
   CHECK_RC(rk_engine_close(h), "rk_engine_close");
   CHECK_RC(rk_engine_free(h), "rk_engine_free");
 }
