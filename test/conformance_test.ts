@@ -19,6 +19,7 @@ import {
   fdCount,
   freePort,
   nativeEngine,
+  pythonServer,
   receiveAll,
   sendRandom,
   server,
@@ -122,6 +123,49 @@ for (const engine of ENGINES) {
       assert.equal((await late!).bytes, 300_000);
       await waitFor(() => ends.length === 1, 5000, "close event");
       assert.equal(ends[0]!.reason, "done");
+    });
+
+    test("backends that answer and close at once: 300 silent clients each get the answer, then EOF", async () => {
+      // A backend in its own process, answering and closing as it accepts:
+      // the answer and its FIN often come before the proxy has seen its
+      // connect done, and that EOF has no edge of its own later.
+      const backend = await pythonServer(
+        "import socket\n" +
+          "s=socket.socket()\n" +
+          "s.bind(('127.0.0.1',0))\n" +
+          "s.listen(1024)\n" +
+          "print(s.getsockname()[1],flush=True)\n" +
+          "while True:\n" +
+          "  c,_=s.accept()\n" +
+          "  c.sendall(b'hello\\n')\n" +
+          "  c.close()",
+      );
+      cleanups.push(() => backend.stop());
+      const { proxy, ends } = await proxyTo(engine, backend.port);
+      cleanups.push(() => proxy.abort());
+      let done = 0;
+      const all = Promise.all(
+        Array.from({ length: 300 }, async () => {
+          const c = await connect(proxy.port);
+          const r = await receiveAll(c); // the answer, then the backend's EOF
+          c.end();
+          done++;
+          return r;
+        }),
+      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const got = await Promise.race([
+        all,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`${done} of 300 clients had the answer and EOF in 5 s`)),
+            5000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.deepEqual(got.filter((g) => g.bytes !== 6), []);
+      await waitFor(() => ends.length === 300, 10_000, "300 close events");
+      assert.deepEqual(ends.filter((e) => e.reason !== "done").map((e) => e.reason), []);
     });
 
     test("a refused backend closes the client and reports ECONNREFUSED", async () => {

@@ -330,10 +330,17 @@ static void rk__connect_done(rk__conn *c) {
       c->dir[d].nosplice = 1;
       c->dir[d].splice = 0;
     }
+    c->dir[1].can_read = 1; /* a first read starts the handshake, even
+                               where the client has nothing to send */
   }
   c->dir[0].active = c->dir[1].active = 1;
-  c->dir[0].can_read = 1; /* the client's input edges while connecting (or
-                             held) were not acted on */
+  /* What the client sent while we connected (or while it was held) waits
+   * in the kernel: its edges were remembered (rk__connect_event, and
+   * rk__hold_event while held), so a client the hold drained is not read
+   * again for an EAGAIN. Bytes that came with its TLS handshake may wait
+   * inside TLS, where no edge tells of them. */
+  if (c->side[0].tls != NULL)
+    c->dir[0].can_read = 1;
   int r = 0; /* side 1 stays registered from the connect */
   if (!c->side[0].r_registered)
     r = rk__side_register(w, c, &c->side[0]);
@@ -390,6 +397,10 @@ static void rk__connect_next(rk__conn *c, int last_err) {
       continue;
     }
     rk__side_init_sock(&c->side[1], fd);
+    /* a new socket has nothing to read until an input edge says so
+     * (rk__connect_event remembers one that comes while connecting) */
+    c->dir[1].can_read = r != 0 ? 0 : 1;
+    c->dir[1].rdhup = 0; /* (an earlier address's failure set it) */
     if (ai->ai_family != AF_UNIX)
       rk__set_nodelay(fd);
     /* registered once for good: the relay uses the same registration */
@@ -456,12 +467,16 @@ void rk__connect_event(rk__conn *c, int side, uint32_t events) {
     rk__connect_fail(c, -ETIMEDOUT);
     return;
   }
+  /* An edge will not come again: remember it for the relay (bytes to
+   * read; an EOF that only a read to the end will find - a target may
+   * answer and close before its connect is seen done). */
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    c->dir[side].can_read = 1;
+  if (events & (EPOLLRDHUP | EPOLLHUP))
+    c->dir[side].rdhup = 1;
   if (side == 0) {
     /* The client while we connect: only an error matters (its data waits
-     * in the kernel, its EOF is read once the relay runs - remember that
-     * it came, since this edge will not come again). */
-    if (events & (EPOLLRDHUP | EPOLLHUP))
-      c->dir[0].rdhup = 1;
+     * in the kernel until the relay runs). */
     if (events & (EPOLLERR | EPOLLHUP)) {
       int err = 0;
       socklen_t len = sizeof err;

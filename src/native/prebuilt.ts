@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "1bf0722d91f5dc6fb53d50a6ecf977c5cdc944428323f6452d8fa595e95a7f59",
+    "sha256": "5d3c657d773378affa94fd8a7742c1a75ef1b38eeaa45f37cfce27d700571a65",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "16ea1ee5df91a147f69d302d2ce062bb9cc5e499215eea9a2bad097442136e63",
+      "sha256": "5e1441748e625827694907e94297c9dfe5d63cddfe8fb11c04aebdca01b46b97",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "1d2e9efa697c73e440d94ebe6d0315ecbbc0f77bfcdcb506a8f487fe1dbaf8a8",
+      "sha256": "b775e80ca13a574ae353983aad5442eab56b30e51c1cc9966f6a0a337b2af653",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "2874924e8db46519271f643d0abf6aa904791562bfb9f743ac7205e002802d6e",
+      "sha256": "9216fd1aaaa55177b0445c3c5da4f8866431b753c17b9e3e520a75e462911164",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "22ba6abe8ff8cfde0c585cdafa74868e1bd70ae3fc5b334c26e184e56af768eb",
+      "sha256": "69632824ba3a38bb278841d062bc531701fb66d47b31e4f1598cd16667076747",
       "size": 199024,
     },
   },
