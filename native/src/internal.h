@@ -73,8 +73,14 @@ static inline int rk__fstat(int fd, struct stat *st) {
  * busy relays hold at most 160 MiB. A read that fills it marks the direction
  * as bulk and moves it to splice. */
 #define RK__BUF_SIZE (16 * 1024)
-/* One splice moves at most this much: the default pipe capacity (16 pages). */
-#define RK__PIPE_CHUNK (64 * 1024)
+/* One splice moves at most this much: the capacity a worker's pipes are
+ * given (rk__pipe_get), four times the default 16 pages - each splice call
+ * costs the same whatever it moves. At most RK__PIPE_BIG_MAX pipes of a
+ * worker are that big (a user's pipe capacity is limited system-wide, see
+ * pipe(7)); the others, and any the system refuses, keep the default, and
+ * a splice then moves at most that. */
+#define RK__PIPE_CHUNK (256 * 1024)
+#define RK__PIPE_BIG_MAX 32
 /* Free pipes and buffers a worker keeps for reuse; beyond that they are
  * released, so an idle engine holds at most 64 pipes and 1 MiB per worker. */
 #define RK__POOL_MAX 64
@@ -365,7 +371,8 @@ struct rk__worker {
   rk__conn *ready; /* conns with work left over */
   rk__conn *dead;  /* freed after the current epoll batch */
   int pipes[RK__POOL_MAX][2];
-  int npipes; /* atomic: read by stats */
+  int npipes;    /* atomic: read by stats */
+  int big_pipes; /* open pipes of RK__PIPE_CHUNK (pooled or in use) */
   uint8_t *bufs[RK__POOL_MAX];
   int nbufs;
   rk__batch *batches[RK__BATCH_POOL_MAX]; /* free hook batches */
@@ -515,6 +522,7 @@ void rk__tls_accept_step(rk__conn *c);
 /* pool.c: each worker's pipes and buffers. */
 int rk__pipe_get(rk__worker *w, int p[2]);
 void rk__pipe_put(rk__worker *w, int p[2]);
+void rk__pipe_close(rk__worker *w, int p[2]);
 uint8_t *rk__buf_get(rk__worker *w);
 void rk__buf_put(rk__worker *w, uint8_t *b);
 void rk__dir_buf_release(rk__worker *w, rk__dir *dir);

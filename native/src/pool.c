@@ -28,7 +28,22 @@ int rk__pipe_get(rk__worker *w, int p[2]) {
   }
   if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
     return -errno;
+  /* pages are taken as bytes come, not up front: the size bounds what one
+   * direction has in flight */
+  if (w->big_pipes < RK__PIPE_BIG_MAX &&
+      fcntl(p[1], F_SETPIPE_SZ, RK__PIPE_CHUNK) >= RK__PIPE_CHUNK)
+    w->big_pipes++;
   return 0;
+}
+
+/* Close a pipe for good (one that holds bytes, or one the pool has no room
+ * for), counting the big ones out. */
+void rk__pipe_close(rk__worker *w, int p[2]) {
+  if (w->big_pipes > 0 && fcntl(p[1], F_GETPIPE_SZ) >= RK__PIPE_CHUNK)
+    w->big_pipes--;
+  close(p[0]);
+  close(p[1]);
+  p[0] = p[1] = -1;
 }
 
 void rk__pipe_put(rk__worker *w, int p[2]) {
@@ -37,8 +52,7 @@ void rk__pipe_put(rk__worker *w, int p[2]) {
     w->pipes[w->npipes][1] = p[1];
     RK__STORE(&w->npipes, w->npipes + 1);
   } else {
-    close(p[0]);
-    close(p[1]);
+    rk__pipe_close(w, p);
   }
   p[0] = p[1] = -1;
 }
@@ -74,8 +88,7 @@ void rk__dir_buf_release(rk__worker *w, rk__dir *dir) {
 void rk__worker_release_pools(rk__worker *w) {
   while (w->npipes > 0) {
     int n = w->npipes - 1;
-    close(w->pipes[n][0]);
-    close(w->pipes[n][1]);
+    rk__pipe_close(w, w->pipes[n]);
     RK__STORE(&w->npipes, n);
   }
   while (w->nbufs > 0)

@@ -236,8 +236,7 @@ void rk__conn_end(rk__conn *c, int reason, int err) {
       if (dir->pipe_bytes == 0) {
         rk__pipe_put(w, dir->pipe);
       } else { /* not empty: cannot be reused */
-        close(dir->pipe[0]);
-        close(dir->pipe[1]);
+        rk__pipe_close(w, dir->pipe);
       }
     }
     rk__dir_buf_release(w, dir);

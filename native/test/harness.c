@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1562,6 +1563,103 @@ static void *quick_main(void *arg) {
     close(b[1]);
   }
   return NULL;
+}
+
+/* Pipe fds open in this process: *big those of 256 KiB (the size a
+ * worker gives at most 32 of its pipes). Each pipe counts once (by its
+ * write end). */
+static int count_pipes(int *big) {
+  int n = 0;
+  *big = 0;
+  DIR *d = opendir("/proc/self/fd");
+  CHECK(d != NULL, "opendir /proc/self/fd: %s", strerror(errno));
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    int fd = atoi(de->d_name);
+    char path[64], link[64];
+    /* by name, not fstat: the fds are the workers' (no race to report) */
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t k = readlink(path, link, sizeof link - 1);
+    if (de->d_name[0] == '.' || fd == dirfd(d) || k < 5 ||
+        memcmp(link, "pipe:", 5) != 0 ||
+        (fcntl(fd, F_GETFL) & O_ACCMODE) != O_WRONLY)
+      continue;
+    n++;
+    if (fcntl(fd, F_GETPIPE_SZ) >= 256 * 1024)
+      (*big)++;
+  }
+  closedir(d);
+  return n;
+}
+
+/* N relays from a socketpair we fill to one nobody reads: each holds a
+ * full pipe. Return how many pipes, big ones in *big. */
+static int relays_holding_pipes(int32_t h, int n, int32_t *ids, int *ends,
+                                int *big) {
+  int before_big, before = count_pipes(&before_big);
+  static uint8_t chunk[64 * 1024];
+  for (int i = 0; i < n; i++) {
+    int in[2], out[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) == 0 &&
+              socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out) == 0,
+          "socketpair: %s", strerror(errno));
+    ids[i] = rk_relay_fds(h, in[1], -1, -1, out[1], NULL);
+    CHECK(ids[i] > 0, "rk_relay_fds: %d %s", ids[i], rk_err_name(ids[i]));
+    fcntl(in[0], F_SETFL, O_NONBLOCK);
+    ends[2 * i] = in[0];
+    ends[2 * i + 1] = out[0]; /* never read */
+  }
+  /* keep writing until every relay's pipe is full and the sources too */
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  int pipes = 0;
+  for (;;) {
+    int more = 0;
+    for (int i = 0; i < n; i++)
+      if (write(ends[2 * i], chunk, sizeof chunk) > 0)
+        more = 1;
+    pipes = count_pipes(big) - before;
+    *big -= before_big;
+    if (!more && pipes >= n)
+      return pipes;
+    CHECK(now_ms() < deadline, "%d relays hold %d pipes", n, pipes);
+    sleep_ms(5);
+  }
+}
+
+static void t_relay_pipe_sizes(void) {
+  enum { N = 80, M = 40 };
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL); /* two workers */
+  int32_t ids[N];
+  int ends[2 * N];
+  int big;
+  int pipes = relays_holding_pipes(h, N, ids, ends, &big);
+  CHECK(pipes == N && big > 0 && big <= 2 * 32,
+        "%d relays: %d pipes, %d of 256 KiB (want %d, at most 64)", N, pipes,
+        big, N);
+  /* their pipes still hold bytes: closed, not pooled - counted out */
+  for (int i = 0; i < N; i++)
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+  for (int i = 0; i < N; i++)
+    expect_closed(&pump, ids[i], RK_END_CLOSED, NULL);
+  for (int i = 0; i < 2 * N; i++)
+    close(ends[i]);
+  int left_big, left = count_pipes(&left_big);
+  /* a new wave gets big pipes again */
+  int big2;
+  int pipes2 = relays_holding_pipes(h, M, ids, ends, &big2);
+  CHECK(pipes2 == M && big2 >= M / 2,
+        "after %d closed (%d pipes left open): %d relays hold %d pipes, "
+        "%d of 256 KiB",
+        N, left, M, pipes2, big2);
+  for (int i = 0; i < M; i++)
+    CHECK_RC(rk_conn_close(h, ids[i], RK_CLOSE_ABORT), "rk_conn_close");
+  for (int i = 0; i < M; i++)
+    expect_closed(&pump, ids[i], RK_END_CLOSED, NULL);
+  for (int i = 0; i < 2 * M; i++)
+    close(ends[i]);
+  engine_end(&pump);
+  (void)left_big;
 }
 
 static void t_relay_calls_right_after_create(void) {
@@ -4448,6 +4546,9 @@ static const test_t tests[] = {
          t_relay_close_while_flowing),
     TEST("rk_relay_fds relays socketpairs and pipes, keeps fds, times out",
          t_relay_fds),
+    TEST("a worker's pipes are 256 KiB up to 32 of them, counted out when "
+         "closed",
+         t_relay_pipe_sizes),
     TEST("a relay's id works at once in every call, from 4 threads",
          t_relay_calls_right_after_create),
     TEST("listeners close once when closed from several threads and the engine",

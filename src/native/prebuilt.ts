@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "5d3c657d773378affa94fd8a7742c1a75ef1b38eeaa45f37cfce27d700571a65",
+    "sha256": "582fc0f5435a019a07f0e80422b117628ba8199bd34f70663ae3c252fa8af0f2",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "5e1441748e625827694907e94297c9dfe5d63cddfe8fb11c04aebdca01b46b97",
+      "sha256": "ed615816407d3d0f1f46229f621487f58ed3d7e5c9360d01b43e3c071e21064b",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "b775e80ca13a574ae353983aad5442eab56b30e51c1cc9966f6a0a337b2af653",
+      "sha256": "966a5d68a64884abe646458aef7026b471b34c16b2782831ed2bd685c42fc55f",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "9216fd1aaaa55177b0445c3c5da4f8866431b753c17b9e3e520a75e462911164",
+      "sha256": "cc18a3dd58cb181efa757b33066e39151bbb26cb8f5263ab3c3480df60d1719c",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "69632824ba3a38bb278841d062bc531701fb66d47b31e4f1598cd16667076747",
+      "sha256": "bcdb14c99af6642fa51cdeade04f3f1e3e2d22385d7b6a391ab3598d7d2f3e70",
       "size": 199024,
     },
   },
