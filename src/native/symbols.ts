@@ -53,8 +53,6 @@ export const SYMBOLS = {
   rk_engine_wake: { parameters: ["i32"], result: "i32" },
   // int32_t rk_engine_set_notify(int32_t h, void (*cb)(void))
   rk_engine_set_notify: { parameters: ["i32", "function"], result: "i32" },
-  // int32_t rk_engine_drain(int32_t h, uint32_t *out, int32_t max_events)
-  rk_engine_drain: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   // int32_t rk_engine_drain_held(int32_t h, uint32_t *out, int32_t max_events,
   //                              uint8_t *held, int32_t held_cap, int32_t *spans)
   rk_engine_drain_held: {
