@@ -88,6 +88,17 @@ for (const engine of ENGINES) {
           socks.push(s);
           await roundTrip(s, "x".repeat(i + 1));
         }
+        // a worker counts what it wrote once its write returned, and the
+        // echo may be here before that: the counters settle, then all agree
+        const settled = (
+          c: { aToB: { read: number; written: number }; bToA: typeof c.aToB },
+          i: number,
+        ) => [c.aToB.read, c.aToB.written, c.bToA.read, c.bToA.written].every((n) => n === i + 1);
+        await waitFor(
+          () => proxy.openConnections().every(settled),
+          5000,
+          "each connection's counters at its bytes",
+        );
         const open = proxy.openConnections();
         assert.deepEqual(
           open.map((c) => c.id),
