@@ -507,6 +507,7 @@ static void *rk__worker_main(void *arg) {
       if (c->state != RK__DEAD)
         rk__conn_run(c);
     }
+    rk__tunnel_flush(w);
     rk__free_dead(w);
     rk__tunnel_reap(w);
     int64_t now = rk__now_mono();

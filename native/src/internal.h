@@ -634,6 +634,8 @@ void rk__tls_keep_failure(int32_t engine, int32_t id, rk__tls *t);
 
 /* tunnel.c: the tunnel's data plane (rk_tunnel_*). */
 void rk__tunnel_event(void *p, uint32_t events);
+/* Run the links whose streams had events in this batch (before reap). */
+void rk__tunnel_flush(rk__worker *w);
 void rk__tunnel_reap(rk__worker *w);
 void rk__tunnel_worker_stop(rk__worker *w);
 

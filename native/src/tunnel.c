@@ -113,6 +113,9 @@ typedef struct rk__tstream {
       can_write : 1, ended : 1, rst : 1; /* rst: its socket is gone (reset
                                              by the peer, or the link lost);
                                              late frames are dropped */
+  /* its peer closed (an EPOLLRDHUP, HUP or ERR edge came): read to EOF,
+   * a short read no longer means drained */
+  unsigned rdhup : 1;
   uint64_t bytes_in, bytes_out; /* atomics: read by rk_tunnel_stream_stats */
   int64_t start_mono;
   struct rk__tstream *hnext; /* bucket chain */
@@ -139,6 +142,7 @@ struct rk__tun {
   int rd_wants_out, wr_wants_in; /* a TLS read waits for EPOLLOUT, a write
                                     for EPOLLIN */
   int attached, server, closing, dead, freed, can_read, can_write;
+  int rdhup; /* the link's peer closed: read to EOF (as a stream's) */
   /* streams stopped by a full link or at the end of their turn, with more
    * to read: served in turn by rk__uncongest (first in, first out) */
   rk__tstream *qhead, *qtail;
@@ -165,6 +169,8 @@ struct rk__tun {
   rk__tun *gnext;   /* global list */
   rk__tun *wnext;   /* worker's list */
   rk__tun *dnext;   /* worker's dead list */
+  rk__tun *pnext;   /* worker's pending list (pending: on it) */
+  int pending;
 };
 
 /* The TLS transport: the rk__tls seam as read(2)/send(2) (ctx: the
@@ -205,6 +211,10 @@ typedef struct {
   rk__tun *live;
   rk__tun *dead;
   rk__tstream *dead_streams;
+  /* links whose streams had events in this batch: run once at its end
+   * (rk__tunnel_flush), so what several streams read goes out in one
+   * write of the link */
+  rk__tun *pending;
 } rk__tun_wstate;
 
 static rk__tun_wstate *rk__wstate(rk__worker *w) {
@@ -625,6 +635,13 @@ static void rk__ts_pump_out(rk__tstream *s) {
       }
       RK__STORE(&s->credit, s->credit - (uint32_t)n);
       RK__ADD(&s->bytes_out, (uint64_t)n);
+      /* a short read took all there was: the next edge says when there
+       * is more (no read that can only say EAGAIN); after the peer's FIN
+       * (rdhup) no edge is left to come, so on to EOF */
+      if ((size_t)n < want && !s->rdhup) {
+        s->can_read = 0;
+        return;
+      }
       continue;
     }
     if (n == 0) {
@@ -949,6 +966,12 @@ static void rk__link_read(rk__tun *t) {
         RK__ADD(&t->link_in, (uint64_t)n);
         t->in_len += (uint32_t)n;
         fresh += (uint32_t)n;
+        if ((size_t)n < room && !t->rdhup && t->tls == NULL) {
+          /* a short read drained the socket (as a stream's, above) */
+          t->can_read = 0;
+          rk__parse(t);
+          return;
+        }
         /* parse once a batch is in, or when the buffer is nearly full */
         if (fresh >= RK__TUN_GATHER ||
             room - (size_t)n < RK__TUN_HDR + RK__TUN_MAXPAY) {
@@ -1085,6 +1108,16 @@ static void rk__tun_run(rk__tun *t) {
   }
 }
 
+/* Run the link at the end of the worker's batch (rk__tunnel_flush). */
+static void rk__tun_defer(rk__tun *t) {
+  if (t->pending)
+    return;
+  rk__tun_wstate *ws = rk__wstate(t->w);
+  t->pending = 1;
+  t->pnext = ws->pending;
+  ws->pending = t;
+}
+
 void rk__tunnel_event(void *p, uint32_t events) {
   int kind = ((int *)p)[1];
   if (kind == RK__TK_LINK) {
@@ -1093,6 +1126,8 @@ void rk__tunnel_event(void *p, uint32_t events) {
       return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       t->can_read = 1;
+      if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        t->rdhup = 1;
       if (t->wr_wants_in)
         t->can_write = 1;
     }
@@ -1114,7 +1149,7 @@ void rk__tunnel_event(void *p, uint32_t events) {
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err != 0) {
       rk__ts_fail(s, -err);
-      rk__tun_run(t);
+      rk__tun_defer(t);
       return;
     }
   }
@@ -1128,9 +1163,11 @@ void rk__tunnel_event(void *p, uint32_t events) {
   }
   if (!s->ended && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     s->can_read = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+      s->rdhup = 1;
     rk__ts_pump_out(s);
   }
-  rk__tun_run(t);
+  rk__tun_defer(t);
 }
 
 /* ---- commands from the host --------------------------------------------- */
@@ -1384,6 +1421,19 @@ static void rk__tun_cmd(rk__worker *w, rk__cmd *c) {
 }
 
 /* ---- worker hooks ------------------------------------------------------- */
+
+void rk__tunnel_flush(rk__worker *w) {
+  rk__tun_wstate *ws = w->tunnels;
+  if (ws == NULL)
+    return;
+  while (ws->pending != NULL) {
+    rk__tun *t = ws->pending;
+    ws->pending = t->pnext;
+    t->pending = 0;
+    if (!t->freed) /* (its memory stays until rk__tunnel_reap) */
+      rk__tun_run(t);
+  }
+}
 
 void rk__tunnel_reap(rk__worker *w) {
   rk__tun_wstate *ws = w->tunnels;

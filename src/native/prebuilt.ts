@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "582fc0f5435a019a07f0e80422b117628ba8199bd34f70663ae3c252fa8af0f2",
+    "sha256": "a2c45764bacdcb25f0f62c18afb1dd6af6b63d3ce9bde24deebba859667c6db0",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "ed615816407d3d0f1f46229f621487f58ed3d7e5c9360d01b43e3c071e21064b",
+      "sha256": "398f074f97c303de76ac67bd33bc9ea02b6802f7fc551e79c286b065ff251d29",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "966a5d68a64884abe646458aef7026b471b34c16b2782831ed2bd685c42fc55f",
+      "sha256": "3c01e4cb471de4427cbcfbd85550037ab03cd62b8ffd0bf299e602c8c3906b9e",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "cc18a3dd58cb181efa757b33066e39151bbb26cb8f5263ab3c3480df60d1719c",
+      "sha256": "4dd1b3cfe89d5d8907894108be02aa273e09519ce46bf7a9ab0899205cbc1e30",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "bcdb14c99af6642fa51cdeade04f3f1e3e2d22385d7b6a391ab3598d7d2f3e70",
+      "sha256": "706d5141eb330dfa48b41c8f3dcd399f8dc9c5bd8fff6ac7d39ddb0bf0d68f67",
       "size": 199024,
     },
   },
