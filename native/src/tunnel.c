@@ -460,11 +460,11 @@ static void rk__ts_maybe_done(rk__tstream *s) {
     rk__ts_end(s, RK_TEND_DONE, 0);
 }
 
-/* Credit back in batches of half a window (docs/tunnel.md, as the stream
- * engine's link.ts): each WINDOW frame is a wakeup of the sender. */
 static void rk__ts_grant(rk__tstream *s) {
   rk__tun *t = s->t;
-  uint32_t batch = t->window / 2;
+  uint32_t batch = t->window / 4;
+  if (batch > 64 * 1024)
+    batch = 64 * 1024;
   if (s->fin_recv || s->consumed < batch || s->consumed == 0)
     return;
   uint8_t p[4];

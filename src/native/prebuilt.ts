@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "814a9411f449e2a69b3cd1515e2f4729664717e4c4143f8cbcf6783948188fc2",
+    "sha256": "a2c45764bacdcb25f0f62c18afb1dd6af6b63d3ce9bde24deebba859667c6db0",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "798b58103584c92736b8d70b1698bd495ea1ced0e2f01ce41299e5d8588d9a36",
+      "sha256": "398f074f97c303de76ac67bd33bc9ea02b6802f7fc551e79c286b065ff251d29",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "b8bf783f4f11ddafa41b1cfc3082d2e05da7aad3e6cc6c85d4c73c62676b7279",
+      "sha256": "3c01e4cb471de4427cbcfbd85550037ab03cd62b8ffd0bf299e602c8c3906b9e",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "45c9d498d8ae0456165c69330e22ebe7d863f0febbd22fc12299e84d705fa1c5",
+      "sha256": "4dd1b3cfe89d5d8907894108be02aa273e09519ce46bf7a9ab0899205cbc1e30",
       "size": 149936,
     },
     "linux-arm64-musl": {
-      "sha256": "f14601258f1ad043c663f713db1a65c13118ebd5c31a83dd4465f587178d6b01",
+      "sha256": "706d5141eb330dfa48b41c8f3dcd399f8dc9c5bd8fff6ac7d39ddb0bf0d68f67",
       "size": 199024,
     },
   },

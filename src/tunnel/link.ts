@@ -756,7 +756,7 @@ export class Link {
   }
 
   #grant(s: Stream): void {
-    if (s.finRecv || s.consumed < this.#streamWindow / 2) return;
+    if (s.finRecv || s.consumed < Math.min(this.#streamWindow / 4, 64 * 1024)) return;
     this.#send({ type: "window", stream: s.id, credit: s.consumed });
     s.allowed += s.consumed;
     s.consumed = 0;
