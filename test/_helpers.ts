@@ -357,6 +357,41 @@ export function blackHole(): Promise<{ port: number; stop(): void }> {
   );
 }
 
+/** `p`, or a rejection naming `what` after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * `n` runs of `one` at once, all their results; or, after `ms`, a
+ * rejection saying how many of the `n` `what` (e.g. "clients had the
+ * answer") by then.
+ */
+export function allWithin<T>(
+  n: number,
+  ms: number,
+  what: string,
+  one: (i: number) => Promise<T>,
+): Promise<T[]> {
+  let done = 0;
+  const all = Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const r = await one(i);
+      done++;
+      return r;
+    }),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${done} of ${n} ${what} in ${ms} ms`)), ms);
+  });
+  return Promise.race([all, late]).finally(() => clearTimeout(timer));
+}
+
 /** The first port the kernel hands out to outgoing connections and to port 0. */
 const EPHEMERAL_LOW = (() => {
   try {

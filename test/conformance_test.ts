@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, describe, test } from "./_test.ts";
 import { TcpProxy, type TcpProxyOptions } from "../mod.ts";
 import {
+  allWithin,
   blackHole,
   closed,
   connect,
@@ -143,26 +144,12 @@ for (const engine of ENGINES) {
       cleanups.push(() => backend.stop());
       const { proxy, ends } = await proxyTo(engine, backend.port);
       cleanups.push(() => proxy.abort());
-      let done = 0;
-      const all = Promise.all(
-        Array.from({ length: 300 }, async () => {
-          const c = await connect(proxy.port);
-          const r = await receiveAll(c); // the answer, then the backend's EOF
-          c.end();
-          done++;
-          return r;
-        }),
-      );
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const got = await Promise.race([
-        all,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`${done} of 300 clients had the answer and EOF in 5 s`)),
-            5000,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const got = await allWithin(300, 5000, "clients had the answer and EOF", async () => {
+        const c = await connect(proxy.port);
+        const r = await receiveAll(c); // the answer, then the backend's EOF
+        c.end();
+        return r;
+      });
       assert.deepEqual(got.filter((g) => g.bytes !== 6), []);
       await waitFor(() => ends.length === 300, 10_000, "300 close events");
       assert.deepEqual(ends.filter((e) => e.reason !== "done").map((e) => e.reason), []);

@@ -27,6 +27,7 @@ import {
   sleep,
   startCli,
   waitFor,
+  within,
 } from "./_helpers.ts";
 
 const enc = new TextEncoder();
@@ -44,15 +45,6 @@ after(() => {
 
 const dir = mkdtempSync(join(tmpdir(), "relaykit-hostile-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/** `p`, or a failure naming `what` after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
 
 /** Send `bytes`, collect what comes back until the proxy closes (bounded). */
 async function refused(port: number, bytes: Uint8Array, ms = 4000): Promise<Uint8Array> {

@@ -35,6 +35,7 @@ import {
   TunnelProtocolError,
 } from "../internals.ts";
 import {
+  allWithin,
   connect,
   curl,
   echoServer,
@@ -49,6 +50,7 @@ import {
   stopChild,
   useEngine,
   waitFor,
+  within,
   writeTestCertificates,
 } from "./_helpers.ts";
 
@@ -550,27 +552,12 @@ for (const [engine, tls] of ENGINES.flatMap((e) => [[e, false], [e, true]] as co
       );
       const p = await pair(dest.port);
       try {
-        let done = 0;
-        const all = Promise.all(
-          Array.from({ length: 200 }, async () => {
-            const s = await connect(p.port);
-            const got = collect(s);
-            s.end(random(100));
-            const r = await got;
-            done++;
-            return r;
-          }),
-        );
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const got = await Promise.race([
-          all,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`${done} of 200 streams had the answer and EOF in 10 s`)),
-              10_000,
-            );
-          }),
-        ]).finally(() => clearTimeout(timer));
+        const got = await allWithin(200, 10_000, "streams had the answer and EOF", async () => {
+          const s = await connect(p.port);
+          const got = collect(s);
+          s.end(random(100));
+          return await got;
+        });
         assert.deepEqual(
           got.filter((r) => r.error !== undefined || !r.ended || r.data.length !== 6),
           [],
@@ -1293,15 +1280,6 @@ async function freePorts(): Promise<[number, number, number, number]> {
   const ports = new Set<number>();
   while (ports.size < 4) ports.add(await freePort());
   return [...ports] as [number, number, number, number];
-}
-
-/** `p`, or a rejection naming `what` after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** One round trip through a local port: what came back ("" when refused). */
