@@ -92,6 +92,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
 #define RK__X509_V_OK 0
 #define RK__X509_V_ERR_INVALID_CA 79
 #define RK__X509_CHECK_FLAG_NEVER_CHECK_SUBJECT 0x20
+#define RK__OPENSSL_INIT_NO_ATEXIT 0x00080000L
 
 /* Every function, as a pointer resolved by name. */
 #define RK__SSL_FUNCS(XX)                                                      \
@@ -136,6 +137,7 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;
   XX(int, SSL_get_ex_data_X509_STORE_CTX_idx, (void))
 
 #define RK__CRYPTO_FUNCS(XX)                                                   \
+  XX(int, OPENSSL_init_crypto, (uint64_t, const void *))                      \
   XX(BIO *, BIO_new_mem_buf, (const void *, int))                             \
   XX(const BIO_METHOD *, BIO_f_buffer, (void))                                \
   XX(BIO *, BIO_new, (const BIO_METHOD *))                                    \
@@ -207,6 +209,16 @@ static void rk__tls_do_load(void) {
              "native TLS needs libssl.so.3: %s has no %s (not OpenSSL 3?)",
              ssl_path, missing);
     return; /* the handles stay open: harmless, and dlclose is not needed */
+  }
+  /* No exit handler: OpenSSL's would free its global state while the
+   * workers may still be in SSL_read or SSL_write (the host's process
+   * exits without stopping the engines first; a Deno test run once died
+   * in OpenSSL's cleanup at exit, SIGSEGV). The first init call decides,
+   * and this is the first: the library was just loaded. */
+  if (S.OPENSSL_init_crypto(RK__OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
+    snprintf(g_reason, sizeof g_reason,
+             "native TLS: OpenSSL did not initialize (%s)", ssl_path);
+    return;
   }
   g_loaded = 1;
 }

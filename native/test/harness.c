@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1069,6 +1070,45 @@ static void t_fork_holds_fds(void) {
   engine_wait_idle(h);
   engine_end(&pump);
   server_stop(&echo);
+}
+
+/* OpenSSL's exit handler would free its global state while the workers may
+ * still be in SSL_read or SSL_write (a host exits without stopping its
+ * engines): the library loads OpenSSL without one. A child of a process
+ * that has not loaded OpenSSL yet (the first test) registers its own
+ * handler, loads OpenSSL through the library and exits; handlers run last
+ * registered first, so OpenSSL's cleanup, if it had one, would have run
+ * before ours, and OPENSSL_init_crypto says 0 once it has. */
+static void tls_exit_check(void) {
+  void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD);
+  if (crypto == NULL)
+    _exit(4); /* loaded by the library: it must still be here */
+  int (*init)(uint64_t, const void *) = NULL;
+  *(void **)&init = dlsym(crypto, "OPENSSL_init_crypto");
+  /* OPENSSL_INIT_BASE_ONLY: after a cleanup, 0 and no error raised */
+  _exit(init != NULL && init(0x00040000L, NULL) == 1 ? 0 : 3);
+}
+
+static void t_tls_no_exit_cleanup(void) {
+  pid_t child = fork();
+  CHECK(child >= 0, "fork: %s", strerror(errno));
+  if (child == 0) {
+    atexit(tls_exit_check);
+    if (!rk_tls_load(NULL, NULL, 0))
+      _exit(0); /* no OpenSSL here: nothing to check */
+    char err[256];
+    int32_t ctx = rk_tls_client_ctx(NULL, 1, err, sizeof err);
+    if (ctx <= 0)
+      _exit(5);
+    exit(0);
+  }
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+  CHECK(WIFEXITED(status), "the child died (signal %d)",
+        WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  CHECK(WEXITSTATUS(status) != 3, "OpenSSL cleaned itself up at exit");
+  CHECK(WEXITSTATUS(status) == 0, "the child exited with %d",
+        WEXITSTATUS(status));
 }
 
 /* 64 clients on 8 threads through a listener to an echo backend; every
@@ -4529,6 +4569,10 @@ static void t_tunnel_tls_refused(void) {
 }
 
 static const test_t tests[] = {
+    /* first: before any test loads OpenSSL into this process */
+    TEST("tls: OpenSSL is loaded without an exit handler (no cleanup under "
+         "running workers)",
+         t_tls_no_exit_cleanup),
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
     TEST("rk_listener_conns keeps the oldest, whatever order the walk meets them",

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a2c45764bacdcb25f0f62c18afb1dd6af6b63d3ce9bde24deebba859667c6db0",
+    "sha256": "518dd02894667692eea9efe401f148f028b3eba1cd44a9678287f48957984569",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "398f074f97c303de76ac67bd33bc9ea02b6802f7fc551e79c286b065ff251d29",
+      "sha256": "f80aa4d43d844b4b9891bdbe49a72b7d73172b9165d26c9fe1322e70e5d7807e",
       "size": 150168,
     },
     "linux-arm64-glibc": {
-      "sha256": "3c01e4cb471de4427cbcfbd85550037ab03cd62b8ffd0bf299e602c8c3906b9e",
+      "sha256": "0fe46c76a4c54d4ceb5888ed9ce03e64198acd7d41db5aec40e32a55d9048bcc",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "4dd1b3cfe89d5d8907894108be02aa273e09519ce46bf7a9ab0899205cbc1e30",
-      "size": 149936,
+      "sha256": "bf330cec1bb346e4794b1b111f98b527cd0687dc2027a619aa23565eb09d7331",
+      "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "706d5141eb330dfa48b41c8f3dcd399f8dc9c5bd8fff6ac7d39ddb0bf0d68f67",
+      "sha256": "911adfde26bc81d387ef908439658886603e7a693216ba8ba7b8cf36d98f7920",
       "size": 199024,
     },
   },
