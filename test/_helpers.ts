@@ -357,11 +357,14 @@ export function blackHole(): Promise<{ port: number; stop(): void }> {
   );
 }
 
-/** `p`, or a rejection naming `what` after `ms`. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** `p`, or a rejection naming `what` (asked for then, if a function) after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+    timer = setTimeout(() => {
+      const text = typeof what === "function" ? what() : what;
+      reject(new Error(`Timed out after ${ms} ms: ${text}`));
+    }, ms);
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
@@ -385,11 +388,7 @@ export function allWithin<T>(
       return r;
     }),
   );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${done} of ${n} ${what} in ${ms} ms`)), ms);
-  });
-  return Promise.race([all, late]).finally(() => clearTimeout(timer));
+  return within(all, ms, () => `${done} of ${n} ${what}`);
 }
 
 /** The first port the kernel hands out to outgoing connections and to port 0. */

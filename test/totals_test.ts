@@ -90,10 +90,8 @@ for (const engine of ENGINES) {
         }
         // a worker counts what it wrote once its write returned, and the
         // echo may be here before that: the counters settle, then all agree
-        const settled = (
-          c: { aToB: { read: number; written: number }; bToA: typeof c.aToB },
-          i: number,
-        ) => [c.aToB.read, c.aToB.written, c.bToA.read, c.bToA.written].every((n) => n === i + 1);
+        const settled = (c: ReturnType<typeof proxy.openConnections>[number], i: number) =>
+          [c.aToB.read, c.aToB.written, c.bToA.read, c.bToA.written].every((n) => n === i + 1);
         await waitFor(
           () => proxy.openConnections().every(settled),
           5000,
