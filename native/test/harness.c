@@ -1074,11 +1074,15 @@ static void t_fork_holds_fds(void) {
 
 /* OpenSSL's exit handler would free its global state while the workers may
  * still be in SSL_read or SSL_write (a host exits without stopping its
- * engines): the library loads OpenSSL without one. A child of a process
- * that has not loaded OpenSSL yet (the first test) registers its own
- * handler, loads OpenSSL through the library and exits; handlers run last
- * registered first, so OpenSSL's cleanup, if it had one, would have run
- * before ours, and OPENSSL_init_crypto says 0 once it has. */
+ * engines): the library loads OpenSSL without one. The harness runs itself
+ * again as a fresh process (HARNESS_TLS_EXIT_CHILD: see main, before any
+ * thread starts), which registers its own exit handler, loads OpenSSL
+ * through the library and exits; handlers run last registered first, so
+ * OpenSSL's cleanup, if it had one, would have run before ours, and
+ * OPENSSL_init_crypto says 0 once it has. (A forked child of this
+ * threaded process could hang in dlopen: it must exec.) */
+#define TLS_EXIT_CHILD_ENV "HARNESS_TLS_EXIT_CHILD"
+
 static void tls_exit_check(void) {
   void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD);
   if (crypto == NULL)
@@ -1089,19 +1093,41 @@ static void tls_exit_check(void) {
   _exit(init != NULL && init(0x00040000L, NULL) == 1 ? 0 : 3);
 }
 
+/* The fresh process's part: exits through exit(), so the handlers run. */
+static int tls_exit_child(void) {
+  atexit(tls_exit_check);
+  if (!rk_tls_load(NULL, NULL, 0))
+    _exit(6);
+  char err[256];
+  if (rk_tls_client_ctx(NULL, 1, err, sizeof err) <= 0)
+    _exit(5);
+  exit(0);
+}
+
+extern char **environ;
+
 static void t_tls_no_exit_cleanup(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* no OpenSSL here: nothing to check */
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+  self[n] = '\0';
+  size_t count = 0;
+  while (environ[count] != NULL)
+    count++;
+  char **envp = calloc(count + 2, sizeof *envp);
+  CHECK(envp != NULL, "calloc");
+  memcpy(envp, environ, count * sizeof *envp);
+  envp[count] = TLS_EXIT_CHILD_ENV "=1";
+  char *argv[] = {self, NULL};
   pid_t child = fork();
   CHECK(child >= 0, "fork: %s", strerror(errno));
   if (child == 0) {
-    atexit(tls_exit_check);
-    if (!rk_tls_load(NULL, NULL, 0))
-      _exit(0); /* no OpenSSL here: nothing to check */
-    char err[256];
-    int32_t ctx = rk_tls_client_ctx(NULL, 1, err, sizeof err);
-    if (ctx <= 0)
-      _exit(5);
-    exit(0);
+    execve(self, argv, envp);
+    _exit(127);
   }
+  free(envp);
   int status = 0;
   CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
   CHECK(WIFEXITED(status), "the child died (signal %d)",
@@ -4569,7 +4595,6 @@ static void t_tunnel_tls_refused(void) {
 }
 
 static const test_t tests[] = {
-    /* first: before any test loads OpenSSL into this process */
     TEST("tls: OpenSSL is loaded without an exit handler (no cleanup under "
          "running workers)",
          t_tls_no_exit_cleanup),
@@ -4671,6 +4696,8 @@ static void *watchdog_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+  if (getenv(TLS_EXIT_CHILD_ENV) != NULL)
+    return tls_exit_child(); /* t_tls_no_exit_cleanup's fresh process */
   t_is_main = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN); /* like Deno and Bun: EPIPE, not a signal */
