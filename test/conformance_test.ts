@@ -374,6 +374,24 @@ for (const engine of ENGINES) {
       assert.equal(await dEnd, "ECONNRESET");
       assert.equal(second.ends[0]?.reason, "closed");
     });
+
+    test("stopAccepting() resolves once the socket is closed: the next connect is refused, open ones go on", async () => {
+      const backend = await echoServer();
+      cleanups.push(() => backend.close());
+      for (let i = 0; i < 20; i++) {
+        const { proxy } = await proxyTo(engine, backend.port);
+        const c = await connect(proxy.port);
+        await waitFor(() => proxy.connections === 1, 5000, "connection");
+        await proxy.stopAccepting();
+        await assert.rejects(connect(proxy.port), `round ${i}: a connect after stopAccepting()`);
+        const echoed = new Promise<Buffer>((r) => c.once("data", r));
+        c.write("on");
+        assert.equal((await echoed).toString(), "on", "the open connection goes on");
+        await proxy.stopAccepting(); // twice: the same answer
+        c.end();
+        await proxy.drained();
+      }
+    });
   });
 }
 

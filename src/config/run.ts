@@ -381,6 +381,8 @@ export class Runner {
       this.#disabled.add(name);
       r.stopped = true;
       void r.proxy.close();
+      // answered once the socket is closed: a connection after this is refused
+      await r.proxy.stopAccepting();
       return;
     }
     if (!this.#disabled.has(name)) return;

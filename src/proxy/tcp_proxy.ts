@@ -305,6 +305,8 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** TLS is terminated in the native engine: no PROXY header can come first. */
   readonly #nativeTls: boolean;
   #closing: Promise<void> | undefined;
+  /** Resolves once the listening socket is closed. */
+  readonly #stopped: Promise<void>;
   readonly #connectFailures: Record<string, number> = {};
 
   private constructor(
@@ -327,14 +329,15 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
     });
     this.#alwaysOriginal = front?.alwaysOriginal ?? false;
     this.#nativeTls = nativeTls;
-    let drained!: () => void;
+    let drained!: () => void, stopped!: () => void;
     this.#drained = new Promise<void>((r) => drained = r);
+    this.#stopped = new Promise<void>((r) => stopped = r);
     if (front !== undefined) this.#updateInterest(); // before the first connection
-    handle.start(this.#callbacks(drained));
+    handle.start(this.#callbacks(drained, stopped));
   }
 
   /** What the engine reports, turned into events. */
-  #callbacks(drained: () => void): ProxyCallbacks {
+  #callbacks(drained: () => void, stopped: () => void): ProxyCallbacks {
     const front = this.#front, sessions = this.#sessions;
     return {
       held: (u) => front?.held(u),
@@ -355,7 +358,7 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
       // die because one backend refused.
       reject: (err) => this.#fail(err),
       hookFailed: (err) => this.#fail(err),
-      stopped: () => {},
+      stopped,
       drained,
     };
   }
@@ -624,6 +627,16 @@ export class TcpProxy extends Emitter<TcpProxyEvents> {
   /** Close one connection: "graceful" flushes then sends FIN; "abort" resets. */
   closeConnection(id: number, mode: "graceful" | "abort" = "graceful"): void {
     this.#handle.closeConnection(id, mode);
+  }
+
+  /**
+   * Stop accepting: resolves once the listening socket is closed, so that a
+   * new connection is refused. The open ones go on ({@linkcode drained}
+   * waits for them). Safe to call twice.
+   */
+  stopAccepting(): Promise<void> {
+    this.#handle.stopAccepting();
+    return this.#stopped;
   }
 
   /**
