@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -327,6 +327,7 @@ test("relaykit socks and http-connect, and socks from a config file", async () =
   } finally {
     for (const c of [socks, http, run]) c.child.kill("SIGKILL");
     web.close();
+    rmSync(dir, { recursive: true, force: true });
   }
   const bare = startCli(["socks", "--listen", "127.0.0.1:0"]);
   await assert.rejects(bare.line, /exited with 2: .*--allow is required/);

@@ -6,7 +6,7 @@
  * route function is not called for them.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -522,6 +522,7 @@ backends:
       assert.equal(await exchange(port, ["SSH-2.0-x\r\n"]), "");
     } finally {
       await stopChild(cli.child);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
