@@ -482,6 +482,27 @@ for (const engine of ENGINES) {
         }
       });
 
+      test("80 MiB of chunks kept by the hook (past what the engine gives before it copies): each intact, all of them what went through", async () => {
+        const backend = await echoServer();
+        const seen: Uint8Array[] = [];
+        const { p } = await proxy(backend.port, { aToB: (chunk) => void seen.push(chunk) });
+        try {
+          const c = await connect(p.port);
+          const size = 80 * 1024 * 1024;
+          const reply = receiveAll(c);
+          await sendRandom(c, size, 37);
+          const got = await reply;
+          assert.equal(got.bytes, size);
+          assert.equal(got.sha256, expectedHash(size, 37));
+          const hash = createHash("sha256");
+          for (const chunk of seen) hash.update(chunk);
+          assert.equal(hash.digest("hex"), expectedHash(size, 37), "what the hook kept");
+        } finally {
+          await p.abort();
+          await backend.close();
+        }
+      });
+
       test("lent chunks (lend: true): a hook that transfers its chunk's buffer closes the connection with RK_EHOOK; the next one is served", async () => {
         const backend = await echoServer();
         let transfer = true;

@@ -479,6 +479,28 @@ RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
 RK_EXTERN int32_t rk_hook_return(int32_t h, uint32_t token,
                                  const uint8_t *data, int32_t len,
                                  int32_t off, uint32_t flags);
+/* Give lent batch `token` to the host for good: its bytes become memory
+ * the host owns (a runtime's ArrayBuffer over them, without a copy), and
+ * the host's memory manager calls rk_hook_gift_free(bytes, ctx) once it
+ * lets go of them, with bytes the batch's address (ctx is not read). The
+ * batch is still handed back with rk_hook_return: RK_HOOK_LENT then sends
+ * the given bytes themselves (the engine only reads them, until written),
+ * anything else is copied. The engine never changes a given batch's bytes
+ * and frees them only when both it and the host are done. Return 0;
+ * -EAGAIN when RK_HOOK_GIFT_MAX bytes of the process are given and not yet
+ * freed (then lend or copy as usual); -EINVAL for a token that is not lent
+ * or is given already. Any thread. */
+RK_EXTERN int32_t rk_hook_gift(int32_t h, uint32_t token);
+/* The deallocator of given batches (see rk_hook_gift). Any thread, also
+ * after the engine that gave them was freed. */
+RK_EXTERN void rk_hook_gift_free(void *bytes, void *ctx);
+/* The address of rk_hook_gift_free in two words, low then high, for a
+ * host whose FFI takes a deallocator's address but cannot name it. */
+RK_EXTERN void rk_hook_gift_free_address(uint32_t out[2]);
+/* Most bytes of batches given and not yet freed, in the whole process:
+ * past it a host that collects its garbage late gets copies instead. */
+#define RK_HOOK_GIFT_MAX (64 * 1024 * 1024)
+
 /* The peer address of an accepted connection as text ("1.2.3.4:5",
  * "[::1]:5"), written to buf. Return its length or a negative error. */
 RK_EXTERN int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap);

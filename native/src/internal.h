@@ -148,6 +148,12 @@ struct rk__batch {
   uint32_t out_len, out_off;
   unsigned out_own : 1; /* out is malloc'd */
   unsigned kept : 1;    /* the host still refers to data: never free it */
+  /* Given to the host (rk_hook_gift): data is shared with the host's
+   * memory manager, which calls rk_hook_gift_free when it lets go. refs
+   * (atomic) counts the two owners; the last one frees the batch. The
+   * engine never writes data again, and never puts it in a pool. */
+  int gifted;
+  int refs;
   rk__batch *next;      /* the direction's queue */
   rk__batch *lend_next; /* the lend table's chain */
   uint8_t data[];       /* RK_HOOK_BATCH_MAX bytes */

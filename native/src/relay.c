@@ -439,8 +439,30 @@ static rk__batch *rk__batch_get(rk__worker *w) {
   if (b != NULL) {
     b->out = NULL;
     b->out_own = b->kept = 0;
+    b->gifted = 0; /* a pool never holds a given batch */
   }
   return b;
+}
+
+/* Bytes of given batches not yet freed, in the process (atomic). */
+static int64_t g_gift_bytes;
+
+/* One owner of given batch b is done with it; the last frees it. */
+static void rk__gift_unref(rk__batch *b) {
+  if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  __atomic_sub_fetch(&g_gift_bytes, (int64_t)(sizeof(rk__batch) + RK_HOOK_BATCH_MAX),
+                     __ATOMIC_RELAXED);
+  free(b);
+}
+
+/* The engine lets go of a batch it does not pool: freed, or for a given
+ * one, its owner count dropped. */
+static void rk__batch_drop(rk__batch *b) {
+  if (b->gifted)
+    rk__gift_unref(b);
+  else
+    free(b);
 }
 
 /* Batches whose memory a host still refers to (RK_HOOK_KEPT): never
@@ -449,6 +471,10 @@ static rk__batch *g_kept;
 static pthread_mutex_t g_kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void rk__batch_keep(rk__batch *b) {
+  if (b->gifted) { /* the host's own reference keeps it: no more is needed */
+    rk__gift_unref(b);
+    return;
+  }
   pthread_mutex_lock(&g_kept_lock);
   b->next = g_kept;
   g_kept = b;
@@ -461,7 +487,7 @@ static void rk__batch_put(rk__worker *w, rk__batch *b) {
   if (b->out_own)
     free(b->out);
   b->out_own = 0;
-  if (b->kept) {
+  if (b->kept || b->gifted) {
     rk__batch_keep(b);
     return;
   }
@@ -485,7 +511,9 @@ void rk__lend_free(rk__engine *e) {
     rk__batch *b = e->lend[i];
     while (b != NULL) {
       rk__batch *next = b->lend_next;
-      if (!b->kept)
+      if (b->gifted)
+        rk__gift_unref(b); /* the host frees its part when it lets go */
+      else if (!b->kept)
         free(b);
       b = next;
     }
@@ -503,6 +531,7 @@ static void rk__hook_post(rk__conn *c, int d, rk__batch *b) {
   b->out = NULL;
   b->out_len = b->out_off = 0;
   b->out_own = b->kept = 0;
+  b->gifted = b->refs = 0;
   b->next = NULL;
   __atomic_store_n(&b->state, RK__BATCH_LENT, __ATOMIC_RELAXED);
   pthread_mutex_lock(&e->lend_lock);
@@ -1127,7 +1156,7 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
     if (flags & RK_HOOK_KEPT)
       rk__batch_keep(b);
     else
-      free(b);
+      rk__batch_drop(b);
     free(cmd);
     return -ENOENT;
   }
@@ -1142,9 +1171,11 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
   } else if (flags & RK_HOOK_LENT) {
     b->out = b->data + off;
     b->out_len = (uint32_t)len;
-  } else if ((uint32_t)len <= RK_HOOK_BATCH_MAX) {
-    if (len > 0)
-      memmove(b->data, data, (size_t)len); /* in place: no allocation */
+  } else if (len == 0) {
+    b->out = b->data;
+    b->out_len = 0;
+  } else if ((uint32_t)len <= RK_HOOK_BATCH_MAX && !b->gifted) {
+    memmove(b->data, data, (size_t)len); /* in place: no allocation */
     b->out = b->data;
     b->out_len = (uint32_t)len;
   } else if ((b->out = malloc((size_t)len)) != NULL) {
@@ -1165,7 +1196,7 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
     if (b->kept)
       rk__batch_keep(b);
     else
-      free(b);
+      rk__batch_drop(b);
     free(cmd);
     return -ENOENT;
   }
@@ -1181,6 +1212,45 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
   }
   int32_t s = rk__send_to_conn(e, id, cmd);
   return r < 0 ? r : s;
+}
+
+int32_t rk_hook_gift(int32_t h, uint32_t token) {
+  rk__engine *e = rk__engine_get(h);
+  if (e == NULL)
+    return RK_EBADHANDLE;
+  const int64_t size = (int64_t)(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
+  pthread_mutex_lock(&e->lend_lock);
+  rk__batch *b = e->lend[token & (RK__LEND_BUCKETS - 1)];
+  while (b != NULL && b->token != token)
+    b = b->lend_next;
+  int st = b != NULL ? __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) : 0;
+  int32_t r = 0;
+  if (b == NULL || (st != RK__BATCH_LENT && st != RK__BATCH_ORPHAN) || b->gifted) {
+    r = -EINVAL;
+  } else if (__atomic_add_fetch(&g_gift_bytes, size, __ATOMIC_RELAXED) > RK_HOOK_GIFT_MAX) {
+    __atomic_sub_fetch(&g_gift_bytes, size, __ATOMIC_RELAXED);
+    r = -EAGAIN;
+  } else {
+    /* the worker reads these once the batch is BACK (rk_hook_return's
+     * release), or never: it does not touch a lent batch */
+    __atomic_store_n(&b->refs, 2, __ATOMIC_RELAXED);
+    b->gifted = 1;
+  }
+  pthread_mutex_unlock(&e->lend_lock);
+  return r;
+}
+
+void rk_hook_gift_free(void *bytes, void *ctx) {
+  (void)ctx;
+  if (bytes == NULL)
+    return;
+  rk__gift_unref((rk__batch *)((uint8_t *)bytes - offsetof(rk__batch, data)));
+}
+
+void rk_hook_gift_free_address(uint32_t out[2]) {
+  uint64_t a = (uint64_t)(uintptr_t)&rk_hook_gift_free;
+  out[0] = (uint32_t)a;
+  out[1] = (uint32_t)(a >> 32);
 }
 
 int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap) {

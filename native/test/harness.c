@@ -3268,6 +3268,8 @@ typedef struct {
   atomic_int mode[2]; /* per direction */
   wq_t q[HOOK_THREADS];
   atomic_int chunks, empties, larger;
+  /* take each batch as a gift (rk_hook_gift) and let go of it later */
+  atomic_int gift;
   /* HOOK_PARK: batches kept (their records), not returned */
   pthread_mutex_t mu;
   uint32_t parked[64][RK_EVENT_WORDS];
@@ -3313,11 +3315,47 @@ static uint8_t *hook_bytes(const uint32_t *rec) {
   return (uint8_t *)(uintptr_t)((uint64_t)rec[10] | (uint64_t)rec[11] << 32);
 }
 
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+  uint64_t x = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++)
+    x = (x ^ p[i]) * 1099511628211ull;
+  return x;
+}
+
+/* Given batches a host holds on to, as a runtime's garbage collector
+ * would: each is checked unchanged when it lets go (rk_hook_gift_free),
+ * the oldest first once GIFTS_HELD are held. */
+enum { GIFTS_HELD = 16 };
+typedef struct {
+  uint8_t *bytes[GIFTS_HELD];
+  size_t len[GIFTS_HELD];
+  uint64_t sum[GIFTS_HELD];
+  int n;
+} gifts_t;
+
+static void gift_let_go(gifts_t *g, int i) {
+  CHECK(fnv1a(g->bytes[i], g->len[i]) == g->sum[i],
+        "a given batch changed while its host held it");
+  rk_hook_gift_free(g->bytes[i], NULL);
+  g->bytes[i] = g->bytes[--g->n];
+  g->len[i] = g->len[g->n];
+  g->sum[i] = g->sum[g->n];
+}
+
+static void gift_hold(gifts_t *g, uint8_t *bytes, size_t len) {
+  if (g->n == GIFTS_HELD)
+    gift_let_go(g, 0);
+  g->bytes[g->n] = bytes;
+  g->len[g->n] = len;
+  g->sum[g->n++] = fnv1a(bytes, len);
+}
+
 static void *hook_main(void *arg) {
   hook_thread_t *t = arg;
   hooker_t *hk = t->hk;
   uint8_t *out = malloc(2 * RK_HOOK_BATCH_MAX);
   CHECK(out != NULL, "out of memory");
+  gifts_t gifts = {0};
   uint32_t rec[RK_EVENT_WORDS];
   while (wq_pop(&hk->q[t->index], rec)) {
     int32_t dir = (int32_t)rec[6];
@@ -3335,9 +3373,12 @@ static void *hook_main(void *arg) {
     }
     uint8_t *in = hook_bytes(rec);
     atomic_fetch_add(&hk->chunks, 1);
+    int gift = atomic_load(&hk->gift);
     int32_t r;
+    if (gift)
+      CHECK_RC(rk_hook_gift(hk->h, rec[8]), "rk_hook_gift");
     if (mode == HOOK_SAME || mode == HOOK_UPPER) {
-      /* in place, sent from the lent batch itself */
+      /* in place, sent from the lent (or given) batch itself */
       transform(mode, in, (size_t)len, in);
       r = rk_hook_return(hk->h, rec[8], NULL, len, 0, RK_HOOK_LENT);
     } else {
@@ -3349,7 +3390,11 @@ static void *hook_main(void *arg) {
       r = rk_hook_return(hk->h, rec[8], out, (int32_t)k, -1, 0);
     }
     CHECK(r == 0, "rk_hook_return: %d", r);
+    if (gift)
+      gift_hold(&gifts, in, (size_t)len);
   }
+  while (gifts.n > 0)
+    gift_let_go(&gifts, gifts.n - 1);
   free(out);
   return NULL;
 }
@@ -3416,18 +3461,25 @@ typedef struct {
   int n, threads; /* streams, client threads */
   uint64_t salt;
   int xs;         /* runs of 'x' in the data: HOOK_DROP_X empties chunks */
+  int gift;       /* the host takes every batch as a gift (rk_hook_gift) */
 } hook_case_t;
 
 static const hook_case_t hook_cases[] = {
     {"hooks on a listener rewrite a->b on host threads while b->a flows", 1,
-     RK_RELAY_HOOK_AB, HOOK_UPPER, HOOK_PARK, 16, 4, 800, 0},
+     RK_RELAY_HOOK_AB, HOOK_UPPER, HOOK_PARK, 16, 4, 800, 0, 0},
     {"hooks on rk_relay_fds, both directions: uppercase, then longer", 0,
      RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA, HOOK_UPPER, HOOK_DOUBLE, 6, 2, 900,
-     0},
+     0, 0},
     {"hooks on rk_relay_fds, a->b only: shorter, and empty", 0,
-     RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_PARK, 6, 2, 906, 1},
+     RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_PARK, 6, 2, 906, 1, 0},
     {"hooks on rk_relay_fds, b->a only: longer", 0, RK_RELAY_HOOK_BA,
-     HOOK_PARK, HOOK_DOUBLE, 6, 2, 912, 0},
+     HOOK_PARK, HOOK_DOUBLE, 6, 2, 912, 0, 0},
+    {"given batches (rk_hook_gift), both directions: uppercase sent from "
+     "the host's memory, doubled into new bytes; the host lets go later",
+     0, RK_RELAY_HOOK_AB | RK_RELAY_HOOK_BA, HOOK_UPPER, HOOK_DOUBLE, 6, 2,
+     918, 0, 1},
+    {"given batches on a listener, a->b: shorter and empty", 1,
+     RK_RELAY_HOOK_AB, HOOK_DROP_X, HOOK_PARK, 8, 4, 924, 1, 1},
 };
 
 static void t_hook_streams(const void *row) {
@@ -3441,6 +3493,7 @@ static void t_hook_streams(const void *row) {
   int32_t h = he->hk.h;
   atomic_store(&he->hk.mode[0], ab);
   atomic_store(&he->hk.mode[1], ba);
+  atomic_store(&he->hk.gift, c->gift);
   server_t back;
   int32_t lid = 0;
   if (c->listener) {
@@ -3742,6 +3795,128 @@ static void t_hook_conn_ends_with_chunk_out(void) {
     close(ends[i][1]);
   }
   hookenv_end(he);
+}
+
+/* Given batches (rk_hook_gift): the engine never changes or frees what
+ * the host holds; the host may let go before the bytes went out, after
+ * the connection ended, or after the engine was freed; past
+ * RK_HOOK_GIFT_MAX outstanding bytes the engine says -EAGAIN. */
+static void t_hook_gift(void) {
+  hookenv_t *he = hookenv_new();
+  int32_t h = he->hk.h;
+  atomic_store(&he->hk.mode[0], HOOK_PARK);
+  atomic_store(&he->hk.mode[1], HOOK_PARK);
+  uint8_t buf[16];
+  int err;
+  uint32_t token;
+  int a[2], b[2];
+
+  /* changed in place and sent from the host's memory, which the host
+   * lets go of at once, before the worker wrote it */
+  int32_t id = parked_relay(he, a, b, &token);
+  CHECK(rk_hook_gift(h, 0) == -EINVAL, "a gift of no batch");
+  CHECK_RC(rk_hook_gift(h, token), "rk_hook_gift");
+  CHECK(rk_hook_gift(h, token) == -EINVAL, "a second gift");
+  uint32_t rec[RK_EVENT_WORDS];
+  pump_get(&he->pump, RK_EV_HOOK, id, rec);
+  uint8_t *given = hook_bytes(rec);
+  memcpy(given, "ABC", 3);
+  CHECK_RC(rk_hook_return(h, token, NULL, 3, 0, RK_HOOK_LENT), "rk_hook_return");
+  rk_hook_gift_free(given, NULL);
+  read_exact(b[1], buf, 3);
+  CHECK(memcmp(buf, "ABC", 3) == 0, "b got %.3s", buf);
+
+  /* something else sent in its place: copied, the gift left as it is */
+  write_all(a[0], "defgh", 5);
+  for (int64_t until = now_ms() + EVENT_TIMEOUT_MS;;) {
+    pthread_mutex_lock(&he->hk.mu);
+    int k = he->hk.nparked;
+    if (k > 0)
+      memcpy(rec, he->hk.parked[k - 1], sizeof rec);
+    pthread_mutex_unlock(&he->hk.mu);
+    if (k > 0 && rec[8] != token)
+      break;
+    CHECK(now_ms() < until, "no second batch");
+    sleep_ms(2);
+  }
+  token = rec[8];
+  given = hook_bytes(rec);
+  CHECK(rec[7] == 5 && memcmp(given, "defgh", 5) == 0, "the second batch");
+  CHECK_RC(rk_hook_gift(h, token), "rk_hook_gift");
+  CHECK_RC(rk_hook_return(h, token, (const uint8_t *)"XY", 2, -1, 0),
+           "rk_hook_return");
+  read_exact(b[1], buf, 2);
+  CHECK(memcmp(buf, "XY", 2) == 0, "b got %.2s", buf);
+  CHECK(memcmp(given, "defgh", 5) == 0, "the gift after a copied result");
+  rk_hook_gift_free(given, NULL);
+  CHECK_RC(rk_conn_close(h, id, RK_CLOSE_ABORT), "rk_conn_close");
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  close(a[0]);
+  close(b[1]);
+
+  /* the connection ends while a given batch is with the host */
+  id = parked_relay(he, a, b, &token);
+  pump_get(&he->pump, RK_EV_HOOK, id, rec);
+  given = hook_bytes(rec);
+  CHECK_RC(rk_hook_gift(h, token), "rk_hook_gift");
+  CHECK_RC(rk_conn_close(h, id, RK_CLOSE_ABORT), "rk_conn_close");
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  CHECK(rk_hook_return(h, token, NULL, 3, 0, RK_HOOK_LENT) == -ENOENT,
+        "return after the end");
+  CHECK(memcmp(given, "abc", 3) == 0, "the gift after its connection ended");
+  rk_hook_gift_free(given, NULL);
+  CHECK(read_to_end(b[1], buf, sizeof buf, &err) == 0, "b got bytes");
+  close(a[0]);
+  close(b[1]);
+
+  /* the budget: gifts the host holds count until it lets go */
+  enum { MAXGIFTS = 300 };
+  static uint8_t *held[MAXGIFTS];
+  int nheld = 0, refused = 0;
+  while (nheld < MAXGIFTS) {
+    id = parked_relay(he, a, b, &token);
+    pump_get(&he->pump, RK_EV_HOOK, id, rec);
+    pthread_mutex_lock(&he->hk.mu);
+    he->hk.nparked = 0; /* its record is rec: the parked list stays short */
+    pthread_mutex_unlock(&he->hk.mu);
+    int32_t r = rk_hook_gift(h, token);
+    if (r == 0)
+      held[nheld++] = hook_bytes(rec);
+    CHECK_RC(rk_hook_return(h, token, NULL, 3, 0, RK_HOOK_LENT),
+             "rk_hook_return");
+    read_exact(b[1], buf, 3);
+    CHECK(memcmp(buf, "abc", 3) == 0, "b got %.3s", buf);
+    CHECK_RC(rk_conn_close(h, id, RK_CLOSE_ABORT), "rk_conn_close");
+    expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+    close(a[0]);
+    close(b[1]);
+    if (r == -EAGAIN) {
+      refused = 1;
+      break;
+    }
+    CHECK_RC(r, "rk_hook_gift");
+  }
+  /* a batch is RK_HOOK_BATCH_MAX bytes and a header */
+  const int fit = RK_HOOK_GIFT_MAX / RK_HOOK_BATCH_MAX;
+  CHECK(refused && nheld < fit && nheld >= fit - 2,
+        "%d gifts before -EAGAIN (refused: %d)", nheld, refused);
+  /* one let go: one more fits; a gift may outlive its engine */
+  rk_hook_gift_free(held[--nheld], NULL);
+  id = parked_relay(he, a, b, &token);
+  pump_get(&he->pump, RK_EV_HOOK, id, rec);
+  CHECK_RC(rk_hook_gift(h, token), "rk_hook_gift after one was let go");
+  held[nheld++] = hook_bytes(rec);
+  CHECK_RC(rk_hook_return(h, token, NULL, 3, 0, RK_HOOK_LENT), "rk_hook_return");
+  read_exact(b[1], buf, 3);
+  CHECK_RC(rk_conn_close(h, id, RK_CLOSE_ABORT), "rk_conn_close");
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  close(a[0]);
+  close(b[1]);
+  hookenv_end(he);
+  for (int i = 0; i < nheld; i++) {
+    CHECK(memcmp(held[i], "abc", 3) == 0, "gift %d after its engine", i);
+    rk_hook_gift_free(held[i], NULL);
+  }
 }
 
 /* A hooked direction reads at most RK_HOOK_WINDOW batches ahead of the
@@ -4663,6 +4838,9 @@ static const test_t tests[] = {
     TEST("hooks: a direction reads at most a window ahead and writes in "
          "order",
          t_hook_window),
+    TEST("hooks: given batches are never changed or freed under their host; "
+         "a budget bounds them",
+         t_hook_gift),
     TEST("built-in routers: SOCKS4a/5 and CONNECT decided in the engine, "
          "refusals, 840 random handshakes, routers replaced under load",
          t_router),

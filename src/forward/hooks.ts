@@ -56,7 +56,9 @@ export interface HookContext {
  * bounded. A hook that throws or rejects closes the connection.
  *
  * The chunk is the hook's to keep, change or hold on to, unless its hooks
- * ask for lent chunks ({@linkcode DataHooks.lend}).
+ * ask for lent chunks ({@linkcode DataHooks.lend}). A chunk it passes on
+ * (returns, or returns nothing for) is sent from its own memory: change
+ * it only before the hook returns (or its promise settles).
  *
  * @example
  * ```ts
@@ -100,7 +102,8 @@ export interface DataHooks {
    * with `RK_EHOOK`. For hooks that only read their chunks, or change and
    * return them in place; the stream engine gives chunks either way.
    *
-   * @default false: every chunk is the hook's to keep (a copy on the native engine)
+   * @default false: every chunk is the hook's to keep (on the native engine
+   * a copy, or on Bun the engine's memory handed over without one)
    */
   lend?: boolean;
 }

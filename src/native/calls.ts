@@ -322,9 +322,14 @@ export class NativeCalls {
   #flushQueued = false;
   readonly #lend: NativeLibrary["lend"];
   readonly #copy: NativeLibrary["copy"];
+  readonly #give: NativeLibrary["give"];
+  /** The address of rk_hook_gift_free, once asked for. */
+  #deallocator: number | undefined;
   readonly #h: number;
   /** Hook batches lent to JavaScript, by token. */
   readonly #lent = new Map<number, ArrayBuffer>();
+  /** Hook batches given to JavaScript (rk_hook_gift), by token. */
+  readonly #given = new Map<number, ArrayBuffer>();
   /** Hook batches given to JavaScript as copies, by token. */
   readonly #copied = new Set<number>();
   /** Where rk_listener_conns writes (grown to the most asked for). */
@@ -334,10 +339,11 @@ export class NativeCalls {
    * @param lib The loaded library.
    * @param h The engine handle (rk_engine_new).
    */
-  private constructor(lib: Pick<NativeLibrary, "symbols" | "lend" | "copy">, h: number) {
+  private constructor(lib: Pick<NativeLibrary, "symbols" | "lend" | "copy" | "give">, h: number) {
     this.#raw = lib.symbols;
     this.#lend = lib.lend;
     this.#copy = lib.copy;
+    this.#give = lib.give;
     this.#h = h;
   }
 
@@ -378,7 +384,7 @@ export class NativeCalls {
 
   /** A new engine (rk_engine_new): its calls, or a negative code. */
   static engineNew(
-    lib: Pick<NativeLibrary, "symbols" | "lend" | "copy">,
+    lib: Pick<NativeLibrary, "symbols" | "lend" | "copy" | "give">,
     threads: number,
     maxConnections: number,
   ): NativeCalls | number {
@@ -811,11 +817,18 @@ export class NativeCalls {
   /**
    * The bytes of a hook batch (`token`, `length` bytes at `address`): with
    * `lend`, a view of the library's memory where the runtime lets it be
-   * taken back (valid until {@link hookReturn}); else a copy, the hook's to
-   * keep.
+   * taken back (valid until {@link hookReturn}); else the hook's to keep:
+   * the library's memory itself where the runtime can take it over
+   * (rk_hook_gift: Bun's collector frees it), or a copy.
    */
   hookLend(token: number, address: number, length: number, lend: boolean): Uint8Array {
     if (!lend || !CAN_LEND) {
+      // -EAGAIN: the process holds RK_HOOK_GIFT_MAX of them, not yet collected
+      if (this.#give !== undefined && this.#sym.rk_hook_gift(this.#h, token) === 0) {
+        const ab = this.#give(address, length, this.#deallocator ??= this.#giftFree());
+        this.#given.set(token, ab);
+        return new Uint8Array(ab);
+      }
       this.#copied.add(token);
       return this.#copy(address, length);
     }
@@ -832,7 +845,22 @@ export class NativeCalls {
   hookReturn(token: number, out: Uint8Array): HookReturned {
     const ab = this.#lent.get(token);
     let r: number;
-    if (ab === undefined) {
+    const given = this.#given.get(token);
+    if (given !== undefined) {
+      // the bytes stay JavaScript's: the library sends them from there
+      // (reading only) when they are what comes back, else copies
+      this.#given.delete(token);
+      r = bufferOfView.call(out) === given
+        ? this.#sym.rk_hook_return(
+          this.#h,
+          token,
+          EMPTY,
+          out.byteLength,
+          out.byteOffset,
+          HOOK_RETURN.LENT,
+        )
+        : this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
+    } else if (ab === undefined) {
       // a copy was given; or released already (the engine closed)
       if (!this.#copied.delete(token)) return "ended";
       r = this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
@@ -863,7 +891,16 @@ export class NativeCalls {
    * rk_engine_free releases them).
    */
   hookReleaseAll(): void {
-    for (const token of [...this.#lent.keys(), ...this.#copied]) this.hookReturn(token, EMPTY);
+    for (const token of [...this.#lent.keys(), ...this.#given.keys(), ...this.#copied]) {
+      this.hookReturn(token, EMPTY);
+    }
+  }
+
+  /** The address of the library's deallocator of given batches. */
+  #giftFree(): number {
+    const words = new Uint32Array(2);
+    this.#sym.rk_hook_gift_free_address(words);
+    return words[0]! + words[1]! * 2 ** 32;
   }
 
   // ---- held connections ----------------------------------------------------

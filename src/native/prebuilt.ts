@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "518dd02894667692eea9efe401f148f028b3eba1cd44a9678287f48957984569",
+    "sha256": "45be66d47a1d313793134d2ce4a98aeec8d62b5c08260c0a01d32f6f5e4cf66f",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "f80aa4d43d844b4b9891bdbe49a72b7d73172b9165d26c9fe1322e70e5d7807e",
-      "size": 150168,
+      "sha256": "3393182528659f7606e063a6f89a79f5b6063863f42e88e7f27eafd8146fa952",
+      "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "0fe46c76a4c54d4ceb5888ed9ce03e64198acd7d41db5aec40e32a55d9048bcc",
+      "sha256": "ae0c8fa5ac0bd74b475af38d253402c7c0826dd27dfdea0f2854472d71406b63",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "bf330cec1bb346e4794b1b111f98b527cd0687dc2027a619aa23565eb09d7331",
+      "sha256": "fda64079f31bf347382296468d8ccfb17598361157d1ebea569a2539de38b848",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "911adfde26bc81d387ef908439658886603e7a693216ba8ba7b8cf36d98f7920",
+      "sha256": "6d3f7c24b20806b1a5c2b4ee93b7b480697a05bf0b9ea7aece3723e993cc61e4",
       "size": 199024,
     },
   },

@@ -120,6 +120,16 @@ export const bunRuntime: Runtime = {
         out.set(new Uint8Array(lend(address, length)));
         return out;
       },
+      // bun:ffi's deallocator form (its types do not declare it): the
+      // fourth argument is the context passed back, which may not be 0
+      give: (address, length, deallocator) =>
+        (ffi.toArrayBuffer as unknown as (
+          ptr: number,
+          byteOffset: number,
+          byteLength: number,
+          context: number,
+          deallocator: number,
+        ) => ArrayBuffer)(address, 0, length, address, deallocator),
       close: () => lib.close(),
     };
   },

@@ -54,7 +54,15 @@ export interface NativeLibrary {
    * else: the caller's to keep.
    */
   copy(address: number, length: number): Uint8Array;
-  /** Unload. Only when no engine is left. */
+  /**
+   * An ArrayBuffer that takes over `length` bytes of native memory at
+   * `address` without a copy (a hook batch the library gives): the
+   * runtime's garbage collector calls the C function at `deallocator`
+   * with `address` once nothing refers to it any more. Only where the
+   * runtime's FFI takes a deallocator (Bun); absent elsewhere.
+   */
+  give?(address: number, length: number, deallocator: number): ArrayBuffer;
+  /** Unload. Only when no engine is left, and never once a hook batch was given. */
   close(): void;
 }
 
