@@ -431,11 +431,30 @@ static void rk__dir_finish(rk__conn *c, int d) {
 
 /* ---- hooked directions --------------------------------------------------- */
 
+/* Given batches their host let go of, kept for any worker to take: their
+ * memory stays mapped, where a free and a new malloc would fault it in
+ * again page by page (Bun's allocator returns freed memory to the
+ * system). At most RK__SPARE_MAX. */
+#define RK__SPARE_MAX 64
+static rk__batch *g_spare[RK__SPARE_MAX];
+static int g_nspare;
+static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static rk__batch *rk__batch_get(rk__worker *w) {
   w->pool_uses++;
   if (w->nbatches > 0)
     return w->batches[--w->nbatches];
-  rk__batch *b = malloc(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
+  rk__batch *b = NULL;
+  if (__atomic_load_n(&g_nspare, __ATOMIC_RELAXED) > 0) {
+    pthread_mutex_lock(&g_spare_lock);
+    if (g_nspare > 0) {
+      b = g_spare[g_nspare - 1];
+      __atomic_store_n(&g_nspare, g_nspare - 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+  }
+  if (b == NULL)
+    b = malloc(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
   if (b != NULL) {
     b->out = NULL;
     b->out_own = b->kept = 0;
@@ -453,6 +472,13 @@ static void rk__gift_unref(rk__batch *b) {
     return;
   __atomic_sub_fetch(&g_gift_bytes, (int64_t)(sizeof(rk__batch) + RK_HOOK_BATCH_MAX),
                      __ATOMIC_RELAXED);
+  pthread_mutex_lock(&g_spare_lock);
+  if (g_nspare < RK__SPARE_MAX) {
+    g_spare[g_nspare] = b;
+    __atomic_store_n(&g_nspare, g_nspare + 1, __ATOMIC_RELAXED);
+    b = NULL;
+  }
+  pthread_mutex_unlock(&g_spare_lock);
   free(b);
 }
 

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "45be66d47a1d313793134d2ce4a98aeec8d62b5c08260c0a01d32f6f5e4cf66f",
+    "sha256": "e2d82158a8cea50686df79e9f5b7c9f3638bb3f075b8d3df8da4fb8ba76346da",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "3393182528659f7606e063a6f89a79f5b6063863f42e88e7f27eafd8146fa952",
+      "sha256": "8edf60a7d9d8478d294752c22ba71e5ff3d80e3fc275b1e96cd5fbfb20d5f3d1",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "ae0c8fa5ac0bd74b475af38d253402c7c0826dd27dfdea0f2854472d71406b63",
+      "sha256": "700f1e1c03801964df545f97548eefabbf3ef26e9307214a56c28c269099aa96",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "fda64079f31bf347382296468d8ccfb17598361157d1ebea569a2539de38b848",
+      "sha256": "066af8ff00e740feb10fa45ca5f484a0b303044875a77496f4e588e1dbf45756",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "6d3f7c24b20806b1a5c2b4ee93b7b480697a05bf0b9ea7aece3723e993cc61e4",
+      "sha256": "a6074ecec1fedf6680f1a878dcf203e44914dbcbe21e7e700912864c0290b346",
       "size": 199024,
     },
   },
