@@ -3690,11 +3690,18 @@ static void *racer_main(void *arg) {
   return NULL;
 }
 
-static void t_hook_conn_ends_with_chunk_out(void) {
+/* A hook host that keeps every batch (HOOK_PARK both ways) for the test
+ * to hand back. */
+static hookenv_t *hookenv_parked(void) {
   hookenv_t *he = hookenv_new();
-  int32_t h = he->hk.h;
   atomic_store(&he->hk.mode[0], HOOK_PARK);
   atomic_store(&he->hk.mode[1], HOOK_PARK);
+  return he;
+}
+
+static void t_hook_conn_ends_with_chunk_out(void) {
+  hookenv_t *he = hookenv_parked();
+  int32_t h = he->hk.h;
   uint8_t buf[16];
   int err;
   uint32_t token;
@@ -3802,10 +3809,8 @@ static void t_hook_conn_ends_with_chunk_out(void) {
  * the connection ended, or after the engine was freed; past
  * RK_HOOK_GIFT_MAX outstanding bytes the engine says -EAGAIN. */
 static void t_hook_gift(void) {
-  hookenv_t *he = hookenv_new();
+  hookenv_t *he = hookenv_parked();
   int32_t h = he->hk.h;
-  atomic_store(&he->hk.mode[0], HOOK_PARK);
-  atomic_store(&he->hk.mode[1], HOOK_PARK);
   uint8_t buf[16];
   int err;
   uint32_t token;
@@ -3943,10 +3948,8 @@ static void *pattern_writer(void *arg) {
 }
 
 static void t_hook_window(void) {
-  hookenv_t *he = hookenv_new();
+  hookenv_t *he = hookenv_parked();
   int32_t h = he->hk.h;
-  atomic_store(&he->hk.mode[0], HOOK_PARK);
-  atomic_store(&he->hk.mode[1], HOOK_PARK);
   int a[2], b[2];
   socketpair_or_die(a);
   socketpair_or_die(b);

@@ -847,19 +847,9 @@ export class NativeCalls {
     let r: number;
     const given = this.#given.get(token);
     if (given !== undefined) {
-      // the bytes stay JavaScript's: the library sends them from there
-      // (reading only) when they are what comes back, else copies
+      // the bytes stay JavaScript's: the library only reads them
       this.#given.delete(token);
-      r = bufferOfView.call(out) === given
-        ? this.#sym.rk_hook_return(
-          this.#h,
-          token,
-          EMPTY,
-          out.byteLength,
-          out.byteOffset,
-          HOOK_RETURN.LENT,
-        )
-        : this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
+      r = this.#returnFrom(token, out, given);
     } else if (ab === undefined) {
       // a copy was given; or released already (the engine closed)
       if (!this.#copied.delete(token)) return "ended";
@@ -871,19 +861,27 @@ export class NativeCalls {
         this.#sym.rk_hook_return(this.#h, token, EMPTY, 0, 0, HOOK_RETURN.KEPT);
         return "kept";
       }
-      r = bufferOfView.call(out) === ab
-        ? this.#sym.rk_hook_return(
-          this.#h,
-          token,
-          EMPTY,
-          out.byteLength,
-          out.byteOffset,
-          HOOK_RETURN.LENT,
-        )
-        : this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
+      r = this.#returnFrom(token, out, ab);
       transferAb!.call(ab, 0); // detach: no view of it reaches the memory now
     }
     return r === 0 ? "ok" : "ended"; // -ENOENT (or -ENOMEM: the library reset it)
+  }
+
+  /**
+   * Hand batch `token` back with `out`: sent from the batch's own memory
+   * (`ab`, lent or given) when `out` is a view of it, else copied.
+   */
+  #returnFrom(token: number, out: Uint8Array, ab: ArrayBuffer): number {
+    return bufferOfView.call(out) === ab
+      ? this.#sym.rk_hook_return(
+        this.#h,
+        token,
+        EMPTY,
+        out.byteLength,
+        out.byteOffset,
+        HOOK_RETURN.LENT,
+      )
+      : this.#sym.rk_hook_return(this.#h, token, out, out.length, -1, 0);
   }
 
   /**
