@@ -17,8 +17,8 @@
  *   --duration S     length of each workload in seconds (default 5)
  *   --quick          shorthand for --duration 2
  *   --idle-conns N   idle connections for the memory workload (default 2000)
- *   --rounds N       rounds of the decision and tunnel sections (default 3;
- *                    medians)
+ *   --rounds N       rounds of the decision and tunnel sections and of the
+ *                    hook rows (default 3; medians)
  *   --soak-minutes M length of the soak section per variant (default 5;
  *                    fractions for a smoke run, e.g. 0.5; whole 30 s cycles)
  *   --json FILE      also write the results as JSON to FILE
@@ -49,7 +49,8 @@
  *
  * The hook rows (bulk only; --only 'relaykit-*-hook'): a TcpProxy with no
  * hook, a pass-through hook and NosyProxy's rewriting hooks, per engine and
- * runtime (scripts/bench/hooks.ts), and whether the hook targets are met.
+ * runtime (scripts/bench/hooks.ts), and whether the hook targets are met;
+ * the rows alternate within each of --rounds rounds, medians.
  *
  * Load generator, backend and proxy share the machine's cores, so only ratios
  * taken within one run are meaningful.
@@ -123,6 +124,7 @@ import {
 } from "./bench/tunnel.ts";
 import { PAGE_TOKEN, watchPage } from "./bench/page_watch.ts";
 import { hookRows, hookTargets } from "./bench/hooks.ts";
+import { median } from "./bench/stats.ts";
 import {
   benchSoak,
   SOAK_COLUMNS,
@@ -856,6 +858,11 @@ interface ProxySpec {
   admin?: "page" | "idle";
   /** The workloads of this row (default: all). */
   workloads?: ("bulk" | "rps" | "idle")[];
+  /**
+   * Measured in each of --rounds rounds, alternating with the other rows
+   * that are, and reported as the medians (else measured once).
+   */
+  rounds?: boolean;
 }
 
 /** Hard RLIMIT_NOFILE, i.e. what `ulimit -n` in withFdLimit() can reach. */
@@ -1784,9 +1791,14 @@ function parserRow(r: ParserResult): string[] {
 // ---------------------------------------------------------------------------
 // Report
 
+/** The figures of a Result. */
+type FigureKey = {
+  [K in keyof Result]-?: Result[K] extends number | null ? K : never;
+}[keyof Result];
+
 interface Column {
   title: string;
-  key: keyof Result;
+  key: FigureKey;
   digits: number;
 }
 
@@ -1803,6 +1815,15 @@ const COLUMNS: Column[] = [
     digits: 0,
   },
 ];
+
+/** One row's runs as one result: the medians of its figures (a skipped run: as it is). */
+function medianResult(runs: Result[]): Result {
+  const first = runs[0]!;
+  if (runs.length === 1 || runs.some((r) => r.status === "skipped")) return first;
+  const out: Result = { ...first, notes: [...new Set(runs.flatMap((r) => r.notes))] };
+  for (const c of COLUMNS) out[c.key] = median(runs.map((r) => r[c.key]));
+  return out;
+}
 
 function fmt(v: number | null, digits: number): string {
   if (v === null || !Number.isFinite(v)) return "–";
@@ -1998,14 +2019,25 @@ async function main(): Promise<void> {
     ? await benchTunnel(tunnelContext(tunnelBins, be, opts))
     : null;
   if (bins && be) {
-    for (const spec of specs) {
-      log(`[${spec.name}] ...`);
+    // rows measured in rounds alternate within each round; the rest run once
+    const runs = new Map<string, Result[]>();
+    const rounded = specs.filter((s) => s.rounds === true);
+    const once = specs.filter((s) => s.rounds !== true);
+    const plan = [
+      ...once.map((spec) => ({ spec, round: "" })),
+      ...Array.from(
+        { length: rounded.length ? opts.rounds : 0 },
+        (_, i) => rounded.map((spec) => ({ spec, round: ` round ${i + 1}/${opts.rounds}` })),
+      ).flat(),
+    ];
+    for (const { spec, round } of plan) {
+      log(`[${spec.name}]${round} ...`);
       const r = await benchProxy(spec, bins, be, opts);
-      results.push(r);
+      runs.set(spec.name, [...(runs.get(spec.name) ?? []), r]);
       if (r.status === "skipped") log(`[${spec.name}] skipped: ${r.reason}`);
       else {
         log(
-          `[${spec.name}] ` +
+          `[${spec.name}]${round} ` +
             COLUMNS.map((c) => `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`).join(
               "  ",
             ),
@@ -2014,6 +2046,7 @@ async function main(): Promise<void> {
         for (const n of r.notes) log(`[${spec.name}]   note: ${n}`);
       }
     }
+    for (const spec of specs) results.push(medianResult(runs.get(spec.name)!));
   }
   let decide: DecideResult | null = null;
   if (bins && be && decideSections.length) {

@@ -32,6 +32,7 @@
  */
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
+import { median } from "./stats.ts";
 
 /** The sections, by their --only names. */
 export const DECIDE_SECTIONS = ["socks", "connect", "hostroute", "acceptproxy"] as const;
@@ -570,13 +571,6 @@ async function connload(
 
 // ---------------------------------------------------------------------------
 // Measuring
-
-function median(xs: number[]): number | null {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 interface Live {
   spec: RowSpec;

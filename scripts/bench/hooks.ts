@@ -34,6 +34,8 @@ export interface HookRow {
   compareTo: string[];
   /** Bulk only: hooks change what moves, not how connections open. */
   workloads: "bulk"[];
+  /** Measured in each of --rounds rounds, alternating with the other hook rows; medians. */
+  rounds: true;
 }
 
 /** The row name for a runtime, engine and mode suffix. */
@@ -68,6 +70,7 @@ export function hookRows(bins: { deno: string | null; bun: string | null }): Hoo
           ],
           compareTo,
           workloads: ["bulk"],
+          rounds: true,
         });
       }
     }

@@ -31,6 +31,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import process from "node:process";
+import { median } from "./stats.ts";
 
 /** What the section needs from scripts/bench.ts. */
 export interface TunnelContext {
@@ -540,13 +541,6 @@ async function measure(
     for (const p of procs.reverse()) await p.stop();
   }
   return fig;
-}
-
-function median(xs: (number | null)[]): number | null {
-  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
 function ratioOf(
