@@ -1863,8 +1863,8 @@ function ratios(results: Result[], specs: ProxySpec[]): Ratio[] {
       if (!peer || peer.status !== "ok") continue;
       const r: Ratio = { row: row.name, peer: peerName, ratios: {} };
       for (const c of COLUMNS) {
-        const a = row[c.key] as number | null;
-        const b = peer[c.key] as number | null;
+        const a = row[c.key];
+        const b = peer[c.key];
         r.ratios[c.key] = a !== null && b !== null && b !== 0 ? a / b : null;
       }
       out.push(r);
@@ -2038,7 +2038,7 @@ async function main(): Promise<void> {
       else {
         log(
           `[${spec.name}]${round} ` +
-            COLUMNS.map((c) => `${c.title}=${fmt(r[c.key] as number | null, c.digits)}`).join(
+            COLUMNS.map((c) => `${c.title}=${fmt(r[c.key], c.digits)}`).join(
               "  ",
             ),
         );
@@ -2065,7 +2065,7 @@ async function main(): Promise<void> {
   const rows = results.map((r) =>
     r.status === "skipped"
       ? [r.name, "skipped", ...COLUMNS.slice(1).map(() => "")]
-      : [r.name, ...COLUMNS.map((c) => fmt(r[c.key] as number | null, c.digits))]
+      : [r.name, ...COLUMNS.map((c) => fmt(r[c.key], c.digits))]
   );
   const out: string[] = ["", header];
   if (specs.length) out.push("", table(["proxy", ...COLUMNS.map((c) => c.title)], rows));

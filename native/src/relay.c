@@ -436,6 +436,8 @@ static void rk__dir_finish(rk__conn *c, int d) {
  * again page by page (Bun's allocator returns freed memory to the
  * system). At most RK__SPARE_MAX. */
 #define RK__SPARE_MAX 64
+/* Bytes of one batch: its header and room for RK_HOOK_BATCH_MAX bytes. */
+#define RK__BATCH_SIZE (sizeof(rk__batch) + RK_HOOK_BATCH_MAX)
 static rk__batch *g_spare[RK__SPARE_MAX];
 static int g_nspare;
 static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -454,7 +456,7 @@ static rk__batch *rk__batch_get(rk__worker *w) {
     pthread_mutex_unlock(&g_spare_lock);
   }
   if (b == NULL)
-    b = malloc(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
+    b = malloc(RK__BATCH_SIZE);
   if (b != NULL) {
     b->out = NULL;
     b->out_own = b->kept = 0;
@@ -470,8 +472,7 @@ static int64_t g_gift_bytes;
 static void rk__gift_unref(rk__batch *b) {
   if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
-  __atomic_sub_fetch(&g_gift_bytes, (int64_t)(sizeof(rk__batch) + RK_HOOK_BATCH_MAX),
-                     __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&g_gift_bytes, (int64_t)RK__BATCH_SIZE, __ATOMIC_RELAXED);
   pthread_mutex_lock(&g_spare_lock);
   if (g_nspare < RK__SPARE_MAX) {
     g_spare[g_nspare] = b;
@@ -513,7 +514,7 @@ static void rk__batch_put(rk__worker *w, rk__batch *b) {
   if (b->out_own)
     free(b->out);
   b->out_own = 0;
-  if (b->kept || b->gifted) {
+  if (b->kept || b->gifted) { /* rk__batch_keep knows a given one */
     rk__batch_keep(b);
     return;
   }
@@ -530,6 +531,15 @@ void rk__batch_pool_release(rk__worker *w) {
 
 void rk__lend_init(rk__engine *e) { pthread_mutex_init(&e->lend_lock, NULL); }
 
+/* Where batch `token` is (or would be) linked in the lend table: *slot is
+ * the batch, or NULL. Under lend_lock. */
+static rk__batch **rk__lend_slot(rk__engine *e, uint32_t token) {
+  rk__batch **p = &e->lend[token & (RK__LEND_BUCKETS - 1)];
+  while (*p != NULL && (*p)->token != token)
+    p = &(*p)->lend_next;
+  return p;
+}
+
 /* The engine is closed: every connection ended, so what is left in the
  * table is ORPHAN or still LENT to a host that will not return it. */
 void rk__lend_free(rk__engine *e) {
@@ -537,10 +547,8 @@ void rk__lend_free(rk__engine *e) {
     rk__batch *b = e->lend[i];
     while (b != NULL) {
       rk__batch *next = b->lend_next;
-      if (b->gifted)
-        rk__gift_unref(b); /* the host frees its part when it lets go */
-      else if (!b->kept)
-        free(b);
+      if (!b->kept) /* a given one: the host frees its part when it lets go */
+        rk__batch_drop(b);
       b = next;
     }
     e->lend[i] = NULL;
@@ -1164,9 +1172,7 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
   /* take the batch out of the table: from now on only this call may free
    * it, and only if the connection ends meanwhile (ORPHAN) */
   pthread_mutex_lock(&e->lend_lock);
-  rk__batch **p = &e->lend[token & (RK__LEND_BUCKETS - 1)];
-  while (*p != NULL && (*p)->token != token)
-    p = &(*p)->lend_next;
+  rk__batch **p = rk__lend_slot(e, token);
   rk__batch *b = *p;
   int st = b != NULL ? __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) : 0;
   if (b == NULL || (st != RK__BATCH_LENT && st != RK__BATCH_ORPHAN) ||
@@ -1244,11 +1250,9 @@ int32_t rk_hook_gift(int32_t h, uint32_t token) {
   rk__engine *e = rk__engine_get(h);
   if (e == NULL)
     return RK_EBADHANDLE;
-  const int64_t size = (int64_t)(sizeof(rk__batch) + RK_HOOK_BATCH_MAX);
+  const int64_t size = (int64_t)RK__BATCH_SIZE;
   pthread_mutex_lock(&e->lend_lock);
-  rk__batch *b = e->lend[token & (RK__LEND_BUCKETS - 1)];
-  while (b != NULL && b->token != token)
-    b = b->lend_next;
+  rk__batch *b = *rk__lend_slot(e, token);
   int st = b != NULL ? __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) : 0;
   int32_t r = 0;
   if (b == NULL || (st != RK__BATCH_LENT && st != RK__BATCH_ORPHAN) || b->gifted) {

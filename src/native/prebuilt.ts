@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "e2d82158a8cea50686df79e9f5b7c9f3638bb3f075b8d3df8da4fb8ba76346da",
+    "sha256": "bfe562885e6afb02b94c813a92ea0a6817484a1bd86fc507d8f0a22d2ada0659",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "8edf60a7d9d8478d294752c22ba71e5ff3d80e3fc275b1e96cd5fbfb20d5f3d1",
+      "sha256": "5def0c94074c5bb1e440b67b23455a1188a2c1d8ec4b0ca14c9afa7c46adcf4d",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "700f1e1c03801964df545f97548eefabbf3ef26e9307214a56c28c269099aa96",
+      "sha256": "8e4c37f9b4c5d48d95e18733b2e3e344df8b4ad32f4c426c4c6b28b320fe0c02",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "066af8ff00e740feb10fa45ca5f484a0b303044875a77496f4e588e1dbf45756",
+      "sha256": "da06c70ea99f178af9f4f240680fb3a6d5aabac6f079717e61748773351132d3",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "a6074ecec1fedf6680f1a878dcf203e44914dbcbe21e7e700912864c0290b346",
+      "sha256": "98313bf6d8985fb261a43c79aeccf1080330db0997bce93620c69b0ee5200f83",
       "size": 199024,
     },
   },
