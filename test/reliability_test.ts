@@ -161,7 +161,11 @@ for (const engine of ENGINES) {
           if (answer === "after") break;
           await sleep(100);
         }
-        assert.equal(answer, "after", `no recovery: ${output.err}`);
+        assert.equal(
+          answer,
+          "after",
+          `no recovery (${fdsOf(pid)} of ${limit} fds open): ${output.err}`,
+        );
         console.log(
           `out of fds (${engine}): ${
             used.toFixed(2)
