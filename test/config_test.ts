@@ -11,9 +11,11 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, describe, test } from "./_test.ts";
 import { ConfigError, formatIssue, parseConfig } from "../src/config/config.ts";
+import { Runner } from "../src/config/run.ts";
 import {
   closed,
   connect,
+  echoServer,
   ENGINES,
   expectedHash,
   freePort,
@@ -385,6 +387,39 @@ test("--workers: a worker stops by itself once its supervisor is killed", async 
 
 for (const engine of ENGINES) {
   describe(`relaykit run (${engine} engine)`, () => {
+    test("a reload that removes a listener answers once that port refuses", async () => {
+      const echo = await echoServer();
+      const [keep, drop] = [await freePort(), await freePort()];
+      const file = join(dir, `removed-${engine}.yaml`);
+      const listener = (name: string, port: number) =>
+        `  - { name: ${name}, address: 127.0.0.1, port: ${port}, ` +
+        `routes: [{ default: true, to: { host: 127.0.0.1, port: ${echo.port} } }] }\n`;
+      writeFileSync(file, "listeners:\n" + listener("keep", keep) + listener("drop", drop));
+      const runner = new Runner(file, {
+        engine,
+        nativeEngine: undefined,
+        metrics: false,
+        log: () => {},
+      });
+      await runner.start();
+      try {
+        // (the closing is asynchronous on both engines: a few rounds make a
+        // reload that answers early fail here)
+        for (let round = 0; round < 10; round++) {
+          (await connect(drop)).destroy();
+          writeFileSync(file, "listeners:\n" + listener("keep", keep));
+          assert.equal(await runner.reload(), true, runner.lastReload?.message ?? "");
+          await assert.rejects(connect(drop), `round ${round}: the removed listener still accepts`);
+          (await connect(keep)).destroy();
+          writeFileSync(file, "listeners:\n" + listener("keep", keep) + listener("drop", drop));
+          assert.equal(await runner.reload(), true, runner.lastReload?.message ?? "");
+        }
+      } finally {
+        await runner.stop(1_000);
+        await echo.close();
+      }
+    });
+
     test("porxy's config runs unchanged, and a mistake is one message and exit code 2", async () => {
       const foo = await greeter("foo"), bar = await greeter("bar");
       const [p1, p2] = [await freePort(), await freePort()];

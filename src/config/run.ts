@@ -279,6 +279,9 @@ export function statsOf(
 /** A no-op listener for "original": see keepOriginals. */
 const ORIGINALS = (): void => {};
 
+/** How long a reload waits for the listeners it removed to close their sockets. */
+const STOP_WAIT_MS = 2_000;
+
 /**
  * While a proxy reads PROXY headers, listen for their originals (with a
  * no-op): `originalOf(id)` then answers for the admin's connection list.
@@ -942,11 +945,20 @@ export class Runner {
         r.config = l;
       }
     }
-    for (const [name, r] of this.#running) {
-      if (next.get(name)?.proxy !== r.proxy) void r.proxy.close();
-    }
+    const gone = [...this.#running]
+      .filter(([name, r]) => next.get(name)?.proxy !== r.proxy)
+      .map(([, r]) => r.proxy);
+    for (const p of gone) void p.close();
     for (const name of this.#disabled) if (!next.has(name)) this.#disabled.delete(name);
     this.#running = next;
+    // done once the listeners gone have closed their sockets (a connection
+    // after the reload's answer is refused there), but never held up for long
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(gone.map((p) => p.stopAccepting())),
+      new Promise((resolve) => timer = setTimeout(resolve, STOP_WAIT_MS)),
+    ]);
+    clearTimeout(timer);
     for (const l of config.listeners) {
       const p = next.get(l.name)!.proxy;
       if (!started.includes(p)) continue;
