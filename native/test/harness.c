@@ -4014,6 +4014,102 @@ static void t_hook_window(void) {
   hookenv_end(he);
 }
 
+/* A hooked direction's batches: at most RK_HOOK_BATCH_COPIED bytes while
+ * its host copies them back, up to RK_HOOK_BATCH_MAX once it hands them
+ * back RK_HOOK_LENT (no copy), and small again after a copy; the bytes
+ * arrive whole and in order throughout. */
+typedef struct {
+  int fd;
+  uint8_t *buf;
+  size_t cap, n;
+  int err;
+} reader_t;
+
+static void *reader_main(void *arg) {
+  reader_t *rd = arg;
+  rd->n = read_to_end(rd->fd, rd->buf, rd->cap, &rd->err);
+  return NULL;
+}
+
+static void t_hook_batch_size(void) {
+  hookenv_t *he = hookenv_parked();
+  int32_t h = he->hk.h;
+  int a[2], b[2];
+  socketpair_or_die(a);
+  socketpair_or_die(b);
+  /* the writer gets well ahead while the window is full: the engine's
+   * next read then finds more than a copied batch may hold */
+  int sndbuf = 4 * RK_HOOK_BATCH_MAX;
+  setsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
+                            &(rk_relay_opts_t){.flags = RK_RELAY_HOOK_AB});
+  CHECK(id > 0, "rk_relay_fds: %d", id);
+  const size_t total = 48u * RK_HOOK_BATCH_MAX;
+  writer_t wr = {a[0], total};
+  reader_t rd = {b[1], malloc(total + 1), total, 0, 0};
+  CHECK(rd.buf != NULL, "out of memory");
+  pthread_t wt = spawn(pattern_writer, &wr), rt = spawn(reader_main, &rd);
+  /* batches 0-7 copied back, then lent back until one is big, then copied
+   * back again: WINDOW batches later they are small again */
+  enum { COPY = 8 };
+  int k = 0, big_at = -1, recopy_at = -1;
+  size_t through = 0;
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (through < total) {
+    uint32_t rec[RK_EVENT_WORDS];
+    pthread_mutex_lock(&he->hk.mu);
+    int have = he->hk.nparked > 0;
+    if (have) {
+      memcpy(rec, he->hk.parked[0], sizeof rec);
+      memmove(he->hk.parked[0], he->hk.parked[1],
+              (size_t)(--he->hk.nparked) * sizeof rec);
+    }
+    pthread_mutex_unlock(&he->hk.mu);
+    if (!have) {
+      CHECK(now_ms() < deadline, "batch %d: none in %d ms (%zu bytes through)",
+            k, EVENT_TIMEOUT_MS, through);
+      sleep_ms(1);
+      continue;
+    }
+    uint32_t len = rec[7];
+    CHECK(len > 0 && len <= RK_HOOK_BATCH_MAX, "batch %d of %u bytes", k, len);
+    int copied = k < COPY || recopy_at >= 0;
+    if (k < COPY || (recopy_at >= 0 && k > recopy_at + RK_HOOK_WINDOW))
+      CHECK(len <= RK_HOOK_BATCH_COPIED,
+            "batch %d of %u bytes while its host copies (at most %u)", k, len,
+            RK_HOOK_BATCH_COPIED);
+    if (big_at < 0 && len > RK_HOOK_BATCH_COPIED) {
+      CHECK(k >= COPY, "batch %d of %u bytes before any was lent back", k,
+            len);
+      big_at = k;
+      recopy_at = k;
+    }
+    through += len;
+    int32_t r = copied ? rk_hook_return(h, rec[8], hook_bytes(rec),
+                                        (int32_t)len, -1, 0)
+                       : rk_hook_return(h, rec[8], NULL, (int32_t)len, 0,
+                                        RK_HOOK_LENT);
+    CHECK_RC(r, "rk_hook_return");
+    k++;
+  }
+  CHECK(big_at >= 0,
+        "%d batches, none over %u bytes though every one after %d was lent "
+        "back",
+        k, RK_HOOK_BATCH_COPIED, COPY);
+  join(wt);
+  join(rt);
+  CHECK(rd.n == total && rd.err == 0, "b got %zu of %zu bytes: %s", rd.n,
+        total, strerror(rd.err));
+  for (size_t i = 0; i < total; i++)
+    CHECK(rd.buf[i] == pattern_at(i), "byte %zu out of order", i);
+  free(rd.buf);
+  rk_conn_close(h, id, RK_CLOSE_ABORT);
+  expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
+  close(a[0]);
+  close(b[1]);
+  hookenv_end(he);
+}
+
 /* ======================================================================== */
 
 /* A test is one function, or a table: a runner and its rows, each row a
@@ -4841,6 +4937,9 @@ static const test_t tests[] = {
     TEST("hooks: a direction reads at most a window ahead and writes in "
          "order",
          t_hook_window),
+    TEST("hooks: batches grow to RK_HOOK_BATCH_MAX while the host takes them "
+         "without a copy, and shrink again after a copy",
+         t_hook_batch_size),
     TEST("hooks: given batches are never changed or freed under their host; "
          "a budget bounds them",
          t_hook_gift),

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "bfe562885e6afb02b94c813a92ea0a6817484a1bd86fc507d8f0a22d2ada0659",
+    "sha256": "5dd0fb2c3f26df271e77ffce4f0e70e2b62c133b3c3f5f5cfe841757798e0b00",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "5def0c94074c5bb1e440b67b23455a1188a2c1d8ec4b0ca14c9afa7c46adcf4d",
+      "sha256": "0d87c5819266fda30368be6e9b06ac6ad4438604342115967ae398cdde364c5e",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "8e4c37f9b4c5d48d95e18733b2e3e344df8b4ad32f4c426c4c6b28b320fe0c02",
+      "sha256": "709dd9c7e80ce3cc2b26b9553d601c93d24f2c3596b73fb90af7c1d382748f57",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "da06c70ea99f178af9f4f240680fb3a6d5aabac6f079717e61748773351132d3",
+      "sha256": "c239461b7b0ada12db6894a200888e1bca59858798ad526357cddb8007657dd7",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "98313bf6d8985fb261a43c79aeccf1080330db0997bce93620c69b0ee5200f83",
+      "sha256": "547074c074bf93e8411705b0352eecf980e4316d477993ddaba94c4b34dae237",
       "size": 199024,
     },
   },
