@@ -112,7 +112,6 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import {
@@ -124,6 +123,7 @@ import {
 } from "./bench/tunnel.ts";
 import { PAGE_TOKEN, watchPage } from "./bench/page_watch.ts";
 import { hookRows, hookTargets } from "./bench/hooks.ts";
+import { freePort } from "./free_port.ts";
 import { median } from "./bench/stats.ts";
 import {
   benchSoak,
@@ -610,26 +610,6 @@ function rssBytes(pids: number[]): number {
 
 // ---------------------------------------------------------------------------
 // Ports and readiness
-
-const usedPorts = new Set<number>();
-
-/** An unused loopback port (bound once by the kernel, then released). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.on("error", reject);
-      srv.listen(0, "127.0.0.1", () => {
-        const p = (srv.address() as net.AddressInfo).port;
-        srv.close(() => resolve(p));
-      });
-    });
-    if (!usedPorts.has(port)) {
-      usedPorts.add(port);
-      return port;
-    }
-  }
-}
 
 class NotAvailable extends Error {}
 

@@ -58,6 +58,7 @@ import { TunnelClient } from "../src/tunnel/client.ts";
 import { TunnelServer } from "../src/tunnel/server.ts";
 import { CHOICES as ROUTE_CHOICES } from "../test/fixtures/fuzz_route.ts";
 import { CHOICES as HOOK_CHOICES } from "../test/fixtures/fuzz_hooks.ts";
+import { freePort } from "./free_port.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "src", "cli.ts");
@@ -1638,14 +1639,6 @@ class Proc {
     }
     return byItself;
   }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 // ---------------------------------------------------------------- running

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import process from "node:process";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { NativeEngine } from "../src/native/engine.ts";
 import { TcpProxy, type TcpProxyOptions } from "../src/proxy/tcp_proxy.ts";
 import type { ConnectionEnd, OriginalInfo } from "../src/types.ts";
 import { runtime } from "../src/runtime/detect.ts";
+export { freePort } from "../scripts/free_port.ts";
 
 /**
  * The engines every engine-parameterised suite runs against: both where
@@ -389,48 +390,6 @@ export function allWithin<T>(
     }),
   );
   return within(all, ms, () => `${done} of ${n} ${what}`);
-}
-
-/** The first port the kernel hands out to outgoing connections and to port 0. */
-const EPHEMERAL_LOW = (() => {
-  try {
-    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0]);
-  } catch {
-    return 32768;
-  }
-})();
-
-/** Ports {@link freePort} gave out in this process (never given twice). */
-const givenPorts = new Set<number>();
-
-/**
- * A free TCP port on `host` (bound, then released), for something started
- * later to listen on. Picked below the kernel's ephemeral range where it
- * can: a port from that range may be taken by any outgoing connection
- * between this check and the listen (seen as EADDRINUSE in a reload test).
- */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  const listen = (port: number) =>
-    new Promise<number | undefined>((resolve) => {
-      const s = net.createServer();
-      s.once("error", () => resolve(undefined));
-      s.listen(port, host, () => {
-        const got = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(got));
-      });
-    });
-  const low = 20_000, high = EPHEMERAL_LOW - 1;
-  for (let i = 0; high - low > 1000 && i < 50; i++) {
-    const port = low + Math.floor(Math.random() * (high - low + 1));
-    if (givenPorts.has(port)) continue;
-    if (await listen(port) === port) {
-      givenPorts.add(port);
-      return port;
-    }
-  }
-  const port = await listen(0);
-  if (port === undefined) throw new Error(`No free port on ${host}`);
-  return port;
 }
 
 /**

@@ -13,11 +13,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../free_port.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url).href).replace(/\/$/, "");
 const HELPER = `${REPO}/scripts/bench/idle_helper.mjs`;
@@ -32,15 +32,6 @@ const hardFds = Number(spawnSync("bash", ["-c", "ulimit -Hn"], { encoding: "utf8
   20_000;
 const runtime = arg("runtime", "deno");
 const conns = Math.min(Number(arg("conns", "9500")), Math.floor(hardFds / 2) - 250);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** `argv` with the fd limit raised to the hard one. */
 function withFds(argv: string[]): ChildProcess {
