@@ -147,24 +147,48 @@ describe("relaykit route SCRIPT", () => {
       const write = (port: number | string) =>
         writeFileSync(
           script,
-          `export function route() { return { remote: "127.0.0.1:${port}" }; }\n`,
+          // each connection is decided on its first line
+          `export function route(data) {
+  if (!new TextDecoder().decode(data).includes("\\n")) return undefined;
+  return { remote: "127.0.0.1:${port}" };
+}
+`,
         );
       write(one.port);
       const cli = startCli(["route", script, "--listen", "127.0.0.1:0", "--engine", engine]);
       try {
         const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
-        const greet = async (s: net.Socket) =>
-          await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+        // what `s` reads until it has `tail`: the backend's name, then the echo
+        const until = (s: net.Socket, tail: string) =>
+          new Promise<string>((resolve) => {
+            let got = "";
+            const on = (d: Uint8Array) => {
+              got += String(d);
+              if (!got.endsWith(tail)) return;
+              s.off("data", on);
+              resolve(got);
+            };
+            s.on("data", on);
+          });
+        const line = async (s: net.Socket, text: string) => {
+          const got = until(s, text);
+          s.write(text);
+          return await got;
+        };
         const early = await connect(port);
-        assert.equal(await greet(early), "one\n");
+        assert.equal(await line(early, "early\n"), "one\nearly\n");
+        // undecided when the reload comes: the module it started with decides
+        const undecided = await connect(port);
+        undecided.write("und");
+        await new Promise((r) => setTimeout(r, 200)); // (the route has seen "und")
         write(two.port);
         process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
         await waitFor(() => /reloaded/.test(cli.output.out), 10_000, "the reload line");
         const late = await connect(port);
-        assert.equal(await greet(late), "two\n");
+        assert.equal(await line(late, "late\n"), "two\nlate\n");
+        assert.equal(await line(undecided, "ecided\n"), "one\nundecided\n");
         // the early connection still talks to "one"
-        early.write("still here");
-        assert.equal(await greet(early), "still here");
+        assert.equal(await line(early, "still here\n"), "still here\n");
         // a broken script keeps the old one running
         writeFileSync(script, "export const route = 42;\n");
         process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
@@ -174,8 +198,17 @@ describe("relaykit route SCRIPT", () => {
           `the error (stdout: ${cli.output.out} stderr: ${cli.output.err})`,
         );
         const third = await connect(port);
-        assert.equal(await greet(third), "two\n");
-        for (const s of [early, late, third]) s.destroy();
+        assert.equal(await line(third, "third\n"), "two\nthird\n");
+        // a connection lives through a second reload
+        write(two.port);
+        process.kill(cli.child.pid!, "SIGHUP");
+        await waitFor(
+          () => (cli.output.out.match(/reloaded/g) ?? []).length === 2,
+          10_000,
+          "the second reload line",
+        );
+        assert.equal(await line(early, "again\n"), "again\n");
+        for (const s of [early, undecided, late, third]) s.destroy();
       } finally {
         cli.child.kill("SIGKILL");
         await one.close();
