@@ -217,6 +217,46 @@ describe("relaykit route SCRIPT", () => {
     });
   }
 
+  for (const engine of ENGINES) {
+    test(`an error of a connection that ends during a reload goes to the script it started with (${engine})`, async () => {
+      const accepted: net.Socket[] = [];
+      const backend = await server((s) => accepted.push(s));
+      const script = join(dir, `route-error-${engine}.mjs`);
+      // `busy`: ms its top level runs, so that the connection ends meanwhile
+      const write = (version: string, busy: number) =>
+        writeFileSync(
+          script,
+          `const t = Date.now(); while (Date.now() - t < ${busy}) {}
+export function route(data) {
+  if (!new TextDecoder().decode(data).includes("\\n")) return undefined;
+  return { remote: "127.0.0.1:${backend.port}" };
+}
+export function onError(conn, err) { console.log("onError ${version} " + err.code); }
+`,
+        );
+      write("v1", 0);
+      const cli = startCli(["route", script, "--listen", "127.0.0.1:0", "--engine", engine]);
+      try {
+        const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+        const c = await connect(port);
+        c.on("error", () => {});
+        c.write("hi\n");
+        await waitFor(() => accepted.length === 1, 5_000, "the backend's connection");
+        write("v2", 1000);
+        process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
+        await new Promise((r) => setTimeout(r, 400)); // v2's top level is running
+        accepted[0]!.resetAndDestroy();
+        await waitFor(() => /reloaded/.test(cli.output.out), 10_000, "the reload line");
+        await waitFor(() => /onError/.test(cli.output.out), 5_000, "the onError line");
+        assert.match(cli.output.out, /onError v1 ECONNRESET/);
+        c.destroy();
+      } finally {
+        cli.child.kill("SIGKILL");
+        await backend.close();
+      }
+    });
+  }
+
   test("a script without a route function is a usage error", async () => {
     const script = join(dir, "empty.ts");
     writeFileSync(script, "export const nothing = 1;\n");

@@ -45,16 +45,16 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    // Each connection keeps the module it started with, across reloads: a
-    // reload pins the connections open at that moment to the module they
-    // started with (and forgets the pinned ones that ended since). Nothing
-    // is kept per connection between reloads, so no connection's end has to
-    // cross into JavaScript for this (a close listener would make each one).
-    const pinned = new Map<number, RouteModule>();
-    const modOf = (id: number) => pinned.get(id) ?? current;
+    // each connection keeps the module it started with, across reloads
+    const byConn = new Map<number, RouteModule>();
+    const modOf = (id: number) => byConn.get(id) ?? current;
     const options: TcpProxyOptions = {
       listen,
-      route: (data, conn) => modOf(conn.id).route(data, conn),
+      route: (data, conn) => {
+        let mod = byConn.get(conn.id);
+        if (mod === undefined) byConn.set(conn.id, mod = current);
+        return mod.route(data, conn);
+      },
       onError: (conn, err) => modOf(conn.id).onError?.(conn, err),
     };
     // rewrites cost a hooked direction: only when the script has them
@@ -78,20 +78,13 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
       true,
       a.get(ADMIN),
     );
-    const pin = () => {
-      const snap = proxy.snapshot();
-      const open = new Set<number>();
-      for (let i = 0; i < snap.size; i++) open.add(snap.id(i));
-      for (const id of pinned.keys()) if (!open.has(id)) pinned.delete(id);
-      for (const id of open) if (!pinned.has(id)) pinned.set(id, current);
-    };
+    proxy.on("close", (e) => byConn.delete(e.id));
     let generation = 0;
     process.on("SIGHUP", () => {
       loadRouteModule(script, ++generation).then((mod) => {
         const lost = (["rewriteRequest", "rewriteResponse"] as const).filter((k) =>
           mod[k] !== undefined && current[k] === undefined
         );
-        pin();
         current = mod;
         log.info(`SIGHUP: reloaded ${script} for new connections`);
         if (lost.length > 0) log.warn(`${lost.join(" and ")} take effect only after a restart`);
