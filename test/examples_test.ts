@@ -257,6 +257,47 @@ export function onError(conn, err) { console.log("onError ${version} " + err.cod
     });
   }
 
+  test("reloads apply in the order of their signals: a slow load does not put its older script back", async () => {
+    const tag = (name: string) => server((s) => s.write(`${name}\n`));
+    const one = await tag("one"), two = await tag("two"), three = await tag("three");
+    const script = join(dir, "route-order.mjs");
+    // `wait`: ms its top level awaits before the module is ready
+    const write = (port: number, wait: number) =>
+      writeFileSync(
+        script,
+        `await new Promise((r) => setTimeout(r, ${wait}));
+export function route() { return { remote: "127.0.0.1:${port}" }; }
+`,
+      );
+    write(one.port, 0);
+    const cli = startCli(["route", script, "--listen", "127.0.0.1:0"]);
+    const conns: net.Socket[] = [];
+    try {
+      const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+      const greet = async () => {
+        const s = await connect(port);
+        conns.push(s);
+        return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+      };
+      assert.equal(await greet(), "one\n");
+      write(two.port, 1500);
+      process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
+      await new Promise((r) => setTimeout(r, 300)); // the slow load is under way
+      write(three.port, 0);
+      process.kill(cli.child.pid!, "SIGHUP");
+      await waitFor(
+        () => (cli.output.out.match(/reloaded/g) ?? []).length === 2,
+        10_000,
+        `both reload lines (stdout: ${cli.output.out} stderr: ${cli.output.err})`,
+      );
+      assert.equal(await greet(), "three\n");
+    } finally {
+      for (const s of conns) s.destroy();
+      cli.child.kill("SIGKILL");
+      await Promise.all([one.close(), two.close(), three.close()]);
+    }
+  });
+
   test("a script without a route function is a usage error", async () => {
     const script = join(dir, "empty.ts");
     writeFileSync(script, "export const nothing = 1;\n");

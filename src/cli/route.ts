@@ -80,8 +80,14 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
     );
     proxy.on("close", (e) => byConn.delete(e.id));
     let generation = 0;
+    // one reload at a time, in the order the signals came: a slow load
+    // cannot finish after a later one and put its older script back
+    let reloading: Promise<void> = Promise.resolve();
     process.on("SIGHUP", () => {
-      loadRouteModule(script, ++generation).then((mod) => {
+      reloading = reloading.then(() => reload(++generation));
+    });
+    const reload = (g: number) =>
+      loadRouteModule(script, g).then((mod) => {
         const lost = (["rewriteRequest", "rewriteResponse"] as const).filter((k) =>
           mod[k] !== undefined && current[k] === undefined
         );
@@ -91,6 +97,5 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
       }, (err: Error) => {
         log.error(`SIGHUP: ${err.message}; still running the previous ${script}`);
       });
-    });
   },
 };
