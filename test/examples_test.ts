@@ -133,6 +133,9 @@ describe("tproxy's examples", () => {
 describe("relaykit route SCRIPT", () => {
   const dir = mkdtempSync(join(tmpdir(), "relaykit-route-cli-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
+  /** The port `relaykit route … --listen 127.0.0.1:0` says it routes. */
+  const routePort = async (cli: ReturnType<typeof startCli>) =>
+    Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
 
   for (const engine of ENGINES) {
     test(`SIGHUP reloads the script for new connections only (${engine})`, async () => {
@@ -157,7 +160,7 @@ describe("relaykit route SCRIPT", () => {
       write(one.port);
       const cli = startCli(["route", script, "--listen", "127.0.0.1:0", "--engine", engine]);
       try {
-        const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+        const port = await routePort(cli);
         // what `s` reads until it has `tail`: the backend's name, then the echo
         const until = (s: net.Socket, tail: string) =>
           new Promise<string>((resolve) => {
@@ -237,7 +240,7 @@ export function onError(conn, err) { console.log("onError ${version} " + err.cod
       write("v1", 0);
       const cli = startCli(["route", script, "--listen", "127.0.0.1:0", "--engine", engine]);
       try {
-        const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+        const port = await routePort(cli);
         const c = await connect(port);
         c.on("error", () => {});
         c.write("hi\n");
@@ -273,7 +276,7 @@ export function route() { return { remote: "127.0.0.1:${port}" }; }
     const cli = startCli(["route", script, "--listen", "127.0.0.1:0"]);
     const conns: net.Socket[] = [];
     try {
-      const port = Number((await cli.line).match(/routing 127\.0\.0\.1:(\d+)/)?.[1]);
+      const port = await routePort(cli);
       const greet = async () => {
         const s = await connect(port);
         conns.push(s);

@@ -3934,6 +3934,15 @@ typedef struct {
 
 static uint8_t pattern_at(size_t i) { return (uint8_t)(i * 7 + i / 251); }
 
+/* got[0..n) is the whole of pattern_writer's `total` bytes, in order. */
+static void expect_pattern(const uint8_t *got, size_t n, size_t total,
+                           int err) {
+  CHECK(n == total && err == 0, "b got %zu of %zu bytes: %s", n, total,
+        strerror(err));
+  for (size_t i = 0; i < total; i++)
+    CHECK(got[i] == pattern_at(i), "byte %zu out of order", i);
+}
+
 static void *pattern_writer(void *arg) {
   writer_t *wr = arg;
   uint8_t chunk[8192];
@@ -3997,10 +4006,7 @@ static void t_hook_window(void) {
   CHECK(got != NULL, "out of memory");
   int err;
   size_t n = read_to_end(b[1], got, total, &err);
-  CHECK(n == total && err == 0, "b got %zu of %zu bytes: %s", n, total,
-        strerror(err));
-  for (size_t i = 0; i < total; i++)
-    CHECK(got[i] == pattern_at(i), "byte %zu out of order", i);
+  expect_pattern(got, n, total, err);
   free(got);
   join(wt);
   shutdown(b[1], SHUT_WR);
@@ -4049,10 +4055,10 @@ static void t_hook_batch_size(void) {
   reader_t rd = {b[1], malloc(total + 1), total, 0, 0};
   CHECK(rd.buf != NULL, "out of memory");
   pthread_t wt = spawn(pattern_writer, &wr), rt = spawn(reader_main, &rd);
-  /* batches 0-7 copied back, then lent back until one is big, then copied
-   * back again: WINDOW batches later they are small again */
+  /* batches 0-7 copied back, then lent back until one is big (big_at),
+   * then copied back again: WINDOW batches later they are small again */
   enum { COPY = 8 };
-  int k = 0, big_at = -1, recopy_at = -1;
+  int k = 0, big_at = -1;
   size_t through = 0;
   int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
   while (through < total) {
@@ -4073,8 +4079,8 @@ static void t_hook_batch_size(void) {
     }
     uint32_t len = rec[7];
     CHECK(len > 0 && len <= RK_HOOK_BATCH_MAX, "batch %d of %u bytes", k, len);
-    int copied = k < COPY || recopy_at >= 0;
-    if (k < COPY || (recopy_at >= 0 && k > recopy_at + RK_HOOK_WINDOW))
+    int copied = k < COPY || big_at >= 0;
+    if (k < COPY || (big_at >= 0 && k > big_at + RK_HOOK_WINDOW))
       CHECK(len <= RK_HOOK_BATCH_COPIED,
             "batch %d of %u bytes while its host copies (at most %u)", k, len,
             RK_HOOK_BATCH_COPIED);
@@ -4082,7 +4088,6 @@ static void t_hook_batch_size(void) {
       CHECK(k >= COPY, "batch %d of %u bytes before any was lent back", k,
             len);
       big_at = k;
-      recopy_at = k;
     }
     through += len;
     int32_t r = copied ? rk_hook_return(h, rec[8], hook_bytes(rec),
@@ -4098,10 +4103,7 @@ static void t_hook_batch_size(void) {
         k, RK_HOOK_BATCH_COPIED, COPY);
   join(wt);
   join(rt);
-  CHECK(rd.n == total && rd.err == 0, "b got %zu of %zu bytes: %s", rd.n,
-        total, strerror(rd.err));
-  for (size_t i = 0; i < total; i++)
-    CHECK(rd.buf[i] == pattern_at(i), "byte %zu out of order", i);
+  expect_pattern(rd.buf, rd.n, total, rd.err);
   free(rd.buf);
   rk_conn_close(h, id, RK_CLOSE_ABORT);
   expect_closed(&he->pump, id, RK_END_CLOSED, NULL);
