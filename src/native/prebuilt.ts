@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "5dd0fb2c3f26df271e77ffce4f0e70e2b62c133b3c3f5f5cfe841757798e0b00",
+    "sha256": "0a4f3bb3063ab42f7e30e7943385507cc2cf1a4ce5dc3cc5b534cdda1ccaf0f6",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "0d87c5819266fda30368be6e9b06ac6ad4438604342115967ae398cdde364c5e",
+      "sha256": "fbd04cc1631aaa4d0503ab55a56b48ed591b59f043a10f9e8608d8101d21e43b",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "709dd9c7e80ce3cc2b26b9553d601c93d24f2c3596b73fb90af7c1d382748f57",
+      "sha256": "3e5dab63de2adadc85501b21ab01f256fc0a590791157fadc34bebb66f27614f",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "c239461b7b0ada12db6894a200888e1bca59858798ad526357cddb8007657dd7",
+      "sha256": "9dab98139093b2c568c9fea4f211ac1809802915c98c28dbe63a9095a9f0c832",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "547074c074bf93e8411705b0352eecf980e4316d477993ddaba94c4b34dae237",
+      "sha256": "8824cd66deb8b409e6274fc3faa9c5776193340a130fc837074235c6a312fef1",
       "size": 199024,
     },
   },

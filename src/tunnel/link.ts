@@ -40,8 +40,8 @@ export type {
   TunnelStreamStats,
 } from "./stream.ts";
 
-/** Per-stream window granted to the peer, by default (256 KiB). */
-export const DEFAULT_WINDOW = 256 * 1024;
+/** Per-stream window granted to the peer, by default (1 MiB). */
+export const DEFAULT_WINDOW = 1024 * 1024;
 
 /** Bytes the link socket may hold before streams stop sending. */
 const LINK_HIGH = 256 * 1024;
@@ -72,7 +72,7 @@ export interface LinkOptions {
   secret?: string | undefined;
   /** Versions offered (client) or spoken (server). @default TUNNEL_VERSIONS */
   versions?: readonly number[] | undefined;
-  /** Per-stream window the server announces. @default 262144 */
+  /** Per-stream window the server announces. @default 1048576 */
   window?: number | undefined;
   /** PING every this many ms (0: never). @default 10000 */
   keepaliveInterval?: number | undefined;

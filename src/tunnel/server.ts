@@ -66,7 +66,7 @@ export interface TunnelServerOptions {
   routes?: Readonly<Record<string, Endpoint>> | ReadonlyMap<string, Endpoint>;
   /** Give up connecting to a destination after this many ms. @default 10000 */
   connectTimeout?: number;
-  /** Per-stream flow-control window announced to clients, bytes. @default 262144 */
+  /** Per-stream flow-control window announced to clients, bytes. @default 1048576 */
   window?: number;
   /** PING every this many ms (0: never). @default 10000 */
   keepaliveInterval?: number;
