@@ -56,3 +56,4 @@ export {
   type TunnelProblem,
   TunnelProtocolError,
 } from "./src/tunnel/frame.ts";
+export { LINK_HELD_MAX } from "./src/tunnel/link.ts";

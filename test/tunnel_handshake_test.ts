@@ -26,6 +26,7 @@ import {
   encodeFrame,
   FRAME_HEADER_SIZE,
   FrameDecoder,
+  LINK_HELD_MAX,
   NONCE_SIZE,
   TUNNEL_VERSIONS,
   type TunnelFrame,
@@ -752,6 +753,64 @@ for (const engine of ENGINES) {
           await new Promise((r) => s.once("close", r));
           assert.equal(new TextDecoder().decode(cat(...got)), "still serving");
           await client.close();
+          await srv.close();
+        }
+      },
+    );
+
+    test(
+      "a peer that fills the windows of many streams whose destinations take nothing: the server holds at most LINK_HELD_MAX and stops reading the link",
+      async () => {
+        const srv = await TunnelServer.listen({
+          listen: { host: "127.0.0.1", port: 0 },
+          routes: { hole: { host: "127.0.0.1", port: hole.port } },
+          connectTimeout: 30_000, // the streams wait for the hole throughout
+        });
+        const p = await Raw.to(srv.address.port);
+        try {
+          p.send(hello());
+          const ack = await p.frame(1, "HELLO_ACK");
+          assert.ok(ack.type === "hello-ack");
+          // twice the bound in windows: OPENs, then DATA round the streams
+          const n = Math.ceil((2 * LINK_HELD_MAX) / ack.window);
+          p.send(
+            ...Array.from({ length: n }, (_, i): TunnelFrame => ({
+              type: "open",
+              stream: i + 1,
+              destination: { route: "hole" },
+            })),
+          );
+          const round = F(
+            ...Array.from({ length: n }, (_, i): TunnelFrame => ({
+              type: "data",
+              stream: i + 1,
+              data: big,
+            })),
+          );
+          const rounds = ack.window / big.length;
+          let sent = 0;
+          for (; sent < rounds; sent++) {
+            if (p.sock.write(round)) continue;
+            const drained = await new Promise<boolean>((r) => {
+              const t = setTimeout(() => r(false), 1500);
+              p.sock.once("drain", () => {
+                clearTimeout(t);
+                r(true);
+              });
+            });
+            if (!drained) break;
+          }
+          assert.ok(sent < rounds, `the server read all ${rounds} rounds of DATA`);
+          const held = () => srv.streamStats().reduce((a, s) => a + s.backlog, 0);
+          await waitFor(() => held() >= LINK_HELD_MAX, 5000, "the streams to hold LINK_HELD_MAX");
+          await new Promise((r) => setTimeout(r, 300));
+          assert.ok(
+            held() <= LINK_HELD_MAX + 2 * 1024 * 1024,
+            `the streams hold ${held()} bytes (bound ${LINK_HELD_MAX})`,
+          );
+          assert.ok(!p.closed, "the link is still up");
+        } finally {
+          p.sock.destroy();
           await srv.close();
         }
       },

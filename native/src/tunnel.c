@@ -39,6 +39,11 @@
 #define RK__TUN_LINK_HIGH (256 * 1024)
 #define RK__TUN_LINK_MAX (16 * 1024 * 1024)
 #define RK__TUN_RX_MAX (1024 * 1024)
+/* Bytes all of a link's streams may hold that their sockets have not taken
+ * (each at most its window): past this the link is not read until they
+ * take some, so a peer that fills the windows of many streams whose
+ * destinations do not read costs this side at most this much. */
+#define RK__TUN_HELD_MAX (64 * 1024 * 1024)
 #define RK__TUN_IN_CAP (1024 * 1024)
 #define RK__TUN_BUCKETS 1024
 /* Frames one read of a stream's socket fills (readv, 512 KiB), and reads
@@ -169,6 +174,7 @@ struct rk__tun {
   uint32_t max_sid;     /* the highest stream id opened */
   int64_t last_rx_real; /* atomic: ms since the epoch of the last link read */
   uint64_t link_in, link_out; /* atomics */
+  size_t held; /* the streams' ilen, summed (rk__ts_set_ilen) */
   rk__tun *gnext;   /* global list */
   rk__tun *wnext;   /* worker's list */
   rk__tun *dnext;   /* worker's dead list */
@@ -377,6 +383,12 @@ static void rk__abort_fd(int fd) {
 
 /* ---- streams ------------------------------------------------------------ */
 
+/* The bytes a stream holds for its socket, and its link's sum of them. */
+static void rk__ts_set_ilen(rk__tstream *s, uint32_t n) {
+  s->t->held = s->t->held - s->ilen + n;
+  RK__STORE(&s->ilen, n); /* read by stats */
+}
+
 /* Close (rst: reset) the stream's socket but keep the stream: its counters
  * stay readable until the host drops it. */
 static void rk__ts_drop_socket(rk__tstream *s, int rst) {
@@ -389,7 +401,7 @@ static void rk__ts_drop_socket(rk__tstream *s, int rst) {
   }
   free(s->ibuf);
   s->ibuf = NULL;
-  RK__STORE(&s->ilen, 0);
+  rk__ts_set_ilen(s, 0);
   s->ioff = s->icap = 0;
   s->rst = 1;
 }
@@ -412,6 +424,7 @@ static void rk__ts_free(rk__tstream *s, int rst) {
   }
   free(s->ibuf);
   s->ibuf = NULL;
+  rk__ts_set_ilen(s, 0);
   rk__tun_wstate *ws = rk__wstate(t->w);
   s->dnext = ws->dead_streams;
   ws->dead_streams = s;
@@ -491,7 +504,7 @@ static int rk__ts_flush_in(rk__tstream *s) {
       return -errno;
     }
     s->ioff += (uint32_t)n;
-    RK__STORE(&s->ilen, s->ilen - (uint32_t)n); /* read by stats */
+    rk__ts_set_ilen(s, s->ilen - (uint32_t)n);
     s->consumed += (uint32_t)n;
   }
   if (s->ilen == 0)
@@ -522,7 +535,7 @@ static int rk__ts_hold(rk__tstream *s, const uint8_t *p, uint32_t n) {
     }
   }
   memcpy(s->ibuf + s->ioff + s->ilen, p, n);
-  RK__STORE(&s->ilen, s->ilen + n);
+  rk__ts_set_ilen(s, s->ilen + n);
   return 0;
 }
 
@@ -955,6 +968,9 @@ static void rk__link_read(rk__tun *t) {
       pthread_mutex_unlock(&t->lock);
       if (paused)
         return; /* (set only by a parse: nothing is left unparsed) */
+      if (t->held >= RK__TUN_HELD_MAX)
+        return; /* can_read stays: a stream's socket that takes some
+                   runs the link again (rk__tunnel_event) */
       if (t->in_off + t->in_len >= RK__TUN_IN_CAP) {
         memmove(t->in, t->in + t->in_off, t->in_len);
         t->in_off = 0;

@@ -4796,6 +4796,141 @@ static void tunnel_streams(int tls) {
 
 static void t_tunnel_streams(void) { tunnel_streams(0); }
 
+/* A link whose streams' sockets take nothing: the streams hold what the
+ * peer sends within their windows, the link stops being read once they
+ * hold RK__TUN_HELD_MAX (64 MiB) in all, and once the sockets take their
+ * bytes the rest comes, every byte of every stream whole and in order. */
+static void t_tunnel_held_max(void) {
+  enum { K = 96, WIN = 1 << 20, PAY = 16 * 1024 };
+  const size_t held_max = 64u << 20, in_cap = 1u << 20;
+  pump_t pump;
+  int32_t h = engine_new(&pump, NULL, NULL);
+  int link[2];
+  socketpair_or_die(link);
+  int32_t b = rk_tunnel_new(h, link[1], 0);
+  CHECK(b > 0, "rk_tunnel_new: %d", b);
+  CHECK_RC(rk_tunnel_attach(h, b, 1, WIN, NULL, 0), "attach");
+  uint8_t open[K][12];
+  for (int k = 0; k < K; k++) {
+    tun_hdr(open[k], 5, (uint32_t)k + 1, 2);
+    open[k][10] = 2;
+    open[k][11] = 'e';
+  }
+  write_all(link[0], open, sizeof open);
+  uint8_t got[sizeof open];
+  size_t have = 0;
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (have < sizeof got) {
+    int32_t n = rk_tunnel_take(h, b, got + have, (int32_t)(sizeof got - have));
+    CHECK(n >= 0, "rk_tunnel_take: %d", n);
+    have += (size_t)n;
+    CHECK(now_ms() < deadline, "OPENs: %zu bytes", have);
+    if (n == 0)
+      sleep_ms(5);
+  }
+  int peer[K];
+  for (int k = 0; k < K; k++) {
+    int sp[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+          "socketpair: %s", strerror(errno));
+    int small = 4096;
+    setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(sp[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    set_nonblock(sp[1]);
+    peer[k] = sp[1];
+    uint8_t ok[10];
+    tun_hdr(ok, 6, (uint32_t)k + 1, 0);
+    CHECK_RC(rk_tunnel_accept(h, b, (uint32_t)k + 1, sp[0], ok, 10),
+             "rk_tunnel_accept");
+  }
+  /* every stream's window in DATA frames, the streams taking turns */
+  const size_t per = WIN / PAY, flen = 10 + PAY;
+  size_t total = (size_t)K * per * flen;
+  uint8_t *wire = malloc(total);
+  CHECK(wire != NULL, "malloc");
+  for (size_t i = 0; i < per; i++)
+    for (int k = 0; k < K; k++) {
+      uint8_t *f = wire + (i * K + (size_t)k) * flen;
+      tun_hdr(f, 8, (uint32_t)k + 1, PAY);
+      for (size_t j = 0; j < PAY; j++)
+        f[10 + j] = (uint8_t)(k * 131 + (i * PAY + j) * 7 + ((i * PAY + j) >> 13));
+    }
+  set_nonblock(link[0]);
+  size_t sent = 0;
+  uint8_t sink[4096];
+  int64_t quiet_since = now_ms();
+  deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (sent < total && now_ms() - quiet_since < 500) {
+    ssize_t w = send(link[0], wire + sent, total - sent, MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += (size_t)w;
+      quiet_since = now_ms();
+    } else {
+      CHECK(errno == EAGAIN, "link write: %s", strerror(errno));
+      sleep_ms(2);
+    }
+    while (recv(link[0], sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+    CHECK(now_ms() < deadline, "link writes");
+  }
+  double st[4], held = 0;
+  for (int k = 0; k < K; k++) {
+    CHECK_RC(rk_tunnel_stats(h, b, (uint32_t)k + 1, st), "rk_tunnel_stats");
+    CHECK(st[2] <= WIN, "stream %d holds %g, its window is %d", k + 1, st[2],
+          WIN);
+    held += st[2];
+  }
+  printf("  (%zu of %zu link bytes written before the link stopped; %.0f "
+         "held)\n",
+         sent, total, held);
+  CHECK(sent < total, "the link was read to the end: %zu bytes", sent);
+  CHECK(held >= (double)held_max && held <= (double)(held_max + in_cap),
+        "the streams hold %.0f bytes (bound %zu)", held, held_max);
+  /* the sockets take their bytes: the rest comes, whole and in order */
+  size_t recvd[K] = {0};
+  size_t done = 0;
+  uint8_t *buf = malloc(WIN);
+  CHECK(buf != NULL, "malloc");
+  deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (done < (size_t)K) {
+    if (sent < total) {
+      ssize_t w = send(link[0], wire + sent, total - sent, MSG_NOSIGNAL);
+      if (w > 0)
+        sent += (size_t)w;
+      else
+        CHECK(errno == EAGAIN, "link write: %s", strerror(errno));
+    }
+    while (recv(link[0], sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+    for (int k = 0; k < K; k++) {
+      if (recvd[k] == WIN)
+        continue;
+      ssize_t n = read(peer[k], buf, WIN - recvd[k]);
+      if (n < 0) {
+        CHECK(errno == EAGAIN, "stream %d: %s", k + 1, strerror(errno));
+        continue;
+      }
+      CHECK(n > 0, "stream %d: EOF after %zu", k + 1, recvd[k]);
+      for (ssize_t j = 0; j < n; j++) {
+        size_t at = recvd[k] + (size_t)j;
+        CHECK(buf[j] == (uint8_t)(k * 131 + at * 7 + (at >> 13)),
+              "stream %d: byte %zu differs", k + 1, at);
+      }
+      recvd[k] += (size_t)n;
+      if (recvd[k] == WIN)
+        done++;
+    }
+    CHECK(now_ms() < deadline, "%zu of %d streams got their bytes", done, K);
+  }
+  free(buf);
+  free(wire);
+  CHECK_RC(rk_tunnel_close(h, b, RK_CLOSE_ABORT), "close");
+  for (int k = 0; k < K; k++)
+    close(peer[k]);
+  close(link[0]);
+  engine_end(&pump);
+}
+
 static void t_tunnel_streams_tls(void) {
   if (!rk_tls_load(NULL, NULL, 0))
     return; /* t_tls_api checks the unloaded branch */
@@ -4957,6 +5092,9 @@ static const test_t tests[] = {
          t_tunnel_streams_tls),
     TEST("tunnel: a TLS link refuses a wrong name and a peer without TLS",
          t_tunnel_tls_refused),
+    TEST("tunnel: a link is not read while its streams hold 64 MiB their "
+         "sockets have not taken, and nothing is lost",
+         t_tunnel_held_max),
 };
 
 static atomic_llong g_deadline;

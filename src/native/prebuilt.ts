@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "0a4f3bb3063ab42f7e30e7943385507cc2cf1a4ce5dc3cc5b534cdda1ccaf0f6",
+    "sha256": "a3027e6a8938619bc79cc93ccb24fb102772176313d7404d8718195281bb6db9",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "fbd04cc1631aaa4d0503ab55a56b48ed591b59f043a10f9e8608d8101d21e43b",
+      "sha256": "464b788490cc052841ffecc6a44ddaf205081a0c58b5a64e285d05efdfc54aa4",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "3e5dab63de2adadc85501b21ab01f256fc0a590791157fadc34bebb66f27614f",
+      "sha256": "e54f0d3edf70dd775bd5393f103c0fea90ca0cbd7b5bfec6173ad0b25e2fc7a7",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "9dab98139093b2c568c9fea4f211ac1809802915c98c28dbe63a9095a9f0c832",
+      "sha256": "4c53263a479ffab80aec45f01c5a1d7e95f1b2c325867d3b69266bdf54cdf35a",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "8824cd66deb8b409e6274fc3faa9c5776193340a130fc837074235c6a312fef1",
+      "sha256": "ca32aef773ed659a952c2c260282f0a03997c53f3d41a1f8fba85e2bddc831d3",
       "size": 199024,
     },
   },

@@ -52,6 +52,15 @@ const LINK_HIGH = 256 * 1024;
  */
 const LINK_MAX = 16 * 1024 * 1024;
 
+/**
+ * Bytes all of a link's streams may hold that their sockets have not taken
+ * (each at most its window): past this the link is not read until they take
+ * some, so a peer that fills the windows of many streams whose destinations
+ * do not read costs this side at most this much (the native engine's
+ * RK__TUN_HELD_MAX, native/src/tunnel.c).
+ */
+export const LINK_HELD_MAX = 64 * 1024 * 1024;
+
 /** Most streams open at once on one link. */
 const MAX_STREAMS = 65_536;
 
@@ -133,6 +142,9 @@ export class Link {
   #lastPeerId = 0; // server: the highest stream id opened
   #queued = 0; // bytes given to the link socket
   #congested = false;
+  /** Bytes the streams hold for their sockets (#hold), and whether the link is paused for them. */
+  #held = 0;
+  #heldPaused = false;
   #inbox: TunnelFrame[] = [];
   #busy = false;
   readonly #openTimeout: number;
@@ -468,6 +480,7 @@ export class Link {
         s.bytesIn += f.data.length;
         if (s.conn === undefined) {
           s.early.push(f.data);
+          this.#hold(f.data.length);
           return;
         }
         this.#toConn(s, f.data);
@@ -679,7 +692,10 @@ export class Link {
     this.#attachConn(s, conn);
     const early = s.early;
     s.early = [];
-    for (const b of early) this.#toConn(s, b);
+    for (const b of early) {
+      this.#hold(-b.length);
+      this.#toConn(s, b);
+    }
     if (s.finRecv) conn.end();
     return true;
   }
@@ -717,6 +733,7 @@ export class Link {
       drain: () => {
         if (s.ended || s.backlog === 0) return;
         s.consumed += s.backlog;
+        this.#hold(-s.backlog);
         s.backlog = 0;
         this.#grant(s);
       },
@@ -742,6 +759,18 @@ export class Link {
     });
   }
 
+  /** The streams hold n more bytes (less, when negative): the link is read while they hold under LINK_HELD_MAX. */
+  #hold(n: number): void {
+    this.#held += n;
+    if (!this.#heldPaused && this.#held >= LINK_HELD_MAX) {
+      this.#heldPaused = true;
+      this.#conn.pause();
+    } else if (this.#heldPaused && this.#held < LINK_HELD_MAX && this.#state !== "closed") {
+      this.#heldPaused = false;
+      this.#conn.resume();
+    }
+  }
+
   /** DATA for the socket; granted back once the socket takes it. */
   #toConn(s: Stream, data: Uint8Array): void {
     // behind bytes the socket has not taken: queued, granted on drain
@@ -749,6 +778,7 @@ export class Link {
     const took = s.conn!.write(data);
     if (behind || !took) {
       s.backlog += data.length;
+      this.#hold(data.length);
       return;
     }
     s.consumed += data.length;
@@ -809,8 +839,10 @@ export class Link {
     s.ended = true;
     clearTimeout(s.openTimer);
     this.#nativeCounters(s);
+    this.#hold(-streamBacklog(s));
     s.out = [];
     s.early = [];
+    s.backlog = 0;
     this.#streams.delete(s.id);
     const owned = this.#settle(s, error);
     const rst: TunnelFrame | undefined = tellPeer
