@@ -4632,6 +4632,22 @@ static void tun_wait(pump_t *p, int32_t tid, uint32_t sub, uint32_t sid,
   }
 }
 
+/* Take exactly len bytes the host is given by tunnel tid (what: for the
+ * failure). */
+static void tun_take_all(int32_t h, int32_t tid, uint8_t *buf, size_t len,
+                         const char *what) {
+  size_t have = 0;
+  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
+  while (have < len) {
+    int32_t n = rk_tunnel_take(h, tid, buf + have, (int32_t)(len - have));
+    CHECK(n >= 0, "rk_tunnel_take: %d", n);
+    have += (size_t)n;
+    CHECK(now_ms() < deadline, "%s: %zu bytes", what, have);
+    if (n == 0)
+      sleep_ms(5);
+  }
+}
+
 static void tun_hdr(uint8_t *f, int type, uint32_t sid, uint32_t len) {
   f[0] = (uint8_t)type;
   f[1] = 0;
@@ -4714,16 +4730,7 @@ static void tunnel_streams(int tls) {
   }
   /* the server side: N OPENs, in order */
   uint8_t got[N * 12];
-  size_t have = 0;
-  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
-  while (have < sizeof got) {
-    int32_t n = rk_tunnel_take(h, b, got + have, (int32_t)(sizeof got - have));
-    CHECK(n >= 0, "rk_tunnel_take: %d", n);
-    have += (size_t)n;
-    CHECK(now_ms() < deadline, "OPENs: %zu bytes", have);
-    if (n == 0)
-      sleep_ms(5);
-  }
+  tun_take_all(h, b, got, sizeof got, "OPENs");
   for (int i = 0; i < N; i++) {
     const uint8_t *f = got + i * 12;
     CHECK(f[0] == 5 && f[5] == i + 1, "frame %d: type %u stream %u", i, f[0],
@@ -4768,16 +4775,7 @@ static void tunnel_streams(int tls) {
           tls1[0] - tls0[0], tls1[3] - tls0[3], tls1[4] - tls0[4], st[1], st[2]);
   }
   /* the client side got N OPEN_OKs */
-  have = 0;
-  deadline = now_ms() + EVENT_TIMEOUT_MS;
-  while (have < N * 10) {
-    int32_t n = rk_tunnel_take(h, a, got + have, (int32_t)(N * 10 - have));
-    CHECK(n >= 0, "rk_tunnel_take: %d", n);
-    have += (size_t)n;
-    CHECK(now_ms() < deadline, "OPEN_OKs: %zu bytes", have);
-    if (n == 0)
-      sleep_ms(5);
-  }
+  tun_take_all(h, a, got, N * 10, "OPEN_OKs");
   /* a protocol error: DATA for a stream never opened */
   uint8_t bad[11];
   tun_hdr(bad, 8, 999, 1);
@@ -4818,16 +4816,8 @@ static void t_tunnel_held_max(void) {
   }
   write_all(link[0], open, sizeof open);
   uint8_t got[sizeof open];
-  size_t have = 0;
-  int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
-  while (have < sizeof got) {
-    int32_t n = rk_tunnel_take(h, b, got + have, (int32_t)(sizeof got - have));
-    CHECK(n >= 0, "rk_tunnel_take: %d", n);
-    have += (size_t)n;
-    CHECK(now_ms() < deadline, "OPENs: %zu bytes", have);
-    if (n == 0)
-      sleep_ms(5);
-  }
+  tun_take_all(h, b, got, sizeof got, "OPENs");
+  int64_t deadline;
   int peer[K];
   for (int k = 0; k < K; k++) {
     int sp[2];
