@@ -260,46 +260,87 @@ export function onError(conn, err) { console.log("onError ${version} " + err.cod
     });
   }
 
-  test("reloads apply in the order of their signals: a slow load does not put its older script back", async () => {
-    const tag = (name: string) => server((s) => s.write(`${name}\n`));
-    const one = await tag("one"), two = await tag("two"), three = await tag("three");
-    const script = join(dir, "route-order.mjs");
-    // `wait`: ms its top level awaits before the module is ready
-    const write = (port: number, wait: number) =>
+  /**
+   * `relaykit route` on a script that sends each connection to one of three
+   * servers, each greeting with its name; `write(server, wait)` rewrites the
+   * script (`wait`: ms its top level awaits before the module is ready),
+   * `greet()` asks a new connection which server it reached, `hup()` sends
+   * SIGHUP, `reloads()` counts the reloads logged.
+   */
+  async function reloadRig(
+    name: string,
+    body: (r: {
+      servers: { port: number }[];
+      write: (server: number, wait: number) => void;
+      greet: () => Promise<string>;
+      hup: () => void;
+      reloads: () => number;
+      output: () => string;
+    }) => Promise<void>,
+  ): Promise<void> {
+    const servers = await Promise.all(
+      ["one", "two", "three"].map((n) => server((s) => s.write(`${n}\n`))),
+    );
+    const script = join(dir, `${name}.mjs`);
+    const write = (server: number, wait: number) =>
       writeFileSync(
         script,
         `await new Promise((r) => setTimeout(r, ${wait}));
-export function route() { return { remote: "127.0.0.1:${port}" }; }
+export function route() { return { remote: "127.0.0.1:${servers[server]!.port}" }; }
 `,
       );
-    write(one.port, 0);
+    write(0, 0);
     const cli = startCli(["route", script, "--listen", "127.0.0.1:0"]);
     const conns: net.Socket[] = [];
     try {
       const port = await routePort(cli);
-      const greet = async () => {
-        const s = await connect(port);
-        conns.push(s);
-        return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
-      };
-      assert.equal(await greet(), "one\n");
-      write(two.port, 1500);
-      process.kill(cli.child.pid!, "SIGHUP"); // ChildProcess.kill: once on Deno
-      await new Promise((r) => setTimeout(r, 300)); // the slow load is under way
-      write(three.port, 0);
-      process.kill(cli.child.pid!, "SIGHUP");
-      await waitFor(
-        () => (cli.output.out.match(/reloaded/g) ?? []).length === 2,
-        10_000,
-        `both reload lines (stdout: ${cli.output.out} stderr: ${cli.output.err})`,
-      );
-      assert.equal(await greet(), "three\n");
+      await body({
+        servers,
+        write,
+        greet: async () => {
+          const s = await connect(port);
+          conns.push(s);
+          return await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+        },
+        hup: () => void process.kill(cli.child.pid!, "SIGHUP"), // ChildProcess.kill: once on Deno
+        reloads: () => (cli.output.out.match(/reloaded/g) ?? []).length,
+        output: () => `stdout: ${cli.output.out} stderr: ${cli.output.err}`,
+      });
     } finally {
       for (const s of conns) s.destroy();
       cli.child.kill("SIGKILL");
-      await Promise.all([one.close(), two.close(), three.close()]);
+      await Promise.all(servers.map((v) => v.close()));
     }
-  });
+  }
+
+  test("reloads apply in the order of their signals: a slow load does not put its older script back", () =>
+    reloadRig("route-order", async (r) => {
+      assert.equal(await r.greet(), "one\n");
+      r.write(1, 1500);
+      r.hup();
+      await new Promise((res) => setTimeout(res, 300)); // the slow load is under way
+      r.write(2, 0);
+      r.hup();
+      await waitFor(() => r.reloads() === 2, 10_000, `both reload lines (${r.output()})`);
+      assert.equal(await r.greet(), "three\n");
+    }));
+
+  test("a burst of SIGHUPs during a slow load makes one more load, of the script as it is last", () =>
+    reloadRig("route-burst", async (r) => {
+      assert.equal(await r.greet(), "one\n");
+      r.write(1, 3000); // the burst below ends well within it
+      r.hup();
+      await new Promise((res) => setTimeout(res, 300)); // the slow load is under way
+      r.write(2, 0);
+      for (let i = 0; i < 10; i++) {
+        r.hup();
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      await waitFor(() => r.reloads() >= 2, 10_000, `two reload lines (${r.output()})`);
+      await new Promise((res) => setTimeout(res, 1000)); // any load still to come
+      assert.equal(r.reloads(), 2, `one load per signal? ${r.output()}`);
+      assert.equal(await r.greet(), "three\n");
+    }));
 
   test("a script without a route function is a usage error", async () => {
     const script = join(dir, "empty.ts");

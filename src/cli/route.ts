@@ -80,11 +80,22 @@ SIGHUP reloads SCRIPT for new connections; established ones go on.`,
     );
     proxy.on("close", (e) => byConn.delete(e.id));
     let generation = 0;
-    // one reload at a time, in the order the signals came: a slow load
-    // cannot finish after a later one and put its older script back
-    let reloading: Promise<void> = Promise.resolve();
-    process.on("SIGHUP", () => {
-      reloading = reloading.then(() => reload(++generation));
+    // one reload at a time: a slow load cannot finish after a later one and
+    // put its older script back; the signals that come during a load make
+    // one more load after it (of the script as it is then), not one each
+    let loading = false, again = false;
+    process.on("SIGHUP", async () => {
+      again = true;
+      if (loading) return;
+      loading = true;
+      try {
+        while (again) {
+          again = false;
+          await reload(++generation); // (never rejects: a failed load is logged)
+        }
+      } finally {
+        loading = false;
+      }
     });
     const reload = (g: number) =>
       loadRouteModule(script, g).then((mod) => {
