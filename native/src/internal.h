@@ -653,7 +653,10 @@ void rk__tunnel_worker_stop(rk__worker *w);
 /* n bytes of direction dir of c were written: its counter and its
  * listener's (rk_listener_counters). */
 static inline void rk__wrote(rk__conn *c, rk__dir *dir, uint64_t n) {
-  RK__ADD(&dir->wr, n);
+  /* release: a reader that sees this count sees the reads before it (the
+   * bytes were counted in rd first), so it never finds more written than
+   * read (rk_conn_stats reads wr first) */
+  __atomic_add_fetch(&dir->wr, n, __ATOMIC_RELEASE);
   rk__listener *l = c->listener;
   if (l != NULL)
     RK__ADD(dir == &c->dir[0] ? &l->bytes_up : &l->bytes_down, n);

@@ -1148,10 +1148,13 @@ int32_t rk_conn_stats(int32_t h, int32_t id, double *out) {
     pthread_mutex_unlock(&e->tbl_lock);
     return -ENOENT;
   }
-  out[0] = (double)RK__LOAD(&c->dir[0].rd);
-  out[1] = (double)RK__LOAD(&c->dir[0].wr);
-  out[2] = (double)RK__LOAD(&c->dir[1].rd);
-  out[3] = (double)RK__LOAD(&c->dir[1].wr);
+  /* written before read, with acquire (rk__wrote): the read count is then
+   * at least the written one, where reading them the other way round could
+   * see both grow in between and report more written than read */
+  for (int d = 0; d < 2; d++) {
+    out[2 * d + 1] = (double)__atomic_load_n(&c->dir[d].wr, __ATOMIC_ACQUIRE);
+    out[2 * d] = (double)RK__LOAD(&c->dir[d].rd);
+  }
   out[4] = (double)c->start_real_ms;
   out[5] = (double)rk__last_real_ms(c, rk__now_mono(), rk__now_real());
   out[6] = RK__LOAD(&c->state);

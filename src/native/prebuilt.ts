@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "a3027e6a8938619bc79cc93ccb24fb102772176313d7404d8718195281bb6db9",
+    "sha256": "7ea2b5cbcb0be343e42a67e7d3f27dd906bcf46dbb8efcf9e7b0b9c447cc58cd",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "464b788490cc052841ffecc6a44ddaf205081a0c58b5a64e285d05efdfc54aa4",
+      "sha256": "012adc7140c864437690a47f466d2420a27042358deeded76bd38ab82bb4aec5",
       "size": 154264,
     },
     "linux-arm64-glibc": {
-      "sha256": "e54f0d3edf70dd775bd5393f103c0fea90ca0cbd7b5bfec6173ad0b25e2fc7a7",
+      "sha256": "bb469c43a69e9210b21a424489b38c639a888a6528c63ab7c098ee497bea0494",
       "size": 199272,
     },
     "linux-x64-musl": {
-      "sha256": "4c53263a479ffab80aec45f01c5a1d7e95f1b2c325867d3b69266bdf54cdf35a",
+      "sha256": "7b83af987003d340937ee20e37c30a3067cf43c1d33706f476d3ab0c08606e93",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "ca32aef773ed659a952c2c260282f0a03997c53f3d41a1f8fba85e2bddc831d3",
+      "sha256": "4bd04257107cf9526d4a2dde7443814223eaa45d6836673d7bf806d10e40ba0a",
       "size": 199024,
     },
   },
