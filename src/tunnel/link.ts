@@ -142,9 +142,8 @@ export class Link {
   #lastPeerId = 0; // server: the highest stream id opened
   #queued = 0; // bytes given to the link socket
   #congested = false;
-  /** Bytes the streams hold for their sockets (#hold), and whether the link is paused for them. */
+  /** Bytes the streams hold for their sockets (#hold): the link is paused from LINK_HELD_MAX on. */
   #held = 0;
-  #heldPaused = false;
   #inbox: TunnelFrame[] = [];
   #busy = false;
   readonly #openTimeout: number;
@@ -761,14 +760,11 @@ export class Link {
 
   /** The streams hold n more bytes (less, when negative): the link is read while they hold under LINK_HELD_MAX. */
   #hold(n: number): void {
+    const was = this.#held >= LINK_HELD_MAX;
     this.#held += n;
-    if (!this.#heldPaused && this.#held >= LINK_HELD_MAX) {
-      this.#heldPaused = true;
-      this.#conn.pause();
-    } else if (this.#heldPaused && this.#held < LINK_HELD_MAX && this.#state !== "closed") {
-      this.#heldPaused = false;
-      this.#conn.resume();
-    }
+    const is = this.#held >= LINK_HELD_MAX;
+    if (is && !was) this.#conn.pause();
+    else if (was && !is && this.#state !== "closed") this.#conn.resume();
   }
 
   /** DATA for the socket; granted back once the socket takes it. */
