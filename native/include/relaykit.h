@@ -502,6 +502,19 @@ RK_EXTERN void rk_hook_gift_free(void *bytes, void *ctx);
 /* The address of rk_hook_gift_free in two words, low then high, for a
  * host whose FFI takes a deallocator's address but cannot name it. */
 RK_EXTERN void rk_hook_gift_free_address(uint32_t out[2]);
+/* Keep the process's malloc (glibc's) from handing hook-batch-sized
+ * blocks back to the system as soon as they are freed: blocks under 1 MiB
+ * come from its heap, and up to 64 MiB free at the heap's top stay mapped.
+ * For a host that copies each batch into memory its runtime takes from
+ * malloc (Deno's ArrayBuffers): by default glibc serves a 256 KiB block
+ * with mmap or trims it off the heap when freed, and the next copy faults
+ * its pages in again, one by one (a garbage collector frees many copies
+ * at once: under Deno 8 MiB still left most of those faults). Process-wide and once: returns 1 when
+ * this call set them; 0 when an earlier call did, when the environment
+ * carries the operator's own malloc settings (GLIBC_TUNABLES naming
+ * glibc.malloc, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), or
+ * where the C library is not glibc. Any thread. */
+RK_EXTERN int32_t rk_malloc_tune(void);
 /* Most bytes of batches given and not yet freed, in the whole process:
  * past it a host that collects its garbage late gets copies instead. */
 #define RK_HOOK_GIFT_MAX (64 * 1024 * 1024)

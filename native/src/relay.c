@@ -76,6 +76,9 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void rk__hook_queue_release(rk__conn *c, rk__dir *dir);
 
@@ -1287,6 +1290,31 @@ void rk_hook_gift_free_address(uint32_t out[2]) {
   uint64_t a = (uint64_t)(uintptr_t)&rk_hook_gift_free;
   out[0] = (uint32_t)a;
   out[1] = (uint32_t)(a >> 32);
+}
+
+/* What rk_malloc_tune sets: blocks below RK__MMAP_MIN come from the heap,
+ * and up to RK__TRIM_MIN bytes free at its top stay mapped. */
+#define RK__MMAP_MIN (1024 * 1024)
+#define RK__TRIM_MIN (64 * 1024 * 1024)
+
+int32_t rk_malloc_tune(void) {
+#ifdef __GLIBC__
+  static int done;
+  if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+    return 0;
+  /* the operator's own settings win */
+  const char *t = getenv("GLIBC_TUNABLES");
+  if ((t != NULL && strstr(t, "glibc.malloc.") != NULL) ||
+      getenv("MALLOC_MMAP_THRESHOLD_") != NULL ||
+      getenv("MALLOC_TRIM_THRESHOLD_") != NULL)
+    return 0;
+  return mallopt(M_MMAP_THRESHOLD, RK__MMAP_MIN) == 1 &&
+                 mallopt(M_TRIM_THRESHOLD, RK__TRIM_MIN) == 1
+             ? 1
+             : 0;
+#else
+  return 0;
+#endif
 }
 
 int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap) {

@@ -44,6 +44,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* Blocking socket calls give up after this long: a stuck relay fails a
  * check instead of hanging (TSan makes everything 5-20x slower). */
@@ -1106,9 +1109,10 @@ static int tls_exit_child(void) {
 
 extern char **environ;
 
-static void t_tls_no_exit_cleanup(void) {
-  if (!rk_tls_load(NULL, NULL, 0))
-    return; /* no OpenSSL here: nothing to check */
+/* Run this harness again as a fresh process, with `extra` (a "NAME=value"
+ * entry) added to its environment; its exit status (or 256 + the signal
+ * that ended it). */
+static int run_self(const char *extra) {
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
@@ -1119,7 +1123,7 @@ static void t_tls_no_exit_cleanup(void) {
   char **envp = calloc(count + 2, sizeof *envp);
   CHECK(envp != NULL, "calloc");
   memcpy(envp, environ, count * sizeof *envp);
-  envp[count] = TLS_EXIT_CHILD_ENV "=1";
+  envp[count] = (char *)extra;
   char *argv[] = {self, NULL};
   pid_t child = fork();
   CHECK(child >= 0, "fork: %s", strerror(errno));
@@ -1130,11 +1134,65 @@ static void t_tls_no_exit_cleanup(void) {
   free(envp);
   int status = 0;
   CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
-  CHECK(WIFEXITED(status), "the child died (signal %d)",
-        WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  CHECK(WEXITSTATUS(status) != 3, "OpenSSL cleaned itself up at exit");
-  CHECK(WEXITSTATUS(status) == 0, "the child exited with %d",
-        WEXITSTATUS(status));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
+}
+
+static void t_tls_no_exit_cleanup(void) {
+  if (!rk_tls_load(NULL, NULL, 0))
+    return; /* no OpenSSL here: nothing to check */
+  int st = run_self(TLS_EXIT_CHILD_ENV "=1");
+  CHECK(st < 256, "the child died (signal %d)", st - 256);
+  CHECK(st != 3, "OpenSSL cleaned itself up at exit");
+  CHECK(st == 0, "the child exited with %d", st);
+}
+
+/* t_malloc_tune's fresh process: rk_malloc_tune twice, then (where it
+ * took effect) what glibc's malloc does with hook-batch-sized blocks.
+ * Exits with 10 * the first call's result + the second's, or 50 + what
+ * went wrong. */
+#define MALLOC_CHILD_ENV "HARNESS_MALLOC_CHILD"
+/* Whether malloc is glibc's own (a sanitizer brings its own allocator). */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define HARNESS_GLIBC_MALLOC 1
+#endif
+static int malloc_tune_child(void) {
+  int first = rk_malloc_tune(), second = rk_malloc_tune();
+#ifdef HARNESS_GLIBC_MALLOC
+  if (first == 1) {
+    enum { BLOCK = 256 * 1024, BLOCKS = 64 };
+    struct mallinfo2 before = mallinfo2();
+    void *blocks[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++)
+      if ((blocks[i] = malloc(BLOCK)) == NULL)
+        return 51;
+    for (int i = 0; i < BLOCK; i += 4096) /* touched, as a copy would */
+      ((volatile char *)blocks[0])[i] = 1;
+    struct mallinfo2 used = mallinfo2();
+    if (used.hblks != before.hblks)
+      return 52; /* a block was mapped on its own */
+    for (int i = BLOCKS - 1; i >= 0; i--)
+      free(blocks[i]);
+    struct mallinfo2 after = mallinfo2();
+    if (after.arena < (size_t)BLOCK * BLOCKS)
+      return 53; /* the freed top went back to the system */
+  }
+#endif
+  return 10 * first + second;
+}
+
+static void t_malloc_tune(void) {
+  int plain = run_self(MALLOC_CHILD_ENV "=1");
+  int kept = run_self(MALLOC_CHILD_ENV "=GLIBC_TUNABLES");
+#ifdef HARNESS_GLIBC_MALLOC
+  CHECK(plain == 10, "a fresh process: exit %d, want 10 (set, then once only)",
+        plain);
+#elif defined(__GLIBC__) /* a sanitizer's malloc: glibc's settings, unused */
+  CHECK(plain == 0 || plain == 10, "a fresh process: exit %d", plain);
+#else /* musl: nothing to set */
+  CHECK(plain == 0, "a fresh process: exit %d, want 0", plain);
+#endif
+  CHECK(kept == 0, "with the operator's GLIBC_TUNABLES: exit %d, want 0", kept);
 }
 
 /* 64 clients on 8 threads through a listener to an echo backend; every
@@ -4999,6 +5057,9 @@ static const test_t tests[] = {
     TEST("tls: OpenSSL is loaded without an exit handler (no cleanup under "
          "running workers)",
          t_tls_no_exit_cleanup),
+    TEST("rk_malloc_tune: hook-batch-sized blocks stay in glibc's heap, "
+         "once per process, never over the operator's settings",
+         t_malloc_tune),
     TEST("relay moves random data intact for 64 clients on 8 threads",
          t_relay_many_clients),
     TEST("rk_listener_conns keeps the oldest, whatever order the walk meets them",
@@ -5108,6 +5169,12 @@ static void *watchdog_main(void *arg) {
 int main(int argc, char **argv) {
   if (getenv(TLS_EXIT_CHILD_ENV) != NULL)
     return tls_exit_child(); /* t_tls_no_exit_cleanup's fresh process */
+  const char *mc = getenv(MALLOC_CHILD_ENV);
+  if (mc != NULL) { /* t_malloc_tune's: "GLIBC_TUNABLES", an operator's */
+    if (strcmp(mc, "GLIBC_TUNABLES") == 0)
+      setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0", 1);
+    return malloc_tune_child();
+  }
   t_is_main = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN); /* like Deno and Bun: EPIPE, not a signal */

@@ -307,6 +307,9 @@ export type HookReturned =
    */
   | "kept";
 
+/** Whether a hook batch was copied in this process (rk_malloc_tune ran). */
+let mallocTuned = false;
+
 /** The bytes a NUL-terminated name needs in the library's error calls. */
 const ERR_BUF = 128;
 
@@ -830,6 +833,9 @@ export class NativeCalls {
         return new Uint8Array(ab);
       }
       this.#copied.add(token);
+      // the copies come from the process's malloc on Deno: keep glibc
+      // from mapping and unmapping a block per batch (rk_malloc_tune)
+      if (!mallocTuned) mallocTuned = (this.#sym.rk_malloc_tune(), true);
       return this.#copy(address, length);
     }
     const ab = this.#lend(address, length);

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "7ea2b5cbcb0be343e42a67e7d3f27dd906bcf46dbb8efcf9e7b0b9c447cc58cd",
+    "sha256": "0e3cc8527be0bebe5165ae54a3a900e48c3129e77ac54ac89d0098af3eb37d91",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "012adc7140c864437690a47f466d2420a27042358deeded76bd38ab82bb4aec5",
-      "size": 154264,
+      "sha256": "9e6314ffaf20c1c94b761710fcf8a68e5a778a325cdb7e50637d8a147635e667",
+      "size": 154280,
     },
     "linux-arm64-glibc": {
-      "sha256": "bb469c43a69e9210b21a424489b38c639a888a6528c63ab7c098ee497bea0494",
-      "size": 199272,
+      "sha256": "c40a30cd89c2ff0c5622ad20f45b315a0c4994cc9aea498aef8b404b3da7ef27",
+      "size": 199288,
     },
     "linux-x64-musl": {
-      "sha256": "7b83af987003d340937ee20e37c30a3067cf43c1d33706f476d3ab0c08606e93",
+      "sha256": "cad2aabd897d48c3bac6a5eb736e4fef5aa7d9cc84d3b14240c7b57817cba0d6",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "4bd04257107cf9526d4a2dde7443814223eaa45d6836673d7bf806d10e40ba0a",
+      "sha256": "4394a015da1aa2e0bbac01bbff003fdbddb6296ee1a98fb8859cb613af975193",
       "size": 199024,
     },
   },

@@ -123,6 +123,8 @@ export const SYMBOLS = {
   rk_hook_gift: { parameters: ["i32", "u32"], result: "i32" },
   // void rk_hook_gift_free_address(uint32_t out[2])
   rk_hook_gift_free_address: { parameters: ["buffer"], result: "void" },
+  // int32_t rk_malloc_tune(void)
+  rk_malloc_tune: { parameters: [], result: "i32" },
   // int32_t rk_conn_peer(int32_t h, int32_t id, char *buf, int32_t cap)
   rk_conn_peer: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
 
