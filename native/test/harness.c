@@ -1109,10 +1109,12 @@ static int tls_exit_child(void) {
 
 extern char **environ;
 
-/* Run this harness again as a fresh process, with `extra` (a "NAME=value"
- * entry) added to its environment; its exit status (or 256 + the signal
- * that ended it). */
-static int run_self(const char *extra) {
+/* Run `fn` in a forked child, with `extra` (a "NAME=value" entry, or
+ * NULL) put into its environment first; or with `fn` NULL, this harness
+ * again as a fresh process (exec: its own libraries and exit handlers; not
+ * under qemu-user without binfmt), with `extra` added to its environment.
+ * The child's exit status (or 256 + the signal that ended it). */
+static int run_child(int (*fn)(void), const char *extra) {
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
@@ -1128,6 +1130,11 @@ static int run_self(const char *extra) {
   pid_t child = fork();
   CHECK(child >= 0, "fork: %s", strerror(errno));
   if (child == 0) {
+    if (fn != NULL) {
+      if (extra != NULL)
+        putenv((char *)extra);
+      _exit(fn());
+    }
     execve(self, argv, envp);
     _exit(127);
   }
@@ -1140,17 +1147,16 @@ static int run_self(const char *extra) {
 static void t_tls_no_exit_cleanup(void) {
   if (!rk_tls_load(NULL, NULL, 0))
     return; /* no OpenSSL here: nothing to check */
-  int st = run_self(TLS_EXIT_CHILD_ENV "=1");
+  int st = run_child(NULL, TLS_EXIT_CHILD_ENV "=1");
   CHECK(st < 256, "the child died (signal %d)", st - 256);
   CHECK(st != 3, "OpenSSL cleaned itself up at exit");
   CHECK(st == 0, "the child exited with %d", st);
 }
 
-/* t_malloc_tune's fresh process: rk_malloc_tune twice, then (where it
- * took effect) what glibc's malloc does with hook-batch-sized blocks.
- * Exits with 10 * the first call's result + the second's, or 50 + what
- * went wrong. */
-#define MALLOC_CHILD_ENV "HARNESS_MALLOC_CHILD"
+/* t_malloc_tune's child (the harness itself never calls rk_malloc_tune):
+ * rk_malloc_tune twice, then (where it took effect) what glibc's malloc
+ * does with hook-batch-sized blocks. Exits with 10 * the first call's
+ * result + the second's, or 50 + what went wrong. */
 /* Whether malloc is glibc's own (a sanitizer brings its own allocator). */
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(__SANITIZE_THREAD__)
@@ -1182,15 +1188,15 @@ static int malloc_tune_child(void) {
 }
 
 static void t_malloc_tune(void) {
-  int plain = run_self(MALLOC_CHILD_ENV "=1");
-  int kept = run_self(MALLOC_CHILD_ENV "=GLIBC_TUNABLES");
+  int plain = run_child(malloc_tune_child, NULL);
+  int kept = run_child(malloc_tune_child, "GLIBC_TUNABLES=glibc.malloc.perturb=0");
 #ifdef HARNESS_GLIBC_MALLOC
-  CHECK(plain == 10, "a fresh process: exit %d, want 10 (set, then once only)",
+  CHECK(plain == 10, "a child: exit %d, want 10 (set, then once only)",
         plain);
 #elif defined(__GLIBC__) /* a sanitizer's malloc: glibc's settings, unused */
-  CHECK(plain == 0 || plain == 10, "a fresh process: exit %d", plain);
+  CHECK(plain == 0 || plain == 10, "a child: exit %d", plain);
 #else /* musl: nothing to set */
-  CHECK(plain == 0, "a fresh process: exit %d, want 0", plain);
+  CHECK(plain == 0, "a child: exit %d, want 0", plain);
 #endif
   CHECK(kept == 0, "with the operator's GLIBC_TUNABLES: exit %d, want 0", kept);
 }
@@ -5169,12 +5175,6 @@ static void *watchdog_main(void *arg) {
 int main(int argc, char **argv) {
   if (getenv(TLS_EXIT_CHILD_ENV) != NULL)
     return tls_exit_child(); /* t_tls_no_exit_cleanup's fresh process */
-  const char *mc = getenv(MALLOC_CHILD_ENV);
-  if (mc != NULL) { /* t_malloc_tune's: "GLIBC_TUNABLES", an operator's */
-    if (strcmp(mc, "GLIBC_TUNABLES") == 0)
-      setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0", 1);
-    return malloc_tune_child();
-  }
   t_is_main = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN); /* like Deno and Bun: EPIPE, not a signal */

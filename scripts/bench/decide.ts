@@ -805,8 +805,25 @@ export function decideRows(r: DecideResult): string[][] {
   );
 }
 
+/**
+ * CPU per connection, row / peer, round by round (each round measures
+ * both, one soon after the other): for reading a ratio of medians on a
+ * machine whose speed drifts between rounds.
+ */
+function roundRatios(row: DecideRow | undefined, peer: DecideRow | undefined): number[] {
+  if (row === undefined || peer === undefined) return [];
+  const n = Math.min(row.samples.length, peer.samples.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const a = row.samples[i]!.cpuUsPerConn, b = peer.samples[i]!.cpuUsPerConn;
+    if (a !== null && b !== null && b > 0) out.push(a / b);
+  }
+  return out;
+}
+
 /** The lines under the table: targets, other ratios, notes. */
 export function decideSummary(r: DecideResult): string[] {
+  const byName = new Map(r.rows.map((row) => [row.name, row]));
   const out = [
     "",
     `decision targets (CPU per connection, row / peer, medians of ${r.rounds} round(s)):`,
@@ -822,8 +839,14 @@ export function decideSummary(r: DecideResult): string[] {
       `  ${t.label}: ${t.row} / ${t.peer}  CPU ${t.cpuRatio!.toFixed(2)}x, p99 ${p99}  ` +
         `(${want})  ${t.met ? "met" : "NOT MET"}`,
     );
+    const paired = roundRatios(byName.get(t.row), byName.get(t.peer));
+    if (paired.length > 1) {
+      out.push(
+        `    by round: ${paired.map((x) => `${x.toFixed(2)}x`).join(", ")} ` +
+          `(median ${median(paired)!.toFixed(2)}x)`,
+      );
+    }
   }
-  const byName = new Map(r.rows.map((row) => [row.name, row]));
   for (const [a, b] of INFO_RATIOS) {
     const x = byName.get(a)?.cpuUsPerConn, y = byName.get(b)?.cpuUsPerConn;
     if (x && y) out.push(`  (no target) ${a} / ${b}  CPU ${(x / y).toFixed(2)}x`);
