@@ -444,10 +444,8 @@ RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
 
 /* ---- data hooks --------------------------------------------------------
  * A hooked direction reads its source into batches of at most
- * RK_HOOK_BATCH_COPIED bytes, or RK_HOOK_BATCH_MAX once its host takes them
- * without a copy (its last batch back was given with rk_hook_gift or handed
- * back RK_HOOK_LENT); a batch is posted when it is full or the
- * source has nothing more for now. Each is lent to the host with an
+ * RK_HOOK_BATCH_MAX bytes; a batch is posted when it is full or the source
+ * has nothing more for now. Each is lent to the host with an
  * RK_EV_HOOK record: the record gives the batch's token, length and the
  * address of its bytes, which stay valid and unchanged (the engine neither
  * reads nor frees them) until the host hands the batch back with
@@ -460,9 +458,6 @@ RK_EXTERN int32_t rk_connect_fd(int32_t h, const char *host, int32_t port,
 
 /* Most bytes of one batch. */
 #define RK_HOOK_BATCH_MAX (512 * 1024)
-/* Most bytes of one batch while the host copies them: a copy out and a
- * copy back of a batch that still fits in the cache. */
-#define RK_HOOK_BATCH_COPIED (256 * 1024)
 /* Most batches of one direction between reading and writing. */
 #define RK_HOOK_WINDOW 4
 

@@ -148,8 +148,6 @@ struct rk__batch {
   uint32_t out_len, out_off;
   unsigned out_own : 1; /* out is malloc'd */
   unsigned kept : 1;    /* the host still refers to data: never free it */
-  unsigned no_copy : 1; /* BACK: the host took it without a copy (given,
-                           or handed back RK_HOOK_LENT) */
   /* Given to the host (rk_hook_gift): data is shared with the host's
    * memory manager, which calls rk_hook_gift_free when it lets go. refs
    * (atomic) counts the two owners; the last one frees the batch. The
@@ -212,9 +210,6 @@ typedef struct {
                             a pool buffer */
   unsigned discard : 1;  /* read and drop (a client after a CLOSE decision) */
   unsigned sendfile : 1; /* the source is a file sent with sendfile(2) */
-  unsigned no_copy : 1;  /* hooked: the host took the last batch back
-                            without a copy: batches of RK_HOOK_BATCH_MAX,
-                            else RK_HOOK_BATCH_COPIED */
   uint64_t limit;        /* bytes still to read; UINT64_MAX: no limit */
   rk__batch *hq_head, *hq_tail; /* hooked: batches posted, oldest first */
   uint32_t hq_n;                 /* hooked: batches in that queue */

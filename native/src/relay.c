@@ -567,7 +567,7 @@ static void rk__hook_post(rk__conn *c, int d, rk__batch *b) {
   b->dir = d;
   b->out = NULL;
   b->out_len = b->out_off = 0;
-  b->out_own = b->kept = b->no_copy = 0;
+  b->out_own = b->kept = 0;
   b->gifted = b->refs = 0;
   b->next = NULL;
   __atomic_store_n(&b->state, RK__BATCH_LENT, __ATOMIC_RELAXED);
@@ -677,7 +677,6 @@ static int rk__pump_hooked(rk__conn *c, int d) {
       if (dir->hq_head == NULL)
         dir->hq_tail = NULL;
       dir->hq_n--;
-      dir->no_copy = b->no_copy;
       rk__batch_put(w, b);
     }
     dir->blocked = (unsigned)full;
@@ -701,9 +700,8 @@ static int rk__pump_hooked(rk__conn *c, int d) {
       return -ENOMEM;
     b->len = 0;
     int wait_out = 0; /* a TLS read waits for the side to be writable */
-    uint32_t cap = dir->no_copy ? RK_HOOK_BATCH_MAX : RK_HOOK_BATCH_COPIED;
     for (;;) {
-      size_t want = cap - b->len;
+      size_t want = RK_HOOK_BATCH_MAX - b->len;
       if (dir->limit < want)
         want = (size_t)dir->limit;
       if (src->tls != NULL) {
@@ -750,7 +748,7 @@ static int rk__pump_hooked(rk__conn *c, int d) {
         dir->can_read = 0; /* a short read drains it (see the top) */
         break;
       }
-      if (b->len == cap || dir->limit == 0)
+      if (b->len == RK_HOOK_BATCH_MAX || dir->limit == 0)
         break;
     }
     if (b->len > 0)
@@ -1211,7 +1209,6 @@ int32_t rk_hook_return(int32_t h, uint32_t token, const uint8_t *data,
   } else if (flags & RK_HOOK_LENT) {
     b->out = b->data + off;
     b->out_len = (uint32_t)len;
-    b->no_copy = 1;
   } else if (len == 0) {
     b->out = b->data;
     b->out_len = 0;
@@ -1273,7 +1270,7 @@ int32_t rk_hook_gift(int32_t h, uint32_t token) {
     /* the worker reads these once the batch is BACK (rk_hook_return's
      * release), or never: it does not touch a lent batch */
     __atomic_store_n(&b->refs, 2, __ATOMIC_RELAXED);
-    b->gifted = b->no_copy = 1;
+    b->gifted = 1;
   }
   pthread_mutex_unlock(&e->lend_lock);
   return r;

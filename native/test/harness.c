@@ -4084,10 +4084,9 @@ static void t_hook_window(void) {
   hookenv_end(he);
 }
 
-/* A hooked direction's batches: at most RK_HOOK_BATCH_COPIED bytes while
- * its host copies them back, up to RK_HOOK_BATCH_MAX once it hands them
- * back RK_HOOK_LENT (no copy), and small again after a copy; the bytes
- * arrive whole and in order throughout. */
+/* A hooked direction's batches fill up to RK_HOOK_BATCH_MAX bytes whether
+ * its host copies them back or hands them back RK_HOOK_LENT (no copy); the
+ * bytes arrive whole and in order throughout. */
 typedef struct {
   int fd;
   uint8_t *buf;
@@ -4108,7 +4107,7 @@ static void t_hook_batch_size(void) {
   socketpair_or_die(a);
   socketpair_or_die(b);
   /* the writer gets well ahead while the window is full: the engine's
-   * next read then finds more than a copied batch may hold */
+   * next read then finds more than a batch may hold */
   int sndbuf = 4 * RK_HOOK_BATCH_MAX;
   setsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   int32_t id = rk_relay_fds(h, a[1], a[1], b[0], b[0],
@@ -4119,10 +4118,11 @@ static void t_hook_batch_size(void) {
   reader_t rd = {b[1], malloc(total + 1), total, 0, 0};
   CHECK(rd.buf != NULL, "out of memory");
   pthread_t wt = spawn(pattern_writer, &wr), rt = spawn(reader_main, &rd);
-  /* batches 0-7 copied back, then lent back until one is big (big_at),
-   * then copied back again: WINDOW batches later they are small again */
-  enum { COPY = 8 };
-  int k = 0, big_at = -1;
+  /* the first COPY batches copied back, the rest lent back: the largest
+   * of each */
+  enum { COPY = 16 };
+  uint32_t most[2] = {0, 0};
+  int k = 0;
   size_t through = 0;
   int64_t deadline = now_ms() + EVENT_TIMEOUT_MS;
   while (through < total) {
@@ -4143,28 +4143,21 @@ static void t_hook_batch_size(void) {
     }
     uint32_t len = rec[7];
     CHECK(len > 0 && len <= RK_HOOK_BATCH_MAX, "batch %d of %u bytes", k, len);
-    int copied = k < COPY || big_at >= 0;
-    if (k < COPY || (big_at >= 0 && k > big_at + RK_HOOK_WINDOW))
-      CHECK(len <= RK_HOOK_BATCH_COPIED,
-            "batch %d of %u bytes while its host copies (at most %u)", k, len,
-            RK_HOOK_BATCH_COPIED);
-    if (big_at < 0 && len > RK_HOOK_BATCH_COPIED) {
-      CHECK(k >= COPY, "batch %d of %u bytes before any was lent back", k,
-            len);
-      big_at = k;
-    }
+    int lent = k >= COPY;
+    if (len > most[lent])
+      most[lent] = len;
     through += len;
-    int32_t r = copied ? rk_hook_return(h, rec[8], hook_bytes(rec),
-                                        (int32_t)len, -1, 0)
-                       : rk_hook_return(h, rec[8], NULL, (int32_t)len, 0,
-                                        RK_HOOK_LENT);
+    int32_t r = lent ? rk_hook_return(h, rec[8], NULL, (int32_t)len, 0,
+                                      RK_HOOK_LENT)
+                     : rk_hook_return(h, rec[8], hook_bytes(rec),
+                                      (int32_t)len, -1, 0);
     CHECK_RC(r, "rk_hook_return");
     k++;
   }
-  CHECK(big_at >= 0,
-        "%d batches, none over %u bytes though every one after %d was lent "
-        "back",
-        k, RK_HOOK_BATCH_COPIED, COPY);
+  CHECK(most[0] == RK_HOOK_BATCH_MAX && most[1] == RK_HOOK_BATCH_MAX,
+        "%d batches: the largest copied back %u bytes, lent back %u (want "
+        "%u)",
+        k, most[0], most[1], RK_HOOK_BATCH_MAX);
   join(wt);
   join(rt);
   expect_pattern(rd.buf, rd.n, total, rd.err);
@@ -5131,8 +5124,8 @@ static const test_t tests[] = {
     TEST("hooks: a direction reads at most a window ahead and writes in "
          "order",
          t_hook_window),
-    TEST("hooks: batches grow to RK_HOOK_BATCH_MAX while the host takes them "
-         "without a copy, and shrink again after a copy",
+    TEST("hooks: batches fill up to RK_HOOK_BATCH_MAX whether the host copies "
+         "them back or not",
          t_hook_batch_size),
     TEST("hooks: given batches are never changed or freed under their host; "
          "a budget bounds them",

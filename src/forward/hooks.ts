@@ -52,8 +52,7 @@ export interface HookContext {
  * called for one chunk of a direction at a time, in order. May be async:
  * the direction's next chunk waits until it settles, and its source is read
  * at most a bounded amount ahead (the native engine: 4 chunks of at most
- * 256 KiB, or 512 KiB where they reach JavaScript without a copy; the
- * stream engine: none), so order is kept and memory stays
+ * 512 KiB; the stream engine: none), so order is kept and memory stays
  * bounded. A hook that throws or rejects closes the connection.
  *
  * The chunk is the hook's to keep, change or hold on to, unless its hooks

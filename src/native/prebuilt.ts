@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "0e3cc8527be0bebe5165ae54a3a900e48c3129e77ac54ac89d0098af3eb37d91",
+    "sha256": "1b9cb751005c33ab9e62f5a86a726e415d21ab55e7971153c4f6e43ab2969376",
     "files": [
       "Makefile",
       "include/relaykit.h",
@@ -44,19 +44,19 @@ export const PREBUILT: {
   },
   "libraries": {
     "linux-x64-glibc": {
-      "sha256": "9e6314ffaf20c1c94b761710fcf8a68e5a778a325cdb7e50637d8a147635e667",
+      "sha256": "52d44d7f3dfb3454e165f9a658161898528493addeba1e78e29bed7498e36c41",
       "size": 154280,
     },
     "linux-arm64-glibc": {
-      "sha256": "c40a30cd89c2ff0c5622ad20f45b315a0c4994cc9aea498aef8b404b3da7ef27",
+      "sha256": "1e203007a1834739b4f273319ba3dfaa2b133080643818504006829d33748706",
       "size": 199288,
     },
     "linux-x64-musl": {
-      "sha256": "cad2aabd897d48c3bac6a5eb736e4fef5aa7d9cc84d3b14240c7b57817cba0d6",
+      "sha256": "8d7dcdc9d291b2bb1f88e4f6a46dbd6205d3c095a4a9c5cce224216445c3c678",
       "size": 154032,
     },
     "linux-arm64-musl": {
-      "sha256": "4394a015da1aa2e0bbac01bbff003fdbddb6296ee1a98fb8859cb613af975193",
+      "sha256": "804152362b5c8d802793cfbd431e05dbd056268b93405fd24909708bbdb3628f",
       "size": 199024,
     },
   },

@@ -54,7 +54,7 @@ export interface RelayOptions {
   /**
    * Data hooks per direction: `aToB` sees what a sends to b, `bToA` the
    * reverse. A hooked direction lends its bytes to JavaScript in chunks of
-   * at most 256 KiB or 512 KiB, up to 4 at a time (as DataHook says); the other
+   * at most 512 KiB, up to 4 at a time (as DataHook says); the other
    * keeps splicing natively.
    */
   hooks?: DataHooks;
