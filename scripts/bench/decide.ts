@@ -28,7 +28,10 @@
  * The proxies of a section are all started first and warmed up; then each
  * round measures every row once, in alternating order (reversed every other
  * round); a row's figures are the medians of its rounds. The targets of
- * issue 23 are ratios of CPU per connection within the run (see TARGETS).
+ * issue 23 are ratios of CPU per connection within the run (see TARGETS),
+ * printed round by round too. Many short rounds (the README's sitting:
+ * --rounds 15 --duration 1) measure each row close in time to its
+ * reference, where the machine's speed drifts over tens of seconds.
  */
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
