@@ -508,7 +508,10 @@ RK_EXTERN void rk_hook_gift_free_address(uint32_t out[2]);
  * this call set them; 0 when an earlier call did, when the environment
  * carries the operator's own malloc settings (GLIBC_TUNABLES naming
  * glibc.malloc, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), or
- * where the C library is not glibc. Any thread. */
+ * where the C library is not glibc. Any thread, but glibc's mallopt is
+ * not safe against other threads' mallocs in the strict sense: they read
+ * the two thresholds without a lock and may see the old values or the
+ * new (aligned words, written once under the main arena's lock). */
 RK_EXTERN int32_t rk_malloc_tune(void);
 /* Most bytes of batches given and not yet freed, in the whole process:
  * past it a host that collects its garbage late gets copies instead. */

@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "1b9cb751005c33ab9e62f5a86a726e415d21ab55e7971153c4f6e43ab2969376",
+    "sha256": "225766b19a38693ef9e57a104206fd8d5eba7f57c31a73fb2128e978137dee8b",
     "files": [
       "Makefile",
       "include/relaykit.h",
