@@ -504,11 +504,12 @@ RK_EXTERN void rk_hook_gift_free_address(uint32_t out[2]);
  * malloc (Deno's ArrayBuffers): by default glibc serves a 256 KiB block
  * with mmap or trims it off the heap when freed, and the next copy faults
  * its pages in again, one by one (a garbage collector frees many copies
- * at once: under Deno 8 MiB still left most of those faults). Process-wide and once: returns 1 when
- * this call set them; 0 when an earlier call did, when the environment
- * carries the operator's own malloc settings (GLIBC_TUNABLES naming
- * glibc.malloc, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), or
- * where the C library is not glibc. Any thread, but glibc's mallopt is
+ * at once: under Deno 8 MiB still left most of those faults).
+ * Process-wide and once: returns 1 when this call set them; 0 when an
+ * earlier call did, when the environment carries the operator's own
+ * malloc settings (GLIBC_TUNABLES naming glibc.malloc,
+ * MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), or where the C library
+ * is not glibc. Any thread, but glibc's mallopt is
  * not safe against other threads' mallocs in the strict sense: they read
  * the two thresholds without a lock and may see the old values or the
  * new (aligned words, written once under the main arena's lock). */

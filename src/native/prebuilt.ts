@@ -21,7 +21,7 @@ export const PREBUILT: {
   >;
 } = {
   "sources": {
-    "sha256": "225766b19a38693ef9e57a104206fd8d5eba7f57c31a73fb2128e978137dee8b",
+    "sha256": "0f361f639daaa275a5c5449045782363c2b935970f17e4b09c0d4304bf2e75aa",
     "files": [
       "Makefile",
       "include/relaykit.h",
