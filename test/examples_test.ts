@@ -270,7 +270,6 @@ export function onError(conn, err) { console.log("onError ${version} " + err.cod
   async function reloadRig(
     name: string,
     body: (r: {
-      servers: { port: number }[];
       write: (server: number, wait: number) => void;
       greet: () => Promise<string>;
       hup: () => void;
@@ -295,7 +294,6 @@ export function route() { return { remote: "127.0.0.1:${servers[server]!.port}" 
     try {
       const port = await routePort(cli);
       await body({
-        servers,
         write,
         greet: async () => {
           const s = await connect(port);

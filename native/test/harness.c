@@ -1117,17 +1117,19 @@ extern char **environ;
  * The child's exit status (or 256 + the signal that ended it). */
 static int run_child(int (*fn)(void), const char *extra) {
   char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
-  self[n] = '\0';
-  size_t count = 0;
-  while (environ[count] != NULL)
-    count++;
-  char **envp = calloc(count + 2, sizeof *envp);
-  CHECK(envp != NULL, "calloc");
-  memcpy(envp, environ, count * sizeof *envp);
-  envp[count] = (char *)extra;
-  char *argv[] = {self, NULL};
+  char **envp = NULL;
+  if (fn == NULL) { /* what execve needs, made before the fork */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    size_t count = 0;
+    while (environ[count] != NULL)
+      count++;
+    envp = calloc(count + 2, sizeof *envp);
+    CHECK(envp != NULL, "calloc");
+    memcpy(envp, environ, count * sizeof *envp);
+    envp[count] = (char *)extra;
+  }
   pid_t child = fork();
   CHECK(child >= 0, "fork: %s", strerror(errno));
   if (child == 0) {
@@ -1136,6 +1138,7 @@ static int run_child(int (*fn)(void), const char *extra) {
         putenv((char *)extra);
       _exit(fn());
     }
+    char *argv[] = {self, NULL};
     execve(self, argv, envp);
     _exit(127);
   }
@@ -1154,15 +1157,16 @@ static void t_tls_no_exit_cleanup(void) {
   CHECK(st == 0, "the child exited with %d", st);
 }
 
-/* t_malloc_tune's child (the harness itself never calls rk_malloc_tune):
- * rk_malloc_tune twice, then (where it took effect) what glibc's malloc
- * does with hook-batch-sized blocks. Exits with 10 * the first call's
- * result + the second's, or 50 + what went wrong. */
 /* Whether malloc is glibc's own (a sanitizer brings its own allocator). */
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(__SANITIZE_THREAD__)
 #define HARNESS_GLIBC_MALLOC 1
 #endif
+
+/* t_malloc_tune's child (the harness itself never calls rk_malloc_tune):
+ * rk_malloc_tune twice, then (where it took effect) what glibc's malloc
+ * does with hook-batch-sized blocks. Exits with 10 * the first call's
+ * result + the second's, or 50 + what went wrong. */
 static int malloc_tune_child(void) {
   int first = rk_malloc_tune(), second = rk_malloc_tune();
 #ifdef HARNESS_GLIBC_MALLOC

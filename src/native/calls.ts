@@ -835,7 +835,10 @@ export class NativeCalls {
       this.#copied.add(token);
       // the copies come from the process's malloc on Deno: keep glibc
       // from mapping and unmapping a block per batch (rk_malloc_tune)
-      if (!mallocTuned) mallocTuned = (this.#sym.rk_malloc_tune(), true);
+      if (!mallocTuned) {
+        this.#sym.rk_malloc_tune();
+        mallocTuned = true;
+      }
       return this.#copy(address, length);
     }
     const ab = this.#lend(address, length);
